@@ -1,0 +1,7 @@
+"""`python -m malt` (and `torchrun -m malt`) run the command-line tool."""
+
+import sys
+
+from malt.cli import main
+
+sys.exit(main())

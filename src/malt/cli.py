@@ -1,0 +1,43 @@
+"""The `malt` command line: discovers the sub-commands in `malt.commands` and dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+import malt.commands
+from malt.errors import MaltError
+
+EXIT_BAD_INPUT = 3
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="malt", description="Multi-Attribution Learning Toolkit for CVR prediction.")
+    parser.add_argument("--log-level", default="WARNING",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(malt.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"malt.commands.{info.name}")
+        name = info.name.replace("_", "-")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(cmd)
+        cmd.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except MaltError as exc:
+        print(f"malt {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"malt {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

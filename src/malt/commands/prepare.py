@@ -1,0 +1,25 @@
+"""`malt prepare`: validate a data set in the MAC layout, cache it, and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "validate and cache a data set (MAC layout) and print its summary"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="data directory (train/, test/, vocabs/)")
+    parser.add_argument("--schema", default=None, help="schema file (.toml/.yaml); default MAC")
+    parser.add_argument("--cache", default=None, help="cache directory (default DATA/.malt_cache)")
+    parser.add_argument("--rebuild", action="store_true", help="ignore and rebuild the cache")
+
+
+def run(args: argparse.Namespace) -> int:
+    from malt.data import prepare, resolve_schema
+    from malt.data.summary import format_summary
+
+    dataset = prepare(args.data, resolve_schema(args.schema), args.cache, rebuild=args.rebuild,
+                      progress=lambda day: print(f"  cached {day.split}/{day.name}: "
+                                                 f"{day.rows:,} rows", flush=True))
+    print(format_summary(dataset))
+    return 0

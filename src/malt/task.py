@@ -1,0 +1,90 @@
+"""What is learned: the main view, the auxiliary views, their weight and the label mode.
+
+A *view* is one attribution label of the schema (`last`, `first`, ...) or `cat`, the Cartesian
+view whose class is the joint outcome of all binarised labels (see `cat_classes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from malt.data.schema import Schema
+from malt.errors import ConfigError
+
+CAT = "cat"
+LABEL_MODES = ("binary", "weighted")
+
+# λ used by the MAC paper's reference runs for each target attribution of the MAC schema.
+REFERENCE_AUX_WEIGHT = {"last": 0.3, "first": 0.1, "mta": 0.3, "linear": 0.2}
+DEFAULT_AUX_WEIGHT = 0.3
+
+
+def default_aux_weight(main: str) -> float:
+    """The reference λ for `main`, or 0.3 for labels the reference never targeted."""
+    return REFERENCE_AUX_WEIGHT.get(main, DEFAULT_AUX_WEIGHT)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Main view, auxiliary views (any other labels and/or `cat`) and how they are trained.
+
+    `aux_weight` is λ in `loss = L_main + λ · Σ_k L_aux_k`; `label_mode` is `binary` (targets are
+    weight > 0, as in the paper) or `weighted` (targets are the attribution weights clipped to
+    [0, 1], soft BCE targets).
+    """
+
+    main: str
+    aux: tuple[str, ...] = ()
+    aux_weight: float = DEFAULT_AUX_WEIGHT
+    label_mode: str = "binary"
+
+    def __post_init__(self) -> None:
+        if self.main == CAT:
+            raise ConfigError("'cat' can only be an auxiliary view")
+        if self.main in self.aux:
+            raise ConfigError(f"the main view '{self.main}' cannot also be auxiliary")
+        if len(set(self.aux)) != len(self.aux):
+            raise ConfigError(f"auxiliary views repeat: {list(self.aux)}")
+        if self.label_mode not in LABEL_MODES:
+            raise ConfigError(f"label mode '{self.label_mode}' is not one of {LABEL_MODES}")
+        if self.aux_weight < 0:
+            raise ConfigError(f"aux weight must be >= 0, got {self.aux_weight}")
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """Main view first, then the auxiliary views in the given order."""
+        return (self.main, *self.aux)
+
+    @property
+    def label_views(self) -> tuple[str, ...]:
+        """The views that are attribution labels (every view but `cat`)."""
+        return tuple(v for v in self.views if v != CAT)
+
+    def validate(self, schema: Schema) -> None:
+        """Raise if a view is not a label of `schema`."""
+        for view in self.label_views:
+            schema.label_index(view)
+
+
+def cat_classes(labels: torch.Tensor) -> torch.Tensor:
+    """Cartesian (CAT) class of each row: `Σ_i 2^i · y_i` over the label columns.
+
+    Args:
+        labels: binarised labels [B, K] in schema label order.
+    Returns:
+        int64 [B] in [0, 2^K). Bit i is label i of the schema, little-endian; for the MAC schema
+        (last, first, linear, mta) that is last = bit 0, first = bit 1, linear = bit 2,
+        mta (DDA) = bit 3, the order of the MAC reference code. Many classes can never occur
+        (last-click positive implies linear positive), which is allowed.
+    """
+    bits = (labels > 0).to(torch.int64)
+    powers = 2 ** torch.arange(bits.shape[-1], device=bits.device, dtype=torch.int64)
+    return (bits * powers).sum(-1)
+
+
+def cat_bits(classes: torch.Tensor, n_labels: int) -> torch.Tensor:
+    """Inverse of `cat_classes`: int64 [B] -> binary labels [B, K] (int64)."""
+    powers = 2 ** torch.arange(n_labels, device=classes.device, dtype=torch.int64)
+    return (classes.unsqueeze(-1) // powers) % 2
