@@ -1,0 +1,65 @@
+"""Rule-based credit: split each conversion among the clicks of its journey.
+
+The input is one row per (journey, click) pair, where a journey is the set of clicks credited
+for one conversion (already restricted to the attribution window and to clicks before the
+conversion). Every rule returns weights in [0, 1] that sum to 1 over each journey. Clicks are
+ordered by time, ties broken by click id.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RULES = ("last", "first", "linear", "position", "time_decay")
+
+
+def credit(rule: str, journey: np.ndarray, click_time: np.ndarray, click_id: np.ndarray,
+           age: np.ndarray | None = None, *, half_life: float = 7 * 86400.0,
+           position_shares: tuple[float, float, float] = (0.4, 0.2, 0.4)) -> np.ndarray:
+    """Weight of every (journey, click) pair under `rule`.
+
+    Args:
+        rule: one of `RULES`.
+        journey: int [P] journey (conversion) id of each pair.
+        click_time: [P] click timestamps; click_id: int [P] tie-breaker.
+        age: [P] conversion time minus click time, needed by `time_decay`.
+        half_life: time for a click's `time_decay` weight to halve (same unit as `age`).
+        position_shares: (first, middle, last) shares of the U-shaped `position` rule; with two
+            clicks the first and last shares are renormalised, with one click it gets 1.
+    Returns:
+        float64 [P] weights, in the input order, summing to 1 within each journey.
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown attribution rule '{rule}', expected one of {RULES}")
+    n = len(journey)
+    if n == 0:
+        return np.zeros(0)
+    order = np.lexsort((click_id, click_time, journey))
+    sorted_journey = journey[order]
+    starts = np.r_[True, sorted_journey[1:] != sorted_journey[:-1]]
+    group = np.cumsum(starts) - 1
+    start_pos = np.flatnonzero(starts)
+    size = np.diff(np.r_[start_pos, n])[group]
+    rank = np.arange(n) - start_pos[group]
+
+    if rule == "last":
+        w = (rank == size - 1).astype(np.float64)
+    elif rule == "first":
+        w = (rank == 0).astype(np.float64)
+    elif rule == "linear":
+        w = 1.0 / size
+    elif rule == "position":
+        first, middle, last = position_shares
+        ends = np.where(rank == 0, first, last)
+        w = np.where(size == 1, 1.0,
+                     np.where(size == 2, ends / (first + last),
+                              np.where((rank == 0) | (rank == size - 1), ends,
+                                       middle / np.maximum(size - 2, 1))))
+    else:  # time_decay
+        if age is None:
+            raise ValueError("the time_decay rule needs the click ages")
+        raw = np.exp2(-np.asarray(age, dtype=np.float64)[order] / half_life)
+        w = raw / np.bincount(group, weights=raw)[group]
+    out = np.empty(n)
+    out[order] = w
+    return out

@@ -1,0 +1,119 @@
+"""Batches as slices of the cached contiguous arrays: no per-sample `__getitem__`, no collate.
+
+A batch is a plain dict of tensors keyed by role (B rows, shapes as in `malt.data.reader`):
+    sparse [B, F] int64, seq [B, S, L] int64, dense_seq [B, C, L] float32,
+    weights [B, V] float32 (raw attribution weights), labels [B, V] float32 (weights > 0),
+    user [B] int64, index [B] int64 (row within its day), step_rows [] int64 (rows of the whole
+    step across all ranks), plus campaign / target_action [B] int64 and true_weights [B, V]
+    when the schema declares them.
+
+`batch_size` is the global batch: with `world_size` ranks each rank receives its part of every
+step (sizes differ by at most one row), so a distributed run sees the same steps as one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from malt.data.cache import Day
+
+Batch = dict[str, torch.Tensor]
+
+_INT64_KEYS = ("sparse", "seq", "campaign", "target_action")
+
+
+def step_count(rows: int, batch_size: int) -> int:
+    """Steps needed for one pass over `rows` rows."""
+    return -(-rows // batch_size)
+
+
+def rank_slice(rows: int, step: int, batch_size: int, rank: int, world_size: int
+               ) -> tuple[int, int]:
+    """[start, stop) positions of `rank`'s part of global step `step` in a day of `rows` rows."""
+    start = step * batch_size
+    size = min(batch_size, rows - start)
+    base, extra = divmod(size, world_size)
+    lo = start + rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
+def day_order(rows: int, shuffle: bool, seed: int, day_index: int) -> np.ndarray | None:
+    """Row permutation of one day (None = file order). Same on every rank for the same seed."""
+    if not shuffle:
+        return None
+    return np.random.default_rng([seed, day_index]).permutation(rows)
+
+
+class DayBatches:
+    """Iterates the batches of one day for one rank.
+
+    Args:
+        day: a cached day.
+        batch_size: rows per global step.
+        shuffle: permute rows within the day (seeded by `seed` and `day_index`).
+        rank, world_size: the data shard of this process.
+        device: where batches go; on CUDA they are pinned and copied asynchronously.
+    """
+
+    def __init__(self, day: Day, batch_size: int = 4096, *, shuffle: bool = False, seed: int = 0,
+                 day_index: int = 0, rank: int = 0, world_size: int = 1,
+                 device: str | torch.device = "cpu"):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.day = day
+        self.batch_size = batch_size
+        self.order = day_order(day.rows, shuffle, seed, day_index)
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device)
+        self._pin = self.device.type == "cuda"
+
+    def __len__(self) -> int:
+        return step_count(self.day.rows, self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.from_step(0)
+
+    def from_step(self, first_step: int) -> Iterator[Batch]:
+        """Batches from step `first_step` on (used to resume inside a day)."""
+        arrays = self.day.arrays()
+        rows = self.day.rows
+        for step in range(first_step, len(self)):
+            lo, hi = rank_slice(rows, step, self.batch_size, self.rank, self.world_size)
+            if self.order is None:
+                index = np.arange(lo, hi)
+                take = slice(lo, hi)
+            else:
+                # Sorted positions read the memory map in order; row order inside a batch
+                # does not change a mean loss.
+                index = np.sort(self.order[lo:hi])
+                take = index
+            step_rows = min(self.batch_size, rows - step * self.batch_size)
+            yield self._to_batch(arrays, take, index, step_rows)
+
+    def _to_batch(self, arrays: dict[str, np.ndarray], take, index: np.ndarray,
+                  step_rows: int) -> Batch:
+        batch: Batch = {}
+        for name, array in arrays.items():
+            part = array[take]
+            tensor = torch.from_numpy(np.array(part, dtype=np.int64 if name in _INT64_KEYS
+                                               else part.dtype))
+            batch[name] = tensor
+        batch["labels"] = (batch["weights"] > 0).to(torch.float32)
+        batch["index"] = torch.from_numpy(index.astype(np.int64))
+        batch["step_rows"] = torch.tensor(step_rows, dtype=torch.int64)
+        if self.device.type == "cpu":
+            return batch
+        if self._pin:
+            batch = {k: v.pin_memory() for k, v in batch.items()}
+        return {k: v.to(self.device, non_blocking=self._pin) for k, v in batch.items()}
+
+
+def iterate_days(days: Sequence[Day], batch_size: int = 4096, **kwargs) -> Iterator[Batch]:
+    """Batches of several days in the given (time) order; kwargs as in `DayBatches`."""
+    for i, day in enumerate(days):
+        yield from DayBatches(day, batch_size, day_index=i, **kwargs)

@@ -1,0 +1,83 @@
+"""The MAC release layout on disk, for reading and for writing.
+
+    <root>/train/train-00.parquet ... train-NN.parquet   one file per day, in time order
+    <root>/test/test.parquet                             the day after the last training day
+    <root>/vocabs/<column>.json                          {raw id: index} per categorical column
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from malt.errors import DataError
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The day files and vocab directory of one data set, days in time order."""
+
+    root: Path
+    train: tuple[Path, ...]
+    test: tuple[Path, ...]
+
+    @property
+    def vocab_dir(self) -> Path:
+        return self.root / "vocabs"
+
+    @property
+    def days(self) -> tuple[Path, ...]:
+        return self.train + self.test
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def find_layout(root: str | Path) -> Layout:
+    """Locate the day files under `root`; raises `DataError` when the layout is not there."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("data directory does not exist", file=str(root))
+    train = tuple(sorted((root / "train").glob("*.parquet"), key=_natural_key))
+    test = tuple(sorted((root / "test").glob("*.parquet"), key=_natural_key))
+    if not train and not test:
+        raise DataError("no day files: expected train/*.parquet and test/*.parquet "
+                        "(the MAC release layout)", file=str(root))
+    if not (root / "vocabs").is_dir():
+        raise DataError("vocabs/ directory is missing", file=str(root))
+    return Layout(root=root, train=train, test=test)
+
+
+def day_path(root: Path, split: str, index: int) -> Path:
+    """Path of day `index` of `split` ('train' or 'test') in the MAC naming."""
+    return root / "train" / f"train-{index:02d}.parquet" if split == "train" \
+        else root / "test" / "test.parquet"
+
+
+def write_day(path: Path, table: pa.Table, *, row_group_size: int = 1 << 18) -> None:
+    """Write one day file atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
+    os.replace(tmp, path)
+
+
+def write_vocab(vocab_dir: Path, column: str, raw_ids: list[str]) -> None:
+    """Write `vocabs/<column>.json` mapping the i-th raw id to index i."""
+    atomic_write_text(vocab_dir / f"{column}.json",
+                      json.dumps({str(r): i for i, r in enumerate(raw_ids)}))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file so that readers see either the old content or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,277 @@
+"""Declarative description of a data set: what each column is and how models should use it.
+
+A schema names the categorical fields (grouped user / ad / context), the id sequences and the
+field whose embedding table each one shares, the float sequences (aligned with the id
+sequences), the user column used for grouping, and the label columns (continuous attribution
+weights). The MAC release is the built-in default; other data sets load a TOML or YAML file:
+
+    name = "shop-logs"
+    user_column = "uid"
+    labels = ["last", "first", "linear", "position", "dda"]
+    sequence_length = 20            # default length of every sequence
+    sequence_pad = "0"              # raw id that pads a short id sequence
+
+    [fields]
+    user = ["age", "city"]
+    ad = ["item", "shop", "category"]
+    context = ["hour"]
+
+    [id_sequences]                  # sequence column -> field whose table it shares
+    item_seq = "item"
+    shop_seq = { shares = "shop", length = 50 }
+
+    float_sequences = ["image_sim"] # or a table {image_sim = 20}
+    ignore_columns = ["note"]       # present in the files, not used
+
+For incomplete multi-label data (KAML) a schema also names `campaign_column`,
+`target_action_column` (a label index or label name per row) and optionally `true_labels`
+(the unreported truth, one column per label, kept for oracle evaluation only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from malt.errors import ConfigError
+
+GROUPS = ("user", "ad", "context")
+
+
+@dataclass(frozen=True)
+class CategoricalField:
+    """A scalar categorical column, embedded with its own table."""
+
+    name: str
+    group: str
+
+
+@dataclass(frozen=True)
+class IdSequence:
+    """A fixed-length list of ids looked up in the table of field `shares`."""
+
+    name: str
+    shares: str
+    length: int
+
+
+@dataclass(frozen=True)
+class FloatSequence:
+    """A fixed-length list of floats, position-aligned with the id sequences."""
+
+    name: str
+    length: int
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Column roles of a data set. Field order is the column order of `Batch['sparse']`."""
+
+    name: str
+    user_column: str
+    fields: tuple[CategoricalField, ...]
+    labels: tuple[str, ...]
+    id_sequences: tuple[IdSequence, ...] = ()
+    float_sequences: tuple[FloatSequence, ...] = ()
+    sequence_pad: str = "0"
+    campaign_column: str | None = None
+    target_action_column: str | None = None
+    true_labels: tuple[str, ...] = ()
+    ignore_columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    # --- derived views -------------------------------------------------------------------
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def group_indices(self, group: str) -> list[int]:
+        """Positions in `Batch['sparse']` of the fields of one group."""
+        if group not in GROUPS:
+            raise ConfigError(f"unknown field group '{group}', expected one of {GROUPS}")
+        return [i for i, f in enumerate(self.fields) if f.group == group]
+
+    @property
+    def sequence_length(self) -> int | None:
+        """The common length of all sequences, or None when there are none."""
+        lengths = {s.length for s in (*self.id_sequences, *self.float_sequences)}
+        return lengths.pop() if len(lengths) == 1 else None
+
+    @property
+    def vocab_columns(self) -> tuple[str, ...]:
+        """Every column that needs `vocabs/<column>.json`."""
+        return (self.user_column, *self.field_names)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column a day file must hold."""
+        cols = [self.user_column, *self.field_names]
+        cols += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
+        cols += [c for c in (self.campaign_column, self.target_action_column) if c]
+        cols += [*self.labels, *self.true_labels]
+        return tuple(dict.fromkeys(cols))
+
+    def label_index(self, name: str) -> int:
+        if name not in self.labels:
+            raise ConfigError(f"unknown label '{name}'; the schema '{self.name}' has labels "
+                              f"{list(self.labels)}")
+        return self.labels.index(name)
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that changes how files are read."""
+        payload = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    # --- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "schema") -> Schema:
+        known = {"name", "user_column", "fields", "labels", "id_sequences", "float_sequences",
+                 "sequence_length", "sequence_pad", "campaign_column", "target_action_column",
+                 "true_labels", "ignore_columns"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"{source}: unknown keys {sorted(unknown)}; valid keys are "
+                              f"{sorted(known)}")
+        for key in ("user_column", "fields", "labels"):
+            if key not in raw:
+                raise ConfigError(f"{source}: missing required key '{key}'")
+        default_len = int(raw.get("sequence_length", 20))
+        return cls(
+            name=str(raw.get("name", Path(source).stem)),
+            user_column=str(raw["user_column"]),
+            fields=_parse_fields(raw["fields"], source),
+            labels=tuple(str(x) for x in raw["labels"]),
+            id_sequences=_parse_id_sequences(raw.get("id_sequences", {}), default_len, source),
+            float_sequences=_parse_float_sequences(raw.get("float_sequences", []), default_len,
+                                                   source),
+            sequence_pad=str(raw.get("sequence_pad", "0")),
+            campaign_column=raw.get("campaign_column"),
+            target_action_column=raw.get("target_action_column"),
+            true_labels=tuple(str(x) for x in raw.get("true_labels", ())),
+            ignore_columns=tuple(str(x) for x in raw.get("ignore_columns", ())),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Schema:
+        """Read a schema from a .toml, .yaml/.yml or .json file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"schema file {path} does not exist")
+        text = path.read_text()
+        try:
+            if path.suffix == ".toml":
+                raw = tomllib.loads(text)
+            elif path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                raw = yaml.safe_load(text)
+            elif path.suffix == ".json":
+                raw = json.loads(text)
+            else:
+                raise ConfigError(f"schema file {path}: use .toml, .yaml or .json")
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
+            raise ConfigError(f"schema file {path} is not valid: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"schema file {path} must hold a table of keys")
+        return cls.from_dict(raw, source=str(path))
+
+    # --- validation ----------------------------------------------------------------------
+    def _check(self) -> None:
+        names = [self.user_column, *self.field_names]
+        names += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
+        names += [*self.labels, *self.true_labels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"schema '{self.name}': columns declared twice: {dupes}")
+        if not self.labels:
+            raise ConfigError(f"schema '{self.name}': declare at least one label column")
+        if "cat" in self.labels:
+            raise ConfigError(f"schema '{self.name}': 'cat' is reserved for the Cartesian view")
+        for f in self.fields:
+            if f.group not in GROUPS:
+                raise ConfigError(f"schema '{self.name}': field '{f.name}' has group "
+                                  f"'{f.group}', expected one of {GROUPS}")
+        for s in self.id_sequences:
+            if s.shares not in self.field_names:
+                raise ConfigError(f"schema '{self.name}': sequence '{s.name}' shares the table "
+                                  f"of '{s.shares}', which is not a categorical field")
+        sequences = (*self.id_sequences, *self.float_sequences)
+        for s in sequences:
+            if s.length < 1:
+                raise ConfigError(f"schema '{self.name}': sequence '{s.name}' has length "
+                                  f"{s.length}")
+        if len({s.length for s in sequences}) > 1:
+            raise ConfigError(f"schema '{self.name}': sequences are position-aligned and must "
+                              f"share one length, got {[(s.name, s.length) for s in sequences]}")
+        if self.true_labels and len(self.true_labels) != len(self.labels):
+            raise ConfigError(f"schema '{self.name}': true_labels must match labels one to one")
+
+
+def _parse_fields(raw: Any, source: str) -> tuple[CategoricalField, ...]:
+    if isinstance(raw, dict):
+        bad = set(raw) - set(GROUPS)
+        if bad:
+            raise ConfigError(f"{source}: [fields] has unknown groups {sorted(bad)}; use {GROUPS}")
+        return tuple(CategoricalField(str(n), g) for g in GROUPS for n in raw.get(g, ()))
+    if isinstance(raw, list):
+        return tuple(CategoricalField(str(f["name"]), str(f["group"])) for f in raw)
+    raise ConfigError(f"{source}: 'fields' must be a table of groups or a list")
+
+
+def _parse_id_sequences(raw: Any, default_len: int, source: str) -> tuple[IdSequence, ...]:
+    if isinstance(raw, list):
+        return tuple(IdSequence(str(s["name"]), str(s["shares"]),
+                                int(s.get("length", default_len))) for s in raw)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: 'id_sequences' must map sequence -> shared field")
+    out = []
+    for name, spec in raw.items():
+        if isinstance(spec, str):
+            out.append(IdSequence(name, spec, default_len))
+        else:
+            out.append(IdSequence(name, str(spec["shares"]), int(spec.get("length", default_len))))
+    return tuple(out)
+
+
+def _parse_float_sequences(raw: Any, default_len: int, source: str) -> tuple[FloatSequence, ...]:
+    if isinstance(raw, dict):
+        return tuple(FloatSequence(str(n), int(length)) for n, length in raw.items())
+    if isinstance(raw, list):
+        return tuple(FloatSequence(str(n), default_len) if isinstance(n, str)
+                     else FloatSequence(str(n["name"]), int(n.get("length", default_len)))
+                     for n in raw)
+    raise ConfigError(f"{source}: 'float_sequences' must be a list or a table")
+
+
+def _mac_schema() -> Schema:
+    fields = ([CategoricalField(f"user_feat{i}", "user") for i in range(6)]
+              + [CategoricalField(f"ad_feat{i}", "ad") for i in range(6)]
+              + [CategoricalField(f"context_feat{i}", "context") for i in range(4)])
+    return Schema(
+        name="mac",
+        user_column="user_id",
+        fields=tuple(fields),
+        labels=("last", "first", "linear", "mta"),
+        id_sequences=tuple(IdSequence(f"ad_feat{i}_seq", f"ad_feat{i}", 20) for i in range(3)),
+        float_sequences=tuple(FloatSequence(f"mm_feat{i}_seq", 20) for i in range(2)),
+    )
+
+
+MAC = _mac_schema()
+"""The MAC release: 1 user id + 6 user, 6 ad and 4 context fields, 3 purchase-sequence id
+columns sharing the ad_feat0..2 tables, 2 similarity-score sequences, labels last/first/linear/mta
+(the DDA label is called `mta` in the release)."""
+
+
+def resolve_schema(path: str | Path | None) -> Schema:
+    """The schema in `path`, or the built-in MAC schema when no path is given."""
+    return MAC if path is None else Schema.load(path)

@@ -1,0 +1,44 @@
+"""Text summary of a prepared data set: rows, users, positive ratios and OOV counts per day."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from malt.data.cache import Dataset
+
+
+def distinct_users(dataset: Dataset) -> int:
+    """Distinct users over all days (vocab rows of the user column)."""
+    return int(np.unique(np.concatenate([np.unique(d.arrays()["user"]) for d in dataset.days]))
+               .size)
+
+
+def format_summary(dataset: Dataset) -> str:
+    labels = dataset.schema.labels
+    header = ["day", "rows", "users", *[f"pos% {c}" for c in labels], "oov"]
+    rows = []
+    total_pos = dict.fromkeys(labels, 0)
+    total_rows = total_oov = 0
+    for day in dataset.days:
+        s = day.stats
+        oov = sum(s.oov.values())
+        rows.append([f"{day.split}/{day.name}", f"{s.rows:,}", f"{s.users:,}",
+                     *[f"{100 * s.positives[c] / s.rows:.2f}" for c in labels], f"{oov:,}"])
+        total_rows += s.rows
+        total_oov += oov
+        for c in labels:
+            total_pos[c] += s.positives[c]
+    rows.append(["all", f"{total_rows:,}", f"{distinct_users(dataset):,}",
+                 *[f"{100 * total_pos[c] / total_rows:.2f}" for c in labels], f"{total_oov:,}"])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+    oov_columns = {}
+    for day in dataset.days:
+        for column, n in day.stats.oov.items():
+            oov_columns[column] = oov_columns.get(column, 0) + n
+    nonzero = {c: n for c, n in oov_columns.items() if n}
+    lines.append(f"schema {dataset.schema.name}: {len(dataset.train)} train day(s), "
+                 f"{len(dataset.test)} test day(s); out-of-vocabulary ids: "
+                 + (", ".join(f"{c} {n:,}" for c, n in nonzero.items()) if nonzero else "none"))
+    return "\n".join(lines)
