@@ -1,0 +1,34 @@
+"""Write a benchmark's figures into its own section of BENCHMARKS.md (other sections are kept)."""
+
+from __future__ import annotations
+
+import platform
+import re
+from datetime import date
+from pathlib import Path
+
+import torch
+
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+_HEADER = ("# Benchmarks\n\nFigures written by the scripts in `benchmarks/`; each section names "
+           "the command that produced it. Re-run a script to refresh its section.\n")
+
+
+def machine() -> str:
+    """One line describing where the figures were taken."""
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {threads} torch threads, {gpu}, torch {torch.__version__}, {date.today()}"
+
+
+def update_section(name: str, command: str, body: str) -> None:
+    """Replace (or append) the section `name` of BENCHMARKS.md with `body`."""
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else _HEADER
+    section = (f"<!-- bench:{name} -->\n## {name}\n\nCommand: `{command}`  \n"
+               f"Machine: {machine()}\n\n{body.strip()}\n<!-- /bench:{name} -->")
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->",
+                         re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) \
+        else text.rstrip() + "\n\n" + section + "\n"
+    BENCHMARKS_MD.write_text(text)
