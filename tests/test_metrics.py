@@ -1,0 +1,319 @@
+"""The vectorised metrics against scikit-learn and slow per-user reference loops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import log_loss, roc_auc_score
+
+from malt import metrics as m
+
+# Rows of (score level, label, weight): few score levels so that ties are everywhere.
+rows = st.lists(st.tuples(st.integers(0, 6), st.booleans(), st.floats(0.0, 5.0)),
+                min_size=2, max_size=80)
+
+
+def _arrays(data):
+    s = np.array([r[0] for r in data], dtype=np.float64) / 6
+    y = np.array([r[1] for r in data], dtype=np.float64)
+    w = np.array([r[2] for r in data], dtype=np.float64)
+    return s, y, w
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows)
+def test_auc_matches_sklearn_with_ties(data):
+    s, y, _ = _arrays(data)
+    assume(0 < y.sum() < len(y))
+    assert m.auc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows)
+def test_weighted_auc_matches_sklearn_with_ties(data):
+    s, y, w = _arrays(data)
+    assume((w * y).sum() > 1e-3 and (w * (1 - y)).sum() > 1e-3)
+    expected = roc_auc_score(y, s, sample_weight=w)
+    assert m.auc(s, y, w) == pytest.approx(expected, abs=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows)
+def test_auc_reverses_when_scores_are_negated(data):
+    s, y, w = _arrays(data)
+    assume((w * y).sum() > 1e-3 and (w * (1 - y)).sum() > 1e-3)
+    assert m.auc(-s, y, w) == pytest.approx(1.0 - m.auc(s, y, w), abs=1e-12)
+
+
+def test_auc_on_large_random_data_with_ties():
+    rng = np.random.default_rng(1)
+    s = rng.integers(0, 200, 200_000) / 200.0
+    y = (rng.random(200_000) < 0.3 + 0.4 * s).astype(float)
+    w = rng.exponential(1.0, 200_000)
+    assert m.auc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-9)
+    assert m.auc(s, y, w) == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-9)
+
+
+def test_auc_all_ties_is_one_half_and_perfect_ranking_is_one():
+    y = np.array([0, 1, 0, 1, 1.0])
+    assert m.auc(np.zeros(5), y) == 0.5
+    assert m.auc(y * 3.0, y) == 1.0
+    assert m.auc(-y, y) == 0.0
+
+
+def test_auc_undefined_is_nan():
+    assert math.isnan(m.auc(np.array([0.1, 0.7]), np.array([1.0, 1.0])))
+    assert math.isnan(m.auc(np.array([0.1, 0.7]), np.array([0.0, 0.0])))
+    assert math.isnan(m.auc(np.zeros(0), np.zeros(0)))
+    # Positives exist but carry no weight: the positive mass is zero.
+    assert math.isnan(m.auc(np.array([0.1, 0.7]), np.array([1.0, 0.0]), np.array([0.0, 1.0])))
+
+
+@pytest.mark.parametrize("call", [
+    lambda: m.auc(np.array([0.1, np.nan]), np.array([0.0, 1.0])),
+    lambda: m.auc(np.array([0.1, 0.2]), np.array([0.0, 2.0])),
+    lambda: m.auc(np.array([0.1, 0.2]), np.array([0.0, 1.0, 1.0])),
+    lambda: m.auc(np.array([0.1, 0.2]), np.array([0.0, 1.0]), np.array([1.0, -1.0])),
+    lambda: m.auc(np.zeros((2, 2)), np.zeros(2)),
+    lambda: m.gauc(np.array([0.1, 0.2]), np.array([0.0, 1.0]), np.array([1, 2, 3])),
+    lambda: m.logloss(np.array([0.1, 0.2]), np.array([0.0, 1.5])),
+])
+def test_bad_input_raises(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+# --- GAUC -----------------------------------------------------------------------------------------
+
+def slow_gauc(s, y, u, w=None):
+    """Per-user scikit-learn loop: (GAUC, users counted, clicks counted, {user: AUC})."""
+    num, den, per_user = 0.0, 0, {}
+    for uid in np.unique(u):
+        rows_u = u == uid
+        if len(np.unique(y[rows_u])) < 2:
+            continue
+        a = roc_auc_score(y[rows_u], s[rows_u], sample_weight=None if w is None else w[rows_u])
+        per_user[uid] = a
+        num += rows_u.sum() * a
+        den += rows_u.sum()
+    return (num / den if den else float("nan")), len(per_user), den, per_user
+
+
+def random_day(seed, n=3000, users=400, levels=8):
+    rng = np.random.default_rng(seed)
+    u = rng.choice(rng.integers(-10**12, 10**12, users), n)
+    s = rng.integers(0, levels, n) / levels
+    y = (rng.random(n) < 0.15 + 0.5 * s).astype(float)
+    w = np.where(y > 0, rng.uniform(0.05, 1.0, n), 0.0)
+    return s, y, u, w
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gauc_matches_per_user_sklearn_loop(seed, weighted):
+    s, y, u, raw = random_day(seed)
+    w = m.attribution_sample_weight(raw) if weighted else None
+    got = m.gauc(s, y, u, w)
+    value, users, clicks, per_user = slow_gauc(s, y, u, w)
+    assert got.value == pytest.approx(value, abs=1e-9)
+    assert got.users == users and got.clicks == clicks
+    assert 0 < users < len(np.unique(u))  # some single-class users were skipped
+    np.testing.assert_array_equal(got.user_ids, np.unique(u))
+    np.testing.assert_array_equal(got.user_clicks, [np.sum(u == i) for i in got.user_ids])
+    valid = np.isfinite(got.user_auc)
+    assert set(got.user_ids[valid]) == set(per_user)
+    expected = np.array([per_user[i] for i in got.user_ids[valid]])
+    np.testing.assert_allclose(got.user_auc[valid], expected, rtol=0, atol=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.booleans(), st.floats(0.01, 3.0),
+                          st.integers(0, 5)), min_size=1, max_size=60))
+def test_gauc_matches_loop_on_small_random_inputs(data):
+    s = np.array([r[0] for r in data], dtype=np.float64)
+    y = np.array([r[1] for r in data], dtype=np.float64)
+    w = np.array([r[2] for r in data])
+    u = np.array([r[3] for r in data], dtype=np.int64)
+    for weight in (None, w):
+        got = m.gauc(s, y, u, weight)
+        value, users, clicks, _ = slow_gauc(s, y, u, weight)
+        assert got.users == users and got.clicks == clicks
+        if users:
+            assert got.value == pytest.approx(value, abs=1e-9)
+        else:
+            assert math.isnan(got.value)
+
+
+def test_gauc_weights_users_by_clicks_not_by_sample_weight():
+    # User 1: 2 rows, AUC 1. User 2: 4 rows, AUC 0. Heavy weights on user 1 must not matter.
+    s = np.array([0.9, 0.1, 0.1, 0.2, 0.9, 0.8])
+    y = np.array([1, 0, 1, 1, 0, 0.0])
+    u = np.array([1, 1, 2, 2, 2, 2])
+    w = np.array([100.0, 100.0, 1.0, 1.0, 1.0, 1.0])
+    for weight in (None, w):
+        assert m.gauc(s, y, u, weight).value == pytest.approx((2 * 1.0 + 4 * 0.0) / 6)
+
+
+def test_gauc_edge_cases():
+    empty = m.gauc(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
+    assert math.isnan(empty.value) and empty.users == 0 and empty.clicks == 0
+    assert len(empty.user_ids) == len(empty.user_auc) == len(empty.user_clicks) == 0
+    single = m.gauc(np.array([0.1, 0.5, 0.3]), np.array([1.0, 1.0, 0.0]), np.array([7, 7, 8]))
+    assert math.isnan(single.value) and single.users == 0
+    assert np.isnan(single.user_auc).all()
+    np.testing.assert_array_equal(single.user_clicks, [2, 1])
+
+
+# --- logloss --------------------------------------------------------------------------------------
+
+def test_logloss_matches_sklearn():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.01, 0.99, 5000)
+    y = (rng.random(5000) < p).astype(float)
+    w = rng.exponential(1.0, 5000)
+    assert m.logloss(p, y) == pytest.approx(log_loss(y, p), rel=1e-12)
+    assert m.logloss(p, y, w) == pytest.approx(log_loss(y, p, sample_weight=w), rel=1e-12)
+
+
+def test_logloss_clips_and_logits_variant_agrees():
+    y = np.array([1.0, 0.0, 1.0])
+    assert m.logloss(np.array([0.0, 1.0, 1.0]), y) == pytest.approx(
+        -2 * math.log(m.LOGLOSS_EPS) / 3 - math.log(1 - m.LOGLOSS_EPS) / 3)
+    rng = np.random.default_rng(4)
+    z = rng.normal(0, 3, 1000)
+    y = (rng.random(1000) < 0.5).astype(float)
+    p = 1 / (1 + np.exp(-z))
+    assert m.logloss_from_logits(z, y) == pytest.approx(m.logloss(p, y, eps=1e-300), rel=1e-9)
+    assert m.logloss_from_logits(np.array([-800.0, 800.0]), np.array([1.0, 0.0])) == 800.0
+    assert math.isnan(m.logloss(np.zeros(0), np.zeros(0)))
+
+
+# --- RelaImpr -------------------------------------------------------------------------------------
+
+KAML_TABLE2 = {  # column: (KAML AUC, {multi-task baseline: AUC}, reported RelaImpr %, best)
+    "A": (0.8510, dict(MMoE=0.8448, SharedBottom=0.8446, PLE=0.8466, TAML=0.8467, STAR=0.8431),
+          1.24, "TAML"),
+    "B": (0.8951, dict(MMoE=0.8921, SharedBottom=0.8923, PLE=0.8928, TAML=0.8935, STAR=0.8900),
+          0.41, "TAML"),
+    "C": (0.9162, dict(MMoE=0.9139, SharedBottom=0.9142, PLE=0.9131, TAML=0.9132, STAR=0.9121),
+          0.48, "SharedBottom"),
+    "D": (0.8714, dict(MMoE=0.8300, SharedBottom=0.8388, PLE=0.8370, TAML=0.8297, STAR=0.8325),
+          9.62, "SharedBottom"),
+    "E": (0.9139, dict(MMoE=0.9061, SharedBottom=0.9062, PLE=0.9054, TAML=0.9062, STAR=0.9061),
+          1.89, "SharedBottom"),
+    "All": (0.9133, dict(MMoE=0.9108, SharedBottom=0.9108, PLE=0.9115, TAML=0.9116, STAR=0.9095),
+            0.41, "TAML"),
+}
+
+
+@pytest.mark.parametrize("column", sorted(KAML_TABLE2))
+def test_rela_impr_reproduces_kaml_table2(column):
+    model, baselines, reported, best = KAML_TABLE2[column]
+    value, name = m.rela_impr_best(model, baselines)
+    assert name == best
+    # The paper prints two decimals; E computes to 1.8956 % and is printed 1.89 %.
+    assert abs(100 * value - reported) < 0.01
+
+
+def test_rela_impr_definition_and_single_task_baseline():
+    assert m.rela_impr(0.75, 0.7) == pytest.approx(0.25)
+    assert m.rela_impr(0.7, 0.7) == 0.0
+    assert math.isnan(m.rela_impr(0.7, 0.5))
+    # Counting SingleTask (0.8498) as a baseline for action A would give 0.34 %, not 1.24 %.
+    assert 100 * m.rela_impr(0.8510, 0.8498) == pytest.approx(0.343, abs=1e-3)
+    with pytest.raises(ValueError):
+        m.rela_impr_best(0.8, {})
+
+
+# --- GAUC gain by path complexity -----------------------------------------------------------------
+
+def test_path_complexity_counts_positives_per_user():
+    u = np.array([5, 5, 5, 9, 9, 2])
+    linear = np.array([0.5, 0.5, 0.0, 1.0, 0.0, 0.3])
+    last = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    ratio = m.path_complexity(np.array([2, 5, 9]), u, linear, last)
+    assert math.isnan(ratio[0])
+    np.testing.assert_array_equal(ratio[1:], [2.0, 1.0])
+    with pytest.raises(ValueError):
+        m.path_complexity(np.array([2, 5]), u, linear, last)
+
+
+def test_gauc_gain_by_complexity_matches_per_user_loop():
+    rng = np.random.default_rng(5)
+    n, users = 6000, 500
+    u = rng.integers(0, users, n)
+    linear = np.where(rng.random(n) < 0.4, rng.uniform(0.1, 1, n), 0.0)
+    last = np.where((linear > 0) & (rng.random(n) < 0.5), 1.0, 0.0)
+    y = (linear > 0).astype(float)
+    model_s = rng.random(n) + 0.5 * y
+    base_s = rng.random(n) + 0.2 * y
+    model, base = m.gauc(model_s, y, u), m.gauc(base_s, y, u)
+    ratio = m.path_complexity(model.user_ids, u, linear, last)
+    edges = (1.0, 1.5, 2.0, 3.0)
+    got = m.gauc_gain_by_complexity(model, base, ratio, edges)
+
+    _, _, _, model_auc = slow_gauc(model_s, y, u)
+    _, _, _, base_auc = slow_gauc(base_s, y, u)
+    highs = (*edges[1:], math.inf)
+    excluded_users = excluded_clicks = 0
+    groups = [[0, 0, 0.0, 0.0] for _ in edges]
+    for uid in model_auc:
+        rows_u = u == uid
+        k_lin, k_last = (linear[rows_u] > 0).sum(), (last[rows_u] > 0).sum()
+        r = k_lin / k_last if k_last else math.nan
+        k = next((i for i, lo in enumerate(edges) if lo <= r < highs[i]), None)
+        if k is None:
+            excluded_users += 1
+            excluded_clicks += rows_u.sum()
+            continue
+        g = groups[k]
+        g[0] += 1
+        g[1] += rows_u.sum()
+        g[2] += rows_u.sum() * model_auc[uid]
+        g[3] += rows_u.sum() * base_auc[uid]
+
+    assert got.excluded_users == excluded_users > 0
+    assert got.excluded_clicks == excluded_clicks
+    assert [(g.lo, g.hi) for g in got.groups] == list(zip(edges, highs))
+    for row, (n_users, clicks, msum, bsum) in zip(got.groups, groups):
+        assert (row.users, row.clicks) == (n_users, clicks) and n_users > 0
+        assert row.gauc_model == pytest.approx(msum / clicks, abs=1e-12)
+        assert row.gauc_baseline == pytest.approx(bsum / clicks, abs=1e-12)
+        assert row.gain == pytest.approx((msum - bsum) / clicks, abs=1e-12)
+    total = sum(g.clicks for g in got.groups) + got.excluded_clicks
+    assert total == model.clicks
+
+
+def test_gauc_gain_by_complexity_rejects_mismatched_runs_and_bad_edges():
+    s, y, u, _ = random_day(0, n=200, users=30)
+    a = m.gauc(s, y, u)
+    b = m.gauc(s[:100], y[:100], u[:100])
+    ratio = np.ones(len(a.user_ids))
+    with pytest.raises(ValueError):
+        m.gauc_gain_by_complexity(a, b, ratio)
+    with pytest.raises(ValueError):
+        m.gauc_gain_by_complexity(a, a, ratio, edges=(2.0, 1.0))
+    empty = m.gauc_gain_by_complexity(a, a, np.full(len(a.user_ids), 0.5))
+    assert all(g.users == 0 and math.isnan(g.gauc_model) for g in empty.groups)
+    assert empty.excluded_users == a.users
+
+
+# --- all metrics of a view ------------------------------------------------------------------------
+
+def test_view_metrics_binarised_and_weighted():
+    s, y, u, raw = random_day(7)
+    got = m.view_metrics(s, raw, u)
+    w = m.attribution_sample_weight(raw)
+    np.testing.assert_array_equal(w[raw > 0], raw[raw > 0])
+    assert (w[raw == 0] == 1).all()
+    assert got["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
+    assert got["auc_weighted"] == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-9)
+    value, users, _, _ = slow_gauc(s, y, u)
+    assert got["gauc"] == pytest.approx(value, abs=1e-9) and got["gauc_users"] == users
+    assert got["gauc_weighted"] == pytest.approx(slow_gauc(s, y, u, w)[0], abs=1e-9)
+    assert got["gauc_weighted"] != pytest.approx(got["gauc"], abs=1e-6)
+    assert got["logloss"] == pytest.approx(log_loss(y, np.clip(s, 1e-7, 1 - 1e-7)), rel=1e-12)
