@@ -1,0 +1,89 @@
+"""The feature encoder shared by every model: embeddings, target attention, SimTier, fusion."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from malt.data.schema import Schema
+from malt.data.vocab import VocabInfo
+from malt.errors import ConfigError
+from malt.layers.attention import TargetAttention
+from malt.layers.embedding import FieldEmbeddings
+from malt.layers.simtier import SimTier
+
+
+class FeatureEncoder(nn.Module):
+    """Batch -> fused feature vector x [B, D], normalised by a LayerNorm with learned affine.
+
+    x is the concatenation, in this order, of
+        user field embeddings        F_u · d
+        ad and context embeddings    F_a · d   (ad fields, then context fields)
+        one attention output per id sequence   S · d
+        SimTier over the float sequences       bins (sum) or C · bins (concat)
+    so D = (F_u + F_a + S) · d + SimTier width; for the MAC schema D = 19 · 16 + 32 = 336.
+    A schema without id sequences has no attention block, one without float sequences no
+    SimTier. Attention needs at least one ad or context field for its query.
+
+    Padding: a position is padded where the first id sequence holds
+    `vocab.sequence_pad[that sequence]` (sequences are position-aligned). The mask and the
+    SimTier count rule are set by `padding_mask` and `count_padding`.
+    """
+
+    def __init__(self, schema: Schema, vocab: VocabInfo, *, dim: int = 16, heads: int = 4,
+                 padding_mask: bool = True, simtier_bins: int = 32,
+                 simtier_combine: str = "sum", count_padding: bool = False,
+                 sparse: bool = False):
+        super().__init__()
+        self.user_order = schema.group_indices("user")
+        self.ad_order = schema.group_indices("ad") + schema.group_indices("context")
+        self.embeddings = FieldEmbeddings(schema, vocab, dim, sparse=sparse)
+        n_seq = len(schema.id_sequences)
+        if n_seq and not self.ad_order:
+            raise ConfigError(f"schema '{schema.name}': target attention over id sequences needs "
+                              f"at least one ad or context field for its query")
+        self.attention = nn.ModuleList(TargetAttention(len(self.ad_order) * dim, dim, heads)
+                                       for _ in range(n_seq))
+        n_float = len(schema.float_sequences)
+        self.simtier = SimTier(n_float, simtier_bins, simtier_combine) if n_float else None
+        self.padding_mask, self.count_padding = padding_mask, count_padding
+        self.pad_row: int | None = None
+        if n_seq:
+            first = schema.id_sequences[0].name
+            if first not in vocab.sequence_pad:
+                raise ConfigError(f"the vocab has no padding row for sequence '{first}'")
+            self.pad_row = vocab.sequence_pad[first]
+        self.block_widths = {
+            "user": len(self.user_order) * dim,
+            "ad": len(self.ad_order) * dim,
+            "attention": n_seq * dim,
+            "simtier": self.simtier.out_dim if self.simtier is not None else 0,
+        }
+        self.out_dim = sum(self.block_widths.values())
+        if self.out_dim == 0:
+            raise ConfigError(f"schema '{schema.name}' gives the model no input features")
+        self.norm = nn.LayerNorm(self.out_dim)
+
+    def padding(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """bool [B, L], True at padded positions; None when the schema has no id sequence."""
+        if self.pad_row is None:
+            return None
+        return batch["seq"][:, 0, :] == self.pad_row
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """batch (sparse [B, F], seq [B, S, L], dense_seq [B, C, L]) -> x [B, D]."""
+        sparse = batch["sparse"]
+        parts = []
+        if self.user_order:
+            parts.append(self.embeddings.fields(sparse, self.user_order).flatten(1))
+        ad = self.embeddings.fields(sparse, self.ad_order).flatten(1) if self.ad_order else None
+        if ad is not None:
+            parts.append(ad)
+        pad = self.padding(batch)
+        if len(self.attention):
+            seqs = self.embeddings.sequences(batch["seq"])
+            mask = pad if self.padding_mask else None
+            parts += [att(ad, seqs[:, s], mask) for s, att in enumerate(self.attention)]
+        if self.simtier is not None:
+            parts.append(self.simtier(batch["dense_seq"], None if self.count_padding else pad))
+        return self.norm(torch.cat(parts, dim=1))

@@ -1,0 +1,12 @@
+"""Models of multi-attribution learning, by name: base, shared_bottom, mmoe, ple, home, natal,
+moae. Build one with `build_model(name, schema, vocab, task, config)`."""
+
+from malt.models.base import MaltModel, Outputs
+from malt.models.config import ModelConfig
+from malt.models.registry import build_model, model_class, model_names, register
+
+# Imported for their registration, in the order `model_names()` lists them.
+from malt.models import base_model  # noqa: E402, F401  isort: skip
+
+__all__ = ["MaltModel", "ModelConfig", "Outputs", "build_model", "model_class", "model_names",
+           "register"]

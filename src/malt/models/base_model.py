@@ -1,0 +1,30 @@
+"""BASE: the single-attribution baseline."""
+
+from __future__ import annotations
+
+import torch
+
+from malt.models.base import MaltModel, Outputs
+from malt.models.registry import register
+
+
+@register("base")
+class Base(MaltModel):
+    """Single-attribution baseline: one expert and the main tower.
+
+    Auxiliary views of the task are ignored: BASE has no head for them and reports only the
+    main loss (the reference builds unused towers for them; they are left out).
+    """
+
+    def __init__(self, schema, vocab, task, config=None):
+        super().__init__(schema, vocab, task, config)
+        self.expert = self.make_expert()
+        self.tower = self.make_tower(task.main)
+
+    @property
+    def loss_views(self) -> tuple[str, ...]:
+        return (self.task.main,)
+
+    def heads(self, x: torch.Tensor) -> Outputs:
+        raw, _ = self.tower(self.expert(x))
+        return Outputs(logits={self.task.main: self.head_logits(self.task.main, raw)})

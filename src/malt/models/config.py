@@ -1,0 +1,162 @@
+"""Typed model configuration and its presets.
+
+`ModelConfig()` is the `default` preset: the reference topology (same widths, expert counts and
+parameter counts as the MAC paper's release) with the release's defects fixed where the fix
+changes numbers only for the better-defined model: attention masks padded positions and SimTier
+does not count them. `ModelConfig.preset("reference")` restores the release's behaviour where it
+changes numbers, for results comparable with the paper:
+
+- no key padding mask in target attention,
+- padded positions counted in the SimTier histograms,
+- SimTier channels summed (also the default),
+- the SE group size fixed at 16 whatever the embedding width,
+- a MoAE given no auxiliary view becomes the release's self-auxiliary MoAE (`self_aux`).
+
+Neither preset builds the release's unused expert or its identity HoME self-gates: they never
+receive gradient, so leaving them out changes no number except the parameter count.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from malt.errors import ConfigError
+
+PRESETS = ("default", "reference")
+SIMTIER_COMBINE = ("sum", "concat")
+HOME_VARIANTS = ("reference", "paper")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every knob of the model family. Fields apply to the models that use them."""
+
+    embed_dim: int = 16
+    """Width d of every embedding (one table per categorical field)."""
+    sparse_embeddings: bool = False
+    """Embedding tables produce sparse gradients (needed by lazy / sparse Adam)."""
+    attention_heads: int = 4
+    """Heads of each target-attention block; must divide `embed_dim`."""
+    padding_mask: bool = True
+    """Padded sequence positions get zero attention weight (the release has no mask)."""
+    simtier_bins: int = 32
+    """Tiers of each SimTier histogram over [-1, 1] (width 2 / bins)."""
+    simtier_combine: str = "sum"
+    """`sum` the per-channel SimTier vectors (the release) or `concat` them (wider input)."""
+    simtier_count_padding: bool = False
+    """Count padded positions in the SimTier histograms (the release does)."""
+    se_group_size: int | None = None
+    """Group width of the expert's squeeze-excitation gate; None = `embed_dim`."""
+    se_reduction: int = 4
+    """Squeeze-excitation bottleneck: group size / reduction hidden units."""
+    expert_dim: int = 256
+    """Output width of every expert (the tower input)."""
+    tower_dims: tuple[int, ...] = (128, 64, 32)
+    """Hidden widths of every tower after the expert; the last hidden layer feeds the head."""
+    mmoe_experts: int = 2
+    """Shared experts of MMoE."""
+    ple_levels: int = 1
+    """Stacked extraction levels of PLE and MoAE (1 = one CGC layer, the release)."""
+    ple_shared_experts: int = 1
+    """Shared experts per extraction level (PLE, MoAE)."""
+    ple_task_experts: int = 1
+    """Private experts per view per extraction level (PLE, MoAE)."""
+    home_variant: str = "reference"
+    """`reference`: the release's one-level HoME; `paper`: meta level, task groups, expert
+    normalisation + Swish, feature gates and self-gates as the HoME paper describes."""
+    home_feature_gate_rank: int = 4
+    """Rank of HoME's low-rank feature gate on every expert input."""
+    home_groups: tuple[tuple[str, ...], ...] | None = None
+    """Task categories of the paper HoME; None = single-touch views (last, first) and the rest."""
+    home_meta_shared_experts: int = 2
+    """Shared meta experts of the paper HoME's first level."""
+    knowledge_detach: bool = False
+    """Stop the main loss's gradient at the knowledge vectors fused into the main tower
+    (NATAL, MoAE). The release does not."""
+    self_aux: bool = False
+    """MoAE without auxiliary views becomes the release's self-auxiliary MoAE: its main tower
+    fuses its own plain pass and its main loss is reported twice (see `malt.models.moae`)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tower_dims, list):
+            object.__setattr__(self, "tower_dims", tuple(self.tower_dims))
+        if isinstance(self.home_groups, list):
+            object.__setattr__(self, "home_groups", tuple(tuple(g) for g in self.home_groups))
+        self._check()
+
+    # --- construction ----------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str = "default", **overrides: Any) -> ModelConfig:
+        """The named preset (`default` or `reference`) with `overrides` applied."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown model preset '{name}', expected one of {PRESETS}")
+        base = cls() if name == "default" else cls(
+            padding_mask=False, simtier_count_padding=True, simtier_combine="sum",
+            se_group_size=16, self_aux=True)
+        return base.updated(**overrides)
+
+    def updated(self, **overrides: Any) -> ModelConfig:
+        """A copy with `overrides`; an unknown key names the closest field."""
+        _check_keys(overrides)
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        _check_keys(raw)
+        return cls(**raw)
+
+    # --- derived values -----------------------------------------------------------------------
+    @property
+    def se_group(self) -> int:
+        return self.embed_dim if self.se_group_size is None else self.se_group_size
+
+    # --- validation --------------------------------------------------------------------------
+    def _check(self) -> None:
+        positive = ("embed_dim", "attention_heads", "simtier_bins", "se_reduction", "expert_dim",
+                    "mmoe_experts", "ple_levels", "ple_shared_experts", "ple_task_experts",
+                    "home_feature_gate_rank", "home_meta_shared_experts")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
+        if self.embed_dim % self.attention_heads:
+            raise ConfigError(f"model.embed_dim ({self.embed_dim}) must be a multiple of "
+                              f"model.attention_heads ({self.attention_heads})")
+        if self.simtier_bins % 2:
+            raise ConfigError(f"model.simtier_bins must be even (tiers are symmetric around 0), "
+                              f"got {self.simtier_bins}")
+        if self.simtier_combine not in SIMTIER_COMBINE:
+            raise ConfigError(f"model.simtier_combine '{self.simtier_combine}' is not one of "
+                              f"{SIMTIER_COMBINE}")
+        if self.se_group_size is not None and (not isinstance(self.se_group_size, int)
+                                               or self.se_group_size < 1):
+            raise ConfigError(f"model.se_group_size must be a positive integer or None, got "
+                              f"{self.se_group_size!r}")
+        if self.se_group % self.se_reduction:
+            raise ConfigError(f"the SE group size ({self.se_group}, = model.se_group_size or "
+                              f"model.embed_dim) must be a multiple of model.se_reduction "
+                              f"({self.se_reduction})")
+        if not self.tower_dims or any(not isinstance(w, int) or w < 1 for w in self.tower_dims):
+            raise ConfigError(f"model.tower_dims must be positive widths, got {self.tower_dims}")
+        if self.home_variant not in HOME_VARIANTS:
+            raise ConfigError(f"model.home_variant '{self.home_variant}' is not one of "
+                              f"{HOME_VARIANTS}")
+        if self.home_groups is not None:
+            flat = [v for group in self.home_groups for v in group]
+            if not all(self.home_groups) or len(flat) != len(set(flat)):
+                raise ConfigError(f"model.home_groups must be non-empty groups naming each view "
+                                  f"once, got {self.home_groups}")
+
+
+def _check_keys(raw: dict[str, Any]) -> None:
+    valid = [f.name for f in fields(ModelConfig)]
+    for key in raw:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {valid}"
+            raise ConfigError(f"unknown model option '{key}'{hint}")

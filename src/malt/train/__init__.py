@@ -1,0 +1,1 @@
+"""Training: the trainer, optimisers, gradient methods and per-view losses."""
