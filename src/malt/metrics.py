@@ -155,7 +155,10 @@ def gauc(scores: np.ndarray, labels: np.ndarray, user: np.ndarray,
     if n == 0:
         return GAUC(float("nan"), 0, 0, u.copy(), np.zeros(0), np.zeros(0, dtype=np.int64))
 
-    order = np.lexsort((s, u))
+    # Stable sort by score, then stable sort by user: the same order as np.lexsort((s, u)), and
+    # faster on millions of rows.
+    order = np.argsort(s, kind="stable")
+    order = order[np.argsort(u[order], kind="stable")]
     s, u, pos, neg = s[order], u[order], pos[order], neg[order]
     new_user = np.r_[True, u[1:] != u[:-1]]
     user_starts = np.flatnonzero(new_user)
