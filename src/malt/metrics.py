@@ -172,7 +172,8 @@ def gauc(scores: np.ndarray, labels: np.ndarray, user: np.ndarray,
     pos_u = np.bincount(group_user, pos_g, minlength=n_users)
     neg_u = np.bincount(group_user, neg_g, minlength=n_users)
     # Negative mass below each tie group within its user: a global running sum minus the sum
-    # reached at the user's first group.
+    # reached at the user's first group. Integer negative weights (unweighted, attribution-
+    # weighted) keep this exact; fractional ones lose about ε · (total negative mass).
     neg_before = np.cumsum(neg_g) - neg_g
     first_group = np.flatnonzero(np.r_[True, group_user[1:] != group_user[:-1]])
     neg_before -= neg_before[first_group][group_user]
