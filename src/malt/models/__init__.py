@@ -6,7 +6,8 @@ from malt.models.config import ModelConfig
 from malt.models.registry import build_model, model_class, model_names, register
 
 # Imported for their registration, in the order `model_names()` lists them.
-from malt.models import base_model  # noqa: E402, F401  isort: skip
+from malt.models import (  # noqa: E402, F401  isort: skip
+    base_model, shared_bottom, mmoe, ple, home, natal, moae)
 
 __all__ = ["MaltModel", "ModelConfig", "Outputs", "build_model", "model_class", "model_names",
            "register"]

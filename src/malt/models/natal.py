@@ -1,0 +1,29 @@
+"""NATAL: attribution knowledge aggregation (AKA) into a primary target predictor (PTP), with
+the Cartesian auxiliary target (CAT) as an optional auxiliary view."""
+
+from __future__ import annotations
+
+import torch
+
+from malt.models.registry import register
+from malt.models.transfer import KnowledgeTransferModel
+
+
+@register("natal")
+class NATAL(KnowledgeTransferModel):
+    """NATAL: one shared expert; auxiliary towers (AKA, `cat` included when listed) whose hidden
+    states are fused into the main tower (PTP) at every hidden layer.
+
+    The CAT view's class is `malt.task.cat_classes` of the binarised labels (bit i = label i of
+    the schema); its logits are trained but never used for prediction, only its knowledge
+    vectors. The reference fuses at all three hidden layers, as here; the NATAL article speaks of
+    the penultimate layer only.
+    """
+
+    def __init__(self, schema, vocab, task, config=None):
+        super().__init__(schema, vocab, task, config)
+        self.expert = self.make_expert()
+
+    def heads(self, x: torch.Tensor):
+        h = self.expert(x)
+        return self.transfer(h, {v: h for v in self.task.aux})
