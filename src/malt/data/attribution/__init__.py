@@ -1,5 +1,17 @@
-"""Attribution engine: turn clicks and conversions into per-click weights under several rules."""
+"""Attribution engine: turn clicks and conversions into per-click weights under several rules.
 
+    logs      readers of raw logs (generic two-table layout, Criteo attribution layout)
+    journeys  which clicks share the credit of which conversion (window, matching mode)
+    rules     last, first, linear, position (U-shaped), time_decay
+    dda       the data-driven rule (Shapley shares under a fitted noisy-OR model)
+    engine    labels of every click under every rule
+    mac       writer of the MAC layout with vocabs and a schema file
+"""
+
+from malt.data.attribution.engine import ALL_RULES, Attribution, AttributionConfig, attribute
+from malt.data.attribution.journeys import Journeys, build_journeys
+from malt.data.attribution.logs import ClickLog, read_criteo, read_generic
 from malt.data.attribution.rules import RULES, credit
 
-__all__ = ["RULES", "credit"]
+__all__ = ["ALL_RULES", "RULES", "Attribution", "AttributionConfig", "ClickLog", "Journeys",
+           "attribute", "build_journeys", "credit", "read_criteo", "read_generic"]

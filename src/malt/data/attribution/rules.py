@@ -24,21 +24,23 @@ def credit(rule: str, journey: np.ndarray, click_time: np.ndarray, click_id: np.
         click_time: [P] click timestamps; click_id: int [P] tie-breaker.
         age: [P] conversion time minus click time, needed by `time_decay`.
         half_life: time for a click's `time_decay` weight to halve (same unit as `age`).
-        position_shares: (first, middle, last) shares of the U-shaped `position` rule; with two
-            clicks the first and last shares are renormalised, with one click it gets 1.
+        position_shares: (first, middle, last) shares of the U-shaped `position` rule, scaled
+            to sum to 1; with two clicks the first and last shares are renormalised, with one
+            click it gets 1.
     Returns:
         float64 [P] weights, in the input order, summing to 1 within each journey.
     """
     if rule not in RULES:
         raise ValueError(f"unknown attribution rule '{rule}', expected one of {RULES}")
+    if half_life <= 0:
+        raise ValueError(f"half_life must be positive, got {half_life}")
+    if min(position_shares) < 0 or position_shares[0] + position_shares[2] <= 0:
+        raise ValueError(f"position_shares must be non-negative with a positive first + last "
+                         f"share, got {position_shares}")
     n = len(journey)
     if n == 0:
         return np.zeros(0)
-    order = np.lexsort((click_id, click_time, journey))
-    sorted_journey = journey[order]
-    starts = np.r_[True, sorted_journey[1:] != sorted_journey[:-1]]
-    group = np.cumsum(starts) - 1
-    start_pos = np.flatnonzero(starts)
+    order, group, start_pos = sort_journeys(journey, click_time, click_id)
     size = np.diff(np.r_[start_pos, n])[group]
     rank = np.arange(n) - start_pos[group]
 
@@ -49,7 +51,7 @@ def credit(rule: str, journey: np.ndarray, click_time: np.ndarray, click_id: np.
     elif rule == "linear":
         w = 1.0 / size
     elif rule == "position":
-        first, middle, last = position_shares
+        first, middle, last = np.asarray(position_shares, dtype=np.float64) / sum(position_shares)
         ends = np.where(rank == 0, first, last)
         w = np.where(size == 1, 1.0,
                      np.where(size == 2, ends / (first + last),
@@ -58,8 +60,41 @@ def credit(rule: str, journey: np.ndarray, click_time: np.ndarray, click_id: np.
     else:  # time_decay
         if age is None:
             raise ValueError("the time_decay rule needs the click ages")
-        raw = np.exp2(-np.asarray(age, dtype=np.float64)[order] / half_life)
+        sorted_age = np.asarray(age, dtype=np.float64)[order]
+        # Measure ages from the youngest click of each journey: that click's term is 1, so the
+        # normaliser never underflows to 0 however old the journey is.
+        youngest = np.minimum.reduceat(sorted_age, start_pos)[group]
+        raw = np.exp2(-(sorted_age - youngest) / half_life)
         w = raw / np.bincount(group, weights=raw)[group]
     out = np.empty(n)
     out[order] = w
     return out
+
+
+def sort_journeys(journey: np.ndarray, click_time: np.ndarray, click_id: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order pairs by journey, click time, click id.
+
+    Args:
+        journey: int [P]; click_time: [P]; click_id: int [P].
+    Returns:
+        order int [P] (the sorting permutation), group int [P] (0-based journey number of each
+        sorted pair) and start int [J] (first sorted position of each of the J journeys).
+    """
+    order = np.lexsort((click_id, click_time, journey))
+    sorted_journey = np.asarray(journey)[order]
+    starts = np.empty(len(order), dtype=bool)
+    starts[:1] = True
+    starts[1:] = sorted_journey[1:] != sorted_journey[:-1]
+    return order, np.cumsum(starts) - 1, np.flatnonzero(starts)
+
+
+def journey_ranks(journey: np.ndarray, click_time: np.ndarray, click_id: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rank (0 = earliest) and journey size of every pair [P], in the input order."""
+    n = len(journey)
+    order, group, start = sort_journeys(journey, click_time, click_id)
+    rank, size = np.empty(n, np.int64), np.empty(n, np.int64)
+    rank[order] = np.arange(n) - start[group]
+    size[order] = np.diff(np.r_[start, n])[group]
+    return rank, size

@@ -1,0 +1,288 @@
+"""Readers of raw click and conversion logs.
+
+Generic layout (parquet, or CSV / TSV, optionally gzipped): two tables.
+
+    clicks       user, item, click_time, click_id   required
+                 shop                               optional (needed by --mode indirect-shop)
+                 any other column                   a click feature: integer, string or boolean
+                                                    columns become categorical fields, float
+                                                    columns are carried through unused
+    conversions  user, item, conversion_time        required
+                 shop                               optional (else taken from the clicks)
+                 conversion_id, value, ...          optional, not used
+
+Times are unix seconds (integer or fractional) or ISO-8601 date-times. Ids may be integers or
+strings; `click_id` must be unique and breaks ties between clicks of the same second (integers
+numerically, strings in sorted order).
+
+Criteo "Attribution Modeling for Bidding" layout: one TSV/CSV row per impression with at least
+`uid, campaign, timestamp, click, conversion_id, conversion_timestamp` and, as features, any
+`cat1..cat9`. Rows with `click == 1` are the clicks; a click's `conversion_id` names the
+conversion whose journey it belongs to (-1: none), and `conversion_timestamp` is that
+conversion's time. `campaign` plays the item. Other columns (`conversion`, `attribution`, `cost`,
+`cpo`, `time_since_last_click`, ...) are ignored; so are `click_pos` and `click_nb`, which are
+computed from the conversions and would leak the label into the features. Click ids are the
+0-based row numbers of the file.
+
+Every problem is a `DataError` naming the file, the column and the first offending row (0-based
+data rows, the header excluded).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from malt.errors import DataError
+
+CLICK_COLUMNS = ("user", "item", "click_time", "click_id")
+CONVERSION_COLUMNS = ("user", "item", "conversion_time")
+CRITEO_COLUMNS = ("uid", "campaign", "timestamp", "click", "conversion_id",
+                  "conversion_timestamp")
+_CRITEO_FEATURE = re.compile(r"cat\d+")
+
+
+@dataclass
+class ClickLog:
+    """Clicks and conversions under the engine's column names.
+
+    clicks: DataFrame [N] with `user`, `item`, `click_time` (float64 seconds), `click_id`,
+        optionally `shop` and `journey`, plus the feature and extra columns.
+    conversions: DataFrame [M] with `user`, `item`, `conversion_time` (float64 seconds),
+        optionally `shop` and `journey`.
+    click_order: int64 [N] tie-breaking rank of every click id.
+    journey: True when the log names each click's conversion (column `journey` in both tables).
+    names: output column name of engine columns that the source calls differently.
+    """
+
+    clicks: pd.DataFrame
+    conversions: pd.DataFrame
+    click_order: np.ndarray
+    features: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()
+    journey: bool = False
+    names: dict[str, str] = field(default_factory=dict)
+    source: str = "generic"
+
+    def output_name(self, column: str) -> str:
+        return self.names.get(column, column)
+
+
+def read_table(path: str | Path, keep: Callable[[str], bool] | None = None) -> pd.DataFrame:
+    """A parquet, CSV or TSV file (optionally compressed) as a DataFrame of the columns that
+    `keep` accepts (all by default)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file does not exist", file=str(path))
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst"):
+        suffixes = suffixes[:-1]
+    kind = suffixes[-1] if suffixes else ""
+    try:
+        if kind == ".parquet":
+            names = pq.read_schema(path).names
+            table = pq.read_table(path, columns=[c for c in names if keep is None or keep(c)])
+        elif kind in (".csv", ".tsv", ".txt"):
+            parse = pacsv.ParseOptions(delimiter="," if kind == ".csv" else "\t")
+            names = pacsv.open_csv(path, parse_options=parse).schema.names
+            table = pacsv.read_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(
+                include_columns=[c for c in names if keep is None or keep(c)]))
+        else:
+            raise DataError("unknown file type: use .parquet, .csv or .tsv (optionally .gz)",
+                            file=str(path))
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise DataError(f"cannot read the file: {exc}", file=str(path)) from exc
+    return table.to_pandas()
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], file: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"missing required columns {missing}; found {list(frame.columns)}",
+                        file=file, column=missing[0])
+
+
+def _first(mask: np.ndarray, rows: np.ndarray | None = None) -> int:
+    """File row of the first True of `mask` (`rows` maps positions to file rows)."""
+    i = int(np.flatnonzero(mask)[0])
+    return i if rows is None else int(rows[i])
+
+
+def seconds(values: pd.Series, file: str, column: str, rows: np.ndarray | None = None
+            ) -> np.ndarray:
+    """float64 [N] unix seconds from numbers, date-times, or strings holding either.
+
+    `rows` [N] are the file rows of the values, for error messages (default 0..N-1).
+    """
+    values = values.reset_index(drop=True)
+    null = values.isna().to_numpy()
+    if null.any():
+        raise DataError("missing time", file=file, column=column, row=_first(null, rows))
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return _datetime_seconds(values)
+    if pd.api.types.is_bool_dtype(values):
+        raise DataError("times must be numbers or date-times, not booleans", file=file,
+                        column=column, row=_first(np.ones(len(values), bool), rows))
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        dates = pd.to_datetime(values.astype(str), errors="coerce", utc=True, format="ISO8601")
+        unparsed = dates.isna().to_numpy()
+        if not unparsed.any():
+            return _datetime_seconds(dates)
+        first = bad & unparsed if (bad & unparsed).any() else unparsed
+        raise DataError(f"cannot parse time {values.iloc[_first(first)]!r}: expected unix "
+                        "seconds or ISO-8601 date-times (one kind per column)", file=file,
+                        column=column, row=_first(first, rows))
+    return numbers
+
+
+def _datetime_seconds(values: pd.Series) -> np.ndarray:
+    if values.dt.tz is None:
+        values = values.dt.tz_localize("UTC")
+    return (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
+
+
+def ids(values: pd.Series, file: str, column: str, rows: np.ndarray | None = None
+        ) -> pd.Series:
+    """An id column without nulls, as int64 when every value is an integer, else as str."""
+    values = values.reset_index(drop=True)
+    null = values.isna().to_numpy()
+    if null.any():
+        raise DataError("missing id", file=file, column=column, row=_first(null, rows))
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_integer_dtype(values):
+        return values.astype(np.int64)
+    if pd.api.types.is_float_dtype(values):
+        as_int = values.astype(np.int64)
+        if (as_int == values).all():
+            return as_int
+    return values.astype(str)
+
+
+def _features(frame: pd.DataFrame, columns: list[str], file: str
+              ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split extra click columns into categorical features and unused float columns."""
+    features, extras = [], []
+    for column in columns:
+        dtype = frame[column].dtype
+        if pd.api.types.is_float_dtype(dtype):
+            extras.append(column)
+        elif (pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+              or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
+            frame[column] = ids(frame[column], file, column)
+            features.append(column)
+        else:
+            raise DataError(f"feature of type {dtype} is not supported: use integer or string "
+                            "categories (float columns are carried through unused)", file=file,
+                            column=column)
+    return tuple(features), tuple(extras)
+
+
+def _click_order(click_id: pd.Series, file: str) -> np.ndarray:
+    duplicated = click_id.duplicated().to_numpy()
+    if duplicated.any():
+        row = _first(duplicated)
+        raise DataError(f"click id {click_id.iloc[row]!r} appears twice", file=file,
+                        column="click_id", row=row)
+    if pd.api.types.is_integer_dtype(click_id):
+        return click_id.to_numpy(dtype=np.int64)
+    codes, _ = pd.factorize(click_id, sort=True)
+    return codes.astype(np.int64)
+
+
+def read_generic(clicks_path: str | Path, conversions_path: str | Path) -> ClickLog:
+    """Read the generic two-table layout (see the module docstring)."""
+    click_file, conv_file = str(clicks_path), str(conversions_path)
+    clicks = read_table(clicks_path)
+    conversions = read_table(conversions_path)
+    _require(clicks, CLICK_COLUMNS, click_file)
+    _require(conversions, CONVERSION_COLUMNS, conv_file)
+    if "journey" in clicks.columns:
+        raise DataError("'journey' is a reserved column name", file=click_file,
+                        column="journey")
+    for column in ("user", "item", "click_id", *(("shop",) if "shop" in clicks else ())):
+        clicks[column] = ids(clicks[column], click_file, column)
+    clicks["click_time"] = seconds(clicks["click_time"], click_file, "click_time")
+    for column in ("user", "item", *(("shop",) if "shop" in conversions else ())):
+        conversions[column] = ids(conversions[column], conv_file, column)
+    conversions["conversion_time"] = seconds(conversions["conversion_time"], conv_file,
+                                             "conversion_time")
+    features, extras = _features(clicks, [c for c in clicks.columns
+                                          if c not in (*CLICK_COLUMNS, "shop")], click_file)
+    keep = [c for c in (*CONVERSION_COLUMNS, "shop") if c in conversions.columns]
+    return ClickLog(clicks=clicks, conversions=conversions[keep],
+                    click_order=_click_order(clicks["click_id"], click_file), features=features,
+                    extras=extras, source="generic")
+
+
+def read_criteo(path: str | Path) -> ClickLog:
+    """Read the Criteo attribution layout (see the module docstring)."""
+    file = str(path)
+    frame = read_table(path, keep=lambda c: c in CRITEO_COLUMNS
+                       or _CRITEO_FEATURE.fullmatch(c) is not None)
+    _require(frame, CRITEO_COLUMNS, file)
+    click = pd.to_numeric(frame["click"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isin(click, (0.0, 1.0))
+    if bad.any():
+        raise DataError(f"click must be 0 or 1, got {frame['click'].iloc[_first(bad)]!r}",
+                        file=file, column="click", row=_first(bad))
+    conversion_id = pd.to_numeric(frame["conversion_id"], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(conversion_id) | (conversion_id < -1) | (conversion_id % 1 != 0)
+    if bad.any():
+        raise DataError(f"conversion id must be an integer (-1: no conversion), got "
+                        f"{frame['conversion_id'].iloc[_first(bad)]!r}", file=file,
+                        column="conversion_id", row=_first(bad))
+    conversion_id = conversion_id.astype(np.int64)
+    features = tuple(sorted((c for c in frame.columns if _CRITEO_FEATURE.fullmatch(c)),
+                            key=lambda c: int(c[3:])))
+
+    click_rows = np.flatnonzero(click == 1.0)
+    at_clicks = frame.iloc[click_rows]
+    clicks = pd.DataFrame({
+        "user": ids(at_clicks["uid"], file, "uid", click_rows),
+        "item": ids(at_clicks["campaign"], file, "campaign", click_rows),
+        "click_time": seconds(at_clicks["timestamp"], file, "timestamp", click_rows),
+        "click_id": click_rows,
+        "journey": conversion_id[click_rows],
+    })
+    for column in features:
+        clicks[column] = ids(at_clicks[column], file, column, click_rows)
+
+    # One conversion per id, described by its first row (impression or click).
+    converted = np.flatnonzero(conversion_id >= 0)
+    conversion_time = seconds(frame["conversion_timestamp"].iloc[converted], file,
+                              "conversion_timestamp", converted)
+    _check_conversion_times(conversion_id[converted], conversion_time, converted, file)
+    first = np.unique(conversion_id[converted], return_index=True)[1]
+    conv_rows = converted[first]
+    at_conversions = frame.iloc[conv_rows]
+    conversions = pd.DataFrame({
+        "user": ids(at_conversions["uid"], file, "uid", conv_rows),
+        "item": ids(at_conversions["campaign"], file, "campaign", conv_rows),
+        "conversion_time": conversion_time[first],
+        "journey": conversion_id[conv_rows],
+    })
+    return ClickLog(clicks=clicks, conversions=conversions, click_order=click_rows.astype(np.int64),
+                    features=features, journey=True, source="criteo",
+                    names={"user": "uid", "item": "campaign", "click_time": "timestamp"})
+
+
+def _check_conversion_times(conversion_id: np.ndarray, conversion_time: np.ndarray,
+                            rows: np.ndarray, file: str) -> None:
+    """Every row of one conversion must carry the same conversion time ([K] arrays)."""
+    order = np.lexsort((rows, conversion_id))
+    same = conversion_id[order][1:] == conversion_id[order][:-1]
+    differs = same & (conversion_time[order][1:] != conversion_time[order][:-1])
+    if differs.any():
+        row = int(rows[order[1:][differs]].min())
+        raise DataError(f"conversion {conversion_id[rows == row][0]} has different conversion "
+                        "timestamps on different rows", file=file, column="conversion_timestamp",
+                        row=row)
