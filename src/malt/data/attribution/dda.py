@@ -2,13 +2,20 @@
 
 Model. Every click i of a path independently "triggers" the conversion with probability
 
-    p_i = sigmoid(b + a[first rank of i] + c[last rank of i] + sum_g e_g[feature g of i])
+    p_i = sigmoid(b + l[length of the path] + g[gap before i] + sum_f e_f[feature f of i])
 
-where the first rank counts clicks before i in its path and the last rank clicks after it (both
-capped at `POSITION_BUCKETS - 1`) and the optional features are categorical click attributes
-(a channel, a campaign, a context field...). A path converts when at least one click triggers:
+where the length is capped at `LENGTH_BUCKETS`, the gap is the time since the previous click of
+the path in the buckets of `GAP_EDGES` (the first click has a bucket of its own), and the
+optional features are categorical click attributes (a channel, a campaign, a context field...).
+A path converts when at least one click triggers:
 
     P(convert | clicks S) = 1 - prod_{i in S} (1 - p_i).
+
+Why these terms: path outcomes alone cannot tell a first click from a last click (every path
+has one of each, and counting positions from the start or from the end gives every path the same
+multiset of ranks), so rank terms would be set by the prior, not by the data. The length term
+absorbs the diminishing return of longer paths symmetrically; the gap and feature terms vary
+between paths of the same length and so are learned from the data.
 
 Fit. The parameters are the maximum a-posteriori estimate under a N(0, 1 / l2) prior (the bias is
 not penalised), over ALL paths: the journeys that converted and the click paths that did not.
@@ -21,7 +28,7 @@ the game v(S) = 1 - prod_{i in S}(1 - p_i). By Owen's multilinear-extension form
 
 a polynomial integral evaluated by Gauss-Legendre quadrature (exact for journeys of up to
 2 * `QUADRATURE_NODES` clicks). The weights are phi_i / sum_j phi_j: in [0, 1], summing to 1 over
-each journey, symmetric (equal p give the linear rule), and larger for clicks whose position and
+each journey, symmetric (equal p give the linear rule), and larger for clicks whose gap and
 attributes raise the conversion probability in the data.
 """
 
@@ -31,9 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from malt.data.attribution.rules import journey_ranks
+from malt.data.attribution.rules import sort_journeys
 
-POSITION_BUCKETS = 5
+LENGTH_BUCKETS = 5
+GAP_EDGES = (60.0, 3600.0, 86400.0)
+"""Gap buckets (seconds): first click, <= 1 minute, <= 1 hour, <= 1 day, longer."""
 QUADRATURE_NODES = 32
 
 
@@ -41,7 +50,7 @@ QUADRATURE_NODES = 32
 class Paths:
     """Click paths as (path, click) pairs.
 
-    path: int [Q] path number; time: float [Q]; click_id: int [Q] tie-breaker;
+    path: int [Q] path number; time: float [Q] seconds; click_id: int [Q] tie-breaker;
     features: int64 [Q, G] codes in [0, cardinality_g) of G categorical click attributes.
     """
 
@@ -54,9 +63,15 @@ class Paths:
         return len(self.path)
 
 
+_GAPS = len(GAP_EDGES) + 2
+_LENGTH_AT, _GAP_AT = 1, 1 + LENGTH_BUCKETS
+_FEATURES_AT = _GAP_AT + _GAPS
+
+
 @dataclass(frozen=True)
 class NoisyOrModel:
-    """Fitted parameters: theta = [bias, first-rank (B), last-rank (B), feature tables...]."""
+    """Fitted parameters: theta = [bias, length (LENGTH_BUCKETS), gap (first + GAP_EDGES + 1),
+    feature tables...]."""
 
     theta: np.ndarray
     cardinalities: tuple[int, ...]
@@ -70,22 +85,33 @@ class NoisyOrModel:
         return self.theta[self.design(paths)].sum(axis=1)
 
     @property
-    def position_effects(self) -> tuple[np.ndarray, np.ndarray]:
-        """Fitted first-rank and last-rank terms, float64 [B] each."""
-        b = POSITION_BUCKETS
-        return self.theta[1:1 + b], self.theta[1 + b:1 + 2 * b]
+    def gap_effects(self) -> np.ndarray:
+        """float64 [len(GAP_EDGES) + 2] fitted terms: first click, then the gap buckets."""
+        return self.theta[_GAP_AT:_FEATURES_AT]
+
+    @property
+    def length_effects(self) -> np.ndarray:
+        """float64 [LENGTH_BUCKETS] fitted terms of paths of 1, 2, ... clicks."""
+        return self.theta[_LENGTH_AT:_GAP_AT]
 
 
 def _design(paths: Paths, cardinalities: tuple[int, ...]) -> np.ndarray:
-    b = POSITION_BUCKETS
-    rank, size = journey_ranks(paths.path, paths.time, paths.click_id)
-    columns = [np.zeros(len(paths), np.int64), 1 + np.minimum(rank, b - 1),
-               1 + b + np.minimum(size - 1 - rank, b - 1)]
-    offset = 1 + 2 * b
+    q = len(paths)
+    order, group, start = sort_journeys(paths.path, paths.time, paths.click_id)
+    time = np.asarray(paths.time, dtype=np.float64)[order]
+    first = np.zeros(q, dtype=bool)
+    first[start] = True
+    gap = np.where(first, 0, 1 + np.searchsorted(GAP_EDGES, np.diff(time, prepend=0.0)))
+    length = np.diff(np.r_[start, q])[group]
+    columns = np.empty((q, 3 + len(cardinalities)), dtype=np.int64)
+    columns[:, 0] = 0
+    columns[order, 1] = _LENGTH_AT + np.minimum(length, LENGTH_BUCKETS) - 1
+    columns[order, 2] = _GAP_AT + gap
+    offset = _FEATURES_AT
     for g, card in enumerate(cardinalities):
-        columns.append(offset + paths.features[:, g])
+        columns[:, 3 + g] = offset + paths.features[:, g]
         offset += card
-    return np.stack(columns, axis=1).astype(np.int64)
+    return columns
 
 
 def fit(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
@@ -110,23 +136,9 @@ def fit(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
     n_paths = n_conv + (int(other_path.max()) + 1 if len(other_path) else 0)
     path = np.concatenate([conv_path, n_conv + other_path]).astype(np.int64)
     is_conv = np.arange(n_paths) < n_conv
-    dim = 1 + 2 * POSITION_BUCKETS + int(sum(cardinalities))
-    flat_design = design.ravel()
-    scale = 1.0 / max(n_paths, 1)
+    dim = _FEATURES_AT + int(sum(cardinalities))
     prior = np.full(dim, l2)
     prior[0] = 0.0
-
-    def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        z = theta[design].sum(axis=1)
-        # hazard = -log P(no click of the path triggers); its complement converts.
-        hazard = np.maximum(np.bincount(path, weights=np.logaddexp(0.0, z),
-                                        minlength=n_paths), 1e-12)
-        nll = np.where(is_conv, -np.log(-np.expm1(-hazard)), hazard).sum()
-        d_hazard = np.where(is_conv, -1.0 / np.expm1(hazard), 1.0)
-        d_z = d_hazard[path] * np.exp(-np.logaddexp(0.0, -z))
-        grad = np.bincount(flat_design, weights=np.repeat(d_z, design.shape[1]), minlength=dim)
-        return (scale * (nll + 0.5 * float(prior @ theta ** 2)),
-                scale * (grad + prior * theta))
 
     # torch's L-BFGS drives the numpy objective: its closure only needs the loss and gradient.
     theta = torch.zeros(dim, dtype=torch.float64)
@@ -135,13 +147,38 @@ def fit(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
                                   line_search_fn="strong_wolfe")
 
     def closure():
-        loss, grad = loss_and_grad(theta.numpy())
+        loss, grad = objective(theta.numpy(), design, path, is_conv, prior)
         theta.grad = torch.from_numpy(grad)
         return torch.tensor(loss, dtype=torch.float64)
 
     if n_paths:
         optimizer.step(closure)
     return NoisyOrModel(theta=theta.numpy().copy(), cardinalities=tuple(cardinalities))
+
+
+def objective(theta: np.ndarray, design: np.ndarray, path: np.ndarray, converted: np.ndarray,
+              prior: np.ndarray) -> tuple[float, np.ndarray]:
+    """Negative log posterior per path and its gradient.
+
+    Args:
+        theta: float64 [D]; design: int64 [Q, K] indices into theta of each click's logit terms;
+        path: int64 [Q] path of each click, 0..R-1; converted: bool [R];
+        prior: float64 [D] Gaussian prior precision of each parameter.
+    Returns:
+        the loss and float64 [D] its gradient.
+    """
+    n_paths = len(converted)
+    scale = 1.0 / max(n_paths, 1)
+    z = theta[design].sum(axis=1)
+    # hazard = -log P(no click of the path triggers); its complement is the conversion.
+    hazard = np.maximum(np.bincount(path, weights=np.logaddexp(0.0, z), minlength=n_paths),
+                        1e-12)
+    nll = np.where(converted, -np.log(-np.expm1(-hazard)), hazard).sum()
+    d_hazard = np.where(converted, -1.0 / np.expm1(hazard), 1.0)
+    d_z = d_hazard[path] * np.exp(-np.logaddexp(0.0, -z))
+    grad = np.bincount(design.ravel(), weights=np.repeat(d_z, design.shape[1]),
+                       minlength=len(theta))
+    return (scale * (nll + 0.5 * float(prior @ theta ** 2)), scale * (grad + prior * theta))
 
 
 def shapley_shares(path: np.ndarray, logit: np.ndarray) -> np.ndarray:
@@ -158,7 +195,8 @@ def shapley_shares(path: np.ndarray, logit: np.ndarray) -> np.ndarray:
     _, group = np.unique(path, return_inverse=True)
     n_groups = int(group.max()) + 1
     logit = np.asarray(logit, dtype=np.float64)
-    p = 1.0 / (1.0 + np.exp(-logit))
+    log_p = -np.logaddexp(0.0, -logit)
+    p = np.exp(log_p)
     nodes, node_weights = np.polynomial.legendre.leggauss(QUADRATURE_NODES)
     nodes, node_weights = (nodes + 1) / 2, node_weights / 2
     integral = np.zeros(q)
@@ -166,7 +204,7 @@ def shapley_shares(path: np.ndarray, logit: np.ndarray) -> np.ndarray:
         own = np.log1p(-t * p)
         # prod over the other clicks = exp(sum over the journey - own term); t < 1 keeps it > 0.
         integral += w * np.exp(np.bincount(group, weights=own, minlength=n_groups)[group] - own)
-    log_phi = -np.logaddexp(0.0, -logit) + np.log(integral)
+    log_phi = log_p + np.log(integral)
     peak = np.full(n_groups, -np.inf)
     np.maximum.at(peak, group, log_phi)
     phi = np.exp(log_phi - peak[group])

@@ -88,13 +88,3 @@ def sort_journeys(journey: np.ndarray, click_time: np.ndarray, click_id: np.ndar
     starts[1:] = sorted_journey[1:] != sorted_journey[:-1]
     return order, np.cumsum(starts) - 1, np.flatnonzero(starts)
 
-
-def journey_ranks(journey: np.ndarray, click_time: np.ndarray, click_id: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Rank (0 = earliest) and journey size of every pair [P], in the input order."""
-    n = len(journey)
-    order, group, start = sort_journeys(journey, click_time, click_id)
-    rank, size = np.empty(n, np.int64), np.empty(n, np.int64)
-    rank[order] = np.arange(n) - start[group]
-    size[order] = np.diff(np.r_[start, n])[group]
-    return rank, size
