@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    console = logging.StreamHandler()
+    # The level sits on the handler: run directories still log INFO to their own files.
+    console.setLevel(args.log_level)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[console])
     try:
         return int(args.run(args) or 0)
     except MaltError as exc:

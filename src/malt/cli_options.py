@@ -1,0 +1,106 @@
+"""Command-line flags of the training commands and their mapping onto `RunConfig`.
+
+Every flag defaults to None (= not given), so a flag overrides the config file only when it
+is actually passed. argparse rejects unknown flags; unknown config keys are rejected by
+`RunConfig.from_dict`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from typing import Any
+
+from malt.config import DEVICES, EVAL_SPLITS, GRAD_METHODS, GRAD_VARIANTS, RunConfig, merge, \
+    read_config_file
+from malt.errors import ConfigError
+
+# flag destination -> (config section or None for top level, key)
+_FLAG_KEYS: dict[str, tuple[str | None, str]] = {
+    "seed": (None, "seed"),
+    "data": ("data", "path"), "schema": ("data", "schema"), "cache": ("data", "cache"),
+    "train_days": ("data", "train_days"), "eval_split": ("data", "eval_split"),
+    "main": ("task", "main"), "aux": ("task", "aux"), "aux_weight": ("task", "aux_weight"),
+    "label_mode": ("task", "label_mode"),
+    "lr": ("train", "lr"), "embedding_lr_scale": ("train", "embedding_lr_scale"),
+    "batch_size": ("train", "batch_size"), "warmup_fraction": ("train", "warmup_fraction"),
+    "grad_clip": ("train", "grad_clip"), "grad_method": ("train", "grad_method"),
+    "grad_variant": ("train", "grad_variant"), "shuffle": ("train", "shuffle"),
+    "device": ("train", "device"), "amp": ("train", "amp"), "lazy_adam": ("train", "lazy_adam"),
+    "log_every": ("train", "log_every"),
+    "model": ("model", "name"), "preset": ("model", "preset"),
+}
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Flags that define a training run (all optional; they override --config)."""
+    p = parser
+    p.add_argument("--config", help="TOML/YAML/JSON file with [data] [task] [train] [model]")
+    p.add_argument("--seed", type=int, help="random seed (default 2026)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="data directory in the MAC layout")
+    g.add_argument("--schema", help="schema file (default: the MAC schema)")
+    g.add_argument("--cache", help="cache directory (default DATA/.malt_cache)")
+    g.add_argument("--train-days", type=int, help="use only the first N training days")
+    g.add_argument("--eval-split", choices=EVAL_SPLITS,
+                   help="test: evaluate on the test day; validation: hold out the last "
+                        "training day")
+    g = p.add_argument_group("task")
+    g.add_argument("--main", help="target attribution (main view), e.g. last")
+    g.add_argument("--aux", nargs="*", help="auxiliary views: other labels and/or cat")
+    g.add_argument("--aux-weight", type=float, help="λ (default: reference value per target)")
+    g.add_argument("--label-mode", choices=["binary", "weighted"])
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="registered model name (see `malt models`)")
+    g.add_argument("--preset", help="model preset: default or reference")
+    g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a model config field, e.g. padding_mask=false (repeatable)")
+    g = p.add_argument_group("training")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--embedding-lr-scale", type=float)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--warmup-fraction", type=float)
+    g.add_argument("--grad-clip", type=float)
+    g.add_argument("--grad-method", choices=GRAD_METHODS)
+    g.add_argument("--grad-variant", choices=GRAD_VARIANTS)
+    g.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--device", choices=DEVICES)
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--lazy-adam", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--log-every", type=int)
+
+
+def given_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config tree of the flags that were actually passed."""
+    tree: dict[str, Any] = {}
+    for dest, (section, key) in _FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if section is None:
+            tree[key] = value
+        else:
+            tree.setdefault(section, {})[key] = value
+    for item in getattr(args, "model_option", []) or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-option expects KEY=VALUE, got '{item}'")
+        tree.setdefault("model", {})[key.strip()] = parse_value(text)
+    return tree
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (number, bool, array, quoted string), else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> RunConfig:
+    """`base` (e.g. a command's defaults), then the config file, then the flags."""
+    tree = dict(base or {})
+    if getattr(args, "config", None):
+        tree = merge(tree, read_config_file(args.config))
+    tree = merge(tree, given_overrides(args))
+    return RunConfig.from_dict(tree, source=getattr(args, "config", None) or "flags")

@@ -1,0 +1,38 @@
+"""`malt eval`: print a run's evaluation, re-score it on other data, or compare with a baseline."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "show or recompute a run's evaluation; --baseline adds the GAUC gain by user group"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run directory written by `malt train`")
+    parser.add_argument("--data", help="score the run's model on this data set instead")
+    parser.add_argument("--baseline", help="another run scored on the same rows (e.g. BASE)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--seed", type=int, default=2026, help="seed for any random choice")
+
+
+def run(args: argparse.Namespace) -> int:
+    from malt.run import RunDir
+    from malt.train.evaluate import (Predictions, complexity_breakdown, evaluate,
+                                     format_breakdown, format_metrics)
+    from malt.train.rescore import rescore
+
+    run_dir = RunDir(args.run)
+    config = run_dir.load_config()
+    if args.data:
+        predictions = rescore(run_dir, args.data, device=args.device)
+        metrics = evaluate(predictions)
+    else:
+        metrics = run_dir.load_metrics()["views"]
+        predictions = Predictions.load(run_dir.predictions_file)
+    print(format_metrics(metrics, config.task.main))
+    if args.baseline:
+        baseline = Predictions.load(RunDir(args.baseline).predictions_file) if not args.data \
+            else rescore(RunDir(args.baseline), args.data, device=args.device)
+        print(f"\nGAUC gain over {args.baseline} on '{config.task.main}' by path complexity:")
+        print(format_breakdown(complexity_breakdown(predictions, baseline, config.task.main)))
+    return 0

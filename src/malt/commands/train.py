@@ -1,0 +1,43 @@
+"""`malt train`: train one model on a data set, evaluate it, and keep everything in a run dir."""
+
+from __future__ import annotations
+
+import argparse
+
+from malt.cli_options import add_run_options
+
+HELP = "train a model (one pass, day by day) and evaluate it on the held-out day"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_run_options(parser)
+    parser.add_argument("--out", required=True, help="run directory to create (or resume)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing run in --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from malt.cli_options import given_overrides, resolve_config
+    from malt.errors import ConfigError
+    from malt.train.evaluate import format_metrics
+    from malt.train.runner import train_run
+    from malt.train.trainer import Interrupted
+
+    if args.resume:
+        extra = {k: v for k, v in given_overrides(args).items() if k != "train"}
+        extra_train = set(given_overrides(args).get("train", {})) - {"device"}
+        if args.config or extra or extra_train:
+            raise ConfigError("--resume continues a run under its saved config; pass only "
+                              "--out (and optionally --device)")
+    config = resolve_config(args)
+    try:
+        metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite)
+    except Interrupted as stop:
+        print(f"{stop}; checkpoint saved. Continue with: malt train --resume --out {args.out}")
+        return 130
+    if metrics is not None:
+        print(format_metrics(metrics["views"], metrics["main"]))
+        print(f"run: {args.out}")
+    return 0

@@ -1,0 +1,198 @@
+"""Typed run configuration: dataclasses are the source of truth, files fill them, flags override.
+
+A config file (TOML, YAML or JSON) has the sections of `RunConfig`:
+
+    seed = 2026
+    [data]
+    path = "data/sim"
+    [task]
+    main = "last"
+    aux = ["first", "linear", "mta", "cat"]
+    aux_weight = 0.3
+    [train]
+    lr = 3e-3
+    [model]
+    name = "moae"
+    preset = "default"
+    padding_mask = true        # any other key is a `ModelConfig` field
+
+An unknown key is an error that names the closest valid one. The resolved config is saved in
+every run directory, so a run can be reproduced from it alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from malt.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+GRAD_METHODS = ("none", "gcs", "pcgrad")
+GRAD_VARIANTS = ("paper", "reference")
+EVAL_SPLITS = ("test", "validation")
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and which days are used."""
+
+    path: str | None = None
+    """Data directory in the MAC layout (None: the command decides, e.g. a simulated set)."""
+    schema: str | None = None
+    """Schema file; None means the built-in MAC schema."""
+    cache: str | None = None
+    """Cache directory; None means `<path>/.malt_cache`."""
+    train_days: int | None = None
+    """Use only the first N training days (None: all)."""
+    eval_split: str = "test"
+    """`test`: train on all training days, evaluate on the test day. `validation`: hold out the
+    last training day for evaluation and train on the days before it (the paper's protocol)."""
+
+
+@dataclass
+class TaskConfig:
+    """What is learned (see `malt.task.Task`)."""
+
+    main: str = "last"
+    aux: list[str] = field(default_factory=list)
+    aux_weight: float | None = None
+    """λ; None means the reference value for the main view (last 0.3, first 0.1, mta 0.3,
+    linear 0.2; 0.3 otherwise)."""
+    label_mode: str = "binary"
+
+
+@dataclass
+class TrainConfig:
+    """How the model is optimised."""
+
+    lr: float = 3e-3
+    embedding_lr_scale: float = 10.0
+    """Embedding tables train at `lr * embedding_lr_scale` (10x in the MAC protocol)."""
+    batch_size: int = 4096
+    warmup_fraction: float = 0.05
+    """Linear warm-up over this fraction of the real number of training steps, then constant."""
+    warmup_start: float = 1e-4
+    """Learning-rate factor at the first warm-up step."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value (None: no clipping)."""
+    grad_method: str = "none"
+    """`none` (λ-weighted sum), `gcs` or `pcgrad` (see `malt.train.grad_methods`)."""
+    grad_variant: str = "paper"
+    """`paper`: MAC App. C on shared parameters; `reference`: the public release's behaviour."""
+    shuffle: bool = False
+    """Shuffle rows within each day (seeded); the MAC protocol reads days in file order."""
+    device: str = "auto"
+    amp: bool = False
+    """bfloat16 autocast on CUDA (ignored on CPU)."""
+    lazy_adam: bool = False
+    """Sparse embedding gradients with lazy (row-wise) Adam: faster, changes the numbers."""
+    log_every: int = 50
+    """Steps between loss logs (progress bar and TensorBoard)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one training run."""
+
+    seed: int = 2026
+    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "base", "preset": "default"})
+    """`name`, `preset` and any `ModelConfig` field (checked when the model is built)."""
+
+    def __post_init__(self) -> None:
+        _choice("data.eval_split", self.data.eval_split, EVAL_SPLITS)
+        _choice("train.device", self.train.device, DEVICES)
+        _choice("train.grad_method", self.train.grad_method, GRAD_METHODS)
+        _choice("train.grad_variant", self.train.grad_variant, GRAD_VARIANTS)
+        if self.train.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be positive, got {self.train.batch_size}")
+        if self.train.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
+        if not 0 <= self.train.warmup_fraction < 1:
+            raise ConfigError("train.warmup_fraction must be in [0, 1)")
+        if self.train.lazy_adam and self.train.grad_method != "none":
+            raise ConfigError("train.lazy_adam works with grad_method 'none' only: GCS and "
+                              "PCGrad need dense per-task gradients of the embeddings")
+        self.model.setdefault("name", "base")
+        self.model.setdefault("preset", "default")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
+        sections = {"data": DataConfig, "task": TaskConfig, "train": TrainConfig}
+        _reject_unknown(raw, ["seed", "model", *sections], source)
+        kwargs: dict[str, Any] = {}
+        for name, section_cls in sections.items():
+            values = raw.get(name, {})
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table")
+            _reject_unknown(values, [f.name for f in fields(section_cls)], f"{source} [{name}]")
+            kwargs[name] = section_cls(**values)
+        if "seed" in raw:
+            kwargs["seed"] = int(raw["seed"])
+        if "model" in raw:
+            if not isinstance(raw["model"], dict):
+                raise ConfigError(f"{source}: [model] must be a table")
+            kwargs["model"] = dict(raw["model"])
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        return cls.from_dict(read_config_file(path), source=str(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The key/value tree of a TOML, YAML or JSON file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            raw = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            raw = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: use .toml, .yaml or .json")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise ConfigError(f"config file {path} is not valid: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a table of keys")
+    return raw
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied; nested tables merge key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _reject_unknown(values: dict[str, Any], valid: list[str], where: str) -> None:
+    for key in values:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {sorted(valid)}"
+            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got '{value}'")

@@ -1,0 +1,92 @@
+"""Process-group set-up for `torchrun` and the few collectives the trainer needs.
+
+`torchrun --nproc-per-node N -m malt train ...` sets RANK / WORLD_SIZE / LOCAL_RANK; a plain
+`malt train` runs as a world of one with no process group at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def init_world(device: torch.device) -> World:
+    """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA), if any."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World()
+    world = World(rank=int(os.environ["RANK"]), size=size,
+                  local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return world
+
+
+def resolve_device(name: str, world: World | None = None) -> torch.device:
+    """`auto` picks CUDA when available; under torchrun each rank takes its local GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            from malt.errors import ConfigError
+
+            raise ConfigError("--device cuda was asked for but CUDA is not available")
+        local_rank = int(os.environ.get("LOCAL_RANK", "0")) if world is None else world.local_rank
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def all_reduce_mean(tensors: list[torch.Tensor], world: World) -> None:
+    """Average `tensors` in place over all ranks, as one flat buffer (one collective)."""
+    if not world.distributed or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= world.size
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def gather_arrays(arrays: dict[str, np.ndarray], world: World) -> dict[str, np.ndarray] | None:
+    """Concatenate every rank's arrays on rank 0 (others get None). Rows keep rank order."""
+    if not world.distributed:
+        return arrays
+    parts: list[dict[str, np.ndarray]] | None = [None] * world.size if world.is_main else None
+    dist.gather_object(arrays, parts, dst=0)
+    if not world.is_main:
+        return None
+    return {k: np.concatenate([p[k] for p in parts]) for k in arrays}
+
+
+def barrier(world: World) -> None:
+    if world.distributed:
+        dist.barrier()
+
+
+def shutdown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()

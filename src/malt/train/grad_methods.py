@@ -1,0 +1,134 @@
+"""Auxiliary-task learning by gradient manipulation: GCS and PCGrad.
+
+Both need one gradient per task (main + each auxiliary view), taken with separate
+`torch.autograd.grad` calls on the same graph. *Shared* parameters are found from the graph, not
+listed by hand: those the main loss and at least one auxiliary loss reach.
+
+`paper` variants follow the MAC paper's App. C:
+- GCS: α_k = sigmoid(cos(g_main, g_k)) with cos = <g_m, g_k> / (|g_m| |g_k| + ε) over the flattened
+  shared parameters; the update is the gradient of L_main + Σ_k α_k L_k (λ is not used).
+- PCGrad: on the flattened shared parameters every task gradient (main included) is projected, in
+  a random order of the other tasks, onto the normal plane of each original gradient it conflicts
+  with (negative inner product); the projected gradients are summed. Task-specific parameters
+  receive their own losses' gradients; λ is not used.
+`reference` variants reproduce the public release of the paper:
+- GCS: cosine over every parameter both losses reach, no ε; a parameter the main loss does not
+  reach takes the auxiliary gradient unscaled.
+- PCGrad: per parameter tensor, only auxiliary gradients are projected and only against the main
+  gradient, in the given order; the main gradient is never changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from malt.train.distributed import World, all_reduce_mean
+
+EPS = 1e-8
+Grads = list[torch.Tensor | None]
+
+
+def task_gradients(losses: Sequence[torch.Tensor], params: Sequence[torch.Tensor], world: World
+                   ) -> list[Grads]:
+    """One gradient list per loss (None where a loss does not reach a parameter), averaged over
+    ranks task by task, so the surgery below runs on the same numbers on every rank."""
+    grads: list[Grads] = []
+    for i, loss in enumerate(losses):
+        g = torch.autograd.grad(loss, params, retain_graph=i < len(losses) - 1, allow_unused=True)
+        all_reduce_mean([t for t in g if t is not None], world)
+        grads.append(list(g))
+    return grads
+
+
+def _flat(grads: Grads, index: Sequence[int], like: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenation of `grads` at `index`, zeros where a gradient is missing."""
+    return torch.cat([(grads[i] if grads[i] is not None else torch.zeros_like(like[i])).reshape(-1)
+                      for i in index])
+
+
+def _unflatten_into(flat: torch.Tensor, index: Sequence[int], params: Sequence[torch.Tensor],
+                    out: Grads) -> None:
+    offset = 0
+    for i in index:
+        n = params[i].numel()
+        out[i] = flat[offset:offset + n].view_as(params[i])
+        offset += n
+
+
+def _shared_index(grads: list[Grads]) -> list[int]:
+    main, aux = grads[0], grads[1:]
+    return [i for i, g in enumerate(main) if g is not None and any(a[i] is not None for a in aux)]
+
+
+def _sum(grads: list[Grads], weights: Sequence[float | torch.Tensor], n_params: int) -> Grads:
+    out: Grads = [None] * n_params
+    for g, w in zip(grads, weights):
+        for i, t in enumerate(g):
+            if t is not None:
+                out[i] = t * w if out[i] is None else out[i] + t * w
+    return out
+
+
+def gcs(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "paper"
+        ) -> tuple[Grads, list[float]]:
+    """Combined gradient and the weight α_k given to each auxiliary task."""
+    main, aux = grads[0], grads[1:]
+    alphas: list[torch.Tensor] = []
+    if variant == "paper":
+        shared = _shared_index(grads)
+        g_main = _flat(main, shared, params)
+        for g in aux:
+            g_k = _flat(g, shared, params)
+            cos = g_main @ g_k / (g_main.norm() * g_k.norm() + EPS)
+            alphas.append(torch.sigmoid(cos))
+        combined = _sum(grads, [1.0, *alphas], len(params))
+    else:
+        combined = list(main)
+        for g in aux:
+            both = [i for i in range(len(params)) if main[i] is not None and g[i] is not None]
+            g_main, g_k = _flat(main, both, params), _flat(g, both, params)
+            alpha = torch.sigmoid(g_main @ g_k / (g_main.norm() * g_k.norm()))
+            alphas.append(alpha)
+            for i, t in enumerate(g):
+                if t is not None:
+                    combined[i] = t.clone() if combined[i] is None else combined[i] + alpha * t
+    return combined, [float(a) for a in alphas]
+
+
+def pcgrad(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "paper",
+           generator: torch.Generator | None = None) -> tuple[Grads, int]:
+    """Combined gradient and the number of projections made (conflicts found)."""
+    conflicts = 0
+    if variant == "paper":
+        shared = _shared_index(grads)
+        originals = [_flat(g, shared, params) for g in grads]
+        projected = []
+        for i, g_i in enumerate(originals):
+            g_i = g_i.clone()
+            others = [j for j in range(len(originals)) if j != i]
+            order = torch.randperm(len(others), generator=generator).tolist()
+            for j in (others[o] for o in order):
+                dot = g_i @ originals[j]
+                if dot < 0:
+                    g_i -= dot / (originals[j].square().sum() + EPS) * originals[j]
+                    conflicts += 1
+            projected.append(g_i)
+        combined = _sum(grads, [1.0] * len(grads), len(params))
+        _unflatten_into(torch.stack(projected).sum(0), shared, params, combined)
+        return combined, conflicts
+    main, aux = grads[0], grads[1:]
+    combined = [t.clone() if t is not None else None for t in main]
+    for g in aux:
+        for i, t in enumerate(g):
+            if t is None:
+                continue
+            m = main[i]
+            if m is not None:
+                dot = (m * t).sum()
+                if dot < 0:
+                    t = t - dot / (m.square().sum() + EPS) * m
+                    conflicts += 1
+            combined[i] = t if combined[i] is None else combined[i] + t
+    return combined, conflicts

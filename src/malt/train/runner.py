@@ -1,0 +1,77 @@
+"""Run one configured training job end to end: train, evaluate, write the run directory."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from malt.config import RunConfig
+from malt.data.cache import Dataset
+from malt.errors import ConfigError
+from malt.run import RunDir
+from malt.train.distributed import barrier
+from malt.train.evaluate import evaluate, predict
+from malt.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
+              overwrite: bool = False, dataset: Dataset | None = None) -> dict[str, Any] | None:
+    """Train and evaluate one run into `out`; returns its metrics (None on ranks other than 0).
+
+    With `resume`, an unfinished run continues from its checkpoint under its saved config and a
+    finished one just returns its metrics. An existing run is never silently replaced: pass
+    `overwrite` to start it again.
+    """
+    run = RunDir(Path(out))
+    if resume:
+        if run.is_complete():
+            return run.load_metrics()
+        saved = run.load_config()
+        saved.train.device = config.train.device
+        config = saved
+    elif run.config_file.exists():
+        if not overwrite:
+            raise ConfigError(f"{run.path} already holds a run; use --resume to continue it or "
+                              "--overwrite to start again")
+        shutil.rmtree(run.path)
+    trainer = Trainer(config, run, dataset)
+    if trainer.world.is_main:
+        run.save_config(config)
+        handler = run.attach_log()
+    barrier(trainer.world)
+    try:
+        if resume and run.checkpoint.is_file():
+            trainer.restore()
+        started = time.perf_counter()
+        trainer.fit()
+        seconds = time.perf_counter() - started
+        predictions = predict(trainer.model, trainer.eval_days, trainer.task,
+                              trainer.dataset.schema, batch_size=config.train.batch_size,
+                              device=trainer.device, world=trainer.world)
+        metrics = None
+        if predictions is not None:
+            rows = sum(d.rows for d in trainer.train_days)
+            metrics = {
+                "main": trainer.task.main,
+                "views": evaluate(predictions),
+                "eval_days": [d.name for d in trainer.eval_days],
+                "eval_rows": int(len(predictions.user)),
+                "train": {"days": len(trainer.train_days), "rows": rows,
+                          "steps": trainer.state.global_step, "seconds": round(seconds, 2),
+                          "world_size": trainer.world.size},
+                "params": dict(zip(("dense", "embedding"), trainer.model.parameter_counts())),
+            }
+            predictions.save(run.predictions_file)
+            run.save_metrics(metrics)
+            log.info("evaluation: %s", metrics["views"])
+        barrier(trainer.world)
+        return metrics
+    finally:
+        if trainer.world.is_main:
+            logging.getLogger("malt").removeHandler(handler)
+            handler.close()

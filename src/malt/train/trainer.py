@@ -1,0 +1,266 @@
+"""One pass over the training days in time order, then evaluation on the held-out day.
+
+The trainer knows views and losses, never column names: it reads batches from
+`malt.data.batches`, asks the model for per-view losses and combines them as
+`L_main + λ · Σ_k L_aux_k` (or through GCS / PCGrad). Checkpoints are written at every day
+boundary and when the run is interrupted (Ctrl-C finishes the current step, saves, and stops);
+`resume` continues from the checkpoint and ends with the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import signal
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from malt.config import RunConfig
+from malt.data.batches import Batch, DayBatches, step_count
+from malt.data.cache import Dataset, Day, prepare
+from malt.data.schema import resolve_schema
+from malt.errors import ConfigError
+from malt.models.base import MaltModel
+from malt.run import RunDir
+from malt.task import Task, default_aux_weight
+from malt.train import grad_methods
+from malt.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
+from malt.train.distributed import World, barrier, init_world, resolve_device
+from malt.train.model_factory import build_from_config
+from malt.train.optim import Optimisation
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(Exception):
+    """Training stopped on request; the checkpoint holds everything needed to resume."""
+
+
+def task_from_config(config: RunConfig) -> Task:
+    t = config.task
+    weight = default_aux_weight(t.main) if t.aux_weight is None else t.aux_weight
+    return Task(main=t.main, aux=tuple(t.aux), aux_weight=weight, label_mode=t.label_mode)
+
+
+def split_days(dataset: Dataset, config: RunConfig) -> tuple[list[Day], list[Day]]:
+    """(training days, evaluation days) under the configured protocol."""
+    train = dataset.train
+    if config.data.train_days is not None:
+        train = train[:config.data.train_days]
+    if config.data.eval_split == "validation":
+        if len(train) < 2:
+            raise ConfigError("the validation protocol needs at least two training days")
+        return train[:-1], train[-1:]
+    if not dataset.test:
+        raise ConfigError(f"{dataset.root} has no test day (test/*.parquet)")
+    return train, dataset.test
+
+
+def load_dataset(config: RunConfig) -> Dataset:
+    if config.data.path is None:
+        raise ConfigError("no data: pass --data DIR (a directory in the MAC layout)")
+    return prepare(config.data.path, resolve_schema(config.data.schema), config.data.cache)
+
+
+@dataclass
+class StepReport:
+    losses: dict[str, float]
+    rows: int
+
+
+class Trainer:
+    """Builds model and optimiser from a `RunConfig` and trains them; see the module docstring."""
+
+    def __init__(self, config: RunConfig, run: RunDir, dataset: Dataset | None = None):
+        self.config, self.run = config, run
+        self.world: World = init_world(resolve_device(config.train.device))
+        self.device = resolve_device(config.train.device, self.world)
+        self.dataset = dataset or load_dataset(config)
+        self.task = task_from_config(config)
+        self.task.validate(self.dataset.schema)
+        self.train_days, self.eval_days = split_days(self.dataset, config)
+        _seed_everything(config.seed)
+        self.model: MaltModel = build_from_config(config, self.dataset, self.task).to(self.device)
+        self.net: nn.Module = self.model
+        if self.world.distributed:
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        cfg = config.train
+        self.total_steps = sum(step_count(d.rows, cfg.batch_size) for d in self.train_days)
+        self.optimisation = Optimisation(self.model, self.model.embedding_parameters(), cfg,
+                                         self.total_steps)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.state = TrainState()
+        self._stop_requested = False
+
+    # --- persistence -----------------------------------------------------------------------
+    def save(self) -> None:
+        if self.world.is_main:
+            save_checkpoint(self.run.checkpoint, model=self.model,
+                            optimisation_state=self.optimisation.state_dict(), state=self.state,
+                            generator=self.generator, config=self.config.to_dict())
+        barrier(self.world)
+
+    def restore(self) -> None:
+        """Continue from the run's checkpoint."""
+        payload = load_checkpoint(self.run.checkpoint, map_location=self.device)
+        self.model.load_state_dict(payload["model"])
+        self.optimisation.load_state_dict(payload["optimisation"])
+        self.state = payload["state"]
+        set_rng_state(payload["rng"])
+        self.generator.set_state(payload["generator"])
+        log.info("resumed at day %d step %d (global step %d)", self.state.day,
+                 self.state.step_in_day, self.state.global_step)
+
+    # --- training --------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Train through the remaining days; raises `Interrupted` after saving on Ctrl-C."""
+        from tqdm import tqdm
+
+        cfg = self.config.train
+        writer = self._tensorboard()
+        progress = tqdm(total=self.total_steps, initial=self.state.global_step, unit="step",
+                        disable=None if self.world.is_main else True, dynamic_ncols=True)
+        previous = signal.signal(signal.SIGINT, self._request_stop) \
+            if _in_main_thread() else None
+        try:
+            while self.state.day < len(self.train_days):
+                day = self.train_days[self.state.day]
+                batches = DayBatches(day, cfg.batch_size, shuffle=cfg.shuffle,
+                                     seed=self.config.seed, day_index=self.state.day,
+                                     rank=self.world.rank, world_size=self.world.size,
+                                     device=self.device)
+                started, rows = time.perf_counter(), 0
+                for batch in batches.from_step(self.state.step_in_day):
+                    if self._should_stop():
+                        self.save()
+                        raise Interrupted(f"stopped at day {self.state.day} step "
+                                          f"{self.state.step_in_day}")
+                    report = self.train_step(batch)
+                    self.state.step_in_day += 1
+                    self.state.global_step += 1
+                    rows += report.rows
+                    progress.update(1)
+                    if report.losses:
+                        self._log_step(writer, progress, report, day, rows, started)
+                self.state.day += 1
+                self.state.step_in_day = 0
+                self.save()
+                log.info("finished day %s (%d of %d)", day.name, self.state.day,
+                         len(self.train_days))
+            self.state.finished = True
+            self.save()
+        finally:
+            progress.close()
+            if writer is not None:
+                writer.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def train_step(self, batch: Batch) -> StepReport:
+        """One optimiser step on one batch; returns the losses when they are due for logging."""
+        cfg = self.config.train
+        self.model.train()
+        rows = int(batch["labels"].shape[0])
+        # Each rank averages over its own rows; rescale so that the mean over ranks (what DDP
+        # computes) is the mean over the whole step even when the parts differ by one row.
+        scale = rows * self.world.size / int(batch["step_rows"])
+        use_surgery = cfg.grad_method != "none" and self.task.aux_weight > 0
+        sync = self.net.no_sync() if use_surgery and self.world.distributed \
+            else contextlib.nullcontext()
+        with sync, self._autocast():
+            outputs = self.net(batch)
+            losses = self.model.losses(outputs, batch)
+        main_loss = losses[self.task.main]
+        aux_losses = {v: loss for v, loss in losses.items() if v != self.task.main} \
+            if self.task.aux_weight > 0 else {}
+        if use_surgery and aux_losses:
+            self._surgery_step(main_loss, list(aux_losses.values()), scale)
+        else:
+            total = main_loss + self.task.aux_weight * sum(aux_losses.values()) \
+                if aux_losses else main_loss
+            (total * scale).backward()
+        if cfg.grad_clip is not None:
+            dense = [p for p in self.model.parameters()
+                     if p.grad is not None and not p.grad.is_sparse]
+            nn.utils.clip_grad_norm_(dense, cfg.grad_clip)
+        self.optimisation.step()
+        self.optimisation.zero_grad()
+        due = (self.state.global_step + 1) % cfg.log_every == 0
+        return StepReport(losses={v: float(loss) for v, loss in losses.items()} if due else {},
+                          rows=rows)
+
+    def _surgery_step(self, main_loss: torch.Tensor, aux_losses: list[torch.Tensor],
+                      scale: float) -> None:
+        cfg = self.config.train
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = grad_methods.task_gradients([main_loss * scale, *(a * scale for a in aux_losses)],
+                                            params, self.world)
+        if cfg.grad_method == "gcs":
+            combined, _ = grad_methods.gcs(grads, params, cfg.grad_variant)
+        else:
+            combined, _ = grad_methods.pcgrad(grads, params, cfg.grad_variant, self.generator)
+        for p, g in zip(params, combined):
+            p.grad = g
+
+    def _autocast(self):
+        enabled = self.config.train.amp and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                              enabled=enabled)
+
+    # --- interruption ----------------------------------------------------------------------
+    def _request_stop(self, signum, frame) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        log.warning("interrupt received: finishing this step and saving a checkpoint "
+                    "(press Ctrl-C again to abort without saving)")
+
+    def request_stop(self) -> None:
+        """Ask the loop to save and stop before the next step (what Ctrl-C does)."""
+        self._stop_requested = True
+
+    def _should_stop(self) -> bool:
+        if not self.world.distributed:
+            return self._stop_requested
+        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    # --- logging ---------------------------------------------------------------------------
+    def _tensorboard(self):
+        if not self.world.is_main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.run.tensorboard_dir), purge_step=self.state.global_step)
+
+    def _log_step(self, writer, progress, report: StepReport, day: Day, rows: int,
+                  started: float) -> None:
+        speed = rows * self.world.size / max(time.perf_counter() - started, 1e-9)
+        progress.set_postfix_str(f"day {day.name} loss {report.losses[self.task.main]:.4f} "
+                                 f"{speed:,.0f} samples/s")
+        if writer is not None:
+            for view, value in report.losses.items():
+                writer.add_scalar(f"loss/{view}", value, self.state.global_step)
+            writer.add_scalar("lr", self.optimisation.lr, self.state.global_step)
+            writer.add_scalar("samples_per_s", speed, self.state.global_step)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

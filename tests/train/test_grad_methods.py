@@ -1,0 +1,87 @@
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from malt.train.distributed import World
+from malt.train.grad_methods import gcs, pcgrad, task_gradients
+
+
+def _toy():
+    """A shared layer, a main head and two auxiliary heads: the graph decides what is shared."""
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(4, 3)
+    heads = torch.nn.ModuleList(torch.nn.Linear(3, 1) for _ in range(3))
+    x = torch.randn(16, 4)
+    h = torch.relu(shared(x))
+    losses = [heads[i](h).pow(2).mean() * (i + 1) for i in range(3)]
+    params = [*shared.parameters(), *heads.parameters()]
+    return params, task_gradients(losses, params, World())
+
+
+def test_task_gradients_mark_unreached_parameters_none():
+    params, grads = _toy()
+    # params: shared.w, shared.b, head0.w, head0.b, head1.w, head1.b, head2.w, head2.b
+    assert all(g is not None for g in grads[0][:4]) and grads[0][4] is None
+    assert grads[1][2] is None and grads[1][4] is not None
+
+
+def test_gcs_paper_weights_are_sigmoid_of_cosine_on_shared_parameters():
+    params, grads = _toy()
+    combined, alphas = gcs(grads, params, "paper")
+    flat = [torch.cat([g[i].reshape(-1) for i in (0, 1)]) for g in grads]
+    for k, alpha in enumerate(alphas, start=1):
+        cos = flat[0] @ flat[k] / (flat[0].norm() * flat[k].norm() + 1e-8)
+        assert abs(alpha - torch.sigmoid(cos).item()) < 1e-6
+    # Auxiliary heads get their own gradient scaled by their alpha; the main head is untouched.
+    torch.testing.assert_close(combined[4], alphas[0] * grads[1][4])
+    torch.testing.assert_close(combined[2], grads[0][2])
+    expected_shared = grads[0][0] + alphas[0] * grads[1][0] + alphas[1] * grads[2][0]
+    torch.testing.assert_close(combined[0], expected_shared)
+
+
+def test_gcs_reference_leaves_auxiliary_only_parameters_unscaled():
+    params, grads = _toy()
+    combined, alphas = gcs(grads, params, "reference")
+    torch.testing.assert_close(combined[4], grads[1][4])
+    torch.testing.assert_close(combined[6], grads[2][6])
+    torch.testing.assert_close(combined[0], grads[0][0] + alphas[0] * grads[1][0]
+                               + alphas[1] * grads[2][0])
+
+
+def _two_task_grads(a, b):
+    p = torch.zeros(len(a), requires_grad=True)
+    return [p], [[torch.tensor(a)], [torch.tensor(b)]]
+
+
+vectors = st.lists(st.floats(-5, 5, allow_nan=False, width=32), min_size=3, max_size=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(vectors, vectors)
+def test_pcgrad_paper_never_conflicts_with_an_original_gradient(a, b):
+    params, grads = _two_task_grads(a, b)
+    (combined,), _ = pcgrad(grads, params, "paper", torch.Generator().manual_seed(0))
+    g_a, g_b = grads[0][0], grads[1][0]
+    if g_a.norm() > 1e-3 and g_b.norm() > 1e-3:
+        assert combined @ g_a >= -1e-3 * g_a.norm() * (combined.norm() + 1)
+        assert combined @ g_b >= -1e-3 * g_b.norm() * (combined.norm() + 1)
+
+
+def test_pcgrad_leaves_agreeing_gradients_alone():
+    params, grads = _two_task_grads([1.0, 2.0, 0.0], [0.5, 0.0, 1.0])
+    for variant in ("paper", "reference"):
+        (combined,), conflicts = pcgrad(grads, params, variant, torch.Generator().manual_seed(0))
+        assert conflicts == 0
+        torch.testing.assert_close(combined, torch.tensor([1.5, 2.0, 1.0]))
+
+
+def test_pcgrad_projects_a_conflicting_pair_onto_normal_planes():
+    params, grads = _two_task_grads([1.0, 0.0, 0.0], [-1.0, 1.0, 0.0])
+    (paper,), n_paper = pcgrad(grads, params, "paper", torch.Generator().manual_seed(0))
+    # main: [1,0,0] - (-1/2)[-1,1,0] = [0.5,0.5,0]; aux: [-1,1,0] - (-1)[1,0,0] = [0,1,0]
+    torch.testing.assert_close(paper, torch.tensor([0.5, 1.5, 0.0]))
+    assert n_paper == 2
+    (reference,), n_ref = pcgrad(grads, params, "reference")
+    # only the auxiliary gradient is projected: [1,0,0] + [0,1,0]
+    torch.testing.assert_close(reference, torch.tensor([1.0, 1.0, 0.0]))
+    assert n_ref == 1
