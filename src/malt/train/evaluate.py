@@ -70,6 +70,8 @@ def predict(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
     for day in days:
         for batch in DayBatches(day, batch_size, rank=world.rank, world_size=world.size,
                                 device=device):
+            if batch["labels"].shape[0] == 0:
+                continue
             probs = model.predict(batch)
             parts["probs"].append(torch.stack([probs[v].float() for v in views], 1).cpu().numpy())
             parts["weights"].append(batch["weights"].cpu().numpy())

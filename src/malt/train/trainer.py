@@ -143,9 +143,13 @@ class Trainer:
                         self.save()
                         raise Interrupted(f"stopped at day {self.state.day} step "
                                           f"{self.state.step_in_day}")
+                    if int(batch["step_rows"]) < self.world.size:
+                        # A day's last step with fewer rows than ranks would leave some rank
+                        # without data; every rank skips it alike.
+                        self._advance()
+                        continue
                     report = self.train_step(batch)
-                    self.state.step_in_day += 1
-                    self.state.global_step += 1
+                    self._advance()
                     rows += report.rows
                     progress.update(1)
                     if report.losses:
@@ -163,6 +167,10 @@ class Trainer:
                 writer.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+
+    def _advance(self) -> None:
+        self.state.step_in_day += 1
+        self.state.global_step += 1
 
     def train_step(self, batch: Batch) -> StepReport:
         """One optimiser step on one batch; returns the losses when they are due for logging."""
@@ -194,7 +202,7 @@ class Trainer:
         self.optimisation.step()
         self.optimisation.zero_grad()
         due = (self.state.global_step + 1) % cfg.log_every == 0
-        return StepReport(losses={v: float(loss) for v, loss in losses.items()} if due else {},
+        return StepReport(losses={v: float(loss.detach()) for v, loss in losses.items()} if due else {},
                           rows=rows)
 
     def _surgery_step(self, main_loss: torch.Tensor, aux_losses: list[torch.Tensor],

@@ -1,0 +1,134 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_random_dataset
+from malt.cli import main
+from malt.config import RunConfig
+from malt.train.checkpoint import load_checkpoint
+from malt.train.evaluate import Predictions
+from malt.train.runner import train_run
+from malt.train.trainer import Interrupted, Trainer
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_random_dataset(tmp_path_factory.mktemp("trainer") / "data", days=4, rows=301)
+
+
+def _config(data: Path, model="mmoe", aux=("first", "cat"), **train) -> RunConfig:
+    return RunConfig.from_dict({
+        "seed": 7, "data": {"path": str(data)},
+        "task": {"main": "last", "aux": list(aux)},
+        "train": {"batch_size": 64, "log_every": 2, **train},
+        "model": {"name": model, "embed_dim": 8, "attention_heads": 2, "expert_dim": 16,
+                  "tower_dims": [8, 4]},
+    })
+
+
+def test_run_directory_holds_config_metrics_predictions_and_logs(data, tmp_path):
+    metrics = train_run(_config(data), tmp_path / "run")
+    run = tmp_path / "run"
+    assert RunConfig.from_dict(json.loads((run / "config.json").read_text())) == _config(data)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    assert set(saved["views"]) == {"last", "first"}
+    for view in saved["views"].values():
+        assert 0 <= view["auc"] <= 1 and view["logloss"] > 0
+    assert saved["train"]["steps"] == 3 * 5  # 3 training days of 301 rows at batch 64
+    predictions = Predictions.load(run / "predictions.npz")
+    assert predictions.probs.shape == (301, 2) and predictions.views == ("last", "first")
+    assert load_checkpoint(run / "checkpoint.pt")["state"].finished
+    assert any((run / "tb").iterdir())
+    assert "finished day" in (run / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("stop_after", [3, 5])  # inside a day, and exactly at a day boundary
+def test_interrupted_run_resumes_to_identical_numbers(data, tmp_path, monkeypatch, stop_after):
+    reference = train_run(_config(data, shuffle=True), tmp_path / "whole")
+
+    original = Trainer.train_step
+
+    def stopping_step(self, batch):
+        report = original(self, batch)
+        if self.state.global_step + 1 == stop_after:
+            self.request_stop()
+        return report
+
+    monkeypatch.setattr(Trainer, "train_step", stopping_step)
+    with pytest.raises(Interrupted):
+        train_run(_config(data, shuffle=True), tmp_path / "cut")
+    state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["state"]
+    assert state.global_step == stop_after and not state.finished
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resumed = train_run(_config(data, shuffle=True), tmp_path / "cut", resume=True)
+    assert resumed["views"] == reference["views"]
+    np.testing.assert_array_equal(Predictions.load(tmp_path / "cut" / "predictions.npz").probs,
+                                  Predictions.load(tmp_path / "whole" / "predictions.npz").probs)
+
+
+@pytest.mark.parametrize("method", ["gcs", "pcgrad"])
+@pytest.mark.parametrize("variant", ["paper", "reference"])
+def test_gradient_methods_train(data, tmp_path, method, variant):
+    metrics = train_run(_config(data, grad_method=method, grad_variant=variant), tmp_path / "r")
+    assert np.isfinite(metrics["views"]["last"]["logloss"])
+
+
+def test_unknown_flag_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", "x", "--out", "y", "--learning_rate", "0.1"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --learning_rate" in capsys.readouterr().err
+
+
+def test_unknown_config_key_names_the_closest_one(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text("[train]\nbatchsize = 128\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "r")]) == 3
+    assert "did you mean 'batch_size'" in capsys.readouterr().err
+
+
+def test_flags_override_the_config_file(data, tmp_path):
+    from malt.cli import build_parser
+    from malt.cli_options import resolve_config
+
+    config = tmp_path / "run.yaml"
+    config.write_text("seed: 3\ntrain:\n  lr: 0.1\n  batch_size: 32\nmodel:\n  name: ple\n")
+    args = build_parser().parse_args(["train", "--config", str(config), "--lr", "0.01",
+                                      "--out", "o", "--model-option", "padding_mask=false"])
+    resolved = resolve_config(args)
+    assert (resolved.seed, resolved.train.lr, resolved.train.batch_size) == (3, 0.01, 32)
+    assert resolved.model == {"name": "ple", "preset": "default", "padding_mask": False}
+
+
+def test_existing_run_is_not_overwritten(data, tmp_path, capsys):
+    args = ["train", "--data", str(data), "--model", "base", "--batch-size", "128",
+            "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    assert main(args) == 3
+    assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(data, tmp_path):
+    config = _config(data)
+    single = train_run(config, tmp_path / "single")
+    (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node", "2", "-m", "malt", "train", "--config",
+                    str(tmp_path / "cfg.json"), "--device", "cpu", "--out",
+                    str(tmp_path / "ddp")], check=True, env=env, timeout=300)
+    ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert ddp["train"]["world_size"] == 2
+    for view, values in single["views"].items():
+        for name in ("auc", "gauc", "logloss"):
+            assert ddp["views"][view][name] == pytest.approx(values[name], abs=2e-3)
+    np.testing.assert_allclose(Predictions.load(tmp_path / "ddp" / "predictions.npz").probs,
+                               Predictions.load(tmp_path / "single" / "predictions.npz").probs,
+                               atol=2e-3)
