@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from malt.data.attribution.journeys import build_journeys, key_codes, split_paths
+from malt.data.attribution.rules import sort_order
 
 
 @st.composite
@@ -112,3 +113,16 @@ def test_split_paths_cuts_at_key_changes_and_long_gaps(rows, gap):
     for a, b, pa_, pb in zip(order[:-1], order[1:], path[:-1], path[1:]):
         same = key[a] == key[b] and time[b] - time[a] <= gap
         assert (pb == pa_) == same and pb - pa_ in (0, 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.integers(0, 5)), max_size=20),
+       st.booleans())
+def test_sort_order_equals_lexsort_and_skips_sorted_input(rows, presort):
+    rows = sorted(rows) if presort else rows
+    key, time, ids = (np.array([r[i] for r in rows], dtype=np.int64) for i in range(3))
+    order = sort_order(key, time.astype(float), ids)
+    expected = np.lexsort((ids, time, key))
+    assert [rows[i] for i in order] == [rows[i] for i in expected]
+    if presort:
+        assert order.tolist() == list(range(len(rows)))

@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from malt.data.attribution import ALL_RULES, AttributionConfig, ClickLog, attribute, credit
-from malt.data.attribution.dda import Paths, dda_credit, fit, objective, shapley_shares
+from malt.data.attribution.dda import (
+    NoisyOrModel,
+    ObjectiveTerms,
+    Paths,
+    dda_credit,
+    fit,
+    objective,
+    objective_terms,
+    shapley_shares,
+)
 from malt.errors import ConfigError
 
 # --- rule-based rules: worked examples --------------------------------------------------------
@@ -102,18 +111,34 @@ def test_shapley_shares_are_linear_for_equal_clicks_and_finite_for_extreme_logit
 
 def test_objective_gradient_matches_finite_differences():
     rng = np.random.default_rng(0)
-    design = rng.integers(0, 6, (40, 3))
-    path = np.sort(rng.integers(0, 12, 40))
-    _, path = np.unique(path, return_inverse=True)
-    converted = rng.random(path.max() + 1) < 0.5
-    prior = np.r_[0.0, np.full(5, 0.7)]
+    rows = rng.integers(0, 6, (15, 3))
+    conv_path = np.sort(rng.integers(0, 8, 30))
+    _, conv_path = np.unique(conv_path, return_inverse=True)
+    terms = ObjectiveTerms(rows=rows, conv_row=rng.integers(0, 15, 30), conv_path=conv_path,
+                           n_conv=int(conv_path.max()) + 1,
+                           other_count=rng.integers(0, 4, 15).astype(float), n_paths=20,
+                           prior=np.r_[0.0, np.full(5, 0.7)])
     theta = rng.normal(0, 1, 6)
-    _, grad = objective(theta, design, path, converted, prior)
+    _, grad = objective(theta, terms)
     eps = 1e-6
-    numeric = [(objective(theta + eps * e, design, path, converted, prior)[0]
-                - objective(theta - eps * e, design, path, converted, prior)[0]) / (2 * eps)
-               for e in np.eye(6)]
+    numeric = [(objective(theta + eps * e, terms)[0] - objective(theta - eps * e, terms)[0])
+               / (2 * eps) for e in np.eye(6)]
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_objective_equals_the_path_likelihood():
+    """The aggregated loss is the mean negative log-likelihood of the paths (no prior)."""
+    converted, other, _, _ = simulated_paths(1, n=50)
+    model = NoisyOrModel(theta=np.random.default_rng(2).normal(0, 1, 14), cardinalities=(3,))
+    nll = 0.0
+    for paths, did_convert in ((converted, True), (other, False)):
+        p = 1 / (1 + np.exp(-model.logits(paths)))
+        for path in np.unique(paths.path):
+            none = np.prod(1 - p[paths.path == path])
+            nll -= np.log(1 - none) if did_convert else np.log(none)
+    n_paths = len(np.unique(converted.path)) + len(np.unique(other.path))
+    loss, _ = objective(model.theta, objective_terms(converted, other, (3,), l2=0.0))
+    np.testing.assert_allclose(loss, nll / n_paths, rtol=1e-10)
 
 
 def simulated_paths(seed, n=4000):
@@ -187,9 +212,11 @@ def test_every_rule_keeps_the_invariants(case):
     age = conversions["conversion_time"].to_numpy()[j.conversion] \
         - clicks["click_time"].to_numpy()[j.click]
     assert np.all((age >= 0) & (age <= window))
+    same = lambda column: clicks[column].to_numpy()[j.click] \
+        == conversions[column].to_numpy()[j.conversion]
+    assert np.all(same("user"))
     if mode == "direct":
-        assert np.all(clicks["item"].to_numpy()[j.click] == conversions["item"].to_numpy()[j.conversion])
-    assert np.all(clicks["user"].to_numpy()[j.click] == conversions["user"].to_numpy()[j.conversion])
+        assert np.all(same("item"))
     in_journey = np.bincount(j.click, minlength=len(clicks)) > 0
     for rule in ALL_RULES:
         w = result.pair_weights[rule]

@@ -37,7 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from malt.data.attribution.journeys import key_codes
 from malt.data.attribution.rules import sort_journeys
 
 LENGTH_BUCKETS = 5
@@ -126,19 +128,8 @@ def fit(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
     """
     import torch
 
-    if converted.features.shape[1] != len(cardinalities) or \
-            other.features.shape[1] != len(cardinalities):
-        raise ValueError("one cardinality per feature column is needed")
-    design = np.concatenate([_design(converted, cardinalities), _design(other, cardinalities)])
-    _, conv_path = np.unique(converted.path, return_inverse=True)
-    _, other_path = np.unique(other.path, return_inverse=True)
-    n_conv = int(conv_path.max()) + 1 if len(conv_path) else 0
-    n_paths = n_conv + (int(other_path.max()) + 1 if len(other_path) else 0)
-    path = np.concatenate([conv_path, n_conv + other_path]).astype(np.int64)
-    is_conv = np.arange(n_paths) < n_conv
-    dim = _FEATURES_AT + int(sum(cardinalities))
-    prior = np.full(dim, l2)
-    prior[0] = 0.0
+    terms = objective_terms(converted, other, cardinalities, l2=l2)
+    dim = len(terms.prior)
 
     # torch's L-BFGS drives the numpy objective: its closure only needs the loss and gradient.
     theta = torch.zeros(dim, dtype=torch.float64)
@@ -147,38 +138,80 @@ def fit(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
                                   line_search_fn="strong_wolfe")
 
     def closure():
-        loss, grad = objective(theta.numpy(), design, path, is_conv, prior)
+        loss, grad = objective(theta.numpy(), terms)
         theta.grad = torch.from_numpy(grad)
         return torch.tensor(loss, dtype=torch.float64)
 
-    if n_paths:
+    if terms.n_paths:
         optimizer.step(closure)
     return NoisyOrModel(theta=theta.numpy().copy(), cardinalities=tuple(cardinalities))
 
 
-def objective(theta: np.ndarray, design: np.ndarray, path: np.ndarray, converted: np.ndarray,
-              prior: np.ndarray) -> tuple[float, np.ndarray]:
-    """Negative log posterior per path and its gradient.
+@dataclass(frozen=True)
+class ObjectiveTerms:
+    """The data of the fit, aggregated.
 
-    Args:
-        theta: float64 [D]; design: int64 [Q, K] indices into theta of each click's logit terms;
-        path: int64 [Q] path of each click, 0..R-1; converted: bool [R];
-        prior: float64 [D] Gaussian prior precision of each parameter.
-    Returns:
-        the loss and float64 [D] its gradient.
+    rows: int64 [U, K] distinct design rows (indices into theta of a click's logit terms).
+    conv_row: int64 [Qc] design row of every click of a converting path; conv_path: int64 [Qc]
+        its path, 0..n_conv-1.
+    other_count: float64 [U] clicks of non-converting paths per design row.
+    n_paths: converting plus non-converting paths (the loss is a mean over paths).
+    prior: float64 [D] Gaussian prior precision of each parameter.
     """
-    n_paths = len(converted)
-    scale = 1.0 / max(n_paths, 1)
-    z = theta[design].sum(axis=1)
+
+    rows: np.ndarray
+    conv_row: np.ndarray
+    conv_path: np.ndarray
+    n_conv: int
+    other_count: np.ndarray
+    n_paths: int
+    prior: np.ndarray
+
+
+def objective_terms(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
+                    l2: float = 1.0) -> ObjectiveTerms:
+    """The fit's data, aggregated (arguments as in `fit`)."""
+    if converted.features.shape[1] != len(cardinalities) or \
+            other.features.shape[1] != len(cardinalities):
+        raise ValueError("one cardinality per feature column is needed")
+    # Clicks share few distinct logit terms: compute them once per distinct design row. Paths
+    # that did not convert add sum_i softplus(z_i) to the loss whatever their grouping, so they
+    # reduce to a count per design row; only converting paths keep their clicks.
+    design = np.concatenate([_design(converted, cardinalities), _design(other, cardinalities)])
+    row, _ = key_codes([design[:, k] for k in range(design.shape[1])],
+                       [np.zeros(0, np.int64)] * design.shape[1])
+    rows = np.zeros((int(row.max()) + 1 if len(row) else 0, design.shape[1]), dtype=np.int64)
+    rows[row] = design
+    n_conv_clicks = len(converted)
+    _, conv_path = np.unique(converted.path, return_inverse=True)
+    n_other = len(pd.unique(other.path))
+    other_count = np.bincount(row[n_conv_clicks:], minlength=len(rows)).astype(np.float64)
+    n_conv = int(conv_path.max()) + 1 if len(conv_path) else 0
+    dim = _FEATURES_AT + int(sum(cardinalities))
+    prior = np.full(dim, l2)
+    prior[0] = 0.0
+    return ObjectiveTerms(rows=rows, conv_row=row[:n_conv_clicks],
+                          conv_path=conv_path.astype(np.int64), n_conv=n_conv,
+                          other_count=other_count, n_paths=n_conv + n_other, prior=prior)
+
+
+def objective(theta: np.ndarray, terms: ObjectiveTerms) -> tuple[float, np.ndarray]:
+    """Negative log posterior per path and its gradient float64 [D]."""
+    scale = 1.0 / max(terms.n_paths, 1)
+    z = theta[terms.rows].sum(axis=1)
+    softplus = np.logaddexp(0.0, z)
+    sigmoid = np.exp(z - softplus)
     # hazard = -log P(no click of the path triggers); its complement is the conversion.
-    hazard = np.maximum(np.bincount(path, weights=np.logaddexp(0.0, z), minlength=n_paths),
-                        1e-12)
-    nll = np.where(converted, -np.log(-np.expm1(-hazard)), hazard).sum()
-    d_hazard = np.where(converted, -1.0 / np.expm1(hazard), 1.0)
-    d_z = d_hazard[path] * np.exp(-np.logaddexp(0.0, -z))
-    grad = np.bincount(design.ravel(), weights=np.repeat(d_z, design.shape[1]),
+    hazard = np.maximum(np.bincount(terms.conv_path, weights=softplus[terms.conv_row],
+                                    minlength=terms.n_conv), 1e-12)
+    nll = -np.log(-np.expm1(-hazard)).sum() + terms.other_count @ softplus
+    d_hazard = -1.0 / np.expm1(hazard)
+    d_row = (np.bincount(terms.conv_row, weights=d_hazard[terms.conv_path],
+                         minlength=len(z)) + terms.other_count) * sigmoid
+    grad = np.bincount(terms.rows.ravel(), weights=np.repeat(d_row, terms.rows.shape[1]),
                        minlength=len(theta))
-    return (scale * (nll + 0.5 * float(prior @ theta ** 2)), scale * (grad + prior * theta))
+    prior = terms.prior
+    return scale * (nll + 0.5 * float(prior @ theta ** 2)), scale * (grad + prior * theta)
 
 
 def shapley_shares(path: np.ndarray, logit: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from malt.data.attribution.rules import sort_order
+
 MODES = ("direct", "indirect-shop", "indirect-any")
 DEFAULT_WINDOW_DAYS = 7.0
 """Default attribution window of raw logs; MAC keeps its own window confidential, a week is the
@@ -34,11 +36,13 @@ class Journeys:
     conversion: int64 [P] row of the conversion in the conversion table.
     click:      int64 [P] row of the click in the click table.
     age:        float64 [P] conversion time minus click time (>= 0, <= window).
+    key_order:  int64 [N] every click, sorted by matching key, click time, click id.
     """
 
     conversion: np.ndarray
     click: np.ndarray
     age: np.ndarray
+    key_order: np.ndarray
     n_conversions: int
     n_clicks: int
 
@@ -123,7 +127,8 @@ def build_journeys(click_key: np.ndarray, click_time: np.ndarray, click_id: np.n
     rank = np.arange(total, dtype=np.int64) - np.repeat(run_start, sizes)
     click = sorted_clicks[np.repeat(lo, sizes) + rank].astype(np.int64)
     age = conversion_time[conversion] - click_time[click]
-    return Journeys(conversion=conversion, click=click, age=age, n_conversions=m, n_clicks=n)
+    return Journeys(conversion=conversion, click=click, age=age,
+                    key_order=sorted_clicks.astype(np.int64), n_conversions=m, n_clicks=n)
 
 
 def split_paths(key: np.ndarray, time: np.ndarray, click_id: np.ndarray, gap: float
@@ -136,7 +141,7 @@ def split_paths(key: np.ndarray, time: np.ndarray, click_id: np.ndarray, gap: fl
         order int64 [N] (clicks sorted by key, time, id) and path int64 [N] (path number of
         each sorted click, 0..paths-1, increasing along `order`).
     """
-    order = np.lexsort((click_id, time, key))
+    order = sort_order(key, time, click_id)
     k, t = key[order], np.asarray(time, dtype=np.float64)[order]
     new = np.r_[True, (k[1:] != k[:-1]) | (np.diff(t) > gap)] if len(k) else np.zeros(0, bool)
-    return order.astype(np.int64), np.cumsum(new) - 1
+    return order, np.cumsum(new) - 1

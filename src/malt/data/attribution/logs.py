@@ -93,8 +93,10 @@ def read_table(path: str | Path, keep: Callable[[str], bool] | None = None) -> p
         elif kind in (".csv", ".tsv", ".txt"):
             parse = pacsv.ParseOptions(delimiter="," if kind == ".csv" else "\t")
             names = pacsv.open_csv(path, parse_options=parse).schema.names
+            # An empty field is a missing value, for string columns too.
             table = pacsv.read_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(
-                include_columns=[c for c in names if keep is None or keep(c)]))
+                include_columns=[c for c in names if keep is None or keep(c)],
+                strings_can_be_null=True))
         else:
             raise DataError("unknown file type: use .parquet, .csv or .tsv (optionally .gz)",
                             file=str(path))

@@ -81,10 +81,21 @@ def sort_journeys(journey: np.ndarray, click_time: np.ndarray, click_id: np.ndar
         order int [P] (the sorting permutation), group int [P] (0-based journey number of each
         sorted pair) and start int [J] (first sorted position of each of the J journeys).
     """
-    order = np.lexsort((click_id, click_time, journey))
+    order = sort_order(journey, click_time, click_id)
     sorted_journey = np.asarray(journey)[order]
     starts = np.empty(len(order), dtype=bool)
     starts[:1] = True
     starts[1:] = sorted_journey[1:] != sorted_journey[:-1]
     return order, np.cumsum(starts) - 1, np.flatnonzero(starts)
 
+
+
+def sort_order(key: np.ndarray, time: np.ndarray, click_id: np.ndarray) -> np.ndarray:
+    """int64 [N] permutation sorting by key, then time, then click id; the identity, without a
+    sort, when the input is in that order already (as journeys and paths usually are)."""
+    key, time, click_id = np.asarray(key), np.asarray(time), np.asarray(click_id)
+    later = (key[1:] > key[:-1]) | ((key[1:] == key[:-1]) & (
+        (time[1:] > time[:-1]) | ((time[1:] == time[:-1]) & (click_id[1:] >= click_id[:-1]))))
+    if later.all():
+        return np.arange(len(key), dtype=np.int64)
+    return np.lexsort((click_id, time, key)).astype(np.int64)
