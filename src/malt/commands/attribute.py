@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from malt.data.attribution.engine import DAY, AttributionConfig, attribute
+    from malt.data.attribution.engine import AttributionConfig, attribute
+    from malt.data.attribution.journeys import DAY
     from malt.data.attribution.logs import read_criteo, read_generic
     from malt.data.attribution.mac import build_schema, existing_data, write_mac
     from malt.data.layout import atomic_write_text
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     n_clicks, n_conv = len(log.clicks), len(log.conversions)
     sizes = result.journeys.sizes
-    attributed = int(np.count_nonzero(sizes))
+    attributed = result.attributed_conversions
     summary = {
         "format": args.format, "clicks": args.clicks, "conversions": args.conversions,
         "rules": list(config.rules), "window_days": window_days, "mode": config.mode,

@@ -14,6 +14,7 @@ import pandas as pd
 
 from malt.data.attribution.dda import NoisyOrModel, Paths, dda_credit
 from malt.data.attribution.journeys import (
+    DAY,
     DEFAULT_WINDOW_DAYS,
     MODES,
     Journeys,
@@ -26,7 +27,6 @@ from malt.data.attribution.rules import RULES, credit
 from malt.errors import ConfigError, DataError
 
 ALL_RULES = (*RULES, "dda")
-DAY = 86400.0
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ import pandas as pd
 from malt.data.attribution.rules import sort_order
 
 MODES = ("direct", "indirect-shop", "indirect-any")
+DAY = 86400.0
+"""Seconds per day: windows and half-lives are given in days, times are in seconds."""
 DEFAULT_WINDOW_DAYS = 7.0
 """Default attribution window of raw logs; MAC keeps its own window confidential, a week is the
 most common window of the ad platforms that publish theirs."""
@@ -89,7 +91,7 @@ def key_codes(click_columns: list[np.ndarray], conversion_columns: list[np.ndarr
 
 def build_journeys(click_key: np.ndarray, click_time: np.ndarray, click_id: np.ndarray,
                    conversion_key: np.ndarray, conversion_time: np.ndarray,
-                   window: float = DEFAULT_WINDOW_DAYS * 86400.0) -> Journeys:
+                   window: float = DEFAULT_WINDOW_DAYS * DAY) -> Journeys:
     """All (conversion, click) pairs with equal keys and `0 <= conversion_time - click_time <=
     window`, without a Python loop: clicks and the two ends of every conversion's window are
     merged in one sort, and each conversion's journey is a contiguous run of sorted clicks.
