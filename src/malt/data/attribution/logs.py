@@ -70,7 +70,6 @@ class ClickLog:
     extras: tuple[str, ...] = ()
     journey: bool = False
     names: dict[str, str] = field(default_factory=dict)
-    source: str = "generic"
 
     def output_name(self, column: str) -> str:
         return self.names.get(column, column)
@@ -222,7 +221,7 @@ def read_generic(clicks_path: str | Path, conversions_path: str | Path) -> Click
     keep = [c for c in (*CONVERSION_COLUMNS, "shop") if c in conversions.columns]
     return ClickLog(clicks=clicks, conversions=conversions[keep],
                     click_order=_click_order(clicks["click_id"], click_file), features=features,
-                    extras=extras, source="generic")
+                    extras=extras)
 
 
 def read_criteo(path: str | Path) -> ClickLog:
@@ -273,7 +272,7 @@ def read_criteo(path: str | Path) -> ClickLog:
         "journey": conversion_id[conv_rows],
     })
     return ClickLog(clicks=clicks, conversions=conversions, click_order=click_rows.astype(np.int64),
-                    features=features, journey=True, source="criteo",
+                    features=features, journey=True,
                     names={"user": "uid", "item": "campaign", "click_time": "timestamp"})
 
 

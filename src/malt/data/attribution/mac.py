@@ -32,8 +32,6 @@ class WrittenDay:
     split: str
     path: Path
     rows: int
-    start: float
-    """Time of the day's start, seconds."""
 
 
 def existing_data(out: Path) -> list[Path]:
@@ -109,16 +107,16 @@ def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], sch
     for column in ("click_time", "click_id", *log.extras):
         frame[name(column)] = clicks[column].to_numpy()
 
-    order = np.lexsort((log.click_order, time, day))
+    order = np.lexsort((log.click_order, time))
     bounds = np.searchsorted(day[order], days)
     ends = np.r_[bounds[1:], len(order)]
     written = []
-    for i, (d, lo, hi) in enumerate(zip(days, bounds, ends)):
+    for i, (lo, hi) in enumerate(zip(bounds, ends)):
         split = "test" if i == len(days) - 1 else "train"
         path = day_path(out, split, i)
         rows = order[lo:hi]
         write_day(path, pa.Table.from_pandas(frame.iloc[rows], preserve_index=False))
-        written.append(WrittenDay(split, path, len(rows), t0 + d * DAY))
+        written.append(WrittenDay(split, path, len(rows)))
     for column in schema.vocab_columns:
         # Hash-based distinct values, then one sort of those: faster than np.unique on ids.
         raw_ids = np.sort(pd.unique(frame[column].to_numpy()))
