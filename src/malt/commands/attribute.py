@@ -32,8 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated rules, also the label column names: last, first, "
                              "linear, position, time_decay, dda (default all)")
     parser.add_argument("--window-days", type=float, default=None,
-                        help="attribution window in days (default 7; 30 for criteo, the "
-                             "window the Criteo data were built with)")
+                        help="attribution window in days (default 7; 30 for criteo, whose "
+                             "log spans 30 days, so that every journey it names is kept)")
     parser.add_argument("--mode", choices=["direct", "indirect-shop", "indirect-any"],
                         default="direct",
                         help="which clicks a conversion credits: same item (direct, default), "
@@ -43,8 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--position-shares", type=_shares, default=(0.4, 0.2, 0.4),
                         help="first,middle,last shares of the position rule (default 0.4,0.2,0.4)")
     parser.add_argument("--dda-features", type=_names, default=(),
-                        help="comma-separated click columns the dda model uses besides the "
-                             "click positions (default none)")
+                        help="comma-separated click columns the dda model uses besides "
+                             "path length and the gap since the previous click (default none)")
     parser.add_argument("--user-fields", type=_names, default=(),
                         help="click feature columns to put in the user group of the schema")
     parser.add_argument("--ad-fields", type=_names, default=(),
