@@ -12,14 +12,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema", default=None, help="schema file (.toml/.yaml); default MAC")
     parser.add_argument("--cache", default=None, help="cache directory (default DATA/.malt_cache)")
     parser.add_argument("--rebuild", action="store_true", help="ignore and rebuild the cache")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="conversion threads (default: CPU cores, at most 4)")
 
 
 def run(args: argparse.Namespace) -> int:
     from malt.data import prepare, resolve_schema
     from malt.data.summary import format_summary
 
+    def report(day) -> None:
+        how = "converted" if day.built else "cached"
+        print(f"  {day.split}/{day.name}: {day.rows:,} rows ({how})", flush=True)
+
     dataset = prepare(args.data, resolve_schema(args.schema), args.cache, rebuild=args.rebuild,
-                      progress=lambda day: print(f"  cached {day.split}/{day.name}: "
-                                                 f"{day.rows:,} rows", flush=True))
+                      workers=args.workers, progress=report)
     print(format_summary(dataset))
     return 0

@@ -22,7 +22,9 @@ from malt.data.cache import Day
 
 Batch = dict[str, torch.Tensor]
 
-_INT64_KEYS = ("sparse", "seq", "campaign", "target_action")
+_INT64_KEYS = ("sparse", "seq", "user", "campaign", "target_action")
+_TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.int64): torch.int64,
+                 np.dtype(np.int32): torch.int32}
 
 
 def step_count(rows: int, batch_size: int) -> int:
@@ -86,31 +88,32 @@ class DayBatches:
             lo, hi = rank_slice(rows, step, self.batch_size, self.rank, self.world_size)
             if self.order is None:
                 index = np.arange(lo, hi)
-                take = slice(lo, hi)
+                take: slice | np.ndarray = slice(lo, hi)
             else:
                 # Sorted positions read the memory map in order; row order inside a batch
                 # does not change a mean loss.
-                index = np.sort(self.order[lo:hi])
-                take = index
+                index = take = np.sort(self.order[lo:hi])
             step_rows = min(self.batch_size, rows - step * self.batch_size)
             yield self._to_batch(arrays, take, index, step_rows)
 
-    def _to_batch(self, arrays: dict[str, np.ndarray], take, index: np.ndarray,
-                  step_rows: int) -> Batch:
+    def _to_batch(self, arrays: dict[str, np.ndarray], take: slice | np.ndarray,
+                  index: np.ndarray, step_rows: int) -> Batch:
         batch: Batch = {}
         for name, array in arrays.items():
-            part = array[take]
-            tensor = torch.from_numpy(np.array(part, dtype=np.int64 if name in _INT64_KEYS
-                                               else part.dtype))
+            dtype = torch.int64 if name in _INT64_KEYS else _TORCH_DTYPES[array.dtype]
+            # Rows go straight from the memory map into the tensor (pinned when bound for
+            # CUDA): one copy, with the int32 -> int64 widening folded in.
+            tensor = torch.empty((len(index), *array.shape[1:]), dtype=dtype,
+                                 pin_memory=self._pin)
+            tensor.numpy()[...] = array[take]
             batch[name] = tensor
-        batch["labels"] = (batch["weights"] > 0).to(torch.float32)
-        batch["index"] = torch.from_numpy(index.astype(np.int64))
+        batch["index"] = torch.from_numpy(index.astype(np.int64, copy=False))
         batch["step_rows"] = torch.tensor(step_rows, dtype=torch.int64)
-        if self.device.type == "cpu":
-            return batch
-        if self._pin:
-            batch = {k: v.pin_memory() for k, v in batch.items()}
-        return {k: v.to(self.device, non_blocking=self._pin) for k, v in batch.items()}
+        if self.device.type != "cpu":
+            batch = {k: v.to(self.device, non_blocking=self._pin) for k, v in batch.items()}
+        # Derived on the device: the 0/1 labels need not cross the bus.
+        batch["labels"] = (batch["weights"] > 0).to(torch.float32)
+        return batch
 
 
 def iterate_days(days: Sequence[Day], batch_size: int = 4096, **kwargs) -> Iterator[Batch]:

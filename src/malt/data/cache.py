@@ -1,9 +1,14 @@
 """Prepare a data set once: validate every day file and cache it as memory-mapped arrays.
 
-Each day is cached in its own directory named by a hash of the source file, the vocab files and
-the schema, so a second run (or a run with an unchanged subset of days) skips the work. A day is
-converted into a temporary directory that is renamed into place only when complete: a crash or
-Ctrl-C never leaves a half-written cache that a later run would trust.
+Each day is cached in its own directory named by a hash of the day file's content, of the vocab
+files and of the schema, so a second run (or a run with an unchanged subset of days) skips the
+work. Content hashes are remembered by file size and modification time, so an unchanged file is
+not read again to be recognised.
+
+Days are converted by a pool of threads, one parquet row group at a time (pyarrow and numpy
+release the GIL), each worker writing its rows straight into the day's `.npy` files. A day is
+written into a temporary directory that is renamed into place only when complete: an error, a
+crash or Ctrl-C never leaves a half-written cache that a later run would trust.
 """
 
 from __future__ import annotations
@@ -13,21 +18,27 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from malt.data.layout import Layout, atomic_write_text, find_layout
-from malt.data.reader import DayConverter, DayStats, array_shapes, check_columns, open_parquet
+from malt.data.reader import (ChunkStats, DayConverter, DayStats, array_shapes, check_columns,
+                              open_parquet, read_chunks)
 from malt.data.schema import MAC, Schema
 from malt.data.vocab import VocabInfo, VocabLookup
 from malt.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-_PROBE_BYTES = 1 << 16
+CACHE_FORMAT = 2
+_TMP_MARK = ".tmp-"
+_HASH_BLOCK = 1 << 24
 
 
 @dataclass
@@ -39,6 +50,8 @@ class Day:
     source: Path
     directory: Path
     stats: DayStats
+    built: bool = False
+    """True when this run converted the day, False when it came from the cache."""
 
     @property
     def rows(self) -> int:
@@ -64,18 +77,6 @@ class Dataset:
         return self.train + self.test
 
 
-def _file_identity(path: Path) -> str:
-    """Cheap content identity: name, size, and the bytes at both ends (parquet footer included)."""
-    size = path.stat().st_size
-    h = hashlib.sha256(f"{path.name}:{size}".encode())
-    with path.open("rb") as f:
-        h.update(f.read(_PROBE_BYTES))
-        if size > _PROBE_BYTES:
-            f.seek(max(size - _PROBE_BYTES, _PROBE_BYTES))
-            h.update(f.read())
-    return h.hexdigest()
-
-
 def default_cache_dir(root: Path) -> Path:
     """`<root>/.malt_cache`, or a per-data-set folder under ~/.cache/malt if root is read-only."""
     if os.access(root, os.W_OK):
@@ -84,23 +85,112 @@ def default_cache_dir(root: Path) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "malt" / digest
 
 
+def default_workers() -> int:
+    """Conversion threads: the usable CPU cores, at most 4 (each holds one chunk in memory)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+class ContentHashes:
+    """SHA-1 of file contents, remembered in a JSON file by (size, mtime, inode)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._changed = False
+        try:
+            self._known: dict[str, list] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self._known = {}
+
+    def digest(self, file: Path) -> str:
+        st = file.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        key = str(file.resolve())
+        known = self._known.get(key)
+        if known is not None and known[:3] == stamp:
+            return known[3]
+        digest = self.compute(file)
+        self._known[key] = [*stamp, digest]
+        self._changed = True
+        return digest
+
+    @staticmethod
+    def compute(file: Path) -> str:
+        """SHA-1 of the whole content of `file`."""
+        h = hashlib.sha1(usedforsecurity=False)
+        with file.open("rb") as f:
+            while block := f.read(_HASH_BLOCK):
+                h.update(block)
+        return h.hexdigest()
+
+    def save(self) -> None:
+        if self._changed:
+            atomic_write_text(self.path, json.dumps(self._known))
+            self._changed = False
+
+
+@dataclass
+class _Job:
+    """One day being converted into its temporary directory."""
+
+    split: str
+    source: Path
+    directory: Path
+    tmp: Path
+    metadata: pq.FileMetaData
+    offsets: dict[str, tuple[int, int]]  # array -> (data offset in its .npy, bytes per row)
+    seen_users: np.ndarray
+    stats: ChunkStats = field(default_factory=lambda: ChunkStats({}, {}))
+    futures: list[Future] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.metadata.num_rows
+
+    def write(self, out: dict[str, np.ndarray], first_row: int) -> None:
+        """Write the rows `first_row`.. held in `out` into the day's .npy files."""
+        for name, array in out.items():
+            data_offset, row_bytes = self.offsets[name]
+            view = memoryview(np.ascontiguousarray(array)).cast("B")
+            position = data_offset + first_row * row_bytes
+            fd = os.open(self.tmp / f"{name}.npy", os.O_WRONLY)
+            try:
+                while view:
+                    written = os.pwrite(fd, view, position)
+                    view, position = view[written:], position + written
+            finally:
+                os.close(fd)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class Preparer:
     """Builds (or finds) the cache of every day of one data set."""
 
     def __init__(self, root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None = None,
-                 *, rebuild: bool = False):
+                 *, rebuild: bool = False, workers: int | None = None):
         self.layout: Layout = find_layout(root)
         self.schema = schema
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.layout.root)
         self.rebuild = rebuild
+        self.workers = workers or default_workers()
         self._lookups: dict[str, VocabLookup] | None = None
+        self._converter: DayConverter | None = None
+        self._stop = threading.Event()
+        self._local = threading.local()
         vocab_files = [self._vocab_path(c) for c in self._vocab_columns()]
         for path in vocab_files:
             if not path.is_file():
                 raise DataError("vocab file is missing", file=str(path))
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.hashes = ContentHashes(self.cache_dir / "content-hashes.json")
         identity = hashlib.sha256(f"{CACHE_FORMAT}:{schema.fingerprint()}".encode())
         for path in vocab_files:
-            identity.update(_file_identity(path).encode())
+            identity.update(f"{path.name}:{self.hashes.digest(path)}".encode())
         self.vocab_key = identity.hexdigest()[:16]
 
     def _vocab_columns(self) -> list[str]:
@@ -132,60 +222,210 @@ class Preparer:
         atomic_write_text(path, json.dumps(info.to_dict()))
         return info
 
-    def day(self, source: Path, split: str) -> Day:
-        key = hashlib.sha256(f"{self.vocab_key}:{_file_identity(source)}".encode()).hexdigest()
-        directory = self.cache_dir / f"{split}-{source.stem}-{key[:16]}"
-        meta = directory / "meta.json"
-        if meta.is_file() and not self.rebuild:
-            stats = DayStats.from_dict(json.loads(meta.read_text())["stats"])
-        else:
-            stats = self._convert(source, directory)
-        return Day(name=source.stem, split=split, source=source, directory=directory, stats=stats)
+    # --- cache directories -----------------------------------------------------------------
+    def _directory(self, source: Path, split: str) -> Path:
+        """`<split>-<stem>-<group>-<key>`: the group (source path + schema) names what a
+        directory stands for, the key (contents + vocabs + schema) which version of it."""
+        group = hashlib.sha256(f"{source.resolve()}:{self.schema.fingerprint()}".encode())
+        key = hashlib.sha256(f"{self.vocab_key}:{self.hashes.digest(source)}".encode())
+        return self.cache_dir / f"{split}-{source.stem}-{group.hexdigest()[:8]}-" \
+                                f"{key.hexdigest()[:16]}"
 
-    def _convert(self, source: Path, directory: Path) -> DayStats:
+    def _cached(self, directory: Path, source: Path, split: str) -> Day | None:
+        """The day cached in `directory` when complete and of this format, else None."""
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if meta.get("format") != CACHE_FORMAT:
+            return None
+        stats = DayStats.from_dict(meta["stats"])
+        for name, (shape, dtype) in array_shapes(self.schema, stats.rows).items():
+            path = directory / f"{name}.npy"
+            if not path.is_file() or path.stat().st_size < np.dtype(dtype).itemsize \
+                    * int(np.prod(shape)):
+                return None
+        return Day(name=source.stem, split=split, source=source, directory=directory,
+                   stats=stats)
+
+    def _remove_stale(self, keep: set[Path]) -> None:
+        """Remove older versions of the kept days and temporary directories of dead runs."""
+        groups = {d.name.rsplit("-", 1)[0] for d in keep}
+        for entry in self.cache_dir.iterdir():
+            if entry in keep:
+                continue
+            if _TMP_MARK in entry.name:
+                if not _pid_alive(entry.name.rsplit(_TMP_MARK, 1)[1]):
+                    _remove(entry)
+            elif entry.is_dir() and entry.name.rsplit("-", 1)[0] in groups:
+                _remove(entry)
+
+    # --- conversion -------------------------------------------------------------------------
+    def _plan(self, source: Path, split: str, directory: Path) -> _Job:
+        """Check the file's footer and columns, then lay out the empty arrays of the day."""
         pf = open_parquet(source)
         check_columns(self.schema, pf.schema_arrow, str(source))
         rows = pf.metadata.num_rows
         if rows == 0:
             raise DataError("empty day file (0 rows)", file=str(source))
-        tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+        tmp = directory.with_name(f".{directory.name}{_TMP_MARK}{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        try:
-            out = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
-                                                   shape=shape)
-                   for name, (shape, dtype) in array_shapes(self.schema, rows).items()}
-            stats = DayConverter(self.schema, self.lookups).convert(source, out)
-            for array in out.values():
-                array.flush()
-            del out
-            meta = {"format": CACHE_FORMAT, "source": str(source), "stats": stats.to_dict()}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        oov = {c: n for c, n in stats.oov.items() if n}
-        if oov:
-            log.warning("%s: out-of-vocabulary ids mapped to the reserved row: %s", source, oov)
+        offsets = {}
+        for name, (shape, dtype) in array_shapes(self.schema, rows).items():
+            array = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
+                                              shape=shape)
+            offsets[name] = (array.offset, array.strides[0])
+            del array
+        users = self.lookups[self.schema.user_column].size
+        return _Job(split=split, source=source, directory=directory, tmp=tmp,
+                    metadata=pf.metadata, offsets=offsets,
+                    seen_users=np.zeros(users, dtype=bool))
+
+    def _convert_row_group(self, job: _Job, row_group: int, start: int) -> ChunkStats | None:
+        """Convert one row group of `job` (its first row is `start`); runs in a worker."""
+        if self._stop.is_set():
+            return None
+        converter = self.converter
+        pf = open_parquet(job.source, job.metadata)
+        stats = ChunkStats({}, {})
+        for offset, chunk in read_chunks(pf, job.source, row_group, start, converter.columns):
+            if self._stop.is_set():
+                return None
+            out = self._buffers(chunk.num_rows)
+            stats.add(converter.convert(chunk, offset, str(job.source), out))
+            job.write(out, offset)
+            job.seen_users[out["user"]] = True
         return stats
 
-    def prepare(self, progress=None) -> Dataset:
+    @property
+    def converter(self) -> DayConverter:
+        if self._converter is None:
+            self._converter = DayConverter(self.schema, self.lookups)
+        return self._converter
+
+    def _buffers(self, rows: int) -> dict[str, np.ndarray]:
+        """Per-thread output arrays for a chunk of `rows` rows (reused between chunks)."""
+        buffers = self._local.__dict__.setdefault("buffers", {})
+        out = {}
+        for name, (shape, dtype) in array_shapes(self.schema, rows).items():
+            buf = buffers.get(name)
+            if buf is None or len(buf) < rows:
+                buf = buffers[name] = np.empty(shape, dtype=dtype)
+            out[name] = buf[:rows]
+        return out
+
+    def _finish(self, job: _Job) -> Day:
+        """Collect the results of `job`'s row groups and move its directory into place."""
+        for future in job.futures:
+            job.stats.add(future.result())
+        stats = DayStats(rows=job.rows, users=int(np.count_nonzero(job.seen_users)),
+                         positives={c: job.stats.positives.get(c, 0) for c in self.schema.labels},
+                         oov={c: n for c, n in job.stats.oov.items()})
+        meta = {"format": CACHE_FORMAT, "source": str(job.source), "stats": stats.to_dict()}
+        (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        _move_into_place(job.tmp, job.directory)
+        oov = {c: n for c, n in stats.oov.items() if n}
+        if oov:
+            log.warning("%s: out-of-vocabulary ids mapped to the reserved row: %s", job.source,
+                        ", ".join(f"{c} {n:,}" for c, n in oov.items()))
+        return Day(name=job.source.stem, split=job.split, source=job.source,
+                   directory=job.directory, stats=stats, built=True)
+
+    def prepare(self, progress: Callable[[Day], None] | None = None) -> Dataset:
         """Cache every day (skipping those already cached) and return the data set."""
         vocab = self.vocab_info()
-        days = {"train": [], "test": []}
-        for split, files in (("train", self.layout.train), ("test", self.layout.test)):
-            for source in files:
-                days[split].append(self.day(source, split))
-                if progress is not None:
-                    progress(days[split][-1])
+        planned: list[tuple[str, Day | _Job]] = []
+        jobs: list[_Job] = []
+        try:
+            for split, files in (("train", self.layout.train), ("test", self.layout.test)):
+                for source in files:
+                    directory = self._directory(source, split)
+                    day = None if self.rebuild else self._cached(directory, source, split)
+                    if day is None:
+                        day = self._plan(source, split, directory)
+                        jobs.append(day)
+                    planned.append((split, day))
+            days = self._run(planned, jobs, progress)
+        except BaseException:
+            for job in jobs:
+                job.discard()
+            raise
+        finally:
+            self.hashes.save()
+        self._remove_stale({d.directory for d in days})
         return Dataset(root=self.layout.root, schema=self.schema, vocab=vocab,
-                       train=days["train"], test=days["test"])
+                       train=[d for d in days if d.split == "train"],
+                       test=[d for d in days if d.split == "test"])
+
+    def _run(self, planned: list[tuple[str, Day | _Job]], jobs: list[_Job],
+             progress: Callable[[Day], None] | None) -> list[Day]:
+        """Convert the row groups of all `jobs` in parallel; finish the days in order."""
+        self._stop.clear()
+        days = []
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="malt-prepare") \
+                as pool:
+            try:
+                for job in jobs:
+                    start = 0
+                    for row_group in range(job.metadata.num_row_groups):
+                        job.futures.append(pool.submit(self._convert_row_group, job, row_group,
+                                                       start))
+                        start += job.metadata.row_group(row_group).num_rows
+                for _, item in planned:
+                    day = self._finish(item) if isinstance(item, _Job) else item
+                    days.append(day)
+                    if progress is not None:
+                        progress(day)
+            except BaseException:
+                # Stop the other workers early: whatever they produce is thrown away.
+                self._stop.set()
+                for job in jobs:
+                    for future in job.futures:
+                        future.cancel()
+                raise
+        return days
+
+
+def _move_into_place(tmp: Path, directory: Path) -> None:
+    """Rename the finished `tmp` to `directory`, replacing an older copy if there is one."""
+    try:
+        os.replace(tmp, directory)
+        return
+    except OSError:
+        if not directory.exists():
+            raise
+    # Move the old copy aside first: open memory maps of it stay valid until closed.
+    old = directory.with_name(f".{directory.name}.old{_TMP_MARK}{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def prepare(root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None = None, *,
-            rebuild: bool = False, progress=None) -> Dataset:
-    """Validate and cache the data set at `root` (MAC layout); see `Preparer`."""
-    return Preparer(root, schema, cache_dir, rebuild=rebuild).prepare(progress)
+            rebuild: bool = False, workers: int | None = None,
+            progress: Callable[[Day], None] | None = None) -> Dataset:
+    """Validate and cache the data set at `root` (MAC layout); see `Preparer`.
+
+    `workers` conversion threads (default: the CPU cores, at most 4); `progress(day)` is called
+    for each day in time order once it is ready.
+    """
+    return Preparer(root, schema, cache_dir, rebuild=rebuild, workers=workers).prepare(progress)

@@ -62,10 +62,12 @@ def day_path(root: Path, split: str, index: int) -> Path:
 
 
 def write_day(path: Path, table: pa.Table, *, row_group_size: int = 1 << 18) -> None:
-    """Write one day file atomically (temporary name, then rename)."""
+    """Write one day file atomically (temporary name, then rename), with page checksums so
+    that a corrupted file is detected when read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
+    pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd",
+                   write_page_checksum=True)
     os.replace(tmp, path)
 
 

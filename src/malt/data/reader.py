@@ -1,10 +1,11 @@
-"""Validate one day file against a schema and convert it into contiguous arrays.
+"""Validate day files against a schema and convert them, chunk by chunk, into arrays.
 
-The file is streamed in record batches and written into pre-allocated `.npy` files, so memory
-stays bounded by one batch whatever the size of the day. Every check names the file, the column
-and the first offending row; nothing is silently dropped or coerced.
+A chunk is a slice of rows of one day file (a parquet row group, or part of a large one). Every
+check names the file, the column and the first offending row; nothing is silently dropped or
+coerced. Ids missing from their vocab (and null ids) map to the vocab's out-of-vocabulary row
+and are counted.
 
-Arrays written per day (N rows, F fields, S id sequences, C float sequences, V labels, L length):
+Arrays of one day (N rows, F fields, S id sequences, C float sequences, V labels, L length):
     sparse    int32   [N, F]     table rows of the categorical fields, schema order
     seq       int32   [N, S, L]  table rows of the id sequences
     dense_seq float32 [N, C, L]  float sequences
@@ -16,6 +17,8 @@ and true_weights float32 [N, V].
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +31,10 @@ from malt.data.schema import Schema
 from malt.data.vocab import VocabLookup
 from malt.errors import DataError
 
-READ_BATCH_ROWS = 1 << 18
+READ_CHUNK_ROWS = 1 << 18
+"""Rows converted at a time; a row group up to twice this size is read whole."""
+
+_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowIOError, OSError)
 
 
 @dataclass
@@ -48,6 +54,19 @@ class DayStats:
     def from_dict(cls, d: dict) -> DayStats:
         return cls(rows=int(d["rows"]), users=int(d["users"]), positives=dict(d["positives"]),
                    oov=dict(d["oov"]))
+
+
+@dataclass
+class ChunkStats:
+    """Positive counts per label and OOV counts per id column of one chunk."""
+
+    positives: dict[str, int]
+    oov: dict[str, int]
+
+    def add(self, other: ChunkStats) -> None:
+        for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov)):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
 
 
 def array_shapes(schema: Schema, rows: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -73,13 +92,36 @@ def array_shapes(schema: Schema, rows: int) -> dict[str, tuple[tuple[int, ...], 
     return shapes
 
 
-def open_parquet(path: Path) -> pq.ParquetFile:
+def open_parquet(path: Path, metadata: pq.FileMetaData | None = None) -> pq.ParquetFile:
     """Open a day file, reporting a truncated or corrupt file as such."""
     try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        return pq.ParquetFile(path, metadata=metadata, page_checksum_verification=True)
+    except _READ_ERRORS as exc:
         raise DataError(f"not a readable parquet file (truncated or corrupt?): {exc}",
                         file=str(path)) from exc
+
+
+def read_chunks(pf: pq.ParquetFile, path: Path, row_group: int, start: int,
+                columns: list[str]) -> Iterator[tuple[int, pa.Table | pa.RecordBatch]]:
+    """(first row in the file, rows) of one row group, in chunks of bounded size."""
+    rows = pf.metadata.row_group(row_group).num_rows
+    offset = start
+    try:
+        if rows <= 2 * READ_CHUNK_ROWS:
+            chunks: Iterator = iter([pf.read_row_group(row_group, columns=columns,
+                                                       use_threads=False)])
+        else:
+            chunks = pf.iter_batches(batch_size=READ_CHUNK_ROWS, row_groups=[row_group],
+                                     columns=columns, use_threads=False)
+        for chunk in chunks:
+            yield offset, chunk
+            offset += chunk.num_rows
+    except _READ_ERRORS as exc:
+        raise DataError(f"not a readable parquet file (truncated or corrupt?): {exc}",
+                        file=str(path), row=offset) from exc
+    if offset != start + rows:
+        raise DataError(f"row group {row_group} should hold {rows} rows but {offset - start} "
+                        "could be read (truncated or corrupt?)", file=str(path), row=offset)
 
 
 def check_columns(schema: Schema, arrow_schema: pa.Schema, file: str) -> None:
@@ -95,6 +137,8 @@ def check_columns(schema: Schema, arrow_schema: pa.Schema, file: str) -> None:
                         "(or list them under ignore_columns)", file=file, column=extra[0])
 
     def is_id(t: pa.DataType) -> bool:
+        if pa.types.is_dictionary(t):
+            t = t.value_type
         return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
 
     def is_number(t: pa.DataType) -> bool:
@@ -122,90 +166,77 @@ def check_columns(schema: Schema, arrow_schema: pa.Schema, file: str) -> None:
 
 
 class DayConverter:
-    """Converts day files of one schema, holding the vocab lookups they share."""
+    """Converts chunks of day files of one schema, holding the vocab lookups they share.
+
+    Safe to use from several threads at once (scratch space is per thread).
+    """
 
     def __init__(self, schema: Schema, lookups: dict[str, VocabLookup]):
         self.schema = schema
         self.lookups = lookups
+        # Padding is expected, not an unknown id: when the pad id has no row of its own it is
+        # left out of the OOV count.
+        self._pad_is_oov = {s.shares: lookups[s.shares].index_of(schema.sequence_pad)
+                            == lookups[s.shares].oov_index for s in schema.id_sequences}
+        self._local = threading.local()
 
-    def convert(self, path: Path, out: dict[str, np.ndarray]) -> DayStats:
-        """Stream `path` into the pre-allocated arrays `out` (see `array_shapes`)."""
-        pf = open_parquet(path)
-        rows = pf.metadata.num_rows
-        stats = DayStats(rows=rows, positives=dict.fromkeys(self.schema.labels, 0),
-                         oov=dict.fromkeys(self.schema.vocab_columns, 0))
-        offset = 0
-        try:
-            for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS,
-                                         columns=list(self.schema.columns)):
-                self._convert_batch(batch, offset, out, stats, str(path))
-                offset += batch.num_rows
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-            raise DataError(f"not a readable parquet file (truncated or corrupt?): {exc}",
-                            file=str(path), row=offset) from exc
-        if offset != rows:
-            raise DataError(f"file metadata says {rows} rows but {offset} could be read",
-                            file=str(path))
-        stats.users = int(np.unique(out["user"]).size)
+    @property
+    def columns(self) -> list[str]:
+        """The columns a chunk must hold."""
+        return list(self.schema.columns)
+
+    def convert(self, chunk: pa.Table | pa.RecordBatch, offset: int, file: str,
+                out: dict[str, np.ndarray]) -> ChunkStats:
+        """Validate `chunk` (rows `offset`.. of `file`) and write it into `out`, a dict of
+        contiguous arrays of `chunk.num_rows` rows shaped as in `array_shapes`."""
+        s, n = self.schema, chunk.num_rows
+        stats = ChunkStats(positives={}, oov={})
+
+        def col(name: str) -> pa.Array:
+            return _column(chunk, name)
+
+        ids = self._scratch("ids", (n,), np.int32)
+        stats.oov[s.user_column] = self.lookups[s.user_column].map_into(col(s.user_column), ids)
+        out["user"][:] = ids
+        sparse = out["sparse"]
+        for j, f in enumerate(s.fields):
+            stats.oov[f.name] = self.lookups[f.name].map_into(col(f.name), ids)
+            sparse[:, j] = ids
+
+        for j, spec in enumerate(s.id_sequences):
+            flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
+            rows = self._scratch("seq", (n, spec.length), np.int32)
+            oov = self.lookups[spec.shares].map_into(flat, rows)
+            if self._pad_is_oov[spec.shares]:
+                oov -= _count_token(flat, s.sequence_pad)
+            stats.oov[spec.name] = oov
+            out["seq"][:, j, :] = rows
+        for j, spec in enumerate(s.float_sequences):
+            flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
+            values = _floats(flat, spec.name, file, offset, per_row=spec.length)
+            out["dense_seq"][:, j, :] = values.reshape(n, spec.length)
+
+        weights = out["weights"]
+        for j, c in enumerate(s.labels):
+            weights[:, j] = _label_weights(col(c), c, file, offset)
+            stats.positives[c] = int(np.count_nonzero(weights[:, j] > 0))
+        for j, c in enumerate(s.true_labels):
+            out["true_weights"][:, j] = _label_weights(col(c), c, file, offset)
+        if s.campaign_column:
+            out["campaign"][:] = self._campaign(col(s.campaign_column), file, offset)
+        if s.target_action_column:
+            out["target_action"][:] = self._target_action(col(s.target_action_column), file,
+                                                          offset)
         return stats
 
-    def _convert_batch(self, batch: pa.RecordBatch, offset: int, out: dict[str, np.ndarray],
-                       stats: DayStats, file: str) -> None:
-        s, n = self.schema, batch.num_rows
-        rows = slice(offset, offset + n)
-        col = batch.column
-
-        user = self._map(col(s.user_column), s.user_column, stats)
-        out["user"][rows] = user
-        sparse = np.empty((n, len(s.fields)), dtype=np.int32)
-        for j, f in enumerate(s.fields):
-            sparse[:, j] = self._map(col(f.name), f.name, stats)
-        out["sparse"][rows] = sparse
-
-        if s.id_sequences:
-            seq = np.empty(out["seq"].shape[1:2] + (n,) + out["seq"].shape[2:], dtype=np.int32)
-            for j, spec in enumerate(s.id_sequences):
-                flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
-                seq[j] = self._map_sequence(flat, spec.shares, spec.name,
-                                            stats).reshape(n, spec.length)
-            out["seq"][rows] = seq.transpose(1, 0, 2)
-        if s.float_sequences:
-            dense = np.empty((n,) + out["dense_seq"].shape[1:], dtype=np.float32)
-            for j, spec in enumerate(s.float_sequences):
-                flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
-                values = _floats(flat, spec.name, file, offset, per_row=spec.length)
-                dense[:, j, :] = values.reshape(n, spec.length)
-            out["dense_seq"][rows] = dense
-
-        weights = np.stack([_label_weights(col(c), c, file, offset) for c in s.labels], axis=1)
-        out["weights"][rows] = weights
-        for j, c in enumerate(s.labels):
-            stats.positives[c] += int(np.count_nonzero(weights[:, j] > 0))
-        if s.true_labels:
-            out["true_weights"][rows] = np.stack(
-                [_label_weights(col(c), c, file, offset) for c in s.true_labels], axis=1)
-        if s.campaign_column:
-            out["campaign"][rows] = self._campaign(col(s.campaign_column), file, offset)
-        if s.target_action_column:
-            out["target_action"][rows] = self._target_action(col(s.target_action_column), file,
-                                                             offset)
-
-    def _map(self, ids: pa.Array, column: str, stats: DayStats) -> np.ndarray:
-        lookup = self.lookups[column]
-        mapped = lookup.map(ids)
-        stats.oov[column] += int(np.count_nonzero(mapped == lookup.oov_index))
-        return mapped
-
-    def _map_sequence(self, flat: pa.Array, shares: str, column: str, stats: DayStats
-                      ) -> np.ndarray:
-        lookup = self.lookups[shares]
-        mapped = lookup.map(flat)
-        oov = int(np.count_nonzero(mapped == lookup.oov_index))
-        if lookup.index_of(self.schema.sequence_pad) == lookup.oov_index:
-            # Padding is expected, not an unknown id: leave it out of the OOV count.
-            oov -= _count_token(flat, self.schema.sequence_pad)
-        stats.oov[column] = stats.oov.get(column, 0) + oov
-        return mapped
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A reusable per-thread buffer (fresh large allocations cost a page fault per page)."""
+        buffers = self._local.__dict__.setdefault("buffers", {})
+        size = int(np.prod(shape))
+        buf = buffers.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = buffers[name] = np.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
 
     def _campaign(self, ids: pa.Array, file: str, offset: int) -> np.ndarray:
         column = self.schema.campaign_column
@@ -235,8 +266,17 @@ class DayConverter:
         return index
 
 
+def _column(chunk: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+    column = chunk.column(name)
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
+
+
 def _count_token(values: pa.Array, token: str) -> int:
     """How many of `values` equal the raw id `token`."""
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
     if pa.types.is_integer(values.type):
         try:
             scalar = pa.scalar(int(token), type=values.type)
@@ -256,32 +296,57 @@ def _fixed_length_values(lists: pa.Array, length: int, column: str, file: str,
                          offset: int) -> pa.Array:
     """The flattened values of a list column whose every row holds exactly `length` items."""
     _no_nulls(lists, column, file, offset)
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-    wrong = np.flatnonzero(lengths != length)
-    if wrong.size:
-        row = int(wrong[0])
-        raise DataError(f"sequence has length {int(lengths[row])}, the schema says {length}",
-                        file=file, column=column, row=offset + row)
+    if not pa.types.is_fixed_size_list(lists.type):
+        lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+        wrong = np.flatnonzero(lengths != length)
+        if wrong.size:
+            row = int(wrong[0])
+            raise DataError(f"sequence has length {int(lengths[row])}, the schema says {length}",
+                            file=file, column=column, row=offset + row)
+    elif lists.type.list_size != length:
+        raise DataError(f"sequences have length {lists.type.list_size}, the schema says "
+                        f"{length}", file=file, column=column, row=offset)
     return lists.flatten()
 
 
 def _floats(values: pa.Array, column: str, file: str, offset: int, *, per_row: int = 1
             ) -> np.ndarray:
+    """`values` as a numpy float array; raises on the first null, NaN or infinite value."""
     if values.null_count:
         row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // per_row
         raise DataError("null value", file=file, column=column, row=offset + row)
-    out = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    bad = np.flatnonzero(~np.isfinite(out))
-    if bad.size:
-        raise DataError("NaN or infinite value", file=file, column=column,
-                        row=offset + int(bad[0]) // per_row)
+    out = values.to_numpy(zero_copy_only=False)
+    if not np.issubdtype(out.dtype, np.floating):
+        out = out.astype(np.float64)
+    # One summing pass finds that all values are finite (NaN and inf propagate); only when it
+    # does not is the offending position searched for. An overflowing sum merely triggers
+    # the search.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = out.sum()
+    if not np.isfinite(total):
+        bad = np.flatnonzero(~np.isfinite(out))
+        if bad.size:
+            what = "NaN" if np.isnan(out[bad[0]]) else "infinite"
+            raise DataError(f"{what} value", file=file, column=column,
+                            row=offset + int(bad[0]) // per_row)
     return out
 
 
 def _label_weights(values: pa.Array, column: str, file: str, offset: int) -> np.ndarray:
-    out = _floats(values, column, file, offset)
-    negative = np.flatnonzero(out < 0)
-    if negative.size:
-        raise DataError(f"negative attribution weight {out[negative[0]]}", file=file,
-                        column=column, row=offset + int(negative[0]))
+    """Attribution weights as float32 [N]; raises on null, NaN, infinite or negative weights
+    and on weights that float32 cannot hold (a positive weight must stay positive)."""
+    raw = _floats(values, column, file, offset)
+    if raw.size and not raw.min() >= 0:
+        row = int(np.flatnonzero(raw < 0)[0])
+        raise DataError(f"negative attribution weight {raw[row]}", file=file, column=column,
+                        row=offset + row)
+    if raw.dtype == np.float32:
+        return raw
+    with np.errstate(over="ignore"):
+        out = raw.astype(np.float32)
+    lost = (out == 0) != (raw == 0)
+    if lost.any() or not np.isfinite(out.max(initial=0)):
+        row = int(np.flatnonzero(lost | ~np.isfinite(out))[0])
+        raise DataError(f"attribution weight {raw[row]} is outside the float32 range",
+                        file=file, column=column, row=offset + row)
     return out

@@ -8,8 +8,10 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     name = "shop-logs"
     user_column = "uid"
     labels = ["last", "first", "linear", "position", "dda"]
-    sequence_length = 20            # default length of every sequence
+    sequence_length = 50            # default length of every sequence
     sequence_pad = "0"              # raw id that pads a short id sequence
+    float_sequences = ["image_sim"] # or a table {image_sim = 50}
+    ignore_columns = ["note"]       # present in the files, not used
 
     [fields]
     user = ["age", "city"]
@@ -20,8 +22,7 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     item_seq = "item"
     shop_seq = { shares = "shop", length = 50 }
 
-    float_sequences = ["image_sim"] # or a table {image_sim = 20}
-    ignore_columns = ["note"]       # present in the files, not used
+(YAML takes the same keys. All sequences share one length: they are position-aligned.)
 
 For incomplete multi-label data (KAML) a schema also names `campaign_column`,
 `target_action_column` (a label index or label name per row) and optionally `true_labels`
@@ -124,8 +125,9 @@ class Schema:
         return self.labels.index(name)
 
     def fingerprint(self) -> str:
-        """A short hash of everything that changes how files are read."""
-        payload = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """A short hash of everything that changes how files are read (not the name)."""
+        payload = json.dumps({k: v for k, v in self.to_dict().items() if k != "name"},
+                             sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
     # --- (de)serialisation ---------------------------------------------------------------
@@ -134,17 +136,13 @@ class Schema:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, source: str = "schema") -> Schema:
-        known = {"name", "user_column", "fields", "labels", "id_sequences", "float_sequences",
-                 "sequence_length", "sequence_pad", "campaign_column", "target_action_column",
-                 "true_labels", "ignore_columns"}
-        unknown = set(raw) - known
-        if unknown:
-            raise ConfigError(f"{source}: unknown keys {sorted(unknown)}; valid keys are "
-                              f"{sorted(known)}")
+        _check_keys(raw, _SCHEMA_KEYS, source)
         for key in ("user_column", "fields", "labels"):
             if key not in raw:
                 raise ConfigError(f"{source}: missing required key '{key}'")
-        default_len = int(raw.get("sequence_length", 20))
+        if not isinstance(raw["labels"], (list, tuple)) or not raw["labels"]:
+            raise ConfigError(f"{source}: 'labels' must be a non-empty list of column names")
+        default_len = _int(raw.get("sequence_length", 20), "sequence_length", source)
         return cls(
             name=str(raw.get("name", Path(source).stem)),
             user_column=str(raw["user_column"]),
@@ -178,7 +176,9 @@ class Schema:
                 raw = json.loads(text)
             else:
                 raise ConfigError(f"schema file {path}: use .toml, .yaml or .json")
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
+        except ConfigError:
+            raise
+        except Exception as exc:  # each parser has its own error class (yaml.YAMLError, ...)
             raise ConfigError(f"schema file {path} is not valid: {exc}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"schema file {path} must hold a table of keys")
@@ -216,39 +216,75 @@ class Schema:
             raise ConfigError(f"schema '{self.name}': true_labels must match labels one to one")
 
 
+_SCHEMA_KEYS = ("name", "user_column", "fields", "labels", "id_sequences", "float_sequences",
+                "sequence_length", "sequence_pad", "campaign_column", "target_action_column",
+                "true_labels", "ignore_columns")
+
+
+def _check_keys(raw: dict, valid: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(raw) - set(valid))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; valid keys are {sorted(valid)}")
+
+
+def _int(value: Any, what: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{source}: {what} must be an integer, got {value!r}")
+    return value
+
+
+def _entry(spec: Any, valid: tuple[str, ...], required: tuple[str, ...], where: str) -> dict:
+    """A table describing one column: only `valid` keys, all of `required` present."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a table with keys {list(valid)}, got {spec!r}")
+    _check_keys(spec, valid, where)
+    missing = [k for k in required if k not in spec]
+    if missing:
+        raise ConfigError(f"{where}: missing keys {missing}")
+    return spec
+
+
 def _parse_fields(raw: Any, source: str) -> tuple[CategoricalField, ...]:
     if isinstance(raw, dict):
-        bad = set(raw) - set(GROUPS)
+        _check_keys(raw, GROUPS, f"{source} [fields]")
+        bad = [g for g, names in raw.items() if not isinstance(names, (list, tuple))]
         if bad:
-            raise ConfigError(f"{source}: [fields] has unknown groups {sorted(bad)}; use {GROUPS}")
+            raise ConfigError(f"{source}: [fields] {bad[0]} must be a list of column names")
         return tuple(CategoricalField(str(n), g) for g in GROUPS for n in raw.get(g, ()))
-    if isinstance(raw, list):
-        return tuple(CategoricalField(str(f["name"]), str(f["group"])) for f in raw)
+    if isinstance(raw, (list, tuple)):
+        return tuple(CategoricalField(str(f["name"]), str(f["group"])) for f in
+                     (_entry(f, ("name", "group"), ("name", "group"), f"{source} fields")
+                      for f in raw))
     raise ConfigError(f"{source}: 'fields' must be a table of groups or a list")
 
 
 def _parse_id_sequences(raw: Any, default_len: int, source: str) -> tuple[IdSequence, ...]:
-    if isinstance(raw, list):
-        return tuple(IdSequence(str(s["name"]), str(s["shares"]),
-                                int(s.get("length", default_len))) for s in raw)
-    if not isinstance(raw, dict):
+    where = f"{source} id_sequences"
+    keys = ("name", "shares", "length")
+    if isinstance(raw, (list, tuple)):
+        specs = [_entry(s, keys, ("name", "shares"), where) for s in raw]
+    elif isinstance(raw, dict):
+        specs = [{"name": name, "shares": spec} if isinstance(spec, str)
+                 else {"name": name, **_entry(spec, keys[1:], ("shares",), f"{where}.{name}")}
+                 for name, spec in raw.items()]
+    else:
         raise ConfigError(f"{source}: 'id_sequences' must map sequence -> shared field")
-    out = []
-    for name, spec in raw.items():
-        if isinstance(spec, str):
-            out.append(IdSequence(name, spec, default_len))
-        else:
-            out.append(IdSequence(name, str(spec["shares"]), int(spec.get("length", default_len))))
-    return tuple(out)
+    return tuple(IdSequence(str(s["name"]), str(s["shares"]),
+                            _int(s.get("length", default_len), f"length of {s['name']}", source))
+                 for s in specs)
 
 
 def _parse_float_sequences(raw: Any, default_len: int, source: str) -> tuple[FloatSequence, ...]:
     if isinstance(raw, dict):
-        return tuple(FloatSequence(str(n), int(length)) for n, length in raw.items())
-    if isinstance(raw, list):
-        return tuple(FloatSequence(str(n), default_len) if isinstance(n, str)
-                     else FloatSequence(str(n["name"]), int(n.get("length", default_len)))
-                     for n in raw)
+        return tuple(FloatSequence(str(n), _int(length, f"length of {n}", source))
+                     for n, length in raw.items())
+    if isinstance(raw, (list, tuple)):
+        specs = [{"name": s} if isinstance(s, str)
+                 else _entry(s, ("name", "length"), ("name",), f"{source} float_sequences")
+                 for s in raw]
+        return tuple(FloatSequence(str(s["name"]), _int(s.get("length", default_len),
+                                                        f"length of {s['name']}", source))
+                     for s in specs)
     raise ConfigError(f"{source}: 'float_sequences' must be a list or a table")
 
 

@@ -9,8 +9,14 @@ from malt.data.cache import Dataset
 
 def distinct_users(dataset: Dataset) -> int:
     """Distinct users over all days (vocab rows of the user column)."""
-    return int(np.unique(np.concatenate([np.unique(d.arrays()["user"]) for d in dataset.days]))
-               .size)
+    seen = np.zeros(0, dtype=bool)
+    for day in dataset.days:
+        users = day.arrays()["user"]
+        top = int(users.max()) + 1
+        if top > len(seen):
+            seen = np.concatenate([seen, np.zeros(top - len(seen), dtype=bool)])
+        seen[users] = True
+    return int(np.count_nonzero(seen))
 
 
 def format_summary(dataset: Dataset) -> str:

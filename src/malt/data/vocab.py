@@ -1,8 +1,13 @@
 """Vocab files (raw id -> embedding row) and their vectorised lookup.
 
 A vocab is a JSON object `{"raw id": index}` (JSON keys are always strings). Raw ids in the day
-files may be strings or integers. Every table gets one reserved row after the largest vocab
-index: an id that is missing from the vocab maps there (out-of-vocabulary, OOV).
+files may be strings or integers; an integer id `7` matches the key `"7"` (its decimal text), so
+a lookup behaves like `mapping.get(str(id))`. Every table gets one reserved row after the largest
+vocab index: an id that is missing from the vocab, or null, maps there (out-of-vocabulary, OOV).
+
+Integer ids against a vocab of canonical decimal keys go through a dense table (one gather) when
+the keys span at most `DENSE_TABLE_MAX_SLOTS` slots, else through a hash index; string ids are
+looked up once per distinct value.
 """
 
 from __future__ import annotations
@@ -19,9 +24,8 @@ import pyarrow.compute as pc
 
 from malt.errors import DataError
 
-# Integer vocabs whose key range is at most this many slots are looked up through a dense
-# table (one gather); sparser or larger ones through a hash index.
-_DENSE_TABLE_MAX_SLOTS = 1 << 26
+DENSE_TABLE_MAX_SLOTS = 1 << 26
+"""Largest key range (max - min + 1) of an integer vocab looked up through a dense table."""
 
 
 class VocabLookup:
@@ -34,19 +38,24 @@ class VocabLookup:
         if len(values) and values.min() < 0:
             bad = raw_keys[int(np.argmin(values))]
             raise DataError(f"vocab index of id '{bad}' is negative", file=source)
+        if len(values) and values.max() >= np.iinfo(np.int32).max:
+            raise DataError("vocab indices must fit in int32", file=source)
         self.oov_index = int(values.max()) + 1 if len(values) else 0
         self.size = self.oov_index + 1
         self.values = values.astype(np.int32)
         self._raw_keys = raw_keys
         self.int_keys = _as_int_keys(raw_keys)
+        # Dense path: rows of ids base .. base + len(table) - 2, then one trailing OOV slot, so
+        # that a clipped gather sends every id above the range to OOV.
         self._dense: tuple[int, np.ndarray] | None = None
         self._int_index: pd.Index | None = None
         if self.int_keys is not None and len(self.int_keys):
             lo, hi = int(self.int_keys.min()), int(self.int_keys.max())
-            if hi - lo + 1 <= _DENSE_TABLE_MAX_SLOTS:
-                table = np.full(hi - lo + 1, self.oov_index, dtype=np.int32)
-                table[self.int_keys - lo] = self.values
-                self._dense = (lo, table)
+            base = 0 if 0 <= lo and hi < DENSE_TABLE_MAX_SLOTS else lo
+            if hi - base + 1 <= DENSE_TABLE_MAX_SLOTS:
+                table = np.full(hi - base + 2, self.oov_index, dtype=np.int32)
+                table[self.int_keys - base] = self.values
+                self._dense = (base, table)
             else:
                 self._int_index = pd.Index(self.int_keys)
 
@@ -54,12 +63,17 @@ class VocabLookup:
     def string_index(self) -> pd.Index:
         return pd.Index(self._raw_keys, dtype=object)
 
+    @property
+    def uses_dense_table(self) -> bool:
+        """Whether integer ids are looked up through a dense table (else a hash index)."""
+        return self._dense is not None
+
     @classmethod
     def load(cls, path: Path) -> VocabLookup:
         if not path.is_file():
             raise DataError("vocab file is missing", file=str(path))
         try:
-            mapping = json.loads(path.read_text())
+            mapping = json.loads(path.read_bytes())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"vocab file is not valid JSON: {exc}", file=str(path)) from exc
         if not isinstance(mapping, dict):
@@ -78,37 +92,73 @@ class VocabLookup:
 
     def map(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Table rows of `ids` [N] as int32 [N]; nulls and unknown ids get `oov_index`."""
+        out = np.empty(len(ids), dtype=np.int32)
+        self.map_into(ids, out)
+        return out
+
+    def map_into(self, ids: pa.Array | pa.ChunkedArray, out: np.ndarray) -> int:
+        """Write the rows of `ids` [N] into the contiguous int32 array `out` (N elements, any
+        shape, filled in C order); returns how many got the OOV row."""
+        if out.dtype != np.int32 or not out.flags.c_contiguous or out.size != len(ids):
+            raise ValueError("out must be a contiguous int32 array with one slot per id")
         if isinstance(ids, pa.ChunkedArray):
             ids = ids.combine_chunks()
-        if pa.types.is_integer(ids.type) and self.int_keys is not None:
-            return self._map_integers(ids)
-        # Strings (or integers against a non-numeric vocab): look up each distinct value once.
-        encoded = pc.dictionary_encode(pc.cast(ids, pa.string()))
-        uniques = encoded.dictionary.to_numpy(zero_copy_only=False)
-        pos = self.string_index.get_indexer(uniques)
-        mapped_uniques = np.where(pos >= 0, self.values[pos], self.oov_index).astype(np.int32)
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        if encoded.null_count:
-            codes = pc.fill_null(encoded.indices, -1).to_numpy()
-            mapped_uniques = np.append(mapped_uniques, np.int32(self.oov_index))
-        return mapped_uniques[codes]
-
-    def _map_integers(self, ids: pa.Array) -> np.ndarray:
-        raw = pc.fill_null(ids, 0).to_numpy().astype(np.int64, copy=False)
-        if self._dense is not None:
-            lo, table = self._dense
-            offset = raw - lo
-            inside = (offset >= 0) & (offset < len(table))
-            out = table[np.where(inside, offset, 0)]
-            out[~inside] = self.oov_index
-        elif self._int_index is not None:
-            pos = self._int_index.get_indexer(raw)
-            out = np.where(pos >= 0, self.values[pos], self.oov_index).astype(np.int32)
+        if pa.types.is_dictionary(ids.type):
+            self._map_dictionary(ids, out)
+        elif pa.types.is_integer(ids.type) and self.int_keys is not None \
+                and (ids.type != pa.uint64() or _fits_int64(ids)):
+            self._map_integers(ids, out)
         else:
-            out = np.full(len(raw), self.oov_index, dtype=np.int32)
+            # Strings, or integers against a vocab of non-numeric keys: one lookup per distinct
+            # value, as text.
+            self._map_dictionary(pc.dictionary_encode(_as_text(ids)), out)
+        return int(np.count_nonzero(out == self.oov_index))
+
+    def _map_dictionary(self, ids: pa.DictionaryArray, out: np.ndarray) -> None:
+        dictionary = ids.dictionary
+        if pa.types.is_integer(dictionary.type) and self.int_keys is not None:
+            uniques = self.map(dictionary)
+        else:
+            pos = self.string_index.get_indexer(
+                _as_text(dictionary).to_numpy(zero_copy_only=False))
+            uniques = np.where(pos >= 0, self.values[pos], self.oov_index).astype(np.int32)
+        # A trailing OOV entry receives the null codes.
+        uniques = np.append(uniques, np.int32(self.oov_index))
+        codes = pc.fill_null(ids.indices, len(uniques) - 1).to_numpy()
+        np.take(uniques, codes.reshape(out.shape), out=out, mode="clip")
+
+    def _map_integers(self, ids: pa.Array, out: np.ndarray) -> None:
+        raw = (pc.fill_null(ids, 0) if ids.null_count else ids).to_numpy()
+        if raw.dtype != np.int64:
+            raw = raw.astype(np.int64)
+        if self._dense is not None:
+            base, table = self._dense
+            raw = raw.reshape(out.shape)
+            if base == 0:
+                # mode="clip" sends ids past the range to the trailing OOV slot; negative ids
+                # (rare) would clip to slot 0, so they are fixed afterwards.
+                np.take(table, raw, out=out, mode="clip")
+                if raw.size and raw.min() < 0:
+                    out[raw < 0] = self.oov_index
+            else:
+                inside = (raw >= base) & (raw <= base + len(table) - 2)
+                np.take(table, np.where(inside, raw - base, len(table) - 1), out=out, mode="clip")
+        elif self._int_index is not None:
+            pos = self._int_index.get_indexer(raw).reshape(out.shape)
+            out[...] = np.where(pos >= 0, self.values[pos], self.oov_index)
+        else:
+            out[...] = self.oov_index
         if ids.null_count:
-            out[ids.is_null().to_numpy(zero_copy_only=False)] = self.oov_index
-        return out
+            out[ids.is_null().to_numpy(zero_copy_only=False).reshape(out.shape)] = self.oov_index
+
+
+def _as_text(ids: pa.Array) -> pa.Array:
+    return ids if pa.types.is_string(ids.type) else pc.cast(ids, pa.string())
+
+
+def _fits_int64(ids: pa.Array) -> bool:
+    top = pc.max(ids).as_py()
+    return top is None or top <= np.iinfo(np.int64).max
 
 
 def _as_int_keys(keys: list[str]) -> np.ndarray | None:

@@ -1,0 +1,253 @@
+"""Bad input gets a clear error naming the file, the column and the first offending row."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import random_day_table, write_random_dataset
+from malt.data import MAC, Schema, prepare
+from malt.data.layout import day_path, write_day, write_vocab
+from malt.data.summary import format_summary
+from malt.errors import DataError
+
+ROWS = 120
+
+
+@pytest.fixture
+def data(tmp_path):
+    """Two training days and a test day of ROWS rows, in row groups of 32 rows."""
+    return write_random_dataset(tmp_path / "d", rows=ROWS, row_group_size=32)
+
+
+def rewrite(root, edit, *, day=1):
+    """Apply `edit(table) -> table` to training day `day` and write it back."""
+    path = day_path(root, "train", day)
+    write_day(path, edit(pq.read_table(path)), row_group_size=32)
+    return path
+
+
+def replace(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, column)
+
+
+def with_value(table, name, row, value):
+    """`table` with `table[name][row] = value` for a scalar column."""
+    values = table[name].to_pylist()
+    values[row] = value
+    return replace(table, name, pa.array(values, type=table.schema.field(name).type))
+
+
+def with_list_item(table, name, row, item, value):
+    lists = table[name].to_pylist()
+    lists[row][item] = value
+    return replace(table, name, pa.array(lists, type=table.schema.field(name).type))
+
+
+def raised(root, **kwargs) -> DataError:
+    with pytest.raises(DataError) as info:
+        prepare(root, **kwargs)
+    return info.value
+
+
+def test_missing_column(data):
+    path = rewrite(data, lambda t: t.drop_columns(["ad_feat3"]))
+    err = raised(data)
+    assert (err.file, err.column) == (str(path), "ad_feat3")
+    assert "missing columns ['ad_feat3']" in str(err) and str(path) in str(err)
+
+
+def test_extra_column_is_an_error_unless_ignored(data):
+    path = rewrite(data, lambda t: t.append_column("note", pa.array(["x"] * t.num_rows)))
+    err = raised(data)
+    assert (err.file, err.column) == (str(path), "note")
+    assert "ignore_columns" in str(err)
+    ignoring = Schema.from_dict({**_mac_dict(), "ignore_columns": ["note"]})
+    assert prepare(data, ignoring).train[1].rows == ROWS
+
+
+def _mac_dict():
+    return {"user_column": "user_id",
+            "fields": {g: [f.name for f in MAC.fields if f.group == g]
+                       for g in ("user", "ad", "context")},
+            "labels": list(MAC.labels),
+            "id_sequences": {s.name: s.shares for s in MAC.id_sequences},
+            "float_sequences": [s.name for s in MAC.float_sequences]}
+
+
+@pytest.mark.parametrize("column, values, expected", [
+    ("user_feat0", lambda n: pa.array(np.full(n, 1.5)), "integer or string id"),
+    ("last", lambda n: pa.array(["0.5"] * n), "a number"),
+    ("ad_feat0_seq", lambda n: pa.array(np.ones(n, dtype=np.int64)), "a list of integer"),
+    ("mm_feat0_seq", lambda n: pa.array([["a"] * 20] * n), "a list of numbers"),
+])
+def test_wrong_dtype(data, column, values, expected):
+    path = rewrite(data, lambda t: replace(t, column, values(t.num_rows)))
+    err = raised(data)
+    assert (err.file, err.column) == (str(path), column)
+    assert "wrong dtype" in str(err) and expected in str(err)
+
+
+@pytest.mark.parametrize("column", ["ad_feat1_seq", "mm_feat0_seq"])
+def test_sequence_of_wrong_length(data, column):
+    def edit(table):
+        lists = table[column].to_pylist()
+        lists[70] = lists[70][:19]
+        return replace(table, column, pa.array(lists, type=table.schema.field(column).type))
+
+    path = rewrite(data, edit)
+    err = raised(data)
+    assert (err.file, err.column, err.row) == (str(path), column, 70)
+    assert "length 19" in str(err) and "20" in str(err)
+
+
+def test_first_offending_row_is_reported_across_row_groups(data):
+    # Row 90 sits in a later row group than row 40; with parallel workers the later group may
+    # fail first, the report must still name row 40.
+    path = rewrite(data, lambda t: with_value(with_value(t, "first", 90, float("nan")),
+                                              "first", 40, -1.0))
+    for workers in (1, 3):
+        err = raised(data, workers=workers, rebuild=True)
+        assert (err.file, err.column, err.row) == (str(path), "first", 40)
+
+
+@pytest.mark.parametrize("value, message", [(float("nan"), "NaN"), (float("inf"), "infinite"),
+                                            (None, "null"), (-0.25, "negative"),
+                                            (1e-60, "float32 range")])
+def test_bad_label_weight(data, value, message):
+    path = rewrite(data, lambda t: with_value(t, "mta", 37, value))
+    err = raised(data)
+    assert (err.file, err.column, err.row) == (str(path), "mta", 37)
+    assert message in str(err)
+
+
+@pytest.mark.parametrize("value, message", [(float("nan"), "NaN"), (float("-inf"), "infinite"),
+                                            (None, "null")])
+def test_bad_float_in_sequence(data, value, message):
+    path = rewrite(data, lambda t: with_list_item(t, "mm_feat1_seq", 100, 3, value))
+    err = raised(data)
+    assert (err.file, err.column, err.row) == (str(path), "mm_feat1_seq", 100)
+    assert message in str(err)
+
+
+def test_null_sequence_row(data):
+    def edit(table):
+        lists = table["ad_feat2_seq"].to_pylist()
+        lists[5] = None
+        return replace(table, "ad_feat2_seq", pa.array(lists, type=pa.list_(pa.int64())))
+
+    path = rewrite(data, edit)
+    err = raised(data)
+    assert (err.file, err.column, err.row) == (str(path), "ad_feat2_seq", 5)
+
+
+def test_empty_day_file(data):
+    path = rewrite(data, lambda t: t.slice(0, 0))
+    err = raised(data)
+    assert err.file == str(path) and "empty day file" in str(err)
+
+
+def test_missing_vocab_file(data):
+    (data / "vocabs" / "ad_feat2.json").unlink()
+    err = raised(data)
+    assert err.file == str(data / "vocabs" / "ad_feat2.json")
+    assert "vocab file is missing" in str(err)
+
+
+def test_vocab_file_that_is_not_a_vocab(data):
+    (data / "vocabs" / "user_feat1.json").write_text('{"1": "one"}')
+    err = raised(data)
+    assert err.file == str(data / "vocabs" / "user_feat1.json") and "not an integer" in str(err)
+
+
+def test_truncated_parquet(data):
+    path = day_path(data, "train", 0)
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    err = raised(data)
+    assert err.file == str(path) and "truncated or corrupt" in str(err)
+
+
+def test_corrupt_parquet_page(data):
+    path = day_path(data, "train", 1)
+    meta = pq.ParquetFile(path).metadata
+    column = meta.row_group(2).column(MAC.columns.index("mm_feat0_seq"))
+    # Flip bytes inside a data page of row group 2 (rows 64..95): the page checksum fails.
+    start = column.data_page_offset + column.total_compressed_size // 2
+    content = bytearray(path.read_bytes())
+    content[start:start + 8] = bytes(b ^ 0xFF for b in content[start:start + 8])
+    path.write_bytes(bytes(content))
+    err = raised(data)
+    assert err.file == str(path) and "truncated or corrupt" in str(err)
+    assert err.row == 64
+
+
+def test_not_the_mac_layout(tmp_path):
+    err = raised(tmp_path)
+    assert "no day files" in str(err)
+
+
+def test_oov_ids_map_to_the_reserved_row_and_are_counted_once_per_file(tmp_path, caplog):
+    root = tmp_path / "d"
+    rng = np.random.default_rng(3)
+    tables = [random_day_table(MAC, 64, rng, vocab_size=50) for _ in range(2)]
+    # Day 0: ad_feat1 ids 60 and 99 are unknown, one user id is null; the sequences of ad_feat0
+    # hold two unknown ids. Day 1 is clean.
+    t = tables[0]
+    t = with_value(with_value(t, "ad_feat1", 3, 60), "ad_feat1", 50, 99)
+    t = with_value(t, "user_id", 7, None)
+    t = with_list_item(with_list_item(t, "ad_feat0_seq", 9, 0, 1000), "ad_feat0_seq", 10, 19, -4)
+    for i, table in enumerate((t, tables[1])):
+        write_day(day_path(root, "train", i), table)
+    for column in MAC.vocab_columns:
+        write_vocab(root / "vocabs", column, [str(i) for i in range(50)])
+
+    with caplog.at_level(logging.WARNING, logger="malt.data.cache"):
+        dataset = prepare(root)
+    day0, day1 = dataset.train
+    assert day0.stats.oov["ad_feat1"] == 2 and day0.stats.oov["user_id"] == 1
+    assert day0.stats.oov["ad_feat0_seq"] == 2
+    assert sum(day0.stats.oov.values()) == 5 and sum(day1.stats.oov.values()) == 0
+    arrays = day0.arrays()
+    oov = 50  # vocab rows 0..49, then the reserved row
+    field = MAC.field_names.index("ad_feat1")
+    assert arrays["sparse"][3, field] == oov and arrays["sparse"][50, field] == oov
+    assert arrays["user"][7] == oov
+    assert arrays["seq"][9, 0, 0] == oov and arrays["seq"][10, 0, 19] == oov
+    assert dataset.vocab.sizes["ad_feat1"] == 51
+    warnings = [r.getMessage() for r in caplog.records if "out-of-vocabulary" in r.getMessage()]
+    assert len(warnings) == 1
+    assert str(day_path(root, "train", 0)) in warnings[0] and "ad_feat1 2" in warnings[0]
+    summary = format_summary(dataset)
+    assert "ad_feat1 2" in summary and "user_id 1" in summary and "ad_feat0_seq 2" in summary
+
+
+def test_padding_outside_the_vocab_is_not_counted_as_oov(tmp_path):
+    root = write_random_dataset(tmp_path / "d", days=1, rows=40)
+    # Vocabs without the pad id "0": padded positions map to the OOV row, uncounted.
+    for column in MAC.vocab_columns:
+        write_vocab(root / "vocabs", column, [str(i) for i in range(1, 50)])
+    dataset = prepare(root)
+    table = pq.read_table(dataset.test[0].source)
+    pads = sum(int(np.count_nonzero(np.concatenate(table[s.name].to_numpy(zero_copy_only=False))
+                                    == 0)) for s in MAC.id_sequences)
+    assert pads > 0
+    assert all(dataset.test[0].stats.oov[s.name] == 0 for s in MAC.id_sequences)
+    assert dataset.vocab.sequence_pad["ad_feat0_seq"] == dataset.vocab.sizes["ad_feat0"] - 1
+
+
+def test_fixed_size_list_columns_are_read(tmp_path):
+    root = write_random_dataset(tmp_path / "d", days=1, rows=30)
+    path = day_path(root, "test", 0)
+    table = pq.read_table(path)
+    for s in (*MAC.id_sequences, *MAC.float_sequences):
+        values = table[s.name].combine_chunks()
+        table = replace(table, s.name, pa.FixedSizeListArray.from_arrays(values.flatten(), 20))
+    write_day(path, table)
+    arrays = prepare(root).test[0].arrays()
+    np.testing.assert_array_equal(arrays["seq"][:, 1, :], np.stack(
+        table["ad_feat1_seq"].to_numpy(zero_copy_only=False)))

@@ -1,0 +1,211 @@
+"""Schema files (TOML / YAML) and a user's own data set read through one."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import malt.data.schema as schema_module
+from conftest import fixed_lists
+from malt.data import MAC, Schema, prepare, resolve_schema
+from malt.data.batches import DayBatches
+from malt.data.layout import day_path, write_day, write_vocab
+from malt.errors import ConfigError
+
+SHOP_TOML = """
+name = "shop"
+user_column = "uid"
+labels = ["last", "first", "linear", "position", "dda"]
+ignore_columns = ["note"]
+
+[fields]
+user = ["age", "city"]
+ad = ["item", "shop"]
+context = ["hour"]
+"""
+
+SHOP_YAML = """
+name: shop
+user_column: uid
+labels: [last, first, linear, position, dda]
+ignore_columns: [note]
+fields:
+  user: [age, city]
+  ad: [item, shop]
+  context: [hour]
+"""
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_toml_and_yaml_give_the_same_schema(tmp_path):
+    toml = Schema.load(write(tmp_path, "s.toml", SHOP_TOML))
+    yaml = Schema.load(write(tmp_path, "s.yaml", SHOP_YAML))
+    assert toml == yaml
+    assert toml.field_names == ("age", "city", "item", "shop", "hour")
+    assert toml.group_indices("ad") == [2, 3] and toml.group_indices("context") == [4]
+    assert toml.labels == ("last", "first", "linear", "position", "dda")
+    assert toml.id_sequences == () and toml.sequence_length is None
+    assert resolve_schema(tmp_path / "s.toml") == toml and resolve_schema(None) is MAC
+
+
+def test_the_documented_example_loads(tmp_path):
+    doc = schema_module.__doc__
+    example = doc[doc.index("    name = "):doc.index("(YAML")]
+    schema = Schema.load(write(tmp_path, "example.toml", example))
+    assert [(s.name, s.shares, s.length) for s in schema.id_sequences] == [
+        ("item_seq", "item", 50), ("shop_seq", "shop", 50)]
+    assert [(s.name, s.length) for s in schema.float_sequences] == [("image_sim", 50)]
+    assert schema.ignore_columns == ("note",)
+
+
+def test_mac_round_trips_through_a_dict():
+    assert Schema.from_dict(MAC.to_dict()) == MAC
+
+
+@pytest.mark.parametrize("text, bad, valid", [
+    ('user_columns = "uid"\n' + SHOP_TOML, "user_columns", "user_column"),
+    ('sequence_lenght = 5\n' + SHOP_TOML, "sequence_lenght", "sequence_length"),
+    (SHOP_TOML + 'sequence_length = 5\n', "sequence_length", "context"),  # inside [fields]
+    (SHOP_TOML.replace("context =", "contxt ="), "contxt", "context"),
+    (SHOP_TOML + '[id_sequences]\nitem_seq = { shares = "item", lenght = 5 }\n', "lenght",
+     "length"),
+])
+def test_unknown_keys_are_rejected_with_the_valid_ones_named(tmp_path, text, bad, valid):
+    with pytest.raises(ConfigError) as info:
+        Schema.load(write(tmp_path, "s.toml", text))
+    assert bad in str(info.value) and valid in str(info.value)
+
+
+def test_unknown_yaml_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown keys \['labes'\].*'labels'"):
+        Schema.load(write(tmp_path, "s.yml", SHOP_YAML.replace("labels:", "labes:")))
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("s.yaml", "user_column: [unclosed", "not valid"),
+    ("s.toml", "user_column = ", "not valid"),
+    ("s.yaml", "- a\n- b\n", "table of keys"),
+    ("s.txt", "x", "use .toml"),
+    ("s.toml", SHOP_TOML.replace('user_column = "uid"', ""), "missing required key"),
+    ("s.toml", SHOP_TOML.replace('["age", "city"]', '"age"'), "list of column names"),
+    ("s.toml", "sequence_length = 2.5\n" + SHOP_TOML, "must be an integer"),
+    ("s.toml", SHOP_TOML.replace('"last", ', '"cat", '), "reserved"),
+    ("s.toml", SHOP_TOML.replace('"dda"', '"age"'), "declared twice"),
+    ("s.toml", SHOP_TOML + '[id_sequences]\nx = "nope"\n', "not a categorical field"),
+    ("s.toml", 'float_sequences = {a = 3}\n' + SHOP_TOML + '[id_sequences]\nx = "item"\n',
+     "share one length"),
+])
+def test_bad_schema_files(tmp_path, name, text, message):
+    with pytest.raises(ConfigError, match=message):
+        Schema.load(write(tmp_path, name, text))
+
+
+def test_missing_schema_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        Schema.load(tmp_path / "nope.toml")
+
+
+def write_shop_data(root, rows=90, seed=0):
+    """String user ids, no sequences, five attribution labels and an ignored column."""
+    rng = np.random.default_rng(seed)
+    for d in range(3):
+        split, index = ("test", 0) if d == 2 else ("train", d)
+        table = {"uid": pa.array([f"u{i}" for i in rng.integers(0, 20, rows)]),
+                 "age": pa.array(rng.integers(18, 70, rows)),
+                 "city": pa.array(rng.choice(["paris", "lyon", "oslo"], rows)),
+                 "item": pa.array(rng.integers(0, 1000, rows) * 7919),
+                 "shop": pa.array(rng.integers(0, 5, rows), type=pa.int32()),
+                 "hour": pa.array(rng.integers(0, 24, rows)),
+                 "note": pa.array(["free text"] * rows)}
+        for label in ("last", "first", "linear", "position", "dda"):
+            table[label] = pa.array(np.where(rng.random(rows) < 0.3, rng.random(rows), 0.0))
+        write_day(day_path(root, split, index), pa.table(table))
+    vocabs = {"uid": [f"u{i}" for i in range(20)], "age": [str(a) for a in range(18, 70)],
+              "city": ["paris", "lyon"], "item": [str(i * 7919) for i in range(1000)],
+              "shop": [str(i) for i in range(5)], "hour": [str(h) for h in range(24)]}
+    for column, ids in vocabs.items():
+        write_vocab(root / "vocabs", column, ids)
+    return root
+
+
+def test_own_data_set_through_a_schema_file(tmp_path):
+    schema = Schema.load(write(tmp_path, "shop.toml", SHOP_TOML))
+    root = write_shop_data(tmp_path / "shop")
+    dataset = prepare(root, schema)
+    assert dataset.vocab.sizes == {"age": 53, "city": 3, "item": 1001, "shop": 6, "hour": 25}
+    assert dataset.vocab.sequence_pad == {}
+    day = dataset.train[0]
+    assert set(day.arrays()) == {"sparse", "weights", "user"}
+    # "oslo" is not in the city vocab: it maps to the reserved row and is counted.
+    table = pq.read_table(day.source)
+    oslo = int(np.count_nonzero(table["city"].to_numpy(zero_copy_only=False) == "oslo"))
+    assert oslo > 0 and day.stats.oov["city"] == oslo
+    assert day.arrays()["sparse"][:, 1].max() == 2
+    batches = list(DayBatches(day, 32, shuffle=True, seed=1))
+    assert [len(b["index"]) for b in batches] == [32, 32, 26]
+    for batch in batches:
+        assert set(batch) == {"sparse", "weights", "labels", "user", "index", "step_rows"}
+        assert batch["sparse"].shape[1] == 5 and batch["weights"].shape[1] == 5
+        np.testing.assert_array_equal(batch["weights"].numpy(),
+                                      np.stack([table[c].to_numpy() for c in schema.labels],
+                                               1)[batch["index"].numpy()].astype(np.float32))
+
+
+def test_models_adapt_to_a_schema_without_sequences(tmp_path):
+    from malt.models.registry import build_model
+    from malt.task import Task
+
+    schema = Schema.load(write(tmp_path, "shop.toml", SHOP_TOML))
+    dataset = prepare(write_shop_data(tmp_path / "shop"), schema)
+    batch = next(iter(DayBatches(dataset.train[0], 64)))
+    task = Task("dda", aux=("position", "cat"))
+    torch.manual_seed(0)
+    model = build_model("moae", dataset.schema, dataset.vocab, task)
+    out = model(batch)
+    loss = sum(model.losses(out, batch).values())
+    loss.backward()
+    assert torch.isfinite(loss) and out.logits["dda"].shape == (64,)
+
+
+def test_own_sequences_share_a_table_and_mark_padding(tmp_path):
+    text = """
+    user_column = "uid"
+    labels = ["y"]
+    sequence_pad = "-1"
+    float_sequences = ["sim"]
+    [fields]
+    ad = ["item"]
+    [id_sequences]
+    history = { shares = "item", length = 4 }
+    """
+    text = text.replace('float_sequences = ["sim"]', "float_sequences = { sim = 4 }")
+    schema = Schema.load(write(tmp_path, "s.toml", text))
+    root = tmp_path / "d"
+    history = np.array([[5, 6, -1, -1], [7, 99, 5, -1], [-1, -1, -1, -1]])
+    write_day(day_path(root, "test", 0), pa.table({
+        "uid": pa.array([1, 2, 1]), "item": pa.array([5, 6, 7]),
+        "history": fixed_lists(history),
+        "sim": fixed_lists(np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)),
+        "y": pa.array([0.0, 1.0, 0.5])}))
+    write_vocab(root / "vocabs", "uid", ["1", "2"])
+    write_vocab(root / "vocabs", "item", ["5", "6", "7"])
+    dataset = prepare(root, schema)
+    # The pad id has no row of its own: it maps to the OOV row, and is not counted as OOV.
+    assert dataset.vocab.sequence_pad == {"history": 3}
+    day = dataset.test[0]
+    np.testing.assert_array_equal(day.arrays()["seq"][:, 0, :],
+                                  [[0, 1, 3, 3], [2, 3, 0, 3], [3, 3, 3, 3]])
+    assert day.stats.oov["history"] == 1 and day.stats.users == 2
+    batch = next(iter(DayBatches(day, 8)))
+    assert batch["seq"].shape == (3, 1, 4) and batch["dense_seq"].shape == (3, 1, 4)
+    assert batch["labels"][:, 0].tolist() == [0.0, 1.0, 1.0]

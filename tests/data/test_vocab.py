@@ -1,0 +1,132 @@
+"""`VocabLookup` agrees with a plain dict lookup, whatever the ids and keys look like."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from malt.data.vocab import DENSE_TABLE_MAX_SLOTS, VocabLookup
+from malt.errors import DataError
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+def reference(mapping: dict[str, int], ids: list) -> np.ndarray:
+    """The row of each id by a Python dict lookup: an integer matches its decimal text."""
+    oov = max(mapping.values(), default=-1) + 1
+    return np.array([oov if x is None else mapping.get(x if isinstance(x, str) else str(x), oov)
+                     for x in ids], dtype=np.int32)
+
+
+def check(mapping: dict[str, int], ids: list, type_: pa.DataType | None = None) -> VocabLookup:
+    lookup = VocabLookup(mapping, source="test")
+    expected = reference(mapping, ids)
+    array = pa.array(ids, type=type_)
+    np.testing.assert_array_equal(lookup.map(array), expected)
+    np.testing.assert_array_equal(lookup.map(array.dictionary_encode()), expected)
+    np.testing.assert_array_equal(lookup.map(pa.chunked_array([array[:3], array[3:]])), expected)
+    out = np.full(len(ids), -7, dtype=np.int32)
+    assert lookup.map_into(array, out) == int(np.count_nonzero(expected == lookup.oov_index))
+    np.testing.assert_array_equal(out, expected)
+    return lookup
+
+
+def vocab_of(keys: list[str], data) -> dict[str, int]:
+    """Keys with sparse non-negative indices (duplicates allowed, as in a merged vocab)."""
+    values = data.draw(st.lists(st.integers(0, 3 * len(keys) + 1), min_size=len(keys),
+                                max_size=len(keys)))
+    return dict(zip(keys, values))
+
+
+@settings(max_examples=150, deadline=None)
+@given(keys=st.lists(st.integers(-50, 300), min_size=1, max_size=40, unique=True),
+       ids=st.lists(st.one_of(st.integers(-400, 400), INT64, st.none()), max_size=60),
+       data=st.data())
+def test_integer_ids_against_integer_keys(keys, ids, data):
+    mapping = vocab_of([str(k) for k in keys], data)
+    lookup = check(mapping, ids, pa.int64())
+    assert lookup.uses_dense_table
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys=st.lists(st.integers(0, 2**63 - 1), min_size=2, max_size=30, unique=True),
+       picks=st.lists(st.integers(0, 29), max_size=40),
+       others=st.lists(st.one_of(INT64, st.none()), max_size=20), data=st.data())
+def test_hash_like_64_bit_ids(keys, picks, others, data):
+    keys = [*keys, 0, DENSE_TABLE_MAX_SLOTS * 4]  # a key range too wide for a dense table
+    mapping = vocab_of([str(k) for k in dict.fromkeys(keys)], data)
+    ids = [keys[p % len(keys)] for p in picks] + others
+    lookup = check(mapping, ids, pa.int64())
+    assert not lookup.uses_dense_table
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys=st.lists(st.integers(0, 1000), min_size=1, max_size=20, unique=True),
+       shift=st.sampled_from([10**12, -(10**12), 2**62]),
+       ids=st.lists(st.one_of(st.integers(0, 1200), INT64, st.none()), max_size=40),
+       data=st.data())
+def test_narrow_key_range_far_from_zero(keys, shift, ids, data):
+    mapping = vocab_of([str(k + shift) for k in keys], data)
+    ids = [x if x is None or abs(x) > 2000 else x + shift for x in ids]
+    lookup = check(mapping, ids, pa.int64())
+    assert lookup.uses_dense_table
+
+
+TEXT_KEYS = st.one_of(st.integers(-20, 20).map(str), st.sampled_from(["007", "+3", "0x1", " 4",
+                                                                      "1e3", "-0", "", "ab"]),
+                      st.text(max_size=4))
+
+
+@settings(max_examples=150, deadline=None)
+@given(keys=st.lists(TEXT_KEYS, min_size=1, max_size=25, unique=True),
+       ids=st.lists(st.one_of(TEXT_KEYS, st.none()), max_size=40), data=st.data())
+def test_string_ids_against_any_keys(keys, ids, data):
+    check(vocab_of(keys, data), ids, pa.string())
+
+
+@settings(max_examples=150, deadline=None)
+@given(keys=st.lists(TEXT_KEYS, min_size=1, max_size=25, unique=True),
+       ids=st.lists(st.one_of(st.integers(-20, 20), INT64, st.none()), max_size=40),
+       data=st.data())
+def test_integer_ids_against_mixed_keys(keys, ids, data):
+    # "007" is not the decimal text of 7: a mixed vocab is looked up as text.
+    check(vocab_of(keys, data), ids, pa.int64())
+
+
+@pytest.mark.parametrize("type_", [pa.int8(), pa.int32(), pa.uint16(), pa.uint64()])
+def test_other_integer_types(type_):
+    top = 2**64 - 1 if type_ == pa.uint64() else 100
+    mapping = {str(k): i for i, k in enumerate([0, 3, 7, 100])}
+    check(mapping, [0, 3, None, 7, 8, 100, top], type_)
+
+
+def test_uint64_ids_beyond_int64_do_not_wrap():
+    mapping = {"-1": 0, "5": 1}
+    check(mapping, [2**64 - 1, 5, 2**63], pa.uint64())
+
+
+def test_map_into_fills_a_block_in_row_order():
+    lookup = VocabLookup({str(k): k + 1 for k in range(10)}, source="test")
+    out = np.empty((3, 4), dtype=np.int32)
+    ids = pa.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, -1])
+    assert lookup.map_into(ids, out) == 2
+    np.testing.assert_array_equal(out, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 11]])
+    with pytest.raises(ValueError):
+        lookup.map_into(ids, np.empty((4, 3), dtype=np.int32)[:, :2])
+
+
+def test_index_of_and_sizes():
+    lookup = VocabLookup({"a": 0, "b": 4}, source="test")
+    assert (lookup.oov_index, lookup.size) == (5, 6)
+    assert lookup.index_of("b") == 4 and lookup.index_of("zz") == 5
+    assert VocabLookup({}, source="test").map(pa.array([1, None])).tolist() == [0, 0]
+
+
+def test_bad_vocab_indices():
+    with pytest.raises(DataError, match="negative"):
+        VocabLookup({"a": -1}, source="v.json")
+    with pytest.raises(DataError, match="int32"):
+        VocabLookup({"a": 2**31}, source="v.json")
