@@ -31,7 +31,8 @@ class SqueezeExcite(nn.Module):
         self.up = nn.Linear(group // reduction, group, bias=False)
         held = torch.full((group,), float(dim // group))
         held[: dim % group] += 1
-        self.register_buffer("held", held, persistent=False)
+        # When D < group, positions no group holds squeeze to 0 instead of 0 / 0.
+        self.register_buffer("held", held.clamp(min=1.0), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, D] -> x re-weighted [B, D]."""

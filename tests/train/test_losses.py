@@ -1,0 +1,61 @@
+"""Per-view losses: BCE and cross-entropy from logits, label modes, the CAT encoding."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from malt.task import CAT, cat_bits, cat_classes
+from malt.train.losses import binary_loss, cat_loss, view_losses
+
+
+def test_binary_loss_is_the_two_way_softmax_of_the_reference():
+    z = torch.randn(50) * 3
+    y = (torch.rand(50) < 0.3).float()
+    two_way = torch.stack([torch.zeros(50), z], 1)               # softmax over (0, z)
+    want = -torch.log_softmax(two_way, 1)[torch.arange(50), y.long()].mean()
+    torch.testing.assert_close(binary_loss(z, y), want)
+
+
+def test_losses_stay_finite_and_exact_for_confident_logits():
+    z = torch.tensor([60.0, -60.0])
+    y = torch.tensor([0.0, 1.0])
+    assert torch.isclose(binary_loss(z, y), torch.tensor(60.0))   # log(p + 1e-8) caps at 18.4
+    logits = torch.tensor([[80.0, 0.0, 0.0, 0.0]])
+    labels = torch.tensor([[1.0, 0.0]])                            # class 1, not 0
+    assert torch.isclose(cat_loss(logits, labels), torch.tensor(80.0))
+
+
+def test_cat_class_order_is_the_documented_one():
+    # MAC label order (last, first, linear, mta): bit 0 last, 1 first, 2 linear, 3 mta.
+    labels = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]])
+    assert cat_classes(labels).tolist() == [5, 14, 0, 15]
+    logits = torch.randn(4, 16)
+    torch.testing.assert_close(cat_loss(logits, labels.float()), torch.nn.functional
+                               .cross_entropy(logits, torch.tensor([5, 14, 0, 15])))
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.integers(1, 6), seed=st.integers(0, 10_000))
+def test_cat_round_trips(k, seed):
+    labels = (torch.rand(20, k, generator=torch.Generator().manual_seed(seed)) < 0.5).long()
+    classes = cat_classes(labels)
+    assert ((classes >= 0) & (classes < 2 ** k)).all()
+    assert torch.equal(cat_bits(classes, k), labels)
+
+
+def test_view_losses_binary_and_weighted_targets():
+    weights = torch.tensor([[0.0, 0.4], [1.7, 0.0], [0.2, 1.0]])
+    batch = {"weights": weights, "labels": (weights > 0).float()}
+    logits = {"b": torch.randn(3), "a": torch.randn(3), CAT: torch.randn(3, 4)}
+    columns = {"a": 0, "b": 1}
+    binary = view_losses(logits, batch, columns, "binary")
+    assert list(binary) == ["b", "a", CAT]
+    torch.testing.assert_close(binary["a"], binary_loss(logits["a"], torch.tensor([0., 1, 1])))
+    weighted = view_losses(logits, batch, columns, "weighted")
+    torch.testing.assert_close(weighted["a"], binary_loss(logits["a"],
+                                                          torch.tensor([0.0, 1.0, 0.2])))
+    torch.testing.assert_close(weighted["b"], binary_loss(logits["b"],
+                                                          torch.tensor([0.4, 0.0, 1.0])))
+    torch.testing.assert_close(weighted[CAT], binary[CAT])       # CAT uses binarised labels
