@@ -16,8 +16,11 @@ SINGLE_TOUCH = ("last", "first")
 
 @register("home")
 class HoME(MaltModel):
-    """HoME: experts with private feature gates; `home_variant` picks the reference's one-level
-    form or the paper's two-level hierarchy (see `ReferenceHoME`, `PaperHoME`)."""
+    """HoME: experts behind private feature gates, in a one- or two-level hierarchy.
+
+    `home_variant` picks the reference's one-level form (`ReferenceHoME`) or the paper's
+    two-level hierarchy over task categories (`PaperHoME`).
+    """
 
     def __init__(self, schema, vocab, task, config=None):
         super().__init__(schema, vocab, task, config)

@@ -13,8 +13,10 @@ from malt.models.registry import register
 
 @register("mmoe")
 class MMoE(MaltModel):
-    """MMoE: `mmoe_experts` shared experts, a softmax gate per view reading x, one tower per
-    view."""
+    """MMoE: shared experts mixed by a softmax gate per view, one tower per view.
+
+    `mmoe_experts` experts (2 in the reference) and the gates all read the fused features x.
+    """
 
     def __init__(self, schema, vocab, task, config=None):
         super().__init__(schema, vocab, task, config)

@@ -14,8 +14,10 @@ SELF_AUX_SUFFIX = "@self"
 
 @register("moae")
 class MoAE(KnowledgeTransferModel):
-    """MoAE: PLE experts (shared + one private per view, `cat` included) with NATAL's
-    main-centric knowledge fusion into the main tower.
+    """MoAE: PLE experts with NATAL's main-centric knowledge fusion into the main tower.
+
+    A shared expert and one private expert per view (`cat` included), gated per view as in PLE;
+    auxiliary towers on their views' mixtures, the main tower fusing their hidden states.
 
     Self-auxiliary form (`self_aux`, set by the `reference` preset, used only when the task has
     no auxiliary view): the release's "w/o mal" configuration, where the auxiliary list equals

@@ -11,7 +11,9 @@ from malt.models.transfer import KnowledgeTransferModel
 
 @register("natal")
 class NATAL(KnowledgeTransferModel):
-    """NATAL: one shared expert; auxiliary towers (AKA, `cat` included when listed) whose hidden
+    """NATAL: auxiliary towers' hidden states fused into the main tower over one shared expert.
+
+    Auxiliary towers (AKA, `cat` included when listed) read the shared expert; their hidden
     states are fused into the main tower (PTP) at every hidden layer.
 
     The CAT view's class is `malt.task.cat_classes` of the binarised labels (bit i = label i of

@@ -12,8 +12,11 @@ from malt.models.registry import register
 
 @register("ple")
 class PLE(MaltModel):
-    """PLE: `ple_levels` extraction levels (1 = CGC, the reference) of shared and per-view
-    private experts, one tower per view."""
+    """PLE: shared and per-view private experts in extraction levels, one tower per view.
+
+    `ple_levels` levels (1 = one CGC layer, the reference), `ple_shared_experts` shared and
+    `ple_task_experts` private experts per view and level.
+    """
 
     def __init__(self, schema, vocab, task, config=None):
         super().__init__(schema, vocab, task, config)

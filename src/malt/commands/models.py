@@ -1,0 +1,76 @@
+"""`malt models`: the registered models, one line each, with their parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "list the registered models and their parameter counts for a main/aux setting"
+
+DEFAULT_VOCAB_ROWS = 1000
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--main", default=None,
+                        help="main view (default: the schema's first label, `last` for MAC)")
+    parser.add_argument("--aux", nargs="*", default=[],
+                        help="auxiliary views: other labels and/or `cat`")
+    parser.add_argument("--params", action="store_true",
+                        help="show dense and embedding parameter counts")
+    parser.add_argument("--preset", default="default", choices=["default", "reference"],
+                        help="model configuration preset")
+    parser.add_argument("--schema", default=None, help="schema file (default: MAC)")
+    parser.add_argument("--vocab-size", action="append", default=[], metavar="[FIELD=]N",
+                        help=f"embedding rows per table: N for every table or FIELD=N for one "
+                             f"(repeatable; default {DEFAULT_VOCAB_ROWS})")
+    parser.add_argument("--seed", type=int, default=2026, help="random seed")
+
+
+def vocab_sizes(fields: tuple[str, ...], specs: list[str]) -> dict[str, int]:
+    """Rows per table from `N` / `FIELD=N` specs, later ones overriding earlier ones."""
+    from malt.errors import ConfigError
+
+    sizes = dict.fromkeys(fields, DEFAULT_VOCAB_ROWS)
+    for spec in specs:
+        name, _, value = spec.rpartition("=")
+        if name and name not in sizes:
+            raise ConfigError(f"--vocab-size {spec}: '{name}' is not a categorical field "
+                              f"(fields: {', '.join(fields)})")
+        try:
+            rows = int(value)
+        except ValueError:
+            rows = 0
+        if rows < 1:
+            raise ConfigError(f"--vocab-size {spec}: the row count must be a positive integer")
+        for field in ([name] if name else fields):
+            sizes[field] = rows
+    return sizes
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from malt.data import resolve_schema
+    from malt.data.vocab import VocabInfo
+    from malt.models import ModelConfig, build_model, model_class, model_names
+    from malt.task import Task
+
+    torch.manual_seed(args.seed)
+    schema = resolve_schema(args.schema)
+    task = Task(args.main or schema.labels[0], tuple(args.aux))
+    task.validate(schema)
+    sizes = vocab_sizes(schema.field_names, args.vocab_size)
+    vocab = VocabInfo(sizes, {s.name: 0 for s in schema.id_sequences})
+    config = ModelConfig.preset(args.preset)
+    print(f"main {task.main}, aux {' '.join(task.aux) or '(none)'}; preset {args.preset}; "
+          f"schema {schema.name}; {sum(sizes.values()):,} embedding rows in "
+          f"{len(sizes)} tables")
+    for name in model_names():
+        summary = (model_class(name).__doc__ or "").strip().splitlines()[0]
+        line = f"{name:<14} {summary}"
+        if args.params:
+            with torch.device("meta"):       # counts only: allocate nothing
+                dense, embedding = build_model(name, schema, vocab, task, config) \
+                    .parameter_counts()
+            line = f"{name:<14} dense {dense:>11,}  embedding {embedding:>13,}  {summary}"
+        print(line)
+    return 0
