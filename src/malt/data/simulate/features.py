@@ -70,6 +70,8 @@ class PurchaseHistory:
                ) -> np.ndarray:
         """Items bought by `user` [N] strictly before `time` [N], most recent first: int64
         [N, length], -1 where the history is shorter."""
+        if not len(self.item):
+            return np.full((len(user), length), -1, dtype=np.int64)
         first = np.searchsorted(self._key, user * self._span)
         clipped = np.clip(time - self._origin, 0, self._span - 1)
         end = np.searchsorted(self._key, user * self._span + clipped)
