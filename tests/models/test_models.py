@@ -192,3 +192,12 @@ def test_models_run_on_prepared_batches(random_mac):
         total = sum(model.losses(out, batch).values())
         total.backward()
         assert torch.isfinite(total) and out.logits["last"].shape == (128,)
+
+
+def test_sparse_embeddings_give_sparse_gradients(vocab, batch):
+    model = build_model("natal", MAC, vocab, FULL, ModelConfig(sparse_embeddings=True))
+    model.losses(model(batch), batch)["last"].backward()
+    assert all(p.grad.is_sparse for p in model.embedding_parameters())
+    dense = {id(p) for p in model.embedding_parameters()}
+    assert not any(p.grad.is_sparse for p in model.parameters()
+                   if id(p) not in dense and p.grad is not None)

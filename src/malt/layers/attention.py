@@ -53,16 +53,17 @@ class TargetAttention(nn.Module):
         h, dh = self.heads, d // self.heads
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q = F.linear(self.query(ad), w_q, b_q).view(b, h, 1, dh)
-        k = F.linear(keys, w_k, b_k).view(b, length, h, dh).transpose(1, 2)
-        v = F.linear(keys, w_v, b_v).view(b, length, h, dh).transpose(1, 2)
-        scores = (q @ k.transpose(-1, -2)).squeeze(2) / math.sqrt(dh)          # [B, H, L]
+        q = F.linear(self.query(ad), w_q, b_q).view(b, 1, h, dh)
+        k = F.linear(keys, w_k, b_k).view(b, length, h, dh)
+        v = F.linear(keys, w_v, b_v).view(b, length, h, dh)
+        # One query per row: broadcast products beat a batched matmul of B·H tiny matrices.
+        scores = (k * q).sum(-1).transpose(1, 2) / math.sqrt(dh)               # [B, H, L]
         if pad is not None:
             # A finite fill keeps fully padded rows NaN-free (their weights are zeroed below).
             scores = scores.masked_fill(pad.unsqueeze(1), torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1)
         if pad is not None:
             weights = weights * (~pad.all(dim=1)).to(weights.dtype).view(b, 1, 1)
-        out = (weights.unsqueeze(2) @ v).reshape(b, d)
+        out = (weights.transpose(1, 2).unsqueeze(-1) * v).sum(1).reshape(b, d)
         out = self.out_proj(out)
         return (out, weights) if return_weights else out

@@ -15,6 +15,8 @@ class FieldEmbeddings(nn.Module):
 
     Tables are kept separate (not one concatenated table) so that per-tensor gradient methods
     see the same parameter partition as the reference. Rows start N(0, 1), as in the reference.
+    A field and the sequences sharing its table are looked up in one call, so each table builds
+    one gradient per step.
     """
 
     def __init__(self, schema: Schema, vocab: VocabInfo, dim: int, *, sparse: bool = False):
@@ -27,11 +29,27 @@ class FieldEmbeddings(nn.Module):
         self.sequence_table = [schema.field_names.index(s.shares) for s in schema.id_sequences]
         self.dim = dim
 
-    def fields(self, sparse: torch.Tensor, order: list[int]) -> torch.Tensor:
-        """Embeddings of the fields at `order`: sparse [B, F] int64 -> [B, len(order), d]."""
-        return torch.stack([self.tables[i](sparse[:, i]) for i in order], dim=1)
+    def forward(self, sparse: torch.Tensor, seq: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Look up every field and id sequence.
 
-    def sequences(self, seq: torch.Tensor) -> torch.Tensor:
-        """Id sequences through their shared tables: seq [B, S, L] -> [B, S, L, d]."""
-        return torch.stack([self.tables[t](seq[:, s]) for s, t in enumerate(self.sequence_table)],
-                           dim=1)
+        Args:
+            sparse: int64 [B, F] table rows of the fields, schema order.
+            seq: int64 [B, S, L] table rows of the id sequences, or None when there are none.
+        Returns:
+            field embeddings [B, F, d] (schema order) and sequence embeddings [B, S, L, d]
+            (None without sequences).
+        """
+        fields: list[torch.Tensor] = []
+        seqs: list[torch.Tensor | None] = [None] * len(self.sequence_table)
+        for t, table in enumerate(self.tables):
+            shared = [s for s, owner in enumerate(self.sequence_table) if owner == t]
+            if not shared:
+                fields.append(table(sparse[:, t]))
+                continue
+            ids = torch.cat([sparse[:, t:t + 1], *(seq[:, s] for s in shared)], dim=1)
+            rows = table(ids)
+            fields.append(rows[:, 0])
+            for i, s in enumerate(shared):
+                seqs[s] = rows[:, 1 + i * seq.shape[2]: 1 + (i + 1) * seq.shape[2]]
+        return torch.stack(fields, dim=1), torch.stack(seqs, dim=1) if seqs else None

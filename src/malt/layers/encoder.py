@@ -72,16 +72,16 @@ class FeatureEncoder(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch (sparse [B, F], seq [B, S, L], dense_seq [B, C, L]) -> x [B, D]."""
-        sparse = batch["sparse"]
+        fields, seqs = self.embeddings(batch["sparse"], batch["seq"] if len(self.attention)
+                                       else None)
         parts = []
         if self.user_order:
-            parts.append(self.embeddings.fields(sparse, self.user_order).flatten(1))
-        ad = self.embeddings.fields(sparse, self.ad_order).flatten(1) if self.ad_order else None
+            parts.append(fields[:, self.user_order].flatten(1))
+        ad = fields[:, self.ad_order].flatten(1) if self.ad_order else None
         if ad is not None:
             parts.append(ad)
         pad = self.padding(batch)
         if len(self.attention):
-            seqs = self.embeddings.sequences(batch["seq"])
             mask = pad if self.padding_mask else None
             parts += [att(ad, seqs[:, s], mask) for s, att in enumerate(self.attention)]
         if self.simtier is not None:
