@@ -6,6 +6,7 @@ well. Embedding tables have `--vocab-rows` rows each (dense gradients, as the re
 is: forward, per-view losses, λ-weighted total, backward (no optimiser step).
 
     python -m benchmarks.bench_models [--batch 4096] [--vocab-rows 100000] [--steps 5]
+                                      [--threads N]
 """
 
 from __future__ import annotations
@@ -87,8 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads on CPU (default: torch's choice)")
     parser.add_argument("--no-report", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     results = {"cpu": measure(torch.device("cpu"), args)}
     if torch.cuda.is_available():
         results["cuda"] = measure(torch.device("cuda"), args)

@@ -56,3 +56,12 @@ def test_normalised_swish_expert():
     assert y.shape == (64, 24) and (y < 0).any()          # Swish, not ReLU
     torch.testing.assert_close(pre.mean(0), torch.zeros(24), atol=1e-5, rtol=0)
     assert expert.se is None
+
+
+def test_normalised_expert_accepts_a_single_training_row():
+    expert = Expert(8, 4, norm=True, activation="swish")
+    expert(torch.randn(16, 8))
+    stats = expert.norm.running_mean.clone()
+    one = expert(torch.randn(1, 8))
+    assert one.shape == (1, 4) and torch.isfinite(one).all()
+    assert torch.equal(expert.norm.running_mean, stats)

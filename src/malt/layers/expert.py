@@ -71,6 +71,8 @@ class Expert(nn.Module):
     The reference expert is SE + linear + ReLU (`se_group` set, `norm=False`,
     `activation="relu"`); the HoME paper's expert is linear + batch norm + Swish with a feature
     gate (`se_group=None`, `norm=True`, `activation="swish"`, `feature_gate_rank` set).
+    Batch normalisation uses batch statistics in training (running ones for a single row) and
+    running statistics in evaluation.
 
     Args:
         in_dim, out_dim: widths.
@@ -102,5 +104,14 @@ class Expert(nn.Module):
             x = self.se(x)
         y = self.linear(x)
         if self.norm is not None:
-            y = self.norm(y)
+            y = self._normalise(y)
         return self.activation(y)
+
+    def _normalise(self, y: torch.Tensor) -> torch.Tensor:
+        # A one-row training batch (a day's last partial batch) has no batch variance: it is
+        # normalised with the running statistics, which it leaves unchanged.
+        if not self.training or y.shape[0] > 1:
+            return self.norm(y)
+        n = self.norm
+        return F.batch_norm(y, n.running_mean, n.running_var, n.weight, n.bias, training=False,
+                            eps=n.eps)

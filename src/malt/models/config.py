@@ -48,7 +48,9 @@ class ModelConfig:
     simtier_count_padding: bool = False
     """Count padded positions in the SimTier histograms (the release does)."""
     se_group_size: int | None = None
-    """Group width of the expert's squeeze-excitation gate; None = `embed_dim`."""
+    """Group width of the expert's squeeze-excitation gate; None = `embed_dim` (groups are then
+    the fields). When the fused width is not a multiple of it, the last group is partial (see
+    `malt.layers.SqueezeExcite`)."""
     se_reduction: int = 4
     """Squeeze-excitation bottleneck: group size / reduction hidden units."""
     expert_dim: int = 256
