@@ -14,8 +14,11 @@ def _reference_se(layer: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:
     """Loop over groups: mean of each position over the groups that hold it."""
     g, d = layer.group, layer.dim
     groups = [x[:, s:s + g] for s in range(0, d, g)]
-    z = torch.stack([sum((grp[:, j] for grp in groups if grp.shape[1] > j), torch.zeros(len(x)))
-                     / max(1, sum(1 for grp in groups if grp.shape[1] > j)) for j in range(g)], dim=1)
+    columns = []
+    for j in range(g):
+        holders = [grp[:, j] for grp in groups if grp.shape[1] > j]
+        columns.append(sum(holders, torch.zeros(len(x))) / max(1, len(holders)))
+    z = torch.stack(columns, dim=1)
     w = torch.sigmoid(F.linear(F.relu(F.linear(z, layer.down.weight)), layer.up.weight))
     return torch.cat([grp * w[:, : grp.shape[1]] for grp in groups], dim=1)
 
