@@ -56,7 +56,7 @@ class TargetAttention(nn.Module):
         q = F.linear(self.query(ad), w_q, b_q).view(b, 1, h, dh)
         k = F.linear(keys, w_k, b_k).view(b, length, h, dh)
         v = F.linear(keys, w_v, b_v).view(b, length, h, dh)
-        # One query per row: broadcast products beat a batched matmul of B·H tiny matrices.
+        # One query per row: elementwise products instead of B·H tiny matrix products.
         scores = (k * q).sum(-1).transpose(1, 2) / math.sqrt(dh)               # [B, H, L]
         if pad is not None:
             # A finite fill keeps fully padded rows NaN-free (their weights are zeroed below).

@@ -26,8 +26,9 @@ class FeatureEncoder(nn.Module):
     SimTier. Attention needs at least one ad or context field for its query.
 
     Padding: a position is padded where the first id sequence holds
-    `vocab.sequence_pad[that sequence]` (sequences are position-aligned). The mask and the
-    SimTier count rule are set by `padding_mask` and `count_padding`.
+    `vocab.sequence_pad[that sequence]` (sequences are position-aligned); without id sequences
+    no position counts as padded. The mask and the SimTier count rule are set by
+    `padding_mask` and `count_padding`.
     """
 
     def __init__(self, schema: Schema, vocab: VocabInfo, *, dim: int = 16, heads: int = 4,

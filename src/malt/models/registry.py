@@ -5,11 +5,16 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from malt.data.schema import Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.task import Task
+
+if TYPE_CHECKING:
+    from malt.models.base import MaltModel
+    from malt.models.config import ModelConfig
 
 _REGISTRY: dict[str, type] = {}
 
@@ -48,7 +53,8 @@ def model_class(name: str) -> type:
     return _REGISTRY[name]
 
 
-def build_model(name: str, schema: Schema, vocab: VocabInfo, task: Task, config=None):
+def build_model(name: str, schema: Schema, vocab: VocabInfo, task: Task,
+                config: ModelConfig | None = None) -> MaltModel:
     """A new model `name` for `task` on `schema`; `config` is a `ModelConfig` (default preset
     when None)."""
     return model_class(name)(schema, vocab, task, config)
