@@ -31,6 +31,8 @@ def check(mapping: dict[str, int], ids: list, type_: pa.DataType | None = None) 
     out = np.full(len(ids), -7, dtype=np.int32)
     assert lookup.map_into(array, out) == int(np.count_nonzero(expected == lookup.oov_index))
     np.testing.assert_array_equal(out, expected)
+    texts = [x if isinstance(x, str) else str(x) for x in ids if x is not None]
+    assert [lookup.index_of(t) for t in texts] == reference(mapping, texts).tolist()
     return lookup
 
 

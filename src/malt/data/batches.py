@@ -105,7 +105,8 @@ class DayBatches:
             # CUDA): one copy, with the int32 -> int64 widening folded in.
             tensor = torch.empty((len(index), *array.shape[1:]), dtype=dtype,
                                  pin_memory=self._pin)
-            tensor.numpy()[...] = array[take]
+            tensor.numpy()[...] = array[take] if isinstance(take, slice) \
+                else np.take(array, take, axis=0)
             batch[name] = tensor
         batch["index"] = torch.from_numpy(index.astype(np.int64, copy=False))
         batch["step_rows"] = torch.tensor(step_rows, dtype=torch.int64)

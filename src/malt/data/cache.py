@@ -335,55 +335,56 @@ class Preparer:
     def prepare(self, progress: Callable[[Day], None] | None = None) -> Dataset:
         """Cache every day (skipping those already cached) and return the data set."""
         vocab = self.vocab_info()
-        planned: list[tuple[str, Day | _Job]] = []
+        sources = [(split, source) for split, files in (("train", self.layout.train),
+                                                        ("test", self.layout.test))
+                   for source in files]
         jobs: list[_Job] = []
-        try:
-            for split, files in (("train", self.layout.train), ("test", self.layout.test)):
-                for source in files:
-                    directory = self._directory(source, split)
+        self._stop.clear()
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="malt-prepare") \
+                as pool:
+            try:
+                # Content hashes (read in parallel) decide which days need converting.
+                directories = list(pool.map(lambda s: self._directory(s[1], s[0]), sources))
+                planned: list[Day | _Job] = []
+                for (split, source), directory in zip(sources, directories):
                     day = None if self.rebuild else self._cached(directory, source, split)
                     if day is None:
                         day = self._plan(source, split, directory)
                         jobs.append(day)
-                    planned.append((split, day))
-            days = self._run(planned, jobs, progress)
-        except BaseException:
-            for job in jobs:
-                job.discard()
-            raise
-        finally:
-            self.hashes.save()
-        self._remove_stale({d.directory for d in days})
-        return Dataset(root=self.layout.root, schema=self.schema, vocab=vocab,
-                       train=[d for d in days if d.split == "train"],
-                       test=[d for d in days if d.split == "test"])
-
-    def _run(self, planned: list[tuple[str, Day | _Job]], jobs: list[_Job],
-             progress: Callable[[Day], None] | None) -> list[Day]:
-        """Convert the row groups of all `jobs` in parallel; finish the days in order."""
-        self._stop.clear()
-        days = []
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="malt-prepare") \
-                as pool:
-            try:
-                for job in jobs:
-                    start = 0
-                    for row_group in range(job.metadata.num_row_groups):
-                        job.futures.append(pool.submit(self._convert_row_group, job, row_group,
-                                                       start))
-                        start += job.metadata.row_group(row_group).num_rows
-                for _, item in planned:
-                    day = self._finish(item) if isinstance(item, _Job) else item
-                    days.append(day)
-                    if progress is not None:
-                        progress(day)
+                    planned.append(day)
+                days = self._run(pool, planned, jobs, progress)
             except BaseException:
-                # Stop the other workers early: whatever they produce is thrown away.
+                # Stop the workers early: whatever they produce is thrown away.
                 self._stop.set()
                 for job in jobs:
                     for future in job.futures:
                         future.cancel()
                 raise
+            finally:
+                self.hashes.save()
+                if self._stop.is_set():
+                    pool.shutdown(wait=True)
+                    for job in jobs:
+                        job.discard()
+        self._remove_stale({d.directory for d in days})
+        return Dataset(root=self.layout.root, schema=self.schema, vocab=vocab,
+                       train=[d for d in days if d.split == "train"],
+                       test=[d for d in days if d.split == "test"])
+
+    def _run(self, pool: ThreadPoolExecutor, planned: list[Day | _Job], jobs: list[_Job],
+             progress: Callable[[Day], None] | None) -> list[Day]:
+        """Convert the row groups of all `jobs` in parallel; finish the days in order."""
+        for job in jobs:
+            start = 0
+            for row_group in range(job.metadata.num_row_groups):
+                job.futures.append(pool.submit(self._convert_row_group, job, row_group, start))
+                start += job.metadata.row_group(row_group).num_rows
+        days = []
+        for item in planned:
+            day = self._finish(item) if isinstance(item, _Job) else item
+            days.append(day)
+            if progress is not None:
+                progress(day)
         return days
 
 

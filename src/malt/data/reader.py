@@ -101,19 +101,39 @@ def open_parquet(path: Path, metadata: pq.FileMetaData | None = None) -> pq.Parq
                         file=str(path)) from exc
 
 
+class RowGroup:
+    """The rows of one parquet row group; each column is read when asked for, so that only one
+    decoded column is held in memory at a time."""
+
+    def __init__(self, pf: pq.ParquetFile, path: Path, index: int, start: int):
+        self._pf, self._path, self._index, self._start = pf, path, index, start
+        self.num_rows = pf.metadata.row_group(index).num_rows
+
+    def column(self, name: str) -> pa.Array:
+        try:
+            table = self._pf.read_row_group(self._index, columns=[name], use_threads=False)
+        except _READ_ERRORS as exc:
+            raise DataError(f"not a readable parquet file (truncated or corrupt?): {exc}",
+                            file=str(self._path), column=name, row=self._start) from exc
+        if table.num_rows != self.num_rows:
+            raise DataError(f"row group {self._index} should hold {self.num_rows} rows but "
+                            f"{table.num_rows} could be read (truncated or corrupt?)",
+                            file=str(self._path), column=name, row=self._start)
+        return _column(table, name)
+
+
 def read_chunks(pf: pq.ParquetFile, path: Path, row_group: int, start: int,
-                columns: list[str]) -> Iterator[tuple[int, pa.Table | pa.RecordBatch]]:
-    """(first row in the file, rows) of one row group, in chunks of bounded size."""
+                columns: list[str]) -> Iterator[tuple[int, RowGroup | pa.RecordBatch]]:
+    """(first row in the file, rows) of one row group, in chunks of bounded size: the row
+    group itself, or record batches of `READ_CHUNK_ROWS` rows when it is much larger."""
     rows = pf.metadata.row_group(row_group).num_rows
+    if rows <= 2 * READ_CHUNK_ROWS:
+        yield start, RowGroup(pf, path, row_group, start)
+        return
     offset = start
     try:
-        if rows <= 2 * READ_CHUNK_ROWS:
-            chunks: Iterator = iter([pf.read_row_group(row_group, columns=columns,
-                                                       use_threads=False)])
-        else:
-            chunks = pf.iter_batches(batch_size=READ_CHUNK_ROWS, row_groups=[row_group],
-                                     columns=columns, use_threads=False)
-        for chunk in chunks:
+        for chunk in pf.iter_batches(batch_size=READ_CHUNK_ROWS, row_groups=[row_group],
+                                     columns=columns, use_threads=False):
             yield offset, chunk
             offset += chunk.num_rows
     except _READ_ERRORS as exc:
@@ -185,7 +205,7 @@ class DayConverter:
         """The columns a chunk must hold."""
         return list(self.schema.columns)
 
-    def convert(self, chunk: pa.Table | pa.RecordBatch, offset: int, file: str,
+    def convert(self, chunk: RowGroup | pa.RecordBatch, offset: int, file: str,
                 out: dict[str, np.ndarray]) -> ChunkStats:
         """Validate `chunk` (rows `offset`.. of `file`) and write it into `out`, a dict of
         contiguous arrays of `chunk.num_rows` rows shaped as in `array_shapes`."""
@@ -266,7 +286,7 @@ class DayConverter:
         return index
 
 
-def _column(chunk: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+def _column(chunk: RowGroup | pa.Table | pa.RecordBatch, name: str) -> pa.Array:
     column = chunk.column(name)
     if isinstance(column, pa.ChunkedArray):
         return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()

@@ -79,14 +79,22 @@ class VocabLookup:
         if not isinstance(mapping, dict):
             raise DataError("vocab file must hold one JSON object {raw id: index}",
                             file=str(path))
-        bad = next((k for k, v in mapping.items() if not isinstance(v, int)
-                    or isinstance(v, bool)), None)
-        if bad is not None:
+        if not set(map(type, mapping.values())) <= {int}:
+            bad = next(k for k, v in mapping.items() if type(v) is not int)
             raise DataError(f"vocab index of id '{bad}' is not an integer", file=str(path))
         return cls(mapping, source=str(path))
 
     def index_of(self, raw: str) -> int:
         """Row of one raw id (the OOV row when absent)."""
+        if self.int_keys is not None:
+            # Avoids building the string index of a large numeric vocab for one lookup.
+            try:
+                value = int(raw)
+            except ValueError:
+                return self.oov_index
+            if str(value) != raw or not -(2**63) <= value < 2**63:
+                return self.oov_index
+            return int(self.map(pa.array([value], type=pa.int64()))[0])
         pos = self.string_index.get_indexer([raw])[0]
         return int(self.values[pos]) if pos >= 0 else self.oov_index
 
