@@ -15,7 +15,7 @@ from conftest import fixed_lists
 from malt.data import MAC, Schema, prepare, resolve_schema
 from malt.data.batches import DayBatches
 from malt.data.layout import day_path, write_day, write_vocab
-from malt.errors import ConfigError
+from malt.errors import ConfigError, DataError
 
 SHOP_TOML = """
 name = "shop"
@@ -209,3 +209,54 @@ def test_own_sequences_share_a_table_and_mark_padding(tmp_path):
     batch = next(iter(DayBatches(day, 8)))
     assert batch["seq"].shape == (3, 1, 4) and batch["dense_seq"].shape == (3, 1, 4)
     assert batch["labels"][:, 0].tolist() == [0.0, 1.0, 1.0]
+
+
+def write_kaml(root, target_action, campaign):
+    n = len(target_action)
+    rng = np.random.default_rng(0)
+    table = {"uid": pa.array(rng.integers(0, 3, n)), "item": pa.array(rng.integers(0, 4, n)),
+             "camp": campaign, "target": target_action}
+    for label in ("click_buy", "cart_buy"):
+        table[label] = pa.array(rng.random(n))
+        table[f"true_{label}"] = pa.array(rng.random(n))
+    write_day(day_path(root, "test", 0), pa.table(table))
+    write_vocab(root / "vocabs", "uid", ["0", "1", "2"])
+    write_vocab(root / "vocabs", "item", ["0", "1", "2", "3"])
+    return root
+
+
+KAML = Schema.from_dict({"user_column": "uid", "fields": {"ad": ["item"]},
+                         "labels": ["click_buy", "cart_buy"], "campaign_column": "camp",
+                         "target_action_column": "target",
+                         "true_labels": ["true_click_buy", "true_cart_buy"]})
+
+
+def test_incomplete_label_columns(tmp_path):
+    root = write_kaml(tmp_path / "d", pa.array(["cart_buy", "click_buy", "cart_buy"]),
+                      pa.array([7, 7, 9]))
+    day = prepare(root, KAML).test[0]
+    arrays = day.arrays()
+    assert arrays["target_action"].tolist() == [1, 0, 1]
+    assert arrays["campaign"].tolist() == [7, 7, 9]
+    assert arrays["true_weights"].shape == (3, 2)
+    batch = next(iter(DayBatches(day, 8)))
+    assert batch["target_action"].dtype == torch.int64 and batch["campaign"].dtype == torch.int64
+    assert batch["true_weights"].dtype == torch.float32
+    # Target actions may also be given as label indices; string campaigns need a vocab.
+    root = write_kaml(tmp_path / "e", pa.array([1, 0, 1]), pa.array(["a", "b", "a"]))
+    with pytest.raises(DataError, match="campaign") as info:
+        prepare(root, KAML)
+    assert info.value.column == "camp"
+    write_vocab(root / "vocabs", "camp", ["b", "a"])
+    arrays = prepare(root, KAML).test[0].arrays()
+    assert arrays["campaign"].tolist() == [1, 0, 1] and arrays["target_action"].tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize("target, row", [(pa.array(["cart_buy", "view", "cart_buy"]), 1),
+                                         (pa.array([0, 1, 2]), 2),
+                                         (pa.array(["cart_buy", "cart_buy", None]), 2)])
+def test_bad_target_action(tmp_path, target, row):
+    root = write_kaml(tmp_path / "d", target, pa.array([1, 2, 3]))
+    with pytest.raises(DataError) as info:
+        prepare(root, KAML)
+    assert (info.value.column, info.value.row) == ("target", row)

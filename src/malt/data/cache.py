@@ -179,7 +179,6 @@ class Preparer:
         self.rebuild = rebuild
         self.workers = workers or default_workers()
         self._lookups: dict[str, VocabLookup] | None = None
-        self._converter: DayConverter | None = None
         self._stop = threading.Event()
         self._local = threading.local()
         vocab_files = [self._vocab_path(c) for c in self._vocab_columns()]
@@ -275,18 +274,18 @@ class Preparer:
         for name, (shape, dtype) in array_shapes(self.schema, rows).items():
             array = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
                                               shape=shape)
-            offsets[name] = (array.offset, array.strides[0])
+            offsets[name] = (array.offset, dtype.itemsize * int(np.prod(shape[1:])))
             del array
         users = self.lookups[self.schema.user_column].size
         return _Job(split=split, source=source, directory=directory, tmp=tmp,
                     metadata=pf.metadata, offsets=offsets,
                     seen_users=np.zeros(users, dtype=bool))
 
-    def _convert_row_group(self, job: _Job, row_group: int, start: int) -> ChunkStats | None:
+    def _convert_row_group(self, converter: DayConverter, job: _Job, row_group: int,
+                           start: int) -> ChunkStats | None:
         """Convert one row group of `job` (its first row is `start`); runs in a worker."""
         if self._stop.is_set():
             return None
-        converter = self.converter
         pf = open_parquet(job.source, job.metadata)
         stats = ChunkStats({}, {})
         for offset, chunk in read_chunks(pf, job.source, row_group, start, converter.columns):
@@ -297,12 +296,6 @@ class Preparer:
             job.write(out, offset)
             job.seen_users[out["user"]] = True
         return stats
-
-    @property
-    def converter(self) -> DayConverter:
-        if self._converter is None:
-            self._converter = DayConverter(self.schema, self.lookups)
-        return self._converter
 
     def _buffers(self, rows: int) -> dict[str, np.ndarray]:
         """Per-thread output arrays for a chunk of `rows` rows (reused between chunks)."""
@@ -334,7 +327,6 @@ class Preparer:
 
     def prepare(self, progress: Callable[[Day], None] | None = None) -> Dataset:
         """Cache every day (skipping those already cached) and return the data set."""
-        vocab = self.vocab_info()
         sources = [(split, source) for split, files in (("train", self.layout.train),
                                                         ("test", self.layout.test))
                    for source in files]
@@ -343,8 +335,11 @@ class Preparer:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="malt-prepare") \
                 as pool:
             try:
-                # Content hashes (read in parallel) decide which days need converting.
+                # The vocabs are parsed (holding the GIL) while the day files are hashed (not
+                # holding it); the hashes decide which days need converting.
+                vocab_info = pool.submit(self.vocab_info)
                 directories = list(pool.map(lambda s: self._directory(s[1], s[0]), sources))
+                vocab = vocab_info.result()
                 planned: list[Day | _Job] = []
                 for (split, source), directory in zip(sources, directories):
                     day = None if self.rebuild else self._cached(directory, source, split)
@@ -374,10 +369,12 @@ class Preparer:
     def _run(self, pool: ThreadPoolExecutor, planned: list[Day | _Job], jobs: list[_Job],
              progress: Callable[[Day], None] | None) -> list[Day]:
         """Convert the row groups of all `jobs` in parallel; finish the days in order."""
+        converter = DayConverter(self.schema, self.lookups) if jobs else None
         for job in jobs:
             start = 0
             for row_group in range(job.metadata.num_row_groups):
-                job.futures.append(pool.submit(self._convert_row_group, job, row_group, start))
+                job.futures.append(pool.submit(self._convert_row_group, converter, job,
+                                               row_group, start))
                 start += job.metadata.row_group(row_group).num_rows
         days = []
         for item in planned:
