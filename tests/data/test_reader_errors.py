@@ -177,13 +177,15 @@ def test_corrupt_parquet_page(data):
     meta = pq.ParquetFile(path).metadata
     column = meta.row_group(2).column(MAC.columns.index("mm_feat0_seq"))
     # Flip bytes inside a data page of row group 2 (rows 64..95): the page checksum fails.
-    start = column.data_page_offset + column.total_compressed_size // 2
+    first = column.dictionary_page_offset if column.has_dictionary_page \
+        else column.data_page_offset
+    start = first + column.total_compressed_size // 2
     content = bytearray(path.read_bytes())
     content[start:start + 8] = bytes(b ^ 0xFF for b in content[start:start + 8])
     path.write_bytes(bytes(content))
     err = raised(data)
     assert err.file == str(path) and "truncated or corrupt" in str(err)
-    assert err.row == 64
+    assert (err.column, err.row) == ("mm_feat0_seq", 64)
 
 
 def test_not_the_mac_layout(tmp_path):

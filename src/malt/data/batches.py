@@ -108,7 +108,8 @@ class DayBatches:
             tensor.numpy()[...] = array[take] if isinstance(take, slice) \
                 else np.take(array, take, axis=0)
             batch[name] = tensor
-        batch["index"] = torch.from_numpy(index.astype(np.int64, copy=False))
+        batch["index"] = torch.empty(len(index), dtype=torch.int64, pin_memory=self._pin)
+        batch["index"].numpy()[:] = index
         batch["step_rows"] = torch.tensor(step_rows, dtype=torch.int64)
         if self.device.type != "cpu":
             batch = {k: v.to(self.device, non_blocking=self._pin) for k, v in batch.items()}
