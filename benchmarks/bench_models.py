@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
             + "\n".join([header, rule, *rows]))
     print(body)
     if not args.no_report:
-        command = "python -m benchmarks.bench_models " + " ".join(argv or [])
+        given = sys.argv[1:] if argv is None else argv
+        command = "python -m benchmarks.bench_models " + " ".join(given)
         update_section("models", command.strip(), body)
 
 
