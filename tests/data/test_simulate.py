@@ -186,6 +186,13 @@ def test_last_click_is_the_latest_click_in_the_window():
         assert first[same[np.argmin(events.time[same])]] >= 1
 
 
+def test_popular_sampling_is_the_exact_inverse_cdf():
+    catalog = build_catalog(5_000, Params(), np.random.default_rng(0))
+    got = catalog.sample_popular(np.random.default_rng(1), (300, 7))
+    target = np.random.default_rng(1).random((300, 7)) * catalog.popularity_cdf[-1]
+    np.testing.assert_array_equal(got, np.searchsorted(catalog.popularity_cdf, target, "right"))
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_window_journeys_match_a_loop(data):

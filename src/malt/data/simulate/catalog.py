@@ -33,7 +33,7 @@ class Catalog:
     visual: np.ndarray            # float32 [I, Dv] unit vectors
     encoders: tuple[np.ndarray, np.ndarray]  # float32 [I, Dv] noisy unit vectors
     popularity_cdf: np.ndarray    # float64 [I]
-    guide: np.ndarray             # int64 [Q] first item with cdf > q * total / Q
+    guide: np.ndarray             # int32 [Q] first item with cdf > q * total / Q
     category_price: np.ndarray    # float32 [C]
     raw: dict[str, np.ndarray]    # field -> int64 [n] raw id of each 0-based id (>= 1)
 
@@ -49,7 +49,7 @@ class Catalog:
         # The guide table jumps close to the answer (one bin early, to be safe from rounding);
         # a few vectorised steps forward finish the search, far faster than a binary search.
         bins = len(self.guide)
-        item = self.guide[np.maximum((fraction * bins).astype(np.int64) - 1, 0)]
+        item = self.guide[np.maximum((fraction * bins).astype(np.int64) - 1, 0)].astype(np.int64)
         todo = np.flatnonzero((cdf[item] <= target) & (item < self.items - 1))
         while todo.size:
             item[todo] += 1
@@ -160,7 +160,8 @@ def build_catalog(n_items: int, params: Params, rng: np.random.Generator) -> Cat
     raw["price_band"] = np.arange(p.price_bands, dtype=np.int64) + 1
     cdf = np.cumsum(popularity)
     bins = 1 << max(10, int(np.ceil(np.log2(2 * n_items))))
-    guide = np.searchsorted(cdf, np.arange(bins) * (cdf[-1] / bins), side="right")
+    guide = np.searchsorted(cdf, np.arange(bins) * (cdf[-1] / bins), side="right"
+                            ).astype(np.int32)
     return Catalog(category=category, shop=shop, brand=brand, adgroup=adgroup, price=price,
                    price_band=price_band, quality=quality, latent=latent, visual=visual,
                    encoders=encoders, popularity_cdf=cdf, guide=guide,
