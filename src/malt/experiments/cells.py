@@ -1,0 +1,99 @@
+"""A cell: one training run of a study, named by what it trains.
+
+A cell is a `RunConfig`. Its id is a readable prefix plus a hash of the parts of the config that
+change the numbers, so the same run asked for by two studies (or by a re-run of one study) lands
+in the same directory `<runs>/<id>` and is trained once. Left out of the hash: the device and
+the logging interval (they do not change what is learned), and the data path and cache (a
+study's output directory belongs to one data set; the study command checks that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from malt.config import RunConfig
+from malt.data.cache import Dataset
+from malt.run import RunDir
+from malt.task import default_aux_weight
+
+TrainFn = Callable[..., "dict[str, Any] | None"]
+"""`train(config, out, *, resume, dataset) -> metrics`, the signature of
+`malt.train.runner.train_run`; tests inject a fake one."""
+
+ERROR_FILE = "error.txt"
+_NOT_IN_ID = {("train", "device"), ("train", "log_every"), ("data", "path"), ("data", "cache")}
+
+
+@dataclass(frozen=True, eq=False)
+class Cell:
+    """One run of a study: its config, and the id and directory derived from it."""
+
+    config: RunConfig
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the config's result-changing content."""
+        tree = self.config.to_dict()
+        for section, key in _NOT_IN_ID:
+            tree[section].pop(key, None)
+        if tree["task"]["aux_weight"] is None:
+            # None means the reference λ of the main view: the same run as asking for it.
+            tree["task"]["aux_weight"] = default_aux_weight(tree["task"]["main"])
+        text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def id(self) -> str:
+        c = self.config
+        split = "-val" if c.data.eval_split == "validation" else ""
+        return f"{c.model['name']}-{c.task.main}{split}-s{c.seed}-{self.digest[:12]}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cell) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def seeded(self, seed: int) -> Cell:
+        """The same cell with another seed."""
+        return Cell(replace(self.config, seed=seed))
+
+    def run_dir(self, root: Path) -> RunDir:
+        return RunDir(Path(root) / self.id)
+
+
+def execute(cell: Cell, root: Path, *, train: TrainFn | None = None,
+            dataset: Dataset | None = None) -> dict[str, Any]:
+    """Run `cell` under `root` and return its metrics: a complete run is read back, an
+    interrupted one resumed from its checkpoint, a new one trained.
+
+    A failure leaves its traceback in `<run>/error.txt` (removed once the cell succeeds) and is
+    raised again; an interruption (`malt.train.trainer.Interrupted`, the checkpoint is saved)
+    is raised as it is.
+    """
+    run = cell.run_dir(root)
+    if run.is_complete():
+        return run.load_metrics()
+    from malt.train.trainer import Interrupted
+
+    if train is None:
+        from malt.train.runner import train_run as train
+    error = run.path / ERROR_FILE
+    try:
+        metrics = train(cell.config, run.path, resume=run.config_file.exists(), dataset=dataset)
+    except Interrupted:
+        raise
+    except Exception:
+        run.path.mkdir(parents=True, exist_ok=True)
+        error.write_text(traceback.format_exc())
+        raise
+    error.unlink(missing_ok=True)
+    if metrics is None:
+        raise RuntimeError(f"{run.path}: training returned no metrics")
+    return metrics

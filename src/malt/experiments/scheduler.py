@@ -1,0 +1,217 @@
+"""Run many cells: completed ones are read back, the others trained in parallel processes.
+
+On CPU, `jobs` worker processes each get `cores // jobs` torch threads (one busy process per
+core pair beats two processes fighting over every core). When CUDA devices are visible and the
+device is not `cpu`, there is one worker per GPU (or `jobs`, spread round-robin over the GPUs),
+each seeing only its own device. Workers are spawned, never forked, so no CUDA or thread-pool
+state leaks into them, and each keeps its prepared data sets between cells.
+
+A failed cell is reported as an `Outcome` with its error (the traceback is in the run's
+`error.txt`) while the other cells go on. Ctrl-C reaches every worker: training stops after the
+current step with a checkpoint saved, and the next call resumes every unfinished cell.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from malt.config import RunConfig
+from malt.data.cache import Dataset
+from malt.experiments.cells import Cell, TrainFn, execute
+
+STATUSES = ("done", "skipped", "failed")
+
+
+@dataclass
+class Outcome:
+    """What became of one cell: `done` (trained now), `skipped` (already complete) or
+    `failed` (`error` holds the exception's last line)."""
+
+    cell: Cell
+    status: str
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.metrics is not None
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How cells are spread: `count` processes with `threads` torch threads each; `gpus` are
+    the CUDA device ids handed out round-robin (empty on CPU)."""
+
+    count: int
+    threads: int
+    gpus: tuple[str, ...] = ()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def visible_gpus(device: str) -> tuple[str, ...]:
+    """CUDA device ids usable for `device` (`auto`, `cuda`, `cpu`), as CUDA_VISIBLE_DEVICES
+    entries."""
+    if device == "cpu":
+        return ()
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [s.strip() for s in listed.split(",") if s.strip()] if listed else []
+    return tuple(ids[:count]) if ids else tuple(str(i) for i in range(count))
+
+
+def plan_workers(jobs: int | None, gpus: Sequence[str], cores: int,
+                 cpu_jobs: int | None = 1) -> Workers:
+    """One worker per GPU (or `jobs` of them), else `jobs` CPU workers (default `cpu_jobs`;
+    None = one per core)."""
+    if jobs is not None and jobs < 1:
+        from malt.errors import ConfigError
+
+        raise ConfigError(f"--jobs must be positive, got {jobs}")
+    if gpus:
+        count = jobs or len(gpus)
+    else:
+        count = jobs or cpu_jobs or cores
+    return Workers(count=count, threads=max(1, cores // count), gpus=tuple(gpus))
+
+
+# --- inside a worker ----------------------------------------------------------------------------
+_DATASETS: dict[tuple[str | None, str | None, str | None], Dataset] = {}
+
+
+def _dataset(config: RunConfig) -> Dataset:
+    """The prepared data set of `config`, prepared once per process."""
+    key = (config.data.path, config.data.schema, config.data.cache)
+    if key not in _DATASETS:
+        from malt.train.trainer import load_dataset
+
+        _DATASETS[key] = load_dataset(config)
+    return _DATASETS[key]
+
+
+def _run_one(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, float]:
+    """("done", metrics) / ("failed", error line) / ("interrupted", message), and seconds."""
+    from malt.train.trainer import Interrupted
+
+    started = time.perf_counter()
+    try:
+        dataset = _dataset(cell.config) if train is None else None
+        metrics = execute(cell, root, train=train, dataset=dataset)
+        return "done", metrics, time.perf_counter() - started
+    except Interrupted as stop:
+        return "interrupted", str(stop), time.perf_counter() - started
+    except Exception as exc:  # every failure is reported, none stops the other cells
+        line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return "failed", line, time.perf_counter() - started
+
+
+def _init_worker(threads: int, gpu_queue: Any) -> None:
+    # Idle workers ignore Ctrl-C; a training worker's trainer installs its own handler, which
+    # saves a checkpoint and stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpu_queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+# --- the driver ---------------------------------------------------------------------------------
+Report = Callable[[Outcome, int, int], None]
+"""Called after each cell with (outcome, cells finished so far, cells in all)."""
+
+
+def run_cells(cells: Sequence[Cell], root: Path, *, jobs: int | None = None,
+              cpu_jobs: int | None = 1, device: str = "auto", train: TrainFn | None = None,
+              report: Report | None = None) -> dict[str, Outcome]:
+    """Run every distinct cell under `root`; returns cell id -> `Outcome`, in input order.
+
+    `jobs` parallel runs (default: one per GPU, else `cpu_jobs` on CPU, None = one per core).
+
+    `train` replaces `malt.train.runner.train_run` (tests); it must be a module-level function
+    when `jobs` > 1. Raises `KeyboardInterrupt` when the run was interrupted, after every
+    worker has saved its checkpoint.
+    """
+    unique = list({c.id: c for c in cells}.values())
+    outcomes: dict[str, Outcome] = {}
+    pending: list[Cell] = []
+    for cell in unique:
+        run = cell.run_dir(root)
+        if run.is_complete():
+            outcomes[cell.id] = Outcome(cell, "skipped", metrics=run.load_metrics())
+        else:
+            pending.append(cell)
+    total, finished = len(unique), 0
+    for outcome in outcomes.values():
+        finished += 1
+        if report:
+            report(outcome, finished, total)
+    if not pending:
+        return {c.id: outcomes[c.id] for c in unique}
+
+    workers = plan_workers(jobs, visible_gpus(device), usable_cores(), cpu_jobs)
+
+    def record(cell: Cell, result: tuple[str, Any, float]) -> None:
+        nonlocal finished
+        status, payload, seconds = result
+        if status == "interrupted":
+            raise KeyboardInterrupt(payload)
+        outcome = Outcome(cell, status, seconds=seconds,
+                          **({"metrics": payload} if status == "done" else {"error": payload}))
+        outcomes[cell.id] = outcome
+        finished += 1
+        if report:
+            report(outcome, finished, total)
+
+    if workers.count == 1 and not workers.gpus:
+        for cell in pending:
+            record(cell, _run_one(cell, root, train))
+    else:
+        _run_pool(pending, root, train, workers, record)
+    return {c.id: outcomes[c.id] for c in unique}
+
+
+def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Workers,
+              record: Callable[[Cell, tuple[str, Any, float]], None]) -> None:
+    context = multiprocessing.get_context("spawn")
+    gpu_queue = None
+    if workers.gpus:
+        gpu_queue = context.Queue()
+        for i in range(workers.count):
+            gpu_queue.put(workers.gpus[i % len(workers.gpus)])
+    executor = ProcessPoolExecutor(max_workers=min(workers.count, len(cells)),
+                                   mp_context=context, initializer=_init_worker,
+                                   initargs=(workers.threads, gpu_queue))
+    futures: dict[Future, Cell] = {executor.submit(_run_one, c, root, train): c for c in cells}
+    try:
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    result = future.result()
+                except Exception as exc:  # a worker died (killed, out of memory)
+                    result = ("failed", f"{type(exc).__name__}: {exc}".splitlines()[0], 0.0)
+                record(futures[future], result)
+    except BaseException:
+        # Interrupted (or a report callback failed): let running cells save and stop, drop the
+        # queued ones.
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)

@@ -1,0 +1,494 @@
+"""The MAC paper's studies: each one builds its runs through a `Context` and returns its tables
+(and figure).
+
+Every study reuses the paper's protocol from `Context`: for each (model, target) the reference
+auxiliary set and the lr × λ setting selected on the validation day; variants (other auxiliary
+sets, λ = 0, GCS / PCGrad) keep the selected setting. Runs are content-addressed, so the tuned
+runs of `main` are the same runs `aux-metrics`, `params`, `atl`, `aux-targets` and `groups`
+start from: running several studies into one output directory trains each run once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from malt.errors import ConfigError
+from malt.experiments.context import (KT_MODELS, Context, Variant, canonical_aux, main_gauc,
+                                      model_name, view_name)
+from malt.experiments.greedy import run_greedy
+from malt.experiments.label_stats import DDA_LABEL, LINEAR_LABEL, label_statistics
+from malt.experiments.plots import grouped_bars, save_figure
+from malt.experiments.search import Setting
+from malt.experiments.tables import Column, Table, write_tables
+from malt.task import CAT
+
+MOE_MODELS = ("mmoe", "ple", "home", "moae")
+"""Models with a mixture-of-experts backbone (Table 3's "MoE" column)."""
+METRICS = (("auc", "AUC"), ("gauc", "GAUC"))
+
+Metrics = dict[str, Any] | None
+
+
+@dataclass
+class StudyOutput:
+    """Tables as (file suffix, table), "" being the main one, and figures as (suffix, figure)."""
+
+    tables: list[tuple[str, Table]]
+    figures: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def write_output(out: Path, name: str, output: StudyOutput) -> list[Path]:
+    """`<out>/<name>.md`, `<out>/<name>[-suffix].csv` and `<out>/<name>[-suffix].png`."""
+    paths = write_tables(out, name, output.tables)
+    for suffix, fig in output.figures:
+        paths.append(save_figure(fig, out / (f"{name}-{suffix}.png" if suffix else
+                                             f"{name}.png")))
+    return paths
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _notes(ctx: Context, *extra: str, ranked: bool = True) -> list[str]:
+    seeds = len(ctx.seeds)
+    spread = (f"mean ± std over {seeds} seeds ({', '.join(map(str, ctx.seeds))})" if seeds > 1
+              else f"one seed ({ctx.seeds[0]})")
+    lines = [f"Preset `{ctx.preset.name}`, data `{ctx.data}`; {spread}."]
+    if ranked:
+        lines.append("Best in **bold**, second best <u>underlined</u>.")
+    return [*lines, *extra]
+
+
+def _value(metrics: Metrics, view: str, metric: str) -> float | None:
+    if metrics is None or view not in metrics["views"]:
+        return None
+    return metrics["views"][view][metric]
+
+
+def _add(table: Table, row: str, key: str, runs: Sequence[Metrics],
+         get: Callable[[dict[str, Any]], float | None]) -> None:
+    for m in runs:
+        value = None if m is None else get(m)
+        if value is not None:
+            table.add(row, key, value)
+
+
+def _add_delta(table: Table, row: str, key: str, runs: Sequence[Metrics],
+               reference: Sequence[Metrics], get: Callable[[dict[str, Any]], float | None]
+               ) -> None:
+    """Per-seed differences run − reference (paired by seed)."""
+    for a, b in zip(runs, reference):
+        if a is not None and b is not None and get(a) is not None and get(b) is not None:
+            table.add(row, key, get(a) - get(b))
+
+
+def _metric(view: str, metric: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda m: _value(m, view, metric)
+
+
+def _prefix(items: Sequence[str], item: str, name: Callable[[str], str], sep: str) -> str:
+    """`name(item) + sep` when several items share a table, else nothing."""
+    return f"{name(item)}{sep}" if len(items) > 1 else ""
+
+
+def _tuned_tests(ctx: Context, pairs: list[tuple[str, str]]
+                 ) -> tuple[dict[tuple[str, str], Variant | None],
+                            dict[tuple[str, str], list[Metrics]]]:
+    """The tuned variant of every (model, target) and its test metrics per seed."""
+    tuned = {key: variant for key, (variant, _) in ctx.tune(pairs).items()}
+    results = dict(zip(tuned, ctx.test(list(tuned.values()))))
+    return tuned, results
+
+
+def _settings_table(ctx: Context, models: Sequence[str], targets: Sequence[str],
+                    tuned: dict[tuple[str, str], Variant | None]) -> Table:
+    columns = [Column(t, view_name(t), kind="text") for t in targets]
+    table = Table("Settings of the test runs", "Method", [model_name(m) for m in models],
+                  columns, notes=_notes(ctx, "Selected by validation GAUC where the grid has "
+                                             "more than one setting; λ ref: the target's "
+                                             "reference λ.", ranked=False))
+    for m in models:
+        for t in targets:
+            v = tuned[(m, t)]
+            table.add(model_name(m), t, "failed" if v is None else v.setting.label)
+    return table
+
+
+# --- Table 4 -------------------------------------------------------------------------------------
+def study_main(ctx: Context) -> StudyOutput:
+    """Table 4: every model × every target, AUC and GAUC, Δ of the proposed model vs BASE and
+    vs NATAL."""
+    models = ctx.pick_models(ctx.preset.models)
+    targets = ctx.pick_targets(ctx.preset.targets)
+    tuned, results = _tuned_tests(ctx, [(m, t) for m in models for t in targets])
+    columns = [Column(f"{t}_{k}", f"{view_name(t)} {title}") for t in targets
+               for k, title in METRICS]
+    rows = [model_name(m) for m in models]
+    table = Table("Table 4: CVR ranking performance under each target attribution", "Method",
+                  list(rows), columns, rank_groups=[rows])
+    for m in models:
+        for t in targets:
+            for k, _ in METRICS:
+                _add(table, model_name(m), f"{t}_{k}", results[(m, t)], _metric(t, k))
+    proposed = "moae" if "moae" in models else models[-1]
+    for reference in ("base", "natal"):
+        if reference in models and reference != proposed:
+            row = f"Δ {model_name(proposed)} vs {model_name(reference)}"
+            table.rows.append(row)
+            table.row_kinds[row] = "delta"
+            for t in targets:
+                for k, _ in METRICS:
+                    _add_delta(table, row, f"{t}_{k}", results[(proposed, t)],
+                               results[(reference, t)], _metric(t, k))
+    table.notes = _notes(ctx, "Test day; Δ rows in points (× 100), paired by seed.")
+    return StudyOutput([("", table), ("settings", _settings_table(ctx, models, targets,
+                                                                   tuned))])
+
+
+# --- Table 3 -------------------------------------------------------------------------------------
+def study_aux_metrics(ctx: Context) -> StudyOutput:
+    """Table 3: GAUC of the primary and of every auxiliary view, last-click as target."""
+    models = ctx.pick_models(ctx.preset.models)
+    targets = ctx.pick_targets(("last",))
+    _, results = _tuned_tests(ctx, [(m, t) for m in models for t in targets])
+    columns = [Column("moe", "MoE", kind="text"), Column("kt", "KT", kind="text")]
+    for t in targets:
+        lead = _prefix(targets, t, view_name, " target: ")
+        columns.append(Column(f"{t}:{t}", f"{lead}Primary {view_name(t)}"))
+        columns += [Column(f"{t}:{v}", f"{lead}Aux {view_name(v)}") for v in ctx.labels
+                    if v != t]
+    rows = [model_name(m) for m in models]
+    table = Table("Table 3: GAUC of the primary and the auxiliary views", "Model", rows, columns,
+                  notes=_notes(ctx, "MoE: mixture-of-experts backbone; KT: main-task-"
+                                    "prioritised knowledge transfer. –: the model has no head "
+                                    "for that view."))
+    for m in models:
+        table.add(model_name(m), "moe", "✓" if m in MOE_MODELS else "✗")
+        table.add(model_name(m), "kt", "✓" if m in KT_MODELS else "✗")
+        for t in targets:
+            for v in ctx.labels:
+                _add(table, model_name(m), f"{t}:{v}", results[(m, t)], _metric(v, "gauc"))
+    return StudyOutput([("", table)])
+
+
+# --- Table 5 -------------------------------------------------------------------------------------
+def _aux_sets(ctx: Context, target: str) -> list[tuple[str, ...]]:
+    others = tuple(v for v in ctx.labels if v != target)
+    sets = [(), *((v,) for v in others), others, (*others, CAT)]
+    return list(dict.fromkeys(canonical_aux(s, ctx.labels) for s in sets))
+
+
+def study_aux_targets(ctx: Context) -> StudyOutput:
+    """Table 5: MoAE with growing auxiliary sets (none, each label, all, all + CAT)."""
+    models = ctx.pick_models(("moae",))
+    targets = ctx.pick_targets(ctx.preset.targets)
+    tuned = {k: v for k, (v, _) in ctx.tune([(m, t) for m in models for t in targets]).items()}
+    entries, groups = [], []
+    for m in models:
+        for t in targets:
+            group = []
+            for aux in _aux_sets(ctx, t):
+                label = " & ".join(view_name(v) for v in aux) or "None"
+                row = f"{_prefix(models, m, model_name, ' · ')}{view_name(t)} target: {label}"
+                variant = tuned[(m, t)]
+                entries.append((row, t, None if variant is None else
+                                Variant(m, t, aux, variant.setting)))
+                group.append(row)
+            groups.append(group)
+    results = ctx.test([v for _, _, v in entries])
+    columns = [Column(k, title) for k, title in METRICS]
+    table = Table("Table 5: auxiliary targets", "Auxiliary targets", [r for r, _, _ in entries],
+                  columns, rank_groups=groups,
+                  notes=_notes(ctx, "None: no auxiliary target (single-attribution MoAE; with "
+                                    "the `reference` model preset, the release's "
+                                    "self-auxiliary form). Ranked within each target."))
+    for (row, t, _), runs in zip(entries, results):
+        for k, _ in METRICS:
+            _add(table, row, k, runs, _metric(t, k))
+    return StudyOutput([("", table)])
+
+
+# --- Table 6 -------------------------------------------------------------------------------------
+def study_params(ctx: Context) -> StudyOutput:
+    """Table 6: each model with and without multi-attribution labels (λ = 0, same
+    architecture, so the same parameter count)."""
+    models = ctx.pick_models(ctx.preset.models)
+    targets = ctx.pick_targets(("last",))
+    tuned = {k: v for k, (v, _) in ctx.tune([(m, t) for m in models for t in targets]).items()}
+    entries: list[tuple[str, str, str, Variant | None]] = []  # row, model, target, variant
+    for m in models:
+        for t in targets:
+            variant = tuned[(m, t)]
+            entries.append((model_name(m), m, t, variant))
+            if m != "base" and (variant is None or variant.aux):
+                without = None if variant is None else Variant(
+                    m, t, variant.aux, Setting(variant.setting.lr, 0.0))
+                entries.append((f"{model_name(m)} w/o mal", m, t, without))
+    results = ctx.test([v for *_, v in entries])
+    rows = list(dict.fromkeys(r for r, *_ in entries))
+    columns = []
+    for t in targets:
+        lead = _prefix(targets, t, view_name, " ")
+        columns += [Column(f"{t}_{k}", f"{lead}{title}") for k, title in METRICS]
+        if "base" in models:
+            columns += [Column(f"{t}_d{k}", f"{lead}Δ{title} vs BASE", kind="delta", rank=False)
+                        for k, title in METRICS]
+        columns.append(Column(f"{t}_params", f"{lead}dense params", kind="count", rank=False))
+    table = Table("Table 6: with and without multi-attribution labels (mal)", "Method", rows,
+                  columns, notes=_notes(ctx, "w/o mal: the same model and auxiliary heads "
+                                             "trained with λ = 0 (only the main loss). Δ in "
+                                             "points vs BASE, paired by seed."))
+    base = {t: results[i] for i, (_, m, t, _) in enumerate(entries) if m == "base"}
+    for (row, _, t, _), runs in zip(entries, results):
+        for k, _ in METRICS:
+            _add(table, row, f"{t}_{k}", runs, _metric(t, k))
+            if t in base:
+                _add_delta(table, row, f"{t}_d{k}", runs, base[t], _metric(t, k))
+        _add(table, row, f"{t}_params", runs[:1], lambda m: m["params"]["dense"])
+    return StudyOutput([("", table)])
+
+
+# --- Table 7 -------------------------------------------------------------------------------------
+ATL_METHODS = (("none", ""), ("gcs", " + GCS"), ("pcgrad", " + PCGrad"))
+
+
+def study_atl(ctx: Context) -> StudyOutput:
+    """Table 7: each multi-task model plain, with GCS and with PCGrad."""
+    models = ctx.pick_models([m for m in ctx.preset.models if m != "base"])
+    targets = ctx.pick_targets(("last",))
+    tuned = {k: v for k, (v, _) in ctx.tune([(m, t) for m in models for t in targets]).items()}
+    entries: list[tuple[str, str, str, str, Variant | None]] = []  # row, model, target, method
+    for m in models:
+        for t in targets:
+            variant = tuned[(m, t)]
+            for method, suffix in ATL_METHODS:
+                if method != "none" and variant is not None and not variant.aux:
+                    continue  # nothing to balance without auxiliary losses
+                entries.append((f"{model_name(m)}{suffix}", m, t, method, None if variant is None
+                                else Variant(m, t, variant.aux, variant.setting, method)))
+    results = ctx.test([v for *_, v in entries])
+    rows = list(dict.fromkeys(r for r, *_ in entries))
+    columns = []
+    for t in targets:
+        lead = _prefix(targets, t, view_name, " ")
+        columns += [Column(f"{t}_{k}", f"{lead}{title}") for k, title in METRICS]
+        columns += [Column(f"{t}_d{k}", f"{lead}Δ{title} vs plain", kind="delta", rank=False)
+                    for k, title in METRICS]
+    variant_note = f"gradient variant `{ctx.preset.train.get('grad_variant', 'paper')}`"
+    table = Table("Table 7: auxiliary-task learning methods", "Method", rows, columns,
+                  notes=_notes(ctx, f"GCS and PCGrad with the plain run's setting; "
+                                    f"{variant_note}. Δ in points vs the plain model, paired "
+                                    "by seed."))
+    plain = {(m, t): runs for (_, m, t, method, _), runs in zip(entries, results)
+             if method == "none"}
+    for (row, m, t, method, _), runs in zip(entries, results):
+        for k, _ in METRICS:
+            _add(table, row, f"{t}_{k}", runs, _metric(t, k))
+            if method != "none":
+                _add_delta(table, row, f"{t}_d{k}", runs, plain[(m, t)], _metric(t, k))
+    return StudyOutput([("", table)])
+
+
+# --- Tables 2 and 8 ------------------------------------------------------------------------------
+def study_labels(ctx: Context) -> StudyOutput:
+    """Table 2 (positive ratio per label) and Table 8 (MML: mean DDA − linear weight of the
+    positives of each target), from the data alone."""
+    from malt.data import prepare, resolve_schema
+
+    dataset = prepare(ctx.data, resolve_schema(ctx.schema))
+    stats = label_statistics((d.arrays()["weights"] for d in dataset.days),
+                             dataset.schema.labels)
+    labels = stats.labels
+    ratio = Table("Table 2: positive ratio per attribution rule", "Statistic",
+                  ["Positive ratio", "Positives", "Mean weight of positives"],
+                  [Column(v, view_name(v), rank=False) for v in labels],
+                  row_kinds={"Positive ratio": "percent", "Positives": "count"},
+                  notes=[f"Data `{ctx.data}`: {stats.rows:,} clicks over "
+                         f"{len(dataset.days)} days (training and test)."])
+    for v in labels:
+        ratio.add("Positive ratio", v, stats.ratio(v))
+        ratio.add("Positives", v, float(stats.positives[labels.index(v)]))
+        ratio.add("Mean weight of positives", v, stats.mean_positive_weight(v))
+    tables = [("", ratio)]
+    if stats.has_mml:
+        targets = [v for v in labels if v not in (DDA_LABEL, LINEAR_LABEL)]
+        mml = Table("Table 8: MML, mean (DDA − linear) weight of the positives of each target",
+                    "Statistic", ["MML", "Positives"],
+                    [Column(v, view_name(v), rank=False) for v in targets],
+                    row_kinds={"Positives": "count"},
+                    notes=["MML > 0: DDA credits the target's positive clicks more than an "
+                           "even (linear) split does."])
+        for v in targets:
+            mml.add("MML", v, stats.mml(v))
+            mml.add("Positives", v, float(stats.positives[labels.index(v)]))
+        tables.append(("mml", mml))
+    return StudyOutput(tables)
+
+
+# --- Figure 5 ------------------------------------------------------------------------------------
+def study_groups(ctx: Context) -> StudyOutput:
+    """Figure 5: GAUC gain of MoAE over BASE by user conversion-path complexity (linear /
+    last-click positives per user on the test day)."""
+    from malt.run import RunDir
+    from malt.train.evaluate import Predictions, complexity_breakdown
+
+    compared = [m for m in ctx.pick_models(("moae",)) if m != "base"]
+    if not compared:
+        raise ConfigError("the groups study compares models with BASE; name at least one "
+                          "other model")
+    targets = ctx.pick_targets(ctx.preset.targets)
+    tuned, results = _tuned_tests(ctx, [(m, t) for m in [*compared, "base"] for t in targets])
+    spans: list[str] = []
+    table = Table("Figure 5: GAUC gain over BASE by conversion-path complexity",
+                  "linear / last positives per user", spans, [])
+    for m in compared:
+        for t in targets:
+            gain_key, users_key = f"{m}:{t}:gain", f"{m}:{t}:users"
+            lead = f"{model_name(m)} {view_name(t)}"
+            table.columns += [Column(gain_key, f"{lead} gain", kind="delta", rank=False),
+                              Column(users_key, f"{lead} users", kind="count", rank=False)]
+            for i, seed in enumerate(ctx.seeds):
+                if results[(m, t)][i] is None or results[("base", t)][i] is None:
+                    continue
+                run = Predictions.load(RunDir(ctx.run_dir(tuned[(m, t)], seed))
+                                       .predictions_file)
+                base = Predictions.load(RunDir(ctx.run_dir(tuned[("base", t)], seed))
+                                        .predictions_file)
+                for g in complexity_breakdown(run, base, t).groups:
+                    span = f"[{g.lo:g}, {g.hi:g})" if g.hi != float("inf") else f"≥ {g.lo:g}"
+                    if span not in spans:
+                        spans.append(span)
+                    table.add(span, gain_key, g.gain)
+                    table.add(span, users_key, float(g.users))
+    table.notes = _notes(ctx, "Gain = GAUC(model) − GAUC(BASE) over the users of each group, in "
+                              "points; users without a last-click positive on the test day "
+                              "belong to no group.", ranked=False)
+    bars: dict[Any, tuple[list[float], list[float]]] = {}
+    for m in compared:
+        for t in targets:
+            stats = [table.stats(span, f"{m}:{t}:gain") for span in spans]
+            key = (model_name(m), view_name(t)) if len(compared) > 1 else view_name(t)
+            bars[key] = ([100 * mean for mean, _, _ in stats], [100 * std for _, std, _ in stats])
+    figure = grouped_bars(spans, bars, title="GAUC gain over BASE by conversion-path complexity",
+                          xlabel="linear / last-click positives per user",
+                          ylabel="GAUC gain (pt)",
+                          panels=[model_name(m) for m in compared] if len(compared) > 1
+                          else None)
+    return StudyOutput([("", table)], [("", figure)])
+
+
+# --- the search and the greedy selection as studies ----------------------------------------------
+def study_search(ctx: Context) -> StudyOutput:
+    """The lr × λ grid on the validation day, and the selected settings on the test day."""
+    from malt.run import RunDir
+
+    models = ctx.pick_models(ctx.preset.search_models)
+    targets = ctx.pick_targets(ctx.preset.search_targets)
+    tuned = ctx.tune([(m, t) for m in models for t in targets], search_study=True)
+    results = ctx.test([v for v, _ in tuned.values()])
+    grid_rows, groups = [], []
+    grid = Table("Validation day: every setting of the grid", "Model · target · setting", grid_rows,
+                 [Column("val_auc", "val AUC"), Column("val_gauc", "val GAUC"),
+                  Column("selected", "selected", kind="text")])
+    chosen = Table("Selected settings on the test day", "Model · target",
+                   [], [Column("lr", "lr", kind="text"), Column("aux_weight", "λ", kind="text"),
+                        Column("auc", "test AUC"), Column("gauc", "test GAUC")],
+                   notes=_notes(ctx, "λ ref: the reference λ of the target."))
+    for ((m, t), (variant, result)), runs in zip(tuned.items(), results):
+        head = f"{model_name(m)} · {view_name(t)}"
+        group = []
+        for setting in result.scores or ([variant.setting] if variant else []):
+            row = f"{head} · {setting.label}"
+            group.append(row)
+            if result.scores:
+                run = RunDir(ctx.run_dir(Variant(m, t, variant.aux if variant else (), setting),
+                                         ctx.seeds[0], "validation"))
+                if run.is_complete():
+                    grid.add(row, "val_auc", _value(run.load_metrics(), t, "auc"))
+                    grid.add(row, "val_gauc", _value(run.load_metrics(), t, "gauc"))
+            if variant is not None and setting == variant.setting:
+                grid.add(row, "selected", "✓")
+        grid_rows += group
+        groups.append(group)
+        chosen.rows.append(head)
+        if variant is not None:
+            chosen.add(head, "lr", f"{variant.setting.lr:g}")
+            weight = variant.setting.aux_weight
+            chosen.add(head, "aux_weight", "ref" if weight is None else f"{weight:g}")
+        for k, _ in METRICS:
+            _add(chosen, head, k, runs, _metric(t, k))
+    grid.rank_groups = groups
+    grid.notes = _notes(ctx, f"Validation protocol: trained on the first T−1 training days, "
+                             f"scored on day T, seed {ctx.seeds[0]}; ranked within each model "
+                             "and target. A grid of one setting needs no validation run (–).")
+    return StudyOutput([("", grid), ("selected", chosen)])
+
+
+def study_greedy(ctx: Context) -> StudyOutput:
+    """App. A: greedy forward selection of auxiliary targets on the validation day."""
+    models = [m for m in ctx.pick_models(ctx.preset.greedy_models) if m != "base"]
+    if not models:
+        raise ConfigError("BASE has no auxiliary heads; name a multi-task model for greedy")
+    targets = ctx.pick_targets(ctx.preset.greedy_targets)
+    setting = ctx.fixed_setting()
+    problems = {(m, t): [*(v for v in ctx.labels if v != t),
+                         *((CAT,) if m in KT_MODELS else ())] for m in models for t in targets}
+
+    def evaluate(batch):
+        configs = [ctx.config(Variant(m, t, aux, setting), seed=ctx.seeds[0], split="validation")
+                   for (m, t), aux in batch]
+        return [main_gauc(metrics, t) for metrics, ((_, t), _) in zip(ctx.run(configs), batch)]
+
+    states = run_greedy(problems, evaluate)
+    table = Table("App. A: greedy forward selection of auxiliary targets", "Step", [],
+                  [Column("set", "auxiliary set", kind="text"),
+                   Column("val_gauc", "val GAUC", rank=False),
+                   Column("gain", "gain", kind="delta", rank=False),
+                   Column("kept", "kept", kind="text")])
+
+    def names(aux: Sequence[str]) -> str:
+        return " & ".join(view_name(v) for v in aux) or "none"
+
+    for (m, t), state in states.items():
+        head = f"{model_name(m)} · {view_name(t)}"
+        start = f"{head} · start"
+        table.rows.append(start)
+        table.add(start, "set", "none")
+        if state.failed:
+            table.add(start, "kept", "failed")
+            continue
+        first = state.rounds[0].base_score if state.rounds else state.score
+        table.add(start, "val_gauc", first)
+        for k, rnd in enumerate(state.rounds, 1):
+            for candidate, score in rnd.tried.items():
+                row = f"{head} · round {k}: + {view_name(candidate)}"
+                table.rows.append(row)
+                table.add(row, "set", names((*rnd.base, candidate)))
+                if score is not None:
+                    table.add(row, "val_gauc", score)
+                    table.add(row, "gain", score - rnd.base_score)
+                table.add(row, "kept", "✓" if candidate == rnd.chosen else
+                          "failed" if score is None else "")
+        final = f"{head} · selected"
+        table.rows.append(final)
+        table.add(final, "set", names(canonical_aux(state.selected, ctx.labels)))
+        table.add(final, "val_gauc", state.score)
+    table.notes = _notes(ctx, f"Validation protocol, {setting.label}, seed {ctx.seeds[0]}. Each "
+                              "round keeps the candidate with the largest positive gain over the "
+                              "round's starting set; the search stops when none improves it.",
+                         ranked=False)
+    return StudyOutput([("", table)])
+
+
+STUDIES: dict[str, tuple[Callable[[Context], StudyOutput], str]] = {
+    "main": (study_main, "Table 4: every model × target, AUC/GAUC, Δ vs BASE and NATAL"),
+    "aux-metrics": (study_aux_metrics, "Table 3: primary and auxiliary GAUC, last-click target"),
+    "aux-targets": (study_aux_targets, "Table 5: MoAE with growing auxiliary sets (± CAT)"),
+    "params": (study_params, "Table 6: each model with and without multi-attribution labels"),
+    "atl": (study_atl, "Table 7: each model plain, + GCS, + PCGrad"),
+    "labels": (study_labels, "Tables 2 and 8: label statistics and MML (no training)"),
+    "groups": (study_groups, "Figure 5: GAUC gain of MoAE over BASE by path complexity"),
+    "search": (study_search, "the lr × λ grid on the validation day and the selected settings"),
+    "greedy": (study_greedy, "App. A: greedy forward selection of auxiliary targets"),
+}
