@@ -249,7 +249,8 @@ def test_incomplete_label_columns(tmp_path):
     assert info.value.column == "camp"
     write_vocab(root / "vocabs", "camp", ["b", "a"])
     arrays = prepare(root, KAML).test[0].arrays()
-    assert arrays["campaign"].tolist() == [1, 0, 1] and arrays["target_action"].tolist() == [1, 0, 1]
+    assert arrays["campaign"].tolist() == [1, 0, 1]
+    assert arrays["target_action"].tolist() == [1, 0, 1]
 
 
 @pytest.mark.parametrize("target, row", [(pa.array(["cart_buy", "view", "cart_buy"]), 1),

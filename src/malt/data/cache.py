@@ -205,7 +205,8 @@ class Preparer:
     @property
     def lookups(self) -> dict[str, VocabLookup]:
         if self._lookups is None:
-            self._lookups = {c: VocabLookup.load(self._vocab_path(c)) for c in self._vocab_columns()}
+            self._lookups = {c: VocabLookup.load(self._vocab_path(c))
+                             for c in self._vocab_columns()}
         return self._lookups
 
     def vocab_info(self) -> VocabInfo:
