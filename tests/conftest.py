@@ -7,9 +7,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.schema import MAC, Schema
+
+# Tests run many small ops, often two pytest workers at once on two cores: one intra-op thread
+# per process avoids oversubscription, which made steps up to 30x slower.
+torch.set_num_threads(1)
 
 
 def fixed_lists(values: np.ndarray) -> pa.ListArray:

@@ -34,15 +34,6 @@ def random_batch(rows: int = 64, seed: int = 0, schema: Schema = MAC,
             "weights": weights, "labels": (weights > 0).float()}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many small ops: one intra-op thread is faster than several on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def vocab() -> VocabInfo:
     return small_vocab()
