@@ -11,8 +11,8 @@ import argparse
 import tomllib
 from typing import Any
 
-from malt.config import DEVICES, EVAL_SPLITS, GRAD_METHODS, GRAD_VARIANTS, RunConfig, merge, \
-    read_config_file
+from malt.config import ADM_WINDOWS, DEVICES, EVAL_SPLITS, GRAD_METHODS, GRAD_VARIANTS, MASKS, \
+    RunConfig, merge, read_config_file
 from malt.errors import ConfigError
 
 # flag destination -> (config section or None for top level, key)
@@ -21,7 +21,9 @@ _FLAG_KEYS: dict[str, tuple[str | None, str]] = {
     "data": ("data", "path"), "schema": ("data", "schema"), "cache": ("data", "cache"),
     "train_days": ("data", "train_days"), "eval_split": ("data", "eval_split"),
     "main": ("task", "main"), "aux": ("task", "aux"), "aux_weight": ("task", "aux_weight"),
-    "label_mode": ("task", "label_mode"),
+    "label_mode": ("task", "label_mode"), "mask": ("task", "mask"),
+    "adm_window": ("task", "adm_window"), "adm_window_days": ("task", "adm_window_days"),
+    "adm_alpha": ("task", "adm_alpha"),
     "lr": ("train", "lr"), "embedding_lr_scale": ("train", "embedding_lr_scale"),
     "batch_size": ("train", "batch_size"), "warmup_fraction": ("train", "warmup_fraction"),
     "grad_clip": ("train", "grad_clip"), "grad_method": ("train", "grad_method"),
@@ -50,6 +52,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--aux", nargs="*", help="auxiliary views: other labels and/or cat")
     g.add_argument("--aux-weight", type=float, help="λ (default: reference value per target)")
     g.add_argument("--label-mode", choices=["binary", "weighted"])
+    g.add_argument("--mask", choices=MASKS,
+                   help="training mask for incomplete labels (default none: every label)")
+    g.add_argument("--adm-window", choices=ADM_WINDOWS,
+                   help="ADM counts over the trailing window (default) or all training days")
+    g.add_argument("--adm-window-days", type=int, help="ADM trailing window (default 7 days)")
+    g.add_argument("--adm-alpha", type=float, help="ADM threshold α for every action (10)")
+    g.add_argument("--adm-alpha-for", action="append", default=[], metavar="ACTION=ALPHA",
+                   help="ADM threshold of one action (repeatable)")
     g = p.add_argument_group("model")
     g.add_argument("--model", help="registered model name (see `malt models`)")
     g.add_argument("--preset", help="model preset: default or reference")
@@ -81,6 +91,15 @@ def given_overrides(args: argparse.Namespace) -> dict[str, Any]:
             tree[key] = value
         else:
             tree.setdefault(section, {})[key] = value
+    for item in getattr(args, "adm_alpha_for", []) or []:
+        action, sep, text = item.partition("=")
+        try:
+            alpha = float(text)
+        except ValueError:
+            alpha = None
+        if not sep or not action or alpha is None:
+            raise ConfigError(f"--adm-alpha-for expects ACTION=NUMBER, got '{item}'")
+        tree.setdefault("task", {}).setdefault("adm_alpha_per_action", {})[action.strip()] = alpha
     for item in getattr(args, "model_option", []) or []:
         key, sep, text = item.partition("=")
         if not sep or not key:

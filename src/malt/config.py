@@ -35,6 +35,9 @@ DEVICES = ("auto", "cpu", "cuda")
 GRAD_METHODS = ("none", "gcs", "pcgrad")
 GRAD_VARIANTS = ("paper", "reference")
 EVAL_SPLITS = ("test", "validation")
+MASKS = ("none", "base", "adm", "reported", "oracle")
+"""Training mask policies (see `malt.train.masks`); `none` trains every label of every row."""
+ADM_WINDOWS = ("trailing", "static")
 
 
 @dataclass
@@ -64,6 +67,18 @@ class TaskConfig:
     """λ; None means the reference value for the main view (last 0.3, first 0.1, mta 0.3,
     linear 0.2; 0.3 otherwise)."""
     label_mode: str = "binary"
+    mask: str = "none"
+    """Training mask for incomplete labels: `none` (every label), `base` (target action only),
+    `adm` (attribution-driven), `reported` (the campaign's reported actions), `oracle` (true
+    labels); see `malt.train.masks`."""
+    adm_window: str = "trailing"
+    """ADM counts over the `adm_window_days` training days before each day (`trailing`) or over
+    every training day (`static`)."""
+    adm_window_days: int = 7
+    adm_alpha: float = 10.0
+    """ADM threshold α_j on a campaign's reported conversions of action j (every action)."""
+    adm_alpha_per_action: dict[str, float] = field(default_factory=dict)
+    """Per-action overrides of `adm_alpha`, e.g. {payment = 3}."""
 
 
 @dataclass
@@ -111,6 +126,8 @@ class RunConfig:
         _choice("train.device", self.train.device, DEVICES)
         _choice("train.grad_method", self.train.grad_method, GRAD_METHODS)
         _choice("train.grad_variant", self.train.grad_variant, GRAD_VARIANTS)
+        _choice("task.mask", self.task.mask, MASKS)
+        _choice("task.adm_window", self.task.adm_window, ADM_WINDOWS)
         if self.train.batch_size < 1:
             raise ConfigError(f"train.batch_size must be positive, got {self.train.batch_size}")
         if self.train.lr <= 0:

@@ -10,11 +10,17 @@ from dataclasses import dataclass
 
 import torch
 
+from malt.config import MASKS
 from malt.data.schema import Schema
 from malt.errors import ConfigError
 
 CAT = "cat"
 LABEL_MODES = ("binary", "weighted")
+MASK_COLUMNS = {"none": (), "base": ("target_action_column",),
+                "adm": ("target_action_column", "campaign_column"),
+                "reported": ("target_action_column", "reported_labels"),
+                "oracle": ("true_labels",)}
+"""Schema roles each mask policy reads."""
 
 # λ used by the MAC paper's reference runs for each target attribution of the MAC schema.
 REFERENCE_AUX_WEIGHT = {"last": 0.3, "first": 0.1, "mta": 0.3, "linear": 0.2}
@@ -32,13 +38,15 @@ class Task:
 
     `aux_weight` is λ in `loss = L_main + λ · Σ_k L_aux_k`; `label_mode` is `binary` (targets are
     weight > 0, as in the paper) or `weighted` (targets are the attribution weights clipped to
-    [0, 1], soft BCE targets).
+    [0, 1], soft BCE targets). `mask` is the training mask policy for incomplete labels
+    (`none`, `base`, `adm`, `reported`, `oracle`; see `malt.train.masks`).
     """
 
     main: str
     aux: tuple[str, ...] = ()
     aux_weight: float = DEFAULT_AUX_WEIGHT
     label_mode: str = "binary"
+    mask: str = "none"
 
     def __post_init__(self) -> None:
         if self.main == CAT:
@@ -51,6 +59,11 @@ class Task:
             raise ConfigError(f"label mode '{self.label_mode}' is not one of {LABEL_MODES}")
         if self.aux_weight < 0:
             raise ConfigError(f"aux weight must be >= 0, got {self.aux_weight}")
+        if self.mask not in MASKS:
+            raise ConfigError(f"mask '{self.mask}' is not one of {MASKS}")
+        if CAT in self.aux and self.mask not in ("none", "oracle"):
+            raise ConfigError(f"'cat' needs every label of a row; it cannot be trained under "
+                              f"the '{self.mask}' mask")
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -63,9 +76,21 @@ class Task:
         return tuple(v for v in self.views if v != CAT)
 
     def validate(self, schema: Schema) -> None:
-        """Raise if a view is not a label of `schema`."""
+        """Raise if a view is not a label of `schema` or the schema lacks a column the mask
+        policy reads."""
         for view in self.label_views:
             schema.label_index(view)
+        check_mask(self.mask, schema)
+
+
+def check_mask(mask: str, schema: Schema) -> None:
+    """Raise when `mask` is unknown or `schema` lacks a column the policy reads."""
+    if mask not in MASKS:
+        raise ConfigError(f"mask '{mask}' is not one of {MASKS}")
+    missing = [role for role in MASK_COLUMNS[mask] if not getattr(schema, role)]
+    if missing:
+        raise ConfigError(f"mask '{mask}' needs the schema to declare {missing}; schema "
+                          f"'{schema.name}' does not")
 
 
 def cat_classes(labels: torch.Tensor) -> torch.Tensor:

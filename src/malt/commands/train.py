@@ -39,5 +39,9 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if metrics is not None:
         print(format_metrics(metrics["views"], metrics["main"]))
+        if "target" in metrics:
+            from malt.train.target_eval import format_target_metrics
+
+            print(format_target_metrics(metrics["target"]))
         print(f"run: {args.out}")
     return 0

@@ -11,8 +11,8 @@ Arrays of one day (N rows, F fields, S id sequences, C float sequences, V labels
     dense_seq float32 [N, C, L]  float sequences
     weights   float32 [N, V]     raw attribution weights (continuous, >= 0)
     user      int64   [N]        vocab row of the grouping (user) column
-and, when the schema declares them, campaign int64 [N], target_action int64 [N] (label index)
-and true_weights float32 [N, V].
+and, when the schema declares them, campaign int64 [N], target_action int64 [N] (label index,
+-1 for a target outside the labels), true_weights float32 [N, V] and reported float32 [N, V].
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from malt.errors import DataError
 
 READ_CHUNK_ROWS = 1 << 18
 """Rows converted at a time; a row group up to twice this size is read whole."""
+
+OTHER_TARGET = "other"
+"""Target-action name of campaigns whose target is none of the labels (stored as -1)."""
 
 _READ_ERRORS = (pa.ArrowInvalid, pa.ArrowIOError, OSError)
 
@@ -89,6 +92,8 @@ def array_shapes(schema: Schema, rows: int) -> dict[str, tuple[tuple[int, ...], 
         shapes["target_action"] = ((rows,), np.dtype(np.int64))
     if schema.true_labels:
         shapes["true_weights"] = ((rows, len(schema.labels)), np.dtype(np.float32))
+    if schema.reported_labels:
+        shapes["reported"] = ((rows, len(schema.labels)), np.dtype(np.float32))
     return shapes
 
 
@@ -175,6 +180,7 @@ def check_columns(schema: Schema, arrow_schema: pa.Schema, file: str) -> None:
                for s in schema.float_sequences]
     checks += [(c, is_number, "a number (attribution weight)")
                for c in (*schema.labels, *schema.true_labels)]
+    checks += [(c, is_number, "0 or 1 (is the action reported)") for c in schema.reported_labels]
     if schema.campaign_column:
         checks.append((schema.campaign_column, is_id, "an integer or string id"))
     if schema.target_action_column:
@@ -242,6 +248,8 @@ class DayConverter:
             stats.positives[c] = int(np.count_nonzero(weights[:, j] > 0))
         for j, c in enumerate(s.true_labels):
             out["true_weights"][:, j] = _label_weights(col(c), c, file, offset)
+        for j, c in enumerate(s.reported_labels):
+            out["reported"][:, j] = _label_weights(col(c), c, file, offset) > 0
         if s.campaign_column:
             out["campaign"][:] = self._campaign(col(s.campaign_column), file, offset)
         if s.target_action_column:
@@ -275,13 +283,15 @@ class DayConverter:
         if pa.types.is_integer(values.type):
             index = values.to_numpy().astype(np.int64)
         else:
-            names = pa.array(labels, type=pa.string())
+            names = pa.array([*labels, OTHER_TARGET], type=pa.string())
             found = pc.index_in(pc.cast(values, pa.string()), value_set=names)
-            index = pc.fill_null(found, -1).to_numpy().astype(np.int64)
-        bad = np.flatnonzero((index < 0) | (index >= len(labels)))
+            index = pc.fill_null(found, -2).to_numpy().astype(np.int64)
+            index[index == len(labels)] = -1
+        bad = np.flatnonzero((index < -1) | (index >= len(labels)))
         if bad.size:
             raise DataError(f"target action {values[int(bad[0])].as_py()!r} is not one of the "
-                            f"labels {list(labels)} (or their index)", file=file, column=column,
+                            f"labels {list(labels)} (or their index), nor -1 / "
+                            f"'{OTHER_TARGET}'", file=file, column=column,
                             row=offset + int(bad[0]))
         return index
 

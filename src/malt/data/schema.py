@@ -25,8 +25,10 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
 (YAML takes the same keys. All sequences share one length: they are position-aligned.)
 
 For incomplete multi-label data (KAML) a schema also names `campaign_column`,
-`target_action_column` (a label index or label name per row) and optionally `true_labels`
-(the unreported truth, one column per label, kept for oracle evaluation only).
+`target_action_column` (a label index or label name per row; -1 or "other" for a target outside
+the labels) and optionally `true_labels` (the unreported truth, one column per label, kept for
+oracle training and evaluation only) and `reported_labels` (0/1 per label: whether the row's
+campaign reports that action at all; read by the `reported` mask).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class Schema:
     campaign_column: str | None = None
     target_action_column: str | None = None
     true_labels: tuple[str, ...] = ()
+    reported_labels: tuple[str, ...] = ()
     ignore_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -115,7 +118,7 @@ class Schema:
         cols = [self.user_column, *self.field_names]
         cols += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
         cols += [c for c in (self.campaign_column, self.target_action_column) if c]
-        cols += [*self.labels, *self.true_labels]
+        cols += [*self.labels, *self.true_labels, *self.reported_labels]
         return tuple(dict.fromkeys(cols))
 
     def label_index(self, name: str) -> int:
@@ -155,6 +158,7 @@ class Schema:
             campaign_column=raw.get("campaign_column"),
             target_action_column=raw.get("target_action_column"),
             true_labels=tuple(str(x) for x in raw.get("true_labels", ())),
+            reported_labels=tuple(str(x) for x in raw.get("reported_labels", ())),
             ignore_columns=tuple(str(x) for x in raw.get("ignore_columns", ())),
         )
 
@@ -188,7 +192,7 @@ class Schema:
     def _check(self) -> None:
         names = [self.user_column, *self.field_names]
         names += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
-        names += [*self.labels, *self.true_labels]
+        names += [*self.labels, *self.true_labels, *self.reported_labels]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"schema '{self.name}': columns declared twice: {dupes}")
@@ -214,11 +218,14 @@ class Schema:
                               f"share one length, got {[(s.name, s.length) for s in sequences]}")
         if self.true_labels and len(self.true_labels) != len(self.labels):
             raise ConfigError(f"schema '{self.name}': true_labels must match labels one to one")
+        if self.reported_labels and len(self.reported_labels) != len(self.labels):
+            raise ConfigError(f"schema '{self.name}': reported_labels must match labels one to "
+                              "one")
 
 
 _SCHEMA_KEYS = ("name", "user_column", "fields", "labels", "id_sequences", "float_sequences",
                 "sequence_length", "sequence_pad", "campaign_column", "target_action_column",
-                "true_labels", "ignore_columns")
+                "true_labels", "reported_labels", "ignore_columns")
 
 
 def _check_keys(raw: dict, valid: tuple[str, ...], where: str) -> None:

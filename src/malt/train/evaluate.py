@@ -3,6 +3,9 @@
 Every label view with a head is scored (the main view and each auxiliary attribution; `cat` is
 never evaluated). Metrics come in two flavours (see `malt.metrics`): binarised labels, as the
 MAC paper reports them, and attribution-weighted positives (the paper's §3.3 definition).
+
+Data with a target-action column (incomplete multi-label data, KAML) are also scored as the
+KAML paper does: each row once, on its target action (see `malt.train.target_eval`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ class Predictions:
     """Scores of the evaluated views on the evaluation rows, in day-file row order.
 
     probs [N, V] float32 (columns = `views`), weights [N, K] float32 raw weights of every schema
-    label (columns = `labels`), user [N] int64.
+    label (columns = `labels`), user [N] int64, and target_action [N] int64 (label index, -1 =
+    other) when the data has a target-action column.
     """
 
     views: tuple[str, ...]
@@ -37,11 +41,13 @@ class Predictions:
     probs: np.ndarray
     weights: np.ndarray
     user: np.ndarray
+    target_action: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(f".{path.stem}.tmp.npz")
+        extra = {} if self.target_action is None else {"target_action": self.target_action}
         np.savez(tmp, views=np.array(self.views), labels=np.array(self.labels), probs=self.probs,
-                 weights=self.weights, user=self.user)
+                 weights=self.weights, user=self.user, **extra)
         tmp.replace(path)
 
     @classmethod
@@ -50,7 +56,8 @@ class Predictions:
             raise ConfigError(f"no predictions at {path}")
         with np.load(path) as f:
             return cls(views=tuple(f["views"].tolist()), labels=tuple(f["labels"].tolist()),
-                       probs=f["probs"], weights=f["weights"], user=f["user"])
+                       probs=f["probs"], weights=f["weights"], user=f["user"],
+                       target_action=f["target_action"] if "target_action" in f.files else None)
 
     def view(self, name: str) -> np.ndarray:
         return self.probs[:, self.views.index(name)]
@@ -66,6 +73,8 @@ def predict(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
     model.eval()
     views = task.label_views
     parts: dict[str, list[np.ndarray]] = {"probs": [], "weights": [], "user": [], "order": []}
+    if schema.target_action_column:
+        parts["target_action"] = []
     offset = 0
     for day in days:
         for batch in DayBatches(day, batch_size, rank=world.rank, world_size=world.size,
@@ -77,16 +86,20 @@ def predict(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
             parts["weights"].append(batch["weights"].cpu().numpy())
             parts["user"].append(batch["user"].cpu().numpy())
             parts["order"].append(batch["index"].cpu().numpy() + offset)
+            if "target_action" in parts:
+                parts["target_action"].append(batch["target_action"].cpu().numpy())
         offset += day.rows
     local = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     gathered = gather_arrays(local, world)
     if gathered is None:
         return None
     order = np.argsort(gathered["order"], kind="stable")
+    target = gathered["target_action"][order].astype(np.int64) \
+        if "target_action" in gathered else None
     return Predictions(views=views, labels=schema.labels,
                        probs=gathered["probs"][order].astype(np.float32),
                        weights=gathered["weights"][order].astype(np.float32),
-                       user=gathered["user"][order].astype(np.int64))
+                       user=gathered["user"][order].astype(np.int64), target_action=target)
 
 
 def evaluate(predictions: Predictions) -> dict[str, dict[str, float]]:

@@ -6,6 +6,10 @@ view `cat`: cross-entropy over its 2^K classes, the class given by `malt.task.ca
 the binarised labels in either mode. Each loss is the mean over the batch rows. Working on
 logits avoids the reference's log(softmax + 1e-8), which caps the per-row loss near 18.4 and
 loses precision for confident predictions.
+
+With a training mask (`batch["mask"]` [B, K], see `malt.train.masks`) a binary view's loss is
+the per-task averaged BCE of the KAML paper (Eq. 12): Σ_i mask_ij · BCE_ij / max(1, n_j) with
+n_j = Σ_i mask_ij, so a view with no trusted row in the batch contributes 0.
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ from malt.task import CAT, cat_classes
 def binary_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean BCE: logits [B], target [B] in [0, 1] -> scalar."""
     return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+
+
+def masked_binary_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+                       ) -> torch.Tensor:
+    """Σ mask · BCE / max(1, Σ mask): logits, target, mask [B] -> scalar."""
+    per_row = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    mask = mask.float()
+    return (per_row * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def cat_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -44,16 +56,23 @@ def view_losses(logits: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Te
 
     Args:
         logits: view -> [B] (binary views) or [B, 2^K] (`cat`).
-        batch: holds `labels` [B, K] (binarised) and, for `weighted`, `weights` [B, K].
+        batch: holds `labels` [B, K] (binarised), for `weighted` `weights` [B, K], and
+            optionally `mask` [B, K] (which labels carry loss; `cat` takes no mask).
         columns: label view -> its column in the batch's label matrix.
         label_mode: `binary` or `weighted`.
     Returns:
         view -> scalar mean loss, in the order of `logits`.
     """
     out = {}
+    mask = batch.get("mask")
     for view, z in logits.items():
         if view == CAT:
+            if mask is not None:
+                raise ValueError("the Cartesian view needs every label: it takes no mask")
             out[view] = cat_loss(z, batch["labels"])
+        elif mask is not None:
+            out[view] = masked_binary_loss(z, binary_target(batch, columns[view], label_mode),
+                                           mask[:, columns[view]])
         else:
             out[view] = binary_loss(z, binary_target(batch, columns[view], label_mode))
     return out

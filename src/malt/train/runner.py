@@ -14,6 +14,8 @@ from malt.errors import ConfigError
 from malt.run import RunDir
 from malt.train.distributed import barrier
 from malt.train.evaluate import evaluate, predict
+from malt.train.masks import format_coverage
+from malt.train.target_eval import target_metrics
 from malt.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     if trainer.world.is_main:
         run.save_config(config)
         handler = run.attach_log()
+        if trainer.coverage is not None:
+            log.info("training rows with mask 1 per action:\n%s",
+                     format_coverage(trainer.coverage))
     barrier(trainer.world)
     try:
         if resume and run.checkpoint.is_file():
@@ -66,6 +71,10 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
                           "world_size": trainer.world.size},
                 "params": dict(zip(("dense", "embedding"), trainer.model.parameter_counts())),
             }
+            if predictions.target_action is not None:
+                metrics["target"] = target_metrics(predictions)
+            if trainer.coverage is not None:
+                metrics["coverage"] = trainer.coverage
             predictions.save(run.predictions_file)
             run.save_metrics(metrics)
             log.info("evaluation: %s", metrics["views"])

@@ -32,6 +32,7 @@ from malt.task import Task, default_aux_weight
 from malt.train import grad_methods
 from malt.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
 from malt.train.distributed import World, barrier, init_world, resolve_device
+from malt.train.masks import AdmOptions, MaskPolicy, coverage
 from malt.train.model_factory import build_from_config
 from malt.train.optim import Optimisation
 
@@ -45,7 +46,14 @@ class Interrupted(Exception):
 def task_from_config(config: RunConfig) -> Task:
     t = config.task
     weight = default_aux_weight(t.main) if t.aux_weight is None else t.aux_weight
-    return Task(main=t.main, aux=tuple(t.aux), aux_weight=weight, label_mode=t.label_mode)
+    return Task(main=t.main, aux=tuple(t.aux), aux_weight=weight, label_mode=t.label_mode,
+                mask=t.mask)
+
+
+def adm_options(config: RunConfig) -> AdmOptions:
+    t = config.task
+    return AdmOptions(window=t.adm_window, window_days=t.adm_window_days, alpha=t.adm_alpha,
+                      alpha_per_action=dict(t.adm_alpha_per_action))
 
 
 def split_days(dataset: Dataset, config: RunConfig) -> tuple[list[Day], list[Day]]:
@@ -85,6 +93,9 @@ class Trainer:
         self.task = task_from_config(config)
         self.task.validate(self.dataset.schema)
         self.train_days, self.eval_days = split_days(self.dataset, config)
+        self.masks = MaskPolicy(self.task.mask, self.dataset.schema, self.train_days,
+                                adm_options(config), self.device)
+        self.coverage = self._coverage()
         _seed_everything(config.seed)
         self.model: MaltModel = build_from_config(config, self.dataset, self.task).to(self.device)
         self.net: nn.Module = self.model
@@ -99,6 +110,12 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.state = TrainState()
         self._stop_requested = False
+
+    def _coverage(self) -> dict[str, dict[str, float]] | None:
+        """Share of training rows each action trains on (KAML paper Table 1)."""
+        if self.task.mask in ("none", "oracle") or not self.world.is_main:
+            return None
+        return coverage(self.masks, self.train_days, self.dataset.schema.labels)
 
     # --- persistence -----------------------------------------------------------------------
     def save(self) -> None:
@@ -176,6 +193,7 @@ class Trainer:
         """One optimiser step on one batch; returns the losses when they are due for logging."""
         cfg = self.config.train
         self.model.train()
+        batch = self.masks.apply(batch, self.state.day)
         rows = int(batch["labels"].shape[0])
         # Each rank averages over its own rows; rescale so that the mean over ranks (what DDP
         # computes) is the mean over the whole step even when the parts differ by one row.
