@@ -1,5 +1,6 @@
 """Models of multi-attribution learning, by name: base, shared_bottom, mmoe, ple, home, natal,
-moae. Build one with `build_model(name, schema, vocab, task, config)`."""
+moae; and for incomplete multi-label data (KAML setting): single_task, star, taml, kaml. Build
+one with `build_model(name, schema, vocab, task, config)`."""
 
 from malt.models.base import MaltModel, Outputs
 from malt.models.config import ModelConfig
@@ -7,7 +8,7 @@ from malt.models.registry import build_model, model_class, model_names, register
 
 # Imported for their registration, in the order `model_names()` lists them.
 from malt.models import (  # noqa: E402, F401  isort: skip
-    base_model, shared_bottom, mmoe, ple, home, natal, moae)
+    base_model, shared_bottom, mmoe, ple, home, natal, moae, single_task, star, taml, kaml)
 
 __all__ = ["MaltModel", "ModelConfig", "Outputs", "build_model", "model_class", "model_names",
            "register"]

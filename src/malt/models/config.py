@@ -27,6 +27,11 @@ from malt.errors import ConfigError
 PRESETS = ("default", "reference")
 SIMTIER_COMBINE = ("sum", "concat")
 HOME_VARIANTS = ("reference", "paper")
+KAML_BOTTOMS = ("mmoe", "ple", "shared_bottom")
+RLU_NORMALIZE = ("pairs", "batch")
+RLU_LOGITS = ("routed", "original")
+TAML_FUSION = ("gate", "mean")
+TAML_DISTILL_ON = ("masked", "all")
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,51 @@ class ModelConfig:
     """MoAE without auxiliary views becomes the release's self-auxiliary MoAE: its main tower
     fuses its own plain pass and its main loss is reported twice (see `malt.models.moae`)."""
 
+    # --- incomplete multi-label data: KAML and its baselines (STAR, TAML) ---------------------
+    kaml_bottom: str = "mmoe"
+    """KAML's multi-task bottom: `mmoe` (the paper), `ple` or `shared_bottom`."""
+    hke: bool = True
+    """KAML: hierarchical knowledge extraction (original / extended sub-towers); needs a mask
+    that extends samples beyond their target (`adm`, `reported`, `oracle` or `none`)."""
+    hke_layers: int = 1
+    """Tower hidden layers duplicated into the two HKE sub-towers; the rest form the head."""
+    rlu: bool = True
+    """KAML: ranking-based label utilisation (pairwise loss on (positive, zero) pairs)."""
+    rlu_gamma: float = 0.8
+    """γ in γ · L_BCE + (1 − γ) · L_rank (used only with `rlu`)."""
+    rlu_normalize: str = "pairs"
+    """Ranking loss per task divided by its number of pairs (`pairs`) or by the batch size
+    (`batch`, the paper's Eq. 11 as written)."""
+    rlu_use_mask: bool = False
+    """Restrict both sides of the pairs to rows whose mask is 1 (default: every row)."""
+    rlu_logits: str = "routed"
+    """Rank the HKE-routed logits (`routed`) or every row through the original sub-tower."""
+    rlu_task_weights: tuple[float, ...] | None = None
+    """β_k per view in task order (None: 1 for every view)."""
+    star_aux_dims: tuple[int, ...] = (32,)
+    """Hidden widths of STAR's auxiliary network."""
+    taml_learners: int = 3
+    """Learners per task in TAML."""
+    taml_shared_experts: int = 2
+    taml_general_experts: int = 1
+    """Experts shared by the learners of one task."""
+    taml_learner_experts: int = 1
+    """Experts private to one learner."""
+    taml_fusion: str = "gate"
+    """Fuse the learners' logits with a softmax gate (`gate`) or their mean (`mean`)."""
+    taml_learner_weight: float = 1.0
+    """λ_l: weight of the learners' own BCE."""
+    taml_distill_weight: float = 0.5
+    """λ_d: weight of the self-distillation from the fused score to each learner."""
+    taml_distill_on: str = "masked"
+    """Distil on the rows whose mask is 1 (`masked`) or on every row (`all`)."""
+
     def __post_init__(self) -> None:
         if isinstance(self.tower_dims, list):
             object.__setattr__(self, "tower_dims", tuple(self.tower_dims))
+        for name in ("star_aux_dims", "rlu_task_weights"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         if isinstance(self.home_groups, list):
             object.__setattr__(self, "home_groups", tuple(tuple(g) for g in self.home_groups))
         self._check()
@@ -121,7 +168,9 @@ class ModelConfig:
     def _check(self) -> None:
         positive = ("embed_dim", "attention_heads", "simtier_bins", "se_reduction", "expert_dim",
                     "mmoe_experts", "ple_levels", "ple_shared_experts", "ple_task_experts",
-                    "home_feature_gate_rank", "home_meta_shared_experts")
+                    "home_feature_gate_rank", "home_meta_shared_experts", "hke_layers",
+                    "taml_learners", "taml_shared_experts", "taml_general_experts",
+                    "taml_learner_experts")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -148,6 +197,22 @@ class ModelConfig:
         if self.home_variant not in HOME_VARIANTS:
             raise ConfigError(f"model.home_variant '{self.home_variant}' is not one of "
                               f"{HOME_VARIANTS}")
+        choices = (("kaml_bottom", KAML_BOTTOMS), ("rlu_normalize", RLU_NORMALIZE),
+                   ("rlu_logits", RLU_LOGITS), ("taml_fusion", TAML_FUSION),
+                   ("taml_distill_on", TAML_DISTILL_ON))
+        for name, valid in choices:
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"model.{name} '{getattr(self, name)}' is not one of {valid}")
+        if self.hke and self.hke_layers > len(self.tower_dims):
+            raise ConfigError(f"model.hke_layers ({self.hke_layers}) exceeds the tower's hidden "
+                              f"layers ({len(self.tower_dims)})")
+        if not 0.0 <= self.rlu_gamma <= 1.0:
+            raise ConfigError(f"model.rlu_gamma must be in [0, 1], got {self.rlu_gamma}")
+        if any(not isinstance(w, int) or w < 1 for w in self.star_aux_dims):
+            raise ConfigError(f"model.star_aux_dims must be positive widths, got "
+                              f"{self.star_aux_dims}")
+        if min(self.taml_learner_weight, self.taml_distill_weight) < 0:
+            raise ConfigError("model.taml_learner_weight and taml_distill_weight must be >= 0")
         if self.home_groups is not None:
             flat = [v for group in self.home_groups for v in group]
             if not all(self.home_groups) or len(flat) != len(set(flat)):

@@ -1,0 +1,114 @@
+"""KAML (Jia et al., "No One Left Behind", KAML paper): a multi-task model for incomplete,
+skewed multi-label conversion data.
+
+KAML = a multi-task bottom (MMoE in the paper; `kaml_bottom` picks MMoE, PLE or Shared-Bottom)
++ hierarchical knowledge extraction (HKE, `hke`): every task tower splits into an original
+sub-tower for the rows whose target is the task and an extended one for the rows the training
+mask admits beyond their target (ADM, `--mask adm`), merged into one head
++ ranking-based label utilisation (RLU, `rlu`): a pairwise loss ranking each task's confirmed
+conversions above its zeros, over every row of the batch
++ the per-task averaged BCE of the trainer's mask (Eq. 12), balanced by γ (Eq. 13).
+
+The paper's Table-4 ablations are switches: MMoE (`mmoe`, base mask), +ADM (`mmoe`, adm mask),
++ADM+HKE (`kaml`, `rlu=false`, adm mask), +RLU (`kaml`, `hke=false`, base mask),
+KAML (`kaml`, adm mask). With `hke=false` and `rlu=false` KAML is its bottom's registry model
+(same parameters under the same seed, same losses).
+
+Losses: each view's masked BCE times γ and, with RLU, `rank` = (1 − γ) · L_rank; the trainer's
+`L_main + λ · Σ others` with λ = 1 gives γ · L_BCE + (1 − γ) · L_rank. Serving scores every
+row through the original sub-towers (a row is always scored on its target).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from malt.errors import ConfigError
+from malt.layers.bottom import build_bottom
+from malt.layers.hke import HKETower
+from malt.models.base import MaltModel, Outputs
+from malt.models.registry import register
+from malt.task import CAT
+from malt.train.losses import view_losses
+from malt.train.ranking import ranking_loss
+
+RANK = "rank"
+"""Key of the ranking term in `losses()`."""
+
+
+@dataclass
+class KamlOutputs(Outputs):
+    original: dict[str, torch.Tensor] = field(default_factory=dict)
+    """view -> [B] logit of every row through the original sub-tower (filled when RLU ranks
+    original logits)."""
+
+
+@register("kaml")
+class KAML(MaltModel):
+    """KAML: a multi-task bottom, HKE sub-towers per task and the RLU ranking loss."""
+
+    def __init__(self, schema, vocab, task, config=None):
+        super().__init__(schema, vocab, task, config)
+        c = self.config
+        if CAT in task.views:
+            raise ConfigError("KAML has one logit per action; it takes no 'cat' view")
+        if c.hke and task.mask == "base":
+            raise ConfigError("HKE learns from samples the mask extends beyond their target; "
+                              "under the base mask there are none (use --mask adm, or "
+                              "--model-option hke=false)")
+        if c.rlu_task_weights is not None and len(c.rlu_task_weights) != len(task.views):
+            raise ConfigError(f"model.rlu_task_weights needs one weight per view "
+                              f"{list(task.views)}, got {c.rlu_task_weights}")
+        self.bottom = build_bottom(
+            c.kaml_bottom, self.in_dim, task.views, mmoe_experts=c.mmoe_experts,
+            ple_levels=c.ple_levels, ple_shared=c.ple_shared_experts,
+            ple_private=c.ple_task_experts, make_expert=self.make_expert,
+            expert_dim=c.expert_dim)
+        self.towers = nn.ModuleDict(
+            {v: HKETower(c.expert_dim, c.tower_dims, 1, c.hke_layers) if c.hke
+             else self.make_tower(v) for v in task.views})
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> KamlOutputs:
+        """Logits routed by HKE: row i goes through task j's original sub-tower when its target
+        is j, else through the extended one (every row is original without a target column)."""
+        reps = self.bottom(self.encoder(batch))
+        target = batch.get("target_action")
+        logits, original = {}, {}
+        for view, tower in self.towers.items():
+            if not self.config.hke:
+                logits[view] = tower(reps[view])[0].squeeze(-1)
+                continue
+            route = None if target is None else target == self.columns[view]
+            logits[view] = tower(reps[view], route).squeeze(-1)
+            if self.config.rlu and self.config.rlu_logits == "original":
+                original[view] = tower(reps[view], None).squeeze(-1)
+        return KamlOutputs(logits=logits, original=original)
+
+    @property
+    def loss_views(self) -> tuple[str, ...]:
+        return (*self.task.views, RANK) if self.config.rlu else self.task.views
+
+    def losses(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """view -> γ · masked BCE, and `rank` -> (1 − γ) · L_rank with RLU."""
+        bce = view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
+        c = self.config
+        if not c.rlu:
+            return bce
+        out = {v: c.rlu_gamma * loss for v, loss in bce.items()}
+        views = self.task.views
+        source = outputs.original if c.rlu_logits == "original" and c.hke else outputs.logits
+        columns = [self.columns[v] for v in views]
+        keep = batch["mask"][:, columns] > 0 if c.rlu_use_mask and "mask" in batch else None
+        rank = ranking_loss(torch.stack([source[v] for v in views], 1),
+                            batch["labels"][:, columns], keep, c.rlu_task_weights,
+                            c.rlu_normalize)
+        out[RANK] = (1.0 - c.rlu_gamma) * rank
+        return out
+
+    def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every row through the original sub-towers (serving scores a row on its target)."""
+        without_target = {k: v for k, v in batch.items() if k != "target_action"}
+        return {v: torch.sigmoid(z) for v, z in self(without_target).logits.items()}

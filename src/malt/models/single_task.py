@@ -1,0 +1,46 @@
+"""Single-task baseline: one independent network per action.
+
+Every view has its own feature encoder (embedding tables included), expert and tower; nothing
+is shared, so each network learns only from the rows whose loss reaches it. Trained under the
+base mask (`--mask base`) each network sees only the rows targeting its action: the KAML
+paper's SingleTask (one MLP per action on its own target samples).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from malt.errors import ConfigError
+from malt.layers import FeatureEncoder
+from malt.models.base import MaltModel, Outputs
+from malt.models.registry import register
+from malt.task import CAT
+
+
+@register("single_task")
+class SingleTask(MaltModel):
+    """Single-task baseline: one encoder, expert and tower per view, nothing shared."""
+
+    def __init__(self, schema, vocab, task, config=None):
+        super().__init__(schema, vocab, task, config)
+        if CAT in task.views:
+            raise ConfigError("single_task trains one network per label; it takes no 'cat' view")
+        c = self.config
+        self.other_encoders = nn.ModuleDict({v: FeatureEncoder(
+            schema, vocab, dim=c.embed_dim, heads=c.attention_heads,
+            padding_mask=c.padding_mask, simtier_bins=c.simtier_bins,
+            simtier_combine=c.simtier_combine, count_padding=c.simtier_count_padding,
+            sparse=c.sparse_embeddings) for v in task.views[1:]})
+        self.experts = nn.ModuleDict({v: self.make_expert() for v in task.views})
+        self.towers = nn.ModuleDict({v: self.make_tower(v) for v in task.views})
+
+    def encoder_of(self, view: str) -> FeatureEncoder:
+        return self.encoder if view == self.task.views[0] else self.other_encoders[view]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> Outputs:
+        return Outputs(logits={v: tower(self.experts[v](self.encoder_of(v)(batch)))[0]
+                               .squeeze(-1) for v, tower in self.towers.items()})
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        return [p for v in self.task.views for p in self.encoder_of(v).embeddings.parameters()]

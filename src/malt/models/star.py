@@ -1,0 +1,67 @@
+"""STAR (Sheng et al., CIKM 2021) as a multi-task model: one star-topology path per task.
+
+Path j: partitioned normalisation of the fused features with task j's moments and affine, the
+star-topology FCN with weights W ⊙ W_j (widths `expert_dim`, `tower_dims`, then one logit),
+plus an auxiliary network's logit. The auxiliary network reads the embedding of the task id,
+the embedding of the row's target action (when the data has one) and the ad-side block of the
+fused features (campaign and ad fields), so that it is more than a per-task bias.
+
+Partitioned normalisation in mixed batches: path j is normalised with the moments of the rows
+that carry loss for task j (`batch["mask"][:, j]`, e.g. the rows targeting j under the base
+mask; every row without a mask) and only those rows update its running moments; evaluation
+uses each path's running moments.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from malt.errors import ConfigError
+from malt.layers import Tower
+from malt.layers.star import PartitionedNorm, StarFCN
+from malt.models.base import MaltModel, Outputs
+from malt.models.registry import register
+from malt.task import CAT
+
+
+@register("star")
+class STAR(MaltModel):
+    """STAR: partitioned normalisation, star-topology FCN and an auxiliary network per task."""
+
+    def __init__(self, schema, vocab, task, config=None):
+        super().__init__(schema, vocab, task, config)
+        if CAT in task.views:
+            raise ConfigError("STAR has one logit per task; it takes no 'cat' view")
+        c, n = self.config, len(task.views)
+        self.norm = PartitionedNorm(self.in_dim, n)
+        self.fcn = StarFCN(self.in_dim, (c.expert_dim, *c.tower_dims, 1), n)
+        widths = self.encoder.block_widths
+        self.ad_block = (widths["user"], widths["user"] + widths["ad"])
+        self.task_embedding = nn.Embedding(n, c.embed_dim)
+        self.target_embedding = nn.Embedding(len(schema.labels) + 1, c.embed_dim) \
+            if schema.target_action_column else None
+        aux_in = c.embed_dim * (2 if self.target_embedding is not None else 1) + widths["ad"]
+        self.aux = Tower(aux_in, c.star_aux_dims, 1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> Outputs:
+        x = self.encoder(batch)
+        views = self.task.views
+        rows = None
+        if "mask" in batch:
+            rows = batch["mask"][:, [self.columns[v] for v in views]] > 0
+        main = self.fcn(self.norm(x, rows)).squeeze(-1)                     # [N, B]
+        n, b = len(views), x.shape[0]
+        parts = [self.task_embedding.weight.unsqueeze(1).expand(n, b, -1)]
+        if self.target_embedding is not None:
+            target = batch["target_action"]
+            # "other" (-1) has its own row after the labels.
+            target = torch.where(target < 0, len(self.schema.labels), target)
+            parts.append(self.target_embedding(target).unsqueeze(0).expand(n, b, -1))
+        lo, hi = self.ad_block
+        if hi > lo:
+            parts.append(x[:, lo:hi].unsqueeze(0).expand(n, b, -1))
+        aux = self.aux(torch.cat(parts, dim=2))[0].squeeze(-1)             # [N, B]
+        logits = main + aux
+        return Outputs(logits={v: logits[j] for j, v in enumerate(views)})
+

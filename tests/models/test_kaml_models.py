@@ -1,0 +1,287 @@
+"""Models for incomplete multi-label data: single_task, star, taml, kaml (HKE, RLU, ablation
+switches), and the registry baselines under a training mask."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kaml_data import kaml_batch, kaml_schema, kaml_vocab
+from malt.data.schema import MAC
+from malt.errors import ConfigError
+from malt.models import ModelConfig, build_model
+from malt.task import Task
+from malt.train.losses import view_losses
+from malt.train.masks import MaskPolicy, base_mask
+from malt.train.ranking import ranking_loss
+
+SCHEMA = kaml_schema()
+VOCAB = kaml_vocab(SCHEMA)
+SMALL = ModelConfig(embed_dim=8, attention_heads=2, expert_dim=16, tower_dims=(8, 4))
+NEW_MODELS = ("single_task", "star", "taml", "kaml")
+
+
+def _task(mask="adm", main="act", aux=("reg", "pay")) -> Task:
+    return Task(main, aux, 1.0, mask=mask)
+
+
+def _batch(rows=64, seed=0, mask="adm"):
+    """A batch as the trainer hands it to the model: the ADM mask is stood in for by the
+    reported mask (same columns), true labels removed."""
+    batch = kaml_batch(rows, seed)
+    return MaskPolicy("reported" if mask == "adm" else mask, SCHEMA).apply(batch, 0)
+
+
+@pytest.mark.parametrize("name", NEW_MODELS)
+def test_shapes_and_probabilities(name, make_batch):
+    torch.manual_seed(0)
+    model = build_model(name, SCHEMA, VOCAB, _task(), SMALL)
+    batch = _batch()
+    out = model(batch)
+    assert set(out.logits) == {"act", "reg", "pay"}
+    assert all(z.shape == (64,) for z in out.logits.values())
+    losses = model.losses(out, batch)
+    assert set(losses) == set(model.loss_views)
+    assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
+    probs = model.predict(batch)
+    assert all(((p > 0) & (p < 1)).all() for p in probs.values())
+    # Models adapt to any schema, also one without campaign columns (the MAC schema).
+    from models.conftest import small_vocab
+
+    mac = build_model(name, MAC, small_vocab(), Task("last", ("first",), 1.0), SMALL)
+    mac_batch = make_batch(16)
+    assert mac(mac_batch).logits["first"].shape == (16,)
+
+
+@pytest.mark.parametrize("name", NEW_MODELS)
+def test_overfits_a_tiny_batch(name):
+    torch.manual_seed(0)
+    mask = "base" if name == "single_task" else "adm"
+    model = build_model(name, SCHEMA, VOCAB, _task(mask), SMALL)
+    batch = _batch(32, seed=3, mask=mask)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def total():
+        return sum(model.losses(model(batch), batch).values())
+
+    first = float(total().detach())
+    for _ in range(150):
+        optimiser.zero_grad()
+        total().backward()
+        optimiser.step()
+    assert float(total().detach()) < 0.2 * first
+
+
+@pytest.mark.parametrize("bottom", ["mmoe", "ple", "shared_bottom"])
+def test_kaml_without_hke_and_rlu_is_its_bottom_model(bottom):
+    config = SMALL.updated(kaml_bottom=bottom, hke=False, rlu=False)
+    torch.manual_seed(5)
+    kaml = build_model("kaml", SCHEMA, VOCAB, _task("base"), config)
+    torch.manual_seed(5)
+    plain = build_model(bottom, SCHEMA, VOCAB, _task("base"), config)
+    batch = _batch(mask="base")
+    kaml_out, plain_out = kaml(batch), plain(batch)
+    for view in ("act", "reg", "pay"):
+        torch.testing.assert_close(kaml_out.logits[view], plain_out.logits[view])
+    assert kaml.loss_views == plain.loss_views
+    for view, loss in kaml.losses(kaml_out, batch).items():
+        torch.testing.assert_close(loss, plain.losses(plain_out, batch)[view])
+
+
+def test_hke_routes_each_row_and_task_through_exactly_one_sub_tower():
+    torch.manual_seed(1)
+    model = build_model("kaml", SCHEMA, VOCAB, _task(), SMALL.updated(rlu=False))
+    batch = _batch(12, seed=2)
+    batch["target_action"][[3, 7]] = -1                  # targets outside the labels
+    target = batch["target_action"]
+    assert all((target == j).any() for j in range(3))
+    for i in range(12):
+        for j, view in enumerate(("act", "reg", "pay")):
+            model.zero_grad()
+            model(batch).logits[view][i].backward()
+            for k, other in enumerate(("act", "reg", "pay")):
+                tower = model.towers[other]
+                grads = {side: sum(float(p.grad.abs().sum()) for p in
+                                   getattr(tower, side).parameters() if p.grad is not None)
+                         for side in ("original", "extended")}
+                if k != j:
+                    assert grads == {"original": 0.0, "extended": 0.0}
+                elif int(target[i]) == j:
+                    assert grads["original"] > 0 and grads["extended"] == 0
+                else:
+                    assert grads["extended"] > 0 and grads["original"] == 0
+
+
+def test_kaml_scores_every_row_through_the_original_sub_towers():
+    torch.manual_seed(1)
+    model = build_model("kaml", SCHEMA, VOCAB, _task(), SMALL).eval()
+    batch = _batch(20)
+    probs = model.predict(batch)
+    reps = model.bottom(model.encoder(batch))
+    for view in ("act", "reg", "pay"):
+        tower = model.towers[view]
+        want = torch.sigmoid(tower.head(tower.original(reps[view]))[0].squeeze(-1))
+        torch.testing.assert_close(probs[view], want)
+    routed = model(batch).logits["act"]
+    own = batch["target_action"] == 0
+    torch.testing.assert_close(torch.sigmoid(routed[own]), probs["act"][own])
+
+
+def test_kaml_loss_is_gamma_bce_plus_one_minus_gamma_rank():
+    torch.manual_seed(2)
+    model = build_model("kaml", SCHEMA, VOCAB, _task(), SMALL.updated(rlu_gamma=0.7))
+    batch = _batch(40)
+    out = model(batch)
+    losses = model.losses(out, batch)
+    bce = view_losses(out.logits, batch, model.columns)
+    logits = torch.stack([out.logits[v] for v in ("act", "reg", "pay")], 1)
+    want = 0.7 * sum(bce.values()) + 0.3 * ranking_loss(logits, batch["labels"])
+    torch.testing.assert_close(sum(losses.values()), want)
+
+
+def _brute_force_rank(logits, labels, keep, weights, normalize):
+    total = 0.0
+    b, n = logits.shape
+    for k in range(n):
+        pairs, value = 0, 0.0
+        for i in range(b):
+            for l in range(b):
+                if i == l or not (keep[i, k] and keep[l, k]):
+                    continue
+                if labels[i, k] > labels[l, k]:
+                    value += -F.logsigmoid(logits[i, k] - logits[l, k]).item()
+                    pairs += 1
+        if pairs:
+            total += weights[k] * value / (pairs if normalize == "pairs" else b)
+    return total
+
+
+@pytest.mark.parametrize("normalize", ["pairs", "batch"])
+@pytest.mark.parametrize("seed", range(4))
+def test_ranking_loss_equals_a_double_loop_over_positive_zero_pairs(seed, normalize):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(15, 3, generator=g) * 2
+    labels = (torch.rand(15, 3, generator=g) < 0.3).float()
+    labels[:, 2] = 0.0                                   # a task without positives adds nothing
+    keep = torch.rand(15, 3, generator=g) < 0.8
+    weights = [1.0, 0.5, 2.0]
+    got = ranking_loss(logits, labels, keep, weights, normalize)
+    want = _brute_force_rank(logits, labels, keep, weights, normalize)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    everyone = torch.ones_like(keep)
+    assert ranking_loss(logits, labels, None, weights, normalize).item() == pytest.approx(
+        _brute_force_rank(logits, labels, everyone, weights, normalize), rel=1e-5)
+
+
+def test_ranking_loss_ignores_zero_zero_and_one_one_pairs():
+    logits = torch.tensor([[2.0], [1.0], [-1.0], [5.0]])
+    labels = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
+    base = ranking_loss(logits, labels)
+    moved = logits.clone()
+    moved[[0, 1]] = moved[[1, 0]]                        # reorder the two positives
+    assert torch.isclose(ranking_loss(moved, labels), base)
+    one_pair = ranking_loss(torch.tensor([[0.3], [1.1]]), torch.tensor([[1.0], [0.0]]))
+    assert torch.isclose(one_pair, F.softplus(torch.tensor(1.1 - 0.3)))
+
+
+def test_kaml_config_errors():
+    with pytest.raises(ConfigError, match="HKE"):
+        build_model("kaml", SCHEMA, VOCAB, _task("base"), SMALL)
+    build_model("kaml", SCHEMA, VOCAB, _task("base"), SMALL.updated(hke=False))
+    with pytest.raises(ConfigError, match="cat"):
+        build_model("kaml", SCHEMA, VOCAB, Task("act", ("cat",), mask="none"), SMALL)
+    with pytest.raises(ConfigError, match="rlu_task_weights"):
+        build_model("kaml", SCHEMA, VOCAB, _task(), SMALL.updated(rlu_task_weights=(1.0,)))
+    with pytest.raises(ConfigError, match="hke_layers"):
+        SMALL.updated(hke_layers=3)
+
+
+def test_single_task_networks_share_nothing():
+    torch.manual_seed(0)
+    model = build_model("single_task", SCHEMA, VOCAB, _task("base"), SMALL)
+    batch = _batch(mask="base")
+    model.losses(model(batch), batch)["reg"].backward()
+    touched = {name.split(".")[0] + "." + name.split(".")[1] for name, p in
+               model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert touched <= {"other_encoders.reg", "experts.reg", "towers.reg"}
+    assert len(model.embedding_parameters()) == 3 * len(SCHEMA.fields)
+
+
+def test_a_registry_model_under_the_base_mask_learns_only_from_target_rows():
+    torch.manual_seed(0)
+    model = build_model("mmoe", SCHEMA, VOCAB, _task("base"), SMALL)
+    batch = _batch(mask="base")
+    out = model(batch)
+    for z in out.logits.values():
+        z.retain_grad()
+    sum(model.losses(out, batch).values()).backward()
+    mask = base_mask(batch["target_action"], 3)
+    for j, view in enumerate(("act", "reg", "pay")):
+        grad = out.logits[view].grad
+        assert (grad[mask[:, j] == 0] == 0).all()
+        if mask[:, j].any():
+            assert (grad[mask[:, j] > 0] != 0).any()
+
+
+def test_star_with_one_task_and_neutral_task_parameters_is_a_batchnorm_mlp():
+    from malt.layers.star import PartitionedNorm, StarFCN
+
+    torch.manual_seed(0)
+    norm, fcn = PartitionedNorm(6, 1), StarFCN(6, (5, 1), 1)
+    reference = torch.nn.BatchNorm1d(6)
+    x = torch.randn(20, 6)
+    got = fcn(norm(x))[0]
+    h = reference(x)
+    for i, layer in enumerate(fcn.shared):
+        h = layer(h)
+        if i == 0:
+            h = F.relu(h)
+    torch.testing.assert_close(got, h)
+    torch.testing.assert_close(norm.running_mean[0], reference.running_mean)
+    torch.testing.assert_close(norm.running_var[0], reference.running_var)
+    norm.eval(), reference.eval()
+    torch.testing.assert_close(norm(x)[0], reference(x))
+
+
+def test_partitioned_norm_uses_each_tasks_own_rows():
+    from malt.layers.star import PartitionedNorm
+
+    norm = PartitionedNorm(3, 3)
+    x = torch.randn(10, 3)
+    rows = torch.zeros(10, 3, dtype=torch.bool)
+    rows[:6, 0] = True
+    rows[4:, 1] = True
+    rows[9, 2] = True                                    # one row: running moments, no update
+    out = norm(x, rows)
+    for j, part in ((0, x[:6]), (1, x[4:])):
+        want = (x - part.mean(0)) / torch.sqrt(part.var(0, unbiased=False) + 1e-5)
+        torch.testing.assert_close(out[j], want)
+        torch.testing.assert_close(norm.running_mean[j], 0.1 * part.mean(0))
+    torch.testing.assert_close(out[2], x / (1 + 1e-5) ** 0.5)
+    assert (norm.running_mean[2] == 0).all() and (norm.running_var[2] == 1).all()
+
+
+def test_taml_loss_is_fused_plus_learners_plus_distillation():
+    torch.manual_seed(3)
+    config = SMALL.updated(taml_learner_weight=0.4, taml_distill_weight=0.7)
+    model = build_model("taml", SCHEMA, VOCAB, _task("base"), config)
+    batch = _batch(mask="base")
+    out = model(batch)
+    losses = model.losses(out, batch)
+    for view, column in (("act", 0), ("reg", 1)):
+        m, y = batch["mask"][:, column], batch["labels"][:, column]
+
+        def bce(z, t, rows=m):
+            return (F.binary_cross_entropy_with_logits(z, t, reduction="none") * rows).sum() \
+                / rows.sum().clamp(min=1)
+
+        z, learners = out.logits[view], out.learners[view]
+        assert learners.shape == (64, 3)
+        teacher = torch.sigmoid(z.detach())
+        want = bce(z, y) + 0.4 * sum(bce(learners[:, l], y) for l in range(3)) / 3 \
+            + 0.7 * sum(bce(learners[:, l], teacher) for l in range(3)) / 3
+        torch.testing.assert_close(losses[view], want)
+    mean = build_model("taml", SCHEMA, VOCAB, _task("base"), config.updated(taml_fusion="mean"))
+    out = mean(batch)
+    torch.testing.assert_close(out.logits["act"], out.learners["act"].mean(1))
