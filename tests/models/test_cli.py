@@ -14,7 +14,8 @@ def test_lists_every_model_with_reference_counts(capsys):
                  "linear", "--vocab-size", "100", "--vocab-size", "ad_feat0=1000"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split()[0]: line for line in lines[1:]}
-    assert list(rows) == ["base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae"]
+    assert list(rows) == ["base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae",
+                          "single_task", "star", "taml", "kaml"]
     assert "dense     619,484" in rows["ple"]                # reference 619,616 − 4·33
     assert f"embedding {16 * (15 * 100 + 1000):>13,}" in rows["base"]
 
