@@ -1,0 +1,61 @@
+"""Fake training functions with the signature of `malt.train.runner.train_run`: they write a run
+directory with deterministic metrics computed from the config, so the study machinery can be
+tested without training. Module-level so that spawned worker processes can import them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from malt.config import RunConfig
+from malt.run import RunDir
+from malt.task import CAT
+
+
+def score(config: RunConfig, view: str) -> float:
+    """A deterministic GAUC: more auxiliary views help, lr near 1e-2 helps, λ helps a little."""
+    t = config.task
+    weight = 0.3 if t.aux_weight is None else t.aux_weight
+    value = (0.70 + 0.01 * len(t.aux) - 0.01 * abs(math.log10(config.train.lr / 1e-2))
+             + 0.002 * weight + 0.0001 * (config.seed % 10)
+             + (0.003 if config.train.grad_method == "pcgrad" else 0.0))
+    return value - (0.05 if view != t.main else 0.0)
+
+
+def metrics_for(config: RunConfig, resume: bool = False) -> dict:
+    views = [config.task.main, *(v for v in config.task.aux if v != CAT)]
+    return {
+        "main": config.task.main,
+        "views": {v: {"auc": score(config, v) + 0.1, "gauc": score(config, v)} for v in views},
+        "params": {"dense": 1000 + 100 * len(config.task.aux), "embedding": 50},
+        "train": {"seconds": 0.0},
+        "resumed": resume,
+    }
+
+
+def fake_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
+    run = RunDir(Path(out))
+    run.save_config(config)
+    metrics = metrics_for(config, resume)
+    run.save_metrics(metrics)
+    return metrics
+
+
+def crashing_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
+    """Starts the run (writes its config) and dies, as a crash mid-training would."""
+    RunDir(Path(out)).save_config(config)
+    raise RuntimeError("simulated crash\nsecond line")
+
+
+def interrupted_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
+    from malt.train.trainer import Interrupted
+
+    RunDir(Path(out)).save_config(config)
+    raise Interrupted("stopped at day 0 step 3")
+
+
+def picky_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
+    """Fails for the learning rate 0.0666, trains every other config."""
+    if config.train.lr == 0.0666:
+        raise ValueError("this learning rate always fails")
+    return fake_train(config, out, resume=resume)

@@ -1,0 +1,150 @@
+"""Cells (content-addressed runs) and the scheduler: ids, skipping, failures, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fake_training import crashing_train, fake_train, interrupted_train, picky_train
+
+from malt.config import RunConfig
+from malt.experiments.cells import ERROR_FILE, Cell, execute
+from malt.experiments.scheduler import Workers, plan_workers, run_cells
+
+
+def config(**changes) -> RunConfig:
+    tree = {"seed": 1, "data": {"path": "/data/a"},
+            "task": {"main": "last", "aux": ["first", "cat"], "aux_weight": 0.2},
+            "train": {"lr": 3e-3, "batch_size": 64}, "model": {"name": "moae", "embed_dim": 8}}
+    for dotted, value in changes.items():
+        section, _, key = dotted.partition("__")
+        if key:
+            tree[section] = {**tree[section], key: value}
+        else:
+            tree[section] = value
+    return RunConfig.from_dict(tree)
+
+
+# --- ids -----------------------------------------------------------------------------------------
+def test_id_is_stable_readable_and_content_derived():
+    cell = Cell(config())
+    assert cell.id == Cell(config()).id == Cell(RunConfig.from_dict(config().to_dict())).id
+    assert cell.id.startswith("moae-last-s1-") and len(cell.id.rsplit("-", 1)[1]) == 12
+    for change in ({"train__lr": 4e-3}, {"task__aux": ["first"]}, {"task__aux_weight": 0.3},
+                   {"seed": 2}, {"model": {"name": "moae", "embed_dim": 16}},
+                   {"data__eval_split": "validation"}, {"train__grad_method": "pcgrad"}):
+        assert Cell(config(**change)).id != cell.id, change
+    assert Cell(config(data__eval_split="validation")).id.startswith("moae-last-val-s1-")
+
+
+def test_id_ignores_what_does_not_change_the_numbers():
+    cell = Cell(config())
+    for change in ({"train__device": "cpu"}, {"train__log_every": 7},
+                   {"data__path": "/elsewhere"}, {"data__cache": "/tmp/cache"}):
+        assert Cell(config(**change)).id == cell.id, change
+
+
+def test_reference_weight_and_its_value_are_one_cell():
+    assert Cell(config(task__aux_weight=None)).id == Cell(config(task__aux_weight=0.3)).id
+    assert Cell(config(task__aux_weight=None, task__main="first", task__aux=["last"])).id == \
+        Cell(config(task__aux_weight=0.1, task__main="first", task__aux=["last"])).id
+
+
+def test_seeded_cells_differ_only_by_seed():
+    cell = Cell(config())
+    other = cell.seeded(5)
+    assert other.config.seed == 5 and cell.config.seed == 1
+    assert other.id != cell.id and other.seeded(1) == cell
+
+
+# --- execute -------------------------------------------------------------------------------------
+def test_execute_skips_a_complete_run(tmp_path):
+    cell = Cell(config())
+    first = execute(cell, tmp_path, train=fake_train)
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a complete cell was trained again")
+
+    assert execute(cell, tmp_path, train=must_not_train) == first
+
+
+def test_execute_resumes_a_started_run_and_clears_its_error(tmp_path):
+    cell = Cell(config())
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        execute(cell, tmp_path, train=crashing_train)
+    error = cell.run_dir(tmp_path).path / ERROR_FILE
+    assert "simulated crash" in error.read_text()
+    metrics = execute(cell, tmp_path, train=fake_train)
+    assert metrics["resumed"] is True
+    assert not error.exists()
+
+
+def test_execute_passes_interruptions_through_without_an_error_file(tmp_path):
+    from malt.train.trainer import Interrupted
+
+    cell = Cell(config())
+    with pytest.raises(Interrupted):
+        execute(cell, tmp_path, train=interrupted_train)
+    assert not (cell.run_dir(tmp_path).path / ERROR_FILE).exists()
+
+
+# --- scheduler -----------------------------------------------------------------------------------
+def test_run_cells_deduplicates_skips_and_reports(tmp_path):
+    cells = [Cell(config(train__lr=lr)) for lr in (1e-3, 2e-3, 1e-3)]
+    seen = []
+    first = run_cells(cells, tmp_path, device="cpu", train=fake_train,
+                      report=lambda o, done, total: seen.append((o.status, done, total)))
+    assert list(first) == [cells[0].id, cells[1].id]
+    assert seen == [("done", 1, 2), ("done", 2, 2)]
+    again = run_cells(cells, tmp_path, device="cpu", train=fake_train)
+    assert {o.status for o in again.values()} == {"skipped"}
+    assert again[cells[0].id].metrics == first[cells[0].id].metrics
+
+
+def test_a_failed_cell_is_reported_and_the_others_run(tmp_path):
+    cells = [Cell(config(train__lr=lr)) for lr in (1e-3, 0.0666, 2e-3)]
+    outcomes = run_cells(cells, tmp_path, device="cpu", train=picky_train)
+    status = [outcomes[c.id].status for c in cells]
+    assert status == ["done", "failed", "done"]
+    failed = outcomes[cells[1].id]
+    assert failed.metrics is None and failed.error == \
+        "ValueError: this learning rate always fails"
+    assert (cells[1].run_dir(tmp_path).path / ERROR_FILE).is_file()
+
+
+def test_a_crashed_study_resumes_its_unfinished_cells(tmp_path):
+    cells = [Cell(config(train__lr=lr)) for lr in (1e-3, 2e-3)]
+    run_cells(cells[:1], tmp_path, device="cpu", train=fake_train)
+    crashed = run_cells(cells, tmp_path, device="cpu", train=crashing_train)
+    assert [crashed[c.id].status for c in cells] == ["skipped", "failed"]
+    assert crashed[cells[1].id].error == "RuntimeError: simulated crash"
+    resumed = run_cells(cells, tmp_path, device="cpu", train=fake_train)
+    assert [resumed[c.id].status for c in cells] == ["skipped", "done"]
+    assert resumed[cells[1].id].metrics["resumed"] is True
+
+
+def test_an_interrupted_cell_stops_the_batch(tmp_path):
+    cells = [Cell(config(train__lr=lr)) for lr in (1e-3, 2e-3)]
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(cells, tmp_path, device="cpu", train=interrupted_train)
+    assert not cells[1].run_dir(tmp_path).path.exists()
+
+
+@pytest.mark.parametrize("jobs, gpus, cores, cpu_jobs, expected", [
+    (None, (), 8, 1, Workers(1, 8)),
+    (None, (), 8, None, Workers(8, 1)),
+    (3, (), 8, None, Workers(3, 2)),
+    (None, ("0", "1"), 16, 1, Workers(2, 8, ("0", "1"))),
+    (4, ("3",), 16, 1, Workers(4, 4, ("3",))),
+])
+def test_plan_workers(jobs, gpus, cores, cpu_jobs, expected):
+    assert plan_workers(jobs, gpus, cores, cpu_jobs) == expected
+
+
+def test_parallel_workers_give_the_same_outcomes(tmp_path):
+    cells = [Cell(config(train__lr=lr)) for lr in (1e-3, 0.0666, 2e-3, 3e-3)]
+    outcomes = run_cells(cells, tmp_path, jobs=2, device="cpu", train=picky_train)
+    assert [outcomes[c.id].status for c in cells] == ["done", "failed", "done", "done"]
+    for cell in cells[::2]:
+        saved = json.loads(cell.run_dir(tmp_path).metrics_file.read_text())
+        assert saved == outcomes[cell.id].metrics

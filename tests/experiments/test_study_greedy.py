@@ -1,0 +1,116 @@
+"""Greedy forward selection of auxiliary targets (App. A) with fake evaluators."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from malt.experiments.greedy import GreedySelection, greedy_forward, run_greedy
+
+CANDIDATES = ("first", "linear", "mta", "cat")
+
+
+def additive(gains: dict[str, float], base: float = 0.7):
+    """Score = base + Σ gains of the set (deterministic, no training)."""
+    return lambda aux: base + sum(gains[v] for v in aux)
+
+
+def test_adds_helpful_candidates_best_first_and_stops():
+    state = greedy_forward(CANDIDATES, additive({"first": 0.01, "linear": 0.03, "mta": -0.02,
+                                                 "cat": 0.02}))
+    assert state.selected == ("linear", "cat", "first")
+    assert state.score == pytest.approx(0.76)
+    assert [r.chosen for r in state.rounds] == ["linear", "cat", "first", None]
+    assert state.rounds[0].base == () and state.rounds[0].base_score == pytest.approx(0.7)
+    assert state.rounds[1].tried == pytest.approx({"first": 0.74, "mta": 0.71, "cat": 0.75})
+    assert state.done and not state.failed
+
+
+def test_uses_every_candidate_when_all_help():
+    state = greedy_forward(CANDIDATES, additive(dict.fromkeys(CANDIDATES, 0.01)))
+    assert set(state.selected) == set(CANDIDATES)
+    assert len(state.rounds) == len(CANDIDATES)
+    # ties go to the candidate listed first
+    assert state.selected == CANDIDATES
+
+
+def test_nothing_helps_keeps_the_empty_set():
+    state = greedy_forward(CANDIDATES, additive(dict.fromkeys(CANDIDATES, -0.01)))
+    assert state.selected == () and state.score == pytest.approx(0.7)
+    assert len(state.rounds) == 1 and state.rounds[0].chosen is None
+
+
+def test_zero_gain_is_not_an_improvement():
+    state = greedy_forward(("first",), additive({"first": 0.0}))
+    assert state.selected == ()
+
+
+def test_interactions_are_judged_on_the_grown_set():
+    # "mta" only helps once "linear" is in the set
+    def score(aux):
+        s = 0.7 + (0.02 if "linear" in aux else 0.0)
+        return s + (0.03 if {"linear", "mta"} <= set(aux) else -0.01 if "mta" in aux else 0.0)
+
+    state = greedy_forward(("mta", "linear"), score)
+    assert state.selected == ("linear", "mta")
+
+
+def test_failed_runs():
+    def score(aux):
+        return None if "cat" in aux else 0.7 + 0.01 * len(aux)
+
+    state = greedy_forward(CANDIDATES, score)
+    assert "cat" not in state.selected and len(state.selected) == 3
+    assert greedy_forward(CANDIDATES, lambda aux: None).failed
+
+
+def test_update_checks_the_number_of_scores():
+    state = GreedySelection(CANDIDATES)
+    with pytest.raises(ValueError):
+        state.update([0.5, 0.6])
+    with pytest.raises(ValueError, match="repeat"):
+        GreedySelection(("first", "first"))
+
+
+def reference_greedy(candidates, score):
+    """Straightforward transcription of App. A, for comparison."""
+    selected, current = [], score(())
+    remaining = list(candidates)
+    while remaining:
+        gains = {c: score(tuple(selected + [c])) - current for c in remaining}
+        best = max(remaining, key=lambda c: gains[c])
+        if gains[best] <= 0:
+            break
+        selected.append(best)
+        remaining.remove(best)
+        current = score(tuple(selected))
+    return tuple(selected)
+
+
+@given(st.dictionaries(st.frozensets(st.sampled_from(CANDIDATES)),
+                       st.integers(0, 50), min_size=0, max_size=16))
+def test_matches_a_direct_transcription(table):
+    def score(aux):
+        return table.get(frozenset(aux), 25) / 100
+
+    assert greedy_forward(CANDIDATES, score).selected == reference_greedy(CANDIDATES, score)
+
+
+def test_run_greedy_batches_every_problem_per_round():
+    problems = {"a": ("x", "y"), "b": ("x", "y", "z")}
+    gains = {"a": {"x": 0.01, "y": -0.01}, "b": {"x": 0.01, "y": 0.02, "z": 0.03}}
+    batches = []
+
+    def evaluate(batch):
+        batches.append(list(batch))
+        return [additive(gains[key])(aux) for key, aux in batch]
+
+    states = run_greedy(problems, evaluate)
+    assert states["a"].selected == ("x",)
+    assert states["b"].selected == ("z", "y", "x")
+    assert batches[0] == [("a", ()), ("b", ())]
+    assert batches[1] == [("a", ("x",)), ("a", ("y",)), ("b", ("x",)), ("b", ("y",)),
+                          ("b", ("z",))]
+    for key, candidates in problems.items():
+        assert states[key].selected == greedy_forward(candidates, additive(gains[key])).selected

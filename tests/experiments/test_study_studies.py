@@ -1,0 +1,168 @@
+"""The studies on a fake trainer (deterministic metrics from the config, no training)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fake_training import fake_train, score
+
+from malt.commands.study import STUDY_NAMES
+from malt.data.schema import MAC
+from malt.errors import ConfigError
+from malt.experiments.cells import Cell
+from malt.experiments.context import Context, Variant, canonical_aux, claim_output, \
+    reference_aux
+from malt.experiments.presets import PRESETS
+from malt.experiments.search import Setting
+from malt.experiments.studies import STUDIES, write_output
+
+
+def make_context(tmp_path: Path, **changes) -> Context:
+    fields = dict(preset=PRESETS["smoke"], data=Path("/data/mac"), out=tmp_path,
+                  labels=MAC.labels, seeds=(1, 2), train=fake_train, device="cpu", jobs=1,
+                  say=lambda line: None)
+    fields.update(changes)
+    return Context(**fields)
+
+
+def run_dirs(ctx: Context) -> list[str]:
+    return sorted(p.name for p in ctx.runs.iterdir()) if ctx.runs.exists() else []
+
+
+def test_the_command_lists_every_study():
+    assert set(STUDY_NAMES) == set(STUDIES)
+
+
+def test_reference_auxiliary_sets_follow_the_release_grid():
+    labels = MAC.labels
+    assert reference_aux("base", "last", labels) == ()
+    assert reference_aux("ple", "last", labels) == ("first", "linear", "mta")
+    assert reference_aux("natal", "last", labels) == ("first", "linear", "mta", "cat")
+    assert reference_aux("moae", "mta", labels) == ("last", "first", "linear", "cat")
+    assert reference_aux("home", "linear", labels) == ("last", "first", "mta")
+    for model in ("shared_bottom", "natal", "moae"):
+        assert reference_aux(model, "first", labels) == ("last",)
+    # without a last-click label the first-click exception does not apply
+    assert reference_aux("mmoe", "first", ("first", "linear")) == ("linear",)
+
+
+def test_canonical_aux_orders_by_schema_with_cat_last():
+    assert canonical_aux(["cat", "mta", "first"], MAC.labels) == ("first", "mta", "cat")
+    with pytest.raises(ConfigError, match="not labels"):
+        canonical_aux(["dda"], MAC.labels)
+
+
+def test_main_searches_on_validation_then_tests_every_seed(tmp_path):
+    ctx = make_context(tmp_path, models=("base", "natal", "moae"), targets=("last",),
+                       lrs=(3e-3, 1e-2), aux_weights=(0.1, 0.3))
+    output = STUDIES["main"][0](ctx)
+    table = dict(output.tables)[""]
+    dirs = run_dirs(ctx)
+    # validation: BASE 2 lrs, NATAL and MoAE 2 × 2; test: 3 models × 2 seeds
+    assert sum("-val-" in d for d in dirs) == 2 + 4 + 4
+    assert all("-s1-" in d for d in dirs if "-val-" in d)
+    assert len([d for d in dirs if "-val-" not in d]) == 6
+    moae = Variant("moae", "last", ("first", "linear", "mta", "cat"), Setting(1e-2, 0.3))
+    expected = [score(ctx.config(moae, seed=s), "last") for s in ctx.seeds]
+    mean, std, n = table.stats("MoAE", "last_gauc")
+    assert n == 2 and mean == pytest.approx(sum(expected) / 2)
+    assert std == pytest.approx(abs(expected[0] - expected[1]) / math.sqrt(2))
+    base = Variant("base", "last", (), Setting(1e-2, None))
+    delta = table.stats("Δ MoAE vs BASE", "last_gauc")[0]
+    assert delta == pytest.approx(mean - score(ctx.config(base, seed=1), "last") - 0.00005)
+    assert table.marks()[("MoAE", "last_gauc")] == "best"
+    settings = dict(output.tables)["settings"]
+    assert settings.values[("MoAE", "last")] == "lr 0.01, λ 0.3"
+    assert settings.values[("BASE", "last")] == "lr 0.01, λ ref"
+
+
+def test_a_rerun_trains_nothing(tmp_path):
+    ctx = make_context(tmp_path, models=("base", "moae"), targets=("last", "first"))
+    STUDIES["main"][0](ctx)
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a completed cell was trained again")
+
+    again = make_context(tmp_path, models=("base", "moae"), targets=("last", "first"),
+                         train=must_not_train)
+    first = STUDIES["main"][0](ctx)
+    second = STUDIES["aux-metrics"][0](again)  # same tuned runs, read back
+    assert not again.failures
+    assert dict(second.tables)[""].stats("MoAE", "last:last") == \
+        dict(first.tables)[""].stats("MoAE", "last_gauc")
+
+
+def test_params_atl_and_aux_targets_reuse_the_tuned_setting(tmp_path):
+    ctx = make_context(tmp_path, models=("base", "moae"), targets=("last",), seeds=(1,))
+    params = dict(STUDIES["params"][0](ctx).tables)[""]
+    assert params.rows == ["BASE", "MoAE", "MoAE w/o mal"]
+    # λ = 0 costs 0.002 · 0.3 in the fake score; the dense size is the same
+    assert params.stats("MoAE", "last_gauc")[0] - params.stats("MoAE w/o mal", "last_gauc")[0] \
+        == pytest.approx(0.0006)
+    assert params.stats("MoAE", "last_params")[0] == params.stats("MoAE w/o mal",
+                                                                  "last_params")[0] == 1400
+
+    atl = dict(STUDIES["atl"][0](replace(ctx, models=("moae",))).tables)[""]
+    assert atl.rows == ["MoAE", "MoAE + GCS", "MoAE + PCGrad"]
+    assert atl.stats("MoAE + PCGrad", "last_dgauc")[0] == pytest.approx(0.003)
+    assert atl.stats("MoAE + GCS", "last_dgauc")[0] == pytest.approx(0.0)
+
+    aux = dict(STUDIES["aux-targets"][0](replace(ctx, models=("moae",))).tables)[""]
+    assert [r.split(": ")[1] for r in aux.rows] == [
+        "None", "First-Click", "DDA", "Linear", "First-Click & DDA & Linear",
+        "First-Click & DDA & Linear & CAT"]
+    assert aux.marks()[("Last-Click target: First-Click & DDA & Linear & CAT", "gauc")] == "best"
+
+
+def test_greedy_study_selects_with_validation_runs(tmp_path):
+    ctx = make_context(tmp_path, models=("ple",), targets=("mta",), seeds=(3,))
+    table = dict(STUDIES["greedy"][0](ctx).tables)[""]
+    # the fake score grows with every auxiliary view, so every candidate is kept in turn
+    assert table.values[("PLE · DDA · selected", "set")] == "Last-Click & First-Click & Linear"
+    assert table.values[("PLE · DDA · round 1: + Last-Click", "kept")] == "✓"
+    assert all("-val-s3-" in d for d in run_dirs(ctx))
+    assert len(run_dirs(ctx)) == 1 + 3 + 2 + 1
+
+
+def test_search_study_marks_the_selected_setting(tmp_path):
+    ctx = make_context(tmp_path, models=("moae",), targets=("last",), seeds=(1,))
+    output = STUDIES["search"][0](ctx)
+    grid, chosen = dict(output.tables)[""], dict(output.tables)["selected"]
+    assert len(grid.rows) == 4  # the smoke preset's 2 × 2 search grid
+    assert grid.values[("MoAE · Last-Click · lr 0.01, λ 0.3", "selected")] == "✓"
+    assert grid.marks()[("MoAE · Last-Click · lr 0.01, λ 0.3", "val_gauc")] == "best"
+    assert chosen.values[("MoAE · Last-Click", "lr")] == "0.01"
+    paths = write_output(tmp_path / "tables", "search", output)
+    assert {p.name for p in paths} == {"search.md", "search.csv", "search-selected.csv"}
+
+
+def test_failed_runs_leave_gaps_and_are_collected(tmp_path):
+    from fake_training import picky_train
+
+    ctx = make_context(tmp_path, models=("base", "moae"), targets=("last",), seeds=(1,),
+                       lrs=(0.0666,), train=picky_train)
+    table = dict(STUDIES["main"][0](ctx).tables)[""]
+    assert len(ctx.failures) == 2
+    assert table.cell_text("MoAE", table.columns[1]) == "–"
+
+
+def test_unknown_targets_are_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="not labels"):
+        STUDIES["main"][0](make_context(tmp_path, targets=("dda",)))
+
+
+def test_output_directory_is_tied_to_one_data_set(tmp_path):
+    claim_output(tmp_path, Path("/data/a"))
+    claim_output(tmp_path, Path("/data/a"))
+    with pytest.raises(ConfigError, match="/data/a"):
+        claim_output(tmp_path, Path("/data/b"))
+
+
+def test_cell_of_a_variant_is_the_run_directory(tmp_path):
+    ctx = make_context(tmp_path)
+    variant = Variant("moae", "last", ("cat", "first"), Setting(1e-2))
+    assert ctx.run_dir(variant, 1) == Cell(ctx.config(variant, seed=1)).run_dir(ctx.runs).path
+    assert ctx.config(variant, seed=1).task.aux == ["first", "cat"]
