@@ -123,6 +123,12 @@ class Context:
         return self.out / "runs"
 
     # --- choices ---------------------------------------------------------------------------
+    @property
+    def display_labels(self) -> tuple[str, ...]:
+        """The data's labels in the order of the paper's tables (the preset's targets first)."""
+        first = [t for t in self.preset.targets if t in self.labels]
+        return (*first, *(v for v in self.labels if v not in first))
+
     def pick_models(self, default: Sequence[str]) -> tuple[str, ...]:
         return tuple(self.models) if self.models else tuple(default)
 

@@ -156,8 +156,8 @@ def study_aux_metrics(ctx: Context) -> StudyOutput:
     for t in targets:
         lead = _prefix(targets, t, view_name, " target: ")
         columns.append(Column(f"{t}:{t}", f"{lead}Primary {view_name(t)}"))
-        columns += [Column(f"{t}:{v}", f"{lead}Aux {view_name(v)}") for v in ctx.labels
-                    if v != t]
+        columns += [Column(f"{t}:{v}", f"{lead}Aux {view_name(v)}")
+                    for v in ctx.display_labels if v != t]
     rows = [model_name(m) for m in models]
     table = Table("Table 3: GAUC of the primary and the auxiliary views", "Model", rows, columns,
                   notes=_notes(ctx, "MoE: mixture-of-experts backbone; KT: main-task-"
@@ -174,9 +174,13 @@ def study_aux_metrics(ctx: Context) -> StudyOutput:
 
 # --- Table 5 -------------------------------------------------------------------------------------
 def _aux_sets(ctx: Context, target: str) -> list[tuple[str, ...]]:
-    others = tuple(v for v in ctx.labels if v != target)
+    """None, each other label, all of them, all of them and CAT (in the tables' order)."""
+    others = tuple(v for v in ctx.display_labels if v != target)
     sets = [(), *((v,) for v in others), others, (*others, CAT)]
-    return list(dict.fromkeys(canonical_aux(s, ctx.labels) for s in sets))
+    distinct: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for aux in sets:
+        distinct.setdefault(canonical_aux(aux, ctx.labels), aux)
+    return list(distinct.values())
 
 
 def study_aux_targets(ctx: Context) -> StudyOutput:
@@ -299,7 +303,7 @@ def study_labels(ctx: Context) -> StudyOutput:
     dataset = prepare(ctx.data, resolve_schema(ctx.schema))
     stats = label_statistics((d.arrays()["weights"] for d in dataset.days),
                              dataset.schema.labels)
-    labels = stats.labels
+    labels = [v for v in ctx.display_labels if v in stats.labels]
     ratio = Table("Table 2: positive ratio per attribution rule", "Statistic",
                   ["Positive ratio", "Positives", "Mean weight of positives"],
                   [Column(v, view_name(v), rank=False) for v in labels],
@@ -308,7 +312,7 @@ def study_labels(ctx: Context) -> StudyOutput:
                          f"{len(dataset.days)} days (training and test)."])
     for v in labels:
         ratio.add("Positive ratio", v, stats.ratio(v))
-        ratio.add("Positives", v, float(stats.positives[labels.index(v)]))
+        ratio.add("Positives", v, float(stats.positives[stats.labels.index(v)]))
         ratio.add("Mean weight of positives", v, stats.mean_positive_weight(v))
     tables = [("", ratio)]
     if stats.has_mml:
@@ -321,7 +325,7 @@ def study_labels(ctx: Context) -> StudyOutput:
                            "even (linear) split does."])
         for v in targets:
             mml.add("MML", v, stats.mml(v))
-            mml.add("Positives", v, float(stats.positives[labels.index(v)]))
+            mml.add("Positives", v, float(stats.positives[stats.labels.index(v)]))
         tables.append(("mml", mml))
     return StudyOutput(tables)
 
@@ -432,7 +436,7 @@ def study_greedy(ctx: Context) -> StudyOutput:
         raise ConfigError("BASE has no auxiliary heads; name a multi-task model for greedy")
     targets = ctx.pick_targets(ctx.preset.greedy_targets)
     setting = ctx.fixed_setting()
-    problems = {(m, t): [*(v for v in ctx.labels if v != t),
+    problems = {(m, t): [*(v for v in ctx.display_labels if v != t),
                          *((CAT,) if m in KT_MODELS else ())] for m in models for t in targets}
 
     def evaluate(batch):
@@ -472,7 +476,7 @@ def study_greedy(ctx: Context) -> StudyOutput:
                           "failed" if score is None else "")
         final = f"{head} · selected"
         table.rows.append(final)
-        table.add(final, "set", names(canonical_aux(state.selected, ctx.labels)))
+        table.add(final, "set", names(state.selected))
         table.add(final, "val_gauc", state.score)
     table.notes = _notes(ctx, f"Validation protocol, {setting.label}, seed {ctx.seeds[0]}. Each "
                               "round keeps the candidate with the largest positive gain over the "
