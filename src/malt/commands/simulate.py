@@ -18,9 +18,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="override the preset's days (the last one is the test day)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a data set already in --out")
+    parser.add_argument("--scenario", default="mac", choices=["mac", "app-promotion"],
+                        help="mac: MAC-shaped clicks with attribution labels (default); "
+                             "app-promotion: campaigns with target actions and incomplete, "
+                             "skewed conversion labels (KAML setting; writes schema.toml)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scenario == "app-promotion":
+        from malt.data.simulate.app_promotion import run_command
+
+        return run_command(args)
     from malt.data.simulate import simulate, size_config
 
     config = size_config(args.size, users=args.users, days=args.days, seed=args.seed)

@@ -322,3 +322,16 @@ def _clear(out: Path, overwrite: bool) -> None:
     for path in old:
         path.unlink()
     (out / SCHEMA_FILE).unlink(missing_ok=True)
+
+
+def run_command(args) -> int:
+    """`malt simulate --scenario app-promotion` (same flags as the MAC scenario)."""
+    config = size_config(args.size, users=args.users, days=args.days, seed=args.seed)
+    print(f"simulating {config.campaigns:,} app-promotion campaigns, {config.users:,} users "
+          f"over {config.days} days (seed {config.seed}, {config.expected_clicks:,} clicks) -> "
+          f"{args.out}", flush=True)
+    stats = simulate_app_promotion(config, args.out, overwrite=args.overwrite,
+                                   progress=lambda line: print(line, flush=True))
+    print(stats.format())
+    print(f"schema: {Path(args.out) / SCHEMA_FILE}")
+    return 0
