@@ -1,7 +1,7 @@
 """An app-promotion click simulator with incomplete, skewed multi-label data (KAML setting).
 
 Every row is a click on a campaign's ad. Its columns: `user_id`; user fields (age band,
-gender, city tier, device model, OS, interest, activity level); ad fields (campaign, app, app
+gender, city tier, device model, OS, interest, most installed app category, activity level); ad fields (campaign, app, app
 category, creative); context fields (hour band, slot, network, media); `target_action` (the
 campaign's bid goal: an action name or "other"); the observed labels (one per action of
 `ACTIONS`: 1 where the conversion happened *and* the campaign reported it); the true labels
@@ -32,15 +32,16 @@ from malt.data.layout import atomic_write_text, day_path, write_day, write_vocab
 from malt.data.simulate.app_world import (ACTIONS, APP_CATEGORIES, CREATIVES_PER_CAMPAIGN,
                                           DEVICE_MODELS, INTERESTS, OTHER, AppParams, Apps,
                                           Campaigns, Users, action_scores, build_apps,
-                                          build_campaigns, build_users)
+                                          build_campaigns, build_users, category_centres)
 from malt.errors import ConfigError
 
 USER_FIELDS = ("age_band", "gender", "city_tier", "device_model", "os", "interest",
-               "activity_level")
+               "installed_category", "activity_level")
 AD_FIELDS = ("campaign", "app", "app_category", "creative")
 CONTEXT_FIELDS = ("hour_band", "slot", "network", "media")
 CARDINALITY = {"age_band": 7, "gender": 3, "city_tier": 5, "device_model": DEVICE_MODELS,
                "os": 3, "interest": INTERESTS, "activity_level": 5,
+               "installed_category": len(APP_CATEGORIES),
                "app_category": len(APP_CATEGORIES), "hour_band": 6, "slot": 5, "network": 3,
                "media": 8}
 SCHEMA_FILE = "schema.toml"
@@ -138,8 +139,9 @@ def build_world(config: AppSimConfig) -> World:
     p = config.params
     user_rng, app_rng, campaign_rng = (np.random.default_rng(s) for s in
                                        np.random.SeedSequence([config.seed, 11]).spawn(3))
-    users = build_users(config.users, user_rng)
-    apps = build_apps(config.apps, p, app_rng)
+    centres = category_centres(app_rng)
+    users = build_users(config.users, centres, user_rng)
+    apps = build_apps(config.apps, centres, p, app_rng)
     campaigns = build_campaigns(config.campaigns, config.apps, config.days, p, campaign_rng)
     activity = np.exp(0.5 * users.activity)
     tilts = np.vstack([action_scores(users, p).T * p.audience_tilt,

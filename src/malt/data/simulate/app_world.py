@@ -58,7 +58,7 @@ class AppParams:
     monetisation_effect: float = 0.6
     """Effect of the app's monetisation on payment."""
     app_quality_sigma: float = 0.4
-    intent_sigma: float = 0.6
+    intent_sigma: float = 0.5
     """Click-level intent shared by all actions of a click."""
     noise_sigma: float = 0.4
     target_shift: float = 0.4
@@ -101,9 +101,11 @@ def _bands(values: np.ndarray, bands: int, noise: float, rng: np.random.Generato
     return np.searchsorted(edges, noisy).astype(np.int64)
 
 
-def build_users(n: int, rng: np.random.Generator) -> Users:
+def build_users(n: int, centres: np.ndarray, rng: np.random.Generator) -> Users:
     """Users with latent tastes, activity and wealth, and the categorical features that show
-    them through noise: age band, gender, city tier, device model, OS, interest, activity level."""
+    them through noise: age band, gender, city tier, device model, OS, interest, the category of
+    the apps they installed most, activity level. `centres` [categories, LATENT] are the app
+    categories' latent centres."""
     latent = rng.normal(size=(n, LATENT))
     activity = rng.normal(size=n)
     wealth = rng.normal(size=n)
@@ -112,20 +114,27 @@ def build_users(n: int, rng: np.random.Generator) -> Users:
     device = device_tier * (DEVICE_MODELS // 5) + rng.integers(0, DEVICE_MODELS // 5, n)
     projection = rng.normal(size=(LATENT, INTERESTS))
     interest = np.argmax(latent @ projection + rng.gumbel(size=(n, INTERESTS)), axis=1)
+    installed = np.argmax(latent @ centres.T + 0.5 * rng.gumbel(size=(n, len(centres))), axis=1)
     features = {
         "age_band": _bands(age, 7, 0.2, rng),
         "gender": rng.integers(0, 3, n),
-        "city_tier": _bands(wealth, 5, 1.0, rng),
+        "city_tier": _bands(wealth, 5, 0.8, rng),
         "device_model": device,
         "os": np.where(device_tier >= 3, rng.integers(0, 2, n), rng.integers(1, 3, n)),
         "interest": interest.astype(np.int64),
-        "activity_level": _bands(activity, 5, 0.5, rng),
+        "installed_category": installed.astype(np.int64),
+        "activity_level": _bands(activity, 5, 0.3, rng),
     }
     return Users(latent, activity, wealth, features)
 
 
-def build_apps(n: int, params: AppParams, rng: np.random.Generator) -> Apps:
-    centres = rng.normal(size=(len(APP_CATEGORIES), LATENT))
+def category_centres(rng: np.random.Generator) -> np.ndarray:
+    """Latent centre of each app category [categories, LATENT]."""
+    return rng.normal(size=(len(APP_CATEGORIES), LATENT))
+
+
+def build_apps(n: int, centres: np.ndarray, params: AppParams, rng: np.random.Generator
+               ) -> Apps:
     category = rng.integers(0, len(APP_CATEGORIES), n)
     latent = centres[category] + 0.6 * rng.normal(size=(n, LATENT))
     monetising = np.isin(category, [APP_CATEGORIES.index(c) for c in ("game", "finance",
