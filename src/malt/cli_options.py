@@ -14,6 +14,7 @@ from typing import Any
 from malt.config import ADM_WINDOWS, DEVICES, EVAL_SPLITS, GRAD_METHODS, GRAD_VARIANTS, MASKS, \
     RunConfig, merge, read_config_file
 from malt.errors import ConfigError
+from malt.keyvalue import read_key_value_file
 
 # flag destination -> (config section or None for top level, key)
 _FLAG_KEYS: dict[str, tuple[str | None, str]] = {
@@ -120,6 +121,6 @@ def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None)
     """`base` (e.g. a command's defaults), then the config file, then the flags."""
     tree = dict(base or {})
     if getattr(args, "config", None):
-        tree = merge(tree, read_config_file(args.config))
+        tree = merge(tree, read_key_value_file(args.config))
     tree = merge(tree, given_overrides(args))
     return RunConfig.from_dict(tree, source=getattr(args, "config", None) or "flags")

@@ -23,13 +23,12 @@ every run directory, so a run can be reproduced from it alone.
 from __future__ import annotations
 
 import difflib
-import json
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from malt.errors import ConfigError
+from malt.keyvalue import read_key_value_file
 
 DEVICES = ("auto", "cpu", "cuda")
 GRAD_METHODS = ("none", "gcs", "pcgrad")
@@ -164,31 +163,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        return cls.from_dict(read_config_file(path), source=str(path))
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The key/value tree of a TOML, YAML or JSON file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            raw = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            raw = yaml.safe_load(text) or {}
-        elif path.suffix == ".json":
-            raw = json.loads(text)
-        else:
-            raise ConfigError(f"config file {path}: use .toml, .yaml or .json")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
-        raise ConfigError(f"config file {path} is not valid: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a table of keys")
-    return raw
+        return cls.from_dict(read_key_value_file(path), source=str(path))
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

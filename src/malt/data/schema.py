@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from malt.errors import ConfigError
+from malt.keyvalue import read_key_value_file
 
 GROUPS = ("user", "ad", "context")
 
@@ -165,28 +166,7 @@ class Schema:
     @classmethod
     def load(cls, path: str | Path) -> Schema:
         """Read a schema from a .toml, .yaml/.yml or .json file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"schema file {path} does not exist")
-        text = path.read_text()
-        try:
-            if path.suffix == ".toml":
-                raw = tomllib.loads(text)
-            elif path.suffix in (".yaml", ".yml"):
-                import yaml
-
-                raw = yaml.safe_load(text)
-            elif path.suffix == ".json":
-                raw = json.loads(text)
-            else:
-                raise ConfigError(f"schema file {path}: use .toml, .yaml or .json")
-        except ConfigError:
-            raise
-        except Exception as exc:  # each parser has its own error class (yaml.YAMLError, ...)
-            raise ConfigError(f"schema file {path} is not valid: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"schema file {path} must hold a table of keys")
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(read_key_value_file(path, "schema"), source=str(path))
 
     # --- validation ----------------------------------------------------------------------
     def _check(self) -> None:

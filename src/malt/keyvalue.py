@@ -1,0 +1,34 @@
+"""Reading the small key/value files users write: configs and schemas (TOML, YAML or JSON)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from malt.errors import ConfigError
+
+
+def read_key_value_file(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """The table of keys in `path`; any problem is a `ConfigError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file {path} does not exist")
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"{what} file {path}: use .toml, .yaml or .json")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            raw = tomllib.loads(text)
+        elif path.suffix == ".json":
+            raw = json.loads(text)
+        else:
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+    except Exception as exc:  # each parser has its own error class (yaml.YAMLError, ...)
+        raise ConfigError(f"{what} file {path} is not valid: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} file {path} must hold a table of keys")
+    return raw
