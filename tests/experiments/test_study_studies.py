@@ -166,3 +166,13 @@ def test_cell_of_a_variant_is_the_run_directory(tmp_path):
     variant = Variant("moae", "last", ("cat", "first"), Setting(1e-2))
     assert ctx.run_dir(variant, 1) == Cell(ctx.config(variant, seed=1)).run_dir(ctx.runs).path
     assert ctx.config(variant, seed=1).task.aux == ["first", "cat"]
+
+
+def test_cost_summary_counts_only_trained_runs(tmp_path):
+    ctx = make_context(tmp_path, models=("base",), targets=("last",))
+    assert ctx.cost_summary() == "no run trained (all read back)"
+    STUDIES["main"][0](ctx)
+    assert ctx.cost_summary() == ("2 run(s) trained: 200 training rows in 1 s of training "
+                                  "(200 rows/s per run)")
+    STUDIES["main"][0](ctx)
+    assert ctx.cost_summary(since=2) == "no run trained (all read back)"

@@ -11,11 +11,13 @@ STUDY_NAMES = ("main", "aux-metrics", "aux-targets", "params", "atl", "labels", 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", choices=[*STUDY_NAMES, "all"],
-                        help="the study (see docs/studies.md); `all` runs every one in turn")
-    parser.add_argument("--preset", default="smoke", choices=["smoke", "paper"],
+    parser.add_argument("name", choices=[*STUDY_NAMES, "kaml", "all"],
+                        help="the study (see docs/studies.md; kaml: the KAML paper's tables, "
+                             "docs/kaml.md); `all` runs every MAC study in turn")
+    parser.add_argument("--preset", default="smoke", choices=["smoke", "small", "paper"],
                         help="smoke: tiny simulated set, minutes on a CPU; paper: the full "
-                             "protocol (default smoke)")
+                             "protocol; small (kaml only): the small simulated set "
+                             "(default smoke)")
     parser.add_argument("--data", help="data directory in the MAC layout (default: a simulated "
                                        "set in OUT/data, written when missing)")
     parser.add_argument("--schema", help="schema file (default: the MAC schema)")
@@ -33,6 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aux-weights", nargs="+", type=_weight, metavar="λ",
                         help="λ values of the grid; `ref` = the target's reference λ")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--baselines", nargs="+",
+                        help="kaml: RelaImpr baseline models (default: the multi-task ones)")
 
 
 def _weight(text: str) -> float | None:
@@ -40,6 +44,10 @@ def _weight(text: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.name == "kaml":
+        from malt.experiments.kaml import run_command
+
+        return run_command(args)
     import time
     from pathlib import Path
 
@@ -78,14 +86,15 @@ def run(args: argparse.Namespace) -> int:
     names = STUDY_NAMES if args.name == "all" else (args.name,)
     try:
         for name in names:
-            started = time.perf_counter()
+            started, before = time.perf_counter(), len(ctx.trained)
             print(f"\n== study {name} ({STUDIES[name][1]}) ==", flush=True)
             output = STUDIES[name][0](ctx)
             for _, table in output.tables:
                 print(f"\n{table.markdown()}")
             paths = write_output(out, name, output)
-            print(f"\nwrote {', '.join(str(p) for p in paths)} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            print(f"\nwrote {', '.join(str(p) for p in paths)}\n"
+                  f"{ctx.cost_summary(before)}; {time.perf_counter() - started:.0f} s wall",
+                  flush=True)
     except (Interrupted, KeyboardInterrupt):
         print(f"\ninterrupted; checkpoints are saved. Run the same command again to resume "
               f"(completed runs under {ctx.runs} are kept).")

@@ -117,6 +117,8 @@ class Context:
     train: TrainFn | None = None
     say: Callable[[str], None] = print
     failures: dict[str, Outcome] = field(default_factory=dict)
+    trained: list[Outcome] = field(default_factory=list)
+    """Runs trained (not read back) by this context, for the cost summary."""
 
     @property
     def runs(self) -> Path:
@@ -173,11 +175,24 @@ class Context:
         outcomes = run_cells(cells, self.runs, jobs=self.jobs, cpu_jobs=self.preset.cpu_jobs,
                              device=self.device, train=self.train, report=self._report)
         for outcome in outcomes.values():
+            if outcome.status == "done":
+                self.trained.append(outcome)
             if outcome.status == "failed":
                 self.failures[outcome.cell.id] = outcome
             else:
                 self.failures.pop(outcome.cell.id, None)
         return [outcomes[c.id].metrics for c in cells]
+
+    def cost_summary(self, since: int = 0) -> str:
+        """Training rows and seconds of the runs trained since `trained[since]`."""
+        done = self.trained[since:]
+        if not done:
+            return "no run trained (all read back)"
+        rows = sum(o.metrics["train"]["rows"] for o in done)
+        seconds = sum(o.metrics["train"]["seconds"] for o in done)
+        rate = f" ({rows / seconds:,.0f} rows/s per run)" if seconds > 0 else ""
+        return (f"{len(done)} run(s) trained: {rows:,} training rows in {seconds:,.0f} s of "
+                f"training{rate}")
 
     def _report(self, outcome: Outcome, finished: int, total: int) -> None:
         if outcome.status == "skipped":

@@ -17,7 +17,7 @@ from typing import Any
 
 from malt.errors import ConfigError
 from malt.experiments.context import (KT_MODELS, Context, Variant, canonical_aux, main_gauc,
-                                      model_name, view_name)
+                                      model_name, reference_aux, view_name)
 from malt.experiments.greedy import run_greedy
 from malt.experiments.label_stats import DDA_LABEL, LINEAR_LABEL, label_statistics
 from malt.experiments.plots import grouped_bars, save_figure
@@ -392,9 +392,9 @@ def study_search(ctx: Context) -> StudyOutput:
     tuned = ctx.tune([(m, t) for m in models for t in targets], search_study=True)
     results = ctx.test([v for v, _ in tuned.values()])
     grid_rows, groups = [], []
-    grid = Table("Validation day: every setting of the grid", "Model · target · setting", grid_rows,
-                 [Column("val_auc", "val AUC"), Column("val_gauc", "val GAUC"),
-                  Column("selected", "selected", kind="text")])
+    grid = Table("Validation day: every setting of the grid", "Model · target · setting",
+                 grid_rows, [Column("val_auc", "val AUC"), Column("val_gauc", "val GAUC"),
+                             Column("selected", "selected", kind="text")])
     chosen = Table("Selected settings on the test day", "Model · target",
                    [], [Column("lr", "lr", kind="text"), Column("aux_weight", "λ", kind="text"),
                         Column("auc", "test AUC"), Column("gauc", "test GAUC")],
@@ -406,8 +406,8 @@ def study_search(ctx: Context) -> StudyOutput:
             row = f"{head} · {setting.label}"
             group.append(row)
             if result.scores:
-                run = RunDir(ctx.run_dir(Variant(m, t, variant.aux if variant else (), setting),
-                                         ctx.seeds[0], "validation"))
+                aux = reference_aux(m, t, ctx.labels)
+                run = RunDir(ctx.run_dir(Variant(m, t, aux, setting), ctx.seeds[0], "validation"))
                 if run.is_complete():
                     grid.add(row, "val_auc", _value(run.load_metrics(), t, "auc"))
                     grid.add(row, "val_gauc", _value(run.load_metrics(), t, "gauc"))
