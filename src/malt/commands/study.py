@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be positive, got {seeds}")
     for model in args.models or ():
         model_class(model)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but CUDA is not available")
     data = Path(args.data) if args.data else out / "data"
     if not args.data and not (data / "test" / "test.parquet").is_file():
         from malt.data.simulate import simulate, size_config
