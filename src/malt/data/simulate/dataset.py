@@ -64,11 +64,12 @@ class _VocabCollector:
             write_vocab(vocab_dir, column, [str(i) for i in ids.tolist()])
 
 
-def _spill(events_rows: ClickRows, day: np.ndarray, days: int, tmp: Path, chunk: int) -> None:
+def _spill(rows: ClickRows, day: np.ndarray, days: int, tmp: Path, chunk: int) -> None:
+    """Save the rows of each day [N] of one chunk to its own file."""
     order = np.argsort(day, kind="stable")
     bounds = np.searchsorted(day[order], np.arange(days + 1))
     for d in range(days):
-        events_rows.take(order[bounds[d]:bounds[d + 1]]).save(tmp / f"day{d:03d}-{chunk:05d}.npz")
+        rows.take(order[bounds[d]:bounds[d + 1]]).save(tmp / f"day{d:03d}-{chunk:05d}.npz")
 
 
 def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population, tmp: Path,
