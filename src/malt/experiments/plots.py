@@ -28,7 +28,7 @@ def grouped_bars(categories: Sequence[str],
     fig = Figure(figsize=(max(6.0, 1.2 * len(categories)) * len(panel_names), 4.2),
                  layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panel_names), squeeze=False)[0]
+    axes = fig.subplots(1, len(panel_names), squeeze=False, sharey=True)[0]
     x = np.arange(len(categories))
     for ax, panel in zip(axes, panel_names):
         members = [(k, v) for k, v in series.items() if not panels or k[0] == panel]
