@@ -55,6 +55,9 @@ class KamlPreset:
     model: dict[str, Any]
     adm: dict[str, Any] = field(default_factory=dict)
     """`[task]` ADM keys (`adm_window`, `adm_window_days`, `adm_alpha`, ...)."""
+    cpu_jobs: int | None = None
+    """Parallel runs on CPU when --jobs is not given (None: one per core, one thread each;
+    the models are small, so several single-threaded runs beat one multi-threaded run)."""
 
 
 PRESETS: dict[str, KamlPreset] = {
@@ -68,7 +71,7 @@ PRESETS: dict[str, KamlPreset] = {
     "paper": KamlPreset("paper", "medium", seeds=5,
                         train={"batch_size": 5000, "lr": 1e-3, "embedding_lr_scale": 1.0,
                                "log_every": 1000},
-                        model=SHARED_MODEL),
+                        model=SHARED_MODEL, cpu_jobs=1),
 }
 """smoke: the tiny simulation, minutes on a CPU; small: the committed study (one pass over ten
 days of ~50k clicks at batch 512); paper: the paper's protocol (Adam, lr 1e-3, batch 5000, five
@@ -149,8 +152,9 @@ class KamlStudy:
         if todo:
             cells = {(v, s): Cell(self.config(v, s)) for v in todo for s in self.seeds}
             self.say(f"{len({c.id for c in cells.values()})} distinct runs under {self.runs}")
-            outcomes = run_cells(list(cells.values()), self.runs, jobs=self.jobs, cpu_jobs=1,
-                                 device=self.device, train=self.train, report=self._report)
+            outcomes = run_cells(list(cells.values()), self.runs, jobs=self.jobs,
+                                 cpu_jobs=self.preset.cpu_jobs, device=self.device,
+                                 train=self.train, report=self._report)
             for outcome in outcomes.values():
                 if outcome.status == "failed":
                     self.failures[outcome.cell.id] = outcome
