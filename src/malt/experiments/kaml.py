@@ -118,6 +118,8 @@ class KamlStudy:
     baselines: tuple[str, ...] | None = None
     """RelaImpr baseline set (model names); None = the multi-task baselines among `models`."""
     has_reported: bool = False
+    data_note: str = ""
+    """How the notes name the data (default: its path)."""
     lr: float | None = None
     jobs: int | None = None
     device: str = "auto"
@@ -177,7 +179,11 @@ class KamlStudy:
     def notes(self, *extra: str) -> list[str]:
         seeds = (f"mean ± std over {len(self.seeds)} seeds ({', '.join(map(str, self.seeds))})"
                  if len(self.seeds) > 1 else f"one seed ({self.seeds[0]})")
-        return [f"Preset `{self.preset.name}`, data `{self.data}`; {seeds}.", *extra]
+        return [f"Preset `{self.preset.name}`, data: {self.data_label}; {seeds}.", *extra]
+
+    @property
+    def data_label(self) -> str:
+        return self.data_note or f"`{self.data}`"
 
     def metric_columns(self) -> list[Column]:
         columns = []
@@ -228,7 +234,7 @@ def coverage_table(study: KamlStudy, dataset) -> Table:
             table.add(names[key], action, share)
     window = (f"the {options.window_days} training days before each day" if
               options.window == "trailing" else "every training day")
-    table.notes = [f"Data `{study.data}`, {sum(d.rows for d in dataset.train):,} training "
+    table.notes = [f"Data: {study.data_label}, {sum(d.rows for d in dataset.train):,} training "
                    f"rows. ADM: a campaign's reported conversions of an action over {window}, "
                    f"threshold α = {options.alpha:g}; rows whose target is another action "
                    "(\"other\") train nothing under the base mask."]
@@ -325,6 +331,8 @@ def run_command(args: argparse.Namespace) -> int:
     for model in (*models, *(baselines or ())):
         model_class(model)
     data = Path(args.data) if args.data else out / "data"
+    note = f"`{args.data}`" if args.data else \
+        f"the simulated app-promotion `{preset.sim_size}` set (seed {args.seed})"
     if not args.data and not (data / "test" / "test.parquet").is_file():
         from malt.data.simulate.app_promotion import simulate_app_promotion, size_config
 
@@ -349,7 +357,7 @@ def run_command(args: argparse.Namespace) -> int:
     study = KamlStudy(preset=preset, data=data, schema=schema.resolve(), out=out,
                       labels=s.labels, seeds=tuple(range(args.seed, args.seed + seeds)),
                       models=models, baselines=baselines,
-                      has_reported=bool(s.reported_labels),
+                      has_reported=bool(s.reported_labels), data_note=note,
                       lr=args.lrs[0] if args.lrs else None, jobs=args.jobs, device=args.device,
                       say=lambda line: print(line, flush=True))
     from malt.train.trainer import Interrupted
