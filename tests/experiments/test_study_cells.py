@@ -130,15 +130,17 @@ def test_an_interrupted_cell_stops_the_batch(tmp_path):
     assert not cells[1].run_dir(tmp_path).path.exists()
 
 
-@pytest.mark.parametrize("jobs, gpus, cores, cpu_jobs, expected", [
-    (None, (), 8, 1, Workers(1, 8)),
-    (None, (), 8, None, Workers(8, 1)),
-    (3, (), 8, None, Workers(3, 2)),
-    (None, ("0", "1"), 16, 1, Workers(2, 8, ("0", "1"))),
-    (4, ("3",), 16, 1, Workers(4, 4, ("3",))),
+@pytest.mark.parametrize("jobs, gpus, cores, cpu_jobs, cells, expected", [
+    (None, (), 8, 1, None, Workers(1, 8)),
+    (None, (), 8, None, None, Workers(8, 1)),
+    (None, (), 8, None, 3, Workers(3, 2)),
+    (3, (), 8, None, None, Workers(3, 2)),
+    (None, ("0", "1"), 16, 1, None, Workers(2, 8, ("0", "1"))),
+    (None, ("0", "1"), 16, 1, 1, Workers(1, 16, ("0", "1"))),
+    (4, ("3",), 16, 1, None, Workers(4, 4, ("3",))),
 ])
-def test_plan_workers(jobs, gpus, cores, cpu_jobs, expected):
-    assert plan_workers(jobs, gpus, cores, cpu_jobs) == expected
+def test_plan_workers(jobs, gpus, cores, cpu_jobs, cells, expected):
+    assert plan_workers(jobs, gpus, cores, cpu_jobs, cells) == expected
 
 
 def test_parallel_workers_give_the_same_outcomes(tmp_path):

@@ -1,10 +1,11 @@
 """Run many cells: completed ones are read back, the others trained in parallel processes.
 
-On CPU, `jobs` worker processes each get `cores // jobs` torch threads (one busy process per
-core pair beats two processes fighting over every core). When CUDA devices are visible and the
-device is not `cpu`, there is one worker per GPU (or `jobs`, spread round-robin over the GPUs),
-each seeing only its own device. Workers are spawned, never forked, so no CUDA or thread-pool
-state leaks into them, and each keeps its prepared data sets between cells.
+On CPU, `jobs` worker processes each get `cores // jobs` torch threads (small models train
+faster side by side than on shared threads). When CUDA devices are visible and the device is not
+`cpu`, there is one worker per GPU (or `jobs`, spread round-robin over the GPUs), each seeing
+only its own device. Workers are spawned, never forked, so no CUDA or thread-pool state leaks
+into them, and each keeps its prepared data sets between cells. With one worker (or one cell
+left) the cells run in this process.
 
 A failed cell is reported as an `Outcome` with its error (the traceback is in the run's
 `error.txt`) while the other cells go on. Ctrl-C reaches every worker: training stops after the
@@ -77,17 +78,16 @@ def visible_gpus(device: str) -> tuple[str, ...]:
 
 
 def plan_workers(jobs: int | None, gpus: Sequence[str], cores: int,
-                 cpu_jobs: int | None = 1) -> Workers:
+                 cpu_jobs: int | None = 1, cells: int | None = None) -> Workers:
     """One worker per GPU (or `jobs` of them), else `jobs` CPU workers (default `cpu_jobs`;
-    None = one per core)."""
+    None = one per core); never more workers than `cells` to run."""
     if jobs is not None and jobs < 1:
         from malt.errors import ConfigError
 
         raise ConfigError(f"--jobs must be positive, got {jobs}")
-    if gpus:
-        count = jobs or len(gpus)
-    else:
-        count = jobs or cpu_jobs or cores
+    count = (jobs or len(gpus)) if gpus else (jobs or cpu_jobs or cores)
+    if cells is not None:
+        count = max(1, min(count, cells))
     return Workers(count=count, threads=max(1, cores // count), gpus=tuple(gpus))
 
 
@@ -165,7 +165,7 @@ def run_cells(cells: Sequence[Cell], root: Path, *, jobs: int | None = None,
     if not pending:
         return {c.id: outcomes[c.id] for c in unique}
 
-    workers = plan_workers(jobs, visible_gpus(device), usable_cores(), cpu_jobs)
+    workers = plan_workers(jobs, visible_gpus(device), usable_cores(), cpu_jobs, len(pending))
 
     def record(cell: Cell, result: tuple[str, Any, float]) -> None:
         nonlocal finished
@@ -179,7 +179,7 @@ def run_cells(cells: Sequence[Cell], root: Path, *, jobs: int | None = None,
         if report:
             report(outcome, finished, total)
 
-    if workers.count == 1 and not workers.gpus:
+    if workers.count == 1:  # in this process (on one GPU: the first visible, as a worker's)
         for cell in pending:
             record(cell, _run_one(cell, root, train))
     else:
@@ -195,8 +195,7 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
         gpu_queue = context.Queue()
         for i in range(workers.count):
             gpu_queue.put(workers.gpus[i % len(workers.gpus)])
-    executor = ProcessPoolExecutor(max_workers=min(workers.count, len(cells)),
-                                   mp_context=context, initializer=_init_worker,
+    executor = ProcessPoolExecutor(max_workers=workers.count, mp_context=context, initializer=_init_worker,
                                    initargs=(workers.threads, gpu_queue))
     futures: dict[Future, Cell] = {executor.submit(_run_one, c, root, train): c for c in cells}
     try:
