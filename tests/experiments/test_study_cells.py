@@ -150,3 +150,18 @@ def test_parallel_workers_give_the_same_outcomes(tmp_path):
     for cell in cells[::2]:
         saved = json.loads(cell.run_dir(tmp_path).metrics_file.read_text())
         assert saved == outcomes[cell.id].metrics
+
+
+def test_a_worker_starts_no_cell_once_the_pool_is_stopping(tmp_path, monkeypatch):
+    import threading
+
+    from malt.experiments import scheduler
+
+    stop = threading.Event()
+    monkeypatch.setattr(scheduler, "_STOP", stop)
+    cell = Cell(config())
+    assert scheduler._run_one(cell, tmp_path, fake_train)[0] == "done"
+    stop.set()
+    other = Cell(config(train__lr=1e-3))
+    assert scheduler._run_one(other, tmp_path, fake_train)[0] == "interrupted"
+    assert not other.run_dir(tmp_path).path.exists()

@@ -93,6 +93,9 @@ def plan_workers(jobs: int | None, gpus: Sequence[str], cores: int,
 
 # --- inside a worker ----------------------------------------------------------------------------
 _DATASETS: dict[tuple[str | None, str | None, str | None], Dataset] = {}
+_STOP: Any = None
+"""The pool's stop event in a worker: set once the run is interrupted, so that cells already
+handed to the worker's queue are not started."""
 
 
 def _dataset(config: RunConfig) -> Dataset:
@@ -109,6 +112,8 @@ def _run_one(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, f
     """("done", metrics) / ("failed", error line) / ("interrupted", message), and seconds."""
     from malt.train.trainer import Interrupted
 
+    if _STOP is not None and _STOP.is_set():
+        return "interrupted", "stopped before it started", 0.0
     started = time.perf_counter()
     try:
         dataset = _dataset(cell.config) if train is None else None
@@ -121,9 +126,11 @@ def _run_one(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, f
         return "failed", line, time.perf_counter() - started
 
 
-def _init_worker(threads: int, gpu_queue: Any) -> None:
+def _init_worker(threads: int, gpu_queue: Any, stop: Any) -> None:
     # Idle workers ignore Ctrl-C; a training worker's trainer installs its own handler, which
     # saves a checkpoint and stops.
+    global _STOP
+    _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
@@ -190,13 +197,14 @@ def run_cells(cells: Sequence[Cell], root: Path, *, jobs: int | None = None,
 def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Workers,
               record: Callable[[Cell, tuple[str, Any, float]], None]) -> None:
     context = multiprocessing.get_context("spawn")
+    stop = context.Event()
     gpu_queue = None
     if workers.gpus:
         gpu_queue = context.Queue()
         for i in range(workers.count):
             gpu_queue.put(workers.gpus[i % len(workers.gpus)])
     executor = ProcessPoolExecutor(max_workers=workers.count, mp_context=context, initializer=_init_worker,
-                                   initargs=(workers.threads, gpu_queue))
+                                   initargs=(workers.threads, gpu_queue, stop))
     futures: dict[Future, Cell] = {executor.submit(_run_one, c, root, train): c for c in cells}
     try:
         remaining = set(futures)
@@ -209,8 +217,9 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
                     result = ("failed", f"{type(exc).__name__}: {exc}".splitlines()[0], 0.0)
                 record(futures[future], result)
     except BaseException:
-        # Interrupted (or a report callback failed): let running cells save and stop, drop the
-        # queued ones.
+        # Interrupted (or a report callback failed): let running cells save and stop; queued
+        # ones are cancelled, and those already handed to a worker see `stop` and return.
+        stop.set()
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
