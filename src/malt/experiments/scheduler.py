@@ -203,7 +203,8 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
         gpu_queue = context.Queue()
         for i in range(workers.count):
             gpu_queue.put(workers.gpus[i % len(workers.gpus)])
-    executor = ProcessPoolExecutor(max_workers=workers.count, mp_context=context, initializer=_init_worker,
+    executor = ProcessPoolExecutor(max_workers=workers.count, mp_context=context,
+                                   initializer=_init_worker,
                                    initargs=(workers.threads, gpu_queue, stop))
     futures: dict[Future, Cell] = {executor.submit(_run_one, c, root, train): c for c in cells}
     try:
