@@ -30,12 +30,12 @@ class Catalog:
     price_band: np.ndarray        # int8 [I] price decile
     quality: np.ndarray           # float32 [I] item + shop + brand appeal
     latent: np.ndarray            # float32 [I, K] unit-variance components
-    visual: np.ndarray            # float32 [I, Dv] unit vectors
-    encoders: tuple[np.ndarray, np.ndarray]  # float32 [I, Dv] noisy unit vectors
+    visual: np.ndarray            # float16 [I, Dv] unit vectors
+    encoders: tuple[np.ndarray, np.ndarray]  # float16 [I, Dv] noisy unit vectors
     popularity_cdf: np.ndarray    # float64 [I]
     guide: np.ndarray             # int32 [Q] first item with cdf > q * total / Q
     category_price: np.ndarray    # float32 [C]
-    raw: dict[str, np.ndarray]    # field -> int64 [n] raw id of each 0-based id (>= 1)
+    raw: dict[str, np.ndarray]    # field -> int32 [n] raw id of each 0-based id (>= 1)
 
     @property
     def items(self) -> int:
@@ -151,18 +151,19 @@ def build_catalog(n_items: int, params: Params, rng: np.random.Generator) -> Cat
     visual = _unit(visual)
     encoders = tuple(_unit(visual + np.float32(noise / np.sqrt(VISUAL_DIM))
                            * rng.standard_normal((n_items, VISUAL_DIM), dtype=np.float32)
-                           )
+                           ).astype(np.float16)
                      for noise in (0.5, 0.8))
 
     sizes = {"item": n_items, "shop": n_shops, "brand": n_brands, "category": n_categories,
              "adgroup": int(adgroup.max()) + 1}
-    raw = {name: rng.permutation(n).astype(np.int64) + 1 for name, n in sizes.items()}
-    raw["price_band"] = np.arange(p.price_bands, dtype=np.int64) + 1
+    raw = {name: rng.permutation(n).astype(np.int32) + 1 for name, n in sizes.items()}
+    raw["price_band"] = np.arange(p.price_bands, dtype=np.int32) + 1
     cdf = np.cumsum(popularity)
     bins = 1 << max(10, int(np.ceil(np.log2(2 * n_items))))
     guide = np.searchsorted(cdf, np.arange(bins) * (cdf[-1] / bins), side="right"
                             ).astype(np.int32)
     return Catalog(category=category, shop=shop, brand=brand, adgroup=adgroup, price=price,
-                   price_band=price_band, quality=quality, latent=latent, visual=visual,
+                   price_band=price_band, quality=quality, latent=latent,
+                   visual=visual.astype(np.float16),
                    encoders=encoders, popularity_cdf=cdf, guide=guide,
                    category_price=category_price, raw=raw)

@@ -137,6 +137,9 @@ def simulate(config: SimConfig, out: str | Path, *, overwrite: bool = False,
                 part.unlink()
             say(f"  wrote {path.relative_to(out)}: {table.num_rows:,} rows")
             del table, rows
+            # Hand the day's buffers back to the system so the next day starts from the same
+            # footprint (the allocator would otherwise keep them and grow the peak).
+            pa.default_memory_pool().release_unused()
         vocab.write(out / "vocabs")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -81,7 +81,8 @@ class PurchaseHistory:
 
 
 def _ids(values: np.ndarray) -> pa.Array:
-    return pa.array(values.astype(np.int64, copy=False))
+    # Every simulated id fits in int32, which halves the largest columns (the sequences).
+    return pa.array(values.astype(np.int32, copy=False))
 
 
 def _lists(matrix: np.ndarray, dtype: pa.DataType) -> pa.Array:
@@ -92,7 +93,8 @@ def _lists(matrix: np.ndarray, dtype: pa.DataType) -> pa.Array:
 
 def _similarity(encoder: np.ndarray, history: np.ndarray, item: np.ndarray) -> np.ndarray:
     """Cosine of each purchased item [N, L] (-1 pad) with the clicked one [N] -> float32."""
-    sim = np.einsum("nlk,nk->nl", encoder[np.maximum(history, 0)], encoder[item])
+    sim = np.einsum("nlk,nk->nl", encoder[np.maximum(history, 0)].astype(np.float32),
+                    encoder[item].astype(np.float32))
     return np.where(history >= 0, np.clip(sim, -1.0, 1.0), np.float32(0.0))
 
 
@@ -102,7 +104,7 @@ def _table(rows: ClickRows, catalog: Catalog, population: Population,
     columns: dict[str, pa.Array] = {"user_id": _ids(population.raw_id[rows.user])}
     profile = population.profile[rows.user]
     for j in range(profile.shape[1]):
-        columns[f"user_feat{j}"] = _ids(profile[:, j].astype(np.int64) + 1)
+        columns[f"user_feat{j}"] = _ids(profile[:, j].astype(np.int32) + 1)
     groups = {"item": item, "shop": catalog.shop[item], "category": catalog.category[item],
               "brand": catalog.brand[item], "adgroup": catalog.adgroup[item],
               "price_band": catalog.price_band[item]}
@@ -110,7 +112,7 @@ def _table(rows: ClickRows, catalog: Catalog, population: Population,
         columns[f"ad_feat{j}"] = _ids(catalog.raw[name][groups[name]])
     context = (rows.scenario, hour_band(rows.time), rows.slot, rows.device)
     for j, values in enumerate(context):
-        columns[f"context_feat{j}"] = _ids(values.astype(np.int64) + 1)
+        columns[f"context_feat{j}"] = _ids(values.astype(np.int32) + 1)
 
     history = purchases.before(rows.user, rows.time)
     bought = history >= 0
@@ -118,7 +120,7 @@ def _table(rows: ClickRows, catalog: Catalog, population: Population,
     for j, (name, ids) in enumerate((("item", safe), ("shop", catalog.shop[safe]),
                                      ("category", catalog.category[safe]))):
         raw = np.where(bought, catalog.raw[name][ids], int(MAC.sequence_pad))
-        columns[f"ad_feat{j}_seq"] = _lists(raw, pa.int64())
+        columns[f"ad_feat{j}_seq"] = _lists(raw.astype(np.int32), pa.int32())
     for j, encoder in enumerate(catalog.encoders):
         columns[f"mm_feat{j}_seq"] = _lists(_similarity(encoder, history, item), pa.float32())
     for j, label in enumerate(LABELS):

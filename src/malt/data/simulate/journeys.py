@@ -132,10 +132,11 @@ def simulate_chunk(catalog: Catalog, population: Population, users: np.ndarray, 
     history_shop = np.where(history >= 0, catalog.shop[np.maximum(history, 0)], -1)
     loyal = (history_shop[ev_local] == catalog.shop[item][:, None]).any(1)
     bought = history >= 0
-    taste = (np.einsum("nlk,nl->nk", catalog.visual[np.maximum(history, 0)],
+    taste = (np.einsum("nlk,nl->nk", catalog.visual[np.maximum(history, 0)].astype(np.float32),
                        bought.astype(np.float32))
              / np.maximum(bought.sum(1), 1)[:, None])
-    visual_match = np.einsum("ek,ek->e", catalog.visual[item], taste[ev_local])
+    visual_match = np.einsum("ek,ek->e", catalog.visual[item].astype(np.float32),
+                             taste[ev_local])
     mismatch = np.maximum(0.0, catalog.price_band[item] * 4 / (p.price_bands - 1)
                           - profile[ev_local, SPENDING] - 1)
     event_intent = (p.intent_base + p.affinity_effect * affinity
