@@ -14,7 +14,7 @@ import pytest
 
 from kaml_data import kaml_schema, write_kaml_dataset
 from malt.config import RunConfig
-from malt.data.layout import day_path, write_day
+from malt.data.layout import write_day
 from malt.errors import ConfigError
 from malt.train.evaluate import Predictions
 from malt.train.runner import train_run

@@ -1,13 +1,14 @@
 """An app-promotion click simulator with incomplete, skewed multi-label data (KAML setting).
 
 Every row is a click on a campaign's ad. Its columns: `user_id`; user fields (age band,
-gender, city tier, device model, OS, interest, most installed app category, activity level); ad fields (campaign, app, app
-category, creative); context fields (hour band, slot, network, media); `target_action` (the
-campaign's bid goal: an action name or "other"); the observed labels (one per action of
-`ACTIONS`: 1 where the conversion happened *and* the campaign reported it); the true labels
-`true_<action>` (what happened, for the oracle); and `reported_<action>` (whether the campaign
-reports the action at all). A `schema.toml` describing these columns is written next to the
-data, so `malt prepare/train --schema DATA/schema.toml` read it.
+gender, city tier, device model, OS, interest, most installed app category, activity level);
+ad fields (campaign, app, app category, creative); context fields (hour band, slot, network,
+media); `target_action` (the campaign's bid goal: an action name or "other"); the observed
+labels (one per action of `ACTIONS`: 1 where the conversion happened *and* the campaign
+reported it); the true labels `true_<action>` (what happened, for the oracle); and
+`reported_<action>` (whether the campaign reports the action at all). A `schema.toml`
+describing these columns is written next to the data, so `malt prepare/train --schema
+DATA/schema.toml` read it.
 
 The story (see `malt.data.simulate.app_world` for the parameters): a click's conversion
 propensity per action is a logit of user-app affinity, the user's wealth and activity, the
