@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conftest import write_random_dataset
+from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data.layout import day_path, write_day, write_vocab
 

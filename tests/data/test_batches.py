@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import write_random_dataset
+from mac_data import write_random_dataset
 from malt.data import MAC, prepare
 from malt.data.batches import DayBatches, day_order, iterate_days, rank_slice, step_count
 

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import random_day_table, write_random_dataset
+from mac_data import random_day_table, write_random_dataset
 from malt.data import MAC, Schema, prepare
 from malt.data import cache as cache_module
 from malt.data import reader

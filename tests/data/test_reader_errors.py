@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import random_day_table, write_random_dataset
+from mac_data import random_day_table, write_random_dataset
 from malt.data import MAC, Schema, prepare
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.summary import format_summary

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import malt.data.schema as schema_module
-from conftest import fixed_lists
+from mac_data import fixed_lists
 from malt.data import MAC, Schema, prepare, resolve_schema
 from malt.data.batches import DayBatches
 from malt.data.layout import day_path, write_day, write_vocab

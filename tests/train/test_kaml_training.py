@@ -97,7 +97,7 @@ def test_gradient_methods_train_under_a_mask(data, tmp_path, method):
 
 
 def test_a_mask_the_data_cannot_support_is_refused(tmp_path):
-    from conftest import write_random_dataset
+    from mac_data import write_random_dataset
 
     root = write_random_dataset(tmp_path / "mac", days=2, rows=20)
     config = RunConfig.from_dict({"data": {"path": str(root)}, "task": {"main": "last",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_random_dataset
+from mac_data import write_random_dataset
 from malt.cli import main
 from malt.config import RunConfig
 from malt.train.checkpoint import load_checkpoint

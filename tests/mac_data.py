@@ -1,0 +1,52 @@
+"""Small data sets in the MAC layout, built by hand (imported by tests as `mac_data`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from malt.data.layout import day_path, write_day, write_vocab
+from malt.data.schema import MAC, Schema
+
+
+def fixed_lists(values: np.ndarray) -> pa.ListArray:
+    """A list column from a [rows, length] array (every row holds `length` items)."""
+    rows, length = values.shape
+    offsets = np.arange(0, rows * length + 1, length, dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.reshape(-1)))
+
+
+def random_day_table(schema: Schema, rows: int, rng: np.random.Generator, vocab_size: int = 50,
+                     ) -> pa.Table:
+    """A day of `rows` random rows for `schema`: ids are integers in [1, vocab_size), sequence
+    ids in [0, vocab_size) (0 pads), about 20% positives per label."""
+    columns: dict[str, pa.Array] = {
+        schema.user_column: pa.array(rng.integers(1, vocab_size, rows)),
+    }
+    for f in schema.fields:
+        columns[f.name] = pa.array(rng.integers(1, vocab_size, rows))
+    for s in schema.id_sequences:
+        columns[s.name] = fixed_lists(rng.integers(0, vocab_size, (rows, s.length)))
+    for s in schema.float_sequences:
+        columns[s.name] = fixed_lists(rng.uniform(-1, 1, (rows, s.length)).astype(np.float32))
+    for label in schema.labels:
+        hit = rng.random(rows) < 0.2
+        columns[label] = pa.array(np.where(hit, rng.uniform(0.1, 1.0, rows), 0.0))
+    return pa.table(columns)
+
+
+def write_random_dataset(root: Path, schema: Schema = MAC, *, days: int = 3, rows: int = 300,
+                         seed: int = 0, vocab_size: int = 50,
+                         row_group_size: int = 1 << 18) -> Path:
+    """`days - 1` training days and one test day of random rows, plus dense vocabs
+    ("i" -> i for i < vocab_size, so mapped rows equal raw ids)."""
+    rng = np.random.default_rng(seed)
+    for d in range(days):
+        split, index = ("test", 0) if d == days - 1 else ("train", d)
+        write_day(day_path(root, split, index), random_day_table(schema, rows, rng, vocab_size),
+                  row_group_size=row_group_size)
+    for column in schema.vocab_columns:
+        write_vocab(root / "vocabs", column, [str(i) for i in range(vocab_size)])
+    return root
