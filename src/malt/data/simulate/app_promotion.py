@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from malt.data.layout import atomic_write_text, day_path, write_day, write_vocab
+from malt.data.simulate.dataset import clear_output
 from malt.data.simulate.app_world import (ACTIONS, APP_CATEGORIES, CREATIVES_PER_CAMPAIGN,
                                           DEVICE_MODELS, INTERESTS, OTHER, AppParams, Apps,
                                           Campaigns, Users, action_scores, build_apps,
@@ -290,7 +291,8 @@ def simulate_app_promotion(config: AppSimConfig, out: str | Path, *, overwrite: 
     say = progress or (lambda _: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _clear(out, overwrite)
+    clear_output(out, overwrite)
+    (out / SCHEMA_FILE).unlink(missing_ok=True)
     started = time.perf_counter()
     world = build_world(config)
     stats = AppSimStats()
@@ -315,16 +317,6 @@ def _write_vocabs(vocab_dir: Path, config: AppSimConfig, world: World) -> None:
                  creative=len(world.campaigns.target) * CREATIVES_PER_CAMPAIGN)
     for column, size in sizes.items():
         write_vocab(vocab_dir, column, [str(i) for i in range(size)])
-
-
-def _clear(out: Path, overwrite: bool) -> None:
-    old = [*out.glob("train/*.parquet"), *out.glob("test/*.parquet"), *out.glob("vocabs/*.json")]
-    if old and not overwrite:
-        raise ConfigError(f"{out} already holds a data set ({len(old)} files); choose another "
-                          "--out or pass --overwrite")
-    for path in old:
-        path.unlink()
-    (out / SCHEMA_FILE).unlink(missing_ok=True)
 
 
 def run_command(args) -> int:

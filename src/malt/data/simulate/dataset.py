@@ -32,8 +32,9 @@ from malt.errors import ConfigError
 _PADDED = {s.shares for s in MAC.id_sequences}
 
 
-def _clear_output(out: Path, overwrite: bool) -> None:
-    """Refuse to mix with an earlier data set, or remove its files when `overwrite`."""
+def clear_output(out: Path, overwrite: bool) -> None:
+    """Refuse to mix with an earlier data set, or remove its files (and cache) when
+    `overwrite`."""
     old = [*out.glob("train/*.parquet"), *out.glob("test/*.parquet"), *out.glob("vocabs/*.json")]
     if old and not overwrite:
         raise ConfigError(f"{out} already holds a data set ({len(old)} files); choose another "
@@ -111,7 +112,7 @@ def simulate(config: SimConfig, out: str | Path, *, overwrite: bool = False,
     say = progress or (lambda _: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _clear_output(out, overwrite)
+    clear_output(out, overwrite)
     started = time.perf_counter()
     world, people = np.random.SeedSequence([config.seed, 1]).spawn(2)
     catalog = build_catalog(config.items, config.params, np.random.default_rng(world))
