@@ -15,9 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the study (see docs/studies.md; kaml: the KAML paper's tables, "
                              "docs/kaml.md); `all` runs every MAC study in turn")
     parser.add_argument("--preset", default="smoke", choices=["smoke", "small", "paper"],
-                        help="smoke: tiny simulated set, minutes on a CPU; paper: the full "
-                             "protocol; small (kaml only): the small simulated set "
-                             "(default smoke)")
+                        help="smoke: tiny simulated set, minutes on a CPU; small: the small "
+                             "simulated set, the tables in docs/results (hours on a CPU); "
+                             "paper: the full protocol (default smoke)")
     parser.add_argument("--data", help="data directory in the MAC layout (default: a simulated "
                                        "set in OUT/data, written when missing)")
     parser.add_argument("--schema", help="schema file (default: the MAC schema)")

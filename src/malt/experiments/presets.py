@@ -4,6 +4,11 @@
   `malt study main --preset smoke`): narrow model, batches of 512, one learning rate (1e-2)
   and the reference λ for the tuned runs, a 2 × 2 grid for the `search` study, greedy
   selection for MoAE on last-click only, one seed, one run per CPU core.
+* `small`: the results committed under `docs/results/`: the `small` simulated set (about 1M
+  clicks, 10 training days), the paper's batch 4096 and released model, lr 3e-3 and the
+  reference λ for the tuned runs (no search), a 2 × 2 grid for the `search` study (BASE and MoAE
+  on last-click), greedy selection for MoAE on last- and first-click, one seed, one
+  single-threaded run per CPU core.
 * `paper`: the MAC paper's protocol: batch 4096, the model as released (`reference` preset),
   the full grids lr ∈ {0.1x, x, 10x | x ∈ {3e-3, 3.5e-3, 4e-3}} × λ ∈ {0.1, 0.2, 0.3, 0.4}
   chosen on the validation day, greedy selection for every multi-task model and target, and a
@@ -88,6 +93,13 @@ PRESETS: dict[str, Preset] = {
         model={"preset": "reference", "embed_dim": 8, "se_group_size": None,
                "attention_heads": 2, "simtier_bins": 16, "expert_dim": 32,
                "tower_dims": [32, 16]},
+    ),
+    "small": Preset(
+        name="small", sim_size="small",
+        search_lrs=(1e-3, 3e-3), search_aux_weights=(0.1, 0.3),
+        search_models=("base", "moae"), search_targets=("last",),
+        greedy_targets=("last", "first"), cpu_jobs=None,
+        train={"batch_size": 4096, "log_every": 1000},
     ),
     "paper": Preset(
         name="paper", sim_size="medium",
