@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         name = info.name.replace("_", "-")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(cmd)
-        cmd.set_defaults(run=module.run)
+        # A private name: commands may have an option called --run.
+        cmd.set_defaults(_handler=module.run)
     return parser
 
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level, handlers=[console])
     try:
-        return int(args.run(args) or 0)
+        return int(args._handler(args) or 0)
     except MaltError as exc:
         print(f"malt {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

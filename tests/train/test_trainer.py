@@ -132,3 +132,16 @@ def test_two_process_ddp_matches_one_process(data, tmp_path):
     np.testing.assert_allclose(Predictions.load(tmp_path / "ddp" / "predictions.npz").probs,
                                Predictions.load(tmp_path / "single" / "predictions.npz").probs,
                                atol=2e-3)
+
+
+def test_eval_prints_metrics_rescores_and_compares_with_a_baseline(data, tmp_path, capsys):
+    base = tmp_path / "base"
+    metrics = train_run(_config(data), tmp_path / "run")
+    train_run(_config(data, model="base", aux=()), base)
+    capsys.readouterr()
+    assert main(["eval", "--run", str(tmp_path / "run"), "--baseline", str(base)]) == 0
+    shown = capsys.readouterr().out
+    assert f"{metrics['views']['last']['auc']:.4f}" in shown
+    assert "GAUC gain over" in shown and "[1, 1.5)" in shown
+    assert main(["eval", "--run", str(tmp_path / "run"), "--data", str(data)]) == 0
+    assert f"{metrics['views']['last']['gauc']:.4f}" in capsys.readouterr().out

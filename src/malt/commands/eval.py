@@ -20,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.train.evaluate import (Predictions, complexity_breakdown, evaluate,
                                      format_breakdown, format_metrics)
     from malt.train.rescore import rescore
+    from malt.train.target_eval import format_target_metrics, target_metrics
 
     run_dir = RunDir(args.run)
     config = run_dir.load_config()
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         metrics = run_dir.load_metrics()["views"]
         predictions = Predictions.load(run_dir.predictions_file)
     print(format_metrics(metrics, config.task.main))
+    if predictions.target_action is not None:
+        print(format_target_metrics(target_metrics(predictions)))
     if args.baseline:
         baseline = Predictions.load(RunDir(args.baseline).predictions_file) if not args.data \
             else rescore(RunDir(args.baseline), args.data, device=args.device)
