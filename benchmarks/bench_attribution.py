@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.report import update_section
+from benchmarks.report import best_of, update_section
 from malt.data.attribution import ALL_RULES, AttributionConfig, ClickLog, attribute
 from malt.data.attribution.engine import journey_keys
 from malt.data.attribution.journeys import DAY, build_journeys
@@ -42,15 +41,6 @@ def synthetic_log(clicks: int, users: int, conversion_every: int, seed: int) -> 
                                 + np.round(rng.uniform(0, 3 * DAY, len(picked)))})
     return ClickLog(clicks=frame, conversions=conversions,
                     click_order=frame["click_id"].to_numpy(), features=("scenario", "hour"))
-
-
-def best_of(repeats: int, fn):
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ def rows_per_second(batches, limit_rows: int) -> float:
     return rows / (time.perf_counter() - start)
 
 
-def best_of(repeats: int, fn) -> float:
+def best_rate(repeats: int, fn) -> float:
     return max(fn() for _ in range(repeats))
 
 
@@ -94,18 +94,18 @@ def main(argv: list[str] | None = None) -> None:
         for array in day.arrays().values():
             np.asarray(array).sum()
         ours = {
-            "sequential": best_of(args.repeats, lambda: rows_per_second(
+            "sequential": best_rate(args.repeats, lambda: rows_per_second(
                 DayBatches(day, b), day.rows)),
-            "shuffled": best_of(args.repeats, lambda: rows_per_second(
+            "shuffled": best_rate(args.repeats, lambda: rows_per_second(
                 DayBatches(day, b, shuffle=True, seed=args.seed), day.rows)),
         }
         per_sample = PerSampleDataset(day)
         generator = torch.Generator().manual_seed(args.seed)
         base = {
-            "sequential": best_of(1, lambda: rows_per_second(
+            "sequential": best_rate(1, lambda: rows_per_second(
                 DataLoader(per_sample, batch_size=b, shuffle=False, num_workers=0),
                 args.baseline_rows)),
-            "shuffled": best_of(1, lambda: rows_per_second(
+            "shuffled": best_rate(1, lambda: rows_per_second(
                 DataLoader(per_sample, batch_size=b, shuffle=True, num_workers=0,
                            generator=generator), args.baseline_rows)),
         }

@@ -18,7 +18,7 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.report import update_section
+from benchmarks.report import best_of, update_section
 from malt.metrics import attribution_sample_weight, gauc
 
 
@@ -50,15 +50,6 @@ def loop_gauc(scores, labels, user, sample_weight=None):
         den += len(rows_u)
         counted += 1
     return num / den, counted
-
-
-def best_of(repeats: int, fn):
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
 
 
 def main() -> None:

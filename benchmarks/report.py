@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import platform
 import re
+import time
 from datetime import date
 from pathlib import Path
 
 import torch
+
+def best_of(repeats: int, fn):
+    """(fastest wall time of `repeats` calls of `fn`, the last call's result)."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), result
+
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 _HEADER = ("# Benchmarks\n\nFigures written by the scripts in `benchmarks/`; each section names "
