@@ -37,3 +37,22 @@ def test_study_main_then_groups_through_the_cli(tmp_path, capsys):
 
     assert main(["study", "main", "--data", str(tmp_path), "--out", str(out)]) == 3
     assert "holds runs on the data set" in capsys.readouterr().err
+
+
+def test_study_shuffle_reaches_the_runs_and_the_notes(tmp_path, capsys):
+    import json
+
+    from malt.data.simulate import simulate, size_config
+
+    data = tmp_path / "data"
+    simulate(size_config("tiny", seed=6, users=300), data, overwrite=True)
+    out = tmp_path / "study"
+    assert main(["study", "main", "--preset", "smoke", "--data", str(data), "--out", str(out),
+                 "--models", "base", "--targets", "last", "--jobs", "1", "--device", "cpu",
+                 "--shuffle"]) == 0
+    (run,) = (out / "runs").iterdir()
+    assert json.loads((run / "config.json").read_text())["train"]["shuffle"] is True
+    assert "Preset `smoke, shuffled within days`" in (out / "main.md").read_text()
+
+    assert main(["study", "kaml", "--shuffle", "--out", str(tmp_path / "k")]) == 3
+    assert "--shuffle applies to the MAC studies" in capsys.readouterr().err

@@ -34,6 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="learning rates of the grid (replaces the preset's)")
     parser.add_argument("--aux-weights", nargs="+", type=_weight, metavar="λ",
                         help="λ values of the grid; `ref` = the target's reference λ")
+    parser.add_argument("--shuffle", action="store_true",
+                        help="shuffle the rows within each training day (the paper's protocol "
+                             "reads them in file order); recorded in the tables' notes")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--baselines", nargs="+",
                         help="kaml: RelaImpr baseline models (default: the multi-task ones)")
@@ -45,10 +48,16 @@ def _weight(text: str) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     if args.name == "kaml":
+        from malt.errors import ConfigError
         from malt.experiments.kaml import run_command
+
+        if args.shuffle:
+            raise ConfigError("--shuffle applies to the MAC studies; the kaml study does not "
+                              "take it")
 
         return run_command(args)
     import time
+    from dataclasses import replace
     from pathlib import Path
 
     from malt.data import prepare, resolve_schema
@@ -60,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from malt.train.trainer import Interrupted
 
     preset = get_preset(args.preset)
+    if args.shuffle:
+        preset = replace(preset, name=f"{preset.name}, shuffled within days",
+                         train={**preset.train, "shuffle": True})
     out = Path(args.out or f"studies/{args.preset}")
     seeds = args.seeds if args.seeds is not None else preset.seeds
     if seeds < 1:
