@@ -45,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
         run = RunDir(out / "runs" / model)
         config = RunConfig.from_dict({
             "seed": args.seed, "data": {"path": str(data)},
-            "task": {"main": "last", "aux": aux}, "train": {"device": args.device},
+            "task": {"main": "last", "aux": aux},
+            # Shuffled within days: the simulator's days are in time order with a daily swing
+            # of the conversion rate, which a file-order pass chases (docs/studies.md).
+            "train": {"device": args.device, "shuffle": True},
             "model": {"name": model}})
         print(f"\ntraining {model} (main: last, aux: {', '.join(aux) or 'none'}) ...", flush=True)
         results[model] = train_run(config, run.path, resume=run.config_file.exists(),
