@@ -10,6 +10,11 @@ from pathlib import Path
 
 import torch
 
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+_HEADER = ("# Benchmarks\n\nFigures written by the scripts in `benchmarks/`; each section names "
+           "the command that produced it. Re-run a script to refresh its section.\n")
+
+
 def best_of(repeats: int, fn):
     """(fastest wall time of `repeats` calls of `fn`, the last call's result)."""
     times, result = [], None
@@ -18,11 +23,6 @@ def best_of(repeats: int, fn):
         result = fn()
         times.append(time.perf_counter() - t0)
     return min(times), result
-
-
-BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-_HEADER = ("# Benchmarks\n\nFigures written by the scripts in `benchmarks/`; each section names "
-           "the command that produced it. Re-run a script to refresh its section.\n")
 
 
 def machine() -> str:

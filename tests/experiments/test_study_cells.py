@@ -9,7 +9,7 @@ from fake_training import crashing_train, fake_train, interrupted_train, picky_t
 
 from malt.config import RunConfig
 from malt.experiments.cells import ERROR_FILE, Cell, execute
-from malt.experiments.scheduler import Workers, plan_workers, run_cells
+from malt.experiments.scheduler import Outcome, Workers, plan_workers, run_cells
 
 
 def config(**changes) -> RunConfig:
@@ -165,3 +165,16 @@ def test_a_worker_starts_no_cell_once_the_pool_is_stopping(tmp_path, monkeypatch
     other = Cell(config(train__lr=1e-3))
     assert scheduler._run_one(other, tmp_path, fake_train)[0] == "interrupted"
     assert not other.run_dir(tmp_path).path.exists()
+
+
+def test_progress_line_scores_done_cells_points_failed_ones_to_their_traceback(tmp_path):
+    cell = Cell(config())
+    score = lambda metrics: f"GAUC {metrics['gauc']:.2f}"  # noqa: E731
+    done = Outcome(cell, "done", metrics={"gauc": 0.5}, seconds=12.4)
+    assert done.progress_line(1, 3, tmp_path, score) == f"  [1/3] {cell.id}  12 s  GAUC 0.50"
+    failed = Outcome(cell, "failed", error="ValueError: bad")
+    line = failed.progress_line(2, 3, tmp_path, score)
+    assert "FAILED: ValueError: bad" in line
+    assert str(cell.run_dir(tmp_path).path / ERROR_FILE) in line
+    assert Outcome(cell, "skipped", metrics={"gauc": 0.5}).progress_line(3, 3, tmp_path,
+                                                                          score) is None

@@ -47,21 +47,20 @@ def _weight(text: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from malt.errors import ConfigError
+
     if args.name == "kaml":
-        from malt.errors import ConfigError
         from malt.experiments.kaml import run_command
 
         if args.shuffle:
             raise ConfigError("--shuffle applies to the MAC studies; the kaml study does not "
                               "take it")
-
         return run_command(args)
     import time
     from dataclasses import replace
     from pathlib import Path
 
     from malt.data import prepare, resolve_schema
-    from malt.errors import ConfigError
     from malt.experiments.context import Context, claim_output
     from malt.experiments.presets import get_preset
     from malt.experiments.studies import STUDIES, write_output

@@ -17,7 +17,7 @@ from typing import Any
 from malt.config import RunConfig
 from malt.data.layout import atomic_write_text
 from malt.errors import ConfigError
-from malt.experiments.cells import ERROR_FILE, Cell, TrainFn
+from malt.experiments.cells import Cell, TrainFn
 from malt.experiments.presets import Preset
 from malt.experiments.scheduler import Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
@@ -195,15 +195,11 @@ class Context:
                 f"training{rate}")
 
     def _report(self, outcome: Outcome, finished: int, total: int) -> None:
-        if outcome.status == "skipped":
-            return
-        cell, where = outcome.cell, f"{finished}/{total}"
-        if outcome.ok:
-            score = main_gauc(outcome.metrics, cell.config.task.main)
-            self.say(f"  [{where}] {cell.id}  {outcome.seconds:.0f} s  GAUC {score:.4f}")
-        else:
-            self.say(f"  [{where}] {cell.id}  FAILED: {outcome.error} "
-                     f"(see {cell.run_dir(self.runs).path / ERROR_FILE})")
+        main = outcome.cell.config.task.main
+        line = outcome.progress_line(finished, total, self.runs,
+                                     lambda m: f"GAUC {main_gauc(m, main):.4f}")
+        if line:
+            self.say(line)
 
     def run_dir(self, variant: Variant, seed: int, split: str = "test") -> Path:
         return Cell(self.config(variant, seed=seed, split=split)).run_dir(self.runs).path

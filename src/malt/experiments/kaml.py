@@ -30,7 +30,7 @@ from typing import Any
 
 from malt.config import RunConfig
 from malt.errors import ConfigError
-from malt.experiments.cells import ERROR_FILE, Cell
+from malt.experiments.cells import Cell
 from malt.experiments.scheduler import Outcome, run_cells
 from malt.experiments.tables import Column, Table, write_tables
 
@@ -165,15 +165,10 @@ class KamlStudy:
         return {v: self.results[v] for v in variants}
 
     def _report(self, outcome: Outcome, finished: int, total: int) -> None:
-        if outcome.status == "skipped":
-            return
-        where = f"[{finished}/{total}] {outcome.cell.id}"
-        if outcome.ok:
-            score = outcome.metrics["target"][ALL]["auc"]
-            self.say(f"  {where}  {outcome.seconds:.0f} s  AUC(all) {score:.4f}")
-        else:
-            self.say(f"  {where}  FAILED: {outcome.error} "
-                     f"(see {outcome.cell.run_dir(self.runs).path / ERROR_FILE})")
+        line = outcome.progress_line(finished, total, self.runs,
+                                     lambda m: f"AUC(all) {m['target'][ALL]['auc']:.4f}")
+        if line:
+            self.say(line)
 
     # --- tables --------------------------------------------------------------------------
     def notes(self, *extra: str) -> list[str]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from malt.config import RunConfig
 from malt.data.cache import Dataset
-from malt.experiments.cells import Cell, TrainFn, execute
+from malt.experiments.cells import ERROR_FILE, Cell, TrainFn, execute
 
 STATUSES = ("done", "skipped", "failed")
 
@@ -45,6 +45,18 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.metrics is not None
+
+    def progress_line(self, finished: int, total: int, root: Path,
+                      score: Callable[[dict[str, Any]], str]) -> str | None:
+        """What a study prints when this cell ends (None for a cell read back): its time and
+        `score(metrics)`, or the error and where its traceback is."""
+        if self.status == "skipped":
+            return None
+        where = f"[{finished}/{total}] {self.cell.id}"
+        if self.ok:
+            return f"  {where}  {self.seconds:.0f} s  {score(self.metrics)}"
+        return (f"  {where}  FAILED: {self.error} "
+                f"(see {self.cell.run_dir(root).path / ERROR_FILE})")
 
 
 @dataclass(frozen=True)
