@@ -11,8 +11,16 @@ import argparse
 import tomllib
 from typing import Any
 
-from malt.config import ADM_WINDOWS, DEVICES, EVAL_SPLITS, GRAD_METHODS, GRAD_VARIANTS, MASKS, \
-    RunConfig, merge
+from malt.config import (
+    ADM_WINDOWS,
+    DEVICES,
+    EVAL_SPLITS,
+    GRAD_METHODS,
+    GRAD_VARIANTS,
+    MASKS,
+    RunConfig,
+    merge,
+)
 from malt.errors import ConfigError
 from malt.keyvalue import read_key_value_file
 

@@ -6,6 +6,10 @@
     <run>/checkpoint.pt      latest checkpoint (day boundary, or where it was interrupted)
     <run>/metrics.json       evaluation metrics, written when training has finished
     <run>/predictions.npz    scores of every evaluated view on the evaluation day
+    <run>/.malt-manifest.json  what malt wrote here (see `malt.outputs`)
+
+Every file is recorded in the manifest before it is written, so replacing a run removes
+exactly what malt wrote and nothing a user put beside it.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from malt.config import RunConfig
-from malt.data.layout import atomic_write_text
 from malt.errors import ConfigError
+from malt.outputs import OutputDir, atomic_write_text
+
+RUN_KIND = "run"
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,35 @@ class RunDir:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def output(self) -> OutputDir:
+        return OutputDir(self.path, RUN_KIND)
+
+    def exists(self) -> bool:
+        """The directory holds a malt run that has started (its config is saved)."""
+        return self.output.is_ours() and self.config_file.is_file()
+
+    def check_claim(self, *, resume: bool = False, overwrite: bool = False) -> None:
+        """Raise unless `claim` with the same arguments would succeed; touches nothing."""
+        if resume and not self.exists():
+            raise ConfigError(f"{self.path} holds no malt run to resume")
+        self.output.check_writable(**self._claim_options(resume, overwrite))
+
+    def claim(self, *, resume: bool = False, overwrite: bool = False) -> None:
+        """Make the directory ready for the run (see `OutputDir.claim`): a new run needs an
+        absent or empty directory (or one where a run failed before it started), `resume` a
+        started run; `overwrite` removes an earlier run's files, never anything else."""
+        self.check_claim(resume=resume, overwrite=overwrite)
+        self.output.claim(**self._claim_options(resume, overwrite))
+
+    def _claim_options(self, resume: bool, overwrite: bool) -> dict:
+        return {"overwrite": overwrite, "keep": resume or not self.exists(),
+                "hint": "use --resume to continue it or --overwrite to start again"}
+
+    def writable(self, path: Path) -> Path:
+        """`path` (inside the run), recorded in the manifest as malt's before it is written."""
+        return self.output.writable(path)
 
     @property
     def config_file(self) -> Path:
@@ -54,12 +89,21 @@ class RunDir:
     def tensorboard_dir(self) -> Path:
         return self.path / "tb"
 
+    @property
+    def tensorboard_events(self) -> Path:
+        """The name pattern of TensorBoard's event files (their names are TensorBoard's)."""
+        return self.tensorboard_dir / "events.out.tfevents.*"
+
+    @property
+    def error_file(self) -> Path:
+        """The traceback of a failed study cell."""
+        return self.path / "error.txt"
+
     def is_complete(self) -> bool:
         return self.metrics_file.is_file()
 
     def save_config(self, config: RunConfig) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.config_file, json.dumps(config.to_dict(), indent=2))
+        atomic_write_text(self.writable(self.config_file), json.dumps(config.to_dict(), indent=2))
 
     def load_config(self) -> RunConfig:
         if not self.config_file.is_file():
@@ -68,7 +112,7 @@ class RunDir:
                                    source=str(self.config_file))
 
     def save_metrics(self, metrics: dict[str, Any]) -> None:
-        atomic_write_text(self.metrics_file, json.dumps(metrics, indent=2))
+        atomic_write_text(self.writable(self.metrics_file), json.dumps(metrics, indent=2))
 
     def load_metrics(self) -> dict[str, Any]:
         if not self.metrics_file.is_file():
@@ -77,8 +121,7 @@ class RunDir:
 
     def attach_log(self) -> logging.Handler:
         """Send the `malt` loggers' INFO messages to the run's log file as well."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.log_file)
+        handler = logging.FileHandler(self.writable(self.log_file))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handler.setLevel(logging.INFO)
         logger = logging.getLogger("malt")

@@ -171,6 +171,10 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args[:-4], "--rules", "first", "--out", str(out), "--overwrite"]) == 0
     assert list(Schema.load(out / "schema.toml").labels) == ["first"]
+    (out / "my-schema.toml").write_text("mine")
+    assert main([*args, "--overwrite"]) == 3
+    assert "my-schema.toml" in capsys.readouterr().err
+    assert list(Schema.load(out / "schema.toml").labels) == ["first"]
 
 
 @pytest.mark.parametrize("extra, message", [

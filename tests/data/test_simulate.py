@@ -126,7 +126,7 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     simulate(SimConfig(users=300, days=3, seed=8, chunk_users=120), tmp_path / "c")
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*")
                    if p.is_file())
-    assert len(files) == 3 + len(MAC.vocab_columns)
+    assert len(files) == 3 + len(MAC.vocab_columns) + 1  # days, vocabs, the manifest
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     assert ((tmp_path / "a" / "test" / "test.parquet").read_bytes()
@@ -242,6 +242,21 @@ def test_cli_writes_and_refuses_to_mix_data_sets(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--days", "2", "--overwrite"]) == 0
     assert sorted(p.name for p in (out / "train").iterdir()) == ["train-00.parquet"]
+    (out / "train" / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main([*args, "--overwrite"]) == 3
+    assert "notes.txt" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]  # no staging left behind
+
+
+def test_cli_refuses_a_directory_malt_did_not_write(tmp_path, capsys):
+    (tmp_path / "report.pdf").write_text("x")
+    args = ["simulate", "--size", "tiny", "--users", "200", "--days", "3", "--out",
+            str(tmp_path)]
+    assert main([*args, "--overwrite"]) == 3
+    assert "not a malt output" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["report.pdf"]
 
 
 def test_bad_sizes_are_config_errors():

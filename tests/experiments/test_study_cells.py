@@ -8,7 +8,7 @@ import pytest
 from fake_training import crashing_train, fake_train, interrupted_train, picky_train
 
 from malt.config import RunConfig
-from malt.experiments.cells import ERROR_FILE, Cell, execute
+from malt.experiments.cells import Cell, execute
 from malt.experiments.scheduler import Outcome, Workers, plan_workers, run_cells
 
 
@@ -72,7 +72,7 @@ def test_execute_resumes_a_started_run_and_clears_its_error(tmp_path):
     cell = Cell(config())
     with pytest.raises(RuntimeError, match="simulated crash"):
         execute(cell, tmp_path, train=crashing_train)
-    error = cell.run_dir(tmp_path).path / ERROR_FILE
+    error = cell.run_dir(tmp_path).error_file
     assert "simulated crash" in error.read_text()
     metrics = execute(cell, tmp_path, train=fake_train)
     assert metrics["resumed"] is True
@@ -85,7 +85,7 @@ def test_execute_passes_interruptions_through_without_an_error_file(tmp_path):
     cell = Cell(config())
     with pytest.raises(Interrupted):
         execute(cell, tmp_path, train=interrupted_train)
-    assert not (cell.run_dir(tmp_path).path / ERROR_FILE).exists()
+    assert not (cell.run_dir(tmp_path).error_file).exists()
 
 
 # --- scheduler -----------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_a_failed_cell_is_reported_and_the_others_run(tmp_path):
     failed = outcomes[cells[1].id]
     assert failed.metrics is None and failed.error == \
         "ValueError: this learning rate always fails"
-    assert (cells[1].run_dir(tmp_path).path / ERROR_FILE).is_file()
+    assert (cells[1].run_dir(tmp_path).error_file).is_file()
 
 
 def test_a_crashed_study_resumes_its_unfinished_cells(tmp_path):
@@ -175,6 +175,6 @@ def test_progress_line_scores_done_cells_points_failed_ones_to_their_traceback(t
     failed = Outcome(cell, "failed", error="ValueError: bad")
     line = failed.progress_line(2, 3, tmp_path, score)
     assert "FAILED: ValueError: bad" in line
-    assert str(cell.run_dir(tmp_path).path / ERROR_FILE) in line
+    assert str(cell.run_dir(tmp_path).error_file) in line
     assert Outcome(cell, "skipped", metrics={"gauc": 0.5}).progress_line(3, 3, tmp_path,
                                                                           score) is None

@@ -35,7 +35,9 @@ def test_study_main_then_groups_through_the_cli(tmp_path, capsys):
     groups = pd.read_csv(out / "groups.csv")
     assert groups.iloc[:, 0].tolist()[0] == "[1, 1.5)"
 
-    assert main(["study", "main", "--data", str(tmp_path), "--out", str(out)]) == 3
+    other = tmp_path / "other"
+    simulate(size_config("tiny", seed=6, users=200), other)
+    assert main(["study", "main", "--data", str(other), "--out", str(out)]) == 3
     assert "holds runs on the data set" in capsys.readouterr().err
 
 

@@ -18,6 +18,7 @@ from malt.experiments.context import Context, Variant, canonical_aux, claim_outp
 from malt.experiments.presets import PRESETS
 from malt.experiments.search import Setting
 from malt.experiments.studies import STUDIES, write_output
+from malt.outputs import OutputDir, foreign_files
 
 
 def make_context(tmp_path: Path, **changes) -> Context:
@@ -135,8 +136,11 @@ def test_search_study_marks_the_selected_setting(tmp_path):
     assert grid.values[("MoAE · Last-Click · lr 0.01, λ 0.3", "selected")] == "✓"
     assert grid.marks()[("MoAE · Last-Click · lr 0.01, λ 0.3", "val_gauc")] == "best"
     assert chosen.values[("MoAE · Last-Click", "lr")] == "0.01"
-    paths = write_output(tmp_path / "tables", "search", output)
+    tables = OutputDir(tmp_path / "tables", "study")
+    tables.claim()
+    paths = write_output(tables, "search", output)
     assert {p.name for p in paths} == {"search.md", "search.csv", "search-selected.csv"}
+    assert foreign_files(tables.path) == []
 
 
 def test_failed_runs_leave_gaps_and_are_collected(tmp_path):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from malt.experiments.tables import Column, Table, format_value, write_tables
+from malt.outputs import OutputDir
 
 
 def _frame() -> pd.DataFrame:
@@ -106,7 +107,9 @@ def test_csv_has_mean_std_and_count_columns(tmp_path):
     a = frame.set_index("Model").loc["A"]
     assert a["auc"] == pytest.approx(0.82) and a["auc_std"] == pytest.approx(0.02)
     assert a["auc_n"] == 3
-    paths = write_tables(tmp_path, "study", [("", table), ("extra", table)])
+    out = OutputDir(tmp_path, "study")
+    out.claim()
+    paths = write_tables(out, "study", [("", table), ("extra", table)])
     assert sorted(p.name for p in paths) == ["study-extra.csv", "study.csv", "study.md"]
     assert (tmp_path / "study.md").read_text().count("**T**") == 2
 

@@ -111,7 +111,46 @@ def test_existing_run_is_not_overwritten(data, tmp_path, capsys):
             "--out", str(tmp_path / "r")]
     assert main(args) == 0
     assert main(args) == 3
-    assert "already holds a run" in capsys.readouterr().err
+    assert "already holds a malt run" in capsys.readouterr().err
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file()}
+
+
+def test_overwrite_of_a_directory_malt_did_not_write_deletes_nothing(data, tmp_path, capsys):
+    out = tmp_path / "v"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "important.txt").write_text("x")
+    before = _tree(out)
+    for data_dir in ("/nonexistent", str(data)):  # the data check, then the directory check
+        assert main(["train", "--data", data_dir, "--out", str(out), "--overwrite"]) == 3
+        assert _tree(out) == before
+    error = capsys.readouterr().err
+    assert "not a malt output" in error and "config.json" in error and "important.txt" in error
+    assert main(["train", "--data", str(data), "--out", str(out)]) == 3
+    assert _tree(out) == before
+
+
+def test_overwrite_removes_only_the_runs_own_files(data, tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["train", "--data", str(data), "--model", "base", "--batch-size", "128",
+            "--out", str(out)]
+    assert main(args) == 0
+    written = set(_tree(out))
+    assert {"config.json", "metrics.json", "checkpoint.pt", "log.txt"} <= written
+    (out / "notes.md").write_text("my notes")
+    assert main([*args, "--overwrite"]) == 3
+    assert "notes.md" in capsys.readouterr().err and set(_tree(out)) == written | {"notes.md"}
+    (out / "notes.md").unlink()
+    before = _tree(out)
+    for bad in (["--data", "/nonexistent"], ["--model", "nope"], ["--aux", "dda"]):
+        assert main([*args, "--overwrite", *bad]) == 3  # checked before anything is removed
+        assert _tree(out) == before
+    assert main([*args, "--overwrite", "--model", "mmoe", "--aux", "first"]) == 0
+    assert json.loads((out / "config.json").read_text())["model"]["name"] == "mmoe"
 
 
 @pytest.mark.slow

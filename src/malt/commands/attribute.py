@@ -64,14 +64,12 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    import numpy as np
-
     from malt.data.attribution.engine import AttributionConfig, attribute
     from malt.data.attribution.journeys import DAY
     from malt.data.attribution.logs import read_criteo, read_generic
-    from malt.data.attribution.mac import build_schema, existing_data, write_mac
-    from malt.data.layout import atomic_write_text
+    from malt.data.attribution.mac import build_schema, write_mac
     from malt.errors import ConfigError
+    from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
 
     out = Path(args.out)
     if args.format == "generic" and args.conversions is None:
@@ -81,10 +79,7 @@ def run(args: argparse.Namespace) -> int:
                           "drop --conversions")
     if args.format == "criteo" and args.mode != "direct":
         raise ConfigError("the Criteo layout names each click's conversion; --mode does not apply")
-    previous = existing_data(out)
-    if previous and not args.overwrite:
-        raise ConfigError(f"{out} already holds a data set ({previous[0]}, ...); pass "
-                          "--overwrite to replace it")
+    OutputDir(out, DATA_KIND).check_writable(overwrite=args.overwrite)
     window_days = args.window_days if args.window_days is not None else \
         (30.0 if args.format == "criteo" else 7.0)
     config = AttributionConfig(rules=args.rules, window=window_days * DAY, mode=args.mode,
@@ -98,27 +93,15 @@ def run(args: argparse.Namespace) -> int:
     schema = build_schema(log, config.rules, name=args.name or out.resolve().name,
                           user_fields=args.user_fields, ad_fields=args.ad_fields)
     result = attribute(log, config)
-    for path in previous:
-        path.unlink()
-    days = write_mac(out, log, result.labels, schema)
+    with staged_output(out, DATA_KIND, overwrite=args.overwrite) as stage:
+        days = write_mac(stage, log, result.labels, schema)
+        summary = _summary(args, config, window_days, log, result, stage, days)
+        atomic_write_text(stage / "attribution.json", json.dumps(summary, indent=1))
     elapsed = time.perf_counter() - started
 
     n_clicks, n_conv = len(log.clicks), len(log.conversions)
     sizes = result.journeys.sizes
     attributed = result.attributed_conversions
-    summary = {
-        "format": args.format, "clicks": args.clicks, "conversions": args.conversions,
-        "rules": list(config.rules), "window_days": window_days, "mode": config.mode,
-        "half_life_days": args.half_life_days, "position_shares": list(config.position_shares),
-        "dda_features": list(config.dda_features), "seed": args.seed,
-        "n_clicks": n_clicks, "n_conversions": n_conv, "attributed_conversions": attributed,
-        "positive_ratio": {r: float(np.mean(w > 0)) for r, w in result.labels.items()},
-        "weight_sum": {r: float(w.sum()) for r, w in result.labels.items()},
-        "days": [{"split": d.split, "file": str(d.path.relative_to(out)), "rows": d.rows}
-                 for d in days],
-    }
-    atomic_write_text(out / "attribution.json", json.dumps(summary, indent=1))
-
     print(f"{n_clicks:,} clicks, {n_conv:,} conversions, {attributed:,} with at least one click "
           f"in the {window_days:g}-day window ({config.mode if not log.journey else 'given'} "
           f"journeys); mean journey {sizes[sizes > 0].mean() if attributed else 0:.2f} clicks")
@@ -132,3 +115,22 @@ def run(args: argparse.Namespace) -> int:
           f"{out} in {elapsed:.1f}s; read it with: malt prepare --data {out} "
           f"--schema {out / 'schema.toml'}")
     return 0
+
+
+def _summary(args: argparse.Namespace, config, window_days: float, log, result, out, days
+             ) -> dict:
+    """What `attribution.json` records: the inputs, the settings and the label statistics."""
+    import numpy as np
+
+    return {
+        "format": args.format, "clicks": args.clicks, "conversions": args.conversions,
+        "rules": list(config.rules), "window_days": window_days, "mode": config.mode,
+        "half_life_days": args.half_life_days, "position_shares": list(config.position_shares),
+        "dda_features": list(config.dda_features), "seed": args.seed,
+        "n_clicks": len(log.clicks), "n_conversions": len(log.conversions),
+        "attributed_conversions": result.attributed_conversions,
+        "positive_ratio": {r: float(np.mean(w > 0)) for r, w in result.labels.items()},
+        "weight_sum": {r: float(w.sum()) for r, w in result.labels.items()},
+        "days": [{"split": d.split, "file": str(d.path.relative_to(out)), "rows": d.rows}
+                 for d in days],
+    }

@@ -6,6 +6,7 @@ import argparse
 
 HELP = "simulate a small data set, train BASE and MoAE (last-click target) and compare them"
 
+DEMO_KIND = "demo"
 DEMO_MODELS = {
     "base": [],
     "moae": ["first", "linear", "mta", "cat"],
@@ -19,6 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="simulated size when --data is not given")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier demo in --out that was run with other settings")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,17 +29,26 @@ def run(args: argparse.Namespace) -> int:
 
     from malt.config import RunConfig
     from malt.data import prepare
+    from malt.data.layout import find_layout
     from malt.run import RunDir
     from malt.train.evaluate import Predictions, complexity_breakdown, format_breakdown
     from malt.train.runner import train_run
 
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
-    if not args.data and not (data / "test" / "test.parquet").is_file():
+    if args.data:
+        find_layout(data)
+    settings = {"seed": args.seed, "data": str(data.resolve()) if args.data else None,
+                "size": None if args.data else args.size, "models": DEMO_MODELS}
+    if claim_demo(out, settings, overwrite=args.overwrite):
+        print(f"{out} holds a demo with these settings (seed {args.seed}, "
+              f"{'data ' + args.data if args.data else 'size ' + args.size}): reusing its "
+              "data and finished runs (--overwrite starts again)", flush=True)
+    if not args.data and not data.exists():
         from malt.data.simulate import simulate, size_config
 
         print(f"simulating the '{args.size}' data set into {data} ...", flush=True)
-        stats = simulate(size_config(args.size, seed=args.seed), data, overwrite=True)
+        stats = simulate(size_config(args.size, seed=args.seed), data)
         print(stats.format())
     dataset = prepare(data)
 
@@ -51,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
             "train": {"device": args.device, "shuffle": True},
             "model": {"name": model}})
         print(f"\ntraining {model} (main: last, aux: {', '.join(aux) or 'none'}) ...", flush=True)
-        results[model] = train_run(config, run.path, resume=run.config_file.exists(),
-                                   dataset=dataset)
+        results[model] = train_run(config, run.path, resume=run.exists(), dataset=dataset)
 
     base = results["base"]["views"]["last"]
     print(f"\n{'model':<8}{'AUC':>9}{'GAUC':>9}{'ΔAUC (pt)':>12}{'ΔGAUC (pt)':>12}{'train s':>9}")
@@ -70,3 +81,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nruns and data: {out}  (malt eval --run {out}/runs/moae --baseline "
           f"{out}/runs/base)")
     return 0
+
+
+def claim_demo(out, settings: dict, *, overwrite: bool) -> bool:
+    """Make `out` the demo directory of `settings` (kept in `demo.json`); True when it already
+    was one, whose data and runs are then reused. A demo run with other settings is replaced
+    only with `overwrite`."""
+    import json
+
+    from malt.errors import ConfigError
+    from malt.outputs import OutputDir, atomic_write_text
+
+    output = OutputDir(out, DEMO_KIND)
+    record = output.path / "demo.json"
+    if output.is_ours() and record.is_file():
+        earlier = json.loads(record.read_text())
+        if earlier == json.loads(json.dumps(settings)):
+            return True
+        if not overwrite:
+            raise ConfigError(f"{out} holds a demo run with other settings ({_describe(earlier)}"
+                              f"); pass --overwrite to replace it or choose another --out")
+    # Ours without a record: a demo stopped before it wrote anything but its manifest.
+    output.claim(overwrite=overwrite, keep=output.is_ours() and not record.is_file())
+    atomic_write_text(output.writable(record), json.dumps(settings, indent=1))
+    return False
+
+
+def _describe(settings: dict) -> str:
+    source = f"data {settings['data']}" if settings.get("data") else f"size {settings['size']}"
+    return f"seed {settings['seed']}, {source}, models {', '.join(settings['models'])}"

@@ -17,8 +17,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from malt.run import RunDir
-    from malt.train.evaluate import (Predictions, complexity_breakdown, evaluate,
-                                     format_breakdown, format_metrics)
+    from malt.train.evaluate import (
+        Predictions,
+        complexity_breakdown,
+        evaluate,
+        format_breakdown,
+        format_metrics,
+    )
     from malt.train.rescore import rescore
     from malt.train.target_eval import format_target_metrics, target_metrics
 

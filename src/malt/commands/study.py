@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from malt.data import prepare, resolve_schema
+    from malt.data.layout import find_layout
     from malt.experiments.context import Context, claim_output
     from malt.experiments.presets import get_preset
     from malt.experiments.studies import STUDIES, write_output
@@ -83,13 +84,15 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda was asked for but CUDA is not available")
     data = Path(args.data) if args.data else out / "data"
-    if not args.data and not (data / "test" / "test.parquet").is_file():
+    if args.data:
+        find_layout(data)
+    output = claim_output(out, data.resolve())
+    if not args.data and not data.exists():
         from malt.data.simulate import simulate, size_config
 
         print(f"simulating the '{preset.sim_size}' data set into {data} ...", flush=True)
-        simulate(size_config(preset.sim_size, seed=args.seed), data, overwrite=True)
+        simulate(size_config(preset.sim_size, seed=args.seed), data)
     data = data.resolve()
-    claim_output(out, data)
     dataset = prepare(data, resolve_schema(args.schema))
     ctx = Context(preset=preset, data=data, out=out, labels=dataset.schema.labels,
                   seeds=tuple(range(args.seed, args.seed + seeds)), schema=args.schema,
@@ -104,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             started, before = time.perf_counter(), len(ctx.trained)
             print(f"\n== study {name} ({STUDIES[name][1]}) ==", flush=True)
-            output = STUDIES[name][0](ctx)
-            for _, table in output.tables:
+            result = STUDIES[name][0](ctx)
+            for _, table in result.tables:
                 print(f"\n{table.markdown()}")
-            paths = write_output(out, name, output)
+            paths = write_output(output, name, result)
             print(f"\nwrote {', '.join(str(p) for p in paths)}\n"
                   f"{ctx.cost_summary(before)}; {time.perf_counter() - started:.0f} s wall",
                   flush=True)

@@ -27,12 +27,20 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from malt.data.layout import Layout, atomic_write_text, find_layout
-from malt.data.reader import (ChunkStats, DayConverter, DayStats, array_shapes, check_columns,
-                              open_parquet, read_chunks)
+from malt.data.layout import Layout, find_layout
+from malt.data.reader import (
+    ChunkStats,
+    DayConverter,
+    DayStats,
+    array_shapes,
+    check_columns,
+    open_parquet,
+    read_chunks,
+)
 from malt.data.schema import MAC, Schema
 from malt.data.vocab import VocabInfo, VocabLookup
 from malt.errors import DataError
+from malt.outputs import atomic_write_text
 
 log = logging.getLogger(__name__)
 

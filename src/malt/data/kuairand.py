@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from malt.data.layout import atomic_write_text, day_path, write_day, write_vocab
-from malt.errors import ConfigError, DataError
+from malt.data.layout import day_path, write_day, write_vocab
+from malt.errors import DataError
+from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
 
 ACTIONS = ("is_like", "is_follow", "is_comment", "is_forward")
 STANDARD_LOGS = ("log_standard_4_08_to_4_21_pure.csv", "log_standard_4_22_to_5_08_pure.csv")
@@ -139,13 +140,11 @@ def build_kuairand(raw: str | Path, out: str | Path, options: KuaiRandOptions = 
                    *, overwrite: bool = False, progress: Callable[[str], None] | None = None
                    ) -> KuaiRandReport:
     """Apply the recipe to the KuaiRand-Pure files in `raw`, writing the data set to `out`
-    (an existing data set there is replaced only with `overwrite`)."""
+    (staged, see `malt.outputs.staged_output`: an existing data set there is replaced only with
+    `overwrite`)."""
     say = progress or (lambda _: None)
     raw, out = Path(raw), Path(out)
-    old = [*out.glob("train/*.parquet"), *out.glob("test/*.parquet"), *out.glob("vocabs/*.json")]
-    if old and not overwrite:
-        raise ConfigError(f"{out} already holds a data set ({len(old)} files); choose another "
-                          "--out or pass --overwrite")
+    OutputDir(out, DATA_KIND).check_writable(overwrite=overwrite)
     if options.reported_per not in ("video", "row"):
         raise DataError(f"reported_per must be 'video' or 'row', got {options.reported_per!r}")
     logs = [_find(raw, name) for name in STANDARD_LOGS]
@@ -178,9 +177,8 @@ def build_kuairand(raw: str | Path, out: str | Path, options: KuaiRandOptions = 
 
     frame = frame.merge(users, on="user_id", how="left").merge(videos, on="video_id", how="left")
     table = _table(frame, target, truth, observed, reported)
-    for path in old:
-        path.unlink()
-    _write(out, table, frame["date"].to_numpy(), is_train, say)
+    with staged_output(out, DATA_KIND, overwrite=overwrite) as stage:
+        _write(stage, table, frame["date"].to_numpy(), is_train, say)
     return KuaiRandReport(rows_read=int(len(keep)), rows_kept=int(len(frame)),
                           neg_keep_rate=rate, train_rows=int(is_train.sum()),
                           test_rows=int((~is_train).sum()),

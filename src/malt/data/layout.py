@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from malt.errors import DataError
+from malt.outputs import atomic_write, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,10 @@ def write_day(path: Path, table: pa.Table, *, row_group_size: int = 1 << 18) -> 
 
     Only string columns are dictionary-encoded: on numeric ids and id lists zstd alone gives
     files of about the same size that decode 2-3 times faster."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     strings = [f.name for f in table.schema if _holds_strings(f.type)]
-    pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd",
-                   use_dictionary=strings, write_page_checksum=True)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: pq.write_table(
+        table, tmp, row_group_size=row_group_size, compression="zstd", use_dictionary=strings,
+        write_page_checksum=True))
 
 
 def _holds_strings(dtype: pa.DataType) -> bool:
@@ -88,9 +86,3 @@ def write_vocab(vocab_dir: Path, column: str, raw_ids: list[str]) -> None:
                       json.dumps({str(r): i for i, r in enumerate(raw_ids)}))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see either the old content or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

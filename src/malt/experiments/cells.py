@@ -26,7 +26,6 @@ TrainFn = Callable[..., "dict[str, Any] | None"]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of
 `malt.train.runner.train_run`; tests inject a fake one."""
 
-ERROR_FILE = "error.txt"
 _NOT_IN_ID = {("train", "device"), ("train", "log_every"), ("data", "path"), ("data", "cache")}
 
 
@@ -84,16 +83,16 @@ def execute(cell: Cell, root: Path, *, train: TrainFn | None = None,
 
     if train is None:
         from malt.train.runner import train_run as train
-    error = run.path / ERROR_FILE
     try:
-        metrics = train(cell.config, run.path, resume=run.config_file.exists(), dataset=dataset)
+        metrics = train(cell.config, run.path, resume=run.exists(), dataset=dataset)
     except Interrupted:
         raise
     except Exception:
-        run.path.mkdir(parents=True, exist_ok=True)
-        error.write_text(traceback.format_exc())
+        if not run.output.is_ours():
+            run.claim()
+        run.writable(run.error_file).write_text(traceback.format_exc())
         raise
-    error.unlink(missing_ok=True)
+    run.error_file.unlink(missing_ok=True)
     if metrics is None:
         raise RuntimeError(f"{run.path}: training returned no metrics")
     return metrics

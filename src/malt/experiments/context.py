@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from malt.config import RunConfig
-from malt.data.layout import atomic_write_text
 from malt.errors import ConfigError
 from malt.experiments.cells import Cell, TrainFn
 from malt.experiments.presets import Preset
 from malt.experiments.scheduler import Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
+from malt.outputs import OutputDir, atomic_write_text
 from malt.task import CAT
 
 KT_MODELS = ("natal", "moae")
@@ -64,20 +64,29 @@ def reference_aux(model: str, main: str, labels: Sequence[str]) -> tuple[str, ..
     return canonical_aux((*others, *((CAT,) if model in KT_MODELS else ())), labels)
 
 
-def claim_output(out: Path, data: Path) -> None:
-    """Tie the output directory `out` to the data set `data` (recorded in `out/study.json`).
+STUDY_KIND = "study"
 
-    Run ids leave the data path out (so that a study can move between machines), hence two data
-    sets in one output directory would silently share runs: that is refused.
+
+def claim_output(out: Path, data: Path) -> OutputDir:
+    """Make `out` a study directory tied to the data set `data` (recorded in `out/study.json`).
+
+    `out` must be absent, empty or a malt study: a study resumes in its own directory and never
+    writes into another one. Run ids leave the data path out (so that a study can move between
+    machines), hence two data sets in one output directory would silently share runs: that is
+    refused.
     """
+    output = OutputDir(out, STUDY_KIND)
+    output.check_writable(keep=True)
     marker = out / "study.json"
     if marker.is_file():
         recorded = json.loads(marker.read_text()).get("data")
         if recorded != str(data):
             raise ConfigError(f"{out} holds runs on the data set {recorded}; pass that --data "
                               "or another --out")
-        return
-    atomic_write_text(marker, json.dumps({"data": str(data)}, indent=2))
+        return output
+    output.claim(keep=True)
+    atomic_write_text(output.writable(marker), json.dumps({"data": str(data)}, indent=2))
+    return output
 
 
 def main_gauc(metrics: dict[str, Any] | None, main: str) -> float | None:

@@ -310,6 +310,7 @@ def run_study(study: KamlStudy, dataset) -> list[tuple[str, Table]]:
 def run_command(args: argparse.Namespace) -> int:
     """`malt study kaml` (flags of `malt.commands.study`)."""
     from malt.data import prepare, resolve_schema
+    from malt.data.layout import find_layout
     from malt.experiments.context import claim_output
     from malt.models.registry import model_class
 
@@ -328,19 +329,21 @@ def run_command(args: argparse.Namespace) -> int:
     data = Path(args.data) if args.data else out / "data"
     note = f"`{args.data}`" if args.data else \
         f"the simulated app-promotion `{preset.sim_size}` set (seed {args.seed})"
-    if not args.data and not (data / "test" / "test.parquet").is_file():
+    if args.data:
+        find_layout(data)
+        schema = Path(args.schema) if args.schema else data / "schema.toml"
+        if not schema.is_file():
+            raise ConfigError(f"no schema at {schema}: pass --schema (the data needs "
+                              "campaign, target-action and true-label columns)")
+    output = claim_output(out, data.resolve())
+    if not args.data and not data.exists():
         from malt.data.simulate.app_promotion import simulate_app_promotion, size_config
 
         print(f"simulating the '{preset.sim_size}' app-promotion data set into {data} ...",
               flush=True)
-        simulate_app_promotion(size_config(preset.sim_size, seed=args.seed), data,
-                               overwrite=True)
+        simulate_app_promotion(size_config(preset.sim_size, seed=args.seed), data)
     data = data.resolve()
     schema = Path(args.schema) if args.schema else data / "schema.toml"
-    if not schema.is_file():
-        raise ConfigError(f"no schema at {schema}: pass --schema (the data needs campaign, "
-                          "target-action and true-label columns)")
-    claim_output(out, data)
     dataset = prepare(data, resolve_schema(schema))
     s = dataset.schema
     if not (s.campaign_column and s.target_action_column and s.true_labels):
@@ -367,7 +370,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
     for _, table in tables:
         print(f"\n{table.markdown()}")
-    paths = write_tables(out, NAME, tables)
+    paths = write_tables(output, NAME, tables)
     print(f"\nwrote {', '.join(str(p) for p in paths)} ({time.perf_counter() - started:.0f} s)")
     if study.failures:
         print(f"\n{len(study.failures)} run(s) failed (their cells show –):")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from malt.outputs import atomic_write
+
 
 def grouped_bars(categories: Sequence[str],
                  series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
@@ -55,9 +57,6 @@ def grouped_bars(categories: Sequence[str],
 
 def save_figure(fig, path: Path) -> Path:
     """Write `fig` as PNG (written to a temporary name first, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=150)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
     return path
 

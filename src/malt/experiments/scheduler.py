@@ -26,7 +26,7 @@ from typing import Any
 
 from malt.config import RunConfig
 from malt.data.cache import Dataset
-from malt.experiments.cells import ERROR_FILE, Cell, TrainFn, execute
+from malt.experiments.cells import Cell, TrainFn, execute
 
 STATUSES = ("done", "skipped", "failed")
 
@@ -56,7 +56,7 @@ class Outcome:
         if self.ok:
             return f"  {where}  {self.seconds:.0f} s  {score(self.metrics)}"
         return (f"  {where}  FAILED: {self.error} "
-                f"(see {self.cell.run_dir(root).path / ERROR_FILE})")
+                f"(see {self.cell.run_dir(root).error_file})")
 
 
 @dataclass(frozen=True)

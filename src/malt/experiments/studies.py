@@ -16,13 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from malt.errors import ConfigError
-from malt.experiments.context import (KT_MODELS, Context, Variant, canonical_aux, main_gauc,
-                                      model_name, reference_aux, view_name)
+from malt.experiments.context import (
+    KT_MODELS,
+    Context,
+    Variant,
+    canonical_aux,
+    main_gauc,
+    model_name,
+    reference_aux,
+    view_name,
+)
 from malt.experiments.greedy import run_greedy
 from malt.experiments.label_stats import DDA_LABEL, LINEAR_LABEL, label_statistics
 from malt.experiments.plots import grouped_bars, save_figure
 from malt.experiments.search import Setting
 from malt.experiments.tables import Column, Table, write_tables
+from malt.outputs import OutputDir
 from malt.task import CAT
 
 MOE_MODELS = ("mmoe", "ple", "home", "moae")
@@ -40,12 +49,12 @@ class StudyOutput:
     figures: list[tuple[str, Any]] = field(default_factory=list)
 
 
-def write_output(out: Path, name: str, output: StudyOutput) -> list[Path]:
+def write_output(out: OutputDir, name: str, output: StudyOutput) -> list[Path]:
     """`<out>/<name>.md`, `<out>/<name>[-suffix].csv` and `<out>/<name>[-suffix].png`."""
     paths = write_tables(out, name, output.tables)
     for suffix, fig in output.figures:
-        paths.append(save_figure(fig, out / (f"{name}-{suffix}.png" if suffix else
-                                             f"{name}.png")))
+        paths.append(save_figure(fig, out.writable(f"{name}-{suffix}.png" if suffix else
+                                                   f"{name}.png")))
     return paths
 
 

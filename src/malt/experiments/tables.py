@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from malt.data.layout import atomic_write_text
+from malt.outputs import OutputDir, atomic_write_text
 
 KINDS = ("metric", "delta", "percent", "count", "text")
 """metric: 4 decimals; delta: signed points (× 100) with 2 decimals; percent: × 100 with 2
@@ -203,15 +203,14 @@ def _md_row(cells: Iterable[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def write_tables(out: Path, name: str, tables: Sequence[tuple[str, Table]]) -> list[Path]:
+def write_tables(out: OutputDir, name: str, tables: Sequence[tuple[str, Table]]) -> list[Path]:
     """Write `<out>/<name>.md` (every table) and one CSV per table: `<name>.csv` for the table
     with an empty suffix, `<name>-<suffix>.csv` for the others. Returns the paths written."""
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, table in tables:
-        path = out / (f"{name}-{suffix}.csv" if suffix else f"{name}.csv")
+        path = out.writable(f"{name}-{suffix}.csv" if suffix else f"{name}.csv")
         atomic_write_text(path, table.csv())
         written.append(path)
-    md = out / f"{name}.md"
+    md = out.writable(f"{name}.md")
     atomic_write_text(md, "\n\n".join(t.markdown() for _, t in tables) + "\n")
     return [md, *written]

@@ -58,9 +58,9 @@ class FusedTower(nn.Module):
         -> logits [B, out_dim]."""
         if len(knowledge) != self.sources:
             raise ValueError(f"expected {self.sources} knowledge sources, got {len(knowledge)}")
-        for l, (layer, fusion) in enumerate(zip(self.hidden, self.fusion)):
+        for depth, (layer, fusion) in enumerate(zip(self.hidden, self.fusion)):
             z = layer(h)
-            h = F.relu(fusion(torch.cat([z, *(k[l] for k in knowledge)], dim=1)) + z)
+            h = F.relu(fusion(torch.cat([z, *(k[depth] for k in knowledge)], dim=1)) + z)
         return self.out(h)
 
     def plain(self, h: torch.Tensor) -> list[torch.Tensor]:

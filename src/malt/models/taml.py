@@ -96,11 +96,11 @@ class TAML(MaltModel):
             mask = batch["mask"][:, column] if "mask" in batch else torch.ones_like(target)
             learners = outputs.learners[view]
             n = learners.shape[1]
-            own = sum(masked_binary_loss(learners[:, l], target, mask) for l in range(n)) / n
+            own = sum(masked_binary_loss(learners[:, i], target, mask) for i in range(n)) / n
             teacher = torch.sigmoid(z.detach().float())
             distill_rows = mask if c.taml_distill_on == "masked" else torch.ones_like(mask)
-            distill = sum(masked_binary_loss(learners[:, l], teacher, distill_rows)
-                          for l in range(n)) / n
+            distill = sum(masked_binary_loss(learners[:, i], teacher, distill_rows)
+                          for i in range(n)) / n
             out[view] = (masked_binary_loss(z, target, mask) + c.taml_learner_weight * own
                          + c.taml_distill_weight * distill)
         return out

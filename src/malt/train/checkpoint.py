@@ -6,7 +6,6 @@ previous checkpoint intact.
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from malt.outputs import atomic_write
 
 
 @dataclass
@@ -45,9 +46,7 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, optimisation_state: d
     payload = {"model": model.state_dict(), "optimisation": optimisation_state,
                "state": asdict(state), "rng": rng_state(), "generator": generator.get_state(),
                "config": config}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:

@@ -20,9 +20,16 @@ from malt.data.batches import DayBatches
 from malt.data.cache import Day
 from malt.data.schema import Schema
 from malt.errors import ConfigError
-from malt.metrics import (DEFAULT_COMPLEXITY_EDGES, ComplexityBreakdown, gauc,
-                          gauc_gain_by_complexity, path_complexity, view_metrics)
+from malt.metrics import (
+    DEFAULT_COMPLEXITY_EDGES,
+    ComplexityBreakdown,
+    gauc,
+    gauc_gain_by_complexity,
+    path_complexity,
+    view_metrics,
+)
 from malt.models.base import MaltModel
+from malt.outputs import atomic_write
 from malt.task import Task
 from malt.train.distributed import World, gather_arrays
 
@@ -44,11 +51,14 @@ class Predictions:
     target_action: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
         extra = {} if self.target_action is None else {"target_action": self.target_action}
-        np.savez(tmp, views=np.array(self.views), labels=np.array(self.labels), probs=self.probs,
-                 weights=self.weights, user=self.user, **extra)
-        tmp.replace(path)
+
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as f:
+                np.savez(f, views=np.array(self.views), labels=np.array(self.labels),
+                         probs=self.probs, weights=self.weights, user=self.user, **extra)
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: Path) -> Predictions:

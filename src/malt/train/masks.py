@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from malt.config import ADM_WINDOWS
 from malt.data.cache import Day
 from malt.data.schema import Schema
-from malt.config import ADM_WINDOWS
 from malt.errors import ConfigError
 from malt.task import check_mask
 

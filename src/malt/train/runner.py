@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from malt.config import RunConfig
 from malt.data.cache import Dataset
-from malt.errors import ConfigError
 from malt.run import RunDir
 from malt.train.distributed import barrier
 from malt.train.evaluate import evaluate, predict
@@ -27,22 +25,20 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
 
     With `resume`, an unfinished run continues from its checkpoint under its saved config and a
     finished one just returns its metrics. An existing run is never silently replaced: pass
-    `overwrite` to start it again.
+    `overwrite` to start it again, which removes only the files malt wrote there. Data and
+    config are checked (the trainer is built) before anything in `out` is touched.
     """
     run = RunDir(Path(out))
+    run.check_claim(resume=resume, overwrite=overwrite)
     if resume:
         if run.is_complete():
             return run.load_metrics()
         saved = run.load_config()
         saved.train.device = config.train.device
         config = saved
-    elif run.config_file.exists():
-        if not overwrite:
-            raise ConfigError(f"{run.path} already holds a run; use --resume to continue it or "
-                              "--overwrite to start again")
-        shutil.rmtree(run.path)
     trainer = Trainer(config, run, dataset)
     if trainer.world.is_main:
+        run.claim(resume=resume, overwrite=overwrite)
         run.save_config(config)
         handler = run.attach_log()
         if trainer.coverage is not None:
@@ -75,7 +71,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
                 metrics["target"] = target_metrics(predictions)
             if trainer.coverage is not None:
                 metrics["coverage"] = trainer.coverage
-            predictions.save(run.predictions_file)
+            predictions.save(run.writable(run.predictions_file))
             run.save_metrics(metrics)
             log.info("evaluation: %s", metrics["views"])
         barrier(trainer.world)

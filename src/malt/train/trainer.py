@@ -120,7 +120,7 @@ class Trainer:
     # --- persistence -----------------------------------------------------------------------
     def save(self) -> None:
         if self.world.is_main:
-            save_checkpoint(self.run.checkpoint, model=self.model,
+            save_checkpoint(self.run.writable(self.run.checkpoint), model=self.model,
                             optimisation_state=self.optimisation.state_dict(), state=self.state,
                             generator=self.generator, config=self.config.to_dict())
         barrier(self.world)
@@ -220,8 +220,8 @@ class Trainer:
         self.optimisation.step()
         self.optimisation.zero_grad()
         due = (self.state.global_step + 1) % cfg.log_every == 0
-        return StepReport(losses={v: float(loss.detach()) for v, loss in losses.items()} if due else {},
-                          rows=rows)
+        logged = {v: float(loss.detach()) for v, loss in losses.items()} if due else {}
+        return StepReport(losses=logged, rows=rows)
 
     def _surgery_step(self, main_loss: torch.Tensor, aux_losses: list[torch.Tensor],
                       scale: float) -> None:
@@ -266,6 +266,7 @@ class Trainer:
             return None
         from torch.utils.tensorboard import SummaryWriter
 
+        self.run.writable(self.run.tensorboard_events)
         return SummaryWriter(str(self.run.tensorboard_dir), purge_step=self.state.global_step)
 
     def _log_step(self, writer, progress, report: StepReport, day: Day, rows: int,

@@ -22,9 +22,10 @@ import pyarrow as pa
 
 from malt.data.attribution.journeys import DAY
 from malt.data.attribution.logs import ClickLog
-from malt.data.layout import atomic_write_text, day_path, write_day, write_vocab
+from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.schema import CategoricalField, Schema
 from malt.errors import ConfigError, DataError
+from malt.outputs import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,6 @@ class WrittenDay:
     split: str
     path: Path
     rows: int
-
-
-def existing_data(out: Path) -> list[Path]:
-    """Day and vocab files already under `out` (a previous output)."""
-    return sorted([*out.glob("train/*.parquet"), *out.glob("test/*.parquet"),
-                   *out.glob("vocabs/*.json")])
 
 
 def build_schema(log: ClickLog, rules: tuple[str, ...], *, name: str,

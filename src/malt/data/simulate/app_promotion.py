@@ -29,13 +29,26 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from malt.data.layout import atomic_write_text, day_path, write_day, write_vocab
-from malt.data.simulate.dataset import clear_output
-from malt.data.simulate.app_world import (ACTIONS, APP_CATEGORIES, CREATIVES_PER_CAMPAIGN,
-                                          DEVICE_MODELS, INTERESTS, OTHER, AppParams, Apps,
-                                          Campaigns, Users, action_scores, build_apps,
-                                          build_campaigns, build_users, category_centres)
+from malt.data.layout import day_path, write_day, write_vocab
+from malt.data.simulate.app_world import (
+    ACTIONS,
+    APP_CATEGORIES,
+    CREATIVES_PER_CAMPAIGN,
+    DEVICE_MODELS,
+    INTERESTS,
+    OTHER,
+    AppParams,
+    Apps,
+    Campaigns,
+    Users,
+    action_scores,
+    build_apps,
+    build_campaigns,
+    build_users,
+    category_centres,
+)
 from malt.errors import ConfigError
+from malt.outputs import DATA_KIND, atomic_write_text, staged_output
 
 USER_FIELDS = ("age_band", "gender", "city_tier", "device_model", "os", "interest",
                "installed_category", "activity_level")
@@ -287,12 +300,12 @@ class AppSimStats:
 def simulate_app_promotion(config: AppSimConfig, out: str | Path, *, overwrite: bool = False,
                            progress: Callable[[str], None] | None = None) -> AppSimStats:
     """Simulate `config` into `out` (MAC layout + `schema.toml`); the same config writes the
-    same files."""
-    say = progress or (lambda _: None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    clear_output(out, overwrite)
-    (out / SCHEMA_FILE).unlink(missing_ok=True)
+    same files. Staged like the MAC simulator's output (`malt.outputs.staged_output`)."""
+    with staged_output(out, DATA_KIND, overwrite=overwrite) as stage:
+        return _simulate_into(config, stage, progress or (lambda _: None))
+
+
+def _simulate_into(config: AppSimConfig, out: Path, say: Callable[[str], None]) -> AppSimStats:
     started = time.perf_counter()
     world = build_world(config)
     stats = AppSimStats()

@@ -9,7 +9,6 @@ history looked up in all purchases) and written. Memory is bounded by one chunk,
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,20 +27,9 @@ from malt.data.simulate.labels import attribute
 from malt.data.simulate.population import Population, build_population
 from malt.data.simulate.stats import SimStats
 from malt.errors import ConfigError
+from malt.outputs import DATA_KIND, staged_output
 
 _PADDED = {s.shares for s in MAC.id_sequences}
-
-
-def clear_output(out: Path, overwrite: bool) -> None:
-    """Refuse to mix with an earlier data set, or remove its files (and cache) when
-    `overwrite`."""
-    old = [*out.glob("train/*.parquet"), *out.glob("test/*.parquet"), *out.glob("vocabs/*.json")]
-    if old and not overwrite:
-        raise ConfigError(f"{out} already holds a data set ({len(old)} files); choose another "
-                          "--out or pass --overwrite")
-    for path in old:
-        path.unlink()
-    shutil.rmtree(out / ".malt_cache", ignore_errors=True)
 
 
 class _VocabCollector:
@@ -107,18 +95,22 @@ def simulate(config: SimConfig, out: str | Path, *, overwrite: bool = False,
              progress: Callable[[str], None] | None = None) -> SimStats:
     """Simulate `config` and write it under `out` (MAC layout); returns the statistics.
 
-    The same config (seed included) writes the same files.
+    The same config (seed included) writes the same files. The data set is built in a hidden
+    sibling of `out` and moved into place when complete (`malt.outputs.staged_output`); an
+    earlier data set in `out` is replaced only with `overwrite`.
     """
-    say = progress or (lambda _: None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    clear_output(out, overwrite)
+    with staged_output(out, DATA_KIND, overwrite=overwrite) as stage:
+        return _simulate_into(config, stage, progress or (lambda _: None))
+
+
+def _simulate_into(config: SimConfig, out: Path, say: Callable[[str], None]) -> SimStats:
     started = time.perf_counter()
     world, people = np.random.SeedSequence([config.seed, 1]).spawn(2)
     catalog = build_catalog(config.items, config.params, np.random.default_rng(world))
     population = build_population(config.users, config.params, np.random.default_rng(people))
     stats = SimStats()
-    tmp = Path(tempfile.mkdtemp(prefix=".simulate-", dir=out))
+    tmp = out / ".spill"
+    tmp.mkdir()
     try:
         history = _simulate_chunks(config, catalog, population, tmp, stats, say)
         vocab = _VocabCollector()

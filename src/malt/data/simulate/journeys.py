@@ -107,7 +107,6 @@ def simulate_chunk(catalog: Catalog, population: Population, users: np.ndarray, 
     lead = int(np.ceil(p.window_days))
     h_user, h_item, h_time, history = _initial_history(catalog, population, users, p, rng,
                                                        -lead * DAY)
-    n = len(users)
     activity = population.activity[users]
     profile = population.profile[users]
 

@@ -1,0 +1,289 @@
+"""Directories malt writes, and the manifest that says which of their files are malt's.
+
+Every directory malt creates for its results (a run, a study, a simulated or attributed data
+set, a demo, a cache) holds `.malt-manifest.json`: the kind of output and the paths malt wrote
+in it. Malt deletes only files a manifest lists (or temporaries of them); it refuses to write
+into a non-empty directory that is not its own, and refuses to replace its own output while
+anything else lies in it. A directory with a manifest inside another one is its own output
+(the runs of a study, the data set of a demo) and answers for its own files.
+
+Two ways to write:
+- `OutputDir`: a long-lived directory written file by file (a run, a study); each file is
+  recorded in the manifest before it is written, so an interrupted write is still recognised.
+- `staged_output`: a data set built whole in a hidden sibling directory and renamed into place
+  when complete, so a command killed at any point leaves the previous output or none.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import posixpath
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from malt.errors import ConfigError
+
+MANIFEST = ".malt-manifest.json"
+EVERYTHING = "**"
+"""Entry of a manifest whose directory is malt's whole (a cache)."""
+DATA_KIND = "data"
+"""Kind of every data set malt writes (simulated, attributed, converted)."""
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-\d+")
+_SIBLING = re.compile(r"\.(?P<name>.+)\.malt-(?P<role>staging|old)-(?P<pid>\d+)")
+_SHOWN = 5
+
+
+def temporary_path(path: Path) -> Path:
+    """The name a file is written under before it is renamed to `path`."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(temporary)` and rename the result to `path`: readers see the old file or
+    the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (see `atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What malt wrote in one directory: its kind and the relative paths (or patterns)."""
+
+    kind: str
+    entries: tuple[str, ...] = ()
+
+    def lists(self, relative: str) -> bool:
+        """Whether the file at `relative` (posix, below the manifest's directory) is malt's:
+        listed, matched by a pattern, or a temporary of a listed file."""
+        if EVERYTHING in self.entries:
+            return True
+        names = [relative]
+        temporary = _TEMPORARY.fullmatch(posixpath.basename(relative))
+        if temporary:
+            names.append(posixpath.join(posixpath.dirname(relative), temporary["name"]))
+        return any(fnmatch.fnmatchcase(n, e) for n in names for e in self.entries)
+
+
+def read_manifest(directory: Path) -> Manifest | None:
+    """The manifest of `directory`, or None when there is none (or it is not malt's)."""
+    try:
+        raw = json.loads((Path(directory) / MANIFEST).read_text())
+        return Manifest(kind=str(raw["kind"]), entries=tuple(raw["entries"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_manifest(directory: Path, manifest: Manifest) -> None:
+    atomic_write_text(directory / MANIFEST, json.dumps(
+        {"kind": manifest.kind, "entries": sorted(manifest.entries)}, indent=1))
+
+
+def foreign_files(directory: Path) -> list[Path]:
+    """Files under `directory` that no manifest in or above them (up to `directory`) lists;
+    every file when `directory` has no manifest."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    foreign = []
+    scopes: dict[str, tuple[str, Manifest | None]] = {}
+    for top, dirs, files in os.walk(directory):
+        dirs.sort()
+        own = read_manifest(Path(top)) if MANIFEST in files else None
+        parent = scopes.get(os.path.dirname(top))
+        scope = (top, own) if own is not None else \
+            parent if parent is not None else (top, None)
+        scopes[top] = scope
+        root, manifest = scope
+        for name in sorted(files):
+            if name == MANIFEST and own is not None:
+                continue
+            path = Path(top) / name
+            relative = path.relative_to(root).as_posix()
+            if manifest is None or not manifest.lists(relative):
+                foreign.append(path)
+    return foreign
+
+
+def describe(paths: list[Path], root: Path) -> str:
+    """The first few of `paths` relative to `root`, and how many more."""
+    shown = ", ".join(str(p.relative_to(root)) for p in paths[:_SHOWN])
+    more = len(paths) - _SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+class OutputDir:
+    """A directory malt writes file by file; creating the object touches nothing on disk."""
+
+    def __init__(self, path: str | Path, kind: str):
+        self.path = Path(path)
+        self.kind = kind
+
+    @property
+    def manifest(self) -> Manifest | None:
+        return read_manifest(self.path)
+
+    def is_ours(self) -> bool:
+        """The directory exists and is malt's output of this kind."""
+        manifest = self.manifest
+        return manifest is not None and manifest.kind == self.kind
+
+    def is_empty(self) -> bool:
+        return not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
+
+    def check_writable(self, *, overwrite: bool = False, keep: bool = False,
+                       hint: str = "pass --overwrite to replace it") -> None:
+        """Raise unless `claim` with the same arguments would succeed. Touches nothing."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"{self.path} exists and is not a directory")
+        if self.is_empty():
+            return
+        manifest = self.manifest
+        if manifest is None:
+            raise ConfigError(f"{self.path} is not empty and is not a malt output (it holds "
+                              f"{describe(foreign_files(self.path), self.path)}); choose "
+                              "another directory")
+        if manifest.kind != self.kind:
+            raise ConfigError(f"{self.path} holds a malt {manifest.kind}, not a {self.kind}; "
+                              "choose another directory")
+        if keep:
+            return
+        if not overwrite:
+            raise ConfigError(f"{self.path} already holds a malt {self.kind}; {hint}")
+        foreign = foreign_files(self.path)
+        if foreign:
+            raise ConfigError(f"{self.path} holds files malt did not write "
+                              f"({describe(foreign, self.path)}); malt deletes only its own "
+                              "files: move them away or choose another directory")
+
+    def claim(self, *, overwrite: bool = False, keep: bool = False,
+              hint: str = "pass --overwrite to replace it") -> None:
+        """Make the directory ready for writing: created with a manifest when absent or empty;
+        when it is already this kind of output, kept as it is (`keep`) or emptied of malt's
+        files (`overwrite`). Anything else raises a `ConfigError` before a file is removed."""
+        self.check_writable(overwrite=overwrite, keep=keep, hint=hint)
+        if self.is_ours():
+            if not keep:
+                self._clear()
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_manifest(self.path, Manifest(self.kind))
+
+    def record(self, *paths: str | Path) -> None:
+        """Add paths (absolute, or relative to the directory; patterns allowed) to the
+        manifest, before the files are written."""
+        manifest = self.manifest or Manifest(self.kind)
+        new = [self._relative(p) for p in paths]
+        missing = [n for n in new if n not in manifest.entries]
+        if missing:
+            _write_manifest(self.path, Manifest(manifest.kind, (*manifest.entries, *missing)))
+
+    def writable(self, path: str | Path) -> Path:
+        """`path` (inside the directory), recorded as malt's before it is written."""
+        self.record(path)
+        return self.path / self._relative(path)
+
+    def _relative(self, path: str | Path) -> str:
+        path = Path(path)
+        return (path.relative_to(self.path) if path.is_absolute() else path).as_posix()
+
+    def _clear(self) -> None:
+        """Delete malt's files (nested outputs included) and the directories they leave empty;
+        the directory itself and its manifest stay."""
+        for entry in sorted(self.path.iterdir()):
+            if entry.name == MANIFEST:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        _write_manifest(self.path, Manifest(self.kind))
+
+
+# --- outputs built whole, then moved into place ---------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _siblings(out: Path) -> Iterator[tuple[Path, str, int]]:
+    """Staging and set-aside directories of `out` left by malt processes: (path, role, pid)."""
+    if not out.parent.is_dir():
+        return
+    for entry in out.parent.iterdir():
+        match = _SIBLING.fullmatch(entry.name)
+        if match and match["name"] == out.name and entry.is_dir() \
+                and read_manifest(entry) is not None:
+            yield entry, match["role"], int(match["pid"])
+
+
+def recover_siblings(out: Path) -> None:
+    """Clean up after malt processes that died while writing `out`: a staging directory is
+    removed; a previous output set aside just before the new one was moved in is put back when
+    `out` is missing (else removed)."""
+    for entry, role, pid in sorted(_siblings(out)):
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        if role == "old" and not out.exists():
+            os.replace(entry, out)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextmanager
+def staged_output(out: str | Path, kind: str, *, overwrite: bool = False) -> Iterator[Path]:
+    """Build an output in a hidden sibling of `out` and move it into place when the block
+    ends without error.
+
+    Every check runs before anything is written: `out` must be absent, empty, or (with
+    `overwrite`) malt's own output of `kind` holding nothing else. On error or interruption
+    the staging directory is removed and `out` is left as it was. The files under the staging
+    directory are recorded in the manifest when it is moved in.
+    """
+    out = Path(out)
+    target = OutputDir(out, kind)
+    recover_siblings(out)
+    target.check_writable(overwrite=overwrite)
+    staging = out.parent / f".{out.name}.malt-staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    _write_manifest(staging, Manifest(kind))
+    try:
+        yield staging
+        written = [p.relative_to(staging).as_posix() for p in staging.rglob("*")
+                   if p.is_file() and p.name != MANIFEST]
+        _write_manifest(staging, Manifest(kind, tuple(written)))
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = out.parent / f".{out.name}.malt-old-{os.getpid()}"
+    os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old)
