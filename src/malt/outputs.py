@@ -94,6 +94,13 @@ def _write_manifest(directory: Path, manifest: Manifest) -> None:
         {"kind": manifest.kind, "entries": sorted(manifest.entries)}, indent=1))
 
 
+def mark_whole(directory: Path, kind: str) -> None:
+    """Create `directory` (if needed) as an output that is malt's whole, such as a cache."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if read_manifest(directory) is None:
+        _write_manifest(directory, Manifest(kind, (EVERYTHING,)))
+
+
 def foreign_files(directory: Path) -> list[Path]:
     """Files under `directory` that no manifest in or above them (up to `directory`) lists;
     every file when `directory` has no manifest."""

@@ -240,6 +240,7 @@ def test_cli_writes_and_refuses_to_mix_data_sets(tmp_path, capsys):
     assert (out / "test" / "test.parquet").is_file()
     assert main(args) == 3
     assert "--overwrite" in capsys.readouterr().err
+    assert main(["prepare", "--data", str(out)]) == 0  # its cache is malt's too
     assert main([*args, "--days", "2", "--overwrite"]) == 0
     assert sorted(p.name for p in (out / "train").iterdir()) == ["train-00.parquet"]
     (out / "train" / "notes.txt").write_text("mine")

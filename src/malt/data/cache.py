@@ -40,11 +40,13 @@ from malt.data.reader import (
 from malt.data.schema import MAC, Schema
 from malt.data.vocab import VocabInfo, VocabLookup
 from malt.errors import DataError
-from malt.outputs import atomic_write_text
+from malt.outputs import atomic_write_text, mark_whole
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 2
+CACHE_NAME = ".malt_cache"
+CACHE_KIND = "cache"
 _TMP_MARK = ".tmp-"
 _HASH_BLOCK = 1 << 24
 
@@ -88,7 +90,7 @@ class Dataset:
 def default_cache_dir(root: Path) -> Path:
     """`<root>/.malt_cache`, or a per-data-set folder under ~/.cache/malt if root is read-only."""
     if os.access(root, os.W_OK):
-        return root / ".malt_cache"
+        return root / CACHE_NAME
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "malt" / digest
 
@@ -193,7 +195,10 @@ class Preparer:
         for path in vocab_files:
             if not path.is_file():
                 raise DataError("vocab file is missing", file=str(path))
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        if not self.cache_dir.exists() or self.cache_dir.name == CACHE_NAME:
+            # A directory malt makes (or names) for its cache is malt's whole: a data set that
+            # holds it can be replaced with it.
+            mark_whole(self.cache_dir, CACHE_KIND)
         self.hashes = ContentHashes(self.cache_dir / "content-hashes.json")
         identity = hashlib.sha256(f"{CACHE_FORMAT}:{schema.fingerprint()}".encode())
         for path in vocab_files:
