@@ -28,11 +28,26 @@ def build_parser() -> argparse.ArgumentParser:
         module.configure(cmd)
         # A private name: commands may have an option called --run.
         cmd.set_defaults(_handler=module.run)
+        _remember_parsers(cmd)
     return parser
 
 
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Let every (sub-)command parser name itself in the parsed namespace, so that an error
+    found after parsing is reported with the innermost command's usage."""
+    parser.set_defaults(_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _remember_parsers(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse reports unknown flags with the top-level usage; show the command's own.
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     console = logging.StreamHandler()
     # The level sits on the handler: run directories still log INFO to their own files.
     console.setLevel(args.log_level)

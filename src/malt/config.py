@@ -16,27 +16,36 @@ A config file (TOML, YAML or JSON) has the sections of `RunConfig`:
     preset = "default"
     padding_mask = true        # any other key is a `ModelConfig` field
 
-An unknown key is an error that names the closest valid one. The resolved config is saved in
-every run directory, so a run can be reproduced from it alone.
+Every value is checked against its field's type (`malt.typed_fields`): `lr = "fast"` or
+`shuffle = "no"` is an error naming the key, the value and the expected type, and an unknown
+key is an error that names the closest valid one. The resolved config is saved in every run
+directory, so a run can be reproduced from it alone.
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from malt.errors import ConfigError
 from malt.keyvalue import read_key_value_file
+from malt.typed_fields import build, check_value, validate
 
-DEVICES = ("auto", "cpu", "cuda")
-GRAD_METHODS = ("none", "gcs", "pcgrad")
-GRAD_VARIANTS = ("paper", "reference")
-EVAL_SPLITS = ("test", "validation")
-MASKS = ("none", "base", "adm", "reported", "oracle")
+Device = Literal["auto", "cpu", "cuda"]
+GradMethod = Literal["none", "gcs", "pcgrad"]
+GradVariant = Literal["paper", "reference"]
+EvalSplit = Literal["test", "validation"]
+Mask = Literal["none", "base", "adm", "reported", "oracle"]
+AdmWindow = Literal["trailing", "static"]
+LabelMode = Literal["binary", "weighted"]
+DEVICES = get_args(Device)
+GRAD_METHODS = get_args(GradMethod)
+GRAD_VARIANTS = get_args(GradVariant)
+EVAL_SPLITS = get_args(EvalSplit)
+MASKS = get_args(Mask)
 """Training mask policies (see `malt.train.masks`); `none` trains every label of every row."""
-ADM_WINDOWS = ("trailing", "static")
+ADM_WINDOWS = get_args(AdmWindow)
 
 
 @dataclass
@@ -51,9 +60,12 @@ class DataConfig:
     """Cache directory; None means `<path>/.malt_cache`."""
     train_days: int | None = None
     """Use only the first N training days (None: all)."""
-    eval_split: str = "test"
+    eval_split: EvalSplit = "test"
     """`test`: train on all training days, evaluate on the test day. `validation`: hold out the
     last training day for evaluation and train on the days before it (the paper's protocol)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "data")
 
 
 @dataclass
@@ -65,12 +77,12 @@ class TaskConfig:
     aux_weight: float | None = None
     """λ; None means the reference value for the main view (last 0.3, first 0.1, mta 0.3,
     linear 0.2; 0.3 otherwise)."""
-    label_mode: str = "binary"
-    mask: str = "none"
+    label_mode: LabelMode = "binary"
+    mask: Mask = "none"
     """Training mask for incomplete labels: `none` (every label), `base` (target action only),
     `adm` (attribution-driven), `reported` (the campaign's reported actions), `oracle` (true
     labels); see `malt.train.masks`."""
-    adm_window: str = "trailing"
+    adm_window: AdmWindow = "trailing"
     """ADM counts over the `adm_window_days` training days before each day (`trailing`) or over
     every training day (`static`)."""
     adm_window_days: int = 7
@@ -78,6 +90,9 @@ class TaskConfig:
     """ADM threshold α_j on a campaign's reported conversions of action j (every action)."""
     adm_alpha_per_action: dict[str, float] = field(default_factory=dict)
     """Per-action overrides of `adm_alpha`, e.g. {payment = 3}."""
+
+    def __post_init__(self) -> None:
+        validate(self, "task")
 
 
 @dataclass
@@ -94,19 +109,22 @@ class TrainConfig:
     """Learning-rate factor at the first warm-up step."""
     grad_clip: float | None = None
     """Clip the global gradient norm to this value (None: no clipping)."""
-    grad_method: str = "none"
+    grad_method: GradMethod = "none"
     """`none` (λ-weighted sum), `gcs` or `pcgrad` (see `malt.train.grad_methods`)."""
-    grad_variant: str = "paper"
+    grad_variant: GradVariant = "paper"
     """`paper`: MAC App. C on shared parameters; `reference`: the public release's behaviour."""
     shuffle: bool = False
     """Shuffle rows within each day (seeded); the MAC protocol reads days in file order."""
-    device: str = "auto"
+    device: Device = "auto"
     amp: bool = False
     """bfloat16 autocast on CUDA (ignored on CPU)."""
     lazy_adam: bool = False
     """Sparse embedding gradients with lazy (row-wise) Adam: faster, changes the numbers."""
     log_every: int = 50
     """Steps between loss logs (progress bar and TensorBoard)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "train")
 
 
 @dataclass
@@ -121,12 +139,7 @@ class RunConfig:
     """`name`, `preset` and any `ModelConfig` field (checked when the model is built)."""
 
     def __post_init__(self) -> None:
-        _choice("data.eval_split", self.data.eval_split, EVAL_SPLITS)
-        _choice("train.device", self.train.device, DEVICES)
-        _choice("train.grad_method", self.train.grad_method, GRAD_METHODS)
-        _choice("train.grad_variant", self.train.grad_variant, GRAD_VARIANTS)
-        _choice("task.mask", self.task.mask, MASKS)
-        _choice("task.adm_window", self.task.adm_window, ADM_WINDOWS)
+        validate(self, "")
         if self.train.batch_size < 1:
             raise ConfigError(f"train.batch_size must be positive, got {self.train.batch_size}")
         if self.train.lr <= 0:
@@ -138,28 +151,23 @@ class RunConfig:
                               "PCGrad need dense per-task gradients of the embeddings")
         self.model.setdefault("name", "base")
         self.model.setdefault("preset", "default")
+        for key in ("name", "preset"):
+            check_value(f"model.{key}", self.model[key], str)
+        from malt.models.config import ModelConfig
+
+        options = {k: v for k, v in self.model.items() if k not in ("name", "preset")}
+        ModelConfig.preset(self.model["preset"], **options)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
-        sections = {"data": DataConfig, "task": TaskConfig, "train": TrainConfig}
-        _reject_unknown(raw, ["seed", "model", *sections], source)
-        kwargs: dict[str, Any] = {}
-        for name, section_cls in sections.items():
-            values = raw.get(name, {})
-            if not isinstance(values, dict):
-                raise ConfigError(f"{source}: [{name}] must be a table")
-            _reject_unknown(values, [f.name for f in fields(section_cls)], f"{source} [{name}]")
-            kwargs[name] = section_cls(**values)
-        if "seed" in raw:
-            kwargs["seed"] = int(raw["seed"])
-        if "model" in raw:
-            if not isinstance(raw["model"], dict):
-                raise ConfigError(f"{source}: [model] must be a table")
-            kwargs["model"] = dict(raw["model"])
-        return cls(**kwargs)
+        """Every value checked against its field's type; errors are prefixed with `source`."""
+        try:
+            return build(cls, raw, "")
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -177,14 +185,3 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _reject_unknown(values: dict[str, Any], valid: list[str], where: str) -> None:
-    for key in values:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {sorted(valid)}"
-            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
-
-
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {choices}, got '{value}'")

@@ -18,20 +18,13 @@ receive gradient, so leaving them out changes no number except the parameter cou
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 from malt.errors import ConfigError
+from malt.typed_fields import check_value, hints, reject_unknown, validate
 
 PRESETS = ("default", "reference")
-SIMTIER_COMBINE = ("sum", "concat")
-HOME_VARIANTS = ("reference", "paper")
-KAML_BOTTOMS = ("mmoe", "ple", "shared_bottom")
-RLU_NORMALIZE = ("pairs", "batch")
-RLU_LOGITS = ("routed", "original")
-TAML_FUSION = ("gate", "mean")
-TAML_DISTILL_ON = ("masked", "all")
 
 
 @dataclass(frozen=True)
@@ -48,7 +41,7 @@ class ModelConfig:
     """Padded sequence positions get zero attention weight (the release has no mask)."""
     simtier_bins: int = 32
     """Tiers of each SimTier histogram over [-1, 1] (width 2 / bins)."""
-    simtier_combine: str = "sum"
+    simtier_combine: Literal["sum", "concat"] = "sum"
     """`sum` the per-channel SimTier vectors (the release) or `concat` them (wider input)."""
     simtier_count_padding: bool = False
     """Count padded positions in the SimTier histograms (the release does)."""
@@ -70,7 +63,7 @@ class ModelConfig:
     """Shared experts per extraction level (PLE, MoAE)."""
     ple_task_experts: int = 1
     """Private experts per view per extraction level (PLE, MoAE)."""
-    home_variant: str = "reference"
+    home_variant: Literal["reference", "paper"] = "reference"
     """`reference`: the release's one-level HoME; `paper`: meta level, task groups, expert
     normalisation + Swish, feature gates and self-gates as the HoME paper describes."""
     home_feature_gate_rank: int = 4
@@ -87,7 +80,7 @@ class ModelConfig:
     fuses its own plain pass and its main loss is reported twice (see `malt.models.moae`)."""
 
     # --- incomplete multi-label data: KAML and its baselines (STAR, TAML) ---------------------
-    kaml_bottom: str = "mmoe"
+    kaml_bottom: Literal["mmoe", "ple", "shared_bottom"] = "mmoe"
     """KAML's multi-task bottom: `mmoe` (the paper), `ple` or `shared_bottom`."""
     hke: bool = True
     """KAML: hierarchical knowledge extraction (original / extended sub-towers); needs a mask
@@ -98,12 +91,12 @@ class ModelConfig:
     """KAML: ranking-based label utilisation (pairwise loss on (positive, zero) pairs)."""
     rlu_gamma: float = 0.8
     """γ in γ · L_BCE + (1 − γ) · L_rank (used only with `rlu`)."""
-    rlu_normalize: str = "pairs"
+    rlu_normalize: Literal["pairs", "batch"] = "pairs"
     """Ranking loss per task divided by its number of pairs (`pairs`) or by the batch size
     (`batch`, the paper's Eq. 11 as written)."""
     rlu_use_mask: bool = False
     """Restrict both sides of the pairs to rows whose mask is 1 (default: every row)."""
-    rlu_logits: str = "routed"
+    rlu_logits: Literal["routed", "original"] = "routed"
     """Rank the HKE-routed logits (`routed`) or every row through the original sub-tower."""
     rlu_task_weights: tuple[float, ...] | None = None
     """β_k per view in task order (None: 1 for every view)."""
@@ -116,23 +109,17 @@ class ModelConfig:
     """Experts shared by the learners of one task."""
     taml_learner_experts: int = 1
     """Experts private to one learner."""
-    taml_fusion: str = "gate"
+    taml_fusion: Literal["gate", "mean"] = "gate"
     """Fuse the learners' logits with a softmax gate (`gate`) or their mean (`mean`)."""
     taml_learner_weight: float = 1.0
     """λ_l: weight of the learners' own BCE."""
     taml_distill_weight: float = 0.5
     """λ_d: weight of the self-distillation from the fused score to each learner."""
-    taml_distill_on: str = "masked"
+    taml_distill_on: Literal["masked", "all"] = "masked"
     """Distil on the rows whose mask is 1 (`masked`) or on every row (`all`)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.tower_dims, list):
-            object.__setattr__(self, "tower_dims", tuple(self.tower_dims))
-        for name in ("star_aux_dims", "rlu_task_weights"):
-            if isinstance(getattr(self, name), list):
-                object.__setattr__(self, name, tuple(getattr(self, name)))
-        if isinstance(self.home_groups, list):
-            object.__setattr__(self, "home_groups", tuple(tuple(g) for g in self.home_groups))
+        validate(self, "model")
         self._check()
 
     # --- construction ----------------------------------------------------------------------
@@ -147,17 +134,16 @@ class ModelConfig:
         return base.updated(**overrides)
 
     def updated(self, **overrides: Any) -> ModelConfig:
-        """A copy with `overrides`; an unknown key names the closest field."""
-        _check_keys(overrides)
-        return replace(self, **overrides)
+        """A copy with `overrides`, each checked against its field's type; an unknown key names
+        the closest field."""
+        return replace(self, **_checked(overrides))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
-        _check_keys(raw)
-        return cls(**raw)
+        return cls(**_checked(raw))
 
     # --- derived values -----------------------------------------------------------------------
     @property
@@ -172,43 +158,30 @@ class ModelConfig:
                     "taml_learners", "taml_shared_experts", "taml_general_experts",
                     "taml_learner_experts")
         for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be a positive integer, got "
+                                  f"{getattr(self, name)!r}")
         if self.embed_dim % self.attention_heads:
             raise ConfigError(f"model.embed_dim ({self.embed_dim}) must be a multiple of "
                               f"model.attention_heads ({self.attention_heads})")
         if self.simtier_bins % 2:
             raise ConfigError(f"model.simtier_bins must be even (tiers are symmetric around 0), "
                               f"got {self.simtier_bins}")
-        if self.simtier_combine not in SIMTIER_COMBINE:
-            raise ConfigError(f"model.simtier_combine '{self.simtier_combine}' is not one of "
-                              f"{SIMTIER_COMBINE}")
-        if self.se_group_size is not None and (not isinstance(self.se_group_size, int)
-                                               or self.se_group_size < 1):
+        if self.se_group_size is not None and self.se_group_size < 1:
             raise ConfigError(f"model.se_group_size must be a positive integer or None, got "
                               f"{self.se_group_size!r}")
         if self.se_group % self.se_reduction:
             raise ConfigError(f"the SE group size ({self.se_group}, = model.se_group_size or "
                               f"model.embed_dim) must be a multiple of model.se_reduction "
                               f"({self.se_reduction})")
-        if not self.tower_dims or any(not isinstance(w, int) or w < 1 for w in self.tower_dims):
+        if not self.tower_dims or any(w < 1 for w in self.tower_dims):
             raise ConfigError(f"model.tower_dims must be positive widths, got {self.tower_dims}")
-        if self.home_variant not in HOME_VARIANTS:
-            raise ConfigError(f"model.home_variant '{self.home_variant}' is not one of "
-                              f"{HOME_VARIANTS}")
-        choices = (("kaml_bottom", KAML_BOTTOMS), ("rlu_normalize", RLU_NORMALIZE),
-                   ("rlu_logits", RLU_LOGITS), ("taml_fusion", TAML_FUSION),
-                   ("taml_distill_on", TAML_DISTILL_ON))
-        for name, valid in choices:
-            if getattr(self, name) not in valid:
-                raise ConfigError(f"model.{name} '{getattr(self, name)}' is not one of {valid}")
         if self.hke and self.hke_layers > len(self.tower_dims):
             raise ConfigError(f"model.hke_layers ({self.hke_layers}) exceeds the tower's hidden "
                               f"layers ({len(self.tower_dims)})")
         if not 0.0 <= self.rlu_gamma <= 1.0:
             raise ConfigError(f"model.rlu_gamma must be in [0, 1], got {self.rlu_gamma}")
-        if any(not isinstance(w, int) or w < 1 for w in self.star_aux_dims):
+        if any(w < 1 for w in self.star_aux_dims):
             raise ConfigError(f"model.star_aux_dims must be positive widths, got "
                               f"{self.star_aux_dims}")
         if min(self.taml_learner_weight, self.taml_distill_weight) < 0:
@@ -220,10 +193,8 @@ class ModelConfig:
                                   f"once, got {self.home_groups}")
 
 
-def _check_keys(raw: dict[str, Any]) -> None:
-    valid = [f.name for f in fields(ModelConfig)]
-    for key in raw:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {valid}"
-            raise ConfigError(f"unknown model option '{key}'{hint}")
+def _checked(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with every value checked against (and converted to) its field's type."""
+    reject_unknown(raw, [f.name for f in fields(ModelConfig)], "model options")
+    types = hints(ModelConfig)
+    return {key: check_value(f"model.{key}", value, types[key]) for key, value in raw.items()}
