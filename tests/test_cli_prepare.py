@@ -74,3 +74,10 @@ def test_bad_schema_file_exits_3(tmp_path, capsys):
 def test_missing_data_directory_exits_3(tmp_path, capsys):
     assert main(["prepare", "--data", str(tmp_path / "nope")]) == 3
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_prepare_warns_when_there_is_no_test_day(tmp_path, caplog):
+    root = write_random_dataset(tmp_path / "d", days=3, rows=50)
+    day_path(root, "test", 0).unlink()
+    assert main(["prepare", "--data", str(root)]) == 0
+    assert "has no test day" in caplog.text and "--eval-split validation" in caplog.text

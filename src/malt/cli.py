@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(malt.commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):  # helpers the commands share, not commands
+            continue
         module = importlib.import_module(f"malt.commands.{info.name}")
         name = info.name.replace("_", "-")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)

@@ -79,17 +79,17 @@ def _mac_dict():
             "float_sequences": [s.name for s in MAC.float_sequences]}
 
 
-@pytest.mark.parametrize("column, values, expected", [
-    ("user_feat0", lambda n: pa.array(np.full(n, 1.5)), "integer or string id"),
-    ("last", lambda n: pa.array(["0.5"] * n), "a number"),
-    ("ad_feat0_seq", lambda n: pa.array(np.ones(n, dtype=np.int64)), "a list of integer"),
-    ("mm_feat0_seq", lambda n: pa.array([["a"] * 20] * n), "a list of numbers"),
+@pytest.mark.parametrize("column, values, expected, row", [
+    ("user_feat0", lambda n: pa.array(np.full(n, 1.5)), "integer or string id", 0),
+    ("last", lambda n: pa.array([None] * 7 + ["0.5"] * (n - 7)), "a number", 7),
+    ("ad_feat0_seq", lambda n: pa.array(np.ones(n, dtype=np.int64)), "a list of integer", 0),
+    ("mm_feat0_seq", lambda n: pa.array([["a"] * 20] * n), "a list of numbers", 0),
 ])
-def test_wrong_dtype(data, column, values, expected):
+def test_wrong_dtype_names_the_first_offending_row(data, column, values, expected, row):
     path = rewrite(data, lambda t: replace(t, column, values(t.num_rows)))
     err = raised(data)
-    assert (err.file, err.column) == (str(path), column)
-    assert "wrong dtype" in str(err) and expected in str(err)
+    assert (err.file, err.column, err.row) == (str(path), column, row)
+    assert "wrong dtype" in str(err) and expected in str(err) and f"row {row}" in str(err)
 
 
 @pytest.mark.parametrize("column", ["ad_feat1_seq", "mm_feat0_seq"])

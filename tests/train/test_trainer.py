@@ -72,6 +72,42 @@ def test_interrupted_run_resumes_to_identical_numbers(data, tmp_path, monkeypatc
                                   Predictions.load(tmp_path / "whole" / "predictions.npz").probs)
 
 
+def test_tensorboard_gets_the_first_and_last_step_and_the_evaluation(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    metrics = train_run(_config(data, log_every=1000), tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/last")] == [1, 15]
+    gauc = events.Scalars("eval/last/gauc")
+    assert [e.step for e in gauc] == [15]
+    assert gauc[0].value == pytest.approx(metrics["views"]["last"]["gauc"])
+
+
+def test_a_resumed_runs_time_covers_every_leg(data, tmp_path, monkeypatch):
+    import torch
+
+    original = Trainer.train_step
+
+    def stopping_step(self, batch):
+        report = original(self, batch)
+        if self.state.global_step + 1 == 4:
+            self.request_stop()
+        return report
+
+    monkeypatch.setattr(Trainer, "train_step", stopping_step)
+    with pytest.raises(Interrupted):
+        train_run(_config(data), tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "train_step", original)
+    path = tmp_path / "cut" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=False)
+    assert payload["state"]["seconds"] > 0
+    payload["state"]["seconds"] = 1000.0  # as if the first leg had taken 1000 s
+    torch.save(payload, path)
+    resumed = train_run(_config(data), tmp_path / "cut", resume=True)
+    assert 1000 < resumed["train"]["seconds"] < 1000 + 300
+
+
 @pytest.mark.parametrize("method", ["gcs", "pcgrad"])
 @pytest.mark.parametrize("variant", ["paper", "reference"])
 def test_gradient_methods_train(data, tmp_path, method, variant):

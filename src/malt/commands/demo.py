@@ -27,6 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from malt.commands._progress import console_progress
     from malt.config import RunConfig
     from malt.data import prepare
     from malt.data.layout import find_layout
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
             "train": {"device": args.device, "shuffle": True},
             "model": {"name": model}})
         print(f"\ntraining {model} (main: last, aux: {', '.join(aux) or 'none'}) ...", flush=True)
-        results[model] = train_run(config, run.path, resume=run.exists(), dataset=dataset)
+        results[model] = train_run(config, run.path, resume=run.exists(), dataset=dataset,
+                                   progress=console_progress())
 
     base = results["base"]["views"]["last"]
     print(f"\n{'model':<8}{'AUC':>9}{'GAUC':>9}{'ΔAUC (pt)':>12}{'ΔGAUC (pt)':>12}{'train s':>9}")

@@ -20,6 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from malt.cli_options import given_overrides, resolve_config
+    from malt.commands._progress import console_progress
     from malt.errors import ConfigError
     from malt.train.evaluate import format_metrics
     from malt.train.runner import train_run
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
                               "--out (and optionally --device)")
     config = resolve_config(args)
     try:
-        metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite)
+        metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
+                            progress=console_progress())
     except Interrupted as stop:
         print(f"{stop}; checkpoint saved. Continue with: malt train --resume --out {args.out}")
         return 130

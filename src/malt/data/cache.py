@@ -277,7 +277,7 @@ class Preparer:
     def _plan(self, source: Path, split: str, directory: Path) -> _Job:
         """Check the file's footer and columns, then lay out the empty arrays of the day."""
         pf = open_parquet(source)
-        check_columns(self.schema, pf.schema_arrow, str(source))
+        check_columns(self.schema, pf, str(source))
         rows = pf.metadata.num_rows
         if rows == 0:
             raise DataError("empty day file (0 rows)", file=str(source))
@@ -376,6 +376,10 @@ class Preparer:
                     for job in jobs:
                         job.discard()
         self._remove_stale({d.directory for d in days})
+        if not self.layout.test:
+            log.warning("%s has no test day (test/*.parquet): train on it with the validation "
+                        "protocol (--eval-split validation) or add the day to evaluate on",
+                        self.layout.root)
         return Dataset(root=self.layout.root, schema=self.schema, vocab=vocab,
                        train=[d for d in days if d.split == "train"],
                        test=[d for d in days if d.split == "test"])

@@ -149,8 +149,10 @@ def read_chunks(pf: pq.ParquetFile, path: Path, row_group: int, start: int,
                         "could be read (truncated or corrupt?)", file=str(path), row=offset)
 
 
-def check_columns(schema: Schema, arrow_schema: pa.Schema, file: str) -> None:
-    """Raise on missing or extra columns and on column types the schema cannot read."""
+def check_columns(schema: Schema, pf: pq.ParquetFile, file: str) -> None:
+    """Raise on missing or extra columns and on column types the schema cannot read (naming the
+    first row holding a value of the wrong type)."""
+    arrow_schema = pf.schema_arrow
     present = set(arrow_schema.names)
     expected = set(schema.columns)
     missing = [c for c in schema.columns if c not in present]
@@ -188,7 +190,22 @@ def check_columns(schema: Schema, arrow_schema: pa.Schema, file: str) -> None:
     for column, ok, what in checks:
         dtype = arrow_schema.field(column).type
         if not ok(dtype):
-            raise DataError(f"wrong dtype {dtype}, expected {what}", file=file, column=column)
+            row, value = _first_value(pf, column)
+            shown = "" if row is None else f" (first value {value!r})"
+            raise DataError(f"wrong dtype {dtype}, expected {what}{shown}", file=file,
+                            column=column, row=row)
+
+
+def _first_value(pf: pq.ParquetFile, column: str) -> tuple[int | None, object]:
+    """(row, value) of the first non-null value of `column`; (None, None) if all are null."""
+    start = 0
+    for index in range(pf.metadata.num_row_groups):
+        values = pf.read_row_group(index, columns=[column]).column(column).combine_chunks()
+        valid = np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False))
+        if len(valid):
+            return start + int(valid[0]), values[int(valid[0])].as_py()
+        start += len(values)
+    return None, None
 
 
 class DayConverter:

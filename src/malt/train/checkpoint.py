@@ -25,6 +25,8 @@ class TrainState:
     step_in_day: int = 0
     global_step: int = 0
     finished: bool = False
+    seconds: float = 0.0
+    """Training time of the run so far, over every leg (a resumed run adds to it)."""
 
 
 def rng_state() -> dict[str, Any]:

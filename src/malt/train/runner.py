@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from malt.run import RunDir
 from malt.train.distributed import barrier
 from malt.train.evaluate import evaluate, predict
 from malt.train.masks import format_coverage
+from malt.train.progress import ProgressFn
 from malt.train.target_eval import target_metrics
 from malt.train.trainer import Trainer
 
@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
-              overwrite: bool = False, dataset: Dataset | None = None) -> dict[str, Any] | None:
+              overwrite: bool = False, dataset: Dataset | None = None,
+              progress: ProgressFn | None = None) -> dict[str, Any] | None:
     """Train and evaluate one run into `out`; returns its metrics (None on ranks other than 0).
 
     With `resume`, an unfinished run continues from its checkpoint under its saved config and a
@@ -48,9 +49,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     try:
         if resume and run.checkpoint.is_file():
             trainer.restore()
-        started = time.perf_counter()
-        trainer.fit()
-        seconds = time.perf_counter() - started
+        trainer.fit(progress)
         predictions = predict(trainer.model, trainer.eval_days, trainer.task,
                               trainer.dataset.schema, batch_size=config.train.batch_size,
                               device=trainer.device, world=trainer.world)
@@ -63,7 +62,8 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
                 "eval_days": [d.name for d in trainer.eval_days],
                 "eval_rows": int(len(predictions.user)),
                 "train": {"days": len(trainer.train_days), "rows": rows,
-                          "steps": trainer.state.global_step, "seconds": round(seconds, 2),
+                          "steps": trainer.state.global_step,
+                          "seconds": round(trainer.state.seconds, 2),
                           "world_size": trainer.world.size},
                 "params": dict(zip(("dense", "embedding"), trainer.model.parameter_counts())),
             }
@@ -73,6 +73,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
                 metrics["coverage"] = trainer.coverage
             predictions.save(run.writable(run.predictions_file))
             run.save_metrics(metrics)
+            _log_evaluation(run, metrics["views"], trainer.state.global_step)
             log.info("evaluation: %s", metrics["views"])
         barrier(trainer.world)
         return metrics
@@ -80,3 +81,14 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
         if trainer.world.is_main:
             logging.getLogger("malt").removeHandler(handler)
             handler.close()
+
+
+def _log_evaluation(run: RunDir, views: dict[str, dict[str, float]], step: int) -> None:
+    """The evaluation metrics as TensorBoard scalars `eval/<view>/<metric>` at the last step."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run.writable(run.tensorboard_events)
+    with SummaryWriter(str(run.tensorboard_dir)) as writer:
+        for view, metrics in views.items():
+            for name, value in metrics.items():
+                writer.add_scalar(f"eval/{view}/{name}", value, step)

@@ -14,7 +14,7 @@ import logging
 import random
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from malt.train.distributed import World, barrier, init_world, resolve_device
 from malt.train.masks import AdmOptions, MaskPolicy, coverage
 from malt.train.model_factory import build_from_config
 from malt.train.optim import Optimisation
+from malt.train.progress import ProgressFn, TrainProgress
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,25 @@ class StepReport:
     rows: int
 
 
+@dataclass
+class _Leg:
+    """One uninterrupted stretch of training: where it started and what it has done."""
+
+    first_step: int
+    seconds_before: float
+    """Training seconds of the earlier legs."""
+    started: float = field(default_factory=time.perf_counter)
+    rows: int = 0
+    """Rows trained in this leg, all ranks."""
+    loss: float | None = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def samples_per_s(self) -> float:
+        return self.rows / max(self.elapsed(), 1e-9)
+
+
 class Trainer:
     """Builds model and optimiser from a `RunConfig` and trains them; see the module docstring."""
 
@@ -110,6 +130,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.state = TrainState()
         self._stop_requested = False
+        self._leg: _Leg | None = None
 
     def _coverage(self) -> dict[str, dict[str, float]] | None:
         """Share of training rows each action trains on (KAML paper Table 1)."""
@@ -119,6 +140,8 @@ class Trainer:
 
     # --- persistence -----------------------------------------------------------------------
     def save(self) -> None:
+        if self._leg is not None:
+            self.state.seconds = self._leg.seconds_before + self._leg.elapsed()
         if self.world.is_main:
             save_checkpoint(self.run.writable(self.run.checkpoint), model=self.model,
                             optimisation_state=self.optimisation.state_dict(), state=self.state,
@@ -137,14 +160,17 @@ class Trainer:
                  self.state.step_in_day, self.state.global_step)
 
     # --- training --------------------------------------------------------------------------
-    def fit(self) -> None:
-        """Train through the remaining days; raises `Interrupted` after saving on Ctrl-C."""
-        from tqdm import tqdm
+    def fit(self, progress: ProgressFn | None = None) -> None:
+        """Train through the remaining days; raises `Interrupted` after saving on Ctrl-C.
 
+        `progress` (rank 0 only) is called after every step. Training time accumulates over
+        the legs of a resumed run in `state.seconds` (saved with every checkpoint).
+        """
         cfg = self.config.train
         writer = self._tensorboard()
-        progress = tqdm(total=self.total_steps, initial=self.state.global_step, unit="step",
-                        disable=None if self.world.is_main else True, dynamic_ncols=True)
+        if not self.world.is_main:
+            progress = None
+        self._leg = _Leg(self.state.global_step, self.state.seconds)
         previous = signal.signal(signal.SIGINT, self._request_stop) \
             if _in_main_thread() else None
         try:
@@ -154,7 +180,6 @@ class Trainer:
                                      seed=self.config.seed, day_index=self.state.day,
                                      rank=self.world.rank, world_size=self.world.size,
                                      device=self.device)
-                started, rows = time.perf_counter(), 0
                 for batch in batches.from_step(self.state.step_in_day):
                     if self._should_stop():
                         self.save()
@@ -167,10 +192,12 @@ class Trainer:
                         continue
                     report = self.train_step(batch)
                     self._advance()
-                    rows += report.rows
-                    progress.update(1)
+                    self._leg.rows += report.rows * self.world.size
                     if report.losses:
-                        self._log_step(writer, progress, report, day, rows, started)
+                        self._leg.loss = report.losses[self.task.main]
+                        self._log_step(writer, report)
+                    if progress is not None:
+                        progress(self._progress(day))
                 self.state.day += 1
                 self.state.step_in_day = 0
                 self.save()
@@ -179,7 +206,6 @@ class Trainer:
             self.state.finished = True
             self.save()
         finally:
-            progress.close()
             if writer is not None:
                 writer.close()
             if previous is not None:
@@ -219,7 +245,8 @@ class Trainer:
             nn.utils.clip_grad_norm_(dense, cfg.grad_clip)
         self.optimisation.step()
         self.optimisation.zero_grad()
-        due = (self.state.global_step + 1) % cfg.log_every == 0
+        step = self.state.global_step
+        due = step == 0 or step + 1 == self.total_steps or (step + 1) % cfg.log_every == 0
         logged = {v: float(loss.detach()) for v, loss in losses.items()} if due else {}
         return StepReport(losses=logged, rows=rows)
 
@@ -269,16 +296,24 @@ class Trainer:
         self.run.writable(self.run.tensorboard_events)
         return SummaryWriter(str(self.run.tensorboard_dir), purge_step=self.state.global_step)
 
-    def _log_step(self, writer, progress, report: StepReport, day: Day, rows: int,
-                  started: float) -> None:
-        speed = rows * self.world.size / max(time.perf_counter() - started, 1e-9)
-        progress.set_postfix_str(f"day {day.name} loss {report.losses[self.task.main]:.4f} "
-                                 f"{speed:,.0f} samples/s")
-        if writer is not None:
-            for view, value in report.losses.items():
-                writer.add_scalar(f"loss/{view}", value, self.state.global_step)
-            writer.add_scalar("lr", self.optimisation.lr, self.state.global_step)
-            writer.add_scalar("samples_per_s", speed, self.state.global_step)
+    def _log_step(self, writer, report: StepReport) -> None:
+        """TensorBoard scalars of a logged step (the first, the last and every `log_every`)."""
+        if writer is None:
+            return
+        step = self.state.global_step
+        for view, value in report.losses.items():
+            writer.add_scalar(f"loss/{view}", value, step)
+        writer.add_scalar("lr", self.optimisation.lr, step)
+        writer.add_scalar("samples_per_s", self._leg.samples_per_s(), step)
+
+    def _progress(self, day: Day) -> TrainProgress:
+        leg = self._leg
+        steps = self.state.global_step - leg.first_step
+        elapsed = leg.elapsed()
+        eta = elapsed / steps * (self.total_steps - self.state.global_step) if steps else None
+        return TrainProgress(day=day.name, day_index=self.state.day, days=len(self.train_days),
+                             step=self.state.global_step, total_steps=self.total_steps,
+                             samples_per_s=leg.samples_per_s(), loss=leg.loss, eta_s=eta)
 
 
 def _seed_everything(seed: int) -> None:
