@@ -92,8 +92,9 @@ def main() -> None:
     for name, seconds in rows:
         lines.append(f"| {name} | {seconds:.3f} | {n / max(seconds, 1e-9):,.0f} |")
     if result.dda_model is not None:
-        gaps = ", ".join(f"{v:+.2f}" for v in result.dda_model.gap_effects)
-        lines += ["", f"Fitted dda gap terms (first, <=1 min, <=1 h, <=1 day, longer): {gaps}."]
+        second = ", ".join(f"{v:+.2f}" for v in result.dda_model.cell_effects[0])
+        lines += ["", f"Fitted dda: first-click logit {result.dda_model.first_click_logit:+.2f}; "
+                      f"a second click adds (gap <=1 min, <=1 h, <=1 day, longer) {second}."]
     body = "\n".join(lines)
     print(body)
     command = "python -m benchmarks.bench_attribution" + (

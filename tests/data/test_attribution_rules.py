@@ -129,7 +129,9 @@ def test_objective_gradient_matches_finite_differences():
 def test_objective_equals_the_path_likelihood():
     """The aggregated loss is the mean negative log-likelihood of the paths (no prior)."""
     converted, other, _, _ = simulated_paths(1, n=50)
-    model = NoisyOrModel(theta=np.random.default_rng(2).normal(0, 1, 14), cardinalities=(3,))
+    dim = len(objective_terms(converted, other, (3,)).prior)
+    theta = np.r_[0.0, np.random.default_rng(2).normal(0, 1, dim - 1)]
+    model = NoisyOrModel(theta=theta, cardinalities=(3,))
     nll = 0.0
     for paths, did_convert in ((converted, True), (other, False)):
         p = 1 / (1 + np.exp(-model.logits(paths)))
@@ -161,16 +163,68 @@ def simulated_paths(seed, n=4000):
 
 
 def test_dda_learns_which_clicks_convert_and_is_deterministic():
-    converted, other, quick, channel = simulated_paths(0)
+    converted, other, quick, channel = simulated_paths(0, n=20_000)
     weights, model = dda_credit(converted, other, (3,))
     again, _ = dda_credit(converted, other, (3,))
     np.testing.assert_array_equal(weights, again)
-    first, minute, hour, day, longer = model.gap_effects
-    # logit(0.4) - logit(0.05) = 2.5; first and two-hour-gap clicks share the lower p.
-    assert 1.5 < minute - day < 3.5 and minute - first > 1.5
-    effects = model.theta[-3:]
-    assert effects[1] > effects[0] > effects[2]
+    minute, hour, day, longer = model.cell_effects.T
+    # logit(0.4) - logit(0.05) = 2.5 for a click a minute after the previous one, at every
+    # position; a click two hours after the previous one has the first click's p.
+    assert np.all((1.5 < minute - day) & (minute - day < 3.5))
+    assert np.all(np.abs(day) < 0.6)
+    effects = model.feature_effects(0)
+    assert effects[0] == 0 and effects[1] > 0 > effects[2]
     assert weights[quick].mean() > 3 * weights[~quick].mean()
+
+
+def positional_paths(seed, n=20_000, trigger=(0.3, 0.08, 0.04, 0.03, 0.02)):
+    """Paths of 1-5 clicks whose k-th click triggers the conversion with p `trigger[k]`,
+    whatever the gaps (exponential, mean one hour)."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 6, n)
+    path = np.repeat(np.arange(n), sizes)
+    rank = np.arange(len(path)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    time = np.cumsum(np.where(rank == 0, 1e6, rng.exponential(3600.0, len(path))))
+    p = np.array(trigger)[rank]
+    converted = (np.bincount(path, rng.random(len(path)) < p, minlength=n) > 0)[path]
+
+    def paths(mask):
+        return Paths(path=path[mask], time=time[mask], click_id=np.arange(mask.sum()),
+                     features=np.zeros((mask.sum(), 0), np.int64))
+    true_logit = np.log(p / (1 - p))[converted]
+    return paths(converted), paths(~converted), rank[converted], true_logit
+
+
+def _shares_by_position(paths: Paths, rank: np.ndarray, weights: np.ndarray, clicks: int):
+    """Mean credit of each position over the converted journeys of `clicks` clicks."""
+    in_size = (paths.lengths() == clicks)[np.unique(paths.path, return_inverse=True)[1]]
+    return np.array([weights[in_size & (rank == k)].mean() for k in range(clicks)])
+
+
+@pytest.mark.parametrize("clicks", [2, 3])
+def test_dda_recovers_the_credit_of_each_position_from_the_data(clicks):
+    converted, other, rank, true_logit = positional_paths(0)
+    truth = _shares_by_position(converted, rank, shapley_shares(converted.path, true_logit),
+                                clicks)
+    for l2 in (1e-3, 1.0):  # from almost no prior to the default one
+        weights, _ = dda_credit(converted, other, l2=l2)
+        learned = _shares_by_position(converted, rank, weights, clicks)
+        np.testing.assert_allclose(learned, truth, atol=0.05, err_msg=f"l2 {l2}")
+    assert truth[0] > 0.6  # the first click earns most: a test the linear rule would fail
+
+
+def _only_paths_of(paths: Paths, clicks: int) -> Paths:
+    keep = (paths.lengths() == clicks)[np.unique(paths.path, return_inverse=True)[1]]
+    return Paths(paths.path[keep], paths.time[keep], paths.click_id[keep], paths.features[keep])
+
+
+def test_paths_of_one_length_are_reported_as_not_telling_positions_apart(caplog):
+    converted, other, _, _ = positional_paths(1, n=2000)
+    fit(_only_paths_of(converted, 3), _only_paths_of(other, 3))
+    assert "cannot tell positions apart" in caplog.text
+    caplog.clear()
+    fit(converted, other)
+    assert "cannot tell positions apart" not in caplog.text
 
 
 def test_dda_fit_without_paths_or_with_mismatched_features():

@@ -2,24 +2,34 @@
 
 Model. Every click i of a path independently "triggers" the conversion with probability
 
-    p_i = sigmoid(b + l[length of the path] + g[gap before i] + sum_f e_f[feature f of i])
+    p_i = sigmoid(b + c[position_i, gap_i] + sum_f e_f[code of feature f of click i])
 
-where the length is capped at `LENGTH_BUCKETS`, the gap is the time since the previous click of
-the path in the buckets of `GAP_EDGES` (the first click has a bucket of its own), and the
-optional features are categorical click attributes (a channel, a campaign, a context field...).
-A path converts when at least one click triggers:
+A path converts when at least one click triggers: P(convert | clicks S) = 1 - prod_i (1 - p_i).
 
-    P(convert | clicks S) = 1 - prod_{i in S} (1 - p_i).
+What is learned, and from which statistics:
+- `b`, the logit of a path's first click. One-click paths convert with probability sigmoid(b)
+  (at the reference feature codes), so `b` is learned from how often they convert.
+- `c[k, g]` for every later click: its position k (2, 3, ..., `POSITIONS` and beyond, counted
+  from the start of the path) crossed with the gap g since the previous click (the buckets of
+  `GAP_EDGES`). A k-click path holds the clicks of a (k-1)-click path plus one more, so the
+  conversion rates of paths of different lengths and gaps tell what the k-th click adds. One
+  term per (position, gap) cell, and none for the first click, keeps every term tied to a
+  click type of its own: no two terms can trade off against each other without changing a
+  path's probability.
+- `e_f[v]` for optional categorical click features (a channel, a campaign...), measured
+  against the feature's first code, which is fixed at 0.
+There is deliberately no term per path length: with one, the first click's term and the
+length term could trade off exactly within every length, and the split of credit between
+positions would be set by the prior instead of by the data.
 
-Why these terms: path outcomes alone cannot tell a first click from a last click (every path
-has one of each, and counting positions from the start or from the end gives every path the same
-multiset of ranks), so rank terms would be set by the prior, not by the data. The length term
-absorbs the diminishing return of longer paths symmetrically; the gap and feature terms vary
-between paths of the same length and so are learned from the data.
+The fit uses every path: the journeys that converted (each click kept, grouped by journey) and
+the click paths that did not (only the count of clicks per distinct click type: their loss is a
+sum over clicks). Positions are identified when paths of several lengths occur, as they do in
+click logs; when every path has the same length they are not, and the prior pulls the cells
+toward the first click's logit (credit tends to the linear rule).
 
-Fit. The parameters are the maximum a-posteriori estimate under a N(0, 1 / l2) prior (the bias is
-not penalised), over ALL paths: the journeys that converted and the click paths that did not.
-Optimisation is full-batch L-BFGS in float64 from zero, so the fit is deterministic.
+Fit. The maximum a-posteriori estimate under a N(0, 1 / l2) prior on every term but `b`,
+by full-batch L-BFGS in float64 from zero, so the fit is deterministic.
 
 Credit. The conversion probability of a journey is shared among its clicks by Shapley values of
 the game v(S) = 1 - prod_{i in S}(1 - p_i). By Owen's multilinear-extension formula
@@ -28,12 +38,13 @@ the game v(S) = 1 - prod_{i in S}(1 - p_i). By Owen's multilinear-extension form
 
 a polynomial integral evaluated by Gauss-Legendre quadrature (exact for journeys of up to
 2 * `QUADRATURE_NODES` clicks). The weights are phi_i / sum_j phi_j: in [0, 1], summing to 1 over
-each journey, symmetric (equal p give the linear rule), and larger for clicks whose gap and
-attributes raise the conversion probability in the data.
+each journey, symmetric (equal p give the linear rule), and larger for clicks whose position,
+gap and attributes raise the conversion probability in the data.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,10 +53,19 @@ import pandas as pd
 from malt.data.attribution.journeys import key_codes
 from malt.data.attribution.rules import sort_journeys
 
-LENGTH_BUCKETS = 5
+POSITIONS = 5
+"""Positions with their own terms; later clicks share the last one."""
 GAP_EDGES = (60.0, 3600.0, 86400.0)
-"""Gap buckets (seconds): first click, <= 1 minute, <= 1 hour, <= 1 day, longer."""
+"""Gap buckets (seconds) of a later click: <= 1 minute, <= 1 hour, <= 1 day, longer."""
 QUADRATURE_NODES = 32
+
+log = logging.getLogger(__name__)
+
+_GAPS = len(GAP_EDGES) + 1
+_REFERENCE, _BIAS, _CELLS_AT = 0, 1, 2
+"""theta[0] is the fixed 0 a term without a learned value points at (the first click's cell,
+a feature's first code); theta[1] is `b`; the cells follow, then the feature tables."""
+_FEATURES_AT = _CELLS_AT + (POSITIONS - 1) * _GAPS
 
 
 @dataclass(frozen=True)
@@ -64,22 +84,22 @@ class Paths:
     def __len__(self) -> int:
         return len(self.path)
 
-
-_GAPS = len(GAP_EDGES) + 2
-_LENGTH_AT, _GAP_AT = 1, 1 + LENGTH_BUCKETS
-_FEATURES_AT = _GAP_AT + _GAPS
+    def lengths(self) -> np.ndarray:
+        """int64 [P] number of clicks of each path."""
+        _, counts = np.unique(self.path, return_counts=True)
+        return counts
 
 
 @dataclass(frozen=True)
 class NoisyOrModel:
-    """Fitted parameters: theta = [bias, length (LENGTH_BUCKETS), gap (first + GAP_EDGES + 1),
-    feature tables...]."""
+    """Fitted parameters: theta = [0 (fixed), b, cells ((POSITIONS - 1) x gap buckets),
+    feature tables (codes 1.. of each feature)...]."""
 
     theta: np.ndarray
     cardinalities: tuple[int, ...]
 
     def design(self, paths: Paths) -> np.ndarray:
-        """int64 [Q, 3 + G] indices into `theta` of the terms summed into each click's logit."""
+        """int64 [Q, 2 + G] indices into `theta` of the terms summed into each click's logit."""
         return _design(paths, self.cardinalities)
 
     def logits(self, paths: Paths) -> np.ndarray:
@@ -87,32 +107,38 @@ class NoisyOrModel:
         return self.theta[self.design(paths)].sum(axis=1)
 
     @property
-    def gap_effects(self) -> np.ndarray:
-        """float64 [len(GAP_EDGES) + 2] fitted terms: first click, then the gap buckets."""
-        return self.theta[_GAP_AT:_FEATURES_AT]
+    def first_click_logit(self) -> float:
+        """b: the logit of a first click at the reference feature codes."""
+        return float(self.theta[_BIAS])
 
     @property
-    def length_effects(self) -> np.ndarray:
-        """float64 [LENGTH_BUCKETS] fitted terms of paths of 1, 2, ... clicks."""
-        return self.theta[_LENGTH_AT:_GAP_AT]
+    def cell_effects(self) -> np.ndarray:
+        """float64 [POSITIONS - 1, gap buckets]: what a click at position 2, 3, ... after a gap
+        in each bucket adds to the first click's logit."""
+        return self.theta[_CELLS_AT:_FEATURES_AT].reshape(POSITIONS - 1, _GAPS)
+
+    def feature_effects(self, feature: int) -> np.ndarray:
+        """float64 [cardinality]: the terms of each code of feature `feature` (code 0 is 0)."""
+        offset = _FEATURES_AT + sum(c - 1 for c in self.cardinalities[:feature])
+        learned = self.theta[offset:offset + self.cardinalities[feature] - 1]
+        return np.r_[0.0, learned]
 
 
 def _design(paths: Paths, cardinalities: tuple[int, ...]) -> np.ndarray:
     q = len(paths)
     order, group, start = sort_journeys(paths.path, paths.time, paths.click_id)
     time = np.asarray(paths.time, dtype=np.float64)[order]
-    first = np.zeros(q, dtype=bool)
-    first[start] = True
-    gap = np.where(first, 0, 1 + np.searchsorted(GAP_EDGES, np.diff(time, prepend=0.0)))
-    length = np.diff(np.r_[start, q])[group]
-    columns = np.empty((q, 3 + len(cardinalities)), dtype=np.int64)
-    columns[:, 0] = 0
-    columns[order, 1] = _LENGTH_AT + np.minimum(length, LENGTH_BUCKETS) - 1
-    columns[order, 2] = _GAP_AT + gap
+    position = np.arange(q) - start[group]  # 0-based, along `order`
+    gap = np.searchsorted(GAP_EDGES, np.diff(time, prepend=0.0))
+    cell = _CELLS_AT + (np.minimum(position, POSITIONS - 1) - 1) * _GAPS + gap
+    columns = np.empty((q, 2 + len(cardinalities)), dtype=np.int64)
+    columns[:, 0] = _BIAS
+    columns[order, 1] = np.where(position == 0, _REFERENCE, cell)
     offset = _FEATURES_AT
     for g, card in enumerate(cardinalities):
-        columns[:, 3 + g] = offset + paths.features[:, g]
-        offset += card
+        code = paths.features[:, g]
+        columns[:, 2 + g] = np.where(code == 0, _REFERENCE, offset + code - 1)
+        offset += card - 1
     return columns
 
 
@@ -128,23 +154,29 @@ def fit(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
     """
     import torch
 
+    lengths = np.unique(np.r_[converted.lengths(), other.lengths()])
+    if len(lengths) == 1:
+        log.warning("every click path has %d click(s): the data cannot tell positions apart, "
+                    "so the dda credit of later clicks follows the prior (toward the linear "
+                    "rule)", lengths[0])
     terms = objective_terms(converted, other, cardinalities, l2=l2)
     dim = len(terms.prior)
 
     # torch's L-BFGS drives the numpy objective: its closure only needs the loss and gradient.
-    theta = torch.zeros(dim, dtype=torch.float64)
-    optimizer = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, history_size=20,
+    # It moves the learned terms; theta[0] stays the fixed 0.
+    learned = torch.zeros(dim - 1, dtype=torch.float64)
+    optimizer = torch.optim.LBFGS([learned], lr=1.0, max_iter=max_iter, history_size=20,
                                   tolerance_grad=1e-7, tolerance_change=1e-10,
                                   line_search_fn="strong_wolfe")
 
     def closure():
-        loss, grad = objective(theta.numpy(), terms)
-        theta.grad = torch.from_numpy(grad)
+        loss, grad = objective(np.r_[0.0, learned.numpy()], terms)
+        learned.grad = torch.from_numpy(grad[1:])
         return torch.tensor(loss, dtype=torch.float64)
 
     if terms.n_paths:
         optimizer.step(closure)
-    return NoisyOrModel(theta=theta.numpy().copy(), cardinalities=tuple(cardinalities))
+    return NoisyOrModel(theta=np.r_[0.0, learned.numpy()], cardinalities=tuple(cardinalities))
 
 
 @dataclass(frozen=True)
@@ -187,9 +219,9 @@ def objective_terms(converted: Paths, other: Paths, cardinalities: tuple[int, ..
     n_other = len(pd.unique(other.path))
     other_count = np.bincount(row[n_conv_clicks:], minlength=len(rows)).astype(np.float64)
     n_conv = int(conv_path.max()) + 1 if len(conv_path) else 0
-    dim = _FEATURES_AT + int(sum(cardinalities))
+    dim = _FEATURES_AT + int(sum(cardinalities)) - len(cardinalities)
     prior = np.full(dim, l2)
-    prior[0] = 0.0
+    prior[_BIAS] = 0.0
     return ObjectiveTerms(rows=rows, conv_row=row[:n_conv_clicks],
                           conv_path=conv_path.astype(np.int64), n_conv=n_conv,
                           other_count=other_count, n_paths=n_conv + n_other, prior=prior)
