@@ -36,7 +36,8 @@ _FLAG_KEYS: dict[str, tuple[str | None, str]] = {
     "lr": ("train", "lr"), "embedding_lr_scale": ("train", "embedding_lr_scale"),
     "batch_size": ("train", "batch_size"), "warmup_fraction": ("train", "warmup_fraction"),
     "grad_clip": ("train", "grad_clip"), "grad_method": ("train", "grad_method"),
-    "grad_variant": ("train", "grad_variant"), "shuffle": ("train", "shuffle"),
+    "grad_variant": ("train", "grad_variant"), "gcs_weighting": ("train", "gcs_weighting"),
+    "shuffle": ("train", "shuffle"),
     "device": ("train", "device"), "amp": ("train", "amp"), "lazy_adam": ("train", "lazy_adam"),
     "log_every": ("train", "log_every"),
     "model": ("model", "name"), "preset": ("model", "preset"),
@@ -82,6 +83,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-clip", type=float)
     g.add_argument("--grad-method", choices=GRAD_METHODS)
     g.add_argument("--grad-variant", choices=GRAD_VARIANTS)
+    g.add_argument("--gcs-weighting", choices=["sigmoid", "clip", "binary"],
+                   help="GCS weight from the gradient cosine: sigmoid (MAC, λ unused), clip "
+                        "(max(0, cos) · λ) or binary (1(cos > 0) · λ)")
     g.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--device", choices=DEVICES)
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)

@@ -35,6 +35,7 @@ from malt.typed_fields import build, check_value, validate
 Device = Literal["auto", "cpu", "cuda"]
 GradMethod = Literal["none", "gcs", "pcgrad"]
 GradVariant = Literal["paper", "reference"]
+GcsWeighting = Literal["sigmoid", "clip", "binary"]
 EvalSplit = Literal["test", "validation"]
 Mask = Literal["none", "base", "adm", "reported", "oracle"]
 AdmWindow = Literal["trailing", "static"]
@@ -113,6 +114,9 @@ class TrainConfig:
     """`none` (λ-weighted sum), `gcs` or `pcgrad` (see `malt.train.grad_methods`)."""
     grad_variant: GradVariant = "paper"
     """`paper`: MAC App. C on shared parameters; `reference`: the public release's behaviour."""
+    gcs_weighting: GcsWeighting = "sigmoid"
+    """GCS weight of an auxiliary task from its gradient's cosine with the main one: `sigmoid`
+    (MAC App. C; λ unused), `clip` (max(0, cos)) or `binary` (cos > 0), both scaled by λ."""
     shuffle: bool = False
     """Shuffle rows within each day (seeded); the MAC protocol reads days in file order."""
     device: Device = "auto"
@@ -146,6 +150,10 @@ class RunConfig:
             raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
         if not 0 <= self.train.warmup_fraction < 1:
             raise ConfigError("train.warmup_fraction must be in [0, 1)")
+        if self.train.gcs_weighting != "sigmoid" and (self.train.grad_method != "gcs" or
+                                                      self.train.grad_variant != "paper"):
+            raise ConfigError("train.gcs_weighting applies to grad_method 'gcs' with "
+                              "grad_variant 'paper' (the release weighs by sigmoid only)")
         if self.train.lazy_adam and self.train.grad_method != "none":
             raise ConfigError("train.lazy_adam works with grad_method 'none' only: GCS and "
                               "PCGrad need dense per-task gradients of the embeddings")

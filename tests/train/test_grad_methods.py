@@ -85,3 +85,36 @@ def test_pcgrad_projects_a_conflicting_pair_onto_normal_planes():
     # only the auxiliary gradient is projected: [1,0,0] + [0,1,0]
     torch.testing.assert_close(reference, torch.tensor([1.0, 1.0, 0.0]))
     assert n_ref == 1
+
+
+def _conflicting():
+    """A shared weight, a main head and two auxiliary heads: aux 1 pulls the shared weight the
+    main loss's way, aux 2 against it."""
+    shared = torch.tensor([1.0], requires_grad=True)
+    heads = [torch.tensor([1.0], requires_grad=True) for _ in range(3)]
+    losses = [(shared * heads[0] - 2).pow(2).sum(), (shared * heads[1] - 3).pow(2).sum(),
+              (shared * heads[2] + 1).pow(2).sum()]
+    params = [shared, *heads]
+    return params, task_gradients(losses, params, World())
+
+
+def test_gcs_clip_drops_a_conflicting_auxiliary_on_shared_parameters_only():
+    params, grads = _conflicting()
+    combined, weights = gcs(grads, params, "paper", "clip", aux_weight=0.3)
+    assert weights[0] == 1.0 and weights[1] == 0.0  # cos = +1 and -1 on the one shared weight
+    torch.testing.assert_close(combined[0], grads[0][0] + 0.3 * grads[1][0])
+    torch.testing.assert_close(combined[2], 0.3 * grads[1][2])  # towers keep λ · their gradient
+    torch.testing.assert_close(combined[3], 0.3 * grads[2][3])
+    torch.testing.assert_close(combined[1], grads[0][1])
+
+
+def test_gcs_binary_weighs_aligned_auxiliaries_by_lambda_and_clip_by_the_cosine():
+    params, grads = _toy()
+    clipped, cos = gcs(grads, params, "paper", "clip", aux_weight=0.5)
+    binary, ones = gcs(grads, params, "paper", "binary", aux_weight=0.5)
+    assert ones == [float(c > 0) for c in cos]
+    expected = grads[0][0] + sum(0.5 * w * grads[j][0] for j, w in zip((1, 2), ones))
+    torch.testing.assert_close(binary[0], expected)
+    torch.testing.assert_close(clipped[0], grads[0][0] + sum(
+        0.5 * max(c, 0.0) * grads[j][0] for j, c in zip((1, 2), cos)))
+    torch.testing.assert_close(binary[4], 0.5 * grads[1][4])

@@ -10,6 +10,7 @@ import pytest
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.config import RunConfig
+from malt.errors import ConfigError
 from malt.train.checkpoint import load_checkpoint
 from malt.train.evaluate import Predictions
 from malt.train.runner import train_run
@@ -108,11 +109,19 @@ def test_a_resumed_runs_time_covers_every_leg(data, tmp_path, monkeypatch):
     assert 1000 < resumed["train"]["seconds"] < 1000 + 300
 
 
-@pytest.mark.parametrize("method", ["gcs", "pcgrad"])
-@pytest.mark.parametrize("variant", ["paper", "reference"])
-def test_gradient_methods_train(data, tmp_path, method, variant):
-    metrics = train_run(_config(data, grad_method=method, grad_variant=variant), tmp_path / "r")
+@pytest.mark.parametrize("method, variant, weighting", [
+    ("gcs", "paper", "sigmoid"), ("gcs", "paper", "clip"), ("gcs", "paper", "binary"),
+    ("gcs", "reference", "sigmoid"), ("pcgrad", "paper", "sigmoid"),
+    ("pcgrad", "reference", "sigmoid")])
+def test_gradient_methods_train(data, tmp_path, method, variant, weighting):
+    metrics = train_run(_config(data, grad_method=method, grad_variant=variant,
+                                gcs_weighting=weighting), tmp_path / "r")
     assert np.isfinite(metrics["views"]["last"]["logloss"])
+
+
+def test_gcs_weighting_needs_the_paper_gcs():
+    with pytest.raises(ConfigError, match="gcs_weighting"):
+        _config(Path("d"), grad_method="pcgrad", gcs_weighting="clip")
 
 
 def test_unknown_flag_is_an_error(capsys):

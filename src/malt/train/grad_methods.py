@@ -5,12 +5,20 @@ Both need one gradient per task (main + each auxiliary view), taken with separat
 listed by hand: those the main loss and at least one auxiliary loss reach.
 
 `paper` variants follow the MAC paper's App. C:
-- GCS: α_k = sigmoid(cos(g_main, g_k)) with cos = <g_m, g_k> / (|g_m| |g_k| + ε) over the flattened
-  shared parameters; the update is the gradient of L_main + Σ_k α_k L_k (λ is not used).
+- GCS: cos_k = <g_m, g_k> / (|g_m| |g_k| + ε) over the flattened shared parameters, and a weight
+  w_k per auxiliary task by `weighting`:
+  - `sigmoid` (MAC App. C, the default): w_k = sigmoid(cos_k); the update of every parameter is
+    the gradient of L_main + Σ_k w_k L_k. λ is not used: w_k ∈ (0.27, 0.73) takes its place.
+  - `clip` (the GCS paper's weighted form): w_k = max(0, cos_k); `binary` (its unweighted form):
+    w_k = 1(cos_k > 0). Shared parameters get g_main + Σ_k λ w_k g_k, so an auxiliary task
+    whose gradient conflicts with the main one does not move them at all; parameters only
+    auxiliary losses reach (their towers) get λ g_k, parameters only the main loss reaches
+    g_main. λ enters as in the plain weighted sum.
 - PCGrad: on the flattened shared parameters every task gradient (main included) is projected, in
   a random order of the other tasks, onto the normal plane of each original gradient it conflicts
   with (negative inner product); the projected gradients are summed. Task-specific parameters
-  receive their own losses' gradients; λ is not used.
+  receive their own losses' gradients. λ is not used (MAC App. C): every task enters with
+  weight 1.
 `reference` variants reproduce the public release of the paper:
 - GCS: cosine over every parameter both losses reach, no ε; a parameter the main loss does not
   reach takes the auxiliary gradient unscaled.
@@ -62,18 +70,24 @@ def _shared_index(grads: list[Grads]) -> list[int]:
     return [i for i, g in enumerate(main) if g is not None and any(a[i] is not None for a in aux)]
 
 
-def _sum(grads: list[Grads], weights: Sequence[float | torch.Tensor], n_params: int) -> Grads:
-    out: Grads = [None] * n_params
-    for g, w in zip(grads, weights):
-        for i, t in enumerate(g):
-            if t is not None:
-                out[i] = t * w if out[i] is None else out[i] + t * w
+def _combine(tensors: Sequence[torch.Tensor | None], weights: Sequence[float | torch.Tensor]
+             ) -> torch.Tensor | None:
+    """Σ w · t over the tasks that reach a parameter (None when none does)."""
+    out = None
+    for t, w in zip(tensors, weights):
+        if t is not None:
+            out = t * w if out is None else out + t * w
     return out
 
 
-def gcs(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "paper"
-        ) -> tuple[Grads, list[float]]:
-    """Combined gradient and the weight α_k given to each auxiliary task."""
+def _sum(grads: list[Grads], weights: Sequence[float | torch.Tensor], n_params: int) -> Grads:
+    return [_combine([g[i] for g in grads], weights) for i in range(n_params)]
+
+
+def gcs(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "paper",
+        weighting: str = "sigmoid", aux_weight: float = 1.0) -> tuple[Grads, list[float]]:
+    """Combined gradient and the weight w_k given to each auxiliary task (see the module
+    docstring; `aux_weight` is λ, used by the `clip` and `binary` weightings only)."""
     main, aux = grads[0], grads[1:]
     alphas: list[torch.Tensor] = []
     if variant == "paper":
@@ -82,8 +96,16 @@ def gcs(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "pape
         for g in aux:
             g_k = _flat(g, shared, params)
             cos = g_main @ g_k / (g_main.norm() * g_k.norm() + EPS)
-            alphas.append(torch.sigmoid(cos))
-        combined = _sum(grads, [1.0, *alphas], len(params))
+            alphas.append(_similarity_weight(cos, weighting))
+        if weighting == "sigmoid":
+            combined = _sum(grads, [1.0, *alphas], len(params))
+        else:
+            on_shared = [1.0, *(aux_weight * a for a in alphas)]
+            elsewhere = [1.0, *[aux_weight] * len(aux)]
+            shared_set = set(shared)
+            combined = [_combine([g[i] for g in grads],
+                                 on_shared if i in shared_set else elsewhere)
+                        for i in range(len(params))]
     else:
         combined = list(main)
         for g in aux:
@@ -95,6 +117,16 @@ def gcs(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "pape
                 if t is not None:
                     combined[i] = t.clone() if combined[i] is None else combined[i] + alpha * t
     return combined, [float(a) for a in alphas]
+
+
+def _similarity_weight(cos: torch.Tensor, weighting: str) -> torch.Tensor:
+    if weighting == "sigmoid":
+        return torch.sigmoid(cos)
+    if weighting == "clip":
+        return cos.clamp(min=0.0)
+    if weighting == "binary":
+        return (cos > 0).to(cos.dtype)
+    raise ValueError(f"unknown GCS weighting '{weighting}'")
 
 
 def pcgrad(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "paper",

@@ -257,7 +257,8 @@ class Trainer:
         grads = grad_methods.task_gradients([main_loss * scale, *(a * scale for a in aux_losses)],
                                             params, self.world)
         if cfg.grad_method == "gcs":
-            combined, _ = grad_methods.gcs(grads, params, cfg.grad_variant)
+            combined, _ = grad_methods.gcs(grads, params, cfg.grad_variant, cfg.gcs_weighting,
+                                           self.task.aux_weight)
         else:
             combined, _ = grad_methods.pcgrad(grads, params, cfg.grad_variant, self.generator)
         for p, g in zip(params, combined):
