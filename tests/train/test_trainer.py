@@ -210,12 +210,14 @@ def test_two_process_ddp_matches_one_process(data, tmp_path):
                     str(tmp_path / "ddp")], check=True, env=env, timeout=300)
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert ddp["train"]["world_size"] == 2
+    # Measured: the two agree to 6e-8; without the per-rank rescale of uneven steps (the last
+    # step of each 301-row day splits 23/22) they differ by 1.5e-4.
     for view, values in single["views"].items():
         for name in ("auc", "gauc", "logloss"):
-            assert ddp["views"][view][name] == pytest.approx(values[name], abs=2e-3)
+            assert ddp["views"][view][name] == pytest.approx(values[name], abs=1e-6)
     np.testing.assert_allclose(Predictions.load(tmp_path / "ddp" / "predictions.npz").probs,
                                Predictions.load(tmp_path / "single" / "predictions.npz").probs,
-                               atol=2e-3)
+                               atol=1e-6, rtol=0)
 
 
 def test_eval_prints_metrics_rescores_and_compares_with_a_baseline(data, tmp_path, capsys):
