@@ -1,0 +1,132 @@
+"""SIGKILL at points of a command's work, then a rerun: the same results as an uninterrupted run.
+
+Each case runs the command in a subprocess that kills itself (see `faults.py`), checks that it
+died by SIGKILL, reruns it, and compares with the same command run without a fault.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mac_data import write_random_dataset
+
+FAULTS = Path(__file__).with_name("faults.py")
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str, fault: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
+    if fault is None:
+        command = [sys.executable, "-m", "malt", *args]
+    else:
+        command = [sys.executable, str(FAULTS), fault[0], str(fault[1]), "--", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def _killed(*args: str, fault: tuple[str, int]) -> None:
+    result = _run(*args, fault=fault)
+    assert result.returncode == -signal.SIGKILL, (result.returncode, result.stderr[-2000:])
+
+
+def _ok(*args: str) -> None:
+    result = _run(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and p.name not in skip}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_random_dataset(tmp_path_factory.mktemp("faults") / "data", days=4, rows=301)
+
+
+def _train_args(data: Path, out: Path) -> list[str]:
+    return ["train", "--data", str(data), "--model", "mmoe", "--aux", "first", "cat",
+            "--batch-size", "64", "--shuffle", "--seed", "3", "--out", str(out),
+            "--model-option", "embed_dim=8", "--model-option", "attention_heads=2",
+            "--model-option", "expert_dim=16", "--model-option", "tower_dims=[8, 4]"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    _ok(*_train_args(data, out))
+    return json.loads((out / "metrics.json").read_text())
+
+
+# 15 steps: 3 training days of 5 steps. Step 7 is inside day 2; the 2nd day end is after
+# step 10; the 2nd checkpoint write is the end of day 2 (the 1st being the end of day 1).
+@pytest.mark.parametrize("fault, saved_step", [
+    (("step", 7), 5), (("day-end", 2), 10), (("checkpoint-write", 2), 5),
+    (("checkpoint-write", 1), None)])
+def test_a_killed_training_run_resumes_to_the_same_metrics(data, uninterrupted, tmp_path,
+                                                           fault, saved_step):
+    from malt.train.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    _killed(*_train_args(data, out), fault=fault)
+    assert not (out / "metrics.json").exists()
+    checkpoint = out / "checkpoint.pt"
+    if saved_step is None:
+        assert not checkpoint.exists()
+    else:
+        assert load_checkpoint(checkpoint)["state"].global_step == saved_step
+    if fault[0] == "checkpoint-write":
+        assert list(out.glob(".checkpoint.pt.tmp-*"))  # killed half-way through the write
+    _ok("train", "--resume", "--out", str(out))
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["views"] == uninterrupted["views"]
+    assert resumed["train"]["steps"] == uninterrupted["train"]["steps"] == 15
+
+
+def test_a_killed_prepare_reruns_to_the_same_cache(data, tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    _ok("prepare", "--data", str(data), "--cache", str(whole))
+    _killed("prepare", "--data", str(data), "--cache", str(cut), "--workers", "1",
+            fault=("cache-write", 2))
+    _ok("prepare", "--data", str(data), "--cache", str(cut))
+    skip = ("content-hashes.json",)  # file stamps (mtime, inode) of this machine
+    assert _tree(cut, skip) == _tree(whole, skip)
+
+
+def test_a_killed_simulation_reruns_to_the_same_bytes(tmp_path):
+    args = ["simulate", "--size", "tiny", "--users", "300", "--days", "4", "--seed", "5"]
+    _ok(*args, "--out", str(tmp_path / "whole" / "sim"))
+    cut = tmp_path / "cut" / "sim"
+    _killed(*args, "--out", str(cut), fault=("parquet-write", 3))
+    assert not cut.exists()
+    _ok(*args, "--out", str(cut))
+    assert _tree(cut) == _tree(tmp_path / "whole" / "sim")
+    assert [p.name for p in cut.parent.iterdir()] == ["sim"]  # the staging copy is gone
+
+
+def test_a_killed_attribution_reruns_to_the_same_bytes(tmp_path):
+    clicks = pd.DataFrame({"user": ["a", "a", "b", "b", "c", "c"],
+                           "item": [1, 2, 1, 1, 3, 3],
+                           "click_time": pd.to_datetime(["2024-05-01 08:00", "2024-05-01 09:00",
+                                                         "2024-05-02 10:00", "2024-05-03 10:00",
+                                                         "2024-05-03 11:00", "2024-05-04 11:00"]),
+                           "click_id": range(6)})
+    conversions = pd.DataFrame({"user": ["a", "b", "c"], "item": [2, 1, 3],
+                                "conversion_time": pd.to_datetime(["2024-05-02 12:00",
+                                                                   "2024-05-03 12:00",
+                                                                   "2024-05-04 12:00"])})
+    clicks.to_parquet(tmp_path / "clicks.parquet")
+    conversions.to_parquet(tmp_path / "conversions.parquet")
+    args = ["attribute", "--clicks", str(tmp_path / "clicks.parquet"), "--conversions",
+            str(tmp_path / "conversions.parquet")]
+    _ok(*args, "--out", str(tmp_path / "whole" / "out"))
+    cut = tmp_path / "cut" / "out"
+    _killed(*args, "--out", str(cut), fault=("parquet-write", 2))
+    _ok(*args, "--out", str(cut))
+    assert _tree(cut) == _tree(tmp_path / "whole" / "out")
+    assert [p.name for p in cut.parent.iterdir()] == ["out"]
