@@ -20,9 +20,9 @@ import torch
 
 from benchmarks.report import update_section
 from malt.data.schema import MAC
+from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
 from malt.models import ModelConfig, build_model, model_names
-from malt.task import CAT, Task
 
 AUX = ("first", "mta", "linear")
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.report import update_section
-from malt.config import RunConfig
 from malt.data import prepare
 from malt.data.batches import DayBatches
-from malt.run import RunDir
+from malt.train.config import RunConfig
+from malt.train.run_dir import RunDir
 from malt.train.trainer import Trainer
 
 AUX = ["first", "linear", "mta"]

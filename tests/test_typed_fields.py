@@ -8,8 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from malt.errors import ConfigError
-from malt.typed_fields import build, check_value, coerce, describe, field_docs, parse_text, \
-    validate
+from malt.typed_fields import build, check_value, coerce, describe, field_docs, parse_text, validate
 
 
 @dataclass(frozen=True)

@@ -25,3 +25,8 @@ class DataError(MaltError):
         if row is not None:
             where.append(f"row {row}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C); the checkpoint holds everything needed to resume.
+    Not a `MaltError`: nothing is wrong with the input."""

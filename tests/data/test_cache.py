@@ -14,9 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mac_data import random_day_table, write_random_dataset
-from malt.data import MAC, Schema, prepare
+from malt.data import MAC, Schema, prepare, reader
 from malt.data import cache as cache_module
-from malt.data import reader
 from malt.data.layout import day_path, write_day, write_vocab
 
 

@@ -11,8 +11,15 @@ import pytest
 
 from malt.cli import main
 from malt.data.cache import prepare
-from malt.data.kuairand import (ACTIONS, RANDOM_LOG, STANDARD_LOGS, USER_FEATURES,
-                                VIDEO_FEATURES, KuaiRandOptions, build_kuairand)
+from malt.data.kuairand import (
+    ACTIONS,
+    RANDOM_LOG,
+    STANDARD_LOGS,
+    USER_FEATURES,
+    VIDEO_FEATURES,
+    KuaiRandOptions,
+    build_kuairand,
+)
 from malt.data.schema import Schema
 
 DAY_MS = 86_400_000

@@ -1,4 +1,4 @@
-"""Fake training functions with the signature of `malt.train.runner.train_run`: they write a run
+"""Fake training functions with the signature of `malt.eval.job.train_run`: they write a run
 directory with deterministic metrics computed from the config, so the study machinery can be
 tested without training. Module-level so that spawned worker processes can import them."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from malt.config import RunConfig
-from malt.run import RunDir
-from malt.task import CAT
+from malt.data.task import CAT
+from malt.train.config import RunConfig
+from malt.train.run_dir import RunDir
 
 
 def score(config: RunConfig, view: str) -> float:
@@ -48,7 +48,7 @@ def crashing_train(config: RunConfig, out, *, resume: bool = False, dataset=None
 
 
 def interrupted_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
-    from malt.train.trainer import Interrupted
+    from malt.errors import Interrupted
 
     RunDir(Path(out)).save_config(config)
     raise Interrupted("stopped at day 0 step 3")

@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from kaml_fake import kaml_fake_train
+
 from malt.cli import main
 from malt.data.cache import prepare
+from malt.data.masks import AdmOptions, MaskPolicy, coverage
 from malt.data.schema import Schema
 from malt.data.simulate.app_promotion import AppSimConfig, simulate_app_promotion
 from malt.errors import ConfigError
 from malt.experiments.kaml import PRESETS, KamlStudy, run_study, table_variants
 from malt.metrics import rela_impr
-from malt.train.masks import AdmOptions, MaskPolicy, coverage
 
 SIM = AppSimConfig(users=600, campaigns=40, days=3, clicks_per_day=1500, seed=1)
 
@@ -94,8 +94,9 @@ def test_command_errors(data, tmp_path, capsys):
     assert main(["study", "kaml", "--data", str(mac), "--out", str(tmp_path / "c")]) == 3
     assert "--schema" in capsys.readouterr().err
     with pytest.raises(ConfigError):
-        from malt.experiments.kaml import run_command
         import argparse
+
+        from malt.experiments.kaml import run_command
 
         run_command(argparse.Namespace(preset="huge"))
 

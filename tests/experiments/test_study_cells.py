@@ -7,9 +7,9 @@ import json
 import pytest
 from fake_training import crashing_train, fake_train, interrupted_train, picky_train
 
-from malt.config import RunConfig
 from malt.experiments.cells import Cell, execute
 from malt.experiments.scheduler import Outcome, Workers, plan_workers, run_cells
+from malt.train.config import RunConfig
 
 
 def config(**changes) -> RunConfig:
@@ -80,7 +80,7 @@ def test_execute_resumes_a_started_run_and_clears_its_error(tmp_path):
 
 
 def test_execute_passes_interruptions_through_without_an_error_file(tmp_path):
-    from malt.train.trainer import Interrupted
+    from malt.errors import Interrupted
 
     cell = Cell(config())
     with pytest.raises(Interrupted):

@@ -13,8 +13,7 @@ from malt.commands.study import STUDY_NAMES
 from malt.data.schema import MAC
 from malt.errors import ConfigError
 from malt.experiments.cells import Cell
-from malt.experiments.context import Context, Variant, canonical_aux, claim_output, \
-    reference_aux
+from malt.experiments.context import Context, Variant, canonical_aux, claim_output, reference_aux
 from malt.experiments.presets import PRESETS
 from malt.experiments.search import Setting
 from malt.experiments.studies import STUDIES, write_output

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from malt.data import MAC
+from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.models import ModelConfig, build_model
-from malt.task import Task
 
 
 def test_presets():

@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from kaml_data import kaml_batch, kaml_schema, kaml_vocab
+from malt.data.masks import MaskPolicy, base_mask
 from malt.data.schema import MAC
+from malt.data.task import Task
 from malt.errors import ConfigError
+from malt.losses.ranking import ranking_loss
+from malt.losses.views import view_losses
 from malt.models import ModelConfig, build_model
-from malt.task import Task
-from malt.train.losses import view_losses
-from malt.train.masks import MaskPolicy, base_mask
-from malt.train.ranking import ranking_loss
 
 SCHEMA = kaml_schema()
 VOCAB = kaml_vocab(SCHEMA)

@@ -7,11 +7,11 @@ import torch
 
 from malt.data import MAC, prepare
 from malt.data.batches import DayBatches
+from malt.data.task import CAT, Task
 from malt.errors import ConfigError
 from malt.layers import SoftmaxGate
 from malt.models import ModelConfig, build_model, model_names
 from malt.models.transfer import KnowledgeTransferModel
-from malt.task import CAT, Task
 
 MODELS = ["base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae"]
 TASKS = [Task("last"), Task("first", ("last",)), Task("last", ("first", "linear", "mta")),

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from malt.data import MAC
+from malt.data.task import CAT, Task
 from malt.errors import ConfigError
 from malt.layers import SelfGate
 from malt.models import ModelConfig, build_model
-from malt.task import CAT, Task
 
 AUX3 = ("first", "mta", "linear")
 # reference_pymal.md §7, "effective" column (the release's unused expert and identity

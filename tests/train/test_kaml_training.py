@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from kaml_data import kaml_schema, write_kaml_dataset
-from malt.config import RunConfig
 from malt.data.layout import write_day
 from malt.errors import ConfigError
-from malt.train.evaluate import Predictions
-from malt.train.runner import train_run
-from malt.train.target_eval import target_metrics
+from malt.eval.job import train_run
+from malt.eval.predictions import Predictions
+from malt.eval.target import target_metrics
+from malt.train.config import RunConfig
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from malt.task import CAT, cat_bits, cat_classes
-from malt.train.losses import binary_loss, cat_loss, view_losses
+from malt.data.task import CAT, cat_bits, cat_classes
+from malt.losses.views import binary_loss, cat_loss, view_losses
 
 
 def test_binary_loss_is_the_two_way_softmax_of_the_reference():

@@ -13,15 +13,21 @@ from hypothesis import strategies as st
 
 from kaml_data import kaml_batch, kaml_schema, write_kaml_dataset
 from malt.cli import main
-from malt.config import RunConfig
 from malt.data.cache import prepare
 from malt.data.layout import day_path, write_day
+from malt.data.masks import (
+    AdmOptions,
+    MaskPolicy,
+    base_mask,
+    campaign_counts,
+    coverage,
+    window_counts,
+)
 from malt.data.schema import MAC
+from malt.data.task import Task
 from malt.errors import ConfigError
-from malt.task import Task
-from malt.train.losses import masked_binary_loss, view_losses
-from malt.train.masks import (AdmOptions, MaskPolicy, base_mask, campaign_counts, coverage,
-                              window_counts)
+from malt.losses.views import masked_binary_loss, view_losses
+from malt.train.config import RunConfig
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +189,7 @@ def test_mask_errors_name_what_is_missing():
 def test_mask_flags_reach_the_config(monkeypatch):
     import argparse
 
-    from malt.cli_options import add_run_options, resolve_config
+    from malt.commands._options import add_run_options, resolve_config
 
     parser = argparse.ArgumentParser()
     add_run_options(parser)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from malt.config import TrainConfig
+from malt.train.config import TrainConfig
 from malt.train.optim import Optimisation, warmup_factor
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from malt.train.evaluate import Predictions
-from malt.train.target_eval import ALL, rela_impr_columns, target_metrics, target_pairs
+from malt.eval.predictions import Predictions
+from malt.eval.target import ALL, rela_impr_columns, target_metrics, target_pairs
 
 LABELS = ("a", "b", "c", "d")
 

@@ -9,12 +9,12 @@ import pytest
 
 from mac_data import write_random_dataset
 from malt.cli import main
-from malt.config import RunConfig
-from malt.errors import ConfigError
+from malt.errors import ConfigError, Interrupted
+from malt.eval.job import train_run
+from malt.eval.predictions import Predictions
 from malt.train.checkpoint import load_checkpoint
-from malt.train.evaluate import Predictions
-from malt.train.runner import train_run
-from malt.train.trainer import Interrupted, Trainer
+from malt.train.config import RunConfig
+from malt.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_unknown_config_key_names_the_closest_one(tmp_path, capsys):
 
 def test_flags_override_the_config_file(data, tmp_path):
     from malt.cli import build_parser
-    from malt.cli_options import resolve_config
+    from malt.commands._options import resolve_config
 
     config = tmp_path / "run.yaml"
     config.write_text("seed: 3\ntrain:\n  lr: 0.1\n  batch_size: 32\nmodel:\n  name: ple\n")

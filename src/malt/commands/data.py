@@ -79,9 +79,9 @@ def _kuairand(args: argparse.Namespace) -> int:
 def _coverage(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from malt.cli_options import given_overrides
+    from malt.commands._options import given_overrides
     from malt.data import prepare, resolve_schema
-    from malt.train.masks import AdmOptions, MaskPolicy, coverage, format_coverage
+    from malt.data.masks import AdmOptions, MaskPolicy, coverage, format_coverage
 
     schema_path = args.schema
     if schema_path is None and (Path(args.data) / "schema.toml").is_file():

@@ -28,12 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from malt.commands._progress import console_progress
-    from malt.config import RunConfig
     from malt.data import prepare
     from malt.data.layout import find_layout
-    from malt.run import RunDir
-    from malt.train.evaluate import Predictions, complexity_breakdown, format_breakdown
-    from malt.train.runner import train_run
+    from malt.eval.job import train_run
+    from malt.eval.predictions import Predictions
+    from malt.eval.report import complexity_breakdown, format_breakdown
+    from malt.train.config import RunConfig
+    from malt.train.run_dir import RunDir
 
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"

@@ -16,16 +16,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from malt.run import RunDir
-    from malt.train.evaluate import (
-        Predictions,
-        complexity_breakdown,
-        evaluate,
-        format_breakdown,
-        format_metrics,
-    )
-    from malt.train.rescore import rescore
-    from malt.train.target_eval import format_target_metrics, target_metrics
+    from malt.eval.predictions import Predictions
+    from malt.eval.report import complexity_breakdown, evaluate, format_breakdown, format_metrics
+    from malt.eval.rescore import rescore
+    from malt.eval.target import format_target_metrics, target_metrics
+    from malt.train.run_dir import RunDir
 
     run_dir = RunDir(args.run)
     config = run_dir.load_config()

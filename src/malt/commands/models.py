@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from malt.data import resolve_schema
+    from malt.data.task import Task
     from malt.data.vocab import VocabInfo
     from malt.models import ModelConfig, build_model, model_class, model_names
-    from malt.task import Task
 
     torch.manual_seed(args.seed)
     schema = resolve_schema(args.schema)

@@ -62,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
     from malt.data import prepare, resolve_schema
     from malt.data.layout import find_layout
+    from malt.errors import Interrupted
     from malt.experiments.context import Context, claim_output
     from malt.experiments.presets import get_preset
     from malt.experiments.studies import STUDIES, write_output
     from malt.models.registry import model_class
-    from malt.train.trainer import Interrupted
 
     preset = get_preset(args.preset)
     if args.shuffle:

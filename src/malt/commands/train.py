@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from malt.cli_options import add_run_options
+from malt.commands._options import add_run_options
 
 HELP = "train a model (one pass, day by day) and evaluate it on the held-out day"
 
@@ -19,12 +19,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from malt.cli_options import given_overrides, resolve_config
+    from malt.commands._options import given_overrides, resolve_config
     from malt.commands._progress import console_progress
-    from malt.errors import ConfigError
-    from malt.train.evaluate import format_metrics
-    from malt.train.runner import train_run
-    from malt.train.trainer import Interrupted
+    from malt.errors import ConfigError, Interrupted
+    from malt.eval.job import train_run
+    from malt.eval.report import format_metrics
 
     if args.resume:
         extra = {k: v for k, v in given_overrides(args).items() if k != "train"}
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if metrics is not None:
         print(format_metrics(metrics["views"], metrics["main"]))
         if "target" in metrics:
-            from malt.train.target_eval import format_target_metrics
+            from malt.eval.target import format_target_metrics
 
             print(format_target_metrics(metrics["target"]))
         print(f"run: {args.out}")

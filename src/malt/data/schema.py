@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from malt.config_files import read_key_value_file
 from malt.errors import ConfigError
-from malt.keyvalue import read_key_value_file
 
 GROUPS = ("user", "ad", "context")
 

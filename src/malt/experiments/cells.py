@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from malt.config import RunConfig
 from malt.data.cache import Dataset
-from malt.run import RunDir
-from malt.task import default_aux_weight
+from malt.data.task import default_aux_weight
+from malt.train.config import RunConfig
+from malt.train.run_dir import RunDir
 
 TrainFn = Callable[..., "dict[str, Any] | None"]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of
-`malt.train.runner.train_run`; tests inject a fake one."""
+`malt.eval.job.train_run`; tests inject a fake one."""
 
 _NOT_IN_ID = {("train", "device"), ("train", "log_every"), ("data", "path"), ("data", "cache")}
 
@@ -79,10 +79,10 @@ def execute(cell: Cell, root: Path, *, train: TrainFn | None = None,
     run = cell.run_dir(root)
     if run.is_complete():
         return run.load_metrics()
-    from malt.train.trainer import Interrupted
+    from malt.errors import Interrupted
 
     if train is None:
-        from malt.train.runner import train_run as train
+        from malt.eval.job import train_run as train
     try:
         metrics = train(cell.config, run.path, resume=run.exists(), dataset=dataset)
     except Interrupted:

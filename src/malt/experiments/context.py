@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from malt.config import RunConfig
+from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.experiments.cells import Cell, TrainFn
 from malt.experiments.presets import Preset
 from malt.experiments.scheduler import Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
 from malt.outputs import OutputDir, atomic_write_text
-from malt.task import CAT
+from malt.train.config import RunConfig
 
 KT_MODELS = ("natal", "moae")
 """Models that fuse auxiliary knowledge into the main tower; the reference trains them with CAT."""

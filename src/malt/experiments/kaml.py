@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from malt.config import RunConfig
 from malt.errors import ConfigError
 from malt.experiments.cells import Cell
 from malt.experiments.scheduler import Outcome, run_cells
 from malt.experiments.tables import Column, Table, write_tables
+from malt.train.config import RunConfig
 
 NAME = "kaml"
 ALL = "all"
@@ -211,7 +211,7 @@ class KamlStudy:
 
 def coverage_table(study: KamlStudy, dataset) -> Table:
     """Table 1 from the training days (no training needed)."""
-    from malt.train.masks import OTHER, MaskPolicy, coverage
+    from malt.data.masks import OTHER, MaskPolicy, coverage
     from malt.train.trainer import adm_options
 
     options = adm_options(study.config(KAML, study.seeds[0]))
@@ -255,7 +255,7 @@ def models_table(study: KamlStudy) -> Table:
 
 def _add_rela_impr(table: Table, study: KamlStudy, baselines: list[str]) -> str:
     """Add the RelaImpr row (mean AUCs) and return the note naming each column's baseline."""
-    from malt.train.target_eval import rela_impr_columns
+    from malt.eval.target import rela_impr_columns
 
     keys = [f"{a}_auc" for a in (*study.labels, ALL)]
     mean = {row: {k: table.stats(row, k)[0] for k in keys} for row in table.rows}
@@ -358,7 +358,7 @@ def run_command(args: argparse.Namespace) -> int:
                       has_reported=bool(s.reported_labels), data_note=note,
                       lr=args.lrs[0] if args.lrs else None, jobs=args.jobs, device=args.device,
                       say=lambda line: print(line, flush=True))
-    from malt.train.trainer import Interrupted
+    from malt.errors import Interrupted
 
     started = time.perf_counter()
     print(f"\n== study kaml (KAML paper Tables 1-4, preset {preset.name}) ==", flush=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from malt.config import RunConfig
 from malt.errors import ConfigError
+from malt.train.config import RunConfig
 
 MODELS = ("base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae")
 TARGETS = ("last", "first", "mta", "linear")

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from malt.config import RunConfig
 from malt.data.cache import Dataset
 from malt.experiments.cells import Cell, TrainFn, execute
+from malt.train.config import RunConfig
 
 STATUSES = ("done", "skipped", "failed")
 
@@ -122,7 +122,7 @@ def _dataset(config: RunConfig) -> Dataset:
 
 def _run_one(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, float]:
     """("done", metrics) / ("failed", error line) / ("interrupted", message), and seconds."""
-    from malt.train.trainer import Interrupted
+    from malt.errors import Interrupted
 
     if _STOP is not None and _STOP.is_set():
         return "interrupted", "stopped before it started", 0.0
@@ -163,7 +163,7 @@ def run_cells(cells: Sequence[Cell], root: Path, *, jobs: int | None = None,
 
     `jobs` parallel runs (default: one per GPU, else `cpu_jobs` on CPU, None = one per core).
 
-    `train` replaces `malt.train.runner.train_run` (tests); it must be a module-level function
+    `train` replaces `malt.eval.job.train_run` (tests); it must be a module-level function
     when `jobs` > 1. Raises `KeyboardInterrupt` when the run was interrupted, after every
     worker has saved its checkpoint.
     """

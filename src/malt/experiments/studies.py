@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.experiments.context import (
     KT_MODELS,
@@ -32,7 +33,6 @@ from malt.experiments.plots import grouped_bars, save_figure
 from malt.experiments.search import Setting
 from malt.experiments.tables import Column, Table, write_tables
 from malt.outputs import OutputDir
-from malt.task import CAT
 
 MOE_MODELS = ("mmoe", "ple", "home", "moae")
 """Models with a mixture-of-experts backbone (Table 3's "MoE" column)."""
@@ -343,8 +343,9 @@ def study_labels(ctx: Context) -> StudyOutput:
 def study_groups(ctx: Context) -> StudyOutput:
     """Figure 5: GAUC gain of MoAE over BASE by user conversion-path complexity (linear /
     last-click positives per user on the test day)."""
-    from malt.run import RunDir
-    from malt.train.evaluate import Predictions, complexity_breakdown
+    from malt.eval.predictions import Predictions
+    from malt.eval.report import complexity_breakdown
+    from malt.train.run_dir import RunDir
 
     compared = [m for m in ctx.pick_models(("moae",)) if m != "base"]
     if not compared:
@@ -394,7 +395,7 @@ def study_groups(ctx: Context) -> StudyOutput:
 # --- the search and the greedy selection as studies ----------------------------------------------
 def study_search(ctx: Context) -> StudyOutput:
     """The lr × λ grid on the validation day, and the selected settings on the test day."""
-    from malt.run import RunDir
+    from malt.train.run_dir import RunDir
 
     models = ctx.pick_models(ctx.preset.search_models)
     targets = ctx.pick_targets(ctx.preset.search_targets)

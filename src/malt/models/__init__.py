@@ -2,13 +2,13 @@
 moae; and for incomplete multi-label data (KAML setting): single_task, star, taml, kaml. Build
 one with `build_model(name, schema, vocab, task, config)`."""
 
-from malt.models.base import MaltModel, Outputs
 from malt.models.config import ModelConfig
+from malt.models.model import MaltModel, Outputs
 from malt.models.registry import build_model, model_class, model_names, register
 
 # Imported for their registration, in the order `model_names()` lists them.
 from malt.models import (  # noqa: E402, F401  isort: skip
-    base_model, shared_bottom, mmoe, ple, home, natal, moae, single_task, star, taml, kaml)
+    base, shared_bottom, mmoe, ple, home, natal, moae, single_task, star, taml, kaml)
 
 __all__ = ["MaltModel", "ModelConfig", "Outputs", "build_model", "model_class", "model_names",
            "register"]

@@ -1,116 +1,30 @@
-"""The base class of every model: what is not particular to one model.
-
-A model is built from `(schema, vocab, task, config)`. `MaltModel` owns the feature encoder
-(embeddings, target attention, SimTier, fusion), the construction of experts and towers from the
-config, the per-view losses and the predictions; a model class only says how the fused features
-x [B, D] become per-view logits (`heads`).
-"""
+"""BASE: the single-attribution baseline."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
-from torch import nn
 
-from malt.data.schema import Schema
-from malt.data.vocab import VocabInfo
-from malt.layers import Expert, FeatureEncoder, Tower
-from malt.models.config import ModelConfig
-from malt.task import CAT, Task
-from malt.train.losses import view_losses
+from malt.models.model import MaltModel, Outputs
+from malt.models.registry import register
 
 
-@dataclass
-class Outputs:
-    """What a forward pass returns."""
+@register("base")
+class Base(MaltModel):
+    """Single-attribution baseline: one expert and the main tower.
 
-    logits: dict[str, torch.Tensor]
-    """view -> [B] logit (binary views) or [B, 2^K] (the Cartesian view `cat`)."""
-    knowledge: dict[str, list[torch.Tensor]] = field(default_factory=dict)
-    """auxiliary view -> its tower's hidden states [B, n_l] fused into the main tower (NATAL,
-    MoAE); empty for the other models."""
-
-
-class MaltModel(nn.Module):
-    """Base class: encoder, heads, losses and predictions of a multi-attribution model.
-
-    Subclasses implement `heads(x) -> Outputs` and are registered by name with
-    `malt.models.registry.register`. Binary views have a single logit read through a sigmoid
-    (the reference's two-way softmax spans the same functions); `cat` has 2^K logits, K being
-    the number of label columns of the schema.
+    Auxiliary views of the task are ignored: BASE has no head for them and reports only the
+    main loss (the reference builds unused towers for them; they are left out).
     """
 
-    name = ""
-
-    def __init__(self, schema: Schema, vocab: VocabInfo, task: Task,
-                 config: ModelConfig | None = None):
-        super().__init__()
-        task.validate(schema)
-        self.schema, self.vocab, self.task = schema, vocab, task
-        self.config = config = config if config is not None else ModelConfig()
-        self.encoder = FeatureEncoder(
-            schema, vocab, dim=config.embed_dim, heads=config.attention_heads,
-            padding_mask=config.padding_mask, simtier_bins=config.simtier_bins,
-            simtier_combine=config.simtier_combine, count_padding=config.simtier_count_padding,
-            sparse=config.sparse_embeddings)
-        self.columns = {v: schema.label_index(v) for v in task.label_views}
-        self.cat_classes = 2 ** len(schema.labels)
-
-    # --- what the subclasses build from ----------------------------------------------------
-    @property
-    def in_dim(self) -> int:
-        """Width D of the fused features."""
-        return self.encoder.out_dim
-
-    def out_dim(self, view: str) -> int:
-        return self.cat_classes if view == CAT else 1
-
-    def make_expert(self, in_dim: int | None = None, *, feature_gate_rank: int | None = None
-                    ) -> Expert:
-        """The reference expert: squeeze-excitation, linear to `expert_dim`, ReLU."""
-        c = self.config
-        return Expert(self.in_dim if in_dim is None else in_dim, c.expert_dim,
-                      se_group=c.se_group, se_reduction=c.se_reduction,
-                      feature_gate_rank=feature_gate_rank)
-
-    def make_tower(self, view: str) -> Tower:
-        """expert_dim -> tower_dims -> the view's logits."""
-        return Tower(self.config.expert_dim, self.config.tower_dims, self.out_dim(view))
-
-    def head_logits(self, view: str, raw: torch.Tensor) -> torch.Tensor:
-        """A tower's output [B, C] as the view's logits: [B] for binary views."""
-        return raw if view == CAT else raw.squeeze(-1)
-
-    # --- the interface ---------------------------------------------------------------------
-    def forward(self, batch: dict[str, torch.Tensor]) -> Outputs:
-        return self.heads(self.encoder(batch))
-
-    def heads(self, x: torch.Tensor) -> Outputs:
-        """Fused features x [B, D] -> per-view logits (and knowledge vectors)."""
-        raise NotImplementedError
+    def __init__(self, schema, vocab, task, config=None):
+        super().__init__(schema, vocab, task, config)
+        self.expert = self.make_expert()
+        self.tower = self.make_tower(task.main)
 
     @property
     def loss_views(self) -> tuple[str, ...]:
-        """Keys of `losses()`: the main view first, then one key per auxiliary loss term. The
-        trainer's total is losses[main] + λ · Σ of the others."""
-        return self.task.views
+        return (self.task.main,)
 
-    def losses(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """view -> scalar mean loss over the batch rows (see `malt.train.losses`)."""
-        return view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
-
-    def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """label view -> probability [B] for every label view with a head (no `cat`). Call it
-        under `torch.inference_mode()` when no gradient is needed."""
-        logits = self(batch).logits
-        return {v: torch.sigmoid(z) for v, z in logits.items() if v != CAT}
-
-    def embedding_parameters(self) -> list[nn.Parameter]:
-        """The embedding tables (trained at a higher learning rate)."""
-        return list(self.encoder.embeddings.parameters())
-
-    def parameter_counts(self) -> tuple[int, int]:
-        """(dense, embedding) parameter counts."""
-        embedding = sum(p.numel() for p in self.embedding_parameters())
-        return sum(p.numel() for p in self.parameters()) - embedding, embedding
+    def heads(self, x: torch.Tensor) -> Outputs:
+        raw, _ = self.tower(self.expert(x))
+        return Outputs(logits={self.task.main: self.head_logits(self.task.main, raw)})

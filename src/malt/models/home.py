@@ -8,7 +8,7 @@ from torch import nn
 from malt.errors import ConfigError
 from malt.layers import Expert, SelfGate, SoftmaxGate
 from malt.layers.gate import mix
-from malt.models.base import MaltModel, Outputs
+from malt.models.model import MaltModel, Outputs
 from malt.models.registry import register
 
 SINGLE_TOUCH = ("last", "first")

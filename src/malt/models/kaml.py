@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.layers.bottom import build_bottom
 from malt.layers.hke import HKETower
-from malt.models.base import MaltModel, Outputs
+from malt.losses.ranking import ranking_loss
+from malt.losses.views import view_losses
+from malt.models.model import MaltModel, Outputs
 from malt.models.registry import register
-from malt.task import CAT
-from malt.train.losses import view_losses
-from malt.train.ranking import ranking_loss
 
 RANK = "rank"
 """Key of the ranking term in `losses()`."""

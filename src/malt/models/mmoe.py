@@ -7,7 +7,7 @@ from torch import nn
 
 from malt.layers import SoftmaxGate
 from malt.layers.gate import mix
-from malt.models.base import MaltModel, Outputs
+from malt.models.model import MaltModel, Outputs
 from malt.models.registry import register
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from malt.layers import ExtractionNetwork
-from malt.models.base import Outputs
+from malt.models.model import Outputs
 from malt.models.registry import register
 from malt.models.transfer import KnowledgeTransferModel
 

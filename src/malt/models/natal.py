@@ -16,7 +16,7 @@ class NATAL(KnowledgeTransferModel):
     Auxiliary towers (AKA, `cat` included when listed) read the shared expert; their hidden
     states are fused into the main tower (PTP) at every hidden layer.
 
-    The CAT view's class is `malt.task.cat_classes` of the binarised labels (bit i = label i of
+    The CAT view's class is `malt.data.task.cat_classes` of the binarised labels (bit i = label i of
     the schema); its logits are trained but never used for prediction, only its knowledge
     vectors. The reference fuses at all three hidden layers, as here; the NATAL article speaks of
     the penultimate layer only.

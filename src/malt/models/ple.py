@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from malt.layers import ExtractionNetwork
-from malt.models.base import MaltModel, Outputs
+from malt.models.model import MaltModel, Outputs
 from malt.models.registry import register
 
 

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from malt.data.schema import Schema
+from malt.data.task import Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
-from malt.task import Task
 
 if TYPE_CHECKING:
-    from malt.models.base import MaltModel
     from malt.models.config import ModelConfig
+    from malt.models.model import MaltModel
 
 _REGISTRY: dict[str, type] = {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from malt.models.base import MaltModel, Outputs
+from malt.models.model import MaltModel, Outputs
 from malt.models.registry import register
 
 

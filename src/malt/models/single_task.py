@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.layers import FeatureEncoder
-from malt.models.base import MaltModel, Outputs
+from malt.models.model import MaltModel, Outputs
 from malt.models.registry import register
-from malt.task import CAT
 
 
 @register("single_task")

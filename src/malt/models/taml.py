@@ -8,7 +8,7 @@ learner experts, and maps the mixture through its tower to a logit z_kl. The tas
 the fusion z_k = Σ_l a_kl · z_kl with a_k = softmax(U_k x) (`taml_fusion = "gate"`) or 1/L
 (`mean`); the serving score is σ(z_k).
 
-Loss of view k (masked means as everywhere, see `malt.train.losses`):
+Loss of view k (masked means as everywhere, see `malt.losses.views`):
     BCE(z_k, y_k) + λ_l · mean_l BCE(z_kl, y_k) + λ_d · mean_l BCE(z_kl, stopgrad σ(z_k))
 the last term being self-distillation from the fused score to each learner (on the rows whose
 mask is 1, or on every row with `taml_distill_on = "all"`).
@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.layers import SoftmaxGate
 from malt.layers.gate import mix
-from malt.models.base import MaltModel, Outputs
+from malt.losses.views import binary_target, masked_binary_loss
+from malt.models.model import MaltModel, Outputs
 from malt.models.registry import register
-from malt.task import CAT
-from malt.train.losses import binary_target, masked_binary_loss
 
 
 @dataclass

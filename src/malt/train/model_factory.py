@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from malt.config import RunConfig
 from malt.data.cache import Dataset
-from malt.models.base import MaltModel
+from malt.data.task import Task
 from malt.models.config import ModelConfig
+from malt.models.model import MaltModel
 from malt.models.registry import build_model
-from malt.task import Task
+from malt.train.config import RunConfig
 
 
 def build_from_config(config: RunConfig, dataset: Dataset, task: Task) -> MaltModel:

@@ -21,27 +21,23 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from malt.config import RunConfig
 from malt.data.batches import Batch, DayBatches, step_count
 from malt.data.cache import Dataset, Day, prepare
+from malt.data.masks import AdmOptions, MaskPolicy, coverage
 from malt.data.schema import resolve_schema
-from malt.errors import ConfigError
-from malt.models.base import MaltModel
-from malt.run import RunDir
-from malt.task import Task, default_aux_weight
+from malt.data.task import Task, default_aux_weight
+from malt.errors import ConfigError, Interrupted
+from malt.models.model import MaltModel
 from malt.train import grad_methods
 from malt.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
+from malt.train.config import RunConfig
 from malt.train.distributed import World, barrier, init_world, resolve_device
-from malt.train.masks import AdmOptions, MaskPolicy, coverage
 from malt.train.model_factory import build_from_config
 from malt.train.optim import Optimisation
 from malt.train.progress import ProgressFn, TrainProgress
+from malt.train.run_dir import RunDir
 
 log = logging.getLogger(__name__)
-
-
-class Interrupted(Exception):
-    """Training stopped on request; the checkpoint holds everything needed to resume."""
 
 
 def task_from_config(config: RunConfig) -> Task:

@@ -11,18 +11,11 @@ import argparse
 import tomllib
 from typing import Any
 
-from malt.config import (
-    ADM_WINDOWS,
-    DEVICES,
-    EVAL_SPLITS,
-    GRAD_METHODS,
-    GRAD_VARIANTS,
-    MASKS,
-    RunConfig,
-    merge,
-)
+from malt.config_files import read_key_value_file
+from malt.data.masks import ADM_WINDOWS
+from malt.data.task import MASKS
 from malt.errors import ConfigError
-from malt.keyvalue import read_key_value_file
+from malt.train.config import DEVICES, EVAL_SPLITS, GRAD_METHODS, GRAD_VARIANTS, RunConfig, merge
 
 # flag destination -> (config section or None for top level, key)
 _FLAG_KEYS: dict[str, tuple[str | None, str]] = {

@@ -28,8 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from malt.config_files import read_key_value_file
+from malt.data.masks import AdmWindow
+from malt.data.task import LabelMode, Mask
 from malt.errors import ConfigError
-from malt.keyvalue import read_key_value_file
 from malt.typed_fields import build, check_value, validate
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -37,16 +39,10 @@ GradMethod = Literal["none", "gcs", "pcgrad"]
 GradVariant = Literal["paper", "reference"]
 GcsWeighting = Literal["sigmoid", "clip", "binary"]
 EvalSplit = Literal["test", "validation"]
-Mask = Literal["none", "base", "adm", "reported", "oracle"]
-AdmWindow = Literal["trailing", "static"]
-LabelMode = Literal["binary", "weighted"]
 DEVICES = get_args(Device)
 GRAD_METHODS = get_args(GradMethod)
 GRAD_VARIANTS = get_args(GradVariant)
 EVAL_SPLITS = get_args(EvalSplit)
-MASKS = get_args(Mask)
-"""Training mask policies (see `malt.train.masks`); `none` trains every label of every row."""
-ADM_WINDOWS = get_args(AdmWindow)
 
 
 @dataclass
@@ -71,7 +67,7 @@ class DataConfig:
 
 @dataclass
 class TaskConfig:
-    """What is learned (see `malt.task.Task`)."""
+    """What is learned (see `malt.data.task.Task`)."""
 
     main: str = "last"
     aux: list[str] = field(default_factory=list)
@@ -82,7 +78,7 @@ class TaskConfig:
     mask: Mask = "none"
     """Training mask for incomplete labels: `none` (every label), `base` (target action only),
     `adm` (attribution-driven), `reported` (the campaign's reported actions), `oracle` (true
-    labels); see `malt.train.masks`."""
+    labels); see `malt.data.masks`."""
     adm_window: AdmWindow = "trailing"
     """ADM counts over the `adm_window_days` training days before each day (`trailing`) or over
     every training day (`static`)."""

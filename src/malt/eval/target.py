@@ -19,8 +19,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from malt.eval.predictions import Predictions
 from malt.metrics import auc, logloss, rela_impr_best
-from malt.train.evaluate import Predictions
 
 ALL = "all"
 """Key of the pooled column."""

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from malt.config import RunConfig
 from malt.errors import ConfigError
 from malt.outputs import OutputDir, atomic_write_text
+from malt.train.config import RunConfig
 
 RUN_KIND = "run"
 

@@ -7,15 +7,19 @@ view whose class is the joint outcome of all binarised labels (see `cat_classes`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
-from malt.config import MASKS
 from malt.data.schema import Schema
 from malt.errors import ConfigError
 
 CAT = "cat"
-LABEL_MODES = ("binary", "weighted")
+LabelMode = Literal["binary", "weighted"]
+LABEL_MODES = get_args(LabelMode)
+Mask = Literal["none", "base", "adm", "reported", "oracle"]
+MASKS = get_args(Mask)
+"""Training mask policies (see `malt.data.masks`); `none` trains every label of every row."""
 MASK_COLUMNS = {"none": (), "base": ("target_action_column",),
                 "adm": ("target_action_column", "campaign_column"),
                 "reported": ("target_action_column", "reported_labels"),
@@ -39,7 +43,7 @@ class Task:
     `aux_weight` is λ in `loss = L_main + λ · Σ_k L_aux_k`; `label_mode` is `binary` (targets are
     weight > 0, as in the paper) or `weighted` (targets are the attribution weights clipped to
     [0, 1], soft BCE targets). `mask` is the training mask policy for incomplete labels
-    (`none`, `base`, `adm`, `reported`, `oracle`; see `malt.train.masks`).
+    (`none`, `base`, `adm`, `reported`, `oracle`; see `malt.data.masks`).
     """
 
     main: str

@@ -8,11 +8,11 @@ from pathlib import Path
 from malt.data.cache import prepare
 from malt.data.schema import resolve_schema
 from malt.errors import ConfigError
-from malt.run import RunDir
+from malt.eval.predictions import Predictions, predict
 from malt.train.checkpoint import load_checkpoint
 from malt.train.distributed import resolve_device
-from malt.train.evaluate import Predictions, predict
 from malt.train.model_factory import build_from_config
+from malt.train.run_dir import RunDir
 from malt.train.trainer import split_days, task_from_config
 
 

@@ -6,14 +6,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from malt.config import RunConfig
 from malt.data.cache import Dataset
-from malt.run import RunDir
+from malt.data.masks import format_coverage
+from malt.eval.predictions import predict
+from malt.eval.report import evaluate
+from malt.eval.target import target_metrics
+from malt.train.config import RunConfig
 from malt.train.distributed import barrier
-from malt.train.evaluate import evaluate, predict
-from malt.train.masks import format_coverage
 from malt.train.progress import ProgressFn
-from malt.train.target_eval import target_metrics
+from malt.train.run_dir import RunDir
 from malt.train.trainer import Trainer
 
 log = logging.getLogger(__name__)

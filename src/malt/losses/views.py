@@ -2,12 +2,12 @@
 
 Binary views: binary cross-entropy with logits on the binarised label (`label_mode` binary, as
 the paper) or on the soft target clamp(attribution weight, 0, 1) (`weighted`). The Cartesian
-view `cat`: cross-entropy over its 2^K classes, the class given by `malt.task.cat_classes` on
+view `cat`: cross-entropy over its 2^K classes, the class given by `malt.data.task.cat_classes` on
 the binarised labels in either mode. Each loss is the mean over the batch rows. Working on
 logits avoids the reference's log(softmax + 1e-8), which caps the per-row loss near 18.4 and
 loses precision for confident predictions.
 
-With a training mask (`batch["mask"]` [B, K], see `malt.train.masks`) a binary view's loss is
+With a training mask (`batch["mask"]` [B, K], see `malt.data.masks`) a binary view's loss is
 the per-task averaged BCE of the KAML paper (Eq. 12): Σ_i mask_ij · BCE_ij / max(1, n_j) with
 n_j = Σ_i mask_ij, so a view with no trusted row in the batch contributes 0.
 """
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from malt.task import CAT, cat_classes
+from malt.data.task import CAT, cat_classes
 
 
 def binary_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,72 @@
+"""The evaluation report of a run's predictions.
+
+Metrics come in two flavours (see `malt.metrics`): binarised labels, as the MAC paper reports
+them, and attribution-weighted positives (the paper's §3.3 definition). Data with a
+target-action column (incomplete multi-label data, KAML) are also scored as the KAML paper does:
+each row once, on its target action (see `malt.eval.target`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from malt.errors import ConfigError
+from malt.eval.predictions import Predictions
+from malt.metrics import (
+    DEFAULT_COMPLEXITY_EDGES,
+    ComplexityBreakdown,
+    gauc,
+    gauc_gain_by_complexity,
+    path_complexity,
+    view_metrics,
+)
+
+
+def evaluate(predictions: Predictions) -> dict[str, dict[str, float]]:
+    """View -> metrics (see `malt.metrics.view_metrics`)."""
+    return {v: view_metrics(predictions.view(v), predictions.label_weights(v), predictions.user)
+            for v in predictions.views}
+
+
+def complexity_breakdown(run: Predictions, baseline: Predictions, view: str,
+                         edges=DEFAULT_COMPLEXITY_EDGES) -> ComplexityBreakdown:
+    """GAUC gain of `run` over `baseline` on `view` by user path complexity (linear/last
+    positives per user, MAC paper Fig. 5); both must score the same rows."""
+    for needed in ("linear", "last"):
+        if needed not in run.labels:
+            raise ConfigError(f"the path-complexity breakdown needs a '{needed}' label; the "
+                              f"data has {list(run.labels)}")
+    if run.user.shape != baseline.user.shape or not np.array_equal(run.user, baseline.user):
+        raise ConfigError("the baseline run was evaluated on other rows; evaluate both on the "
+                          "same data")
+    labels = (run.label_weights(view) > 0).astype(np.float64)
+    model_gauc = gauc(run.view(view), labels, run.user)
+    base_gauc = gauc(baseline.view(view), labels, run.user)
+    complexity = path_complexity(model_gauc.user_ids, run.user, run.label_weights("linear"),
+                                 run.label_weights("last"))
+    return gauc_gain_by_complexity(model_gauc, base_gauc, complexity, edges)
+
+
+def format_metrics(metrics: dict[str, dict[str, float]], main: str) -> str:
+    """A fixed-width table: one row per view, main view first."""
+    header = f"{'view':<10}{'AUC':>9}{'GAUC':>9}{'AUC(w)':>9}{'GAUC(w)':>9}{'logloss':>10}" \
+             f"{'users':>9}"
+    lines = [header]
+    for view in sorted(metrics, key=lambda v: v != main):
+        m = metrics[view]
+        name = f"{view}*" if view == main else view
+        lines.append(f"{name:<10}{m['auc']:>9.4f}{m['gauc']:>9.4f}{m['auc_weighted']:>9.4f}"
+                     f"{m['gauc_weighted']:>9.4f}{m['logloss']:>10.4f}{m['gauc_users']:>9,}")
+    lines.append("* main view; (w): positives weighted by their attribution weight")
+    return "\n".join(lines)
+
+
+def format_breakdown(breakdown: ComplexityBreakdown) -> str:
+    lines = [f"{'linear/last':<14}{'users':>8}{'clicks':>10}{'GAUC run':>10}{'GAUC base':>11}"
+             f"{'gain (pt)':>11}"]
+    for g in breakdown.groups:
+        span = f"[{g.lo:g}, {g.hi:g})"
+        lines.append(f"{span:<14}{g.users:>8,}{g.clicks:>10,}{g.gauc_model:>10.4f}"
+                     f"{g.gauc_baseline:>11.4f}{100 * g.gain:>+11.2f}")
+    lines.append(f"users outside the groups (no last-click positive): {breakdown.excluded_users:,}")
+    return "\n".join(lines)

@@ -1,0 +1,2 @@
+"""Loss functions: per-view binary and Cartesian losses (`views`), the RLU ranking loss
+(`ranking`)."""
