@@ -310,10 +310,10 @@ def test_view_metrics_binarised_and_weighted():
     w = m.attribution_sample_weight(raw)
     np.testing.assert_array_equal(w[raw > 0], raw[raw > 0])
     assert (w[raw == 0] == 1).all()
-    assert got["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
-    assert got["auc_weighted"] == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-9)
+    assert got.auc == pytest.approx(roc_auc_score(y, s), abs=1e-9)
+    assert got.auc_weighted == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-9)
     value, users, _, _ = slow_gauc(s, y, u)
-    assert got["gauc"] == pytest.approx(value, abs=1e-9) and got["gauc_users"] == users
-    assert got["gauc_weighted"] == pytest.approx(slow_gauc(s, y, u, w)[0], abs=1e-9)
-    assert got["gauc_weighted"] != pytest.approx(got["gauc"], abs=1e-6)
-    assert got["logloss"] == pytest.approx(log_loss(y, np.clip(s, 1e-7, 1 - 1e-7)), rel=1e-12)
+    assert got.gauc == pytest.approx(value, abs=1e-9) and got.gauc_users == users
+    assert got.gauc_weighted == pytest.approx(slow_gauc(s, y, u, w)[0], abs=1e-9)
+    assert got.gauc_weighted != pytest.approx(got.gauc, abs=1e-6)
+    assert got.logloss == pytest.approx(log_loss(y, np.clip(s, 1e-7, 1 - 1e-7)), rel=1e-12)

@@ -367,26 +367,44 @@ def gauc_gain_by_complexity(model: GAUC, baseline: GAUC, complexity: np.ndarray,
 
 # --- one view in one call -------------------------------------------------------------------------
 
-def view_metrics(probs: np.ndarray, weights: np.ndarray, user: np.ndarray) -> dict[str, float]:
+@dataclass(frozen=True)
+class ViewMetrics:
+    """Every metric of one view on one evaluated day: AUC, GAUC (and the users it counts) and
+    logloss on binarised labels (paper-comparable), and AUC, GAUC with positives weighted by
+    their attribution weight (§3.3 variant; it counts the same users as `gauc`)."""
+
+    auc: float
+    gauc: float
+    gauc_users: int
+    logloss: float
+    auc_weighted: float
+    gauc_weighted: float
+
+
+@dataclass(frozen=True)
+class ActionMetrics:
+    """One target action under the KAML protocol (each row scored on its own target action):
+    AUC (NaN for a single class), logloss, and the rows and positives scored."""
+
+    auc: float
+    logloss: float
+    rows: int
+    positives: int
+
+
+def view_metrics(probs: np.ndarray, weights: np.ndarray, user: np.ndarray) -> ViewMetrics:
     """Every metric of one view on one evaluated day.
 
     Args:
         probs: [N] predicted P(y = 1) of the view.
         weights: [N] raw attribution weights of the view (label = weight > 0).
         user: [N] user ids.
-    Returns:
-        `auc`, `gauc`, `gauc_users` (users counted), `logloss` on binarised labels
-        (paper-comparable), and `auc_weighted`, `gauc_weighted` with positives weighted by their
-        attribution weight (§3.3 variant; it counts the same users as `gauc`).
     """
     labels = (np.asarray(weights) > 0).astype(np.float64)
     attribution = attribution_sample_weight(weights)
     plain = gauc(probs, labels, user)
-    return {
-        "auc": auc(probs, labels),
-        "gauc": plain.value,
-        "gauc_users": plain.users,
-        "logloss": logloss(probs, labels),
-        "auc_weighted": auc(probs, labels, attribution),
-        "gauc_weighted": gauc(probs, labels, user, attribution).value,
-    }
+    return ViewMetrics(
+        auc=float(auc(probs, labels)), gauc=float(plain.value), gauc_users=int(plain.users),
+        logloss=float(logloss(probs, labels)),
+        auc_weighted=float(auc(probs, labels, attribution)),
+        gauc_weighted=float(gauc(probs, labels, user, attribution).value))

@@ -66,6 +66,12 @@ def coerce(value: Any, annotation: Any) -> Any:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any:
         return value
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if isinstance(value, dict):
+            return build(annotation, value, "")
+        raise _Mismatch
     if annotation is type(None):
         if value is None:
             return None

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from malt.data.task import CAT
 from malt.train.config import RunConfig
-from malt.train.run_dir import RunDir
+from malt.metrics import ViewMetrics
+from malt.train.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
 
 
 def score(config: RunConfig, view: str) -> float:
@@ -22,18 +23,25 @@ def score(config: RunConfig, view: str) -> float:
     return value - (0.05 if view != t.main else 0.0)
 
 
-def metrics_for(config: RunConfig, resume: bool = False) -> dict:
+RESUMED = ("resumed",)
+"""`eval_days` of a fake run that was asked to resume (the tests read it back)."""
+
+
+def view(value: float) -> ViewMetrics:
+    return ViewMetrics(auc=value + 0.1, gauc=value, gauc_users=10, logloss=0.3,
+                       auc_weighted=value + 0.1, gauc_weighted=value)
+
+
+def metrics_for(config: RunConfig, resume: bool = False) -> RunMetrics:
     views = [config.task.main, *(v for v in config.task.aux if v != CAT)]
-    return {
-        "main": config.task.main,
-        "views": {v: {"auc": score(config, v) + 0.1, "gauc": score(config, v)} for v in views},
-        "params": {"dense": 1000 + 100 * len(config.task.aux), "embedding": 50},
-        "train": {"seconds": 0.5, "rows": 100},
-        "resumed": resume,
-    }
+    return RunMetrics(
+        main=config.task.main, views={v: view(score(config, v)) for v in views},
+        eval_days=RESUMED if resume else ("test",), eval_rows=100,
+        train=TrainStats(days=1, rows=100, steps=1, seconds=0.5, world_size=1),
+        params=ParamCounts(dense=1000 + 100 * len(config.task.aux), embedding=50))
 
 
-def fake_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
+def fake_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> RunMetrics:
     run = RunDir(Path(out))
     run.save_config(config)
     metrics = metrics_for(config, resume)
@@ -41,20 +49,20 @@ def fake_train(config: RunConfig, out, *, resume: bool = False, dataset=None) ->
     return metrics
 
 
-def crashing_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
+def crashing_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> RunMetrics:
     """Starts the run (writes its config) and dies, as a crash mid-training would."""
     RunDir(Path(out)).save_config(config)
     raise RuntimeError("simulated crash\nsecond line")
 
 
-def interrupted_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
+def interrupted_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> RunMetrics:
     from malt.errors import Interrupted
 
     RunDir(Path(out)).save_config(config)
     raise Interrupted("stopped at day 0 step 3")
 
 
-def picky_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
+def picky_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> RunMetrics:
     """Fails for the learning rate 0.0666, trains every other config."""
     if config.train.lr == 0.0666:
         raise ValueError("this learning rate always fails")

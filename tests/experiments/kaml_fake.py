@@ -6,7 +6,8 @@ import zlib
 from pathlib import Path
 
 from malt.train.config import RunConfig
-from malt.train.run_dir import RunDir
+from malt.metrics import ActionMetrics
+from malt.train.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
 
 MODEL_SCORE = {"single_task": 0.70, "shared_bottom": 0.71, "star": 0.705, "mmoe": 0.712,
                "ple": 0.715, "taml": 0.716, "kaml": 0.72}
@@ -19,12 +20,14 @@ def auc(config: RunConfig, action: str) -> float:
     return MODEL_SCORE[config.model["name"]] + bonus + wiggle
 
 
-def kaml_fake_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> dict:
+def kaml_fake_train(config: RunConfig, out, *, resume: bool = False, dataset=None
+                    ) -> RunMetrics:
     actions = [config.task.main, *config.task.aux]
-    target = {a: {"auc": auc(config, a), "logloss": 0.3, "rows": 10, "positives": 2}
+    target = {a: ActionMetrics(auc=auc(config, a), logloss=0.3, rows=10, positives=2)
               for a in [*actions, "all"]}
-    metrics = {"main": config.task.main, "views": {}, "target": target,
-               "train": {"seconds": 0.1, "rows": 100}}
+    metrics = RunMetrics(main=config.task.main, views={}, eval_days=("test",), eval_rows=10,
+                         train=TrainStats(days=1, rows=100, steps=1, seconds=0.1, world_size=1),
+                         params=ParamCounts(dense=10, embedding=10), target=target)
     run = RunDir(Path(out))
     run.save_config(config)
     run.save_metrics(metrics)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from fake_training import crashing_train, fake_train, interrupted_train, picky_train
+from fake_training import (
+    RESUMED,
+    crashing_train,
+    fake_train,
+    interrupted_train,
+    metrics_for,
+    picky_train,
+)
 
 from malt.experiments.cells import Cell, execute
 from malt.experiments.scheduler import Outcome, Workers, plan_workers, run_cells
@@ -75,7 +80,7 @@ def test_execute_resumes_a_started_run_and_clears_its_error(tmp_path):
     error = cell.run_dir(tmp_path).error_file
     assert "simulated crash" in error.read_text()
     metrics = execute(cell, tmp_path, train=fake_train)
-    assert metrics["resumed"] is True
+    assert metrics.eval_days == RESUMED
     assert not error.exists()
 
 
@@ -120,7 +125,7 @@ def test_a_crashed_study_resumes_its_unfinished_cells(tmp_path):
     assert crashed[cells[1].id].error == "RuntimeError: simulated crash"
     resumed = run_cells(cells, tmp_path, device="cpu", train=fake_train)
     assert [resumed[c.id].status for c in cells] == ["skipped", "done"]
-    assert resumed[cells[1].id].metrics["resumed"] is True
+    assert resumed[cells[1].id].metrics.eval_days == RESUMED
 
 
 def test_an_interrupted_cell_stops_the_batch(tmp_path):
@@ -148,7 +153,7 @@ def test_parallel_workers_give_the_same_outcomes(tmp_path):
     outcomes = run_cells(cells, tmp_path, jobs=2, device="cpu", train=picky_train)
     assert [outcomes[c.id].status for c in cells] == ["done", "failed", "done", "done"]
     for cell in cells[::2]:
-        saved = json.loads(cell.run_dir(tmp_path).metrics_file.read_text())
+        saved = cell.run_dir(tmp_path).load_metrics()
         assert saved == outcomes[cell.id].metrics
 
 
@@ -169,12 +174,14 @@ def test_a_worker_starts_no_cell_once_the_pool_is_stopping(tmp_path, monkeypatch
 
 def test_progress_line_scores_done_cells_points_failed_ones_to_their_traceback(tmp_path):
     cell = Cell(config())
-    score = lambda metrics: f"GAUC {metrics['gauc']:.2f}"  # noqa: E731
-    done = Outcome(cell, "done", metrics={"gauc": 0.5}, seconds=12.4)
-    assert done.progress_line(1, 3, tmp_path, score) == f"  [1/3] {cell.id}  12 s  GAUC 0.50"
+    score = lambda metrics: f"GAUC {metrics.main_metrics.gauc:.2f}"  # noqa: E731
+    done = Outcome(cell, "done", metrics=metrics_for(cell.config), seconds=12.4)
+    gauc = metrics_for(cell.config).main_metrics.gauc
+    assert done.progress_line(1, 3, tmp_path, score) == \
+        f"  [1/3] {cell.id}  12 s  GAUC {gauc:.2f}"
     failed = Outcome(cell, "failed", error="ValueError: bad")
     line = failed.progress_line(2, 3, tmp_path, score)
     assert "FAILED: ValueError: bad" in line
     assert str(cell.run_dir(tmp_path).error_file) in line
-    assert Outcome(cell, "skipped", metrics={"gauc": 0.5}).progress_line(3, 3, tmp_path,
-                                                                          score) is None
+    assert Outcome(cell, "skipped", metrics=metrics_for(cell.config)).progress_line(
+        3, 3, tmp_path, score) is None

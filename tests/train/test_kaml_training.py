@@ -57,16 +57,15 @@ def _with_other_truth(data: Path, out: Path) -> Path:
 
 def test_run_reports_target_metrics_and_coverage(data, tmp_path):
     metrics = train_run(_config(data), tmp_path / "run")
-    assert set(metrics["target"]) == {"act", "reg", "pay", "all"}
+    assert set(metrics.target) == {"act", "reg", "pay", "all"}
     predictions = Predictions.load(tmp_path / "run" / "predictions.npz")
     assert predictions.target_action is not None
-    assert json.loads(json.dumps(target_metrics(predictions))) == \
-        json.loads(json.dumps(metrics["target"]))
-    coverage = metrics["coverage"]
+    assert target_metrics(predictions) == metrics.target
+    coverage = metrics.coverage
     assert set(coverage) == {"base", "adm"}
     assert all(coverage["adm"][v] >= coverage["base"][v] for v in ("act", "reg", "pay"))
     assert "mask 1 per action" in (tmp_path / "run" / "log.txt").read_text()
-    assert set(metrics["views"]) == {"act", "reg", "pay"}
+    assert set(metrics.views) == {"act", "reg", "pay"}
 
 
 @pytest.mark.parametrize("model, mask", [("kaml", "adm"), ("mmoe", "base"),
@@ -78,7 +77,7 @@ def test_unreported_true_labels_never_reach_the_loss(data, tmp_path, model, mask
     pa_ = Predictions.load(tmp_path / "a" / "predictions.npz")
     pb = Predictions.load(tmp_path / "b" / "predictions.npz")
     np.testing.assert_array_equal(pa_.probs, pb.probs)
-    assert a["target"] == b["target"]
+    assert a.target == b.target
 
 
 def test_the_oracle_trains_on_the_true_labels(data, tmp_path):
@@ -93,7 +92,7 @@ def test_the_oracle_trains_on_the_true_labels(data, tmp_path):
 @pytest.mark.parametrize("method", ["gcs", "pcgrad"])
 def test_gradient_methods_train_under_a_mask(data, tmp_path, method):
     metrics = train_run(_config(data, "kaml", "adm", grad_method=method), tmp_path / method)
-    assert np.isfinite(metrics["target"]["all"]["logloss"])
+    assert np.isfinite(metrics.target["all"].logloss)
 
 
 def test_a_mask_the_data_cannot_support_is_refused(tmp_path):

@@ -39,19 +39,19 @@ def test_each_row_is_scored_once_on_its_target(seed):
             pairs[key][1].append(label)
     assert list(got) == [*p.views, ALL]
     for key, (scores, labels) in pairs.items():
-        assert got[key]["rows"] == len(scores) and got[key]["positives"] == sum(labels)
-        assert got[key]["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
-        assert got[key]["logloss"] == pytest.approx(log_loss(labels, scores), rel=1e-6)
+        assert got[key].rows == len(scores) and got[key].positives == sum(labels)
+        assert got[key].auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert got[key].logloss == pytest.approx(log_loss(labels, scores), rel=1e-6)
     probs, labels, action = target_pairs(p)
-    assert len(probs) == got[ALL]["rows"] and set(action) <= {0, 1, 2}
+    assert len(probs) == got[ALL].rows and set(action) <= {0, 1, 2}
 
 
 def test_an_action_with_one_class_has_no_auc():
     p = _predictions(1)
     p.weights[p.target_action == 0, 0] = 0.0
     got = target_metrics(p)
-    assert math.isnan(got["a"]["auc"]) and got["a"]["positives"] == 0
-    assert math.isfinite(got["a"]["logloss"])
+    assert math.isnan(got["a"].auc) and got["a"].positives == 0
+    assert math.isfinite(got["a"].logloss)
 
 
 # KAML paper Table 2 AUCs (SingleTask first) and the RelaImpr row the paper reports.

@@ -68,13 +68,12 @@ def run(args: argparse.Namespace) -> int:
         results[model] = train_run(config, run.path, resume=run.exists(), dataset=dataset,
                                    progress=console_progress())
 
-    base = results["base"]["views"]["last"]
+    base = results["base"].views["last"]
     print(f"\n{'model':<8}{'AUC':>9}{'GAUC':>9}{'ΔAUC (pt)':>12}{'ΔGAUC (pt)':>12}{'train s':>9}")
     for model, metrics in results.items():
-        m = metrics["views"]["last"]
-        print(f"{model:<8}{m['auc']:>9.4f}{m['gauc']:>9.4f}"
-              f"{100 * (m['auc'] - base['auc']):>+12.2f}{100 * (m['gauc'] - base['gauc']):>+12.2f}"
-              f"{metrics['train']['seconds']:>9.0f}")
+        m = metrics.views["last"]
+        print(f"{model:<8}{m.auc:>9.4f}{m.gauc:>9.4f}{100 * (m.auc - base.auc):>+12.2f}"
+              f"{100 * (m.gauc - base.gauc):>+12.2f}{metrics.train.seconds:>9.0f}")
     breakdown = complexity_breakdown(Predictions.load(RunDir(out / "runs" / "moae")
                                                       .predictions_file),
                                      Predictions.load(RunDir(out / "runs" / "base")

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         predictions = rescore(run_dir, args.data, device=args.device)
         metrics = evaluate(predictions)
     else:
-        metrics = run_dir.load_metrics()["views"]
+        metrics = run_dir.load_metrics().views
         predictions = Predictions.load(run_dir.predictions_file)
     print(format_metrics(metrics, config.task.main))
     if predictions.target_action is not None:

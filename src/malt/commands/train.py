@@ -39,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{stop}; checkpoint saved. Continue with: malt train --resume --out {args.out}")
         return 130
     if metrics is not None:
-        print(format_metrics(metrics["views"], metrics["main"]))
-        if "target" in metrics:
+        print(format_metrics(metrics.views, metrics.main))
+        if metrics.target is not None:
             from malt.eval.target import format_target_metrics
 
-            print(format_target_metrics(metrics["target"]))
+            print(format_target_metrics(metrics.target))
         print(f"run: {args.out}")
     return 0

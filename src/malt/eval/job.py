@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from malt.data.cache import Dataset
 from malt.data.masks import format_coverage
 from malt.eval.predictions import predict
 from malt.eval.report import evaluate
 from malt.eval.target import target_metrics
+from malt.metrics import ViewMetrics
 from malt.train.config import RunConfig
 from malt.train.distributed import barrier
 from malt.train.progress import ProgressFn
-from malt.train.run_dir import RunDir
+from malt.train.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
 from malt.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
               overwrite: bool = False, dataset: Dataset | None = None,
-              progress: ProgressFn | None = None) -> dict[str, Any] | None:
+              progress: ProgressFn | None = None) -> RunMetrics | None:
     """Train and evaluate one run into `out`; returns its metrics (None on ranks other than 0).
 
     With `resume`, an unfinished run continues from its checkpoint under its saved config and a
@@ -56,26 +57,23 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
                               device=trainer.device, world=trainer.world)
         metrics = None
         if predictions is not None:
-            rows = sum(d.rows for d in trainer.train_days)
-            metrics = {
-                "main": trainer.task.main,
-                "views": evaluate(predictions),
-                "eval_days": [d.name for d in trainer.eval_days],
-                "eval_rows": int(len(predictions.user)),
-                "train": {"days": len(trainer.train_days), "rows": rows,
-                          "steps": trainer.state.global_step,
-                          "seconds": round(trainer.state.seconds, 2),
-                          "world_size": trainer.world.size},
-                "params": dict(zip(("dense", "embedding"), trainer.model.parameter_counts())),
-            }
-            if predictions.target_action is not None:
-                metrics["target"] = target_metrics(predictions)
-            if trainer.coverage is not None:
-                metrics["coverage"] = trainer.coverage
+            metrics = RunMetrics(
+                main=trainer.task.main, views=evaluate(predictions),
+                eval_days=tuple(d.name for d in trainer.eval_days),
+                eval_rows=int(len(predictions.user)),
+                train=TrainStats(days=len(trainer.train_days),
+                                 rows=sum(d.rows for d in trainer.train_days),
+                                 steps=trainer.state.global_step,
+                                 seconds=round(trainer.state.seconds, 2),
+                                 world_size=trainer.world.size),
+                params=ParamCounts(*trainer.model.parameter_counts()),
+                target=None if predictions.target_action is None else
+                target_metrics(predictions),
+                coverage=trainer.coverage)
             predictions.save(run.writable(run.predictions_file))
             run.save_metrics(metrics)
-            _log_evaluation(run, metrics["views"], trainer.state.global_step)
-            log.info("evaluation: %s", metrics["views"])
+            _log_evaluation(run, metrics.views, trainer.state.global_step)
+            log.info("evaluation: %s", metrics.views)
         barrier(trainer.world)
         return metrics
     finally:
@@ -84,12 +82,12 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
             handler.close()
 
 
-def _log_evaluation(run: RunDir, views: dict[str, dict[str, float]], step: int) -> None:
+def _log_evaluation(run: RunDir, views: dict[str, ViewMetrics], step: int) -> None:
     """The evaluation metrics as TensorBoard scalars `eval/<view>/<metric>` at the last step."""
     from torch.utils.tensorboard import SummaryWriter
 
     run.writable(run.tensorboard_events)
     with SummaryWriter(str(run.tensorboard_dir)) as writer:
         for view, metrics in views.items():
-            for name, value in metrics.items():
+            for name, value in asdict(metrics).items():
                 writer.add_scalar(f"eval/{view}/{name}", value, step)

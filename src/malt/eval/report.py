@@ -15,6 +15,7 @@ from malt.eval.predictions import Predictions
 from malt.metrics import (
     DEFAULT_COMPLEXITY_EDGES,
     ComplexityBreakdown,
+    ViewMetrics,
     gauc,
     gauc_gain_by_complexity,
     path_complexity,
@@ -22,7 +23,7 @@ from malt.metrics import (
 )
 
 
-def evaluate(predictions: Predictions) -> dict[str, dict[str, float]]:
+def evaluate(predictions: Predictions) -> dict[str, ViewMetrics]:
     """View -> metrics (see `malt.metrics.view_metrics`)."""
     return {v: view_metrics(predictions.view(v), predictions.label_weights(v), predictions.user)
             for v in predictions.views}
@@ -47,7 +48,7 @@ def complexity_breakdown(run: Predictions, baseline: Predictions, view: str,
     return gauc_gain_by_complexity(model_gauc, base_gauc, complexity, edges)
 
 
-def format_metrics(metrics: dict[str, dict[str, float]], main: str) -> str:
+def format_metrics(metrics: dict[str, ViewMetrics], main: str) -> str:
     """A fixed-width table: one row per view, main view first."""
     header = f"{'view':<10}{'AUC':>9}{'GAUC':>9}{'AUC(w)':>9}{'GAUC(w)':>9}{'logloss':>10}" \
              f"{'users':>9}"
@@ -55,8 +56,8 @@ def format_metrics(metrics: dict[str, dict[str, float]], main: str) -> str:
     for view in sorted(metrics, key=lambda v: v != main):
         m = metrics[view]
         name = f"{view}*" if view == main else view
-        lines.append(f"{name:<10}{m['auc']:>9.4f}{m['gauc']:>9.4f}{m['auc_weighted']:>9.4f}"
-                     f"{m['gauc_weighted']:>9.4f}{m['logloss']:>10.4f}{m['gauc_users']:>9,}")
+        lines.append(f"{name:<10}{m.auc:>9.4f}{m.gauc:>9.4f}{m.auc_weighted:>9.4f}"
+                     f"{m.gauc_weighted:>9.4f}{m.logloss:>10.4f}{m.gauc_users:>9,}")
     lines.append("* main view; (w): positives weighted by their attribution weight")
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from malt.eval.predictions import Predictions
-from malt.metrics import auc, logloss, rela_impr_best
+from malt.metrics import ActionMetrics, auc, logloss, rela_impr_best
 
 ALL = "all"
 """Key of the pooled column."""
@@ -48,8 +48,8 @@ def target_pairs(predictions: Predictions) -> tuple[np.ndarray, np.ndarray, np.n
     return probs, labels, action
 
 
-def target_metrics(predictions: Predictions) -> dict[str, dict[str, float]]:
-    """Per evaluated action (in view order) and `all`: `auc`, `logloss`, `rows`, `positives`.
+def target_metrics(predictions: Predictions) -> dict[str, ActionMetrics]:
+    """Per evaluated action (in view order) and `all`.
 
     AUC is NaN for an action whose rows hold a single class (or none).
     """
@@ -62,10 +62,10 @@ def target_metrics(predictions: Predictions) -> dict[str, dict[str, float]]:
     return out
 
 
-def _metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return {"auc": auc(probs, labels) if len(probs) else math.nan,
-            "logloss": logloss(probs, labels) if len(probs) else math.nan,
-            "rows": int(len(probs)), "positives": int(labels.sum())}
+def _metrics(probs: np.ndarray, labels: np.ndarray) -> ActionMetrics:
+    return ActionMetrics(auc=float(auc(probs, labels)) if len(probs) else math.nan,
+                         logloss=float(logloss(probs, labels)) if len(probs) else math.nan,
+                         rows=int(len(probs)), positives=int(labels.sum()))
 
 
 def rela_impr_columns(model: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]
@@ -89,11 +89,11 @@ def rela_impr_columns(model: Mapping[str, float], baselines: Mapping[str, Mappin
     return out
 
 
-def format_target_metrics(metrics: Mapping[str, Mapping[str, float]]) -> str:
+def format_target_metrics(metrics: Mapping[str, ActionMetrics]) -> str:
     """A fixed-width table: one row per action, `all` last."""
     lines = [f"{'target':<16}{'AUC':>9}{'logloss':>10}{'rows':>10}{'positives':>11}"]
     for name, m in metrics.items():
-        lines.append(f"{name:<16}{m['auc']:>9.4f}{m['logloss']:>10.4f}{m['rows']:>10,}"
-                     f"{m['positives']:>11,}")
+        lines.append(f"{name:<16}{m.auc:>9.4f}{m.logloss:>10.4f}{m.rows:>10,}"
+                     f"{m.positives:>11,}")
     lines.append("each row scored once, on its campaign's target action (KAML protocol)")
     return "\n".join(lines)

@@ -20,9 +20,9 @@ from typing import Any
 from malt.data.cache import Dataset
 from malt.data.task import default_aux_weight
 from malt.train.config import RunConfig
-from malt.train.run_dir import RunDir
+from malt.train.run_dir import RunDir, RunMetrics
 
-TrainFn = Callable[..., "dict[str, Any] | None"]
+TrainFn = Callable[..., "RunMetrics | None"]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of
 `malt.eval.job.train_run`; tests inject a fake one."""
 

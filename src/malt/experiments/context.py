@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from malt.data.task import CAT
 from malt.errors import ConfigError
@@ -22,6 +21,7 @@ from malt.experiments.scheduler import Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
 from malt.outputs import OutputDir, atomic_write_text
 from malt.train.config import RunConfig
+from malt.train.run_dir import RunMetrics
 
 KT_MODELS = ("natal", "moae")
 """Models that fuse auxiliary knowledge into the main tower; the reference trains them with CAT."""
@@ -89,9 +89,9 @@ def claim_output(out: Path, data: Path) -> OutputDir:
     return output
 
 
-def main_gauc(metrics: dict[str, Any] | None, main: str) -> float | None:
+def main_gauc(metrics: RunMetrics | None, main: str) -> float | None:
     """The main view's GAUC in a run's metrics (None for a failed run)."""
-    return None if metrics is None else metrics["views"][main]["gauc"]
+    return None if metrics is None else metrics.views[main].gauc
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ class Context:
             aux_weight=variant.setting.aux_weight, seed=seed, split=split,
             grad_method=variant.grad_method, device=self.device)
 
-    def run(self, configs: Sequence[RunConfig]) -> list[dict[str, Any] | None]:
+    def run(self, configs: Sequence[RunConfig]) -> list[RunMetrics | None]:
         """Metrics of every config (None for a failed run), training what is not done yet."""
         cells = [Cell(c) for c in configs]
         distinct = {c.id for c in cells}
@@ -197,8 +197,8 @@ class Context:
         done = self.trained[since:]
         if not done:
             return "no run trained (all read back)"
-        rows = sum(o.metrics["train"]["rows"] for o in done)
-        seconds = sum(o.metrics["train"]["seconds"] for o in done)
+        rows = sum(o.metrics.train.rows for o in done)
+        seconds = sum(o.metrics.train.seconds for o in done)
         rate = f" ({rows / seconds:,.0f} rows/s per run)" if seconds > 0 else ""
         return (f"{len(done)} run(s) trained: {rows:,} training rows in {seconds:,.0f} s of "
                 f"training{rate}")
@@ -234,11 +234,11 @@ class Context:
         return {key: (None if r.setting is None else variant(key, r.setting), r)
                 for key, r in results.items()}
 
-    def test(self, variants: Sequence[Variant | None]) -> list[list[dict[str, Any] | None]]:
+    def test(self, variants: Sequence[Variant | None]) -> list[list[RunMetrics | None]]:
         """Per variant, the test metrics of every seed (all Nones for a None variant)."""
         todo = [(i, seed) for i, v in enumerate(variants) if v is not None for seed in self.seeds]
         metrics = self.run([self.config(variants[i], seed=seed) for i, seed in todo])
-        out: list[list[dict[str, Any] | None]] = [[None] * len(self.seeds) for _ in variants]
+        out: list[list[RunMetrics | None]] = [[None] * len(self.seeds) for _ in variants]
         for (i, seed), m in zip(todo, metrics):
             out[i][self.seeds.index(seed)] = m
         return out

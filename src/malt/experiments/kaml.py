@@ -33,6 +33,7 @@ from malt.experiments.cells import Cell
 from malt.experiments.scheduler import Outcome, run_cells
 from malt.experiments.tables import Column, Table, write_tables
 from malt.train.config import RunConfig
+from malt.train.run_dir import RunMetrics
 
 NAME = "kaml"
 ALL = "all"
@@ -126,7 +127,7 @@ class KamlStudy:
     train: Callable[..., Any] | None = None
     say: Callable[[str], None] = print
     failures: dict[str, Outcome] = field(default_factory=dict)
-    results: dict[Variant, list[dict[str, Any] | None]] = field(default_factory=dict)
+    results: dict[Variant, list[RunMetrics | None]] = field(default_factory=dict)
 
     @property
     def runs(self) -> Path:
@@ -147,7 +148,7 @@ class KamlStudy:
                       **dict(variant.options)},
         }, source=f"kaml preset '{p.name}'")
 
-    def run(self, variants: Sequence[Variant]) -> dict[Variant, list[dict[str, Any] | None]]:
+    def run(self, variants: Sequence[Variant]) -> dict[Variant, list[RunMetrics | None]]:
         """Per variant, the metrics of every seed (None for a failed run); variants already
         run by this study are not asked for again."""
         todo = [v for v in dict.fromkeys(variants) if v not in self.results]
@@ -166,7 +167,7 @@ class KamlStudy:
 
     def _report(self, outcome: Outcome, finished: int, total: int) -> None:
         line = outcome.progress_line(finished, total, self.runs,
-                                     lambda m: f"AUC(all) {m['target'][ALL]['auc']:.4f}")
+                                     lambda m: f"AUC(all) {m.target[ALL].auc:.4f}")
         if line:
             self.say(line)
 
@@ -188,7 +189,7 @@ class KamlStudy:
                         Column(f"{action}_logloss", f"{title} LogLoss", rank=False)]
         return columns
 
-    def metric_table(self, title: str, rows: dict[str, list[dict[str, Any] | None]],
+    def metric_table(self, title: str, rows: dict[str, list[RunMetrics | None]],
                      *extra: str) -> Table:
         table = Table(title, "Model", list(rows), self.metric_columns())
         for row, runs in rows.items():
@@ -196,12 +197,12 @@ class KamlStudy:
                 if metrics is None:
                     continue
                 for action in (*self.labels, ALL):
-                    m = metrics["target"].get(action)
+                    m = metrics.target.get(action)
                     if m is None:
                         continue
                     for key in ("auc", "logloss"):
-                        if math.isfinite(m[key]):
-                            table.add(row, f"{action}_{key}", m[key])
+                        if math.isfinite(getattr(m, key)):
+                            table.add(row, f"{action}_{key}", getattr(m, key))
         table.notes = self.notes(
             "Each test row is scored once, on its campaign's target action (KAML protocol). "
             "Best AUC per column in **bold**, second <u>underlined</u>; LogLoss (lower is "

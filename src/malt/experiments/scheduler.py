@@ -27,6 +27,7 @@ from typing import Any
 from malt.data.cache import Dataset
 from malt.experiments.cells import Cell, TrainFn, execute
 from malt.train.config import RunConfig
+from malt.train.run_dir import RunMetrics
 
 STATUSES = ("done", "skipped", "failed")
 
@@ -38,7 +39,7 @@ class Outcome:
 
     cell: Cell
     status: str
-    metrics: dict[str, Any] | None = None
+    metrics: RunMetrics | None = None
     error: str | None = None
     seconds: float = 0.0
 

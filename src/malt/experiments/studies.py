@@ -33,12 +33,13 @@ from malt.experiments.plots import grouped_bars, save_figure
 from malt.experiments.search import Setting
 from malt.experiments.tables import Column, Table, write_tables
 from malt.outputs import OutputDir
+from malt.train.run_dir import RunDir, RunMetrics
 
 MOE_MODELS = ("mmoe", "ple", "home", "moae")
 """Models with a mixture-of-experts backbone (Table 3's "MoE" column)."""
 METRICS = (("auc", "AUC"), ("gauc", "GAUC"))
 
-Metrics = dict[str, Any] | None
+Metrics = RunMetrics | None
 
 
 @dataclass
@@ -70,9 +71,9 @@ def _notes(ctx: Context, *extra: str, ranked: bool = True) -> list[str]:
 
 
 def _value(metrics: Metrics, view: str, metric: str) -> float | None:
-    if metrics is None or view not in metrics["views"]:
+    if metrics is None or view not in metrics.views:
         return None
-    return metrics["views"][view][metric]
+    return getattr(metrics.views[view], metric)
 
 
 def _add(table: Table, row: str, key: str, runs: Sequence[Metrics],
@@ -258,7 +259,7 @@ def study_params(ctx: Context) -> StudyOutput:
             _add(table, row, f"{t}_{k}", runs, _metric(t, k))
             if t in base:
                 _add_delta(table, row, f"{t}_d{k}", runs, base[t], _metric(t, k))
-        _add(table, row, f"{t}_params", runs[:1], lambda m: m["params"]["dense"])
+        _add(table, row, f"{t}_params", runs[:1], lambda m: m.params.dense)
     return StudyOutput([("", table)])
 
 
@@ -345,7 +346,6 @@ def study_groups(ctx: Context) -> StudyOutput:
     last-click positives per user on the test day)."""
     from malt.eval.predictions import Predictions
     from malt.eval.report import complexity_breakdown
-    from malt.train.run_dir import RunDir
 
     compared = [m for m in ctx.pick_models(("moae",)) if m != "base"]
     if not compared:
@@ -395,7 +395,6 @@ def study_groups(ctx: Context) -> StudyOutput:
 # --- the search and the greedy selection as studies ----------------------------------------------
 def study_search(ctx: Context) -> StudyOutput:
     """The lr × λ grid on the validation day, and the selected settings on the test day."""
-    from malt.train.run_dir import RunDir
 
     models = ctx.pick_models(ctx.preset.search_models)
     targets = ctx.pick_targets(ctx.preset.search_targets)

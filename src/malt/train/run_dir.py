@@ -16,15 +16,67 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from malt.errors import ConfigError
+from malt.metrics import ActionMetrics, ViewMetrics
 from malt.outputs import OutputDir, atomic_write_text
 from malt.train.config import RunConfig
+from malt.typed_fields import build, validate
 
 RUN_KIND = "run"
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """What training took: days and rows trained, optimiser steps, seconds (every leg of a
+    resumed run), processes."""
+
+    days: int
+    rows: int
+    steps: int
+    seconds: float
+    world_size: int
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    dense: int
+    embedding: int
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """The record of a finished run, saved as `metrics.json`."""
+
+    main: str
+    """The main view."""
+    views: dict[str, ViewMetrics]
+    """Metrics of every evaluated view (main and auxiliary attributions; never `cat`)."""
+    eval_days: tuple[str, ...]
+    eval_rows: int
+    train: TrainStats
+    params: ParamCounts
+    target: dict[str, ActionMetrics] | None = None
+    """Per target action and `all` (KAML protocol), when the data has a target-action column."""
+    coverage: dict[str, dict[str, float]] | None = None
+    """Share of training rows each action trains on under the mask (KAML Table 1)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "metrics")
+
+    @property
+    def main_metrics(self) -> ViewMetrics:
+        return self.views[self.main]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunMetrics:
+        return build(cls, raw, "metrics")
 
 
 @dataclass(frozen=True)
@@ -111,13 +163,14 @@ class RunDir:
         return RunConfig.from_dict(json.loads(self.config_file.read_text()),
                                    source=str(self.config_file))
 
-    def save_metrics(self, metrics: dict[str, Any]) -> None:
-        atomic_write_text(self.writable(self.metrics_file), json.dumps(metrics, indent=2))
+    def save_metrics(self, metrics: RunMetrics) -> None:
+        atomic_write_text(self.writable(self.metrics_file),
+                          json.dumps(metrics.to_dict(), indent=2))
 
-    def load_metrics(self) -> dict[str, Any]:
+    def load_metrics(self) -> RunMetrics:
         if not self.metrics_file.is_file():
             raise ConfigError(f"run {self.path} has no metrics yet (unfinished run?)")
-        return json.loads(self.metrics_file.read_text())
+        return RunMetrics.from_dict(json.loads(self.metrics_file.read_text()))
 
     def attach_log(self) -> logging.Handler:
         """Send the `malt` loggers' INFO messages to the run's log file as well."""
