@@ -22,7 +22,7 @@ from benchmarks.report import update_section
 from malt.data.schema import MAC
 from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
-from malt.models import ModelConfig, build_model, model_names
+from malt.models import build_model, model_names
 
 AUX = ("first", "mta", "linear")
 
@@ -74,7 +74,7 @@ def measure(device: torch.device, args: argparse.Namespace) -> dict[str, tuple[i
     out = {}
     for name in model_names():
         torch.manual_seed(args.seed)
-        model = build_model(name, MAC, vocab, task_for(name), ModelConfig()).to(device)
+        model = build_model(name, MAC, vocab, task_for(name)).to(device)
         seconds = step_seconds(model, batch, args.steps, args.warmup, device)
         out[name] = (model.parameter_counts()[0], args.batch / seconds)
         print(f"{device.type:<5} {name:<14} {out[name][1]:>10,.0f} samples/s", flush=True)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             row += f" {results['cuda'][name][1]:,.0f} |"
         rows.append(row)
     body = (f"Forward + backward (no optimiser step) at batch {args.batch}, MAC schema, "
-            f"{args.vocab_rows:,} rows per embedding table (dense gradients), default preset, "
+            f"{args.vocab_rows:,} rows per embedding table (dense gradients), malt's defaults, "
             f"median of {args.steps} steps after {args.warmup} warm-up steps.\n\n"
             + "\n".join([header, rule, *rows]))
     print(body)

@@ -13,8 +13,9 @@ from malt.cli import main
     ('amp = "false"', "train", "train.amp = 'false': expected true or false"),
     ('aux = "first"', "task", "task.aux = 'first': expected a list of strings"),
     ('device = "gpu"', "train", "train.device = 'gpu': expected one of 'auto', 'cpu', 'cuda'"),
-    ('embed_dim = "8"', "model", "model.embed_dim = '8': expected an integer"),
-    ('padding_mask = 0', "model", "model.padding_mask = 0: expected true or false"),
+    ('embed_dim = "8"', "model.encoder", "model.encoder.embed_dim = '8': expected an integer"),
+    ('padding_mask = 0', "model.encoder", "model.encoder.padding_mask = 0: expected true or false"),
+    ('experts = 2', "model", "model: unknown key 'experts'"),  # MMoE's option, not BASE's
 ])
 def test_config_values_of_the_wrong_type_exit_3(tmp_path, capsys, line, section, message):
     config = tmp_path / "run.toml"
@@ -29,8 +30,12 @@ def test_config_values_of_the_wrong_type_exit_3(tmp_path, capsys, line, section,
 
 def test_model_options_are_checked_against_the_model_config(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--model-option", "padding_mask=no"]) == 3
-    assert "model.padding_mask = 'no': expected true or false" in capsys.readouterr().err
+                 "--model-option", "encoder.padding_mask=no"]) == 3
+    assert "model.encoder.padding_mask = 'no': expected true or false" in \
+        capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--model",
+                 "ple", "--model-option", "experts=3"]) == 3
+    assert "unknown key 'experts'" in capsys.readouterr().err
 
 
 def test_an_unknown_flag_shows_the_commands_own_usage(capsys):

@@ -52,8 +52,8 @@ def data(tmp_path_factory) -> Path:
 def _train_args(data: Path, out: Path) -> list[str]:
     return ["train", "--data", str(data), "--model", "mmoe", "--aux", "first", "cat",
             "--batch-size", "64", "--shuffle", "--seed", "3", "--out", str(out),
-            "--model-option", "embed_dim=8", "--model-option", "attention_heads=2",
-            "--model-option", "expert_dim=16", "--model-option", "tower_dims=[8, 4]"]
+            "--model-option", "encoder.embed_dim=8", "--model-option", "encoder.attention_heads=2",
+            "--model-option", "expert.dim=16", "--model-option", "tower.dims=[8, 4]"]
 
 
 @pytest.fixture(scope="module")

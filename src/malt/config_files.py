@@ -32,3 +32,14 @@ def read_key_value_file(path: str | Path, what: str = "config") -> dict[str, Any
     if not isinstance(raw, dict):
         raise ConfigError(f"{what} file {path} must hold a table of keys")
     return raw
+
+
+def merge_tables(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied; nested tables merge key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_tables(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -20,7 +20,7 @@ from malt.train.config import RunConfig
 def config(**changes) -> RunConfig:
     tree = {"seed": 1, "data": {"path": "/data/a"},
             "task": {"main": "last", "aux": ["first", "cat"], "aux_weight": 0.2},
-            "train": {"lr": 3e-3, "batch_size": 64}, "model": {"name": "moae", "embed_dim": 8}}
+            "train": {"lr": 3e-3, "batch_size": 64}, "model": {"name": "moae", "encoder": {"embed_dim": 8}}}
     for dotted, value in changes.items():
         section, _, key = dotted.partition("__")
         if key:
@@ -36,7 +36,7 @@ def test_id_is_stable_readable_and_content_derived():
     assert cell.id == Cell(config()).id == Cell(RunConfig.from_dict(config().to_dict())).id
     assert cell.id.startswith("moae-last-s1-") and len(cell.id.rsplit("-", 1)[1]) == 12
     for change in ({"train__lr": 4e-3}, {"task__aux": ["first"]}, {"task__aux_weight": 0.3},
-                   {"seed": 2}, {"model": {"name": "moae", "embed_dim": 16}},
+                   {"seed": 2}, {"model": {"name": "moae", "encoder": {"embed_dim": 16}}},
                    {"data__eval_split": "validation"}, {"train__grad_method": "pcgrad"}):
         assert Cell(config(**change)).id != cell.id, change
     assert Cell(config(data__eval_split="validation")).id.startswith("moae-last-val-s1-")

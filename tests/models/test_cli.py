@@ -10,7 +10,7 @@ from malt.errors import ConfigError
 
 
 def test_lists_every_model_with_reference_counts(capsys):
-    assert main(["models", "--params", "--preset", "reference", "--aux", "first", "mta",
+    assert main(["models", "--params", "--release-defaults", "--aux", "first", "mta",
                  "linear", "--vocab-size", "100", "--vocab-size", "ad_feat0=1000"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split()[0]: line for line in lines[1:]}

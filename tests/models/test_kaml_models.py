@@ -14,11 +14,11 @@ from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.losses.ranking import ranking_loss
 from malt.losses.views import view_losses
-from malt.models import ModelConfig, build_model
+from malt.models import build_model
+from model_configs import small_config
 
 SCHEMA = kaml_schema()
 VOCAB = kaml_vocab(SCHEMA)
-SMALL = ModelConfig(embed_dim=8, attention_heads=2, expert_dim=16, tower_dims=(8, 4))
 NEW_MODELS = ("single_task", "star", "taml", "kaml")
 
 
@@ -36,7 +36,7 @@ def _batch(rows=64, seed=0, mask="adm"):
 @pytest.mark.parametrize("name", NEW_MODELS)
 def test_shapes_and_probabilities(name, make_batch):
     torch.manual_seed(0)
-    model = build_model(name, SCHEMA, VOCAB, _task(), SMALL)
+    model = build_model(name, SCHEMA, VOCAB, _task(), small_config(name))
     batch = _batch()
     out = model(batch)
     assert set(out.logits) == {"act", "reg", "pay"}
@@ -49,7 +49,7 @@ def test_shapes_and_probabilities(name, make_batch):
     # Models adapt to any schema, also one without campaign columns (the MAC schema).
     from models.conftest import small_vocab
 
-    mac = build_model(name, MAC, small_vocab(), Task("last", ("first",), 1.0), SMALL)
+    mac = build_model(name, MAC, small_vocab(), Task("last", ("first",), 1.0), small_config(name))
     mac_batch = make_batch(16)
     assert mac(mac_batch).logits["first"].shape == (16,)
 
@@ -58,7 +58,7 @@ def test_shapes_and_probabilities(name, make_batch):
 def test_overfits_a_tiny_batch(name):
     torch.manual_seed(0)
     mask = "base" if name == "single_task" else "adm"
-    model = build_model(name, SCHEMA, VOCAB, _task(mask), SMALL)
+    model = build_model(name, SCHEMA, VOCAB, _task(mask), small_config(name))
     batch = _batch(32, seed=3, mask=mask)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
 
@@ -75,11 +75,11 @@ def test_overfits_a_tiny_batch(name):
 
 @pytest.mark.parametrize("bottom", ["mmoe", "ple", "shared_bottom"])
 def test_kaml_without_hke_and_rlu_is_its_bottom_model(bottom):
-    config = SMALL.updated(kaml_bottom=bottom, hke=False, rlu=False)
+    config = small_config("kaml", bottom=bottom, hke=False, rlu=False)
     torch.manual_seed(5)
     kaml = build_model("kaml", SCHEMA, VOCAB, _task("base"), config)
     torch.manual_seed(5)
-    plain = build_model(bottom, SCHEMA, VOCAB, _task("base"), config)
+    plain = build_model(bottom, SCHEMA, VOCAB, _task("base"), small_config(bottom))
     batch = _batch(mask="base")
     kaml_out, plain_out = kaml(batch), plain(batch)
     for view in ("act", "reg", "pay"):
@@ -91,7 +91,7 @@ def test_kaml_without_hke_and_rlu_is_its_bottom_model(bottom):
 
 def test_hke_routes_each_row_and_task_through_exactly_one_sub_tower():
     torch.manual_seed(1)
-    model = build_model("kaml", SCHEMA, VOCAB, _task(), SMALL.updated(rlu=False))
+    model = build_model("kaml", SCHEMA, VOCAB, _task(), small_config("kaml", rlu=False))
     batch = _batch(12, seed=2)
     batch["target_action"][[3, 7]] = -1                  # targets outside the labels
     target = batch["target_action"]
@@ -115,7 +115,7 @@ def test_hke_routes_each_row_and_task_through_exactly_one_sub_tower():
 
 def test_kaml_scores_every_row_through_the_original_sub_towers():
     torch.manual_seed(1)
-    model = build_model("kaml", SCHEMA, VOCAB, _task(), SMALL).eval()
+    model = build_model("kaml", SCHEMA, VOCAB, _task(), small_config("kaml")).eval()
     batch = _batch(20)
     probs = model.predict(batch)
     reps = model.bottom(model.encoder(batch))
@@ -130,7 +130,7 @@ def test_kaml_scores_every_row_through_the_original_sub_towers():
 
 def test_kaml_loss_is_gamma_bce_plus_one_minus_gamma_rank():
     torch.manual_seed(2)
-    model = build_model("kaml", SCHEMA, VOCAB, _task(), SMALL.updated(rlu_gamma=0.7))
+    model = build_model("kaml", SCHEMA, VOCAB, _task(), small_config("kaml", rlu_gamma=0.7))
     batch = _batch(40)
     out = model(batch)
     losses = model.losses(out, batch)
@@ -187,19 +187,20 @@ def test_ranking_loss_ignores_zero_zero_and_one_one_pairs():
 
 def test_kaml_config_errors():
     with pytest.raises(ConfigError, match="HKE"):
-        build_model("kaml", SCHEMA, VOCAB, _task("base"), SMALL)
-    build_model("kaml", SCHEMA, VOCAB, _task("base"), SMALL.updated(hke=False))
+        build_model("kaml", SCHEMA, VOCAB, _task("base"), small_config("kaml"))
+    build_model("kaml", SCHEMA, VOCAB, _task("base"), small_config("kaml", hke=False))
     with pytest.raises(ConfigError, match="cat"):
-        build_model("kaml", SCHEMA, VOCAB, Task("act", ("cat",), mask="none"), SMALL)
+        build_model("kaml", SCHEMA, VOCAB, Task("act", ("cat",), mask="none"),
+                    small_config("kaml"))
     with pytest.raises(ConfigError, match="rlu_task_weights"):
-        build_model("kaml", SCHEMA, VOCAB, _task(), SMALL.updated(rlu_task_weights=(1.0,)))
+        build_model("kaml", SCHEMA, VOCAB, _task(), small_config("kaml", rlu_task_weights=(1.0,)))
     with pytest.raises(ConfigError, match="hke_layers"):
-        SMALL.updated(hke_layers=3)
+        small_config("kaml", hke_layers=3)
 
 
 def test_single_task_networks_share_nothing():
     torch.manual_seed(0)
-    model = build_model("single_task", SCHEMA, VOCAB, _task("base"), SMALL)
+    model = build_model("single_task", SCHEMA, VOCAB, _task("base"), small_config("single_task"))
     batch = _batch(mask="base")
     model.losses(model(batch), batch)["reg"].backward()
     touched = {name.split(".")[0] + "." + name.split(".")[1] for name, p in
@@ -210,7 +211,7 @@ def test_single_task_networks_share_nothing():
 
 def test_a_registry_model_under_the_base_mask_learns_only_from_target_rows():
     torch.manual_seed(0)
-    model = build_model("mmoe", SCHEMA, VOCAB, _task("base"), SMALL)
+    model = build_model("mmoe", SCHEMA, VOCAB, _task("base"), small_config("mmoe"))
     batch = _batch(mask="base")
     out = model(batch)
     for z in out.logits.values():
@@ -264,7 +265,7 @@ def test_partitioned_norm_uses_each_tasks_own_rows():
 
 def test_taml_loss_is_fused_plus_learners_plus_distillation():
     torch.manual_seed(3)
-    config = SMALL.updated(taml_learner_weight=0.4, taml_distill_weight=0.7)
+    config = small_config("taml", learner_weight=0.4, distill_weight=0.7)
     model = build_model("taml", SCHEMA, VOCAB, _task("base"), config)
     batch = _batch(mask="base")
     out = model(batch)
@@ -282,6 +283,6 @@ def test_taml_loss_is_fused_plus_learners_plus_distillation():
         want = bce(z, y) + 0.4 * sum(bce(learners[:, l], y) for l in range(3)) / 3 \
             + 0.7 * sum(bce(learners[:, l], teacher) for l in range(3)) / 3
         torch.testing.assert_close(losses[view], want)
-    mean = build_model("taml", SCHEMA, VOCAB, _task("base"), config.updated(taml_fusion="mean"))
+    mean = build_model("taml", SCHEMA, VOCAB, _task("base"), config.updated(fusion="mean"))
     out = mean(batch)
     torch.testing.assert_close(out.logits["act"], out.learners["act"].mean(1))

@@ -10,14 +10,15 @@ from malt.data.batches import DayBatches
 from malt.data.task import CAT, Task
 from malt.errors import ConfigError
 from malt.layers import SoftmaxGate
-from malt.models import ModelConfig, build_model, model_names
+from malt.models import build_model, model_names, model_spec
 from malt.models.transfer import KnowledgeTransferModel
 
 MODELS = ["base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae"]
 TASKS = [Task("last"), Task("first", ("last",)), Task("last", ("first", "linear", "mta")),
          Task("mta", ("last", "first", "linear", CAT)), Task("linear", (CAT,))]
 FULL = Task("last", ("first", "linear", "mta", CAT))
-PAPER_FORMS = ModelConfig(home_variant="paper", ple_levels=2)
+PAPER_FORMS = {"home": {"variant": "paper"}, "ple": {"extraction": {"levels": 2}}}
+"""The non-reference forms: the paper's HoME, a two-level PLE."""
 
 
 def test_registry_lists_every_model_in_order():
@@ -116,8 +117,8 @@ def _aux_only(model, name: str) -> bool:
     parts = name.split(".")
     if isinstance(model, KnowledgeTransferModel):
         return parts[0] == "aux_towers" and parts[2] == "out"
-    if parts[:2] == ["extraction", "levels"] and parts[3] == "private" \
-            and int(parts[2]) < len(model.extraction.levels) - 1:
+    if parts[1] == "levels" and parts[3] == "private" \
+            and int(parts[2]) < len(getattr(model, parts[0]).levels) - 1:
         return False        # the shared gate of a lower level passes them on to every view
     return any(key in _PER_VIEW and view in model.task.aux
                for key, view in zip(parts[:-1], parts[1:]))
@@ -135,24 +136,26 @@ def _zero(g: torch.Tensor | None) -> bool:
     return g is None or not g.abs().sum().item()
 
 
-@pytest.mark.parametrize("name,config", [(m, None) for m in MODELS[1:]]
-                         + [("home", PAPER_FORMS), ("ple", PAPER_FORMS)])
-def test_no_aux_only_parameter_gets_gradient_with_aux_weight_zero(name, config, vocab, batch):
+@pytest.mark.parametrize("name,options", [(m, None) for m in MODELS[1:]]
+                         + [(m, options) for m, options in PAPER_FORMS.items()])
+def test_no_aux_only_parameter_gets_gradient_with_aux_weight_zero(name, options, vocab, batch):
     torch.manual_seed(0)
-    model = build_model(name, MAC, vocab, FULL, config)
+    model = build_model(name, MAC, vocab, FULL, model_spec(name).make_config(options))
     aux_only = [n for n, _ in model.named_parameters() if _aux_only(model, n)]
     assert aux_only
     without = _grads(model, batch, 0.0)
     assert all(_zero(without[n]) for n in aux_only)
     with_aux = _grads(model, batch, 1.0)
     assert all(not _zero(with_aux[n]) for n in aux_only)
-    if config is None:      # the reference topologies: main reaches every other parameter
+    if options is None:     # the reference topologies: main reaches every other parameter
         assert {n for n, g in without.items() if _zero(g)} == set(aux_only)
 
 
 @pytest.mark.parametrize("name", ["mmoe", "ple", "home", "moae"])
 def test_gates_in_models_sum_to_one(name, vocab, batch):
-    model = build_model(name, MAC, vocab, FULL, ModelConfig(mmoe_experts=3, ple_levels=2))
+    options = {"mmoe": {"experts": 3}, "ple": {"extraction": {"levels": 2}},
+               "moae": {"extraction": {"levels": 2}}}.get(name, {})
+    model = build_model(name, MAC, vocab, FULL, model_spec(name).make_config(options))
     seen = []
     for module in model.modules():
         if isinstance(module, SoftmaxGate):
@@ -195,7 +198,8 @@ def test_models_run_on_prepared_batches(random_mac):
 
 
 def test_sparse_embeddings_give_sparse_gradients(vocab, batch):
-    model = build_model("natal", MAC, vocab, FULL, ModelConfig(sparse_embeddings=True))
+    config = model_spec("natal").make_config({"encoder": {"sparse_embeddings": True}})
+    model = build_model("natal", MAC, vocab, FULL, config)
     model.losses(model(batch), batch)["last"].backward()
     assert all(p.grad.is_sparse for p in model.embedding_parameters())
     dense = {id(p) for p in model.embedding_parameters()}

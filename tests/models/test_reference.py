@@ -10,9 +10,21 @@ from malt.data import MAC
 from malt.data.task import CAT, Task
 from malt.errors import ConfigError
 from malt.layers import SelfGate
-from malt.models import ModelConfig, build_model
+from malt.models import build_model, model_spec
 
 AUX3 = ("first", "mta", "linear")
+
+
+def _release(name: str):
+    return model_spec(name).make_config(release_defaults=True)
+
+
+def _ple(**extraction):
+    return model_spec("ple").make_config({"extraction": extraction})
+
+
+def _home(**options):
+    return model_spec("home").make_config(options)
 # reference_pymal.md §7, "effective" column (the release's unused expert and identity
 # self-gates excluded), and the number of binary heads of each configuration.
 EFFECTIVE = [
@@ -35,7 +47,7 @@ EFFECTIVE = [
                          ids=[f"{n}-{len(t.aux)}aux" for n, t, _, _ in EFFECTIVE])
 def test_reference_dense_parameter_counts(name, task, effective, binary_heads, vocab):
     with torch.device("meta"):
-        model = build_model(name, MAC, vocab, task, ModelConfig.preset("reference"))
+        model = build_model(name, MAC, vocab, task, _release(name))
     dense, embedding = model.parameter_counts()
     # One logit per binary head instead of the release's two: 33 weights fewer each.
     assert dense == effective - 33 * binary_heads
@@ -43,17 +55,16 @@ def test_reference_dense_parameter_counts(name, task, effective, binary_heads, v
     assert embedding == 16 * 16 * 50
 
 
-def test_default_preset_has_the_reference_counts(vocab):
+def test_malts_defaults_have_the_reference_counts(vocab):
     with torch.device("meta"):
         counts = [build_model("moae", MAC, vocab, Task("last", (*AUX3, CAT)), config)
-                  .parameter_counts() for config in (None, ModelConfig.preset("reference"))]
+                  .parameter_counts() for config in (None, _release("moae"))]
     assert counts[0] == counts[1]
 
 
 def test_self_auxiliary_moae(vocab, batch):
     torch.manual_seed(0)
-    model = build_model("moae", MAC, vocab, Task("last", aux_weight=0.3),
-                        ModelConfig.preset("reference"))
+    model = build_model("moae", MAC, vocab, Task("last", aux_weight=0.3), _release("moae"))
     assert model.self_aux and model.loss_views == ("last", "last@self")
     out = model(batch)
     assert list(out.logits) == ["last"] and list(out.knowledge) == ["last@self"]
@@ -65,24 +76,23 @@ def test_self_auxiliary_moae(vocab, batch):
     total = losses["last"] + 0.3 * sum(v for k, v in losses.items() if k != "last")
     torch.testing.assert_close(total, 1.3 * losses["last"])
     assert model.main_tower.fusion[0].in_features == 2 * 128
-    # Without the preset flag, or with auxiliary views, MoAE is the plain model.
+    # Without the release's defaults, or with auxiliary views, MoAE is the plain model.
     assert not build_model("moae", MAC, vocab, Task("last")).self_aux
     assert not build_model("moae", MAC, vocab, Task("last", ("first",)),
-                           ModelConfig.preset("reference")).self_aux
+                           _release("moae")).self_aux
 
 
 def test_stacked_ple_levels(vocab, batch):
     task = Task("last", AUX3)
     with torch.device("meta"):
         one = build_model("ple", MAC, vocab, task).parameter_counts()[0]
-        two = build_model("ple", MAC, vocab, task, ModelConfig(ple_levels=2)).parameter_counts()[0]
+        two = build_model("ple", MAC, vocab, task, _ple(levels=2)).parameter_counts()[0]
     level_two = 5 * (128 + 256 * 256 + 256) + 4 * (256 * 2 + 2)   # experts + task gates
     shared_gate = 336 * 5 + 5                                      # level one's shared gate
     assert two - one == level_two + shared_gate
     torch.manual_seed(0)
-    model = build_model("ple", MAC, vocab, task, ModelConfig(ple_levels=3, ple_shared_experts=2,
-                                                             ple_task_experts=2))
-    assert len(model.extraction.levels) == 3
+    model = build_model("ple", MAC, vocab, task, _ple(levels=3, shared_experts=2, task_experts=2))
+    assert len(model.bottom.levels) == 3
     out = model(batch)
     assert all(z.shape == (64,) for z in out.logits.values())
 
@@ -90,8 +100,8 @@ def test_stacked_ple_levels(vocab, batch):
 def test_paper_home(vocab, batch):
     torch.manual_seed(0)
     task = Task("last", ("first", "linear", "mta", CAT))
-    model = build_model("home", MAC, vocab, task, ModelConfig(home_variant="paper"))
-    home = model.backbone
+    model = build_model("home", MAC, vocab, task, _home(variant="paper"))
+    home = model.bottom
     assert home.groups == [("last", "first"), ("linear", "mta", CAT)]
     assert len(home.meta_shared) == 2 and len(home.meta_category) == 2
     expert = home.task_private["last"]
@@ -118,19 +128,19 @@ def test_paper_home(vocab, batch):
 
 
 def test_paper_home_groups_must_cover_the_views(vocab):
-    config = ModelConfig(home_variant="paper", home_groups=(("last",), ("first",)))
+    config = _home(variant="paper", groups=(("last",), ("first",)))
     with pytest.raises(ConfigError, match="every view"):
         build_model("home", MAC, vocab, Task("last", ("linear",)), config)
     model = build_model("home", MAC, vocab, Task("last", ("linear",)),
-                        ModelConfig(home_variant="paper", home_groups=[["last", "linear"]]))
-    assert model.backbone.groups == [("last", "linear")]
+                        _home(variant="paper", groups=[["last", "linear"]]))
+    assert model.bottom.groups == [("last", "linear")]
 
 
 def test_knowledge_detach_stops_main_gradient_at_the_aux_towers(vocab, batch):
     for detach in (False, True):
         torch.manual_seed(0)
         model = build_model("natal", MAC, vocab, Task("last", ("first",)),
-                            ModelConfig(knowledge_detach=detach))
+                            model_spec("natal").make_config({"knowledge_detach": detach}))
         model.losses(model(batch), batch)["last"].backward()
         grad = model.aux_towers["first"].hidden[0].weight.grad
         assert (grad is None) is detach

@@ -35,8 +35,8 @@ def _config(data: Path, model="kaml", mask="adm", **train) -> RunConfig:
         "task": {"main": "act", "aux": ["reg", "pay"], "aux_weight": 1.0, "mask": mask,
                  "adm_alpha": 2.0},
         "train": {"batch_size": 48, "log_every": 1000, "lr": 3e-3, **train},
-        "model": {"name": model, "embed_dim": 8, "attention_heads": 2, "expert_dim": 16,
-                  "tower_dims": [8, 4]},
+        "model": {"name": model, "encoder": {"embed_dim": 8, "attention_heads": 2},
+                  "expert": {"dim": 16}, "tower": {"dims": [8, 4]}},
     })
 
 

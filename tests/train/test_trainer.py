@@ -28,8 +28,8 @@ def _config(data: Path, model="mmoe", aux=("first", "cat"), **train) -> RunConfi
         "seed": 7, "data": {"path": str(data)},
         "task": {"main": "last", "aux": list(aux)},
         "train": {"batch_size": 64, "log_every": 2, **train},
-        "model": {"name": model, "embed_dim": 8, "attention_heads": 2, "expert_dim": 16,
-                  "tower_dims": [8, 4]},
+        "model": {"name": model, "encoder": {"embed_dim": 8, "attention_heads": 2},
+                  "expert": {"dim": 16}, "tower": {"dims": [8, 4]}},
     })
 
 
@@ -146,10 +146,11 @@ def test_flags_override_the_config_file(data, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("seed: 3\ntrain:\n  lr: 0.1\n  batch_size: 32\nmodel:\n  name: ple\n")
     args = build_parser().parse_args(["train", "--config", str(config), "--lr", "0.01",
-                                      "--out", "o", "--model-option", "padding_mask=false"])
+                                      "--out", "o", "--model-option", "encoder.padding_mask=false"])
     resolved = resolve_config(args)
     assert (resolved.seed, resolved.train.lr, resolved.train.batch_size) == (3, 0.01, 32)
-    assert resolved.model == {"name": "ple", "preset": "default", "padding_mask": False}
+    assert resolved.model == {"name": "ple", "release_defaults": False,
+                              "encoder": {"padding_mask": False}}
 
 
 def test_existing_run_is_not_overwritten(data, tmp_path, capsys):

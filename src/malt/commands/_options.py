@@ -11,11 +11,12 @@ import argparse
 import tomllib
 from typing import Any
 
-from malt.config_files import read_key_value_file
+from malt.config_files import merge_tables, read_key_value_file
 from malt.data.masks import ADM_WINDOWS
 from malt.data.task import MASKS
 from malt.errors import ConfigError
-from malt.train.config import DEVICES, EVAL_SPLITS, GRAD_METHODS, GRAD_VARIANTS, RunConfig, merge
+from malt.models.config import options_from_keys
+from malt.train.config import DEVICES, EVAL_SPLITS, GRAD_METHODS, GRAD_VARIANTS, RunConfig
 
 # flag destination -> (config section or None for top level, key)
 _FLAG_KEYS: dict[str, tuple[str | None, str]] = {
@@ -33,7 +34,7 @@ _FLAG_KEYS: dict[str, tuple[str | None, str]] = {
     "shuffle": ("train", "shuffle"),
     "device": ("train", "device"), "amp": ("train", "amp"), "lazy_adam": ("train", "lazy_adam"),
     "log_every": ("train", "log_every"),
-    "model": ("model", "name"), "preset": ("model", "preset"),
+    "model": ("model", "name"), "release_defaults": ("model", "release_defaults"),
 }
 
 
@@ -65,7 +66,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                    help="ADM threshold of one action (repeatable)")
     g = p.add_argument_group("model")
     g.add_argument("--model", help="registered model name (see `malt models`)")
-    g.add_argument("--preset", help="model preset: default or reference")
+    g.add_argument("--release-defaults", action=argparse.BooleanOptionalAction, default=None,
+                   help="start the model from the public release's settings")
     g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="set a model config field, e.g. padding_mask=false (repeatable)")
     g = p.add_argument_group("training")
@@ -106,11 +108,14 @@ def given_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not action or alpha is None:
             raise ConfigError(f"--adm-alpha-for expects ACTION=NUMBER, got '{item}'")
         tree.setdefault("task", {}).setdefault("adm_alpha_per_action", {})[action.strip()] = alpha
+    options = {}
     for item in getattr(args, "model_option", []) or []:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--model-option expects KEY=VALUE, got '{item}'")
-        tree.setdefault("model", {})[key.strip()] = parse_value(text)
+        options[key.strip()] = parse_value(text)
+    if options:
+        tree["model"] = merge_tables(tree.get("model", {}), options_from_keys(options))
     return tree
 
 
@@ -126,6 +131,6 @@ def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None)
     """`base` (e.g. a command's defaults), then the config file, then the flags."""
     tree = dict(base or {})
     if getattr(args, "config", None):
-        tree = merge(tree, read_key_value_file(args.config))
-    tree = merge(tree, given_overrides(args))
+        tree = merge_tables(tree, read_key_value_file(args.config))
+    tree = merge_tables(tree, given_overrides(args))
     return RunConfig.from_dict(tree, source=getattr(args, "config", None) or "flags")

@@ -16,8 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="auxiliary views: other labels and/or `cat`")
     parser.add_argument("--params", action="store_true",
                         help="show dense and embedding parameter counts")
-    parser.add_argument("--preset", default="default", choices=["default", "reference"],
-                        help="model configuration preset")
+    parser.add_argument("--release-defaults", action="store_true",
+                        help="build the models from the public release's settings")
     parser.add_argument("--schema", default=None, help="schema file (default: MAC)")
     parser.add_argument("--vocab-size", action="append", default=[], metavar="[FIELD=]N",
                         help=f"embedding rows per table: N for every table or FIELD=N for one "
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.data import resolve_schema
     from malt.data.task import Task
     from malt.data.vocab import VocabInfo
-    from malt.models import ModelConfig, build_model, model_class, model_names
+    from malt.models import model_names, model_spec
 
     torch.manual_seed(args.seed)
     schema = resolve_schema(args.schema)
@@ -60,17 +60,18 @@ def run(args: argparse.Namespace) -> int:
     task.validate(schema)
     sizes = vocab_sizes(schema.field_names, args.vocab_size)
     vocab = VocabInfo(sizes, {s.name: 0 for s in schema.id_sequences})
-    config = ModelConfig.preset(args.preset)
-    print(f"main {task.main}, aux {' '.join(task.aux) or '(none)'}; preset {args.preset}; "
+    defaults = "the release's" if args.release_defaults else "malt's"
+    print(f"main {task.main}, aux {' '.join(task.aux) or '(none)'}; {defaults} defaults; "
           f"schema {schema.name}; {sum(sizes.values()):,} embedding rows in "
           f"{len(sizes)} tables")
     for name in model_names():
-        summary = (model_class(name).__doc__ or "").strip().splitlines()[0]
+        spec = model_spec(name)
+        summary = (spec.model.__doc__ or "").strip().splitlines()[0]
         line = f"{name:<14} {summary}"
         if args.params:
+            config = spec.make_config(release_defaults=args.release_defaults)
             with torch.device("meta"):       # counts only: allocate nothing
-                dense, embedding = build_model(name, schema, vocab, task, config) \
-                    .parameter_counts()
+                dense, embedding = spec.build(schema, vocab, task, config).parameter_counts()
             line = f"{name:<14} dense {dense:>11,}  embedding {embedding:>13,}  {summary}"
         print(line)
     return 0

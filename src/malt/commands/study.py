@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.experiments.context import Context, claim_output
     from malt.experiments.presets import get_preset
     from malt.experiments.studies import STUDIES, write_output
-    from malt.models.registry import model_class
+    from malt.models.registry import model_spec
 
     preset = get_preset(args.preset)
     if args.shuffle:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if seeds < 1:
         raise ConfigError(f"--seeds must be positive, got {seeds}")
     for model in args.models or ():
-        model_class(model)
+        model_spec(model)
     if args.device == "cuda":
         import torch
 

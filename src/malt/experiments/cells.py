@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from malt.data.cache import Dataset
-from malt.data.task import default_aux_weight
 from malt.train.config import RunConfig
 from malt.train.run_dir import RunDir, RunMetrics
 
@@ -41,9 +40,8 @@ class Cell:
         tree = self.config.to_dict()
         for section, key in _NOT_IN_ID:
             tree[section].pop(key, None)
-        if tree["task"]["aux_weight"] is None:
-            # None means the reference λ of the main view: the same run as asking for it.
-            tree["task"]["aux_weight"] = default_aux_weight(tree["task"]["main"])
+        # None means the default λ: the same run as asking for it.
+        tree["task"]["aux_weight"] = self.config.aux_weight()
         text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 

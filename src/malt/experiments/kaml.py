@@ -42,7 +42,8 @@ MULTI_TASK = ("shared_bottom", "star", "mmoe", "ple", "taml")
 TABLE2_MODELS = ("single_task", *MULTI_TASK, "kaml")
 MODEL_NAMES = {"single_task": "SingleTask", "shared_bottom": "SharedBottom", "star": "STAR",
                "mmoe": "MMoE", "ple": "PLE", "taml": "TAML", "kaml": "KAML"}
-SHARED_MODEL = {"embed_dim": 16, "expert_dim": 128, "tower_dims": [64, 32], "mmoe_experts": 4}
+SHARED_MODEL = {"encoder": {"embed_dim": 16}, "expert": {"dim": 128}, "tower": {"dims": [64, 32]}}
+FOUR_EXPERTS = {"mmoe": {"experts": 4}, "kaml": {"experts": 4}}
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class KamlPreset:
     seeds: int
     train: dict[str, Any]
     model: dict[str, Any]
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Options of single models, on top of `model`."""
     adm: dict[str, Any] = field(default_factory=dict)
     """`[task]` ADM keys (`adm_window`, `adm_window_days`, `adm_alpha`, ...)."""
     cpu_jobs: int | None = None
@@ -64,15 +67,15 @@ class KamlPreset:
 PRESETS: dict[str, KamlPreset] = {
     "smoke": KamlPreset(
         "smoke", "tiny", seeds=2, train={"batch_size": 256, "lr": 3e-3, "log_every": 1000},
-        model={"embed_dim": 8, "expert_dim": 32, "tower_dims": [16, 8], "mmoe_experts": 2,
-               "taml_learners": 2}),
+        model={"encoder": {"embed_dim": 8}, "expert": {"dim": 32}, "tower": {"dims": [16, 8]}},
+        per_model={"taml": {"learners": 2}}),
     "small": KamlPreset("small", "small", seeds=3,
                         train={"batch_size": 512, "lr": 3e-3, "log_every": 1000},
-                        model=SHARED_MODEL),
+                        model=SHARED_MODEL, per_model=FOUR_EXPERTS),
     "paper": KamlPreset("paper", "medium", seeds=5,
                         train={"batch_size": 5000, "lr": 1e-3, "embedding_lr_scale": 1.0,
                                "log_every": 1000},
-                        model=SHARED_MODEL, cpu_jobs=1),
+                        model=SHARED_MODEL, per_model=FOUR_EXPERTS, cpu_jobs=1),
 }
 """smoke: the tiny simulation, minutes on a CPU; small: the committed study (one pass over ten
 days of ~50k clicks at batch 512); paper: the paper's protocol (Adam, lr 1e-3, batch 5000, five
@@ -144,7 +147,7 @@ class KamlStudy:
             "task": {"main": self.labels[0], "aux": list(self.labels[1:]), "aux_weight": 1.0,
                      "mask": variant.mask, **p.adm},
             "train": train,
-            "model": {"name": variant.model, "preset": "default", **p.model,
+            "model": {"name": variant.model, **p.model, **p.per_model.get(variant.model, {}),
                       **dict(variant.options)},
         }, source=f"kaml preset '{p.name}'")
 
@@ -313,7 +316,7 @@ def run_command(args: argparse.Namespace) -> int:
     from malt.data import prepare, resolve_schema
     from malt.data.layout import find_layout
     from malt.experiments.context import claim_output
-    from malt.models.registry import model_class
+    from malt.models.registry import model_spec
 
     if args.preset not in PRESETS:
         raise ConfigError(f"the kaml study has presets {list(PRESETS)}, not '{args.preset}'")
@@ -326,7 +329,7 @@ def run_command(args: argparse.Namespace) -> int:
     models = tuple(args.models) if args.models else TABLE2_MODELS
     baselines = tuple(args.baselines) if getattr(args, "baselines", None) else None
     for model in (*models, *(baselines or ())):
-        model_class(model)
+        model_spec(model)
     data = Path(args.data) if args.data else out / "data"
     note = f"`{args.data}`" if args.data else \
         f"the simulated app-promotion `{preset.sim_size}` set (seed {args.seed})"

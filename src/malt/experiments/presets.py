@@ -67,7 +67,7 @@ class Preset:
     thread each: small models train faster side by side than on shared threads)."""
     train: dict[str, Any] = field(default_factory=dict)
     """`[train]` keys of every run."""
-    model: dict[str, Any] = field(default_factory=lambda: {"preset": "reference"})
+    model: dict[str, Any] = field(default_factory=lambda: {"release_defaults": True})
     """`[model]` keys of every run besides the name."""
 
     def run_config(self, *, data: str, model: str, main: str, aux: tuple[str, ...],
@@ -90,9 +90,9 @@ PRESETS: dict[str, Preset] = {
         search_lrs=(3e-3, 1e-2), search_aux_weights=(0.1, 0.3),
         search_models=("base", "moae"), search_targets=("last",), cpu_jobs=None,
         train={"batch_size": 512, "log_every": 1000},
-        model={"preset": "reference", "embed_dim": 8, "se_group_size": None,
-               "attention_heads": 2, "simtier_bins": 16, "expert_dim": 32,
-               "tower_dims": [32, 16]},
+        model={"release_defaults": True,
+               "encoder": {"embed_dim": 8, "attention_heads": 2, "simtier_bins": 16},
+               "expert": {"dim": 32, "se_group_size": None}, "tower": {"dims": [32, 16]}},
     ),
     "small": Preset(
         name="small", sim_size="small",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
-from malt.models.registry import register
+from malt.models.registry import Traits, register
 
 
-@register("base")
+@register("base", ModelConfig, Traits("BASE", "single-attribution", uses_aux=False))
 class Base(MaltModel):
     """Single-attribution baseline: one expert and the main tower.
 

@@ -2,36 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import nn
 
 from malt.errors import ConfigError
 from malt.layers import Expert, SelfGate, SoftmaxGate
 from malt.layers.gate import mix
-from malt.models.model import MaltModel, Outputs
-from malt.models.registry import register
+from malt.models.config import ModelConfig, check_positive
+from malt.models.model import MaltModel, MultiTaskModel
+from malt.models.registry import Traits, register
 
 SINGLE_TOUCH = ("last", "first")
 
 
-@register("home")
-class HoME(MaltModel):
+@dataclass(frozen=True)
+class HoMEConfig(ModelConfig):
+    variant: Literal["reference", "paper"] = "reference"
+    """`reference`: the release's one-level HoME; `paper`: meta level, task groups, expert
+    normalisation + Swish, feature gates and self-gates as the HoME paper describes."""
+    feature_gate_rank: int = 4
+    """Rank of the low-rank feature gate on every expert input."""
+    groups: tuple[tuple[str, ...], ...] | None = None
+    """Task categories of the paper HoME; None = single-touch views (last, first) and the rest."""
+    meta_shared_experts: int = 2
+    """Shared meta experts of the paper HoME's first level."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "model", "feature_gate_rank", "meta_shared_experts")
+        if self.groups is not None:
+            flat = [v for group in self.groups for v in group]
+            if not all(self.groups) or len(flat) != len(set(flat)):
+                raise ConfigError(f"model.groups must be non-empty groups naming each view "
+                                  f"once, got {self.groups}")
+
+
+@register("home", HoMEConfig, Traits("HoME", "multi-task"))
+class HoME(MultiTaskModel):
     """HoME: experts behind private feature gates, in a one- or two-level hierarchy.
 
-    `home_variant` picks the reference's one-level form (`ReferenceHoME`) or the paper's
-    two-level hierarchy over task categories (`PaperHoME`).
+    `variant` picks the reference's one-level form (`ReferenceHoME`) or the paper's two-level
+    hierarchy over task categories (`PaperHoME`).
     """
 
-    def __init__(self, schema, vocab, task, config=None):
-        super().__init__(schema, vocab, task, config)
-        self.backbone = ReferenceHoME(self) if self.config.home_variant == "reference" \
-            else PaperHoME(self)
-        self.towers = nn.ModuleDict({v: self.make_tower(v) for v in task.views})
-
-    def heads(self, x: torch.Tensor) -> Outputs:
-        reps = self.backbone(x)
-        return Outputs(logits={v: self.head_logits(v, t(reps[v])[0])
-                               for v, t in self.towers.items()})
+    def make_bottom(self) -> nn.Module:
+        return ReferenceHoME(self) if self.config.variant == "reference" else PaperHoME(self)
 
 
 class ReferenceHoME(nn.Module):
@@ -45,7 +63,7 @@ class ReferenceHoME(nn.Module):
 
     def __init__(self, model: MaltModel):
         super().__init__()
-        rank = model.config.home_feature_gate_rank
+        rank = model.config.feature_gate_rank
         views = model.task.views
         self.shared = model.make_expert(feature_gate_rank=rank)
         self.private = nn.ModuleDict({v: model.make_expert(feature_gate_rank=rank)
@@ -66,10 +84,10 @@ class PaperHoME(nn.Module):
     """HoME as its paper describes it, two levels over task categories.
 
     Every expert is feature gate -> linear -> batch norm -> Swish (expert normalisation).
-    Views are grouped into categories (`home_groups`; by default the single-touch views last and
+    Views are grouped into categories (`groups`; by default the single-touch views last and
     first, and all others).
 
-    Level 1 (meta), reading x: `home_meta_shared_experts` shared meta experts and one meta expert
+    Level 1 (meta), reading x: `meta_shared_experts` shared meta experts and one meta expert
     per category. Category c: z_c = softmax gate over [shared meta, c's meta] + self-gate over
     c's meta expert. Shared: z_sh = softmax gate over every meta expert.
 
@@ -82,13 +100,13 @@ class PaperHoME(nn.Module):
     def __init__(self, model: MaltModel):
         super().__init__()
         c = model.config
-        self.groups = _resolve_groups(model.task.views, c.home_groups)
+        self.groups = _resolve_groups(model.task.views, c.groups)
         self.category = {v: i for i, group in enumerate(self.groups) for v in group}
-        n_meta, width = c.home_meta_shared_experts, c.expert_dim
+        n_meta, width = c.meta_shared_experts, c.expert.dim
 
         def expert(in_dim: int) -> Expert:
             return Expert(in_dim, width, norm=True, activation="swish",
-                          feature_gate_rank=c.home_feature_gate_rank)
+                          feature_gate_rank=c.feature_gate_rank)
 
         d, n_cat = model.in_dim, len(self.groups)
         self.meta_shared = nn.ModuleList(expert(d) for _ in range(n_meta))
@@ -132,6 +150,6 @@ def _resolve_groups(views: tuple[str, ...], groups: tuple[tuple[str, ...], ...] 
         return [g for g in (single, rest) if g]
     flat = [v for g in groups for v in g]
     if sorted(flat) != sorted(views):
-        raise ConfigError(f"model.home_groups {[list(g) for g in groups]} must name every view "
+        raise ConfigError(f"model.groups {[list(g) for g in groups]} must name every view "
                           f"of the task once: {list(views)}")
     return [tuple(g) for g in groups]

@@ -1,7 +1,7 @@
 """KAML (Jia et al., "No One Left Behind", KAML paper): a multi-task model for incomplete,
 skewed multi-label conversion data.
 
-KAML = a multi-task bottom (MMoE in the paper; `kaml_bottom` picks MMoE, PLE or Shared-Bottom)
+KAML = a multi-task bottom (MMoE in the paper; `bottom` picks MMoE, PLE or Shared-Bottom)
 + hierarchical knowledge extraction (HKE, `hke`): every task tower splits into an original
 sub-tower for the rows whose target is the task and an extended one for the rows the training
 mask admits beyond their target (ADM, `--mask adm`), merged into one head
@@ -15,25 +15,28 @@ KAML (`kaml`, adm mask). With `hke=false` and `rlu=false` KAML is its bottom's r
 (same parameters under the same seed, same losses).
 
 Losses: each view's masked BCE times γ and, with RLU, `rank` = (1 − γ) · L_rank; the trainer's
-`L_main + λ · Σ others` with λ = 1 gives γ · L_BCE + (1 − γ) · L_rank. Serving scores every
-row through the original sub-towers (a row is always scored on its target).
+`L_main + λ · Σ others` with λ = 1 (KAML's default λ) gives γ · L_BCE + (1 − γ) · L_rank.
+Serving scores every row through the original sub-towers (a row is always scored on its
+target).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 
 from malt.data.task import CAT
 from malt.errors import ConfigError
-from malt.layers.bottom import build_bottom
+from malt.layers.bottom import MMoEBottom, SharedExpertBottom
 from malt.layers.hke import HKETower
 from malt.losses.ranking import ranking_loss
 from malt.losses.views import view_losses
+from malt.models.config import ExtractionConfig, ModelConfig, check_positive
 from malt.models.model import MaltModel, Outputs
-from malt.models.registry import register
+from malt.models.registry import Traits, register
 
 RANK = "rank"
 """Key of the ranking term in `losses()`."""
@@ -46,7 +49,46 @@ class KamlOutputs(Outputs):
     original logits)."""
 
 
-@register("kaml")
+@dataclass(frozen=True)
+class KAMLConfig(ModelConfig):
+    bottom: Literal["mmoe", "ple", "shared_bottom"] = "mmoe"
+    """The multi-task bottom: MMoE's (the paper), PLE's extraction network or one shared
+    expert; each built as the model of that name builds it."""
+    experts: int = 2
+    """Shared experts of the `mmoe` bottom."""
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
+    """The `ple` bottom."""
+    hke: bool = True
+    """Hierarchical knowledge extraction (original / extended sub-towers); needs a mask that
+    extends samples beyond their target (`adm`, `reported`, `oracle` or `none`)."""
+    hke_layers: int = 1
+    """Tower hidden layers duplicated into the two HKE sub-towers; the rest form the head."""
+    rlu: bool = True
+    """Ranking-based label utilisation (pairwise loss on (positive, zero) pairs)."""
+    rlu_gamma: float = 0.8
+    """γ in γ · L_BCE + (1 − γ) · L_rank (used only with `rlu`)."""
+    rlu_normalize: Literal["pairs", "batch"] = "pairs"
+    """Ranking loss per task divided by its number of pairs (`pairs`) or by the batch size
+    (`batch`, the paper's Eq. 11 as written)."""
+    rlu_use_mask: bool = False
+    """Restrict both sides of the pairs to rows whose mask is 1 (default: every row)."""
+    rlu_logits: Literal["routed", "original"] = "routed"
+    """Rank the HKE-routed logits (`routed`) or every row through the original sub-tower."""
+    rlu_task_weights: tuple[float, ...] | None = None
+    """β_k per view in task order (None: 1 for every view)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "model", "experts", "hke_layers")
+        if self.hke and self.hke_layers > len(self.tower.dims):
+            raise ConfigError(f"model.hke_layers ({self.hke_layers}) exceeds the tower's hidden "
+                              f"layers ({len(self.tower.dims)})")
+        if not 0.0 <= self.rlu_gamma <= 1.0:
+            raise ConfigError(f"model.rlu_gamma must be in [0, 1], got {self.rlu_gamma}")
+
+
+@register("kaml", KAMLConfig,
+          Traits("KAML", "incomplete-labels", takes_cat=False, aux_weight=1.0))
 class KAML(MaltModel):
     """KAML: a multi-task bottom, HKE sub-towers per task and the RLU ranking loss."""
 
@@ -62,14 +104,19 @@ class KAML(MaltModel):
         if c.rlu_task_weights is not None and len(c.rlu_task_weights) != len(task.views):
             raise ConfigError(f"model.rlu_task_weights needs one weight per view "
                               f"{list(task.views)}, got {c.rlu_task_weights}")
-        self.bottom = build_bottom(
-            c.kaml_bottom, self.in_dim, task.views, mmoe_experts=c.mmoe_experts,
-            ple_levels=c.ple_levels, ple_shared=c.ple_shared_experts,
-            ple_private=c.ple_task_experts, make_expert=self.make_expert,
-            expert_dim=c.expert_dim)
+        self.bottom = self.make_bottom()
         self.towers = nn.ModuleDict(
-            {v: HKETower(c.expert_dim, c.tower_dims, 1, c.hke_layers) if c.hke
+            {v: HKETower(c.expert.dim, c.tower.dims, 1, c.hke_layers) if c.hke
              else self.make_tower(v) for v in task.views})
+
+    def make_bottom(self) -> nn.Module:
+        """The bottom `bottom`, as the model of that name builds it."""
+        c, views = self.config, self.task.views
+        if c.bottom == "mmoe":
+            return MMoEBottom(self.in_dim, views, c.experts, self.make_expert)
+        if c.bottom == "ple":
+            return self.make_extraction(c.extraction)
+        return SharedExpertBottom(views, self.make_expert)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> KamlOutputs:
         """Logits routed by HKE: row i goes through task j's original sub-tower when its target

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+
 from torch import nn
 
-from malt.layers import SoftmaxGate
-from malt.layers.gate import mix
-from malt.models.model import MaltModel, Outputs
-from malt.models.registry import register
+from malt.layers.bottom import MMoEBottom
+from malt.models.config import ModelConfig, check_positive
+from malt.models.model import MultiTaskModel
+from malt.models.registry import Traits, register
 
 
-@register("mmoe")
-class MMoE(MaltModel):
-    """MMoE: shared experts mixed by a softmax gate per view, one tower per view.
+@dataclass(frozen=True)
+class MMoEConfig(ModelConfig):
+    experts: int = 2
+    """Shared experts, mixed by a softmax gate per view (2 in the release)."""
 
-    `mmoe_experts` experts (2 in the reference) and the gates all read the fused features x.
-    """
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "model", "experts")
 
-    def __init__(self, schema, vocab, task, config=None):
-        super().__init__(schema, vocab, task, config)
-        n = self.config.mmoe_experts
-        self.experts = nn.ModuleList(self.make_expert() for _ in range(n))
-        self.gates = nn.ModuleDict({v: SoftmaxGate(self.in_dim, n) for v in task.views})
-        self.towers = nn.ModuleDict({v: self.make_tower(v) for v in task.views})
 
-    def heads(self, x: torch.Tensor) -> Outputs:
-        experts = [e(x) for e in self.experts]
-        return Outputs(logits={v: self.head_logits(v, self.towers[v](mix(g(x), experts))[0])
-                               for v, g in self.gates.items()})
+@register("mmoe", MMoEConfig, Traits("MMoE", "multi-task"))
+class MMoE(MultiTaskModel):
+    """MMoE: shared experts mixed by a softmax gate per view, one tower per view; the experts
+    and the gates read the fused features x."""
+
+    def make_bottom(self) -> nn.Module:
+        return MMoEBottom(self.in_dim, self.task.views, self.config.experts, self.make_expert)

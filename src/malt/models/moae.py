@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
 import torch
 
-from malt.layers import ExtractionNetwork
+from malt.models.config import ExtractionConfig
 from malt.models.model import Outputs
-from malt.models.registry import register
-from malt.models.transfer import KnowledgeTransferModel
+from malt.models.registry import Traits, register
+from malt.models.transfer import KnowledgeTransferConfig, KnowledgeTransferModel
 
 SELF_AUX_SUFFIX = "@self"
 
 
-@register("moae")
+@dataclass(frozen=True)
+class MoAEConfig(KnowledgeTransferConfig):
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
+    self_aux: bool = False
+    """A MoAE without auxiliary views becomes the release's self-auxiliary MoAE (see `MoAE`);
+    set by `release_defaults`."""
+
+    RELEASE: ClassVar[dict[str, Any]] = {**KnowledgeTransferConfig.RELEASE, "self_aux": True}
+
+
+@register("moae", MoAEConfig, Traits("MoAE", "knowledge-transfer"))
 class MoAE(KnowledgeTransferModel):
     """MoAE: PLE experts with NATAL's main-centric knowledge fusion into the main tower.
 
     A shared expert and one private expert per view (`cat` included), gated per view as in PLE;
     auxiliary towers on their views' mixtures, the main tower fusing their hidden states.
 
-    Self-auxiliary form (`self_aux`, set by the `reference` preset, used only when the task has
+    Self-auxiliary form (`self_aux`, set by `release_defaults`, used only when the task has
     no auxiliary view): the release's "w/o mal" configuration, where the auxiliary list equals
     the main view. Its main tower is sized for two sources and fuses, as its one knowledge
     source, the hidden states of a plain pass through its own layers (the auxiliary tower and
@@ -33,10 +46,7 @@ class MoAE(KnowledgeTransferModel):
         self_aux = config is not None and config.self_aux and not task.aux
         super().__init__(schema, vocab, task, config, sources=1 if self_aux else None)
         self.self_aux = self_aux
-        c = self.config
-        self.extraction = ExtractionNetwork(
-            self.in_dim, task.views, levels=c.ple_levels, shared=c.ple_shared_experts,
-            private=c.ple_task_experts, make_expert=self.make_expert, out_dim=c.expert_dim)
+        self.extraction = self.make_extraction(self.config.extraction)
 
     @property
     def self_view(self) -> str:

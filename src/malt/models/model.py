@@ -1,9 +1,10 @@
-"""The base class of every model: what is not particular to one model.
+"""The base classes of the models: what is not particular to one model.
 
 A model is built from `(schema, vocab, task, config)`. `MaltModel` owns the feature encoder
 (embeddings, target attention, SimTier, fusion), the construction of experts and towers from the
 config, the per-view losses and the predictions; a model class only says how the fused features
-x [B, D] become per-view logits (`heads`).
+x [B, D] become per-view logits (`heads`). `MultiTaskModel` is a bottom (one representation per
+view) under one tower per view: Shared-Bottom, MMoE, PLE and HoME only say which bottom.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from torch import nn
 from malt.data.schema import Schema
 from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
-from malt.layers import Expert, FeatureEncoder, Tower
+from malt.layers import Expert, ExtractionNetwork, FeatureEncoder, Tower
 from malt.losses.views import view_losses
-from malt.models.config import ModelConfig
+from malt.models.config import ExtractionConfig, ModelConfig
 
 
 @dataclass
@@ -35,25 +36,28 @@ class Outputs:
 class MaltModel(nn.Module):
     """Base class: encoder, heads, losses and predictions of a multi-attribution model.
 
-    Subclasses implement `heads(x) -> Outputs` and are registered by name with
-    `malt.models.registry.register`. Binary views have a single logit read through a sigmoid
-    (the reference's two-way softmax spans the same functions); `cat` has 2^K logits, K being
-    the number of label columns of the schema.
+    Subclasses implement `heads(x) -> Outputs` and are registered by name, with their config
+    class and traits, by `malt.models.registry.register`. Binary views have a single logit read
+    through a sigmoid (the reference's two-way softmax spans the same functions); `cat` has 2^K
+    logits, K being the number of label columns of the schema.
     """
 
     name = ""
+    config_class: type[ModelConfig] = ModelConfig
+    """Set by `register`: the config class of the model."""
 
     def __init__(self, schema: Schema, vocab: VocabInfo, task: Task,
                  config: ModelConfig | None = None):
         super().__init__()
         task.validate(schema)
         self.schema, self.vocab, self.task = schema, vocab, task
-        self.config = config = config if config is not None else ModelConfig()
-        self.encoder = FeatureEncoder(
-            schema, vocab, dim=config.embed_dim, heads=config.attention_heads,
-            padding_mask=config.padding_mask, simtier_bins=config.simtier_bins,
-            simtier_combine=config.simtier_combine, count_padding=config.simtier_count_padding,
-            sparse=config.sparse_embeddings)
+        if config is None:
+            config = self.config_class()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"model '{self.name}' takes a {self.config_class.__name__}, got "
+                            f"{type(config).__name__}")
+        self.config = config
+        self.encoder = self.make_encoder()
         self.columns = {v: schema.label_index(v) for v in task.label_views}
         self.cat_classes = 2 ** len(schema.labels)
 
@@ -66,17 +70,33 @@ class MaltModel(nn.Module):
     def out_dim(self, view: str) -> int:
         return self.cat_classes if view == CAT else 1
 
+    def make_encoder(self) -> FeatureEncoder:
+        """A feature encoder of the `encoder` block (models with one per view build more)."""
+        e = self.config.encoder
+        return FeatureEncoder(
+            self.schema, self.vocab, dim=e.embed_dim, heads=e.attention_heads,
+            padding_mask=e.padding_mask, simtier_bins=e.simtier_bins,
+            simtier_combine=e.simtier_combine, count_padding=e.simtier_count_padding,
+            sparse=e.sparse_embeddings)
+
     def make_expert(self, in_dim: int | None = None, *, feature_gate_rank: int | None = None
                     ) -> Expert:
-        """The reference expert: squeeze-excitation, linear to `expert_dim`, ReLU."""
+        """The reference expert: squeeze-excitation, linear to `expert.dim`, ReLU."""
         c = self.config
-        return Expert(self.in_dim if in_dim is None else in_dim, c.expert_dim,
-                      se_group=c.se_group, se_reduction=c.se_reduction,
+        return Expert(self.in_dim if in_dim is None else in_dim, c.expert.dim,
+                      se_group=c.se_group, se_reduction=c.expert.se_reduction,
                       feature_gate_rank=feature_gate_rank)
 
+    def make_extraction(self, extraction: ExtractionConfig) -> ExtractionNetwork:
+        """PLE's extraction network over the task's views, of this model's experts."""
+        return ExtractionNetwork(self.in_dim, self.task.views, levels=extraction.levels,
+                                 shared=extraction.shared_experts,
+                                 private=extraction.task_experts, make_expert=self.make_expert,
+                                 out_dim=self.config.expert.dim)
+
     def make_tower(self, view: str) -> Tower:
-        """expert_dim -> tower_dims -> the view's logits."""
-        return Tower(self.config.expert_dim, self.config.tower_dims, self.out_dim(view))
+        """expert.dim -> tower.dims -> the view's logits."""
+        return Tower(self.config.expert.dim, self.config.tower.dims, self.out_dim(view))
 
     def head_logits(self, view: str, raw: torch.Tensor) -> torch.Tensor:
         """A tower's output [B, C] as the view's logits: [B] for binary views."""
@@ -114,3 +134,24 @@ class MaltModel(nn.Module):
         """(dense, embedding) parameter counts."""
         embedding = sum(p.numel() for p in self.embedding_parameters())
         return sum(p.numel() for p in self.parameters()) - embedding, embedding
+
+
+class MultiTaskModel(MaltModel):
+    """A bottom, giving one representation [B, expert.dim] per view, under one tower per view.
+
+    Subclasses say which bottom (`make_bottom`); its modules are built before the towers.
+    """
+
+    def __init__(self, schema, vocab, task, config=None):
+        super().__init__(schema, vocab, task, config)
+        self.bottom = self.make_bottom()
+        self.towers = nn.ModuleDict({v: self.make_tower(v) for v in task.views})
+
+    def make_bottom(self) -> nn.Module:
+        """A module x [B, D] -> view -> [B, expert.dim]."""
+        raise NotImplementedError
+
+    def heads(self, x: torch.Tensor) -> Outputs:
+        reps = self.bottom(x)
+        return Outputs(logits={v: self.head_logits(v, t(reps[v])[0])
+                               for v, t in self.towers.items()})

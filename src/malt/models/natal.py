@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from malt.models.registry import register
-from malt.models.transfer import KnowledgeTransferModel
+from malt.models.registry import Traits, register
+from malt.models.transfer import KnowledgeTransferConfig, KnowledgeTransferModel
 
 
-@register("natal")
+@register("natal", KnowledgeTransferConfig, Traits("NATAL", "knowledge-transfer"))
 class NATAL(KnowledgeTransferModel):
     """NATAL: auxiliary towers' hidden states fused into the main tower over one shared expert.
 

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass, field
+
 from torch import nn
 
-from malt.layers import ExtractionNetwork
-from malt.models.model import MaltModel, Outputs
-from malt.models.registry import register
+from malt.models.config import ExtractionConfig, ModelConfig
+from malt.models.model import MultiTaskModel
+from malt.models.registry import Traits, register
 
 
-@register("ple")
-class PLE(MaltModel):
-    """PLE: shared and per-view private experts in extraction levels, one tower per view.
+@dataclass(frozen=True)
+class PLEConfig(ModelConfig):
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
 
-    `ple_levels` levels (1 = one CGC layer, the reference), `ple_shared_experts` shared and
-    `ple_task_experts` private experts per view and level.
-    """
 
-    def __init__(self, schema, vocab, task, config=None):
-        super().__init__(schema, vocab, task, config)
-        c = self.config
-        self.extraction = ExtractionNetwork(
-            self.in_dim, task.views, levels=c.ple_levels, shared=c.ple_shared_experts,
-            private=c.ple_task_experts, make_expert=self.make_expert, out_dim=c.expert_dim)
-        self.towers = nn.ModuleDict({v: self.make_tower(v) for v in task.views})
+@register("ple", PLEConfig, Traits("PLE", "multi-task"))
+class PLE(MultiTaskModel):
+    """PLE: shared and per-view private experts in extraction levels, one tower per view
+    (`extraction.levels` levels, 1 = one CGC layer as in the release)."""
 
-    def heads(self, x: torch.Tensor) -> Outputs:
-        reps = self.extraction(x)
-        return Outputs(logits={v: self.head_logits(v, t(reps[v])[0])
-                               for v, t in self.towers.items()})
+    def make_bottom(self) -> nn.Module:
+        return self.make_extraction(self.config.extraction)

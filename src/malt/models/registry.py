@@ -1,11 +1,19 @@
-"""Models by name: a class registers itself with `@register("name")`."""
+"""Models by name. Each model file registers its class with its config class and its traits:
+
+    @register("mmoe", MMoEConfig, Traits("MMoE", "multi-task"))
+    class MMoE(MultiTaskModel): ...
+
+so everything malt knows about a model (how to build it, what it can be told, how it is shown
+and trained) is in that one file.
+"""
 
 from __future__ import annotations
 
 import difflib
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from malt.data.schema import Schema
 from malt.data.task import Task
@@ -16,18 +24,60 @@ if TYPE_CHECKING:
     from malt.models.config import ModelConfig
     from malt.models.model import MaltModel
 
-_REGISTRY: dict[str, type] = {}
+Family = Literal["single-attribution", "multi-task", "knowledge-transfer", "incomplete-labels"]
 
 
-def register(name: str) -> Callable[[type], type]:
+@dataclass(frozen=True)
+class Traits:
+    """What a model is, for the code that trains, tunes and reports it."""
+
+    display_name: str
+    """How tables and reports name it (e.g. `MoAE`)."""
+    family: Family
+    """`knowledge-transfer` models fuse the auxiliary towers into the main one, and the MAC
+    paper trains them with the Cartesian view; `incomplete-labels` models are the KAML setting's
+    (one task per conversion action)."""
+    takes_cat: bool = True
+    """Can train a head for the Cartesian view `cat`."""
+    uses_aux: bool = True
+    """Has heads for the auxiliary views (BASE ignores them, so λ changes nothing)."""
+    aux_weight: float | None = None
+    """Default λ; None: the reference λ of the target (MAC protocol). Models of the KAML
+    setting weigh every action alike (1), KAML's own losses being balanced by γ."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its name, class, config class and traits."""
+
+    name: str
+    model: type[MaltModel]
+    config: type[ModelConfig]
+    traits: Traits
+
+    def make_config(self, options: dict[str, Any] | None = None, *,
+                    release_defaults: bool = False) -> ModelConfig:
+        """This model's config from a tree of options (see `ModelConfig.from_options`)."""
+        return self.config.from_options(options, release_defaults=release_defaults)
+
+    def build(self, schema: Schema, vocab: VocabInfo, task: Task,
+              config: ModelConfig | None = None) -> MaltModel:
+        return self.model(schema, vocab, task, config)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, config: type[ModelConfig], traits: Traits
+             ) -> Callable[[type], type]:
     """Class decorator: make the `MaltModel` subclass buildable as `name`."""
 
     def decorate(cls: type) -> type:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
+        if name in _REGISTRY and _REGISTRY[name].model is not cls:
             raise ValueError(f"model name '{name}' is already registered by "
-                             f"{_REGISTRY[name].__name__}")
-        cls.name = name
-        _REGISTRY[name] = cls
+                             f"{_REGISTRY[name].model.__name__}")
+        cls.name, cls.config_class = name, config
+        _REGISTRY[name] = ModelSpec(name, cls, config, traits)
         return cls
 
     return decorate
@@ -44,7 +94,7 @@ def model_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def model_class(name: str) -> type:
+def model_spec(name: str) -> ModelSpec:
     _load_builtin()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
@@ -55,6 +105,6 @@ def model_class(name: str) -> type:
 
 def build_model(name: str, schema: Schema, vocab: VocabInfo, task: Task,
                 config: ModelConfig | None = None) -> MaltModel:
-    """A new model `name` for `task` on `schema`; `config` is a `ModelConfig` (default preset
-    when None)."""
-    return model_class(name)(schema, vocab, task, config)
+    """A new model `name` for `task` on `schema`; `config` is an instance of the model's config
+    class (its defaults when None)."""
+    return model_spec(name).build(schema, vocab, task, config)

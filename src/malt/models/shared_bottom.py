@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from malt.models.model import MaltModel, Outputs
-from malt.models.registry import register
+from malt.layers.bottom import SharedExpertBottom
+from malt.models.config import ModelConfig
+from malt.models.model import MultiTaskModel
+from malt.models.registry import Traits, register
 
 
-@register("shared_bottom")
-class SharedBottom(MaltModel):
+@register("shared_bottom", ModelConfig, Traits("Shared-Bottom", "multi-task"))
+class SharedBottom(MultiTaskModel):
     """Shared-Bottom: one shared expert, one tower per view."""
 
-    def __init__(self, schema, vocab, task, config=None):
-        super().__init__(schema, vocab, task, config)
-        self.expert = self.make_expert()
-        self.towers = nn.ModuleDict({v: self.make_tower(v) for v in task.views})
-
-    def heads(self, x: torch.Tensor) -> Outputs:
-        h = self.expert(x)
-        return Outputs(logits={v: self.head_logits(v, t(h)[0]) for v, t in self.towers.items()})
+    def make_bottom(self) -> nn.Module:
+        return SharedExpertBottom(self.task.views, self.make_expert)

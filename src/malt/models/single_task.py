@@ -14,11 +14,13 @@ from torch import nn
 from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.layers import FeatureEncoder
+from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
-from malt.models.registry import register
+from malt.models.registry import Traits, register
 
 
-@register("single_task")
+@register("single_task", ModelConfig,
+          Traits("SingleTask", "incomplete-labels", takes_cat=False, aux_weight=1.0))
 class SingleTask(MaltModel):
     """Single-task baseline: one encoder, expert and tower per view, nothing shared."""
 
@@ -26,12 +28,7 @@ class SingleTask(MaltModel):
         super().__init__(schema, vocab, task, config)
         if CAT in task.views:
             raise ConfigError("single_task trains one network per label; it takes no 'cat' view")
-        c = self.config
-        self.other_encoders = nn.ModuleDict({v: FeatureEncoder(
-            schema, vocab, dim=c.embed_dim, heads=c.attention_heads,
-            padding_mask=c.padding_mask, simtier_bins=c.simtier_bins,
-            simtier_combine=c.simtier_combine, count_padding=c.simtier_count_padding,
-            sparse=c.sparse_embeddings) for v in task.views[1:]})
+        self.other_encoders = nn.ModuleDict({v: self.make_encoder() for v in task.views[1:]})
         self.experts = nn.ModuleDict({v: self.make_expert() for v in task.views})
         self.towers = nn.ModuleDict({v: self.make_tower(v) for v in task.views})
 

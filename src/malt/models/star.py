@@ -14,6 +14,8 @@ uses each path's running moments.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -21,11 +23,24 @@ from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.layers import Tower
 from malt.layers.star import PartitionedNorm, StarFCN
+from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
-from malt.models.registry import register
+from malt.models.registry import Traits, register
 
 
-@register("star")
+@dataclass(frozen=True)
+class STARConfig(ModelConfig):
+    aux_dims: tuple[int, ...] = (32,)
+    """Hidden widths of STAR's auxiliary network."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if any(w < 1 for w in self.aux_dims):
+            raise ConfigError(f"model.aux_dims must be positive widths, got {self.aux_dims}")
+
+
+@register("star", STARConfig,
+          Traits("STAR", "incomplete-labels", takes_cat=False, aux_weight=1.0))
 class STAR(MaltModel):
     """STAR: partitioned normalisation, star-topology FCN and an auxiliary network per task."""
 
@@ -35,14 +50,15 @@ class STAR(MaltModel):
             raise ConfigError("STAR has one logit per task; it takes no 'cat' view")
         c, n = self.config, len(task.views)
         self.norm = PartitionedNorm(self.in_dim, n)
-        self.fcn = StarFCN(self.in_dim, (c.expert_dim, *c.tower_dims, 1), n)
+        self.fcn = StarFCN(self.in_dim, (c.expert.dim, *c.tower.dims, 1), n)
         widths = self.encoder.block_widths
         self.ad_block = (widths["user"], widths["user"] + widths["ad"])
-        self.task_embedding = nn.Embedding(n, c.embed_dim)
-        self.target_embedding = nn.Embedding(len(schema.labels) + 1, c.embed_dim) \
+        dim = c.encoder.embed_dim
+        self.task_embedding = nn.Embedding(n, dim)
+        self.target_embedding = nn.Embedding(len(schema.labels) + 1, dim) \
             if schema.target_action_column else None
-        aux_in = c.embed_dim * (2 if self.target_embedding is not None else 1) + widths["ad"]
-        self.aux = Tower(aux_in, c.star_aux_dims, 1)
+        aux_in = dim * (2 if self.target_embedding is not None else 1) + widths["ad"]
+        self.aux = Tower(aux_in, c.aux_dims, 1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> Outputs:
         x = self.encoder(batch)

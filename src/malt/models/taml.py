@@ -2,21 +2,22 @@
 CVR Estimation") as reconstructed from its abstract: no public code or full text was available,
 so the equations below are our reading of its three components.
 
-Per task k, `taml_learners` learners. Each learner l mixes, with its own softmax gate over x,
+Per task k, `learners` learners. Each learner l mixes, with its own softmax gate over x,
 the shared experts (all tasks), the task's general experts (all learners of task k) and its own
 learner experts, and maps the mixture through its tower to a logit z_kl. The task's logit is
-the fusion z_k = Σ_l a_kl · z_kl with a_k = softmax(U_k x) (`taml_fusion = "gate"`) or 1/L
+the fusion z_k = Σ_l a_kl · z_kl with a_k = softmax(U_k x) (`fusion = "gate"`) or 1/L
 (`mean`); the serving score is σ(z_k).
 
 Loss of view k (masked means as everywhere, see `malt.losses.views`):
     BCE(z_k, y_k) + λ_l · mean_l BCE(z_kl, y_k) + λ_d · mean_l BCE(z_kl, stopgrad σ(z_k))
 the last term being self-distillation from the fused score to each learner (on the rows whose
-mask is 1, or on every row with `taml_distill_on = "all"`).
+mask is 1, or on every row with `distill_on = "all"`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -26,8 +27,9 @@ from malt.errors import ConfigError
 from malt.layers import SoftmaxGate
 from malt.layers.gate import mix
 from malt.losses.views import binary_target, masked_binary_loss
+from malt.models.config import ModelConfig, check_positive
 from malt.models.model import MaltModel, Outputs
-from malt.models.registry import register
+from malt.models.registry import Traits, register
 
 
 @dataclass
@@ -42,16 +44,16 @@ class _TaskLearners(nn.Module):
     def __init__(self, model: MaltModel, view: str):
         super().__init__()
         c = model.config
-        visible = c.taml_shared_experts + c.taml_general_experts + c.taml_learner_experts
-        self.general = nn.ModuleList(model.make_expert() for _ in range(c.taml_general_experts))
+        visible = c.shared_experts + c.general_experts + c.learner_experts
+        self.general = nn.ModuleList(model.make_expert() for _ in range(c.general_experts))
         self.private = nn.ModuleList(
-            nn.ModuleList(model.make_expert() for _ in range(c.taml_learner_experts))
-            for _ in range(c.taml_learners))
+            nn.ModuleList(model.make_expert() for _ in range(c.learner_experts))
+            for _ in range(c.learners))
         self.gates = nn.ModuleList(SoftmaxGate(model.in_dim, visible)
-                                   for _ in range(c.taml_learners))
-        self.towers = nn.ModuleList(model.make_tower(view) for _ in range(c.taml_learners))
-        self.fusion = SoftmaxGate(model.in_dim, c.taml_learners) \
-            if c.taml_fusion == "gate" else None
+                                   for _ in range(c.learners))
+        self.towers = nn.ModuleList(model.make_tower(view) for _ in range(c.learners))
+        self.fusion = SoftmaxGate(model.in_dim, c.learners) \
+            if c.fusion == "gate" else None
 
     def forward(self, x: torch.Tensor, shared: list[torch.Tensor]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +69,35 @@ class _TaskLearners(nn.Module):
         return (weights * z).sum(1), z
 
 
-@register("taml")
+@dataclass(frozen=True)
+class TAMLConfig(ModelConfig):
+    learners: int = 3
+    """Learners per task."""
+    shared_experts: int = 2
+    """Experts every learner of every task reads."""
+    general_experts: int = 1
+    """Experts shared by the learners of one task."""
+    learner_experts: int = 1
+    """Experts private to one learner."""
+    fusion: Literal["gate", "mean"] = "gate"
+    """Fuse the learners' logits with a softmax gate (`gate`) or their mean (`mean`)."""
+    learner_weight: float = 1.0
+    """λ_l: weight of the learners' own BCE."""
+    distill_weight: float = 0.5
+    """λ_d: weight of the self-distillation from the fused score to each learner."""
+    distill_on: Literal["masked", "all"] = "masked"
+    """Distil on the rows whose mask is 1 (`masked`) or on every row (`all`)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "model", "learners", "shared_experts", "general_experts",
+                       "learner_experts")
+        if min(self.learner_weight, self.distill_weight) < 0:
+            raise ConfigError("model.learner_weight and model.distill_weight must be >= 0")
+
+
+@register("taml", TAMLConfig,
+          Traits("TAML", "incomplete-labels", takes_cat=False, aux_weight=1.0))
 class TAML(MaltModel):
     """TAML (reconstructed): shared, task and learner experts, fused learners, self-distillation."""
 
@@ -76,7 +106,7 @@ class TAML(MaltModel):
         if CAT in task.views:
             raise ConfigError("TAML has one logit per task; it takes no 'cat' view")
         c = self.config
-        self.shared = nn.ModuleList(self.make_expert() for _ in range(c.taml_shared_experts))
+        self.shared = nn.ModuleList(self.make_expert() for _ in range(c.shared_experts))
         self.tasks = nn.ModuleDict({v: _TaskLearners(self, v) for v in task.views})
 
     def heads(self, x: torch.Tensor) -> TamlOutputs:
@@ -98,10 +128,10 @@ class TAML(MaltModel):
             n = learners.shape[1]
             own = sum(masked_binary_loss(learners[:, i], target, mask) for i in range(n)) / n
             teacher = torch.sigmoid(z.detach().float())
-            distill_rows = mask if c.taml_distill_on == "masked" else torch.ones_like(mask)
+            distill_rows = mask if c.distill_on == "masked" else torch.ones_like(mask)
             distill = sum(masked_binary_loss(learners[:, i], teacher, distill_rows)
                           for i in range(n)) / n
-            out[view] = (masked_binary_loss(z, target, mask) + c.taml_learner_weight * own
-                         + c.taml_distill_weight * distill)
+            out[view] = (masked_binary_loss(z, target, mask) + c.learner_weight * own
+                         + c.distill_weight * distill)
         return out
 

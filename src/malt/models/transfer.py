@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from malt.layers import FusedTower
+from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
+
+
+@dataclass(frozen=True)
+class KnowledgeTransferConfig(ModelConfig):
+    knowledge_detach: bool = False
+    """Stop the main loss's gradient at the knowledge vectors fused into the main tower. The
+    release does not."""
 
 
 class KnowledgeTransferModel(MaltModel):
@@ -22,7 +32,7 @@ class KnowledgeTransferModel(MaltModel):
         super().__init__(schema, vocab, task, config)
         c = self.config
         self.aux_towers = nn.ModuleDict({v: self.make_tower(v) for v in task.aux})
-        self.main_tower = FusedTower(c.expert_dim, c.tower_dims, self.out_dim(task.main),
+        self.main_tower = FusedTower(c.expert.dim, c.tower.dims, self.out_dim(task.main),
                                      len(task.aux) if sources is None else sources)
 
     def transfer(self, main_in: torch.Tensor, aux_in: dict[str, torch.Tensor]) -> Outputs:

@@ -13,8 +13,10 @@ A config file (TOML, YAML or JSON) has the sections of `RunConfig`:
     lr = 3e-3
     [model]
     name = "moae"
-    preset = "default"
-    padding_mask = true        # any other key is a `ModelConfig` field
+    release_defaults = false   # true: start from the public release's settings
+    knowledge_detach = true    # any other key is an option of the model's config class
+    [model.encoder]            # ... blocks included (see `malt.models.config`)
+    embed_dim = 8
 
 Every value is checked against its field's type (`malt.typed_fields`): `lr = "fast"` or
 `shuffle = "no"` is an error naming the key, the value and the expected type, and an unknown
@@ -28,12 +30,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from malt.config_files import read_key_value_file
+from malt.config_files import merge_tables, read_key_value_file
 from malt.data.masks import AdmWindow
-from malt.data.task import LabelMode, Mask
+from malt.data.task import LabelMode, Mask, default_aux_weight
 from malt.errors import ConfigError
+from malt.models import ModelConfig, ModelSpec, model_spec
 from malt.typed_fields import build, check_value, validate
 
+MODEL_KEYS = ("name", "release_defaults")
+"""Keys of `[model]` that choose the model; every other key is an option of its config."""
 Device = Literal["auto", "cpu", "cuda"]
 GradMethod = Literal["none", "gcs", "pcgrad"]
 GradVariant = Literal["paper", "reference"]
@@ -72,8 +77,9 @@ class TaskConfig:
     main: str = "last"
     aux: list[str] = field(default_factory=list)
     aux_weight: float | None = None
-    """λ; None means the reference value for the main view (last 0.3, first 0.1, mta 0.3,
-    linear 0.2; 0.3 otherwise)."""
+    """λ; None means the model's own default (1 for the KAML setting's models) or else the
+    reference value for the main view (last 0.3, first 0.1, mta 0.3, linear 0.2; 0.3
+    otherwise)."""
     label_mode: LabelMode = "binary"
     mask: Mask = "none"
     """Training mask for incomplete labels: `none` (every label), `base` (target action only),
@@ -135,8 +141,10 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "base", "preset": "default"})
-    """`name`, `preset` and any `ModelConfig` field (checked when the model is built)."""
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "base",
+                                                           "release_defaults": False})
+    """`name`, `release_defaults` (start from the public release's settings, see
+    `malt.models.config`) and the options of the model's own config class."""
 
     def __post_init__(self) -> None:
         validate(self, "")
@@ -154,13 +162,34 @@ class RunConfig:
             raise ConfigError("train.lazy_adam works with grad_method 'none' only: GCS and "
                               "PCGrad need dense per-task gradients of the embeddings")
         self.model.setdefault("name", "base")
-        self.model.setdefault("preset", "default")
-        for key in ("name", "preset"):
-            check_value(f"model.{key}", self.model[key], str)
-        from malt.models.config import ModelConfig
+        self.model.setdefault("release_defaults", False)
+        check_value("model.name", self.model["name"], str)
+        check_value("model.release_defaults", self.model["release_defaults"], bool)
+        self.model_config()  # the options are checked against the model's config class
 
-        options = {k: v for k, v in self.model.items() if k not in ("name", "preset")}
-        ModelConfig.preset(self.model["preset"], **options)
+    @property
+    def model_spec(self) -> ModelSpec:
+        return model_spec(self.model["name"])
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """The `[model]` table without `name` and `release_defaults`."""
+        return {k: v for k, v in self.model.items() if k not in MODEL_KEYS}
+
+    def model_config(self) -> ModelConfig:
+        """The model's config: its defaults (or the release's), then the options."""
+        options = self.model_options
+        if self.train.lazy_adam:
+            options = merge_tables(options, {"encoder": {"sparse_embeddings": True}})
+        return self.model_spec.make_config(options,
+                                           release_defaults=self.model["release_defaults"])
+
+    def aux_weight(self) -> float:
+        """λ: `task.aux_weight`, else the model's own default, else the target's reference λ."""
+        if self.task.aux_weight is not None:
+            return self.task.aux_weight
+        own = self.model_spec.traits.aux_weight
+        return own if own is not None else default_aux_weight(self.task.main)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,15 +206,5 @@ class RunConfig:
     def load(cls, path: str | Path) -> RunConfig:
         return cls.from_dict(read_key_value_file(path), source=str(path))
 
-
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `overrides` applied; nested tables merge key by key."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 

@@ -25,7 +25,7 @@ from malt.data.batches import Batch, DayBatches, step_count
 from malt.data.cache import Dataset, Day, prepare
 from malt.data.masks import AdmOptions, MaskPolicy, coverage
 from malt.data.schema import resolve_schema
-from malt.data.task import Task, default_aux_weight
+from malt.data.task import Task
 from malt.errors import ConfigError, Interrupted
 from malt.models.model import MaltModel
 from malt.train import grad_methods
@@ -42,9 +42,8 @@ log = logging.getLogger(__name__)
 
 def task_from_config(config: RunConfig) -> Task:
     t = config.task
-    weight = default_aux_weight(t.main) if t.aux_weight is None else t.aux_weight
-    return Task(main=t.main, aux=tuple(t.aux), aux_weight=weight, label_mode=t.label_mode,
-                mask=t.mask)
+    return Task(main=t.main, aux=tuple(t.aux), aux_weight=config.aux_weight(),
+                label_mode=t.label_mode, mask=t.mask)
 
 
 def adm_options(config: RunConfig) -> AdmOptions:
