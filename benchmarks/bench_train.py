@@ -20,6 +20,7 @@ import torch
 from benchmarks.report import update_section
 from malt.data import prepare
 from malt.data.batches import DayBatches
+from malt.train.builder import build_run
 from malt.train.config import RunConfig
 from malt.train.run_dir import RunDir
 from malt.train.trainer import Trainer
@@ -34,7 +35,7 @@ def samples_per_second(data: Path, model: str, aux: list[str], steps: int, **tra
                                   "task": {"main": "last", "aux": aux},
                                   "train": {"device": "cpu", **train}, "model": {"name": model}})
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(config, RunDir(Path(tmp)))
+        trainer = Trainer(build_run(config), RunDir(Path(tmp)))
         batches = iter(DayBatches(trainer.train_days[0], config.train.batch_size))
         for _ in range(2):
             trainer.train_step(next(batches))

@@ -12,7 +12,7 @@ import torch
 
 import malt.data.schema as schema_module
 from mac_data import fixed_lists
-from malt.data import MAC, Schema, prepare, resolve_schema
+from malt.data import MAC, Schema, prepare, schema_for
 from malt.data.batches import DayBatches
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.errors import ConfigError, DataError
@@ -55,7 +55,11 @@ def test_toml_and_yaml_give_the_same_schema(tmp_path):
     assert toml.group_indices("ad") == [2, 3] and toml.group_indices("context") == [4]
     assert toml.labels == ("last", "first", "linear", "position", "dda")
     assert toml.id_sequences == () and toml.sequence_length is None
-    assert resolve_schema(tmp_path / "s.toml") == toml and resolve_schema(None) is MAC
+    assert schema_for(None, tmp_path / "s.toml") == toml and schema_for(None) is MAC
+    assert schema_for(tmp_path) is MAC  # no schema.toml in the data directory
+    (tmp_path / "schema.toml").write_text((tmp_path / "s.toml").read_text())
+    assert schema_for(tmp_path) == toml  # the data set's own schema
+    assert schema_for(tmp_path, tmp_path / "s.yaml") == Schema.load(tmp_path / "s.yaml")
 
 
 def test_the_documented_example_loads(tmp_path):

@@ -77,16 +77,12 @@ def _kuairand(args: argparse.Namespace) -> int:
 
 
 def _coverage(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from malt.commands._options import given_overrides
-    from malt.data import prepare, resolve_schema
+    from malt.data import prepare, schema_for
     from malt.data.masks import AdmOptions, MaskPolicy, coverage, format_coverage
 
-    schema_path = args.schema
-    if schema_path is None and (Path(args.data) / "schema.toml").is_file():
-        schema_path = Path(args.data) / "schema.toml"
-    dataset = prepare(args.data, resolve_schema(schema_path))
+    dataset = prepare(args.data, schema_for(args.data, args.schema))
     schema = dataset.schema
     days = dataset.train[:args.train_days] if args.train_days else dataset.train
     per_action = given_overrides(args).get("task", {}).get("adm_alpha_per_action", {})

@@ -49,13 +49,13 @@ def vocab_sizes(fields: tuple[str, ...], specs: list[str]) -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from malt.data import resolve_schema
+    from malt.data import schema_for
     from malt.data.task import Task
     from malt.data.vocab import VocabInfo
     from malt.models import model_names, model_spec
 
     torch.manual_seed(args.seed)
-    schema = resolve_schema(args.schema)
+    schema = schema_for(None, args.schema)
     task = Task(args.main or schema.labels[0], tuple(args.aux))
     task.validate(schema)
     sizes = vocab_sizes(schema.field_names, args.vocab_size)

@@ -19,14 +19,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from malt.data import prepare, resolve_schema
+    from malt.data import prepare, schema_for
     from malt.data.summary import format_summary
 
     def report(day) -> None:
         how = "converted" if day.built else "cached"
         print(f"  {day.split}/{day.name}: {day.rows:,} rows ({how})", flush=True)
 
-    dataset = prepare(args.data, resolve_schema(args.schema), args.cache, rebuild=args.rebuild,
-                      workers=args.workers, progress=report)
+    dataset = prepare(args.data, schema_for(args.data, args.schema), args.cache,
+                      rebuild=args.rebuild, workers=args.workers, progress=report)
     print(format_summary(dataset))
     return 0

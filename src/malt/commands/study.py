@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from malt.data import prepare, resolve_schema
+    from malt.data import prepare, schema_for
     from malt.data.layout import find_layout
     from malt.errors import Interrupted
     from malt.experiments.context import Context, claim_output
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"simulating the '{preset.sim_size}' data set into {data} ...", flush=True)
         simulate(size_config(preset.sim_size, seed=args.seed), data)
     data = data.resolve()
-    dataset = prepare(data, resolve_schema(args.schema))
+    dataset = prepare(data, schema_for(data, args.schema))
     ctx = Context(preset=preset, data=data, out=out, labels=dataset.schema.labels,
                   seeds=tuple(range(args.seed, args.seed + seeds)), schema=args.schema,
                   models=tuple(args.models) if args.models else None,

@@ -43,6 +43,8 @@ from malt.config_files import read_key_value_file
 from malt.errors import ConfigError
 
 GROUPS = ("user", "ad", "context")
+SCHEMA_FILE = "schema.toml"
+"""The file a data set's own schema is read from when no other is named."""
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,11 @@ columns sharing the ad_feat0..2 tables, 2 similarity-score sequences, labels las
 (the DDA label is called `mta` in the release)."""
 
 
-def resolve_schema(path: str | Path | None) -> Schema:
-    """The schema in `path`, or the built-in MAC schema when no path is given."""
-    return MAC if path is None else Schema.load(path)
+def schema_for(data: str | Path | None, explicit: str | Path | None = None) -> Schema:
+    """The schema of a data set, by one rule for every command: the `explicit` file when given,
+    else `<data>/schema.toml` when the data set has one, else the built-in MAC schema."""
+    if explicit is not None:
+        return Schema.load(explicit)
+    if data is not None and (Path(data) / SCHEMA_FILE).is_file():
+        return Schema.load(Path(data) / SCHEMA_FILE)
+    return MAC

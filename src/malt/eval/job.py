@@ -1,4 +1,4 @@
-"""Run one configured training job end to end: train, evaluate, write the run directory."""
+"""One training run end to end: build it, train it, evaluate it, record it in its run directory."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 
 from malt.data.cache import Dataset
 from malt.data.masks import format_coverage
-from malt.eval.predictions import predict
+from malt.eval.predictions import Predictions, predict
 from malt.eval.report import evaluate
 from malt.eval.target import target_metrics
 from malt.metrics import ViewMetrics
+from malt.train.builder import BuiltRun, build_run
 from malt.train.config import RunConfig
 from malt.train.distributed import barrier
 from malt.train.progress import ProgressFn
@@ -29,7 +30,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     With `resume`, an unfinished run continues from its checkpoint under its saved config and a
     finished one just returns its metrics. An existing run is never silently replaced: pass
     `overwrite` to start it again, which removes only the files malt wrote there. Data and
-    config are checked (the trainer is built) before anything in `out` is touched.
+    config are checked (the run is built) before anything in `out` is touched.
     """
     run = RunDir(Path(out))
     run.check_claim(resume=resume, overwrite=overwrite)
@@ -39,47 +40,49 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
         saved = run.load_config()
         saved.train.device = config.train.device
         config = saved
-    trainer = Trainer(config, run, dataset)
-    if trainer.world.is_main:
+    built = build_run(config, dataset)
+    trainer = Trainer(built, run)
+    if built.world.is_main:
         run.claim(resume=resume, overwrite=overwrite)
         run.save_config(config)
         handler = run.attach_log()
-        if trainer.coverage is not None:
+        if built.coverage is not None:
             log.info("training rows with mask 1 per action:\n%s",
-                     format_coverage(trainer.coverage))
-    barrier(trainer.world)
+                     format_coverage(built.coverage))
+    barrier(built.world)
     try:
         if resume and run.checkpoint.is_file():
             trainer.restore()
         trainer.fit(progress)
-        predictions = predict(trainer.model, trainer.eval_days, trainer.task,
-                              trainer.dataset.schema, batch_size=config.train.batch_size,
-                              device=trainer.device, world=trainer.world)
+        predictions = predict(built.model, built.eval_days, built.task, built.dataset.schema,
+                              batch_size=config.train.batch_size, device=built.device,
+                              world=built.world)
         metrics = None
         if predictions is not None:
-            metrics = RunMetrics(
-                main=trainer.task.main, views=evaluate(predictions),
-                eval_days=tuple(d.name for d in trainer.eval_days),
-                eval_rows=int(len(predictions.user)),
-                train=TrainStats(days=len(trainer.train_days),
-                                 rows=sum(d.rows for d in trainer.train_days),
-                                 steps=trainer.state.global_step,
-                                 seconds=round(trainer.state.seconds, 2),
-                                 world_size=trainer.world.size),
-                params=ParamCounts(*trainer.model.parameter_counts()),
-                target=None if predictions.target_action is None else
-                target_metrics(predictions),
-                coverage=trainer.coverage)
+            metrics = run_metrics(built, trainer, predictions)
             predictions.save(run.writable(run.predictions_file))
             run.save_metrics(metrics)
             _log_evaluation(run, metrics.views, trainer.state.global_step)
             log.info("evaluation: %s", metrics.views)
-        barrier(trainer.world)
+        barrier(built.world)
         return metrics
     finally:
-        if trainer.world.is_main:
+        if built.world.is_main:
             logging.getLogger("malt").removeHandler(handler)
             handler.close()
+
+
+def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> RunMetrics:
+    """The record of a trained run evaluated on `predictions`."""
+    return RunMetrics(
+        main=built.task.main, views=evaluate(predictions),
+        eval_days=tuple(d.name for d in built.eval_days), eval_rows=int(len(predictions.user)),
+        train=TrainStats(days=len(built.train_days), rows=sum(d.rows for d in built.train_days),
+                         steps=trainer.state.global_step,
+                         seconds=round(trainer.state.seconds, 2), world_size=built.world.size),
+        params=ParamCounts(*built.model.parameter_counts()),
+        target=None if predictions.target_action is None else target_metrics(predictions),
+        coverage=built.coverage)
 
 
 def _log_evaluation(run: RunDir, views: dict[str, ViewMetrics], step: int) -> None:

@@ -216,9 +216,9 @@ class KamlStudy:
 def coverage_table(study: KamlStudy, dataset) -> Table:
     """Table 1 from the training days (no training needed)."""
     from malt.data.masks import OTHER, MaskPolicy, coverage
-    from malt.train.trainer import adm_options
+    from malt.train.builder import adm_options
 
-    options = adm_options(study.config(KAML, study.seeds[0]))
+    options = adm_options(study.config(KAML, study.seeds[0]).task)
     masks = ["adm", *(["reported"] if dataset.schema.reported_labels else [])]
     report: dict[str, dict[str, float]] = {}
     for mask in masks:
@@ -313,7 +313,7 @@ def run_study(study: KamlStudy, dataset) -> list[tuple[str, Table]]:
 
 def run_command(args: argparse.Namespace) -> int:
     """`malt study kaml` (flags of `malt.commands.study`)."""
-    from malt.data import prepare, resolve_schema
+    from malt.data import prepare, schema_for
     from malt.data.layout import find_layout
     from malt.experiments.context import claim_output
     from malt.models.registry import model_spec
@@ -348,7 +348,7 @@ def run_command(args: argparse.Namespace) -> int:
         simulate_app_promotion(size_config(preset.sim_size, seed=args.seed), data)
     data = data.resolve()
     schema = Path(args.schema) if args.schema else data / "schema.toml"
-    dataset = prepare(data, resolve_schema(schema))
+    dataset = prepare(data, schema_for(data, schema))
     s = dataset.schema
     if not (s.campaign_column and s.target_action_column and s.true_labels):
         raise ConfigError(f"schema '{s.name}' lacks campaign, target-action or true-label "

@@ -115,9 +115,9 @@ def _dataset(config: RunConfig) -> Dataset:
     """The prepared data set of `config`, prepared once per process."""
     key = (config.data.path, config.data.schema, config.data.cache)
     if key not in _DATASETS:
-        from malt.train.trainer import load_dataset
+        from malt.train.builder import open_dataset
 
-        _DATASETS[key] = load_dataset(config)
+        _DATASETS[key] = open_dataset(config.data)
     return _DATASETS[key]
 
 

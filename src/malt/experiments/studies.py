@@ -308,9 +308,9 @@ def study_atl(ctx: Context) -> StudyOutput:
 def study_labels(ctx: Context) -> StudyOutput:
     """Table 2 (positive ratio per label) and Table 8 (MML: mean DDA − linear weight of the
     positives of each target), from the data alone."""
-    from malt.data import prepare, resolve_schema
+    from malt.data import prepare, schema_for
 
-    dataset = prepare(ctx.data, resolve_schema(ctx.schema))
+    dataset = prepare(ctx.data, schema_for(ctx.data, ctx.schema))
     stats = label_statistics((d.arrays()["weights"] for d in dataset.days),
                              dataset.schema.labels)
     labels = [v for v in ctx.display_labels if v in stats.labels]

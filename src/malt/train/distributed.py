@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from malt.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class World:
@@ -31,7 +33,16 @@ class World:
         return self.size > 1
 
 
-def init_world(device: torch.device) -> World:
+def resolve_device(name: str) -> str:
+    """`cuda` or `cpu` for a device option (`auto` picks CUDA when it is available)."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but CUDA is not available")
+    return name
+
+
+def init_world(device_type: str) -> World:
     """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA), if any."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
@@ -39,22 +50,15 @@ def init_world(device: torch.device) -> World:
     world = World(rank=int(os.environ["RANK"]), size=size,
                   local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return world
 
 
-def resolve_device(name: str, world: World | None = None) -> torch.device:
-    """`auto` picks CUDA when available; under torchrun each rank takes its local GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            from malt.errors import ConfigError
-
-            raise ConfigError("--device cuda was asked for but CUDA is not available")
-        local_rank = int(os.environ.get("LOCAL_RANK", "0")) if world is None else world.local_rank
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
+def device_for(device_type: str, world: World = World()) -> torch.device:
+    """The device of this process: on CUDA, each rank takes its local GPU."""
+    if device_type == "cuda":
+        torch.cuda.set_device(world.local_rank)
+        return torch.device("cuda", world.local_rank)
     return torch.device("cpu")
 
 
@@ -85,8 +89,3 @@ def gather_arrays(arrays: dict[str, np.ndarray], world: World) -> dict[str, np.n
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
-
-
-def shutdown(world: World) -> None:
-    if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()

@@ -11,65 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import signal
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from malt.data.batches import Batch, DayBatches, step_count
-from malt.data.cache import Dataset, Day, prepare
-from malt.data.masks import AdmOptions, MaskPolicy, coverage
-from malt.data.schema import resolve_schema
-from malt.data.task import Task
-from malt.errors import ConfigError, Interrupted
-from malt.models.model import MaltModel
+from malt.data.batches import Batch, DayBatches
+from malt.data.cache import Day
+from malt.errors import Interrupted
 from malt.train import grad_methods
+from malt.train.builder import BuiltRun
 from malt.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
-from malt.train.config import RunConfig
-from malt.train.distributed import World, barrier, init_world, resolve_device
-from malt.train.model_factory import build_from_config
-from malt.train.optim import Optimisation
+from malt.train.distributed import barrier
 from malt.train.progress import ProgressFn, TrainProgress
 from malt.train.run_dir import RunDir
 
 log = logging.getLogger(__name__)
-
-
-def task_from_config(config: RunConfig) -> Task:
-    t = config.task
-    return Task(main=t.main, aux=tuple(t.aux), aux_weight=config.aux_weight(),
-                label_mode=t.label_mode, mask=t.mask)
-
-
-def adm_options(config: RunConfig) -> AdmOptions:
-    t = config.task
-    return AdmOptions(window=t.adm_window, window_days=t.adm_window_days, alpha=t.adm_alpha,
-                      alpha_per_action=dict(t.adm_alpha_per_action))
-
-
-def split_days(dataset: Dataset, config: RunConfig) -> tuple[list[Day], list[Day]]:
-    """(training days, evaluation days) under the configured protocol."""
-    train = dataset.train
-    if config.data.train_days is not None:
-        train = train[:config.data.train_days]
-    if config.data.eval_split == "validation":
-        if len(train) < 2:
-            raise ConfigError("the validation protocol needs at least two training days")
-        return train[:-1], train[-1:]
-    if not dataset.test:
-        raise ConfigError(f"{dataset.root} has no test day (test/*.parquet)")
-    return train, dataset.test
-
-
-def load_dataset(config: RunConfig) -> Dataset:
-    if config.data.path is None:
-        raise ConfigError("no data: pass --data DIR (a directory in the MAC layout)")
-    return prepare(config.data.path, resolve_schema(config.data.schema), config.data.cache)
 
 
 @dataclass
@@ -98,40 +57,19 @@ class _Leg:
 
 
 class Trainer:
-    """Builds model and optimiser from a `RunConfig` and trains them; see the module docstring."""
+    """Trains the objects of a built run (`malt.train.builder.build_run`) day by day, writing
+    checkpoints into `run`; see the module docstring."""
 
-    def __init__(self, config: RunConfig, run: RunDir, dataset: Dataset | None = None):
-        self.config, self.run = config, run
-        self.world: World = init_world(resolve_device(config.train.device))
-        self.device = resolve_device(config.train.device, self.world)
-        self.dataset = dataset or load_dataset(config)
-        self.task = task_from_config(config)
-        self.task.validate(self.dataset.schema)
-        self.train_days, self.eval_days = split_days(self.dataset, config)
-        self.masks = MaskPolicy(self.task.mask, self.dataset.schema, self.train_days,
-                                adm_options(config), self.device)
-        self.coverage = self._coverage()
-        _seed_everything(config.seed)
-        self.model: MaltModel = build_from_config(config, self.dataset, self.task).to(self.device)
-        self.net: nn.Module = self.model
-        if self.world.distributed:
-            self.net = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
-        cfg = config.train
-        self.total_steps = sum(step_count(d.rows, cfg.batch_size) for d in self.train_days)
-        self.optimisation = Optimisation(self.model, self.model.embedding_parameters(), cfg,
-                                         self.total_steps)
-        self.generator = torch.Generator().manual_seed(config.seed)
+    def __init__(self, built: BuiltRun, run: RunDir):
+        self.built, self.run = built, run
+        self.config, self.task, self.world = built.config, built.task, built.world
+        self.model, self.net, self.device = built.model, built.net, built.device
+        self.optimisation, self.masks = built.optimisation, built.masks
+        self.train_days, self.total_steps = built.train_days, built.total_steps
+        self.generator = torch.Generator().manual_seed(built.config.seed)
         self.state = TrainState()
         self._stop_requested = False
         self._leg: _Leg | None = None
-
-    def _coverage(self) -> dict[str, dict[str, float]] | None:
-        """Share of training rows each action trains on (KAML paper Table 1)."""
-        if self.task.mask in ("none", "oracle") or not self.world.is_main:
-            return None
-        return coverage(self.masks, self.train_days, self.dataset.schema.labels)
 
     # --- persistence -----------------------------------------------------------------------
     def save(self) -> None:
@@ -310,12 +248,6 @@ class Trainer:
         return TrainProgress(day=day.name, day_index=self.state.day, days=len(self.train_days),
                              step=self.state.global_step, total_steps=self.total_steps,
                              samples_per_s=leg.samples_per_s(), loss=leg.loss, eta_s=eta)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _in_main_thread() -> bool:

@@ -1,0 +1,125 @@
+"""Build once, then run: a `RunConfig` turned into the objects a run works with.
+
+`build_run` opens the data set, splits its days, makes the task and the label-mask policy,
+builds the model, its optimisation, the process world and device; the trainer, the job that
+evaluates a run, re-scoring and the studies receive these objects and never read configuration.
+The steps are also offered one by one (`open_dataset`, `split_days`, `build_task`,
+`build_model`) for the code that needs only some of them.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from malt.data.batches import step_count
+from malt.data.cache import Dataset, Day, prepare
+from malt.data.masks import AdmOptions, MaskPolicy, coverage
+from malt.data.schema import schema_for
+from malt.data.task import Task
+from malt.errors import ConfigError
+from malt.models.model import MaltModel
+from malt.train.config import DataConfig, RunConfig, TaskConfig
+from malt.train.distributed import World, device_for, init_world, resolve_device
+from malt.train.optim import Optimisation
+
+
+@dataclass
+class BuiltRun:
+    """Everything one training run works with."""
+
+    config: RunConfig
+    dataset: Dataset
+    train_days: list[Day]
+    eval_days: list[Day]
+    task: Task
+    masks: MaskPolicy
+    coverage: dict[str, dict[str, float]] | None
+    """Share of training rows each action trains on under the mask (rank 0, masked runs)."""
+    model: MaltModel
+    net: nn.Module
+    """The model as the steps call it: wrapped for DDP in a multi-process world."""
+    optimisation: Optimisation
+    total_steps: int
+    world: World
+    device: torch.device
+
+
+def open_dataset(data: DataConfig) -> Dataset:
+    """The prepared data set of `data` (cached; see `malt.data.cache`)."""
+    if data.path is None:
+        raise ConfigError("no data: pass --data DIR (a directory in the MAC layout)")
+    return prepare(data.path, schema_for(data.path, data.schema), data.cache)
+
+
+def split_days(dataset: Dataset, data: DataConfig) -> tuple[list[Day], list[Day]]:
+    """(training days, evaluation days) under the configured protocol."""
+    train = dataset.train
+    if data.train_days is not None:
+        train = train[:data.train_days]
+    if data.eval_split == "validation":
+        if len(train) < 2:
+            raise ConfigError("the validation protocol needs at least two training days")
+        return train[:-1], train[-1:]
+    if not dataset.test:
+        raise ConfigError(f"{dataset.root} has no test day (test/*.parquet)")
+    return train, dataset.test
+
+
+def build_task(config: RunConfig) -> Task:
+    t = config.task
+    return Task(main=t.main, aux=tuple(t.aux), aux_weight=config.aux_weight(),
+                label_mode=t.label_mode, mask=t.mask)
+
+
+def adm_options(task: TaskConfig) -> AdmOptions:
+    return AdmOptions(window=task.adm_window, window_days=task.adm_window_days,
+                      alpha=task.adm_alpha, alpha_per_action=dict(task.adm_alpha_per_action))
+
+
+def build_model(config: RunConfig, dataset: Dataset, task: Task) -> MaltModel:
+    """The model named in `config.model`, its options applied to its config class."""
+    return config.model_spec.build(dataset.schema, dataset.vocab, task, config.model_config())
+
+
+def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
+    """Every object of a training run; `dataset` is opened from the config when not given.
+
+    The random number generators are seeded just before the model is built, so the same seed
+    gives the same initial parameters.
+    """
+    device_type = resolve_device(config.train.device)
+    world = init_world(device_type)
+    device = device_for(device_type, world)
+    dataset = dataset or open_dataset(config.data)
+    task = build_task(config)
+    task.validate(dataset.schema)
+    train_days, eval_days = split_days(dataset, config.data)
+    masks = MaskPolicy(task.mask, dataset.schema, train_days, adm_options(config.task), device)
+    shares = None
+    if task.mask not in ("none", "oracle") and world.is_main:
+        shares = coverage(masks, train_days, dataset.schema.labels)
+    seed_everything(config.seed)
+    model = build_model(config, dataset, task).to(device)
+    net: nn.Module = model
+    if world.distributed:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)
+    total_steps = sum(step_count(d.rows, config.train.batch_size) for d in train_days)
+    optimisation = Optimisation(model, model.embedding_parameters(), config.train, total_steps)
+    return BuiltRun(config=config, dataset=dataset, train_days=train_days, eval_days=eval_days,
+                    task=task, masks=masks, coverage=shares, model=model, net=net,
+                    optimisation=optimisation, total_steps=total_steps, world=world,
+                    device=device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
