@@ -45,3 +45,39 @@ def test_an_unknown_flag_shows_the_commands_own_usage(capsys):
     error = capsys.readouterr().err
     assert error.startswith("usage: malt train") and "unrecognized arguments: --learning-rate" \
         in error
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "fast", "--lr = 'fast': expected a number"),
+    ("--batch-size", "4096.5", "--batch-size = '4096.5': expected an integer"),
+    ("--seed", "abc", "--seed = 'abc': expected an integer"),
+    ("--device", "gpu", "--device = 'gpu': expected one of 'auto', 'cpu', 'cuda'"),
+])
+def test_flag_values_of_the_wrong_type_exit_3(tmp_path, capsys, flag, value, message):
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), flag,
+                 value]) == 3
+    assert message in capsys.readouterr().err
+
+
+def test_every_config_field_is_a_flag_with_help_and_the_flags_reach_the_config():
+    import argparse
+
+    from malt.commands._options import add_run_options, config_flags, resolve_config
+
+    flags = list(config_flags())
+    assert {f.path for f in flags} >= {("seed",), ("data", "path"), ("train", "lr"),
+                                       ("task", "adm_alpha_per_action")}
+    undocumented = [f.option for f in flags if not f.help or f.help.startswith(" (default")]
+    assert not undocumented
+    parser = argparse.ArgumentParser()
+    add_run_options(parser)
+    config = resolve_config(parser.parse_args([
+        "--data", "d", "--batch-size", "512", "--aux", "first", "cat", "--no-shuffle",
+        "--grad-clip", "1.5", "--model", "mmoe", "--model-option", "experts=3",
+        "--model-option", "tower.dims=[8]"]))
+    assert (config.data.path, config.train.batch_size, config.task.aux) == \
+        ("d", 512, ["first", "cat"])
+    assert config.train.shuffle is False and config.train.grad_clip == 1.5
+    assert config.model == {"name": "mmoe", "release_defaults": False, "experts": 3,
+                            "tower": {"dims": [8]}}
+    assert config.model_config().experts == 3 and config.model_config().tower.dims == (8,)

@@ -43,3 +43,17 @@ def merge_tables(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
         else:
             out[key] = value
     return out
+
+
+def tree_from_dotted_keys(pairs: dict[str, Any]) -> dict[str, Any]:
+    """A tree of tables from dotted keys: {"encoder.embed_dim": 8} -> {"encoder": {...}}."""
+    tree: dict[str, Any] = {}
+    for key, value in pairs.items():
+        *blocks, name = key.split(".")
+        node = tree
+        for block in blocks:
+            node = node.setdefault(block, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"key '{key}': '{block}' is not a table")
+        node[name] = value
+    return tree

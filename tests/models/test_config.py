@@ -8,7 +8,7 @@ from malt.data import MAC
 from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.models import ModelConfig, build_model, model_names, model_spec
-from malt.models.config import options_from_keys
+from malt.config_files import tree_from_dotted_keys
 
 
 def test_release_defaults():
@@ -50,10 +50,11 @@ def test_round_trip_nested_options_and_unknown_keys():
 
 
 def test_dotted_keys_make_a_tree_of_options():
-    assert options_from_keys({"encoder.embed_dim": 8, "experts": 3, "encoder.padding_mask": 0}) \
-        == {"encoder": {"embed_dim": 8, "padding_mask": 0}, "experts": 3}
-    with pytest.raises(ConfigError, match="not a block"):
-        options_from_keys({"experts": 3, "experts.count": 2})
+    pairs = {"encoder.embed_dim": 8, "experts": 3, "encoder.padding_mask": 0}
+    assert tree_from_dotted_keys(pairs) == {"encoder": {"embed_dim": 8, "padding_mask": 0},
+                                            "experts": 3}
+    with pytest.raises(ConfigError, match="not a table"):
+        tree_from_dotted_keys({"experts": 3, "experts.count": 2})
 
 
 @pytest.mark.parametrize("name, options, message", [

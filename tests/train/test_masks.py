@@ -198,11 +198,12 @@ def test_mask_flags_reach_the_config(monkeypatch):
     task = resolve_config(args).task
     assert (task.mask, task.adm_window, task.adm_alpha) == ("adm", "static", 4.0)
     assert task.adm_alpha_per_action == {"reg": 2.0, "pay": 7.5}
-    with pytest.raises(ConfigError, match="ACTION=NUMBER"):
+    with pytest.raises(ConfigError, match="--adm-alpha-for expects KEY=VALUE"):
         resolve_config(parser.parse_args(["--adm-alpha-for", "reg"]))
+    with pytest.raises(ConfigError, match="--adm-alpha-for reg = 'x': expected a number"):
+        resolve_config(parser.parse_args(["--adm-alpha-for", "reg=x"]))
 
 
 def test_unknown_mask_flag_is_refused(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--out", "x", "--mask", "everything"])
-    assert "invalid choice" in capsys.readouterr().err
+    assert main(["train", "--out", "x", "--mask", "everything"]) == 3
+    assert "--mask = 'everything': expected one of 'none', 'base'" in capsys.readouterr().err

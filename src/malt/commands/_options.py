@@ -1,130 +1,182 @@
-"""Command-line flags of the training commands and their mapping onto `RunConfig`.
+"""Command-line flags generated from the config dataclasses, and their mapping back onto them.
 
-Every flag defaults to None (= not given), so a flag overrides the config file only when it
-is actually passed. argparse rejects unknown flags; unknown config keys are rejected by
-`RunConfig.from_dict`.
+Every field of `RunConfig`'s sections is a flag: its name from the field (`batch_size` ->
+`--batch-size`, or the field's `flag` metadata), its type and choices from the annotation, its
+help from the field's docstring and its default. Flags default to None (= not given), so a
+flag overrides the config file only when it is passed. Values are read with the field's type
+(`malt.typed_fields.parse_text`): a wrong one is a `ConfigError` naming flag, value and type.
+The model is chosen by `--model` and `--release-defaults`; `--model-option KEY=VALUE` sets any
+field of the chosen model's config (`encoder.embed_dim=8`; checked against that model).
+
+`--seed` and `--device` of the commands that take no run config come from the same fields.
 """
 
 from __future__ import annotations
 
 import argparse
-import tomllib
-from typing import Any
+import dataclasses
+import typing
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from malt.config_files import merge_tables, read_key_value_file
-from malt.data.masks import ADM_WINDOWS
-from malt.data.task import MASKS
+from malt.config_files import merge_tables, read_key_value_file, tree_from_dotted_keys
 from malt.errors import ConfigError
-from malt.models.config import options_from_keys
-from malt.train.config import DEVICES, EVAL_SPLITS, GRAD_METHODS, GRAD_VARIANTS, RunConfig
+from malt.train.config import DEFAULT_SEED, RunConfig, TrainConfig
+from malt.typed_fields import field_docs, hints, parse_text
 
-# flag destination -> (config section or None for top level, key)
-_FLAG_KEYS: dict[str, tuple[str | None, str]] = {
-    "seed": (None, "seed"),
-    "data": ("data", "path"), "schema": ("data", "schema"), "cache": ("data", "cache"),
-    "train_days": ("data", "train_days"), "eval_split": ("data", "eval_split"),
-    "main": ("task", "main"), "aux": ("task", "aux"), "aux_weight": ("task", "aux_weight"),
-    "label_mode": ("task", "label_mode"), "mask": ("task", "mask"),
-    "adm_window": ("task", "adm_window"), "adm_window_days": ("task", "adm_window_days"),
-    "adm_alpha": ("task", "adm_alpha"),
-    "lr": ("train", "lr"), "embedding_lr_scale": ("train", "embedding_lr_scale"),
-    "batch_size": ("train", "batch_size"), "warmup_fraction": ("train", "warmup_fraction"),
-    "grad_clip": ("train", "grad_clip"), "grad_method": ("train", "grad_method"),
-    "grad_variant": ("train", "grad_variant"), "gcs_weighting": ("train", "gcs_weighting"),
-    "shuffle": ("train", "shuffle"),
-    "device": ("train", "device"), "amp": ("train", "amp"), "lazy_adam": ("train", "lazy_adam"),
-    "log_every": ("train", "log_every"),
-    "model": ("model", "name"), "release_defaults": ("model", "release_defaults"),
-}
+MODEL_FLAGS = ("model", "release_defaults", "model_option")
+"""Destinations of the model's own flags (`--model`, `--release-defaults`, `--model-option`)."""
+_DEST = "cfg__"
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Flags that define a training run (all optional; they override --config)."""
-    p = parser
-    p.add_argument("--config", help="TOML/YAML/JSON file with [data] [task] [train] [model]")
-    p.add_argument("--seed", type=int, help="random seed (default 2026)")
-    g = p.add_argument_group("data")
-    g.add_argument("--data", help="data directory in the MAC layout")
-    g.add_argument("--schema", help="schema file (default: the MAC schema)")
-    g.add_argument("--cache", help="cache directory (default DATA/.malt_cache)")
-    g.add_argument("--train-days", type=int, help="use only the first N training days")
-    g.add_argument("--eval-split", choices=EVAL_SPLITS,
-                   help="test: evaluate on the test day; validation: hold out the last "
-                        "training day")
-    g = p.add_argument_group("task")
-    g.add_argument("--main", help="target attribution (main view), e.g. last")
-    g.add_argument("--aux", nargs="*", help="auxiliary views: other labels and/or cat")
-    g.add_argument("--aux-weight", type=float, help="λ (default: reference value per target)")
-    g.add_argument("--label-mode", choices=["binary", "weighted"])
-    g.add_argument("--mask", choices=MASKS,
-                   help="training mask for incomplete labels (default none: every label)")
-    g.add_argument("--adm-window", choices=ADM_WINDOWS,
-                   help="ADM counts over the trailing window (default) or all training days")
-    g.add_argument("--adm-window-days", type=int, help="ADM trailing window (default 7 days)")
-    g.add_argument("--adm-alpha", type=float, help="ADM threshold α for every action (10)")
-    g.add_argument("--adm-alpha-for", action="append", default=[], metavar="ACTION=ALPHA",
-                   help="ADM threshold of one action (repeatable)")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", help="registered model name (see `malt models`)")
-    g.add_argument("--release-defaults", action=argparse.BooleanOptionalAction, default=None,
-                   help="start the model from the public release's settings")
-    g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="set a model config field, e.g. padding_mask=false (repeatable)")
-    g = p.add_argument_group("training")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--embedding-lr-scale", type=float)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--warmup-fraction", type=float)
-    g.add_argument("--grad-clip", type=float)
-    g.add_argument("--grad-method", choices=GRAD_METHODS)
-    g.add_argument("--grad-variant", choices=GRAD_VARIANTS)
-    g.add_argument("--gcs-weighting", choices=["sigmoid", "clip", "binary"],
-                   help="GCS weight from the gradient cosine: sigmoid (MAC, λ unused), clip "
-                        "(max(0, cos) · λ) or binary (1(cos > 0) · λ)")
-    g.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--device", choices=DEVICES)
-    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--lazy-adam", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--log-every", type=int)
+@dataclass(frozen=True)
+class ConfigFlag:
+    """One config field as a flag."""
+
+    path: tuple[str, ...]
+    """Where the value goes in the config tree, e.g. ("train", "lr")."""
+    option: str
+    annotation: Any
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return _DEST + "__".join(self.path)
+
+
+def config_flags(cls: type = RunConfig, prefix: tuple[str, ...] = ()) -> Iterator[ConfigFlag]:
+    """A flag for every field of `cls` and of its section dataclasses (the model excepted)."""
+    docs, types = field_docs(cls), hints(cls)
+    for f in dataclasses.fields(cls):
+        annotation = types[f.name]
+        if dataclasses.is_dataclass(annotation):
+            yield from config_flags(annotation, (*prefix, f.name))
+        elif f.name != "model":
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            shown = "" if default in (None, [], {}) else f" (default: {default})"
+            yield ConfigFlag((*prefix, f.name), f.metadata.get("flag", _option(f.name)),
+                             annotation, docs.get(f.name, "") + shown)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add(group: argparse._ActionsContainer, flag: ConfigFlag) -> None:
+    annotation, origin = flag.annotation, typing.get_origin(flag.annotation)
+    text = {"help": flag.help, "dest": flag.dest}
+    if annotation is bool:
+        group.add_argument(flag.option, action=argparse.BooleanOptionalAction, **text)
+    elif origin in (list, tuple):
+        group.add_argument(flag.option, nargs="*", metavar="VALUE", **text)
+    elif origin is dict:
+        group.add_argument(flag.option, action="append", metavar="KEY=VALUE", **text)
+    else:
+        group.add_argument(flag.option, metavar=_metavar(flag), **text)
+
+
+def _metavar(flag: ConfigFlag) -> str:
+    if typing.get_origin(flag.annotation) is Literal:
+        return "{" + ",".join(typing.get_args(flag.annotation)) + "}"
+    return flag.option.lstrip("-").replace("-", "_").upper()
+
+
+def add_run_options(parser: argparse.ArgumentParser,
+                    only: Iterable[tuple[str, ...]] | None = None, *, model: bool = True) -> None:
+    """The flags of a training run (all optional; they override --config), or only those of
+    the config paths `only` (such as ("train", "batch_size")); the model's flags with
+    `model`."""
+    keep = None if only is None else set(only)
+    if keep is None:
+        parser.add_argument("--config", help="TOML/YAML/JSON file with [data] [task] [train] "
+                                              "[model]; flags override it")
+    groups: dict[str, argparse._ActionsContainer] = {}
+    for flag in config_flags():
+        if keep is not None and flag.path not in keep:
+            continue
+        section = flag.path[0] if len(flag.path) > 1 else ""
+        if section not in groups:
+            groups[section] = parser.add_argument_group(section) if section else parser
+        _add(groups[section], flag)
+    if not model:
+        return
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", dest=_DEST + "model", metavar="NAME",
+                       help="registered model name (see `malt models`)")
+    group.add_argument("--release-defaults", dest=_DEST + "release_defaults",
+                       action=argparse.BooleanOptionalAction,
+                       help="start the model from the public release's settings (see "
+                            "malt.models.config)")
+    group.add_argument("--model-option", dest=_DEST + "model_option", action="append",
+                       metavar="KEY=VALUE",
+                       help="set a field of the model's config, e.g. encoder.embed_dim=8 or "
+                            "experts=4 (repeatable; checked against the chosen model)")
+
+
+def add_seed_flag(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """`--seed` with malt's one default."""
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"random seed of {purpose} (default {DEFAULT_SEED})")
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """`--device`, as `train.device` defines it."""
+    flag = next(f for f in config_flags(TrainConfig) if f.path == ("device",))
+    parser.add_argument("--device", default="auto", choices=typing.get_args(flag.annotation),
+                        help=flag.help)
 
 
 def given_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config tree of the flags that were actually passed."""
+    """The config tree of the flags that were actually passed, each value read with its
+    field's type."""
     tree: dict[str, Any] = {}
-    for dest, (section, key) in _FLAG_KEYS.items():
-        value = getattr(args, dest, None)
-        if value is None:
-            continue
-        if section is None:
-            tree[key] = value
-        else:
-            tree.setdefault(section, {})[key] = value
-    for item in getattr(args, "adm_alpha_for", []) or []:
-        action, sep, text = item.partition("=")
-        try:
-            alpha = float(text)
-        except ValueError:
-            alpha = None
-        if not sep or not action or alpha is None:
-            raise ConfigError(f"--adm-alpha-for expects ACTION=NUMBER, got '{item}'")
-        tree.setdefault("task", {}).setdefault("adm_alpha_per_action", {})[action.strip()] = alpha
+    for flag in config_flags():
+        value = getattr(args, flag.dest, None)
+        if value is not None:
+            _put(tree, flag.path, _read(flag, value))
+    model: dict[str, Any] = {}
+    for key in ("model", "release_defaults"):
+        value = getattr(args, _DEST + key, None)
+        if value is not None:
+            model["name" if key == "model" else key] = value
     options = {}
-    for item in getattr(args, "model_option", []) or []:
+    for item in getattr(args, _DEST + "model_option", None) or []:
         key, sep, text = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"--model-option expects KEY=VALUE, got '{item}'")
-        options[key.strip()] = parse_value(text)
-    if options:
-        tree["model"] = merge_tables(tree.get("model", {}), options_from_keys(options))
+        options[key.strip()] = parse_text(f"--model-option {key.strip()}", text, Any)
+    model = merge_tables(model, tree_from_dotted_keys(options))
+    if model:
+        tree["model"] = model
     return tree
 
 
-def parse_value(text: str) -> Any:
-    """A TOML value (number, bool, array, quoted string), else the text itself."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+def _read(flag: ConfigFlag, value: Any) -> Any:
+    """A flag's raw value (text, list of texts, KEY=VALUE items) with its field's type."""
+    annotation, origin = flag.annotation, typing.get_origin(flag.annotation)
+    if annotation is bool:
+        return value
+    if origin in (list, tuple):
+        element = typing.get_args(annotation)[0]
+        return [parse_text(flag.option, v, element) for v in value]
+    if origin is dict:
+        out = {}
+        for item in value:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"{flag.option} expects KEY=VALUE, got '{item}'")
+            out[key.strip()] = parse_text(f"{flag.option} {key.strip()}", text,
+                                          typing.get_args(annotation)[1])
+        return out
+    return parse_text(flag.option, value, annotation)
+
+
+def _put(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
 
 
 def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> RunConfig:

@@ -54,9 +54,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory (MAC layout)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the day and vocab files of an earlier output in --out")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed (the attribution is deterministic; recorded in "
-                             "attribution.json)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,7 +123,7 @@ def _summary(args: argparse.Namespace, config, window_days: float, log, result, 
         "format": args.format, "clicks": args.clicks, "conversions": args.conversions,
         "rules": list(config.rules), "window_days": window_days, "mode": config.mode,
         "half_life_days": args.half_life_days, "position_shares": list(config.position_shares),
-        "dda_features": list(config.dda_features), "seed": args.seed,
+        "dda_features": list(config.dda_features),
         "n_clicks": len(log.clicks), "n_conversions": len(log.conversions),
         "attributed_conversions": result.attributed_conversions,
         "positive_ratio": {r: float(np.mean(w > 0)) for r, w in result.labels.items()},

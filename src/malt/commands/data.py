@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import argparse
 
+from malt.commands._options import add_run_options, add_seed_flag
+
 HELP = "incomplete multi-label data: KuaiRand-Pure recipe (kuairand-sim), mask coverage"
+
+COVERAGE_FIELDS = [("data", "path"), ("data", "schema"), ("data", "train_days"),
+                   ("task", "adm_window"), ("task", "adm_window_days"), ("task", "adm_alpha"),
+                   ("task", "adm_alpha_per_action")]
+"""The run settings `malt data coverage` reads: the data and ADM's options."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     k.add_argument("--raw", required=True,
                    help="directory holding the KuaiRand-Pure CSV files (or their data/ folder)")
     k.add_argument("--out", required=True, help="directory to write (MAC layout + schema.toml)")
-    k.add_argument("--seed", type=int, default=0,
-                   help="drives negative sampling, targets and reported actions (default 0)")
+    add_seed_flag(k, "the negative sampling, the targets and the reported actions")
     k.add_argument("--neg-keep-rate", default="auto",
                    help="keep-probability of all-zero rows, or auto (about --target-rows rows)")
     k.add_argument("--target-rows", type=int, default=900_000,
@@ -34,18 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     c = sub.add_parser("coverage", help="share of training rows each mask trains per action "
                                         "(KAML paper Table 1)")
-    c.add_argument("--data", required=True, help="data directory in the MAC layout")
-    c.add_argument("--schema", help="schema file (default DATA/schema.toml when present)")
+    add_run_options(c, COVERAGE_FIELDS, model=False)
     c.add_argument("--masks", nargs="+", default=None,
                    choices=["base", "adm", "reported"],
                    help="masks to report (default: adm, and reported when the data has it)")
-    c.add_argument("--train-days", type=int, help="use only the first N training days")
-    c.add_argument("--adm-window", choices=["trailing", "static"], default="trailing")
-    c.add_argument("--adm-window-days", type=int, default=7)
-    c.add_argument("--adm-alpha", type=float, default=10.0)
-    c.add_argument("--adm-alpha-for", action="append", default=[], metavar="ACTION=ALPHA")
-    c.add_argument("--seed", type=int, default=0, help="unused (no randomness); accepted for "
-                                                       "uniformity")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,17 +75,16 @@ def _kuairand(args: argparse.Namespace) -> int:
 
 
 def _coverage(args: argparse.Namespace) -> int:
+    from malt.commands._options import resolve_config
+    from malt.data.masks import MaskPolicy, coverage, format_coverage
+    from malt.train.builder import adm_options, open_dataset
 
-    from malt.commands._options import given_overrides
-    from malt.data import prepare, schema_for
-    from malt.data.masks import AdmOptions, MaskPolicy, coverage, format_coverage
-
-    dataset = prepare(args.data, schema_for(args.data, args.schema))
+    config = resolve_config(args)
+    dataset = open_dataset(config.data)
     schema = dataset.schema
-    days = dataset.train[:args.train_days] if args.train_days else dataset.train
-    per_action = given_overrides(args).get("task", {}).get("adm_alpha_per_action", {})
-    adm = AdmOptions(window=args.adm_window, window_days=args.adm_window_days,
-                     alpha=args.adm_alpha, alpha_per_action=per_action)
+    days = dataset.train[:config.data.train_days] if config.data.train_days else dataset.train
+    adm = adm_options(config.task)
+    per_action = adm.alpha_per_action
     masks = args.masks or ["adm", *(["reported"] if schema.reported_labels else [])]
     report: dict[str, dict[str, float]] = {}
     for name in masks:

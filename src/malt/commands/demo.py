@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from malt.commands._options import add_device_flag, add_seed_flag
+
 HELP = "simulate a small data set, train BASE and MoAE (last-click target) and compare them"
 
 DEMO_KIND = "demo"
@@ -18,8 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="use this data set (MAC layout) instead of simulating")
     parser.add_argument("--size", default="small", choices=["tiny", "small", "medium", "mac"],
                         help="simulated size when --data is not given")
-    parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_seed_flag(parser, "the simulation and the runs")
+    add_device_flag(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier demo in --out that was run with other settings")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from malt.commands._options import add_device_flag
+
 HELP = "show or recompute a run's evaluation; --baseline adds the GAUC gain by user group"
 
 
@@ -11,8 +13,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory written by `malt train`")
     parser.add_argument("--data", help="score the run's model on this data set instead")
     parser.add_argument("--baseline", help="another run scored on the same rows (e.g. BASE)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--seed", type=int, default=2026, help="seed for any random choice")
+    add_device_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab-size", action="append", default=[], metavar="[FIELD=]N",
                         help=f"embedding rows per table: N for every table or FIELD=N for one "
                              f"(repeatable; default {DEFAULT_VOCAB_ROWS})")
-    parser.add_argument("--seed", type=int, default=2026, help="random seed")
 
 
 def vocab_sizes(fields: tuple[str, ...], specs: list[str]) -> dict[str, int]:
@@ -54,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     from malt.data.vocab import VocabInfo
     from malt.models import model_names, model_spec
 
-    torch.manual_seed(args.seed)
     schema = schema_for(None, args.schema)
     task = Task(args.main or schema.labels[0], tuple(args.aux))
     task.validate(schema)

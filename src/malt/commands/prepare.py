@@ -14,8 +14,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild", action="store_true", help="ignore and rebuild the cache")
     parser.add_argument("--workers", type=int, default=None,
                         help="conversion threads (default: CPU cores, at most 4)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="accepted like every malt command; preparation has no randomness")
 
 
 def run(args: argparse.Namespace) -> int:

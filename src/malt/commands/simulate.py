@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from malt.commands._options import add_seed_flag
+
 HELP = "simulate a MAC-shaped data set (tiny, small, medium or mac size) in the MAC layout"
 
 
@@ -12,7 +14,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="preset: tiny ~50k clicks (CI), small ~1M (the demo), medium ~10M, "
                              "mac ~79M over 21 days (default small)")
     parser.add_argument("--out", required=True, help="directory to write (train/, test/, vocabs/)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed_flag(parser, "the simulation")
     parser.add_argument("--users", type=int, default=None, help="override the preset's users")
     parser.add_argument("--days", type=int, default=None,
                         help="override the preset's days (the last one is the test day)")

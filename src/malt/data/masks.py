@@ -24,18 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 import numpy as np
 import torch
 
 from malt.data.cache import Day
 from malt.data.schema import Schema
-from malt.data.task import check_mask
+from malt.data.task import ADM_WINDOWS, check_mask
 from malt.errors import ConfigError
 
-AdmWindow = Literal["trailing", "static"]
-ADM_WINDOWS = get_args(AdmWindow)
 OTHER = "other"
 """Column name of the "target outside the labels" share in coverage reports."""
 

@@ -1,15 +1,14 @@
 """What is learned: the main view, the auxiliary views, their weight and the label mode.
 
 A *view* is one attribution label of the schema (`last`, `first`, ...) or `cat`, the Cartesian
-view whose class is the joint outcome of all binarised labels (see `cat_classes`).
+view whose class is the joint outcome of all binarised labels (see
+`malt.losses.views.cat_classes`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal, get_args
-
-import torch
 
 from malt.data.schema import Schema
 from malt.errors import ConfigError
@@ -20,6 +19,9 @@ LABEL_MODES = get_args(LabelMode)
 Mask = Literal["none", "base", "adm", "reported", "oracle"]
 MASKS = get_args(Mask)
 """Training mask policies (see `malt.data.masks`); `none` trains every label of every row."""
+AdmWindow = Literal["trailing", "static"]
+ADM_WINDOWS = get_args(AdmWindow)
+"""What ADM counts a campaign's conversions over (see `malt.data.masks.AdmOptions`)."""
 MASK_COLUMNS = {"none": (), "base": ("target_action_column",),
                 "adm": ("target_action_column", "campaign_column"),
                 "reported": ("target_action_column", "reported_labels"),
@@ -95,25 +97,3 @@ def check_mask(mask: str, schema: Schema) -> None:
     if missing:
         raise ConfigError(f"mask '{mask}' needs the schema to declare {missing}; schema "
                           f"'{schema.name}' does not")
-
-
-def cat_classes(labels: torch.Tensor) -> torch.Tensor:
-    """Cartesian (CAT) class of each row: `Σ_i 2^i · y_i` over the label columns.
-
-    Args:
-        labels: binarised labels [B, K] in schema label order.
-    Returns:
-        int64 [B] in [0, 2^K). Bit i is label i of the schema, little-endian; for the MAC schema
-        (last, first, linear, mta) that is last = bit 0, first = bit 1, linear = bit 2,
-        mta (DDA) = bit 3, the order of the MAC reference code. Many classes can never occur
-        (last-click positive implies linear positive), which is allowed.
-    """
-    bits = (labels > 0).to(torch.int64)
-    powers = 2 ** torch.arange(bits.shape[-1], device=bits.device, dtype=torch.int64)
-    return (bits * powers).sum(-1)
-
-
-def cat_bits(classes: torch.Tensor, n_labels: int) -> torch.Tensor:
-    """Inverse of `cat_classes`: int64 [B] -> binary labels [B, K] (int64)."""
-    powers = 2 ** torch.arange(n_labels, device=classes.device, dtype=torch.int64)
-    return (classes.unsqueeze(-1) // powers) % 2

@@ -2,7 +2,7 @@
 
 Binary views: binary cross-entropy with logits on the binarised label (`label_mode` binary, as
 the paper) or on the soft target clamp(attribution weight, 0, 1) (`weighted`). The Cartesian
-view `cat`: cross-entropy over its 2^K classes, the class given by `malt.data.task.cat_classes` on
+view `cat`: cross-entropy over its 2^K classes, the class given by `cat_classes` on
 the binarised labels in either mode. Each loss is the mean over the batch rows. Working on
 logits avoids the reference's log(softmax + 1e-8), which caps the per-row loss near 18.4 and
 loses precision for confident predictions.
@@ -19,7 +19,23 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from malt.data.task import CAT, cat_classes
+from malt.data.task import CAT
+
+
+def cat_classes(labels: torch.Tensor) -> torch.Tensor:
+    """Cartesian (CAT) class of each row: `Σ_i 2^i · y_i` over the label columns.
+
+    Args:
+        labels: binarised labels [B, K] in schema label order.
+    Returns:
+        int64 [B] in [0, 2^K). Bit i is label i of the schema, little-endian; for the MAC schema
+        (last, first, linear, mta) that is last = bit 0, first = bit 1, linear = bit 2,
+        mta (DDA) = bit 3, the order of the MAC reference code. Many classes can never occur
+        (last-click positive implies linear positive), which is allowed.
+    """
+    bits = (labels > 0).to(torch.int64)
+    powers = 2 ** torch.arange(bits.shape[-1], device=bits.device, dtype=torch.int64)
+    return (bits * powers).sum(-1)
 
 
 def binary_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

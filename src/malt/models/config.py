@@ -159,20 +159,6 @@ class ModelConfig:
         return self.encoder.embed_dim if size is None else size
 
 
-def options_from_keys(pairs: dict[str, Any]) -> dict[str, Any]:
-    """A tree of options from dotted keys: {"encoder.embed_dim": 8} -> {"encoder": {...}}."""
-    tree: dict[str, Any] = {}
-    for key, value in pairs.items():
-        *blocks, name = key.split(".")
-        node = tree
-        for block in blocks:
-            node = node.setdefault(block, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"model option '{key}': '{block}' is not a block")
-        node[name] = value
-    return tree
-
-
 def check_positive(config: Any, where: str, *names: str) -> None:
     """Raise unless every field `names` of `config` is at least 1."""
     for name in names:

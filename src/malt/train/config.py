@@ -28,15 +28,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from malt.config_files import merge_tables, read_key_value_file
-from malt.data.masks import AdmWindow
-from malt.data.task import LabelMode, Mask, default_aux_weight
+from malt.data.task import AdmWindow, LabelMode, Mask, default_aux_weight
 from malt.errors import ConfigError
-from malt.models import ModelConfig, ModelSpec, model_spec
 from malt.typed_fields import build, check_value, validate
 
+if TYPE_CHECKING:
+    from malt.models import ModelConfig, ModelSpec
+
+DEFAULT_SEED = 2026
+"""The seed of every command that takes one, when none is given."""
 MODEL_KEYS = ("name", "release_defaults")
 """Keys of `[model]` that choose the model; every other key is an option of its config."""
 Device = Literal["auto", "cpu", "cuda"]
@@ -54,10 +57,10 @@ EVAL_SPLITS = get_args(EvalSplit)
 class DataConfig:
     """Where the data is and which days are used."""
 
-    path: str | None = None
-    """Data directory in the MAC layout (None: the command decides, e.g. a simulated set)."""
+    path: str | None = field(default=None, metadata={"flag": "--data"})
+    """Data directory in the MAC layout."""
     schema: str | None = None
-    """Schema file; None means the built-in MAC schema."""
+    """Schema file; None: the data set's own `schema.toml` if it has one, else MAC's."""
     cache: str | None = None
     """Cache directory; None means `<path>/.malt_cache`."""
     train_days: int | None = None
@@ -75,12 +78,16 @@ class TaskConfig:
     """What is learned (see `malt.data.task.Task`)."""
 
     main: str = "last"
+    """The main view: the target attribution label."""
     aux: list[str] = field(default_factory=list)
+    """Auxiliary views: other labels of the data and/or `cat` (the Cartesian view)."""
     aux_weight: float | None = None
     """λ; None means the model's own default (1 for the KAML setting's models) or else the
     reference value for the main view (last 0.3, first 0.1, mta 0.3, linear 0.2; 0.3
     otherwise)."""
     label_mode: LabelMode = "binary"
+    """Targets are the labels binarised (weight > 0, as the paper) or the attribution weights
+    clipped to [0, 1] (`weighted`)."""
     mask: Mask = "none"
     """Training mask for incomplete labels: `none` (every label), `base` (target action only),
     `adm` (attribution-driven), `reported` (the campaign's reported actions), `oracle` (true
@@ -89,10 +96,12 @@ class TaskConfig:
     """ADM counts over the `adm_window_days` training days before each day (`trailing`) or over
     every training day (`static`)."""
     adm_window_days: int = 7
+    """Days of ADM's trailing window."""
     adm_alpha: float = 10.0
     """ADM threshold α_j on a campaign's reported conversions of action j (every action)."""
-    adm_alpha_per_action: dict[str, float] = field(default_factory=dict)
-    """Per-action overrides of `adm_alpha`, e.g. {payment = 3}."""
+    adm_alpha_per_action: dict[str, float] = field(default_factory=dict,
+                                                   metadata={"flag": "--adm-alpha-for"})
+    """ADM threshold of one action, overriding `adm_alpha`, e.g. {payment = 3}."""
 
     def __post_init__(self) -> None:
         validate(self, "task")
@@ -103,9 +112,11 @@ class TrainConfig:
     """How the model is optimised."""
 
     lr: float = 3e-3
+    """Learning rate of Adam."""
     embedding_lr_scale: float = 10.0
     """Embedding tables train at `lr * embedding_lr_scale` (10x in the MAC protocol)."""
     batch_size: int = 4096
+    """Rows per optimiser step (over all processes)."""
     warmup_fraction: float = 0.05
     """Linear warm-up over this fraction of the real number of training steps, then constant."""
     warmup_start: float = 1e-4
@@ -122,6 +133,7 @@ class TrainConfig:
     shuffle: bool = False
     """Shuffle rows within each day (seeded); the MAC protocol reads days in file order."""
     device: Device = "auto"
+    """Where to train: `auto` takes CUDA when it is available."""
     amp: bool = False
     """bfloat16 autocast on CUDA (ignored on CPU)."""
     lazy_adam: bool = False
@@ -137,7 +149,9 @@ class TrainConfig:
 class RunConfig:
     """Everything that defines one training run."""
 
-    seed: int = 2026
+    seed: int = DEFAULT_SEED
+    """Seeds the model's initial parameters, the row shuffle and PCGrad's task order; the same
+    seed gives the same numbers on the CPU."""
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -169,6 +183,8 @@ class RunConfig:
 
     @property
     def model_spec(self) -> ModelSpec:
+        from malt.models.registry import model_spec  # the models need torch: load them late
+
         return model_spec(self.model["name"])
 
     @property
