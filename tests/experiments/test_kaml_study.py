@@ -14,8 +14,11 @@ from malt.data.masks import AdmOptions, MaskPolicy, coverage
 from malt.data.schema import Schema
 from malt.data.simulate.app_promotion import AppSimConfig, simulate_app_promotion
 from malt.errors import ConfigError
-from malt.experiments.kaml import PRESETS, KamlStudy, run_study, table_variants
+from malt.experiments.kaml import all_rows, study_kaml
+from malt.experiments.presets import PRESETS, get_preset
+from malt.experiments.study import Study
 from malt.metrics import rela_impr
+from malt.outputs import OutputDir
 
 SIM = AppSimConfig(users=600, campaigns=40, days=3, clicks_per_day=1500, seed=1)
 
@@ -27,26 +30,30 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def _study(data: Path, out: Path, **kw) -> tuple[KamlStudy, object]:
+def _study(data: Path, out: Path, **kw) -> tuple[Study, object]:
     schema = Schema.load(data / "schema.toml")
     dataset = prepare(data, schema)
-    study = KamlStudy(preset=PRESETS["smoke"], data=data, schema=data / "schema.toml", out=out,
-                      labels=schema.labels, seeds=(7, 8), has_reported=True, jobs=1,
-                      train=kaml_fake_train, say=lambda _: None, **kw)
+    study = Study(preset="smoke", setup=PRESETS["smoke"].kaml, data=data,
+                  output=OutputDir(out, "study"), labels=schema.labels, seeds=(7, 8),
+                  dataset=dataset, jobs=1, train=kaml_fake_train, say=lambda _: None, **kw)
     return study, dataset
+
+
+def run_study(study: Study, dataset) -> list:
+    return study_kaml(study).tables
 
 
 def test_tables_rows_and_shared_runs(data, tmp_path):
     study, dataset = _study(data, tmp_path / "out")
     tables = dict(run_study(study, dataset))
     models, oracle, ablation = tables[""], tables["oracle"], tables["ablation"]
-    assert models.rows == ["SingleTask", "SharedBottom", "STAR", "MMoE", "PLE", "TAML", "KAML",
-                           "RelaImpr"]
+    assert models.rows == ["SingleTask", "Shared-Bottom", "STAR", "MMoE", "PLE", "TAML",
+                           "KAML", "RelaImpr"]
     assert oracle.rows == ["Vanilla", "KAML", "KAML (reported + RLU)", "Oracle"]
     assert ablation.rows == ["MMoE", "MMoE+ADM", "MMoE+ADM+HKE", "MMoE+RLU", "KAML"]
     # Vanilla is MMoE under the base mask: the same runs, trained once.
     assert oracle.values[("Vanilla", "all_auc")] == models.values[("MMoE", "all_auc")]
-    distinct = {(v.model, v.mask, v.options) for v in table_variants(study)}
+    distinct = {(r.model, r.mask, r.options) for r in all_rows(study)}
     assert len(list((tmp_path / "out" / "runs").iterdir())) == 2 * len(distinct) == 24
     assert models.stats("MMoE", "payment_auc")[2] == 2
     # SingleTask is never marked best: it is outside the ranking group.
@@ -58,7 +65,7 @@ def test_rela_impr_uses_the_best_multi_task_baseline(data, tmp_path):
     table = dict(run_study(study, dataset))[""]
     for action in (*study.labels, "all"):
         key = f"{action}_auc"
-        best = max(("SharedBottom", "STAR", "MMoE", "PLE", "TAML"),
+        best = max(("Shared-Bottom", "STAR", "MMoE", "PLE", "TAML"),
                    key=lambda row: table.stats(row, key)[0])
         want = rela_impr(table.stats("KAML", key)[0], table.stats(best, key)[0])
         assert table.stats("RelaImpr", key)[0] == pytest.approx(want)
@@ -93,12 +100,8 @@ def test_command_errors(data, tmp_path, capsys):
     mac = write_random_dataset(tmp_path / "mac", days=2, rows=20)
     assert main(["study", "kaml", "--data", str(mac), "--out", str(tmp_path / "c")]) == 3
     assert "--schema" in capsys.readouterr().err
-    with pytest.raises(ConfigError):
-        import argparse
-
-        from malt.experiments.kaml import run_command
-
-        run_command(argparse.Namespace(preset="huge"))
+    with pytest.raises(ConfigError, match="unknown study preset"):
+        get_preset("huge")
 
 
 def test_study_runs_end_to_end(data, tmp_path, capsys):

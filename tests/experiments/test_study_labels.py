@@ -9,10 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from malt.data.schema import MAC
-from malt.experiments.context import Context
+from malt.data.cache import prepare
 from malt.experiments.label_stats import label_statistics
+from malt.experiments.mac import MAC_STUDIES as STUDIES
 from malt.experiments.presets import PRESETS
-from malt.experiments.studies import STUDIES
+from malt.experiments.study import Study
+from malt.outputs import OutputDir
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,9 @@ def direct_weights(root: Path) -> np.ndarray:
 
 def test_labels_study_matches_numpy(tiny, tmp_path):
     w = direct_weights(tiny)
-    ctx = Context(preset=PRESETS["smoke"], data=tiny, out=tmp_path, labels=MAC.labels,
-                  seeds=(1,), say=lambda line: None)
+    ctx = Study(preset="smoke", setup=PRESETS["smoke"].mac, data=tiny,
+                output=OutputDir(tmp_path, "study"), labels=MAC.labels, seeds=(1,),
+                dataset=prepare(tiny, MAC), say=lambda line: None)
     tables = dict(STUDIES["labels"][0](ctx).tables)
     ratio, mml = tables[""], tables["mml"]
     assert ratio.rows == ["Positive ratio", "Positives", "Mean weight of positives"]

@@ -13,27 +13,43 @@ from malt.commands.study import STUDY_NAMES
 from malt.data.schema import MAC
 from malt.errors import ConfigError
 from malt.experiments.cells import Cell
-from malt.experiments.context import Context, Variant, canonical_aux, claim_output, reference_aux
+from malt.experiments.engine import STUDIES as ENGINE_STUDIES
+from malt.experiments.mac import MAC_STUDIES as STUDIES
+from malt.experiments.mac import greedy_candidates
+from malt.experiments.output import write_output
 from malt.experiments.presets import PRESETS
 from malt.experiments.search import Setting
-from malt.experiments.studies import STUDIES, write_output
+from malt.experiments.study import Study, Variant, canonical_aux, claim_output, reference_aux
 from malt.outputs import OutputDir, foreign_files
 
 
-def make_context(tmp_path: Path, **changes) -> Context:
-    fields = dict(preset=PRESETS["smoke"], data=Path("/data/mac"), out=tmp_path,
-                  labels=MAC.labels, seeds=(1, 2), train=fake_train, device="cpu", jobs=1,
-                  say=lambda line: None)
+def make_context(tmp_path: Path, **changes) -> Study:
+    fields = dict(preset="smoke", setup=PRESETS["smoke"].mac, data=Path("/data/mac"),
+                  output=OutputDir(tmp_path, "study"), labels=MAC.labels, seeds=(1, 2),
+                  train=fake_train, device="cpu", jobs=1, say=lambda line: None)
     fields.update(changes)
-    return Context(**fields)
+    return Study(**fields)
 
 
-def run_dirs(ctx: Context) -> list[str]:
+def run_dirs(ctx: Study) -> list[str]:
     return sorted(p.name for p in ctx.runs.iterdir()) if ctx.runs.exists() else []
 
 
 def test_the_command_lists_every_study():
-    assert set(STUDY_NAMES) == set(STUDIES)
+    assert set(STUDY_NAMES) == set(ENGINE_STUDIES)
+
+
+def test_a_users_auxiliary_set_replaces_the_reference_grid(tmp_path):
+    labels = ("buy", "cart", "view")
+    assert reference_aux("moae", "buy", labels) == ("cart", "view", "cat")
+    assert reference_aux("moae", "buy", labels, ("view", "buy")) == ("view",)
+    assert reference_aux("base", "buy", labels, ("view",)) == ()
+    study = make_context(tmp_path, labels=labels, aux=("view", "cart"), targets=("buy",))
+    assert greedy_candidates(study, "moae", "buy") == ["cart", "view"]
+    assert greedy_candidates(make_context(tmp_path, labels=labels), "moae", "cart") == \
+        ["buy", "view", "cat"]
+    tuned = study.tune([("natal", "buy")])[("natal", "buy")][0]
+    assert tuned.aux == ("cart", "view")
 
 
 def test_reference_auxiliary_sets_follow_the_release_grid():

@@ -82,23 +82,25 @@ def _metavar(flag: ConfigFlag) -> str:
     return flag.option.lstrip("-").replace("-", "_").upper()
 
 
-def add_run_options(parser: argparse.ArgumentParser,
+def add_run_options(parser: argparse._ActionsContainer,
                     only: Iterable[tuple[str, ...]] | None = None, *, model: bool = True) -> None:
-    """The flags of a training run (all optional; they override --config), or only those of
-    the config paths `only` (such as ("train", "batch_size")); the model's flags with
-    `model`."""
-    keep = None if only is None else set(only)
-    if keep is None:
+    """The flags of a training run in groups by section (all optional; they override
+    --config), or only those of the config paths `only` (such as ("train", "batch_size")),
+    ungrouped; the model's flags with `model`."""
+    if only is not None:
+        keep = set(only)
+        for flag in config_flags():
+            if flag.path in keep:
+                _add(parser, flag)
+    else:
         parser.add_argument("--config", help="TOML/YAML/JSON file with [data] [task] [train] "
                                               "[model]; flags override it")
-    groups: dict[str, argparse._ActionsContainer] = {}
-    for flag in config_flags():
-        if keep is not None and flag.path not in keep:
-            continue
-        section = flag.path[0] if len(flag.path) > 1 else ""
-        if section not in groups:
-            groups[section] = parser.add_argument_group(section) if section else parser
-        _add(groups[section], flag)
+        groups: dict[str, argparse._ActionsContainer] = {}
+        for flag in config_flags():
+            section = flag.path[0] if len(flag.path) > 1 else ""
+            if section not in groups:
+                groups[section] = parser.add_argument_group(section) if section else parser
+            _add(groups[section], flag)
     if not model:
         return
     group = parser.add_argument_group("model")
@@ -108,10 +110,15 @@ def add_run_options(parser: argparse.ArgumentParser,
                        action=argparse.BooleanOptionalAction,
                        help="start the model from the public release's settings (see "
                             "malt.models.config)")
-    group.add_argument("--model-option", dest=_DEST + "model_option", action="append",
-                       metavar="KEY=VALUE",
-                       help="set a field of the model's config, e.g. encoder.embed_dim=8 or "
-                            "experts=4 (repeatable; checked against the chosen model)")
+    add_model_option_flag(group)
+
+
+def add_model_option_flag(parser: argparse._ActionsContainer) -> None:
+    """`--model-option KEY=VALUE`, repeatable."""
+    parser.add_argument("--model-option", dest=_DEST + "model_option", action="append",
+                        metavar="KEY=VALUE",
+                        help="set a field of the model's config, e.g. encoder.embed_dim=8 or "
+                             "experts=4 (repeatable; checked against the chosen model)")
 
 
 def add_seed_flag(parser: argparse.ArgumentParser, purpose: str) -> None:

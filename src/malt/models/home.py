@@ -40,7 +40,7 @@ class HoMEConfig(ModelConfig):
                                   f"once, got {self.groups}")
 
 
-@register("home", HoMEConfig, Traits("HoME", "multi-task"))
+@register("home", HoMEConfig, Traits("HoME", "multi-task", gated_experts=True))
 class HoME(MultiTaskModel):
     """HoME: experts behind private feature gates, in a one- or two-level hierarchy.
 

@@ -88,7 +88,8 @@ class KAMLConfig(ModelConfig):
 
 
 @register("kaml", KAMLConfig,
-          Traits("KAML", "incomplete-labels", takes_cat=False, aux_weight=1.0))
+          Traits("KAML", "incomplete-labels", takes_cat=False, gated_experts=True,
+                 aux_weight=1.0))
 class KAML(MaltModel):
     """KAML: a multi-task bottom, HKE sub-towers per task and the RLU ranking loss."""
 

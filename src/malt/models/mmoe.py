@@ -22,7 +22,7 @@ class MMoEConfig(ModelConfig):
         check_positive(self, "model", "experts")
 
 
-@register("mmoe", MMoEConfig, Traits("MMoE", "multi-task"))
+@register("mmoe", MMoEConfig, Traits("MMoE", "multi-task", gated_experts=True))
 class MMoE(MultiTaskModel):
     """MMoE: shared experts mixed by a softmax gate per view, one tower per view; the experts
     and the gates read the fused features x."""

@@ -25,7 +25,7 @@ class MoAEConfig(KnowledgeTransferConfig):
     RELEASE: ClassVar[dict[str, Any]] = {**KnowledgeTransferConfig.RELEASE, "self_aux": True}
 
 
-@register("moae", MoAEConfig, Traits("MoAE", "knowledge-transfer"))
+@register("moae", MoAEConfig, Traits("MoAE", "knowledge-transfer", gated_experts=True))
 class MoAE(KnowledgeTransferModel):
     """MoAE: PLE experts with NATAL's main-centric knowledge fusion into the main tower.
 

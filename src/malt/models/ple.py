@@ -16,7 +16,7 @@ class PLEConfig(ModelConfig):
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
 
 
-@register("ple", PLEConfig, Traits("PLE", "multi-task"))
+@register("ple", PLEConfig, Traits("PLE", "multi-task", gated_experts=True))
 class PLE(MultiTaskModel):
     """PLE: shared and per-view private experts in extraction levels, one tower per view
     (`extraction.levels` levels, 1 = one CGC layer as in the release)."""

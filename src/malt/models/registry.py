@@ -41,6 +41,8 @@ class Traits:
     """Can train a head for the Cartesian view `cat`."""
     uses_aux: bool = True
     """Has heads for the auxiliary views (BASE ignores them, so λ changes nothing)."""
+    gated_experts: bool = False
+    """Mixes experts with learned gates (a mixture-of-experts backbone)."""
     aux_weight: float | None = None
     """Default λ; None: the reference λ of the target (MAC protocol). Models of the KAML
     setting weigh every action alike (1), KAML's own losses being balanced by γ."""

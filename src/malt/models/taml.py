@@ -97,7 +97,8 @@ class TAMLConfig(ModelConfig):
 
 
 @register("taml", TAMLConfig,
-          Traits("TAML", "incomplete-labels", takes_cat=False, aux_weight=1.0))
+          Traits("TAML", "incomplete-labels", takes_cat=False, gated_experts=True,
+                 aux_weight=1.0))
 class TAML(MaltModel):
     """TAML (reconstructed): shared, task and learner experts, fused learners, self-distillation."""
 

@@ -1,9 +1,13 @@
-"""What every study shares: the data, the output directory, the preset, and the runs.
+"""What every study shares: the data, the output directory, the preset, the user's settings and
+the runs.
 
-`Context.run` turns configs into cells and hands them to the scheduler; `Context.tune` is the
-paper's protocol for one (model, target): the reference auxiliary set, the lr × λ grid searched on
-the validation day, and the selected setting; `Context.test` trains variants of tuned settings
-on all training days, once per seed, and returns their test metrics.
+A study asks for *variants* (a model, its views, its lr × λ setting, its gradient method, mask
+and model options), which `Study.config` turns into run configs: the preset's settings, then
+the variant, then the user's overrides (`--schema`, `--batch-size`, `--model-option`...).
+`Study.run` turns configs into cells and hands them to the scheduler; `Study.tune` is the MAC
+paper's protocol for one (model, target): the reference auxiliary set, the lr × λ grid searched
+on the validation day, and the selected setting; `Study.test` trains variants on all training
+days, once per seed, and returns their test metrics.
 """
 
 from __future__ import annotations
@@ -12,35 +16,26 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from malt.config_files import merge_tables
+from malt.data.cache import Dataset
 from malt.data.task import CAT
 from malt.errors import ConfigError
+from malt.eval.target import ALL
 from malt.experiments.cells import Cell, TrainFn
-from malt.experiments.presets import Preset
+from malt.experiments.presets import MacSetup, Setup
 from malt.experiments.scheduler import Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
+from malt.models import model_spec
 from malt.outputs import OutputDir, atomic_write_text
 from malt.train.config import RunConfig
 from malt.train.run_dir import RunMetrics
 
-KT_MODELS = ("natal", "moae")
-"""Models that fuse auxiliary knowledge into the main tower; the reference trains them with CAT."""
 APPENDIX_A_AUX = {"first": ("last",)}
 """Targets whose selected auxiliary set is not "every other label" (MAC paper App. A: with
 first-click as target, only the last-click label helps, and no CAT)."""
-
-MODEL_NAMES = {"base": "BASE", "shared_bottom": "Shared-Bottom", "mmoe": "MMoE", "ple": "PLE",
-               "home": "HoME", "natal": "NATAL", "moae": "MoAE"}
-VIEW_NAMES = {"last": "Last-Click", "first": "First-Click", "mta": "DDA", "linear": "Linear",
-              CAT: "CAT"}
-
-
-def model_name(model: str) -> str:
-    return MODEL_NAMES.get(model, model)
-
-
-def view_name(view: str) -> str:
-    return VIEW_NAMES.get(view, view)
+STUDY_KIND = "study"
 
 
 def canonical_aux(aux: Sequence[str], labels: Sequence[str]) -> tuple[str, ...]:
@@ -52,19 +47,22 @@ def canonical_aux(aux: Sequence[str], labels: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(dict.fromkeys(aux), key=order.__getitem__))
 
 
-def reference_aux(model: str, main: str, labels: Sequence[str]) -> tuple[str, ...]:
-    """The auxiliary set the MAC paper reports for `model` on target `main` (its reference grid):
-    none for BASE; last-click only for a first-click target; otherwise every other label, plus
-    CAT for NATAL and MoAE."""
-    if model == "base":
+def reference_aux(model: str, main: str, labels: Sequence[str],
+                  chosen: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The auxiliary set of `model` on target `main`: none for a model that uses no auxiliary
+    view; `chosen` (the user's set) without the target when given; else the MAC paper's
+    reference grid: last-click only for a first-click target, otherwise every other label,
+    plus CAT for the knowledge-transfer models."""
+    traits = model_spec(model).traits
+    if not traits.uses_aux:
         return ()
+    if chosen is not None:
+        return canonical_aux([v for v in chosen if v != main], labels)
     if main in APPENDIX_A_AUX and set(APPENDIX_A_AUX[main]) <= set(labels):
         return APPENDIX_A_AUX[main]
+    with_cat = traits.family == "knowledge-transfer" and traits.takes_cat
     others = tuple(v for v in labels if v != main)
-    return canonical_aux((*others, *((CAT,) if model in KT_MODELS else ())), labels)
-
-
-STUDY_KIND = "study"
+    return canonical_aux((*others, *((CAT,) if with_cat else ())), labels)
 
 
 def claim_output(out: Path, data: Path) -> OutputDir:
@@ -96,48 +94,76 @@ def main_gauc(metrics: RunMetrics | None, main: str) -> float | None:
 
 @dataclass(frozen=True)
 class Variant:
-    """One test-day configuration: model, target, auxiliary set, setting, gradient method."""
+    """One configuration a study trains: model, target, auxiliary set, setting, gradient
+    method, training mask and model options."""
 
     model: str
     main: str
     aux: tuple[str, ...]
     setting: Setting
     grad_method: str = "none"
+    mask: str = "none"
+    options: tuple[tuple[str, Any], ...] = ()
+    """Options of the model's config, as (key, value) pairs."""
 
 
 @dataclass
-class Context:
+class Study:
     """A study's inputs and its runs (see the module docstring)."""
 
-    preset: Preset
+    preset: str
+    setup: Setup
     data: Path
-    out: Path
+    output: OutputDir
     labels: tuple[str, ...]
     seeds: tuple[int, ...]
-    schema: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """A run-config tree applied to every run (the user's --schema, --batch-size,
+    --model-option ...)."""
+    aux: tuple[str, ...] | None = None
+    """--aux: the auxiliary set of the tuned runs and greedy's candidates (None: the reference
+    grid)."""
     models: tuple[str, ...] | None = None
     """--models (None: each study's default)."""
     targets: tuple[str, ...] | None = None
     lrs: tuple[float, ...] | None = None
     """--lrs: replaces the preset's grids."""
     aux_weights: tuple[float | None, ...] | None = None
+    baselines: tuple[str, ...] | None = None
+    """--baselines of the KAML study's RelaImpr (None: its multi-task models)."""
+    dataset: Dataset | None = None
+    """The prepared data set (the studies that read the data itself use it)."""
+    data_note: str = ""
+    """How the notes name the data (default: its path)."""
     jobs: int | None = None
     device: str = "auto"
     train: TrainFn | None = None
     say: Callable[[str], None] = print
     failures: dict[str, Outcome] = field(default_factory=dict)
     trained: list[Outcome] = field(default_factory=list)
-    """Runs trained (not read back) by this context, for the cost summary."""
+    """Runs trained (not read back) by this study, for the cost summary."""
 
     @property
     def runs(self) -> Path:
-        return self.out / "runs"
+        return self.output.path / "runs"
+
+    @property
+    def mac(self) -> MacSetup:
+        """The MAC studies' setup (grids, targets, greedy problems)."""
+        if not isinstance(self.setup, MacSetup):
+            raise ConfigError("this study needs the MAC studies' preset")
+        return self.setup
+
+    def prepared(self) -> Dataset:
+        if self.dataset is None:
+            raise ConfigError("this study reads the data set, which was not prepared")
+        return self.dataset
 
     # --- choices ---------------------------------------------------------------------------
     @property
     def display_labels(self) -> tuple[str, ...]:
         """The data's labels in the order of the paper's tables (the preset's targets first)."""
-        first = [t for t in self.preset.targets if t in self.labels]
+        first = [t for t in getattr(self.setup, "targets", ()) if t in self.labels]
         return (*first, *(v for v in self.labels if v not in first))
 
     def pick_models(self, default: Sequence[str]) -> tuple[str, ...]:
@@ -153,35 +179,48 @@ class Context:
             return tuple(self.targets)
         return tuple(t for t in default if t in self.labels) or self.labels
 
+    def reference_aux(self, model: str, main: str) -> tuple[str, ...]:
+        """The auxiliary set of the tuned runs (see `reference_aux`; --aux when given)."""
+        return reference_aux(model, main, self.labels, self.aux)
+
     def grid(self, *, search_study: bool = False, uses_aux: bool = True) -> list[Setting]:
-        p = self.preset
+        p = self.mac
         lrs = self.lrs or (p.search_lrs if search_study and p.search_lrs else p.lrs)
         weights = self.aux_weights or (p.search_aux_weights if search_study and
                                        p.search_aux_weights else p.aux_weights)
         return grid(lrs, weights, uses_aux=uses_aux)
 
-    def fixed_setting(self) -> Setting:
-        """The one setting of fixed-setting runs: the preset's lr and the reference λ, or the
-        first of --lrs / --aux-weights."""
-        lr = self.lrs[0] if self.lrs else self.preset.lr
-        return Setting(lr, self.aux_weights[0] if self.aux_weights else None)
+    def fixed_setting(self, aux_weight: float | None = None) -> Setting:
+        """The one setting of fixed-setting runs: the preset's lr (or the first of --lrs) and
+        `aux_weight` (or the first of --aux-weights; None: the model's default λ)."""
+        lr = self.lrs[0] if self.lrs else self.setup.lr
+        return Setting(lr, self.aux_weights[0] if self.aux_weights else aux_weight)
 
     # --- runs ------------------------------------------------------------------------------
     def config(self, variant: Variant, *, seed: int, split: str = "test") -> RunConfig:
-        return self.preset.run_config(
-            data=str(self.data), schema=self.schema, model=variant.model, main=variant.main,
-            aux=canonical_aux(variant.aux, self.labels), lr=variant.setting.lr,
-            aux_weight=variant.setting.aux_weight, seed=seed, split=split,
-            grad_method=variant.grad_method, device=self.device)
+        """The run config of `variant`: the preset, the variant, then the user's overrides."""
+        s = self.setup
+        tree = {
+            "seed": seed,
+            "data": {"path": str(self.data), "eval_split": split},
+            "task": {**s.task, "main": variant.main,
+                     "aux": list(canonical_aux(variant.aux, self.labels)),
+                     "aux_weight": variant.setting.aux_weight, "mask": variant.mask},
+            "train": {**s.train, "lr": variant.setting.lr, "grad_method": variant.grad_method,
+                      "device": self.device},
+            "model": {**merge_tables(s.model_options(variant.model), dict(variant.options)),
+                      "name": variant.model},
+        }
+        return RunConfig.from_dict(merge_tables(tree, self.overrides),
+                                   source=f"preset '{self.preset}'")
 
     def run(self, configs: Sequence[RunConfig]) -> list[RunMetrics | None]:
         """Metrics of every config (None for a failed run), training what is not done yet."""
         cells = [Cell(c) for c in configs]
-        distinct = {c.id for c in cells}
-        complete = sum(c.run_dir(self.runs).is_complete() for c in {c.id: c for c in cells}
-                       .values())
-        self.say(f"{len(distinct)} runs, {complete} already complete (under {self.runs})")
-        outcomes = run_cells(cells, self.runs, jobs=self.jobs, cpu_jobs=self.preset.cpu_jobs,
+        unique = list({c.id: c for c in cells}.values())
+        complete = sum(c.run_dir(self.runs).is_complete() for c in unique)
+        self.say(f"{len(unique)} runs, {complete} already complete (under {self.runs})")
+        outcomes = run_cells(cells, self.runs, jobs=self.jobs, cpu_jobs=self.setup.cpu_jobs,
                              device=self.device, train=self.train, report=self._report)
         for outcome in outcomes.values():
             if outcome.status == "done":
@@ -191,6 +230,18 @@ class Context:
             else:
                 self.failures.pop(outcome.cell.id, None)
         return [outcomes[c.id].metrics for c in cells]
+
+    def test(self, variants: Sequence[Variant | None]) -> list[list[RunMetrics | None]]:
+        """Per variant, the test metrics of every seed (all Nones for a None variant)."""
+        todo = [(i, seed) for i, v in enumerate(variants) if v is not None for seed in self.seeds]
+        metrics = self.run([self.config(variants[i], seed=seed) for i, seed in todo])
+        out: list[list[RunMetrics | None]] = [[None] * len(self.seeds) for _ in variants]
+        for (i, seed), m in zip(todo, metrics):
+            out[i][self.seeds.index(seed)] = m
+        return out
+
+    def run_dir(self, variant: Variant, seed: int, split: str = "test") -> Path:
+        return Cell(self.config(variant, seed=seed, split=split)).run_dir(self.runs).path
 
     def cost_summary(self, since: int = 0) -> str:
         """Training rows and seconds of the runs trained since `trained[since]`."""
@@ -204,21 +255,27 @@ class Context:
                 f"training{rate}")
 
     def _report(self, outcome: Outcome, finished: int, total: int) -> None:
-        main = outcome.cell.config.task.main
-        line = outcome.progress_line(finished, total, self.runs,
-                                     lambda m: f"GAUC {main_gauc(m, main):.4f}")
+        line = outcome.progress_line(finished, total, self.runs, _score)
         if line:
             self.say(line)
 
-    def run_dir(self, variant: Variant, seed: int, split: str = "test") -> Path:
-        return Cell(self.config(variant, seed=seed, split=split)).run_dir(self.runs).path
+    def notes(self, *extra: str, ranked: bool = True) -> list[str]:
+        """The first lines under every table: preset, data, seeds (and the marks)."""
+        seeds = len(self.seeds)
+        spread = (f"mean ± std over {seeds} seeds ({', '.join(map(str, self.seeds))})"
+                  if seeds > 1 else f"one seed ({self.seeds[0]})")
+        data = self.data_note or f"`{self.data}`"
+        lines = [f"Preset `{self.preset}`, data: {data}; {spread}."]
+        if ranked:
+            lines.append("Best in **bold**, second best <u>underlined</u>.")
+        return [*lines, *extra]
 
-    # --- the paper's protocol --------------------------------------------------------------
+    # --- the MAC paper's protocol ----------------------------------------------------------
     def tune(self, pairs: Sequence[tuple[str, str]], *, search_study: bool = False
              ) -> dict[tuple[str, str], tuple[Variant | None, SearchResult]]:
         """For each (model, target): the reference variant with the setting selected on the
         validation day (None when every validation run failed), and the search result."""
-        aux = {(m, t): reference_aux(m, t, self.labels) for m, t in pairs}
+        aux = {(m, t): self.reference_aux(m, t) for m, t in pairs}
         problems = {key: self.grid(search_study=search_study, uses_aux=bool(aux[key]))
                     for key in aux}
 
@@ -234,12 +291,9 @@ class Context:
         return {key: (None if r.setting is None else variant(key, r.setting), r)
                 for key, r in results.items()}
 
-    def test(self, variants: Sequence[Variant | None]) -> list[list[RunMetrics | None]]:
-        """Per variant, the test metrics of every seed (all Nones for a None variant)."""
-        todo = [(i, seed) for i, v in enumerate(variants) if v is not None for seed in self.seeds]
-        metrics = self.run([self.config(variants[i], seed=seed) for i, seed in todo])
-        out: list[list[RunMetrics | None]] = [[None] * len(self.seeds) for _ in variants]
-        for (i, seed), m in zip(todo, metrics):
-            out[i][self.seeds.index(seed)] = m
-        return out
 
+def _score(metrics: RunMetrics) -> str:
+    """What a progress line shows of a finished run."""
+    if metrics.target is not None:
+        return f"AUC(all) {metrics.target[ALL].auc:.4f}"
+    return f"GAUC {metrics.main_metrics.gauc:.4f}"

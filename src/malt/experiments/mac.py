@@ -1,75 +1,49 @@
-"""The MAC paper's studies: each one builds its runs through a `Context` and returns its tables
+"""The MAC paper's studies: each one builds its runs through a `Study` and returns its tables
 (and figure).
 
-Every study reuses the paper's protocol from `Context`: for each (model, target) the reference
-auxiliary set and the lr × λ setting selected on the validation day; variants (other auxiliary
-sets, λ = 0, GCS / PCGrad) keep the selected setting. Runs are content-addressed, so the tuned
-runs of `main` are the same runs `aux-metrics`, `params`, `atl`, `aux-targets` and `groups`
-start from: running several studies into one output directory trains each run once.
+Every study reuses the paper's protocol from `Study`: for each (model, target) the reference
+auxiliary set (or the user's `--aux`) and the lr × λ setting selected on the validation day;
+variants (other auxiliary sets, λ = 0, GCS / PCGrad) keep the selected setting. Runs are
+content-addressed, so the tuned runs of `main` are the same runs `aux-metrics`, `params`, `atl`,
+`aux-targets` and `groups` start from: running several studies into one output directory trains
+each run once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from malt.data.task import CAT
 from malt.errors import ConfigError
-from malt.experiments.context import (
-    KT_MODELS,
-    Context,
-    Variant,
-    canonical_aux,
-    main_gauc,
-    model_name,
-    reference_aux,
-    view_name,
-)
 from malt.experiments.greedy import run_greedy
 from malt.experiments.label_stats import DDA_LABEL, LINEAR_LABEL, label_statistics
-from malt.experiments.plots import grouped_bars, save_figure
+from malt.experiments.output import StudyOutput
+from malt.experiments.plots import grouped_bars
 from malt.experiments.search import Setting
-from malt.experiments.tables import Column, Table, write_tables
-from malt.outputs import OutputDir
+from malt.experiments.study import Study, Variant, canonical_aux, main_gauc
+from malt.experiments.tables import Column, Table
+from malt.models import model_spec
 from malt.train.run_dir import RunDir, RunMetrics
 
-MOE_MODELS = ("mmoe", "ple", "home", "moae")
-"""Models with a mixture-of-experts backbone (Table 3's "MoE" column)."""
+VIEW_NAMES = {"last": "Last-Click", "first": "First-Click", "mta": "DDA", "linear": "Linear",
+              CAT: "CAT"}
+
+
+def model_name(model: str) -> str:
+    return model_spec(model).traits.display_name
+
+
+def view_name(view: str) -> str:
+    return VIEW_NAMES.get(view, view)
+
+
 METRICS = (("auc", "AUC"), ("gauc", "GAUC"))
 
 Metrics = RunMetrics | None
 
 
-@dataclass
-class StudyOutput:
-    """Tables as (file suffix, table), "" being the main one, and figures as (suffix, figure)."""
-
-    tables: list[tuple[str, Table]]
-    figures: list[tuple[str, Any]] = field(default_factory=list)
-
-
-def write_output(out: OutputDir, name: str, output: StudyOutput) -> list[Path]:
-    """`<out>/<name>.md`, `<out>/<name>[-suffix].csv` and `<out>/<name>[-suffix].png`."""
-    paths = write_tables(out, name, output.tables)
-    for suffix, fig in output.figures:
-        paths.append(save_figure(fig, out.writable(f"{name}-{suffix}.png" if suffix else
-                                                   f"{name}.png")))
-    return paths
-
-
 # --- helpers -------------------------------------------------------------------------------------
-def _notes(ctx: Context, *extra: str, ranked: bool = True) -> list[str]:
-    seeds = len(ctx.seeds)
-    spread = (f"mean ± std over {seeds} seeds ({', '.join(map(str, ctx.seeds))})" if seeds > 1
-              else f"one seed ({ctx.seeds[0]})")
-    lines = [f"Preset `{ctx.preset.name}`, data `{ctx.data}`; {spread}."]
-    if ranked:
-        lines.append("Best in **bold**, second best <u>underlined</u>.")
-    return [*lines, *extra]
-
-
 def _value(metrics: Metrics, view: str, metric: str) -> float | None:
     if metrics is None or view not in metrics.views:
         return None
@@ -102,20 +76,20 @@ def _prefix(items: Sequence[str], item: str, name: Callable[[str], str], sep: st
     return f"{name(item)}{sep}" if len(items) > 1 else ""
 
 
-def _tuned_tests(ctx: Context, pairs: list[tuple[str, str]]
+def _tuned_tests(study: Study, pairs: list[tuple[str, str]]
                  ) -> tuple[dict[tuple[str, str], Variant | None],
                             dict[tuple[str, str], list[Metrics]]]:
     """The tuned variant of every (model, target) and its test metrics per seed."""
-    tuned = {key: variant for key, (variant, _) in ctx.tune(pairs).items()}
-    results = dict(zip(tuned, ctx.test(list(tuned.values()))))
+    tuned = {key: variant for key, (variant, _) in study.tune(pairs).items()}
+    results = dict(zip(tuned, study.test(list(tuned.values()))))
     return tuned, results
 
 
-def _settings_table(ctx: Context, models: Sequence[str], targets: Sequence[str],
+def _settings_table(study: Study, models: Sequence[str], targets: Sequence[str],
                     tuned: dict[tuple[str, str], Variant | None]) -> Table:
     columns = [Column(t, view_name(t), kind="text") for t in targets]
     table = Table("Settings of the test runs", "Method", [model_name(m) for m in models],
-                  columns, notes=_notes(ctx, "Selected by validation GAUC where the grid has "
+                  columns, notes=study.notes("Selected by validation GAUC where the grid has "
                                              "more than one setting; λ ref: the target's "
                                              "reference λ.", ranked=False))
     for m in models:
@@ -126,12 +100,12 @@ def _settings_table(ctx: Context, models: Sequence[str], targets: Sequence[str],
 
 
 # --- Table 4 -------------------------------------------------------------------------------------
-def study_main(ctx: Context) -> StudyOutput:
+def study_main(study: Study) -> StudyOutput:
     """Table 4: every model × every target, AUC and GAUC, Δ of the proposed model vs BASE and
     vs NATAL."""
-    models = ctx.pick_models(ctx.preset.models)
-    targets = ctx.pick_targets(ctx.preset.targets)
-    tuned, results = _tuned_tests(ctx, [(m, t) for m in models for t in targets])
+    models = study.pick_models(study.setup.models)
+    targets = study.pick_targets(study.mac.targets)
+    tuned, results = _tuned_tests(study, [(m, t) for m in models for t in targets])
     columns = [Column(f"{t}_{k}", f"{view_name(t)} {title}") for t in targets
                for k, title in METRICS]
     rows = [model_name(m) for m in models]
@@ -151,58 +125,59 @@ def study_main(ctx: Context) -> StudyOutput:
                 for k, _ in METRICS:
                     _add_delta(table, row, f"{t}_{k}", results[(proposed, t)],
                                results[(reference, t)], _metric(t, k))
-    table.notes = _notes(ctx, "Test day; Δ rows in points (× 100), paired by seed.")
-    return StudyOutput([("", table), ("settings", _settings_table(ctx, models, targets,
+    table.notes = study.notes("Test day; Δ rows in points (× 100), paired by seed.")
+    return StudyOutput([("", table), ("settings", _settings_table(study, models, targets,
                                                                    tuned))])
 
 
 # --- Table 3 -------------------------------------------------------------------------------------
-def study_aux_metrics(ctx: Context) -> StudyOutput:
+def study_aux_metrics(study: Study) -> StudyOutput:
     """Table 3: GAUC of the primary and of every auxiliary view, last-click as target."""
-    models = ctx.pick_models(ctx.preset.models)
-    targets = ctx.pick_targets(("last",))
-    _, results = _tuned_tests(ctx, [(m, t) for m in models for t in targets])
+    models = study.pick_models(study.setup.models)
+    targets = study.pick_targets(("last",))
+    _, results = _tuned_tests(study, [(m, t) for m in models for t in targets])
     columns = [Column("moe", "MoE", kind="text"), Column("kt", "KT", kind="text")]
     for t in targets:
         lead = _prefix(targets, t, view_name, " target: ")
         columns.append(Column(f"{t}:{t}", f"{lead}Primary {view_name(t)}"))
         columns += [Column(f"{t}:{v}", f"{lead}Aux {view_name(v)}")
-                    for v in ctx.display_labels if v != t]
+                    for v in study.display_labels if v != t]
     rows = [model_name(m) for m in models]
     table = Table("Table 3: GAUC of the primary and the auxiliary views", "Model", rows, columns,
-                  notes=_notes(ctx, "MoE: mixture-of-experts backbone; KT: main-task-"
+                  notes=study.notes("MoE: mixture-of-experts backbone; KT: main-task-"
                                     "prioritised knowledge transfer. –: the model has no head "
                                     "for that view."))
     for m in models:
-        table.add(model_name(m), "moe", "✓" if m in MOE_MODELS else "✗")
-        table.add(model_name(m), "kt", "✓" if m in KT_MODELS else "✗")
+        traits = model_spec(m).traits
+        table.add(model_name(m), "moe", "✓" if traits.gated_experts else "✗")
+        table.add(model_name(m), "kt", "✓" if traits.family == "knowledge-transfer" else "✗")
         for t in targets:
-            for v in ctx.labels:
+            for v in study.labels:
                 _add(table, model_name(m), f"{t}:{v}", results[(m, t)], _metric(v, "gauc"))
     return StudyOutput([("", table)])
 
 
 # --- Table 5 -------------------------------------------------------------------------------------
-def _aux_sets(ctx: Context, target: str) -> list[tuple[str, ...]]:
+def _aux_sets(study: Study, target: str) -> list[tuple[str, ...]]:
     """None, each other label, all of them, all of them and CAT (in the tables' order)."""
-    others = tuple(v for v in ctx.display_labels if v != target)
+    others = tuple(v for v in study.display_labels if v != target)
     sets = [(), *((v,) for v in others), others, (*others, CAT)]
     distinct: dict[tuple[str, ...], tuple[str, ...]] = {}
     for aux in sets:
-        distinct.setdefault(canonical_aux(aux, ctx.labels), aux)
+        distinct.setdefault(canonical_aux(aux, study.labels), aux)
     return list(distinct.values())
 
 
-def study_aux_targets(ctx: Context) -> StudyOutput:
+def study_aux_targets(study: Study) -> StudyOutput:
     """Table 5: MoAE with growing auxiliary sets (none, each label, all, all + CAT)."""
-    models = ctx.pick_models(("moae",))
-    targets = ctx.pick_targets(ctx.preset.targets)
-    tuned = {k: v for k, (v, _) in ctx.tune([(m, t) for m in models for t in targets]).items()}
+    models = study.pick_models(("moae",))
+    targets = study.pick_targets(study.mac.targets)
+    tuned = {k: v for k, (v, _) in study.tune([(m, t) for m in models for t in targets]).items()}
     entries, groups = [], []
     for m in models:
         for t in targets:
             group = []
-            for aux in _aux_sets(ctx, t):
+            for aux in _aux_sets(study, t):
                 label = " & ".join(view_name(v) for v in aux) or "None"
                 row = f"{_prefix(models, m, model_name, ' · ')}{view_name(t)} target: {label}"
                 variant = tuned[(m, t)]
@@ -210,11 +185,11 @@ def study_aux_targets(ctx: Context) -> StudyOutput:
                                 Variant(m, t, aux, variant.setting)))
                 group.append(row)
             groups.append(group)
-    results = ctx.test([v for _, _, v in entries])
+    results = study.test([v for _, _, v in entries])
     columns = [Column(k, title) for k, title in METRICS]
     table = Table("Table 5: auxiliary targets", "Auxiliary targets", [r for r, _, _ in entries],
                   columns, rank_groups=groups,
-                  notes=_notes(ctx, "None: no auxiliary target (single-attribution MoAE; with "
+                  notes=study.notes("None: no auxiliary target (single-attribution MoAE; with "
                                     "the `reference` model preset, the release's "
                                     "self-auxiliary form). Ranked within each target."))
     for (row, t, _), runs in zip(entries, results):
@@ -224,12 +199,12 @@ def study_aux_targets(ctx: Context) -> StudyOutput:
 
 
 # --- Table 6 -------------------------------------------------------------------------------------
-def study_params(ctx: Context) -> StudyOutput:
+def study_params(study: Study) -> StudyOutput:
     """Table 6: each model with and without multi-attribution labels (λ = 0, same
     architecture, so the same parameter count)."""
-    models = ctx.pick_models(ctx.preset.models)
-    targets = ctx.pick_targets(("last",))
-    tuned = {k: v for k, (v, _) in ctx.tune([(m, t) for m in models for t in targets]).items()}
+    models = study.pick_models(study.setup.models)
+    targets = study.pick_targets(("last",))
+    tuned = {k: v for k, (v, _) in study.tune([(m, t) for m in models for t in targets]).items()}
     entries: list[tuple[str, str, str, Variant | None]] = []  # row, model, target, variant
     for m in models:
         for t in targets:
@@ -239,7 +214,7 @@ def study_params(ctx: Context) -> StudyOutput:
                 without = None if variant is None else Variant(
                     m, t, variant.aux, Setting(variant.setting.lr, 0.0))
                 entries.append((f"{model_name(m)} w/o mal", m, t, without))
-    results = ctx.test([v for *_, v in entries])
+    results = study.test([v for *_, v in entries])
     rows = list(dict.fromkeys(r for r, *_ in entries))
     columns = []
     for t in targets:
@@ -250,7 +225,7 @@ def study_params(ctx: Context) -> StudyOutput:
                         for k, title in METRICS]
         columns.append(Column(f"{t}_params", f"{lead}dense params", kind="count", rank=False))
     table = Table("Table 6: with and without multi-attribution labels (mal)", "Method", rows,
-                  columns, notes=_notes(ctx, "w/o mal: the same model and auxiliary heads "
+                  columns, notes=study.notes("w/o mal: the same model and auxiliary heads "
                                              "trained with λ = 0 (only the main loss). Δ in "
                                              "points vs BASE, paired by seed."))
     base = {t: results[i] for i, (_, m, t, _) in enumerate(entries) if m == "base"}
@@ -267,11 +242,11 @@ def study_params(ctx: Context) -> StudyOutput:
 ATL_METHODS = (("none", ""), ("gcs", " + GCS"), ("pcgrad", " + PCGrad"))
 
 
-def study_atl(ctx: Context) -> StudyOutput:
+def study_atl(study: Study) -> StudyOutput:
     """Table 7: each multi-task model plain, with GCS and with PCGrad."""
-    models = ctx.pick_models([m for m in ctx.preset.models if m != "base"])
-    targets = ctx.pick_targets(("last",))
-    tuned = {k: v for k, (v, _) in ctx.tune([(m, t) for m in models for t in targets]).items()}
+    models = study.pick_models([m for m in study.setup.models if m != "base"])
+    targets = study.pick_targets(("last",))
+    tuned = {k: v for k, (v, _) in study.tune([(m, t) for m in models for t in targets]).items()}
     entries: list[tuple[str, str, str, str, Variant | None]] = []  # row, model, target, method
     for m in models:
         for t in targets:
@@ -281,7 +256,7 @@ def study_atl(ctx: Context) -> StudyOutput:
                     continue  # nothing to balance without auxiliary losses
                 entries.append((f"{model_name(m)}{suffix}", m, t, method, None if variant is None
                                 else Variant(m, t, variant.aux, variant.setting, method)))
-    results = ctx.test([v for *_, v in entries])
+    results = study.test([v for *_, v in entries])
     rows = list(dict.fromkeys(r for r, *_ in entries))
     columns = []
     for t in targets:
@@ -289,9 +264,9 @@ def study_atl(ctx: Context) -> StudyOutput:
         columns += [Column(f"{t}_{k}", f"{lead}{title}") for k, title in METRICS]
         columns += [Column(f"{t}_d{k}", f"{lead}Δ{title} vs plain", kind="delta", rank=False)
                     for k, title in METRICS]
-    variant_note = f"gradient variant `{ctx.preset.train.get('grad_variant', 'paper')}`"
+    variant_note = f"gradient variant `{study.setup.train.get('grad_variant', 'paper')}`"
     table = Table("Table 7: auxiliary-task learning methods", "Method", rows, columns,
-                  notes=_notes(ctx, f"GCS and PCGrad with the plain run's setting; "
+                  notes=study.notes(f"GCS and PCGrad with the plain run's setting; "
                                     f"{variant_note}. Δ in points vs the plain model, paired "
                                     "by seed."))
     plain = {(m, t): runs for (_, m, t, method, _), runs in zip(entries, results)
@@ -305,20 +280,18 @@ def study_atl(ctx: Context) -> StudyOutput:
 
 
 # --- Tables 2 and 8 ------------------------------------------------------------------------------
-def study_labels(ctx: Context) -> StudyOutput:
+def study_labels(study: Study) -> StudyOutput:
     """Table 2 (positive ratio per label) and Table 8 (MML: mean DDA − linear weight of the
     positives of each target), from the data alone."""
-    from malt.data import prepare, schema_for
-
-    dataset = prepare(ctx.data, schema_for(ctx.data, ctx.schema))
+    dataset = study.prepared()
     stats = label_statistics((d.arrays()["weights"] for d in dataset.days),
                              dataset.schema.labels)
-    labels = [v for v in ctx.display_labels if v in stats.labels]
+    labels = [v for v in study.display_labels if v in stats.labels]
     ratio = Table("Table 2: positive ratio per attribution rule", "Statistic",
                   ["Positive ratio", "Positives", "Mean weight of positives"],
                   [Column(v, view_name(v), rank=False) for v in labels],
                   row_kinds={"Positive ratio": "percent", "Positives": "count"},
-                  notes=[f"Data `{ctx.data}`: {stats.rows:,} clicks over "
+                  notes=[f"Data `{study.data}`: {stats.rows:,} clicks over "
                          f"{len(dataset.days)} days (training and test)."])
     for v in labels:
         ratio.add("Positive ratio", v, stats.ratio(v))
@@ -341,18 +314,18 @@ def study_labels(ctx: Context) -> StudyOutput:
 
 
 # --- Figure 5 ------------------------------------------------------------------------------------
-def study_groups(ctx: Context) -> StudyOutput:
+def study_groups(study: Study) -> StudyOutput:
     """Figure 5: GAUC gain of MoAE over BASE by user conversion-path complexity (linear /
     last-click positives per user on the test day)."""
     from malt.eval.predictions import Predictions
     from malt.eval.report import complexity_breakdown
 
-    compared = [m for m in ctx.pick_models(("moae",)) if m != "base"]
+    compared = [m for m in study.pick_models(("moae",)) if m != "base"]
     if not compared:
         raise ConfigError("the groups study compares models with BASE; name at least one "
                           "other model")
-    targets = ctx.pick_targets(ctx.preset.targets)
-    tuned, results = _tuned_tests(ctx, [(m, t) for m in [*compared, "base"] for t in targets])
+    targets = study.pick_targets(study.mac.targets)
+    tuned, results = _tuned_tests(study, [(m, t) for m in [*compared, "base"] for t in targets])
     spans: list[str] = []
     table = Table("Figure 5: GAUC gain over BASE by conversion-path complexity",
                   "linear / last positives per user", spans, [])
@@ -362,12 +335,12 @@ def study_groups(ctx: Context) -> StudyOutput:
             lead = f"{model_name(m)} {view_name(t)}"
             table.columns += [Column(gain_key, f"{lead} gain", kind="delta", rank=False),
                               Column(users_key, f"{lead} users", kind="count", rank=False)]
-            for i, seed in enumerate(ctx.seeds):
+            for i, seed in enumerate(study.seeds):
                 if results[(m, t)][i] is None or results[("base", t)][i] is None:
                     continue
-                run = Predictions.load(RunDir(ctx.run_dir(tuned[(m, t)], seed))
+                run = Predictions.load(RunDir(study.run_dir(tuned[(m, t)], seed))
                                        .predictions_file)
-                base = Predictions.load(RunDir(ctx.run_dir(tuned[("base", t)], seed))
+                base = Predictions.load(RunDir(study.run_dir(tuned[("base", t)], seed))
                                         .predictions_file)
                 for g in complexity_breakdown(run, base, t).groups:
                     span = f"[{g.lo:g}, {g.hi:g})" if g.hi != float("inf") else f"≥ {g.lo:g}"
@@ -375,7 +348,7 @@ def study_groups(ctx: Context) -> StudyOutput:
                         spans.append(span)
                     table.add(span, gain_key, g.gain)
                     table.add(span, users_key, float(g.users))
-    table.notes = _notes(ctx, "Gain = GAUC(model) − GAUC(BASE) over the users of each group, in "
+    table.notes = study.notes("Gain = GAUC(model) − GAUC(BASE) over the users of each group, in "
                               "points; users without a last-click positive on the test day "
                               "belong to no group.", ranked=False)
     bars: dict[Any, tuple[list[float], list[float]]] = {}
@@ -393,13 +366,13 @@ def study_groups(ctx: Context) -> StudyOutput:
 
 
 # --- the search and the greedy selection as studies ----------------------------------------------
-def study_search(ctx: Context) -> StudyOutput:
+def study_search(study: Study) -> StudyOutput:
     """The lr × λ grid on the validation day, and the selected settings on the test day."""
 
-    models = ctx.pick_models(ctx.preset.search_models)
-    targets = ctx.pick_targets(ctx.preset.search_targets)
-    tuned = ctx.tune([(m, t) for m in models for t in targets], search_study=True)
-    results = ctx.test([v for v, _ in tuned.values()])
+    models = study.pick_models(study.mac.search_models)
+    targets = study.pick_targets(study.mac.search_targets)
+    tuned = study.tune([(m, t) for m in models for t in targets], search_study=True)
+    results = study.test([v for v, _ in tuned.values()])
     grid_rows, groups = [], []
     grid = Table("Validation day: every setting of the grid", "Model · target · setting",
                  grid_rows, [Column("val_auc", "val AUC"), Column("val_gauc", "val GAUC"),
@@ -407,7 +380,7 @@ def study_search(ctx: Context) -> StudyOutput:
     chosen = Table("Selected settings on the test day", "Model · target",
                    [], [Column("lr", "lr", kind="text"), Column("aux_weight", "λ", kind="text"),
                         Column("auc", "test AUC"), Column("gauc", "test GAUC")],
-                   notes=_notes(ctx, "λ ref: the reference λ of the target."))
+                   notes=study.notes("λ ref: the reference λ of the target."))
     for ((m, t), (variant, result)), runs in zip(tuned.items(), results):
         head = f"{model_name(m)} · {view_name(t)}"
         group = []
@@ -415,8 +388,9 @@ def study_search(ctx: Context) -> StudyOutput:
             row = f"{head} · {setting.label}"
             group.append(row)
             if result.scores:
-                aux = reference_aux(m, t, ctx.labels)
-                run = RunDir(ctx.run_dir(Variant(m, t, aux, setting), ctx.seeds[0], "validation"))
+                aux = study.reference_aux(m, t)
+                run = RunDir(study.run_dir(Variant(m, t, aux, setting), study.seeds[0],
+                                           "validation"))
                 if run.is_complete():
                     grid.add(row, "val_auc", _value(run.load_metrics(), t, "auc"))
                     grid.add(row, "val_gauc", _value(run.load_metrics(), t, "gauc"))
@@ -432,26 +406,25 @@ def study_search(ctx: Context) -> StudyOutput:
         for k, _ in METRICS:
             _add(chosen, head, k, runs, _metric(t, k))
     grid.rank_groups = groups
-    grid.notes = _notes(ctx, f"Validation protocol: trained on the first T−1 training days, "
-                             f"scored on day T, seed {ctx.seeds[0]}; ranked within each model "
+    grid.notes = study.notes(f"Validation protocol: trained on the first T−1 training days, "
+                             f"scored on day T, seed {study.seeds[0]}; ranked within each model "
                              "and target. A grid of one setting needs no validation run (–).")
     return StudyOutput([("", grid), ("selected", chosen)])
 
 
-def study_greedy(ctx: Context) -> StudyOutput:
+def study_greedy(study: Study) -> StudyOutput:
     """App. A: greedy forward selection of auxiliary targets on the validation day."""
-    models = [m for m in ctx.pick_models(ctx.preset.greedy_models) if m != "base"]
+    models = [m for m in study.pick_models(study.mac.greedy_models) if m != "base"]
     if not models:
         raise ConfigError("BASE has no auxiliary heads; name a multi-task model for greedy")
-    targets = ctx.pick_targets(ctx.preset.greedy_targets)
-    setting = ctx.fixed_setting()
-    problems = {(m, t): [*(v for v in ctx.display_labels if v != t),
-                         *((CAT,) if m in KT_MODELS else ())] for m in models for t in targets}
+    targets = study.pick_targets(study.mac.greedy_targets)
+    setting = study.fixed_setting()
+    problems = {(m, t): greedy_candidates(study, m, t) for m in models for t in targets}
 
     def evaluate(batch):
-        configs = [ctx.config(Variant(m, t, aux, setting), seed=ctx.seeds[0], split="validation")
-                   for (m, t), aux in batch]
-        return [main_gauc(metrics, t) for metrics, ((_, t), _) in zip(ctx.run(configs), batch)]
+        configs = [study.config(Variant(m, t, aux, setting), seed=study.seeds[0],
+                                split="validation") for (m, t), aux in batch]
+        return [main_gauc(metrics, t) for metrics, ((_, t), _) in zip(study.run(configs), batch)]
 
     states = run_greedy(problems, evaluate)
     table = Table("App. A: greedy forward selection of auxiliary targets", "Step", [],
@@ -487,14 +460,24 @@ def study_greedy(ctx: Context) -> StudyOutput:
         table.rows.append(final)
         table.add(final, "set", names(state.selected))
         table.add(final, "val_gauc", state.score)
-    table.notes = _notes(ctx, f"Validation protocol, {setting.label}, seed {ctx.seeds[0]}. Each "
+    table.notes = study.notes(f"Validation protocol, {setting.label}, seed {study.seeds[0]}. Each "
                               "round keeps the candidate with the largest positive gain over the "
                               "round's starting set; the search stops when none improves it.",
                          ranked=False)
     return StudyOutput([("", table)])
 
 
-STUDIES: dict[str, tuple[Callable[[Context], StudyOutput], str]] = {
+def greedy_candidates(study: Study, model: str, main: str) -> list[str]:
+    """Greedy's candidates: --aux without the target when given, else every other label in the
+    tables' order (and CAT for the knowledge-transfer models)."""
+    if study.aux is not None:
+        return list(canonical_aux([v for v in study.aux if v != main], study.labels))
+    traits = model_spec(model).traits
+    cat = traits.family == "knowledge-transfer" and traits.takes_cat
+    return [*(v for v in study.display_labels if v != main), *((CAT,) if cat else ())]
+
+
+MAC_STUDIES: dict[str, tuple[Callable[[Study], StudyOutput], str]] = {
     "main": (study_main, "Table 4: every model × target, AUC/GAUC, Δ vs BASE and NATAL"),
     "aux-metrics": (study_aux_metrics, "Table 3: primary and auxiliary GAUC, last-click target"),
     "aux-targets": (study_aux_targets, "Table 5: MoAE with growing auxiliary sets (± CAT)"),

@@ -1,0 +1,184 @@
+"""The one study engine: every study of both papers is an entry of one registry, run by one
+driver.
+
+The driver takes the study's data (or simulates the preset's data set into `<out>/data`),
+claims the output directory, prepares the data, builds the `Study`, runs the studies asked for
+(the scheduler trains what is not done yet), writes their tables and figures, and reports an
+interruption (checkpoints are saved; the same command resumes) or failed runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from malt.data.cache import prepare
+from malt.data.layout import find_layout
+from malt.data.schema import Schema, schema_for
+from malt.errors import ConfigError, Interrupted
+from malt.experiments.cells import TrainFn
+from malt.experiments.kaml import study_kaml
+from malt.experiments.mac import MAC_STUDIES
+from malt.experiments.output import StudyOutput, write_output
+from malt.experiments.presets import get_preset
+from malt.experiments.study import Study, claim_output
+from malt.models import model_spec
+from malt.train.config import DEFAULT_SEED
+from malt.train.distributed import resolve_device
+
+Family = Literal["mac", "kaml"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One study: what it computes, and which family of data and preset it belongs to."""
+
+    name: str
+    title: str
+    family: Family
+    """`mac`: multi-attribution data (MAC simulator); `kaml`: incomplete multi-label data
+    (app-promotion simulator; the schema names campaigns, targets and true labels)."""
+    run: Callable[[Study], StudyOutput]
+
+
+STUDIES: dict[str, Protocol] = {
+    **{name: Protocol(name, title, "mac", fn) for name, (fn, title) in MAC_STUDIES.items()},
+    "kaml": Protocol("kaml", "KAML paper Tables 1-4", "kaml", study_kaml),
+}
+ALL = "all"
+"""Every MAC study in turn."""
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """What a user asks of `malt study`."""
+
+    names: tuple[str, ...]
+    preset: str = "smoke"
+    data: Path | None = None
+    """A data set (MAC layout); None: the preset's simulated set in `<out>/data`."""
+    out: Path | None = None
+    """None: `studies/<preset>` (`studies/kaml-<preset>` for the KAML study)."""
+    seed: int = DEFAULT_SEED
+    """First seed (seeds are seed, seed + 1, ...) and simulation seed."""
+    seeds: int | None = None
+    jobs: int | None = None
+    device: str = "auto"
+    shuffle: bool = False
+    """Shuffle rows within each training day (the MAC studies read them in file order)."""
+    models: tuple[str, ...] | None = None
+    targets: tuple[str, ...] | None = None
+    aux: tuple[str, ...] | None = None
+    lrs: tuple[float, ...] | None = None
+    aux_weights: tuple[float | None, ...] | None = None
+    baselines: tuple[str, ...] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """A run-config tree applied to every run (--schema, --batch-size, --model-option)."""
+    train: TrainFn | None = None
+    """Replaces the trainer (tests)."""
+
+
+def protocols(names: tuple[str, ...]) -> list[Protocol]:
+    """The studies asked for (`all`: every MAC study); one family at a time."""
+    chosen = [p for p in STUDIES.values() if p.family == "mac"] if names == (ALL,) else \
+        [STUDIES[n] for n in names]
+    if len({p.family for p in chosen}) > 1:
+        raise ConfigError("run the KAML study apart from the MAC studies (they need other data)")
+    return chosen
+
+
+def run_studies(options: StudyOptions, say: Callable[[str], None] = print) -> int:
+    """Run the studies of `options`; 0 when every run succeeded, 1 when some failed, 130 when
+    interrupted."""
+    chosen = protocols(options.names)
+    family = chosen[0].family
+    study = open_study(options, family, say)
+    try:
+        for protocol in chosen:
+            started, before = time.perf_counter(), len(study.trained)
+            say(f"\n== study {protocol.name} ({protocol.title}) ==")
+            result = protocol.run(study)
+            for _, table in result.tables:
+                say(f"\n{table.markdown()}")
+            paths = write_output(study.output, protocol.name, result)
+            say(f"\nwrote {', '.join(str(p) for p in paths)}\n{study.cost_summary(before)}; "
+                f"{time.perf_counter() - started:.0f} s wall")
+    except (Interrupted, KeyboardInterrupt):
+        say(f"\ninterrupted; checkpoints are saved. Run the same command again to resume "
+            f"(completed runs under {study.runs} are kept).")
+        return 130
+    if study.failures:
+        say(f"\n{len(study.failures)} run(s) failed (their cells show –):")
+        for outcome in study.failures.values():
+            say(f"  {outcome.cell.run_dir(study.runs).path}: {outcome.error}")
+        say("Fix the cause and run the same command again: completed runs are skipped.")
+        return 1
+    return 0
+
+
+def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]) -> Study:
+    """The data provisioned and prepared, the output claimed, and the `Study` over them."""
+    preset = get_preset(options.preset)
+    setup = preset.kaml if family == "kaml" else preset.mac
+    if options.shuffle:
+        if family == "kaml":
+            raise ConfigError("--shuffle applies to the MAC studies; the kaml study does not "
+                              "take it")
+        setup = replace(setup, train={**setup.train, "shuffle": True})
+    if family == "kaml" and (options.targets or options.aux or options.aux_weights):
+        raise ConfigError("--targets, --aux and --aux-weights are not used by the kaml study "
+                          "(every action is a task, λ = 1)")
+    seeds = options.seeds if options.seeds is not None else setup.seeds
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be positive, got {seeds}")
+    for model in (*(options.models or ()), *(options.baselines or ())):
+        model_spec(model)
+    resolve_device(options.device)
+    schema_file = options.overrides.get("data", {}).get("schema")
+    out = options.out or Path(f"studies/kaml-{preset.name}" if family == "kaml" else
+                              f"studies/{preset.name}")
+    data = options.data or out / "data"
+    if options.data:
+        find_layout(data)
+        schema_for(data, schema_file)
+    output = claim_output(out, data.resolve())
+    if not options.data and not data.exists():
+        say(f"simulating the '{setup.sim_size}' "
+            f"{'app-promotion ' if family == 'kaml' else ''}data set into {data} ...")
+        _simulate(family, setup.sim_size, options.seed, data)
+    data = data.resolve()
+    dataset = prepare(data, schema_for(data, schema_file))
+    if family == "kaml":
+        _check_kaml_schema(dataset.schema)
+    simulated = "app-promotion " if family == "kaml" else ""
+    note = "" if options.data else \
+        f"the simulated {simulated}`{setup.sim_size}` set (seed {options.seed})"
+    return Study(preset=f"{preset.name}{', shuffled within days' if options.shuffle else ''}",
+                 setup=setup, data=data, output=output, labels=dataset.schema.labels,
+                 seeds=tuple(range(options.seed, options.seed + seeds)),
+                 overrides=options.overrides, aux=options.aux,
+                 models=options.models, targets=options.targets, lrs=options.lrs,
+                 aux_weights=options.aux_weights, baselines=options.baselines,
+                 dataset=dataset, data_note=note, jobs=options.jobs, device=options.device,
+                 train=options.train, say=say)
+
+
+def _simulate(family: Family, size: str, seed: int, out: Path) -> None:
+    if family == "kaml":
+        from malt.data.simulate.app_promotion import simulate_app_promotion
+        from malt.data.simulate.app_promotion import size_config as app_size
+
+        simulate_app_promotion(app_size(size, seed=seed), out)
+    else:
+        from malt.data.simulate import simulate, size_config
+
+        simulate(size_config(size, seed=seed), out)
+
+
+def _check_kaml_schema(schema: Schema) -> None:
+    if not (schema.campaign_column and schema.target_action_column and schema.true_labels):
+        raise ConfigError(f"schema '{schema.name}' lacks campaign, target-action or true-label "
+                          "columns; the kaml study needs all three (pass --schema)")

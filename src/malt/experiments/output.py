@@ -1,0 +1,28 @@
+"""What a study returns, and how it is written into the study's directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from malt.experiments.plots import save_figure
+from malt.experiments.tables import Table, write_tables
+from malt.outputs import OutputDir
+
+
+@dataclass
+class StudyOutput:
+    """Tables as (file suffix, table), "" being the main one, and figures as (suffix, figure)."""
+
+    tables: list[tuple[str, Table]]
+    figures: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def write_output(out: OutputDir, name: str, output: StudyOutput) -> list[Path]:
+    """`<out>/<name>.md`, `<out>/<name>[-suffix].csv` and `<out>/<name>[-suffix].png`."""
+    paths = write_tables(out, name, output.tables)
+    for suffix, fig in output.figures:
+        paths.append(save_figure(fig, out.writable(f"{name}-{suffix}.png" if suffix else
+                                                   f"{name}.png")))
+    return paths
