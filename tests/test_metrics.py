@@ -179,16 +179,10 @@ def test_logloss_matches_sklearn():
     assert m.logloss(p, y, w) == pytest.approx(log_loss(y, p, sample_weight=w), rel=1e-12)
 
 
-def test_logloss_clips_and_logits_variant_agrees():
+def test_logloss_clips_confident_mistakes():
     y = np.array([1.0, 0.0, 1.0])
     assert m.logloss(np.array([0.0, 1.0, 1.0]), y) == pytest.approx(
         -2 * math.log(m.LOGLOSS_EPS) / 3 - math.log(1 - m.LOGLOSS_EPS) / 3)
-    rng = np.random.default_rng(4)
-    z = rng.normal(0, 3, 1000)
-    y = (rng.random(1000) < 0.5).astype(float)
-    p = 1 / (1 + np.exp(-z))
-    assert m.logloss_from_logits(z, y) == pytest.approx(m.logloss(p, y, eps=1e-300), rel=1e-9)
-    assert m.logloss_from_logits(np.array([-800.0, 800.0]), np.array([1.0, 0.0])) == 800.0
     assert math.isnan(m.logloss(np.zeros(0), np.zeros(0)))
 
 

@@ -207,23 +207,6 @@ def logloss(probs: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | N
     return _mean(per_row, _weights(sample_weight, len(p)))
 
 
-def logloss_from_logits(logits: np.ndarray, labels: np.ndarray,
-                        sample_weight: np.ndarray | None = None) -> float:
-    """Mean binary cross-entropy computed from logits without clipping (exact for any logit).
-
-    Args:
-        logits: [N] log-odds of y = 1.
-        labels: [N] targets in [0, 1].
-        sample_weight: [N] >= 0 or None.
-    Returns:
-        The (weighted) mean loss; NaN for empty input or zero total weight.
-    """
-    z = _scores(logits, "logits")
-    y = _labels(labels, len(z), soft=True)
-    per_row = np.logaddexp(0.0, z) - y * z
-    return _mean(per_row, _weights(sample_weight, len(z)))
-
-
 def _mean(values: np.ndarray, w: np.ndarray | None) -> float:
     total = len(values) if w is None else w.sum()
     if total == 0:

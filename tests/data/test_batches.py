@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mac_data import write_random_dataset
 from malt.data import MAC, prepare
-from malt.data.batches import DayBatches, day_order, iterate_days, rank_slice, step_count
+from malt.data.batches import DayBatches, day_order, rank_slice, step_count
 
 ROWS = 257
 
@@ -123,15 +123,6 @@ def test_from_step_resumes_exactly(day, shuffle):
         for a, b in zip(full[k:], resumed):
             assert a.keys() == b.keys()
             assert all(torch.equal(a[key], b[key]) for key in a)
-
-
-def test_iterate_days_chains_days_in_order(dataset):
-    batches = list(iterate_days(dataset.days, 100, shuffle=True, seed=4))
-    assert len(batches) == 3 * step_count(ROWS, 100)
-    for i, day in enumerate(dataset.days):
-        mine = list(DayBatches(day, 100, shuffle=True, seed=4, day_index=i))
-        for a, b in zip(batches[3 * i: 3 * i + 3], mine):
-            assert torch.equal(a["sparse"], b["sparse"])
 
 
 def test_argument_checks(day):

@@ -205,3 +205,15 @@ def test_sparse_embeddings_give_sparse_gradients(vocab, batch):
     dense = {id(p) for p in model.embedding_parameters()}
     assert not any(p.grad.is_sparse for p in model.parameters()
                    if id(p) not in dense and p.grad is not None)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_a_model_takes_the_cartesian_view_exactly_when_its_traits_say_so(name, vocab, batch):
+    spec = model_spec(name)
+    task = Task("last", ("first", CAT))
+    if spec.traits.takes_cat:
+        with torch.device("meta"):
+            spec.build(MAC, vocab, task)
+    else:
+        with pytest.raises(ConfigError, match=f"{spec.traits.display_name} .* no 'cat' view"):
+            spec.build(MAC, vocab, task)

@@ -57,77 +57,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import time
     from pathlib import Path
 
-    from malt.data.attribution.engine import AttributionConfig, attribute
+    from malt.data.attribution.engine import AttributionConfig
     from malt.data.attribution.journeys import DAY
-    from malt.data.attribution.logs import read_criteo, read_generic
-    from malt.data.attribution.mac import build_schema, write_mac
-    from malt.errors import ConfigError
-    from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
+    from malt.data.attribution.pipeline import attribute_logs, default_window_days
 
-    out = Path(args.out)
-    if args.format == "generic" and args.conversions is None:
-        raise ConfigError("--conversions is required with --format generic")
-    if args.format == "criteo" and args.conversions is not None:
-        raise ConfigError("--format criteo reads clicks and conversions from the --clicks file; "
-                          "drop --conversions")
-    if args.format == "criteo" and args.mode != "direct":
-        raise ConfigError("the Criteo layout names each click's conversion; --mode does not apply")
-    OutputDir(out, DATA_KIND).check_writable(overwrite=args.overwrite)
     window_days = args.window_days if args.window_days is not None else \
-        (30.0 if args.format == "criteo" else 7.0)
+        default_window_days(args.format)
     config = AttributionConfig(rules=args.rules, window=window_days * DAY, mode=args.mode,
                                half_life=args.half_life_days * DAY,
                                position_shares=args.position_shares,
                                dda_features=args.dda_features)
-
     started = time.perf_counter()
-    log = read_criteo(args.clicks) if args.format == "criteo" else \
-        read_generic(args.clicks, args.conversions)
-    schema = build_schema(log, config.rules, name=args.name or out.resolve().name,
-                          user_fields=args.user_fields, ad_fields=args.ad_fields)
-    result = attribute(log, config)
-    with staged_output(out, DATA_KIND, overwrite=args.overwrite) as stage:
-        days = write_mac(stage, log, result.labels, schema)
-        summary = _summary(args, config, window_days, log, result, stage, days)
-        atomic_write_text(stage / "attribution.json", json.dumps(summary, indent=1))
+    report = attribute_logs(args.clicks, args.conversions, args.out, config,
+                            log_format=args.format, name=args.name,
+                            user_fields=args.user_fields, ad_fields=args.ad_fields,
+                            overwrite=args.overwrite)
     elapsed = time.perf_counter() - started
-
-    n_clicks, n_conv = len(log.clicks), len(log.conversions)
-    sizes = result.journeys.sizes
-    attributed = result.attributed_conversions
-    print(f"{n_clicks:,} clicks, {n_conv:,} conversions, {attributed:,} with at least one click "
-          f"in the {window_days:g}-day window ({config.mode if not log.journey else 'given'} "
-          f"journeys); mean journey {sizes[sizes > 0].mean() if attributed else 0:.2f} clicks")
-    width = max(len(r) for r in config.rules)
+    out = Path(args.out)
+    journeys = "given" if report.journeys_given else report.mode
+    print(f"{report.n_clicks:,} clicks, {report.n_conversions:,} conversions, "
+          f"{report.attributed_conversions:,} with at least one click in the "
+          f"{window_days:g}-day window ({journeys} journeys); mean journey "
+          f"{report.mean_journey:.2f} clicks")
+    width = max(len(r) for r in report.rules)
     print(f"{'rule'.ljust(width)}  positive%  weight sum")
-    for rule in config.rules:
-        print(f"{rule.ljust(width)}  {100 * summary['positive_ratio'][rule]:9.3f}  "
-              f"{summary['weight_sum'][rule]:10.2f}")
-    train = sum(d.split == "train" for d in days)
-    print(f"wrote {train} train day(s) and 1 test day ({sum(d.rows for d in days):,} rows) to "
-          f"{out} in {elapsed:.1f}s; read it with: malt prepare --data {out} "
-          f"--schema {out / 'schema.toml'}")
+    for rule in report.rules:
+        print(f"{rule.ljust(width)}  {100 * report.positive_ratio[rule]:9.3f}  "
+              f"{report.weight_sum[rule]:10.2f}")
+    train = sum(d["split"] == "train" for d in report.days)
+    print(f"wrote {train} train day(s) and 1 test day ({sum(d['rows'] for d in report.days):,} "
+          f"rows) to {out} in {elapsed:.1f}s; read it with: malt prepare --data {out}")
     return 0
-
-
-def _summary(args: argparse.Namespace, config, window_days: float, log, result, out, days
-             ) -> dict:
-    """What `attribution.json` records: the inputs, the settings and the label statistics."""
-    import numpy as np
-
-    return {
-        "format": args.format, "clicks": args.clicks, "conversions": args.conversions,
-        "rules": list(config.rules), "window_days": window_days, "mode": config.mode,
-        "half_life_days": args.half_life_days, "position_shares": list(config.position_shares),
-        "dda_features": list(config.dda_features),
-        "n_clicks": len(log.clicks), "n_conversions": len(log.conversions),
-        "attributed_conversions": result.attributed_conversions,
-        "positive_ratio": {r: float(np.mean(w > 0)) for r, w in result.labels.items()},
-        "weight_sum": {r: float(w.sum()) for r, w in result.labels.items()},
-        "days": [{"split": d.split, "file": str(d.path.relative_to(out)), "rows": d.rows}
-                 for d in days],
-    }

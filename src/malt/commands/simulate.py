@@ -28,9 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.scenario == "app-promotion":
-        from malt.data.simulate.app_promotion import run_command
-
-        return run_command(args)
+        return _app_promotion(args)
     from malt.data.simulate import simulate, size_config
 
     config = size_config(args.size, users=args.users, days=args.days, seed=args.seed)
@@ -39,4 +37,21 @@ def run(args: argparse.Namespace) -> int:
     stats = simulate(config, args.out, overwrite=args.overwrite,
                      progress=lambda line: print(line, flush=True))
     print(stats.format())
+    return 0
+
+
+def _app_promotion(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from malt.data.schema import SCHEMA_FILE
+    from malt.data.simulate.app_promotion import simulate_app_promotion, size_config
+
+    config = size_config(args.size, users=args.users, days=args.days, seed=args.seed)
+    print(f"simulating {config.campaigns:,} app-promotion campaigns, {config.users:,} users "
+          f"over {config.days} days (seed {config.seed}, {config.expected_clicks:,} clicks) -> "
+          f"{args.out}", flush=True)
+    stats = simulate_app_promotion(config, args.out, overwrite=args.overwrite,
+                                   progress=lambda line: print(line, flush=True))
+    print(stats.format())
+    print(f"schema: {Path(args.out) / SCHEMA_FILE}")
     return 0

@@ -13,7 +13,7 @@ step (sizes differ by at most one row), so a distributed run sees the same steps
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -116,9 +116,3 @@ class DayBatches:
         # Derived on the device: the 0/1 labels need not cross the bus.
         batch["labels"] = (batch["weights"] > 0).to(torch.float32)
         return batch
-
-
-def iterate_days(days: Sequence[Day], batch_size: int = 4096, **kwargs) -> Iterator[Batch]:
-    """Batches of several days in the given (time) order; kwargs as in `DayBatches`."""
-    for i, day in enumerate(days):
-        yield from DayBatches(day, batch_size, day_index=i, **kwargs)

@@ -29,8 +29,6 @@ from malt.experiments.cells import Cell, TrainFn, execute
 from malt.train.config import RunConfig
 from malt.train.run_dir import RunMetrics
 
-STATUSES = ("done", "skipped", "failed")
-
 
 @dataclass
 class Outcome:

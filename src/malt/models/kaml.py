@@ -28,7 +28,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.layers.bottom import MMoEBottom, SharedExpertBottom
 from malt.layers.hke import HKETower
@@ -96,8 +95,6 @@ class KAML(MaltModel):
     def __init__(self, schema, vocab, task, config=None):
         super().__init__(schema, vocab, task, config)
         c = self.config
-        if CAT in task.views:
-            raise ConfigError("KAML has one logit per action; it takes no 'cat' view")
         if c.hke and task.mask == "base":
             raise ConfigError("HKE learns from samples the mask extends beyond their target; "
                               "under the base mask there are none (use --mask adm, or "

@@ -10,6 +10,7 @@ view) under one tower per view: Shared-Bottom, MMoE, PLE and HoME only say which
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,9 +18,13 @@ from torch import nn
 from malt.data.schema import Schema
 from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
+from malt.errors import ConfigError
 from malt.layers import Expert, ExtractionNetwork, FeatureEncoder, Tower
 from malt.losses.views import view_losses
 from malt.models.config import ExtractionConfig, ModelConfig
+
+if TYPE_CHECKING:
+    from malt.models.registry import Traits
 
 
 @dataclass
@@ -45,11 +50,16 @@ class MaltModel(nn.Module):
     name = ""
     config_class: type[ModelConfig] = ModelConfig
     """Set by `register`: the config class of the model."""
+    traits: Traits | None = None
+    """Set by `register`: what the model is (see `malt.models.registry.Traits`)."""
 
     def __init__(self, schema: Schema, vocab: VocabInfo, task: Task,
                  config: ModelConfig | None = None):
         super().__init__()
         task.validate(schema)
+        if CAT in task.views and self.traits is not None and not self.traits.takes_cat:
+            raise ConfigError(f"{self.traits.display_name} has one logit per task; it takes no "
+                              f"'{CAT}' view")
         self.schema, self.vocab, self.task = schema, vocab, task
         if config is None:
             config = self.config_class()

@@ -78,7 +78,7 @@ def register(name: str, config: type[ModelConfig], traits: Traits
         if name in _REGISTRY and _REGISTRY[name].model is not cls:
             raise ValueError(f"model name '{name}' is already registered by "
                              f"{_REGISTRY[name].model.__name__}")
-        cls.name, cls.config_class = name, config
+        cls.name, cls.config_class, cls.traits = name, config, traits
         _REGISTRY[name] = ModelSpec(name, cls, config, traits)
         return cls
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from malt.data.task import CAT
-from malt.errors import ConfigError
 from malt.layers import FeatureEncoder
 from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
@@ -26,8 +24,6 @@ class SingleTask(MaltModel):
 
     def __init__(self, schema, vocab, task, config=None):
         super().__init__(schema, vocab, task, config)
-        if CAT in task.views:
-            raise ConfigError("single_task trains one network per label; it takes no 'cat' view")
         self.other_encoders = nn.ModuleDict({v: self.make_encoder() for v in task.views[1:]})
         self.experts = nn.ModuleDict({v: self.make_expert() for v in task.views})
         self.towers = nn.ModuleDict({v: self.make_tower(v) for v in task.views})

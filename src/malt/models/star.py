@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.layers import Tower
 from malt.layers.star import PartitionedNorm, StarFCN
@@ -46,8 +45,6 @@ class STAR(MaltModel):
 
     def __init__(self, schema, vocab, task, config=None):
         super().__init__(schema, vocab, task, config)
-        if CAT in task.views:
-            raise ConfigError("STAR has one logit per task; it takes no 'cat' view")
         c, n = self.config, len(task.views)
         self.norm = PartitionedNorm(self.in_dim, n)
         self.fcn = StarFCN(self.in_dim, (c.expert.dim, *c.tower.dims, 1), n)

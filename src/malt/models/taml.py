@@ -22,7 +22,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.layers import SoftmaxGate
 from malt.layers.gate import mix
@@ -104,8 +103,6 @@ class TAML(MaltModel):
 
     def __init__(self, schema, vocab, task, config=None):
         super().__init__(schema, vocab, task, config)
-        if CAT in task.views:
-            raise ConfigError("TAML has one logit per task; it takes no 'cat' view")
         c = self.config
         self.shared = nn.ModuleList(self.make_expert() for _ in range(c.shared_experts))
         self.tasks = nn.ModuleDict({v: _TaskLearners(self, v) for v in task.views})

@@ -6,6 +6,7 @@
     dda       the data-driven rule (Shapley shares under a fitted noisy-OR model)
     engine    labels of every click under every rule
     mac       writer of the MAC layout with vocabs and a schema file
+    pipeline  raw logs to a MAC-layout data set (what `malt attribute` does)
 """
 
 from malt.data.attribution.engine import ALL_RULES, Attribution, AttributionConfig, attribute

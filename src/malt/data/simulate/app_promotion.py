@@ -7,8 +7,7 @@ media); `target_action` (the campaign's bid goal: an action name or "other"); th
 labels (one per action of `ACTIONS`: 1 where the conversion happened *and* the campaign
 reported it); the true labels `true_<action>` (what happened, for the oracle); and
 `reported_<action>` (whether the campaign reports the action at all). A `schema.toml`
-describing these columns is written next to the data, so `malt prepare/train --schema
-DATA/schema.toml` read it.
+describing these columns is written next to the data, which every command reads by default.
 
 The story (see `malt.data.simulate.app_world` for the parameters): a click's conversion
 propensity per action is a logit of user-app affinity, the user's wealth and activity, the
@@ -30,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from malt.data.layout import day_path, write_day, write_vocab
+from malt.data.schema import SCHEMA_FILE
 from malt.data.simulate.app_world import (
     ACTIONS,
     APP_CATEGORIES,
@@ -59,7 +59,6 @@ CARDINALITY = {"age_band": 7, "gender": 3, "city_tier": 5, "device_model": DEVIC
                "installed_category": len(APP_CATEGORIES),
                "app_category": len(APP_CATEGORIES), "hour_band": 6, "slot": 5, "network": 3,
                "media": 8}
-SCHEMA_FILE = "schema.toml"
 
 
 @dataclass(frozen=True)
@@ -330,16 +329,3 @@ def _write_vocabs(vocab_dir: Path, config: AppSimConfig, world: World) -> None:
                  creative=len(world.campaigns.target) * CREATIVES_PER_CAMPAIGN)
     for column, size in sizes.items():
         write_vocab(vocab_dir, column, [str(i) for i in range(size)])
-
-
-def run_command(args) -> int:
-    """`malt simulate --scenario app-promotion` (same flags as the MAC scenario)."""
-    config = size_config(args.size, users=args.users, days=args.days, seed=args.seed)
-    print(f"simulating {config.campaigns:,} app-promotion campaigns, {config.users:,} users "
-          f"over {config.days} days (seed {config.seed}, {config.expected_clicks:,} clicks) -> "
-          f"{args.out}", flush=True)
-    stats = simulate_app_promotion(config, args.out, overwrite=args.overwrite,
-                                   progress=lambda line: print(line, flush=True))
-    print(stats.format())
-    print(f"schema: {Path(args.out) / SCHEMA_FILE}")
-    return 0

@@ -1,0 +1,98 @@
+"""Raw logs to a MAC-layout data set: read the logs, attribute, write days, vocabs and schema.
+
+`attribute_logs` is the whole of `malt attribute`: the output is checked before anything is
+read, built in a hidden sibling of `out` and moved into place when complete (see
+`malt.outputs.staged_output`), and `out/attribution.json` records the inputs, the settings
+and the label statistics (what `AttributionReport` holds).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from malt.data.attribution.engine import AttributionConfig, attribute
+from malt.data.attribution.journeys import DAY
+from malt.data.attribution.logs import read_criteo, read_generic
+from malt.data.attribution.mac import build_schema, write_mac
+from malt.errors import ConfigError
+from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
+
+LogFormat = Literal["generic", "criteo"]
+REPORT_FILE = "attribution.json"
+
+
+@dataclass(frozen=True)
+class AttributionReport:
+    """What an attribution wrote, and the statistics of its labels."""
+
+    format: str
+    clicks: str
+    conversions: str | None
+    rules: list[str]
+    window_days: float
+    mode: str
+    journeys_given: bool
+    """The log names each click's conversion (Criteo), so `mode` did not apply."""
+    half_life_days: float
+    position_shares: list[float]
+    dda_features: list[str]
+    n_clicks: int
+    n_conversions: int
+    attributed_conversions: int
+    mean_journey: float
+    """Clicks per conversion that has at least one."""
+    positive_ratio: dict[str, float]
+    weight_sum: dict[str, float]
+    days: list[dict]
+    """Split, file (relative to the output) and rows of every written day."""
+
+
+def default_window_days(log_format: LogFormat) -> float:
+    """7 days; 30 for Criteo, whose log spans 30 days, so that every journey it names is kept."""
+    return 30.0 if log_format == "criteo" else 7.0
+
+
+def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str | Path,
+                   config: AttributionConfig, *, log_format: LogFormat = "generic",
+                   name: str | None = None, user_fields: tuple[str, ...] = (),
+                   ad_fields: tuple[str, ...] = (), overwrite: bool = False
+                   ) -> AttributionReport:
+    """Attribute the logs under every rule of `config` and write the MAC layout to `out`."""
+    out = Path(out)
+    if log_format == "generic" and conversions is None:
+        raise ConfigError("--conversions is required with --format generic")
+    if log_format == "criteo" and conversions is not None:
+        raise ConfigError("--format criteo reads clicks and conversions from the --clicks file; "
+                          "drop --conversions")
+    if log_format == "criteo" and config.mode != "direct":
+        raise ConfigError("the Criteo layout names each click's conversion; --mode does not apply")
+    OutputDir(out, DATA_KIND).check_writable(overwrite=overwrite)
+    log = read_criteo(clicks) if log_format == "criteo" else read_generic(clicks, conversions)
+    schema = build_schema(log, config.rules, name=name or out.resolve().name,
+                          user_fields=user_fields, ad_fields=ad_fields)
+    result = attribute(log, config)
+    sizes = result.journeys.sizes
+    with staged_output(out, DATA_KIND, overwrite=overwrite) as stage:
+        days = write_mac(stage, log, result.labels, schema)
+        report = AttributionReport(
+            format=log_format, clicks=str(clicks),
+            conversions=None if conversions is None else str(conversions),
+            rules=list(config.rules), window_days=config.window / DAY, mode=config.mode,
+            journeys_given=bool(log.journey), half_life_days=config.half_life / DAY,
+            position_shares=list(config.position_shares),
+            dda_features=list(config.dda_features), n_clicks=len(log.clicks),
+            n_conversions=len(log.conversions),
+            attributed_conversions=result.attributed_conversions,
+            mean_journey=float(sizes[sizes > 0].mean()) if result.attributed_conversions
+            else 0.0,
+            positive_ratio={r: float(np.mean(w > 0)) for r, w in result.labels.items()},
+            weight_sum={r: float(w.sum()) for r, w in result.labels.items()},
+            days=[{"split": d.split, "file": str(d.path.relative_to(stage)), "rows": d.rows}
+                  for d in days])
+        atomic_write_text(stage / REPORT_FILE, json.dumps(asdict(report), indent=1))
+    return report
