@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from malt.data.task import CAT
-from malt.losses.views import cat_classes
-from malt.losses.views import binary_loss, cat_loss, view_losses
+from malt.losses.views import binary_loss, cat_classes, cat_loss, view_losses
 
 
 def test_binary_loss_is_the_two_way_softmax_of_the_reference():

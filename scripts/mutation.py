@@ -1,0 +1,181 @@
+"""Mutation testing of malt's core with mutmut (pinned in the `mutation` extra; not run in CI).
+
+    pip install -e '.[mutation]'
+    python scripts/mutation.py                 # every group (hours on 2 cores)
+    python scripts/mutation.py metrics batches # some groups
+    python scripts/mutation.py --report        # the table of the last runs, no new run
+
+Each group mutates some modules of `src/malt` and runs the tests that pin them, in its own copy
+of the working tree under `.mutation/<group>/` (mutmut's `mutants/` and results stay there, so a
+rerun continues where the last one stopped). The report gives, per module, the mutants killed
+(a test failed, or the mutant timed out), survived, and not reached by any test, and the kill
+rate over the mutants that are not listed in `scripts/mutation-equivalent.txt` (mutants that
+behave exactly like the original, or whose survival is accepted, each with its reason; see
+docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".mutation"
+EQUIVALENT = Path(__file__).with_name("mutation-equivalent.txt")
+KILLED = {"killed", "timeout"}
+
+
+@dataclass(frozen=True)
+class Group:
+    modules: tuple[str, ...]
+    """Files under src/ to mutate."""
+    tests: tuple[str, ...]
+    names: tuple[str, ...] = ()
+    """Mutant name patterns to run (default: every mutant of the modules)."""
+
+
+GROUPS = {
+    "metrics": Group(("malt/metrics.py",), ("tests/test_metrics.py",
+                                            "tests/eval/test_target.py")),
+    "losses": Group(("malt/losses/views.py", "malt/losses/ranking.py"),
+                    ("tests/losses/test_views.py", "tests/losses/test_ranking.py")),
+    "grad_methods": Group(("malt/train/grad_methods.py",), ("tests/train/test_grad_methods.py",)),
+    "trainer_step": Group(("malt/train/trainer.py",), ("tests/train/test_train_step.py",),
+                          names=("malt.train.trainer.xǁTrainerǁtrain_step__mutmut_*",
+                                 "malt.train.trainer.xǁTrainerǁ_surgery_step__mutmut_*")),
+    "attribution_rules": Group(("malt/data/attribution/rules.py",
+                                "malt/data/attribution/dda.py"),
+                               ("tests/data/test_attribution_rules.py",)),
+    "batches": Group(("malt/data/batches.py",), ("tests/data/test_batches.py",)),
+    "vocab": Group(("malt/data/vocab.py",), ("tests/data/test_vocab.py",
+                                             "tests/data/test_cache.py")),
+}
+
+
+def _setup_cfg(group: Group) -> str:
+    lines = ["[mutmut]", "source_paths = src", "process_isolation = forkserver",
+             "only_mutate ="]
+    lines += [f"    src/{m}" for m in group.modules]
+    lines += ["pytest_add_cli_args_test_selection ="]
+    lines += [f"    {t}" for t in group.tests]
+    return "\n".join(lines) + "\n"
+
+
+def _copy_tree(target: Path) -> None:
+    """The working tree (as git sees it) into `target`, replacing its sources and tests."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in ("src", "tests"):
+        shutil.rmtree(target / name, ignore_errors=True)
+    for name in files:
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    # The project's own [tool.mutmut] (none) would win over setup.cfg; pytest's options stay.
+    text = (target / "pyproject.toml").read_text()
+    (target / "pyproject.toml").write_text(text.replace("[tool.mutmut]", "[tool.unused]"))
+
+
+def run_group(name: str, group: Group, children: int) -> None:
+    target = WORK / name
+    target.mkdir(parents=True, exist_ok=True)
+    _copy_tree(target)
+    (target / "setup.cfg").write_text(_setup_cfg(group))
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children),
+               *group.names]
+    print(f"== {name}: {' '.join(group.modules)}", flush=True)
+    with (target / "mutmut.log").open("w") as log:
+        subprocess.run(command, cwd=target, stdout=log, stderr=subprocess.STDOUT, check=False)
+
+
+def results(name: str) -> dict[str, str]:
+    """Mutant name -> status, of the last run of group `name`."""
+    target = WORK / name
+    if not (target / "mutants").is_dir():
+        return {}
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
+                         cwd=target, capture_output=True, text=True, check=False).stdout
+    statuses = {}
+    for line in out.splitlines():
+        mutant, sep, status = line.strip().rpartition(": ")
+        if sep:
+            statuses[mutant] = status
+    return statuses
+
+
+def equivalent() -> set[str]:
+    """Mutant names listed as equivalent or accepted (`name  # reason` per line)."""
+    if not EQUIVALENT.is_file():
+        return set()
+    return {line.split("#")[0].strip() for line in EQUIVALENT.read_text().splitlines()
+            if line.split("#")[0].strip()}
+
+
+def module_of(mutant: str) -> str:
+    """`malt.data.vocab.xǁVocabLookupǁload__mutmut_3` -> `malt.data.vocab`."""
+    head = mutant.split("__mutmut_")[0]
+    parts = head.split(".")
+    for i, part in enumerate(parts):
+        if part.startswith(("x_", "xǁ")):
+            return ".".join(parts[:i])
+    return ".".join(parts[:-1])
+
+
+def report(names: list[str]) -> str:
+    """A Markdown table: per module, killed / survived / no tests / listed / kill rate."""
+    listed = equivalent()
+    rows = ["| module | mutants | killed | survived | no tests | equivalent or accepted | "
+            "kill rate (non-equivalent) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    survivors = []
+    for name in names:
+        by_module: dict[str, Counter] = {}
+        for mutant, status in results(name).items():
+            counts = by_module.setdefault(module_of(mutant), Counter())
+            counts["total"] += 1
+            if mutant in listed and status not in KILLED:
+                counts["listed"] += 1
+            elif status in KILLED:
+                counts["killed"] += 1
+            elif status == "no tests":
+                counts["no tests"] += 1
+                survivors.append(mutant)
+            else:
+                counts["survived"] += 1
+                survivors.append(mutant)
+        for module, c in sorted(by_module.items()):
+            counted = c["total"] - c["listed"]
+            rate = c["killed"] / counted if counted else 1.0
+            rows.append(f"| `{module}` | {c['total']} | {c['killed']} | {c['survived']} | "
+                        f"{c['no tests']} | {c['listed']} | {100 * rate:.1f}% |")
+    text = "\n".join(rows)
+    if survivors:
+        text += "\n\nNot killed and not listed:\n" + "\n".join(f"- {m}" for m in survivors)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("groups", nargs="*", help=f"groups to run (default: all of "
+                                                  f"{', '.join(GROUPS)})")
+    parser.add_argument("--report", action="store_true", help="only print the last results")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
+    args = parser.parse_args()
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown groups {unknown}; choose from {list(GROUPS)}")
+    names = args.groups or list(GROUPS)
+    if not args.report:
+        for name in names:
+            run_group(name, GROUPS[name], args.children)
+    print(report(names))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""One optimiser step of the trainer, against the same step done by hand.
+
+Each test builds a run, copies its model and optimiser, does by hand what a step must do
+(losses, `L_main + λ · Σ L_aux` or the gradient method's combined gradient, the per-rank scale,
+clipping, one Adam step) and checks that `Trainer.train_step` leaves the same parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from mac_data import write_random_dataset
+from malt.data.batches import DayBatches
+from malt.train import grad_methods
+from malt.train.builder import build_run
+from malt.train.config import RunConfig
+from malt.train.distributed import World
+from malt.train.optim import Optimisation
+from malt.train.run_dir import RunDir
+from malt.train.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_random_dataset(tmp_path_factory.mktemp("step") / "data", days=3, rows=200)
+
+
+def _trainer(data: Path, tmp_path: Path, *, aux_weight=0.3, **train) -> Trainer:
+    config = RunConfig.from_dict({
+        "seed": 5, "data": {"path": str(data)},
+        "task": {"main": "last", "aux": ["first", "linear"], "aux_weight": aux_weight},
+        "train": {"batch_size": 64, "log_every": 3, "warmup_fraction": 0.0, "lr": 0.01,
+                  **train},
+        "model": {"name": "mmoe", "encoder": {"embed_dim": 8, "attention_heads": 2},
+                  "expert": {"dim": 16}, "tower": {"dims": [8, 4]}}})
+    return Trainer(build_run(config), RunDir(tmp_path / "run"))
+
+
+def _batch(trainer: Trainer, step: int = 0) -> dict:
+    batches = iter(DayBatches(trainer.train_days[0], trainer.config.train.batch_size))
+    for _ in range(step):
+        next(batches)
+    return next(batches)
+
+
+def _reference(trainer: Trainer):
+    """A copy of the model and a fresh optimisation of it, as the trainer has them now."""
+    model = copy.deepcopy(trainer.model)
+    optimisation = Optimisation(model, model.embedding_parameters(), trainer.config.train,
+                                trainer.total_steps)
+    optimisation.load_state_dict(trainer.optimisation.state_dict())
+    return model, optimisation
+
+
+def _losses(model, batch, task):
+    losses = model.losses(model(batch), batch)
+    main = losses[task.main]
+    aux = [v for k, v in losses.items() if k != task.main]
+    return main, aux
+
+
+def _assert_same_parameters(a, b):
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("aux_weight", [0.3, 0.0])
+def test_a_step_is_one_adam_step_on_main_plus_lambda_times_the_auxiliary_losses(
+        data, tmp_path, aux_weight):
+    trainer = _trainer(data, tmp_path, aux_weight=aux_weight)
+    batch = _batch(trainer)
+    model, optimisation = _reference(trainer)
+    main, aux = _losses(model, batch, trainer.task)
+    (main + aux_weight * sum(aux)).backward()
+    optimisation.step()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    report = trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert all(p.grad is None for p in trainer.model.parameters())  # zeroed after the step
+    assert report.rows == batch["labels"].shape[0]
+
+
+def test_the_auxiliary_weight_is_lambda_not_one(data, tmp_path):
+    trainer = _trainer(data, tmp_path, aux_weight=0.3)
+    batch = _batch(trainer)
+    model, optimisation = _reference(trainer)
+    main, aux = _losses(model, batch, trainer.task)
+    (main + 1.0 * sum(aux)).backward()
+    optimisation.step()
+    trainer.train_step(batch)
+    assert any(not torch.equal(p, q) for p, q in zip(trainer.model.parameters(),
+                                                     model.parameters()))
+
+
+def test_each_rank_scales_its_loss_by_its_share_of_the_step(data, tmp_path):
+    trainer = _trainer(data, tmp_path)
+    # A world of two whose step held one row more than twice this rank's rows.
+    trainer.world = World(rank=0, size=2)
+    batch = _batch(trainer)
+    rows = batch["labels"].shape[0]
+    batch["step_rows"] = torch.tensor(2 * rows + 1)
+    model, optimisation = _reference(trainer)
+    main, aux = _losses(model, batch, trainer.task)
+    ((main + 0.3 * sum(aux)) * (2 * rows / (2 * rows + 1))).backward()
+    optimisation.step()
+    trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)
+
+
+@pytest.mark.parametrize("method", ["gcs", "pcgrad"])
+def test_a_gradient_method_steps_with_its_combined_gradient(data, tmp_path, method):
+    trainer = _trainer(data, tmp_path, grad_method=method, gcs_weighting="sigmoid")
+    batch = _batch(trainer)
+    model, optimisation = _reference(trainer)
+    generator = torch.Generator()
+    generator.set_state(trainer.generator.get_state())
+    main, aux = _losses(model, batch, trainer.task)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = grad_methods.task_gradients([main, *aux], params, World())
+    combined = grad_methods.gcs(grads, params)[0] if method == "gcs" else \
+        grad_methods.pcgrad(grads, params, "paper", generator)[0]
+    for p, g in zip(params, combined):
+        p.grad = g
+    optimisation.step()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+
+
+def test_gcs_passes_its_weighting_and_lambda(data, tmp_path):
+    trainer = _trainer(data, tmp_path, grad_method="gcs", gcs_weighting="clip")
+    batch = _batch(trainer)
+    model, optimisation = _reference(trainer)
+    main, aux = _losses(model, batch, trainer.task)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = grad_methods.task_gradients([main, *aux], params, World())
+    combined, _ = grad_methods.gcs(grads, params, "paper", "clip", 0.3)
+    for p, g in zip(params, combined):
+        p.grad = g
+    optimisation.step()
+    trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)
+
+
+def test_without_auxiliary_weight_a_gradient_method_is_the_plain_step(data, tmp_path):
+    trainer = _trainer(data, tmp_path, aux_weight=0.0, grad_method="pcgrad")
+    batch = _batch(trainer)
+    model, optimisation = _reference(trainer)
+    main, _ = _losses(model, batch, trainer.task)
+    main.backward()
+    optimisation.step()
+    trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)
+
+
+def test_gradients_are_clipped_to_the_configured_norm(data, tmp_path):
+    trainer = _trainer(data, tmp_path, grad_clip=1e-3)
+    batch = _batch(trainer)
+    model, optimisation = _reference(trainer)
+    main, aux = _losses(model, batch, trainer.task)
+    (main + 0.3 * sum(aux)).backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
+                                   1e-3)
+    optimisation.step()
+    trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)
+
+
+def test_the_model_trains_in_training_mode(data, tmp_path):
+    trainer = _trainer(data, tmp_path)
+    trainer.model.eval()
+    trainer.train_step(_batch(trainer))
+    assert trainer.model.training
+
+
+def test_losses_are_reported_at_the_first_the_last_and_every_log_interval(data, tmp_path):
+    trainer = _trainer(data, tmp_path)
+    batch = _batch(trainer)
+    due = []
+    for step in range(trainer.total_steps):
+        trainer.state = replace(trainer.state, global_step=step)
+        report = trainer.train_step(batch)
+        if report.losses:
+            due.append(step)
+            assert set(report.losses) == {"last", "first", "linear"}
+            assert all(isinstance(v, float) for v in report.losses.values())
+    last = trainer.total_steps - 1
+    assert due == sorted({0, last, *range(2, trainer.total_steps, 3)})
