@@ -4,6 +4,7 @@
     python scripts/mutation.py                 # every group (hours on 2 cores)
     python scripts/mutation.py metrics batches # some groups
     python scripts/mutation.py --report        # the table of the last runs, no new run
+    python scripts/mutation.py --survivors     # test again only what was not killed
 
 Each group mutates some modules of `src/malt` and runs the tests that pin them, in its own copy
 of the working tree under `.mutation/<group>/` (mutmut's `mutants/` and results stay there, so a
@@ -82,13 +83,17 @@ def _copy_tree(target: Path) -> None:
     (target / "pyproject.toml").write_text(text.replace("[tool.mutmut]", "[tool.unused]"))
 
 
-def run_group(name: str, group: Group, children: int) -> None:
+def run_group(name: str, group: Group, children: int, survivors: bool = False) -> None:
     target = WORK / name
+    names = list(group.names)
+    if survivors:
+        names = [m for m, status in results(name).items() if status not in KILLED]
+        if not names:
+            return
     target.mkdir(parents=True, exist_ok=True)
     _copy_tree(target)
     (target / "setup.cfg").write_text(_setup_cfg(group))
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children),
-               *group.names]
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names]
     print(f"== {name}: {' '.join(group.modules)}", flush=True)
     with (target / "mutmut.log").open("w") as log:
         subprocess.run(command, cwd=target, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -166,6 +171,8 @@ def main() -> None:
                                                   f"{', '.join(GROUPS)})")
     parser.add_argument("--report", action="store_true", help="only print the last results")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run only the mutants the last run did not kill (after new tests)")
     args = parser.parse_args()
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
@@ -173,7 +180,7 @@ def main() -> None:
     names = args.groups or list(GROUPS)
     if not args.report:
         for name in names:
-            run_group(name, GROUPS[name], args.children)
+            run_group(name, GROUPS[name], args.children, args.survivors)
     print(report(names))
 
 

@@ -311,3 +311,110 @@ def test_view_metrics_binarised_and_weighted():
     assert got.gauc_weighted == pytest.approx(slow_gauc(s, y, u, w)[0], abs=1e-9)
     assert got.gauc_weighted != pytest.approx(got.gauc, abs=1e-6)
     assert got.logloss == pytest.approx(log_loss(y, np.clip(s, 1e-7, 1 - 1e-7)), rel=1e-12)
+
+
+# --- input checks, dtypes and edge cases ----------------------------------------------------------
+
+GOOD = np.array([0.2, 0.8, 0.5])
+ONE_ZERO = np.array([1.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: m.auc(np.zeros((2, 2)), np.zeros(2)), r"scores must be 1-D, got shape \(2, 2\)"),
+    (lambda: m.auc(np.array([0.1, np.nan]), np.array([0, 1])),
+     "scores contain NaN or infinite values"),
+    (lambda: m.logloss(np.array([0.1, np.inf]), np.array([0, 1])),
+     "probs contain NaN or infinite values"),
+    (lambda: m.auc(GOOD, np.array([1, 0])), r"labels must have shape \(3,\), got \(2,\)"),
+    (lambda: m.auc(GOOD, np.array([1, 0, 0.5])), "labels must be 0 or 1"),
+    (lambda: m.logloss(GOOD, np.array([1, 0, 1.5])), r"labels must be in \[0, 1\]"),
+    (lambda: m.auc(GOOD, ONE_ZERO, np.ones(2)), r"sample_weight must have shape \(3,\)"),
+    (lambda: m.auc(GOOD, ONE_ZERO, np.array([1, -1, 1])),
+     "sample_weight must be finite and >= 0"),
+    (lambda: m.gauc(GOOD, ONE_ZERO, np.zeros(2)), r"user must have shape \(3,\), got \(2,\)"),
+    (lambda: m.rela_impr_best(0.7, {}), "no baseline AUC given"),
+    (lambda: m.path_complexity(np.array([1, 2]), np.array([3]), np.ones(1), np.ones(1)),
+     "user holds ids that are not in user_ids"),
+])
+def test_bad_input_is_refused_with_a_message_that_says_what(call, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        call()
+
+
+def _two_runs():
+    s, y, u, raw = random_day(3)
+    return m.gauc(s, y, u), m.gauc(1 - s, y, u), u, y
+
+
+@pytest.mark.parametrize("edges, complexity_size, message", [
+    ((), None, r"edges must be a non-empty ascending sequence, got \[\]"),
+    ((1.0, 1.0, 2.0), None, "non-empty ascending"),
+    ((2.0, 1.0), None, "non-empty ascending"),
+    (((1.0, 2.0),), None, "non-empty ascending"),
+    ((1.0, 2.0), 3, "complexity must have one value per user of model.user_ids"),
+])
+def test_complexity_groups_refuse_bad_edges_and_complexities(edges, complexity_size, message):
+    model, base, _, _ = _two_runs()
+    complexity = np.ones(complexity_size if complexity_size else len(model.user_ids))
+    with pytest.raises(ValueError, match=message):
+        m.gauc_gain_by_complexity(model, base, complexity, edges)
+    other = m.gauc(np.r_[GOOD, 0.1], np.r_[ONE_ZERO, 0], np.array([7, 7, 8, 8]))
+    with pytest.raises(ValueError, match="^model and baseline GAUC were computed on different"):
+        m.gauc_gain_by_complexity(model, other, complexity)
+
+
+def test_one_edge_is_one_open_group_and_empty_groups_are_nan_without_warnings():
+    import warnings
+
+    model, base, _, _ = _two_runs()
+    complexity = np.full(len(model.user_ids), 2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = m.gauc_gain_by_complexity(model, base, complexity, edges=(1.0,))
+        split = m.gauc_gain_by_complexity(model, base, complexity, edges=(1.0, 1.5, 3.0))
+    assert len(one.groups) == 1 and one.groups[0].hi == math.inf
+    assert one.groups[0].users == model.users
+    assert split.groups[0].users == 0 and math.isnan(split.groups[0].gauc_model)
+
+
+def test_metrics_are_computed_in_float64_whatever_the_input_dtype():
+    p = np.array([1.0, 0.0, 0.9999999, 0.3], dtype=np.float32)
+    y = np.array([0.0, 1.0, 0.0, 1.0])
+    assert m.logloss(p, y) == pytest.approx(m.logloss(p.astype(np.float64), y), rel=1e-12)
+    weights = np.array([0.0, 0.25, 0.0, 1.5], dtype=np.float32)
+    w = m.attribution_sample_weight(weights)
+    assert w.dtype == np.float64 and w.tolist() == [1.0, 0.25, 1.0, 1.5]
+    result = m.gauc(np.array([0.1, 0.9, 0.3, 0.4]), np.array([0, 1, 0, 1]), np.array([5, 5, 6, 6]))
+    assert result.user_clicks.dtype == np.int64
+    assert m.gauc(np.zeros(0), np.zeros(0), np.zeros(0)).user_clicks.dtype == np.int64
+
+
+def test_soft_labels_and_a_weight_total_of_one():
+    p, y = np.array([0.2, 0.7]), np.array([0.3, 0.6])
+    want = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert m.logloss(p, y) == pytest.approx(want, rel=1e-12)
+    w = np.array([0.25, 0.75])  # a total weight of exactly one
+    per_row = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert m.logloss(p, y, w) == pytest.approx(np.average(per_row, weights=w), rel=1e-12)
+
+
+def test_auc_of_a_single_class_is_nan_without_dividing_by_zero():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(m.auc(GOOD, np.ones(3)))
+        assert math.isnan(m.auc(GOOD, np.zeros(3)))
+        assert math.isnan(m.auc(GOOD, ONE_ZERO, np.array([0.0, 1.0, 0.0])))
+        assert math.isnan(m.auc(GOOD, ONE_ZERO, np.array([1.0, 0.0, 1.0])))
+
+
+def test_gauc_without_a_counted_user_is_nan():
+    result = m.gauc(np.array([0.1, 0.9, 0.3]), np.array([1, 1, 0]), np.array([5, 5, 6]))
+    assert math.isnan(result.value) and result.users == 0 and result.clicks == 0
+
+
+def test_path_complexity_covers_users_without_rows():
+    ratio = m.path_complexity(np.array([1, 2, 3]), np.array([1, 1, 2]), np.array([1, 1, 1]),
+                              np.array([1, 0, 1]))
+    assert ratio.shape == (3,) and ratio[0] == 2.0 and ratio[1] == 1.0 and math.isnan(ratio[2])

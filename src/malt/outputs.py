@@ -162,9 +162,9 @@ class OutputDir:
             return
         manifest = self.manifest
         if manifest is None:
+            held = foreign_files(self.path) or sorted(self.path.iterdir())
             raise ConfigError(f"{self.path} is not empty and is not a malt output (it holds "
-                              f"{describe(foreign_files(self.path), self.path)}); choose "
-                              "another directory")
+                              f"{describe(held, self.path)}); choose another directory")
         if manifest.kind != self.kind:
             raise ConfigError(f"{self.path} holds a malt {manifest.kind}, not a {self.kind}; "
                               "choose another directory")

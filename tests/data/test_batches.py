@@ -126,10 +126,20 @@ def test_from_step_resumes_exactly(day, shuffle):
 
 
 def test_argument_checks(day):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^batch_size must be positive, got 0"):
         DayBatches(day, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^rank 2 is outside world_size 2"):
         DayBatches(day, 10, rank=2, world_size=2)
+    assert len(list(DayBatches(day, 1))) == ROWS  # one row a step is a valid batch
+
+
+def test_defaults_are_batches_of_4096_rows_in_order_or_shuffled_with_seed_0(tmp_path):
+    big = prepare(write_random_dataset(tmp_path / "big", days=2, rows=4100)).train[0]
+    sizes = [len(b["labels"]) for b in DayBatches(big)]
+    assert sizes == [4096, 4]
+    order = day_order(4100, True, 0, 0)
+    for k, b in enumerate(DayBatches(big, shuffle=True)):  # each batch: its rows, sorted
+        np.testing.assert_array_equal(b["index"].numpy(), np.sort(order[4096 * k:4096 * (k + 1)]))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

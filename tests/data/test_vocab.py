@@ -128,7 +128,53 @@ def test_index_of_and_sizes():
 
 
 def test_bad_vocab_indices():
-    with pytest.raises(DataError, match="negative"):
-        VocabLookup({"a": -1}, source="v.json")
-    with pytest.raises(DataError, match="int32"):
-        VocabLookup({"a": 2**31}, source="v.json")
+    with pytest.raises(DataError, match="vocab index of id 'b' is negative") as err:
+        VocabLookup({"a": 3, "b": -1, "c": 0}, source="v.json")
+    assert err.value.file == "v.json"
+    with pytest.raises(DataError, match="vocab indices must fit in int32") as err:
+        VocabLookup({"a": 2**31 - 1}, source="v.json")  # its OOV row would not fit
+    assert err.value.file == "v.json"
+    largest = VocabLookup({"a": 2**31 - 2}, source="v.json")
+    assert largest.oov_index == 2**31 - 1 and largest.values.dtype == np.int32
+
+
+def test_index_of_one_raw_id_against_an_integer_vocab():
+    lookup = VocabLookup({"7": 2, "-3": 0, "12": 1}, source="test")
+    assert [lookup.index_of(t) for t in ("7", "-3", "12")] == [2, 0, 1]
+    # Not an integer, not its canonical text, or outside int64: out of the vocabulary.
+    for text in ("x", "07", "+7", " 7", str(2**63), str(-(2**63) - 1), "7.0"):
+        assert lookup.index_of(text) == lookup.oov_index == 3, text
+
+
+def test_map_into_refuses_an_output_it_cannot_fill():
+    lookup = VocabLookup({"1": 0}, source="test")
+    ids = pa.array([1, 2])
+    for out in (np.empty(2, dtype=np.int64), np.empty(3, dtype=np.int32),
+                np.empty((2, 2), dtype=np.int32)[:, 0]):
+        with pytest.raises(ValueError, match="^out must be a contiguous int32 array"):
+            lookup.map_into(ids, out)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "vocab file must hold one JSON object"),
+    ('{"a": 1, "b": "2"}', "vocab index of id 'b' is not an integer"),
+    ('{"a": 1.0}', "vocab index of id 'a' is not an integer"),
+    ("{not json", "vocab file is not valid JSON"),
+])
+def test_bad_vocab_files_name_the_file(tmp_path, text, message):
+    path = tmp_path / "user_id.json"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as err:
+        VocabLookup.load(path)
+    assert err.value.file == str(path)
+    with pytest.raises(DataError, match="vocab file is missing") as err:
+        VocabLookup.load(tmp_path / "absent.json")
+    assert err.value.file == str(tmp_path / "absent.json")
+
+
+def test_a_loaded_vocab_maps_like_its_mapping(tmp_path):
+    path = tmp_path / "item.json"
+    path.write_text('{"10": 1, "20": 0, "x": 2}')
+    lookup = VocabLookup.load(path)
+    assert lookup.source == str(path)
+    assert lookup.map(pa.array(["20", "x", "10", "y"])).tolist() == [0, 2, 1, 3]

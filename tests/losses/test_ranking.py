@@ -52,3 +52,15 @@ def test_ranking_loss_ignores_zero_zero_and_one_one_pairs():
     assert torch.isclose(ranking_loss(moved, labels), base)
     one_pair = ranking_loss(torch.tensor([[0.3], [1.1]]), torch.tensor([[1.0], [0.0]]))
     assert torch.isclose(one_pair, F.softplus(torch.tensor(1.1 - 0.3)))
+
+
+def test_a_task_without_pairs_does_not_stop_the_tasks_after_it():
+    logits = torch.tensor([[0.2, 0.5], [0.9, -0.3]])
+    labels = torch.tensor([[0.0, 1.0], [0.0, 0.0]])     # task 0: no positive; task 1: one pair
+    got = ranking_loss(logits, labels)
+    assert torch.isclose(got, F.softplus(torch.tensor(-0.3 - 0.5)))
+
+
+def test_an_unknown_normalisation_is_refused():
+    with pytest.raises(ValueError, match=r"^normalize must be one of \('pairs', 'batch'\), got"):
+        ranking_loss(torch.zeros(2, 1), torch.zeros(2, 1), normalize="rows")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,3 +61,52 @@ def test_view_losses_binary_and_weighted_targets():
     torch.testing.assert_close(weighted["b"], binary_loss(logits["b"],
                                                           torch.tensor([0.4, 0.0, 1.0])))
     torch.testing.assert_close(weighted[CAT], binary[CAT])       # CAT uses binarised labels
+
+
+def test_masked_loss_averages_over_the_trusted_rows_only():
+    from malt.losses.views import masked_binary_loss
+
+    z = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    per_row = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
+    mask = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    torch.testing.assert_close(masked_binary_loss(z, y, mask), per_row[[0, 2, 3]].mean())
+    # Fewer than one trusted row: the sum is not blown up by dividing by a small mask.
+    half = torch.tensor([0.5, 0.0, 0.0, 0.0])
+    torch.testing.assert_close(masked_binary_loss(z, y, half), 0.5 * per_row[0])
+    assert masked_binary_loss(z, y, torch.zeros(4)).item() == 0.0
+
+
+def test_view_losses_use_each_views_own_mask_and_target():
+    from malt.losses.views import masked_binary_loss
+
+    logits = {"a": torch.tensor([0.3, -0.2, 1.0]), "b": torch.tensor([-1.0, 0.5, 0.1])}
+    weights = torch.tensor([[0.4, 0.0], [0.0, 1.7], [1.0, 0.2]])
+    mask = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    batch = {"labels": (weights > 0).float(), "weights": weights, "mask": mask}
+    columns = {"a": 0, "b": 1}
+    binary = view_losses(logits, batch, columns)
+    weighted = view_losses(logits, batch, columns, "weighted")
+    for view, col in columns.items():
+        torch.testing.assert_close(binary[view], masked_binary_loss(
+            logits[view], batch["labels"][:, col], mask[:, col]))
+        torch.testing.assert_close(weighted[view], masked_binary_loss(
+            logits[view], weights[:, col].clamp(0, 1), mask[:, col]))
+    assert not torch.isclose(binary["a"], weighted["a"])
+    unmasked = view_losses(logits, {k: v for k, v in batch.items() if k != "mask"}, columns)
+    assert not torch.isclose(unmasked["b"], binary["b"])
+
+
+def test_the_cartesian_view_refuses_a_mask():
+    batch = {"labels": torch.zeros(2, 2), "mask": torch.ones(2, 2)}
+    with pytest.raises(ValueError, match="^the Cartesian view needs every label: it takes no"):
+        view_losses({CAT: torch.zeros(2, 4)}, batch, {})
+
+
+def test_weighted_targets_are_clamped_to_zero_and_one():
+    from malt.losses.views import binary_target
+
+    batch = {"labels": torch.tensor([[1.0], [0.0], [1.0]]),
+             "weights": torch.tensor([[1.7], [-0.2], [0.4]])}
+    assert binary_target(batch, 0, "weighted").tolist() == [1.0, 0.0, pytest.approx(0.4)]
+    assert binary_target(batch, 0, "binary").tolist() == [1.0, 0.0, 1.0]

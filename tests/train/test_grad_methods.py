@@ -1,3 +1,4 @@
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,3 +119,123 @@ def test_gcs_binary_weighs_aligned_auxiliaries_by_lambda_and_clip_by_the_cosine(
     torch.testing.assert_close(clipped[0], grads[0][0] + sum(
         0.5 * max(c, 0.0) * grads[j][0] for j, c in zip((1, 2), cos)))
     torch.testing.assert_close(binary[4], 0.5 * grads[1][4])
+
+
+# --- against direct implementations on hand-made gradients --------------------------------------
+
+def _hand_made(seed: int = 0, tasks: int = 4):
+    """Parameters [3 shared of different sizes, 1 per task], and per task a gradient on the
+    shared ones (None on the last shared one for task 2: it does not reach it) and its head."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(2,), (3, 2), (4,)]
+    params = [torch.zeros(s) for s in shapes] + [torch.zeros(2) for _ in range(tasks)]
+    grads = []
+    for k in range(tasks):
+        grad: list = [torch.randn(s, generator=g) for s in shapes]
+        if k == 2:
+            grad[2] = None
+        grad += [torch.randn(2, generator=g) if j == k else None for j in range(tasks)]
+        grads.append(grad)
+    return params, grads
+
+
+def _flat_shared(grad, params):
+    return torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1)
+                      for t, p in zip(grad[:3], params[:3])])
+
+
+def _pcgrad_by_hand(grads, params, seed):
+    """PCGrad as specified: every task, in a random order of the others, projected off each
+    original gradient it conflicts with; the projections summed on the shared parameters."""
+    g = torch.Generator().manual_seed(seed)
+    originals = [_flat_shared(grad, params) for grad in grads]
+    total, conflicts = torch.zeros_like(originals[0]), 0
+    for i, g_i in enumerate(originals):
+        g_i = g_i.clone()
+        others = [j for j in range(len(grads)) if j != i]
+        for j in (others[o] for o in torch.randperm(len(others), generator=g).tolist()):
+            dot = g_i @ originals[j]
+            if dot < 0:
+                g_i = g_i - dot / (originals[j] @ originals[j] + 1e-8) * originals[j]
+                conflicts += 1
+        total += g_i
+    return total, conflicts
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pcgrad_paper_is_the_specified_algorithm(seed):
+    params, grads = _hand_made(seed)
+    combined, conflicts = pcgrad(grads, params, "paper", torch.Generator().manual_seed(seed))
+    want, want_conflicts = _pcgrad_by_hand(grads, params, seed)
+    got = torch.cat([c.reshape(-1) for c in combined[:3]])
+    torch.testing.assert_close(got, want)
+    assert conflicts == want_conflicts > 0
+    for k in range(4):  # each head keeps its own task's gradient
+        torch.testing.assert_close(combined[3 + k], grads[k][3 + k])
+
+
+def test_pcgrad_projection_divides_by_the_squared_norm_plus_eps():
+    tiny = 1e-4  # |g|² = 1e-8 = EPS: the denominator is 2e-8
+    params, grads = _two_task_grads([1.0, 0.0], [-tiny, 0.0])
+    (paper,), _ = pcgrad(grads, params, "paper", torch.Generator().manual_seed(0))
+    # task 0: [1,0] - (-1e-4 / 2e-8)[-1e-4, 0] = [1 - 0.5, 0]; task 1: [-1e-4,0] + 1e-4·[1,0]/(1+1e-8)
+    torch.testing.assert_close(paper, torch.tensor([0.5, 0.0]), atol=1e-6, rtol=0)
+    params, grads = _two_task_grads([-tiny, 0.0], [1.0, 0.0])
+    (reference,), _ = pcgrad(grads, params, "reference")
+    # the auxiliary [1,0] projected off the main [-1e-4, 0]: 1 - (-1e-4)/(2e-8)·(-1e-4) = 0.5
+    torch.testing.assert_close(reference, torch.tensor([-tiny + 0.5, 0.0]), atol=1e-6, rtol=0)
+
+
+def test_orthogonal_gradients_are_no_conflict():
+    params, grads = _two_task_grads([1.0, 0.0], [0.0, 1.0])
+    for variant in ("paper", "reference"):
+        _, conflicts = pcgrad(grads, params, variant, torch.Generator().manual_seed(0))
+        assert conflicts == 0
+    _, weights = gcs(grads, params, "paper", "binary")
+    assert weights == [0.0]
+
+
+def test_pcgrad_reference_handles_parameters_one_task_does_not_reach():
+    main = torch.tensor([1.0, 0.0])
+    params = [torch.zeros(2), torch.zeros(2), torch.zeros(2)]
+    grads = [[main, None, None],                           # the main loss reaches p0 only
+             [torch.tensor([-1.0, 1.0]), torch.tensor([2.0, 0.0]), None],
+             [None, torch.tensor([0.0, 3.0]), torch.tensor([1.0, 1.0])]]
+    combined, conflicts = pcgrad(grads, params, "reference")
+    # aux 1 on p0 conflicts with main: [-1,1] - (-1)/1·[1,0] = [0,1]; every other part unchanged
+    torch.testing.assert_close(combined[0], main + torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(combined[1], torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(combined[2], torch.tensor([1.0, 1.0]))
+    assert conflicts == 1
+    twice = [[main, main], [-main, -main]]
+    assert pcgrad(twice, [torch.zeros(2), torch.zeros(2)], "reference")[1] == 2
+
+
+def test_gcs_reference_weights_by_the_sigmoid_of_the_cosine_over_reached_parameters():
+    main, aux = torch.tensor([3.0, 4.0]), torch.tensor([4.0, 3.0])
+    only_main = torch.tensor([10.0, 0.0])
+    params = [torch.zeros(2), torch.zeros(2)]
+    grads = [[main, only_main], [aux, None]]
+    combined, (alpha,) = gcs(grads, params, "reference")
+    # cos over the parameter both reach: 24 / 25
+    assert alpha == pytest.approx(torch.sigmoid(torch.tensor(24 / 25)).item(), rel=1e-6)
+    torch.testing.assert_close(combined[0], main + alpha * aux)
+    torch.testing.assert_close(combined[1], only_main)
+
+
+def test_gcs_paper_counts_an_unreached_shared_parameter_as_zero():
+    params, grads = _hand_made(1)
+    _, alphas = gcs(grads, params, "paper")
+    main = _flat_shared(grads[0], params)
+    for k, alpha in zip((1, 2, 3), alphas):
+        other = _flat_shared(grads[k], params)
+        cos = main @ other / (main.norm() * other.norm() + 1e-8)
+        assert alpha == pytest.approx(torch.sigmoid(cos).item(), rel=1e-6)
+
+
+def test_gcs_clip_defaults_to_a_lambda_of_one_and_refuses_unknown_weightings():
+    params, grads = _conflicting()
+    combined, _ = gcs(grads, params, "paper", "clip")
+    torch.testing.assert_close(combined[2], grads[1][2])
+    with pytest.raises(ValueError, match="^unknown GCS weighting 'soft'"):
+        gcs(grads, params, "paper", "soft")

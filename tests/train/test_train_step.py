@@ -7,6 +7,7 @@ clipping, one Adam step) and checks that `Trainer.train_step` leaves the same pa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import replace
 from pathlib import Path
@@ -193,3 +194,90 @@ def test_losses_are_reported_at_the_first_the_last_and_every_log_interval(data, 
             assert all(isinstance(v, float) for v in report.losses.values())
     last = trainer.total_steps - 1
     assert due == sorted({0, last, *range(2, trainer.total_steps, 3)})
+
+
+def test_a_masked_run_trains_on_the_mask_of_the_day_in_progress(tmp_path):
+    import json
+
+    from kaml_data import kaml_schema, write_kaml_dataset
+
+    root = write_kaml_dataset(tmp_path / "kaml", days=4, rows=120)
+    (root / "schema.json").write_text(json.dumps(kaml_schema().to_dict()))
+    config = RunConfig.from_dict({
+        "seed": 3, "data": {"path": str(root), "schema": str(root / "schema.json")},
+        "task": {"main": "act", "aux": ["reg", "pay"], "mask": "adm", "adm_alpha": 2.0,
+                 "adm_window_days": 1},
+        "train": {"batch_size": 48, "warmup_fraction": 0.0},
+        "model": {"name": "mmoe", "encoder": {"embed_dim": 8, "attention_heads": 2},
+                  "expert": {"dim": 16}, "tower": {"dims": [8, 4]}}})
+    trainer = Trainer(build_run(config), RunDir(tmp_path / "run"))
+    trainer.state = replace(trainer.state, day=2)
+    batch = next(iter(DayBatches(trainer.train_days[2], 48)))
+    masked = trainer.masks.apply(batch, 2)
+    assert not torch.equal(masked["mask"], trainer.masks.apply(batch, 0)["mask"])
+    model, optimisation = _reference(trainer)
+    main, aux = _losses(model, masked, trainer.task)
+    (main + trainer.task.aux_weight * sum(aux)).backward()
+    optimisation.step()
+    trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)
+
+
+@pytest.mark.parametrize("method", ["gcs", "pcgrad"])
+def test_a_gradient_method_scales_every_task_by_the_ranks_share(data, tmp_path, monkeypatch,
+                                                                method):
+    trainer = _trainer(data, tmp_path, grad_method=method)
+    # A world of two without its process group: the task gradients are not all-reduced.
+    monkeypatch.setattr(grad_methods, "all_reduce_mean", lambda tensors, world: None)
+    trainer.world = World(rank=0, size=2)
+    trainer.net = _DistributedStandIn(trainer.model)
+    batch = _batch(trainer)
+    rows = batch["labels"].shape[0]
+    batch["step_rows"] = torch.tensor(2 * rows + 1)
+    scale = 2 * rows / (2 * rows + 1)
+    model, optimisation = _reference(trainer)
+    generator = torch.Generator()
+    generator.set_state(trainer.generator.get_state())
+    main, aux = _losses(model, batch, trainer.task)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = grad_methods.task_gradients([main * scale, *(a * scale for a in aux)], params,
+                                        World())
+    combined = grad_methods.gcs(grads, params)[0] if method == "gcs" else \
+        grad_methods.pcgrad(grads, params, "paper", generator)[0]
+    for p, g in zip(params, combined):
+        p.grad = g
+    optimisation.step()
+    trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)
+    # Each task's gradient is all-reduced by the method itself, so DDP's own sync is off.
+    assert trainer.net.no_sync_entered == 1
+
+
+class _DistributedStandIn(torch.nn.Module):
+    """Calls the model like DDP does and counts the `no_sync` blocks entered."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.no_sync_entered = 0
+
+    def forward(self, batch):
+        return self.model(batch)
+
+    def no_sync(self):
+        self.no_sync_entered += 1
+        return contextlib.nullcontext()
+
+
+def test_clipping_leaves_the_sparse_embedding_gradients_alone(data, tmp_path):
+    trainer = _trainer(data, tmp_path, grad_clip=1e-3, lazy_adam=True)
+    batch = _batch(trainer)
+    model, optimisation = _reference(trainer)
+    main, aux = _losses(model, batch, trainer.task)
+    (main + 0.3 * sum(aux)).backward()
+    dense = [p for p in model.parameters() if p.grad is not None and not p.grad.is_sparse]
+    assert len(dense) < len([p for p in model.parameters() if p.grad is not None])
+    torch.nn.utils.clip_grad_norm_(dense, 1e-3)
+    optimisation.step()
+    trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)

@@ -201,8 +201,9 @@ def test_overwrite_removes_only_the_runs_own_files(data, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_one_process(data, tmp_path):
-    config = _config(data)
+@pytest.mark.parametrize("method", ["none", "gcs"])
+def test_two_process_ddp_matches_one_process(data, tmp_path, method):
+    config = _config(data, grad_method=method)
     single = train_run(config, tmp_path / "single")
     (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
