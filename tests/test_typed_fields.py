@@ -44,7 +44,8 @@ def test_values_of_the_wrong_type_are_refused(value, annotation):
     with pytest.raises(ConfigError) as error:
         check_value("train.key", value, annotation)
     message = str(error.value)
-    assert message.startswith(f"train.key = {value!r}: expected ") and describe(annotation) in message
+    assert message.startswith(f"train.key = {value!r}: expected ")
+    assert describe(annotation) in message
 
 
 @pytest.mark.parametrize("value, annotation, expected", [

@@ -17,8 +17,9 @@ def click_logs(draw):
     """Small random logs with integer times, so window comparisons are exact."""
     n = draw(st.integers(0, 25))
     m = draw(st.integers(0, 8))
-    ints = lambda lo, hi, size: np.array(draw(st.lists(st.integers(lo, hi), min_size=size,
-                                                      max_size=size)), dtype=np.int64)
+    def ints(lo, hi, size):
+        return np.array(draw(st.lists(st.integers(lo, hi), min_size=size,
+                                                          max_size=size)), dtype=np.int64)
     clicks = {"user": ints(0, 2, n), "item": ints(0, 3, n), "time": ints(0, 60, n).astype(float),
               "id": np.array(draw(st.permutations(range(n))), dtype=np.int64)}
     conversions = {"user": ints(0, 2, m), "item": ints(0, 3, m),

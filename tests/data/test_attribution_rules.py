@@ -80,7 +80,8 @@ def test_bad_parameters_are_rejected(kw):
 def brute_force_shapley(p):
     """Shapley values of v(S) = 1 - prod_{i in S}(1 - p_i) by enumerating every coalition."""
     n = len(p)
-    v = lambda s: 1 - math.prod(1 - p[j] for j in s)
+    def v(s):
+        return 1 - math.prod(1 - p[j] for j in s)
     phi = np.zeros(n)
     for i in range(n):
         others = [j for j in range(n) if j != i]
@@ -241,7 +242,8 @@ def test_dda_fit_without_paths_or_with_mismatched_features():
 def logs(draw):
     n = draw(st.integers(1, 30))
     m = draw(st.integers(0, 10))
-    ints = lambda lo, hi, size: draw(st.lists(st.integers(lo, hi), min_size=size, max_size=size))
+    def ints(lo, hi, size):
+        return draw(st.lists(st.integers(lo, hi), min_size=size, max_size=size))
     item = np.array(ints(0, 3, n))
     clicks = pd.DataFrame({"user": ints(0, 2, n), "item": item, "shop": item % 2,
                            "click_time": np.array(ints(0, 50, n), float),
@@ -269,8 +271,9 @@ def test_every_rule_keeps_the_invariants(case):
     age = conversions["conversion_time"].to_numpy()[j.conversion] \
         - clicks["click_time"].to_numpy()[j.click]
     assert np.all((age >= 0) & (age <= window))
-    same = lambda column: clicks[column].to_numpy()[j.click] \
-        == conversions[column].to_numpy()[j.conversion]
+    def same(column):
+        return clicks[column].to_numpy()[j.click] \
+            == conversions[column].to_numpy()[j.conversion]
     if log.journey:
         assert np.all(same("journey"))
     else:

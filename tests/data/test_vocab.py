@@ -178,3 +178,51 @@ def test_a_loaded_vocab_maps_like_its_mapping(tmp_path):
     lookup = VocabLookup.load(path)
     assert lookup.source == str(path)
     assert lookup.map(pa.array(["20", "x", "10", "y"])).tolist() == [0, 2, 1, 3]
+
+
+@pytest.mark.parametrize("keys, dense", [
+    (range(0, 8), True),      # spans every slot from 0
+    ([1, 8], True),           # the largest key at the limit: the table starts at the smallest
+    ([0, 8], False),          # one slot too many from 0
+    (range(5, 13), True),     # a full span away from 0
+    ([5, 13], False),
+    (range(-3, 5), True),     # negative keys: the table starts below 0
+    ([-3, 5], False),
+])
+def test_dense_table_boundaries(monkeypatch, keys, dense):
+    monkeypatch.setattr("malt.data.vocab.DENSE_TABLE_MAX_SLOTS", 8)
+    keys = list(keys)
+    mapping = {str(k): 2 * i + 1 for i, k in enumerate(keys)}
+    ids = [*range(min(keys) - 3, max(keys) + 4), None]
+    assert check(mapping, ids).uses_dense_table is dense
+    assert check(mapping, ids, pa.int16()).uses_dense_table is dense
+
+
+def test_unsigned_ids_below_a_table_that_starts_below_zero():
+    mapping = {str(k): k + 3 for k in range(-3, 5)}
+    check(mapping, [0, 4, 5, 2**63 - 1, None], pa.uint64())
+    check(mapping, [0, 4, 5, 255], pa.uint8())
+
+
+@pytest.mark.parametrize("keys", [[3, 9, 2**40], [3, 9, 20]], ids=["hash", "dense"])
+@pytest.mark.parametrize("encode", [False, True], ids=["plain", "dictionary"])
+def test_map_into_a_block_from_every_path(keys, encode):
+    lookup = VocabLookup({str(k): i for i, k in enumerate(keys)}, source="test")
+    ids = pa.array([3, None, 9, 4, keys[2], 9])
+    if encode:
+        ids = ids.dictionary_encode()
+    out = np.empty((2, 3), dtype=np.int32)
+    assert lookup.map_into(ids, out) == 2
+    np.testing.assert_array_equal(out, [[0, 3, 1], [3, 2, 1]])
+    texts = pa.array(["a", None, "b", "a"])
+    text_lookup = VocabLookup({"a": 1, "b": 0}, source="test")
+    out = np.empty((2, 2), dtype=np.int32)
+    text_lookup.map_into(texts, out)
+    np.testing.assert_array_equal(out, [[1, 2], [0, 1]])
+
+
+def test_the_smallest_int64_key():
+    lowest = str(-(2**63))
+    lookup = VocabLookup({lowest: 4, "0": 1}, source="test")
+    assert lookup.index_of(lowest) == 4
+    assert lookup.map(pa.array([-(2**63), 0, 1])).tolist() == [4, 1, 5]

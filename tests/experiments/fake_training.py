@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 from malt.data.task import CAT
-from malt.train.config import RunConfig
 from malt.metrics import ViewMetrics
+from malt.train.config import RunConfig
 from malt.train.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from malt.train.config import RunConfig
 from malt.metrics import ActionMetrics
+from malt.train.config import RunConfig
 from malt.train.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
 
 MODEL_SCORE = {"single_task": 0.70, "shared_bottom": 0.71, "star": 0.705, "mmoe": 0.712,

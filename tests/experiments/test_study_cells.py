@@ -20,7 +20,8 @@ from malt.train.config import RunConfig
 def config(**changes) -> RunConfig:
     tree = {"seed": 1, "data": {"path": "/data/a"},
             "task": {"main": "last", "aux": ["first", "cat"], "aux_weight": 0.2},
-            "train": {"lr": 3e-3, "batch_size": 64}, "model": {"name": "moae", "encoder": {"embed_dim": 8}}}
+            "train": {"lr": 3e-3, "batch_size": 64},
+            "model": {"name": "moae", "encoder": {"embed_dim": 8}}}
     for dotted, value in changes.items():
         section, _, key = dotted.partition("__")
         if key:

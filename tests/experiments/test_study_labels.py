@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from malt.data.schema import MAC
 from malt.data.cache import prepare
+from malt.data.schema import MAC
 from malt.experiments.label_stats import label_statistics
 from malt.experiments.mac import MAC_STUDIES as STUDIES
 from malt.experiments.presets import PRESETS

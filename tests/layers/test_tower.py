@@ -24,9 +24,10 @@ def test_fused_tower_formula():
     h = torch.randn(3, 12)
     knowledge = [[torch.randn(3, 8), torch.randn(3, 4)] for _ in range(2)]
     x = h
-    for l in range(2):
-        z = tower.hidden[l](x)
-        x = F.relu(tower.fusion[l](torch.cat([z, knowledge[0][l], knowledge[1][l]], 1)) + z)
+    for layer in range(2):
+        z = tower.hidden[layer](x)
+        fused = torch.cat([z, knowledge[0][layer], knowledge[1][layer]], 1)
+        x = F.relu(tower.fusion[layer](fused) + z)
     torch.testing.assert_close(tower(h, knowledge), tower.out(x))
     assert tower.fusion[0].weight.shape == (8, 24)
 

@@ -15,11 +15,11 @@ def _brute_force_rank(logits, labels, keep, weights, normalize):
     for k in range(n):
         pairs, value = 0, 0.0
         for i in range(b):
-            for l in range(b):
-                if i == l or not (keep[i, k] and keep[l, k]):
+            for j in range(b):
+                if i == j or not (keep[i, k] and keep[j, k]):
                     continue
-                if labels[i, k] > labels[l, k]:
-                    value += -F.logsigmoid(logits[i, k] - logits[l, k]).item()
+                if labels[i, k] > labels[j, k]:
+                    value += -F.logsigmoid(logits[i, k] - logits[j, k]).item()
                     pairs += 1
         if pairs:
             total += weights[k] * value / (pairs if normalize == "pairs" else b)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from malt.config_files import tree_from_dotted_keys
 from malt.data import MAC
 from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.models import ModelConfig, build_model, model_names, model_spec
-from malt.config_files import tree_from_dotted_keys
 
 
 def test_release_defaults():

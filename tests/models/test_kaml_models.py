@@ -235,8 +235,8 @@ def test_taml_loss_is_fused_plus_learners_plus_distillation():
         z, learners = out.logits[view], out.learners[view]
         assert learners.shape == (64, 3)
         teacher = torch.sigmoid(z.detach())
-        want = bce(z, y) + 0.4 * sum(bce(learners[:, l], y) for l in range(3)) / 3 \
-            + 0.7 * sum(bce(learners[:, l], teacher) for l in range(3)) / 3
+        want = bce(z, y) + 0.4 * sum(bce(learners[:, n], y) for n in range(3)) / 3 \
+            + 0.7 * sum(bce(learners[:, n], teacher) for n in range(3)) / 3
         torch.testing.assert_close(losses[view], want)
     mean = build_model("taml", SCHEMA, VOCAB, _task("base"), config.updated(fusion="mean"))
     out = mean(batch)

@@ -178,7 +178,8 @@ def test_pcgrad_projection_divides_by_the_squared_norm_plus_eps():
     tiny = 1e-4  # |g|² = 1e-8 = EPS: the denominator is 2e-8
     params, grads = _two_task_grads([1.0, 0.0], [-tiny, 0.0])
     (paper,), _ = pcgrad(grads, params, "paper", torch.Generator().manual_seed(0))
-    # task 0: [1,0] - (-1e-4 / 2e-8)[-1e-4, 0] = [1 - 0.5, 0]; task 1: [-1e-4,0] + 1e-4·[1,0]/(1+1e-8)
+    # task 0: [1,0] - (-1e-4 / 2e-8)[-1e-4, 0] = [1 - 0.5, 0];
+    # task 1: [-1e-4,0] + 1e-4·[1,0]/(1+1e-8)
     torch.testing.assert_close(paper, torch.tensor([0.5, 0.0]), atol=1e-6, rtol=0)
     params, grads = _two_task_grads([-tiny, 0.0], [1.0, 0.0])
     (reference,), _ = pcgrad(grads, params, "reference")
