@@ -51,7 +51,7 @@ def _value(metrics: Metrics, view: str, metric: str) -> float | None:
 
 
 def _add(table: Table, row: str, key: str, runs: Sequence[Metrics],
-         get: Callable[[dict[str, Any]], float | None]) -> None:
+         get: Callable[[RunMetrics], float | None]) -> None:
     for m in runs:
         value = None if m is None else get(m)
         if value is not None:
@@ -59,7 +59,7 @@ def _add(table: Table, row: str, key: str, runs: Sequence[Metrics],
 
 
 def _add_delta(table: Table, row: str, key: str, runs: Sequence[Metrics],
-               reference: Sequence[Metrics], get: Callable[[dict[str, Any]], float | None]
+               reference: Sequence[Metrics], get: Callable[[RunMetrics], float | None]
                ) -> None:
     """Per-seed differences run − reference (paired by seed)."""
     for a, b in zip(runs, reference):
@@ -67,13 +67,33 @@ def _add_delta(table: Table, row: str, key: str, runs: Sequence[Metrics],
             table.add(row, key, get(a) - get(b))
 
 
-def _metric(view: str, metric: str) -> Callable[[dict[str, Any]], float | None]:
+def _metric(view: str, metric: str) -> Callable[[RunMetrics], float | None]:
     return lambda m: _value(m, view, metric)
 
 
 def _prefix(items: Sequence[str], item: str, name: Callable[[str], str], sep: str) -> str:
     """`name(item) + sep` when several items share a table, else nothing."""
     return f"{name(item)}{sep}" if len(items) > 1 else ""
+
+
+def _target_columns(targets: Sequence[str], target: str, delta_vs: str | None) -> list[Column]:
+    """The metric columns of `target` (named after it when several targets share the table),
+    then their Δ columns against the row `delta_vs` when given."""
+    lead = _prefix(targets, target, view_name, " ")
+    columns = [Column(f"{target}_{k}", f"{lead}{title}") for k, title in METRICS]
+    if delta_vs is not None:
+        columns += [Column(f"{target}_d{k}", f"{lead}Δ{title} vs {delta_vs}", kind="delta",
+                           rank=False) for k, title in METRICS]
+    return columns
+
+
+def _add_target(table: Table, row: str, target: str, runs: list[Metrics],
+                reference: list[Metrics] | None) -> None:
+    """The metrics of `target` over the seeds `runs`, and their Δ to `reference` when given."""
+    for k, _ in METRICS:
+        _add(table, row, f"{target}_{k}", runs, _metric(target, k))
+        if reference is not None:
+            _add_delta(table, row, f"{target}_d{k}", runs, reference, _metric(target, k))
 
 
 def _tuned_tests(study: Study, pairs: list[tuple[str, str]]
@@ -218,22 +238,16 @@ def study_params(study: Study) -> StudyOutput:
     rows = list(dict.fromkeys(r for r, *_ in entries))
     columns = []
     for t in targets:
-        lead = _prefix(targets, t, view_name, " ")
-        columns += [Column(f"{t}_{k}", f"{lead}{title}") for k, title in METRICS]
-        if "base" in models:
-            columns += [Column(f"{t}_d{k}", f"{lead}Δ{title} vs BASE", kind="delta", rank=False)
-                        for k, title in METRICS]
-        columns.append(Column(f"{t}_params", f"{lead}dense params", kind="count", rank=False))
+        columns += _target_columns(targets, t, "BASE" if "base" in models else None)
+        columns.append(Column(f"{t}_params", f"{_prefix(targets, t, view_name, ' ')}dense params",
+                              kind="count", rank=False))
     table = Table("Table 6: with and without multi-attribution labels (mal)", "Method", rows,
                   columns, notes=study.notes("w/o mal: the same model and auxiliary heads "
                                              "trained with λ = 0 (only the main loss). Δ in "
                                              "points vs BASE, paired by seed."))
     base = {t: results[i] for i, (_, m, t, _) in enumerate(entries) if m == "base"}
     for (row, _, t, _), runs in zip(entries, results):
-        for k, _ in METRICS:
-            _add(table, row, f"{t}_{k}", runs, _metric(t, k))
-            if t in base:
-                _add_delta(table, row, f"{t}_d{k}", runs, base[t], _metric(t, k))
+        _add_target(table, row, t, runs, base.get(t))
         _add(table, row, f"{t}_params", runs[:1], lambda m: m.params.dense)
     return StudyOutput([("", table)])
 
@@ -258,12 +272,7 @@ def study_atl(study: Study) -> StudyOutput:
                                 else Variant(m, t, variant.aux, variant.setting, method)))
     results = study.test([v for *_, v in entries])
     rows = list(dict.fromkeys(r for r, *_ in entries))
-    columns = []
-    for t in targets:
-        lead = _prefix(targets, t, view_name, " ")
-        columns += [Column(f"{t}_{k}", f"{lead}{title}") for k, title in METRICS]
-        columns += [Column(f"{t}_d{k}", f"{lead}Δ{title} vs plain", kind="delta", rank=False)
-                    for k, title in METRICS]
+    columns = [c for t in targets for c in _target_columns(targets, t, "plain")]
     variant_note = f"gradient variant `{study.setup.train.get('grad_variant', 'paper')}`"
     table = Table("Table 7: auxiliary-task learning methods", "Method", rows, columns,
                   notes=study.notes(f"GCS and PCGrad with the plain run's setting; "
@@ -272,10 +281,7 @@ def study_atl(study: Study) -> StudyOutput:
     plain = {(m, t): runs for (_, m, t, method, _), runs in zip(entries, results)
              if method == "none"}
     for (row, m, t, method, _), runs in zip(entries, results):
-        for k, _ in METRICS:
-            _add(table, row, f"{t}_{k}", runs, _metric(t, k))
-            if method != "none":
-                _add_delta(table, row, f"{t}_d{k}", runs, plain[(m, t)], _metric(t, k))
+        _add_target(table, row, t, runs, None if method == "none" else plain[(m, t)])
     return StudyOutput([("", table)])
 
 
