@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from malt.data.attribution import ALL_RULES, AttributionConfig, ClickLog, attribute, credit
 from malt.data.attribution.dda import (
+    GAP_EDGES,
+    POSITIONS,
     NoisyOrModel,
     ObjectiveTerms,
     Paths,
@@ -22,7 +24,11 @@ from malt.data.attribution.dda import (
     objective_terms,
     shapley_shares,
 )
+from malt.data.attribution.rules import sort_journeys, sort_order
 from malt.errors import ConfigError
+
+# Fixed 0, the first click's logit b, then one cell per (later position, gap bucket).
+FEATURES_AT = 2 + (POSITIONS - 1) * (len(GAP_EDGES) + 1)
 
 # --- rule-based rules: worked examples --------------------------------------------------------
 
@@ -46,6 +52,15 @@ def test_rule_examples(rule, times, expected):
     np.testing.assert_allclose(one_journey(rule, times), expected)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)), max_size=12))
+def test_sort_order_is_the_lexicographic_order(rows):
+    key, time, click_id = (np.array([r[k] for r in rows], np.int64) for k in range(3))
+    order = sort_order(key, time.astype(float), click_id)
+    assert order.dtype == np.int64
+    np.testing.assert_array_equal(order, np.lexsort((click_id, time, key)))
+
+
 def test_ties_break_by_click_id():
     np.testing.assert_allclose(one_journey("last", [5, 5, 1], ids=[8, 2, 0]), [1, 0, 0])
     np.testing.assert_allclose(one_journey("first", [5, 5, 9], ids=[8, 2, 0]), [0, 1, 0])
@@ -65,13 +80,25 @@ def test_position_shares_are_scaled_to_one():
                                [0.5, 0.25, 0.25])
 
 
-@pytest.mark.parametrize("kw", [{"half_life": 0.0}, {"position_shares": (0.0, 1.0, 0.0)},
-                                {"position_shares": (-0.1, 0.6, 0.5)}])
-def test_bad_parameters_are_rejected(kw):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kw, message", [
+    ({"half_life": 0.0}, "half_life must be positive, got 0.0"),
+    ({"position_shares": (0.0, 1.0, 0.0)}, "position_shares must be non-negative"),
+    ({"position_shares": (-0.1, 0.6, 0.5)}, "position_shares must be non-negative"),
+])
+def test_bad_parameters_are_rejected(kw, message):
+    with pytest.raises(ValueError, match=message):
         one_journey("position", [1, 2], **kw)
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match="unknown attribution rule 'dda'"):
         one_journey("dda", [1, 2])
+    with pytest.raises(ValueError, match="the time_decay rule needs the click ages"):
+        credit("time_decay", np.zeros(2, np.int64), np.array([1.0, 2.0]), np.arange(2))
+
+
+def test_a_zero_middle_share_and_no_pairs_are_allowed():
+    np.testing.assert_allclose(one_journey("position", [1, 2, 3], position_shares=(1, 0, 1)),
+                               [0.5, 0.0, 0.5])
+    empty = np.zeros(0, np.int64)
+    assert credit("last", empty, np.zeros(0), empty).shape == (0,)
 
 
 # --- the data-driven rule ----------------------------------------------------------------------
@@ -108,6 +135,10 @@ def test_shapley_shares_are_linear_for_equal_clicks_and_finite_for_extreme_logit
     np.testing.assert_allclose(shapley_shares(np.zeros(4, np.int64), np.full(4, 0.3)), 0.25)
     w = shapley_shares(np.zeros(3, np.int64), np.array([-800.0, -750.0, 40.0]))
     assert np.isfinite(w).all() and w[2] > 0.999 and abs(w.sum() - 1) < 1e-12
+    # Every click very unlikely: the shares stay those of the linear rule, not 0 / 0.
+    w = shapley_shares(np.zeros(3, np.int64), np.full(3, -600.0))
+    np.testing.assert_allclose(w, 1 / 3)
+    assert shapley_shares(np.zeros(0, np.int64), np.zeros(0)).shape == (0,)
 
 
 def test_objective_gradient_matches_finite_differences():
@@ -127,21 +158,88 @@ def test_objective_gradient_matches_finite_differences():
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
-def test_objective_equals_the_path_likelihood():
-    """The aggregated loss is the mean negative log-likelihood of the paths (no prior)."""
-    converted, other, _, _ = simulated_paths(1, n=50)
-    dim = len(objective_terms(converted, other, (3,)).prior)
-    theta = np.r_[0.0, np.random.default_rng(2).normal(0, 1, dim - 1)]
-    model = NoisyOrModel(theta=theta, cardinalities=(3,))
+def _path_nll(model: NoisyOrModel, converted: Paths, other: Paths) -> float:
+    """Summed negative log-likelihood of the paths, one path at a time."""
     nll = 0.0
     for paths, did_convert in ((converted, True), (other, False)):
         p = 1 / (1 + np.exp(-model.logits(paths)))
         for path in np.unique(paths.path):
             none = np.prod(1 - p[paths.path == path])
             nll -= np.log(1 - none) if did_convert else np.log(none)
+    return nll
+
+
+def _two_feature_paths(n: int, seed: int = 0) -> Paths:
+    rng = np.random.default_rng(seed)
+    path = np.sort(rng.integers(0, n, 3 * n))
+    features = np.c_[rng.integers(0, 3, 3 * n), rng.integers(0, 4, 3 * n)]
+    return Paths(path=path, time=rng.integers(0, 7200, 3 * n).astype(float),
+                 click_id=np.arange(3 * n), features=features)
+
+
+def _slice(paths: Paths, keep: np.ndarray) -> Paths:
+    return Paths(paths.path[keep], paths.time[keep], paths.click_id[keep], paths.features[keep])
+
+
+def _likelihood_case(name: str) -> tuple[Paths, Paths, tuple[int, ...]]:
+    if name == "one feature":
+        converted, other, _, _ = simulated_paths(1, n=50)
+        return converted, other, (3,)
+    both = _two_feature_paths(40)
+    converted = _slice(both, both.path < 25)
+    # The non-converting paths never show the last codes: their counts must still line up.
+    other = _slice(both, (both.path >= 25) & (both.features[:, 1] < 2))
+    nothing = _slice(both, both.path < 0)
+    return {"two features": (converted, other, (3, 4)),
+            "no conversions": (nothing, other, (3, 4)),
+            "one path": (_slice(both, both.path == 0), nothing, (3, 4))}[name]
+
+
+@pytest.mark.parametrize("case", ["one feature", "two features", "no conversions", "one path"])
+def test_objective_equals_the_path_likelihood(case):
+    """The aggregated loss is the mean negative log-likelihood of the paths plus the prior."""
+    converted, other, cardinalities = _likelihood_case(case)
+    terms = objective_terms(converted, other, cardinalities, l2=0.3)
+    dim = FEATURES_AT + sum(c - 1 for c in cardinalities)
+    assert terms.prior.shape == (dim,) and terms.prior[1] == 0 and np.all(terms.prior[2:] == 0.3)
+    theta = np.r_[0.0, np.random.default_rng(2).normal(0, 1, dim - 1)]
+    model = NoisyOrModel(theta=theta, cardinalities=cardinalities)
     n_paths = len(np.unique(converted.path)) + len(np.unique(other.path))
-    loss, _ = objective(model.theta, objective_terms(converted, other, (3,), l2=0.0))
-    np.testing.assert_allclose(loss, nll / n_paths, rtol=1e-10)
+    assert terms.n_paths == n_paths
+    loss, _ = objective(model.theta, terms)
+    prior = 0.5 * 0.3 * (theta[2:] ** 2).sum()
+    np.testing.assert_allclose(loss, (_path_nll(model, converted, other) + prior) / n_paths,
+                               rtol=1e-10)
+
+
+def test_each_click_logit_is_the_first_click_logit_plus_its_terms():
+    paths = _two_feature_paths(30)
+    dim = FEATURES_AT + 2 + 3
+    model = NoisyOrModel(theta=np.r_[0.0, np.random.default_rng(3).normal(0, 1, dim - 1)],
+                         cardinalities=(3, 4))
+    order, group, start = sort_journeys(paths.path, paths.time, paths.click_id)
+    position = np.empty(len(paths), np.int64)
+    position[order] = np.arange(len(paths)) - start[group]
+    time = paths.time[order]
+    gap = np.empty(len(paths), np.int64)
+    gap[order] = np.searchsorted(GAP_EDGES, np.diff(time, prepend=0.0))
+    cell = np.where(position == 0, 0.0, model.cell_effects[
+        np.clip(position - 1, 0, POSITIONS - 2), gap])
+    first, second = model.feature_effects(0), model.feature_effects(1)
+    assert first.shape == (3,) and second.shape == (4,) and first[0] == second[0] == 0
+    want = model.first_click_logit + cell + first[paths.features[:, 0]] \
+        + second[paths.features[:, 1]]
+    np.testing.assert_allclose(model.logits(paths), want, rtol=1e-12)
+    # Every learned term is some click's: the tables tile theta after the fixed 0 and b.
+    np.testing.assert_array_equal(np.r_[0.0, model.first_click_logit, model.cell_effects.ravel(),
+                                        first[1:], second[1:]], model.theta)
+
+
+def test_the_fit_stops_at_the_optimum():
+    converted, other, _, _ = simulated_paths(0, n=4000)
+    model = fit(converted, other, (3,), l2=1.0)
+    _, grad = objective(model.theta, objective_terms(converted, other, (3,), l2=1.0))
+    assert np.abs(grad[1:]).max() < 1e-6
 
 
 def simulated_paths(seed, n=4000):
@@ -165,8 +263,8 @@ def simulated_paths(seed, n=4000):
 
 def test_dda_learns_which_clicks_convert_and_is_deterministic():
     converted, other, quick, channel = simulated_paths(0, n=20_000)
-    weights, model = dda_credit(converted, other, (3,))
-    again, _ = dda_credit(converted, other, (3,))
+    weights, model = dda_credit(converted, other, (3,), l2=1.0)
+    again, _ = dda_credit(converted, other, (3,), l2=1.0)
     np.testing.assert_array_equal(weights, again)
     minute, hour, day, longer = model.cell_effects.T
     # logit(0.4) - logit(0.05) = 2.5 for a click a minute after the previous one, at every
@@ -221,18 +319,24 @@ def _only_paths_of(paths: Paths, clicks: int) -> Paths:
 
 def test_paths_of_one_length_are_reported_as_not_telling_positions_apart(caplog):
     converted, other, _, _ = positional_paths(1, n=2000)
-    fit(_only_paths_of(converted, 3), _only_paths_of(other, 3))
-    assert "cannot tell positions apart" in caplog.text
+    fit(_only_paths_of(converted, 3), _only_paths_of(other, 3), l2=1.0)
+    assert caplog.messages == [
+        "every click path has 3 click(s): the data cannot tell positions apart, so the dda "
+        "credit of later clicks follows the prior (toward the linear rule)"]
     caplog.clear()
-    fit(converted, other)
+    fit(converted, other, l2=1.0)
     assert "cannot tell positions apart" not in caplog.text
 
 
 def test_dda_fit_without_paths_or_with_mismatched_features():
     empty = Paths(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros((0, 0), int))
-    assert np.all(fit(empty, empty).theta == 0)
-    with pytest.raises(ValueError, match="cardinality"):
-        fit(empty, empty, (3,))
+    assert np.all(fit(empty, empty, l2=1.0).theta == 0)
+    with pytest.raises(ValueError, match="^one cardinality per feature column is needed$"):
+        fit(empty, empty, (3,), l2=1.0)
+    one = Paths(np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64), np.zeros((1, 1), int))
+    for converted, other in ((one, empty), (empty, one)):
+        with pytest.raises(ValueError, match="one cardinality per feature column"):
+            objective_terms(converted, other, (), l2=1.0)
 
 
 # --- the engine: invariants on random logs ---------------------------------------------------

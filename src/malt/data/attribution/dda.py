@@ -143,14 +143,15 @@ def _design(paths: Paths, cardinalities: tuple[int, ...]) -> np.ndarray:
 
 
 def fit(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
-        l2: float = 1.0, max_iter: int = 200) -> NoisyOrModel:
+        l2: float, max_iter: int = 200) -> NoisyOrModel:
     """Fit the noisy-OR model on converting paths and non-converting paths.
 
     Args:
         converted: the journeys of conversions (path = conversion number).
         other: click paths that did not convert (their own path numbering).
         cardinalities: number of codes of each of the G feature columns.
-        l2: precision of the Gaussian prior on every parameter but the bias.
+        l2: precision of the Gaussian prior on every parameter but the bias (the attribution
+            config's `dda_l2`, 1.0 by default).
     """
     import torch
 
@@ -201,7 +202,7 @@ class ObjectiveTerms:
 
 
 def objective_terms(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
-                    l2: float = 1.0) -> ObjectiveTerms:
+                    l2: float) -> ObjectiveTerms:
     """The fit's data, aggregated (arguments as in `fit`)."""
     if converted.features.shape[1] != len(cardinalities) or \
             other.features.shape[1] != len(cardinalities):
@@ -277,7 +278,7 @@ def shapley_shares(path: np.ndarray, logit: np.ndarray) -> np.ndarray:
 
 
 def dda_credit(converted: Paths, other: Paths, cardinalities: tuple[int, ...] = (), *,
-               l2: float = 1.0) -> tuple[np.ndarray, NoisyOrModel]:
+               l2: float) -> tuple[np.ndarray, NoisyOrModel]:
     """Fit on all paths and credit the converting ones: float64 [P] weights and the model."""
     model = fit(converted, other, cardinalities, l2=l2)
     return shapley_shares(converted.path, model.logits(converted)), model
