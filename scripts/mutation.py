@@ -18,6 +18,7 @@ docs/testing.md).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import shutil
 import subprocess
 import sys
@@ -114,12 +115,19 @@ def results(name: str) -> dict[str, str]:
     return statuses
 
 
-def equivalent() -> set[str]:
-    """Mutant names listed as equivalent or accepted (`name  # reason` per line)."""
+def equivalent() -> dict[str, str]:
+    """Mutant name -> reason, of the mutants listed as equivalent or accepted (`name  # reason`
+    per line; a reason "as above" repeats the reason of the line before)."""
     if not EQUIVALENT.is_file():
-        return set()
-    return {line.split("#")[0].strip() for line in EQUIVALENT.read_text().splitlines()
-            if line.split("#")[0].strip()}
+        return {}
+    listed: dict[str, str] = {}
+    reason = ""
+    for line in EQUIVALENT.read_text().splitlines():
+        name, _, why = (part.strip() for part in line.partition("#"))
+        if name:
+            reason = reason if why == "as above" else why
+            listed[name] = reason
+    return listed
 
 
 def module_of(mutant: str) -> str:
@@ -137,14 +145,18 @@ def report(names: list[str]) -> str:
     listed = equivalent()
     rows = ["| module | mutants | killed | survived | no tests | equivalent or accepted | "
             "kill rate (non-equivalent) |", "|---|---:|---:|---:|---:|---:|---:|"]
-    survivors = []
+    survivors, accepted = [], []
     for name in names:
         by_module: dict[str, Counter] = {}
+        patterns = GROUPS[name].names or ("*",)
         for mutant, status in results(name).items():
+            if not any(fnmatch.fnmatchcase(mutant, p) for p in patterns):
+                continue
             counts = by_module.setdefault(module_of(mutant), Counter())
             counts["total"] += 1
             if mutant in listed and status not in KILLED:
                 counts["listed"] += 1
+                accepted.append(f"- `{mutant}`: {listed[mutant]}")
             elif status in KILLED:
                 counts["killed"] += 1
             elif status == "no tests":
@@ -161,6 +173,8 @@ def report(names: list[str]) -> str:
     text = "\n".join(rows)
     if survivors:
         text += "\n\nNot killed and not listed:\n" + "\n".join(f"- {m}" for m in survivors)
+    if accepted:
+        text += "\n\nSurvivors listed as equivalent or accepted:\n" + "\n".join(accepted)
     return text
 
 
