@@ -88,7 +88,8 @@ def run_group(name: str, group: Group, children: int, survivors: bool = False) -
     target = WORK / name
     names = list(group.names)
     if survivors:
-        names = [m for m, status in results(name).items() if status not in KILLED]
+        names = [m for m, status in results(name).items()
+                 if status not in KILLED and in_group(m, group)]
         if not names:
             return
     target.mkdir(parents=True, exist_ok=True)
@@ -130,6 +131,11 @@ def equivalent() -> dict[str, str]:
     return listed
 
 
+def in_group(mutant: str, group: Group) -> bool:
+    """Whether `mutant` is one the group runs (its name patterns, or every mutant)."""
+    return any(fnmatch.fnmatchcase(mutant, p) for p in group.names or ("*",))
+
+
 def module_of(mutant: str) -> str:
     """`malt.data.vocab.xǁVocabLookupǁload__mutmut_3` -> `malt.data.vocab`."""
     head = mutant.split("__mutmut_")[0]
@@ -148,9 +154,8 @@ def report(names: list[str]) -> str:
     survivors, accepted = [], []
     for name in names:
         by_module: dict[str, Counter] = {}
-        patterns = GROUPS[name].names or ("*",)
         for mutant, status in results(name).items():
-            if not any(fnmatch.fnmatchcase(mutant, p) for p in patterns):
+            if not in_group(mutant, GROUPS[name]):
                 continue
             counts = by_module.setdefault(module_of(mutant), Counter())
             counts["total"] += 1
