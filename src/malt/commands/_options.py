@@ -38,7 +38,15 @@ class ConfigFlag:
     """Where the value goes in the config tree, e.g. ("train", "lr")."""
     option: str
     annotation: Any
-    help: str
+    doc: str
+    """The field's docstring."""
+    default: Any
+
+    @property
+    def help(self) -> str:
+        """The docstring and, when the field has one, its default."""
+        shown = self.default not in (None, [], {})
+        return self.doc + (f" (default: {self.default})" if shown else "")
 
     @property
     def dest(self) -> str:
@@ -54,18 +62,17 @@ def config_flags(cls: type = RunConfig, prefix: tuple[str, ...] = ()) -> Iterato
             yield from config_flags(annotation, (*prefix, f.name))
         elif f.name != "model":
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            shown = "" if default in (None, [], {}) else f" (default: {default})"
             yield ConfigFlag((*prefix, f.name), f.metadata.get("flag", _option(f.name)),
-                             annotation, docs.get(f.name, "") + shown)
+                             annotation, docs.get(f.name, ""), default)
 
 
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add(group: argparse._ActionsContainer, flag: ConfigFlag) -> None:
+def _add(group: argparse._ActionsContainer, flag: ConfigFlag, help: str | None = None) -> None:
     annotation, origin = flag.annotation, typing.get_origin(flag.annotation)
-    text = {"help": flag.help, "dest": flag.dest}
+    text = {"help": flag.help if help is None else help, "dest": flag.dest}
     if annotation is bool:
         group.add_argument(flag.option, action=argparse.BooleanOptionalAction, **text)
     elif origin in (list, tuple):
@@ -86,12 +93,13 @@ def add_run_options(parser: argparse._ActionsContainer,
                     only: Iterable[tuple[str, ...]] | None = None, *, model: bool = True) -> None:
     """The flags of a training run in groups by section (all optional; they override
     --config), or only those of the config paths `only` (such as ("train", "batch_size")),
-    ungrouped; the model's flags with `model`."""
+    ungrouped and without the run config's default (the caller's own settings apply when the
+    flag is not given); the model's flags with `model`."""
     if only is not None:
         keep = set(only)
         for flag in config_flags():
             if flag.path in keep:
-                _add(parser, flag)
+                _add(parser, flag, help=flag.doc)
     else:
         parser.add_argument("--config", help="TOML/YAML/JSON file with [data] [task] [train] "
                                               "[model]; flags override it")
