@@ -60,7 +60,12 @@ def test_view_losses_binary_and_weighted_targets():
                                                           torch.tensor([0.0, 1.0, 0.2])))
     torch.testing.assert_close(weighted["b"], binary_loss(logits["b"],
                                                           torch.tensor([0.4, 0.0, 1.0])))
+    torch.testing.assert_close(binary[CAT], cat_loss(logits[CAT], batch["labels"]))
     torch.testing.assert_close(weighted[CAT], binary[CAT])       # CAT uses binarised labels
+    default = view_losses(logits, batch, columns)
+    assert all(torch.equal(default[v], binary[v]) for v in binary)
+    with pytest.raises(ValueError, match="^unknown label mode 'soft' \\(binary or weighted\\)$"):
+        view_losses(logits, batch, columns, "soft")
 
 
 def test_masked_loss_averages_over_the_trusted_rows_only():

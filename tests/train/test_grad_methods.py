@@ -49,6 +49,20 @@ def test_gcs_reference_leaves_auxiliary_only_parameters_unscaled():
                                + alphas[1] * grads[2][0])
 
 
+def test_the_paper_variant_is_the_default_and_unknown_variants_are_refused():
+    params, grads = _toy()
+    for method in (gcs, pcgrad):
+        paper, default = method(grads, params, "paper"), method(grads, params)
+        assert paper[1] == default[1]
+        assert all(torch.equal(a, b) for a, b in zip(paper[0], default[0]) if a is not None)
+        with pytest.raises(ValueError, match="^unknown gradient-method variant 'Paper'"):
+            method(grads, params, "Paper")
+    # where the two differ (parameters only an auxiliary reaches), the default is the paper's
+    reference_aux_head = gcs(grads, params, "reference")[0][4]
+    torch.testing.assert_close(reference_aux_head, grads[1][4])
+    assert not torch.equal(gcs(grads, params)[0][4], reference_aux_head)
+
+
 def _two_task_grads(a, b):
     p = torch.zeros(len(a), requires_grad=True)
     return [p], [[torch.tensor(a)], [torch.tensor(b)]]

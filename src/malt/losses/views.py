@@ -63,7 +63,9 @@ def binary_target(batch: Mapping[str, torch.Tensor], column: int, label_mode: st
     (weighted) -> [B]."""
     if label_mode == "weighted":
         return batch["weights"][:, column].clamp(0.0, 1.0)
-    return batch["labels"][:, column]
+    if label_mode == "binary":
+        return batch["labels"][:, column]
+    raise ValueError(f"unknown label mode '{label_mode}' (binary or weighted)")
 
 
 def view_losses(logits: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],

@@ -88,6 +88,7 @@ def gcs(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "pape
         weighting: str = "sigmoid", aux_weight: float = 1.0) -> tuple[Grads, list[float]]:
     """Combined gradient and the weight w_k given to each auxiliary task (see the module
     docstring; `aux_weight` is λ, used by the `clip` and `binary` weightings only)."""
+    _check_variant(variant)
     main, aux = grads[0], grads[1:]
     alphas: list[torch.Tensor] = []
     if variant == "paper":
@@ -119,6 +120,11 @@ def gcs(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "pape
     return combined, [float(a) for a in alphas]
 
 
+def _check_variant(variant: str) -> None:
+    if variant not in ("paper", "reference"):
+        raise ValueError(f"unknown gradient-method variant '{variant}' (paper or reference)")
+
+
 def _similarity_weight(cos: torch.Tensor, weighting: str) -> torch.Tensor:
     if weighting == "sigmoid":
         return torch.sigmoid(cos)
@@ -132,6 +138,7 @@ def _similarity_weight(cos: torch.Tensor, weighting: str) -> torch.Tensor:
 def pcgrad(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "paper",
            generator: torch.Generator | None = None) -> tuple[Grads, int]:
     """Combined gradient and the number of projections made (conflicts found)."""
+    _check_variant(variant)
     conflicts = 0
     if variant == "paper":
         shared = _shared_index(grads)
