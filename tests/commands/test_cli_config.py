@@ -7,7 +7,8 @@ from malt.cli import main
 
 @pytest.mark.parametrize("line, section, message", [
     ('lr = "fast"', "train", "train.lr = 'fast': expected a number"),
-    ('batch_size = "4096"', "train", "train.batch_size = '4096': expected an integer"),
+    ('batch_size = "4096"', "train",
+     "train.batch_size = '4096': expected an integer or one of 'auto'"),
     ('seed = "abc"', None, "seed = 'abc': expected an integer"),
     ('shuffle = "no"', "train", "train.shuffle = 'no': expected true or false"),
     ('amp = "false"', "train", "train.amp = 'false': expected true or false"),
@@ -49,7 +50,7 @@ def test_an_unknown_flag_shows_the_commands_own_usage(capsys):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--lr", "fast", "--lr = 'fast': expected a number"),
-    ("--batch-size", "4096.5", "--batch-size = '4096.5': expected an integer"),
+    ("--batch-size", "4096.5", "--batch-size = '4096.5': expected an integer or one of 'auto'"),
     ("--seed", "abc", "--seed = 'abc': expected an integer"),
     ("--device", "gpu", "--device = 'gpu': expected one of 'auto', 'cpu', 'cuda'"),
 ])
@@ -89,5 +90,5 @@ def test_help_shows_the_run_configs_default_only_where_it_applies(capsys):
         with pytest.raises(SystemExit):
             main([*command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
-        assert "Rows per optimiser step (over all processes)." in text
-        assert ("(over all processes). (default: 4096)" in text) is shown
+        assert "Rows per optimiser step (over all processes); `auto`:" in text
+        assert ("large data set). (default: auto)" in text) is shown

@@ -153,6 +153,19 @@ def test_flags_override_the_config_file(data, tmp_path):
                               "encoder": {"padding_mask": False}}
 
 
+def test_train_prints_the_step_plan_and_resolves_an_auto_batch(data, tmp_path, capsys):
+    # 3 training days of 301 rows: auto takes 256 (2 steps a day), far from 200 steps
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(data), "--model", "base", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "one pass: 6 optimiser steps of 256 rows (903 rows over 3 training days)\n" \
+           "warning: fewer than 200 steps under-trains a model (--batch-size 4 gives 200;" \
+           in printed
+    assert json.loads((out / "config.json").read_text())["train"]["batch_size"] == 256
+    assert "one pass: 6 optimiser steps" in (out / "log.txt").read_text()
+    assert RunMetrics.from_dict(json.loads((out / "metrics.json").read_text())).train.steps == 6
+
+
 def test_existing_run_is_not_overwritten(data, tmp_path, capsys):
     args = ["train", "--data", str(data), "--model", "base", "--batch-size", "128",
             "--out", str(tmp_path / "r")]

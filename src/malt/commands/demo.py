@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             "model": {"name": model}})
         print(f"\ntraining {model} (main: last, aux: {', '.join(aux) or 'none'}) ...", flush=True)
         results[model] = train_run(config, run.path, resume=run.exists(), dataset=dataset,
-                                   progress=console_progress())
+                                   progress=console_progress(), announce=print)
 
     base = results["base"].views["last"]
     print(f"\n{'model':<8}{'AUC':>9}{'GAUC':>9}{'ΔAUC (pt)':>12}{'ΔGAUC (pt)':>12}{'train s':>9}")

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     try:
         metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
-                            progress=console_progress())
+                            progress=console_progress(), announce=print)
     except Interrupted as stop:
         print(f"{stop}; checkpoint saved. Continue with: malt train --resume --out {args.out}")
         return 130

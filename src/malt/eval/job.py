@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,13 +25,16 @@ log = logging.getLogger(__name__)
 
 def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
               overwrite: bool = False, dataset: Dataset | None = None,
-              progress: ProgressFn | None = None) -> RunMetrics | None:
+              progress: ProgressFn | None = None,
+              announce: Callable[[str], None] | None = None) -> RunMetrics | None:
     """Train and evaluate one run into `out`; returns its metrics (None on ranks other than 0).
 
     With `resume`, an unfinished run continues from its checkpoint under its saved config and a
     finished one just returns its metrics. An existing run is never silently replaced: pass
     `overwrite` to start it again, which removes only the files malt wrote there. Data and
-    config are checked (the run is built) before anything in `out` is touched.
+    config are checked (the run is built) before anything in `out` is touched. `announce`
+    (rank 0) receives the pass's step plan before training, with a warning when it has too few
+    steps (see `malt.train.steps`); the run's log always gets it.
     """
     run = RunDir(Path(out))
     run.check_claim(resume=resume, overwrite=overwrite)
@@ -41,11 +45,15 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
         saved.train.device = config.train.device
         config = saved
     built = build_run(config, dataset)
+    config = built.config
     trainer = Trainer(built, run)
     if built.world.is_main:
         run.claim(resume=resume, overwrite=overwrite)
         run.save_config(config)
         handler = run.attach_log()
+        log.info("%s", built.plan.describe())
+        if announce is not None:
+            announce(built.plan.describe())
         if built.coverage is not None:
             log.info("training rows with mask 1 per action:\n%s",
                      format_coverage(built.coverage))

@@ -9,6 +9,7 @@ The steps are also offered one by one (`open_dataset`, `split_days`, `build_task
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -17,7 +18,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from malt.data.batches import step_count
 from malt.data.cache import Dataset, Day, prepare
 from malt.data.masks import AdmOptions, MaskPolicy, coverage
 from malt.data.schema import schema_for
@@ -27,6 +27,7 @@ from malt.models.model import MaltModel
 from malt.train.config import DataConfig, RunConfig, TaskConfig
 from malt.train.distributed import World, device_for, init_world, resolve_device
 from malt.train.optim import Optimisation
+from malt.train.steps import StepPlan, auto_batch_size
 
 
 @dataclass
@@ -34,6 +35,7 @@ class BuiltRun:
     """Everything one training run works with."""
 
     config: RunConfig
+    """The run's config with its batch size resolved (never `auto`)."""
     dataset: Dataset
     train_days: list[Day]
     eval_days: list[Day]
@@ -45,7 +47,8 @@ class BuiltRun:
     net: nn.Module
     """The model as the steps call it: wrapped for DDP in a multi-process world."""
     optimisation: Optimisation
-    total_steps: int
+    plan: StepPlan
+    """One pass: batch size, rows, days and optimiser steps."""
     world: World
     device: torch.device
 
@@ -100,6 +103,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
     task = build_task(config)
     task.validate(dataset.schema)
     train_days, eval_days = split_days(dataset, config.data)
+    config = with_batch_size(config, [d.rows for d in train_days])
     masks = MaskPolicy(task.mask, dataset.schema, train_days, adm_options(config.task), device)
     shares = None
     if task.mask not in ("none", "oracle") and world.is_main:
@@ -111,12 +115,20 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
         net = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
-    total_steps = sum(step_count(d.rows, config.train.batch_size) for d in train_days)
-    optimisation = Optimisation(model, model.embedding_parameters(), config.train, total_steps)
+    plan = StepPlan.of([d.rows for d in train_days], config.train.batch_size)
+    optimisation = Optimisation(model, model.embedding_parameters(), config.train, plan.steps)
     return BuiltRun(config=config, dataset=dataset, train_days=train_days, eval_days=eval_days,
                     task=task, masks=masks, coverage=shares, model=model, net=net,
-                    optimisation=optimisation, total_steps=total_steps, world=world,
-                    device=device)
+                    optimisation=optimisation, plan=plan, world=world, device=device)
+
+
+def with_batch_size(config: RunConfig, day_rows: list[int]) -> RunConfig:
+    """`config` with `batch_size = "auto"` replaced by the batch size it picks for these
+    training days (see `malt.train.steps`)."""
+    if config.train.batch_size != "auto":
+        return config
+    train = dataclasses.replace(config.train, batch_size=auto_batch_size(day_rows))
+    return dataclasses.replace(config, train=train)
 
 
 def seed_everything(seed: int) -> None:

@@ -115,8 +115,9 @@ class TrainConfig:
     """Learning rate of Adam."""
     embedding_lr_scale: float = 10.0
     """Embedding tables train at `lr * embedding_lr_scale` (10x in the MAC protocol)."""
-    batch_size: int = 4096
-    """Rows per optimiser step (over all processes)."""
+    batch_size: int | Literal["auto"] = "auto"
+    """Rows per optimiser step (over all processes); `auto`: the largest of 256 ... 4096 that
+    gives one pass at least 200 steps (4096, the MAC protocol's, on any large data set)."""
     warmup_fraction: float = 0.05
     """Linear warm-up over this fraction of the real number of training steps, then constant."""
     warmup_start: float = 1e-4
@@ -162,7 +163,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         validate(self, "")
-        if self.train.batch_size < 1:
+        if self.train.batch_size != "auto" and self.train.batch_size < 1:
             raise ConfigError(f"train.batch_size must be positive, got {self.train.batch_size}")
         if self.train.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.train.lr}")

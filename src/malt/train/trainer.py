@@ -65,7 +65,7 @@ class Trainer:
         self.config, self.task, self.world = built.config, built.task, built.world
         self.model, self.net, self.device = built.model, built.net, built.device
         self.optimisation, self.masks = built.optimisation, built.masks
-        self.train_days, self.total_steps = built.train_days, built.total_steps
+        self.train_days, self.total_steps = built.train_days, built.plan.steps
         self.generator = torch.Generator().manual_seed(built.config.seed)
         self.state = TrainState()
         self._stop_requested = False
