@@ -61,6 +61,17 @@ def test_sort_order_is_the_lexicographic_order(rows):
     np.testing.assert_array_equal(order, np.lexsort((click_id, time, key)))
 
 
+@pytest.mark.parametrize("time, click_id", [
+    ([0, 5, 3], [0, 1, 2]),   # every later time is after the first, but 3 comes before 5
+    ([0, 5, 0], [0, 1, 2]),   # the last time equals the first, but follows a later one
+    ([0, 0, 0], [5, 7, 6]),   # equal times: every later id is above the first, not in order
+])
+def test_a_journey_out_of_order_after_its_first_click_is_sorted(time, click_id):
+    key, time, click_id = np.zeros(3, np.int64), np.array(time, float), np.array(click_id)
+    np.testing.assert_array_equal(sort_order(key, time, click_id),
+                                  np.lexsort((click_id, time, key)))
+
+
 def test_ties_break_by_click_id():
     np.testing.assert_allclose(one_journey("last", [5, 5, 1], ids=[8, 2, 0]), [1, 0, 0])
     np.testing.assert_allclose(one_journey("first", [5, 5, 9], ids=[8, 2, 0]), [0, 1, 0])
@@ -90,7 +101,7 @@ def test_bad_parameters_are_rejected(kw, message):
         one_journey("position", [1, 2], **kw)
     with pytest.raises(ValueError, match="unknown attribution rule 'dda'"):
         one_journey("dda", [1, 2])
-    with pytest.raises(ValueError, match="the time_decay rule needs the click ages"):
+    with pytest.raises(ValueError, match="^the time_decay rule needs the click ages$"):
         credit("time_decay", np.zeros(2, np.int64), np.array([1.0, 2.0]), np.arange(2))
 
 
