@@ -13,7 +13,7 @@ from mac_data import random_day_table, write_random_dataset
 from malt.data import MAC, Schema, prepare
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.summary import format_summary
-from malt.errors import DataError
+from malt.errors import ConfigError, DataError
 
 ROWS = 120
 
@@ -61,13 +61,37 @@ def test_missing_column(data):
     assert "missing columns ['ad_feat3']" in str(err) and str(path) in str(err)
 
 
-def test_extra_column_is_an_error_unless_ignored(data):
+def test_unnamed_columns_are_not_read_with_one_warning(data, caplog):
+    def add(name):
+        return lambda t: t.append_column(name, pa.array(["x"] * t.num_rows))
+    rewrite(data, add("note"), day=0)
+    rewrite(data, add("note"), day=1)
+    rewrite(data, add("source"), day=1)
+    with caplog.at_level(logging.WARNING, logger="malt"):
+        dataset = prepare(data)
+    warnings = [r.getMessage() for r in caplog.records if "does not name" in r.getMessage()]
+    assert warnings == [f"{data}: columns the schema does not name are not read: note (in 2 of "
+                        "3 files), source (in 1 of 3 files) (declare them, list them under "
+                        "ignore_columns, or set strict_columns = true to refuse such files)"]
+    assert [d.rows for d in dataset.train] == [ROWS, ROWS]
+
+
+def test_strict_columns_refuse_an_unnamed_column_unless_ignored(data, caplog):
     path = rewrite(data, lambda t: t.append_column("note", pa.array(["x"] * t.num_rows)))
-    err = raised(data)
+    strict = Schema.from_dict({**_mac_dict(), "strict_columns": True})
+    err = raised(data, schema=strict)
     assert (err.file, err.column) == (str(path), "note")
-    assert "ignore_columns" in str(err)
-    ignoring = Schema.from_dict({**_mac_dict(), "ignore_columns": ["note"]})
-    assert prepare(data, ignoring).train[1].rows == ROWS
+    assert str(err).endswith("unexpected columns ['note']; declare them in the schema, list "
+                             "them under ignore_columns, or drop strict_columns")
+    ignoring = Schema.from_dict({**_mac_dict(), "strict_columns": True,
+                                 "ignore_columns": ["note"]})
+    with caplog.at_level(logging.WARNING, logger="malt"):
+        assert prepare(data, ignoring).train[1].rows == ROWS
+    assert not [r for r in caplog.records if "does not name" in r.getMessage()]
+    # whether unnamed columns are refused does not change how files are read: same cache
+    assert strict.fingerprint() == MAC.fingerprint() != ignoring.fingerprint()
+    with pytest.raises(ConfigError, match="strict_columns must be true or false, got 'yes'"):
+        Schema.from_dict({**_mac_dict(), "strict_columns": "yes"})
 
 
 def _mac_dict():

@@ -277,7 +277,8 @@ class Preparer:
     def _plan(self, source: Path, split: str, directory: Path) -> _Job:
         """Check the file's footer and columns, then lay out the empty arrays of the day."""
         pf = open_parquet(source)
-        check_columns(self.schema, pf, str(source))
+        for column in check_columns(self.schema, pf, str(source)):
+            self._unnamed.setdefault(column, []).append(source.name)
         rows = pf.metadata.num_rows
         if rows == 0:
             raise DataError("empty day file (0 rows)", file=str(source))
@@ -345,6 +346,8 @@ class Preparer:
                                                         ("test", self.layout.test))
                    for source in files]
         jobs: list[_Job] = []
+        self._unnamed: dict[str, list[str]] = {}
+        """Column -> the converted files that hold it though the schema does not name it."""
         self._stop.clear()
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="malt-prepare") \
                 as pool:
@@ -376,6 +379,12 @@ class Preparer:
                     for job in jobs:
                         job.discard()
         self._remove_stale({d.directory for d in days})
+        if self._unnamed:
+            log.warning("%s: columns the schema does not name are not read: %s (declare them, "
+                        "list them under ignore_columns, or set strict_columns = true to refuse "
+                        "such files)", self.layout.root,
+                        ", ".join(f"{c} (in {len(files)} of {len(sources)} files)"
+                                  for c, files in self._unnamed.items()))
         if not self.layout.test:
             log.warning("%s has no test day (test/*.parquet): train on it with the validation "
                         "protocol (--eval-split validation) or add the day to evaluate on",

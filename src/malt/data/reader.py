@@ -149,9 +149,10 @@ def read_chunks(pf: pq.ParquetFile, path: Path, row_group: int, start: int,
                         "could be read (truncated or corrupt?)", file=str(path), row=offset)
 
 
-def check_columns(schema: Schema, pf: pq.ParquetFile, file: str) -> None:
-    """Raise on missing or extra columns and on column types the schema cannot read (naming the
-    first row holding a value of the wrong type)."""
+def check_columns(schema: Schema, pf: pq.ParquetFile, file: str) -> list[str]:
+    """The file's columns the schema does not name (they are not read); raise on missing
+    columns, on those unnamed ones under `strict_columns`, and on column types the schema
+    cannot read (naming the first row holding a value of the wrong type)."""
     arrow_schema = pf.schema_arrow
     present = set(arrow_schema.names)
     expected = set(schema.columns)
@@ -159,9 +160,10 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str) -> None:
     if missing:
         raise DataError(f"missing columns {missing}", file=file, column=missing[0])
     extra = [c for c in arrow_schema.names if c not in expected and c not in schema.ignore_columns]
-    if extra:
-        raise DataError(f"unexpected columns {extra}; declare them in the schema "
-                        "(or list them under ignore_columns)", file=file, column=extra[0])
+    if extra and schema.strict_columns:
+        raise DataError(f"unexpected columns {extra}; declare them in the schema, list them "
+                        "under ignore_columns, or drop strict_columns", file=file,
+                        column=extra[0])
 
     def is_id(t: pa.DataType) -> bool:
         if pa.types.is_dictionary(t):
@@ -194,6 +196,7 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str) -> None:
             shown = "" if row is None else f" (first value {value!r})"
             raise DataError(f"wrong dtype {dtype}, expected {what}{shown}", file=file,
                             column=column, row=row)
+    return extra
 
 
 def _first_value(pf: pq.ParquetFile, column: str) -> tuple[int | None, object]:

@@ -12,6 +12,7 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     sequence_pad = "0"              # raw id that pads a short id sequence
     float_sequences = ["image_sim"] # or a table {image_sim = 50}
     ignore_columns = ["note"]       # present in the files, not used
+    strict_columns = false          # true: a column not named here is an error, not a warning
 
     [fields]
     user = ["age", "city"]
@@ -88,6 +89,9 @@ class Schema:
     true_labels: tuple[str, ...] = ()
     reported_labels: tuple[str, ...] = ()
     ignore_columns: tuple[str, ...] = ()
+    strict_columns: bool = False
+    """Refuse files with columns the schema does not name (by default they are ignored, with
+    one warning listing them)."""
 
     def __post_init__(self) -> None:
         self._check()
@@ -130,9 +134,10 @@ class Schema:
         return self.labels.index(name)
 
     def fingerprint(self) -> str:
-        """A short hash of everything that changes how files are read (not the name)."""
-        payload = json.dumps({k: v for k, v in self.to_dict().items() if k != "name"},
-                             sort_keys=True).encode()
+        """A short hash of everything that changes how files are read (not the name, nor
+        whether unnamed columns are refused)."""
+        payload = json.dumps({k: v for k, v in self.to_dict().items()
+                              if k not in ("name", "strict_columns")}, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
     # --- (de)serialisation ---------------------------------------------------------------
@@ -162,6 +167,7 @@ class Schema:
             true_labels=tuple(str(x) for x in raw.get("true_labels", ())),
             reported_labels=tuple(str(x) for x in raw.get("reported_labels", ())),
             ignore_columns=tuple(str(x) for x in raw.get("ignore_columns", ())),
+            strict_columns=_bool(raw.get("strict_columns", False), "strict_columns", source),
         )
 
     @classmethod
@@ -206,13 +212,19 @@ class Schema:
 
 _SCHEMA_KEYS = ("name", "user_column", "fields", "labels", "id_sequences", "float_sequences",
                 "sequence_length", "sequence_pad", "campaign_column", "target_action_column",
-                "true_labels", "reported_labels", "ignore_columns")
+                "true_labels", "reported_labels", "ignore_columns", "strict_columns")
 
 
 def _check_keys(raw: dict, valid: tuple[str, ...], where: str) -> None:
     unknown = sorted(set(raw) - set(valid))
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; valid keys are {sorted(valid)}")
+
+
+def _bool(value: Any, what: str, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{source}: {what} must be true or false, got {value!r}")
+    return value
 
 
 def _int(value: Any, what: str, source: str) -> int:
