@@ -6,12 +6,14 @@ import logging
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from mac_data import random_day_table, write_random_dataset
 from malt.data import MAC, Schema, prepare
 from malt.data.layout import day_path, write_day, write_vocab
+from malt.data.reader import DayStats
 from malt.data.summary import format_summary
 from malt.errors import ConfigError, DataError
 
@@ -277,3 +279,31 @@ def test_fixed_size_list_columns_are_read(tmp_path):
     arrays = prepare(root).test[0].arrays()
     np.testing.assert_array_equal(arrays["seq"][:, 1, :], np.stack(
         table["ad_feat1_seq"].to_numpy(zero_copy_only=False)))
+
+
+def test_labels_equal_once_binarised_on_every_training_row_are_reported(data, caplog):
+    def halve_last_into_linear(table):
+        return replace(table, "linear", pc.multiply(table["last"], 0.5).cast(
+            table.schema.field("linear").type))
+    for day in (0, 1):
+        rewrite(data, halve_last_into_linear, day=day)
+
+    def reported():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="malt"):
+            dataset = prepare(data)
+        return dataset, [r.getMessage() for r in caplog.records if "binarised" in r.getMessage()]
+    dataset, warnings = reported()
+    assert warnings == [f"{data}: labels equal once binarised on every training row (as "
+                        "auxiliary tasks of each other they add nothing): last = linear"]
+    assert dataset.train[0].stats.same_binary == [("last", "linear")]
+    assert reported()[1] == warnings  # from the cache's record, without converting again
+    # one row that tells them apart on one day is enough
+    rewrite(data, lambda t: with_value(t, "linear", int(np.flatnonzero(
+        np.asarray(t["last"]) == 0)[0]), 0.25), day=1)
+    dataset, warnings = reported()
+    assert warnings == [] and dataset.train[0].stats.same_binary == [("last", "linear")]
+    assert dataset.train[1].stats.same_binary == []
+    # days cached before malt recorded the pairs say nothing either way
+    old = DayStats.from_dict({"rows": 3, "users": 1, "positives": {}, "oov": {}})
+    assert old.same_binary is None

@@ -329,7 +329,8 @@ class Preparer:
             job.stats.add(future.result())
         stats = DayStats(rows=job.rows, users=int(np.count_nonzero(job.seen_users)),
                          positives={c: job.stats.positives.get(c, 0) for c in self.schema.labels},
-                         oov={c: n for c, n in job.stats.oov.items()})
+                         oov={c: n for c, n in job.stats.oov.items()},
+                         same_binary=sorted(job.stats.same_binary or ()))
         meta = {"format": CACHE_FORMAT, "source": str(job.source), "stats": stats.to_dict()}
         (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         _move_into_place(job.tmp, job.directory)
@@ -385,6 +386,13 @@ class Preparer:
                         "such files)", self.layout.root,
                         ", ".join(f"{c} (in {len(files)} of {len(sources)} files)"
                                   for c, files in self._unnamed.items()))
+        train = [d for d in days if d.split == "train"]
+        if train and all(d.stats.same_binary is not None for d in train):
+            same = set.intersection(*(set(d.stats.same_binary) for d in train))
+            if same:
+                log.warning("%s: labels equal once binarised on every training row (as "
+                            "auxiliary tasks of each other they add nothing): %s",
+                            self.layout.root, ", ".join(f"{a} = {b}" for a, b in sorted(same)))
         if not self.layout.test:
             log.warning("%s has no test day (test/*.parquet): train on it with the validation "
                         "protocol (--eval-split validation) or add the day to evaluate on",

@@ -48,28 +48,45 @@ class DayStats:
     users: int = 0
     positives: dict[str, int] = field(default_factory=dict)
     oov: dict[str, int] = field(default_factory=dict)
+    same_binary: list[tuple[str, str]] | None = None
+    """Pairs of labels whose binarised columns are equal on every row of the day (None: not
+    known, for days cached before malt recorded it)."""
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "users": self.users, "positives": self.positives,
-                "oov": self.oov}
+                "oov": self.oov, "same_binary": self.same_binary}
 
     @classmethod
     def from_dict(cls, d: dict) -> DayStats:
+        same = d.get("same_binary")
         return cls(rows=int(d["rows"]), users=int(d["users"]), positives=dict(d["positives"]),
-                   oov=dict(d["oov"]))
+                   oov=dict(d["oov"]),
+                   same_binary=None if same is None else [(a, b) for a, b in same])
 
 
 @dataclass
 class ChunkStats:
-    """Positive counts per label and OOV counts per id column of one chunk."""
+    """Positive counts per label and OOV counts per id column of one chunk, and the pairs of
+    labels equal once binarised on all of its rows (None before any chunk is added)."""
 
     positives: dict[str, int]
     oov: dict[str, int]
+    same_binary: set[tuple[str, str]] | None = None
 
     def add(self, other: ChunkStats) -> None:
         for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov)):
             for key, n in theirs.items():
                 mine[key] = mine.get(key, 0) + n
+        if other.same_binary is not None:
+            self.same_binary = other.same_binary if self.same_binary is None else \
+                self.same_binary & other.same_binary
+
+
+def same_binary_pairs(weights: np.ndarray, labels: tuple[str, ...]) -> set[tuple[str, str]]:
+    """Pairs (i < j) of label columns of `weights` [N, K] whose `> 0` columns are equal."""
+    positive = weights > 0
+    equal = (positive[:, :, None] == positive[:, None, :]).all(axis=0)
+    return {(labels[i], labels[j]) for i, j in zip(*np.nonzero(np.triu(equal, k=1)))}
 
 
 def array_shapes(schema: Schema, rows: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -266,6 +283,7 @@ class DayConverter:
         for j, c in enumerate(s.labels):
             weights[:, j] = _label_weights(col(c), c, file, offset)
             stats.positives[c] = int(np.count_nonzero(weights[:, j] > 0))
+        stats.same_binary = same_binary_pairs(weights, s.labels)
         for j, c in enumerate(s.true_labels):
             out["true_weights"][:, j] = _label_weights(col(c), c, file, offset)
         for j, c in enumerate(s.reported_labels):
