@@ -102,6 +102,7 @@ def _mac_dict():
                        for g in ("user", "ad", "context")},
             "labels": list(MAC.labels),
             "id_sequences": {s.name: s.shares for s in MAC.id_sequences},
+            "sequence_pad": MAC.sequence_pad,
             "float_sequences": [s.name for s in MAC.float_sequences]}
 
 

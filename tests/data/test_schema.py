@@ -265,3 +265,41 @@ def test_bad_target_action(tmp_path, target, row):
     with pytest.raises(DataError) as info:
         prepare(root, KAML)
     assert (info.value.column, info.value.row) == ("target", row)
+
+
+HISTORY_SCHEMA = """
+user_column = "uid"
+labels = ["y"]
+[fields]
+ad = ["item"]
+[id_sequences]
+history = { shares = "item", length = 2 }
+"""
+
+
+def test_a_schema_with_id_sequences_declares_its_pad(tmp_path):
+    with pytest.raises(ConfigError, match="s.toml: declare sequence_pad, the raw id that pads"):
+        Schema.load(write(tmp_path, "s.toml", HISTORY_SCHEMA))
+    assert Schema.load(write(tmp_path, "p.toml", 'sequence_pad = "-1"\n' + HISTORY_SCHEMA)
+                       ).sequence_pad == "-1"
+    assert Schema.load(write(tmp_path, "n.toml", SHOP_TOML)).sequence_pad == "0"  # no sequences
+
+
+@pytest.mark.parametrize("ids", ["int", "str"])
+def test_a_pad_that_is_a_real_id_of_the_shared_field_is_refused(tmp_path, ids):
+    schema = Schema.load(write(tmp_path, "s.toml", 'sequence_pad = "0"\n' + HISTORY_SCHEMA))
+    root = tmp_path / "d"
+    items = [5, 0, 7] if ids == "int" else ["5", "0", "7"]
+    path = day_path(root, "test", 0)
+    write_day(path, pa.table({
+        "uid": pa.array([1, 2, 1]), "item": pa.array(items),
+        "history": fixed_lists(np.array([[5, 0], [7, 5], [0, 0]])),
+        "y": pa.array([0.0, 1.0, 0.5])}))
+    write_vocab(root / "vocabs", "uid", ["1", "2"])
+    write_vocab(root / "vocabs", "item", ["5", "7"])
+    with pytest.raises(DataError) as err:
+        prepare(root, schema)
+    assert (err.value.file, err.value.column, err.value.row) == (str(path), "item", 1)
+    assert str(err.value).endswith("the schema's sequence_pad '0' is a real id of this field, "
+                                   "whose table the id sequences share: padding would hide "
+                                   "it; declare another sequence_pad")

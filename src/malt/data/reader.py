@@ -265,6 +265,8 @@ class DayConverter:
         for j, f in enumerate(s.fields):
             stats.oov[f.name] = self.lookups[f.name].map_into(col(f.name), ids)
             sparse[:, j] = ids
+        for shared in self._pad_is_oov:
+            _no_pad_ids(col(shared), s.sequence_pad, shared, file, offset)
 
         for j, spec in enumerate(s.id_sequences):
             flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
@@ -341,17 +343,34 @@ def _column(chunk: RowGroup | pa.Table | pa.RecordBatch, name: str) -> pa.Array:
     return column
 
 
-def _count_token(values: pa.Array, token: str) -> int:
-    """How many of `values` equal the raw id `token`."""
+def _equal_to_token(values: pa.Array, token: str) -> pa.Array | None:
+    """Which of `values` equal the raw id `token` (bool [N]); None when none can (an integer
+    column and a token that is not an integer of its type)."""
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
     if pa.types.is_integer(values.type):
         try:
             scalar = pa.scalar(int(token), type=values.type)
         except (ValueError, OverflowError, pa.ArrowInvalid):
-            return 0
-        return int(pc.sum(pc.equal(values, scalar)).as_py() or 0)
-    return int(pc.sum(pc.equal(pc.cast(values, pa.string()), token)).as_py() or 0)
+            return None
+        return pc.equal(values, scalar)
+    return pc.equal(pc.cast(values, pa.string()), token)
+
+
+def _count_token(values: pa.Array, token: str) -> int:
+    """How many of `values` equal the raw id `token`."""
+    hits = _equal_to_token(values, token)
+    return 0 if hits is None else int(pc.sum(hits).as_py() or 0)
+
+
+def _no_pad_ids(values: pa.Array, pad: str, column: str, file: str, offset: int) -> None:
+    """Raise when the field `column`, whose table id sequences share, holds the pad id."""
+    hits = _equal_to_token(values, pad)
+    if hits is not None and pc.any(hits).as_py():
+        row = offset + int(np.flatnonzero(hits.to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"the schema's sequence_pad '{pad}' is a real id of this field, whose "
+                        "table the id sequences share: padding would hide it; declare another "
+                        "sequence_pad", file=file, column=column, row=row)
 
 
 def _no_nulls(values: pa.Array, column: str, file: str, offset: int) -> None:

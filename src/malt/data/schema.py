@@ -9,7 +9,8 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     user_column = "uid"
     labels = ["last", "first", "linear", "position", "dda"]
     sequence_length = 50            # default length of every sequence
-    sequence_pad = "0"              # raw id that pads a short id sequence
+    sequence_pad = "0"              # raw id that pads a short id sequence (required with
+                                    # id sequences; never a real id of the shared fields)
     float_sequences = ["image_sim"] # or a table {image_sim = 50}
     ignore_columns = ["note"]       # present in the files, not used
     strict_columns = false          # true: a column not named here is an error, not a warning
@@ -153,7 +154,7 @@ class Schema:
         if not isinstance(raw["labels"], (list, tuple)) or not raw["labels"]:
             raise ConfigError(f"{source}: 'labels' must be a non-empty list of column names")
         default_len = _int(raw.get("sequence_length", 20), "sequence_length", source)
-        return cls(
+        schema = cls(
             name=str(raw.get("name", Path(source).stem)),
             user_column=str(raw["user_column"]),
             fields=_parse_fields(raw["fields"], source),
@@ -169,6 +170,11 @@ class Schema:
             ignore_columns=tuple(str(x) for x in raw.get("ignore_columns", ())),
             strict_columns=_bool(raw.get("strict_columns", False), "strict_columns", source),
         )
+        if schema.id_sequences and "sequence_pad" not in raw:
+            # No default: a pad that is also a real id would be masked out wherever it occurs.
+            raise ConfigError(f"{source}: declare sequence_pad, the raw id that pads short id "
+                              "sequences (one that is never a real id of the shared fields)")
+        return schema
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
