@@ -38,14 +38,17 @@ def random_day_table(schema: Schema, rows: int, rng: np.random.Generator, vocab_
 
 
 def write_random_dataset(root: Path, schema: Schema = MAC, *, days: int = 3, rows: int = 300,
-                         seed: int = 0, vocab_size: int = 50,
-                         row_group_size: int = 1 << 18) -> Path:
-    """`days - 1` training days and one test day of random rows, plus dense vocabs
-    ("i" -> i for i < vocab_size, so mapped rows equal raw ids)."""
+                         seed: int = 0, vocab_size: int = 50, row_group_size: int = 1 << 18,
+                         test_days: int = 1) -> Path:
+    """`days - test_days` training days and `test_days` test days of random rows, plus dense
+    vocabs ("i" -> i for i < vocab_size, so mapped rows equal raw ids)."""
     rng = np.random.default_rng(seed)
     for d in range(days):
-        split, index = ("test", 0) if d == days - 1 else ("train", d)
-        write_day(day_path(root, split, index), random_day_table(schema, rows, rng, vocab_size),
+        train_days = days - test_days
+        path = day_path(root, "train", d) if d < train_days else day_path(root, "test", 0)
+        if test_days > 1 and d >= train_days:  # several test days: test-00, test-01, ...
+            path = path.with_name(f"test-{d - train_days:02d}.parquet")
+        write_day(path, random_day_table(schema, rows, rng, vocab_size),
                   row_group_size=row_group_size)
     for column in schema.vocab_columns:
         write_vocab(root / "vocabs", column, [str(i) for i in range(vocab_size)])

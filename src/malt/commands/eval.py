@@ -18,7 +18,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from malt.eval.predictions import Predictions
-    from malt.eval.report import complexity_breakdown, evaluate, format_breakdown, format_metrics
+    from malt.eval.report import (
+        complexity_breakdown,
+        evaluate,
+        evaluate_by_day,
+        format_breakdown,
+        format_days,
+        format_metrics,
+    )
     from malt.eval.rescore import rescore
     from malt.eval.target import format_target_metrics, target_metrics
     from malt.train.run_dir import RunDir
@@ -32,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         metrics = run_dir.load_metrics().views
         predictions = Predictions.load(run_dir.predictions_file)
     print(format_metrics(metrics, config.task.main))
+    per_day = evaluate_by_day(predictions)
+    if per_day:
+        print(format_days(per_day, metrics, config.task.main))
     if predictions.target_action is not None:
         print(format_target_metrics(target_metrics(predictions)))
     if args.baseline:

@@ -15,7 +15,8 @@ HELP = "run one of the MAC paper's studies (tables 2-8, figure 5, search, greedy
 
 STUDY_NAMES = ("main", "aux-metrics", "aux-targets", "params", "atl", "labels", "groups",
                "search", "greedy", "kaml")
-RUN_FIELDS = [("data", "schema"), ("task", "aux"), ("train", "batch_size")]
+RUN_FIELDS = [("data", "schema"), ("data", "validation_days"), ("task", "aux"),
+              ("train", "batch_size")]
 """The run settings a user gives every run of a study, on their own data."""
 
 

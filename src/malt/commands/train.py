@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.commands._progress import console_progress
     from malt.errors import ConfigError, Interrupted
     from malt.eval.job import train_run
-    from malt.eval.report import format_metrics
+    from malt.eval.report import format_days, format_metrics
 
     if args.resume:
         extra = {k: v for k, v in given_overrides(args).items() if k != "train"}
@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if metrics is not None:
         print(format_metrics(metrics.views, metrics.main))
+        if metrics.per_day:
+            print(format_days(metrics.per_day, metrics.views, metrics.main))
         if metrics.target is not None:
             from malt.eval.target import format_target_metrics
 

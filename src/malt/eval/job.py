@@ -10,7 +10,7 @@ from pathlib import Path
 from malt.data.cache import Dataset
 from malt.data.masks import format_coverage
 from malt.eval.predictions import Predictions, predict
-from malt.eval.report import evaluate
+from malt.eval.report import evaluate, evaluate_by_day
 from malt.eval.target import target_metrics
 from malt.metrics import ViewMetrics
 from malt.train.builder import BuiltRun, build_run
@@ -21,6 +21,10 @@ from malt.train.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
 from malt.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
+
+MIN_VALIDATION_USERS = 500
+"""Below this many users in the validation GAUC, differences between λ or learning-rate
+settings are mostly noise."""
 
 
 def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
@@ -72,6 +76,12 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
             run.save_metrics(metrics)
             _log_evaluation(run, metrics.views, trainer.state.global_step)
             log.info("evaluation: %s", metrics.views)
+            users = metrics.main_metrics.gauc_users
+            if config.data.eval_split == "validation" and users < MIN_VALIDATION_USERS:
+                log.warning("the validation GAUC counts only %d users (fewer than %d): choices "
+                            "made on it are mostly noise; hold out more days "
+                            "(--validation-days) or use more data", users,
+                            MIN_VALIDATION_USERS)
         barrier(built.world)
         return metrics
     finally:
@@ -90,7 +100,7 @@ def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> 
                          seconds=round(trainer.state.seconds, 2), world_size=built.world.size),
         params=ParamCounts(*built.model.parameter_counts()),
         target=None if predictions.target_action is None else target_metrics(predictions),
-        coverage=built.coverage)
+        coverage=built.coverage, per_day=evaluate_by_day(predictions))
 
 
 def _log_evaluation(run: RunDir, views: dict[str, ViewMetrics], step: int) -> None:

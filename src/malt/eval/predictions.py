@@ -28,7 +28,8 @@ class Predictions:
 
     probs [N, V] float32 (columns = `views`), weights [N, K] float32 raw weights of every schema
     label (columns = `labels`), user [N] int64, and target_action [N] int64 (label index, -1 =
-    other) when the data has a target-action column.
+    other) when the data has a target-action column. `days` and `day_rows` name the evaluation
+    days and their row counts, in row order (empty for predictions saved before malt kept them).
     """
 
     views: tuple[str, ...]
@@ -37,9 +38,13 @@ class Predictions:
     weights: np.ndarray
     user: np.ndarray
     target_action: np.ndarray | None = None
+    days: tuple[str, ...] = ()
+    day_rows: tuple[int, ...] = ()
 
     def save(self, path: Path) -> None:
         extra = {} if self.target_action is None else {"target_action": self.target_action}
+        if self.days:
+            extra |= {"days": np.array(self.days), "day_rows": np.array(self.day_rows)}
 
         def write(tmp: Path) -> None:
             with tmp.open("wb") as f:
@@ -53,9 +58,25 @@ class Predictions:
         if not path.is_file():
             raise ConfigError(f"no predictions at {path}")
         with np.load(path) as f:
+            days = tuple(f["days"].tolist()) if "days" in f.files else ()
+            rows = tuple(int(n) for n in f["day_rows"]) if days else ()
             return cls(views=tuple(f["views"].tolist()), labels=tuple(f["labels"].tolist()),
                        probs=f["probs"], weights=f["weights"], user=f["user"],
-                       target_action=f["target_action"] if "target_action" in f.files else None)
+                       target_action=f["target_action"] if "target_action" in f.files else None,
+                       days=days, day_rows=rows)
+
+    def by_day(self) -> list[tuple[str, Predictions]]:
+        """(day, the predictions of its rows) for every evaluation day, in order."""
+        out, start = [], 0
+        for day, rows in zip(self.days, self.day_rows):
+            take = slice(start, start + rows)
+            out.append((day, Predictions(
+                views=self.views, labels=self.labels, probs=self.probs[take],
+                weights=self.weights[take], user=self.user[take],
+                target_action=None if self.target_action is None else self.target_action[take],
+                days=(day,), day_rows=(rows,))))
+            start += rows
+        return out
 
     def view(self, name: str) -> np.ndarray:
         return self.probs[:, self.views.index(name)]
@@ -97,4 +118,5 @@ def predict(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
     return Predictions(views=views, labels=schema.labels,
                        probs=gathered["probs"][order].astype(np.float32),
                        weights=gathered["weights"][order].astype(np.float32),
-                       user=gathered["user"][order].astype(np.int64), target_action=target)
+                       user=gathered["user"][order].astype(np.int64), target_action=target,
+                       days=tuple(d.name for d in days), day_rows=tuple(d.rows for d in days))

@@ -29,6 +29,14 @@ def evaluate(predictions: Predictions) -> dict[str, ViewMetrics]:
             for v in predictions.views}
 
 
+def evaluate_by_day(predictions: Predictions) -> dict[str, dict[str, ViewMetrics]]:
+    """Day -> view -> metrics when the predictions span several days (else empty: the pooled
+    metrics are that day's)."""
+    if len(predictions.days) < 2:
+        return {}
+    return {day: evaluate(part) for day, part in predictions.by_day()}
+
+
 def complexity_breakdown(run: Predictions, baseline: Predictions, view: str,
                          edges=DEFAULT_COMPLEXITY_EDGES) -> ComplexityBreakdown:
     """GAUC gain of `run` over `baseline` on `view` by user path complexity (linear/last
@@ -59,6 +67,17 @@ def format_metrics(metrics: dict[str, ViewMetrics], main: str) -> str:
         lines.append(f"{name:<10}{m.auc:>9.4f}{m.gauc:>9.4f}{m.auc_weighted:>9.4f}"
                      f"{m.gauc_weighted:>9.4f}{m.logloss:>10.4f}{m.gauc_users:>9,}")
     lines.append("* main view; (w): positives weighted by their attribution weight")
+    return "\n".join(lines)
+
+
+def format_days(per_day: dict[str, dict[str, ViewMetrics]], pooled: dict[str, ViewMetrics],
+                main: str) -> str:
+    """The main view's metrics on each evaluation day and pooled over them."""
+    lines = [f"main view '{main}' by day:",
+             f"{'day':<14}{'AUC':>9}{'GAUC':>9}{'logloss':>10}{'users':>9}"]
+    for day, metrics in [*per_day.items(), ("pooled", pooled)]:
+        m = metrics[main]
+        lines.append(f"{day:<14}{m.auc:>9.4f}{m.gauc:>9.4f}{m.logloss:>10.4f}{m.gauc_users:>9,}")
     return "\n".join(lines)
 
 

@@ -66,9 +66,12 @@ def split_days(dataset: Dataset, data: DataConfig) -> tuple[list[Day], list[Day]
     if data.train_days is not None:
         train = train[:data.train_days]
     if data.eval_split == "validation":
-        if len(train) < 2:
-            raise ConfigError("the validation protocol needs at least two training days")
-        return train[:-1], train[-1:]
+        held = data.validation_days
+        if len(train) <= held:
+            raise ConfigError(f"the validation protocol holding out {held} day"
+                              f"{'s' if held > 1 else ''} needs at least {held + 1} training "
+                              f"days; the data has {len(train)}")
+        return train[:-held], train[-held:]
     if not dataset.test:
         raise ConfigError(f"{dataset.root} has no test day (test/*.parquet)")
     return train, dataset.test

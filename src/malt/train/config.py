@@ -66,8 +66,11 @@ class DataConfig:
     train_days: int | None = None
     """Use only the first N training days (None: all)."""
     eval_split: EvalSplit = "test"
-    """`test`: train on all training days, evaluate on the test day. `validation`: hold out the
-    last training day for evaluation and train on the days before it (the paper's protocol)."""
+    """`test`: train on all training days, evaluate on the test days. `validation`: hold out the
+    last training days for evaluation and train on the days before them (the paper's protocol
+    holds out one)."""
+    validation_days: int = 1
+    """Training days the validation protocol holds out (the last ones)."""
 
     def __post_init__(self) -> None:
         validate(self, "data")
@@ -163,6 +166,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         validate(self, "")
+        if self.data.validation_days < 1:
+            raise ConfigError(f"data.validation_days must be at least 1, got "
+                              f"{self.data.validation_days}")
         if self.train.batch_size != "auto" and self.train.batch_size < 1:
             raise ConfigError(f"train.batch_size must be positive, got {self.train.batch_size}")
         if self.train.lr <= 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class RunMetrics:
     """Per target action and `all` (KAML protocol), when the data has a target-action column."""
     coverage: dict[str, dict[str, float]] | None = None
     """Share of training rows each action trains on under the mask (KAML Table 1)."""
+    per_day: dict[str, dict[str, ViewMetrics]] = field(default_factory=dict)
+    """Day -> view -> metrics when several days are evaluated (`views` pools them)."""
 
     def __post_init__(self) -> None:
         validate(self, "metrics")

@@ -1,0 +1,88 @@
+"""Evaluation splits say what they are: several test days are reported per day and pooled, the
+validation protocol holds out the last k training days and warns when its GAUC is too thin."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from mac_data import write_random_dataset
+from malt.cli import main
+from malt.data import prepare
+from malt.errors import ConfigError
+from malt.eval.job import train_run
+from malt.eval.predictions import Predictions
+from malt.metrics import view_metrics
+from malt.train.builder import split_days
+from malt.train.config import DataConfig, RunConfig
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Three training days and two test days of 200 rows."""
+    return write_random_dataset(tmp_path_factory.mktemp("splits") / "d", days=5, rows=200,
+                                test_days=2)
+
+
+def _config(data, **data_options) -> RunConfig:
+    return RunConfig.from_dict({
+        "seed": 3, "data": {"path": str(data), **data_options},
+        "task": {"main": "last", "aux": ["first"]}, "train": {"batch_size": 64},
+        "model": {"name": "mmoe", "encoder": {"embed_dim": 4, "attention_heads": 1},
+                  "expert": {"dim": 8}, "tower": {"dims": [4]}}})
+
+
+def test_the_validation_protocol_holds_out_the_last_k_training_days(data):
+    dataset = prepare(data)
+    names = [d.name for d in dataset.train]
+    for k in (1, 2):
+        train, held = split_days(dataset, DataConfig(eval_split="validation",
+                                                     validation_days=k))
+        assert [d.name for d in train] == names[:-k] and [d.name for d in held] == names[-k:]
+    with pytest.raises(ConfigError, match="holding out 3 days needs at least 4 training days; "
+                                          "the data has 3"):
+        split_days(dataset, DataConfig(eval_split="validation", validation_days=3))
+    with pytest.raises(ConfigError, match="data.validation_days must be at least 1, got 0"):
+        RunConfig.from_dict({"data": {"validation_days": 0}})
+
+
+def test_several_test_days_are_reported_per_day_and_pooled(data, tmp_path, capsys):
+    metrics = train_run(_config(data), tmp_path / "run")
+    predictions = Predictions.load(tmp_path / "run" / "predictions.npz")
+    assert predictions.days == ("test-00", "test-01") and predictions.day_rows == (200, 200)
+    assert list(metrics.per_day) == ["test-00", "test-01"] and metrics.eval_rows == 400
+    for day, rows in (("test-00", slice(0, 200)), ("test-01", slice(200, 400))):
+        want = view_metrics(predictions.view("last")[rows],
+                            predictions.label_weights("last")[rows], predictions.user[rows])
+        assert metrics.per_day[day]["last"] == want
+    pooled = view_metrics(predictions.view("last"), predictions.label_weights("last"),
+                          predictions.user)
+    assert metrics.views["last"] == pooled != metrics.per_day["test-00"]["last"]
+    assert main(["eval", "--run", str(tmp_path / "run")]) == 0
+    table = capsys.readouterr().out.split("main view 'last' by day:\n")[1].splitlines()
+    assert [line.split()[0] for line in table] == ["day", "test-00", "test-01", "pooled"]
+    assert table[3].split()[1:3] == [f"{pooled.auc:.4f}", f"{pooled.gauc:.4f}"]
+
+
+def test_a_thin_validation_gauc_is_warned_about(data, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="malt"):
+        metrics = train_run(_config(data, eval_split="validation"), tmp_path / "val")
+    users = metrics.main_metrics.gauc_users
+    assert 0 < users < 500 and metrics.per_day == {}
+    assert [r.getMessage() for r in caplog.records if "validation GAUC" in r.getMessage()] == [
+        f"the validation GAUC counts only {users} users (fewer than 500): choices made on it "
+        "are mostly noise; hold out more days (--validation-days) or use more data"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="malt"):
+        train_run(_config(data), tmp_path / "test")  # the test protocol is not warned about
+    assert not [r for r in caplog.records if "validation GAUC" in r.getMessage()]
+
+
+def test_predictions_saved_before_days_were_kept_still_load(tmp_path):
+    old = Predictions(views=("last",), labels=("last",), probs=np.zeros((2, 1), np.float32),
+                      weights=np.zeros((2, 1), np.float32), user=np.arange(2))
+    old.save(tmp_path / "p.npz")
+    loaded = Predictions.load(tmp_path / "p.npz")
+    assert loaded.days == () and loaded.by_day() == []
