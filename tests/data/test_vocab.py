@@ -110,6 +110,12 @@ def test_uint64_ids_beyond_int64_do_not_wrap():
     check(mapping, [2**64 - 1, 5, 2**63], pa.uint64())
 
 
+@pytest.mark.parametrize("ids", [[], [None, None]])
+def test_uint64_ids_without_a_value_map_to_the_oov_row(ids):
+    lookup = VocabLookup({"5": 0}, source="test")
+    assert lookup.map(pa.array(ids, type=pa.uint64())).tolist() == [lookup.oov_index] * len(ids)
+
+
 def test_map_into_fills_a_block_in_row_order():
     lookup = VocabLookup({str(k): k + 1 for k in range(10)}, source="test")
     out = np.empty((3, 4), dtype=np.int32)
