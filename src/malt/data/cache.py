@@ -330,7 +330,8 @@ class Preparer:
         stats = DayStats(rows=job.rows, users=int(np.count_nonzero(job.seen_users)),
                          positives={c: job.stats.positives.get(c, 0) for c in self.schema.labels},
                          oov={c: n for c, n in job.stats.oov.items()},
-                         same_binary=sorted(job.stats.same_binary or ()))
+                         same_binary=sorted(job.stats.same_binary or ()),
+                         numeric=dict(job.stats.numeric))
         meta = {"format": CACHE_FORMAT, "source": str(job.source), "stats": stats.to_dict()}
         (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         _move_into_place(job.tmp, job.directory)
