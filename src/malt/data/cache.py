@@ -194,7 +194,8 @@ class Preparer:
         vocab_files = [self._vocab_path(c) for c in self._vocab_columns()]
         for path in vocab_files:
             if not path.is_file():
-                raise DataError("vocab file is missing", file=str(path))
+                raise DataError("vocab file is missing (`malt prepare --build-vocabs` writes "
+                                "the missing ones from the training days)", file=str(path))
         if not self.cache_dir.exists() or self.cache_dir.name == CACHE_NAME:
             # A directory malt makes (or names) for its cache is malt's whole: a data set that
             # holds it can be replaced with it.

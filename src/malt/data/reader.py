@@ -363,7 +363,7 @@ def _column(chunk: RowGroup | pa.Table | pa.RecordBatch, name: str) -> pa.Array:
     return column
 
 
-def _equal_to_token(values: pa.Array, token: str) -> pa.Array | None:
+def equal_to_token(values: pa.Array, token: str) -> pa.Array | None:
     """Which of `values` equal the raw id `token` (bool [N]); None when none can (an integer
     column and a token that is not an integer of its type)."""
     if pa.types.is_dictionary(values.type):
@@ -379,13 +379,13 @@ def _equal_to_token(values: pa.Array, token: str) -> pa.Array | None:
 
 def _count_token(values: pa.Array, token: str) -> int:
     """How many of `values` equal the raw id `token`."""
-    hits = _equal_to_token(values, token)
+    hits = equal_to_token(values, token)
     return 0 if hits is None else int(pc.sum(hits).as_py() or 0)
 
 
 def _no_pad_ids(values: pa.Array, pad: str, column: str, file: str, offset: int) -> None:
     """Raise when the field `column`, whose table id sequences share, holds the pad id."""
-    hits = _equal_to_token(values, pad)
+    hits = equal_to_token(values, pad)
     if hits is not None and pc.any(hits).as_py():
         row = offset + int(np.flatnonzero(hits.to_numpy(zero_copy_only=False))[0])
         raise DataError(f"the schema's sequence_pad '{pad}' is a real id of this field, whose "
