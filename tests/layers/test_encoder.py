@@ -39,7 +39,8 @@ def _schema(sequences: bool, floats: bool) -> Schema:
 def test_mac_fused_width_and_block_order():
     enc = FeatureEncoder(MAC, _vocab(MAC))
     assert enc.out_dim == 336
-    assert enc.block_widths == {"user": 96, "ad": 160, "attention": 48, "simtier": 32}
+    assert enc.block_widths == {"user": 96, "ad": 160, "attention": 48, "simtier": 32,
+                                "numeric": 0}
     assert enc(_batch(MAC)).shape == (6, 336)
     dense = sum(p.numel() for n, p in enc.named_parameters() if not n.startswith("embeddings"))
     assert dense == 11_728                      # the reference backbone subtotal

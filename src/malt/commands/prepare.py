@@ -14,6 +14,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild", action="store_true", help="ignore and rebuild the cache")
     parser.add_argument("--workers", type=int, default=None,
                         help="conversion threads (default: CPU cores, at most 4)")
+    vocabs = parser.add_argument_group("vocabularies from the data")
+    vocabs.add_argument("--build-vocabs", action="store_true",
+                        help="write vocabs/<field>.json for every field that has none, from the "
+                             "training days only")
+    vocabs.add_argument("--min-count", type=int, default=1,
+                        help="ids seen fewer times get no row of their own (the OOV row) "
+                             "(default 1)")
+    vocabs.add_argument("--vocab-held-out-days", type=int, default=0, metavar="K",
+                        help="leave the last K training days out of the counts, the days a "
+                             "validation protocol (--validation-days K) scores (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +34,24 @@ def run(args: argparse.Namespace) -> int:
         how = "converted" if day.built else "cached"
         print(f"  {day.split}/{day.name}: {day.rows:,} rows ({how})", flush=True)
 
-    dataset = prepare(args.data, schema_for(args.data, args.schema), args.cache,
-                      rebuild=args.rebuild, workers=args.workers, progress=report)
+    schema = schema_for(args.data, args.schema)
+    built = []
+    if args.build_vocabs:
+        from malt.data.vocab_build import build_vocabs
+
+        built = build_vocabs(args.data, schema, min_count=args.min_count,
+                             held_out=args.vocab_held_out_days)
+        for vocab in built:
+            print(f"  vocabs/{vocab.column}.json: {vocab.ids:,} ids ({vocab.rare:,} seen fewer "
+                  f"than {args.min_count} times go to the OOV row)", flush=True)
+        if not built:
+            print("  every field has its vocab already", flush=True)
+    dataset = prepare(args.data, schema, args.cache, rebuild=args.rebuild,
+                      workers=args.workers, progress=report)
     print(format_summary(dataset))
+    if built and dataset.test:
+        rows = sum(d.rows for d in dataset.test)
+        hits = {v.column: sum(d.stats.oov.get(v.column, 0) for d in dataset.test) for v in built}
+        print("test rows with an out-of-vocabulary id: " + ", ".join(
+            f"{c} {n:,} ({100 * n / rows:.1f}%)" for c, n in hits.items()))
     return 0

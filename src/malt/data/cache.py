@@ -194,7 +194,8 @@ class Preparer:
         vocab_files = [self._vocab_path(c) for c in self._vocab_columns()]
         for path in vocab_files:
             if not path.is_file():
-                raise DataError("vocab file is missing", file=str(path))
+                raise DataError("vocab file is missing (`malt prepare --build-vocabs` writes "
+                                "the missing ones from the training days)", file=str(path))
         if not self.cache_dir.exists() or self.cache_dir.name == CACHE_NAME:
             # A directory malt makes (or names) for its cache is malt's whole: a data set that
             # holds it can be replaced with it.
@@ -330,7 +331,8 @@ class Preparer:
         stats = DayStats(rows=job.rows, users=int(np.count_nonzero(job.seen_users)),
                          positives={c: job.stats.positives.get(c, 0) for c in self.schema.labels},
                          oov={c: n for c, n in job.stats.oov.items()},
-                         same_binary=sorted(job.stats.same_binary or ()))
+                         same_binary=sorted(job.stats.same_binary or ()),
+                         numeric=dict(job.stats.numeric))
         meta = {"format": CACHE_FORMAT, "source": str(job.source), "stats": stats.to_dict()}
         (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         _move_into_place(job.tmp, job.directory)

@@ -40,8 +40,9 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
-def find_layout(root: str | Path) -> Layout:
-    """Locate the day files under `root`; raises `DataError` when the layout is not there."""
+def find_layout(root: str | Path, *, vocabs: bool = True) -> Layout:
+    """Locate the day files under `root`; raises `DataError` when the layout is not there
+    (`vocabs`: including the vocabs/ directory)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError("data directory does not exist", file=str(root))
@@ -50,8 +51,9 @@ def find_layout(root: str | Path) -> Layout:
     if not train and not test:
         raise DataError("no day files: expected train/*.parquet and test/*.parquet "
                         "(the MAC release layout)", file=str(root))
-    if not (root / "vocabs").is_dir():
-        raise DataError("vocabs/ directory is missing", file=str(root))
+    if vocabs and not (root / "vocabs").is_dir():
+        raise DataError("vocabs/ directory is missing (`malt prepare --build-vocabs` writes it "
+                        "from the training days)", file=str(root))
     return Layout(root=root, train=train, test=test)
 
 

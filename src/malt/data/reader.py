@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from malt.data.numeric import Moments
 from malt.data.schema import Schema
 from malt.data.vocab import VocabLookup
 from malt.errors import DataError
@@ -51,17 +52,21 @@ class DayStats:
     same_binary: list[tuple[str, str]] | None = None
     """Pairs of labels whose binarised columns are equal on every row of the day (None: not
     known, for days cached before malt recorded it)."""
+    numeric: dict[str, Moments] = field(default_factory=dict)
+    """Moments of each numeric column the schema standardises."""
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "users": self.users, "positives": self.positives,
-                "oov": self.oov, "same_binary": self.same_binary}
+                "oov": self.oov, "same_binary": self.same_binary,
+                "numeric": {c: m.to_list() for c, m in self.numeric.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> DayStats:
         same = d.get("same_binary")
         return cls(rows=int(d["rows"]), users=int(d["users"]), positives=dict(d["positives"]),
                    oov=dict(d["oov"]),
-                   same_binary=None if same is None else [(a, b) for a, b in same])
+                   same_binary=None if same is None else [(a, b) for a, b in same],
+                   numeric={c: Moments.from_list(m) for c, m in d.get("numeric", {}).items()})
 
 
 @dataclass
@@ -72,11 +77,14 @@ class ChunkStats:
     positives: dict[str, int]
     oov: dict[str, int]
     same_binary: set[tuple[str, str]] | None = None
+    numeric: dict[str, Moments] = field(default_factory=dict)
 
     def add(self, other: ChunkStats) -> None:
         for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov)):
             for key, n in theirs.items():
                 mine[key] = mine.get(key, 0) + n
+        for key, moments in other.numeric.items():
+            self.numeric[key] = self.numeric.get(key, Moments()).merge(moments)
         if other.same_binary is not None:
             self.same_binary = other.same_binary if self.same_binary is None else \
                 self.same_binary & other.same_binary
@@ -103,6 +111,8 @@ def array_shapes(schema: Schema, rows: int) -> dict[str, tuple[tuple[int, ...], 
     if n_dense:
         length = schema.float_sequences[0].length
         shapes["dense_seq"] = ((rows, n_dense, length), np.dtype(np.float32))
+    if schema.numeric:
+        shapes["numeric"] = ((rows, len(schema.numeric)), np.dtype(np.float32))
     if schema.campaign_column:
         shapes["campaign"] = ((rows,), np.dtype(np.int64))
     if schema.target_action_column:
@@ -199,6 +209,7 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str) -> list[str]:
                for s in schema.id_sequences]
     checks += [(s.name, lambda t: list_of(t, is_number), "a list of numbers")
                for s in schema.float_sequences]
+    checks += [(f.name, is_number, "a number") for f in schema.numeric]
     checks += [(c, is_number, "a number (attribution weight)")
                for c in (*schema.labels, *schema.true_labels)]
     checks += [(c, is_number, "0 or 1 (is the action reported)") for c in schema.reported_labels]
@@ -281,6 +292,15 @@ class DayConverter:
             values = _floats(flat, spec.name, file, offset, per_row=spec.length)
             out["dense_seq"][:, j, :] = values.reshape(n, spec.length)
 
+        for j, f in enumerate(s.numeric):
+            values = _numbers(col(f.name), f.name, file, offset, s.numeric_fill)
+            if f.transform == "log1p" and values.size and values.min() <= -1:
+                row = offset + int(np.flatnonzero(values <= -1)[0])
+                raise DataError(f"log1p needs values above -1, got {values.min()!r}",
+                                file=file, column=f.name, row=row)
+            out["numeric"][:, j] = values
+            if f.transform == "standardise":
+                stats.numeric[f.name] = Moments.of(values)
         weights = out["weights"]
         for j, c in enumerate(s.labels):
             weights[:, j] = _label_weights(col(c), c, file, offset)
@@ -343,7 +363,7 @@ def _column(chunk: RowGroup | pa.Table | pa.RecordBatch, name: str) -> pa.Array:
     return column
 
 
-def _equal_to_token(values: pa.Array, token: str) -> pa.Array | None:
+def equal_to_token(values: pa.Array, token: str) -> pa.Array | None:
     """Which of `values` equal the raw id `token` (bool [N]); None when none can (an integer
     column and a token that is not an integer of its type)."""
     if pa.types.is_dictionary(values.type):
@@ -359,13 +379,13 @@ def _equal_to_token(values: pa.Array, token: str) -> pa.Array | None:
 
 def _count_token(values: pa.Array, token: str) -> int:
     """How many of `values` equal the raw id `token`."""
-    hits = _equal_to_token(values, token)
+    hits = equal_to_token(values, token)
     return 0 if hits is None else int(pc.sum(hits).as_py() or 0)
 
 
 def _no_pad_ids(values: pa.Array, pad: str, column: str, file: str, offset: int) -> None:
     """Raise when the field `column`, whose table id sequences share, holds the pad id."""
-    hits = _equal_to_token(values, pad)
+    hits = equal_to_token(values, pad)
     if hits is not None and pc.any(hits).as_py():
         row = offset + int(np.flatnonzero(hits.to_numpy(zero_copy_only=False))[0])
         raise DataError(f"the schema's sequence_pad '{pad}' is a real id of this field, whose "
@@ -394,6 +414,22 @@ def _fixed_length_values(lists: pa.Array, length: int, column: str, file: str,
         raise DataError(f"sequences have length {lists.type.list_size}, the schema says "
                         f"{length}", file=file, column=column, row=offset)
     return lists.flatten()
+
+
+def _numbers(values: pa.Array, column: str, file: str, offset: int, fill: float | None
+             ) -> np.ndarray:
+    """A numeric column as float64 [N]: nulls, NaN and inf become `fill`, or are an error
+    naming the first one when `fill` is None."""
+    if fill is None:
+        try:
+            return _floats(values, column, file, offset)
+        except DataError as exc:
+            raise DataError(f"{str(exc).rsplit(': ', 1)[-1]} (numeric_fill in the schema "
+                            "replaces such values)", file=exc.file, column=exc.column,
+                            row=exc.row) from None
+    out = pc.fill_null(values.cast(pa.float64()), fill).to_numpy(zero_copy_only=False).copy()
+    out[~np.isfinite(out)] = fill
+    return out
 
 
 def _floats(values: pa.Array, column: str, file: str, offset: int, *, per_row: int = 1

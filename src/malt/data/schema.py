@@ -12,6 +12,9 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     sequence_pad = "0"              # raw id that pads a short id sequence (required with
                                     # id sequences; never a real id of the shared fields)
     float_sequences = ["image_sim"] # or a table {image_sim = 50}
+    numeric = ["price", "cost"]     # scalar numbers, standardised; or a table naming each
+                                    # column's transform {price = "log1p", cost = "none"}
+    numeric_fill = 0.0              # NaN, inf or missing numbers become this (default: error)
     ignore_columns = ["note"]       # present in the files, not used
     strict_columns = false          # true: a column not named here is an error, not a warning
 
@@ -24,7 +27,9 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     item_seq = "item"
     shop_seq = { shares = "shop", length = 50 }
 
-(YAML takes the same keys. All sequences share one length: they are position-aligned.)
+(YAML takes the same keys. All sequences share one length: they are position-aligned. Numeric
+transforms are `standardise` (the default, with the training days' mean and std), `log1p` and
+`none`; see `malt.data.numeric`.)
 
 For incomplete multi-label data (KAML) a schema also names `campaign_column`,
 `target_action_column` (a label index or label name per row; -1 or "other" for a target outside
@@ -37,11 +42,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from malt.config_files import read_key_value_file
+from malt.data.numeric import TRANSFORMS
 from malt.errors import ConfigError
 
 GROUPS = ("user", "ad", "context")
@@ -75,6 +82,14 @@ class FloatSequence:
 
 
 @dataclass(frozen=True)
+class NumericField:
+    """A scalar number column, fed to the models after its transform (see `malt.data.numeric`)."""
+
+    name: str
+    transform: str = "standardise"
+
+
+@dataclass(frozen=True)
 class Schema:
     """Column roles of a data set. Field order is the column order of `Batch['sparse']`."""
 
@@ -93,6 +108,9 @@ class Schema:
     strict_columns: bool = False
     """Refuse files with columns the schema does not name (by default they are ignored, with
     one warning listing them)."""
+    numeric: tuple[NumericField, ...] = ()
+    numeric_fill: float | None = None
+    """The value NaN, inf and missing numbers become; None: they are an error."""
 
     def __post_init__(self) -> None:
         self._check()
@@ -124,6 +142,7 @@ class Schema:
         """Every column a day file must hold."""
         cols = [self.user_column, *self.field_names]
         cols += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
+        cols += [f.name for f in self.numeric]
         cols += [c for c in (self.campaign_column, self.target_action_column) if c]
         cols += [*self.labels, *self.true_labels, *self.reported_labels]
         return tuple(dict.fromkeys(cols))
@@ -137,8 +156,14 @@ class Schema:
     def fingerprint(self) -> str:
         """A short hash of everything that changes how files are read (not the name, nor
         whether unnamed columns are refused)."""
-        payload = json.dumps({k: v for k, v in self.to_dict().items()
-                              if k not in ("name", "strict_columns")}, sort_keys=True).encode()
+        content = {k: v for k, v in self.to_dict().items()
+                   if k not in ("name", "strict_columns")}
+        # Left out when unused, so schemas written before numeric columns keep their caches.
+        if not self.numeric:
+            del content["numeric"]
+        if self.numeric_fill is None:
+            del content["numeric_fill"]
+        payload = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
     # --- (de)serialisation ---------------------------------------------------------------
@@ -169,6 +194,8 @@ class Schema:
             reported_labels=tuple(str(x) for x in raw.get("reported_labels", ())),
             ignore_columns=tuple(str(x) for x in raw.get("ignore_columns", ())),
             strict_columns=_bool(raw.get("strict_columns", False), "strict_columns", source),
+            numeric=_parse_numeric(raw.get("numeric", []), source),
+            numeric_fill=_number_or_none(raw.get("numeric_fill"), "numeric_fill", source),
         )
         if schema.id_sequences and "sequence_pad" not in raw:
             # No default: a pad that is also a real id would be masked out wherever it occurs.
@@ -185,6 +212,7 @@ class Schema:
     def _check(self) -> None:
         names = [self.user_column, *self.field_names]
         names += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
+        names += [f.name for f in self.numeric]
         names += [*self.labels, *self.true_labels, *self.reported_labels]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -218,13 +246,36 @@ class Schema:
 
 _SCHEMA_KEYS = ("name", "user_column", "fields", "labels", "id_sequences", "float_sequences",
                 "sequence_length", "sequence_pad", "campaign_column", "target_action_column",
-                "true_labels", "reported_labels", "ignore_columns", "strict_columns")
+                "true_labels", "reported_labels", "ignore_columns", "strict_columns", "numeric",
+                "numeric_fill")
 
 
 def _check_keys(raw: dict, valid: tuple[str, ...], where: str) -> None:
     unknown = sorted(set(raw) - set(valid))
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; valid keys are {sorted(valid)}")
+
+
+def _parse_numeric(raw: Any, source: str) -> tuple[NumericField, ...]:
+    if isinstance(raw, (list, tuple)):
+        raw = {str(name): "standardise" for name in raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: 'numeric' must be a list of columns or a table "
+                          "column -> transform")
+    for name, transform in raw.items():
+        if transform not in TRANSFORMS:
+            raise ConfigError(f"{source}: numeric column '{name}' has transform "
+                              f"{transform!r}, expected one of {', '.join(TRANSFORMS)}")
+    return tuple(NumericField(str(name), transform) for name, transform in raw.items())
+
+
+def _number_or_none(value: Any, what: str, source: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value):
+        raise ConfigError(f"{source}: {what} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _bool(value: Any, what: str, source: str) -> bool:

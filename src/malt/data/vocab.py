@@ -13,7 +13,7 @@ looked up once per distinct value.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -190,6 +190,9 @@ class VocabInfo:
     """Rows of the embedding table of each categorical field (vocab + the OOV row)."""
     sequence_pad: dict[str, int]
     """Row that marks a padded position, per id sequence (the OOV row if the pad id has none)."""
+    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """(shift, scale) of each numeric column, from the training days (see `malt.data.numeric`);
+    set by the run's builder, not cached with the vocabs."""
 
     def to_dict(self) -> dict:
         return {"sizes": self.sizes, "sequence_pad": self.sequence_pad}

@@ -21,7 +21,11 @@ class FeatureEncoder(nn.Module):
         ad and context embeddings    F_a · d   (ad fields, then context fields)
         one attention output per id sequence   S · d
         SimTier over the float sequences       bins (sum) or C · bins (concat)
-    so D = (F_u + F_a + S) · d + SimTier width; for the MAC schema D = 19 · 16 + 32 = 336.
+        the numeric columns, transformed       N
+    so D = (F_u + F_a + S) · d + SimTier width + N; for the MAC schema D = 19 · 16 + 32 = 336.
+    A numeric column enters as (t(x) - shift) / scale with t its transform and (shift, scale)
+    from `vocab.numeric` (the training days' mean and std for `standardise`), kept as buffers
+    so that they travel with the model's state (a column missing there starts at (0, 1)).
     A schema without id sequences has no attention block, one without float sequences no
     SimTier. Attention needs at least one ad or context field for its query.
 
@@ -54,11 +58,20 @@ class FeatureEncoder(nn.Module):
             if first not in vocab.sequence_pad:
                 raise ConfigError(f"the vocab has no padding row for sequence '{first}'")
             self.pad_row = vocab.sequence_pad[first]
+        numeric = schema.numeric
+        shift_scale = [vocab.numeric.get(f.name, (0.0, 1.0)) for f in numeric]
+        self.register_buffer("numeric_shift", torch.tensor([s for s, _ in shift_scale],
+                                                           dtype=torch.float32))
+        self.register_buffer("numeric_scale", torch.tensor([s for _, s in shift_scale],
+                                                           dtype=torch.float32))
+        self.register_buffer("numeric_log1p", torch.tensor([f.transform == "log1p"
+                                                            for f in numeric], dtype=torch.bool))
         self.block_widths = {
             "user": len(self.user_order) * dim,
             "ad": len(self.ad_order) * dim,
             "attention": n_seq * dim,
             "simtier": self.simtier.out_dim if self.simtier is not None else 0,
+            "numeric": len(numeric),
         }
         self.out_dim = sum(self.block_widths.values())
         if self.out_dim == 0:
@@ -72,7 +85,7 @@ class FeatureEncoder(nn.Module):
         return batch["seq"][:, 0, :] == self.pad_row
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """batch (sparse [B, F], seq [B, S, L], dense_seq [B, C, L]) -> x [B, D]."""
+        """batch (sparse [B, F], seq [B, S, L], dense_seq [B, C, L], numeric [B, N]) -> x [B, D]."""
         fields, seqs = self.embeddings(batch["sparse"], batch["seq"] if len(self.attention)
                                        else None)
         parts = []
@@ -87,4 +100,12 @@ class FeatureEncoder(nn.Module):
             parts += [att(ad, seqs[:, s], mask) for s, att in enumerate(self.attention)]
         if self.simtier is not None:
             parts.append(self.simtier(batch["dense_seq"], None if self.count_padding else pad))
+        if self.block_widths["numeric"]:
+            parts.append(self.numeric(batch["numeric"]))
         return self.norm(torch.cat(parts, dim=1))
+
+    def numeric(self, values: torch.Tensor) -> torch.Tensor:
+        """Raw numeric columns [B, N] -> their transformed, standardised values [B, N]."""
+        logged = torch.log1p(torch.where(self.numeric_log1p, values, torch.zeros_like(values)))
+        values = torch.where(self.numeric_log1p, logged, values)
+        return (values - self.numeric_shift) / self.numeric_scale

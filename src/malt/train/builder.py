@@ -20,7 +20,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from malt.data.cache import Dataset, Day, prepare
 from malt.data.masks import AdmOptions, MaskPolicy, coverage
-from malt.data.schema import schema_for
+from malt.data.numeric import Moments, standardisation
+from malt.data.schema import Schema, schema_for
 from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.models.model import MaltModel
@@ -88,9 +89,27 @@ def adm_options(task: TaskConfig) -> AdmOptions:
                       alpha=task.adm_alpha, alpha_per_action=dict(task.adm_alpha_per_action))
 
 
-def build_model(config: RunConfig, dataset: Dataset, task: Task) -> MaltModel:
-    """The model named in `config.model`, its options applied to its config class."""
-    return config.model_spec.build(dataset.schema, dataset.vocab, task, config.model_config())
+def build_model(config: RunConfig, dataset: Dataset, task: Task,
+                train_days: list[Day] | None = None) -> MaltModel:
+    """The model named in `config.model`, its options applied to its config class; numeric
+    columns are standardised with the moments of `train_days` (without them the model's
+    standardisation comes from the checkpoint it is loaded from)."""
+    vocab = dataset.vocab
+    if train_days is not None:
+        vocab = dataclasses.replace(vocab, numeric=numeric_standardisation(dataset.schema,
+                                                                           train_days))
+    return config.model_spec.build(dataset.schema, vocab, task, config.model_config())
+
+
+def numeric_standardisation(schema: Schema, days: list[Day]) -> dict[str, tuple[float, float]]:
+    """(shift, scale) of every numeric column of `schema`, from the moments of `days`."""
+    out = {}
+    for f in schema.numeric:
+        moments = Moments()
+        for day in days:
+            moments = moments.merge(day.stats.numeric.get(f.name, Moments()))
+        out[f.name] = standardisation(f.transform, moments)
+    return out
 
 
 def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
@@ -112,7 +131,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
     if task.mask not in ("none", "oracle") and world.is_main:
         shares = coverage(masks, train_days, dataset.schema.labels)
     seed_everything(config.seed)
-    model = build_model(config, dataset, task).to(device)
+    model = build_model(config, dataset, task, train_days).to(device)
     net: nn.Module = model
     if world.distributed:
         net = DistributedDataParallel(
