@@ -36,7 +36,7 @@ def samples_per_second(data: Path, model: str, aux: list[str], steps: int, **tra
                                   "train": {"device": "cpu", **train}, "model": {"name": model}})
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(build_run(config), RunDir(Path(tmp)))
-        batches = iter(DayBatches(trainer.train_days[0], config.train.batch_size))
+        batches = iter(DayBatches(trainer.train_days[0], trainer.config.train.batch_size))
         for _ in range(2):
             trainer.train_step(next(batches))
         rows, started = 0, time.perf_counter()
