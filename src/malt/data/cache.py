@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from malt.data.hashing import HashLookup
 from malt.data.layout import Layout, find_layout
 from malt.data.reader import (
     ChunkStats,
@@ -217,10 +218,12 @@ class Preparer:
         return self.layout.vocab_dir / f"{column}.json"
 
     @property
-    def lookups(self) -> dict[str, VocabLookup]:
+    def lookups(self) -> dict[str, VocabLookup | HashLookup]:
         if self._lookups is None:
-            self._lookups = {c: VocabLookup.load(self._vocab_path(c))
-                             for c in self._vocab_columns()}
+            lookups: dict[str, VocabLookup | HashLookup] = {
+                c: VocabLookup.load(self._vocab_path(c)) for c in self._vocab_columns()}
+            lookups |= {c: HashLookup(n) for c, n in self.schema.hash_buckets}
+            self._lookups = lookups
         return self._lookups
 
     def vocab_info(self) -> VocabInfo:

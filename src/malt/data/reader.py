@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from malt.data.hashing import HashLookup
 from malt.data.numeric import Moments
 from malt.data.schema import Schema
 from malt.data.vocab import VocabLookup
@@ -245,7 +246,7 @@ class DayConverter:
     Safe to use from several threads at once (scratch space is per thread).
     """
 
-    def __init__(self, schema: Schema, lookups: dict[str, VocabLookup]):
+    def __init__(self, schema: Schema, lookups: dict[str, VocabLookup | HashLookup]):
         self.schema = schema
         self.lookups = lookups
         # Padding is expected, not an unknown id: when the pad id has no row of its own it is

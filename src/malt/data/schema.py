@@ -15,6 +15,7 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     numeric = ["price", "cost"]     # scalar numbers, standardised; or a table naming each
                                     # column's transform {price = "log1p", cost = "none"}
     numeric_fill = 0.0              # NaN, inf or missing numbers become this (default: error)
+    hash_buckets = {category = 1000}  # ids hashed into N rows, no vocab (malt.data.hashing)
     ignore_columns = ["note"]       # present in the files, not used
     strict_columns = false          # true: a column not named here is an error, not a warning
 
@@ -111,6 +112,9 @@ class Schema:
     numeric: tuple[NumericField, ...] = ()
     numeric_fill: float | None = None
     """The value NaN, inf and missing numbers become; None: they are an error."""
+    hash_buckets: tuple[tuple[str, int], ...] = ()
+    """(field, rows) of the fields whose ids are hashed into that many rows, without a vocab
+    file (see `malt.data.hashing`)."""
 
     def __post_init__(self) -> None:
         self._check()
@@ -134,8 +138,9 @@ class Schema:
 
     @property
     def vocab_columns(self) -> tuple[str, ...]:
-        """Every column that needs `vocabs/<column>.json`."""
-        return (self.user_column, *self.field_names)
+        """Every column that needs `vocabs/<column>.json` (hashed fields do not)."""
+        hashed = dict(self.hash_buckets)
+        return tuple(c for c in (self.user_column, *self.field_names) if c not in hashed)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -163,12 +168,18 @@ class Schema:
             del content["numeric"]
         if self.numeric_fill is None:
             del content["numeric_fill"]
+        if not self.hash_buckets:
+            del content["hash_buckets"]
         payload = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
     # --- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The schema as `from_dict` reads it back."""
+        out = asdict(self)
+        out["numeric"] = {f.name: f.transform for f in self.numeric}
+        out["hash_buckets"] = dict(self.hash_buckets)
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, source: str = "schema") -> Schema:
@@ -196,6 +207,7 @@ class Schema:
             strict_columns=_bool(raw.get("strict_columns", False), "strict_columns", source),
             numeric=_parse_numeric(raw.get("numeric", []), source),
             numeric_fill=_number_or_none(raw.get("numeric_fill"), "numeric_fill", source),
+            hash_buckets=_parse_buckets(raw.get("hash_buckets", {}), source),
         )
         if schema.id_sequences and "sequence_pad" not in raw:
             # No default: a pad that is also a real id would be masked out wherever it occurs.
@@ -225,6 +237,17 @@ class Schema:
             if f.group not in GROUPS:
                 raise ConfigError(f"schema '{self.name}': field '{f.name}' has group "
                                   f"'{f.group}', expected one of {GROUPS}")
+        for name, buckets in self.hash_buckets:
+            if name not in self.field_names:
+                raise ConfigError(f"schema '{self.name}': hash_buckets names '{name}', which is "
+                                  "not a categorical field (the user column keeps its vocab: "
+                                  "GAUC groups by it)")
+            if buckets < 1:
+                raise ConfigError(f"schema '{self.name}': hash_buckets.{name} must be at least "
+                                  f"1, got {buckets}")
+            if any(s.shares == name for s in self.id_sequences):
+                raise ConfigError(f"schema '{self.name}': '{name}' is shared by id sequences, "
+                                  "whose padding needs a vocab; it cannot be hashed")
         for s in self.id_sequences:
             if s.shares not in self.field_names:
                 raise ConfigError(f"schema '{self.name}': sequence '{s.name}' shares the table "
@@ -247,7 +270,7 @@ class Schema:
 _SCHEMA_KEYS = ("name", "user_column", "fields", "labels", "id_sequences", "float_sequences",
                 "sequence_length", "sequence_pad", "campaign_column", "target_action_column",
                 "true_labels", "reported_labels", "ignore_columns", "strict_columns", "numeric",
-                "numeric_fill")
+                "numeric_fill", "hash_buckets")
 
 
 def _check_keys(raw: dict, valid: tuple[str, ...], where: str) -> None:
@@ -267,6 +290,12 @@ def _parse_numeric(raw: Any, source: str) -> tuple[NumericField, ...]:
             raise ConfigError(f"{source}: numeric column '{name}' has transform "
                               f"{transform!r}, expected one of {', '.join(TRANSFORMS)}")
     return tuple(NumericField(str(name), transform) for name, transform in raw.items())
+
+
+def _parse_buckets(raw: Any, source: str) -> tuple[tuple[str, int], ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: 'hash_buckets' must be a table field -> number of rows")
+    return tuple((str(name), _int(n, f"hash_buckets.{name}", source)) for name, n in raw.items())
 
 
 def _number_or_none(value: Any, what: str, source: str) -> float | None:
