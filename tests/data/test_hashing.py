@@ -88,3 +88,10 @@ def test_a_hashed_field_needs_no_vocab_file(tmp_path):
     assert sku[0] == sku[2] == HashLookup(16).map(pa.array([10**12]))[0]
     assert dataset.train[0].stats.oov["sku"] == 0
     assert schema.fingerprint() != schema_of(tmp_path, "hash_buckets = {sku = 32}").fingerprint()
+
+
+def test_numeric_columns_and_hashed_fields_round_trip_through_a_dict(tmp_path):
+    schema = schema_of(tmp_path, 'hash_buckets = {sku = 16}\nnumeric = {price = "log1p"}\n'
+                                 'numeric_fill = 0')
+    again = Schema.from_dict(schema.to_dict())
+    assert again == schema and again.fingerprint() == schema.fingerprint()
