@@ -192,7 +192,7 @@ class Preparer:
         self._lookups: dict[str, VocabLookup] | None = None
         self._stop = threading.Event()
         self._local = threading.local()
-        vocab_files = [self._vocab_path(c) for c in self._vocab_columns()]
+        vocab_files = [self.layout.vocab_file(c) for c in self._vocab_columns()]
         for path in vocab_files:
             if not path.is_file():
                 raise DataError("vocab file is missing (`malt prepare --build-vocabs` writes "
@@ -210,18 +210,15 @@ class Preparer:
     def _vocab_columns(self) -> list[str]:
         columns = list(self.schema.vocab_columns)
         campaign = self.schema.campaign_column
-        if campaign and self._vocab_path(campaign).is_file():
+        if campaign and self.layout.vocab_file(campaign).is_file():
             columns.append(campaign)
         return columns
-
-    def _vocab_path(self, column: str) -> Path:
-        return self.layout.vocab_dir / f"{column}.json"
 
     @property
     def lookups(self) -> dict[str, VocabLookup | HashLookup]:
         if self._lookups is None:
             lookups: dict[str, VocabLookup | HashLookup] = {
-                c: VocabLookup.load(self._vocab_path(c)) for c in self._vocab_columns()}
+                c: VocabLookup.load(self.layout.vocab_file(c)) for c in self._vocab_columns()}
             lookups |= {c: HashLookup(n) for c, n in self.schema.hash_buckets}
             self._lookups = lookups
         return self._lookups

@@ -13,6 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from malt.data.vocab import checked_ids
+
 
 class HashLookup:
     """The rows of a hashed field: `map_into` as `VocabLookup` does, without a vocab."""
@@ -33,10 +35,7 @@ class HashLookup:
 
     def map_into(self, ids: pa.Array | pa.ChunkedArray, out: np.ndarray) -> int:
         """Write the rows of `ids` [N] into the contiguous int32 `out`; returns the nulls."""
-        if out.dtype != np.int32 or not out.flags.c_contiguous or out.size != len(ids):
-            raise ValueError("out must be a contiguous int32 array with one slot per id")
-        if isinstance(ids, pa.ChunkedArray):
-            ids = ids.combine_chunks()
+        ids = checked_ids(ids, out)
         flat = out.reshape(-1)
         if pa.types.is_dictionary(ids.type):
             rows = self._rows(ids.dictionary)

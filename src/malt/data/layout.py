@@ -31,6 +31,10 @@ class Layout:
     def vocab_dir(self) -> Path:
         return self.root / "vocabs"
 
+    def vocab_file(self, column: str) -> Path:
+        """`vocabs/<column>.json`."""
+        return vocab_file(self.vocab_dir, column)
+
     @property
     def days(self) -> tuple[Path, ...]:
         return self.train + self.test
@@ -82,9 +86,14 @@ def _holds_strings(dtype: pa.DataType) -> bool:
     return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
 
 
+def vocab_file(vocab_dir: Path, column: str) -> Path:
+    """The vocab file of `column` in `vocab_dir`."""
+    return vocab_dir / f"{column}.json"
+
+
 def write_vocab(vocab_dir: Path, column: str, raw_ids: list[str]) -> None:
     """Write `vocabs/<column>.json` mapping the i-th raw id to index i."""
-    atomic_write_text(vocab_dir / f"{column}.json",
+    atomic_write_text(vocab_file(vocab_dir, column),
                       json.dumps({str(r): i for i, r in enumerate(raw_ids)}))
 
 

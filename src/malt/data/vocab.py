@@ -107,10 +107,7 @@ class VocabLookup:
     def map_into(self, ids: pa.Array | pa.ChunkedArray, out: np.ndarray) -> int:
         """Write the rows of `ids` [N] into the contiguous int32 array `out` (N elements, any
         shape, filled in C order); returns how many got the OOV row."""
-        if out.dtype != np.int32 or not out.flags.c_contiguous or out.size != len(ids):
-            raise ValueError("out must be a contiguous int32 array with one slot per id")
-        if isinstance(ids, pa.ChunkedArray):
-            ids = ids.combine_chunks()
+        ids = checked_ids(ids, out)
         if pa.types.is_dictionary(ids.type):
             self._map_dictionary(ids, out)
         elif pa.types.is_integer(ids.type) and self.int_keys is not None \
@@ -180,6 +177,14 @@ def _as_int_keys(keys: list[str]) -> np.ndarray | None:
     if len(keys) and not pc.all(pc.equal(pc.cast(ints, pa.string()), strings)).as_py():
         return None
     return ints.to_numpy()
+
+
+def checked_ids(ids: pa.Array | pa.ChunkedArray, out: np.ndarray) -> pa.Array:
+    """`ids` as one array, after checking that `out` is the contiguous int32 array of one slot
+    per id that a lookup's `map_into` fills."""
+    if out.dtype != np.int32 or not out.flags.c_contiguous or out.size != len(ids):
+        raise ValueError("out must be a contiguous int32 array with one slot per id")
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
 
 
 @dataclass(frozen=True)

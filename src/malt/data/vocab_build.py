@@ -35,7 +35,7 @@ class BuiltVocab:
 
 def missing_vocabs(layout: Layout, schema: Schema) -> list[str]:
     """The schema's vocab columns without a `vocabs/<column>.json`."""
-    return [c for c in schema.vocab_columns if not (layout.vocab_dir / f"{c}.json").is_file()]
+    return [c for c in schema.vocab_columns if not layout.vocab_file(c).is_file()]
 
 
 def build_vocabs(root: str | Path, schema: Schema, *, min_count: int = 1, held_out: int = 0

@@ -55,9 +55,10 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
         run.claim(resume=resume, overwrite=overwrite)
         run.save_config(config)
         handler = run.attach_log()
-        log.info("%s", built.plan.describe())
+        plan = built.plan.describe()
+        log.info("%s", plan)
         if announce is not None:
-            announce(built.plan.describe())
+            announce(plan)
         if built.coverage is not None:
             log.info("training rows with mask 1 per action:\n%s",
                      format_coverage(built.coverage))

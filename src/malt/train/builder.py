@@ -125,7 +125,8 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
     task = build_task(config)
     task.validate(dataset.schema)
     train_days, eval_days = split_days(dataset, config.data)
-    config = with_batch_size(config, [d.rows for d in train_days])
+    day_rows = [d.rows for d in train_days]
+    config = with_batch_size(config, day_rows)
     masks = MaskPolicy(task.mask, dataset.schema, train_days, adm_options(config.task), device)
     shares = None
     if task.mask not in ("none", "oracle") and world.is_main:
@@ -137,7 +138,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
         net = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
-    plan = StepPlan.of([d.rows for d in train_days], config.train.batch_size)
+    plan = StepPlan.of(day_rows, config.train.batch_size)
     optimisation = Optimisation(model, model.embedding_parameters(), config.train, plan.steps)
     return BuiltRun(config=config, dataset=dataset, train_days=train_days, eval_days=eval_days,
                     task=task, masks=masks, coverage=shares, model=model, net=net,
