@@ -122,3 +122,13 @@ def test_log1p_needs_values_above_minus_one(tmp_path):
         prepare(root, Schema.load(schema_file(tmp_path)))
     assert (err.value.column, err.value.row) == ("clicks", 1)
     assert "log1p needs values above -1" in str(err.value)
+
+
+def test_a_schema_built_in_python_checks_its_transforms_too():
+    import dataclasses
+
+    from malt.data import MAC
+    from malt.data.schema import NumericField
+
+    with pytest.raises(ConfigError, match="numeric column 'price' has transform 'log'"):
+        dataclasses.replace(MAC, numeric=(NumericField("price", "log"),))

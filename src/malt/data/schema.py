@@ -237,6 +237,11 @@ class Schema:
             if f.group not in GROUPS:
                 raise ConfigError(f"schema '{self.name}': field '{f.name}' has group "
                                   f"'{f.group}', expected one of {GROUPS}")
+        for f in self.numeric:
+            if f.transform not in TRANSFORMS:
+                raise ConfigError(f"schema '{self.name}': numeric column '{f.name}' has "
+                                  f"transform {f.transform!r}, expected one of "
+                                  f"{', '.join(TRANSFORMS)}")
         for name, buckets in self.hash_buckets:
             if name not in self.field_names:
                 raise ConfigError(f"schema '{self.name}': hash_buckets names '{name}', which is "
@@ -285,10 +290,6 @@ def _parse_numeric(raw: Any, source: str) -> tuple[NumericField, ...]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: 'numeric' must be a list of columns or a table "
                           "column -> transform")
-    for name, transform in raw.items():
-        if transform not in TRANSFORMS:
-            raise ConfigError(f"{source}: numeric column '{name}' has transform "
-                              f"{transform!r}, expected one of {', '.join(TRANSFORMS)}")
     return tuple(NumericField(str(name), transform) for name, transform in raw.items())
 
 
