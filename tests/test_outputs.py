@@ -38,6 +38,21 @@ def test_claim_creates_the_directory_with_its_manifest(tmp_path):
     assert foreign_files(out.path) == []
 
 
+@pytest.mark.parametrize("given", ["name", "relative", "absolute"])
+def test_a_directory_named_relative_to_the_working_directory_writes_inside_itself(
+        tmp_path, monkeypatch, given):
+    monkeypatch.chdir(tmp_path)
+    out = OutputDir(Path("runs") / "x", "run")
+    out.claim()
+    path = {"name": Path("metrics.json"), "relative": out.path / "metrics.json",
+            "absolute": tmp_path / "runs" / "x" / "metrics.json"}[given]
+    target = out.writable(path)
+    atomic_write_text(target, "{}")
+    assert (tmp_path / "runs" / "x" / "metrics.json").is_file() and target.exists()
+    assert read_manifest(out.path).entries == ("metrics.json",)
+    assert _files(tmp_path) == {"runs/x/metrics.json", f"runs/x/{MANIFEST}"}
+
+
 def test_files_malt_did_not_write_are_foreign(tmp_path):
     out = OutputDir(tmp_path, "run")
     out.claim()

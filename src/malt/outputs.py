@@ -206,8 +206,14 @@ class OutputDir:
         return self.path / self._relative(path)
 
     def _relative(self, path: str | Path) -> str:
+        """`path` relative to the directory: an absolute path inside it, a relative one built
+        from a relative `self.path` (`self.path / name`), or a name already relative to it."""
         path = Path(path)
-        return (path.relative_to(self.path) if path.is_absolute() else path).as_posix()
+        if path.is_absolute():
+            return path.relative_to(self.path.absolute()).as_posix()
+        if self.path.parts and path.parts[:len(self.path.parts)] == self.path.parts:
+            path = path.relative_to(self.path)
+        return path.as_posix()
 
     def _clear(self) -> None:
         """Delete malt's files (nested outputs included) and the directories they leave empty;

@@ -166,6 +166,17 @@ def test_train_prints_the_step_plan_and_resolves_an_auto_batch(data, tmp_path, c
     assert RunMetrics.from_dict(json.loads((out / "metrics.json").read_text())).train.steps == 6
 
 
+def test_a_run_directory_given_relative_to_the_working_directory(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", str(data), "--model", "base", "--batch-size", "128",
+                 "--out", "runs/x"]) == 0
+    run = tmp_path / "runs" / "x"
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.json", "log.txt",
+                                                "checkpoint.pt", "predictions.npz"}
+    assert not (run / "runs").exists()
+    assert main(["eval", "--run", "runs/x"]) == 0
+
+
 def test_existing_run_is_not_overwritten(data, tmp_path, capsys):
     args = ["train", "--data", str(data), "--model", "base", "--batch-size", "128",
             "--out", str(tmp_path / "r")]
