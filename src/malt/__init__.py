@@ -1,3 +1,25 @@
-"""malt: the Multi-Attribution Learning Toolkit for conversion-rate prediction."""
+"""malt: the Multi-Attribution Learning Toolkit for conversion-rate prediction.
 
-__version__ = "0.1.0"
+The Python API (`malt.simulate`, `malt.prepare`, `malt.train`, `malt.load_run`, `malt.export`,
+`malt.Run`) lives in `malt.api`; it is loaded on first use, so that `import malt.<module>` and
+the command line stay light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from malt._version import __version__
+
+__all__ = ["Run", "__version__", "export", "load_run", "prepare", "simulate", "train"]
+
+if TYPE_CHECKING:
+    from malt.api import Run, export, load_run, prepare, simulate, train
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        import malt.api
+
+        return getattr(malt.api, name)
+    raise AttributeError(f"module 'malt' has no attribute '{name}'")

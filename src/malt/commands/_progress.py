@@ -10,9 +10,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from malt.train.progress import ProgressFn, TrainProgress
+
+if TYPE_CHECKING:
+    from malt.deploy.predict import PredictProgress
 
 LINE_EVERY_S = 30.0
 
@@ -36,19 +39,29 @@ def format_progress(p: TrainProgress) -> str:
             f"{p.samples_per_s:,.0f} samples/s  loss {loss}  ETA {format_duration(p.eta_s)}")
 
 
+def format_rows_progress(p: PredictProgress) -> str:
+    """One line of a prediction: rows of total, speed and time left."""
+    speed = p.rows / p.seconds if p.seconds > 0 else 0.0
+    left = (p.total_rows - p.rows) / speed if speed > 0 else None
+    return (f"scored {p.rows:,}/{p.total_rows:,} rows  {speed:,.0f} rows/s  "
+            f"ETA {format_duration(left)}")
+
+
 class ProgressLines:
-    """Prints `format_progress` lines at a steady interval (see the module docstring)."""
+    """Prints `format` lines (of any progress event with a `finished` flag) at a steady
+    interval (see the module docstring)."""
 
     def __init__(self, every: float = LINE_EVERY_S, write: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
-        self.every, self.clock = every, clock
+                 clock: Callable[[], float] = time.monotonic,
+                 format: Callable[[Any], str] = format_progress):
+        self.every, self.clock, self.format = every, clock, format
         self.write = write or (lambda line: print(line, flush=True))
         self._last: float | None = None
 
-    def __call__(self, p: TrainProgress) -> None:
+    def __call__(self, p: TrainProgress | PredictProgress) -> None:
         now = self.clock()
         if self._last is None or now - self._last >= self.every or p.finished:
-            self.write(format_progress(p))
+            self.write(self.format(p))
             self._last = now
 
 

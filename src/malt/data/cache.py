@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from malt.data.hashing import HashLookup
 from malt.data.layout import Layout, find_layout
+from malt.data.lookups import Lookup, check_vocab_files, load_lookups, vocab_info
 from malt.data.reader import (
     ChunkStats,
     DayConverter,
@@ -39,7 +39,7 @@ from malt.data.reader import (
     read_chunks,
 )
 from malt.data.schema import MAC, Schema
-from malt.data.vocab import VocabInfo, VocabLookup
+from malt.data.vocab import VocabInfo
 from malt.errors import DataError
 from malt.outputs import atomic_write_text, mark_whole
 
@@ -189,14 +189,10 @@ class Preparer:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.layout.root)
         self.rebuild = rebuild
         self.workers = workers or default_workers()
-        self._lookups: dict[str, VocabLookup] | None = None
+        self._lookups: dict[str, Lookup] | None = None
         self._stop = threading.Event()
         self._local = threading.local()
-        vocab_files = [self.layout.vocab_file(c) for c in self._vocab_columns()]
-        for path in vocab_files:
-            if not path.is_file():
-                raise DataError("vocab file is missing (`malt prepare --build-vocabs` writes "
-                                "the missing ones from the training days)", file=str(path))
+        vocab_files = check_vocab_files(schema, self.layout.vocab_dir)
         if not self.cache_dir.exists() or self.cache_dir.name == CACHE_NAME:
             # A directory malt makes (or names) for its cache is malt's whole: a data set that
             # holds it can be replaced with it.
@@ -207,32 +203,17 @@ class Preparer:
             identity.update(f"{path.name}:{self.hashes.digest(path)}".encode())
         self.vocab_key = identity.hexdigest()[:16]
 
-    def _vocab_columns(self) -> list[str]:
-        columns = list(self.schema.vocab_columns)
-        campaign = self.schema.campaign_column
-        if campaign and self.layout.vocab_file(campaign).is_file():
-            columns.append(campaign)
-        return columns
-
     @property
-    def lookups(self) -> dict[str, VocabLookup | HashLookup]:
+    def lookups(self) -> dict[str, Lookup]:
         if self._lookups is None:
-            lookups: dict[str, VocabLookup | HashLookup] = {
-                c: VocabLookup.load(self.layout.vocab_file(c)) for c in self._vocab_columns()}
-            lookups |= {c: HashLookup(n) for c, n in self.schema.hash_buckets}
-            self._lookups = lookups
+            self._lookups = load_lookups(self.schema, self.layout.vocab_dir)
         return self._lookups
 
     def vocab_info(self) -> VocabInfo:
         path = self.cache_dir / f"vocab-{self.vocab_key}.json"
         if path.is_file() and not self.rebuild:
             return VocabInfo.from_dict(json.loads(path.read_text()))
-        lookups = self.lookups
-        info = VocabInfo(
-            sizes={f: lookups[f].size for f in self.schema.field_names},
-            sequence_pad={s.name: lookups[s.shares].index_of(self.schema.sequence_pad)
-                          for s in self.schema.id_sequences},
-        )
+        info = vocab_info(self.schema, self.lookups)
         atomic_write_text(path, json.dumps(info.to_dict()))
         return info
 

@@ -40,7 +40,8 @@ class Layout:
         return self.train + self.test
 
 
-def _natural_key(path: Path) -> list:
+def natural_key(path: Path) -> list:
+    """Sort key of file names with numbers in numeric order (day-2 before day-10)."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
@@ -50,8 +51,8 @@ def find_layout(root: str | Path, *, vocabs: bool = True) -> Layout:
     root = Path(root)
     if not root.is_dir():
         raise DataError("data directory does not exist", file=str(root))
-    train = tuple(sorted((root / "train").glob("*.parquet"), key=_natural_key))
-    test = tuple(sorted((root / "test").glob("*.parquet"), key=_natural_key))
+    train = tuple(sorted((root / "train").glob("*.parquet"), key=natural_key))
+    test = tuple(sorted((root / "test").glob("*.parquet"), key=natural_key))
     if not train and not test:
         raise DataError("no day files: expected train/*.parquet and test/*.parquet "
                         "(the MAC release layout)", file=str(root))

@@ -98,14 +98,28 @@ def same_binary_pairs(weights: np.ndarray, labels: tuple[str, ...]) -> set[tuple
     return {(labels[i], labels[j]) for i, j in zip(*np.nonzero(np.triu(equal, k=1)))}
 
 
-def array_shapes(schema: Schema, rows: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Name -> (shape, dtype) of every array a day of `rows` rows is converted into."""
+def read_columns(schema: Schema, *, labels: bool = True) -> tuple[str, ...]:
+    """The columns a conversion reads: every column of the schema, or without `labels` the
+    features (user, fields, sequences, numeric columns) and the target-action column, which
+    describes the ad's campaign and is known when a row is scored."""
+    if labels:
+        return schema.columns
+    label_columns = {*schema.labels, *schema.true_labels, *schema.reported_labels,
+                     schema.campaign_column}
+    return tuple(c for c in schema.columns if c not in label_columns)
+
+
+def array_shapes(schema: Schema, rows: int, *, labels: bool = True
+                 ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Name -> (shape, dtype) of every array a day of `rows` rows is converted into (without
+    `labels`: the arrays of `read_columns(schema, labels=False)`)."""
     n_seq, n_dense = len(schema.id_sequences), len(schema.float_sequences)
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {
         "sparse": ((rows, len(schema.fields)), np.dtype(np.int32)),
-        "weights": ((rows, len(schema.labels)), np.dtype(np.float32)),
         "user": ((rows,), np.dtype(np.int64)),
     }
+    if labels:
+        shapes["weights"] = ((rows, len(schema.labels)), np.dtype(np.float32))
     if n_seq:
         length = schema.id_sequences[0].length
         shapes["seq"] = ((rows, n_seq, length), np.dtype(np.int32))
@@ -114,10 +128,12 @@ def array_shapes(schema: Schema, rows: int) -> dict[str, tuple[tuple[int, ...], 
         shapes["dense_seq"] = ((rows, n_dense, length), np.dtype(np.float32))
     if schema.numeric:
         shapes["numeric"] = ((rows, len(schema.numeric)), np.dtype(np.float32))
-    if schema.campaign_column:
-        shapes["campaign"] = ((rows,), np.dtype(np.int64))
     if schema.target_action_column:
         shapes["target_action"] = ((rows,), np.dtype(np.int64))
+    if not labels:
+        return shapes
+    if schema.campaign_column:
+        shapes["campaign"] = ((rows,), np.dtype(np.int64))
     if schema.true_labels:
         shapes["true_weights"] = ((rows, len(schema.labels)), np.dtype(np.float32))
     if schema.reported_labels:
@@ -152,7 +168,7 @@ class RowGroup:
             raise DataError(f"row group {self._index} should hold {self.num_rows} rows but "
                             f"{table.num_rows} could be read (truncated or corrupt?)",
                             file=str(self._path), column=name, row=self._start)
-        return _column(table, name)
+        return chunk_column(table, name)
 
 
 def read_chunks(pf: pq.ParquetFile, path: Path, row_group: int, start: int,
@@ -177,16 +193,19 @@ def read_chunks(pf: pq.ParquetFile, path: Path, row_group: int, start: int,
                         "could be read (truncated or corrupt?)", file=str(path), row=offset)
 
 
-def check_columns(schema: Schema, pf: pq.ParquetFile, file: str) -> list[str]:
+def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool = True
+                  ) -> list[str]:
     """The file's columns the schema does not name (they are not read); raise on missing
     columns, on those unnamed ones under `strict_columns`, and on column types the schema
-    cannot read (naming the first row holding a value of the wrong type)."""
+    cannot read (naming the first row holding a value of the wrong type). Without `labels`
+    only the columns of `read_columns(schema, labels=False)` are required and checked."""
     arrow_schema = pf.schema_arrow
     present = set(arrow_schema.names)
-    expected = set(schema.columns)
-    missing = [c for c in schema.columns if c not in present]
+    wanted = read_columns(schema, labels=labels)
+    missing = [c for c in wanted if c not in present]
     if missing:
         raise DataError(f"missing columns {missing}", file=file, column=missing[0])
+    expected = set(schema.columns)
     extra = [c for c in arrow_schema.names if c not in expected and c not in schema.ignore_columns]
     if extra and schema.strict_columns:
         raise DataError(f"unexpected columns {extra}; declare them in the schema, list them "
@@ -218,6 +237,7 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str) -> list[str]:
         checks.append((schema.campaign_column, is_id, "an integer or string id"))
     if schema.target_action_column:
         checks.append((schema.target_action_column, is_id, "a label index or label name"))
+    checks = [check for check in checks if check[0] in wanted]
     for column, ok, what in checks:
         dtype = arrow_schema.field(column).type
         if not ok(dtype):
@@ -243,12 +263,16 @@ def _first_value(pf: pq.ParquetFile, column: str) -> tuple[int | None, object]:
 class DayConverter:
     """Converts chunks of day files of one schema, holding the vocab lookups they share.
 
-    Safe to use from several threads at once (scratch space is per thread).
+    Without `labels` only the features and the target action are read and converted (scoring
+    data that has no labels). Safe to use from several threads at once (scratch space is per
+    thread).
     """
 
-    def __init__(self, schema: Schema, lookups: dict[str, VocabLookup | HashLookup]):
+    def __init__(self, schema: Schema, lookups: dict[str, VocabLookup | HashLookup], *,
+                 labels: bool = True):
         self.schema = schema
         self.lookups = lookups
+        self.labels = labels
         # Padding is expected, not an unknown id: when the pad id has no row of its own it is
         # left out of the OOV count.
         self._pad_is_oov = {s.shares: lookups[s.shares].index_of(schema.sequence_pad)
@@ -258,7 +282,7 @@ class DayConverter:
     @property
     def columns(self) -> list[str]:
         """The columns a chunk must hold."""
-        return list(self.schema.columns)
+        return list(read_columns(self.schema, labels=self.labels))
 
     def convert(self, chunk: RowGroup | pa.RecordBatch, offset: int, file: str,
                 out: dict[str, np.ndarray]) -> ChunkStats:
@@ -268,7 +292,7 @@ class DayConverter:
         stats = ChunkStats(positives={}, oov={})
 
         def col(name: str) -> pa.Array:
-            return _column(chunk, name)
+            return chunk_column(chunk, name)
 
         ids = self._scratch("ids", (n,), np.int32)
         stats.oov[s.user_column] = self.lookups[s.user_column].map_into(col(s.user_column), ids)
@@ -302,6 +326,11 @@ class DayConverter:
             out["numeric"][:, j] = values
             if f.transform == "standardise":
                 stats.numeric[f.name] = Moments.of(values)
+        if s.target_action_column:
+            out["target_action"][:] = self._target_action(col(s.target_action_column), file,
+                                                          offset)
+        if not self.labels:
+            return stats
         weights = out["weights"]
         for j, c in enumerate(s.labels):
             weights[:, j] = _label_weights(col(c), c, file, offset)
@@ -313,9 +342,6 @@ class DayConverter:
             out["reported"][:, j] = _label_weights(col(c), c, file, offset) > 0
         if s.campaign_column:
             out["campaign"][:] = self._campaign(col(s.campaign_column), file, offset)
-        if s.target_action_column:
-            out["target_action"][:] = self._target_action(col(s.target_action_column), file,
-                                                          offset)
         return stats
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -357,7 +383,8 @@ class DayConverter:
         return index
 
 
-def _column(chunk: RowGroup | pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+def chunk_column(chunk: RowGroup | pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+    """One column of a chunk as a single array."""
     column = chunk.column(name)
     if isinstance(column, pa.ChunkedArray):
         return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()

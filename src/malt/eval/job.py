@@ -54,6 +54,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     if built.world.is_main:
         run.claim(resume=resume, overwrite=overwrite)
         run.save_config(config)
+        run.save_schema(built.dataset.schema)
         handler = run.attach_log()
         plan = built.plan.describe()
         log.info("%s", plan)

@@ -27,7 +27,7 @@ class TargetAttention(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
-        self.heads = heads
+        self.heads, self.head_dim = heads, dim // heads
         self.query = nn.Linear(query_dim, dim)
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
@@ -50,7 +50,7 @@ class TargetAttention(nn.Module):
             [B, d], and the weights [B, heads, L] when asked.
         """
         b, length, d = keys.shape
-        h, dh = self.heads, d // self.heads
+        h, dh = self.heads, self.head_dim
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
         q = F.linear(self.query(ad), w_q, b_q).view(b, 1, h, dh)

@@ -136,6 +136,15 @@ class MaltModel(nn.Module):
         logits = self(batch).logits
         return {v: torch.sigmoid(z) for v, z in logits.items() if v != CAT}
 
+    @property
+    def serving_inputs(self) -> tuple[str, ...]:
+        """The batch keys `predict` reads, in the order an exported model takes them: `sparse`,
+        then `seq`, `dense_seq` and `numeric` when the schema has such columns."""
+        schema = self.schema
+        present = {"sparse": True, "seq": bool(schema.id_sequences),
+                   "dense_seq": bool(schema.float_sequences), "numeric": bool(schema.numeric)}
+        return tuple(key for key, used in present.items() if used)
+
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The embedding tables (trained at a higher learning rate)."""
         return list(self.encoder.embeddings.parameters())

@@ -57,6 +57,12 @@ class STAR(MaltModel):
         aux_in = dim * (2 if self.target_embedding is not None else 1) + widths["ad"]
         self.aux = Tower(aux_in, c.aux_dims, 1)
 
+    @property
+    def serving_inputs(self) -> tuple[str, ...]:
+        """The encoder's inputs, and the campaign's target action when the data has one."""
+        extra = ("target_action",) if self.target_embedding is not None else ()
+        return (*super().serving_inputs, *extra)
+
     def forward(self, batch: dict[str, torch.Tensor]) -> Outputs:
         x = self.encoder(batch)
         views = self.task.views

@@ -1,6 +1,7 @@
 """A run directory: the durable record of one training run.
 
     <run>/config.json        resolved RunConfig (enough to reproduce the run)
+    <run>/schema.json        the data set's schema, so the run can score data on its own
     <run>/log.txt            the run's log
     <run>/tb/                TensorBoard scalars
     <run>/checkpoint.pt      latest checkpoint (day boundary, or where it was interrupted)
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from malt.data.schema import Schema
 from malt.errors import ConfigError
 from malt.metrics import ActionMetrics, ViewMetrics
 from malt.outputs import OutputDir, atomic_write_text
@@ -124,6 +126,10 @@ class RunDir:
         return self.path / "config.json"
 
     @property
+    def schema_file(self) -> Path:
+        return self.path / "schema.json"
+
+    @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoint.pt"
 
@@ -164,6 +170,16 @@ class RunDir:
             raise ConfigError(f"{self.path} is not a run directory (no config.json)")
         return RunConfig.from_dict(json.loads(self.config_file.read_text()),
                                    source=str(self.config_file))
+
+    def save_schema(self, schema: Schema) -> None:
+        atomic_write_text(self.writable(self.schema_file), json.dumps(schema.to_dict(), indent=2))
+
+    def load_schema(self) -> Schema | None:
+        """The schema the run was trained on; None for runs saved before malt kept it."""
+        if not self.schema_file.is_file():
+            return None
+        return Schema.from_dict(json.loads(self.schema_file.read_text()),
+                                source=str(self.schema_file))
 
     def save_metrics(self, metrics: RunMetrics) -> None:
         atomic_write_text(self.writable(self.metrics_file),

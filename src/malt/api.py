@@ -1,0 +1,151 @@
+"""The Python API: simulate data, prepare it, train a run, load it, score new rows, export.
+
+    import malt
+
+    data = malt.simulate("data/tiny", size="tiny")
+    run = malt.train({"data": {"path": str(data)}, "model": {"name": "moae"},
+                      "task": {"main": "last", "aux": ["first", "linear"]}}, "runs/moae")
+    print(run.metrics.main_metrics.gauc)
+    scores = run.predict("data/tiny/test/test.parquet")   # a pandas DataFrame
+    run.export("moae.onnx")
+
+Every function raises `malt.errors.ConfigError` or `DataError` on bad input, with the message
+the command line prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from malt.data.cache import Dataset
+from malt.data.cache import prepare as prepare_cache
+from malt.data.schema import Schema, schema_for
+from malt.deploy.export import ExportFormat
+from malt.deploy.export import export as export_trained
+from malt.deploy.predict import Scorer, Source, file_sources, table_source
+from malt.deploy.trained import TrainedModel, load_trained
+from malt.eval.job import train_run
+from malt.train.config import DEFAULT_SEED, RunConfig
+from malt.train.run_dir import RunDir, RunMetrics
+
+__all__ = ["Run", "export", "load_run", "prepare", "simulate", "train"]
+
+
+def simulate(out: str | Path, *, size: str = "tiny", seed: int = DEFAULT_SEED,
+             scenario: str = "mac", overwrite: bool = False) -> Path:
+    """Write a simulated data set in the MAC layout to `out` and return its path.
+
+    `size`: tiny (~50k clicks), small (~1M), medium (~10M) or mac (~79M); `scenario`: `mac`
+    (attribution labels) or `app-promotion` (incomplete multi-label data for KAML).
+    """
+    if scenario == "app-promotion":
+        from malt.data.simulate.app_promotion import simulate_app_promotion
+        from malt.data.simulate.app_promotion import size_config as app_size
+
+        simulate_app_promotion(app_size(size, seed=seed), out, overwrite=overwrite)
+    elif scenario == "mac":
+        from malt.data.simulate import simulate as simulate_mac
+        from malt.data.simulate import size_config
+
+        simulate_mac(size_config(size, seed=seed), out, overwrite=overwrite)
+    else:
+        from malt.errors import ConfigError
+
+        raise ConfigError(f"unknown scenario '{scenario}', expected 'mac' or 'app-promotion'")
+    return Path(out)
+
+
+def prepare(data: str | Path, *, schema: str | Path | Schema | None = None,
+            build_vocabs: bool = False, min_count: int = 1) -> Dataset:
+    """Validate and cache the data set at `data` (MAC layout) and return it; with
+    `build_vocabs`, first write the vocabs it lacks from its training days."""
+    if not isinstance(schema, Schema):
+        schema = schema_for(data, schema)
+    if build_vocabs:
+        from malt.data.vocab_build import build_vocabs as write_vocabs
+
+        write_vocabs(data, schema, min_count=min_count)
+    return prepare_cache(data, schema)
+
+
+def train(config: RunConfig | Mapping[str, Any] | str | Path, out: str | Path, *,
+          resume: bool = False, overwrite: bool = False) -> Run:
+    """Train and evaluate one run into the directory `out`; returns the finished run.
+
+    `config`: a `RunConfig`, its sections as a mapping (`{"data": {"path": ...}, "model":
+    {"name": "moae"}, "task": {...}, "train": {...}}`), or a config file (TOML, YAML, JSON).
+    """
+    if isinstance(config, (str, Path)):
+        config = RunConfig.load(config)
+    elif not isinstance(config, RunConfig):
+        config = RunConfig.from_dict(dict(config))
+    train_run(config, out, resume=resume, overwrite=overwrite)
+    return load_run(out)
+
+
+def load_run(path: str | Path, *, vocabs: str | Path | None = None) -> Run:
+    """The finished run in `path`; `vocabs` when its training data has moved (see
+    `malt.deploy.trained.load_trained`)."""
+    run = Run(Path(path), vocabs=vocabs)
+    run.metrics  # noqa: B018 - a run without metrics is refused here, not at first use
+    return run
+
+
+@dataclass
+class Run:
+    """A finished training run."""
+
+    path: Path
+    vocabs: str | Path | None = field(default=None, repr=False)
+
+    @cached_property
+    def config(self) -> RunConfig:
+        """The run's resolved config."""
+        return RunDir(self.path).load_config()
+
+    @cached_property
+    def metrics(self) -> RunMetrics:
+        """The evaluation on the run's evaluation days (`metrics.views[view].gauc`, ...)."""
+        return RunDir(self.path).load_metrics()
+
+    @cached_property
+    def trained(self) -> TrainedModel:
+        """The loaded model with its schema and vocabs (loaded on first use)."""
+        return load_trained(self.path, vocabs=self.vocabs)
+
+    def predict(self, data: pa.Table | pd.DataFrame | str | Path, *, keep: tuple[str, ...] = (),
+                engine: str = "torch", device: str = "cpu") -> pd.DataFrame:
+        """Scores of the rows of `data` (a table, a data frame, a parquet file or a directory
+        as `malt predict` reads it): one column `p_<view>` per predicted view, the user column
+        and the `keep` columns, in row order."""
+        scorer = Scorer(self.trained, engine=engine, device=device, keep=tuple(keep))
+        sources: list[Source]
+        if isinstance(data, pd.DataFrame):
+            sources = [table_source(pa.Table.from_pandas(data, preserve_index=False))]
+        elif isinstance(data, pa.Table):
+            sources = [table_source(data)]
+        else:
+            sources = file_sources(data)
+        batches = list(scorer.batches(sources))
+        return pa.Table.from_batches(batches, schema=scorer.check(sources)).to_pandas()
+
+    def export(self, out: str | Path, format: ExportFormat = "onnx", *,
+               overwrite: bool = False) -> Path:
+        """Write the model to `out` as ONNX or TorchScript (see `malt.deploy.export`)."""
+        export_trained(self.trained, out, format, overwrite=overwrite)
+        return Path(out)
+
+
+def export(run: Run | str | Path, out: str | Path, format: ExportFormat = "onnx", *,
+           overwrite: bool = False) -> Path:
+    """Export the run `run` (a `Run` or its directory) to `out`; see `Run.export`."""
+    if not isinstance(run, Run):
+        run = load_run(run)
+    return run.export(out, format, overwrite=overwrite)

@@ -1,0 +1,2 @@
+"""A trained run out of the lab: loaded for scoring, exported (ONNX, TorchScript), scoring
+unlabelled data (`malt predict`)."""

@@ -1,0 +1,72 @@
+"""What computes the predictions of converted rows: the eager model or ONNX Runtime."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, get_args
+
+import numpy as np
+import torch
+
+from malt.deploy.export import to_onnx
+from malt.deploy.serving import INPUT_DTYPES, ServingModule
+from malt.errors import ConfigError
+
+Engine = Literal["torch", "onnx"]
+ENGINES = get_args(Engine)
+
+
+class ScoringEngine(Protocol):
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Serving inputs (numpy, any integer/float dtype) -> probabilities [B, V]."""
+
+
+def feed(inputs: dict[str, np.ndarray], names: tuple[str, ...]) -> list[np.ndarray]:
+    """The named inputs in their serving dtypes (a copy only where the dtype differs)."""
+    return [np.ascontiguousarray(inputs[n], dtype=INPUT_DTYPES[n]) for n in names]
+
+
+class TorchEngine:
+    """The eager model on `device` (CPU or CUDA)."""
+
+    def __init__(self, serving: ServingModule, device: torch.device):
+        self.serving = serving.to(device).eval()
+        self.device = device
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(a).to(self.device, non_blocking=True)
+                       for a in feed(inputs, self.serving.input_names)]
+            return torch.stack(self.serving(*tensors), dim=1).float().cpu().numpy()
+
+
+class OnnxEngine:
+    """The model exported to ONNX in memory and run by ONNX Runtime (the CUDA provider on a
+    CUDA device when onnxruntime-gpu is installed)."""
+
+    def __init__(self, serving: ServingModule, device: torch.device):
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise ConfigError("the onnx engine needs onnxruntime: pip install 'malt[onnx]'"
+                              ) from exc
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                raise ConfigError("this onnxruntime has no CUDA provider (install "
+                                  "onnxruntime-gpu) or use --engine torch on CUDA")
+            providers.insert(0, "CUDAExecutionProvider")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(to_onnx(serving.cpu(), "{}"), options,
+                                                    providers=providers)
+        self.names = serving.input_names
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        outputs = self.session.run(None, dict(zip(self.names, feed(inputs, self.names))))
+        return np.stack(outputs, axis=1)
+
+
+def make_engine(name: str, serving: ServingModule, device: torch.device) -> ScoringEngine:
+    if name not in ENGINES:
+        raise ConfigError(f"unknown engine '{name}', expected one of {list(ENGINES)}")
+    return TorchEngine(serving, device) if name == "torch" else OnnxEngine(serving, device)

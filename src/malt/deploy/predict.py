@@ -1,0 +1,240 @@
+"""Score rows that have no labels: day files or an in-memory table -> one probability per
+predicted view, converted, scored and written one chunk (a row group) at a time.
+
+The output has one column `p_<view>` per predicted view, then the raw user column and the
+columns asked to be kept, in the input's row order (files in name order). Raw ids go through
+the run's vocabs; ids they do not hold get the out-of-vocabulary row and are counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from malt.data.layout import find_layout, natural_key
+from malt.data.reader import (
+    READ_CHUNK_ROWS,
+    DayConverter,
+    array_shapes,
+    check_columns,
+    chunk_column,
+    open_parquet,
+    read_chunks,
+)
+from malt.deploy.engines import make_engine
+from malt.deploy.serving import ServingModule, output_name
+from malt.deploy.trained import TrainedModel
+from malt.errors import ConfigError, DataError
+from malt.eval.predictions import Predictions
+from malt.eval.report import evaluate, evaluate_by_day
+from malt.metrics import ViewMetrics
+from malt.outputs import atomic_write
+
+PREDICT_BATCH_ROWS = 16384
+"""Rows scored per model call: large enough that per-call overheads vanish, small enough that
+a batch's activations stay in cache-friendly sizes."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a parquet file (or an in-memory table written as one) and its name."""
+
+    name: str
+    file: pq.ParquetFile
+    path: Path
+
+    @property
+    def rows(self) -> int:
+        return self.file.metadata.num_rows
+
+
+@dataclass(frozen=True)
+class PredictProgress:
+    rows: int
+    total_rows: int
+    seconds: float
+    finished: bool
+
+
+@dataclass
+class PredictReport:
+    """What a prediction did: rows scored, OOV ids per column, time, and the metrics with
+    `evaluate`."""
+
+    rows: int
+    sources: int
+    oov: dict[str, int]
+    seconds: float
+    metrics: dict[str, ViewMetrics] | None = None
+    per_day: dict[str, dict[str, ViewMetrics]] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def scoring_files(data: str | Path) -> list[Path]:
+    """The files to score: a parquet file; the test days of a MAC-layout directory; or every
+    `*.parquet` file of any other directory, in name order."""
+    path = Path(data)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError("no such file or directory", file=str(path))
+    if (path / "train").is_dir() or (path / "test").is_dir():
+        layout = find_layout(path, vocabs=False)
+        if not layout.test:
+            raise DataError("a MAC-layout directory without test days (test/*.parquet): name "
+                            "the files to score", file=str(path))
+        return list(layout.test)
+    files = sorted(path.glob("*.parquet"), key=natural_key)
+    if not files:
+        raise DataError("no *.parquet files to score", file=str(path))
+    return files
+
+
+def file_sources(data: str | Path) -> list[Source]:
+    return [Source(str(p), open_parquet(p), p) for p in scoring_files(data)]
+
+
+def table_source(table: pa.Table, name: str = "<table>") -> Source:
+    """An in-memory table as a source: written once as parquet in memory, so that it is read
+    and checked exactly as a file is."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=READ_CHUNK_ROWS)
+    return Source(name, pq.ParquetFile(pa.BufferReader(sink.getvalue())), Path(name))
+
+
+class Scorer:
+    """Converts and scores sources with a trained model (see the module docstring).
+
+    Args:
+        trained: the loaded run.
+        engine: `torch` (the eager model) or `onnx` (ONNX Runtime).
+        device: where the model runs.
+        keep: input columns copied to the output.
+        evaluate: also read the labels and compute the evaluation metrics.
+        batch_size: rows per model call.
+    """
+
+    def __init__(self, trained: TrainedModel, *, engine: str = "torch",
+                 device: torch.device | str = "cpu", keep: tuple[str, ...] = (),
+                 evaluate: bool = False, batch_size: int = PREDICT_BATCH_ROWS):
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be positive, got {batch_size}")
+        self.trained, self.evaluate, self.batch_size = trained, evaluate, batch_size
+        schema = trained.schema
+        self.predicted = tuple(output_name(v) for v in trained.views)
+        clash = [c for c in keep if c in self.predicted]
+        if clash:
+            raise ConfigError(f"kept column(s) {clash} would collide with the prediction columns")
+        self.passed = tuple(dict.fromkeys((schema.user_column, *keep)))
+        self.converter = DayConverter(schema, trained.lookups, labels=evaluate)
+        self.engine = make_engine(engine, ServingModule(trained.model), torch.device(device))
+
+    def check(self, sources: list[Source]) -> pa.Schema:
+        """Check every source before anything is scored or written; the output's schema."""
+        schema = self.trained.schema
+        types: dict[str, pa.DataType] = {}
+        for source in sources:
+            check_columns(schema, source.file, source.name, labels=self.evaluate)
+            present = source.file.schema_arrow
+            for column in self.passed:
+                if column not in present.names:
+                    raise DataError("missing column (asked to keep it)", file=source.name,
+                                    column=column)
+                dtype = present.field(column).type
+                if types.setdefault(column, dtype) != dtype:
+                    raise DataError(f"type {dtype} differs from {types[column]} in "
+                                    f"{sources[0].name}", file=source.name, column=column)
+        fields = [pa.field(c, pa.float32()) for c in self.predicted]
+        return pa.schema(fields + [pa.field(c, types[c]) for c in self.passed])
+
+    def batches(self, sources: list[Source],
+                progress: Callable[[PredictProgress], None] | None = None
+                ) -> Iterator[pa.RecordBatch]:
+        """The output rows of `sources`, one record batch per chunk; `self.report` holds the
+        counts (and metrics) once the iterator is exhausted."""
+        out_schema = self.check(sources)
+        total = sum(s.rows for s in sources)
+        start, done = time.perf_counter(), 0
+        oov: dict[str, int] = {}
+        collected: dict[str, list[np.ndarray]] = {"probs": [], "weights": [], "user": []}
+        for source in sources:
+            columns = list(dict.fromkeys([*self.converter.columns, *self.passed]))
+            first_row = 0
+            for group in range(source.file.metadata.num_row_groups):
+                for offset, chunk in read_chunks(source.file, source.path, group, first_row,
+                                                 columns):
+                    arrays = {name: np.empty(shape, dtype) for name, (shape, dtype) in
+                              array_shapes(self.trained.schema, chunk.num_rows,
+                                           labels=self.evaluate).items()}
+                    stats = self.converter.convert(chunk, offset, source.name, arrays)
+                    for column, n in stats.oov.items():
+                        oov[column] = oov.get(column, 0) + n
+                    probs = self.score(arrays)
+                    if self.evaluate:
+                        collected["probs"].append(probs)
+                        collected["weights"].append(arrays["weights"])
+                        collected["user"].append(arrays["user"])
+                    done += chunk.num_rows
+                    yield pa.record_batch(
+                        [pa.array(probs[:, j]) for j in range(probs.shape[1])]
+                        + [chunk_column(chunk, c) for c in self.passed], schema=out_schema)
+                    if progress is not None:
+                        progress(PredictProgress(done, total, time.perf_counter() - start,
+                                                 done == total))
+                first_row += source.file.metadata.row_group(group).num_rows
+        self.report = PredictReport(rows=done, sources=len(sources), oov=oov,
+                                    seconds=time.perf_counter() - start)
+        if self.evaluate and done:
+            self._add_metrics(sources, collected)
+
+    def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Probabilities [N, V] of converted rows, `batch_size` rows per model call."""
+        rows = len(arrays["sparse"])
+        names = self.trained.model.serving_inputs
+        parts = [self.engine({n: arrays[n][lo:lo + self.batch_size] for n in names})
+                 for lo in range(0, rows, self.batch_size)]
+        return np.concatenate(parts) if parts else \
+            np.zeros((0, len(self.predicted)), dtype=np.float32)
+
+    def _add_metrics(self, sources: list[Source], collected: dict[str, list[np.ndarray]]
+                     ) -> None:
+        schema = self.trained.schema
+        predictions = Predictions(
+            views=self.trained.views, labels=schema.labels,
+            probs=np.concatenate(collected["probs"]).astype(np.float32),
+            weights=np.concatenate(collected["weights"]),
+            user=np.concatenate(collected["user"]).astype(np.int64),
+            days=tuple(s.path.stem for s in sources), day_rows=tuple(s.rows for s in sources))
+        self.report.metrics = evaluate(predictions)
+        self.report.per_day = evaluate_by_day(predictions)
+
+
+def predict_file(scorer: Scorer, sources: list[Source], out: str | Path, *,
+                 overwrite: bool = False,
+                 progress: Callable[[PredictProgress], None] | None = None) -> PredictReport:
+    """Score `sources` into the parquet file `out`, written atomically (an interrupted run
+    leaves no partial file); returns the report."""
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"{out} is a directory; name the parquet file to write")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+    out_schema = scorer.check(sources)
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, out_schema, compression="zstd") as writer:
+            for batch in scorer.batches(sources, progress):
+                writer.write_batch(batch)
+
+    atomic_write(out, write)
+    return scorer.report

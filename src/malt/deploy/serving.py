@@ -1,0 +1,78 @@
+"""A model as a function of plain tensors, the form exported and served.
+
+Inputs, in `model.serving_inputs` order (B is the batch dimension, any size):
+    sparse         int64   [B, F]     table rows of the categorical fields, schema order
+    seq            int64   [B, S, L]  table rows of the id sequences (when the schema has some)
+    dense_seq      float32 [B, C, L]  float sequences (when the schema has some)
+    numeric        float32 [B, N]     raw numeric columns; the model standardises them
+    target_action  int64   [B]        label index of the campaign's target action (-1 other;
+                                      STAR on data with a target-action column)
+Outputs: `p_<view>` float32 [B], the predicted probability of every label view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from malt.models.model import MaltModel
+
+INPUT_DTYPES = {"sparse": np.int64, "seq": np.int64, "dense_seq": np.float32,
+                "numeric": np.float32, "target_action": np.int64}
+"""The dtype each serving input is fed in."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype and shape of one input or output (`batch` is the dynamic dimension)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+
+def output_name(view: str) -> str:
+    """The output (and prediction column) of a view: `p_<view>`."""
+    return f"p_{view}"
+
+
+class ServingModule(nn.Module):
+    """`model` taking its serving inputs as positional tensors and returning one probability
+    tensor [B] per label view, in `views` order."""
+
+    def __init__(self, model: MaltModel):
+        super().__init__()
+        self.model = model
+        self.input_names = model.serving_inputs
+        self.views = model.task.label_views
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(output_name(v) for v in self.views)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        probs = self.model.predict(dict(zip(self.input_names, inputs)))
+        return tuple(probs[v] for v in self.views)
+
+    def input_specs(self) -> list[TensorSpec]:
+        """Name, dtype and shape of every input."""
+        schema = self.model.schema
+        length = schema.sequence_length
+        shapes = {"sparse": ("batch", len(schema.fields)),
+                  "seq": ("batch", len(schema.id_sequences), length),
+                  "dense_seq": ("batch", len(schema.float_sequences), length),
+                  "numeric": ("batch", len(schema.numeric)), "target_action": ("batch",)}
+        return [TensorSpec(n, np.dtype(INPUT_DTYPES[n]).name, shapes[n])
+                for n in self.input_names]
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(n, "float32", ("batch",)) for n in self.output_names]
+
+    def example_inputs(self, rows: int = 2) -> tuple[torch.Tensor, ...]:
+        """Zero-valued inputs of `rows` rows (what export traces the model with)."""
+        return tuple(torch.zeros(tuple(rows if d == "batch" else d for d in spec.shape),
+                                 dtype=getattr(torch, spec.dtype))
+                     for spec in self.input_specs())

@@ -1,0 +1,58 @@
+"""Trained-model objects for the deploy tests, without training (random weights suffice to
+compare an export with the eager model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from malt.data.lookups import load_lookups, vocab_info
+from malt.data.reader import DayConverter, array_shapes, open_parquet, read_chunks
+from malt.data.schema import Schema
+from malt.data.task import CAT, Task
+from malt.deploy.trained import TrainedModel
+from malt.models import model_spec
+from malt.train.config import RunConfig
+from malt.train.run_dir import RunDir
+from model_configs import SMALL_BLOCKS, small_config
+
+
+def untrained(name: str, data: Path, schema: Schema, main: str, aux: tuple[str, ...],
+              seed: int = 0) -> TrainedModel:
+    """Model `name` with small blocks and seeded random weights, over the vocabs of `data`."""
+    import torch
+
+    spec = model_spec(name)
+    if not spec.traits.uses_aux:
+        aux = ()
+    if not spec.traits.takes_cat:
+        aux = tuple(v for v in aux if v != CAT)
+    task = Task(main=main, aux=aux)
+    lookups = load_lookups(schema, data / "vocabs")
+    info = vocab_info(schema, lookups)
+    torch.manual_seed(seed)
+    model = spec.build(schema, info, task, small_config(name)).eval()
+    config = RunConfig.from_dict({"data": {"path": str(data)},
+                                  "task": {"main": main, "aux": list(aux)},
+                                  "model": {"name": name, **SMALL_BLOCKS}})
+    return TrainedModel(run=RunDir(data / "no-run"), config=config, schema=schema, task=task,
+                        lookups=lookups, vocab=info, model=model)
+
+
+def converted(schema: Schema, trained: TrainedModel, path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a whole day file as the reader converts them."""
+    pf = open_parquet(path)
+    converter = DayConverter(schema, trained.lookups)
+    out = {name: np.empty(shape, dtype) for name, (shape, dtype) in
+           array_shapes(schema, pf.metadata.num_rows).items()}
+    start = 0
+    for group in range(pf.metadata.num_row_groups):
+        for offset, chunk in read_chunks(pf, path, group, start, converter.columns):
+            part = {name: np.empty((chunk.num_rows, *a.shape[1:]), a.dtype)
+                    for name, a in out.items()}
+            converter.convert(chunk, offset, str(path), part)
+            for name, a in part.items():
+                out[name][offset:offset + chunk.num_rows] = a
+        start += pf.metadata.row_group(group).num_rows
+    return out

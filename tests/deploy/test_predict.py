@@ -1,0 +1,239 @@
+"""`malt predict` and `Run.predict`: unlabelled rows in, one probability per view out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import malt
+from mac_data import write_random_dataset
+from malt.cli import main
+from malt.data.schema import MAC
+from malt.deploy.predict import Scorer, file_sources, predict_file, table_source
+from malt.deploy.trained import load_trained
+from malt.errors import ConfigError, DataError
+from malt.eval.job import train_run
+from malt.eval.predictions import Predictions
+from malt.train.config import RunConfig
+from malt.train.run_dir import RunDir
+from model_configs import SMALL_BLOCKS
+
+VIEWS = ("last", "first", "linear")
+COLUMNS = ["p_last", "p_first", "p_linear", MAC.user_column]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_random_dataset(tmp_path_factory.mktemp("predict") / "data", days=3, rows=301,
+                                row_group_size=100)
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    """A finished MoAE run on `data` (main last, auxiliary first, linear and cat)."""
+    out = tmp_path_factory.mktemp("predict") / "run"
+    config = RunConfig.from_dict({
+        "seed": 3, "data": {"path": str(data)},
+        "task": {"main": "last", "aux": ["first", "linear", "cat"]},
+        "train": {"batch_size": 64}, "model": {"name": "moae", **SMALL_BLOCKS}})
+    train_run(config, out)
+    return out
+
+
+@pytest.fixture
+def unlabelled(data, tmp_path):
+    """The test day without its label columns."""
+    table = pq.read_table(data / "test" / "test.parquet").drop_columns(list(MAC.labels))
+    path = tmp_path / "unlabelled.parquet"
+    pq.write_table(table, path, row_group_size=100)
+    return path
+
+
+def saved_predictions(run) -> Predictions:
+    return Predictions.load(RunDir(run).predictions_file)
+
+
+def test_a_file_without_labels_gets_the_documented_columns_and_the_runs_scores(
+        run, unlabelled, tmp_path):
+    out = tmp_path / "preds.parquet"
+    report = predict_file(Scorer(load_trained(run), keep=("ad_feat0",)),
+                          file_sources(unlabelled), out)
+    table = pq.read_table(out)
+    assert table.column_names == [*COLUMNS, "ad_feat0"]
+    assert table.schema.field("p_last").type == pa.float32()
+    source = pq.read_table(unlabelled)
+    assert table[MAC.user_column].equals(source[MAC.user_column])
+    assert table["ad_feat0"].equals(source["ad_feat0"])
+    saved = saved_predictions(run)
+    for j, view in enumerate(VIEWS):
+        np.testing.assert_allclose(table[f"p_{view}"].to_numpy(), saved.probs[:, j], atol=1e-6)
+    assert report.rows == source.num_rows == 301
+    assert report.metrics is None
+
+
+def test_rows_stream_one_chunk_at_a_time(run, unlabelled):
+    scorer = Scorer(load_trained(run))
+    sizes = [b.num_rows for b in scorer.batches(file_sources(unlabelled))]
+    assert sizes == [100, 100, 100, 1]
+
+
+def test_labels_are_ignored_unless_evaluating(run, data, unlabelled, tmp_path):
+    trained = load_trained(run)
+    with_labels = tmp_path / "with.parquet"
+    predict_file(Scorer(trained), file_sources(data / "test" / "test.parquet"), with_labels)
+    without = tmp_path / "without.parquet"
+    predict_file(Scorer(trained), file_sources(unlabelled), without)
+    assert pq.read_table(with_labels).equals(pq.read_table(without))
+    with pytest.raises(DataError, match="missing columns"):
+        predict_file(Scorer(trained, evaluate=True), file_sources(unlabelled),
+                     tmp_path / "eval.parquet")
+    assert not (tmp_path / "eval.parquet").exists()
+
+
+def test_evaluation_reproduces_the_runs_metrics(run, data, tmp_path):
+    report = predict_file(Scorer(load_trained(run), evaluate=True), file_sources(data),
+                          tmp_path / "preds.parquet")
+    saved = RunDir(run).load_metrics()
+    assert set(report.metrics) == set(VIEWS)
+    for view in VIEWS:
+        assert report.metrics[view].auc == pytest.approx(saved.views[view].auc, abs=1e-6)
+        assert report.metrics[view].gauc == pytest.approx(saved.views[view].gauc, abs=1e-6)
+
+
+def test_unknown_ids_are_counted_and_scored_on_the_oov_row(run, unlabelled, tmp_path):
+    table = pq.read_table(unlabelled)
+    ids = table["ad_feat1"].to_numpy().copy()
+    ids[:7] = 10_000
+    changed = tmp_path / "changed.parquet"
+    pq.write_table(table.set_column(table.column_names.index("ad_feat1"), "ad_feat1",
+                                    pa.array(ids)), changed)
+    trained = load_trained(run)
+    oov_row = trained.lookups["ad_feat1"].oov_index
+    ids[:7] = oov_row  # the dense test vocabs map raw id i to row i
+    as_oov = tmp_path / "as_oov.parquet"
+    pq.write_table(table.set_column(table.column_names.index("ad_feat1"), "ad_feat1",
+                                    pa.array(ids)), as_oov)
+    report = predict_file(Scorer(trained), file_sources(changed), tmp_path / "a.parquet")
+    assert report.oov["ad_feat1"] == 7 and report.oov["ad_feat0"] == 0
+    predict_file(Scorer(trained), file_sources(as_oov), tmp_path / "b.parquet")
+    assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
+
+
+def test_the_onnx_engine_scores_as_the_eager_model(run, unlabelled, tmp_path):
+    trained = load_trained(run)
+    predict_file(Scorer(trained), file_sources(unlabelled), tmp_path / "torch.parquet")
+    predict_file(Scorer(trained, engine="onnx"), file_sources(unlabelled),
+                 tmp_path / "onnx.parquet")
+    a, b = pq.read_table(tmp_path / "torch.parquet"), pq.read_table(tmp_path / "onnx.parquet")
+    for view in VIEWS:
+        assert np.abs(a[f"p_{view}"].to_numpy() - b[f"p_{view}"].to_numpy()).max() <= 1e-5
+
+
+def test_small_model_batches_give_the_same_scores(run, unlabelled, tmp_path):
+    trained = load_trained(run)
+    predict_file(Scorer(trained), file_sources(unlabelled), tmp_path / "big.parquet")
+    predict_file(Scorer(trained, batch_size=7), file_sources(unlabelled),
+                 tmp_path / "small.parquet")
+    a, b = pq.read_table(tmp_path / "big.parquet"), pq.read_table(tmp_path / "small.parquet")
+    np.testing.assert_allclose(a["p_last"].to_numpy(), b["p_last"].to_numpy(), atol=1e-6)
+
+
+def test_a_mac_layout_directory_scores_its_test_days(run, data, tmp_path):
+    assert [s.path for s in file_sources(data)] == [data / "test" / "test.parquet"]
+    report = predict_file(Scorer(load_trained(run)), file_sources(data), tmp_path / "p.parquet")
+    assert report.rows == 301
+
+
+def test_a_directory_of_files_is_scored_in_name_order(run, unlabelled, tmp_path):
+    folder = tmp_path / "days"
+    folder.mkdir()
+    table = pq.read_table(unlabelled)
+    pq.write_table(table.slice(0, 50), folder / "day-10.parquet")
+    pq.write_table(table.slice(50), folder / "day-2.parquet")
+    out = predict_file(Scorer(load_trained(run)), file_sources(folder), tmp_path / "p.parquet")
+    users = pq.read_table(tmp_path / "p.parquet")[MAC.user_column].to_numpy()
+    expected = np.concatenate([table[MAC.user_column].to_numpy()[50:],
+                               table[MAC.user_column].to_numpy()[:50]])
+    np.testing.assert_array_equal(users, expected)
+    assert out.sources == 2
+
+
+def test_nothing_is_written_when_a_check_fails_or_scoring_breaks(run, unlabelled, tmp_path,
+                                                                  monkeypatch):
+    trained = load_trained(run)
+    out = tmp_path / "p.parquet"
+    with pytest.raises(DataError, match="missing column") as err:
+        predict_file(Scorer(trained, keep=("price",)), file_sources(unlabelled), out)
+    assert err.value.column == "price"
+    with pytest.raises(ConfigError, match="collide"):
+        Scorer(trained, keep=("p_last",))
+    scorer = Scorer(trained)
+    calls = []
+
+    def failing(inputs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("out of memory")
+        return np.zeros((len(inputs["sparse"]), 3), dtype=np.float32)
+
+    monkeypatch.setattr(scorer, "engine", failing)
+    with pytest.raises(RuntimeError):
+        predict_file(scorer, file_sources(unlabelled), out)
+    assert list(tmp_path.iterdir()) == [unlabelled]
+
+
+def test_an_existing_output_is_replaced_only_when_asked(run, unlabelled, tmp_path):
+    out = tmp_path / "p.parquet"
+    out.write_text("mine")
+    with pytest.raises(ConfigError, match="exists; pass --overwrite"):
+        predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out)
+    assert out.read_text() == "mine"
+    predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out, overwrite=True)
+    assert pq.read_table(out).num_rows == 301
+
+
+def test_an_unfinished_run_or_missing_vocabs_are_refused(run, data, tmp_path):
+    with pytest.raises(ConfigError, match="no malt run|not a run directory"):
+        load_trained(tmp_path)
+    with pytest.raises(DataError, match="vocab file is missing"):
+        load_trained(run, vocabs=tmp_path)
+
+
+def test_the_command_line_predicts_and_reports(run, unlabelled, tmp_path, capsys):
+    out = tmp_path / "p.parquet"
+    assert main(["predict", "--run", str(run), "--data", str(unlabelled), "--out", str(out),
+                 "--keep", "ad_feat0"]) == 0
+    text = capsys.readouterr().out
+    assert "wrote 301 rows" in text and "p_last, p_first, p_linear, user_id, ad_feat0" in text
+    assert "out-of-vocabulary ids: none" in text
+    assert main(["predict", "--run", str(run), "--data", str(unlabelled), "--out",
+                 str(out)]) == 3
+    assert "exists" in capsys.readouterr().err
+
+
+def test_the_command_line_exports(run, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--run", str(run), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "inputs:  sparse int64 ['batch', 16]" in text and "p_linear float32" in text
+    assert out.is_file() and (tmp_path / "m.onnx.json").is_file()
+
+
+def test_the_python_api_scores_a_data_frame_as_the_file(run, unlabelled):
+    loaded = malt.load_run(run)
+    assert loaded.metrics.main == "last"
+    frame = pq.read_table(unlabelled).to_pandas()
+    scores = loaded.predict(frame, keep=("ad_feat0",))
+    assert list(scores.columns) == [*COLUMNS, "ad_feat0"]
+    saved = saved_predictions(run)
+    np.testing.assert_allclose(scores["p_first"].to_numpy(), saved.probs[:, 1], atol=1e-6)
+    from_file = loaded.predict(unlabelled)
+    np.testing.assert_array_equal(from_file["p_last"].to_numpy(), scores["p_last"].to_numpy())
+
+
+def test_an_in_memory_table_is_checked_as_a_file_is(run):
+    table = pa.table({"uid": [1, 2]})
+    with pytest.raises(DataError, match="missing columns"):
+        list(Scorer(load_trained(run)).batches([table_source(table)]))
