@@ -49,21 +49,25 @@ class TargetAttention(nn.Module):
         Returns:
             [B, d], and the weights [B, heads, L] when asked.
         """
-        b, length, d = keys.shape
+        b, _, d = keys.shape
         h, dh = self.heads, self.head_dim
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q = F.linear(self.query(ad), w_q, b_q).view(b, 1, h, dh)
-        k = F.linear(keys, w_k, b_k).view(b, length, h, dh)
-        v = F.linear(keys, w_v, b_v).view(b, length, h, dh)
-        # One query per row: elementwise products instead of B·H tiny matrix products.
-        scores = (k * q).sum(-1).transpose(1, 2) / math.sqrt(dh)               # [B, H, L]
+        b_q, _, b_v = self.in_proj_bias.chunk(3)
+        q = F.linear(self.query(ad), w_q, b_q).view(b, h, dh)
+        # With one query per row the key and value projections fold into the query side:
+        # q_h . (W_k,h e_l + b_k,h) = (W_k,h^T q_h) . e_l + const(l), and the constant drops out
+        # of the softmax; sum_l w_l (W_v,h e_l + b_v,h) = W_v,h (sum_l w_l e_l) + b_v,h sum_l w_l.
+        # Two [B, H, d] x [B, d, L] products replace projecting all B*L positions twice.
+        query_keys = torch.einsum("bhi,hid->bhd", q, w_k.view(h, dh, d)) / math.sqrt(dh)
+        scores = torch.bmm(query_keys, keys.transpose(1, 2))                   # [B, H, L]
         if pad is not None:
             # A finite fill keeps fully padded rows NaN-free (their weights are zeroed below).
             scores = scores.masked_fill(pad.unsqueeze(1), torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1)
         if pad is not None:
             weights = weights * (~pad.all(dim=1)).to(weights.dtype).view(b, 1, 1)
-        out = (weights.transpose(1, 2).unsqueeze(-1) * v).sum(1).reshape(b, d)
-        out = self.out_proj(out)
+        pooled = torch.bmm(weights, keys)                                      # [B, H, d]
+        values = torch.einsum("bhd,hid->bhi", pooled, w_v.view(h, dh, d)) \
+            + b_v.view(h, dh) * weights.sum(-1, keepdim=True)
+        out = self.out_proj(values.reshape(b, d))
         return (out, weights) if return_weights else out
