@@ -1,0 +1,150 @@
+"""Prediction throughput of BASE (and MoAE) on CPU: the model alone and `malt predict` end to
+end (read, map raw ids, score, write), eager torch against ONNX Runtime.
+
+A MAC-schema file of `--rows` random unlabelled rows is written once, with vocabs of
+`--vocab-rows` ids per field; the models have random weights (speed does not depend on them).
+The forward floor is 2 x dense parameters FLOPs per row at the sgemm rate measured here.
+
+    python -m benchmarks.bench_predict [--rows 1000000] [--batch 16384] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from benchmarks.report import best_of, update_section
+from malt.data.layout import write_vocab
+from malt.data.lookups import load_lookups, vocab_info
+from malt.data.schema import MAC
+from malt.data.task import CAT, Task
+from malt.deploy.predict import Scorer, file_sources, predict_file
+from malt.deploy.trained import TrainedModel
+from malt.models import model_spec
+from malt.train.config import RunConfig
+from malt.train.run_dir import RunDir
+
+MODELS = {"base": Task("last"), "moae": Task("last", ("first", "mta", "linear", CAT))}
+
+
+def write_rows(root: Path, rows: int, vocab_rows: int, seed: int) -> Path:
+    """An unlabelled MAC-schema file and the vocabs of its ids."""
+    rng = np.random.default_rng(seed)
+    length = MAC.sequence_length
+    columns = {MAC.user_column: pa.array(rng.integers(0, vocab_rows, rows))}
+    for f in MAC.fields:
+        columns[f.name] = pa.array(rng.integers(1, vocab_rows, rows))  # 0 pads sequences
+    offsets = pa.array(np.arange(0, rows * length + 1, length, dtype=np.int32))
+    for s in MAC.id_sequences:
+        ids = rng.integers(0, vocab_rows, (rows, length))
+        ids[np.arange(length) >= rng.integers(0, length + 1, (rows, 1))] = 0
+        columns[s.name] = pa.ListArray.from_arrays(offsets, pa.array(ids.reshape(-1)))
+    for s in MAC.float_sequences:
+        values = rng.uniform(-1, 1, rows * length).astype(np.float32)
+        columns[s.name] = pa.ListArray.from_arrays(offsets, pa.array(values))
+    path = root / "rows.parquet"
+    pq.write_table(pa.table(columns), path, row_group_size=1 << 18)
+    for column in MAC.vocab_columns:
+        write_vocab(root / "vocabs", column, [str(i) for i in range(vocab_rows)])
+    return path
+
+
+def trained_model(name: str, root: Path, seed: int) -> TrainedModel:
+    lookups = load_lookups(MAC, root / "vocabs")
+    info = vocab_info(MAC, lookups)
+    torch.manual_seed(seed)
+    model = model_spec(name).build(MAC, info, MODELS[name]).eval()
+    config = RunConfig.from_dict({"data": {"path": str(root)}, "model": {"name": name}})
+    return TrainedModel(run=RunDir(root), config=config, schema=MAC, task=MODELS[name],
+                        lookups=lookups, vocab=info, model=model)
+
+
+def sgemm_flops(size: int = 1024, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds, _ = best_of(repeats, lambda: a @ b)
+    return 2 * size ** 3 / seconds
+
+
+def model_rows_per_s(scorer: Scorer, arrays: dict[str, np.ndarray], repeats: int) -> float:
+    scorer.score(arrays)
+    seconds, _ = best_of(repeats, lambda: scorer.score(arrays))
+    return len(arrays["sparse"]) / seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--model-rows", type=int, default=131_072,
+                        help="rows of the model-only measurement")
+    parser.add_argument("--vocab-rows", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=16384)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-report", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    flops = sgemm_flops()
+    lines = ["| model | engine | model only rows/s | of the forward floor | `malt predict` "
+             "rows/s (read, map, score, write) |", "|---|---|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        path = write_rows(root, args.rows, args.vocab_rows, args.seed)
+        for name in MODELS:
+            trained = trained_model(name, root, args.seed)
+            dense = trained.model.parameter_counts()[0]
+            floor = flops / (2 * dense)
+            arrays = None
+            for engine in ("torch", "onnx"):
+                scorer = Scorer(trained, engine=engine, batch_size=args.batch)
+                if arrays is None:
+                    arrays = converted_rows(scorer, path, args.model_rows)
+                alone = model_rows_per_s(scorer, arrays, args.repeats)
+                out = root / f"{name}-{engine}.parquet"
+                start = time.perf_counter()
+                report = predict_file(scorer, file_sources(path), out, overwrite=True)
+                whole = report.rows / (time.perf_counter() - start)
+                print(f"{name:<6} {engine:<6} model {alone:>10,.0f} rows/s "
+                      f"({alone / floor:.0%} of floor), predict {whole:>10,.0f} rows/s",
+                      flush=True)
+                lines.append(f"| {name} | {engine} | {alone:,.0f} | {alone / floor:.0%} | "
+                             f"{whole:,.0f} |")
+                del scorer
+    load = os.getloadavg()[0]
+    body = (f"{args.rows:,} unlabelled MAC-schema rows in one parquet file (row groups of 262,144 "
+            f"rows), vocabs of {args.vocab_rows:,} ids per field, random weights, model calls "
+            f"of {args.batch:,} rows; model-only figures on {args.model_rows:,} converted rows, "
+            f"best of {args.repeats}. Forward floor = sgemm rate ({flops / 1e9:.0f} GFLOP/s "
+            f"here) / (2 x dense parameters). Load average at the end: {load:.2f}.\n\n"
+            + "\n".join(lines))
+    print(body)
+    if not args.no_report:
+        given = sys.argv[1:] if argv is None else argv
+        update_section("predict", ("python -m benchmarks.bench_predict " + " ".join(given))
+                       .strip(), body)
+
+
+def converted_rows(scorer: Scorer, path: Path, rows: int) -> dict[str, np.ndarray]:
+    """The first `rows` rows of `path`, converted as `malt predict` converts them."""
+    from malt.data.reader import array_shapes, open_parquet
+
+    table = open_parquet(path).read_row_group(0).slice(0, rows)
+    schema = scorer.trained.schema
+    arrays = {n: np.empty(shape, dtype) for n, (shape, dtype) in
+              array_shapes(schema, table.num_rows, labels=False).items()}
+    scorer.converter.convert(table, 0, str(path), arrays)
+    return arrays
+
+
+if __name__ == "__main__":
+    main()
