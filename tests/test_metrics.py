@@ -296,6 +296,174 @@ def test_gauc_gain_by_complexity_rejects_mismatched_runs_and_bad_edges():
     assert empty.excluded_users == a.users
 
 
+# --- calibration ----------------------------------------------------------------------------------
+
+def naive_bins(p, y, bins=m.CALIBRATION_BINS):
+    """Reference loop, one bin at a time: (mean prediction, observed rate, rows) per bin of the
+    rows sorted by prediction, bin b holding sorted positions [b·N // K, (b + 1)·N // K)."""
+    order = np.argsort(p, kind="stable")
+    n = len(p)
+    k = min(bins, n)
+    out = []
+    for b in range(k):
+        members = order[b * n // k:(b + 1) * n // k]
+        out.append((p[members].mean(), y[members].mean(), len(members)))
+    return out
+
+
+def naive_ece(p, y, bins=m.CALIBRATION_BINS):
+    total = 0.0
+    for mean_p, mean_y, rows in naive_bins(p, y, bins):
+        total += rows / len(p) * abs(mean_p - mean_y)
+    return total
+
+
+def cvr_day(seed, n=5003):
+    """Predictions crowded near 0 as conversion rates are, miscalibrated on purpose (labels
+    drawn at 1.5x the prediction), and N not a multiple of the bin count."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.6, 40.0, n)
+    y = (rng.random(n) < 1.5 * p).astype(np.float64)
+    return p, y
+
+
+probabilities = st.lists(st.tuples(st.floats(0.0, 1.0), st.booleans()), min_size=1, max_size=120)
+
+
+def _probs_labels(data):
+    return (np.array([r[0] for r in data], dtype=np.float64),
+            np.array([r[1] for r in data], dtype=np.float64))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pcoc_is_predicted_over_observed(seed):
+    p, y = cvr_day(seed)
+    assert m.pcoc(p, y) == pytest.approx(p.sum() / y.sum(), rel=1e-12)
+    assert m.pcoc(p, y) < 0.8  # labels drawn at 1.5x the prediction: the model under-predicts
+
+
+def test_pcoc_is_nan_without_positives():
+    assert math.isnan(m.pcoc(np.array([0.1, 0.2]), np.zeros(2)))
+    assert math.isnan(m.pcoc(np.zeros(0), np.zeros(0)))
+    assert m.pcoc(np.array([0.0, 0.0]), np.array([0.0, 1.0])) == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(probabilities, st.floats(0.01, 1.0))
+def test_pcoc_scales_with_the_predictions(data, c):
+    p, y = _probs_labels(data)
+    assume(y.sum() > 0)
+    assert m.pcoc(c * p, y) == pytest.approx(c * m.pcoc(p, y), rel=1e-9, abs=1e-300)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=200))
+def test_a_constant_prediction_at_the_base_rate_has_pcoc_one(labels):
+    y = np.array(labels, dtype=np.float64)
+    assume(y.sum() > 0)
+    assert m.pcoc(np.full(len(y), y.mean()), y) == pytest.approx(1.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed, bins", [(0, 20), (1, 20), (2, 7), (3, 1), (4, 5002)])
+def test_reliability_bins_and_ece_match_the_reference_loop(seed, bins):
+    p, y = cvr_day(seed)
+    got = m.reliability_bins(p, y, bins)
+    want = naive_bins(p, y, bins)
+    np.testing.assert_allclose(got.mean_predicted, [b[0] for b in want], rtol=1e-12)
+    np.testing.assert_allclose(got.observed_rate, [b[1] for b in want], rtol=1e-12)
+    np.testing.assert_array_equal(got.rows, [b[2] for b in want])
+    assert got.rows.dtype == np.int64
+    ece = m.expected_calibration_error(p, y, bins)
+    assert ece == pytest.approx(naive_ece(p, y, bins), rel=1e-12)
+    assert got.ece == ece
+
+
+def test_ece_uses_the_default_bin_count_and_weighs_bins_by_their_rows():
+    p, y = cvr_day(5)
+    assert m.CALIBRATION_BINS == 20
+    assert m.expected_calibration_error(p, y) == pytest.approx(naive_ece(p, y, 20), rel=1e-12)
+    assert m.expected_calibration_error(p, y) != pytest.approx(naive_ece(p, y, 10), rel=1e-6)
+    # Bins of one row and of many rows: an unweighted mean over bins would differ.
+    p = np.array([0.1, 0.2, 0.2, 0.2, 0.2, 0.2])
+    y = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    bins = m.reliability_bins(p, y, 2)
+    assert bins.rows.tolist() == [3, 3]
+    assert m.expected_calibration_error(p, y, 4) == pytest.approx(naive_ece(p, y, 4), rel=1e-12)
+    assert m.expected_calibration_error(p, y, 4) == pytest.approx(
+        (1 * 0.9 + 2 * 0.2 + 1 * 0.2 + 2 * 0.3) / 6, rel=1e-12)
+
+
+def test_the_bins_are_equal_count_not_equal_width():
+    # Nine in ten predictions are below 0.05: one equal-width bin of 20 would hold them.
+    p, y = cvr_day(6, n=2000)
+    assert (p < 0.05).mean() > 0.9
+    bins = m.reliability_bins(p, y, 20)
+    assert bins.rows.tolist() == [100] * 20
+    assert np.all(np.diff(bins.mean_predicted) > 0)
+
+
+@pytest.mark.parametrize("seed, bins", [(0, 20), (1, 10), (2, 3)])
+def test_reliability_bins_match_sklearn_quantile_bins(seed, bins):
+    from sklearn.calibration import calibration_curve
+
+    # With distinct predictions and N a multiple of the bin count, sklearn's quantile edges
+    # fall between the same sorted rows as the equal-count split.
+    p, y = cvr_day(seed, n=bins * 150)
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=bins, strategy="quantile")
+    got = m.reliability_bins(p, y, bins)
+    np.testing.assert_allclose(got.observed_rate, prob_true, rtol=1e-12)
+    np.testing.assert_allclose(got.mean_predicted, prob_pred, rtol=1e-12)
+    assert m.expected_calibration_error(p, y, bins) == pytest.approx(
+        np.abs(prob_true - prob_pred).mean(), rel=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(probabilities, st.integers(1, 30))
+def test_bins_partition_the_sorted_rows_and_ece_lies_in_0_1(data, bins):
+    p, y = _probs_labels(data)
+    got = m.reliability_bins(p, y, bins)
+    assert len(got.rows) == min(bins, len(p))
+    assert got.rows.sum() == len(p) and got.rows.max() - got.rows.min() <= 1
+    assert np.all(np.diff(got.mean_predicted) >= -1e-12)  # contiguous in sorted order
+    assert np.dot(got.rows, got.observed_rate) == pytest.approx(y.sum(), abs=1e-9)
+    assert np.dot(got.rows, got.mean_predicted) == pytest.approx(p.sum(), abs=1e-9)
+    assert 0.0 <= m.expected_calibration_error(p, y, bins) <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 12), st.data())
+def test_ece_is_zero_when_each_bin_predicts_its_observed_rate(size, data):
+    # Bins of `size` rows with distinct positive counts; every row predicts its bin's rate.
+    positives = data.draw(st.lists(st.integers(0, size), min_size=1, max_size=size + 1,
+                                   unique=True))
+    y = np.concatenate([np.r_[np.ones(c), np.zeros(size - c)] for c in positives])
+    p = np.repeat(np.array(positives, dtype=np.float64) / size, size)
+    order = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).permutation(len(y))
+    assert m.expected_calibration_error(p[order], y[order], len(positives)) == \
+        pytest.approx(0.0, abs=1e-12)
+
+
+def test_calibration_of_empty_input_is_nan_with_no_bins():
+    bins = m.reliability_bins(np.zeros(0), np.zeros(0))
+    assert len(bins.rows) == 0 and bins.rows.dtype == np.int64
+    assert math.isnan(m.expected_calibration_error(np.zeros(0), np.zeros(0)))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: m.pcoc(np.array([0.5, 1.5]), np.array([0, 1])), r"probs must be in \[0, 1\]"),
+    (lambda: m.reliability_bins(np.array([-0.1, 0.5]), np.array([0, 1])),
+     r"probs must be in \[0, 1\]"),
+    (lambda: m.reliability_bins(GOOD, ONE_ZERO, 0), "bins must be a positive integer, got 0"),
+    (lambda: m.reliability_bins(GOOD, ONE_ZERO, 2.5), "bins must be a positive integer"),
+    (lambda: m.expected_calibration_error(GOOD, np.array([1, 0, 0.5])), "labels must be 0 or 1"),
+    (lambda: m.pcoc(np.array([0.1, np.nan]), np.array([0, 1])),
+     "probs contain NaN or infinite values"),
+])
+def test_calibration_refuses_bad_input(call, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        call()
+
+
 # --- all metrics of a view ------------------------------------------------------------------------
 
 def test_view_metrics_binarised_and_weighted():
@@ -311,6 +479,10 @@ def test_view_metrics_binarised_and_weighted():
     assert got.gauc_weighted == pytest.approx(slow_gauc(s, y, u, w)[0], abs=1e-9)
     assert got.gauc_weighted != pytest.approx(got.gauc, abs=1e-6)
     assert got.logloss == pytest.approx(log_loss(y, np.clip(s, 1e-7, 1 - 1e-7)), rel=1e-12)
+    # Calibration is computed on the binarised labels (weights > 0), not on the raw weights.
+    assert got.pcoc == pytest.approx(s.sum() / y.sum(), rel=1e-12)
+    assert got.pcoc != pytest.approx(s.sum() / raw.sum(), rel=1e-3)
+    assert got.ece == pytest.approx(naive_ece(s, y), rel=1e-12)
 
 
 # --- input checks, dtypes and edge cases ----------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Evaluation metrics, vectorised: AUC, GAUC, logloss, RelaImpr, GAUC gain by path complexity.
+"""Evaluation metrics, vectorised: AUC, GAUC, logloss, calibration (PCOC, ECE and reliability
+bins), RelaImpr, GAUC gain by path complexity.
 
 Two AUC/GAUC flavours are offered and must not be confused:
 
@@ -15,6 +16,7 @@ Python per row or per user: one sort, tie groups, then segment sums.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +26,8 @@ LOGLOSS_EPS = 1e-7
 # Group edges of linear/last positives per user: [1, 1.5), [1.5, 2), [2, 3), [3, 5), [5, inf).
 # A ratio of 1 means every conversion of the day had a single clicked touchpoint.
 DEFAULT_COMPLEXITY_EDGES = (1.0, 1.5, 2.0, 3.0, 5.0)
+CALIBRATION_BINS = 20
+"""Equal-count bins of the reliability diagram and the ECE: 20 bins of 5 % of the rows each."""
 
 
 # --- input checks ---------------------------------------------------------------------------------
@@ -45,6 +49,13 @@ def _labels(labels: np.ndarray, n: int, soft: bool = False) -> np.ndarray:
     if bad.any():
         raise ValueError("labels must be in [0, 1]" if soft else "labels must be 0 or 1")
     return y
+
+
+def _probs(probs: np.ndarray) -> np.ndarray:
+    p = _scores(probs, "probs")
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("probs must be in [0, 1]")
+    return p
 
 
 def _weights(sample_weight: np.ndarray | None, n: int) -> np.ndarray | None:
@@ -214,6 +225,102 @@ def _mean(values: np.ndarray, w: np.ndarray | None) -> float:
     return float((values.sum() if w is None else np.dot(values, w)) / total)
 
 
+# --- calibration ----------------------------------------------------------------------------------
+
+def pcoc(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Predicted over observed conversions: Σ probs / Σ labels.
+
+    1 is calibrated on average; above 1 the model over-predicts (a bidder would overbid), below
+    1 it under-predicts. It says nothing about the ranking or about calibration within slices.
+
+    Args:
+        probs: [N] predicted P(y = 1), in [0, 1].
+        labels: [N] 0/1.
+    Returns:
+        The ratio; NaN when there is no positive (observed count 0, so the ratio is undefined;
+        this includes empty input).
+    """
+    p = _probs(probs)
+    observed = _labels(labels, len(p)).sum()
+    if observed == 0:
+        return float("nan")
+    return float(p.sum() / observed)
+
+
+@dataclass(frozen=True, eq=False)
+class ReliabilityBins:
+    """Rows sorted by prediction and cut into equal-count bins, lowest predictions first.
+
+    Attributes:
+        mean_predicted: [K] mean prediction of each bin.
+        observed_rate: [K] share of positives in each bin.
+        rows: [K] int64 rows per bin (they differ by at most one).
+    """
+
+    mean_predicted: np.ndarray
+    observed_rate: np.ndarray
+    rows: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        """Σ_b (n_b / N) · |mean_predicted_b − observed_rate_b|; NaN without rows."""
+        total = self.rows.sum()
+        if total == 0:
+            return float("nan")
+        gap = np.abs(self.mean_predicted - self.observed_rate)
+        return float(np.dot(self.rows, gap) / total)
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray,
+                     bins: int = CALIBRATION_BINS) -> ReliabilityBins:
+    """The reliability curve on equal-count (equal-mass) bins.
+
+    Conversion-rate predictions crowd near 0, so equal-width bins on [0, 1] would put almost
+    every row in the first bin; equal-count bins give every bin the same share of rows. Bin b
+    holds the rows at sorted positions [⌊b·N/K⌋, ⌊(b+1)·N/K⌋) with K = min(bins, N); rows tied on
+    one prediction may fall on either side of a bin edge (the order among ties is the input
+    order), which keeps every bin the same size.
+
+    Args:
+        probs: [N] predicted P(y = 1), in [0, 1].
+        labels: [N] 0/1.
+        bins: the number of bins wanted (>= 1); fewer when there are fewer rows.
+    Returns:
+        `ReliabilityBins` with K bins (none for empty input).
+    """
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    p = _probs(probs)
+    y = _labels(labels, len(p))
+    n = len(p)
+    k = min(int(bins), n)
+    if k == 0:
+        return ReliabilityBins(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
+    order = np.argsort(p, kind="stable")
+    edges = np.arange(k + 1, dtype=np.int64) * n // k
+    rows = np.diff(edges)
+    starts = edges[:-1]
+    sum_p = np.add.reduceat(p[order], starts)
+    sum_y = np.add.reduceat(y[order], starts)
+    return ReliabilityBins(sum_p / rows, sum_y / rows, rows)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
+                               bins: int = CALIBRATION_BINS) -> float:
+    """ECE = Σ_b (n_b / N) · |mean p_b − mean y_b| over the equal-count bins of
+    `reliability_bins` (so it is in [0, 1]; 0 when every bin's mean prediction is its observed
+    rate).
+
+    Args:
+        probs: [N] predicted P(y = 1), in [0, 1].
+        labels: [N] 0/1.
+        bins: number of equal-count bins (fewer when there are fewer rows).
+    Returns:
+        The ECE; NaN for empty input.
+    """
+    return reliability_bins(probs, labels, bins).ece
+
+
 # --- relative improvement -------------------------------------------------------------------------
 
 def rela_impr(auc_model: float, auc_base: float) -> float:
@@ -352,9 +459,11 @@ def gauc_gain_by_complexity(model: GAUC, baseline: GAUC, complexity: np.ndarray,
 
 @dataclass(frozen=True)
 class ViewMetrics:
-    """Every metric of one view on one evaluated day: AUC, GAUC (and the users it counts) and
-    logloss on binarised labels (paper-comparable), and AUC, GAUC with positives weighted by
-    their attribution weight (§3.3 variant; it counts the same users as `gauc`)."""
+    """Every metric of one view on one evaluated day: AUC, GAUC (and the users it counts),
+    logloss, PCOC and ECE on binarised labels (paper-comparable), and AUC, GAUC with positives
+    weighted by their attribution weight (§3.3 variant; it counts the same users as `gauc`).
+
+    `pcoc` and `ece` default to NaN so that metrics saved before they existed still load."""
 
     auc: float
     gauc: float
@@ -362,6 +471,8 @@ class ViewMetrics:
     logloss: float
     auc_weighted: float
     gauc_weighted: float
+    pcoc: float = math.nan
+    ece: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -390,4 +501,5 @@ def view_metrics(probs: np.ndarray, weights: np.ndarray, user: np.ndarray) -> Vi
         auc=float(auc(probs, labels)), gauc=float(plain.value), gauc_users=int(plain.users),
         logloss=float(logloss(probs, labels)),
         auc_weighted=float(auc(probs, labels, attribution)),
-        gauc_weighted=float(gauc(probs, labels, user, attribution).value))
+        gauc_weighted=float(gauc(probs, labels, user, attribution).value),
+        pcoc=pcoc(probs, labels), ece=expected_calibration_error(probs, labels))

@@ -64,6 +64,7 @@ def test_several_test_days_are_reported_per_day_and_pooled(data, tmp_path, capsy
     table = capsys.readouterr().out.split("main view 'last' by day:\n")[1].splitlines()
     assert [line.split()[0] for line in table] == ["day", "test-00", "test-01", "pooled"]
     assert table[3].split()[1:3] == [f"{pooled.auc:.4f}", f"{pooled.gauc:.4f}"]
+    assert table[3].split()[4] == f"{pooled.pcoc:.3f}"
 
 
 def test_a_thin_validation_gauc_is_warned_about(data, tmp_path, caplog):

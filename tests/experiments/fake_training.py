@@ -29,7 +29,7 @@ RESUMED = ("resumed",)
 
 def view(value: float) -> ViewMetrics:
     return ViewMetrics(auc=value + 0.1, gauc=value, gauc_users=10, logloss=0.3,
-                       auc_weighted=value + 0.1, gauc_weighted=value)
+                       auc_weighted=value + 0.1, gauc_weighted=value, pcoc=1.0, ece=0.01)
 
 
 def metrics_for(config: RunConfig, resume: bool = False) -> RunMetrics:

@@ -7,8 +7,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from malt.data.cache import Dataset
 from malt.data.masks import format_coverage
+from malt.eval.calibration_plot import write_reliability_plot
 from malt.eval.predictions import Predictions, predict
 from malt.eval.report import evaluate, evaluate_by_day
 from malt.eval.target import target_metrics
@@ -76,6 +79,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
             metrics = run_metrics(built, trainer, predictions)
             predictions.save(run.writable(run.predictions_file))
             run.save_metrics(metrics)
+            _plot_calibration(run, predictions, metrics.views)
             _log_evaluation(run, metrics.views, trainer.state.global_step)
             log.info("evaluation: %s", metrics.views)
             users = metrics.main_metrics.gauc_users
@@ -103,6 +107,15 @@ def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> 
         params=ParamCounts(*built.model.parameter_counts()),
         target=None if predictions.target_action is None else target_metrics(predictions),
         coverage=built.coverage, per_day=evaluate_by_day(predictions))
+
+
+def _plot_calibration(run: RunDir, predictions: Predictions, views: dict[str, ViewMetrics]
+                      ) -> None:
+    """A reliability diagram of every evaluated view, on the labels its metrics use."""
+    for view in views:
+        labels = (predictions.label_weights(view) > 0).astype(np.float64)
+        write_reliability_plot(run.writable(run.reliability_plot(view)), predictions.view(view),
+                               labels, view)
 
 
 def _log_evaluation(run: RunDir, views: dict[str, ViewMetrics], step: int) -> None:

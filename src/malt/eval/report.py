@@ -13,6 +13,7 @@ import numpy as np
 from malt.errors import ConfigError
 from malt.eval.predictions import Predictions
 from malt.metrics import (
+    CALIBRATION_BINS,
     DEFAULT_COMPLEXITY_EDGES,
     ComplexityBreakdown,
     ViewMetrics,
@@ -59,14 +60,17 @@ def complexity_breakdown(run: Predictions, baseline: Predictions, view: str,
 def format_metrics(metrics: dict[str, ViewMetrics], main: str) -> str:
     """A fixed-width table: one row per view, main view first."""
     header = f"{'view':<10}{'AUC':>9}{'GAUC':>9}{'AUC(w)':>9}{'GAUC(w)':>9}{'logloss':>10}" \
-             f"{'users':>9}"
+             f"{'PCOC':>8}{'ECE':>9}{'users':>9}"
     lines = [header]
     for view in sorted(metrics, key=lambda v: v != main):
         m = metrics[view]
         name = f"{view}*" if view == main else view
         lines.append(f"{name:<10}{m.auc:>9.4f}{m.gauc:>9.4f}{m.auc_weighted:>9.4f}"
-                     f"{m.gauc_weighted:>9.4f}{m.logloss:>10.4f}{m.gauc_users:>9,}")
+                     f"{m.gauc_weighted:>9.4f}{m.logloss:>10.4f}{m.pcoc:>8.3f}{m.ece:>9.5f}"
+                     f"{m.gauc_users:>9,}")
     lines.append("* main view; (w): positives weighted by their attribution weight")
+    lines.append(f"PCOC: predicted / observed positives (1 = calibrated); ECE: calibration "
+                 f"error over {CALIBRATION_BINS} equal-count bins")
     return "\n".join(lines)
 
 
@@ -74,10 +78,11 @@ def format_days(per_day: dict[str, dict[str, ViewMetrics]], pooled: dict[str, Vi
                 main: str) -> str:
     """The main view's metrics on each evaluation day and pooled over them."""
     lines = [f"main view '{main}' by day:",
-             f"{'day':<14}{'AUC':>9}{'GAUC':>9}{'logloss':>10}{'users':>9}"]
+             f"{'day':<14}{'AUC':>9}{'GAUC':>9}{'logloss':>10}{'PCOC':>8}{'users':>9}"]
     for day, metrics in [*per_day.items(), ("pooled", pooled)]:
         m = metrics[main]
-        lines.append(f"{day:<14}{m.auc:>9.4f}{m.gauc:>9.4f}{m.logloss:>10.4f}{m.gauc_users:>9,}")
+        lines.append(f"{day:<14}{m.auc:>9.4f}{m.gauc:>9.4f}{m.logloss:>10.4f}{m.pcoc:>8.3f}"
+                     f"{m.gauc_users:>9,}")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@
     <run>/checkpoint.pt      latest checkpoint (day boundary, or where it was interrupted)
     <run>/metrics.json       evaluation metrics, written when training has finished
     <run>/predictions.npz    scores of every evaluated view on the evaluation day
+    <run>/reliability-<view>.png  reliability diagram of each evaluated view
     <run>/.malt-manifest.json  what malt wrote here (see `malt.outputs`)
 
 Every file is recorded in the manifest before it is written, so replacing a run removes
@@ -140,6 +141,10 @@ class RunDir:
     @property
     def predictions_file(self) -> Path:
         return self.path / "predictions.npz"
+
+    def reliability_plot(self, view: str) -> Path:
+        """The reliability diagram (calibration plot) of the evaluated view `view`."""
+        return self.path / f"reliability-{view}.png"
 
     @property
     def log_file(self) -> Path:
