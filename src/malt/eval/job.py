@@ -78,8 +78,9 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
         if predictions is not None:
             metrics = run_metrics(built, trainer, predictions)
             predictions.save(run.writable(run.predictions_file))
-            run.save_metrics(metrics)
+            # metrics.json marks the run complete, so everything else is written before it.
             _plot_calibration(run, predictions, metrics.views)
+            run.save_metrics(metrics)
             _log_evaluation(run, metrics.views, trainer.state.global_step)
             log.info("evaluation: %s", metrics.views)
             users = metrics.main_metrics.gauc_users
