@@ -16,9 +16,9 @@ run = malt.train({"seed": 7, "data": {"path": str(data)}, "model": {"name": "moa
                   "task": {"main": "last", "aux": ["first", "linear"]}}, work / "run")
 print(f"test GAUC of last-click: {run.metrics.main_metrics.gauc:.4f}")
 
-rows = pq.read_table(data / "test" / "test.parquet", columns=["user_id", "ad_feat0"])
-features = pq.read_table(data / "test" / "test.parquet").drop_columns(["last", "first", "linear",
-                                                                       "mta"])
-scores = run.predict(features.to_pandas(), keep=["ad_feat0"])
+labels = ["last", "first", "linear", "mta"]
+features = pq.read_table(data / "test" / "test.parquet").drop_columns(labels).to_pandas()
+scores = run.predict(features, keep=["ad_feat0"])   # p_last, p_first, p_linear, user_id, ad_feat0
 print(scores.head())
+scores.to_parquet(work / "scores.parquet")
 print(f"exported to {run.export(work / 'moae.onnx', overwrite=True)}")

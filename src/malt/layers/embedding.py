@@ -30,15 +30,16 @@ class FieldEmbeddings(nn.Module):
         self.dim = dim
 
     def forward(self, sparse: torch.Tensor, seq: torch.Tensor | None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Look up every field and id sequence.
 
         Args:
             sparse: int64 [B, F] table rows of the fields, schema order.
             seq: int64 [B, S, L] table rows of the id sequences, or None when there are none.
         Returns:
-            field embeddings [B, F, d] (schema order) and sequence embeddings [B, S, L, d]
-            (None without sequences).
+            field embeddings [B, F, d] (schema order) and one [B, L, d] per id sequence
+            (views into its table's lookup, not stacked: stacking would copy them; empty
+            without sequences).
         """
         fields: list[torch.Tensor] = []
         seqs: list[torch.Tensor | None] = [None] * len(self.sequence_table)
@@ -52,4 +53,4 @@ class FieldEmbeddings(nn.Module):
             fields.append(rows[:, 0])
             for i, s in enumerate(shared):
                 seqs[s] = rows[:, 1 + i * seq.shape[2]: 1 + (i + 1) * seq.shape[2]]
-        return torch.stack(fields, dim=1), torch.stack(seqs, dim=1) if seqs else None
+        return torch.stack(fields, dim=1), seqs

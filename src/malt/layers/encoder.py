@@ -42,6 +42,7 @@ class FeatureEncoder(nn.Module):
         super().__init__()
         self.user_order = schema.group_indices("user")
         self.ad_order = schema.group_indices("ad") + schema.group_indices("context")
+        self._user_take, self._ad_take = positions(self.user_order), positions(self.ad_order)
         self.embeddings = FieldEmbeddings(schema, vocab, dim, sparse=sparse)
         n_seq = len(schema.id_sequences)
         if n_seq and not self.ad_order:
@@ -90,14 +91,14 @@ class FeatureEncoder(nn.Module):
                                        else None)
         parts = []
         if self.user_order:
-            parts.append(fields[:, self.user_order].flatten(1))
-        ad = fields[:, self.ad_order].flatten(1) if self.ad_order else None
+            parts.append(fields[:, self._user_take].flatten(1))
+        ad = fields[:, self._ad_take].flatten(1) if self.ad_order else None
         if ad is not None:
             parts.append(ad)
         pad = self.padding(batch)
         if len(self.attention):
             mask = pad if self.padding_mask else None
-            parts += [att(ad, seqs[:, s], mask) for s, att in enumerate(self.attention)]
+            parts += [att(ad, seqs[s], mask) for s, att in enumerate(self.attention)]
         if self.simtier is not None:
             parts.append(self.simtier(batch["dense_seq"], None if self.count_padding else pad))
         if self.block_widths["numeric"]:
@@ -109,3 +110,10 @@ class FeatureEncoder(nn.Module):
         logged = torch.log1p(torch.where(self.numeric_log1p, values, torch.zeros_like(values)))
         values = torch.where(self.numeric_log1p, logged, values)
         return (values - self.numeric_shift) / self.numeric_scale
+
+
+def positions(order: list[int]) -> slice | list[int]:
+    """`order` as a slice when it is a run of consecutive positions (a view, not a copy)."""
+    if order and order == list(range(order[0], order[0] + len(order))):
+        return slice(order[0], order[0] + len(order))
+    return order
