@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from malt.train.trainer import Trainer
 
 STEPS = 15
 """3 training days of 301 rows at batch 64: 5 steps a day."""
+TRAIN_STEP = Trainer.train_step
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +56,7 @@ def _config(data: Path, store: Path, model="mmoe", aux=("first", "cat"), **train
     })
 
 
-def _client(store: Path):
-    import os
-
+def _client(store: Path) -> MlflowClient:
     os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # undone by the autouse fixture
     return MlflowClient(tracking_uri=store.as_uri())
 
@@ -80,10 +80,8 @@ def _leaves(tree: dict, prefix: str = "") -> dict:
 
 
 def _stop_at(monkeypatch, step: int) -> None:
-    original = Trainer.train_step
-
     def stopping_step(self, batch):
-        report = original(self, batch)
+        report = TRAIN_STEP(self, batch)
         if self.state.global_step + 1 == step:
             self.request_stop()
         return report
@@ -152,7 +150,6 @@ def test_resume_continues_the_same_mlflow_run_and_overwrite_starts_another(data,
     _stop_at(monkeypatch, 5)
     with pytest.raises(Interrupted):
         train_run(config, run)
-    monkeypatch.undo()
     client = _client(store)
     first = _recorded_run_id(run)
     assert client.get_run(first).info.status == "KILLED"
@@ -161,7 +158,16 @@ def test_resume_continues_the_same_mlflow_run_and_overwrite_starts_another(data,
     assert params["train.device"] == "auto"
 
     config.train.device = "cpu"  # a resumed leg may change the device: MLflow keeps the first
+    during: list[str] = []
+
+    def watched_step(self, batch):
+        during.append(client.get_run(first).info.status)
+        return TRAIN_STEP(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", watched_step)
     train_run(config, run, resume=True)
+    monkeypatch.setattr(Trainer, "train_step", TRAIN_STEP)
+    assert set(during) == {"RUNNING"}
     assert _recorded_run_id(run) == first
     continued = client.get_run(first)
     assert continued.info.status == "FINISHED"
@@ -230,13 +236,32 @@ def test_a_deleted_experiment_is_an_error(data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_an_experiment_created_meanwhile_by_another_run_is_used(tmp_path):
+    from malt.train.tracking import _experiment_id
+
+    store = tmp_path / "mlruns"
+    client = _client(store)
+    existing = client.create_experiment("shared")
+
+    class LateClient(MlflowClient):
+        """Sees the experiment only after trying to create it, as when two runs start."""
+
+        looked = 0
+
+        def get_experiment_by_name(self, name):
+            self.looked += 1
+            return None if self.looked == 1 else super().get_experiment_by_name(name)
+
+    assert _experiment_id(LateClient(tracking_uri=store.as_uri()), "shared") == existing
+
+
 def test_a_resumed_run_whose_mlflow_run_was_deleted_gets_a_new_one(data, tmp_path,
                                                                  monkeypatch):
     store, run = tmp_path / "mlruns", tmp_path / "run"
     _stop_at(monkeypatch, 3)
     with pytest.raises(Interrupted):
         train_run(_config(data, store, model="base", aux=()), run)
-    monkeypatch.undo()
+    monkeypatch.setattr(Trainer, "train_step", TRAIN_STEP)
     client = _client(store)
     first = _recorded_run_id(run)
     client.delete_run(first)

@@ -132,6 +132,8 @@ def evaluation_metrics(views: Mapping[str, ViewMetrics]) -> dict[str, float]:
 
 
 def run_tags(config: RunConfig, run: RunDir) -> dict[str, str]:
+    """What a tracked run is tagged with: malt's version, the model, the main view, the run
+    directory."""
     from malt import __version__
 
     return {"malt.version": __version__, "malt.model": config.model["name"],
@@ -224,10 +226,18 @@ def _live_run(client: Any, run_id: str) -> Any | None:
 
 
 def _experiment_id(client: Any, name: str) -> str:
-    """The id of the experiment `name`, created when missing."""
+    """The id of the experiment `name`, created when missing (by this run or, when runs start
+    together, by another)."""
+    from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name)
+        try:
+            return client.create_experiment(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        experiment = client.get_experiment_by_name(name)
     if experiment.lifecycle_stage != "active":
         raise ConfigError(f"the MLflow experiment '{name}' is deleted: restore it, or pass "
                           "--mlflow-experiment with another name")
