@@ -13,6 +13,7 @@ from malt.outputs import (
     OutputDir,
     atomic_write_text,
     foreign_files,
+    own_files,
     read_manifest,
     recover_siblings,
     staged_output,
@@ -63,6 +64,8 @@ def test_files_malt_did_not_write_are_foreign(tmp_path):
         (tmp_path / name).write_text("x")
     assert {p.relative_to(tmp_path).as_posix() for p in foreign_files(tmp_path)} == {
         "notes.txt", "tb/mine.txt", ".other.tmp-1"}
+    assert [p.relative_to(tmp_path).as_posix() for p in own_files(tmp_path)] == [
+        "config.json", "tb/events.out.tfevents.1.host"]  # no manifest, no temporary
 
 
 def test_a_directory_without_manifest_is_all_foreign(tmp_path):

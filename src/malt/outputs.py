@@ -127,6 +127,15 @@ def foreign_files(directory: Path) -> list[Path]:
     return foreign
 
 
+def own_files(directory: Path) -> list[Path]:
+    """Files under `directory` that its manifests list, without the manifests themselves and
+    temporaries of unfinished writes; sorted."""
+    foreign = set(foreign_files(directory))
+    return sorted(p for p in Path(directory).rglob("*")
+                  if p.is_file() and p.name != MANIFEST and p not in foreign
+                  and not _TEMPORARY.fullmatch(p.name))
+
+
 def describe(paths: list[Path], root: Path) -> str:
     """The first few of `paths` relative to `root`, and how many more."""
     shown = ", ".join(str(p.relative_to(root)) for p in paths[:_SHOWN])

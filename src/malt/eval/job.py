@@ -21,6 +21,7 @@ from malt.train.config import RunConfig
 from malt.train.distributed import barrier
 from malt.train.progress import ProgressFn
 from malt.train.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.train.tracking import ending_status, evaluation_metrics, open_tracker
 from malt.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     `overwrite` to start it again, which removes only the files malt wrote there. Data and
     config are checked (the run is built) before anything in `out` is touched. `announce`
     (rank 0) receives the pass's step plan before training, with a warning when it has too few
-    steps (see `malt.train.steps`); the run's log always gets it.
+    steps (see `malt.train.steps`); the run's log always gets it. With `train.tracker` the
+    run is also recorded there (see `malt.train.tracking`).
     """
     run = RunDir(Path(out))
     run.check_claim(resume=resume, overwrite=overwrite)
@@ -53,7 +55,8 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
         config = saved
     built = build_run(config, dataset)
     config = built.config
-    trainer = Trainer(built, run)
+    tracker = open_tracker(config.train, run, resume=resume, is_main=built.world.is_main)
+    trainer = Trainer(built, run, tracker)
     if built.world.is_main:
         run.claim(resume=resume, overwrite=overwrite)
         run.save_config(config)
@@ -68,6 +71,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
                      format_coverage(built.coverage))
     barrier(built.world)
     try:
+        tracker.start(run, config)
         if resume and run.checkpoint.is_file():
             trainer.restore()
         trainer.fit(progress)
@@ -82,6 +86,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
             _plot_calibration(run, predictions, metrics.views)
             run.save_metrics(metrics)
             _log_evaluation(run, metrics.views, trainer.state.global_step)
+            tracker.log_metrics(evaluation_metrics(metrics.views), trainer.state.global_step)
             log.info("evaluation: %s", metrics.views)
             users = metrics.main_metrics.gauc_users
             if config.data.eval_split == "validation" and users < MIN_VALIDATION_USERS:
@@ -90,7 +95,12 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
                             "(--validation-days) or use more data", users,
                             MIN_VALIDATION_USERS)
         barrier(built.world)
+        tracker.log_artifacts(run.path)
+        tracker.close("FINISHED")
         return metrics
+    except BaseException as error:
+        tracker.close(ending_status(error))
+        raise
     finally:
         if built.world.is_main:
             logging.getLogger("malt").removeHandler(handler)

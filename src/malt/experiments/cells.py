@@ -2,9 +2,10 @@
 
 A cell is a `RunConfig`. Its id is a readable prefix plus a hash of the parts of the config that
 change the numbers, so the same run asked for by two studies (or by a re-run of one study) lands
-in the same directory `<runs>/<id>` and is trained once. Left out of the hash: the device and
-the logging interval (they do not change what is learned), and the data path and cache (a
-study's output directory belongs to one data set; the study command checks that).
+in the same directory `<runs>/<id>` and is trained once. Left out of the hash: the device, the
+logging interval and the tracker settings (they do not change what is learned), and the data
+path and cache (a study's output directory belongs to one data set; the study command checks
+that).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ TrainFn = Callable[..., "RunMetrics | None"]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of
 `malt.eval.job.train_run`; tests inject a fake one."""
 
-_NOT_IN_ID = {("train", "device"), ("train", "log_every"), ("data", "path"), ("data", "cache")}
+_NOT_IN_ID = {("train", "device"), ("train", "log_every"), ("train", "tracker"),
+              ("train", "tracking_uri"), ("train", "mlflow_experiment"), ("data", "path"),
+              ("data", "cache")}
 
 
 @dataclass(frozen=True, eq=False)

@@ -47,6 +47,7 @@ GradMethod = Literal["none", "gcs", "pcgrad"]
 GradVariant = Literal["paper", "reference"]
 GcsWeighting = Literal["sigmoid", "clip", "binary"]
 EvalSplit = Literal["test", "validation"]
+TrackerName = Literal["none", "mlflow"]
 DEVICES = get_args(Device)
 GRAD_METHODS = get_args(GradMethod)
 GRAD_VARIANTS = get_args(GradVariant)
@@ -143,7 +144,15 @@ class TrainConfig:
     lazy_adam: bool = False
     """Sparse embedding gradients with lazy (row-wise) Adam: faster, changes the numbers."""
     log_every: int = 50
-    """Steps between loss logs (progress bar and TensorBoard)."""
+    """Steps between loss logs (progress bar, TensorBoard and the tracker)."""
+    tracker: TrackerName = "none"
+    """Experiment tracker besides TensorBoard (always on): `mlflow` logs the config, the
+    step losses, the evaluation and the run's files to MLflow (`pip install 'malt[mlflow]'`)."""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (a server, `sqlite:///...`, `file:...`); None: $MLFLOW_TRACKING_URI,
+    else the file store `./mlruns` (made absolute when the run starts)."""
+    mlflow_experiment: str = "malt"
+    """MLflow experiment of the run (created when missing)."""
 
     def __post_init__(self) -> None:
         validate(self, "train")

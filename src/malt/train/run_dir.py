@@ -8,6 +8,7 @@
     <run>/metrics.json       evaluation metrics, written when training has finished
     <run>/predictions.npz    scores of every evaluated view on the evaluation day
     <run>/reliability-<view>.png  reliability diagram of each evaluated view
+    <run>/mlflow.json        the MLflow run it is tracked in (`--tracker mlflow`)
     <run>/.malt-manifest.json  what malt wrote here (see `malt.outputs`)
 
 Every file is recorded in the manifest before it is written, so replacing a run removes
@@ -158,6 +159,11 @@ class RunDir:
     def tensorboard_events(self) -> Path:
         """The name pattern of TensorBoard's event files (their names are TensorBoard's)."""
         return self.tensorboard_dir / "events.out.tfevents.*"
+
+    @property
+    def tracking_file(self) -> Path:
+        """Where the run is tracked (see `malt.train.tracking`), so a resumed run continues it."""
+        return self.path / "mlflow.json"
 
     @property
     def error_file(self) -> Path:

@@ -27,6 +27,7 @@ from malt.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, 
 from malt.train.distributed import barrier
 from malt.train.progress import ProgressFn, TrainProgress
 from malt.train.run_dir import RunDir
+from malt.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,12 @@ class _Leg:
 
 class Trainer:
     """Trains the objects of a built run (`malt.train.builder.build_run`) day by day, writing
-    checkpoints into `run`; see the module docstring."""
+    checkpoints into `run` and the logged steps' scalars to TensorBoard and `tracker`; see the
+    module docstring."""
 
-    def __init__(self, built: BuiltRun, run: RunDir):
+    def __init__(self, built: BuiltRun, run: RunDir, tracker: Tracker | None = None):
         self.built, self.run = built, run
+        self.tracker = tracker or Tracker()
         self.config, self.task, self.world = built.config, built.task, built.world
         self.model, self.net, self.device = built.model, built.net, built.device
         self.optimisation, self.masks = built.optimisation, built.masks
@@ -231,14 +234,17 @@ class Trainer:
         return SummaryWriter(str(self.run.tensorboard_dir), purge_step=self.state.global_step)
 
     def _log_step(self, writer, report: StepReport) -> None:
-        """TensorBoard scalars of a logged step (the first, the last and every `log_every`)."""
+        """Scalars of a logged step (the first, the last and every `log_every`), to TensorBoard
+        and the tracker."""
         if writer is None:
             return
         step = self.state.global_step
-        for view, value in report.losses.items():
-            writer.add_scalar(f"loss/{view}", value, step)
-        writer.add_scalar("lr", self.optimisation.lr, step)
-        writer.add_scalar("samples_per_s", self._leg.samples_per_s(), step)
+        scalars = {f"loss/{view}": value for view, value in report.losses.items()}
+        scalars["lr"] = self.optimisation.lr
+        scalars["samples_per_s"] = self._leg.samples_per_s()
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, step)
+        self.tracker.log_metrics(scalars, step)
 
     def _progress(self, day: Day) -> TrainProgress:
         leg = self._leg
