@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -127,15 +128,16 @@ def test_a_tracked_run_holds_config_steps_evaluation_and_files(data, tmp_path):
     expected = {f"eval.{view}.{name}": value for view, values in views.items()
                 for name, value in values.items()}
     evaluation = {k: v for k, v in tracked.data.metrics.items() if k.startswith("eval.")}
-    assert set(evaluation) == set(expected) and len(expected) == 2 * 6
+    assert set(evaluation) == set(expected) and len(expected) == 2 * len(fields(ViewMetrics))
     for key, value in expected.items():
         assert evaluation[key] == value or math.isnan(evaluation[key]) and math.isnan(value)
     assert {step for step, _ in _history(client, tracked.info.run_id, "eval.last.gauc")} == \
         {STEPS}
 
     uploaded = {a.path for a in client.list_artifacts(tracked.info.run_id)}
-    assert uploaded == {"config.json", "metrics.json", "log.txt", "predictions.npz",
-                        "checkpoint.pt", "mlflow.json", "tb"}
+    assert uploaded == {"config.json", "schema.json", "metrics.json", "log.txt",
+                        "predictions.npz", "checkpoint.pt", "mlflow.json", "tb",
+                        "reliability-last.png", "reliability-first.png"}
     assert {a.path for a in client.list_artifacts(tracked.info.run_id, "tb")} == \
         {f"tb/{p.name}" for p in (run / "tb").iterdir()}
     downloaded = client.download_artifacts(tracked.info.run_id, "metrics.json",
@@ -303,7 +305,7 @@ def test_nan_evaluation_metrics_stay_nan(tmp_path):
     metrics = evaluation_metrics(views)
     assert set(metrics) == {"eval.last.auc", "eval.last.gauc", "eval.last.gauc_users",
                             "eval.last.logloss", "eval.last.auc_weighted",
-                            "eval.last.gauc_weighted"}
+                            "eval.last.gauc_weighted", "eval.last.pcoc", "eval.last.ece"}
     assert metrics["eval.last.logloss"] == 0.7 and metrics["eval.last.gauc_users"] == 0
     store = tmp_path / "mlruns"
     config = RunConfig.from_dict({"train": {"tracker": "mlflow",
