@@ -420,7 +420,8 @@ def gauc_gain_by_complexity(model: GAUC, baseline: GAUC, complexity: np.ndarray,
     is open-ended) that both GAUCs count; its GAUC is the click-weighted mean AUC of those users.
 
     Args:
-        model, baseline: `gauc(...)` results on the same rows.
+        model: `gauc(...)` result of the model.
+        baseline: `gauc(...)` result of the baseline on the same rows.
         complexity: [U] per user of `model.user_ids` (see `path_complexity`).
         edges: ascending lower bounds of the groups.
     Returns:

@@ -56,7 +56,8 @@ class DayBatches:
         day: a cached day.
         batch_size: rows per global step.
         shuffle: permute rows within the day (seeded by `seed` and `day_index`).
-        rank, world_size: the data shard of this process.
+        rank: this process's rank, whose share of every step it reads.
+        world_size: the number of processes the steps are shared among.
         device: where batches go; on CUDA they are pinned and copied asynchronously.
     """
 

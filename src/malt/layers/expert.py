@@ -75,7 +75,8 @@ class Expert(nn.Module):
     running statistics in evaluation.
 
     Args:
-        in_dim, out_dim: widths.
+        in_dim: input width.
+        out_dim: output width.
         se_group: group width of the squeeze-excitation gate, None for no gate.
         se_reduction: its bottleneck factor.
         norm: batch-normalise the linear output (expert normalisation).

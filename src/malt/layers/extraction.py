@@ -35,8 +35,9 @@ class ExtractionNetwork(nn.Module):
     Args:
         in_dim: width of x; deeper levels read expert outputs.
         tasks: task (view) names, in order.
-        levels, shared, private: levels, shared experts per level, private experts per task
-            per level.
+        levels: stacked extraction levels.
+        shared: shared experts per level.
+        private: private experts per task per level.
         make_expert: builds one expert from its input width; all experts of the network must
             share one output width, `out_dim`.
         out_dim: the experts' output width.

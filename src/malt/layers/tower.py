@@ -41,7 +41,9 @@ class FusedTower(nn.Module):
     in the given order, plus a residual on z_l. The output layer reads h_L.
 
     Args:
-        in_dim, hidden, out_dim: as for `Tower`.
+        in_dim: input width, as for `Tower`.
+        hidden: hidden widths, as for `Tower`.
+        out_dim: number of logits, as for `Tower`.
         sources: number K of knowledge sources fused in.
     """
 
