@@ -30,8 +30,8 @@ from malt.data.task import CAT, Task
 from malt.deploy.predict import Scorer, file_sources, predict_file
 from malt.deploy.trained import TrainedModel
 from malt.models import model_spec
-from malt.train.config import RunConfig
-from malt.train.run_dir import RunDir
+from malt.training.config import RunConfig
+from malt.training.run_dir import RunDir
 
 MODELS = {"base": Task("last"), "moae": Task("last", ("first", "mta", "linear", CAT))}
 

@@ -20,10 +20,10 @@ import torch
 from benchmarks.report import update_section
 from malt.data import prepare
 from malt.data.batches import DayBatches
-from malt.train.builder import build_run
-from malt.train.config import RunConfig
-from malt.train.run_dir import RunDir
-from malt.train.trainer import Trainer
+from malt.training.builder import build_run
+from malt.training.config import RunConfig
+from malt.training.run_dir import RunDir
+from malt.training.trainer import Trainer
 
 AUX = ["first", "linear", "mta"]
 MODELS = {"base": [], "shared_bottom": AUX, "mmoe": AUX, "ple": AUX, "home": AUX,

@@ -46,7 +46,7 @@ def _write_half(write, path) -> None:
 def install(point: str, n: int) -> None:
     countdown = _Countdown(n)
     if point == "step":
-        from malt.train.trainer import Trainer
+        from malt.training.trainer import Trainer
 
         original_step = Trainer.train_step
 
@@ -58,7 +58,7 @@ def install(point: str, n: int) -> None:
 
         Trainer.train_step = step
     elif point == "day-end":
-        from malt.train.trainer import Trainer
+        from malt.training.trainer import Trainer
 
         original_save = Trainer.save
 

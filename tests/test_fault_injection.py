@@ -70,7 +70,7 @@ def uninterrupted(data, tmp_path_factory) -> dict:
     (("checkpoint-write", 1), None)])
 def test_a_killed_training_run_resumes_to_the_same_metrics(data, uninterrupted, tmp_path,
                                                            fault, saved_step):
-    from malt.train.checkpoint import load_checkpoint
+    from malt.training.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     _killed(*_train_args(data, out), fault=fault)

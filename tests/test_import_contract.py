@@ -28,7 +28,7 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
     shutil.copytree(ROOT / "src" / "malt", tmp_path / "malt",
                     ignore=shutil.ignore_patterns("__pycache__"))
     layout = tmp_path / "malt" / "data" / "layout.py"
-    layout.write_text(layout.read_text() + "\nfrom malt.train.config import RunConfig  # noqa\n")
+    layout.write_text(layout.read_text() + "\nfrom malt.training.config import RunConfig  # noqa\n")
     result = _lint(ROOT / "pyproject.toml", tmp_path)
     assert result.returncode != 0
-    assert "malt.data.layout -> malt.train.config" in result.stdout
+    assert "malt.data.layout -> malt.training.config" in result.stdout

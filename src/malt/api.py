@@ -3,7 +3,7 @@
     import malt
 
     data = malt.simulate("data/tiny", size="tiny")
-    run = malt.train({"data": {"path": str(data)}, "model": {"name": "moae"},
+    run = malt.training({"data": {"path": str(data)}, "model": {"name": "moae"},
                       "task": {"main": "last", "aux": ["first", "linear"]}}, "runs/moae")
     print(run.metrics.main_metrics.gauc)
     scores = run.predict("data/tiny/test/test.parquet")   # a pandas DataFrame
@@ -32,8 +32,8 @@ from malt.deploy.export import export as export_trained
 from malt.deploy.predict import Scorer, Source, file_sources, table_source
 from malt.deploy.trained import TrainedModel, load_trained
 from malt.eval.job import train_run
-from malt.train.config import DEFAULT_SEED, RunConfig
-from malt.train.run_dir import RunDir, RunMetrics
+from malt.training.config import DEFAULT_SEED, RunConfig
+from malt.training.run_dir import RunDir, RunMetrics
 
 __all__ = ["Run", "export", "load_run", "prepare", "simulate", "train"]
 

@@ -8,7 +8,7 @@ from malt.commands._progress import (
     format_duration,
     format_progress,
 )
-from malt.train.progress import TrainProgress
+from malt.training.progress import TrainProgress
 
 
 def _at(step: int, total: int = 100, loss: float | None = 0.25) -> TrainProgress:

@@ -5,7 +5,7 @@ import json
 from mlflow.tracking import MlflowClient
 
 from malt.cli import main
-from malt.train.trainer import Trainer
+from malt.training.trainer import Trainer
 
 
 def test_the_default_store_is_found_again_by_a_resume_from_elsewhere(random_mac, tmp_path,

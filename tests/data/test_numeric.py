@@ -16,7 +16,7 @@ from malt.data import Schema, prepare
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.numeric import Moments, standardisation
 from malt.errors import ConfigError, DataError
-from malt.train.builder import numeric_standardisation
+from malt.training.builder import numeric_standardisation
 
 SCHEMA = """
 user_column = "uid"

@@ -16,8 +16,8 @@ from malt.deploy.trained import load_trained
 from malt.errors import ConfigError, DataError
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
-from malt.train.config import RunConfig
-from malt.train.run_dir import RunDir
+from malt.training.config import RunConfig
+from malt.training.run_dir import RunDir
 from model_configs import SMALL_BLOCKS
 
 VIEWS = ("last", "first", "linear")

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from malt.train.progress import ProgressFn, TrainProgress
+from malt.training.progress import ProgressFn, TrainProgress
 
 if TYPE_CHECKING:
     from malt.deploy.predict import PredictProgress

@@ -77,7 +77,7 @@ def _kuairand(args: argparse.Namespace) -> int:
 def _coverage(args: argparse.Namespace) -> int:
     from malt.commands._options import resolve_config
     from malt.data.masks import MaskPolicy, coverage, format_coverage
-    from malt.train.builder import adm_options, open_dataset
+    from malt.training.builder import adm_options, open_dataset
 
     config = resolve_config(args)
     dataset = open_dataset(config.data)

@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from malt.eval.job import train_run
     from malt.eval.predictions import Predictions
     from malt.eval.report import complexity_breakdown, format_breakdown
-    from malt.train.config import RunConfig
-    from malt.train.run_dir import RunDir
+    from malt.training.config import RunConfig
+    from malt.training.run_dir import RunDir
 
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"

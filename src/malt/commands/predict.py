@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.deploy.predict import PREDICT_BATCH_ROWS, Scorer, file_sources, predict_file
     from malt.deploy.trained import load_trained
     from malt.eval.report import format_days, format_metrics
-    from malt.train.distributed import device_for, resolve_device
+    from malt.training.distributed import device_for, resolve_device
 
     trained = load_trained(args.run, vocabs=args.vocabs)
     device = device_for(resolve_device(args.device))

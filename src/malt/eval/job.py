@@ -16,13 +16,13 @@ from malt.eval.predictions import Predictions, predict
 from malt.eval.report import evaluate, evaluate_by_day
 from malt.eval.target import target_metrics
 from malt.metrics import ViewMetrics
-from malt.train.builder import BuiltRun, build_run
-from malt.train.config import RunConfig
-from malt.train.distributed import barrier
-from malt.train.progress import ProgressFn
-from malt.train.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
-from malt.train.tracking import ending_status, evaluation_metrics, open_tracker
-from malt.train.trainer import Trainer
+from malt.training.builder import BuiltRun, build_run
+from malt.training.config import RunConfig
+from malt.training.distributed import barrier
+from malt.training.progress import ProgressFn
+from malt.training.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.training.tracking import ending_status, evaluation_metrics, open_tracker
+from malt.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     `overwrite` to start it again, which removes only the files malt wrote there. Data and
     config are checked (the run is built) before anything in `out` is touched. `announce`
     (rank 0) receives the pass's step plan before training, with a warning when it has too few
-    steps (see `malt.train.steps`); the run's log always gets it. With `train.tracker` the
-    run is also recorded there (see `malt.train.tracking`).
+    steps (see `malt.training.steps`); the run's log always gets it. With `train.tracker` the
+    run is also recorded there (see `malt.training.tracking`).
     """
     run = RunDir(Path(out))
     run.check_claim(resume=resume, overwrite=overwrite)

@@ -19,7 +19,7 @@ from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.models.model import MaltModel
 from malt.outputs import atomic_write
-from malt.train.distributed import World, gather_arrays
+from malt.training.distributed import World, gather_arrays
 
 
 @dataclass

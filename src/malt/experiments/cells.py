@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from malt.data.cache import Dataset
-from malt.train.config import RunConfig
-from malt.train.run_dir import RunDir, RunMetrics
+from malt.training.config import RunConfig
+from malt.training.run_dir import RunDir, RunMetrics
 
 TrainFn = Callable[..., "RunMetrics | None"]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of
@@ -74,7 +74,7 @@ def execute(cell: Cell, root: Path, *, train: TrainFn | None = None,
     interrupted one resumed from its checkpoint, a new one trained.
 
     A failure leaves its traceback in `<run>/error.txt` (removed once the cell succeeds) and is
-    raised again; an interruption (`malt.train.trainer.Interrupted`, the checkpoint is saved)
+    raised again; an interruption (`malt.training.trainer.Interrupted`, the checkpoint is saved)
     is raised as it is.
     """
     run = cell.run_dir(root)

@@ -26,8 +26,8 @@ from malt.experiments.output import StudyOutput, write_output
 from malt.experiments.presets import get_preset
 from malt.experiments.study import Study, claim_output
 from malt.models import model_spec
-from malt.train.config import DEFAULT_SEED
-from malt.train.distributed import resolve_device
+from malt.training.config import DEFAULT_SEED
+from malt.training.distributed import resolve_device
 
 Family = Literal["mac", "kaml"]
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from malt.data.cache import Dataset
 from malt.experiments.cells import Cell, TrainFn, execute
-from malt.train.config import RunConfig
-from malt.train.run_dir import RunMetrics
+from malt.training.config import RunConfig
+from malt.training.run_dir import RunMetrics
 
 
 @dataclass
@@ -113,7 +113,7 @@ def _dataset(config: RunConfig) -> Dataset:
     """The prepared data set of `config`, prepared once per process."""
     key = (config.data.path, config.data.schema, config.data.cache)
     if key not in _DATASETS:
-        from malt.train.builder import open_dataset
+        from malt.training.builder import open_dataset
 
         _DATASETS[key] = open_dataset(config.data)
     return _DATASETS[key]

@@ -29,8 +29,8 @@ from malt.experiments.scheduler import Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
 from malt.models import model_spec
 from malt.outputs import OutputDir, atomic_write_text
-from malt.train.config import RunConfig
-from malt.train.run_dir import RunMetrics
+from malt.training.config import RunConfig
+from malt.training.run_dir import RunMetrics
 
 APPENDIX_A_AUX = {"first": ("last",)}
 """Targets whose selected auxiliary set is not "every other label" (MAC paper App. A: with

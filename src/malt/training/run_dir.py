@@ -27,7 +27,7 @@ from malt.data.schema import Schema
 from malt.errors import ConfigError
 from malt.metrics import ActionMetrics, ViewMetrics
 from malt.outputs import OutputDir, atomic_write_text
-from malt.train.config import RunConfig
+from malt.training.config import RunConfig
 from malt.typed_fields import build, validate
 
 RUN_KIND = "run"
@@ -162,7 +162,8 @@ class RunDir:
 
     @property
     def tracking_file(self) -> Path:
-        """Where the run is tracked (see `malt.train.tracking`), so a resumed run continues it."""
+        """Where the run is tracked (see `malt.training.tracking`), so that a resumed run
+        continues it."""
         return self.path / "mlflow.json"
 
     @property

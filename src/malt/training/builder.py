@@ -25,10 +25,10 @@ from malt.data.schema import Schema, schema_for
 from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.models.model import MaltModel
-from malt.train.config import DataConfig, RunConfig, TaskConfig
-from malt.train.distributed import World, device_for, init_world, resolve_device
-from malt.train.optim import Optimisation
-from malt.train.steps import StepPlan, auto_batch_size
+from malt.training.config import DataConfig, RunConfig, TaskConfig
+from malt.training.distributed import World, device_for, init_world, resolve_device
+from malt.training.optim import Optimisation
+from malt.training.steps import StepPlan, auto_batch_size
 
 
 @dataclass
@@ -147,7 +147,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
 
 def with_batch_size(config: RunConfig, day_rows: list[int]) -> RunConfig:
     """`config` with `batch_size = "auto"` replaced by the batch size it picks for these
-    training days (see `malt.train.steps`)."""
+    training days (see `malt.training.steps`)."""
     if config.train.batch_size != "auto":
         return config
     train = dataclasses.replace(config.train, batch_size=auto_batch_size(day_rows))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from malt.train.config import TrainConfig
+from malt.training.config import TrainConfig
 
 
 def warmup_factor(step: int, warmup_steps: int, start: float) -> float:

@@ -129,7 +129,7 @@ class TrainConfig:
     grad_clip: float | None = None
     """Clip the global gradient norm to this value (None: no clipping)."""
     grad_method: GradMethod = "none"
-    """`none` (λ-weighted sum), `gcs` or `pcgrad` (see `malt.train.grad_methods`)."""
+    """`none` (λ-weighted sum), `gcs` or `pcgrad` (see `malt.training.grad_methods`)."""
     grad_variant: GradVariant = "paper"
     """`paper`: MAC App. C on shared parameters; `reference`: the public release's behaviour."""
     gcs_weighting: GcsWeighting = "sigmoid"

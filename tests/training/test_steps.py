@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from malt.train.steps import (
+from malt.training.steps import (
     MIN_STEPS,
     StepPlan,
     auto_batch_size,

@@ -17,13 +17,13 @@ import torch
 
 from mac_data import write_random_dataset
 from malt.data.batches import DayBatches
-from malt.train import grad_methods
-from malt.train.builder import build_run
-from malt.train.config import RunConfig
-from malt.train.distributed import World
-from malt.train.optim import Optimisation
-from malt.train.run_dir import RunDir
-from malt.train.trainer import Trainer
+from malt.training import grad_methods
+from malt.training.builder import build_run
+from malt.training.config import RunConfig
+from malt.training.distributed import World
+from malt.training.optim import Optimisation
+from malt.training.run_dir import RunDir
+from malt.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import math
 
 from malt.metrics import ViewMetrics
-from malt.train.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.training.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
 
 
 def _metrics() -> RunMetrics:

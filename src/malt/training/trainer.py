@@ -21,13 +21,13 @@ from torch import nn
 from malt.data.batches import Batch, DayBatches
 from malt.data.cache import Day
 from malt.errors import Interrupted
-from malt.train import grad_methods
-from malt.train.builder import BuiltRun
-from malt.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
-from malt.train.distributed import barrier
-from malt.train.progress import ProgressFn, TrainProgress
-from malt.train.run_dir import RunDir
-from malt.train.tracking import Tracker
+from malt.training import grad_methods
+from malt.training.builder import BuiltRun
+from malt.training.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
+from malt.training.distributed import barrier
+from malt.training.progress import ProgressFn, TrainProgress
+from malt.training.run_dir import RunDir
+from malt.training.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class _Leg:
 
 
 class Trainer:
-    """Trains the objects of a built run (`malt.train.builder.build_run`) day by day, writing
+    """Trains the objects of a built run (`malt.training.builder.build_run`) day by day, writing
     checkpoints into `run` and the logged steps' scalars to TensorBoard and `tracker`; see the
     module docstring."""
 

@@ -3,8 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from malt.train.distributed import World
-from malt.train.grad_methods import gcs, pcgrad, task_gradients
+from malt.training.distributed import World
+from malt.training.grad_methods import gcs, pcgrad, task_gradients
 
 
 def _toy():

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import torch
 
-from malt.train.distributed import World, all_reduce_mean
+from malt.training.distributed import World, all_reduce_mean
 
 EPS = 1e-8
 Grads = list[torch.Tensor | None]

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from malt.train.config import TrainConfig
-from malt.train.optim import Optimisation, warmup_factor
+from malt.training.config import TrainConfig
+from malt.training.optim import Optimisation, warmup_factor
 
 
 def test_warmup_is_linear_then_constant():

@@ -38,8 +38,8 @@ from urllib.parse import urlparse
 from malt.errors import ConfigError, Interrupted
 from malt.metrics import ViewMetrics
 from malt.outputs import atomic_write_text, own_files
-from malt.train.config import RunConfig, TrainConfig
-from malt.train.run_dir import RunDir
+from malt.training.config import RunConfig, TrainConfig
+from malt.training.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def evaluation_metrics(views: Mapping[str, ViewMetrics]) -> dict[str, float]:
 def run_tags(config: RunConfig, run: RunDir) -> dict[str, str]:
     """What a tracked run is tagged with: malt's version, the model, the main view, the run
     directory."""
-    from malt import __version__
+    from malt._version import __version__
 
     return {"malt.version": __version__, "malt.model": config.model["name"],
             "malt.main_view": config.task.main, "malt.run_dir": str(run.path.absolute())}

@@ -12,10 +12,10 @@ from malt.cli import main
 from malt.errors import ConfigError, Interrupted
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
-from malt.train.checkpoint import load_checkpoint
-from malt.train.config import RunConfig
-from malt.train.run_dir import RunMetrics
-from malt.train.trainer import Trainer
+from malt.training.checkpoint import load_checkpoint
+from malt.training.config import RunConfig
+from malt.training.run_dir import RunMetrics
+from malt.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,15 @@ from mac_data import write_random_dataset
 from malt.errors import ConfigError, Interrupted
 from malt.eval.job import train_run
 from malt.metrics import ViewMetrics
-from malt.train.config import RunConfig
-from malt.train.run_dir import RunDir
-from malt.train.tracking import (
+from malt.training.config import RunConfig
+from malt.training.run_dir import RunDir
+from malt.training.tracking import (
     evaluation_metrics,
     open_tracker,
     resolve_tracking_uri,
     run_params,
 )
-from malt.train.trainer import Trainer
+from malt.training.trainer import Trainer
 
 STEPS = 15
 """3 training days of 301 rows at batch 64: 5 steps a day."""
@@ -239,7 +239,7 @@ def test_a_deleted_experiment_is_an_error(data, tmp_path):
 
 
 def test_an_experiment_created_meanwhile_by_another_run_is_used(tmp_path):
-    from malt.train.tracking import _experiment_id
+    from malt.training.tracking import _experiment_id
 
     store = tmp_path / "mlruns"
     client = _client(store)
