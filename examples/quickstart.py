@@ -12,7 +12,7 @@ import malt
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else "malt-quickstart")
 data = malt.simulate(work / "data", size="tiny", seed=7)
-run = malt.training({"seed": 7, "data": {"path": str(data)}, "model": {"name": "moae"},
+run = malt.train({"seed": 7, "data": {"path": str(data)}, "model": {"name": "moae"},
                   "task": {"main": "last", "aux": ["first", "linear"]}}, work / "run")
 print(f"test GAUC of last-click: {run.metrics.main_metrics.gauc:.4f}")
 

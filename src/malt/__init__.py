@@ -1,6 +1,6 @@
 """malt: the Multi-Attribution Learning Toolkit for conversion-rate prediction.
 
-The Python API (`malt.simulate`, `malt.prepare`, `malt.training`, `malt.load_run`, `malt.export`,
+The Python API (`malt.simulate`, `malt.prepare`, `malt.train`, `malt.load_run`, `malt.export`,
 `malt.Run`) lives in `malt.api`; it is loaded on first use, so that `import malt.<module>` and
 the command line stay light.
 """

@@ -3,7 +3,7 @@
     import malt
 
     data = malt.simulate("data/tiny", size="tiny")
-    run = malt.training({"data": {"path": str(data)}, "model": {"name": "moae"},
+    run = malt.train({"data": {"path": str(data)}, "model": {"name": "moae"},
                       "task": {"main": "last", "aux": ["first", "linear"]}}, "runs/moae")
     print(run.metrics.main_metrics.gauc)
     scores = run.predict("data/tiny/test/test.parquet")   # a pandas DataFrame
