@@ -38,3 +38,14 @@ def test_vocab_size_specs():
 def test_bad_views_exit_with_a_message(capsys):
     assert main(["models", "--aux", "fist"]) == 3
     assert "unknown label 'fist'" in capsys.readouterr().err
+
+
+def test_models_without_a_cartesian_head_are_counted_without_cat(capsys):
+    assert main(["models", "--params", "--aux", "first", "mta", "linear", "cat"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "dense     858,062" in rows["moae"]                # with its cat tower
+    assert "(counted without 'cat')" in rows["single_task"]
+    assert "without" not in rows["moae"]
+    assert main(["models", "--params", "--aux", "first", "mta", "linear"]) == 0
+    plain = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert plain["single_task"].split("  Single")[0] == rows["single_task"].split("  Single")[0]

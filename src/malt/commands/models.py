@@ -46,10 +46,12 @@ def vocab_sizes(fields: tuple[str, ...], specs: list[str]) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from malt.data import schema_for
-    from malt.data.task import Task
+    from malt.data.task import CAT, Task
     from malt.data.vocab import VocabInfo
     from malt.models import model_names, model_spec
 
@@ -68,8 +70,13 @@ def run(args: argparse.Namespace) -> int:
         line = f"{name:<14} {summary}"
         if args.params:
             config = spec.make_config(release_defaults=args.release_defaults)
+            own = task
+            if CAT in task.aux and not spec.traits.takes_cat:
+                # A model with one logit per task is counted on the task without `cat`.
+                own = dataclasses.replace(task, aux=tuple(v for v in task.aux if v != CAT))
+                summary += f" (counted without '{CAT}')"
             with torch.device("meta"):       # counts only: allocate nothing
-                dense, embedding = spec.build(schema, vocab, task, config).parameter_counts()
+                dense, embedding = spec.build(schema, vocab, own, config).parameter_counts()
             line = f"{name:<14} dense {dense:>11,}  embedding {embedding:>13,}  {summary}"
         print(line)
     return 0
