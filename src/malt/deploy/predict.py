@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from malt.data.layout import find_layout, natural_key
 from malt.data.reader import (
     READ_CHUNK_ROWS,
     DayConverter,
+    RowGroup,
     array_shapes,
     check_columns,
     chunk_column,
@@ -53,6 +55,16 @@ class Source:
     @property
     def rows(self) -> int:
         return self.file.metadata.num_rows
+
+
+@dataclass(frozen=True)
+class ConvertedChunk:
+    """One chunk ready to score: its arrays, OOV counts per column and the columns passed
+    through to the output."""
+
+    arrays: dict[str, np.ndarray]
+    oov: dict[str, int]
+    passed: list[pa.Array]
 
 
 @dataclass(frozen=True)
@@ -167,35 +179,57 @@ class Scorer:
         start, done = time.perf_counter(), 0
         oov: dict[str, int] = {}
         collected: dict[str, list[np.ndarray]] = {"probs": [], "weights": [], "user": []}
-        for source in sources:
-            columns = list(dict.fromkeys([*self.converter.columns, *self.passed]))
-            first_row = 0
-            for group in range(source.file.metadata.num_row_groups):
-                for offset, chunk in read_chunks(source.file, source.path, group, first_row,
-                                                 columns):
-                    arrays = {name: np.empty(shape, dtype) for name, (shape, dtype) in
-                              array_shapes(self.trained.schema, chunk.num_rows,
-                                           labels=self.evaluate).items()}
-                    stats = self.converter.convert(chunk, offset, source.name, arrays)
-                    for column, n in stats.oov.items():
-                        oov[column] = oov.get(column, 0) + n
-                    probs = self.score(arrays)
-                    if self.evaluate:
-                        collected["probs"].append(probs)
-                        collected["weights"].append(arrays["weights"])
-                        collected["user"].append(arrays["user"])
-                    done += chunk.num_rows
-                    yield pa.record_batch(
-                        [pa.array(probs[:, j]) for j in range(probs.shape[1])]
-                        + [chunk_column(chunk, c) for c in self.passed], schema=out_schema)
-                    if progress is not None:
-                        progress(PredictProgress(done, total, time.perf_counter() - start,
-                                                 done == total))
-                first_row += source.file.metadata.row_group(group).num_rows
+        for chunk in self._converted(sources):
+            for column, n in chunk.oov.items():
+                oov[column] = oov.get(column, 0) + n
+            probs = self.score(chunk.arrays)
+            if self.evaluate:
+                collected["probs"].append(probs)
+                collected["weights"].append(chunk.arrays["weights"])
+                collected["user"].append(chunk.arrays["user"])
+            done += len(probs)
+            yield pa.record_batch([pa.array(probs[:, j]) for j in range(probs.shape[1])]
+                                  + chunk.passed, schema=out_schema)
+            if progress is not None:
+                progress(PredictProgress(done, total, time.perf_counter() - start,
+                                         done == total))
         self.report = PredictReport(rows=done, sources=len(sources), oov=oov,
                                     seconds=time.perf_counter() - start)
         if self.evaluate and done:
             self._add_metrics(sources, collected)
+
+    def _converted(self, sources: list[Source]) -> Iterator[ConvertedChunk]:
+        """The chunks of `sources` converted, in order. The next chunk is converted in a
+        worker thread while the caller scores the current one (pyarrow, numpy and torch
+        release the GIL), so at most two chunks are held at a time."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="malt-convert") as pool:
+            pending: Future | None = None
+            for source, offset, chunk in self._chunks(sources):
+                future = pool.submit(self._convert, source, offset, chunk)
+                if pending is not None:
+                    yield pending.result()
+                pending = future
+            if pending is not None:
+                yield pending.result()
+
+    def _chunks(self, sources: list[Source]
+                ) -> Iterator[tuple[Source, int, RowGroup | pa.RecordBatch]]:
+        columns = list(dict.fromkeys([*self.converter.columns, *self.passed]))
+        for source in sources:
+            first_row = 0
+            for group in range(source.file.metadata.num_row_groups):
+                for offset, chunk in read_chunks(source.file, source.path, group, first_row,
+                                                 columns):
+                    yield source, offset, chunk
+                first_row += source.file.metadata.row_group(group).num_rows
+
+    def _convert(self, source: Source, offset: int, chunk: RowGroup | pa.RecordBatch
+                 ) -> ConvertedChunk:
+        arrays = {name: np.empty(shape, dtype) for name, (shape, dtype) in
+                  array_shapes(self.trained.schema, chunk.num_rows,
+                               labels=self.evaluate).items()}
+        stats = self.converter.convert(chunk, offset, source.name, arrays)
+        return ConvertedChunk(arrays, stats.oov, [chunk_column(chunk, c) for c in self.passed])
 
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """Probabilities [N, V] of converted rows, `batch_size` rows per model call."""
