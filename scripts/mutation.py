@@ -44,6 +44,13 @@ class Group:
 GROUPS = {
     "metrics": Group(("malt/metrics.py",), ("tests/test_metrics.py",
                                             "tests/eval/test_target.py")),
+    "calibration": Group(("malt/metrics.py",), ("tests/test_metrics.py",),
+                         names=("malt.metrics.x_pcoc__mutmut_*",
+                                "malt.metrics.x_reliability_bins__mutmut_*",
+                                "malt.metrics.x_expected_calibration_error__mutmut_*",
+                                "malt.metrics.x__probs__mutmut_*",
+                                "malt.metrics.xǁReliabilityBinsǁ*")),
+    "attention": Group(("malt/layers/attention.py",), ("tests/layers/test_attention.py",)),
     "losses": Group(("malt/losses/views.py", "malt/losses/ranking.py"),
                     ("tests/losses/test_views.py", "tests/losses/test_ranking.py")),
     "grad_methods": Group(("malt/training/grad_methods.py",),

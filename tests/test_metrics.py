@@ -446,6 +446,8 @@ def test_ece_is_zero_when_each_bin_predicts_its_observed_rate(size, data):
 def test_calibration_of_empty_input_is_nan_with_no_bins():
     bins = m.reliability_bins(np.zeros(0), np.zeros(0))
     assert len(bins.rows) == 0 and bins.rows.dtype == np.int64
+    for curve in (bins.mean_predicted, bins.observed_rate):
+        assert isinstance(curve, np.ndarray) and curve.shape == (0,)
     assert math.isnan(m.expected_calibration_error(np.zeros(0), np.zeros(0)))
 
 

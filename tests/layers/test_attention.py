@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -65,3 +66,8 @@ def test_fully_padded_row_attends_to_nothing_and_stays_finite():
 def test_parameter_count_is_the_reference_one():
     att = TargetAttention(160, 16, 4)
     assert sum(p.numel() for p in att.parameters()) == 160 * 16 + 16 + 3 * 256 + 48 + 256 + 16
+
+
+def test_heads_must_divide_the_width():
+    with pytest.raises(ValueError, match="^dim 16 is not a multiple of heads 3$"):
+        TargetAttention(24, 16, 3)
