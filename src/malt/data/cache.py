@@ -12,8 +12,8 @@ crash or Ctrl-C never leaves a half-written cache that a later run would trust.
 
 Several processes may use one cache: `open_prepared` only reads what `prepare` left (the other
 ranks of a distributed run), and builders on different machines sharing a cache directory keep
-their temporary directories apart (each is named by host and process id, and a builder removes
-only its own host's leftovers of dead processes).
+their temporaries apart (each is named by host and process id, and a builder removes only its
+own host's leftovers of dead processes).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from malt.data.reader import (
 from malt.data.schema import MAC, Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import DataError
-from malt.outputs import atomic_write_text, mark_whole
+from malt.outputs import atomic_write_text, mark_whole, process_tag
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ class Preparer:
         rows = pf.metadata.num_rows
         if rows == 0:
             raise DataError("empty day file (0 rows)", file=str(source))
-        tmp = directory.with_name(f".{directory.name}{_TMP_MARK}{_owner()}")
+        tmp = directory.with_name(f".{directory.name}{_TMP_MARK}{process_tag()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         offsets = {}
@@ -459,7 +459,7 @@ def _move_into_place(tmp: Path, directory: Path) -> None:
         if not directory.exists():
             raise
     # Move the old copy aside first: open memory maps of it stay valid until closed.
-    old = directory.with_name(f".{directory.name}.old{_TMP_MARK}{_owner()}")
+    old = directory.with_name(f".{directory.name}.old{_TMP_MARK}{process_tag()}")
     shutil.rmtree(old, ignore_errors=True)
     os.replace(directory, old)
     os.replace(tmp, directory)
@@ -473,14 +473,8 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _owner() -> str:
-    """`<host>-<pid>`: names the temporaries of this process apart from those of processes
-    on other machines that share the cache directory (their process ids may be the same)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 def _left_by_dead_process(owner: str) -> bool:
-    """Whether the process named by `owner` (see `_owner`; a bare pid is this host's) has
+    """Whether the process named by `owner` (a `process_tag`; a bare pid is this host's) has
     ended. Another host's processes cannot be checked: their temporaries are left alone."""
     host, _, pid = owner.rpartition("-")
     if host and host != socket.gethostname():
