@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -239,6 +240,19 @@ def test_a_builder_removes_only_its_own_hosts_leftovers(data, monkeypatch):
     assert not mine.exists() and theirs.is_dir()
     # What this process converts into is named by its host and its pid.
     assert seen and all(f".tmp-{socket.gethostname()}-{os.getpid()}" in n for n in seen)
+
+
+def test_the_same_files_under_another_path_get_their_own_copies(data, tmp_path):
+    # What a node that mounts a shared data set elsewhere does with the shared cache.
+    shared = tmp_path / "shared-cache"
+    first = prepare(data, cache_dir=shared)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(data, elsewhere, ignore=shutil.ignore_patterns(".malt_cache"))
+    second = prepare(elsewhere, cache_dir=shared)
+    assert all(d.built for d in second.days)
+    assert not {d.directory for d in first.days} & {d.directory for d in second.days}
+    assert_same(snapshot(open_prepared(data, cache_dir=shared)), snapshot(first))
+    assert_same(snapshot(open_prepared(elsewhere, cache_dir=shared)), snapshot(first))
 
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:
