@@ -1,6 +1,7 @@
 """Output directories: malt deletes only what its manifests list, and stages whole outputs."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from malt.outputs import (
     read_manifest,
     recover_siblings,
     staged_output,
+    temporary_path,
 )
 
 
@@ -54,11 +56,18 @@ def test_a_directory_named_relative_to_the_working_directory_writes_inside_itsel
     assert _files(tmp_path) == {"runs/x/metrics.json", f"runs/x/{MANIFEST}"}
 
 
+def test_a_temporary_is_named_by_host_and_process(tmp_path):
+    # Processes of two machines writing into one shared directory may have the same pid.
+    assert temporary_path(tmp_path / "a.json") == \
+        tmp_path / f".a.json.tmp-{socket.gethostname()}-{os.getpid()}"
+
+
 def test_files_malt_did_not_write_are_foreign(tmp_path):
     out = OutputDir(tmp_path, "run")
     out.claim()
     out.record("config.json", "tb/events.out.tfevents.*")
-    for name in ("config.json", ".config.json.tmp-123", "tb/events.out.tfevents.1.host",
+    for name in ("config.json", ".config.json.tmp-123", ".config.json.tmp-node-7.lan-45",
+                 "tb/events.out.tfevents.1.host",
                  "notes.txt", "tb/mine.txt", ".other.tmp-1"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("x")

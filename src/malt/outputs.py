@@ -22,6 +22,7 @@ import os
 import posixpath
 import re
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,14 +35,20 @@ EVERYTHING = "**"
 """Entry of a manifest whose directory is malt's whole (a cache)."""
 DATA_KIND = "data"
 """Kind of every data set malt writes (simulated, attributed, converted)."""
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-\d+")
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-(?:.+-)?\d+")
 _SIBLING = re.compile(r"\.(?P<name>.+)\.malt-(?P<role>staging|old)-(?P<pid>\d+)")
 _SHOWN = 5
 
 
+def process_tag() -> str:
+    """`<host>-<pid>`: names this process's temporaries apart from those of processes on other
+    machines writing into the same shared directory (their process ids may be the same)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 def temporary_path(path: Path) -> Path:
     """The name a file is written under before it is renamed to `path`."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.name}.tmp-{process_tag()}")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

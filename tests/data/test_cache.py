@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -16,7 +18,9 @@ import pytest
 from mac_data import random_day_table, write_random_dataset
 from malt.data import MAC, Schema, prepare, reader
 from malt.data import cache as cache_module
+from malt.data.cache import Preparer, open_prepared
 from malt.data.layout import day_path, write_day, write_vocab
+from malt.errors import DataError
 
 
 @pytest.fixture
@@ -213,6 +217,89 @@ def test_leftover_temporary_directory_is_never_used(data, conversions):
     assert not leftover.exists()
     np.testing.assert_array_equal(dataset.train[0].arrays()["user"],
                                   pq.read_table(dataset.train[0].source)["user_id"].to_numpy())
+
+
+def test_a_builder_removes_only_its_own_hosts_leftovers(data, monkeypatch):
+    first = prepare(data)
+    final = first.train[0].directory
+    pid = dead_pid()
+    mine = final.with_name(f".{final.name}.tmp-{socket.gethostname()}-{pid}")
+    # A process of another machine sharing the cache may be alive though no local one has its id.
+    theirs = final.with_name(f".{final.name}.tmp-other-host-{pid}")
+    for leftover in (mine, theirs):
+        leftover.mkdir()
+    seen = []
+    convert = reader.DayConverter.convert
+
+    def looking(self, chunk, offset, file, out):
+        seen.extend(p.name for p in (data / ".malt_cache").iterdir() if f"-{os.getpid()}" in p.name)
+        return convert(self, chunk, offset, file, out)
+
+    monkeypatch.setattr(reader.DayConverter, "convert", looking)
+    prepare(data, rebuild=True)
+    assert not mine.exists() and theirs.is_dir()
+    # What this process converts into is named by its host and its pid.
+    assert seen and all(f".tmp-{socket.gethostname()}-{os.getpid()}" in n for n in seen)
+
+
+def test_the_same_files_under_another_path_get_their_own_copies(data, tmp_path):
+    # What a node that mounts a shared data set elsewhere does with the shared cache.
+    shared = tmp_path / "shared-cache"
+    first = prepare(data, cache_dir=shared)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(data, elsewhere, ignore=shutil.ignore_patterns(".malt_cache"))
+    second = prepare(elsewhere, cache_dir=shared)
+    assert all(d.built for d in second.days)
+    assert not {d.directory for d in first.days} & {d.directory for d in second.days}
+    assert_same(snapshot(open_prepared(data, cache_dir=shared)), snapshot(first))
+    assert_same(snapshot(open_prepared(elsewhere, cache_dir=shared)), snapshot(first))
+
+
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")}
+
+
+def test_open_prepared_converts_hashes_and_writes_nothing(data, conversions, monkeypatch):
+    first = prepare(data)
+    before = tree(data / ".malt_cache")
+    conversions.clear()
+
+    def no_hashing(file):
+        raise AssertionError(f"hashed {file}")
+
+    monkeypatch.setattr(cache_module.ContentHashes, "compute", staticmethod(no_hashing))
+    opened = open_prepared(data)
+    assert not conversions and not any(d.built for d in opened.days)
+    assert tree(data / ".malt_cache") == before
+    assert [d.directory for d in opened.days] == [d.directory for d in first.days]
+    assert [d.stats for d in opened.days] == [d.stats for d in first.days]
+    assert opened.vocab == first.vocab
+    assert_same(snapshot(first), snapshot(opened))
+    assert isinstance(opened.train[0].arrays()["user"], np.memmap)
+    with pytest.raises(ValueError, match="read-only"):
+        Preparer(data, read_only=True).prepare()
+
+
+def test_open_prepared_refuses_a_missing_or_outdated_cache(data, tmp_path):
+    with pytest.raises(DataError, match="holds no record of this file"):
+        open_prepared(data, cache_dir=tmp_path / "none")
+    assert not (tmp_path / "none").exists()  # not even created
+    first = prepare(data)
+    (data / ".malt_cache" / f"vocab-{Preparer(data).vocab_key}.json").unlink()
+    with pytest.raises(DataError, match="holds no prepared data set"):
+        open_prepared(data)
+    prepare(data)
+    for p in first.test[0].directory.iterdir():
+        p.unlink()
+    with pytest.raises(DataError, match="holds no complete copy") as error:
+        open_prepared(data)
+    assert error.value.file == str(first.test[0].source)
+    prepare(data)
+    write_day(day_path(data, "train", 1), random_day_table(MAC, 90, np.random.default_rng(9)))
+    with pytest.raises(DataError, match="changed after the cache was built") as error:
+        open_prepared(data)
+    assert error.value.file == str(day_path(data, "train", 1))
 
 
 @pytest.mark.parametrize("damage", ["meta", "array", "format"])

@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.errors import ConfigError, Interrupted
     from malt.eval.job import train_run
     from malt.eval.report import format_days, format_metrics
+    from malt.training.distributed import launched_rank
 
     if args.resume:
         extra = {k: v for k, v in given_overrides(args).items() if k != "train"}
@@ -36,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
         metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
                             progress=console_progress(), announce=print)
     except Interrupted as stop:
-        print(f"{stop}; checkpoint saved. Continue with: malt train --resume --out {args.out}")
+        if launched_rank() == 0:  # every rank of a torchrun launch stops alike
+            print(f"{stop}; checkpoint saved. Continue with: malt train --resume --out "
+                  f"{args.out}")
         return 130
     if metrics is not None:
         print(format_metrics(metrics.views, metrics.main))

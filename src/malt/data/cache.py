@@ -9,6 +9,11 @@ Days are converted by a pool of threads, one parquet row group at a time (pyarro
 release the GIL), each worker writing its rows straight into the day's `.npy` files. A day is
 written into a temporary directory that is renamed into place only when complete: an error, a
 crash or Ctrl-C never leaves a half-written cache that a later run would trust.
+
+Several processes may use one cache: `open_prepared` only reads what `prepare` left (the other
+ranks of a distributed run), and builders on different machines sharing a cache directory keep
+their temporaries apart (each is named by host and process id, and a builder removes only its
+own host's leftovers of dead processes).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,7 +47,7 @@ from malt.data.reader import (
 from malt.data.schema import MAC, Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import DataError
-from malt.outputs import atomic_write_text, mark_whole
+from malt.outputs import atomic_write_text, mark_whole, process_tag
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +112,16 @@ def default_workers() -> int:
 
 
 class ContentHashes:
-    """SHA-1 of file contents, remembered in a JSON file by (size, mtime, inode)."""
+    """SHA-1 of file contents, remembered in a JSON file by (size, mtime, inode).
 
-    def __init__(self, path: Path):
+    The file is replaced atomically, so processes reading it while another saves it see the old
+    or the new record, never a part. `read_only` ones never hash: a file not recorded as it is
+    now is a `DataError`.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False):
         self.path = path
+        self.read_only = read_only
         self._changed = False
         try:
             self._known: dict[str, list] = json.loads(path.read_text())
@@ -123,6 +135,10 @@ class ContentHashes:
         known = self._known.get(key)
         if known is not None and known[:3] == stamp:
             return known[3]
+        if self.read_only:
+            raise DataError(f"the cache in {self.path.parent} holds no record of this file as it "
+                            "is now (it changed after the cache was built, or the cache was "
+                            "built from another path)", file=str(file))
         digest = self.compute(file)
         self._known[key] = [*stamp, digest]
         self._changed = True
@@ -180,24 +196,26 @@ class _Job:
 
 
 class Preparer:
-    """Builds (or finds) the cache of every day of one data set."""
+    """Builds (or finds) the cache of every day of one data set; a `read_only` one only opens
+    a finished cache (`open`) and writes nothing."""
 
     def __init__(self, root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None = None,
-                 *, rebuild: bool = False, workers: int | None = None):
+                 *, rebuild: bool = False, workers: int | None = None, read_only: bool = False):
         self.layout: Layout = find_layout(root)
         self.schema = schema
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.layout.root)
         self.rebuild = rebuild
+        self.read_only = read_only
         self.workers = workers or default_workers()
         self._lookups: dict[str, Lookup] | None = None
         self._stop = threading.Event()
         self._local = threading.local()
         vocab_files = check_vocab_files(schema, self.layout.vocab_dir)
-        if not self.cache_dir.exists() or self.cache_dir.name == CACHE_NAME:
+        if not read_only and (not self.cache_dir.exists() or self.cache_dir.name == CACHE_NAME):
             # A directory malt makes (or names) for its cache is malt's whole: a data set that
             # holds it can be replaced with it.
             mark_whole(self.cache_dir, CACHE_KIND)
-        self.hashes = ContentHashes(self.cache_dir / "content-hashes.json")
+        self.hashes = ContentHashes(self.cache_dir / "content-hashes.json", read_only=read_only)
         identity = hashlib.sha256(f"{CACHE_FORMAT}:{schema.fingerprint()}".encode())
         for path in vocab_files:
             identity.update(f"{path.name}:{self.hashes.digest(path)}".encode())
@@ -209,8 +227,12 @@ class Preparer:
             self._lookups = load_lookups(self.schema, self.layout.vocab_dir)
         return self._lookups
 
+    @property
+    def _vocab_file(self) -> Path:
+        return self.cache_dir / f"vocab-{self.vocab_key}.json"
+
     def vocab_info(self) -> VocabInfo:
-        path = self.cache_dir / f"vocab-{self.vocab_key}.json"
+        path = self._vocab_file
         if path.is_file() and not self.rebuild:
             return VocabInfo.from_dict(json.loads(path.read_text()))
         info = vocab_info(self.schema, self.lookups)
@@ -250,7 +272,7 @@ class Preparer:
             if entry in keep:
                 continue
             if _TMP_MARK in entry.name:
-                if not _pid_alive(entry.name.rsplit(_TMP_MARK, 1)[1]):
+                if _left_by_dead_process(entry.name.rsplit(_TMP_MARK, 1)[1]):
                     _remove(entry)
             elif entry.is_dir() and entry.name.rsplit("-", 1)[0] in groups:
                 _remove(entry)
@@ -264,7 +286,7 @@ class Preparer:
         rows = pf.metadata.num_rows
         if rows == 0:
             raise DataError("empty day file (0 rows)", file=str(source))
-        tmp = directory.with_name(f".{directory.name}{_TMP_MARK}{os.getpid()}")
+        tmp = directory.with_name(f".{directory.name}{_TMP_MARK}{process_tag()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         offsets = {}
@@ -324,11 +346,36 @@ class Preparer:
         return Day(name=job.source.stem, split=job.split, source=job.source,
                    directory=job.directory, stats=stats, built=True)
 
+    def _sources(self) -> list[tuple[str, Path]]:
+        """(split, day file) of every day in time order, training days first."""
+        return [(split, source) for split, files in (("train", self.layout.train),
+                                                     ("test", self.layout.test))
+                for source in files]
+
+    def open(self) -> Dataset:
+        """The data set as a finished cache holds it, reading only: nothing is converted, hashed
+        or written. Raises `DataError` when the cache lacks a day or the vocab information."""
+        try:
+            vocab = VocabInfo.from_dict(json.loads(self._vocab_file.read_text()))
+        except (OSError, ValueError) as error:
+            raise DataError(f"the cache in {self.cache_dir} holds no prepared data set for "
+                            f"these vocabs ({error})") from None
+        days = []
+        for split, source in self._sources():
+            day = self._cached(self._directory(source, split), source, split)
+            if day is None:
+                raise DataError(f"the cache in {self.cache_dir} holds no complete copy of this "
+                                "day", file=str(source))
+            days.append(day)
+        return Dataset(root=self.layout.root, schema=self.schema, vocab=vocab,
+                       train=[d for d in days if d.split == "train"],
+                       test=[d for d in days if d.split == "test"])
+
     def prepare(self, progress: Callable[[Day], None] | None = None) -> Dataset:
         """Cache every day (skipping those already cached) and return the data set."""
-        sources = [(split, source) for split, files in (("train", self.layout.train),
-                                                        ("test", self.layout.test))
-                   for source in files]
+        if self.read_only:
+            raise ValueError("a read-only Preparer only opens a finished cache")
+        sources = self._sources()
         jobs: list[_Job] = []
         self._unnamed: dict[str, list[str]] = {}
         """Column -> the converted files that hold it though the schema does not name it."""
@@ -412,7 +459,7 @@ def _move_into_place(tmp: Path, directory: Path) -> None:
         if not directory.exists():
             raise
     # Move the old copy aside first: open memory maps of it stay valid until closed.
-    old = directory.with_name(f".{directory.name}.old{_TMP_MARK}{os.getpid()}")
+    old = directory.with_name(f".{directory.name}.old{_TMP_MARK}{process_tag()}")
     shutil.rmtree(old, ignore_errors=True)
     os.replace(directory, old)
     os.replace(tmp, directory)
@@ -424,6 +471,15 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def _left_by_dead_process(owner: str) -> bool:
+    """Whether the process named by `owner` (a `process_tag`; a bare pid is this host's) has
+    ended. Another host's processes cannot be checked: their temporaries are left alone."""
+    host, _, pid = owner.rpartition("-")
+    if host and host != socket.gethostname():
+        return False
+    return not _pid_alive(pid)
 
 
 def _pid_alive(text: str) -> bool:
@@ -445,3 +501,11 @@ def prepare(root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None
     for each day in time order once it is ready.
     """
     return Preparer(root, schema, cache_dir, rebuild=rebuild, workers=workers).prepare(progress)
+
+
+def open_prepared(root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None = None
+                  ) -> Dataset:
+    """The data set at `root` as `prepare` cached it, without converting, hashing or writing
+    anything (memory-mapped like any prepared day); `DataError` when the cache is not complete.
+    """
+    return Preparer(root, schema, cache_dir, read_only=True).open()

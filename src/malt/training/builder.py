@@ -18,15 +18,22 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from malt.data.cache import Dataset, Day, prepare
+from malt.data.cache import Dataset, Day, open_prepared, prepare
 from malt.data.masks import AdmOptions, MaskPolicy, coverage
 from malt.data.numeric import Moments, standardisation
 from malt.data.schema import Schema, schema_for
 from malt.data.task import Task
-from malt.errors import ConfigError
+from malt.errors import ConfigError, DataError
 from malt.models.model import MaltModel
 from malt.training.config import DataConfig, RunConfig, TaskConfig
-from malt.training.distributed import World, device_for, init_world, resolve_device
+from malt.training.distributed import (
+    World,
+    device_for,
+    failed_ranks,
+    init_world,
+    resolve_device,
+    waiting_group,
+)
 from malt.training.optim import Optimisation
 from malt.training.steps import StepPlan, auto_batch_size
 
@@ -54,11 +61,46 @@ class BuiltRun:
     device: torch.device
 
 
-def open_dataset(data: DataConfig) -> Dataset:
-    """The prepared data set of `data` (cached; see `malt.data.cache`)."""
+def open_dataset(data: DataConfig, world: World = World()) -> Dataset:
+    """The prepared data set of `data` (cached; see `malt.data.cache`).
+
+    In a world of several processes every rank calls it and the data is prepared once per
+    cache, in three turns that every rank waits out: global rank 0 prepares (a cache the nodes
+    share is built there, once); then the local rank 0 of every other node (it finds a shared
+    cache complete and converts nothing, or builds its node's own cache); then the other ranks
+    open their node's finished cache read-only. When a rank fails in a turn, it raises its
+    error and every other rank a `DataError` that names it.
+    """
     if data.path is None:
         raise ConfigError("no data: pass --data DIR (a directory in the MAC layout)")
-    return prepare(data.path, schema_for(data.path, data.schema), data.cache)
+    schema = schema_for(data.path, data.schema)
+    if not world.distributed:
+        return prepare(data.path, schema, data.cache)
+
+    def build() -> Dataset:
+        return prepare(data.path, schema, data.cache)
+
+    def read() -> Dataset:
+        return open_prepared(data.path, schema, data.cache)
+
+    turns = [(world.rank == 0, build), (world.local_rank == 0 and not world.is_main, build),
+             (world.local_rank != 0, read)]
+    dataset = None
+    with waiting_group() as group:
+        for mine, work in turns:
+            failure = None
+            if mine:
+                try:
+                    dataset = work()
+                except Exception as error:  # reported to the others before it is raised
+                    failure = error
+            failed = failed_ranks(failure is not None, group)
+            if failure is not None:
+                raise failure
+            if failed:
+                raise DataError(f"rank {failed[0]} failed to prepare the data set: see that "
+                                "rank's error")
+    return dataset
 
 
 def split_days(dataset: Dataset, data: DataConfig) -> tuple[list[Day], list[Day]]:
@@ -121,7 +163,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
     device_type = resolve_device(config.train.device)
     world = init_world(device_type)
     device = device_for(device_type, world)
-    dataset = dataset or open_dataset(config.data)
+    dataset = dataset or open_dataset(config.data, world)
     task = build_task(config)
     task.validate(dataset.schema)
     train_days, eval_days = split_days(dataset, config.data)

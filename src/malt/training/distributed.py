@@ -6,14 +6,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from malt.errors import ConfigError
+
+WAIT_TIMEOUT = timedelta(hours=24)
+"""How long ranks wait for others' long work (preparing a large data set) in `waiting_group`;
+a rank that fails says so at once, this only bounds a wait for a rank that hangs."""
 
 
 @dataclass(frozen=True)
@@ -42,15 +50,26 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def launched_rank() -> int:
+    """This process's global rank as torchrun set it (RANK); 0 without torchrun."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_world(device_type: str) -> World:
-    """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA), if any."""
+    """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA), if any.
+
+    On the ranks other than 0, malt's loggers then pass errors only: rank 0 speaks for the
+    run (its warnings are about data, config or signals every rank shares).
+    """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World()
-    world = World(rank=int(os.environ["RANK"]), size=size,
+    world = World(rank=launched_rank(), size=size,
                   local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    if not world.is_main:
+        logging.getLogger("malt").setLevel(logging.ERROR)
     return world
 
 
@@ -89,3 +108,22 @@ def gather_arrays(arrays: dict[str, np.ndarray], world: World) -> dict[str, np.n
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
+
+
+@contextmanager
+def waiting_group() -> Iterator[dist.ProcessGroup]:
+    """A group of every rank whose collectives wait up to `WAIT_TIMEOUT` (the default
+    group's timeout, 30 minutes with gloo and 10 with NCCL, is shorter than some data sets take
+    to prepare)."""
+    group = dist.new_group(timeout=WAIT_TIMEOUT)
+    try:
+        yield group
+    finally:
+        dist.destroy_process_group(group)
+
+
+def failed_ranks(failed: bool, group: dist.ProcessGroup | None = None) -> list[int]:
+    """The ranks that report `failed` (every rank calls it: one all-gather)."""
+    flags: list[bool] = [False] * dist.get_world_size(group)
+    dist.all_gather_object(flags, failed, group=group)
+    return [rank for rank, flag in enumerate(flags) if flag]
