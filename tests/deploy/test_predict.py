@@ -237,3 +237,18 @@ def test_an_in_memory_table_is_checked_as_a_file_is(run):
     table = pa.table({"uid": [1, 2]})
     with pytest.raises(DataError, match="missing columns"):
         list(Scorer(load_trained(run)).batches([table_source(table)]))
+
+
+def test_auto_device_picks_cuda_for_onnx_only_with_its_cuda_provider(monkeypatch):
+    import onnxruntime
+    import torch
+
+    from malt.deploy.engines import scoring_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert scoring_device("onnx", "auto").type == "cpu"
+    assert scoring_device("onnx", "cpu").type == "cpu"
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert scoring_device("onnx", "auto").type == "cuda"

@@ -33,13 +33,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from malt.commands._progress import ProgressLines, format_rows_progress
+    from malt.deploy.engines import scoring_device
     from malt.deploy.predict import PREDICT_BATCH_ROWS, Scorer, file_sources, predict_file
     from malt.deploy.trained import load_trained
     from malt.eval.report import format_days, format_metrics
-    from malt.training.distributed import device_for, resolve_device
 
     trained = load_trained(args.run, vocabs=args.vocabs)
-    device = device_for(resolve_device(args.device))
+    device = scoring_device(args.engine, args.device)
     scorer = Scorer(trained, engine=args.engine, device=device, keep=tuple(args.keep),
                     evaluate=args.eval, batch_size=args.batch_size or PREDICT_BATCH_ROWS)
     sources = file_sources(args.data)

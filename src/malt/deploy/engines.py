@@ -10,6 +10,7 @@ import torch
 from malt.deploy.export import to_onnx
 from malt.deploy.serving import INPUT_DTYPES, ServingModule
 from malt.errors import ConfigError
+from malt.training.distributed import device_for, resolve_device
 
 Engine = Literal["torch", "onnx"]
 ENGINES = get_args(Engine)
@@ -64,6 +65,19 @@ class OnnxEngine:
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         outputs = self.session.run(None, dict(zip(self.names, feed(inputs, self.names))))
         return np.stack(outputs, axis=1)
+
+
+def scoring_device(engine: str, requested: str) -> torch.device:
+    """The device an engine scores on for a `--device` choice: `auto` is CUDA when the engine
+    can use it (for ONNX Runtime, when its CUDA provider is installed), else the CPU."""
+    if requested == "auto" and engine == "onnx":
+        try:
+            import onnxruntime
+        except ImportError:
+            return torch.device("cpu")  # the engine itself says what to install
+        usable = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        return torch.device("cuda" if usable and torch.cuda.is_available() else "cpu")
+    return device_for(resolve_device(requested))
 
 
 def make_engine(name: str, serving: ServingModule, device: torch.device) -> ScoringEngine:
