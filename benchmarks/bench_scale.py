@@ -1,0 +1,144 @@
+"""Full training steps at the table sizes users run: every MAC-setting model at the `small`
+simulation's vocab and at MAC-scale tables, with dense Adam and with lazy (row-sparse) Adam, as
+a fraction of the matmul floor measured in the same run.
+
+A step is forward, per-view losses, the λ-weighted total, backward and the optimiser step
+(`malt.training.optim.Optimisation`, malt's defaults) on a synthetic batch of `--batch` rows
+whose ids are uniform over each table. The floor is the sgemm rate at the expert's shape
+(batch x 336 x 256) divided by 6 x dense parameters (forward + backward FLOPs per sample).
+
+    python -m benchmarks.bench_scale [--batch 4096] [--steps 4] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.bench_models import task_for
+from benchmarks.report import best_of, update_section
+from malt.data.lookups import load_lookups, vocab_info
+from malt.data.schema import MAC
+from malt.data.vocab import VocabInfo
+from malt.models import model_spec
+from malt.training.config import TrainConfig
+from malt.training.optim import Optimisation
+
+MODELS = ("base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae")
+MAC_TABLES = {"user_feat0": 800_000, "ad_feat0": 9_600_000, "ad_feat1": 500_000,
+              "ad_feat2": 2_400_000}
+"""MAC-scale rows of the large tables (users, items, shops, ad groups; MAC paper §3.2 and the
+reference's table layout); every other field gets `OTHER_ROWS`."""
+OTHER_ROWS = 1_000
+
+
+def small_vocab() -> VocabInfo:
+    """The table sizes of the simulated `small` data set (simulated into a temporary folder)."""
+    from malt.data.simulate import simulate, size_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        simulate(size_config("small"), Path(tmp) / "small")
+        return vocab_info(MAC, load_lookups(MAC, Path(tmp) / "small" / "vocabs"))
+
+
+def mac_vocab() -> VocabInfo:
+    sizes = {f: MAC_TABLES.get(f, OTHER_ROWS) for f in MAC.field_names}
+    return VocabInfo(sizes, {s.name: 0 for s in MAC.id_sequences})
+
+
+def synthetic_batch(vocab: VocabInfo, rows: int, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    length = MAC.sequence_length
+    sparse = torch.stack([torch.randint(1, vocab.sizes[f], (rows,), generator=g)
+                          for f in MAC.field_names], 1)
+    seq = torch.stack([torch.randint(1, vocab.sizes[s.shares], (rows, length), generator=g)
+                       for s in MAC.id_sequences], 1)
+    pad = torch.arange(length) >= torch.randint(0, length + 1, (rows, 1), generator=g)
+    weights = torch.rand(rows, len(MAC.labels), generator=g)
+    weights = weights * (torch.rand(rows, len(MAC.labels), generator=g) < 0.05)
+    return {"sparse": sparse, "seq": seq.masked_fill(pad.unsqueeze(1), 0),
+            "dense_seq": torch.rand(rows, len(MAC.float_sequences), length, generator=g) * 2 - 1,
+            "weights": weights, "labels": (weights > 0).float()}
+
+
+def step_samples_per_s(name: str, vocab: VocabInfo, lazy: bool, batch: dict, steps: int,
+                       seed: int) -> tuple[int, float]:
+    """(dense parameters, samples/s of full steps) of model `name`."""
+    spec = model_spec(name)
+    task = task_for(name)
+    torch.manual_seed(seed)
+    config = spec.make_config({"encoder": {"sparse_embeddings": True}} if lazy else {})
+    model = spec.build(MAC, vocab, task, config)
+    optimisation = Optimisation(model, model.embedding_parameters(),
+                                TrainConfig(lazy_adam=lazy), total_steps=1000)
+    model.train()
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        losses = model.losses(model(batch), batch)
+        total = losses[task.main] + task.aux_weight * sum(
+            v for k, v in losses.items() if k != task.main)
+        total.backward()
+        optimisation.step()
+        optimisation.zero_grad()
+        if i:  # the first step allocates the optimiser's state
+            times.append(time.perf_counter() - start)
+    return model.parameter_counts()[0], len(batch["labels"]) / statistics.median(times)
+
+
+def sgemm_rate(rows: int) -> float:
+    a, b = torch.randn(rows, 336), torch.randn(336, 256)
+    seconds, _ = best_of(10, lambda: a @ b)
+    return 2 * rows * 336 * 256 / seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-report", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rate = sgemm_rate(args.batch)
+    vocabs = {"small": small_vocab(), "MAC-scale": mac_vocab()}
+    lines = ["| model | tables | embedding rows | dense Adam samples/s | of floor | lazy Adam "
+             "samples/s | of floor |", "|---|---|---:|---:|---:|---:|---:|"]
+    for label, vocab in vocabs.items():
+        batch = synthetic_batch(vocab, args.batch, args.seed)
+        rows = sum(vocab.sizes.values())
+        for name in MODELS:
+            dense_params, dense = step_samples_per_s(name, vocab, False, batch, args.steps,
+                                                     args.seed)
+            _, lazy = step_samples_per_s(name, vocab, True, batch, args.steps, args.seed)
+            floor = rate / (6 * dense_params)
+            print(f"{label:<10} {name:<14} dense {dense:>9,.0f}  lazy {lazy:>9,.0f}  "
+                  f"floor {floor:>9,.0f}", flush=True)
+            lines.append(f"| {name} | {label} | {rows:,} | {dense:,.0f} | {dense / floor:.0%} | "
+                         f"{lazy:,.0f} | {lazy / floor:.0%} |")
+    body = (f"Full training steps at batch {args.batch} (forward, losses, backward, optimiser), "
+            f"median of {args.steps} after one warm-up step, synthetic ids uniform over each "
+            f"table. `small`: the tables of the simulated small set; MAC-scale: "
+            f"{', '.join(f'{f} {n:,}' for f, n in MAC_TABLES.items())} rows and {OTHER_ROWS:,} "
+            f"for each other field (16 dims). Floor = sgemm at {args.batch} x 336 x 256 "
+            f"({rate / 1e9:.0f} GFLOP/s here) / (6 x dense parameters). Lazy Adam: sparse "
+            f"embedding gradients and SparseAdam on the tables (`--lazy-adam`). Load average "
+            f"at the end: {os.getloadavg()[0]:.2f}.\n\n" + "\n".join(lines))
+    print(body)
+    if not args.no_report:
+        given = sys.argv[1:] if argv is None else argv
+        update_section("training at scale", ("python -m benchmarks.bench_scale " +
+                                             " ".join(given)).strip(), body)
+
+
+if __name__ == "__main__":
+    main()
