@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from benchmarks.report import best_of, update_section
+from benchmarks.report import best_of, sgemm_rate, update_section
 from malt.data.layout import write_vocab
 from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
@@ -68,12 +68,6 @@ def trained_model(name: str, root: Path, seed: int) -> TrainedModel:
                         lookups=lookups, vocab=info, model=model)
 
 
-def sgemm_flops(size: int = 1024, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    seconds, _ = best_of(repeats, lambda: a @ b)
-    return 2 * size ** 3 / seconds
-
-
 def model_rows_per_s(scorer: Scorer, arrays: dict[str, np.ndarray], repeats: int) -> float:
     scorer.score(arrays)
     seconds, _ = best_of(repeats, lambda: scorer.score(arrays))
@@ -94,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    flops = sgemm_flops()
+    flops = sgemm_rate(1024, 1024, 1024)
     lines = ["| model | engine | model only rows/s | of the forward floor | `malt predict` "
              "rows/s (read, map, score, write) |", "|---|---|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:

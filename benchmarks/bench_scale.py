@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_models import task_for
-from benchmarks.report import best_of, update_section
+from benchmarks.report import sgemm_rate, update_section
 from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
 from malt.data.vocab import VocabInfo
@@ -93,12 +93,6 @@ def step_samples_per_s(name: str, vocab: VocabInfo, lazy: bool, batch: dict, ste
     return model.parameter_counts()[0], len(batch["labels"]) / statistics.median(times)
 
 
-def sgemm_rate(rows: int) -> float:
-    a, b = torch.randn(rows, 336), torch.randn(336, 256)
-    seconds, _ = best_of(10, lambda: a @ b)
-    return 2 * rows * 336 * 256 / seconds
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
@@ -109,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    rate = sgemm_rate(args.batch)
+    rate = sgemm_rate(args.batch, 336, 256, repeats=10)
     vocabs = {"small": small_vocab(), "MAC-scale": mac_vocab()}
     lines = ["| model | tables | embedding rows | dense Adam samples/s | of floor | lazy Adam "
              "samples/s | of floor |", "|---|---|---:|---:|---:|---:|---:|"]

@@ -25,6 +25,14 @@ def best_of(repeats: int, fn):
     return min(times), result
 
 
+def sgemm_rate(m: int, k: int, n: int, repeats: int = 5) -> float:
+    """FLOP/s of a float32 [m, k] x [k, n] product on the CPU (best of `repeats`): the floor
+    the benchmarks report their figures against."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    seconds, _ = best_of(repeats, lambda: a @ b)
+    return 2 * m * k * n / seconds
+
+
 def machine() -> str:
     """One line describing where the figures were taken."""
     cpu = platform.processor() or platform.machine()
