@@ -168,10 +168,10 @@ def test_a_worker_starts_no_cell_once_the_pool_is_stopping(tmp_path, monkeypatch
     stop = threading.Event()
     monkeypatch.setattr(scheduler, "_STOP", stop)
     cell = Cell(config())
-    assert scheduler._run_one(cell, tmp_path, fake_train)[0] == "done"
+    assert scheduler.run_one(cell, tmp_path, fake_train)[0] == "done"
     stop.set()
     other = Cell(config(train__lr=1e-3))
-    assert scheduler._run_one(other, tmp_path, fake_train)[0] == "interrupted"
+    assert scheduler.run_one(other, tmp_path, fake_train)[0] == "interrupted"
     assert not other.run_dir(tmp_path).path.exists()
 
 

@@ -10,6 +10,10 @@ left) the cells run in this process.
 A failed cell is reported as an `Outcome` with its error (the traceback is in the run's
 `error.txt`) while the other cells go on. Ctrl-C reaches every worker: training stops after the
 current step with a checkpoint saved, and the next call resumes every unfinished cell.
+
+Where the unfinished cells train is a `Backend`: `LocalBackend` (the processes above) or
+`malt.experiments.ray_backend.RayBackend` (Ray tasks); reading completed cells back, the
+outcomes and the reports are the same for both.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from malt.data.cache import Dataset
 from malt.experiments.cells import Cell, TrainFn, execute
@@ -119,7 +123,12 @@ def _dataset(config: RunConfig) -> Dataset:
     return _DATASETS[key]
 
 
-def _run_one(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, float]:
+def failure_line(exc: BaseException) -> str:
+    """The first line of `exc` as an `Outcome.error`."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def run_one(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, float]:
     """("done", metrics) / ("failed", error line) / ("interrupted", message), and seconds."""
     from malt.errors import Interrupted
 
@@ -133,8 +142,7 @@ def _run_one(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, f
     except Interrupted as stop:
         return "interrupted", str(stop), time.perf_counter() - started
     except Exception as exc:  # every failure is reported, none stops the other cells
-        line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return "failed", line, time.perf_counter() - started
+        return "failed", failure_line(exc), time.perf_counter() - started
 
 
 def _init_worker(threads: int, gpu_queue: Any, stop: Any) -> None:
@@ -153,14 +161,48 @@ def _init_worker(threads: int, gpu_queue: Any, stop: Any) -> None:
 # --- the driver ---------------------------------------------------------------------------------
 Report = Callable[[Outcome, int, int], None]
 """Called after each cell with (outcome, cells finished so far, cells in all)."""
+Record = Callable[[Cell, tuple[str, Any, float]], None]
+"""Takes a cell's `run_one` result; raises `KeyboardInterrupt` for an interrupted cell."""
+
+
+class Backend(Protocol):
+    """Where the cells that are not complete yet are trained."""
+
+    def plan(self, jobs: int | None, cpu_jobs: int | None, device: str, cells: int) -> Workers:
+        """How `cells` cells are spread (see `plan_workers`)."""
+        ...
+
+    def run(self, cells: list[Cell], root: Path, train: TrainFn | None, workers: Workers,
+            record: Record) -> None:
+        """Train `cells`, passing each result to `record` as it comes; on an interruption (or
+        an exception from `record`) stop the running cells with their checkpoints saved, then
+        raise."""
+        ...
+
+
+class LocalBackend:
+    """This machine's cores or GPUs: a pool of spawned processes, or this process for one."""
+
+    def plan(self, jobs: int | None, cpu_jobs: int | None, device: str, cells: int) -> Workers:
+        return plan_workers(jobs, visible_gpus(device), usable_cores(), cpu_jobs, cells)
+
+    def run(self, cells: list[Cell], root: Path, train: TrainFn | None, workers: Workers,
+            record: Record) -> None:
+        if workers.count == 1:  # in this process (on one GPU: the first visible, as a worker's)
+            for cell in cells:
+                record(cell, run_one(cell, root, train))
+        else:
+            _run_pool(cells, root, train, workers, record)
 
 
 def run_cells(cells: Sequence[Cell], root: Path, *, jobs: int | None = None,
               cpu_jobs: int | None = 1, device: str = "auto", train: TrainFn | None = None,
-              report: Report | None = None) -> dict[str, Outcome]:
+              report: Report | None = None, backend: Backend | None = None
+              ) -> dict[str, Outcome]:
     """Run every distinct cell under `root`; returns cell id -> `Outcome`, in input order.
 
-    `jobs` parallel runs (default: one per GPU, else `cpu_jobs` on CPU, None = one per core).
+    `jobs` parallel runs (default: one per GPU, else `cpu_jobs` on CPU, None = one per core),
+    on `backend` (default `LocalBackend`).
 
     `train` replaces `malt.eval.job.train_run` (tests); it must be a module-level function
     when `jobs` > 1. Raises `KeyboardInterrupt` when the run was interrupted, after every
@@ -183,7 +225,8 @@ def run_cells(cells: Sequence[Cell], root: Path, *, jobs: int | None = None,
     if not pending:
         return {c.id: outcomes[c.id] for c in unique}
 
-    workers = plan_workers(jobs, visible_gpus(device), usable_cores(), cpu_jobs, len(pending))
+    backend = backend or LocalBackend()
+    workers = backend.plan(jobs, cpu_jobs, device, len(pending))
 
     def record(cell: Cell, result: tuple[str, Any, float]) -> None:
         nonlocal finished
@@ -197,16 +240,12 @@ def run_cells(cells: Sequence[Cell], root: Path, *, jobs: int | None = None,
         if report:
             report(outcome, finished, total)
 
-    if workers.count == 1:  # in this process (on one GPU: the first visible, as a worker's)
-        for cell in pending:
-            record(cell, _run_one(cell, root, train))
-    else:
-        _run_pool(pending, root, train, workers, record)
+    backend.run(pending, root, train, workers, record)
     return {c.id: outcomes[c.id] for c in unique}
 
 
 def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Workers,
-              record: Callable[[Cell, tuple[str, Any, float]], None]) -> None:
+              record: Record) -> None:
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     gpu_queue = None
@@ -217,7 +256,7 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
     executor = ProcessPoolExecutor(max_workers=workers.count, mp_context=context,
                                    initializer=_init_worker,
                                    initargs=(workers.threads, gpu_queue, stop))
-    futures: dict[Future, Cell] = {executor.submit(_run_one, c, root, train): c for c in cells}
+    futures: dict[Future, Cell] = {executor.submit(run_one, c, root, train): c for c in cells}
     try:
         remaining = set(futures)
         while remaining:
@@ -226,7 +265,7 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
                 try:
                     result = future.result()
                 except Exception as exc:  # a worker died (killed, out of memory)
-                    result = ("failed", f"{type(exc).__name__}: {exc}".splitlines()[0], 0.0)
+                    result = ("failed", failure_line(exc), 0.0)
                 record(futures[future], result)
     except BaseException:
         # Interrupted (or a report callback failed): let running cells save and stop; queued
