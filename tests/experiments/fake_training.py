@@ -67,3 +67,41 @@ def picky_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -
     if config.train.lr == 0.0666:
         raise ValueError("this learning rate always fails")
     return fake_train(config, out, resume=resume)
+
+
+QUICK_LR = 1e-3
+"""`stoppable_train` finishes the run of this learning rate once another run waits for Ctrl-C."""
+WAITING = "waiting-for-ctrl-c"
+SAVED = "checkpoint-saved"
+
+
+def stoppable_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> RunMetrics:
+    """Like the trainer under Ctrl-C: a run of another lr than `QUICK_LR` installs a SIGINT
+    handler, marks itself `WAITING` and waits for SIGINT; then it writes `SAVED` and raises
+    `Interrupted`. The `QUICK_LR` run waits until some run is `WAITING`, then finishes."""
+    import signal
+    import time
+
+    from malt.errors import Interrupted
+
+    out = Path(out)
+    deadline = time.monotonic() + 60
+    if config.train.lr == QUICK_LR:
+        while not list(out.parent.glob(f"*/{WAITING}")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no run ever waited for Ctrl-C")
+            time.sleep(0.02)
+        return fake_train(config, out)
+    RunDir(out).save_config(config)
+    stopped = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stopped.append(signum))
+    try:
+        (out / WAITING).touch()
+        while not stopped:
+            if time.monotonic() > deadline:
+                raise RuntimeError("never interrupted")
+            time.sleep(0.02)
+        (out / SAVED).touch()
+        raise Interrupted("stopped at day 0 step 1")
+    finally:
+        signal.signal(signal.SIGINT, previous)

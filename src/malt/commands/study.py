@@ -48,6 +48,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="shuffle the rows within each training day (the paper's protocol "
                              "reads them in file order); recorded in the tables' notes")
     add_device_flag(parser)
+    parser.add_argument("--backend", default="local", choices=["local", "ray"],
+                        help="where the runs train: local processes, or Ray tasks (malt[ray]; "
+                             "each run asks for its share of a node's cores, or a GPU); "
+                             "default local")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="--backend ray: the cluster to join (`auto`, ray://host:port); the "
+                             "output and data must then be on a file system every node "
+                             "shares (default: start a local Ray instance on this machine's "
+                             "cores)")
     parser.add_argument("--baselines", nargs="+",
                         help="kaml: RelaImpr baseline models (default: the multi-task ones)")
     runs = parser.add_argument_group(
@@ -78,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     options = StudyOptions(
         names=(args.name,), preset=args.preset, data=Path(args.data) if args.data else None,
         out=Path(args.out) if args.out else None, seed=args.seed, seeds=args.seeds,
-        jobs=args.jobs, device=args.device, shuffle=args.shuffle,
+        jobs=args.jobs, device=args.device, backend=args.backend, address=args.address,
+        shuffle=args.shuffle,
         models=tuple_or_none(args.models), targets=tuple_or_none(args.targets),
         aux=None if aux is None else tuple(aux), lrs=tuple_or_none(args.lrs),
         aux_weights=tuple_or_none(args.aux_weights),

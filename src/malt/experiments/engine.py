@@ -10,7 +10,8 @@ interruption (checkpoints are saved; the same command resumes) or failed runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -24,12 +25,14 @@ from malt.experiments.kaml import study_kaml
 from malt.experiments.mac import MAC_STUDIES
 from malt.experiments.output import StudyOutput, write_output
 from malt.experiments.presets import get_preset
+from malt.experiments.scheduler import Backend, LocalBackend
 from malt.experiments.study import Study, claim_output
 from malt.models import model_spec
 from malt.training.config import DEFAULT_SEED
 from malt.training.distributed import resolve_device
 
 Family = Literal["mac", "kaml"]
+BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class StudyOptions:
     seeds: int | None = None
     jobs: int | None = None
     device: str = "auto"
+    backend: str = "local"
+    """`local`: processes on this machine; `ray`: Ray tasks (see `ray_backend`)."""
+    address: str | None = None
+    """The Ray cluster to join (`auto`, `ray://host:port`); None: a local Ray instance."""
     shuffle: bool = False
     """Shuffle rows within each training day (the MAC studies read them in file order)."""
     models: tuple[str, ...] | None = None
@@ -95,7 +102,11 @@ def run_studies(options: StudyOptions, say: Callable[[str], None] = print) -> in
     interrupted."""
     chosen = protocols(options.names)
     family = chosen[0].family
-    study = open_study(options, family, say)
+    with study_backend(options) as backend:
+        return _run_protocols(chosen, open_study(options, family, say, backend), say)
+
+
+def _run_protocols(chosen: list[Protocol], study: Study, say: Callable[[str], None]) -> int:
     try:
         for protocol in chosen:
             started, before = time.perf_counter(), len(study.trained)
@@ -119,7 +130,24 @@ def run_studies(options: StudyOptions, say: Callable[[str], None] = print) -> in
     return 0
 
 
-def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]) -> Study:
+@contextmanager
+def study_backend(options: StudyOptions) -> Iterator[Backend]:
+    """The backend of `options`; a Ray session it opens is shut down on the way out."""
+    if options.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {options.backend!r}; choose from {BACKENDS}")
+    if options.backend == "local":
+        if options.address is not None:
+            raise ConfigError("--address joins a Ray cluster: it needs --backend ray")
+        yield LocalBackend()
+        return
+    from malt.experiments.ray_backend import RayBackend
+
+    with RayBackend(options.address) as backend:
+        yield backend
+
+
+def open_study(options: StudyOptions, family: Family, say: Callable[[str], None],
+               backend: Backend | None = None) -> Study:
     """The data provisioned and prepared, the output claimed, and the `Study` over them."""
     preset = get_preset(options.preset)
     setup = preset.kaml if family == "kaml" else preset.mac
@@ -136,7 +164,8 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
         raise ConfigError(f"--seeds must be positive, got {seeds}")
     for model in (*(options.models or ()), *(options.baselines or ())):
         model_spec(model)
-    resolve_device(options.device)
+    if options.backend == "local":  # on Ray the workers' devices count, not this machine's
+        resolve_device(options.device)
     schema_file = options.overrides.get("data", {}).get("schema")
     out = options.out or Path(f"studies/kaml-{preset.name}" if family == "kaml" else
                               f"studies/{preset.name}")
@@ -163,7 +192,7 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
                  models=options.models, targets=options.targets, lrs=options.lrs,
                  aux_weights=options.aux_weights, baselines=options.baselines,
                  dataset=dataset, data_note=note, jobs=options.jobs, device=options.device,
-                 train=options.train, say=say)
+                 backend=backend, train=options.train, say=say)
 
 
 def _simulate(family: Family, size: str, seed: int, out: Path) -> None:

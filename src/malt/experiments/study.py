@@ -25,7 +25,7 @@ from malt.errors import ConfigError
 from malt.eval.target import ALL
 from malt.experiments.cells import Cell, TrainFn
 from malt.experiments.presets import MacSetup, Setup
-from malt.experiments.scheduler import Outcome, run_cells
+from malt.experiments.scheduler import Backend, Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
 from malt.models import model_spec
 from malt.outputs import OutputDir, atomic_write_text
@@ -137,6 +137,8 @@ class Study:
     """How the notes name the data (default: its path)."""
     jobs: int | None = None
     device: str = "auto"
+    backend: Backend | None = None
+    """Where the runs train (None: this machine's processes, `LocalBackend`)."""
     train: TrainFn | None = None
     say: Callable[[str], None] = print
     failures: dict[str, Outcome] = field(default_factory=dict)
@@ -221,7 +223,8 @@ class Study:
         complete = sum(c.run_dir(self.runs).is_complete() for c in unique)
         self.say(f"{len(unique)} runs, {complete} already complete (under {self.runs})")
         outcomes = run_cells(cells, self.runs, jobs=self.jobs, cpu_jobs=self.setup.cpu_jobs,
-                             device=self.device, train=self.train, report=self._report)
+                             device=self.device, train=self.train, report=self._report,
+                             backend=self.backend)
         for outcome in outcomes.values():
             if outcome.status == "done":
                 self.trained.append(outcome)
