@@ -115,7 +115,8 @@ class RayBackend:
             # Not started: dropped. Running: interrupted, they save a checkpoint and return.
             for ref in waiting:
                 ray.cancel(ref)
-            ray.wait(waiting, num_returns=len(waiting))
+            if waiting:
+                ray.wait(waiting, num_returns=len(waiting))
             raise
 
     # --- shared file system --------------------------------------------------------------
@@ -140,6 +141,7 @@ class RayBackend:
                     n["NodeID"], soft=False)).remote([str(token), *data]) for n in nodes])
         finally:
             token.unlink(missing_ok=True)
+
         def named(path: str) -> str:
             return str(root) if path == str(token) else path
 
