@@ -55,6 +55,8 @@ GROUPS = {
                     ("tests/losses/test_views.py", "tests/losses/test_ranking.py")),
     "grad_methods": Group(("malt/training/grad_methods.py",),
                           ("tests/training/test_grad_methods.py",)),
+    "optim": Group(("malt/training/row_adam.py", "malt/training/optim.py"),
+                   ("tests/training/test_row_adam.py", "tests/training/test_optim.py")),
     "trainer_step": Group(("malt/training/trainer.py",), ("tests/training/test_train_step.py",),
                           names=("malt.training.trainer.xǁTrainerǁtrain_step__mutmut_*",
                                  "malt.training.trainer.xǁTrainerǁ_surgery_step__mutmut_*")),
