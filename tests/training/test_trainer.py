@@ -105,10 +105,14 @@ def test_a_resumed_runs_time_covers_every_leg(data, tmp_path, monkeypatch):
     path = tmp_path / "cut" / "checkpoint.pt"
     payload = torch.load(path, weights_only=False)
     assert payload["state"]["seconds"] > 0
+    assert 0 < payload["state"]["data_wait_seconds"] < payload["state"]["seconds"]
     payload["state"]["seconds"] = 1000.0  # as if the first leg had taken 1000 s
+    payload["state"]["data_wait_seconds"] = 400.0  # of which 400 s waiting for batches
     torch.save(payload, path)
     resumed = train_run(_config(data), tmp_path / "cut", resume=True)
     assert 1000 < resumed.train.seconds < 1000 + 300
+    assert 400 < resumed.train.data_wait_seconds < resumed.train.seconds - 600
+    assert "waiting for data: " in resumed.train.summary()
 
 
 @pytest.mark.parametrize("method, variant, weighting", [

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{args.out}")
         return 130
     if metrics is not None:
+        print(metrics.train.summary())
         print(format_metrics(metrics.views, metrics.main))
         if metrics.per_day:
             print(format_days(metrics.per_day, metrics.views, metrics.main))

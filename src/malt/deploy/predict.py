@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from malt.data.ahead import read_ahead
 from malt.data.layout import find_layout, natural_key
 from malt.data.reader import (
     READ_CHUNK_ROWS,
@@ -199,18 +199,11 @@ class Scorer:
             self._add_metrics(sources, collected)
 
     def _converted(self, sources: list[Source]) -> Iterator[ConvertedChunk]:
-        """The chunks of `sources` converted, in order. The next chunk is converted in a
-        worker thread while the caller scores the current one (pyarrow, numpy and torch
-        release the GIL), so at most two chunks are held at a time."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="malt-convert") as pool:
-            pending: Future | None = None
-            for source, offset, chunk in self._chunks(sources):
-                future = pool.submit(self._convert, source, offset, chunk)
-                if pending is not None:
-                    yield pending.result()
-                pending = future
-            if pending is not None:
-                yield pending.result()
+        """The chunks of `sources` read and converted, in order, the next one in a worker
+        thread while the caller scores the current one (`malt.data.ahead`), so at most two
+        chunks are held at a time."""
+        return read_ahead((self._convert(*chunk) for chunk in self._chunks(sources)),
+                          name="malt-convert")
 
     def _chunks(self, sources: list[Source]
                 ) -> Iterator[tuple[Source, int, RowGroup | pa.RecordBatch]]:

@@ -114,7 +114,8 @@ def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> 
         eval_days=tuple(d.name for d in built.eval_days), eval_rows=int(len(predictions.user)),
         train=TrainStats(days=len(built.train_days), rows=sum(d.rows for d in built.train_days),
                          steps=trainer.state.global_step,
-                         seconds=round(trainer.state.seconds, 2), world_size=built.world.size),
+                         seconds=round(trainer.state.seconds, 2), world_size=built.world.size,
+                         data_wait_seconds=round(trainer.state.data_wait_seconds, 3)),
         params=ParamCounts(*built.model.parameter_counts()),
         target=None if predictions.target_action is None else target_metrics(predictions),
         coverage=built.coverage, per_day=evaluate_by_day(predictions))

@@ -27,6 +27,8 @@ class TrainState:
     finished: bool = False
     seconds: float = 0.0
     """Training time of the run so far, over every leg (a resumed run adds to it)."""
+    data_wait_seconds: float = 0.0
+    """The part of `seconds` spent waiting for the next batch."""
 
 
 def rng_state() -> dict[str, Any]:

@@ -43,6 +43,16 @@ class TrainStats:
     steps: int
     seconds: float
     world_size: int
+    data_wait_seconds: float = 0.0
+    """The part of `seconds` the loop waited for its next batch (0 in runs from before it was
+    measured)."""
+
+    def summary(self) -> str:
+        """One line: rows, time, rate and the share of it spent waiting for data."""
+        rate = self.rows / self.seconds if self.seconds > 0 else 0.0
+        wait = self.data_wait_seconds / self.seconds if self.seconds > 0 else 0.0
+        return (f"trained {self.rows:,} rows in {self.steps:,} steps, {self.seconds:,.1f} s "
+                f"({rate:,.0f} rows/s); waiting for data: {wait:.1%} of that time")
 
 
 @dataclass(frozen=True)

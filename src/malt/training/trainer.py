@@ -13,11 +13,13 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from malt.data.ahead import read_ahead
 from malt.data.batches import Batch, DayBatches
 from malt.data.cache import Day
 from malt.errors import Interrupted
@@ -49,6 +51,10 @@ class _Leg:
     rows: int = 0
     """Rows trained in this leg, all ranks."""
     loss: float | None = None
+    data_wait_before: float = 0.0
+    """Seconds the earlier legs waited for batches."""
+    data_wait: float = 0.0
+    """Seconds this leg waited for its next batch (what the read-ahead did not hide)."""
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -78,6 +84,7 @@ class Trainer:
     def save(self) -> None:
         if self._leg is not None:
             self.state.seconds = self._leg.seconds_before + self._leg.elapsed()
+            self.state.data_wait_seconds = self._leg.data_wait_before + self._leg.data_wait
         if self.world.is_main:
             save_checkpoint(self.run.writable(self.run.checkpoint), model=self.model,
                             optimisation_state=self.optimisation.state_dict(), state=self.state,
@@ -106,7 +113,8 @@ class Trainer:
         writer = self._tensorboard()
         if not self.world.is_main:
             progress = None
-        self._leg = _Leg(self.state.global_step, self.state.seconds)
+        self._leg = _Leg(self.state.global_step, self.state.seconds,
+                         data_wait_before=self.state.data_wait_seconds)
         previous = signal.signal(signal.SIGINT, self._request_stop) \
             if _in_main_thread() else None
         try:
@@ -116,7 +124,8 @@ class Trainer:
                                      seed=self.config.seed, day_index=self.state.day,
                                      rank=self.world.rank, world_size=self.world.size,
                                      device=self.device)
-                for batch in batches.from_step(self.state.step_in_day):
+                for batch in self._waited(read_ahead(batches.from_step(self.state.step_in_day),
+                                                     name="malt-batches")):
                     if self._should_stop():
                         self.save()
                         raise Interrupted(f"stopped at day {self.state.day} step "
@@ -146,6 +155,16 @@ class Trainer:
                 writer.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+
+    def _waited(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """`batches`, adding the time spent waiting for each to the leg's data wait."""
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            self._leg.data_wait += time.perf_counter() - started
+            if batch is None:
+                return
+            yield batch
 
     def _advance(self) -> None:
         self.state.step_in_day += 1
@@ -242,6 +261,7 @@ class Trainer:
         scalars = {f"loss/{view}": value for view, value in report.losses.items()}
         scalars["lr"] = self.optimisation.lr
         scalars["samples_per_s"] = self._leg.samples_per_s()
+        scalars["data_wait_share"] = self._leg.data_wait / max(self._leg.elapsed(), 1e-9)
         for name, value in scalars.items():
             writer.add_scalar(name, value, step)
         self.tracker.log_metrics(scalars, step)
