@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{', '.join(f'{f} {n:,}' for f, n in MAC_TABLES.items())} rows and {OTHER_ROWS:,} "
             f"for each other field (16 dims). Floor = sgemm at {args.batch} x 336 x 256 "
             f"({rate / 1e9:.0f} GFLOP/s here) / (6 x dense parameters). Lazy Adam: sparse "
-            f"embedding gradients and malt's RowSparseAdam on the tables (`--lazy-adam`). "
-            f"Load average at the end: {os.getloadavg()[0]:.2f}.\n\n" + "\n".join(lines))
+            f"embedding gradients and SparseAdam on the tables (`--lazy-adam`). Load average "
+            f"at the end: {os.getloadavg()[0]:.2f}.\n\n" + "\n".join(lines))
     print(body)
     if not args.no_report:
         given = sys.argv[1:] if argv is None else argv

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from malt.training.config import TrainConfig
-from malt.training.optim import Optimisation, warmup_factor
+from malt.training.optim import Optimisation, fused_adam, warmup_factor
 
 
 def test_warmup_is_linear_then_constant():
@@ -36,3 +36,40 @@ def test_lazy_adam_updates_only_touched_rows():
     opt.step()
     changed = (emb.weight.detach() != before).any(1)
     assert changed.tolist() == [i in (1, 3) for i in range(10)]
+
+
+def test_lazy_adam_keeps_the_moments_of_untouched_rows_and_counts_global_steps():
+    emb = torch.nn.Embedding(10, 4, sparse=True)
+    model = torch.nn.ModuleDict({"emb": emb, "lin": torch.nn.Linear(4, 1)})
+    opt = Optimisation(model, [emb.weight], TrainConfig(lazy_adam=True, warmup_fraction=0.0),
+                       total_steps=5)
+    for ids in ([1, 3], [3, 5]):
+        model["lin"](emb(torch.tensor(ids))).sum().backward()
+        opt.step()
+        opt.zero_grad()
+    state = opt.optimizers[1].state[emb.weight]
+    touched = state["exp_avg_sq"].abs().sum(1) > 0
+    assert touched.tolist() == [i in (1, 3, 5) for i in range(10)]
+    assert int(state["step"]) == 2  # row 5 was seen once, but is corrected with t = 2
+
+
+def test_dense_adam_is_fused_where_torch_has_the_kernel():
+    model = torch.nn.ModuleDict({"emb": torch.nn.Embedding(10, 4), "lin": torch.nn.Linear(4, 1)})
+    dense = Optimisation(model, list(model["emb"].parameters()), TrainConfig(), total_steps=5)
+    assert fused_adam(list(model.parameters())) is True  # CPU kernel: torch >= 2.4
+    assert dense.optimizers[0].defaults["fused"] is True
+    assert fused_adam([]) is None
+
+
+def test_fused_adam_makes_the_loop_update():
+    def train(fused: bool | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(6, 3)
+        optimizer = torch.optim.Adam(layer.parameters(), lr=1e-2, fused=fused)
+        for step in range(5):
+            layer(torch.linspace(-1, 1, 12).reshape(2, 6) * (step + 1)).pow(2).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return layer.weight.detach()
+
+    torch.testing.assert_close(train(True), train(None), rtol=0, atol=1e-6)

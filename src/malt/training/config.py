@@ -142,8 +142,8 @@ class TrainConfig:
     amp: bool = False
     """bfloat16 autocast on CUDA (ignored on CPU)."""
     lazy_adam: bool = False
-    """Sparse embedding gradients with row-sparse Adam (`malt.training.row_adam`): faster on
-    large tables, changes the numbers."""
+    """Sparse embedding gradients with lazy (row-wise) Adam: faster on large tables, changes the
+    numbers."""
     log_every: int = 50
     """Steps between loss logs (progress bar, TensorBoard and the tracker)."""
     tracker: TrackerName = "none"

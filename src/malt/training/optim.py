@@ -5,8 +5,9 @@ at lr — and a linear warm-up from `warmup_start` × lr over a fraction of the 
 steps, then a constant rate. Dense Adam uses torch's fused kernel where torch has it for the
 parameters' device (CUDA; CPU from torch 2.4): one pass over each tensor instead of about ten,
 the same update up to float rounding. With `lazy_adam` the embedding tables produce sparse
-gradients and are updated by `RowSparseAdam`, which only touches the rows of the batch
-(moments of other rows are not decayed: faster on large tables, different numbers).
+gradients and are updated by `torch.optim.SparseAdam`, which only touches the rows of the batch
+(moments of other rows are not decayed: faster on large tables, different numbers; see
+docs/training.md for its update).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from torch import nn
 from torch.torch_version import TorchVersion
 
 from malt.training.config import TrainConfig
-from malt.training.row_adam import RowSparseAdam
 
 
 def warmup_factor(step: int, warmup_steps: int, start: float) -> float:
@@ -44,7 +44,7 @@ class Optimisation:
         embedding_lr = cfg.lr * cfg.embedding_lr_scale
         if cfg.lazy_adam:
             self.optimizers = [torch.optim.Adam(dense, lr=cfg.lr, fused=fused_adam(dense)),
-                               RowSparseAdam(embedding_params, lr=embedding_lr)]
+                               torch.optim.SparseAdam(embedding_params, lr=embedding_lr)]
         else:
             self.optimizers = [torch.optim.Adam([
                 {"params": dense, "lr": cfg.lr},

@@ -1,0 +1,86 @@
+"""The optimisers of the embedding tables compared on full training steps, in CPU time of one
+thread (so that other work on the machine barely moves the figures): dense Adam as torch's
+per-tensor loop and as its fused kernel (malt's default), and lazy Adam (`--lazy-adam`,
+torch's SparseAdam), for BASE and MoAE at the `small` and the MAC-scale tables.
+
+    python -m benchmarks.bench_optim [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from unittest import mock
+
+import torch
+
+from benchmarks.bench_models import task_for
+from benchmarks.bench_scale import mac_vocab, small_vocab, synthetic_batch
+from benchmarks.report import update_section
+from malt.data.schema import MAC
+from malt.models import model_spec
+from malt.training import optim
+from malt.training.config import TrainConfig
+
+VARIANTS = {
+    "dense, per-tensor loop": (False, {"fused_adam": lambda params: None}),
+    "dense, fused (default)": (False, {}),
+    "lazy (SparseAdam)": (True, {}),
+}
+"""label -> (lazy, replacements in malt.training.optim while the optimiser is built)."""
+
+
+def samples_per_cpu_second(name: str, vocab, batch, lazy: bool, replaced: dict,
+                           steps: int) -> float:
+    spec, task = model_spec(name), task_for(name)
+    torch.manual_seed(0)
+    config = spec.make_config({"encoder": {"sparse_embeddings": True}} if lazy else {})
+    model = spec.build(MAC, vocab, task, config)
+    with mock.patch.multiple(optim, **replaced) if replaced else contextlib.nullcontext():
+        optimisation = optim.Optimisation(model, model.embedding_parameters(),
+                                          TrainConfig(lazy_adam=lazy), total_steps=1000)
+    times = []
+    for i in range(steps + 1):
+        start = time.thread_time()
+        losses = model.losses(model(batch), batch)
+        total = losses[task.main] + task.aux_weight * sum(
+            v for k, v in losses.items() if k != task.main)
+        total.backward()
+        optimisation.step()
+        optimisation.zero_grad()
+        if i:  # the first step allocates the optimiser's state
+            times.append(time.thread_time() - start)
+    return len(batch["labels"]) / statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--no-report", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    lines = ["| tables | model | " + " | ".join(VARIANTS) + " |",
+             "|---|---|" + "---:|" * len(VARIANTS)]
+    for label, vocab in {"small": small_vocab(), "MAC-scale": mac_vocab()}.items():
+        batch = synthetic_batch(vocab, 4096, 0)
+        for name in ("base", "moae"):
+            rates = [samples_per_cpu_second(name, vocab, batch, lazy, replaced, args.steps)
+                     for lazy, replaced in VARIANTS.values()]
+            print(label, name, " ".join(f"{r:,.0f}" for r in rates), flush=True)
+            lines.append(f"| {label} | {name} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
+    body = ("Samples per CPU second of one thread (`time.thread_time`, torch set to 1 thread), "
+            f"full training steps at batch 4096 on synthetic ids, median of {args.steps} after "
+            "one warm-up step; tables as in \"training at scale\". CPU time rather than wall "
+            "time, so that the comparison holds on a shared machine.\n\n" + "\n".join(lines))
+    print(body)
+    if not args.no_report:
+        given = sys.argv[1:] if argv is None else argv
+        update_section("optimisers of the tables", ("python -m benchmarks.bench_optim " +
+                                                    " ".join(given)).strip(), body)
+
+
+if __name__ == "__main__":
+    main()
