@@ -74,7 +74,7 @@ def backend(ray_session):
 
 
 def without_timing(metrics: RunMetrics) -> RunMetrics:
-    return replace(metrics, train=replace(metrics.train, seconds=0.0))
+    return replace(metrics, train=replace(metrics.train, seconds=0.0, data_wait_seconds=0.0))
 
 
 # --- without a Ray session ---------------------------------------------------------------------
