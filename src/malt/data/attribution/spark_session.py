@@ -30,7 +30,8 @@ def require_pyspark() -> None:
                           "pip install 'malt[spark]'") from exc
 
 
-def _require_java() -> None:
+def require_java() -> None:
+    """Raise a `ConfigError` saying what to install when no Java runtime is found."""
     if os.environ.get("PYSPARK_GATEWAY_PORT"):  # spark-submit started the JVM already
         return
     home = os.environ.get("JAVA_HOME")
@@ -51,7 +52,7 @@ def spark_session(master: str | None = None) -> Iterator:
     session = SparkSession.getActiveSession()
     built = session is None
     if built:
-        _require_java()
+        require_java()
         session = _build(master)
     saved = {key: session.conf.get(key, None) for key in SETTINGS}
     for key, value in SETTINGS.items():
