@@ -77,9 +77,10 @@ def raw_logs(draw):
                            "click_time": ints(0, 50, n) * time_scale,
                            "click_id": np.array(draw(st.permutations(range(n)))) * 7,
                            "channel": ints(0, 2, n), "score": np.linspace(0, 1, n)})
-    if draw(st.booleans()):  # string users, and features that are strings
+    if draw(st.booleans()):  # string ids (click ids tie-break as strings: "k14" < "k7")
         clicks["user"] = "u" + clicks["user"].astype(str)
         clicks["channel"] = "c" + clicks["channel"].astype(str)
+        clicks["click_id"] = "k" + clicks["click_id"].astype(str)
     conversions = pd.DataFrame({"user": clicks["user"].iloc[ints(0, n - 1, m)].to_numpy(),
                                 "item": ints(0, 3, m),
                                 "conversion_time": ints(0, 70, m) * time_scale})
@@ -100,7 +101,7 @@ def spark_labels(spark, tables: dict, files: dict, config) -> pd.DataFrame:
         cache.release()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw_logs(), st.sampled_from([(), ("channel",)]))
 def test_spark_labels_equal_the_in_memory_labels(spark, case, dda_features):
     tables, mode, window = case
@@ -185,7 +186,6 @@ def test_criteo_log_on_spark_equals_memory(spark, tmp_path):
     (lambda c: c.assign(click_time=c["click_time"].where(c.index != 3, "tomorrow")),
      "row 3: cannot parse time 'tomorrow'"),
     (lambda c: c.assign(click_id=[1, 2, 3, 2, 5]), "row 3: click id 2 appears twice"),
-    (lambda c: c.assign(click_time="2024-05-01T08:00:00"), "at least two days"),
 ])
 def test_bad_logs_fail_on_spark_as_in_memory(spark, tmp_path, capsys, change, message):
     args = generic_logs(tmp_path)

@@ -150,10 +150,14 @@ def _design(paths: Paths, cardinalities: tuple[int, ...]) -> np.ndarray:
     columns[:, 0] = BIAS
     columns[order, 1] = np.where(position == 0, REFERENCE,
                                  cell_term(np.minimum(position, POSITIONS - 1), gap))
-    for g, offset in enumerate(feature_offsets(cardinalities)):
-        code = paths.features[:, g]
-        columns[:, 2 + g] = np.where(code == 0, REFERENCE, offset + code - 1)
+    columns[:, 2:] = feature_terms(paths.features, cardinalities)
     return columns
+
+
+def feature_terms(codes: np.ndarray, cardinalities: tuple[int, ...]) -> np.ndarray:
+    """int64 [Q, G] indices into theta of the feature codes [Q, G] (code 0: the fixed 0)."""
+    offsets = np.asarray(feature_offsets(cardinalities), dtype=np.int64)
+    return np.where(codes == 0, REFERENCE, offsets + codes - 1).astype(np.int64)
 
 
 @dataclass(frozen=True)

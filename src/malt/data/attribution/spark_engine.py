@@ -32,7 +32,7 @@ from malt.data.attribution.dda import (
     NoisyOrModel,
     PathCounts,
     cell_term,
-    feature_offsets,
+    feature_terms,
     fit_terms,
     pattern_shares,
     terms_from_counts,
@@ -66,10 +66,10 @@ def attribute_spark(log: SparkLog, config: AttributionConfig, cache: Cache) -> S
     key = _key_columns(log, config.mode)
     if config.mode == "indirect-shop" and not log.journey and "shop" not in conversions.columns:
         conversions = _with_shop_of_item(clicks, conversions)
-    cardinalities: tuple[int, ...] = ()
+    codes = []
     if "dda" in config.rules:
-        clicks, cardinalities = _feature_codes(clicks, config.dda_features, cache)
-    codes = [f"_code{g}" for g in range(len(cardinalities))]
+        clicks = _feature_codes(clicks, config.dda_features, cache)
+        codes = [f"_code{g}" for g in range(len(config.dda_features))]
 
     pairs = _pairs(clicks, conversions, key, config.window, codes)
     ordered = Window.partitionBy("conversion").orderBy(*CLICK_ORDER)
@@ -80,16 +80,16 @@ def attribute_spark(log: SparkLog, config: AttributionConfig, cache: Cache) -> S
         "_gap": F.col("click_time") - F.lag("click_time").over(ordered),
         "_youngest": F.min("age").over(whole)})
     pairs = cache(pairs)
+    counted = pairs.agg(F.count(F.lit(1)).alias("pairs"),
+                        F.countDistinct("conversion").alias("attributed")).first()
     weights = {rule: _rule_weight(rule, config, whole) for rule in config.rules if rule != "dda"}
     pairs = pairs.withColumns({f"_w_{rule}": w for rule, w in weights.items()})
     model = None
     if "dda" in config.rules:
-        pairs, model = _with_dda(pairs, clicks, key, log, config, codes, cardinalities, cache)
+        pairs, model = _with_dda(pairs, clicks, key, log, config, codes, cache)
     labels = pairs.groupBy("click_id").agg(*[F.sum(f"_w_{rule}").alias(rule)
                                              for rule in config.rules])
     labelled = log.clicks.join(labels, "click_id", "left").fillna(0.0, subset=list(config.rules))
-    counted = pairs.agg(F.count(F.lit(1)).alias("pairs"),
-                        F.countDistinct("conversion").alias("attributed")).first()
     return SparkAttribution(labelled=labelled, pairs=counted["pairs"],
                             attributed_conversions=counted["attributed"], dda_model=model)
 
@@ -171,7 +171,7 @@ def _rule_weight(rule: str, config: AttributionConfig, whole):
 
 def _feature_codes(clicks, columns: tuple[str, ...], cache: Cache):
     """The clicks with `_code<g>` of every dda feature: codes in order of first appearance in
-    the file (`pd.factorize`, as the in-memory engine codes them), and the cardinalities."""
+    the file (`pd.factorize`, as the in-memory engine codes them)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -180,11 +180,6 @@ def _feature_codes(clicks, columns: tuple[str, ...], cache: Cache):
         found = [c for c in clicks.columns if c != ROW]
         raise ConfigError(f"dda features {missing} are not click columns; the clicks have "
                           f"{found}")
-    if not columns:
-        return clicks, ()
-    # Distinct values, counting a missing value as one (`pd.factorize` gives it a code).
-    distinct = clicks.agg(*[(F.count_distinct(c) + F.max(F.col(c).isNull().cast("int")))
-                            .alias(f"n{g}") for g, c in enumerate(columns)]).first()
     for g, column in enumerate(columns):
         first = clicks.groupBy(column).agg(F.min(ROW).alias("_first"))
         codes = cache(first.select(F.col(column).alias("_value"),
@@ -192,32 +187,31 @@ def _feature_codes(clicks, columns: tuple[str, ...], cache: Cache):
                                    .alias(f"_code{g}")))
         clicks = clicks.join(codes, clicks[column].eqNullSafe(codes["_value"]), "left"
                              ).drop("_value")
-    return clicks, tuple(int(distinct[f"n{g}"]) for g in range(len(columns)))
+    return clicks
 
 
-def _design(rank, gap, codes: list[str], cardinalities: tuple[int, ...]):
-    """array<long> design row of a click (the columns of `dda.NoisyOrModel.design`): rank is
-    its 0-based position in the path, gap the time since the previous click of the path."""
+def _design(rank, gap, codes: list[str]):
+    """array<long> of a click: its theta index of `b` and of its cell (the first two columns of
+    `dda.NoisyOrModel.design`), then its raw feature codes, which the driver turns into theta
+    indices once it knows the cardinalities. `rank` is the click's 0-based position in its
+    path, `gap` the time since the path's previous click."""
     from pyspark.sql import functions as F
 
     bucket = sum((gap > edge).cast("long") for edge in GAP_EDGES)
     cell = F.when(rank == 0, F.lit(REFERENCE)).otherwise(
         cell_term(F.least(rank, F.lit(POSITIONS - 1)), bucket))
-    features = [F.when(F.col(code) == 0, F.lit(REFERENCE)).otherwise(offset + F.col(code) - 1)
-                for code, offset in zip(codes, feature_offsets(cardinalities))]
-    return F.array(*[c.cast("long") for c in (F.lit(BIAS), cell, *features)])
+    return F.array(*[c.cast("long") for c in (F.lit(BIAS), cell, *map(F.col, codes))])
 
 
 def _with_dda(pairs, clicks, key: list[str], log: SparkLog, config: AttributionConfig,
-              codes: list[str], cardinalities: tuple[int, ...], cache: Cache):
+              codes: list[str], cache: Cache):
     """The pairs with `_w_dda`, and the fitted model."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     spark = pairs.sparkSession
-    width = 2 + len(cardinalities)
-    design = pairs.withColumn("_design", _design(F.col("_rank"), F.col("_gap"), codes,
-                                                 cardinalities))
+    width = 2 + len(codes)
+    design = pairs.withColumn("_design", _design(F.col("_rank"), F.col("_gap"), codes))
     journeys = design.groupBy("conversion").agg(F.sort_array(F.collect_list(
         F.struct("_rank", "_design"))).alias("_clicks"))
     journeys = journeys.select("conversion", F.flatten(F.transform(
@@ -228,7 +222,7 @@ def _with_dda(pairs, clicks, key: list[str], log: SparkLog, config: AttributionC
     patterns = journeys.groupBy("_pid").agg(F.first("_pattern").alias("_pattern"),
                                             F.count(F.lit(1)).alias("n")).toPandas()
     other = _other_paths(clicks, pairs, ["user", "item"] if log.journey else key,
-                         config.window, codes, cardinalities)
+                         config.window, codes)
     # One pass: clicks per design row, and the lengths of the paths that end at them.
     other_rows = other.groupBy("_design", F.when(F.col("_end"), F.col("_rank") + 1)
                                .alias("_length")).agg(F.count(F.lit(1)).alias("n")).toPandas()
@@ -238,9 +232,16 @@ def _with_dda(pairs, clicks, key: list[str], log: SparkLog, config: AttributionC
     flat = [np.asarray(p, dtype=np.int64) for p in patterns["_pattern"]]
     sizes = np.array([len(p) // width for p in flat], dtype=np.int64)
     ends = other_rows["_length"].dropna().to_numpy(dtype=np.int64)
+    conv_design = (np.concatenate(flat) if flat else np.zeros(0, np.int64)).reshape(-1, width)
+    # Every click is in a journey or in a non-converting path, so the codes seen are all of
+    # them: 0..cardinality-1.
+    seen = np.concatenate([conv_design[:, 2:], other_design[:, 2:]])
+    cardinalities = tuple(int(c) + 1 for c in seen.max(axis=0)) if len(seen) else \
+        (0,) * len(codes)
+    for design in (conv_design, other_design):
+        design[:, 2:] = feature_terms(design[:, 2:], cardinalities)
     counts = PathCounts(
-        conv_design=(np.concatenate(flat) if flat else np.zeros(0, np.int64)).reshape(-1, width),
-        conv_pattern=np.repeat(np.arange(len(flat)), sizes),
+        conv_design=conv_design, conv_pattern=np.repeat(np.arange(len(flat)), sizes),
         conv_count=patterns["n"].to_numpy(dtype=np.float64),
         other_design=other_design, other_count=other_rows["n"].to_numpy(dtype=np.float64),
         # A path's first click, and only it, has the reference cell.
@@ -260,8 +261,7 @@ def _with_dda(pairs, clicks, key: list[str], log: SparkLog, config: AttributionC
     return pairs, model
 
 
-def _other_paths(clicks, pairs, key: list[str], window: float, codes: list[str],
-                 cardinalities: tuple[int, ...]):
+def _other_paths(clicks, pairs, key: list[str], window: float, codes: list[str]):
     """Clicks outside every journey, split into paths as `journeys.split_paths` splits them
     (same key, consecutive clicks at most `window` apart), with their design rows; `_new`
     marks a path's first click and `_end` its last."""
@@ -279,5 +279,4 @@ def _other_paths(clicks, pairs, key: list[str], window: float, codes: list[str],
     paths = paths.withColumns({
         "_rank": F.col("_n") - F.max(F.when(F.col("_new"), F.col("_n"))).over(so_far),
         "_end": F.coalesce(F.lead("_new").over(ordered), F.lit(True))})
-    return paths.withColumn("_design", _design(F.col("_rank"), F.col("_gap"), codes,
-                                               cardinalities))
+    return paths.withColumn("_design", _design(F.col("_rank"), F.col("_gap"), codes))

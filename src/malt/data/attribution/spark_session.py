@@ -9,6 +9,7 @@ tables cross to Spark through Arrow.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from malt.errors import ConfigError
 SETTINGS = {"spark.sql.session.timeZone": "UTC",
             "spark.sql.execution.arrow.pyspark.enabled": "true"}
 DEFAULT_MASTER = "local[*]"
+
+log = logging.getLogger(__name__)
 
 
 def require_pyspark() -> None:
@@ -54,6 +57,9 @@ def spark_session(master: str | None = None) -> Iterator:
     if built:
         require_java()
         session = _build(master)
+    elif master is not None and session.sparkContext.master != master:
+        log.warning("a Spark session on %s is active; --master %s does not apply to it",
+                    session.sparkContext.master, master)
     saved = {key: session.conf.get(key, None) for key in SETTINGS}
     for key, value in SETTINGS.items():
         session.conf.set(key, value)
