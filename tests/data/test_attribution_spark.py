@@ -67,8 +67,7 @@ def raw_logs(draw):
         frame = pd.DataFrame({
             "timestamp": ints(0, 50, n) * time_scale, "uid": ints(0, 2, n),
             "campaign": ints(0, 3, n), "click": ints(0, 1, n), "conversion_id": conversion_id,
-            "conversion_timestamp": np.where(conversion_id >= 0,
-                                             conversion_time[conversion_id], -1.0),
+            "conversion_timestamp": np.r_[conversion_time, -1.0][conversion_id],  # -1: none
             "cat1": ints(0, 2, n), "cat3": ints(5, 6, n)})
         frame.loc[0, "click"] = 1
         return {"criteo": frame}, "direct", float(draw(st.integers(1, 30))) * time_scale
