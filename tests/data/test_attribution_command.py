@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +14,8 @@ import pytest
 
 from malt.cli import main
 from malt.data import Schema, prepare
+from malt.data.attribution.spark_session import require_java
+from malt.errors import ConfigError
 
 DAY = 86400
 
@@ -183,6 +188,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     (["--window-days", "0"], "window must be positive"),
     (["--dda-features", "colour"], "not click columns"),
     (["--user-fields", "hour", "--ad-fields", "hour"], "both the user and the ad group"),
+    (["--master", "local[2]"], "--master only applies to --engine spark"),
 ])
 def test_bad_flags_exit_with_a_message(tmp_path, capsys, extra, message):
     assert main([*generic_logs(tmp_path), *extra, "--out", str(tmp_path / "out")]) == 3
@@ -208,3 +214,22 @@ def test_bad_logs_exit_with_file_column_and_row(tmp_path, capsys):
     clicks.to_csv(tmp_path / "clicks.csv", index=False)
     assert main([*args, "--out", str(tmp_path / "out")]) == 3
     assert "clash" in capsys.readouterr().err
+
+
+def test_spark_engine_without_pyspark_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # `import pyspark` fails
+    out = tmp_path / "out"
+    assert main([*generic_logs(tmp_path), "--engine", "spark", "--out", str(out)]) == 3
+    assert "pip install 'malt[spark]'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_spark_engine_without_java_says_so(monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="needs a Java runtime .* openjdk-17-jre-headless"):
+        require_java()
+    monkeypatch.setenv("JAVA_HOME", str(Path(sys.executable).parent.parent))
+    with pytest.raises(ConfigError, match="needs a Java runtime"):
+        require_java()  # a JAVA_HOME without bin/java is not one

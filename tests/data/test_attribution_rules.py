@@ -17,12 +17,15 @@ from malt.data.attribution.dda import (
     POSITIONS,
     NoisyOrModel,
     ObjectiveTerms,
+    PathCounts,
     Paths,
     dda_credit,
     fit,
     objective,
     objective_terms,
+    path_counts,
     shapley_shares,
+    terms_from_counts,
 )
 from malt.data.attribution.rules import sort_journeys, sort_order
 from malt.errors import ConfigError
@@ -159,8 +162,9 @@ def test_objective_gradient_matches_finite_differences():
     _, conv_path = np.unique(conv_path, return_inverse=True)
     terms = ObjectiveTerms(rows=rows, conv_row=rng.integers(0, 15, 30), conv_path=conv_path,
                            n_conv=int(conv_path.max()) + 1,
+                           conv_count=rng.integers(1, 4, int(conv_path.max()) + 1).astype(float),
                            other_count=rng.integers(0, 4, 15).astype(float), n_paths=20,
-                           prior=np.r_[0.0, np.full(5, 0.7)])
+                           prior=np.r_[0.0, np.full(5, 0.7)], lengths=np.arange(1, 4))
     theta = rng.normal(0, 1, 6)
     _, grad = objective(theta, terms)
     eps = 1e-6
@@ -429,3 +433,32 @@ def test_indirect_shop_takes_the_shop_from_the_clicks():
 def test_config_rejects_bad_settings(kw):
     with pytest.raises(ConfigError):
         AttributionConfig(**kw)
+
+
+def test_terms_are_the_same_from_aggregated_counts_in_any_order():
+    """What the Spark engine hands over (distinct patterns with counts, distinct rows with
+    counts, in any order) gives the very terms of the in-memory paths."""
+    both = _two_feature_paths(60, seed=4)
+    doubled = Paths(np.r_[both.path, both.path + 60], np.r_[both.time, both.time],
+                    np.r_[both.click_id, both.click_id + 180], np.r_[both.features, both.features])
+    converted, other = _slice(doubled, doubled.path < 80), _slice(doubled, doubled.path >= 80)
+    counts, _ = path_counts(converted, other, (3, 4))
+    expected, pattern_of = terms_from_counts(counts, (3, 4), l2=0.5)
+    assert expected.n_conv < len(counts.conv_count) and expected.conv_count.max() >= 2
+    # Distinct patterns once each, with their counts, in reverse order; rows likewise.
+    patterns = np.unique(pattern_of)[::-1]
+    size = np.bincount(counts.conv_pattern)
+    pick = [np.flatnonzero(pattern_of == p)[0] for p in patterns]
+    clicks = np.concatenate([np.flatnonzero(counts.conv_pattern == p) for p in pick])
+    rows, inverse = np.unique(counts.other_design, axis=0, return_inverse=True)
+    aggregated = PathCounts(
+        conv_design=counts.conv_design[clicks],
+        conv_pattern=np.repeat(np.arange(len(pick)), size[pick]),
+        conv_count=np.bincount(pattern_of)[patterns].astype(float),
+        other_design=rows[::-1], other_count=np.bincount(inverse.ravel())[::-1].astype(float),
+        n_other=counts.n_other, lengths=counts.lengths)
+    terms, _ = terms_from_counts(aggregated, (3, 4), l2=0.5)
+    for name in ("rows", "conv_row", "conv_path", "conv_count", "other_count", "prior",
+                 "lengths"):
+        np.testing.assert_array_equal(getattr(terms, name), getattr(expected, name), name)
+    assert (terms.n_conv, terms.n_paths) == (expected.n_conv, expected.n_paths)

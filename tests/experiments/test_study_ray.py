@@ -33,6 +33,8 @@ from malt.experiments.scheduler import run_cells
 from malt.training.run_dir import RunDir, RunMetrics
 
 RAY_CPUS = 2
+# One xdist worker runs the whole module, so that `-n 2` starts one Ray instance, not two.
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 @pytest.fixture(scope="module")

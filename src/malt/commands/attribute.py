@@ -50,6 +50,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ad-fields", type=_names, default=(),
                         help="click feature columns to put in the ad group (item and shop "
                              "always are); the other features form the context group")
+    parser.add_argument("--engine", choices=["memory", "spark"], default="memory",
+                        help="memory: pandas and numpy in this process (default); spark: PySpark "
+                             "DataFrames (pip install 'malt[spark]'), same output, for logs "
+                             "beyond one machine's memory or on hdfs:// / s3a:// paths")
+    parser.add_argument("--master", default=None,
+                        help="Spark master URL of --engine spark (default: spark-submit's "
+                             "master when run under it, else local[*])")
     parser.add_argument("--name", default=None, help="schema name (default: the output folder)")
     parser.add_argument("--out", required=True, help="output directory (MAC layout)")
     parser.add_argument("--overwrite", action="store_true",
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     report = attribute_logs(args.clicks, args.conversions, args.out, config,
                             log_format=args.format, name=args.name,
                             user_fields=args.user_fields, ad_fields=args.ad_fields,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, engine=args.engine, master=args.master)
     elapsed = time.perf_counter() - started
     out = Path(args.out)
     journeys = "given" if report.journeys_given else report.mode

@@ -7,6 +7,14 @@
     engine    labels of every click under every rule
     mac       writer of the MAC layout with vocabs and a schema file
     pipeline  raw logs to a MAC-layout data set (what `malt attribute` does)
+
+The same engine on PySpark DataFrames (`malt attribute --engine spark`), same output:
+
+    spark_session   the session it runs on (active, spark-submit's, or --master)
+    spark_logs      the readers, on any path Spark reads
+    spark_engine    journeys, the rules and dda as Spark SQL (the dda fit on aggregates)
+    spark_mac       the MAC writer, day files written by Spark
+    spark_pipeline  the Spark engine of `pipeline`
 """
 
 from malt.data.attribution.engine import ALL_RULES, Attribution, AttributionConfig, attribute

@@ -71,6 +71,10 @@ class ClickLog:
     journey: bool = False
     names: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def click_columns(self) -> tuple[str, ...]:
+        return tuple(self.clicks.columns)
+
     def output_name(self, column: str) -> str:
         return self.names.get(column, column)
 
@@ -191,8 +195,9 @@ def _click_order(click_id: pd.Series, file: str) -> np.ndarray:
     duplicated = click_id.duplicated().to_numpy()
     if duplicated.any():
         row = _first(duplicated)
-        raise DataError(f"click id {click_id.iloc[row]!r} appears twice", file=file,
-                        column="click_id", row=row)
+        # tolist() gives Python values: the id reads as 2, not np.int64(2).
+        raise DataError(f"click id {click_id.iloc[row:row + 1].tolist()[0]!r} appears twice",
+                        file=file, column="click_id", row=row)
     if pd.api.types.is_integer_dtype(click_id):
         return click_id.to_numpy(dtype=np.int64)
     codes, _ = pd.factorize(click_id, sort=True)

@@ -13,8 +13,10 @@ raw ids of every categorical column to 0, 1, ...; `schema.toml` describes the co
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,9 @@ from malt.data.schema import CategoricalField, Schema
 from malt.errors import ConfigError, DataError
 from malt.outputs import atomic_write_text
 
+if TYPE_CHECKING:
+    from malt.data.attribution.spark_logs import SparkLog
+
 
 @dataclass(frozen=True)
 class WrittenDay:
@@ -35,7 +40,7 @@ class WrittenDay:
     rows: int
 
 
-def build_schema(log: ClickLog, rules: tuple[str, ...], *, name: str,
+def build_schema(log: ClickLog | SparkLog, rules: tuple[str, ...], *, name: str,
                  user_fields: tuple[str, ...] = (), ad_fields: tuple[str, ...] = ()) -> Schema:
     """Schema of the written data: item (and shop) and `ad_fields` in the ad group,
     `user_fields` in the user group, every other click feature in the context group."""
@@ -48,7 +53,7 @@ def build_schema(log: ClickLog, rules: tuple[str, ...], *, name: str,
         raise ConfigError(f"features {sorted(both)} are given both the user and the ad group")
     out = log.output_name
     fields = [CategoricalField(out(c), "user") for c in log.features if c in user_fields]
-    fields += [CategoricalField(out(c), "ad") for c in ("item", "shop") if c in log.clicks]
+    fields += [CategoricalField(out(c), "ad") for c in ("item", "shop") if c in log.click_columns]
     fields += [CategoricalField(out(c), "ad") for c in log.features if c in ad_fields]
     fields += [CategoricalField(out(c), "context") for c in log.features
                if c not in user_fields and c not in ad_fields]
@@ -77,6 +82,36 @@ def schema_toml(schema: Schema) -> str:
     return "\n".join(lines) + "\n"
 
 
+def output_columns(log: ClickLog | SparkLog, schema: Schema) -> list[tuple[str, str]]:
+    """(written column, engine column or rule) of every column of a day file, in order."""
+    name = log.output_name
+    columns = [(name("user"), "user")]
+    columns += [(f.name, next(c for c in (*log.features, "item", "shop") if name(c) == f.name))
+                for f in schema.fields]
+    columns += [(rule, rule) for rule in schema.labels]
+    columns += [(name(c), c) for c in ("click_time", "click_id", *log.extras)]
+    return columns
+
+
+def day_files(out: Path, n_days: int) -> list[tuple[str, Path]]:
+    """(split, path) of the i-th of `n_days` days with clicks: the last one is the test day."""
+    if n_days < 2:
+        raise DataError("all clicks fall on one day; at least two days are needed to write "
+                        "training days and a test day", column="click_time")
+    splits = ["train"] * (n_days - 1) + ["test"]
+    return [(split, day_path(out, split, i)) for i, split in enumerate(splits)]
+
+
+def write_vocabs_and_schema(out: Path, schema: Schema, distinct: Callable[[str], np.ndarray]
+                            ) -> None:
+    """`vocabs/<column>.json` of every vocab column (`distinct`: its distinct raw ids, in any
+    order) and `schema.toml`."""
+    for column in schema.vocab_columns:
+        raw_ids = np.sort(distinct(column))
+        write_vocab(out / "vocabs", column, raw_ids.astype(str).tolist())
+    atomic_write_text(out / "schema.toml", schema_toml(schema))
+
+
 def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], schema: Schema
               ) -> list[WrittenDay]:
     """Write the clicks of `log` with `labels` (rule -> [N] weights) under `out`."""
@@ -88,33 +123,19 @@ def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], sch
     t0 = float(time.min())
     day = np.floor((time - t0) / DAY).astype(np.int64)
     days = np.unique(day)
-    if len(days) < 2:
-        raise DataError("all clicks fall on one day; at least two days are needed to write "
-                        "training days and a test day", column="click_time")
+    files = day_files(out, len(days))
 
-    name = log.output_name
-    frame = pd.DataFrame({name("user"): clicks["user"].to_numpy()})
-    for f in schema.fields:
-        source = next(c for c in (*log.features, "item", "shop") if name(c) == f.name)
-        frame[f.name] = clicks[source].to_numpy()
-    for rule in schema.labels:
-        frame[rule] = labels[rule].astype(np.float32)
-    for column in ("click_time", "click_id", *log.extras):
-        frame[name(column)] = clicks[column].to_numpy()
-
+    frame = pd.DataFrame({column: labels[source].astype(np.float32) if source in labels
+                          else clicks[source].to_numpy()
+                          for column, source in output_columns(log, schema)})
     order = np.lexsort((log.click_order, time))
     bounds = np.searchsorted(day[order], days)
     ends = np.r_[bounds[1:], len(order)]
     written = []
-    for i, (lo, hi) in enumerate(zip(bounds, ends)):
-        split = "test" if i == len(days) - 1 else "train"
-        path = day_path(out, split, i)
+    for (split, path), lo, hi in zip(files, bounds, ends):
         rows = order[lo:hi]
         write_day(path, pa.Table.from_pandas(frame.iloc[rows], preserve_index=False))
         written.append(WrittenDay(split, path, len(rows)))
-    for column in schema.vocab_columns:
-        # Hash-based distinct values, then one sort of those: faster than np.unique on ids.
-        raw_ids = np.sort(pd.unique(frame[column].to_numpy()))
-        write_vocab(out / "vocabs", column, raw_ids.astype(str).tolist())
-    atomic_write_text(out / "schema.toml", schema_toml(schema))
+    # Hash-based distinct values, then one sort of those: faster than np.unique on ids.
+    write_vocabs_and_schema(out, schema, lambda column: pd.unique(frame[column].to_numpy()))
     return written

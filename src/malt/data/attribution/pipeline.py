@@ -1,6 +1,7 @@
 """Raw logs to a MAC-layout data set: read the logs, attribute, write days, vocabs and schema.
 
-`attribute_logs` is the whole of `malt attribute`: the output is checked before anything is
+`attribute_logs` is the whole of `malt attribute`, on either engine (in memory, or on Spark:
+`spark_pipeline`): the output is checked before anything is
 read, built in a hidden sibling of `out` and moved into place when complete (see
 `malt.outputs.staged_output`), and `out/attribution.json` records the inputs, the settings
 and the label statistics (what `AttributionReport` holds).
@@ -8,21 +9,24 @@ and the label statistics (what `AttributionReport` holds).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
-from malt.data.attribution.engine import AttributionConfig, attribute
+from malt.data.attribution.engine import Attribution, AttributionConfig, attribute
 from malt.data.attribution.journeys import DAY
-from malt.data.attribution.logs import read_criteo, read_generic
-from malt.data.attribution.mac import build_schema, write_mac
+from malt.data.attribution.logs import ClickLog, read_criteo, read_generic
+from malt.data.attribution.mac import WrittenDay, build_schema, write_mac
+from malt.data.schema import Schema
 from malt.errors import ConfigError
 from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
 
 LogFormat = Literal["generic", "criteo"]
+ENGINES = ("memory", "spark")
 REPORT_FILE = "attribution.json"
 
 
@@ -30,6 +34,7 @@ REPORT_FILE = "attribution.json"
 class AttributionReport:
     """What an attribution wrote, and the statistics of its labels."""
 
+    engine: str
     format: str
     clicks: str
     conversions: str | None
@@ -52,6 +57,56 @@ class AttributionReport:
     """Split, file (relative to the output) and rows of every written day."""
 
 
+@dataclass(frozen=True)
+class LabelStats:
+    """The counts and label statistics of an attribution, as every engine reports them."""
+
+    n_clicks: int
+    n_conversions: int
+    attributed_conversions: int
+    pairs: int
+    positive_ratio: dict[str, float]
+    weight_sum: dict[str, float]
+
+    @property
+    def mean_journey(self) -> float:
+        return self.pairs / self.attributed_conversions if self.attributed_conversions else 0.0
+
+
+class Engine(Protocol):
+    """What `attribute_logs` needs of an engine (`MemoryEngine`, `spark_pipeline.SparkEngine`).
+    `attribute` returns the engine's labelled clicks, which `write` and `statistics` take."""
+
+    def read(self, clicks: str | Path, conversions: str | Path | None, log_format: LogFormat
+             ): ...
+
+    def attribute(self, log, config: AttributionConfig): ...
+
+    def write(self, stage: Path, log, labelled, schema: Schema) -> list[WrittenDay]: ...
+
+    def statistics(self, log, labelled) -> LabelStats: ...
+
+
+class MemoryEngine:
+    """pandas and numpy in this process (`logs`, `engine`, `mac`)."""
+
+    def read(self, clicks, conversions, log_format):
+        return read_criteo(clicks) if log_format == "criteo" else read_generic(clicks, conversions)
+
+    def attribute(self, log: ClickLog, config: AttributionConfig) -> Attribution:
+        return attribute(log, config)
+
+    def write(self, stage, log, labelled: Attribution, schema):
+        return write_mac(stage, log, labelled.labels, schema)
+
+    def statistics(self, log: ClickLog, labelled: Attribution) -> LabelStats:
+        return LabelStats(
+            n_clicks=len(log.clicks), n_conversions=len(log.conversions),
+            attributed_conversions=labelled.attributed_conversions, pairs=len(labelled.journeys),
+            positive_ratio={r: float(np.mean(w > 0)) for r, w in labelled.labels.items()},
+            weight_sum={r: float(w.sum()) for r, w in labelled.labels.items()})
+
+
 def default_window_days(log_format: LogFormat) -> float:
     """7 days; 30 for Criteo, whose log spans 30 days, so that every journey it names is kept."""
     return 30.0 if log_format == "criteo" else 7.0
@@ -60,10 +115,15 @@ def default_window_days(log_format: LogFormat) -> float:
 def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str | Path,
                    config: AttributionConfig, *, log_format: LogFormat = "generic",
                    name: str | None = None, user_fields: tuple[str, ...] = (),
-                   ad_fields: tuple[str, ...] = (), overwrite: bool = False
-                   ) -> AttributionReport:
-    """Attribute the logs under every rule of `config` and write the MAC layout to `out`."""
+                   ad_fields: tuple[str, ...] = (), overwrite: bool = False,
+                   engine: str = "memory", master: str | None = None) -> AttributionReport:
+    """Attribute the logs under every rule of `config` and write the MAC layout to `out`.
+
+    `engine`: "memory" (pandas and numpy) or "spark" (PySpark DataFrames, on the session of
+    `spark_session.spark_session(master)`); both write the same output."""
     out = Path(out)
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown attribution engine '{engine}', expected one of {ENGINES}")
     if log_format == "generic" and conversions is None:
         raise ConfigError("--conversions is required with --format generic")
     if log_format == "criteo" and conversions is not None:
@@ -71,28 +131,35 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
                           "drop --conversions")
     if log_format == "criteo" and config.mode != "direct":
         raise ConfigError("the Criteo layout names each click's conversion; --mode does not apply")
+    if master is not None and engine != "spark":
+        raise ConfigError("--master only applies to --engine spark")
     OutputDir(out, DATA_KIND).check_writable(overwrite=overwrite)
-    log = read_criteo(clicks) if log_format == "criteo" else read_generic(clicks, conversions)
-    schema = build_schema(log, config.rules, name=name or out.resolve().name,
-                          user_fields=user_fields, ad_fields=ad_fields)
-    result = attribute(log, config)
-    sizes = result.journeys.sizes
-    with staged_output(out, DATA_KIND, overwrite=overwrite) as stage:
-        days = write_mac(stage, log, result.labels, schema)
-        report = AttributionReport(
-            format=log_format, clicks=str(clicks),
-            conversions=None if conversions is None else str(conversions),
-            rules=list(config.rules), window_days=config.window / DAY, mode=config.mode,
-            journeys_given=bool(log.journey), half_life_days=config.half_life / DAY,
-            position_shares=list(config.position_shares),
-            dda_features=list(config.dda_features), n_clicks=len(log.clicks),
-            n_conversions=len(log.conversions),
-            attributed_conversions=result.attributed_conversions,
-            mean_journey=float(sizes[sizes > 0].mean()) if result.attributed_conversions
-            else 0.0,
-            positive_ratio={r: float(np.mean(w > 0)) for r, w in result.labels.items()},
-            weight_sum={r: float(w.sum()) for r, w in result.labels.items()},
-            days=[{"split": d.split, "file": str(d.path.relative_to(stage)), "rows": d.rows}
-                  for d in days])
-        atomic_write_text(stage / REPORT_FILE, json.dumps(asdict(report), indent=1))
+    if engine == "memory":
+        runner = contextlib.nullcontext(MemoryEngine())
+    else:
+        from malt.data.attribution.spark_pipeline import spark_engine
+
+        runner = spark_engine(master)
+    with runner as chosen:
+        log = chosen.read(clicks, conversions, log_format)
+        schema = build_schema(log, config.rules, name=name or out.resolve().name,
+                              user_fields=user_fields, ad_fields=ad_fields)
+        labelled = chosen.attribute(log, config)
+        with staged_output(out, DATA_KIND, overwrite=overwrite) as stage:
+            days = chosen.write(stage, log, labelled, schema)
+            stats = chosen.statistics(log, labelled)
+            report = AttributionReport(
+                engine=engine, format=log_format, clicks=str(clicks),
+                conversions=None if conversions is None else str(conversions),
+                rules=list(config.rules), window_days=config.window / DAY, mode=config.mode,
+                journeys_given=bool(log.journey), half_life_days=config.half_life / DAY,
+                position_shares=list(config.position_shares),
+                dda_features=list(config.dda_features), n_clicks=stats.n_clicks,
+                n_conversions=stats.n_conversions,
+                attributed_conversions=stats.attributed_conversions,
+                mean_journey=stats.mean_journey, positive_ratio=stats.positive_ratio,
+                weight_sum=stats.weight_sum,
+                days=[{"split": d.split, "file": str(d.path.relative_to(stage)), "rows": d.rows}
+                      for d in days])
+            atomic_write_text(stage / REPORT_FILE, json.dumps(asdict(report), indent=1))
     return report

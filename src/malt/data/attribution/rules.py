@@ -51,7 +51,7 @@ def credit(rule: str, journey: np.ndarray, click_time: np.ndarray, click_id: np.
     elif rule == "linear":
         w = 1.0 / size
     elif rule == "position":
-        first, middle, last = np.asarray(position_shares, dtype=np.float64) / sum(position_shares)
+        first, middle, last = scaled_shares(position_shares)
         ends = np.where(rank == 0, first, last)
         w = np.where(size == 1, 1.0,
                      np.where(size == 2, ends / (first + last),
@@ -69,6 +69,12 @@ def credit(rule: str, journey: np.ndarray, click_time: np.ndarray, click_id: np.
     out = np.empty(n)
     out[order] = w
     return out
+
+
+def scaled_shares(position_shares: tuple[float, float, float]) -> tuple[float, float, float]:
+    """The (first, middle, last) shares of the `position` rule, scaled to sum to 1."""
+    first, middle, last = np.asarray(position_shares, dtype=np.float64) / sum(position_shares)
+    return float(first), float(middle), float(last)
 
 
 def sort_journeys(journey: np.ndarray, click_time: np.ndarray, click_id: np.ndarray
