@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 import time
 from unittest import mock
@@ -18,7 +17,7 @@ from unittest import mock
 import torch
 
 from benchmarks.bench_models import task_for
-from benchmarks.bench_scale import mac_vocab, small_vocab, synthetic_batch
+from benchmarks.bench_scale import mac_vocab, median_step_seconds, small_vocab, synthetic_batch
 from benchmarks.report import update_section
 from malt.data.schema import MAC
 from malt.models import model_spec
@@ -42,18 +41,8 @@ def samples_per_cpu_second(name: str, vocab, batch, lazy: bool, replaced: dict,
     with mock.patch.multiple(optim, **replaced) if replaced else contextlib.nullcontext():
         optimisation = optim.Optimisation(model, model.embedding_parameters(),
                                           TrainConfig(lazy_adam=lazy), total_steps=1000)
-    times = []
-    for i in range(steps + 1):
-        start = time.thread_time()
-        losses = model.losses(model(batch), batch)
-        total = losses[task.main] + task.aux_weight * sum(
-            v for k, v in losses.items() if k != task.main)
-        total.backward()
-        optimisation.step()
-        optimisation.zero_grad()
-        if i:  # the first step allocates the optimiser's state
-            times.append(time.thread_time() - start)
-    return len(batch["labels"]) / statistics.median(times)
+    seconds = median_step_seconds(model, task, optimisation, batch, steps, clock=time.thread_time)
+    return len(batch["labels"]) / seconds
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -78,19 +78,27 @@ def step_samples_per_s(name: str, vocab: VocabInfo, lazy: bool, batch: dict, ste
     model = spec.build(MAC, vocab, task, config)
     optimisation = Optimisation(model, model.embedding_parameters(),
                                 TrainConfig(lazy_adam=lazy), total_steps=1000)
+    seconds = median_step_seconds(model, task, optimisation, batch, steps)
+    return model.parameter_counts()[0], len(batch["labels"]) / seconds
+
+
+def median_step_seconds(model, task, optimisation: Optimisation, batch: dict, steps: int,
+                        clock=time.perf_counter) -> float:
+    """Median `clock` time of `steps` full training steps, after one warm-up step (which
+    allocates the optimiser's state)."""
     model.train()
     times = []
     for i in range(steps + 1):
-        start = time.perf_counter()
+        start = clock()
         losses = model.losses(model(batch), batch)
         total = losses[task.main] + task.aux_weight * sum(
             v for k, v in losses.items() if k != task.main)
         total.backward()
         optimisation.step()
         optimisation.zero_grad()
-        if i:  # the first step allocates the optimiser's state
-            times.append(time.perf_counter() - start)
-    return model.parameter_counts()[0], len(batch["labels"]) / statistics.median(times)
+        if i:
+            times.append(clock() - start)
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> None:
