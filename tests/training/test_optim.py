@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -47,7 +49,10 @@ def test_lazy_adam_keeps_the_moments_of_untouched_rows_and_counts_global_steps()
         model["lin"](emb(torch.tensor(ids))).sum().backward()
         opt.step()
         opt.zero_grad()
-    state = opt.optimizers[1].state[emb.weight]
+    dense, tables = opt.optimizers
+    assert dense.param_groups[0]["lr"] == pytest.approx(3e-3) and dense.defaults["fused"] is True
+    assert tables.param_groups[0]["lr"] == pytest.approx(3e-2)  # embedding_lr_scale 10
+    state = tables.state[emb.weight]
     touched = state["exp_avg_sq"].abs().sum(1) > 0
     assert touched.tolist() == [i in (1, 3, 5) for i in range(10)]
     assert int(state["step"]) == 2  # row 5 was seen once, but is corrected with t = 2
@@ -58,6 +63,7 @@ def test_dense_adam_is_fused_where_torch_has_the_kernel():
     dense = Optimisation(model, list(model["emb"].parameters()), TrainConfig(), total_steps=5)
     assert fused_adam(list(model.parameters())) is True  # CPU kernel: torch >= 2.4
     assert dense.optimizers[0].defaults["fused"] is True
+    assert [g["lr"] for g in dense.optimizers[0].param_groups] == pytest.approx([3e-3, 3e-2])
     assert fused_adam([]) is None
 
 
@@ -73,3 +79,44 @@ def test_fused_adam_makes_the_loop_update():
         return layer.weight.detach()
 
     torch.testing.assert_close(train(True), train(None), rtol=0, atol=1e-6)
+
+
+def test_warmup_starts_at_its_start_factor():
+    assert warmup_factor(5, 10, 0.2) == pytest.approx(0.6)
+    assert warmup_factor(9, 10, 0.2) == pytest.approx(0.92)
+    assert warmup_factor(0, 1, 0.25) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("version, fused", [("2.3.1", None), ("2.4.0", True), ("2.13.0", True)])
+def test_fused_cpu_adam_needs_torch_2_4(monkeypatch, version, fused):
+    monkeypatch.setattr(torch, "__version__", version)
+    assert fused_adam([torch.nn.Parameter(torch.zeros(2))]) is fused
+    assert fused_adam([torch.nn.Parameter(torch.zeros(2, device="meta"))]) is None
+
+
+def test_a_restored_optimisation_continues_like_the_original():
+    def model_and_optimisation(lazy: bool):
+        torch.manual_seed(0)
+        emb = torch.nn.Embedding(6, 3, sparse=lazy)
+        model = torch.nn.ModuleDict({"emb": emb, "lin": torch.nn.Linear(3, 1)})
+        cfg = TrainConfig(lr=1e-2, lazy_adam=lazy, warmup_fraction=0.5)
+        return model, Optimisation(model, [emb.weight], cfg, total_steps=8)
+
+    def step(model, opt, ids):
+        model["lin"](model["emb"](torch.tensor(ids))).pow(2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+
+    for lazy in (False, True):
+        model, opt = model_and_optimisation(lazy)
+        step(model, opt, [1, 2])
+        twin, restored = model_and_optimisation(lazy)
+        twin.load_state_dict(model.state_dict())
+        # As through a checkpoint file: the loaded state must not share tensors with `opt`.
+        restored.load_state_dict(copy.deepcopy(opt.state_dict()))
+        for m, o in ((model, opt), (twin, restored)):
+            step(m, o, [2, 4])
+        assert restored.lr == pytest.approx(opt.lr) and restored.lr < 1e-2  # mid warm-up
+        for a, b in zip(model.parameters(), twin.parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert all(p.grad is None for p in model.parameters())
