@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
 import torch
 
-from benchmarks.report import update_section
+from benchmarks.report import invocation, update_section
 from malt.data.schema import MAC
 from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
@@ -114,9 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             + "\n".join([header, rule, *rows]))
     print(body)
     if not args.no_report:
-        given = sys.argv[1:] if argv is None else argv
-        command = "python -m benchmarks.bench_models " + " ".join(given)
-        update_section("models", command.strip(), body)
+        update_section("models", invocation("bench_models", argv), body)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from unittest import mock
 
@@ -18,7 +17,7 @@ import torch
 
 from benchmarks.bench_models import task_for
 from benchmarks.bench_scale import mac_vocab, median_step_seconds, small_vocab, synthetic_batch
-from benchmarks.report import update_section
+from benchmarks.report import invocation, update_section
 from malt.data.schema import MAC
 from malt.models import model_spec
 from malt.training import optim
@@ -66,9 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             "time, so that the comparison holds on a shared machine.\n\n" + "\n".join(lines))
     print(body)
     if not args.no_report:
-        given = sys.argv[1:] if argv is None else argv
-        update_section("optimisers of the tables", ("python -m benchmarks.bench_optim " +
-                                                    " ".join(given)).strip(), body)
+        update_section("optimisers of the tables", invocation("bench_optim", argv), body)
 
 
 if __name__ == "__main__":

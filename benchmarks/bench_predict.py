@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from benchmarks.report import best_of, sgemm_rate, update_section
+from benchmarks.report import best_of, invocation, sgemm_rate, update_section
 from malt.data.layout import write_vocab
 from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
@@ -123,9 +122,7 @@ def main(argv: list[str] | None = None) -> None:
             + "\n".join(lines))
     print(body)
     if not args.no_report:
-        given = sys.argv[1:] if argv is None else argv
-        update_section("predict", ("python -m benchmarks.bench_predict " + " ".join(given))
-                       .strip(), body)
+        update_section("predict", invocation("bench_predict", argv), body)
 
 
 def converted_rows(scorer: Scorer, path: Path, rows: int) -> dict[str, np.ndarray]:

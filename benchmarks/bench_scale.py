@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_models import task_for
-from benchmarks.report import sgemm_rate, update_section
+from benchmarks.report import invocation, sgemm_rate, update_section
 from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
 from malt.data.vocab import VocabInfo
@@ -137,9 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             f"at the end: {os.getloadavg()[0]:.2f}.\n\n" + "\n".join(lines))
     print(body)
     if not args.no_report:
-        given = sys.argv[1:] if argv is None else argv
-        update_section("training at scale", ("python -m benchmarks.bench_scale " +
-                                             " ".join(given)).strip(), body)
+        update_section("training at scale", invocation("bench_scale", argv), body)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import re
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -39,6 +40,13 @@ def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     threads = torch.get_num_threads()
     return f"{cpu}, {threads} torch threads, {gpu}, torch {torch.__version__}, {date.today()}"
+
+
+def invocation(script: str, argv: list[str] | None) -> str:
+    """The command line that ran `python -m benchmarks.<script>` with `argv` (None: this
+    process's arguments)."""
+    given = sys.argv[1:] if argv is None else argv
+    return " ".join(["python -m benchmarks." + script, *given])
 
 
 def update_section(name: str, command: str, body: str) -> None:
