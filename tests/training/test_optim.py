@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from malt.training.config import TrainConfig
-from malt.training.optim import Optimisation, fused_adam, warmup_factor
+from malt.training.optim import Optimisation, clip_gradients, fused_adam, warmup_factor
+from malt.training.row_adam import RowAdam
 
 
 def test_warmup_is_linear_then_constant():
@@ -31,8 +32,8 @@ def test_embeddings_train_at_scaled_rate_and_schedule_uses_real_steps():
 def test_lazy_adam_updates_only_touched_rows():
     emb = torch.nn.Embedding(10, 4, sparse=True)
     model = torch.nn.ModuleDict({"emb": emb, "lin": torch.nn.Linear(4, 1)})
-    cfg = TrainConfig(lr=1e-2, lazy_adam=True, warmup_fraction=0.0)
-    opt = Optimisation(model, [emb.weight], cfg, total_steps=5)
+    cfg = TrainConfig(lr=1e-2, table_optimizer="lazy", warmup_fraction=0.0)
+    opt = Optimisation(model, [emb.weight], cfg, total_steps=5, sparse_tables=True)
     before = emb.weight.detach().clone()
     model["lin"](emb(torch.tensor([1, 3]))).sum().backward()
     opt.step()
@@ -43,13 +44,15 @@ def test_lazy_adam_updates_only_touched_rows():
 def test_lazy_adam_keeps_the_moments_of_untouched_rows_and_counts_global_steps():
     emb = torch.nn.Embedding(10, 4, sparse=True)
     model = torch.nn.ModuleDict({"emb": emb, "lin": torch.nn.Linear(4, 1)})
-    opt = Optimisation(model, [emb.weight], TrainConfig(lazy_adam=True, warmup_fraction=0.0),
-                       total_steps=5)
+    opt = Optimisation(model, [emb.weight],
+                       TrainConfig(table_optimizer="lazy", warmup_fraction=0.0), total_steps=5,
+                       sparse_tables=True)
     for ids in ([1, 3], [3, 5]):
         model["lin"](emb(torch.tensor(ids))).sum().backward()
         opt.step()
         opt.zero_grad()
     dense, tables = opt.optimizers
+    assert isinstance(tables, torch.optim.SparseAdam)
     assert dense.param_groups[0]["lr"] == pytest.approx(3e-3) and dense.defaults["fused"] is True
     assert tables.param_groups[0]["lr"] == pytest.approx(3e-2)  # embedding_lr_scale 10
     state = tables.state[emb.weight]
@@ -94,29 +97,93 @@ def test_fused_cpu_adam_needs_torch_2_4(monkeypatch, version, fused):
     assert fused_adam([torch.nn.Parameter(torch.zeros(2, device="meta"))]) is None
 
 
-def test_a_restored_optimisation_continues_like_the_original():
-    def model_and_optimisation(lazy: bool):
+@pytest.mark.parametrize("table_optimizer", ["rows", "dense", "lazy"])
+def test_a_restored_optimisation_continues_like_the_original(table_optimizer):
+    sparse = table_optimizer != "dense"
+
+    def model_and_optimisation():
         torch.manual_seed(0)
-        emb = torch.nn.Embedding(6, 3, sparse=lazy)
+        emb = torch.nn.Embedding(6, 3, sparse=sparse)
         model = torch.nn.ModuleDict({"emb": emb, "lin": torch.nn.Linear(3, 1)})
-        cfg = TrainConfig(lr=1e-2, lazy_adam=lazy, warmup_fraction=0.5)
-        return model, Optimisation(model, [emb.weight], cfg, total_steps=8)
+        cfg = TrainConfig(lr=1e-2, table_optimizer=table_optimizer, warmup_fraction=0.5)
+        return model, Optimisation(model, [emb.weight], cfg, total_steps=8,
+                                   sparse_tables=sparse)
 
     def step(model, opt, ids):
         model["lin"](model["emb"](torch.tensor(ids))).pow(2).sum().backward()
         opt.step()
         opt.zero_grad()
 
-    for lazy in (False, True):
-        model, opt = model_and_optimisation(lazy)
-        step(model, opt, [1, 2])
-        twin, restored = model_and_optimisation(lazy)
-        twin.load_state_dict(model.state_dict())
-        # As through a checkpoint file: the loaded state must not share tensors with `opt`.
-        restored.load_state_dict(copy.deepcopy(opt.state_dict()))
-        for m, o in ((model, opt), (twin, restored)):
-            step(m, o, [2, 4])
-        assert restored.lr == pytest.approx(opt.lr) and restored.lr < 1e-2  # mid warm-up
-        for a, b in zip(model.parameters(), twin.parameters()):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
-        assert all(p.grad is None for p in model.parameters())
+    model, opt = model_and_optimisation()
+    step(model, opt, [1, 2])
+    twin, restored = model_and_optimisation()
+    twin.load_state_dict(model.state_dict())
+    # As through a checkpoint file: the loaded state must not share tensors with `opt`.
+    restored.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for m, o in ((model, opt), (twin, restored)):
+        step(m, o, [2, 4])
+        step(m, o, [5])
+        o.catch_up()
+    assert restored.lr == pytest.approx(opt.lr) and restored.lr < 1e-2  # mid warm-up
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_rows_updates_the_tables_with_row_adam_and_catches_up_to_dense_adam():
+    def trained(table_optimizer: str) -> torch.nn.ModuleDict:
+        torch.manual_seed(0)
+        sparse = table_optimizer == "rows"
+        emb = torch.nn.Embedding(8, 3, sparse=sparse)
+        model = torch.nn.ModuleDict({"emb": emb, "lin": torch.nn.Linear(3, 1)})
+        cfg = TrainConfig(lr=1e-2, table_optimizer=table_optimizer, warmup_fraction=0.5)
+        opt = Optimisation(model, [emb.weight], cfg, total_steps=6, sparse_tables=sparse)
+        assert isinstance(opt.optimizers[-1], RowAdam) == sparse
+        for ids in ([1, 2], [2, 4], [7], [1, 7], [3]):
+            model["lin"](emb(torch.tensor(ids))).pow(2).sum().backward()
+            opt.step()
+            opt.zero_grad()
+        opt.catch_up()
+        return model
+
+    rows, dense = trained("rows"), trained("dense")
+    for a, b in zip(rows.parameters(), dense.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_the_table_optimizer_must_match_the_gradients():
+    emb = torch.nn.Embedding(4, 2)
+    model = torch.nn.ModuleDict({"emb": emb})
+    with pytest.raises(ValueError, match="sparse"):
+        Optimisation(model, [emb.weight], TrainConfig(table_optimizer="lazy"), total_steps=5)
+    with pytest.raises(ValueError, match="dense"):
+        Optimisation(model, [emb.weight], TrainConfig(table_optimizer="dense"), total_steps=5,
+                     sparse_tables=True)
+
+
+def test_clipping_counts_sparse_gradients_as_their_dense_equivalent():
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    lin = torch.nn.Linear(3, 2)
+    # Row 4 twice: a sparse gradient with a duplicate index, summed in the dense one.
+    lin(emb(torch.tensor([4, 1, 4]))).pow(2).sum().backward()
+    params = [emb.weight, *lin.parameters()]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for twin, p in zip(twins, params):
+        twin.grad = p.grad.to_dense().clone()  # to_dense() of a dense tensor is itself
+    norm = torch.nn.utils.clip_grad_norm_(twins, 0.05)
+    assert norm > 0.05  # the clip binds
+    clip_gradients(params, 0.05)
+    for twin, p in zip(twins, params):
+        torch.testing.assert_close(p.grad.to_dense(), twin.grad, rtol=1e-6, atol=0)
+    assert emb.weight.grad.is_sparse
+
+
+def test_clipping_below_the_norm_leaves_gradients_alone():
+    layer = torch.nn.Linear(2, 1)
+    layer(torch.ones(1, 2)).sum().backward()
+    before = [p.grad.clone() for p in layer.parameters()]
+    clip_gradients(list(layer.parameters()), 100.0)
+    for b, p in zip(before, layer.parameters()):
+        torch.testing.assert_close(p.grad, b, rtol=0, atol=0)
+    clip_gradients([torch.nn.Parameter(torch.zeros(2))], 1.0)  # no gradient: nothing to do

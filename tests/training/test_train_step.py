@@ -21,7 +21,7 @@ from malt.training import grad_methods
 from malt.training.builder import build_run
 from malt.training.config import RunConfig
 from malt.training.distributed import World
-from malt.training.optim import Optimisation
+from malt.training.optim import Optimisation, clip_gradients
 from malt.training.run_dir import RunDir
 from malt.training.trainer import Trainer
 
@@ -53,7 +53,8 @@ def _reference(trainer: Trainer):
     """A copy of the model and a fresh optimisation of it, as the trainer has them now."""
     model = copy.deepcopy(trainer.model)
     optimisation = Optimisation(model, model.embedding_parameters(), trainer.config.train,
-                                trainer.total_steps)
+                                trainer.total_steps,
+                                sparse_tables=trainer.config.sparse_table_gradients())
     optimisation.load_state_dict(trainer.optimisation.state_dict())
     return model, optimisation
 
@@ -162,7 +163,7 @@ def test_without_auxiliary_weight_a_gradient_method_is_the_plain_step(data, tmp_
 
 
 def test_gradients_are_clipped_to_the_configured_norm(data, tmp_path):
-    trainer = _trainer(data, tmp_path, grad_clip=1e-3)
+    trainer = _trainer(data, tmp_path, grad_clip=1e-3, table_optimizer="dense")
     batch = _batch(trainer)
     model, optimisation = _reference(trainer)
     main, aux = _losses(model, batch, trainer.task)
@@ -269,15 +270,15 @@ class _DistributedStandIn(torch.nn.Module):
         return contextlib.nullcontext()
 
 
-def test_clipping_leaves_the_sparse_embedding_gradients_alone(data, tmp_path):
-    trainer = _trainer(data, tmp_path, grad_clip=1e-3, lazy_adam=True)
+@pytest.mark.parametrize("table_optimizer", ["rows", "lazy"])
+def test_clipping_scales_the_sparse_table_gradients_too(data, tmp_path, table_optimizer):
+    trainer = _trainer(data, tmp_path, grad_clip=1e-3, table_optimizer=table_optimizer)
     batch = _batch(trainer)
     model, optimisation = _reference(trainer)
     main, aux = _losses(model, batch, trainer.task)
     (main + 0.3 * sum(aux)).backward()
-    dense = [p for p in model.parameters() if p.grad is not None and not p.grad.is_sparse]
-    assert len(dense) < len([p for p in model.parameters() if p.grad is not None])
-    torch.nn.utils.clip_grad_norm_(dense, 1e-3)
+    assert any(p.grad.is_sparse for p in model.parameters() if p.grad is not None)
+    clip_gradients(list(model.parameters()), 1e-3)
     optimisation.step()
     trainer.train_step(batch)
     _assert_same_parameters(trainer.model, model)

@@ -75,6 +75,22 @@ def test_interrupted_run_resumes_to_identical_numbers(data, tmp_path, monkeypatc
                                   Predictions.load(tmp_path / "whole" / "predictions.npz").probs)
 
 
+def test_row_wise_adam_trains_the_run_dense_adam_trains(data, tmp_path):
+    rows = train_run(_config(data, model="base", aux=()), tmp_path / "rows")
+    dense = train_run(_config(data, model="base", aux=(), table_optimizer="dense"),
+                      tmp_path / "dense")
+    lazy = train_run(_config(data, model="base", aux=(), table_optimizer="lazy"),
+                     tmp_path / "lazy")
+    probs = {name: Predictions.load(tmp_path / name / "predictions.npz").probs
+             for name in ("rows", "dense", "lazy")}
+    np.testing.assert_allclose(probs["rows"], probs["dense"], rtol=0, atol=1e-4)
+    assert np.abs(probs["lazy"] - probs["dense"]).max() > 1e-3  # other numbers: not a no-op
+    assert rows.views["last"].auc == pytest.approx(dense.views["last"].auc, abs=1e-3)
+    assert lazy.train.steps == rows.train.steps
+    tables = load_checkpoint(tmp_path / "rows" / "checkpoint.pt")["optimisation"]
+    assert "pending" in tables["optimizers"][1]["state"][0]
+
+
 def test_tensorboard_gets_the_first_and_last_step_and_the_evaluation(data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -53,7 +53,7 @@ class EncoderConfig:
     simtier_count_padding: bool = False
     """Count padded positions in the SimTier histograms (the release does)."""
     sparse_embeddings: bool = False
-    """Embedding tables produce sparse gradients (set by `train.lazy_adam`)."""
+    """Embedding tables produce sparse gradients (set by `train.table_optimizer`)."""
 
     def __post_init__(self) -> None:
         validate(self, "model.encoder")

@@ -10,6 +10,7 @@ The steps are also offered one by one (`open_dataset`, `split_days`, `build_task
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 from dataclasses import dataclass
 
@@ -132,15 +133,15 @@ def adm_options(task: TaskConfig) -> AdmOptions:
 
 
 def build_model(config: RunConfig, dataset: Dataset, task: Task,
-                train_days: list[Day] | None = None) -> MaltModel:
-    """The model named in `config.model`, its options applied to its config class; numeric
-    columns are standardised with the moments of `train_days` (without them the model's
-    standardisation comes from the checkpoint it is loaded from)."""
+                train_days: list[Day] | None = None, device_type: str = "cpu") -> MaltModel:
+    """The model named in `config.model`, its options applied to its config class, to train on
+    `device_type`; numeric columns are standardised with the moments of `train_days` (without
+    them the model's standardisation comes from the checkpoint it is loaded from)."""
     vocab = dataset.vocab
     if train_days is not None:
         vocab = dataclasses.replace(vocab, numeric=numeric_standardisation(dataset.schema,
                                                                            train_days))
-    return config.model_spec.build(dataset.schema, vocab, task, config.model_config())
+    return config.model_spec.build(dataset.schema, vocab, task, config.model_config(device_type))
 
 
 def numeric_standardisation(schema: Schema, days: list[Day]) -> dict[str, tuple[float, float]]:
@@ -161,6 +162,10 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
     gives the same initial parameters.
     """
     device_type = resolve_device(config.train.device)
+    if device_type == "cuda" and config.sparse_table_gradients(device_type) and \
+            int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train.table_optimizer 'lazy' cannot train on several GPUs: NCCL has "
+                          "no all-reduce of sparse gradients; use 'rows' or 'dense'")
     world = init_world(device_type)
     device = device_for(device_type, world)
     dataset = dataset or open_dataset(config.data, world)
@@ -174,14 +179,15 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
     if task.mask not in ("none", "oracle") and world.is_main:
         shares = coverage(masks, train_days, dataset.schema.labels)
     seed_everything(config.seed)
-    model = build_model(config, dataset, task, train_days).to(device)
+    model = build_model(config, dataset, task, train_days, device.type).to(device)
     net: nn.Module = model
     if world.distributed:
         net = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
     plan = StepPlan.of(day_rows, config.train.batch_size)
-    optimisation = Optimisation(model, model.embedding_parameters(), config.train, plan.steps)
+    optimisation = Optimisation(model, model.embedding_parameters(), config.train, plan.steps,
+                                sparse_tables=config.sparse_table_gradients(device.type))
     return BuiltRun(config=config, dataset=dataset, train_days=train_days, eval_days=eval_days,
                     task=task, masks=masks, coverage=shares, model=model, net=net,
                     optimisation=optimisation, plan=plan, world=world, device=device)

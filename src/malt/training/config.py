@@ -21,7 +21,8 @@ A config file (TOML, YAML or JSON) has the sections of `RunConfig`:
 Every value is checked against its field's type (`malt.typed_fields`): `lr = "fast"` or
 `shuffle = "no"` is an error naming the key, the value and the expected type, and an unknown
 key is an error that names the closest valid one. The resolved config is saved in every run
-directory, so a run can be reproduced from it alone.
+directory, so a run can be reproduced from it alone; the keys of earlier versions that were
+renamed are read under their new names (`upgraded`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ GradVariant = Literal["paper", "reference"]
 GcsWeighting = Literal["sigmoid", "clip", "binary"]
 EvalSplit = Literal["test", "validation"]
 TrackerName = Literal["none", "mlflow"]
+TableOptimizer = Literal["rows", "dense", "lazy"]
 DEVICES = get_args(Device)
 GRAD_METHODS = get_args(GradMethod)
 GRAD_VARIANTS = get_args(GradVariant)
@@ -141,9 +143,12 @@ class TrainConfig:
     """Where to train: `auto` takes CUDA when it is available."""
     amp: bool = False
     """bfloat16 autocast on CUDA (ignored on CPU)."""
-    lazy_adam: bool = False
-    """Sparse embedding gradients with lazy (row-wise) Adam: faster on large tables, changes the
-    numbers."""
+    table_optimizer: TableOptimizer = "rows"
+    """How the embedding tables are updated. `rows`: sparse gradients and row-wise Adam, dense
+    Adam's numbers at the cost of the rows a batch touched (on CUDA and with GCS or PCGrad it is
+    `dense`); `dense`: dense gradients and Adam over every row; `lazy`: sparse gradients and
+    torch's SparseAdam, which does not decay the moments of rows between their touches
+    (different numbers). See docs/training.md."""
     log_every: int = 50
     """Steps between loss logs (progress bar, TensorBoard and the tracker)."""
     tracker: TrackerName = "none"
@@ -189,9 +194,9 @@ class RunConfig:
                                                       self.train.grad_variant != "paper"):
             raise ConfigError("train.gcs_weighting applies to grad_method 'gcs' with "
                               "grad_variant 'paper' (the release weighs by sigmoid only)")
-        if self.train.lazy_adam and self.train.grad_method != "none":
-            raise ConfigError("train.lazy_adam works with grad_method 'none' only: GCS and "
-                              "PCGrad need dense per-task gradients of the embeddings")
+        if self.train.table_optimizer == "lazy" and self.train.grad_method != "none":
+            raise ConfigError("train.table_optimizer 'lazy' works with grad_method 'none' only: "
+                              "GCS and PCGrad need dense per-task gradients of the embeddings")
         self.model.setdefault("name", "base")
         self.model.setdefault("release_defaults", False)
         check_value("model.name", self.model["name"], str)
@@ -209,10 +214,20 @@ class RunConfig:
         """The `[model]` table without `name` and `release_defaults`."""
         return {k: v for k, v in self.model.items() if k not in MODEL_KEYS}
 
-    def model_config(self) -> ModelConfig:
-        """The model's config: its defaults (or the release's), then the options."""
+    def sparse_table_gradients(self, device_type: str = "cpu") -> bool:
+        """Whether the embedding tables produce sparse gradients on `device_type`: `lazy`
+        always; `rows` on the CPU with grad_method 'none' (GCS and PCGrad combine dense
+        per-task gradients, and NCCL cannot all-reduce sparse ones, so on CUDA `rows` trains
+        with dense gradients and dense Adam: the same numbers)."""
+        chosen = self.train.table_optimizer
+        return chosen == "lazy" or (chosen == "rows" and self.train.grad_method == "none"
+                                    and device_type == "cpu")
+
+    def model_config(self, device_type: str = "cpu") -> ModelConfig:
+        """The model's config on `device_type`: its defaults (or the release's), then the
+        options, with sparse embedding gradients where `sparse_table_gradients` says."""
         options = self.model_options
-        if self.train.lazy_adam:
+        if self.sparse_table_gradients(device_type):
             options = merge_tables(options, {"encoder": {"sparse_embeddings": True}})
         return self.model_spec.make_config(options,
                                            release_defaults=self.model["release_defaults"])
@@ -231,7 +246,7 @@ class RunConfig:
     def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
         """Every value checked against its field's type; errors are prefixed with `source`."""
         try:
-            return build(cls, raw, "")
+            return build(cls, upgraded(raw), "")
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
@@ -240,4 +255,16 @@ class RunConfig:
         return cls.from_dict(read_key_value_file(path), source=str(path))
 
 
-
+def upgraded(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with the keys of earlier malt versions renamed: `train.lazy_adam = true` (saved in
+    the runs of malt before `table_optimizer`) is `table_optimizer = "lazy"`, false `"dense"`."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or "lazy_adam" not in train:
+        return raw
+    if "table_optimizer" in train:
+        raise ConfigError("train.lazy_adam is the old name of train.table_optimizer: give one")
+    train = {k: v for k, v in train.items() if k != "lazy_adam"}
+    lazy = raw["train"]["lazy_adam"]
+    check_value("train.lazy_adam", lazy, bool)
+    train["table_optimizer"] = "lazy" if lazy else "dense"
+    return {**raw, "train": train}

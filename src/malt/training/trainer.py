@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from malt.data.ahead import read_ahead
 from malt.data.batches import Batch, DayBatches
@@ -27,6 +26,7 @@ from malt.training import grad_methods
 from malt.training.builder import BuiltRun
 from malt.training.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
 from malt.training.distributed import barrier
+from malt.training.optim import clip_gradients
 from malt.training.progress import ProgressFn, TrainProgress
 from malt.training.run_dir import RunDir
 from malt.training.tracking import Tracker
@@ -145,6 +145,9 @@ class Trainer:
                         progress(self._progress(day))
                 self.state.day += 1
                 self.state.step_in_day = 0
+                # Day-end checkpoints (what evaluation and export read) hold up-to-date tables;
+                # one written mid-day holds the deferred updates and resumes them exactly.
+                self.optimisation.catch_up()
                 self.save()
                 log.info("finished day %s (%d of %d)", day.name, self.state.day,
                          len(self.train_days))
@@ -195,9 +198,7 @@ class Trainer:
                 if aux_losses else main_loss
             (total * scale).backward()
         if cfg.grad_clip is not None:
-            dense = [p for p in self.model.parameters()
-                     if p.grad is not None and not p.grad.is_sparse]
-            nn.utils.clip_grad_norm_(dense, cfg.grad_clip)
+            clip_gradients(list(self.model.parameters()), cfg.grad_clip)
         self.optimisation.step()
         self.optimisation.zero_grad()
         step = self.state.global_step
