@@ -1,7 +1,8 @@
 """The optimisers of the embedding tables compared on full training steps, in CPU time of one
 thread (so that other work on the machine barely moves the figures): dense Adam as torch's
-per-tensor loop and as its fused kernel (malt's default), and lazy Adam (`--lazy-adam`,
-torch's SparseAdam), for BASE and MoAE at the `small` and the MAC-scale tables.
+per-tensor loop and as its fused kernel, row-wise Adam (malt's default: sparse gradients, dense
+Adam's numbers) and lazy Adam (torch's SparseAdam), for BASE and MoAE at the `small` and the
+MAC-scale tables.
 
     python -m benchmarks.bench_optim [--steps 3]
 """
@@ -15,31 +16,29 @@ from unittest import mock
 
 import torch
 
-from benchmarks.bench_models import task_for
-from benchmarks.bench_scale import mac_vocab, median_step_seconds, small_vocab, synthetic_batch
+from benchmarks.bench_scale import (
+    mac_vocab,
+    median_step_seconds,
+    small_vocab,
+    synthetic_batch,
+    training_setup,
+)
 from benchmarks.report import invocation, update_section
-from malt.data.schema import MAC
-from malt.models import model_spec
 from malt.training import optim
-from malt.training.config import TrainConfig
 
 VARIANTS = {
-    "dense, per-tensor loop": (False, {"fused_adam": lambda params: None}),
-    "dense, fused (default)": (False, {}),
-    "lazy (SparseAdam)": (True, {}),
+    "dense, per-tensor loop": ("dense", {"fused_adam": lambda params: None}),
+    "dense, fused": ("dense", {}),
+    "row-wise (default)": ("rows", {}),
+    "lazy (SparseAdam)": ("lazy", {}),
 }
-"""label -> (lazy, replacements in malt.training.optim while the optimiser is built)."""
+"""label -> (table optimiser, replacements in malt.training.optim while it is built)."""
 
 
-def samples_per_cpu_second(name: str, vocab, batch, lazy: bool, replaced: dict,
+def samples_per_cpu_second(name: str, vocab, batch, table_optimizer: str, replaced: dict,
                            steps: int) -> float:
-    spec, task = model_spec(name), task_for(name)
-    torch.manual_seed(0)
-    config = spec.make_config({"encoder": {"sparse_embeddings": True}} if lazy else {})
-    model = spec.build(MAC, vocab, task, config)
     with mock.patch.multiple(optim, **replaced) if replaced else contextlib.nullcontext():
-        optimisation = optim.Optimisation(model, model.embedding_parameters(),
-                                          TrainConfig(lazy_adam=lazy), total_steps=1000)
+        model, task, optimisation = training_setup(name, vocab, table_optimizer, seed=0)
     seconds = median_step_seconds(model, task, optimisation, batch, steps, clock=time.thread_time)
     return len(batch["labels"]) / seconds
 
@@ -55,8 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     for label, vocab in {"small": small_vocab(), "MAC-scale": mac_vocab()}.items():
         batch = synthetic_batch(vocab, 4096, 0)
         for name in ("base", "moae"):
-            rates = [samples_per_cpu_second(name, vocab, batch, lazy, replaced, args.steps)
-                     for lazy, replaced in VARIANTS.values()]
+            rates = [samples_per_cpu_second(name, vocab, batch, table_optimizer, replaced,
+                                            args.steps)
+                     for table_optimizer, replaced in VARIANTS.values()]
             print(label, name, " ".join(f"{r:,.0f}" for r in rates), flush=True)
             lines.append(f"| {label} | {name} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
     body = ("Samples per CPU second of one thread (`time.thread_time`, torch set to 1 thread), "
