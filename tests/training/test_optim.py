@@ -154,9 +154,10 @@ def test_rows_updates_the_tables_with_row_adam_and_catches_up_to_dense_adam():
 def test_the_table_optimizer_must_match_the_gradients():
     emb = torch.nn.Embedding(4, 2)
     model = torch.nn.ModuleDict({"emb": emb})
-    with pytest.raises(ValueError, match="sparse"):
+    with pytest.raises(ValueError, match="^table_optimizer 'lazy' needs sparse table gradients$"):
         Optimisation(model, [emb.weight], TrainConfig(table_optimizer="lazy"), total_steps=5)
-    with pytest.raises(ValueError, match="dense"):
+    with pytest.raises(ValueError,
+                       match="^table_optimizer 'dense' updates dense table gradients$"):
         Optimisation(model, [emb.weight], TrainConfig(table_optimizer="dense"), total_steps=5,
                      sparse_tables=True)
 
@@ -177,6 +178,19 @@ def test_clipping_counts_sparse_gradients_as_their_dense_equivalent():
     for twin, p in zip(twins, params):
         torch.testing.assert_close(p.grad.to_dense(), twin.grad, rtol=1e-6, atol=0)
     assert emb.weight.grad.is_sparse
+
+
+def test_clipping_tiny_gradients_uses_torchs_formula():
+    # At a norm of 1e-5, torch's 1e-6 in max_norm / (norm + 1e-6) is a tenth of the result.
+    layer = torch.nn.Linear(2, 1)
+    (layer(torch.ones(1, 2)).sum() * 1e-5).backward()
+    twin = torch.nn.Linear(2, 1)
+    for t, p in zip(twin.parameters(), layer.parameters()):
+        t.grad = p.grad.clone()
+    torch.nn.utils.clip_grad_norm_(list(twin.parameters()), 1e-6)
+    clip_gradients(list(layer.parameters()), 1e-6)
+    for t, p in zip(twin.parameters(), layer.parameters()):
+        torch.testing.assert_close(p.grad, t.grad, rtol=1e-6, atol=0)
 
 
 def test_clipping_below_the_norm_leaves_gradients_alone():

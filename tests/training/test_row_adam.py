@@ -156,11 +156,90 @@ def test_the_window_holds_every_idle_step_above_a_billionth():
     assert window((0.9, 0.999)) == 198
 
 
+def test_pending_holds_every_steps_idle_move_and_its_eps_weight():
+    table = torch.nn.Embedding(5, 2, sparse=True)
+    optimizer = RowAdam(table.parameters(), lr=0.1)
+    beta1, beta2 = 0.9, 0.999
+    ratio, steps, span = beta1 / math.sqrt(beta2), 210, window((beta1, beta2))
+    rates = []
+    for u in range(1, steps + 1):
+        optimizer.param_groups[0]["lr"] = 0.1 * min(1.0, u / 50)  # a warm-up
+        rates.append(0.1 * min(1.0, u / 50) * math.sqrt(1 - beta2 ** u) / (1 - beta1 ** u))
+        table.weight.grad = torch.sparse_coo_tensor(torch.tensor([[u % 5]]), torch.ones(1, 2),
+                                                    (5, 2), check_invariants=True)
+        optimizer.step()
+    expected = torch.zeros(steps, 2, dtype=torch.float64)
+    for s in range(steps):
+        for u in range(s + 1, min(steps, s + span) + 1):
+            move = rates[u - 1] * ratio ** (u - s)
+            expected[s, 0] += move
+            expected[s, 1] += move * math.sqrt(1 - beta2 ** u) * beta2 ** (-(u - s) / 2)
+    pending = optimizer.state[table.weight]["pending"]
+    assert pending.dtype == torch.float64 and pending.shape[0] > steps
+    torch.testing.assert_close(pending[:steps], expected, rtol=1e-12, atol=0)
+    assert not pending[steps:].any()
+
+
+def test_a_step_sums_the_gradient_over_the_rows_its_lookup_found(monkeypatch):
+    table, optimizer = _train([[1, 2], [2, 2, 5]], rows=True)
+    calls = []
+    unique = torch.unique
+    monkeypatch.setattr(torch, "unique", lambda *a, **k: calls.append(1) or unique(*a, **k))
+    head = _tables(sparse=True)[1]
+    (head(table(torch.tensor([3, 5, 3]))) - 1.0).pow(2).sum().backward()
+    optimizer.step()
+    assert len(calls) == 1  # once in the lookup's refresh, not again in the step
+    dense, _ = _train([[1, 2], [2, 2, 5], [3, 5, 3]], rows=False, warmup=1)
+    plain, plain_optimizer = _train([[1, 2], [2, 2, 5], [3, 5, 3]], rows=True, warmup=1)
+    plain_optimizer.catch_up()
+    torch.testing.assert_close(plain.weight, dense.weight, rtol=0, atol=1e-6)
+
+
+def test_a_lookup_of_a_row_never_updated_leaves_it_alone():
+    table, optimizer = _train([[1, 2]], rows=True)
+    before = table.weight.detach().clone()
+    table(torch.tensor([7, 1]))
+    state = optimizer.state[table.weight]
+    assert state["last_step"][7].item() == 0 and state["last_step"][1].item() == 1
+    assert torch.equal(table.weight.detach()[7], before[7])
+
+
+def test_a_zero_learning_rate_and_zero_gradients_move_nothing():
+    table = torch.nn.Embedding(4, 2, sparse=True)
+    before = table.weight.detach().clone()
+    optimizer = RowAdam(table.parameters(), lr=0.0)
+    optimizer.watch(table)
+    for ids in ([1], [2], [1, 3]):
+        (table(torch.tensor(ids)).sum() * 0.0).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    optimizer.catch_up()
+    torch.testing.assert_close(table.weight.detach(), before, rtol=0, atol=0)
+
+
+def test_beta1_zero_is_adam_without_momentum():
+    table = torch.nn.Embedding(6, 2, sparse=True)
+    twin = torch.nn.Embedding(6, 2)
+    twin.load_state_dict(table.state_dict())
+    rows = RowAdam(table.parameters(), lr=0.1, betas=(0.0, 0.99))
+    rows.watch(table)
+    dense = torch.optim.Adam(twin.parameters(), lr=0.1, betas=(0.0, 0.99))
+    for ids in ([1, 2], [3], [1], [2, 3]):
+        for t, o in ((table, rows), (twin, dense)):
+            t(torch.tensor(ids)).pow(2).sum().backward()
+            o.step()
+            o.zero_grad()
+    rows.catch_up()
+    torch.testing.assert_close(table.weight, twin.weight, rtol=0, atol=1e-6)
+
+
 def test_bad_input_is_refused():
     table = torch.nn.Embedding(4, 2)
-    with pytest.raises(ValueError, match="beta1 < sqrt"):
-        RowAdam(table.parameters(), betas=(0.99, 0.9))
-    optimizer = RowAdam(table.parameters())
+    # r = β1/√β2 must be below 1 for the idle moves to fade, and β2 < 1 for v to.
+    for betas in ((0.99, 0.9), (0.9, 0.81), (0.5, 1.0), (-0.1, 0.9)):
+        with pytest.raises(ValueError, match="beta1 < sqrt"):
+            RowAdam(table.parameters(), lr=0.1, betas=betas)
+    optimizer = RowAdam(table.parameters(), lr=0.1)
     table(torch.tensor([1])).sum().backward()
     with pytest.raises(ValueError, match="sparse gradients"):
         optimizer.step()

@@ -48,7 +48,7 @@ def clip_gradients(params: list[nn.Parameter], max_norm: float) -> None:
             grads.append(param.grad)
     if not grads:
         return
-    norms = [(g.values() if g.is_sparse else g).detach().norm() for g in grads]
+    norms = [g.detach().norm() for g in grads]  # of a coalesced sparse tensor: of its values
     coefficient = (max_norm / (torch.stack(norms).norm() + 1e-6)).clamp(max=1.0)
     for grad in grads:
         grad.mul_(coefficient)

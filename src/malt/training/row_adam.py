@@ -44,7 +44,7 @@ class RowAdam(torch.optim.Optimizer):
     """Adam for tables with sparse (row) gradients whose result equals dense Adam's once
     `catch_up()` has run; see the module docstring. Each step costs O(rows touched × dim)."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         if not 0.0 <= betas[0] < math.sqrt(betas[1]) < 1.0:
             raise ValueError(f"RowAdam needs 0 <= beta1 < sqrt(beta2) < 1, got betas {betas}")
@@ -191,9 +191,9 @@ class RowAdam(torch.optim.Optimizer):
         pending = state["pending"].index_select(0, last.long())
         move, eps_weighted = pending[:, 0], pending[:, 1]
         # ε enters idle step u as ε · √(1 − β2^u) / β2^((u−s)/2) next to √v_s: use its mean
-        # over the steps, weighted by their moves (where there were none, that of step s+1).
-        first_idle = torch.sqrt((1 - beta2 ** (last + 1).double()) / beta2)
-        eps_factor = torch.where(move > 0, eps_weighted / move.clamp_min(1e-300), first_idle)
+        # over the steps, weighted by their moves. Without moves (a zero learning rate) any
+        # positive ε will do: it keeps a row with zero moments at 0 / ε, not 0 / 0.
+        eps_factor = torch.where(move > 0, eps_weighted / move.clamp_min(1e-300), 1.0)
         eps = (group["eps"] * eps_factor).to(w.dtype).unsqueeze(1)
         w.sub_(m / v.sqrt().add_(eps) * move.to(w.dtype).unsqueeze(1))
         idle = (t - last).to(w.dtype).unsqueeze(1)
@@ -212,5 +212,4 @@ class RowAdam(torch.optim.Optimizer):
         order = [i for group in state_dict["param_groups"] for i in group["params"]]
         for index, param in zip(order, params):
             if index in pendings:
-                self.state[param]["pending"] = pendings[index].to(device=param.device,
-                                                                  dtype=torch.float64, copy=True)
+                self.state[param]["pending"] = pendings[index].to(param.device)
