@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.bench_scale import TABLE_OPTIMIZERS
 from benchmarks.report import update_section
 from malt.data import prepare
 from malt.data.batches import DayBatches
@@ -65,13 +66,12 @@ def main() -> None:
     dataset = prepare(data)
     vocab_rows = sum(dataset.vocab.sizes.values())
 
-    optimizers = {"dense": "dense Adam", "rows": "row-wise Adam (default)",
-                  "lazy": "lazy SparseAdam"}
-    rows = ["| model | views | " + " | ".join(f"{v} samples/s" for v in optimizers.values())
-            + " |", "|---|---|" + "---:|" * len(optimizers)]
+    rows = ["| model | views | " + " | ".join(f"{v} samples/s"
+                                              for v in TABLE_OPTIMIZERS.values())
+            + " |", "|---|---|" + "---:|" * len(TABLE_OPTIMIZERS)]
     for model, aux in MODELS.items():
         rates = [samples_per_second(data, model, aux, args.steps, table_optimizer=k)
-                 for k in optimizers]
+                 for k in TABLE_OPTIMIZERS]
         rows.append(f"| {model} | {' '.join(['last', *aux])} | "
                     + " | ".join(f"{r:,.0f}" for r in rates) + " |")
         print(rows[-1], flush=True)

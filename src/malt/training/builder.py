@@ -10,7 +10,6 @@ The steps are also offered one by one (`open_dataset`, `split_days`, `build_task
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from malt.training.distributed import (
     device_for,
     failed_ranks,
     init_world,
+    launched_world_size,
     resolve_device,
     waiting_group,
 )
@@ -163,7 +163,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
     """
     device_type = resolve_device(config.train.device)
     if device_type == "cuda" and config.sparse_table_gradients(device_type) and \
-            int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            launched_world_size() > 1:
         raise ConfigError("train.table_optimizer 'lazy' cannot train on several GPUs: NCCL has "
                           "no all-reduce of sparse gradients; use 'rows' or 'dense'")
     world = init_world(device_type)

@@ -55,13 +55,18 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def launched_world_size() -> int:
+    """The number of processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_world(device_type: str) -> World:
     """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA), if any.
 
     On the ranks other than 0, malt's loggers then pass errors only: rank 0 speaks for the
     run (its warnings are about data, config or signals every rank shares).
     """
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = launched_world_size()
     if size == 1:
         return World()
     world = World(rank=launched_rank(), size=size,
