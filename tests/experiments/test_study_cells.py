@@ -45,7 +45,7 @@ def test_id_is_stable_readable_and_content_derived():
 
 def test_id_ignores_what_does_not_change_the_numbers():
     cell = Cell(config())
-    for change in ({"train__device": "cpu"}, {"train__log_every": 7},
+    for change in ({"train__device": "cpu"}, {"train__compile": True}, {"train__log_every": 7},
                    {"data__path": "/elsewhere"}, {"data__cache": "/tmp/cache"},
                    {"train__tracker": "mlflow"}, {"train__tracking_uri": "http://t:5000"},
                    {"train__mlflow_experiment": "other"}):

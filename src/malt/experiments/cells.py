@@ -26,9 +26,9 @@ TrainFn = Callable[..., "RunMetrics | None"]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of
 `malt.eval.job.train_run`; tests inject a fake one."""
 
-_NOT_IN_ID = {("train", "device"), ("train", "log_every"), ("train", "tracker"),
-              ("train", "tracking_uri"), ("train", "mlflow_experiment"), ("data", "path"),
-              ("data", "cache")}
+_NOT_IN_ID = {("train", "device"), ("train", "compile"), ("train", "log_every"),
+              ("train", "tracker"), ("train", "tracking_uri"), ("train", "mlflow_experiment"),
+              ("data", "path"), ("data", "cache")}
 
 
 @dataclass(frozen=True, eq=False)

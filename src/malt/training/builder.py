@@ -25,6 +25,7 @@ from malt.data.schema import Schema, schema_for
 from malt.data.task import Task
 from malt.errors import ConfigError, DataError
 from malt.models.model import MaltModel
+from malt.training.compiled import compile_forward
 from malt.training.config import DataConfig, RunConfig, TaskConfig
 from malt.training.distributed import (
     World,
@@ -180,6 +181,8 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
         shares = coverage(masks, train_days, dataset.schema.labels)
     seed_everything(config.seed)
     model = build_model(config, dataset, task, train_days, device.type).to(device)
+    if config.train.compile:
+        compile_forward(model)
     net: nn.Module = model
     if world.distributed:
         net = DistributedDataParallel(

@@ -143,6 +143,11 @@ class TrainConfig:
     """Where to train: `auto` takes CUDA when it is available."""
     amp: bool = False
     """bfloat16 autocast on CUDA (ignored on CPU)."""
+    compile: bool = False
+    """Run the model's forward pass through `torch.compile` (the embedding lookups stay eager);
+    the first call compiles it (about a minute on 2 CPU cores), and a run whose compilation fails
+    warns and trains eagerly. Same numbers as eager within float rounding; see docs/training.md
+    for when it pays."""
     table_optimizer: TableOptimizer = "rows"
     """How the embedding tables are updated. `rows`: sparse gradients and row-wise Adam, dense
     Adam's numbers at the cost of the rows a batch touched (on CUDA and with GCS or PCGrad it is
