@@ -25,7 +25,7 @@ from benchmarks.bench_scale import (
     synthetic_batch,
     training_setup,
 )
-from benchmarks.report import invocation, update_section
+from benchmarks.report import publish
 from malt.training.compiled import compile_forward
 
 MODELS = ("base", "moae")
@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{torch.get_num_threads()} torch thread(s); compiled = `--compile` (inductor, the "
             f"embedding lookups eager). Load average at the end: "
             f"{os.getloadavg()[0]:.2f}.\n\n" + "\n".join(lines))
-    print(body)
-    if not args.no_report:
-        update_section("torch.compile", invocation("bench_compile", argv), body)
+    publish("torch.compile", "bench_compile", argv, body, report=not args.no_report)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from benchmarks.report import invocation, update_section
+from benchmarks.report import publish
 from malt.data.schema import MAC
 from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
@@ -111,9 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.vocab_rows:,} rows per embedding table (dense gradients), malt's defaults, "
             f"median of {args.steps} steps after {args.warmup} warm-up steps.\n\n"
             + "\n".join([header, rule, *rows]))
-    print(body)
-    if not args.no_report:
-        update_section("models", invocation("bench_models", argv), body)
+    publish("models", "bench_models", argv, body, report=not args.no_report)
 
 
 if __name__ == "__main__":

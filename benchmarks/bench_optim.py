@@ -23,7 +23,7 @@ from benchmarks.bench_scale import (
     synthetic_batch,
     training_setup,
 )
-from benchmarks.report import invocation, update_section
+from benchmarks.report import publish
 from malt.training import optim
 
 VARIANTS = {
@@ -63,9 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             f"full training steps at batch 4096 on synthetic ids, median of {args.steps} after "
             "one warm-up step; tables as in \"training at scale\". CPU time rather than wall "
             "time, so that the comparison holds on a shared machine.\n\n" + "\n".join(lines))
-    print(body)
-    if not args.no_report:
-        update_section("optimisers of the tables", invocation("bench_optim", argv), body)
+    publish("optimisers of the tables", "bench_optim", argv, body, report=not args.no_report)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from benchmarks.report import best_of, invocation, sgemm_rate, update_section
+from benchmarks.report import best_of, publish, sgemm_rate
 from malt.data.layout import write_vocab
 from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
@@ -120,9 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             f"best of {args.repeats}. Forward floor = sgemm rate ({flops / 1e9:.0f} GFLOP/s "
             f"here) / (2 x dense parameters). Load average at the end: {load:.2f}.\n\n"
             + "\n".join(lines))
-    print(body)
-    if not args.no_report:
-        update_section("predict", invocation("bench_predict", argv), body)
+    publish("predict", "bench_predict", argv, body, report=not args.no_report)
 
 
 def converted_rows(scorer: Scorer, path: Path, rows: int) -> dict[str, np.ndarray]:

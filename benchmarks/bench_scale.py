@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_models import task_for
-from benchmarks.report import invocation, sgemm_rate, update_section
+from benchmarks.report import publish, sgemm_rate
 from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
 from malt.data.vocab import VocabInfo
@@ -152,9 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             f"row-wise Adam (sparse gradients, dense Adam's numbers); lazy SparseAdam (sparse "
             f"gradients, moments not decayed between touches). Load average "
             f"at the end: {os.getloadavg()[0]:.2f}.\n\n" + "\n".join(lines))
-    print(body)
-    if not args.no_report:
-        update_section("training at scale", invocation("bench_scale", argv), body)
+    publish("training at scale", "bench_scale", argv, body, report=not args.no_report)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from benchmarks.bench_scale import (
     synthetic_batch,
     training_setup,
 )
-from benchmarks.report import invocation, update_section
+from benchmarks.report import publish
 
 MATMUL = {"aten::mm", "aten::bmm", "aten::addmm"}
 TOP = 8
@@ -63,9 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             "`scatter_add_` (the sum of a row's gradients), `_unique2`/`sort` are the row-wise "
             "optimiser and the lookups; `fill_` zero-fills new buffers. Load average at the end: "
             f"{os.getloadavg()[0]:.2f}.\n\n" + "\n".join(lines))
-    print(body)
-    if not args.no_report:
-        update_section("step profile", invocation("profile_step", argv), body)
+    publish("step profile", "profile_step", argv, body, report=not args.no_report)
 
 
 if __name__ == "__main__":

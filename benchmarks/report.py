@@ -59,3 +59,12 @@ def update_section(name: str, command: str, body: str) -> None:
     text = pattern.sub(lambda _: section, text) if pattern.search(text) \
         else text.rstrip() + "\n\n" + section + "\n"
     BENCHMARKS_MD.write_text(text)
+
+
+def publish(name: str, script: str, argv: list[str] | None, body: str, *,
+            report: bool = True) -> None:
+    """Print `body` and, when `report`, write it as section `name` of BENCHMARKS.md with the
+    command line of `python -m benchmarks.<script>`."""
+    print(body)
+    if report:
+        update_section(name, invocation(script, argv), body)
