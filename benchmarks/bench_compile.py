@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     body = (f"Full training steps at batch {args.batch} on synthetic ids over the tables of the "
             f"simulated `small` set, median of {args.steps} after one warm-up step, "
             f"{torch.get_num_threads()} torch thread(s); compiled = `--compile` (inductor, the "
-            f"embedding lookups eager). Load average at the end: "
+            f"embedding lookups eager). First compiled step: the compile, from the compiler's "
+            f"on-disk cache when the script ran before; the second model of a kind reuses the "
+            f"first one's graph in the same process. Load average at the end: "
             f"{os.getloadavg()[0]:.2f}.\n\n" + "\n".join(lines))
     publish("torch.compile", "bench_compile", argv, body, report=not args.no_report)
 
