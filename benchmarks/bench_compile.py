@@ -25,7 +25,7 @@ from benchmarks.bench_scale import (
     synthetic_batch,
     training_setup,
 )
-from benchmarks.report import publish
+from benchmarks.report import parse_arguments, publish
 from malt.training.compiled import compile_forward
 
 MODELS = ("base", "moae")
@@ -47,12 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-report", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_arguments(parser, argv)
     vocab = small_vocab()
     batch = synthetic_batch(vocab, args.batch, args.seed)
     lines = ["| model | tables' optimiser | eager samples/s | compiled samples/s | compiled / "

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from benchmarks.report import publish
+from benchmarks.report import parse_arguments, publish
 from malt.data.schema import MAC
 from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
@@ -87,13 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab-rows", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads on CPU (default: torch's choice)")
-    parser.add_argument("--no-report", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_arguments(parser, argv)
     results = {"cpu": measure(torch.device("cpu"), args)}
     if torch.cuda.is_available():
         results["cuda"] = measure(torch.device("cuda"), args)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from benchmarks.report import best_of, publish, sgemm_rate
+from benchmarks.report import best_of, parse_arguments, publish, sgemm_rate
 from malt.data.layout import write_vocab
 from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
@@ -81,12 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab-rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=16384)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-report", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_arguments(parser, argv)
     flops = sgemm_rate(1024, 1024, 1024)
     lines = ["| model | engine | model only rows/s | of the forward floor | `malt predict` "
              "rows/s (read, map, score, write) |", "|---|---|---:|---:|---:|"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_models import task_for
-from benchmarks.report import publish, sgemm_rate
+from benchmarks.report import parse_arguments, publish, sgemm_rate
 from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
 from malt.data.vocab import VocabInfo
@@ -117,12 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-report", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_arguments(parser, argv)
     rate = sgemm_rate(args.batch, 336, 256, repeats=10)
     vocabs = {"small": small_vocab(), "MAC-scale": mac_vocab()}
     lines = ["| model | tables | embedding rows | " + " | ".join(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 import re
 import sys
@@ -68,3 +69,17 @@ def publish(name: str, script: str, argv: list[str] | None, body: str, *,
     print(body)
     if report:
         update_section(name, invocation(script, argv), body)
+
+
+def parse_arguments(parser: argparse.ArgumentParser,
+                    argv: list[str] | None) -> argparse.Namespace:
+    """`argv` parsed after adding the options the model benchmarks share (`--seed`,
+    `--threads`, `--no-report`); `--threads` is applied to torch."""
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads on CPU (default: torch's choice)")
+    parser.add_argument("--no-report", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    return args
