@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from malt.allocator import retain_freed_memory
 from malt.data.cache import Dataset
 from malt.data.cache import prepare as prepare_cache
 from malt.data.schema import Schema, schema_for
@@ -66,6 +67,7 @@ def prepare(data: str | Path, *, schema: str | Path | Schema | None = None,
             build_vocabs: bool = False, min_count: int = 1) -> Dataset:
     """Validate and cache the data set at `data` (MAC layout) and return it; with
     `build_vocabs`, first write the vocabs it lacks from its training days."""
+    retain_freed_memory()
     if not isinstance(schema, Schema):
         schema = schema_for(data, schema)
     if build_vocabs:
@@ -82,6 +84,7 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path, out: str | Path, *
     `config`: a `RunConfig`, its sections as a mapping (`{"data": {"path": ...}, "model":
     {"name": "moae"}, "task": {...}, "train": {...}}`), or a config file (TOML, YAML, JSON).
     """
+    retain_freed_memory()
     if isinstance(config, (str, Path)):
         config = RunConfig.load(config)
     elif not isinstance(config, RunConfig):
@@ -125,6 +128,7 @@ class Run:
         """Scores of the rows of `data` (a table, a data frame, a parquet file or a directory
         as `malt predict` reads it): one column `p_<view>` per predicted view, the user column
         and the `keep` columns, in row order."""
+        retain_freed_memory()
         scorer = Scorer(self.trained, engine=engine, device=device, keep=tuple(keep))
         sources: list[Source]
         if isinstance(data, pd.DataFrame):

@@ -9,6 +9,7 @@ import pkgutil
 import sys
 
 import malt.commands
+from malt.allocator import retain_freed_memory
 from malt.errors import MaltError
 
 EXIT_BAD_INPUT = 3
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     console.setLevel(args.log_level)
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level, handlers=[console])
+    retain_freed_memory()
     try:
         return int(args._handler(args) or 0)
     except MaltError as exc:

@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from malt.allocator import retain_freed_memory
 from malt.errors import ConfigError
 from malt.experiments.cells import Cell, TrainFn
 from malt.experiments.scheduler import (
@@ -169,6 +170,7 @@ def _cell_task(cell: Cell, root: Path, train: TrainFn | None, threads: int
                ) -> tuple[str, Any, float]:
     import torch
 
+    retain_freed_memory()
     torch.set_num_threads(threads)
     return run_one(cell, root, train)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from malt.allocator import retain_freed_memory
 from malt.data.cache import Dataset
 from malt.experiments.cells import Cell, TrainFn, execute
 from malt.training.config import RunConfig
@@ -155,6 +156,7 @@ def _init_worker(threads: int, gpu_queue: Any, stop: Any) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
     import torch
 
+    retain_freed_memory()
     torch.set_num_threads(threads)
 
 

@@ -1,0 +1,56 @@
+"""Keep memory that torch and numpy free inside the process, so the next step reuses it.
+
+glibc's malloc hands a large block (above 128 KiB to 32 MiB, adapting) straight to the kernel
+with `mmap` and returns it with `munmap` when it is freed, and gives back the heap's free top
+once it passes a threshold. A training step or a scored batch frees its activations at the end
+and allocates the same sizes at the next one, so every step then faults its activations in
+again, one zero-filled 4 KiB page at a time. On a virtual machine a fault costs about 1-7 µs:
+at MAC-scale tables a BASE step took 13,000 faults and 96 ms of system time out of 200 ms
+(BENCHMARKS.md "page faults"). `retain_freed_memory` turns both off, so freed blocks stay in
+the heap for reuse. Peak resident memory is what it was (the heap never holds more than the
+peak's blocks); it is not handed back to the system until the process exits.
+
+Set `MALT_MALLOC=system` to keep the C library's own settings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+
+M_TRIM_THRESHOLD = -1
+"""mallopt parameter: free bytes at the heap's top before they are returned to the system."""
+M_MMAP_MAX = -4
+"""mallopt parameter: how many blocks may be served by their own mmap (0: none)."""
+NEVER_TRIM = 2**31 - 1
+"""The largest trim threshold mallopt takes (its value is a C int)."""
+OPT_OUT = "MALT_MALLOC"
+
+_applied: bool | None = None
+
+
+def retain_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse (see the module docstring); True when
+    it is in effect. Idempotent; a no-op returning False off glibc or with `MALT_MALLOC=system`."""
+    global _applied
+    if _applied is None:
+        _applied = _apply()
+    return _applied
+
+
+def _apply() -> bool:
+    if os.environ.get(OPT_OUT, "").lower() == "system" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a C library without mallopt: nothing to tune
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # mallopt returns 1 on success; a libc that only stubs it (musl) returns 0.
+    applied = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, NEVER_TRIM) == 1
+    log.debug("malloc keeps freed memory: %s", applied)
+    return applied
