@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import sys
@@ -11,6 +12,8 @@ from datetime import date
 from pathlib import Path
 
 import torch
+
+from malt.allocator import retain_freed_memory
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 _HEADER = ("# Benchmarks\n\nFigures written by the scripts in `benchmarks/`; each section names "
@@ -35,12 +38,31 @@ def sgemm_rate(m: int, k: int, n: int, repeats: int = 5) -> float:
     return 2 * m * k * n / seconds
 
 
+def cpu_description() -> str:
+    """The CPU's model name, core count and the vector instructions torch uses on it (with AMX
+    where the CPU has it): sessions land on different CPUs, and the figures differ with them."""
+    name, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    extras = ", AMX" if "amx_bf16" in flags else ""
+    return (f"{name} ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}"
+            f"{extras})")
+
+
 def machine() -> str:
     """One line describing where the figures were taken."""
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_description()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     threads = torch.get_num_threads()
-    return f"{cpu}, {threads} torch threads, {gpu}, torch {torch.__version__}, {date.today()}"
+    malloc = "malloc keeps freed memory" if retain_freed_memory() else "system malloc"
+    return (f"{cpu}, {threads} torch threads, {gpu}, {malloc}, torch {torch.__version__}, "
+            f"{date.today()}")
 
 
 def invocation(script: str, argv: list[str] | None) -> str:
