@@ -63,3 +63,26 @@ def test_the_command_line_applies_the_setting_before_running_a_command(monkeypat
     monkeypatch.setattr(malt.cli, "retain_freed_memory", lambda: calls.append(True))
     assert malt.cli.main(["models"]) == 0
     assert calls == [True]
+
+
+RELEASE_SCRIPT = """
+import json, os, torch
+from malt.allocator import release_freed_memory, retain_freed_memory
+def resident_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+retain_freed_memory()
+block = torch.ones(1 << 26)
+del block
+kept = resident_mib()
+release_freed_memory()
+print(json.dumps({"kept": kept, "released": resident_mib()}))
+"""
+
+
+@glibc
+def test_releasing_hands_a_kept_block_back_to_the_system():
+    out = subprocess.run([sys.executable, "-c", RELEASE_SCRIPT], check=True,
+                         env={**os.environ, allocator.OPT_OUT: ""}, capture_output=True,
+                         text=True).stdout
+    resident = json.loads(out)
+    assert resident["kept"] - resident["released"] > 200  # MiB, of the 256 MiB block

@@ -51,6 +51,17 @@ def test_run_directory_holds_config_metrics_predictions_and_logs(data, tmp_path)
     assert "finished day" in (run / "log.txt").read_text()
 
 
+def test_each_day_hands_its_freed_memory_back_after_its_checkpoint(data, tmp_path, monkeypatch):
+    import malt.training.trainer as trainer_module
+
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    released: list[int] = []
+    monkeypatch.setattr(trainer_module, "release_freed_memory", lambda: released.append(
+        load_checkpoint(checkpoint)["state"].day))
+    train_run(_config(data), tmp_path / "run")
+    assert released == [1, 2, 3]  # after day d's checkpoint: d days done
+
+
 @pytest.mark.parametrize("stop_after", [3, 5])  # inside a day, and exactly at a day boundary
 def test_interrupted_run_resumes_to_identical_numbers(data, tmp_path, monkeypatch, stop_after):
     reference = train_run(_config(data, shuffle=True), tmp_path / "whole")

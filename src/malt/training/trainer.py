@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from malt.allocator import release_freed_memory
 from malt.data.ahead import read_ahead
 from malt.data.batches import Batch, DayBatches
 from malt.data.cache import Day
@@ -149,6 +150,7 @@ class Trainer:
                 # one written mid-day holds the deferred updates and resumes them exactly.
                 self.optimisation.catch_up()
                 self.save()
+                release_freed_memory()
                 log.info("finished day %s (%d of %d)", day.name, self.state.day,
                          len(self.train_days))
             self.state.finished = True
