@@ -1,0 +1,75 @@
+"""Evaluation throughput: rows/s of scoring a prepared test day as `malt train` and `malt eval`
+do (`malt.eval.predictions.predict`: batches from the memory-mapped cache, forward pass,
+probabilities gathered in row order), BASE and MoAE, at the training batch and larger.
+
+    python -m benchmarks.bench_eval [--data DIR] [--repeats 3] [--threads N]
+
+The models have their initial weights (speed does not depend on them); the data set is the
+simulated `small` one (simulated into a temporary directory when --data is not given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks.report import best_of, parse_arguments, publish
+from malt.eval.predictions import predict
+from malt.training.builder import build_run
+from malt.training.config import RunConfig
+
+MODELS = {"base": [], "moae": ["first", "linear", "mta", "cat"]}
+BATCHES = (4096, 16384)
+
+
+def rows_per_s(data: Path, model: str, aux: list[str], batch: int, repeats: int) -> float:
+    config = RunConfig.from_dict({"data": {"path": str(data)},
+                                  "task": {"main": "last", "aux": aux},
+                                  "train": {"device": "cpu"}, "model": {"name": model}})
+    built = build_run(config)
+    days = built.eval_days
+
+    def score():
+        return predict(built.model, days, built.task, built.dataset.schema, batch_size=batch,
+                       device=torch.device("cpu"))
+
+    score()
+    seconds, predictions = best_of(repeats, score)
+    return len(predictions.probs) / seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="MAC-layout data set (default: simulate 'small')")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parse_arguments(parser, argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            from malt.data.simulate import simulate, size_config
+
+            data = Path(tmp) / "small"
+            simulate(size_config("small"), data)
+        lines = ["| model | batch | rows/s |", "|---|---:|---:|"]
+        for name, aux in MODELS.items():
+            for batch in BATCHES:
+                rate = rows_per_s(data, name, aux, batch, args.repeats)
+                print(f"{name:<6} batch {batch:>6}  {rate:>10,.0f} rows/s", flush=True)
+                lines.append(f"| {name} | {batch:,} | {rate:,.0f} |")
+    source = "the simulated `small` set" if args.data is None else args.data
+    body = (f"Scoring the test day of {source} "
+            f"with `malt.eval.predictions.predict` (what `malt train` runs after training and "
+            f"`malt eval --data` runs), initial weights, best of {args.repeats} after one warm-up "
+            f"pass; rows/s over the whole day, batching and gathering included. Target: BASE ≥ "
+            f"200k rows/s. Load average at the end: {os.getloadavg()[0]:.2f}.\n\n"
+            + "\n".join(lines))
+    publish("evaluation", "bench_eval", argv, body, report=not args.no_report)
+
+
+if __name__ == "__main__":
+    main()
