@@ -49,8 +49,10 @@ class FieldEmbeddings(nn.Module):
                 fields.append(table(sparse[:, t]))
                 continue
             ids = torch.cat([sparse[:, t:t + 1], *(seq[:, s] for s in shared)], dim=1)
-            rows = table(ids)
-            fields.append(rows[:, 0])
-            for i, s in enumerate(shared):
-                seqs[s] = rows[:, 1 + i * seq.shape[2]: 1 + (i + 1) * seq.shape[2]]
+            # split, not indexing: its backward concatenates the parts' gradients, where each
+            # indexed view's backward would zero-fill and add a gradient of the whole lookup.
+            field, *sequences = table(ids).split([1] + [seq.shape[2]] * len(shared), dim=1)
+            fields.append(field.squeeze(1))
+            for s, rows in zip(shared, sequences):
+                seqs[s] = rows
         return torch.stack(fields, dim=1), seqs
