@@ -5,7 +5,7 @@ A MAC-schema file of `--rows` random unlabelled rows is written once, with vocab
 `--vocab-rows` ids per field; the models have random weights (speed does not depend on them).
 The forward floor is 2 x dense parameters FLOPs per row at the sgemm rate measured here.
 
-    python -m benchmarks.bench_predict [--rows 1000000] [--batch 16384] [--threads N]
+    python -m benchmarks.bench_predict [--rows 1000000] [--batch 4096] [--threads N]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from malt.data.layout import write_vocab
 from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
 from malt.data.task import CAT, Task
-from malt.deploy.predict import Scorer, file_sources, predict_file
+from malt.deploy.predict import PREDICT_BATCH_ROWS, Scorer, file_sources, predict_file
 from malt.deploy.trained import TrainedModel
 from malt.models import model_spec
 from malt.training.config import RunConfig
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-rows", type=int, default=131_072,
                         help="rows of the model-only measurement")
     parser.add_argument("--vocab-rows", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=16384)
+    parser.add_argument("--batch", type=int, default=PREDICT_BATCH_ROWS)
     parser.add_argument("--repeats", type=int, default=3)
     args = parse_arguments(parser, argv)
     flops = sgemm_rate(1024, 1024, 1024)

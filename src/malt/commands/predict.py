@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="torch: the eager model; onnx: the model exported to ONNX and run "
                              "by ONNX Runtime (pip install 'malt[onnx]') (default torch)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="rows per model call (default 16384)")
+                        help="rows per model call (default 4096)")
     parser.add_argument("--vocabs", default=None,
                         help="vocabs to map raw ids with (a data set or a folder of "
                              "<column>.json; default: the run's training data's)")
