@@ -21,7 +21,13 @@ import time
 
 import torch
 
-from benchmarks.bench_scale import mac_vocab, small_vocab, synthetic_batch, training_setup
+from benchmarks.bench_scale import (
+    full_step,
+    mac_vocab,
+    small_vocab,
+    synthetic_batch,
+    training_setup,
+)
 from benchmarks.report import parse_arguments, publish
 from malt.allocator import OPT_OUT
 
@@ -58,12 +64,7 @@ def child(steps: int, seed: int) -> list[dict]:
 
             def step():
                 model.train()
-                losses = model.losses(model(batch), batch)
-                total = losses[task.main] + task.aux_weight * sum(
-                    v for k, v in losses.items() if k != task.main)
-                total.backward()
-                optimisation.step()
-                optimisation.zero_grad()
+                full_step(model, task, optimisation, batch)
 
             def score():
                 model.eval()

@@ -102,15 +102,21 @@ def median_step_seconds(model, task, optimisation: Optimisation, batch: dict, st
     times = []
     for i in range(steps + 1):
         start = clock()
-        losses = model.losses(model(batch), batch)
-        total = losses[task.main] + task.aux_weight * sum(
-            v for k, v in losses.items() if k != task.main)
-        total.backward()
-        optimisation.step()
-        optimisation.zero_grad()
+        full_step(model, task, optimisation, batch)
         if i:
             times.append(clock() - start)
     return statistics.median(times)
+
+
+def full_step(model, task, optimisation: Optimisation, batch: dict) -> None:
+    """One training step as `malt train` takes it: forward, the λ-weighted losses, backward and
+    the optimiser."""
+    losses = model.losses(model(batch), batch)
+    total = losses[task.main] + task.aux_weight * sum(
+        v for k, v in losses.items() if k != task.main)
+    total.backward()
+    optimisation.step()
+    optimisation.zero_grad()
 
 
 def main(argv: list[str] | None = None) -> None:
