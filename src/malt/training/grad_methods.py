@@ -151,7 +151,11 @@ def pcgrad(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "p
             for j in (others[o] for o in order):
                 dot = g_i @ originals[j]
                 if dot < 0:
-                    g_i -= dot / (originals[j].square().sum() + EPS) * originals[j]
+                    # No ε added: it would leave ε/|g_j|² of the conflict in place, 0.3% for a
+                    # gradient of norm 0.002; a negative dot already means |g_j| > 0, and the
+                    # clamp only guards an underflowed square.
+                    square = originals[j].square().sum().clamp_min(torch.finfo(dot.dtype).tiny)
+                    g_i -= dot / square * originals[j]
                     conflicts += 1
             projected.append(g_i)
         combined = _sum(grads, [1.0] * len(grads), len(params))
