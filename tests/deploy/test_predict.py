@@ -222,10 +222,8 @@ def test_the_command_line_exports(run, tmp_path, capsys):
 
 
 def test_the_python_api_scores_a_data_frame_as_the_file(run, unlabelled, monkeypatch):
-    import malt.api
-
     kept = []
-    monkeypatch.setattr(malt.api, "retain_freed_memory", lambda: kept.append(True))
+    monkeypatch.setattr("malt.api.retain_freed_memory", lambda: kept.append(True))
     loaded = malt.load_run(run)
     assert loaded.metrics.main == "last"
     frame = pq.read_table(unlabelled).to_pandas()

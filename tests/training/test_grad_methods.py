@@ -189,16 +189,17 @@ def test_pcgrad_paper_is_the_specified_algorithm(seed):
 
 
 def test_pcgrad_paper_projects_exactly_and_the_reference_adds_eps():
-    tiny = 1e-4  # |g|² = 1e-8 = EPS
+    tiny = 1e-5  # |g|² = 1e-10, a hundredth of EPS
     params, grads = _two_task_grads([1.0, 0.0], [-tiny, 0.0])
     (paper,), _ = pcgrad(grads, params, "paper", torch.Generator().manual_seed(0))
-    # task 0: [1,0] - (-1e-4 / 1e-8)[-1e-4, 0] = [0, 0]; task 1: [-1e-4,0] + 1e-4·[1,0] = [0, 0]
+    # task 0: [1,0] - (-1e-5 / 1e-10)[-1e-5, 0] = [0, 0]; task 1: [-1e-5,0] + 1e-5·[1,0] = [0, 0]
     torch.testing.assert_close(paper, torch.tensor([0.0, 0.0]), atol=1e-6, rtol=0)
     params, grads = _two_task_grads([-tiny, 0.0], [1.0, 0.0])
     (reference,), _ = pcgrad(grads, params, "reference")
-    # the reference divides by |g|² + EPS = 2e-8: the auxiliary [1,0] projected off the main
-    # [-1e-4, 0] is 1 - (-1e-4)/(2e-8)·(-1e-4) = 0.5
-    torch.testing.assert_close(reference, torch.tensor([-tiny + 0.5, 0.0]), atol=1e-6, rtol=0)
+    # the reference divides by |g|² + EPS = 1.01e-8: the auxiliary [1,0] projected off the main
+    # [-1e-5, 0] keeps 1 - 1e-10 / 1.01e-8 = 1 - 1/101 of itself
+    torch.testing.assert_close(reference, torch.tensor([-tiny + 1 - 1 / 101, 0.0]), atol=1e-6,
+                               rtol=0)
 
 
 def test_orthogonal_gradients_are_no_conflict():
