@@ -84,7 +84,12 @@ def test_a_killed_training_run_resumes_to_the_same_metrics(data, uninterrupted, 
         assert list(out.glob(".checkpoint.pt.tmp-*"))  # killed half-way through the write
     _ok("train", "--resume", "--out", str(out))
     resumed = json.loads((out / "metrics.json").read_text())
-    assert resumed["views"] == uninterrupted["views"]  # read from metrics.json as written
+    # Within float rounding, not bit for bit: on one CPU (AVX-512, 2026-12-03) a resumed run in
+    # the full suite sometimes differed by 4e-10 in logloss (and an AUC by a flipped tie,
+    # 3e-5), cause not found; a resume that loses or repeats a step moves them by far more.
+    assert resumed["views"].keys() == uninterrupted["views"].keys()
+    for view, metrics in uninterrupted["views"].items():
+        assert resumed["views"][view] == pytest.approx(metrics, rel=1e-6, abs=1e-4)
     assert resumed["train"]["steps"] == uninterrupted["train"]["steps"] == 15
 
 
