@@ -36,15 +36,17 @@ glibc = pytest.mark.skipif(not sys.platform.startswith("linux")
                            or os.confstr("CS_GNU_LIBC_VERSION") is None, reason="glibc only")
 
 
-def reuse(env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-c", REUSE_SCRIPT], env={**os.environ, **env},
+def run_script(script: str, malloc: str) -> dict:
+    """The JSON `script` prints, run in a fresh interpreter with `MALT_MALLOC=malloc`."""
+    out = subprocess.run([sys.executable, "-c", script],
+                         env={**os.environ, allocator.OPT_OUT: malloc},
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
 
 @glibc
 def test_a_freed_block_is_reused_without_faulting_its_pages_again():
-    result = reuse({allocator.OPT_OUT: ""})
+    result = run_script(REUSE_SCRIPT, "")
     assert result["applied"] is True
     # glibc sometimes places one step's pair past the freed space (alignment padding): at
     # most one of the three steps faults, 0 or 1/3 of the pages.
@@ -53,7 +55,7 @@ def test_a_freed_block_is_reused_without_faulting_its_pages_again():
 
 @glibc
 def test_opting_out_keeps_the_system_settings_which_fault_every_page_again():
-    result = reuse({allocator.OPT_OUT: "system"})
+    result = run_script(REUSE_SCRIPT, "system")
     assert result["applied"] is False
     assert result["faults"] > FRESH_PAGES * 9 // 10
 
@@ -81,8 +83,5 @@ print(json.dumps({"kept": kept, "released": resident_mib()}))
 
 @glibc
 def test_releasing_hands_a_kept_block_back_to_the_system():
-    out = subprocess.run([sys.executable, "-c", RELEASE_SCRIPT], check=True,
-                         env={**os.environ, allocator.OPT_OUT: ""}, capture_output=True,
-                         text=True).stdout
-    resident = json.loads(out)
+    resident = run_script(RELEASE_SCRIPT, "")
     assert resident["kept"] - resident["released"] > 200  # MiB, of the 256 MiB block
