@@ -69,16 +69,18 @@ def install(point: str, n: int) -> None:
 
         Trainer.save = save
     elif point == "checkpoint-write":
-        import torch
+        from malt.training import checkpoint
 
-        original_torch_save = torch.save
+        original_write_tree = checkpoint.write_tree
 
-        def torch_save(obj, f, *args, **kwargs):
+        def write_tree(path, tree, **kwargs):
+            original_write_tree(path, tree, **kwargs)
             if countdown.reached():
-                _write_half(lambda b: original_torch_save(obj, b, *args, **kwargs), f)
-            return original_torch_save(obj, f, *args, **kwargs)
+                data = Path(path).read_bytes()
+                Path(path).write_bytes(data[:len(data) // 2])
+                _die()
 
-        torch.save = torch_save
+        checkpoint.write_tree = write_tree
     elif point == "parquet-write":
         import pyarrow.parquet as pq
 

@@ -75,13 +75,13 @@ def test_a_killed_training_run_resumes_to_the_same_metrics(data, uninterrupted, 
     out = tmp_path / "run"
     _killed(*_train_args(data, out), fault=fault)
     assert not (out / "metrics.json").exists()
-    checkpoint = out / "checkpoint.pt"
+    checkpoint = out / "checkpoint.safetensors"
     if saved_step is None:
         assert not checkpoint.exists()
     else:
-        assert load_checkpoint(checkpoint)["state"].global_step == saved_step
+        assert load_checkpoint(checkpoint).state.global_step == saved_step
     if fault[0] == "checkpoint-write":
-        assert list(out.glob(".checkpoint.pt.tmp-*"))  # killed half-way through the write
+        assert list(out.glob(".checkpoint.safetensors.tmp-*"))  # killed half-way through the write
     _ok("train", "--resume", "--out", str(out))
     resumed = json.loads((out / "metrics.json").read_text())
     # Within float rounding, not bit for bit: on one CPU (AVX-512, 2026-12-03) a resumed run in

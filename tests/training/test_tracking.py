@@ -136,7 +136,7 @@ def test_a_tracked_run_holds_config_steps_evaluation_and_files(data, tmp_path):
 
     uploaded = {a.path for a in client.list_artifacts(tracked.info.run_id)}
     assert uploaded == {"config.json", "schema.json", "metrics.json", "log.txt",
-                        "predictions.npz", "checkpoint.pt", "mlflow.json", "tb",
+                        "predictions.npz", "checkpoint.safetensors", "mlflow.json", "tb",
                         "reliability-last.png", "reliability-first.png"}
     assert {a.path for a in client.list_artifacts(tracked.info.run_id, "tb")} == \
         {f"tb/{p.name}" for p in (run / "tb").iterdir()}

@@ -12,9 +12,10 @@ from malt.cli import main
 from malt.errors import ConfigError, Interrupted
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
-from malt.training.checkpoint import load_checkpoint
+from malt.training.checkpoint import CHECKPOINT_KIND, load_checkpoint
 from malt.training.config import RunConfig
 from malt.training.run_dir import RunMetrics
+from malt.training.tensor_tree import read_tree, write_tree
 from malt.training.trainer import Trainer
 from run_parity import assert_same_run
 
@@ -46,7 +47,7 @@ def test_run_directory_holds_config_metrics_predictions_and_logs(data, tmp_path)
     assert saved.train.steps == 3 * 5  # 3 training days of 301 rows at batch 64
     predictions = Predictions.load(run / "predictions.npz")
     assert predictions.probs.shape == (301, 2) and predictions.views == ("last", "first")
-    assert load_checkpoint(run / "checkpoint.pt")["state"].finished
+    assert load_checkpoint(run / "checkpoint.safetensors").state.finished
     assert any((run / "tb").iterdir())
     assert "finished day" in (run / "log.txt").read_text()
 
@@ -54,10 +55,10 @@ def test_run_directory_holds_config_metrics_predictions_and_logs(data, tmp_path)
 def test_each_day_hands_its_freed_memory_back_after_its_checkpoint(data, tmp_path, monkeypatch):
     import malt.training.trainer as trainer_module
 
-    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    checkpoint = tmp_path / "run" / "checkpoint.safetensors"
     released: list[int] = []
     monkeypatch.setattr(trainer_module, "release_freed_memory", lambda: released.append(
-        load_checkpoint(checkpoint)["state"].day))
+        load_checkpoint(checkpoint).state.day))
     train_run(_config(data), tmp_path / "run")
     assert released == [1, 2, 3]  # after day d's checkpoint: d days done
 
@@ -77,7 +78,7 @@ def test_interrupted_run_resumes_to_identical_numbers(data, tmp_path, monkeypatc
     monkeypatch.setattr(Trainer, "train_step", stopping_step)
     with pytest.raises(Interrupted):
         train_run(_config(data, shuffle=True), tmp_path / "cut")
-    state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["state"]
+    state = load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors").state
     assert state.global_step == stop_after and not state.finished
     monkeypatch.setattr(Trainer, "train_step", original)
     resumed = train_run(_config(data, shuffle=True), tmp_path / "cut", resume=True)
@@ -98,7 +99,7 @@ def test_row_wise_adam_trains_the_run_dense_adam_trains(data, tmp_path):
     assert np.abs(probs["lazy"] - probs["dense"]).max() > 1e-3  # other numbers: not a no-op
     assert rows.views["last"].auc == pytest.approx(dense.views["last"].auc, abs=1e-3)
     assert lazy.train.steps == rows.train.steps
-    tables = load_checkpoint(tmp_path / "rows" / "checkpoint.pt")["optimisation"]
+    tables = load_checkpoint(tmp_path / "rows" / "checkpoint.safetensors").optimisation
     assert "pending" in tables["optimizers"][1]["state"][0]
 
 
@@ -115,7 +116,6 @@ def test_tensorboard_gets_the_first_and_last_step_and_the_evaluation(data, tmp_p
 
 
 def test_a_resumed_runs_time_covers_every_leg(data, tmp_path, monkeypatch):
-    import torch
 
     original = Trainer.train_step
 
@@ -129,13 +129,13 @@ def test_a_resumed_runs_time_covers_every_leg(data, tmp_path, monkeypatch):
     with pytest.raises(Interrupted):
         train_run(_config(data), tmp_path / "cut")
     monkeypatch.setattr(Trainer, "train_step", original)
-    path = tmp_path / "cut" / "checkpoint.pt"
-    payload = torch.load(path, weights_only=False)
+    path = tmp_path / "cut" / "checkpoint.safetensors"
+    payload = read_tree(path, kind=CHECKPOINT_KIND)
     assert payload["state"]["seconds"] > 0
     assert 0 < payload["state"]["data_wait_seconds"] < payload["state"]["seconds"]
     payload["state"]["seconds"] = 1000.0  # as if the first leg had taken 1000 s
     payload["state"]["data_wait_seconds"] = 400.0  # of which 400 s waiting for batches
-    torch.save(payload, path)
+    write_tree(path, payload, kind=CHECKPOINT_KIND)
     resumed = train_run(_config(data), tmp_path / "cut", resume=True)
     assert 1000 < resumed.train.seconds < 1000 + 300
     assert 400 < resumed.train.data_wait_seconds < resumed.train.seconds - 600
@@ -204,7 +204,7 @@ def test_a_run_directory_given_relative_to_the_working_directory(data, tmp_path,
                  "--out", "runs/x"]) == 0
     run = tmp_path / "runs" / "x"
     assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.json", "log.txt",
-                                                "checkpoint.pt", "predictions.npz"}
+                                                "checkpoint.safetensors", "predictions.npz"}
     assert not (run / "runs").exists()
     assert main(["eval", "--run", "runs/x"]) == 0
 
@@ -243,7 +243,7 @@ def test_overwrite_removes_only_the_runs_own_files(data, tmp_path, capsys):
             "--out", str(out)]
     assert main(args) == 0
     written = set(_tree(out))
-    assert {"config.json", "metrics.json", "checkpoint.pt", "log.txt"} <= written
+    assert {"config.json", "metrics.json", "checkpoint.safetensors", "log.txt"} <= written
     (out / "notes.md").write_text("my notes")
     assert main([*args, "--overwrite"]) == 3
     assert "notes.md" in capsys.readouterr().err and set(_tree(out)) == written | {"notes.md"}

@@ -47,10 +47,8 @@ def load_trained(run_path: str | Path, *, vocabs: str | Path | None = None) -> T
     """
     run = RunDir(Path(run_path))
     config = run.load_config()
-    if not run.checkpoint.is_file():
-        raise ConfigError(f"run {run.path} has no checkpoint")
-    payload = load_checkpoint(run.checkpoint)
-    if not payload["state"].finished:
+    checkpoint = load_checkpoint(run.checkpoint)
+    if not checkpoint.state.finished:
         raise ConfigError(f"run {run.path} has not finished training; resume it first")
     schema = run.load_schema() or schema_for(config.data.path, config.data.schema)
     lookups = load_lookups(schema, vocab_directory(config, vocabs))
@@ -58,7 +56,7 @@ def load_trained(run_path: str | Path, *, vocabs: str | Path | None = None) -> T
     task = build_task(config)
     model = config.model_spec.build(schema, info, task, config.model_config())
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(checkpoint.model)
     except RuntimeError as exc:
         raise ConfigError(f"the model of {run.path} does not fit these vocabs (its embedding "
                           f"tables have other sizes: were the vocabs rebuilt since training?)"

@@ -17,6 +17,7 @@ from malt.eval.report import evaluate, evaluate_by_day
 from malt.eval.target import target_metrics
 from malt.metrics import ViewMetrics
 from malt.training.builder import BuiltRun, build_run
+from malt.training.checkpoint import refuse_legacy
 from malt.training.config import RunConfig
 from malt.training.distributed import barrier
 from malt.training.progress import ProgressFn
@@ -50,6 +51,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     if resume:
         if run.is_complete():
             return run.load_metrics()
+        refuse_legacy(run.checkpoint)
         saved = run.load_config()
         saved.train.device = config.train.device
         config = saved

@@ -17,16 +17,14 @@ def rescore(run: RunDir, data: str | Path, *, device: str = "auto") -> Predictio
     """Predictions of the run's final model on the evaluation days of `data`."""
     config = run.load_config()
     config = replace(config, data=replace(config.data, path=str(data), cache=None))
-    if not run.checkpoint.is_file():
-        raise ConfigError(f"run {run.path} has no checkpoint")
-    payload = load_checkpoint(run.checkpoint)
-    if not payload["state"].finished:
+    checkpoint = load_checkpoint(run.checkpoint)
+    if not checkpoint.state.finished:
         raise ConfigError(f"run {run.path} has not finished training; resume it first")
     dataset = open_dataset(config.data)
     task = build_task(config)
     model = build_model(config, dataset, task)
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(checkpoint.model)
     except RuntimeError as exc:
         raise ConfigError(f"the model of {run.path} does not fit the vocabs of {data} "
                           f"(different table sizes)") from exc

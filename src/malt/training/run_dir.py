@@ -4,7 +4,8 @@
     <run>/schema.json        the data set's schema, so the run can score data on its own
     <run>/log.txt            the run's log
     <run>/tb/                TensorBoard scalars
-    <run>/checkpoint.pt      latest checkpoint (day boundary, or where it was interrupted)
+    <run>/checkpoint.safetensors  latest checkpoint (day boundary, or where it was
+                             interrupted; see `malt.training.checkpoint`)
     <run>/metrics.json       evaluation metrics, written when training has finished
     <run>/predictions.npz    scores of every evaluated view on the evaluation day
     <run>/reliability-<view>.png  reliability diagram of each evaluated view
@@ -27,6 +28,7 @@ from malt.data.schema import Schema
 from malt.errors import ConfigError
 from malt.metrics import ActionMetrics, ViewMetrics
 from malt.outputs import OutputDir, atomic_write_text
+from malt.training.checkpoint import LEGACY_NAME, convert_legacy_checkpoint
 from malt.training.config import RunConfig
 from malt.typed_fields import build, validate
 
@@ -143,7 +145,7 @@ class RunDir:
 
     @property
     def checkpoint(self) -> Path:
-        return self.path / "checkpoint.pt"
+        return self.path / "checkpoint.safetensors"
 
     @property
     def metrics_file(self) -> Path:
@@ -180,6 +182,13 @@ class RunDir:
     def error_file(self) -> Path:
         """The traceback of a failed study cell."""
         return self.path / "error.txt"
+
+    def upgrade_checkpoint(self) -> None:
+        """Rewrite the run's pickled checkpoint of an earlier malt in the safetensors format,
+        then remove the pickle (see `malt.training.checkpoint.convert_legacy_checkpoint`)."""
+        legacy = self.path / LEGACY_NAME
+        convert_legacy_checkpoint(self.path, self.writable(self.checkpoint))
+        legacy.unlink()
 
     def is_complete(self) -> bool:
         return self.metrics_file.is_file()
@@ -221,3 +230,13 @@ class RunDir:
         logger.addHandler(handler)
         logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
         return handler
+
+
+def legacy_runs(path: Path) -> list[RunDir]:
+    """The runs at or under `path` that hold only a pickled checkpoint of an earlier malt."""
+    found = []
+    for legacy in sorted(Path(path).rglob(LEGACY_NAME)):
+        run = RunDir(legacy.parent)
+        if run.output.is_ours() and not run.checkpoint.is_file():
+            found.append(run)
+    return found

@@ -22,7 +22,7 @@ from malt.allocator import release_freed_memory
 from malt.data.ahead import read_ahead
 from malt.data.batches import Batch, DayBatches
 from malt.data.cache import Day
-from malt.errors import Interrupted
+from malt.errors import ConfigError, Interrupted
 from malt.training import grad_methods
 from malt.training.builder import BuiltRun
 from malt.training.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
@@ -93,13 +93,18 @@ class Trainer:
         barrier(self.world)
 
     def restore(self) -> None:
-        """Continue from the run's checkpoint."""
-        payload = load_checkpoint(self.run.checkpoint, map_location=self.device)
-        self.model.load_state_dict(payload["model"])
-        self.optimisation.load_state_dict(payload["optimisation"])
-        self.state = payload["state"]
-        set_rng_state(payload["rng"])
-        self.generator.set_state(payload["generator"])
+        """Continue from the run's checkpoint; one that does not fit this run (another model,
+        other tables, a damaged state) raises a `ConfigError`."""
+        checkpoint = load_checkpoint(self.run.checkpoint, map_location=self.device)
+        try:
+            self.model.load_state_dict(checkpoint.model)
+            self.optimisation.load_state_dict(checkpoint.optimisation)
+            set_rng_state(checkpoint.rng)
+            self.generator.set_state(checkpoint.generator)
+        except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ConfigError(f"the checkpoint of {self.run.path} does not fit this run: "
+                              f"{str(exc).splitlines()[0]}") from None
+        self.state = checkpoint.state
         log.info("resumed at day %d step %d (global step %d)", self.state.day,
                  self.state.step_in_day, self.state.global_step)
 
