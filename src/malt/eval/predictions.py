@@ -6,6 +6,7 @@ never evaluated).
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,15 +56,35 @@ class Predictions:
 
     @classmethod
     def load(cls, path: Path) -> Predictions:
+        """The predictions saved at `path`; a damaged or inconsistent file raises a
+        `ConfigError` (numpy reads it with pickle disabled: it is data)."""
         if not path.is_file():
             raise ConfigError(f"no predictions at {path}")
-        with np.load(path) as f:
-            days = tuple(f["days"].tolist()) if "days" in f.files else ()
-            rows = tuple(int(n) for n in f["day_rows"]) if days else ()
-            return cls(views=tuple(f["views"].tolist()), labels=tuple(f["labels"].tolist()),
-                       probs=f["probs"], weights=f["weights"], user=f["user"],
-                       target_action=f["target_action"] if "target_action" in f.files else None,
-                       days=days, day_rows=rows)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                days = tuple(str(d) for d in f["days"].tolist()) if "days" in f.files else ()
+                rows = tuple(int(n) for n in f["day_rows"]) if days else ()
+                loaded = cls(views=tuple(str(v) for v in f["views"].tolist()),
+                             labels=tuple(str(v) for v in f["labels"].tolist()),
+                             probs=f["probs"], weights=f["weights"], user=f["user"],
+                             target_action=f["target_action"] if "target_action" in f.files
+                             else None, days=days, day_rows=rows)
+            loaded._check_shapes()
+        except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"{path} is damaged ({exc}); recompute it with malt eval --run "
+                              f"{path.parent} --data DIR") from None
+        return loaded
+
+    def _check_shapes(self) -> None:
+        rows = len(self.user)
+        if self.probs.shape != (rows, len(self.views)) or \
+                self.weights.shape != (rows, len(self.labels)) or self.user.ndim != 1 or \
+                (self.target_action is not None and self.target_action.shape != (rows,)) or \
+                sum(self.day_rows) not in (0, rows) or len(self.day_rows) != len(self.days):
+            raise ValueError("its arrays do not fit together")
+        if not all(np.issubdtype(a.dtype, np.number) for a in (self.probs, self.weights,
+                                                                  self.user)):
+            raise ValueError("its scores are not numbers")
 
     def by_day(self) -> list[tuple[str, Predictions]]:
         """(day, the predictions of its rows) for every evaluation day, in order."""
