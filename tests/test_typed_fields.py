@@ -1,14 +1,37 @@
 """Typed configuration values: what files and flags may hold for each annotation."""
 
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from malt.errors import ConfigError
-from malt.typed_fields import build, check_value, coerce, describe, field_docs, parse_text, validate
+from malt.typed_fields import (
+    Above,
+    Between,
+    FiniteFloat,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ProbabilityFloat,
+    Range,
+    Seed,
+    build,
+    check_ranges,
+    check_value,
+    coerce,
+    describe,
+    field_docs,
+    parse_text,
+    states_range,
+    validate,
+)
 
 
 @dataclass(frozen=True)
@@ -109,3 +132,98 @@ def test_objects_built_in_python_are_checked_too():
 def test_field_docs_are_the_strings_under_the_fields():
     assert field_docs(Outer) == {"name": "The name, over two lines."}
     assert field_docs(Inner) == {"width": "Width of the thing."}
+
+
+@pytest.mark.parametrize("annotation, words", [
+    (PositiveFloat, "a number > 0"), (PositiveInt, "an integer >= 1"), (Seed,
+     f"an integer in [0, {2**63 - 1}]"), (Annotated[float, Between(0, 1, high_open=True)],
+                                          "a number in [0, 1)"),
+    (FiniteFloat, "a finite number"), (Annotated[float, Above(0, infinite=True)],
+                                        "a number > 0 (inf allowed)"),
+    (tuple[NonNegativeFloat, ...] | None, "a list of numbers >= 0 or nothing (null)"),
+    (PositiveInt | Literal["auto"], "an integer >= 1 or one of 'auto'"),
+])
+def test_describe_says_the_range(annotation, words):
+    assert describe(annotation) == words
+
+
+@pytest.mark.parametrize("value, annotation", [
+    (0.0, PositiveFloat), (-1e-300, NonNegativeFloat), (math.nan, FiniteFloat),
+    (math.inf, FiniteFloat), (math.inf, PositiveFloat), (-math.inf, Annotated[float, Above(
+        0, infinite=True)]), (math.nan, Annotated[float, Above(0, infinite=True)]),
+    (0, PositiveInt), (-1, Seed), (2**63, Seed), (1.0, Annotated[float, Between(
+        0, 1, high_open=True)]), (1.5, ProbabilityFloat), ([1, 0], tuple[PositiveInt, ...]),
+    ({"a": -1}, dict[str, NonNegativeFloat]), (0, PositiveInt | Literal["auto"]),
+])
+def test_values_out_of_their_range_are_refused(value, annotation):
+    with pytest.raises(ConfigError, match=re.escape(f"k = {value!r}: expected "
+                                                    f"{describe(annotation)}")):
+        check_value("k", value, annotation)
+
+
+@pytest.mark.parametrize("value, annotation", [
+    (1e-300, PositiveFloat), (0, NonNegativeFloat), (-1e300, FiniteFloat), (1, PositiveInt),
+    (0, Seed), (2**63 - 1, Seed), (0.0, Annotated[float, Between(0, 1, high_open=True)]),
+    (math.inf, Annotated[float, Above(0, infinite=True)]), (1, ProbabilityFloat),
+    ("auto", PositiveInt | Literal["auto"]),
+])
+def test_values_in_their_range_are_kept(value, annotation):
+    assert check_value("k", value, annotation) == value
+
+
+bounds = st.one_of(st.none(), st.floats(-1e6, 1e6))
+
+
+@given(low=bounds, high=bounds, low_open=st.booleans(), high_open=st.booleans(),
+       infinite=st.booleans(), value=st.floats(allow_nan=True, allow_infinity=True))
+def test_a_range_admits_exactly_the_values_between_its_bounds(low, high, low_open, high_open,
+                                                             infinite, value):
+    bounded = Range(low, high, low_open, high_open, infinite)
+    above = low is None or (value > low if low_open else value >= low)
+    below = high is None or (value < high if high_open else value <= high)
+    finite = math.isfinite(value) or (infinite and not math.isnan(value))
+    assert bounded.admits(value) == (above and below and finite)
+    try:
+        check_value("k", value, Annotated[float, bounded])
+        accepted = True
+    except ConfigError:
+        accepted = False
+    assert accepted == bounded.admits(value)
+
+
+@given(st.integers(min_value=-2**70, max_value=2**70))
+def test_a_seed_is_any_integer_from_0_below_2_to_the_63(n):
+    try:
+        assert parse_text("--seed", str(n), Seed) == n
+        accepted = True
+    except ConfigError:
+        accepted = False
+    assert accepted == (0 <= n < 2**63)
+
+
+@dataclass
+class Holder:
+    """A dataclass that holds a live object beside a ranged number."""
+
+    handle: object
+    jobs: PositiveInt | None = None
+    rate: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "holder")
+
+
+def test_check_ranges_checks_only_the_ranged_fields():
+    assert Holder(handle=lambda: None, jobs=2, rate="not checked").jobs == 2
+    with pytest.raises(ConfigError, match="holder.jobs = 0: expected an integer >= 1"):
+        Holder(handle=None, jobs=0)
+    assert states_range(PositiveInt | None) and states_range(tuple[PositiveFloat, ...])
+    assert not states_range(float) and not states_range(tuple[int, ...] | None)
+
+
+def test_classes_and_functions_are_checked_by_instance():
+    assert check_value("k", Path("x"), Path | None) == Path("x")
+    assert check_value("k", len, Callable[..., int]) is len
+    for value, annotation, words in [("x", Path, "Path"), (3, Callable[..., int], "a function")]:
+        with pytest.raises(ConfigError, match=f"expected {words}"):
+            check_value("k", value, annotation)

@@ -2,36 +2,133 @@
 
 Configuration lives in dataclasses whose annotations say what each value is (`int`, `float`,
 `bool`, `str`, `Literal[...]` choices, `X | None`, `list[X]`, `tuple[X, ...]`, `dict[str, X]`,
-nested dataclasses). `build(cls, raw, where)` turns a table read from a TOML/YAML/JSON file into
-an instance; a value of the wrong type is a `ConfigError` naming the key, the value and the
-expected type (a string is never taken for a number, a flag or a list), and an unknown key
-names the closest valid one. `parse_text` reads a value typed on the command line. `field_docs`
-returns the docstring written under each field, which the command line shows as help.
+nested dataclasses, and any other class, which a value must be an instance of). A number's
+valid values are part of its type: `Annotated[float, Positive]`, `Annotated[int, AtLeast(1)]`,
+`Annotated[float, Between(0, 1)]` (a `Range`; a number with a range is finite unless the range
+says otherwise, so NaN and infinity are refused). `build(cls, raw, where)` turns a table read
+from a TOML/YAML/JSON file into an instance; a value of the wrong type or out of its range is a
+`ConfigError` naming the key, the value and what was expected (a string is never taken for a
+number, a flag or a list), and an unknown key names the closest valid one. `parse_text` reads a
+value typed on the command line. `field_docs` returns the docstring written under each field,
+which the command line shows as help.
 """
 
 from __future__ import annotations
 
 import ast
+import collections.abc
 import dataclasses
 import difflib
 import inspect
+import math
 import textwrap
 import tomllib
 import types
 import typing
+from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from malt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take, stated in its annotation: `Annotated[float, Range(...)]`.
+
+    `low`/`high` bound it (None: unbounded), inclusively unless `low_open`/`high_open`; NaN is
+    never in a range, and infinity only where `infinite` is set."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    infinite: bool = False
+
+    def admits(self, value: float) -> bool:
+        """Whether `value` lies in the range."""
+        if isinstance(value, float) and (math.isnan(value) or
+                                         (math.isinf(value) and not self.infinite)):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or
+                                          (self.high_open and value == self.high))
+
+    def words(self) -> str:
+        """The range in words, e.g. '> 0', '>= 1', 'in [0, 1)', 'finite'."""
+        low, high = _number(self.low), _number(self.high)
+        if self.low is not None and self.high is not None:
+            text = (f"in {'(' if self.low_open else '['}{low}, {high}"
+                    f"{')' if self.high_open else ']'}")
+        elif self.low is not None:
+            text = f"{'>' if self.low_open else '>='} {low}"
+        elif self.high is not None:
+            text = f"{'<' if self.high_open else '<='} {high}"
+        else:
+            return "finite" if not self.infinite else "(inf allowed)"
+        return text + (" (inf allowed)" if self.infinite else "")
+
+
+def _number(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def AtLeast(low: float) -> Range:  # noqa: N802 - reads as a type: Annotated[int, AtLeast(1)]
+    """`low` or more."""
+    return Range(low=low)
+
+
+def Above(low: float, *, infinite: bool = False) -> Range:  # noqa: N802
+    """More than `low` (infinity too with `infinite`)."""
+    return Range(low=low, low_open=True, infinite=infinite)
+
+
+def Between(low: float, high: float, *, high_open: bool = False) -> Range:  # noqa: N802
+    """From `low` to `high`, both included (`high` left out with `high_open`)."""
+    return Range(low=low, high=high, high_open=high_open)
+
+
+Positive = Above(0)
+NonNegative = AtLeast(0)
+Finite = Range()
+"""Any finite value (a signed effect, an offset)."""
+Probability = Between(0, 1)
+
+SEED_LIMIT = 2**63
+"""Seeds are below it (numpy and torch take 64-bit seeds; sums of seeds must stay signed)."""
+Seed = Annotated[int, Between(0, SEED_LIMIT - 1)]
+"""A random seed: 0 <= seed < 2**63."""
+PositiveInt = Annotated[int, AtLeast(1)]
+NonNegativeInt = Annotated[int, AtLeast(0)]
+PositiveFloat = Annotated[float, Positive]
+NonNegativeFloat = Annotated[float, NonNegative]
+FiniteFloat = Annotated[float, Finite]
+ProbabilityFloat = Annotated[float, Probability]
 
 
 class _Mismatch(Exception):
     """A value does not fit its annotation (turned into a `ConfigError` with the key)."""
 
 
+def ranges(annotation: Any) -> tuple[Range, ...]:
+    """The `Range` markers of an `Annotated[...]` annotation (none for any other)."""
+    if typing.get_origin(annotation) is not Annotated:
+        return ()
+    return tuple(m for m in annotation.__metadata__ if isinstance(m, Range))
+
+
+def states_range(annotation: Any) -> bool:
+    """Whether `annotation` or a type inside it (`X | None`, `tuple[X, ...]`) has a range."""
+    return bool(ranges(annotation)) or any(states_range(a) for a in typing.get_args(annotation))
+
+
 def describe(annotation: Any) -> str:
-    """The expected type in words, e.g. 'a list of strings', 'one of "auto", "cpu"'."""
+    """The expected type in words, e.g. 'a list of strings', 'one of "auto", "cpu"',
+    'a number > 0'."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _qualified(describe(args[0]), annotation)
     if annotation is type(None):
         return "nothing (null)"
     if origin is Literal:
@@ -46,11 +143,17 @@ def describe(annotation: Any) -> str:
         return f"a table of {_plural(args[1])}"
     if dataclasses.is_dataclass(annotation):
         return f"a table of {annotation.__name__} keys"
+    if origin is collections.abc.Callable:
+        return "a function"
     return {int: "an integer", float: "a number", bool: "true or false",
             str: "a string"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
 def _plural(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Annotated:
+        return _qualified(_plural(typing.get_args(annotation)[0]), annotation)
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return " or ".join(_plural(a) for a in typing.get_args(annotation))
     words = describe(annotation)
     for article in ("an ", "a "):
         if words.startswith(article):
@@ -59,13 +162,33 @@ def _plural(annotation: Any) -> str:
     return words
 
 
+def _qualified(words: str, annotation: Any) -> str:
+    """`words` (e.g. 'a number') with the ranges of `annotation`: 'a number > 0', 'a finite
+    number'."""
+    for r in ranges(annotation):
+        qualifier = r.words()
+        if qualifier == "finite":
+            article, _, noun = words.partition(" ")
+            words = f"{article} finite {noun}" if article in ("a", "an") else f"finite {words}"
+            words = words.replace("an finite", "a finite")
+        else:
+            words = f"{words} {qualifier}"
+    return words
+
+
 def coerce(value: Any, annotation: Any) -> Any:
     """`value` (as a file parser returns it) as the type `annotation`, or raise `_Mismatch`.
 
-    Integers are accepted where a number is expected; nothing else is converted."""
+    Integers are accepted where a number is expected; nothing else is converted. A number with
+    a `Range` must lie in it."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any:
         return value
+    if origin is Annotated:
+        checked = coerce(value, args[0])
+        if not all(r.admits(checked) for r in ranges(annotation)):
+            raise _Mismatch
+        return checked
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value
@@ -116,6 +239,14 @@ def coerce(value: Any, annotation: Any) -> Any:
         if isinstance(value, str):
             return value
         raise _Mismatch
+    if origin is collections.abc.Callable:
+        if callable(value):
+            return value
+        raise _Mismatch
+    if isinstance(annotation, type):
+        if isinstance(value, annotation):
+            return value
+        raise _Mismatch
     raise TypeError(f"annotation {annotation!r} is not supported")
 
 
@@ -153,22 +284,34 @@ def _readings(text: str, annotation: Any) -> list[Any]:
 
 @cache
 def hints(cls: type) -> dict[str, Any]:
-    """Resolved annotation of every field of the dataclass `cls`."""
-    return typing.get_type_hints(cls)
+    """Resolved annotation of every field of the dataclass `cls` (`Annotated` kept)."""
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 def validate(instance: Any, where: str) -> None:
     """Check every field of the dataclass `instance` against its type, converting in place
     where the type asks for it (a list given for a tuple, an integer for a float). Call it from
     `__post_init__` so that objects built in Python are checked like those read from files."""
-    for f in dataclasses.fields(instance):
-        value = getattr(instance, f.name)
-        annotation = hints(type(instance))[f.name]
+    _check_fields(instance, where, [f.name for f in dataclasses.fields(instance)])
+
+
+def check_ranges(instance: Any, where: str) -> None:
+    """`validate` for the fields whose type states a range, only: for dataclasses that also hold
+    live objects (a backend, a data set) that no file gives."""
+    annotations = hints(type(instance))
+    _check_fields(instance, where, [f.name for f in dataclasses.fields(instance)
+                                    if states_range(annotations[f.name])])
+
+
+def _check_fields(instance: Any, where: str, names: list[str]) -> None:
+    for name in names:
+        value = getattr(instance, name)
+        annotation = hints(type(instance))[name]
         if dataclasses.is_dataclass(annotation) and isinstance(value, annotation):
             continue
-        checked = check_value(f"{where}.{f.name}" if where else f.name, value, annotation)
+        checked = check_value(f"{where}.{name}" if where else name, value, annotation)
         if checked is not value:
-            object.__setattr__(instance, f.name, checked)
+            object.__setattr__(instance, name, checked)
 
 
 def build(cls: type, raw: Any, where: str) -> Any:
