@@ -47,7 +47,11 @@ def _remember_parsers(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except MaltError as exc:  # a flag's value refused as it is read (`commands._options.typed`)
+        print(f"malt: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if unknown:
         # argparse reports unknown flags with the top-level usage; show the command's own.
         args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -8,7 +8,7 @@ from malt.cli import main
 @pytest.mark.parametrize("line, section, message", [
     ('lr = "fast"', "train", "train.lr = 'fast': expected a number"),
     ('batch_size = "4096"', "train",
-     "train.batch_size = '4096': expected an integer or one of 'auto'"),
+     "train.batch_size = '4096': expected an integer >= 1 or one of 'auto'"),
     ('seed = "abc"', None, "seed = 'abc': expected an integer"),
     ('shuffle = "no"', "train", "train.shuffle = 'no': expected true or false"),
     ('amp = "false"', "train", "train.amp = 'false': expected true or false"),
@@ -50,7 +50,8 @@ def test_an_unknown_flag_shows_the_commands_own_usage(capsys):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--lr", "fast", "--lr = 'fast': expected a number"),
-    ("--batch-size", "4096.5", "--batch-size = '4096.5': expected an integer or one of 'auto'"),
+    ("--batch-size", "4096.5",
+     "--batch-size = '4096.5': expected an integer >= 1 or one of 'auto'"),
     ("--seed", "abc", "--seed = 'abc': expected an integer"),
     ("--device", "gpu", "--device = 'gpu': expected one of 'auto', 'cpu', 'cuda'"),
 ])

@@ -185,7 +185,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--format", "criteo"], "drop --conversions"),
     (["--mode", "indirect-any", "--rules", "last,shapley"], "unknown attribution rules"),
-    (["--window-days", "0"], "window must be positive"),
+    (["--window-days", "0"], "--window-days = '0': expected a number > 0 (inf allowed)"),
     (["--dda-features", "colour"], "not click columns"),
     (["--user-fields", "hour", "--ad-fields", "hour"], "both the user and the ad group"),
     (["--master", "local[2]"], "--master only applies to --engine spark"),

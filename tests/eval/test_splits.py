@@ -44,7 +44,7 @@ def test_the_validation_protocol_holds_out_the_last_k_training_days(data):
     with pytest.raises(ConfigError, match="holding out 3 days needs at least 4 training days; "
                                           "the data has 3"):
         split_days(dataset, DataConfig(eval_split="validation", validation_days=3))
-    with pytest.raises(ConfigError, match="data.validation_days must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match="data.validation_days = 0: expected an integer >= 1"):
         RunConfig.from_dict({"data": {"validation_days": 0}})
 
 

@@ -9,6 +9,9 @@ The model is chosen by `--model` and `--release-defaults`; `--model-option KEY=V
 field of the chosen model's config (`encoder.embed_dim=8`; checked against that model).
 
 `--seed` and `--device` of the commands that take no run config come from the same fields.
+The other numeric flags a command defines itself are read by `typed` with a type that states
+their range (`PositiveInt`, `Seed`, ...), so that `--batch-size 0` is refused like
+`train.batch_size = 0`: exit 3, naming the flag, the value and what was expected.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from malt.config_files import merge_tables, read_key_value_file, tree_from_dotted_keys
 from malt.errors import ConfigError
 from malt.training.config import DEFAULT_SEED, RunConfig, TrainConfig
-from malt.typed_fields import field_docs, hints, parse_text
+from malt.typed_fields import Seed, field_docs, hints, parse_text
 
 MODEL_FLAGS = ("model", "release_defaults", "model_option")
 """Destinations of the model's own flags (`--model`, `--release-defaults`, `--model-option`)."""
@@ -129,9 +132,16 @@ def add_model_option_flag(parser: argparse._ActionsContainer) -> None:
                              "experts=4 (repeatable; checked against the chosen model)")
 
 
+def typed(option: str, annotation: Any) -> Callable[[str], Any]:
+    """An argparse `type=` reading the text of `option` as `annotation`, range included, as a
+    config flag's text is read: a bad value is the `ConfigError` a bad config value is (exit 3,
+    naming flag, value and what was expected), not an argparse usage error."""
+    return lambda text: parse_text(option, text, annotation)
+
+
 def add_seed_flag(parser: argparse.ArgumentParser, purpose: str) -> None:
-    """`--seed` with malt's one default."""
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    """`--seed` with malt's one default (0 <= seed < 2**63)."""
+    parser.add_argument("--seed", type=typed("--seed", Seed), default=DEFAULT_SEED,
                         help=f"random seed of {purpose} (default {DEFAULT_SEED})")
 
 

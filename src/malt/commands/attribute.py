@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import Annotated
+
+from malt.commands._options import typed
+from malt.typed_fields import Above, PositiveFloat
+
+WindowDays = Annotated[float, Above(0, infinite=True)]
+"""The attribution window in days: > 0, `inf` for none."""
 
 HELP = "attribute conversions to clicks (raw logs -> MAC-layout data set with one label per rule)"
 
@@ -31,14 +38,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", type=_names, default="last,first,linear,position,time_decay,dda",
                         help="comma-separated rules, also the label column names: last, first, "
                              "linear, position, time_decay, dda (default all)")
-    parser.add_argument("--window-days", type=float, default=None,
+    parser.add_argument("--window-days", default=None,
+                        type=typed("--window-days", WindowDays),
                         help="attribution window in days (default 7; 30 for criteo, whose "
                              "log spans 30 days, so that every journey it names is kept)")
     parser.add_argument("--mode", choices=["direct", "indirect-shop", "indirect-any"],
                         default="direct",
                         help="which clicks a conversion credits: same item (direct, default), "
                              "same shop, or any item of the user (generic only)")
-    parser.add_argument("--half-life-days", type=float, default=7.0,
+    parser.add_argument("--half-life-days", type=typed("--half-life-days", PositiveFloat),
+                        default=7.0,
                         help="half-life of the time_decay rule in days (default 7)")
     parser.add_argument("--position-shares", type=_shares, default=(0.4, 0.2, 0.4),
                         help="first,middle,last shares of the position rule (default 0.4,0.2,0.4)")

@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Literal
 
-from malt.commands._options import add_run_options, add_seed_flag
+from malt.commands._options import add_run_options, add_seed_flag, typed
+from malt.data.kuairand import KeepRate
+from malt.typed_fields import PositiveInt
 
 HELP = "incomplete multi-label data: KuaiRand-Pure recipe (kuairand-sim), mask coverage"
 
@@ -27,8 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     k.add_argument("--out", required=True, help="directory to write (MAC layout + schema.toml)")
     add_seed_flag(k, "the negative sampling, the targets and the reported actions")
     k.add_argument("--neg-keep-rate", default="auto",
-                   help="keep-probability of all-zero rows, or auto (about --target-rows rows)")
-    k.add_argument("--target-rows", type=int, default=900_000,
+                   type=typed("--neg-keep-rate", KeepRate | Literal["auto"]),
+                   help="keep-probability of all-zero rows, in (0, 1], or auto (about "
+                        "--target-rows rows)")
+    k.add_argument("--target-rows", type=typed("--target-rows", PositiveInt), default=900_000,
                    help="rows left by --neg-keep-rate auto (default 900,000, the paper's size)")
     k.add_argument("--no-sample-test", action="store_true",
                    help="keep every all-zero row of the test period")
@@ -54,16 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _kuairand(args: argparse.Namespace) -> int:
     from malt.data.kuairand import KuaiRandOptions, build_kuairand
-    from malt.errors import ConfigError
 
-    if args.neg_keep_rate == "auto":
-        rate = None
-    else:
-        try:
-            rate = float(args.neg_keep_rate)
-        except ValueError:
-            raise ConfigError(f"--neg-keep-rate must be a number or auto, got "
-                              f"{args.neg_keep_rate!r}") from None
+    rate = None if args.neg_keep_rate == "auto" else args.neg_keep_rate
     options = KuaiRandOptions(seed=args.seed, neg_keep_rate=rate, target_rows=args.target_rows,
                               sample_test=not args.no_sample_test,
                               reported_per=args.reported_per, random_log=args.random_log)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from malt.commands._options import add_device_flag
+from malt.commands._options import add_device_flag, typed
+from malt.typed_fields import PositiveInt
 
 HELP = "score parquet files (or a MAC-layout directory's test days) with a trained run"
 
@@ -22,7 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="torch", choices=["torch", "onnx"],
                         help="torch: the eager model; onnx: the model exported to ONNX and run "
                              "by ONNX Runtime (pip install 'malt[onnx]') (default torch)")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=typed("--batch-size", PositiveInt),
+                        default=None,
                         help="rows per model call (default 4096)")
     parser.add_argument("--vocabs", default=None,
                         help="vocabs to map raw ids with (a data set or a folder of "
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.run, vocabs=args.vocabs)
     device = scoring_device(args.engine, args.device)
     scorer = Scorer(trained, engine=args.engine, device=device, keep=tuple(args.keep),
-                    evaluate=args.eval, batch_size=args.batch_size or PREDICT_BATCH_ROWS)
+                    evaluate=args.eval, batch_size=PREDICT_BATCH_ROWS if args.batch_size is None
+                    else args.batch_size)
     sources = file_sources(args.data)
     rows = sum(s.rows for s in sources)
     model, files = trained.config.model["name"], "files" if len(sources) > 1 else "file"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from malt.commands._options import typed
+from malt.typed_fields import NonNegativeInt, PositiveInt
+
 HELP = "validate and cache a data set (MAC layout) and print its summary"
 
 
@@ -12,16 +15,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema", default=None, help="schema file (.toml/.yaml); default MAC")
     parser.add_argument("--cache", default=None, help="cache directory (default DATA/.malt_cache)")
     parser.add_argument("--rebuild", action="store_true", help="ignore and rebuild the cache")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=typed("--workers", PositiveInt), default=None,
                         help="conversion threads (default: CPU cores, at most 4)")
     vocabs = parser.add_argument_group("vocabularies from the data")
     vocabs.add_argument("--build-vocabs", action="store_true",
                         help="write vocabs/<field>.json for every field that has none, from the "
                              "training days only")
-    vocabs.add_argument("--min-count", type=int, default=1,
+    vocabs.add_argument("--min-count", type=typed("--min-count", PositiveInt), default=1,
                         help="ids seen fewer times get no row of their own (the OOV row) "
                              "(default 1)")
-    vocabs.add_argument("--vocab-held-out-days", type=int, default=0, metavar="K",
+    vocabs.add_argument("--vocab-held-out-days", default=0, metavar="K",
+                        type=typed("--vocab-held-out-days", NonNegativeInt),
                         help="leave the last K training days out of the counts, the days a "
                              "validation protocol (--validation-days K) scores (default 0)")
 

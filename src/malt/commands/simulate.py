@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from malt.commands._options import add_seed_flag
+from malt.commands._options import add_seed_flag, typed
+from malt.data.simulate.config import SimulatedDays
+from malt.typed_fields import PositiveInt
 
 HELP = "simulate a MAC-shaped data set (tiny, small, medium or mac size) in the MAC layout"
 
@@ -15,9 +17,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "mac ~79M over 21 days (default small)")
     parser.add_argument("--out", required=True, help="directory to write (train/, test/, vocabs/)")
     add_seed_flag(parser, "the simulation")
-    parser.add_argument("--users", type=int, default=None, help="override the preset's users")
-    parser.add_argument("--days", type=int, default=None,
-                        help="override the preset's days (the last one is the test day)")
+    parser.add_argument("--users", type=typed("--users", PositiveInt), default=None,
+                        help="override the preset's users")
+    parser.add_argument("--days", type=typed("--days", SimulatedDays), default=None,
+                        help="override the preset's days (the last one is the test day; 2 to "
+                             "100)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a data set already in --out")
     parser.add_argument("--scenario", default="mac", choices=["mac", "app-promotion"],

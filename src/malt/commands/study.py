@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import Literal
 
 from malt.commands._options import (
     add_device_flag,
     add_model_option_flag,
     add_run_options,
     add_seed_flag,
+    typed,
 )
+from malt.typed_fields import NonNegativeFloat, PositiveFloat, PositiveInt
 
 HELP = "run one of the MAC paper's studies (tables 2-8, figure 5, search, greedy) or KAML's"
 
@@ -18,6 +21,8 @@ STUDY_NAMES = ("main", "aux-metrics", "aux-targets", "params", "atl", "labels", 
 RUN_FIELDS = [("data", "schema"), ("data", "validation_days"), ("task", "aux"),
               ("train", "batch_size")]
 """The run settings a user gives every run of a study, on their own data."""
+REF = "ref"
+"""The --aux-weights value that stands for the target's reference λ."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,17 +37,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                        "set in OUT/data, written when missing)")
     parser.add_argument("--out", help="output directory (default studies/<preset>, "
                                       "studies/kaml-<preset> for kaml)")
-    parser.add_argument("--seeds", type=int, help="seeds per cell (default: the preset's)")
+    parser.add_argument("--seeds", type=typed("--seeds", PositiveInt),
+                        help="seeds per cell (default: the preset's)")
     add_seed_flag(parser, "the first run of each cell (seeds are SEED, SEED+1, ...) and of "
                           "the simulation")
-    parser.add_argument("--jobs", type=int,
+    parser.add_argument("--jobs", type=typed("--jobs", PositiveInt),
                         help="parallel runs (default: one per GPU when CUDA devices are "
                              "visible; on CPU one per core for smoke, 1 for paper)")
     parser.add_argument("--models", nargs="+", help="models (default: the study's)")
     parser.add_argument("--targets", nargs="+", help="target labels (default: the study's)")
-    parser.add_argument("--lrs", nargs="+", type=float,
+    parser.add_argument("--lrs", nargs="+", type=typed("--lrs", PositiveFloat),
                         help="learning rates of the grid (replaces the preset's)")
-    parser.add_argument("--aux-weights", nargs="+", type=_weight, metavar="λ",
+    parser.add_argument("--aux-weights", nargs="+", metavar="λ",
+                        type=typed("--aux-weights", NonNegativeFloat | Literal[REF]),
                         help="λ values of the grid; `ref` = the target's reference λ")
     parser.add_argument("--shuffle", action="store_true",
                         help="shuffle the rows within each training day (the paper's protocol "
@@ -67,10 +74,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_model_option_flag(runs)
 
 
-def _weight(text: str) -> float | None:
-    return None if text == "ref" else float(text)
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         shuffle=args.shuffle,
         models=tuple_or_none(args.models), targets=tuple_or_none(args.targets),
         aux=None if aux is None else tuple(aux), lrs=tuple_or_none(args.lrs),
-        aux_weights=tuple_or_none(args.aux_weights),
+        aux_weights=None if args.aux_weights is None else
+        tuple(None if w == REF else w for w in args.aux_weights),
         baselines=tuple_or_none(args.baselines), overrides=overrides)
     return run_studies(options, say=lambda line: print(line, flush=True))

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,7 @@ import pyarrow as pa
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.errors import DataError
 from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
+from malt.typed_fields import PositiveInt, Range, Seed, validate
 
 ACTIONS = ("is_like", "is_follow", "is_comment", "is_forward")
 STANDARD_LOGS = ("log_standard_4_08_to_4_21_pure.csv", "log_standard_4_22_to_5_08_pure.csv")
@@ -50,19 +52,28 @@ VIDEO_FEATURES = ("author_id", "video_type", "upload_type", "visible_status", "m
 USER_FIELD = "uid"
 """The user id as a feature (the `user_id` column is the grouping column)."""
 MISSING = "NA"
+KeepRate = Annotated[float, Range(0, 1, low_open=True)]
+"""The keep-probability of all-zero rows, in (0, 1]."""
 
 
 @dataclass(frozen=True)
 class KuaiRandOptions:
-    seed: int = 0
-    neg_keep_rate: float | None = None
-    """Keep-probability of all-zero rows; None = `auto` (about `target_rows` rows in all)."""
-    target_rows: int = 900_000
+    """How the KuaiRand-Pure logs become a data set (KAML paper §4.2.2)."""
+
+    seed: Seed = 0
+    neg_keep_rate: KeepRate | None = None
+    """Keep-probability of all-zero rows, in (0, 1]; None = `auto` (about `target_rows` rows
+    in all)."""
+    target_rows: PositiveInt = 900_000
     sample_test: bool = True
-    reported_per: str = "video"
+    reported_per: Literal["video", "row"] = "video"
     """Draw the reported actions per `video` or per `row`."""
     random_log: bool = False
-    train_share: float = 0.8
+    train_share: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 0.8
+    """Share of the logged time that trains (the rest is the test period)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
 
 
 @dataclass
@@ -117,8 +128,6 @@ def _first_tag(tags: pd.Series) -> pd.Series:
 
 def _keep_rate(n_positive: int, n_zero: int, options: KuaiRandOptions) -> float:
     if options.neg_keep_rate is not None:
-        if not 0.0 < options.neg_keep_rate <= 1.0:
-            raise DataError(f"neg_keep_rate must be in (0, 1], got {options.neg_keep_rate}")
         return options.neg_keep_rate
     if n_zero == 0:
         return 1.0
@@ -145,8 +154,6 @@ def build_kuairand(raw: str | Path, out: str | Path, options: KuaiRandOptions = 
     say = progress or (lambda _: None)
     raw, out = Path(raw), Path(out)
     OutputDir(out, DATA_KIND).check_writable(overwrite=overwrite)
-    if options.reported_per not in ("video", "row"):
-        raise DataError(f"reported_per must be 'video' or 'row', got {options.reported_per!r}")
     logs = [_find(raw, name) for name in STANDARD_LOGS]
     if options.random_log:
         logs.append(_find(raw, RANDOM_LOG))

@@ -30,8 +30,9 @@ import torch
 
 from malt.data.cache import Day
 from malt.data.schema import Schema
-from malt.data.task import ADM_WINDOWS, check_mask
+from malt.data.task import AdmWindow, check_mask
 from malt.errors import ConfigError
+from malt.typed_fields import NonNegativeFloat, PositiveInt, validate
 
 OTHER = "other"
 """Column name of the "target outside the labels" share in coverage reports."""
@@ -41,21 +42,17 @@ OTHER = "other"
 class AdmOptions:
     """How ADM counts and thresholds the reported conversions of each campaign."""
 
-    window: str = "trailing"
+    window: AdmWindow = "trailing"
     """`trailing`: the `window_days` training days before the row's day; `static`: every
     training day (the campaign's whole history, future days of the training range included)."""
-    window_days: int = 7
-    alpha: float = 10.0
+    window_days: PositiveInt = 7
+    alpha: NonNegativeFloat = 10.0
     """Threshold α_j of every action."""
-    alpha_per_action: Mapping[str, float] = field(default_factory=dict)
+    alpha_per_action: dict[str, NonNegativeFloat] = field(default_factory=dict)
     """Per-action overrides of `alpha`."""
 
     def __post_init__(self) -> None:
-        if self.window not in ADM_WINDOWS:
-            raise ConfigError(f"task.adm_window must be one of {ADM_WINDOWS}, got "
-                              f"'{self.window}'")
-        if self.window_days < 1:
-            raise ConfigError(f"task.adm_window_days must be positive, got {self.window_days}")
+        validate(self, "adm")
 
     def thresholds(self, labels: Sequence[str]) -> np.ndarray:
         """α per label, float64 [V]."""

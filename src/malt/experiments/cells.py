@@ -22,7 +22,7 @@ from malt.data.cache import Dataset
 from malt.training.config import RunConfig
 from malt.training.run_dir import RunDir, RunMetrics
 
-TrainFn = Callable[..., "RunMetrics | None"]
+TrainFn = Callable[..., RunMetrics | None]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of
 `malt.eval.job.train_run`; tests inject a fake one."""
 

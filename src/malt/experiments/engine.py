@@ -30,6 +30,14 @@ from malt.experiments.study import Study, claim_output
 from malt.models import model_spec
 from malt.training.config import DEFAULT_SEED
 from malt.training.distributed import resolve_device
+from malt.typed_fields import (
+    SEED_LIMIT,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    validate,
+)
 
 Family = Literal["mac", "kaml"]
 BACKENDS = ("local", "ray")
@@ -65,10 +73,12 @@ class StudyOptions:
     """A data set (MAC layout); None: the preset's simulated set in `<out>/data`."""
     out: Path | None = None
     """None: `studies/<preset>` (`studies/kaml-<preset>` for the KAML study)."""
-    seed: int = DEFAULT_SEED
+    seed: Seed = DEFAULT_SEED
     """First seed (seeds are seed, seed + 1, ...) and simulation seed."""
-    seeds: int | None = None
-    jobs: int | None = None
+    seeds: PositiveInt | None = None
+    """Seeds per cell; None: the preset's."""
+    jobs: PositiveInt | None = None
+    """Runs trained at once; None: one per GPU, else per core (smoke) or 1 (paper)."""
     device: str = "auto"
     backend: str = "local"
     """`local`: processes on this machine; `ray`: Ray tasks (see `ray_backend`)."""
@@ -79,13 +89,17 @@ class StudyOptions:
     models: tuple[str, ...] | None = None
     targets: tuple[str, ...] | None = None
     aux: tuple[str, ...] | None = None
-    lrs: tuple[float, ...] | None = None
-    aux_weights: tuple[float | None, ...] | None = None
+    lrs: tuple[PositiveFloat, ...] | None = None
+    aux_weights: tuple[NonNegativeFloat | None, ...] | None = None
+    """λ of the grid; None in it: the target's reference λ."""
     baselines: tuple[str, ...] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     """A run-config tree applied to every run (--schema, --batch-size, --model-option)."""
     train: TrainFn | None = None
     """Replaces the trainer (tests)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
 
 
 def protocols(names: tuple[str, ...]) -> list[Protocol]:
@@ -160,8 +174,9 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
         raise ConfigError("--targets, --aux and --aux-weights are not used by the kaml study "
                           "(every action is a task, λ = 1)")
     seeds = options.seeds if options.seeds is not None else setup.seeds
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be positive, got {seeds}")
+    if options.seed + seeds > SEED_LIMIT:
+        raise ConfigError(f"the seeds {options.seed} ... {options.seed + seeds - 1} run past the "
+                          f"largest seed {SEED_LIMIT - 1}: pass a smaller --seed")
     for model in (*(options.models or ()), *(options.baselines or ())):
         model_spec(model)
     if options.backend == "local":  # on Ray the workers' devices count, not this machine's

@@ -31,6 +31,7 @@ from malt.models import model_spec
 from malt.outputs import OutputDir, atomic_write_text
 from malt.training.config import RunConfig
 from malt.training.run_dir import RunMetrics
+from malt.typed_fields import NonNegativeFloat, PositiveFloat, PositiveInt, Seed, check_ranges
 
 APPENDIX_A_AUX = {"first": ("last",)}
 """Targets whose selected auxiliary set is not "every other label" (MAC paper App. A: with
@@ -116,7 +117,7 @@ class Study:
     data: Path
     output: OutputDir
     labels: tuple[str, ...]
-    seeds: tuple[int, ...]
+    seeds: tuple[Seed, ...]
     overrides: dict[str, Any] = field(default_factory=dict)
     """A run-config tree applied to every run (the user's --schema, --batch-size,
     --model-option ...)."""
@@ -126,16 +127,16 @@ class Study:
     models: tuple[str, ...] | None = None
     """--models (None: each study's default)."""
     targets: tuple[str, ...] | None = None
-    lrs: tuple[float, ...] | None = None
+    lrs: tuple[PositiveFloat, ...] | None = None
     """--lrs: replaces the preset's grids."""
-    aux_weights: tuple[float | None, ...] | None = None
+    aux_weights: tuple[NonNegativeFloat | None, ...] | None = None
     baselines: tuple[str, ...] | None = None
     """--baselines of the KAML study's RelaImpr (None: its multi-task models)."""
     dataset: Dataset | None = None
     """The prepared data set (the studies that read the data itself use it)."""
     data_note: str = ""
     """How the notes name the data (default: its path)."""
-    jobs: int | None = None
+    jobs: PositiveInt | None = None
     device: str = "auto"
     backend: Backend | None = None
     """Where the runs train (None: this machine's processes, `LocalBackend`)."""
@@ -144,6 +145,9 @@ class Study:
     failures: dict[str, Outcome] = field(default_factory=dict)
     trained: list[Outcome] = field(default_factory=list)
     """Runs trained (not read back) by this study, for the cost summary."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "study")
 
     @property
     def runs(self) -> Path:

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from malt.config_files import merge_tables
 from malt.errors import ConfigError
-from malt.typed_fields import build, validate
+from malt.typed_fields import PositiveInt, build, validate
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -40,13 +40,13 @@ C = TypeVar("C", bound="ModelConfig")
 class EncoderConfig:
     """The feature encoder (see `malt.layers.FeatureEncoder`)."""
 
-    embed_dim: int = 16
+    embed_dim: PositiveInt = 16
     """Width d of every embedding (one table per categorical field)."""
-    attention_heads: int = 4
+    attention_heads: PositiveInt = 4
     """Heads of each target-attention block; must divide `embed_dim`."""
     padding_mask: bool = True
     """Padded sequence positions get zero attention weight (the release has no mask)."""
-    simtier_bins: int = 32
+    simtier_bins: PositiveInt = 32
     """Tiers of each SimTier histogram over [-1, 1] (width 2 / bins); even."""
     simtier_combine: Literal["sum", "concat"] = "sum"
     """`sum` the per-channel SimTier vectors (the release) or `concat` them (wider input)."""
@@ -57,7 +57,6 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         validate(self, "model.encoder")
-        check_positive(self, "model.encoder", "embed_dim", "attention_heads", "simtier_bins")
         if self.embed_dim % self.attention_heads:
             raise ConfigError(f"model.encoder.embed_dim ({self.embed_dim}) must be a multiple "
                               f"of model.encoder.attention_heads ({self.attention_heads})")
@@ -70,49 +69,44 @@ class EncoderConfig:
 class ExpertConfig:
     """Every expert: squeeze-excitation, then a linear layer and ReLU (`malt.layers.Expert`)."""
 
-    dim: int = 256
+    dim: PositiveInt = 256
     """Output width of every expert (the tower input)."""
-    se_group_size: int | None = None
+    se_group_size: PositiveInt | None = None
     """Group width of the squeeze-excitation gate; None = the embedding width (groups are then
     the fields). When the fused width is not a multiple of it, the last group is partial."""
-    se_reduction: int = 4
+    se_reduction: PositiveInt = 4
     """Squeeze-excitation bottleneck: group size / reduction hidden units."""
 
     def __post_init__(self) -> None:
         validate(self, "model.expert")
-        check_positive(self, "model.expert", "dim", "se_reduction")
-        if self.se_group_size is not None and self.se_group_size < 1:
-            raise ConfigError(f"model.expert.se_group_size must be a positive integer or None, "
-                              f"got {self.se_group_size!r}")
 
 
 @dataclass(frozen=True)
 class TowerConfig:
     """Every tower: the expert's output through hidden layers to the view's logits."""
 
-    dims: tuple[int, ...] = (128, 64, 32)
+    dims: tuple[PositiveInt, ...] = (128, 64, 32)
     """Hidden widths; the last hidden layer feeds the head."""
 
     def __post_init__(self) -> None:
         validate(self, "model.tower")
-        if not self.dims or any(w < 1 for w in self.dims):
-            raise ConfigError(f"model.tower.dims must be positive widths, got {self.dims}")
+        if not self.dims:
+            raise ConfigError("model.tower.dims must list at least one hidden width")
 
 
 @dataclass(frozen=True)
 class ExtractionConfig:
     """PLE's extraction network (`malt.layers.ExtractionNetwork`)."""
 
-    levels: int = 1
+    levels: PositiveInt = 1
     """Stacked extraction levels (1 = one CGC layer, the release)."""
-    shared_experts: int = 1
+    shared_experts: PositiveInt = 1
     """Shared experts per level."""
-    task_experts: int = 1
+    task_experts: PositiveInt = 1
     """Private experts per view per level."""
 
     def __post_init__(self) -> None:
         validate(self, "model.extraction")
-        check_positive(self, "model.extraction", "levels", "shared_experts", "task_experts")
 
 
 @dataclass(frozen=True)
@@ -157,11 +151,3 @@ class ModelConfig:
         """The squeeze-excitation group width in effect."""
         size = self.expert.se_group_size
         return self.encoder.embed_dim if size is None else size
-
-
-def check_positive(config: Any, where: str, *names: str) -> None:
-    """Raise unless every field `names` of `config` is at least 1."""
-    for name in names:
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{where}.{name} must be a positive integer, got "
-                              f"{getattr(config, name)!r}")

@@ -11,9 +11,10 @@ from torch import nn
 from malt.errors import ConfigError
 from malt.layers import Expert, SelfGate, SoftmaxGate
 from malt.layers.gate import mix
-from malt.models.config import ModelConfig, check_positive
+from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, MultiTaskModel
 from malt.models.registry import Traits, register
+from malt.typed_fields import PositiveInt
 
 SINGLE_TOUCH = ("last", "first")
 
@@ -23,16 +24,15 @@ class HoMEConfig(ModelConfig):
     variant: Literal["reference", "paper"] = "reference"
     """`reference`: the release's one-level HoME; `paper`: meta level, task groups, expert
     normalisation + Swish, feature gates and self-gates as the HoME paper describes."""
-    feature_gate_rank: int = 4
+    feature_gate_rank: PositiveInt = 4
     """Rank of the low-rank feature gate on every expert input."""
     groups: tuple[tuple[str, ...], ...] | None = None
     """Task categories of the paper HoME; None = single-touch views (last, first) and the rest."""
-    meta_shared_experts: int = 2
+    meta_shared_experts: PositiveInt = 2
     """Shared meta experts of the paper HoME's first level."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "model", "feature_gate_rank", "meta_shared_experts")
         if self.groups is not None:
             flat = [v for group in self.groups for v in group]
             if not all(self.groups) or len(flat) != len(set(flat)):

@@ -33,9 +33,10 @@ from malt.layers.bottom import MMoEBottom, SharedExpertBottom
 from malt.layers.hke import HKETower
 from malt.losses.ranking import ranking_loss
 from malt.losses.views import view_losses
-from malt.models.config import ExtractionConfig, ModelConfig, check_positive
+from malt.models.config import ExtractionConfig, ModelConfig
 from malt.models.model import MaltModel, Outputs
 from malt.models.registry import Traits, register
+from malt.typed_fields import NonNegativeFloat, PositiveInt, ProbabilityFloat
 
 RANK = "rank"
 """Key of the ranking term in `losses()`."""
@@ -53,18 +54,18 @@ class KAMLConfig(ModelConfig):
     bottom: Literal["mmoe", "ple", "shared_bottom"] = "mmoe"
     """The multi-task bottom: MMoE's (the paper), PLE's extraction network or one shared
     expert; each built as the model of that name builds it."""
-    experts: int = 2
+    experts: PositiveInt = 2
     """Shared experts of the `mmoe` bottom."""
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     """The `ple` bottom."""
     hke: bool = True
     """Hierarchical knowledge extraction (original / extended sub-towers); needs a mask that
     extends samples beyond their target (`adm`, `reported`, `oracle` or `none`)."""
-    hke_layers: int = 1
+    hke_layers: PositiveInt = 1
     """Tower hidden layers duplicated into the two HKE sub-towers; the rest form the head."""
     rlu: bool = True
     """Ranking-based label utilisation (pairwise loss on (positive, zero) pairs)."""
-    rlu_gamma: float = 0.8
+    rlu_gamma: ProbabilityFloat = 0.8
     """γ in γ · L_BCE + (1 − γ) · L_rank (used only with `rlu`)."""
     rlu_normalize: Literal["pairs", "batch"] = "pairs"
     """Ranking loss per task divided by its number of pairs (`pairs`) or by the batch size
@@ -73,17 +74,14 @@ class KAMLConfig(ModelConfig):
     """Restrict both sides of the pairs to rows whose mask is 1 (default: every row)."""
     rlu_logits: Literal["routed", "original"] = "routed"
     """Rank the HKE-routed logits (`routed`) or every row through the original sub-tower."""
-    rlu_task_weights: tuple[float, ...] | None = None
+    rlu_task_weights: tuple[NonNegativeFloat, ...] | None = None
     """β_k per view in task order (None: 1 for every view)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "model", "experts", "hke_layers")
         if self.hke and self.hke_layers > len(self.tower.dims):
             raise ConfigError(f"model.hke_layers ({self.hke_layers}) exceeds the tower's hidden "
                               f"layers ({len(self.tower.dims)})")
-        if not 0.0 <= self.rlu_gamma <= 1.0:
-            raise ConfigError(f"model.rlu_gamma must be in [0, 1], got {self.rlu_gamma}")
 
 
 @register("kaml", KAMLConfig,

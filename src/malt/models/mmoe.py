@@ -7,19 +7,16 @@ from dataclasses import dataclass
 from torch import nn
 
 from malt.layers.bottom import MMoEBottom
-from malt.models.config import ModelConfig, check_positive
+from malt.models.config import ModelConfig
 from malt.models.model import MultiTaskModel
 from malt.models.registry import Traits, register
+from malt.typed_fields import PositiveInt
 
 
 @dataclass(frozen=True)
 class MMoEConfig(ModelConfig):
-    experts: int = 2
+    experts: PositiveInt = 2
     """Shared experts, mixed by a softmax gate per view (2 in the release)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive(self, "model", "experts")
 
 
 @register("mmoe", MMoEConfig, Traits("MMoE", "multi-task", gated_experts=True))

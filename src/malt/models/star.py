@@ -19,23 +19,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from malt.errors import ConfigError
 from malt.layers import Tower
 from malt.layers.star import PartitionedNorm, StarFCN
 from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
 from malt.models.registry import Traits, register
+from malt.typed_fields import PositiveInt
 
 
 @dataclass(frozen=True)
 class STARConfig(ModelConfig):
-    aux_dims: tuple[int, ...] = (32,)
+    aux_dims: tuple[PositiveInt, ...] = (32,)
     """Hidden widths of STAR's auxiliary network."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if any(w < 1 for w in self.aux_dims):
-            raise ConfigError(f"model.aux_dims must be positive widths, got {self.aux_dims}")
 
 
 @register("star", STARConfig,

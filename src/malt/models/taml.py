@@ -22,13 +22,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from malt.errors import ConfigError
 from malt.layers import SoftmaxGate
 from malt.layers.gate import mix
 from malt.losses.views import binary_target, masked_binary_loss
-from malt.models.config import ModelConfig, check_positive
+from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
 from malt.models.registry import Traits, register
+from malt.typed_fields import NonNegativeFloat, PositiveInt
 
 
 @dataclass
@@ -70,29 +70,25 @@ class _TaskLearners(nn.Module):
 
 @dataclass(frozen=True)
 class TAMLConfig(ModelConfig):
-    learners: int = 3
+    learners: PositiveInt = 3
     """Learners per task."""
-    shared_experts: int = 2
+    shared_experts: PositiveInt = 2
     """Experts every learner of every task reads."""
-    general_experts: int = 1
+    general_experts: PositiveInt = 1
     """Experts shared by the learners of one task."""
-    learner_experts: int = 1
+    learner_experts: PositiveInt = 1
     """Experts private to one learner."""
     fusion: Literal["gate", "mean"] = "gate"
     """Fuse the learners' logits with a softmax gate (`gate`) or their mean (`mean`)."""
-    learner_weight: float = 1.0
+    learner_weight: NonNegativeFloat = 1.0
     """λ_l: weight of the learners' own BCE."""
-    distill_weight: float = 0.5
+    distill_weight: NonNegativeFloat = 0.5
     """λ_d: weight of the self-distillation from the fused score to each learner."""
     distill_on: Literal["masked", "all"] = "masked"
     """Distil on the rows whose mask is 1 (`masked`) or on every row (`all`)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "model", "learners", "shared_experts", "general_experts",
-                       "learner_experts")
-        if min(self.learner_weight, self.distill_weight) < 0:
-            raise ConfigError("model.learner_weight and model.distill_weight must be >= 0")
 
 
 @register("taml", TAMLConfig,

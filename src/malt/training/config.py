@@ -18,23 +18,32 @@ A config file (TOML, YAML or JSON) has the sections of `RunConfig`:
     [model.encoder]            # ... blocks included (see `malt.models.config`)
     embed_dim = 8
 
-Every value is checked against its field's type (`malt.typed_fields`): `lr = "fast"` or
-`shuffle = "no"` is an error naming the key, the value and the expected type, and an unknown
-key is an error that names the closest valid one. The resolved config is saved in every run
-directory, so a run can be reproduced from it alone; the keys of earlier versions that were
-renamed are read under their new names (`upgraded`).
+Every value is checked against its field's type (`malt.typed_fields`), ranges included: `lr =
+"fast"`, `lr = nan`, `grad_clip = -1` or `shuffle = "no"` is an error naming the key, the value
+and what was expected, and an unknown key is an error that names the closest valid one. The
+resolved config is saved in every run directory, so a run can be reproduced from it alone; the
+keys of earlier versions that were renamed are read under their new names (`upgraded`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from malt.config_files import merge_tables, read_key_value_file
 from malt.data.task import AdmWindow, LabelMode, Mask, default_aux_weight
 from malt.errors import ConfigError
-from malt.typed_fields import build, check_value, validate
+from malt.typed_fields import (
+    Between,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    build,
+    check_value,
+    validate,
+)
 
 if TYPE_CHECKING:
     from malt.models import ModelConfig, ModelSpec
@@ -66,13 +75,13 @@ class DataConfig:
     """Schema file; None: the data set's own `schema.toml` if it has one, else MAC's."""
     cache: str | None = None
     """Cache directory; None means `<path>/.malt_cache`."""
-    train_days: int | None = None
-    """Use only the first N training days (None: all)."""
+    train_days: PositiveInt | None = None
+    """Use only the first N training days (None: all); at most the days the data has."""
     eval_split: EvalSplit = "test"
     """`test`: train on all training days, evaluate on the test days. `validation`: hold out the
     last training days for evaluation and train on the days before them (the paper's protocol
     holds out one)."""
-    validation_days: int = 1
+    validation_days: PositiveInt = 1
     """Training days the validation protocol holds out (the last ones)."""
 
     def __post_init__(self) -> None:
@@ -87,8 +96,8 @@ class TaskConfig:
     """The main view: the target attribution label."""
     aux: list[str] = field(default_factory=list)
     """Auxiliary views: other labels of the data and/or `cat` (the Cartesian view)."""
-    aux_weight: float | None = None
-    """λ; None means the model's own default (1 for the KAML setting's models) or else the
+    aux_weight: NonNegativeFloat | None = None
+    """λ (>= 0); None means the model's own default (1 for the KAML setting's models) or else the
     reference value for the main view (last 0.3, first 0.1, mta 0.3, linear 0.2; 0.3
     otherwise)."""
     label_mode: LabelMode = "binary"
@@ -101,11 +110,11 @@ class TaskConfig:
     adm_window: AdmWindow = "trailing"
     """ADM counts over the `adm_window_days` training days before each day (`trailing`) or over
     every training day (`static`)."""
-    adm_window_days: int = 7
+    adm_window_days: PositiveInt = 7
     """Days of ADM's trailing window."""
-    adm_alpha: float = 10.0
+    adm_alpha: NonNegativeFloat = 10.0
     """ADM threshold α_j on a campaign's reported conversions of action j (every action)."""
-    adm_alpha_per_action: dict[str, float] = field(default_factory=dict,
+    adm_alpha_per_action: dict[str, NonNegativeFloat] = field(default_factory=dict,
                                                    metadata={"flag": "--adm-alpha-for"})
     """ADM threshold of one action, overriding `adm_alpha`, e.g. {payment = 3}."""
 
@@ -117,18 +126,18 @@ class TaskConfig:
 class TrainConfig:
     """How the model is optimised."""
 
-    lr: float = 3e-3
+    lr: PositiveFloat = 3e-3
     """Learning rate of Adam."""
-    embedding_lr_scale: float = 10.0
+    embedding_lr_scale: PositiveFloat = 10.0
     """Embedding tables train at `lr * embedding_lr_scale` (10x in the MAC protocol)."""
-    batch_size: int | Literal["auto"] = "auto"
+    batch_size: PositiveInt | Literal["auto"] = "auto"
     """Rows per optimiser step (over all processes); `auto`: the largest of 256 ... 4096 that
     gives one pass at least 200 steps (4096, the MAC protocol's, on any large data set)."""
-    warmup_fraction: float = 0.05
+    warmup_fraction: Annotated[float, Between(0, 1, high_open=True)] = 0.05
     """Linear warm-up over this fraction of the real number of training steps, then constant."""
-    warmup_start: float = 1e-4
+    warmup_start: Annotated[float, Between(0, 1)] = 1e-4
     """Learning-rate factor at the first warm-up step."""
-    grad_clip: float | None = None
+    grad_clip: PositiveFloat | None = None
     """Clip the global gradient norm to this value (None: no clipping)."""
     grad_method: GradMethod = "none"
     """`none` (λ-weighted sum), `gcs` or `pcgrad` (see `malt.training.grad_methods`)."""
@@ -154,7 +163,7 @@ class TrainConfig:
     `dense`); `dense`: dense gradients and Adam over every row; `lazy`: sparse gradients and
     torch's SparseAdam, which does not decay the moments of rows between their touches
     (different numbers). See docs/training.md."""
-    log_every: int = 50
+    log_every: PositiveInt = 50
     """Steps between loss logs (progress bar, TensorBoard and the tracker)."""
     tracker: TrackerName = "none"
     """Experiment tracker besides TensorBoard (always on): `mlflow` logs the config, the
@@ -173,9 +182,9 @@ class TrainConfig:
 class RunConfig:
     """Everything that defines one training run."""
 
-    seed: int = DEFAULT_SEED
+    seed: Seed = DEFAULT_SEED
     """Seeds the model's initial parameters, the row shuffle and PCGrad's task order; the same
-    seed gives the same numbers on the CPU."""
+    seed gives the same numbers on the CPU (0 <= seed < 2**63)."""
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -186,15 +195,6 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         validate(self, "")
-        if self.data.validation_days < 1:
-            raise ConfigError(f"data.validation_days must be at least 1, got "
-                              f"{self.data.validation_days}")
-        if self.train.batch_size != "auto" and self.train.batch_size < 1:
-            raise ConfigError(f"train.batch_size must be positive, got {self.train.batch_size}")
-        if self.train.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
-        if not 0 <= self.train.warmup_fraction < 1:
-            raise ConfigError("train.warmup_fraction must be in [0, 1)")
         if self.train.gcs_weighting != "sigmoid" and (self.train.grad_method != "gcs" or
                                                       self.train.grad_variant != "paper"):
             raise ConfigError("train.gcs_weighting applies to grad_method 'gcs' with "

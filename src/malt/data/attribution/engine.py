@@ -8,6 +8,7 @@ it belongs to. A click in no journey gets 0 under every rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from malt.data.attribution.journeys import (
 from malt.data.attribution.logs import ClickLog
 from malt.data.attribution.rules import RULES, credit
 from malt.errors import ConfigError, DataError
+from malt.typed_fields import Above, NonNegativeFloat, PositiveFloat, validate
 
 ALL_RULES = (*RULES, "dda")
 
@@ -43,14 +45,15 @@ class AttributionConfig:
     """
 
     rules: tuple[str, ...] = ALL_RULES
-    window: float = DEFAULT_WINDOW_DAYS * DAY
+    window: Annotated[float, Above(0, infinite=True)] = DEFAULT_WINDOW_DAYS * DAY
     mode: str = "direct"
-    half_life: float = 7 * DAY
-    position_shares: tuple[float, float, float] = (0.4, 0.2, 0.4)
+    half_life: PositiveFloat = 7 * DAY
+    position_shares: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (0.4, 0.2, 0.4)
     dda_features: tuple[str, ...] = ()
-    dda_l2: float = 1.0
+    dda_l2: NonNegativeFloat = 1.0
 
     def __post_init__(self) -> None:
+        validate(self, "attribution")
         unknown = [r for r in self.rules if r not in ALL_RULES]
         if unknown or not self.rules:
             raise ConfigError(f"unknown attribution rules {unknown}; choose from {ALL_RULES}")
@@ -58,16 +61,10 @@ class AttributionConfig:
             raise ConfigError(f"attribution rules listed twice: {list(self.rules)}")
         if self.mode not in MODES:
             raise ConfigError(f"unknown attribution mode '{self.mode}', expected one of {MODES}")
-        if not self.window > 0:
-            raise ConfigError(f"the attribution window must be positive, got {self.window} s")
-        if not self.half_life > 0:
-            raise ConfigError(f"the time-decay half-life must be positive, got {self.half_life} s")
         shares = self.position_shares
-        if len(shares) != 3 or min(shares) < 0 or shares[0] + shares[2] <= 0:
-            raise ConfigError(f"position shares must be three non-negative numbers with a "
-                              f"positive first + last share, got {shares}")
-        if self.dda_l2 < 0:
-            raise ConfigError(f"the dda prior precision must be >= 0, got {self.dda_l2}")
+        if shares[0] + shares[2] <= 0:
+            raise ConfigError(f"attribution.position_shares needs a positive first + last "
+                              f"share, got {shares}")
 
 
 @dataclass

@@ -47,8 +47,10 @@ from malt.data.simulate.app_world import (
     build_users,
     category_centres,
 )
+from malt.data.simulate.config import SimulatedDays
 from malt.errors import ConfigError
 from malt.outputs import DATA_KIND, atomic_write_text, staged_output
+from malt.typed_fields import PositiveInt, Seed, validate
 
 USER_FIELDS = ("age_band", "gender", "city_tier", "device_model", "os", "interest",
                "installed_category", "activity_level")
@@ -65,20 +67,15 @@ CARDINALITY = {"age_band": 7, "gender": 3, "city_tier": 5, "device_model": DEVIC
 class AppSimConfig:
     """How much to simulate. The last day is the test day."""
 
-    users: int
-    campaigns: int
-    days: int
-    clicks_per_day: int
-    seed: int = 0
+    users: PositiveInt
+    campaigns: PositiveInt
+    days: SimulatedDays
+    clicks_per_day: PositiveInt
+    seed: Seed = 0
     params: AppParams = field(default_factory=AppParams)
 
     def __post_init__(self) -> None:
-        for name in ("users", "campaigns", "clicks_per_day"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 2 <= self.days <= 100:
-            raise ConfigError(f"days must be in [2, 100] (training days + one test day), got "
-                              f"{self.days}")
+        validate(self, "")
 
     @property
     def apps(self) -> int:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from malt.typed_fields import FiniteFloat, NonNegativeFloat, ProbabilityFloat, validate
+
 ACTIONS = ("activation", "registration", "payment", "retention", "reengagement")
 OTHER = "other"
 LATENT = 4
@@ -42,12 +44,12 @@ class AppParams:
     report_probability: np.ndarray = field(default_factory=lambda: _vec(
         0.97, 0.25, 0.14, 0.5, 0.03))
     """Chance that a campaign reports an action that is not its target."""
-    full_report_share: float = 0.7
+    full_report_share: ProbabilityFloat = 0.7
     """Share of reported non-target actions reported completely; the others report a random
     40-90 % of their conversions (a target is always reported completely)."""
-    late_start_share: float = 0.3
+    late_start_share: ProbabilityFloat = 0.3
     """Share of campaigns that start after the first day (they have no reporting history)."""
-    traffic_sigma: float = 1.0
+    traffic_sigma: NonNegativeFloat = 1.0
     """Log-normal spread of the campaigns' click volumes."""
     base_logit: np.ndarray = field(default_factory=lambda: _vec(-2.8, -0.2, -1.2, -1.0, -3.6))
     """Intercepts: activation, then each step given its parent (registration and retention given
@@ -55,17 +57,20 @@ class AppParams:
     affinity_effect: np.ndarray = field(default_factory=lambda: _vec(1.0, 0.6, 0.5, 0.7, 0.6))
     wealth_effect: np.ndarray = field(default_factory=lambda: _vec(0.1, 0.3, 0.9, 0.0, 0.1))
     activity_effect: np.ndarray = field(default_factory=lambda: _vec(0.3, 0.1, 0.1, 0.7, 0.8))
-    monetisation_effect: float = 0.6
+    monetisation_effect: FiniteFloat = 0.6
     """Effect of the app's monetisation on payment."""
-    app_quality_sigma: float = 0.4
-    intent_sigma: float = 0.5
+    app_quality_sigma: NonNegativeFloat = 0.4
+    intent_sigma: NonNegativeFloat = 0.5
     """Click-level intent shared by all actions of a click."""
-    noise_sigma: float = 0.4
-    target_shift: float = 0.4
+    noise_sigma: NonNegativeFloat = 0.4
+    target_shift: FiniteFloat = 0.4
     """Logit shift of the target action on a campaign's clicks (delivery is optimised for it)."""
-    audience_tilt: float = 0.6
+    audience_tilt: FiniteFloat = 0.6
     """How strongly a campaign's audience leans towards users prone to its target action."""
-    slot_effect: float = -0.08
+    slot_effect: FiniteFloat = -0.08
+
+    def __post_init__(self) -> None:
+        validate(self, "params")
 
 
 @dataclass

@@ -9,10 +9,21 @@ MAC's (last 1.6%, first 1.8%, DDA 4.3%, linear 5.3%) with about 4.7 clicks per u
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Annotated
 
 import numpy as np
 
 from malt.errors import ConfigError
+from malt.typed_fields import (
+    Between,
+    FiniteFloat,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ProbabilityFloat,
+    Seed,
+    validate,
+)
 
 DAY = 86_400
 """Seconds per day: every simulated time is an integer number of seconds from day 0, 00:00."""
@@ -29,6 +40,9 @@ SLOTS = 6
 HOUR_BANDS = 6
 """Four-hour bands of the day."""
 DEVICES = 4
+SimulatedDays = Annotated[int, Between(2, 100)]
+"""Days of a simulated data set: at least one training day and the test day (the last), at
+most 100 (the `train-NN` file names)."""
 
 
 def _vec(*values: float) -> np.ndarray:
@@ -40,57 +54,57 @@ class Params:
     """The true parameters of the simulated world (never written to the output)."""
 
     # --- activity and click mix
-    clicks_per_user_day: float = 4.7
-    activity_sigma: float = 1.0
+    clicks_per_user_day: PositiveFloat = 4.7
+    activity_sigma: NonNegativeFloat = 1.0
     """Log-normal spread of the users' activity: a few users click a lot."""
-    journey_share: float = 0.42
+    journey_share: ProbabilityFloat = 0.42
     """Share of a user's clicks that belong to interest journeys (the rest are one-off)."""
-    clicks_per_journey: float = 2.9
+    clicks_per_journey: PositiveFloat = 2.9
     """Expected clicks per journey, used to turn `journey_share` into a journey start rate."""
 
     # --- catalogue
-    items_per_user: float = 12.0
-    category_zipf: float = 0.9
-    item_zipf: float = 0.75
-    item_spread: float = 0.6
+    items_per_user: PositiveFloat = 12.0
+    category_zipf: NonNegativeFloat = 0.9
+    item_zipf: NonNegativeFloat = 0.75
+    item_spread: NonNegativeFloat = 0.6
     """How far an item's latent vector sits from its category centre."""
-    shops_per_item: float = 1 / 20
-    brands_per_item: float = 1 / 30
-    items_per_adgroup: int = 4
-    price_bands: int = 10
+    shops_per_item: PositiveFloat = 1 / 20
+    brands_per_item: PositiveFloat = 1 / 30
+    items_per_adgroup: PositiveInt = 4
+    price_bands: PositiveInt = 10
 
     # --- journeys
-    length_base: float = 1.1
-    length_price: float = 0.45
+    length_base: FiniteFloat = 1.1
+    length_price: FiniteFloat = 0.45
     """Mean planned clicks of a journey: exp(length_base + length_price * category price)."""
-    session_share: float = 0.45
+    session_share: ProbabilityFloat = 0.45
     """Share of follow-up clicks in the same session (minutes later), the rest days later."""
-    session_gap_s: float = 600.0
-    day_gap_days: float = 2.0
-    candidates: int = 32
+    session_gap_s: PositiveFloat = 600.0
+    day_gap_days: PositiveFloat = 2.0
+    candidates: PositiveInt = 32
     """Popular items a user weighs when developing an interest (the pick rises with u.v)."""
-    interest_temperature: float = 0.5
-    oneoff_candidates: int = 4
-    oneoff_temperature: float = 1.0
+    interest_temperature: PositiveFloat = 0.5
+    oneoff_candidates: PositiveInt = 4
+    oneoff_temperature: PositiveFloat = 1.0
 
     # --- intent: log contribution of a click and the threshold it accumulates to
-    intent_base: float = -3.2
-    affinity_effect: float = 0.55
-    quality_effect: float = 1.0
-    stage_effect: float = 0.5
-    loyalty_effect: float = 0.4
-    visual_effect: float = 0.6
-    price_mismatch_effect: float = 0.35
-    contribution_sigma: float = 0.5
-    threshold_sigma: float = 0.45
-    threshold_price: float = 0.3
-    threshold_event_sigma: float = 0.3
-    buy_share: float = 0.5
+    intent_base: FiniteFloat = -3.2
+    affinity_effect: FiniteFloat = 0.55
+    quality_effect: FiniteFloat = 1.0
+    stage_effect: FiniteFloat = 0.5
+    loyalty_effect: FiniteFloat = 0.4
+    visual_effect: FiniteFloat = 0.6
+    price_mismatch_effect: FiniteFloat = 0.35
+    contribution_sigma: NonNegativeFloat = 0.5
+    threshold_sigma: NonNegativeFloat = 0.45
+    threshold_price: FiniteFloat = 0.3
+    threshold_event_sigma: NonNegativeFloat = 0.3
+    buy_share: ProbabilityFloat = 0.5
     """Share of journeys that can end in a purchase; the others are comparison browsing."""
     """Spread of the threshold between journeys of one user (how set they are on buying)."""
-    membership_effect: float = 0.12
-    slot_effect: float = 0.08
-    slot_null: float = 0.15
+    membership_effect: FiniteFloat = 0.12
+    slot_effect: FiniteFloat = 0.08
+    slot_null: NonNegativeFloat = 0.15
     """Relative increase of a null (accidental) click's chance per position band."""
     hour_effect: np.ndarray = field(default_factory=lambda: _vec(-0.2, -0.1, 0.0, 0.05, 0.1,
                                                                  0.25))
@@ -114,43 +128,38 @@ class Params:
     scenario_slot_decay: np.ndarray = field(default_factory=lambda: _vec(
         0.3, 0.8, 0.4, 0.1, 0.1, 0.3, 0.2, 0.3, 0.1, 0.2, 0.2, 0.2))
     """How fast the chance of a position band falls with the band, per scenario."""
-    device_loyalty: float = 0.85
+    device_loyalty: ProbabilityFloat = 0.85
 
     # --- purchases and labels
-    history_mean: float = 7.0
-    conversion_delay_s: float = 2400.0
-    repeat_base: float = 1.0
-    repeat_price: float = -0.1
+    history_mean: NonNegativeFloat = 7.0
+    conversion_delay_s: NonNegativeFloat = 2400.0
+    repeat_base: FiniteFloat = 1.0
+    repeat_price: FiniteFloat = -0.1
     """Mean number of repeat purchases (no new click), one after another:
     repeat_base + repeat_price * category price."""
-    repeat_delay_days: float = 3.0
-    window_days: float = 7.0
+    repeat_delay_days: NonNegativeFloat = 3.0
+    window_days: PositiveFloat = 7.0
     """Attribution window: clicks older than this before a conversion get no credit."""
-    dda_noise: float = 0.3
+    dda_noise: NonNegativeFloat = 0.3
     """Multiplicative log-normal noise on the true contributions that make the DDA label."""
+
+    def __post_init__(self) -> None:
+        validate(self, "params")
 
 
 @dataclass(frozen=True)
 class SimConfig:
     """How much to simulate. The last day is the test day; the others are training days."""
 
-    users: int
-    days: int
-    seed: int = 0
-    chunk_users: int = 25_000
+    users: PositiveInt
+    days: SimulatedDays
+    seed: Seed = 0
+    chunk_users: PositiveInt = 25_000
     """Users simulated at once (bounds memory); part of what the seed reproduces."""
     params: Params = field(default_factory=Params)
 
     def __post_init__(self) -> None:
-        if self.users < 1:
-            raise ConfigError(f"--users must be positive, got {self.users}")
-        if self.days < 2:
-            raise ConfigError(f"--days must be at least 2 (training days + one test day), got "
-                              f"{self.days}")
-        if self.days > 100:
-            raise ConfigError(f"--days is at most 100 (the train-NN naming), got {self.days}")
-        if self.chunk_users < 1:
-            raise ConfigError(f"chunk_users must be positive, got {self.chunk_users}")
+        validate(self, "")
 
     @property
     def items(self) -> int:

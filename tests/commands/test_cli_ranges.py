@@ -1,0 +1,82 @@
+"""Every numeric flag is refused out of its range before any work: exit 3, naming the flag."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from malt.cli import build_parser, main
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--grad-clip", "-1"], "--grad-clip = '-1': expected a number > 0 or nothing (null)"),
+    (["--aux-weight", "nan"], "--aux-weight = 'nan': expected a number >= 0 or nothing"),
+    (["--lr", "nan"], "--lr = 'nan': expected a number > 0"),
+    (["--lr", "inf"], "--lr = 'inf': expected a number > 0"),
+    (["--log-every", "0"], "--log-every = '0': expected an integer >= 1"),
+    (["--seed", str(2**63)], f"--seed = '{2**63}': expected an integer in [0, {2**63 - 1}]"),
+    (["--train-days", "0"], "--train-days = '0': expected an integer >= 1 or nothing"),
+    (["--train-days", "-2"], "--train-days = '-2': expected an integer >= 1 or nothing"),
+    (["--validation-days", "0"], "--validation-days = '0': expected an integer >= 1"),
+    (["--warmup-fraction", "1"], "--warmup-fraction = '1': expected a number in [0, 1)"),
+    (["--model", "kaml", "--model-option", "rlu_gamma=2"],
+     "model.rlu_gamma = 2: expected a number in [0, 1]"),
+])
+def test_train_refuses_a_value_out_of_range_before_anything(random_mac, tmp_path, capsys, flags,
+                                                           message):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(random_mac), "--out", str(out), *flags]) == 3
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not (random_mac / ".malt_cache").exists()
+
+
+@pytest.mark.parametrize("command, flag, value, message", [
+    (["predict", "--run", "r", "--data", "d", "--out", "o.parquet"], "--batch-size", "0",
+     "expected an integer >= 1"),
+    (["simulate", "--out", "o"], "--days", "1", "expected an integer in [2, 100]"),
+    (["simulate", "--out", "o"], "--users", "0", "expected an integer >= 1"),
+    (["simulate", "--out", "o"], "--seed", "-1", "expected an integer in [0, "),
+    (["demo"], "--seed", str(2**64), "expected an integer in [0, "),
+    (["prepare", "--data", "d"], "--min-count", "0", "expected an integer >= 1"),
+    (["prepare", "--data", "d"], "--workers", "0", "expected an integer >= 1"),
+    (["prepare", "--data", "d"], "--vocab-held-out-days", "-1", "expected an integer >= 0"),
+    (["study", "main"], "--seeds", "0", "expected an integer >= 1"),
+    (["study", "main"], "--jobs", "0", "expected an integer >= 1"),
+    (["study", "main"], "--lrs", "nan", "expected a number > 0"),
+    (["study", "main", "--aux-weights", "ref"], "--aux-weights", "-0.5",
+     "expected a number >= 0 or one of 'ref'"),
+    (["study", "main"], "--validation-days", "0", "expected an integer >= 1"),
+    (["data", "kuairand-sim", "--raw", "r", "--out", "o"], "--neg-keep-rate", "0",
+     "expected a number in (0, 1] or one of 'auto'"),
+    (["data", "kuairand-sim", "--raw", "r", "--out", "o"], "--target-rows", "0",
+     "expected an integer >= 1"),
+    (["data", "coverage", "--data", "d"], "--adm-alpha", "-1", "expected a number >= 0"),
+    (["attribute", "--clicks", "c", "--out", "o"], "--window-days", "0",
+     "expected a number > 0 (inf allowed)"),
+    (["attribute", "--clicks", "c", "--out", "o"], "--half-life-days", "nan",
+     "expected a number > 0"),
+])
+def test_every_commands_numeric_flags_are_refused_out_of_range(tmp_path, capsys, monkeypatch,
+                                                              command, flag, value, message):
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, flag, value]) == 3
+    assert f"{flag} = '{value}': {message}" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_no_flag_reads_a_number_without_its_range():
+    """Numbers are read by `commands._options.typed` (range included), never by bare int or
+    float, which take -1, 0, nan and inf."""
+
+    def actions(parser: argparse.ArgumentParser):
+        for action in parser._actions:
+            yield parser.prog, action
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from actions(sub)
+
+    bare = [(prog, a.option_strings) for prog, a in actions(build_parser())
+            if a.type in (int, float)]
+    assert not bare
+
