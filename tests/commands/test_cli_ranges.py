@@ -6,7 +6,9 @@ import argparse
 
 import pytest
 
+from mac_data import write_random_dataset
 from malt.cli import build_parser, main
+from malt.data.layout import day_path
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -79,4 +81,23 @@ def test_no_flag_reads_a_number_without_its_range():
     bare = [(prog, a.option_strings) for prog, a in actions(build_parser())
             if a.type in (int, float)]
     assert not bare
+
+def test_train_days_beyond_the_data_and_a_data_set_without_training_days_are_refused(
+        tmp_path, capsys):
+    data = write_random_dataset(tmp_path / "mac", days=4)  # three training days
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--train-days", "4"]) == 3
+    assert "data.train_days = 4, but" in capsys.readouterr().err
+    assert main(["train", "--data", str(data), "--out", str(out), "--eval-split", "validation",
+                 "--train-days", "2", "--validation-days", "2"]) == 3
+    assert "needs at least 3 training days, and" in capsys.readouterr().err
+    assert not out.exists()
+
+    empty = write_random_dataset(tmp_path / "empty", days=3)
+    for d in range(2):
+        day_path(empty, "train", d).unlink()
+    assert main(["train", "--data", str(empty), "--out", str(out)]) == 3
+    assert "has no training day (train/*.parquet): nothing to train on" in \
+        capsys.readouterr().err
+    assert not out.exists()
 

@@ -11,11 +11,11 @@ import pytest
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data import prepare
-from malt.errors import ConfigError
+from malt.errors import ConfigError, DataError
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.metrics import view_metrics
-from malt.training.builder import split_days
+from malt.training.builder import evaluation_days, split_days
 from malt.training.config import DataConfig, RunConfig
 
 
@@ -41,11 +41,28 @@ def test_the_validation_protocol_holds_out_the_last_k_training_days(data):
         train, held = split_days(dataset, DataConfig(eval_split="validation",
                                                      validation_days=k))
         assert [d.name for d in train] == names[:-k] and [d.name for d in held] == names[-k:]
-    with pytest.raises(ConfigError, match="holding out 3 days needs at least 4 training days; "
-                                          "the data has 3"):
+    with pytest.raises(ConfigError, match="data.validation_days = 3: the validation protocol "
+                                          "needs at least 4 training days, and .* has 3"):
         split_days(dataset, DataConfig(eval_split="validation", validation_days=3))
     with pytest.raises(ConfigError, match="data.validation_days = 0: expected an integer >= 1"):
         RunConfig.from_dict({"data": {"validation_days": 0}})
+
+
+def test_the_days_asked_for_must_be_in_the_data(data, tmp_path):
+    dataset = prepare(data)
+    train, _ = split_days(dataset, DataConfig(train_days=3))
+    assert [d.name for d in train] == [d.name for d in dataset.train]
+    with pytest.raises(ConfigError, match=r"data.train_days = 4, but .* has 3 training days "
+                                          r"\(train/\*.parquet\): pass at most 3"):
+        split_days(dataset, DataConfig(train_days=4))
+    test_only = write_random_dataset(tmp_path / "test-only", days=3, rows=50)
+    for day in (test_only / "train").iterdir():
+        day.unlink()
+    dataset = prepare(test_only)
+    with pytest.raises(DataError, match="has no training day"):
+        split_days(dataset, DataConfig())
+    # Scoring a finished run on such a data set needs only its test days.
+    assert evaluation_days(dataset, DataConfig(train_days=5)) == dataset.test
 
 
 def test_several_test_days_are_reported_per_day_and_pooled(data, tmp_path, capsys):

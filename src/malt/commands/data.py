@@ -74,12 +74,12 @@ def _kuairand(args: argparse.Namespace) -> int:
 def _coverage(args: argparse.Namespace) -> int:
     from malt.commands._options import resolve_config
     from malt.data.masks import MaskPolicy, coverage, format_coverage
-    from malt.training.builder import adm_options, open_dataset
+    from malt.training.builder import adm_options, open_dataset, training_days
 
     config = resolve_config(args)
     dataset = open_dataset(config.data)
     schema = dataset.schema
-    days = dataset.train[:config.data.train_days] if config.data.train_days else dataset.train
+    days = training_days(dataset, config.data)
     adm = adm_options(config.task)
     per_action = adm.alpha_per_action
     masks = args.masks or ["adm", *(["reported"] if schema.reported_labels else [])]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from malt.errors import ConfigError
 from malt.eval.predictions import Predictions, predict
-from malt.training.builder import build_model, build_task, open_dataset, split_days
+from malt.training.builder import build_model, build_task, evaluation_days, open_dataset
 from malt.training.checkpoint import load_checkpoint
 from malt.training.distributed import device_for, resolve_device
 from malt.training.run_dir import RunDir
@@ -29,6 +29,6 @@ def rescore(run: RunDir, data: str | Path, *, device: str = "auto") -> Predictio
         raise ConfigError(f"the model of {run.path} does not fit the vocabs of {data} "
                           f"(different table sizes)") from exc
     torch_device = device_for(resolve_device(device))
-    _, eval_days = split_days(dataset, config.data)
+    eval_days = evaluation_days(dataset, config.data)
     return predict(model.to(torch_device), eval_days, task, dataset.schema,
                    batch_size=config.train.batch_size, device=torch_device)

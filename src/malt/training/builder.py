@@ -105,21 +105,51 @@ def open_dataset(data: DataConfig, world: World = World()) -> Dataset:
     return dataset
 
 
+def training_days(dataset: Dataset, data: DataConfig) -> list[Day]:
+    """The training days `data` selects: all, or the first `train_days`, which the data set
+    must have."""
+    present = len(dataset.train)
+    if data.train_days is None:
+        return dataset.train
+    if data.train_days > present:
+        raise ConfigError(f"data.train_days = {data.train_days}, but {dataset.root} has "
+                          f"{present} training day{'' if present == 1 else 's'} "
+                          f"(train/*.parquet): pass at most {present}")
+    return dataset.train[:data.train_days]
+
+
 def split_days(dataset: Dataset, data: DataConfig) -> tuple[list[Day], list[Day]]:
-    """(training days, evaluation days) under the configured protocol."""
-    train = dataset.train
-    if data.train_days is not None:
-        train = train[:data.train_days]
+    """(training days, evaluation days) under the configured protocol; refused when the data
+    set has fewer days than asked for, or none to train on."""
+    train = training_days(dataset, data)
     if data.eval_split == "validation":
         held = data.validation_days
         if len(train) <= held:
-            raise ConfigError(f"the validation protocol holding out {held} day"
-                              f"{'s' if held > 1 else ''} needs at least {held + 1} training "
-                              f"days; the data has {len(train)}")
-        return train[:-held], train[-held:]
+            raise ConfigError(f"data.validation_days = {held}: the validation protocol needs "
+                              f"at least {held + 1} training days, and {dataset.root} has "
+                              f"{len(train)}{'' if data.train_days is None else ' selected'}")
+        train, evaluated = train[:-held], train[-held:]
+    else:
+        evaluated = test_days(dataset)
+    if not train:  # (days of no row are refused by `prepare`)
+        raise DataError(f"{dataset.root} has no training day (train/*.parquet): nothing to "
+                        "train on")
+    return train, evaluated
+
+
+def test_days(dataset: Dataset) -> list[Day]:
+    """The data set's test days; refused when it has none."""
     if not dataset.test:
         raise ConfigError(f"{dataset.root} has no test day (test/*.parquet)")
-    return train, dataset.test
+    return dataset.test
+
+
+def evaluation_days(dataset: Dataset, data: DataConfig) -> list[Day]:
+    """The days a run of `data` is scored on (its test days, or its held-out training days);
+    the training days need not hold rows here (a data set of test days only scores too)."""
+    if data.eval_split == "validation":
+        return split_days(dataset, data)[1]
+    return test_days(dataset)
 
 
 def build_task(config: RunConfig) -> Task:
