@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
+import malt.api
 from mac_data import write_random_dataset
 from malt.cli import build_parser, main
 from malt.data.layout import day_path
+from malt.errors import ConfigError
+from malt.training.config import RunConfig
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -101,3 +105,37 @@ def test_train_days_beyond_the_data_and_a_data_set_without_training_days_are_ref
         capsys.readouterr().err
     assert not out.exists()
 
+BASE_WITH_AUX = "model 'base' has no head for auxiliary views, so task.aux ['first', 'linear', " \
+    "'mta'] would train nothing"
+
+
+def test_a_model_without_auxiliary_heads_given_auxiliary_views_is_refused_up_front(
+        random_mac, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(random_mac), "--out", str(out), "--model", "base",
+                 "--aux", "first", "linear", "mta"]) == 3
+    assert BASE_WITH_AUX in capsys.readouterr().err
+    assert not out.exists() and not (random_mac / ".malt_cache").exists()
+    config = {"data": {"path": str(random_mac)}, "model": {"name": "base"},
+              "task": {"aux": ["first", "linear", "mta"]}}
+    with pytest.raises(ConfigError, match=BASE_WITH_AUX.replace("[", r"\[").replace("]", r"\]")):
+        malt.api.train(config, out)
+    assert not out.exists()
+    assert RunConfig.from_dict({**config, "task": {"aux": []}}).task.aux == []
+
+
+def test_a_saved_run_of_base_with_auxiliary_views_is_refused_by_every_command(tmp_path, capsys):
+    """Runs that an earlier malt let through (trained, then crashed before its metrics)."""
+    run = tmp_path / "old-run"
+    run.mkdir()
+    saved = RunConfig().to_dict()
+    saved["task"]["aux"] = ["first", "linear", "mta"]
+    (run / "config.json").write_text(json.dumps(saved))
+    for command in (["predict", "--run", str(run), "--data", str(tmp_path), "--out",
+                     str(tmp_path / "p.parquet")],
+                    ["export", "--run", str(run), "--out", str(tmp_path / "m.onnx")],
+                    ["eval", "--run", str(run)]):
+        assert main(command) == 3
+        assert BASE_WITH_AUX in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="has no head for auxiliary views"):
+        malt.api.Run(run).config  # noqa: B018 - the config is read on first use

@@ -195,3 +195,17 @@ def test_cost_summary_counts_only_trained_runs(tmp_path):
                                   "(200 rows/s per run)")
     STUDIES["main"][0](ctx)
     assert ctx.cost_summary(since=2) == "no run trained (all read back)"
+
+
+def test_a_model_without_auxiliary_heads_is_never_given_auxiliary_views(tmp_path):
+    study = make_context(tmp_path / "refused", models=("base",), targets=("last",))
+    # The tuned BASE cells carry no auxiliary view, whatever --aux says...
+    tuned = make_context(tmp_path / "tuned", aux=("first",)).tune([("base", "last")])
+    assert tuned[("base", "last")][0].aux == ()
+    # ... a variant that names some is refused, and aux-targets refuses BASE before training.
+    with pytest.raises(ConfigError, match=r"model 'base' has no head for auxiliary views, so "
+                                          r"task.aux \['first'\]"):
+        study.config(Variant("base", "last", ("first",), Setting(1e-3, None)), seed=1)
+    with pytest.raises(ConfigError, match=r"aux-targets .* \['base'\] take none"):
+        STUDIES["aux-targets"][0](study)
+    assert run_dirs(study) == []

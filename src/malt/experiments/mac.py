@@ -191,6 +191,10 @@ def _aux_sets(study: Study, target: str) -> list[tuple[str, ...]]:
 def study_aux_targets(study: Study) -> StudyOutput:
     """Table 5: MoAE with growing auxiliary sets (none, each label, all, all + CAT)."""
     models = study.pick_models(("moae",))
+    without_aux = [m for m in models if not model_spec(m).traits.uses_aux]
+    if without_aux:
+        raise ConfigError(f"aux-targets trains each model with auxiliary views, and {without_aux} "
+                          "take none: name models that use them (--models moae natal ...)")
     targets = study.pick_targets(study.mac.targets)
     tuned = {k: v for k, (v, _) in study.tune([(m, t) for m in models for t in targets]).items()}
     entries, groups = [], []

@@ -13,8 +13,9 @@ from malt.models.registry import Traits, register
 class Base(MaltModel):
     """Single-attribution baseline: one expert and the main tower.
 
-    Auxiliary views of the task are ignored: BASE has no head for them and reports only the
-    main loss (the reference builds unused towers for them; they are left out).
+    BASE has no head for auxiliary views (the reference builds unused towers for them; they
+    are left out): a run config naming some is refused, and a task given here with some is
+    trained on its main view only.
     """
 
     def __init__(self, schema, vocab, task, config=None):

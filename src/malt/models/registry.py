@@ -40,7 +40,8 @@ class Traits:
     takes_cat: bool = True
     """Can train a head for the Cartesian view `cat`."""
     uses_aux: bool = True
-    """Has heads for the auxiliary views (BASE ignores them, so λ changes nothing)."""
+    """Has heads for the auxiliary views. A run of a model without them (BASE) may list none:
+    its run config refuses them up front rather than train views it has no head for."""
     gated_experts: bool = False
     """Mixes experts with learned gates (a mixture-of-experts backbone)."""
     aux_weight: float | None = None

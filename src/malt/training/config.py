@@ -207,6 +207,11 @@ class RunConfig:
         check_value("model.name", self.model["name"], str)
         check_value("model.release_defaults", self.model["release_defaults"], bool)
         self.model_config()  # the options are checked against the model's config class
+        if self.task.aux and not self.model_spec.traits.uses_aux:
+            raise ConfigError(f"model '{self.model['name']}' has no head for auxiliary views, "
+                              f"so task.aux {self.task.aux} would train nothing; train it "
+                              "without auxiliary views, or pick a multi-task model (see "
+                              "`malt models`)")
 
     @property
     def model_spec(self) -> ModelSpec:
