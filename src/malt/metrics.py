@@ -16,6 +16,7 @@ Python per row or per user: one sort, tie groups, then segment sums.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ LOGLOSS_EPS = 1e-7
 DEFAULT_COMPLEXITY_EDGES = (1.0, 1.5, 2.0, 3.0, 5.0)
 CALIBRATION_BINS = 20
 """Equal-count bins of the reliability diagram and the ECE: 20 bins of 5 % of the rows each."""
+Score = float | None
+"""A saved metric: NaN where it is undefined (an AUC of rows without a positive). JSON has no
+NaN, so `metrics.json` holds null there; a null read back is NaN again (`_nan_for_null`)."""
 
 
 # --- input checks ---------------------------------------------------------------------------------
@@ -464,27 +468,49 @@ class ViewMetrics:
     logloss, PCOC and ECE on binarised labels (paper-comparable), and AUC, GAUC with positives
     weighted by their attribution weight (§3.3 variant; it counts the same users as `gauc`).
 
-    `pcoc` and `ece` default to NaN so that metrics saved before they existed still load."""
+    A metric the rows do not define is NaN (null when read from `metrics.json`), and `note` says
+    why. `pcoc` and `ece` default to NaN so that metrics saved before they existed still load."""
 
-    auc: float
-    gauc: float
+    auc: Score
+    gauc: Score
     gauc_users: int
-    logloss: float
-    auc_weighted: float
-    gauc_weighted: float
-    pcoc: float = math.nan
-    ece: float = math.nan
+    logloss: Score
+    auc_weighted: Score
+    gauc_weighted: Score
+    pcoc: Score = math.nan
+    ece: Score = math.nan
+    note: str = ""
+    """Why some metrics are undefined (e.g. no positive among the rows); empty when none is."""
+
+    def __post_init__(self) -> None:
+        _nan_for_null(self)
+
+    def numbers(self) -> dict[str, float]:
+        """Every metric by name (NaN where undefined), the note left out."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "note"}
 
 
 @dataclass(frozen=True)
 class ActionMetrics:
     """One target action under the KAML protocol (each row scored on its own target action):
-    AUC (NaN for a single class), logloss, and the rows and positives scored."""
+    AUC (NaN for a single class, as `positives` shows), logloss, and the rows and positives
+    scored."""
 
-    auc: float
-    logloss: float
+    auc: Score
+    logloss: Score
     rows: int
     positives: int
+
+    def __post_init__(self) -> None:
+        _nan_for_null(self)
+
+
+def _nan_for_null(metrics: ViewMetrics | ActionMetrics) -> None:
+    """Metrics read from JSON as null (undefined) become NaN, as they were computed."""
+    for f in dataclasses.fields(metrics):
+        if getattr(metrics, f.name) is None:
+            object.__setattr__(metrics, f.name, math.nan)
 
 
 def view_metrics(probs: np.ndarray, weights: np.ndarray, user: np.ndarray) -> ViewMetrics:
@@ -503,4 +529,19 @@ def view_metrics(probs: np.ndarray, weights: np.ndarray, user: np.ndarray) -> Vi
         logloss=float(logloss(probs, labels)),
         auc_weighted=float(auc(probs, labels, attribution)),
         gauc_weighted=float(gauc(probs, labels, user, attribution).value),
-        pcoc=pcoc(probs, labels), ece=expected_calibration_error(probs, labels))
+        pcoc=pcoc(probs, labels), ece=expected_calibration_error(probs, labels),
+        note=undefined_note(labels, plain.users))
+
+
+def undefined_note(labels: np.ndarray, gauc_users: int) -> str:
+    """Why metrics of a view on these 0/1 `labels` are undefined (empty when none is)."""
+    rows, positives = len(labels), int(np.count_nonzero(labels))
+    if rows == 0:
+        return "no row evaluated: every metric is undefined"
+    if positives == 0:
+        return f"no positive among the {rows:,} rows: AUC, GAUC and PCOC are undefined"
+    if positives == rows:
+        return f"no negative among the {rows:,} rows: AUC and GAUC are undefined"
+    if gauc_users == 0:
+        return "no user has both a positive and a negative: GAUC is undefined"
+    return ""

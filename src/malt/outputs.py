@@ -98,7 +98,7 @@ def read_manifest(directory: Path) -> Manifest | None:
 
 def _write_manifest(directory: Path, manifest: Manifest) -> None:
     atomic_write_text(directory / MANIFEST, json.dumps(
-        {"kind": manifest.kind, "entries": sorted(manifest.entries)}, indent=1))
+        {"kind": manifest.kind, "entries": sorted(manifest.entries)}, indent=1, allow_nan=False))
 
 
 def mark_whole(directory: Path, kind: str) -> None:

@@ -100,14 +100,14 @@ def claim_demo(out, settings: dict, *, overwrite: bool) -> bool:
     record = output.path / "demo.json"
     if output.is_ours() and record.is_file():
         earlier = json.loads(record.read_text())
-        if earlier == json.loads(json.dumps(settings)):
+        if earlier == json.loads(json.dumps(settings, allow_nan=False)):
             return True
         if not overwrite:
             raise ConfigError(f"{out} holds a demo run with other settings ({_describe(earlier)}"
                               f"); pass --overwrite to replace it or choose another --out")
     # Ours without a record: a demo stopped before it wrote anything but its manifest.
     output.claim(overwrite=overwrite, keep=output.is_ours() and not record.is_file())
-    atomic_write_text(output.writable(record), json.dumps(settings, indent=1))
+    atomic_write_text(output.writable(record), json.dumps(settings, indent=1, allow_nan=False))
     return False
 
 

@@ -155,7 +155,7 @@ class ContentHashes:
 
     def save(self) -> None:
         if self._changed:
-            atomic_write_text(self.path, json.dumps(self._known))
+            atomic_write_text(self.path, json.dumps(self._known, allow_nan=False))
             self._changed = False
 
 
@@ -236,7 +236,7 @@ class Preparer:
         if path.is_file() and not self.rebuild:
             return VocabInfo.from_dict(json.loads(path.read_text()))
         info = vocab_info(self.schema, self.lookups)
-        atomic_write_text(path, json.dumps(info.to_dict()))
+        atomic_write_text(path, json.dumps(info.to_dict(), allow_nan=False))
         return info
 
     # --- cache directories -----------------------------------------------------------------
@@ -337,7 +337,7 @@ class Preparer:
                          same_binary=sorted(job.stats.same_binary or ()),
                          numeric=dict(job.stats.numeric))
         meta = {"format": CACHE_FORMAT, "source": str(job.source), "stats": stats.to_dict()}
-        (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
         _move_into_place(job.tmp, job.directory)
         oov = {c: n for c, n in stats.oov.items() if n}
         if oov:

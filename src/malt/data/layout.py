@@ -95,6 +95,6 @@ def vocab_file(vocab_dir: Path, column: str) -> Path:
 def write_vocab(vocab_dir: Path, column: str, raw_ids: list[str]) -> None:
     """Write `vocabs/<column>.json` mapping the i-th raw id to index i."""
     atomic_write_text(vocab_file(vocab_dir, column),
-                      json.dumps({str(r): i for i, r in enumerate(raw_ids)}))
+                      json.dumps({str(r): i for i, r in enumerate(raw_ids)}, allow_nan=False))
 
 

@@ -170,7 +170,7 @@ class Schema:
             del content["numeric_fill"]
         if not self.hash_buckets:
             del content["hash_buckets"]
-        payload = json.dumps(content, sort_keys=True).encode()
+        payload = json.dumps(content, sort_keys=True, allow_nan=False).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
     # --- (de)serialisation ---------------------------------------------------------------

@@ -75,11 +75,11 @@ def export(trained: TrainedModel, out: str | Path, fmt: ExportFormat = "onnx", *
     serving = ServingModule(trained.model).eval()
     meta = describe(trained, serving, fmt)
     writer = to_onnx if fmt == "onnx" else to_torchscript
-    data = writer(serving, json.dumps(meta))
+    data = writer(serving, json.dumps(meta, allow_nan=False))
     atomic_write(out, lambda tmp: tmp.write_bytes(data))
     sidecar = {**meta, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                "config": trained.config.to_dict()}
-    atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2))
+    atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2, allow_nan=False))
     return sidecar
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -139,5 +138,5 @@ def _log_evaluation(run: RunDir, views: dict[str, ViewMetrics], step: int) -> No
     run.writable(run.tensorboard_events)
     with SummaryWriter(str(run.tensorboard_dir)) as writer:
         for view, metrics in views.items():
-            for name, value in asdict(metrics).items():
+            for name, value in metrics.numbers().items():
                 writer.add_scalar(f"eval/{view}/{name}", value, step)

@@ -58,7 +58,8 @@ def complexity_breakdown(run: Predictions, baseline: Predictions, view: str,
 
 
 def format_metrics(metrics: dict[str, ViewMetrics], main: str) -> str:
-    """A fixed-width table: one row per view, main view first."""
+    """A fixed-width table: one row per view, main view first; under it, why metrics shown as
+    nan are undefined."""
     header = f"{'view':<10}{'AUC':>9}{'GAUC':>9}{'AUC(w)':>9}{'GAUC(w)':>9}{'logloss':>10}" \
              f"{'PCOC':>8}{'ECE':>9}{'users':>9}"
     lines = [header]
@@ -68,6 +69,7 @@ def format_metrics(metrics: dict[str, ViewMetrics], main: str) -> str:
         lines.append(f"{name:<10}{m.auc:>9.4f}{m.gauc:>9.4f}{m.auc_weighted:>9.4f}"
                      f"{m.gauc_weighted:>9.4f}{m.logloss:>10.4f}{m.pcoc:>8.3f}{m.ece:>9.5f}"
                      f"{m.gauc_users:>9,}")
+    lines += [f"{view}: {metrics[view].note}" for view in metrics if metrics[view].note]
     lines.append("* main view; (w): positives weighted by their attribution weight")
     lines.append(f"PCOC: predicted / observed positives (1 = calibrated); ECE: calibration "
                  f"error over {CALIBRATION_BINS} equal-count bins")

@@ -45,7 +45,7 @@ class Cell:
             tree[section].pop(key, None)
         # None means the default λ: the same run as asking for it.
         tree["task"]["aux_weight"] = self.config.aux_weight()
-        text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+        text = json.dumps(tree, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
     @property

@@ -84,7 +84,8 @@ def claim_output(out: Path, data: Path) -> OutputDir:
                               "or another --out")
         return output
     output.claim(keep=True)
-    atomic_write_text(output.writable(marker), json.dumps({"data": str(data)}, indent=2))
+    atomic_write_text(output.writable(marker),
+                      json.dumps({"data": str(data)}, indent=2, allow_nan=False))
     return output
 
 

@@ -6,7 +6,8 @@
     <run>/tb/                TensorBoard scalars
     <run>/checkpoint.safetensors  latest checkpoint (day boundary, or where it was
                              interrupted; see `malt.training.checkpoint`)
-    <run>/metrics.json       evaluation metrics, written when training has finished
+    <run>/metrics.json       evaluation metrics, written when training has finished (strict
+                             JSON: an undefined metric is null, its view's `note` says why)
     <run>/predictions.npz    scores of every evaluated view on the evaluation day
     <run>/reliability-<view>.png  reliability diagram of each evaluated view
     <run>/mlflow.json        the MLflow run it is tracked in (`--tracker mlflow`)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from malt.training.config import RunConfig
 from malt.typed_fields import build, validate
 
 RUN_KIND = "run"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,8 @@ class RunDir:
         return self.metrics_file.is_file()
 
     def save_config(self, config: RunConfig) -> None:
-        atomic_write_text(self.writable(self.config_file), json.dumps(config.to_dict(), indent=2))
+        atomic_write_text(self.writable(self.config_file),
+                          json.dumps(config.to_dict(), indent=2, allow_nan=False))
 
     def load_config(self) -> RunConfig:
         if not self.config_file.is_file():
@@ -203,7 +207,8 @@ class RunDir:
                                    source=str(self.config_file))
 
     def save_schema(self, schema: Schema) -> None:
-        atomic_write_text(self.writable(self.schema_file), json.dumps(schema.to_dict(), indent=2))
+        atomic_write_text(self.writable(self.schema_file),
+                          json.dumps(schema.to_dict(), indent=2, allow_nan=False))
 
     def load_schema(self) -> Schema | None:
         """The schema the run was trained on; None for runs saved before malt kept it."""
@@ -213,8 +218,17 @@ class RunDir:
                                 source=str(self.schema_file))
 
     def save_metrics(self, metrics: RunMetrics) -> None:
+        """`metrics.json`, strict JSON: undefined (NaN) metrics are null, with a warning that
+        gives the views' notes."""
+        tree, undefined = _null_for_nan(metrics.to_dict())
+        if undefined:
+            notes = {f"{day}{view}": m.note for day, views in
+                     [("", metrics.views), *((f"{d} ", v) for d, v in metrics.per_day.items())]
+                     for view, m in views.items() if m.note}
+            log.warning("%s: %d undefined metric(s) written as null%s", self.metrics_file,
+                        undefined, "".join(f"; {k}: {n}" for k, n in notes.items()))
         atomic_write_text(self.writable(self.metrics_file),
-                          json.dumps(metrics.to_dict(), indent=2))
+                          json.dumps(tree, indent=2, allow_nan=False))
 
     def load_metrics(self) -> RunMetrics:
         if not self.metrics_file.is_file():
@@ -240,3 +254,16 @@ def legacy_runs(path: Path) -> list[RunDir]:
         if run.output.is_ours() and not run.checkpoint.is_file():
             found.append(run)
     return found
+
+
+def _null_for_nan(tree: Any) -> tuple[Any, int]:
+    """`tree` with every NaN float replaced by None, and how many were replaced."""
+    if isinstance(tree, float) and math.isnan(tree):
+        return None, 1
+    if isinstance(tree, dict):
+        items = {k: _null_for_nan(v) for k, v in tree.items()}
+        return {k: v for k, (v, _) in items.items()}, sum(n for _, n in items.values())
+    if isinstance(tree, (list, tuple)):
+        items = [_null_for_nan(v) for v in tree]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return tree, 0

@@ -30,7 +30,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -120,7 +119,7 @@ def run_params(tree: Mapping[str, Any], limit: int, prefix: str = "") -> dict[st
         if isinstance(value, Mapping) and value:
             params.update(run_params(value, limit, f"{name}."))
             continue
-        text = value if isinstance(value, str) else json.dumps(value)
+        text = value if isinstance(value, str) else json.dumps(value, allow_nan=False)
         params[name] = text if len(text) <= limit else text[:limit - len(_CUT)] + _CUT
     return params
 
@@ -128,7 +127,7 @@ def run_params(tree: Mapping[str, Any], limit: int, prefix: str = "") -> dict[st
 def evaluation_metrics(views: Mapping[str, ViewMetrics]) -> dict[str, float]:
     """`eval.<view>.<metric>` of every evaluated view."""
     return {f"eval.{view}.{name}": value for view, metrics in views.items()
-            for name, value in asdict(metrics).items()}
+            for name, value in metrics.numbers().items()}
 
 
 def run_tags(config: RunConfig, run: RunDir) -> dict[str, str]:
@@ -170,7 +169,7 @@ class MlflowTracker(Tracker):
             self.run_id = created.info.run_id
             atomic_write_text(run.writable(run.tracking_file), json.dumps(
                 {"tracking_uri": self.tracking_uri, "experiment_id": self.experiment_id,
-                 "run_id": self.run_id}, indent=2))
+                 "run_id": self.run_id}, indent=2, allow_nan=False))
         log.info("tracking in MLflow run %s at %s", self.run_id, self.tracking_uri)
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
 

@@ -70,10 +70,10 @@ def build_schema(log: ClickLog | SparkLog, rules: tuple[str, ...], *, name: str,
 def schema_toml(schema: Schema) -> str:
     """The schema as a TOML file that `Schema.load` reads back."""
     def strings(values) -> str:
-        return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+        return "[" + ", ".join(json.dumps(v, allow_nan=False) for v in values) + "]"
 
-    lines = [f"name = {json.dumps(schema.name)}",
-             f"user_column = {json.dumps(schema.user_column)}",
+    lines = [f"name = {json.dumps(schema.name, allow_nan=False)}",
+             f"user_column = {json.dumps(schema.user_column, allow_nan=False)}",
              f"labels = {strings(schema.labels)}",
              f"ignore_columns = {strings(schema.ignore_columns)}",
              "", "[fields]"]

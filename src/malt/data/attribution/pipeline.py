@@ -161,5 +161,6 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
                 weight_sum=stats.weight_sum,
                 days=[{"split": d.split, "file": str(d.path.relative_to(stage)), "rows": d.rows}
                       for d in days])
-            atomic_write_text(stage / REPORT_FILE, json.dumps(asdict(report), indent=1))
+            atomic_write_text(stage / REPORT_FILE,
+                              json.dumps(asdict(report), indent=1, allow_nan=False))
     return report
