@@ -58,3 +58,12 @@ def test_study_shuffle_reaches_the_runs_and_the_notes(tmp_path, capsys):
 
     assert main(["study", "kaml", "--shuffle", "--out", str(tmp_path / "k")]) == 3
     assert "--shuffle applies to the MAC studies" in capsys.readouterr().err
+
+
+def test_seeds_that_run_past_the_largest_seed_are_refused_before_anything(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["study", "main", "--out", str(out), "--seed", str(2**63 - 2),
+                 "--seeds", "3"]) == 3
+    assert f"the seeds {2**63 - 2} ... {2**63} run past the largest seed {2**63 - 1}" in \
+        capsys.readouterr().err
+    assert not out.exists()
