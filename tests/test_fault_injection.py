@@ -89,7 +89,10 @@ def test_a_killed_training_run_resumes_to_the_same_metrics(data, uninterrupted, 
     # 3e-5), cause not found; a resume that loses or repeats a step moves them by far more.
     assert resumed["views"].keys() == uninterrupted["views"].keys()
     for view, metrics in uninterrupted["views"].items():
-        assert resumed["views"][view] == pytest.approx(metrics, rel=1e-6, abs=1e-4)
+        got = resumed["views"][view]
+        assert got["note"] == metrics["note"]  # text: why a metric is null
+        assert {k: v for k, v in got.items() if k != "note"} == pytest.approx(
+            {k: v for k, v in metrics.items() if k != "note"}, rel=1e-6, abs=1e-4)
     assert resumed["train"]["steps"] == uninterrupted["train"]["steps"] == 15
 
 
