@@ -1,0 +1,44 @@
+"""Names that become file names stay inside their directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from malt.errors import ConfigError
+from malt.file_names import check_file_name, file_name_problem
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("../../../pwned_vocab", "starts with '.'"), ("x/../../y", "contains '/'"),
+    ("/etc/passwd", "contains '/'"),
+    ("a\\b", "contains '\\'"), ("a..b", "contains '..'"), ("..", "starts with '.'"),
+    (".hidden", "starts with '.'"), ("", "is empty"), ("a\0b", "a NUL character"),
+    (3, "is not text (int)"),
+])
+def test_names_that_would_leave_their_directory_are_refused_naming_key_and_value(name, problem):
+    with pytest.raises(ConfigError) as error:
+        check_file_name(name, "schema 'x': fields")
+    message = str(error.value)
+    assert message.startswith(f"schema 'x': fields = {name!r} ")
+    assert problem in message
+
+
+@pytest.mark.parametrize("name", ["last", "user_id", "ad-feat.0", "a.b", "ÄÖ 1", "x."])
+def test_ordinary_names_pass(name):
+    assert check_file_name(name, "key") == name
+
+
+@given(st.one_of(st.text(max_size=12), st.text(alphabet="a./\\\0", max_size=8)))
+def test_an_accepted_name_is_one_file_inside_its_directory(name):
+    if file_name_problem(name) is not None:
+        return
+    directory = Path("/data/vocabs")
+    path = directory / f"{name}.json"
+    assert Path(os.path.normpath(path)).parent == directory
+    assert path.parent == directory and path.name == f"{name}.json"
+
