@@ -42,3 +42,30 @@ def test_an_accepted_name_is_one_file_inside_its_directory(name):
     assert Path(os.path.normpath(path)).parent == directory
     assert path.parent == directory and path.name == f"{name}.json"
 
+
+BAD = "../../x"
+
+
+@pytest.mark.parametrize("entry", ["schema field", "schema user column", "schema campaign",
+                                   "schema label", "task main", "task aux", "vocab file"])
+def test_every_entry_of_a_name_that_becomes_a_file_name_checks_it(entry, tmp_path):
+    from malt.data.layout import vocab_file
+    from malt.data.schema import Schema
+    from malt.training.config import RunConfig
+
+    schema = {"user_column": "u", "fields": {"ad": ["a"]}, "labels": ["last"]}
+    make, key = {
+        "schema field": (lambda: Schema.from_dict({**schema, "fields": {"ad": ["a", BAD]}}),
+                         "fields"),
+        "schema user column": (lambda: Schema.from_dict({**schema, "user_column": BAD}),
+                               "user_column"),
+        "schema campaign": (lambda: Schema.from_dict({**schema, "campaign_column": BAD}),
+                            "campaign_column"),
+        "schema label": (lambda: Schema.from_dict({**schema, "labels": ["last", BAD]}),
+                         "labels"),
+        "task main": (lambda: RunConfig.from_dict({"task": {"main": BAD}}), "task.main"),
+        "task aux": (lambda: RunConfig.from_dict({"task": {"aux": ["first", BAD]}}), "task.aux"),
+        "vocab file": (lambda: vocab_file(tmp_path, BAD), "vocab column"),
+    }[entry]
+    with pytest.raises(ConfigError, match=f"{key} = '../../x' becomes part of a file name"):
+        make()

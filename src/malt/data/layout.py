@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from malt.errors import DataError
+from malt.file_names import check_file_name
 from malt.outputs import atomic_write, atomic_write_text
 
 
@@ -88,8 +89,10 @@ def _holds_strings(dtype: pa.DataType) -> bool:
 
 
 def vocab_file(vocab_dir: Path, column: str) -> Path:
-    """The vocab file of `column` in `vocab_dir`."""
-    return vocab_dir / f"{column}.json"
+    """The vocab file of `column` in `vocab_dir`. A column whose file would lie anywhere else
+    (`../x`, `/x`) is a `ConfigError`: schemas refuse such names already, and this guards every
+    read and write of a vocab whatever named the column."""
+    return vocab_dir / f"{check_file_name(column, 'vocab column')}.json"
 
 
 def write_vocab(vocab_dir: Path, column: str, raw_ids: list[str]) -> None:

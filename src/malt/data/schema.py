@@ -51,6 +51,7 @@ from typing import Any
 from malt.config_files import read_key_value_file
 from malt.data.numeric import TRANSFORMS
 from malt.errors import ConfigError
+from malt.file_names import check_file_name
 
 GROUPS = ("user", "ad", "context")
 SCHEMA_FILE = "schema.toml"
@@ -222,6 +223,13 @@ class Schema:
 
     # --- validation ----------------------------------------------------------------------
     def _check(self) -> None:
+        # Columns with a vocab name `vocabs/<column>.json`; labels name a run's plots.
+        for key, name in [("user_column", self.user_column),
+                          *(("fields", f) for f in self.field_names),
+                          *([("campaign_column", self.campaign_column)]
+                            if self.campaign_column is not None else []),
+                          *(("labels", label) for label in self.labels)]:
+            check_file_name(name, f"schema '{self.name}': {key}")
         names = [self.user_column, *self.field_names]
         names += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
         names += [f.name for f in self.numeric]

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from malt.config_files import merge_tables, read_key_value_file
 from malt.data.task import AdmWindow, LabelMode, Mask, default_aux_weight
 from malt.errors import ConfigError
+from malt.file_names import check_file_name
 from malt.typed_fields import (
     Between,
     NonNegativeFloat,
@@ -120,6 +121,9 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         validate(self, "task")
+        # Views name a run's files (`reliability-<view>.png`) and a study's run directories.
+        for key, view in [("task.main", self.main), *(("task.aux", v) for v in self.aux)]:
+            check_file_name(view, key)
 
 
 @dataclass
