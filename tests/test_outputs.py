@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from lock_holder import held_elsewhere
 from malt.errors import ConfigError
+from malt.locks import lock_beside, lock_inside
 from malt.outputs import (
     MANIFEST,
     OutputDir,
     atomic_write_text,
     foreign_files,
+    mark_whole,
     own_files,
     read_manifest,
     recover_siblings,
+    single_file_output,
     staged_output,
     temporary_path,
 )
@@ -181,3 +185,202 @@ def test_leftovers_of_dead_writers_are_cleaned_and_a_set_aside_output_restored(t
     recover_siblings(out)
     assert _files(out) == {MANIFEST, "v1"}
     assert sorted(p.name for p in tmp_path.iterdir()) == [foreign.name, "data"]
+
+
+# --- what is not malt's: symbolic links and directories it did not make ---------------------------
+def _finished_run(path: Path) -> OutputDir:
+    out = OutputDir(path, "run")
+    out.claim()
+    for name in ("checkpoint.pt", "config.json", "tb/events.out.tfevents.1"):
+        atomic_write_text(out.writable(name), "x")
+    return out
+
+
+@pytest.mark.parametrize("link", ["to a directory", "to a file", "dangling", "inside tb"])
+def test_a_symbolic_link_in_an_output_is_foreign_and_nothing_is_removed(tmp_path, link):
+    out = _finished_run(tmp_path / "run")
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "data.txt").write_text("keep me")
+    name = {"to a directory": "a-link", "to a file": "a-link", "dangling": "a-link",
+            "inside tb": "tb/a-link"}[link]
+    pointee = {"to a directory": target, "to a file": target / "data.txt",
+               "dangling": tmp_path / "gone", "inside tb": target}[link]
+    (out.path / name).symlink_to(pointee)
+    before = _files(out.path)
+    assert foreign_files(out.path) == [out.path / name]
+    with pytest.raises(ConfigError, match=f"malt did not write \\({name}\\)"):
+        out.claim(overwrite=True)
+    assert _files(out.path) == before and (out.path / name).is_symlink()
+    assert (target / "data.txt").read_text() == "keep me"
+
+
+def test_a_link_in_place_of_a_file_malt_wrote_is_foreign(tmp_path):
+    out = _finished_run(tmp_path / "run")
+    (tmp_path / "mine.json").write_text("keep me")
+    (out.path / "config.json").unlink()
+    (out.path / "config.json").symlink_to(tmp_path / "mine.json")
+    assert foreign_files(out.path) == [out.path / "config.json"]
+    with pytest.raises(ConfigError, match="config.json"):
+        out.claim(overwrite=True)
+    assert (out.path / "config.json").is_symlink() and (out.path / "checkpoint.pt").is_file()
+
+
+def test_an_empty_directory_the_user_made_is_foreign(tmp_path):
+    out = _finished_run(tmp_path / "run")
+    (out.path / "mine").mkdir()
+    (out.path / "tb" / "mine").mkdir()
+    before = _files(out.path)
+    assert foreign_files(out.path) == [out.path / "mine", out.path / "tb" / "mine"]
+    with pytest.raises(ConfigError, match="mine"):
+        out.claim(overwrite=True)
+    assert _files(out.path) == before
+    assert (out.path / "mine").is_dir() and (out.path / "tb" / "mine").is_dir()
+    (out.path / "mine").rmdir()
+    (out.path / "tb" / "mine").rmdir()
+    out.claim(overwrite=True)  # tb/ is malt's: its manifest names files in it
+    assert _files(out.path) == {MANIFEST}
+
+
+def test_directories_a_staged_output_leaves_empty_are_its_own(tmp_path):
+    out = tmp_path / "data"
+    with staged_output(out, "data") as stage:
+        (stage / "vocabs").mkdir()
+        (stage / "train").mkdir()
+        (stage / "train" / "train-00.parquet").write_text("day")
+    assert read_manifest(out).entries == ("train/train-00.parquet", "vocabs")
+    assert foreign_files(out) == []
+    (out / "vocabs" / "mine").mkdir()
+    assert foreign_files(out) == [out / "vocabs" / "mine"]
+
+
+def test_a_directory_holding_only_a_link_is_not_empty(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "link").symlink_to(tmp_path / "gone")
+    assert not OutputDir(out, "run").is_empty()
+    with pytest.raises(ConfigError, match="not a malt output.*link"):
+        OutputDir(out, "run").claim()
+
+
+# --- one writer per output ------------------------------------------------------------------------
+def test_a_directory_is_written_by_one_process_at_a_time(tmp_path):
+    out = OutputDir(tmp_path / "runs" / "a", "run")
+    out.path.mkdir(parents=True)
+    with held_elsewhere(lock_inside(out.path), out.path) as pid:
+        with pytest.raises(ConfigError, match=f"being written by process {pid}"):
+            with out.writing():
+                pytest.fail("the block must not run")
+    with out.writing():
+        assert out.is_empty() and foreign_files(out.path) == []  # its own lock is not foreign
+        out.claim()
+        atomic_write_text(out.writable("metrics.json"), "{}")
+        assert foreign_files(out.path) == []
+        out.claim(overwrite=True)  # keeps the lock it holds
+        assert (out.path / ".malt-lock").is_file()
+    assert _files(out.path) == {MANIFEST}
+
+
+def test_a_directory_made_for_the_lock_goes_again_when_nothing_was_written(tmp_path):
+    out = OutputDir(tmp_path / "runs" / "a", "run")
+    with pytest.raises(RuntimeError), out.writing():
+        raise RuntimeError("bad data, found before anything was written")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_lock_is_put_into_a_directory_that_is_not_malts(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a malt output"), \
+            OutputDir(tmp_path, "run").writing():
+        pytest.fail("the block must not run")
+    assert _files(tmp_path) == {"notes.txt"}
+
+
+def test_an_output_is_not_replaced_while_an_output_inside_it_is_written(tmp_path):
+    demo = OutputDir(tmp_path / "demo", "demo")
+    demo.claim()
+    run = OutputDir(demo.path / "runs" / "base", "run")
+    run.claim()
+    with held_elsewhere(lock_inside(run.path), run.path) as pid:
+        with pytest.raises(ConfigError, match=f"runs/base/.malt-lock by process {pid}"):
+            demo.claim(overwrite=True)
+        assert (run.path / MANIFEST).is_file()
+    demo.claim(overwrite=True)
+    assert _files(demo.path) == {MANIFEST}
+
+
+def test_a_staged_output_is_written_by_one_process_at_a_time(tmp_path):
+    out = tmp_path / "data"
+    with held_elsewhere(lock_beside(out), out) as pid:
+        with pytest.raises(ConfigError, match=f"being written by process {pid}"), \
+                staged_output(out, "data"):
+            pytest.fail("the block must not run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with staged_output(out, "data") as stage:
+        assert lock_beside(out).is_file()
+        (stage / "v1").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+# --- caches ---------------------------------------------------------------------------------------
+def test_a_cache_is_made_in_an_absent_or_empty_directory_only(tmp_path):
+    mark_whole(tmp_path / "new", "cache")
+    assert read_manifest(tmp_path / "new").entries == ("**",)
+    (tmp_path / "empty").mkdir()
+    mark_whole(tmp_path / "empty", "cache")
+    mark_whole(tmp_path / "empty", "cache")  # already one
+    assert read_manifest(tmp_path / "empty").kind == "cache"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match="mine is not empty and is not a malt output.*notes"):
+        mark_whole(mine, "cache")
+    assert _files(mine) == {"notes.txt"}
+    with pytest.raises(ConfigError, match="holds a malt run, not a cache"):
+        mark_whole(_finished_run(tmp_path / "run").path, "cache")
+    mark_whole(mine, "cache", adopt=True)  # malt's by its name
+    assert read_manifest(mine).kind == "cache"
+
+
+# --- single files ---------------------------------------------------------------------------------
+def _ours(path: Path) -> bool:
+    return path.read_text().startswith("malt")
+
+
+def test_a_single_file_is_replaced_only_with_overwrite_and_only_when_malt_wrote_it(tmp_path):
+    out, sidecar = tmp_path / "m.onnx", tmp_path / "m.onnx.json"
+    with single_file_output({out: _ours, sidecar: _ours}):
+        atomic_write_text(out, "malt 1")
+        atomic_write_text(sidecar, "malt 1")
+    with pytest.raises(ConfigError, match="m.onnx exists; pass --overwrite"), \
+            single_file_output({out: _ours, sidecar: _ours}):
+        pytest.fail("the block must not run")
+    with single_file_output({out: _ours, sidecar: _ours}, overwrite=True):
+        assert lock_beside(out).is_file()
+    sidecar.write_text("mine")
+    with pytest.raises(ConfigError, match="m.onnx.json was not written by malt"), \
+            single_file_output({out: _ours, sidecar: _ours}, overwrite=True):
+        pytest.fail("the block must not run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+@pytest.mark.parametrize("kind", ["directory", "link"])
+def test_a_single_file_output_that_is_a_directory_or_a_link_is_refused(tmp_path, kind):
+    out = tmp_path / "p.parquet"
+    if kind == "directory":
+        out.mkdir()
+    else:
+        (tmp_path / "real.parquet").write_text("malt")
+        out.symlink_to(tmp_path / "real.parquet")
+    with pytest.raises(ConfigError, match="is a directory" if kind == "directory" else
+                       "is a symbolic link"), \
+            single_file_output({out: _ours}, overwrite=True):
+        pytest.fail("the block must not run")
+
+
+def test_a_single_file_is_written_by_one_process_at_a_time(tmp_path):
+    out = tmp_path / "p.parquet"
+    with held_elsewhere(lock_beside(out), out) as pid:
+        with pytest.raises(ConfigError, match=f"p.parquet is being written by process {pid}"), \
+                single_file_output({out: _ours}):
+            pytest.fail("the block must not run")

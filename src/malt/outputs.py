@@ -7,11 +7,17 @@ into a non-empty directory that is not its own, and refuses to replace its own o
 anything else lies in it. A directory with a manifest inside another one is its own output
 (the runs of a study, the data set of a demo) and answers for its own files.
 
-Two ways to write:
+Symbolic links are never malt's (malt writes none, and never follows one when it deletes), nor
+is an empty directory no manifest accounts for: both count as the user's, like their files.
+
+Three ways to write, each holding the output's lock (`malt.locks`) so that one process at a
+time writes it:
 - `OutputDir`: a long-lived directory written file by file (a run, a study); each file is
   recorded in the manifest before it is written, so an interrupted write is still recognised.
 - `staged_output`: a data set built whole in a hidden sibling directory and renamed into place
   when complete, so a command killed at any point leaves the previous output or none.
+- `single_file_output`: a file the user names (a prediction, an export); an existing one is
+  replaced only with `overwrite` and only when malt wrote it (each such file records so).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from malt.errors import ConfigError
+from malt.locks import LOCK_FILE, held_by, lock_beside, lock_inside, output_lock
 
 MANIFEST = ".malt-manifest.json"
 EVERYTHING = "**"
@@ -86,6 +93,22 @@ class Manifest:
             names.append(posixpath.join(posixpath.dirname(relative), temporary["name"]))
         return any(fnmatch.fnmatchcase(n, e) for n in names for e in self.entries)
 
+    def holds_directory(self, relative: str) -> bool:
+        """Whether the directory at `relative` is malt's: listed itself, or on the way to a
+        listed path (malt records a file before it writes it, so a directory malt made to hold
+        one is accounted for)."""
+        if EVERYTHING in self.entries:
+            return True
+        ancestors = {a for e in self.entries for a in _ancestors(e)}
+        return any(fnmatch.fnmatchcase(relative, a) for a in (*self.entries, *ancestors))
+
+
+def _ancestors(relative: str) -> Iterator[str]:
+    parent = posixpath.dirname(relative)
+    while parent:
+        yield parent
+        parent = posixpath.dirname(parent)
+
 
 def read_manifest(directory: Path) -> Manifest | None:
     """The manifest of `directory`, or None when there is none (or it is not malt's)."""
@@ -101,18 +124,25 @@ def _write_manifest(directory: Path, manifest: Manifest) -> None:
         {"kind": manifest.kind, "entries": sorted(manifest.entries)}, indent=1, allow_nan=False))
 
 
-def mark_whole(directory: Path, kind: str) -> None:
-    """Create `directory` (if needed) as an output that is malt's whole, such as a cache."""
+def mark_whole(directory: Path, kind: str, *, adopt: bool = False) -> None:
+    """Make `directory` an output that is malt's whole, such as a cache: created with its
+    manifest when absent or empty, kept when it already is one. A directory without a manifest
+    that holds anything is refused (`ConfigError`), unless `adopt` (it is malt's by its name)."""
+    directory = Path(directory)
+    output = OutputDir(directory, kind)
+    if not (adopt and output.manifest is None):
+        output.check_writable(keep=True)
     directory.mkdir(parents=True, exist_ok=True)
-    if read_manifest(directory) is None:
+    if output.manifest is None:
         _write_manifest(directory, Manifest(kind, (EVERYTHING,)))
 
 
 def foreign_files(directory: Path) -> list[Path]:
-    """Files under `directory` that no manifest in or above them (up to `directory`) lists;
-    every file when `directory` has no manifest."""
+    """What under `directory` malt did not write: files that no manifest in or above them (up
+    to `directory`) lists, symbolic links, and empty directories no manifest accounts for;
+    every file when `directory` has no manifest. Lock files of malt's outputs are malt's."""
     directory = Path(directory)
-    if not directory.is_dir():
+    if not directory.is_dir() or directory.is_symlink():
         return []
     foreign = []
     scopes: dict[str, tuple[str, Manifest | None]] = {}
@@ -124,23 +154,40 @@ def foreign_files(directory: Path) -> list[Path]:
             parent if parent is not None else (top, None)
         scopes[top] = scope
         root, manifest = scope
+        for name in list(dirs):  # os.walk lists a link to a directory here, and skips it
+            path = Path(top) / name
+            relative = path.relative_to(root).as_posix()
+            if path.is_symlink() or (not any(path.iterdir()) and (
+                    manifest is None or not manifest.holds_directory(relative))):
+                foreign.append(path)
         for name in sorted(files):
             if name == MANIFEST and own is not None:
                 continue
             path = Path(top) / name
+            if LOCK_FILE.fullmatch(name) and not path.is_symlink():
+                continue
             relative = path.relative_to(root).as_posix()
-            if manifest is None or not manifest.lists(relative):
+            if path.is_symlink() or manifest is None or not manifest.lists(relative):
                 foreign.append(path)
-    return foreign
+    return sorted(foreign)
 
 
 def own_files(directory: Path) -> list[Path]:
-    """Files under `directory` that its manifests list, without the manifests themselves and
-    temporaries of unfinished writes; sorted."""
+    """Files under `directory` that its manifests list, without the manifests themselves, lock
+    files and temporaries of unfinished writes; sorted."""
     foreign = set(foreign_files(directory))
     return sorted(p for p in Path(directory).rglob("*")
                   if p.is_file() and p.name != MANIFEST and p not in foreign
-                  and not _TEMPORARY.fullmatch(p.name))
+                  and not _TEMPORARY.fullmatch(p.name) and not LOCK_FILE.fullmatch(p.name))
+
+
+def live_writers(directory: Path, *, besides: Path | None = None) -> list[str]:
+    """The processes holding a lock under `directory` (nested outputs being written), but for
+    the lock `besides` (this process's own)."""
+    return [f"{path.relative_to(directory)} by {who}" for path in sorted(
+                Path(directory).rglob("*.malt-lock"))
+            if LOCK_FILE.fullmatch(path.name) and path != besides
+            and (who := held_by(path)) is not None]
 
 
 def describe(paths: list[Path], root: Path) -> str:
@@ -167,7 +214,11 @@ class OutputDir:
         return manifest is not None and manifest.kind == self.kind
 
     def is_empty(self) -> bool:
-        return not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
+        """Absent, or a directory holding nothing but lock files."""
+        if not self.path.exists():
+            return True
+        return self.path.is_dir() and all(LOCK_FILE.fullmatch(p.name) and not p.is_symlink()
+                                           for p in self.path.iterdir())
 
     def check_writable(self, *, overwrite: bool = False, keep: bool = False,
                        hint: str = "pass --overwrite to replace it") -> None:
@@ -193,6 +244,29 @@ class OutputDir:
             raise ConfigError(f"{self.path} holds files malt did not write "
                               f"({describe(foreign, self.path)}); malt deletes only its own "
                               "files: move them away or choose another directory")
+        writers = live_writers(self.path, besides=lock_inside(self.path))
+        if writers:
+            raise ConfigError(f"{self.path} holds outputs being written ({', '.join(writers)}); "
+                              "wait until they end")
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the directory's lock while the block runs (`malt.locks`: a second writer is
+        refused, naming this process). The directory must be absent, empty or malt's output of
+        this kind (checked first); one created for the lock is removed again if the block
+        leaves it empty."""
+        self.check_writable(keep=True)
+        created = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            with output_lock(lock_inside(self.path), self.path):
+                yield
+        finally:
+            for directory in created:  # deepest first; stops at the first one still in use
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
 
     def claim(self, *, overwrite: bool = False, keep: bool = False,
               hint: str = "pass --overwrite to replace it") -> None:
@@ -235,9 +309,9 @@ class OutputDir:
         """Delete malt's files (nested outputs included) and the directories they leave empty;
         the directory itself and its manifest stay."""
         for entry in sorted(self.path.iterdir()):
-            if entry.name == MANIFEST:
+            if entry.name == MANIFEST or LOCK_FILE.fullmatch(entry.name):
                 continue
-            if entry.is_dir():
+            if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
@@ -291,21 +365,29 @@ def staged_output(out: str | Path, kind: str, *, overwrite: bool = False) -> Ite
     """
     out = Path(out)
     target = OutputDir(out, kind)
-    recover_siblings(out)
     target.check_writable(overwrite=overwrite)
-    staging = out.parent / f".{out.name}.malt-staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    _write_manifest(staging, Manifest(kind))
-    try:
-        yield staging
-        written = [p.relative_to(staging).as_posix() for p in staging.rglob("*")
-                   if p.is_file() and p.name != MANIFEST]
-        _write_manifest(staging, Manifest(kind, tuple(written)))
-        _move_into_place(staging, out)
-    except BaseException:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(lock_beside(out), out):
+        recover_siblings(out)
+        target.check_writable(overwrite=overwrite)
+        staging = out.parent / f".{out.name}.malt-staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        staging.mkdir(parents=True)
+        _write_manifest(staging, Manifest(kind))
+        try:
+            yield staging
+            _write_manifest(staging, Manifest(kind, tuple(_written(staging))))
+            _move_into_place(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def _written(staging: Path) -> list[str]:
+    """What a command wrote into `staging`: its files, and the directories it left empty."""
+    return [p.relative_to(staging).as_posix() for p in staging.rglob("*")
+            if p.name != MANIFEST and not p.is_symlink()
+            and (p.is_file() or (p.is_dir() and not any(p.iterdir())))]
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
@@ -316,3 +398,39 @@ def _move_into_place(staging: Path, out: Path) -> None:
     os.replace(out, old)
     os.replace(staging, out)
     shutil.rmtree(old)
+
+
+# --- single files the user names -----------------------------------------------------------------
+@contextmanager
+def single_file_output(files: dict[Path, Callable[[Path], bool]], *, overwrite: bool = False
+                       ) -> Iterator[None]:
+    """Hold the lock of a single-file output (the first of `files`, written with the others
+    beside it) while the block writes them.
+
+    Each file must be absent, or with `overwrite` one malt wrote: `files` maps it to the test
+    that recognises malt's file of its kind. Everything is checked before the block runs (and
+    again once the lock is held); a `ConfigError` names the file.
+    """
+    paths = [Path(p) for p in files]
+    for path in paths:
+        _check_file_writable(path, files[path], overwrite)
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(lock_beside(paths[0]), paths[0]):
+        for path in paths:
+            _check_file_writable(path, files[path], overwrite)
+        yield
+
+
+def _check_file_writable(path: Path, written_by_malt: Callable[[Path], bool],
+                         overwrite: bool) -> None:
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link; name the file to write itself")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ConfigError(f"{path} is a directory; name the file to write")
+    if not overwrite:
+        raise ConfigError(f"{path} exists; pass --overwrite to replace it")
+    if not written_by_malt(path):
+        raise ConfigError(f"{path} was not written by malt; --overwrite replaces only files "
+                          "malt wrote: move it away or choose another --out")

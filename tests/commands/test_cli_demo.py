@@ -6,6 +6,7 @@ import pytest
 
 from malt.commands.demo import claim_demo
 from malt.errors import ConfigError
+from malt.outputs import OutputDir
 
 SETTINGS = {"seed": 2026, "data": None, "size": "small", "models": {"base": [], "moae": ["cat"]}}
 
@@ -13,7 +14,7 @@ SETTINGS = {"seed": 2026, "data": None, "size": "small", "models": {"base": [], 
 def test_a_demo_is_reused_only_with_the_same_settings(tmp_path):
     out = tmp_path / "demo"
     assert claim_demo(out, SETTINGS, overwrite=False) is False
-    (out / "runs").mkdir()
+    OutputDir(out / "runs" / "base", "run").claim()
     assert claim_demo(out, SETTINGS, overwrite=False) is True
     other = {**SETTINGS, "seed": 1}
     with pytest.raises(ConfigError, match="other settings.*seed 2026, size small"):
