@@ -47,10 +47,12 @@ BAD = "../../x"
 
 
 @pytest.mark.parametrize("entry", ["schema field", "schema user column", "schema campaign",
-                                   "schema label", "task main", "task aux", "vocab file"])
+                                   "schema label", "task main", "task aux", "study targets",
+                                   "study aux", "vocab file"])
 def test_every_entry_of_a_name_that_becomes_a_file_name_checks_it(entry, tmp_path):
     from malt.data.layout import vocab_file
     from malt.data.schema import Schema
+    from malt.experiments.engine import StudyOptions
     from malt.training.config import RunConfig
 
     schema = {"user_column": "u", "fields": {"ad": ["a"]}, "labels": ["last"]}
@@ -65,6 +67,9 @@ def test_every_entry_of_a_name_that_becomes_a_file_name_checks_it(entry, tmp_pat
                          "labels"),
         "task main": (lambda: RunConfig.from_dict({"task": {"main": BAD}}), "task.main"),
         "task aux": (lambda: RunConfig.from_dict({"task": {"aux": ["first", BAD]}}), "task.aux"),
+        "study targets": (lambda: StudyOptions(names=("main",), targets=("last", BAD)),
+                          "--targets"),
+        "study aux": (lambda: StudyOptions(names=("main",), aux=(BAD,)), "--aux"),
         "vocab file": (lambda: vocab_file(tmp_path, BAD), "vocab column"),
     }[entry]
     with pytest.raises(ConfigError, match=f"{key} = '../../x' becomes part of a file name"):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -15,12 +17,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from lock_holder import start_holder
 from mac_data import random_day_table, write_random_dataset
+from malt import locks
 from malt.data import MAC, Schema, prepare, reader
 from malt.data import cache as cache_module
 from malt.data.cache import Preparer, open_prepared
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.errors import DataError
+from malt.locks import lock_inside
 
 
 @pytest.fixture
@@ -323,3 +328,62 @@ def test_explicit_cache_directory(data, tmp_path):
     dataset = prepare(data, cache_dir=tmp_path / "elsewhere")
     assert all(d.directory.parent == tmp_path / "elsewhere" for d in dataset.days)
     assert not (data / ".malt_cache").exists()
+
+
+class _Waits(logging.Handler):
+    """Sets `event` when a preparer starts waiting for another process."""
+
+    def __init__(self, event: threading.Event):
+        super().__init__()
+        self.event = event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waiting until it ends" in record.getMessage():
+            self.event.set()
+
+
+def _prepare_in_a_thread(data: Path, cache: Path, results: list, done: threading.Event
+                         ) -> threading.Thread:
+    """`prepare(data)` in a thread: its data set (or error) lands in `results`; `done` is set
+    when it ends."""
+    def run() -> None:
+        try:
+            results.append(prepare(data, cache_dir=cache))
+        except BaseException as error:  # reported to the test's thread
+            results.append(error)
+        done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_processes_sharing_a_cache_take_turns_writing_it(data, conversions, caplog, monkeypatch,
+                                                         writable):
+    """A second preparer waits for the one writing the cache, then finds its days; one that
+    cannot write the cache (it is someone else's) only reads it, without waiting."""
+    cache = data / ".malt_cache"
+    prepare(data, cache_dir=cache)
+    conversions.clear()
+    if not writable:
+        monkeypatch.setattr(cache_module.os, "access", lambda path, mode: False)
+    event, results = threading.Event(), []
+    waits = _Waits(event)
+    locks.log.addHandler(waits)
+    holder = start_holder(lock_inside(cache), cache)
+    try:
+        thread = _prepare_in_a_thread(data, cache, results, event)
+        assert event.wait(timeout=120)  # it waits, or it is done
+        # While the other process holds the lock, a writer cannot have gone on.
+        assert (results == []) is writable
+    finally:
+        holder.stdin.close()
+        holder.wait()
+        thread.join()
+        locks.log.removeHandler(waits)
+    assert len(results) == 1 and not any(d.built for d in results[0].days)
+    assert conversions == Counter()
+    said = f"{cache} is being written by process {holder.pid}" in caplog.text
+    assert said is writable
+    assert not lock_inside(cache).exists()

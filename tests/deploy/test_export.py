@@ -15,7 +15,13 @@ from deploy_models import converted, untrained
 from kaml_data import kaml_schema, write_kaml_dataset
 from mac_data import write_random_dataset
 from malt.data.schema import MAC
-from malt.deploy.export import export, read_description, sidecar_path
+from malt.deploy.export import (
+    export,
+    exported_by_malt,
+    is_sidecar,
+    read_description,
+    sidecar_path,
+)
 from malt.deploy.serving import ServingModule
 from malt.errors import ConfigError
 from malt.models import model_names
@@ -129,15 +135,37 @@ def test_onnx_inputs_have_a_dynamic_batch_dimension(mac_data, tmp_path):
     assert [o.name for o in session.get_outputs()] == ["p_last"]
 
 
-def test_an_existing_file_is_replaced_only_when_asked(mac_data, tmp_path):
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_an_existing_export_is_replaced_only_when_asked(mac_data, tmp_path, fmt):
+    trained = untrained("base", mac_data, MAC, "last", ())
+    out = tmp_path / f"base.{'pt' if fmt == 'torchscript' else 'onnx'}"
+    export(trained, out, fmt)
+    assert exported_by_malt(out) and is_sidecar(sidecar_path(out))
+    with pytest.raises(ConfigError, match="exists; pass --overwrite"):
+        export(trained, out, fmt)
+    export(trained, out, fmt, overwrite=True)
+    assert read_description(out)["format"] == fmt
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, sidecar_path(out).name]
+
+
+@pytest.mark.parametrize("theirs", ["model", "sidecar"])
+def test_overwrite_never_replaces_a_file_malt_did_not_write(mac_data, tmp_path, theirs):
     trained = untrained("base", mac_data, MAC, "last", ())
     out = tmp_path / "base.pt"
-    out.write_text("mine")
-    with pytest.raises(ConfigError, match="exists; pass --overwrite"):
-        export(trained, out, "torchscript")
-    assert out.read_text() == "mine" and not sidecar_path(out).exists()
-    export(trained, out, "torchscript", overwrite=True)
-    assert read_description(out)["format"] == "torchscript"
+    export(trained, out, "torchscript")
+    mine = out if theirs == "model" else sidecar_path(out)
+    mine.write_text('{"mine": true}')
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ConfigError, match=f"{mine.name} was not written by malt"):
+        export(trained, out, "torchscript", overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("content", [b"mine", b"PK\x03\x04 not a zip", b"\x08\x01\x12\x00"])
+def test_files_of_others_are_not_taken_for_exports(tmp_path, content):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(content)
+    assert not exported_by_malt(path) and not is_sidecar(path)
 
 
 def test_an_unknown_format_is_refused(mac_data, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,11 +13,18 @@ import malt
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data.schema import MAC
-from malt.deploy.predict import Scorer, file_sources, predict_file, table_source
+from malt.deploy.predict import (
+    Scorer,
+    file_sources,
+    predict_file,
+    table_source,
+    written_by_malt,
+)
 from malt.deploy.trained import load_trained
 from malt.errors import ConfigError, DataError
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
+from malt.locks import lock_beside, output_lock
 from malt.training.config import RunConfig
 from malt.training.run_dir import RunDir
 from model_configs import SMALL_BLOCKS
@@ -184,14 +193,39 @@ def test_nothing_is_written_when_a_check_fails_or_scoring_breaks(run, unlabelled
     assert list(tmp_path.iterdir()) == [unlabelled]
 
 
-def test_an_existing_output_is_replaced_only_when_asked(run, unlabelled, tmp_path):
+def test_an_existing_output_is_replaced_only_when_asked_and_only_when_malt_wrote_it(
+        run, unlabelled, tmp_path):
     out = tmp_path / "p.parquet"
-    out.write_text("mine")
+    predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out)
+    assert written_by_malt(out)
     with pytest.raises(ConfigError, match="exists; pass --overwrite"):
         predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out)
-    assert out.read_text() == "mine"
     predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out, overwrite=True)
     assert pq.read_table(out).num_rows == 301
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.parquet", "unlabelled.parquet"]
+
+
+@pytest.mark.parametrize("theirs", ["text", "parquet"])
+def test_overwrite_never_replaces_a_file_malt_did_not_write(run, unlabelled, tmp_path, theirs):
+    out = tmp_path / "notes.parquet"
+    if theirs == "text":
+        out.write_text("mine")
+    else:
+        pq.write_table(pa.table({"p_last": [0.5]}), out)
+    before = out.read_bytes()
+    with pytest.raises(ConfigError, match="notes.parquet was not written by malt"):
+        predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out, overwrite=True)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.parquet", "unlabelled.parquet"]
+
+
+def test_a_second_writer_of_a_prediction_file_is_refused(run, unlabelled, tmp_path):
+    out = tmp_path / "p.parquet"
+    with output_lock(lock_beside(out), out):
+        with pytest.raises(ConfigError, match=f"p.parquet is being written by process "
+                                              f"{os.getpid()}"):
+            predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out)
+    assert not out.exists()
 
 
 def test_an_unfinished_run_or_missing_vocabs_are_refused(run, data, tmp_path):

@@ -14,6 +14,7 @@ from malt.data.schema import MAC
 from malt.errors import ConfigError
 from malt.experiments.cells import Cell
 from malt.experiments.engine import STUDIES as ENGINE_STUDIES
+from malt.experiments.engine import StudyOptions, run_studies
 from malt.experiments.mac import MAC_STUDIES as STUDIES
 from malt.experiments.mac import greedy_candidates
 from malt.experiments.output import write_output
@@ -171,6 +172,13 @@ def test_failed_runs_leave_gaps_and_are_collected(tmp_path):
 def test_unknown_targets_are_rejected(tmp_path):
     with pytest.raises(ConfigError, match="not labels"):
         STUDIES["main"][0](make_context(tmp_path, targets=("dda",)))
+
+
+@pytest.mark.parametrize("names", [("../x",), ("main", "nope")])
+def test_unknown_study_names_are_rejected_before_anything_is_written(tmp_path, names):
+    with pytest.raises(ConfigError, match="unknown studies"):
+        run_studies(StudyOptions(names=names, out=tmp_path / "out"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_output_directory_is_tied_to_one_data_set(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from malt.commands._options import add_device_flag, add_seed_flag
 
@@ -27,21 +28,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from malt.data.layout import find_layout
+    from malt.outputs import OutputDir
 
+    out = Path(args.out)
+    data = Path(args.data) if args.data else out / "data"
+    if args.data:
+        find_layout(data)
+    with OutputDir(out, DEMO_KIND).writing():
+        return _run_demo(args, out, data)
+
+
+def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
     from malt.commands._progress import console_progress
     from malt.data import prepare
-    from malt.data.layout import find_layout
     from malt.eval.job import train_run
     from malt.eval.predictions import Predictions
     from malt.eval.report import complexity_breakdown, format_breakdown
     from malt.training.config import RunConfig
     from malt.training.run_dir import RunDir
 
-    out = Path(args.out)
-    data = Path(args.data) if args.data else out / "data"
-    if args.data:
-        find_layout(data)
     settings = {"seed": args.seed, "data": str(data.resolve()) if args.data else None,
                 "size": None if args.data else args.size, "models": DEMO_MODELS}
     if claim_demo(out, settings, overwrite=args.overwrite):

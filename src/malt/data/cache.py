@@ -27,6 +27,7 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from malt.data.reader import (
 from malt.data.schema import MAC, Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import DataError
+from malt.locks import lock_inside, output_lock
 from malt.outputs import atomic_write_text, mark_whole, process_tag
 
 log = logging.getLogger(__name__)
@@ -211,10 +213,11 @@ class Preparer:
         self._stop = threading.Event()
         self._local = threading.local()
         vocab_files = check_vocab_files(schema, self.layout.vocab_dir)
-        if not read_only and (not self.cache_dir.exists() or self.cache_dir.name == CACHE_NAME):
-            # A directory malt makes (or names) for its cache is malt's whole: a data set that
-            # holds it can be replaced with it.
-            mark_whole(self.cache_dir, CACHE_KIND)
+        if not read_only:
+            # A cache is malt's whole (a data set that holds it can be replaced with it): a
+            # directory that holds anything else is refused, but for one named as malt names
+            # its caches (those of earlier versions have no manifest).
+            mark_whole(self.cache_dir, CACHE_KIND, adopt=self.cache_dir.name == CACHE_NAME)
         self.hashes = ContentHashes(self.cache_dir / "content-hashes.json", read_only=read_only)
         identity = hashlib.sha256(f"{CACHE_FORMAT}:{schema.fingerprint()}".encode())
         for path in vocab_files:
@@ -375,6 +378,14 @@ class Preparer:
         """Cache every day (skipping those already cached) and return the data set."""
         if self.read_only:
             raise ValueError("a read-only Preparer only opens a finished cache")
+        # Processes share a cache (the runs of a study, several trainings of one data set):
+        # they take turns writing it. One that cannot write there only reads a finished cache.
+        writable = os.access(self.cache_dir, os.W_OK)
+        with output_lock(lock_inside(self.cache_dir), self.cache_dir, wait=True) if writable \
+                else nullcontext():
+            return self._prepare(progress)
+
+    def _prepare(self, progress: Callable[[Day], None] | None) -> Dataset:
         sources = self._sources()
         jobs: list[_Job] = []
         self._unnamed: dict[str, list[str]] = {}

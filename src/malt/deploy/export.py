@@ -13,6 +13,7 @@ import inspect
 import io
 import json
 import warnings
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -22,13 +23,15 @@ import torch
 from malt.deploy.serving import ServingModule
 from malt.deploy.trained import TrainedModel
 from malt.errors import ConfigError
-from malt.outputs import atomic_write, atomic_write_text
+from malt.outputs import atomic_write, atomic_write_text, single_file_output
 from malt.provenance import provenance
 
 ExportFormat = Literal["onnx", "torchscript"]
 EXPORT_FORMATS = get_args(ExportFormat)
 METADATA_KEY = "malt"
 """Key of the description in the ONNX metadata; TorchScript stores it as `malt.json`."""
+SIDECAR_MARK = "malt_export_sidecar"
+"""Key that marks a sidecar as malt's; `--overwrite` replaces only a marked one."""
 ONNX_OPSET = 17
 ONNX_MAX_BYTES = 2 ** 31 - 2 ** 24
 """A single ONNX file (one protobuf) holds less than 2 GiB."""
@@ -67,20 +70,44 @@ def export(trained: TrainedModel, out: str | Path, fmt: ExportFormat = "onnx", *
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format '{fmt}', expected one of {list(EXPORT_FORMATS)}")
     out = Path(out)
-    for path in (out, sidecar_path(out)):
-        if path.is_dir():
-            raise ConfigError(f"{path} is a directory; name the file to write")
-        if path.exists() and not overwrite:
-            raise ConfigError(f"{path} exists; pass --overwrite to replace it")
-    serving = ServingModule(trained.model).eval()
-    meta = describe(trained, serving, fmt)
-    writer = to_onnx if fmt == "onnx" else to_torchscript
-    data = writer(serving, json.dumps(meta, allow_nan=False))
-    atomic_write(out, lambda tmp: tmp.write_bytes(data))
-    sidecar = {**meta, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-               "config": trained.config.to_dict()}
-    atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2, allow_nan=False))
+    with single_file_output({out: exported_by_malt, sidecar_path(out): is_sidecar},
+                            overwrite=overwrite):
+        serving = ServingModule(trained.model).eval()
+        meta = describe(trained, serving, fmt)
+        writer = to_onnx if fmt == "onnx" else to_torchscript
+        data = writer(serving, json.dumps(meta, allow_nan=False))
+        atomic_write(out, lambda tmp: tmp.write_bytes(data))
+        sidecar = {SIDECAR_MARK: True, **meta, "bytes": len(data),
+                   "sha256": hashlib.sha256(data).hexdigest(), "config": trained.config.to_dict()}
+        atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2, allow_nan=False))
     return sidecar
+
+
+def exported_by_malt(path: Path) -> bool:
+    """Whether `path` is a model file `export` wrote (its description is inside), read without
+    loading the model: a TorchScript archive holding `malt.json`, or an ONNX model with the
+    `malt` metadata property."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return False
+        return any(name.endswith(f"/extra/{METADATA_KEY}.json") for name in names)
+    try:
+        props = import_onnx().load(str(path), load_external_data=False).metadata_props
+    except Exception:  # whatever the parser makes of a file that is not ONNX: not malt's
+        return False
+    return any(p.key == METADATA_KEY for p in props)
+
+
+def is_sidecar(path: Path) -> bool:
+    """Whether `path` is a sidecar `export` wrote (a JSON object marked as one)."""
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and content.get(SIDECAR_MARK) is True
 
 
 def to_onnx(serving: ServingModule, description: str) -> bytes:

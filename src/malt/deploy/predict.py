@@ -8,6 +8,7 @@ the run's vocabs; ids they do not hold get the out-of-vocabulary row and are cou
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,8 +38,12 @@ from malt.errors import ConfigError, DataError
 from malt.eval.predictions import Predictions
 from malt.eval.report import evaluate, evaluate_by_day
 from malt.metrics import ViewMetrics
-from malt.outputs import atomic_write
+from malt.outputs import atomic_write, single_file_output
+from malt.provenance import provenance
 
+PREDICTIONS_KEY = "malt"
+"""Key of the prediction file's parquet metadata that records where it comes from; malt
+replaces (`--overwrite`) only a file that has it."""
 PREDICT_BATCH_ROWS = 4096
 """Rows scored per model call: large enough that per-call overheads vanish, small enough that a
 batch's activations (a few MB) stay in the CPU's caches: BASE scored 222k rows/s at 4,096 rows a
@@ -251,18 +256,27 @@ def predict_file(scorer: Scorer, sources: list[Source], out: str | Path, *,
                  overwrite: bool = False,
                  progress: Callable[[PredictProgress], None] | None = None) -> PredictReport:
     """Score `sources` into the parquet file `out`, written atomically (an interrupted run
-    leaves no partial file); returns the report."""
+    leaves no partial file); returns the report. An existing `out` is replaced only with
+    `overwrite`, and only when malt wrote it (`written_by_malt`)."""
     out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"{out} is a directory; name the parquet file to write")
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
-    out_schema = scorer.check(sources)
+    with single_file_output({out: written_by_malt}, overwrite=overwrite):
+        record = json.dumps({"kind": "predictions", "run": str(scorer.trained.run.path),
+                             **provenance()})
+        out_schema = scorer.check(sources).with_metadata({PREDICTIONS_KEY: record})
 
-    def write(tmp: Path) -> None:
-        with pq.ParquetWriter(tmp, out_schema, compression="zstd") as writer:
-            for batch in scorer.batches(sources, progress):
-                writer.write_batch(batch)
+        def write(tmp: Path) -> None:
+            with pq.ParquetWriter(tmp, out_schema, compression="zstd") as writer:
+                for batch in scorer.batches(sources, progress):
+                    writer.write_batch(batch)
 
-    atomic_write(out, write)
+        atomic_write(out, write)
     return scorer.report
+
+
+def written_by_malt(path: Path) -> bool:
+    """Whether `path` is a prediction file malt wrote (its parquet metadata says so)."""
+    try:
+        metadata = pq.read_metadata(path).metadata or {}
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return PREDICTIONS_KEY.encode() in metadata

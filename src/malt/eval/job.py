@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from malt.metrics import ViewMetrics
 from malt.training.builder import BuiltRun, build_run
 from malt.training.checkpoint import refuse_legacy
 from malt.training.config import RunConfig
-from malt.training.distributed import barrier
+from malt.training.distributed import barrier, launched_rank
 from malt.training.progress import ProgressFn
 from malt.training.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
 from malt.training.tracking import ending_status, evaluation_metrics, open_tracker
@@ -46,6 +47,17 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     run is also recorded there (see `malt.training.tracking`).
     """
     run = RunDir(Path(out))
+    run.check_claim(resume=resume, overwrite=overwrite)
+    # One process of a launch writes the run's files, and holds its lock for the whole run.
+    with run.output.writing() if launched_rank() == 0 else nullcontext():
+        return _train(config, run, resume=resume, overwrite=overwrite, dataset=dataset,
+                      progress=progress, announce=announce)
+
+
+def _train(config: RunConfig, run: RunDir, *, resume: bool, overwrite: bool,
+           dataset: Dataset | None, progress: ProgressFn | None,
+           announce: Callable[[str], None] | None) -> RunMetrics | None:
+    # Again, now that no other process can: one may have written the run since the first check.
     run.check_claim(resume=resume, overwrite=overwrite)
     if resume:
         if run.is_complete():

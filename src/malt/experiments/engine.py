@@ -26,8 +26,10 @@ from malt.experiments.mac import MAC_STUDIES
 from malt.experiments.output import StudyOutput, write_output
 from malt.experiments.presets import get_preset
 from malt.experiments.scheduler import Backend, LocalBackend
-from malt.experiments.study import Study, claim_output
+from malt.experiments.study import STUDY_KIND, Study, claim_output
+from malt.file_names import check_file_name
 from malt.models import model_spec
+from malt.outputs import OutputDir
 from malt.training.config import DEFAULT_SEED
 from malt.training.distributed import resolve_device
 from malt.typed_fields import (
@@ -100,10 +102,17 @@ class StudyOptions:
 
     def __post_init__(self) -> None:
         validate(self, "")
+        # Targets name the cells' run directories; auxiliary views their files.
+        for key, names in (("--targets", self.targets), ("--aux", self.aux)):
+            for name in names or ():
+                check_file_name(name, key)
 
 
 def protocols(names: tuple[str, ...]) -> list[Protocol]:
     """The studies asked for (`all`: every MAC study); one family at a time."""
+    unknown = [n for n in names if n not in STUDIES] if names != (ALL,) else []
+    if unknown:
+        raise ConfigError(f"unknown studies {unknown}; choose from {[*STUDIES, ALL]}")
     chosen = [p for p in STUDIES.values() if p.family == "mac"] if names == (ALL,) else \
         [STUDIES[n] for n in names]
     if len({p.family for p in chosen}) > 1:
@@ -116,7 +125,10 @@ def run_studies(options: StudyOptions, say: Callable[[str], None] = print) -> in
     interrupted."""
     chosen = protocols(options.names)
     family = chosen[0].family
-    with study_backend(options) as backend:
+    # The study's lock is held for the whole command: its cells (trained here, in worker
+    # processes or on Ray) each hold their own run's lock inside it.
+    with OutputDir(study_out(options, family), STUDY_KIND).writing(), \
+            study_backend(options) as backend:
         return _run_protocols(chosen, open_study(options, family, say, backend), say)
 
 
@@ -182,8 +194,7 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
     if options.backend == "local":  # on Ray the workers' devices count, not this machine's
         resolve_device(options.device)
     schema_file = options.overrides.get("data", {}).get("schema")
-    out = options.out or Path(f"studies/kaml-{preset.name}" if family == "kaml" else
-                              f"studies/{preset.name}")
+    out = study_out(options, family)
     data = options.data or out / "data"
     if options.data:
         find_layout(data)
@@ -208,6 +219,15 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
                  aux_weights=options.aux_weights, baselines=options.baselines,
                  dataset=dataset, data_note=note, jobs=options.jobs, device=options.device,
                  backend=backend, train=options.train, say=say)
+
+
+def study_out(options: StudyOptions, family: Family) -> Path:
+    """The study's output directory: --out, else `studies/<preset>` (`studies/kaml-<preset>`
+    for the KAML study)."""
+    if options.out is not None:
+        return options.out
+    preset = get_preset(options.preset).name
+    return Path(f"studies/kaml-{preset}" if family == "kaml" else f"studies/{preset}")
 
 
 def _simulate(family: Family, size: str, seed: int, out: Path) -> None:
