@@ -66,6 +66,9 @@ GROUPS = {
     "batches": Group(("malt/data/batches.py",), ("tests/data/test_batches.py",)),
     "vocab": Group(("malt/data/vocab.py",), ("tests/data/test_vocab.py",
                                              "tests/data/test_cache.py")),
+    "outputs": Group(("malt/outputs.py", "malt/locks.py", "malt/file_names.py"),
+                     ("tests/test_outputs.py", "tests/test_locks.py",
+                      "tests/test_file_names.py")),
 }
 
 

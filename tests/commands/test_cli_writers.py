@@ -86,6 +86,17 @@ def test_overwrite_refuses_a_run_holding_what_malt_did_not_make_and_removes_noth
     assert _tree(tmp_path) == before
 
 
+def test_a_run_being_written_is_not_upgraded(tmp_path, capsys):
+    run = RunDir(tmp_path / "old")
+    run.claim()
+    run.writable(run.path / "checkpoint.pt").write_bytes(b"pickle")
+    before = _tree(tmp_path)
+    with held_elsewhere(lock_inside(run.path), run.path) as pid:
+        assert main(["upgrade-run", str(run.path), "--trust-pickle"]) == 3
+    assert f"being written by process {pid}" in capsys.readouterr().err
+    assert _tree(tmp_path) == before
+
+
 def test_a_second_writer_of_a_data_set_exits_3(tmp_path, capsys):
     out = tmp_path / "sim"
     with held_elsewhere(lock_beside(out), out) as pid:

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
                           "when it is loaded; convert them only if you trust where they came "
                           "from, by passing --trust-pickle")
     for run in runs:
-        run.upgrade_checkpoint()
+        with run.output.writing():
+            run.upgrade_checkpoint()
         print(f"converted {run.checkpoint}")
     return 0
