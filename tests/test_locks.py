@@ -7,7 +7,10 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
+import stat
+import sys
 import threading
 
 import pytest
@@ -15,7 +18,7 @@ import pytest
 from lock_holder import held_elsewhere, start_holder
 from malt import locks
 from malt.errors import ConfigError
-from malt.locks import held_by, lock_beside, lock_inside, output_lock
+from malt.locks import describe_holder, held_by, lock_beside, lock_inside, output_lock
 
 
 def test_lock_files_lie_inside_a_directory_or_beside_a_file(tmp_path):
@@ -24,6 +27,51 @@ def test_lock_files_lie_inside_a_directory_or_beside_a_file(tmp_path):
     assert locks.LOCK_FILE.fullmatch(".malt-lock")
     assert locks.LOCK_FILE.fullmatch(".p.parquet.malt-lock")
     assert not locks.LOCK_FILE.fullmatch("malt-lock")
+
+
+def test_the_lock_file_names_its_holder(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/malt", "train", "--out", "r"])
+    lock = lock_inside(tmp_path)
+    with output_lock(lock, tmp_path):
+        record = json.loads(lock.read_text())
+        assert record.keys() == {"pid", "host", "command", "started"}
+        assert (record["pid"], record["host"], record["command"]) == (
+            os.getpid(), socket.gethostname(), "malt train --out r")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", record["started"])
+        assert stat.S_IMODE(lock.stat().st_mode) & 0o111 == 0  # a plain file, not a program
+        # Another descriptor of this process meets the lock as any process would.
+        assert held_by(lock) == (f"process {os.getpid()} on host {socket.gethostname()} "
+                                 f"(malt train --out r, since {record['started']})")
+        with pytest.raises(ConfigError) as error, output_lock(lock, tmp_path):
+            pytest.fail("the block must not run")
+        assert str(error.value) == (f"{tmp_path} is being written by {held_by(lock)}; wait "
+                                    "until it ends, or write to another output")
+    monkeypatch.setattr(sys, "argv", [])
+    with output_lock(lock, tmp_path):
+        assert json.loads(lock.read_text())["command"] == ""
+
+
+def test_a_holder_that_has_not_said_who_it_is_is_still_refused(tmp_path):
+    lock = lock_inside(tmp_path)
+    unknown = "another process (it has not said which yet)"
+    with output_lock(lock, tmp_path):
+        lock.write_bytes(b"\xff\xfe not a record")
+        assert held_by(lock) == unknown
+        with pytest.raises(ConfigError, match=re.escape(f"being written by {unknown};")), \
+                output_lock(lock, tmp_path):
+            pytest.fail("the block must not run")
+    assert describe_holder("") == describe_holder('{"pid": 1}') == unknown
+
+
+def test_a_link_is_never_taken_for_a_lock(tmp_path):
+    lock = lock_inside(tmp_path)
+    link = tmp_path / ".other.malt-lock"
+    link.symlink_to(lock)
+    with output_lock(lock, tmp_path):
+        assert held_by(lock) is not None and held_by(link) is None
+    with pytest.raises(ConfigError, match="cannot create the lock file"), \
+            output_lock(link, tmp_path):
+        pytest.fail("the block must not run")
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
@@ -94,7 +142,8 @@ def test_a_waiting_writer_goes_on_once_the_holder_ends(tmp_path, caplog):
         thread.join()
         locks.log.removeHandler(signal)
     assert entered.is_set() and failures == []
-    assert f"process {child.pid}" in caplog.text
+    assert re.fullmatch(rf"{out} is being written by process {child.pid} on host .+; waiting "
+                        "until it ends", caplog.messages[0])
     assert not lock.exists()
 
 
@@ -105,8 +154,11 @@ def test_a_file_system_without_locks_writes_unguarded_and_says_so(tmp_path, monk
     monkeypatch.setattr(locks.fcntl, "flock", no_locks)
     lock = lock_inside(tmp_path)
     with output_lock(lock, tmp_path):
+        assert not lock.exists()  # no lock file where there is no lock
         ran = True
-    assert ran and "cannot lock" in caplog.text and not lock.exists()
+    assert ran and not lock.exists()
+    assert caplog.messages == [f"cannot lock {lock} (No locks available): another malt process "
+                               f"writing {tmp_path} at the same time would not be stopped"]
 
 
 def test_a_lock_that_cannot_be_created_is_a_config_error(tmp_path):

@@ -1,6 +1,7 @@
 """Output directories: malt deletes only what its manifests list, and stages whole outputs."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from malt.errors import ConfigError
 from malt.locks import lock_beside, lock_inside
 from malt.outputs import (
     MANIFEST,
+    Manifest,
     OutputDir,
     atomic_write_text,
     foreign_files,
@@ -324,8 +326,8 @@ def test_a_staged_output_is_written_by_one_process_at_a_time(tmp_path):
 
 # --- caches ---------------------------------------------------------------------------------------
 def test_a_cache_is_made_in_an_absent_or_empty_directory_only(tmp_path):
-    mark_whole(tmp_path / "new", "cache")
-    assert read_manifest(tmp_path / "new").entries == ("**",)
+    mark_whole(tmp_path / "new" / "cache", "cache")
+    assert read_manifest(tmp_path / "new" / "cache").entries == ("**",)
     (tmp_path / "empty").mkdir()
     mark_whole(tmp_path / "empty", "cache")
     mark_whole(tmp_path / "empty", "cache")  # already one
@@ -384,3 +386,145 @@ def test_a_single_file_is_written_by_one_process_at_a_time(tmp_path):
         with pytest.raises(ConfigError, match=f"p.parquet is being written by process {pid}"), \
                 single_file_output({out: _ours}):
             pytest.fail("the block must not run")
+
+
+# --- details the checks above rely on -------------------------------------------------------------
+def test_a_file_is_written_into_directories_made_for_it(tmp_path):
+    atomic_write_text(tmp_path / "a" / "b" / "c.json", "{}")
+    assert _files(tmp_path) == {"a/b/c.json"}
+
+
+def test_temporaries_of_listed_files_in_subdirectories_are_malts(tmp_path):
+    out = OutputDir(tmp_path, "run")
+    out.claim()
+    out.record("tb/events.1")
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "tb" / ".events.1.tmp-host-12").write_text("x")
+    (tmp_path / "tb" / ".other.tmp-host-12").write_text("x")
+    assert foreign_files(tmp_path) == [tmp_path / "tb" / ".other.tmp-host-12"]
+
+
+def test_a_directory_on_the_way_to_a_recorded_file_is_malts_while_empty(tmp_path):
+    out = OutputDir(tmp_path, "study")
+    out.claim()
+    out.record("runs/x/metrics.json", "tb/events.out.tfevents.*")
+    (tmp_path / "runs").mkdir()  # made before the file it will hold
+    (tmp_path / "tb").mkdir()
+    assert foreign_files(tmp_path) == []
+    (tmp_path / "runs" / "y").mkdir()
+    assert foreign_files(tmp_path) == [tmp_path / "runs" / "y"]
+
+
+def test_a_lock_file_does_not_hide_what_lies_beside_it(tmp_path):
+    out = _finished_run(tmp_path / "run")
+    with out.writing():
+        (out.path / "notes.txt").write_text("mine")
+        assert foreign_files(out.path) == [out.path / "notes.txt"]
+
+
+def test_an_output_named_through_a_link_is_checked_where_the_link_leads(tmp_path):
+    out = _finished_run(tmp_path / "real")
+    (out.path / "notes.txt").write_text("mine")
+    (tmp_path / "link").symlink_to(out.path)
+    with pytest.raises(ConfigError, match="notes.txt"):
+        OutputDir(tmp_path / "link", "run").claim(overwrite=True)
+    assert (out.path / "notes.txt").read_text() == "mine" and (out.path / "config.json").exists()
+
+
+@pytest.mark.parametrize("count, listed", [(5, "f0, f1, f2, f3, f4"),
+                                           (6, "f0, f1, f2, f3, f4 and 1 more"),
+                                           (8, "f0, f1, f2, f3, f4 and 3 more")])
+def test_a_refusal_lists_the_first_five_paths(tmp_path, count, listed):
+    for i in range(count):
+        (tmp_path / f"f{i}").write_text("x")
+    with pytest.raises(ConfigError) as error:
+        OutputDir(tmp_path, "run").claim()
+    assert str(error.value) == (f"{tmp_path} is not empty and is not a malt output (it holds "
+                                f"{listed}); choose another directory")
+
+
+def test_a_directory_holding_only_directories_of_lock_files_is_named_by_them(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".malt-lock").write_text("")
+    with pytest.raises(ConfigError, match=r"not a malt output \(it holds sub\)"):
+        OutputDir(tmp_path, "run").claim()
+
+
+def test_every_refusal_says_what_to_do(tmp_path):
+    out = _finished_run(tmp_path / "run")
+    messages = {}
+    for name, attempt in {
+        "not a directory": lambda: OutputDir(out.path / "config.json", "run").claim(),
+        "other kind": lambda: OutputDir(out.path, "study").claim(),
+        "exists": lambda: out.check_writable(),
+        "exists, claimed": lambda: out.claim(),
+    }.items():
+        with pytest.raises(ConfigError) as error:
+            attempt()
+        messages[name] = str(error.value)
+    assert messages == {
+        "not a directory": f"{out.path / 'config.json'} exists and is not a directory",
+        "other kind": f"{out.path} holds a malt run, not a study; choose another directory",
+        "exists": f"{out.path} already holds a malt run; pass --overwrite to replace it",
+        "exists, claimed": f"{out.path} already holds a malt run; pass --overwrite to replace it",
+    }
+    (out.path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError) as error:
+        out.claim(overwrite=True)
+    assert str(error.value) == (f"{out.path} holds files malt did not write (notes.txt); malt "
+                                "deletes only its own files: move them away or choose another "
+                                "directory")
+
+
+def test_a_replaced_output_keeps_its_kind(tmp_path):
+    out = _finished_run(tmp_path / "run")
+    out.claim(overwrite=True)
+    assert read_manifest(out.path) == Manifest("run", ())
+    fresh = OutputDir(tmp_path / "fresh", "study")
+    fresh.path.mkdir()
+    fresh.record("a.md")
+    assert read_manifest(fresh.path) == Manifest("study", ("a.md",))
+
+
+def test_every_output_being_written_inside_is_named(tmp_path):
+    demo = OutputDir(tmp_path / "demo", "demo")
+    demo.claim()
+    runs = [OutputDir(demo.path / "runs" / name, "run") for name in ("a", "b")]
+    for run in runs:
+        run.claim()
+    with held_elsewhere(lock_inside(runs[0].path), runs[0].path) as first, \
+            held_elsewhere(lock_inside(runs[1].path), runs[1].path) as second:
+        with pytest.raises(ConfigError) as error:
+            demo.claim(overwrite=True)
+    assert re.fullmatch(
+        rf"{demo.path} holds outputs being written \(runs/a/.malt-lock by process {first} "
+        rf"[^;]+, runs/b/.malt-lock by process {second} [^;]+\); wait until they end",
+        str(error.value))
+
+
+def test_a_single_file_refusal_says_what_to_do(tmp_path):
+    out = tmp_path / "p.parquet"
+    out.write_text("mine")
+    with pytest.raises(ConfigError) as error, single_file_output({out: _ours}, overwrite=True):
+        pytest.fail("the block must not run")
+    assert str(error.value) == (f"{out} was not written by malt; --overwrite replaces only files "
+                                "malt wrote: move it away or choose another --out")
+
+
+def test_leftovers_of_live_writers_are_left_alone(tmp_path):
+    out = tmp_path / "data"
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                            stdin=subprocess.PIPE)
+    dead = _dead_pid()
+    try:
+        for role, pid in (("old", live.pid), ("staging", dead)):  # the live one sorts first
+            sibling = tmp_path / f".data.malt-{role}-{pid}"
+            sibling.mkdir()
+            (sibling / MANIFEST).write_text('{"kind": "data", "entries": []}')
+        recover_siblings(out)
+        assert live.poll() is None  # only asked whether it lives
+    finally:
+        live.stdin.close()
+        live.wait()
+    # A dead writer's staging directory is removed, never taken for the output.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".data.malt-old-{live.pid}"]

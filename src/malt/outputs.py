@@ -97,8 +97,6 @@ class Manifest:
         """Whether the directory at `relative` is malt's: listed itself, or on the way to a
         listed path (malt records a file before it writes it, so a directory malt made to hold
         one is accounted for)."""
-        if EVERYTHING in self.entries:
-            return True
         ancestors = {a for e in self.entries for a in _ancestors(e)}
         return any(fnmatch.fnmatchcase(relative, a) for a in (*self.entries, *ancestors))
 
@@ -142,7 +140,7 @@ def foreign_files(directory: Path) -> list[Path]:
     to `directory`) lists, symbolic links, and empty directories no manifest accounts for;
     every file when `directory` has no manifest. Lock files of malt's outputs are malt's."""
     directory = Path(directory)
-    if not directory.is_dir() or directory.is_symlink():
+    if not directory.is_dir():
         return []
     foreign = []
     scopes: dict[str, tuple[str, Manifest | None]] = {}
