@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from malt.data.vocab import DENSE_TABLE_MAX_SLOTS, VocabLookup
+from malt.data.vocab import DENSE_TABLE_MAX_SLOTS, INDEX_SLACK, INDEX_SPREAD, VocabLookup
 from malt.errors import DataError
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -142,6 +144,34 @@ def test_bad_vocab_indices():
     assert str(err.value) == "file v.json: vocab indices must fit in int32"
     largest = VocabLookup({"a": 2**31 - 2}, source="v.json")
     assert largest.oov_index == 2**31 - 1 and largest.values.dtype == np.int32
+
+
+def test_a_vocab_file_holds_distinct_indices_at_most_twice_as_many_as_its_ids(tmp_path):
+    path = tmp_path / "v.json"
+
+    def load(mapping):
+        path.write_text(json.dumps(mapping))
+        return VocabLookup.load(path)
+
+    ids = 100
+    sparsest = {str(i): i for i in range(ids - 1)} | {"top": INDEX_SPREAD * ids + INDEX_SLACK - 1}
+    assert load(sparsest).size == 2 * ids + 1024 + 1  # the rows and the OOV row
+    assert load({}).size == 1
+    for top in (2 * ids + 1024, 2 * 10**9):
+        with pytest.raises(DataError) as err:
+            load(sparsest | {"top": top})
+        assert err.value.file == str(path)
+        assert f"vocab indices are too sparse: 100 ids, indices up to {top:,} (id 'top'), so " \
+               f"an embedding table of {top + 1:,} rows; indices must stay below 2 x ids + " \
+               "1024" in str(err.value)
+        assert "`malt prepare --build-vocabs`, which writes a vocab of dense indices" \
+               in str(err.value)
+    with pytest.raises(DataError) as err:
+        load({"a": 0, "b": 2, "c": 1, "d": 2, "e": 1})
+    assert str(err.value).startswith(f"file {path}: ids 'c' and 'e' share index 1: each id "
+                                     "needs its own row")
+    # a lookup built in Python may merge ids into one row: only files are held to this
+    assert VocabLookup({"a": 0, "b": 0}, source="test").size == 2
 
 
 def test_index_of_one_raw_id_against_an_integer_vocab():

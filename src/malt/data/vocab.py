@@ -4,6 +4,7 @@ A vocab is a JSON object `{"raw id": index}` (JSON keys are always strings). Raw
 files may be strings or integers; an integer id `7` matches the key `"7"` (its decimal text), so
 a lookup behaves like `mapping.get(str(id))`. Every table gets one reserved row after the largest
 vocab index: an id that is missing from the vocab, or null, maps there (out-of-vocabulary, OOV).
+A vocab file must give every id its own index, and dense ones (see `INDEX_SPREAD`).
 
 Integer ids against a vocab of canonical decimal keys go through a dense table (one gather) when
 the keys span at most `DENSE_TABLE_MAX_SLOTS` slots, else through a hash index; string ids are
@@ -26,6 +27,13 @@ from malt.errors import DataError
 
 DENSE_TABLE_MAX_SLOTS = 1 << 26
 """Largest key range (max - min + 1) of an integer vocab looked up through a dense table."""
+
+INDEX_SPREAD = 2
+INDEX_SLACK = 1024
+"""A vocab file of n ids may use indices below INDEX_SPREAD * n + INDEX_SLACK: every index is
+an embedding row (with its optimiser state), so a sparser vocab mostly trains empty rows, and
+one stray large index (2e9) asks for a table of that many rows. The slack leaves room for small
+hand-written vocabs with gaps."""
 
 
 class VocabLookup:
@@ -82,7 +90,9 @@ class VocabLookup:
         if not set(map(type, mapping.values())) <= {int}:
             bad = next(k for k, v in mapping.items() if type(v) is not int)
             raise DataError(f"vocab index of id '{bad}' is not an integer", file=str(path))
-        return cls(mapping, source=str(path))
+        lookup = cls(mapping, source=str(path))
+        _check_rows(lookup._raw_keys, lookup.values, str(path))
+        return lookup
 
     def index_of(self, raw: str) -> int:
         """Row of one raw id (the OOV row when absent)."""
@@ -155,6 +165,30 @@ class VocabLookup:
             out[...] = self.oov_index
         if ids.null_count:
             out[ids.is_null().to_numpy(zero_copy_only=False).reshape(out.shape)] = self.oov_index
+
+
+def _check_rows(keys: list[str], values: np.ndarray, source: str) -> None:
+    """Raise unless the indices `values` [n] of the ids `keys` are distinct and dense (see
+    `INDEX_SPREAD`)."""
+    if not len(values):
+        return
+    rebuild = ("move the file away and run `malt prepare --build-vocabs`, which writes a vocab "
+               "of dense indices 0..n-1 from the training days")
+    rows = int(values.max()) + 1
+    if rows > INDEX_SPREAD * len(values) + INDEX_SLACK:
+        top = keys[int(np.argmax(values))]
+        raise DataError(f"vocab indices are too sparse: {len(values):,} ids, indices up to "
+                        f"{rows - 1:,} (id '{top}'), so an embedding table of {rows:,} rows; "
+                        f"indices must stay below {INDEX_SPREAD} x ids + {INDEX_SLACK}: number "
+                        f"the ids 0, 1, 2, ... or {rebuild}", file=source)
+    shared = np.flatnonzero(np.bincount(values, minlength=rows) > 1)
+    if shared.size:
+        index = int(shared[0])
+        first, second = (keys[i] for i in np.flatnonzero(values == index)[:2])
+        raise DataError(f"ids '{first}' and '{second}' share index {index}: each id needs its "
+                        "own row (ids too rare for a row of their own are left out of the "
+                        f"vocab, they map to the out-of-vocabulary row); {rebuild}",
+                        file=source)
 
 
 def _as_text(ids: pa.Array) -> pa.Array:
