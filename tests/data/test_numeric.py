@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from malt.data import Schema, prepare
 from malt.data.layout import day_path, write_day, write_vocab
-from malt.data.numeric import Moments, standardisation
+from malt.data.numeric import MAX_MAGNITUDE, Moments, standardisation
 from malt.errors import ConfigError, DataError
 from malt.training.builder import numeric_standardisation
 
@@ -113,6 +113,32 @@ def test_non_finite_numbers_are_errors_unless_filled(tmp_path):
     filled = Schema.load(schema_file(tmp_path, 'numeric_fill = -7.5\n' + SCHEMA))
     dataset = prepare(root, filled)
     assert dataset.train[0].arrays()["numeric"][:, 0].tolist() == [1.0, -7.5, 3.0]
+
+
+@pytest.mark.parametrize("fill", [None, -7.5])
+def test_values_beyond_the_largest_magnitude_are_refused_even_with_a_fill(tmp_path, fill):
+    prices = [np.array([1.0, -MAX_MAGNITUDE, MAX_MAGNITUDE]), np.array([1.0, 1e300, np.nan])]
+    root = write_numeric_data(tmp_path / "d", prices)
+    text = SCHEMA if fill is None else f"numeric_fill = {fill}\n{SCHEMA}"
+    schema = Schema.load(schema_file(tmp_path, text))
+    with pytest.raises(DataError) as err:
+        prepare(root, schema)
+    assert (err.value.file, err.value.column, err.value.row) == (
+        str(day_path(root, "test", 1)), "price", 1)
+    assert str(err.value).endswith("value 1e+300 is beyond +-1e+18, the largest magnitude "
+                                   "malt reads (float32 overflows on it or on its square); "
+                                   "correct it in the day file")
+    write_numeric_data(tmp_path / "d", [prices[0], np.array([1.0, np.nan, 2.0])])
+    if fill is None:
+        with pytest.raises(DataError, match="row 1: NaN value"):
+            prepare(root, schema)
+        return
+    dataset = prepare(root, schema)  # the limit itself is read, NaN is filled
+    np.testing.assert_array_equal(dataset.train[0].arrays()["numeric"][:, 0],
+                                  np.float32([1.0, -1e18, 1e18]))
+    assert dataset.test[0].arrays()["numeric"][:, 0].tolist() == [1.0, -7.5, 2.0]
+    shift, scale = numeric_standardisation(dataset.schema, dataset.train)["price"]
+    assert np.isfinite(shift) and np.isfinite(scale)
 
 
 def test_log1p_needs_values_above_minus_one(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -11,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mac_data import random_day_table, write_random_dataset
+from malt.cli import main
 from malt.data import MAC, Schema, prepare
 from malt.data.layout import day_path, write_day, write_vocab
+from malt.data.numeric import MAX_MAGNITUDE
 from malt.data.reader import DayStats
 from malt.data.summary import format_summary
 from malt.errors import ConfigError, DataError
@@ -61,6 +64,21 @@ def test_missing_column(data):
     err = raised(data)
     assert (err.file, err.column) == (str(path), "ad_feat3")
     assert "missing columns ['ad_feat3']" in str(err) and str(path) in str(err)
+
+
+def test_a_missing_column_names_the_closest_unnamed_one(data, capsys):
+    path = rewrite(data, lambda t: t.rename_columns(
+        ["ad_feat_3" if c == "ad_feat3" else c for c in t.column_names]))
+    err = raised(data)
+    assert (err.file, err.column) == (str(path), "ad_feat3")
+    assert str(err).endswith("missing columns ['ad_feat3'] (did you mean 'ad_feat_3'?)")
+    rewrite(data, lambda t: t.rename_columns(
+        ["mm_seq1" if c == "mm_feat1_seq" else c for c in t.column_names]))
+    err = raised(data)
+    assert str(err).endswith("missing columns ['ad_feat3', 'mm_feat1_seq'] (did you mean "
+                             "'ad_feat_3' for 'ad_feat3', 'mm_seq1' for 'mm_feat1_seq'?)")
+    assert main(["prepare", "--data", str(data)]) == 3
+    assert "did you mean 'ad_feat_3' for 'ad_feat3'" in capsys.readouterr().err
 
 
 def test_unnamed_columns_are_not_read_with_one_warning(data, caplog):
@@ -153,12 +171,20 @@ def test_bad_label_weight(data, value, message):
 
 
 @pytest.mark.parametrize("value, message", [(float("nan"), "NaN"), (float("-inf"), "infinite"),
-                                            (None, "null")])
+                                            (None, "null"), (-1e30, "-1e+30 is beyond +-1e+18")])
 def test_bad_float_in_sequence(data, value, message):
     path = rewrite(data, lambda t: with_list_item(t, "mm_feat1_seq", 100, 3, value))
     err = raised(data)
     assert (err.file, err.column, err.row) == (str(path), "mm_feat1_seq", 100)
     assert message in str(err)
+
+
+def test_float_sequence_values_up_to_the_largest_magnitude_are_read(data):
+    path = rewrite(data, lambda t: with_list_item(t, "mm_feat1_seq", 100, 3, -MAX_MAGNITUDE))
+    assert prepare(data).train[1].arrays()["dense_seq"][100, 1, 3] == np.float32(-1e18)
+    rewrite(data, lambda t: with_list_item(t, "mm_feat1_seq", 90, 0, 1.01e18))
+    err = raised(data)
+    assert (err.file, err.column, err.row) == (str(path), "mm_feat1_seq", 90)
 
 
 def test_null_sequence_row(data):
@@ -189,6 +215,20 @@ def test_vocab_file_that_is_not_a_vocab(data):
     (data / "vocabs" / "user_feat1.json").write_text('{"1": "one"}')
     err = raised(data)
     assert err.file == str(data / "vocabs" / "user_feat1.json") and "not an integer" in str(err)
+
+
+@pytest.mark.parametrize("vocab, message", [
+    ({"1": 0, "2": 2_000_000_000}, "vocab indices are too sparse"),
+    ({"1": 0, "2": 1, "3": 1}, "ids '2' and '3' share index 1"),
+])
+def test_vocab_file_with_sparse_or_shared_indices(data, capsys, vocab, message):
+    path = data / "vocabs" / "ad_feat4.json"
+    path.write_text(json.dumps(vocab))
+    err = raised(data)
+    assert err.file == str(path) and message in str(err)
+    assert main(["prepare", "--data", str(data)]) == 3
+    printed = capsys.readouterr().err
+    assert str(path) in printed and message in printed and "--build-vocabs" in printed
 
 
 def test_truncated_parquet(data):
@@ -280,6 +320,30 @@ def test_fixed_size_list_columns_are_read(tmp_path):
     arrays = prepare(root).test[0].arrays()
     np.testing.assert_array_equal(arrays["seq"][:, 1, :], np.stack(
         table["ad_feat1_seq"].to_numpy(zero_copy_only=False)))
+
+
+def test_label_weights_above_one_are_reported_once_per_column(data, caplog):
+    # day 0: `last` above 1 at rows 40 (second row group) and 100; day 1: at row 5, and `mta`
+    # at row 70; `first` is 1.0 at most (not above)
+    rewrite(data, lambda t: with_value(with_value(t, "last", 100, 3.0), "last", 40, 1.5), day=0)
+    rewrite(data, lambda t: with_value(with_value(with_value(t, "last", 5, 2.0), "mta", 70, 7.25),
+                                       "first", 9, 1.0), day=1)
+
+    def warned(**kwargs):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="malt"):
+            dataset = prepare(data, **kwargs)
+        return dataset, [r.getMessage() for r in caplog.records if "above 1" in r.getMessage()]
+
+    dataset, warnings = warned()
+    assert len(warnings) == 1 and warnings[0].startswith(f"{data}: label weights above 1")
+    assert warnings[0].endswith(f": last 3 rows (first: file {day_path(data, 'train', 0)}, row "
+                                f"40), mta 1 rows (first: file {day_path(data, 'train', 1)}, "
+                                "row 70)")
+    assert dataset.train[0].stats.above_one == {"last": (2, 40)}
+    assert dataset.train[1].arrays()["weights"][70, MAC.labels.index("mta")] == 7.25
+    assert warned()[1] == []  # said when the days are converted, not on every later run
+    assert warned(rebuild=True)[1] == warnings
 
 
 def test_labels_equal_once_binarised_on_every_training_row_are_reported(data, caplog):

@@ -338,7 +338,7 @@ class Preparer:
                          positives={c: job.stats.positives.get(c, 0) for c in self.schema.labels},
                          oov={c: n for c, n in job.stats.oov.items()},
                          same_binary=sorted(job.stats.same_binary or ()),
-                         numeric=dict(job.stats.numeric))
+                         numeric=dict(job.stats.numeric), above_one=dict(job.stats.above_one))
         meta = {"format": CACHE_FORMAT, "source": str(job.source), "stats": stats.to_dict()}
         (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
         _move_into_place(job.tmp, job.directory)
@@ -434,6 +434,8 @@ class Preparer:
                 log.warning("%s: labels equal once binarised on every training row (as "
                             "auxiliary tasks of each other they add nothing): %s",
                             self.layout.root, ", ".join(f"{a} = {b}" for a, b in sorted(same)))
+        if any(d.built for d in days):
+            _warn_weights_above_one(self.layout.root, self.schema.labels, days)
         if not self.layout.test:
             log.warning("%s has no test day (test/*.parquet): train on it with the validation "
                         "protocol (--eval-split validation) or add the day to evaluate on",
@@ -459,6 +461,23 @@ class Preparer:
             if progress is not None:
                 progress(day)
         return days
+
+
+def _warn_weights_above_one(root: Path, labels: tuple[str, ...], days: list[Day]) -> None:
+    """One warning naming every label with weights above 1: their count over `days` and the
+    first day file and row that holds one."""
+    found: dict[str, tuple[int, Path, int]] = {}
+    for day in days:
+        for column, (n, row) in day.stats.above_one.items():
+            total, source, first = found.get(column, (0, day.source, row))
+            found[column] = (total + n, source, first)
+    if found:
+        log.warning("%s: label weights above 1 (binary training uses weight > 0 and weighted "
+                    "training clips at 1, so such a row counts as one conversion; fine for a "
+                    "click credited by several conversions, not for a column of counts or "
+                    "amounts): %s", root, ", ".join(
+                        f"{c} {found[c][0]:,} rows (first: file {found[c][1]}, row "
+                        f"{found[c][2]})" for c in labels if c in found))
 
 
 def _move_into_place(tmp: Path, directory: Path) -> None:

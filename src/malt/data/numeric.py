@@ -6,6 +6,10 @@ counts and prices spanning orders of magnitude; x must be above -1) or `none`. T
 the raw values and, per day, the count, mean and sum of squared deviations of every
 `standardise` column, so the statistics of any set of training days are combined exactly
 without reading the rows again (Chan et al.'s pairwise update).
+
+A value beyond `MAX_MAGNITUDE` is refused at `malt prepare` (numeric columns and float
+sequences alike), with or without `numeric_fill`: that fills values that are not numbers (null,
+NaN, inf), while a number this large is a mistake or a sentinel the data should not hold.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 TRANSFORMS = ("standardise", "log1p", "none")
+
+MAX_MAGNITUDE = 1e18
+"""Largest |value| a numeric column or float sequence may hold. float32 (the cache and the
+models) holds values up to 3.4e38, and squares of values up to 1.8e19 (a variance, the
+encoder's LayerNorm of a `none` column); 1e18 leaves room for sums of such squares."""
 
 
 @dataclass(frozen=True)

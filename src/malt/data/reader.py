@@ -17,6 +17,8 @@ and, when the schema declares them, campaign int64 [N], target_action int64 [N] 
 
 from __future__ import annotations
 
+import difflib
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from malt.data.hashing import HashLookup
-from malt.data.numeric import Moments
+from malt.data.numeric import MAX_MAGNITUDE, Moments
 from malt.data.schema import Schema
 from malt.data.vocab import VocabLookup
 from malt.errors import DataError
@@ -55,11 +57,14 @@ class DayStats:
     known, for days cached before malt recorded it)."""
     numeric: dict[str, Moments] = field(default_factory=dict)
     """Moments of each numeric column the schema standardises."""
+    above_one: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Label -> (rows, first row) of its weights above 1, for the labels that have some."""
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "users": self.users, "positives": self.positives,
                 "oov": self.oov, "same_binary": self.same_binary,
-                "numeric": {c: m.to_list() for c, m in self.numeric.items()}}
+                "numeric": {c: m.to_list() for c, m in self.numeric.items()},
+                "above_one": {c: list(v) for c, v in self.above_one.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> DayStats:
@@ -67,7 +72,9 @@ class DayStats:
         return cls(rows=int(d["rows"]), users=int(d["users"]), positives=dict(d["positives"]),
                    oov=dict(d["oov"]),
                    same_binary=None if same is None else [(a, b) for a, b in same],
-                   numeric={c: Moments.from_list(m) for c, m in d.get("numeric", {}).items()})
+                   numeric={c: Moments.from_list(m) for c, m in d.get("numeric", {}).items()},
+                   above_one={c: (int(n), int(row))
+                              for c, (n, row) in d.get("above_one", {}).items()})
 
 
 @dataclass
@@ -79,11 +86,16 @@ class ChunkStats:
     oov: dict[str, int]
     same_binary: set[tuple[str, str]] | None = None
     numeric: dict[str, Moments] = field(default_factory=dict)
+    above_one: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Label -> (rows, first row) of its weights above 1."""
 
     def add(self, other: ChunkStats) -> None:
         for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov)):
             for key, n in theirs.items():
                 mine[key] = mine.get(key, 0) + n
+        for key, (n, row) in other.above_one.items():
+            known, first = self.above_one.get(key, (0, row))
+            self.above_one[key] = (known + n, min(first, row))
         for key, moments in other.numeric.items():
             self.numeric[key] = self.numeric.get(key, Moments()).merge(moments)
         if other.same_binary is not None:
@@ -202,10 +214,12 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
     arrow_schema = pf.schema_arrow
     present = set(arrow_schema.names)
     wanted = read_columns(schema, labels=labels)
+    expected = set(schema.columns)
     missing = [c for c in wanted if c not in present]
     if missing:
-        raise DataError(f"missing columns {missing}", file=file, column=missing[0])
-    expected = set(schema.columns)
+        unnamed = [c for c in arrow_schema.names if c not in expected]
+        raise DataError(f"missing columns {missing}{_did_you_mean(missing, unnamed)}", file=file,
+                        column=missing[0])
     extra = [c for c in arrow_schema.names if c not in expected and c not in schema.ignore_columns]
     if extra and schema.strict_columns:
         raise DataError(f"unexpected columns {extra}; declare them in the schema, list them "
@@ -246,6 +260,18 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
             raise DataError(f"wrong dtype {dtype}, expected {what}{shown}", file=file,
                             column=column, row=row)
     return extra
+
+
+def _did_you_mean(missing: list[str], candidates: list[str]) -> str:
+    """' (did you mean ...?)' naming the closest of `candidates` to each `missing` column that
+    has one (the file's columns the schema does not name), or ''."""
+    closest = {c: difflib.get_close_matches(c, candidates, n=1) for c in missing}
+    found = [(c, match[0]) for c, match in closest.items() if match]
+    if not found:
+        return ""
+    if len(missing) == 1:
+        return f" (did you mean '{found[0][1]}'?)"
+    return " (did you mean " + ", ".join(f"'{m}' for '{c}'" for c, m in found) + "?)"
 
 
 def _first_value(pf: pq.ParquetFile, column: str) -> tuple[int | None, object]:
@@ -314,7 +340,8 @@ class DayConverter:
             out["seq"][:, j, :] = rows
         for j, spec in enumerate(s.float_sequences):
             flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
-            values = _floats(flat, spec.name, file, offset, per_row=spec.length)
+            values = _floats(flat, spec.name, file, offset, per_row=spec.length,
+                             limit=MAX_MAGNITUDE)
             out["dense_seq"][:, j, :] = values.reshape(n, spec.length)
 
         for j, f in enumerate(s.numeric):
@@ -333,13 +360,17 @@ class DayConverter:
             return stats
         weights = out["weights"]
         for j, c in enumerate(s.labels):
-            weights[:, j] = _label_weights(col(c), c, file, offset)
+            weights[:, j], top = _label_weights(col(c), c, file, offset)
             stats.positives[c] = int(np.count_nonzero(weights[:, j] > 0))
+            if top > 1:
+                above = np.flatnonzero(weights[:, j] > 1)
+                if above.size:
+                    stats.above_one[c] = (above.size, offset + int(above[0]))
         stats.same_binary = same_binary_pairs(weights, s.labels)
         for j, c in enumerate(s.true_labels):
-            out["true_weights"][:, j] = _label_weights(col(c), c, file, offset)
+            out["true_weights"][:, j] = _label_weights(col(c), c, file, offset)[0]
         for j, c in enumerate(s.reported_labels):
-            out["reported"][:, j] = _label_weights(col(c), c, file, offset) > 0
+            out["reported"][:, j] = _label_weights(col(c), c, file, offset)[0] > 0
         if s.campaign_column:
             out["campaign"][:] = self._campaign(col(s.campaign_column), file, offset)
         return stats
@@ -447,57 +478,88 @@ def _fixed_length_values(lists: pa.Array, length: int, column: str, file: str,
 def _numbers(values: pa.Array, column: str, file: str, offset: int, fill: float | None
              ) -> np.ndarray:
     """A numeric column as float64 [N]: nulls, NaN and inf become `fill`, or are an error
-    naming the first one when `fill` is None."""
+    naming the first one when `fill` is None; a value beyond `MAX_MAGNITUDE` is an error
+    either way."""
     if fill is None:
-        try:
-            return _floats(values, column, file, offset)
-        except DataError as exc:
-            raise DataError(f"{str(exc).rsplit(': ', 1)[-1]} (numeric_fill in the schema "
-                            "replaces such values)", file=exc.file, column=exc.column,
-                            row=exc.row) from None
-    out = pc.fill_null(values.cast(pa.float64()), fill).to_numpy(zero_copy_only=False).copy()
-    out[~np.isfinite(out)] = fill
+        return _floats(values, column, file, offset, limit=MAX_MAGNITUDE,
+                       fix=" (numeric_fill in the schema replaces such values)")
+    out = pc.fill_null(values.cast(pa.float64()), fill).to_numpy(zero_copy_only=False)
+    if _range(out, MAX_MAGNITUDE) is None:
+        out = out.copy()
+        out[~np.isfinite(out)] = fill
+        _checked_range(out, column, file, offset, limit=MAX_MAGNITUDE)
     return out
 
 
-def _floats(values: pa.Array, column: str, file: str, offset: int, *, per_row: int = 1
-            ) -> np.ndarray:
-    """`values` as a numpy float array; raises on the first null, NaN or infinite value."""
+def _floats(values: pa.Array, column: str, file: str, offset: int, *, per_row: int = 1,
+            limit: float = np.inf, fix: str = "") -> np.ndarray:
+    """`values` as a numpy float array; raises on the first null, NaN or infinite value (its
+    message ending in `fix`) and on the first beyond +-`limit`."""
+    out = _float_array(values, column, file, offset, per_row=per_row, fix=fix)
+    _checked_range(out, column, file, offset, per_row=per_row, limit=limit, fix=fix)
+    return out
+
+
+def _float_array(values: pa.Array, column: str, file: str, offset: int, *, per_row: int = 1,
+                 fix: str = "") -> np.ndarray:
+    """`values` as a numpy float array; raises on the first null."""
     if values.null_count:
         row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // per_row
-        raise DataError("null value", file=file, column=column, row=offset + row)
+        raise DataError(f"null value{fix}", file=file, column=column, row=offset + row)
     out = values.to_numpy(zero_copy_only=False)
-    if not np.issubdtype(out.dtype, np.floating):
-        out = out.astype(np.float64)
-    # One summing pass finds that all values are finite (NaN and inf propagate); only when it
-    # does not is the offending position searched for. An overflowing sum merely triggers
-    # the search.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = out.sum()
-    if not np.isfinite(total):
-        bad = np.flatnonzero(~np.isfinite(out))
-        if bad.size:
-            what = "NaN" if np.isnan(out[bad[0]]) else "infinite"
-            raise DataError(f"{what} value", file=file, column=column,
-                            row=offset + int(bad[0]) // per_row)
-    return out
+    return out if np.issubdtype(out.dtype, np.floating) else out.astype(np.float64)
 
 
-def _label_weights(values: pa.Array, column: str, file: str, offset: int) -> np.ndarray:
-    """Attribution weights as float32 [N]; raises on null, NaN, infinite or negative weights
-    and on weights that float32 cannot hold (a positive weight must stay positive)."""
-    raw = _floats(values, column, file, offset)
-    if raw.size and not raw.min() >= 0:
+def _range(out: np.ndarray, limit: float) -> tuple[float, float] | None:
+    """(min, max) of `out` [N] when every value is finite and within +-`limit`, else None.
+    Two passes find it: NaN propagates through min and max, inf is beyond any limit."""
+    if not out.size:
+        return math.inf, -math.inf
+    low, high = float(out.min()), float(out.max())
+    if math.isfinite(low) and math.isfinite(high) and -limit <= low and high <= limit:
+        return low, high
+    return None
+
+
+def _checked_range(out: np.ndarray, column: str, file: str, offset: int, *, per_row: int = 1,
+                   limit: float = np.inf, fix: str = "") -> tuple[float, float]:
+    """(min, max) of `out` [N]; raises naming the first NaN, infinite or too large value."""
+    found = _range(out, limit)
+    if found is not None:
+        return found
+    first = int(np.flatnonzero(~np.isfinite(out) | (np.abs(out) > limit))[0])
+    value, row = float(out[first]), offset + first // per_row
+    if not math.isfinite(value):
+        what = "NaN" if math.isnan(value) else "infinite"
+        raise DataError(f"{what} value{fix}", file=file, column=column, row=row)
+    raise DataError(f"value {value:g} is beyond +-{limit:g}, the largest magnitude malt reads "
+                    "(float32 overflows on it or on its square); correct it in the day file",
+                    file=file, column=column, row=row)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _label_weights(values: pa.Array, column: str, file: str, offset: int
+                   ) -> tuple[np.ndarray, float]:
+    """Attribution weights as float32 [N] and the largest of them; raises on null, NaN,
+    infinite or negative weights and on weights that float32 cannot hold (a positive weight
+    must stay positive)."""
+    raw = _float_array(values, column, file, offset)
+    if not raw.size:
+        return raw.astype(np.float32), 0.0
+    low, high = _checked_range(raw, column, file, offset)
+    if low < 0:
         row = int(np.flatnonzero(raw < 0)[0])
         raise DataError(f"negative attribution weight {raw[row]}", file=file, column=column,
                         row=offset + row)
     if raw.dtype == np.float32:
-        return raw
+        return raw, high
     with np.errstate(over="ignore"):
         out = raw.astype(np.float32)
     lost = (out == 0) != (raw == 0)
-    if lost.any() or not np.isfinite(out.max(initial=0)):
+    if high > _FLOAT32_MAX or lost.any():
         row = int(np.flatnonzero(lost | ~np.isfinite(out))[0])
         raise DataError(f"attribution weight {raw[row]} is outside the float32 range",
                         file=file, column=column, row=offset + row)
-    return out
+    return out, high
