@@ -14,7 +14,7 @@ from malt.cli import main
 from malt.data import Schema
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.vocab_build import build_vocabs
-from malt.errors import ConfigError
+from malt.errors import ConfigError, DataError
 
 SCHEMA = """
 user_column = "uid"
@@ -94,3 +94,23 @@ def test_prepare_builds_the_vocabs_and_reports_test_oov(tmp_path, capsys):
            "page 2 (100.0%)" in out
     assert main(["prepare", "--data", str(root), "--build-vocabs"]) == 0
     assert "every field has its vocab already" in capsys.readouterr().out
+
+
+def test_a_schema_column_missing_from_the_data_is_named_before_any_vocab_is_written(
+        tmp_path, capsys):
+    root = write_days(tmp_path / "d", DAYS)
+    (root / "schema.toml").write_text(SCHEMA.replace('context = ["page"]', 'context = ["pgae"]'))
+    schema = Schema.load(root / "schema.toml")
+    with pytest.raises(DataError) as err:
+        build_vocabs(root, schema)
+    first_day = day_path(root, "train", 0)
+    assert (err.value.file, err.value.column) == (str(first_day), "pgae")
+    assert str(err.value).endswith("missing columns ['pgae'] (did you mean 'page'?)")
+    assert not (root / "vocabs").exists()
+    for command in (["prepare", "--data", str(root)],
+                    ["prepare", "--data", str(root), "--build-vocabs"]):
+        assert main(command) == 3
+    printed = capsys.readouterr().err
+    assert "Traceback" not in printed
+    assert printed.count(f"file {first_day}, column 'pgae': missing columns ['pgae'] (did you "
+                         "mean 'page'?)") == 1

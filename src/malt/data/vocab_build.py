@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from malt.data.layout import Layout, find_layout, write_vocab
-from malt.data.reader import equal_to_token
+from malt.data.reader import RowGroup, check_columns, equal_to_token, open_parquet
 from malt.data.schema import Schema
 from malt.errors import ConfigError
 
@@ -49,23 +48,26 @@ def build_vocabs(root: str | Path, schema: Schema, *, min_count: int = 1, held_o
     if not days:
         raise ConfigError(f"{layout.root}: no training day left to build vocabs from "
                           f"({len(layout.train)} training days, {held_out} held out)")
-    layout.vocab_dir.mkdir(exist_ok=True)
     columns = missing_vocabs(layout, schema)
     readers = {c: [c, *(s.name for s in schema.id_sequences if s.shares == c)] for c in columns}
     counts: dict[str, list[pa.Table]] = {c: [] for c in columns}
     for path in days:
-        pf = pq.ParquetFile(path)
-        for group in range(pf.num_row_groups):  # one row group in memory at a time
+        pf = open_parquet(path)
+        check_columns(schema, pf, str(path))
+        start = 0
+        for group in range(pf.num_row_groups):  # one column of a row group in memory at a time
+            rows = RowGroup(pf, path, group, start)
+            start += rows.num_rows
             for column, sources in readers.items():
                 for source in sources:
-                    values = pf.read_row_group(group, columns=[source]).column(source)
-                    values = values.combine_chunks()
+                    values = rows.column(source)
                     if source != column:
                         values = pc.list_flatten(values)
                         pad = equal_to_token(values, schema.sequence_pad)
                         if pad is not None:
                             values = values.filter(pc.invert(pad))
                     counts[column].append(_value_counts(values))
+    layout.vocab_dir.mkdir(exist_ok=True)
     built = []
     for column in columns:
         total = _concat(counts[column]).group_by("id").aggregate([("n", "sum")])
