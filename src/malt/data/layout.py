@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ import pyarrow.parquet as pq
 from malt.errors import DataError
 from malt.file_names import check_file_name
 from malt.outputs import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,7 @@ def find_layout(root: str | Path, *, vocabs: bool = True) -> Layout:
     root = Path(root)
     if not root.is_dir():
         raise DataError("data directory does not exist", file=str(root))
-    train = tuple(sorted((root / "train").glob("*.parquet"), key=natural_key))
-    test = tuple(sorted((root / "test").glob("*.parquet"), key=natural_key))
+    train, test = _day_files(root / "train"), _day_files(root / "test")
     if not train and not test:
         raise DataError("no day files: expected train/*.parquet and test/*.parquet "
                         "(the MAC release layout)", file=str(root))
@@ -61,6 +63,22 @@ def find_layout(root: str | Path, *, vocabs: bool = True) -> Layout:
         raise DataError("vocabs/ directory is missing (`malt prepare --build-vocabs` writes it "
                         "from the training days)", file=str(root))
     return Layout(root=root, train=train, test=test)
+
+
+def _day_files(directory: Path) -> tuple[Path, ...]:
+    """The day files (`*.parquet`) of `directory` in natural order. Anything else there is not
+    read and is named in a warning, except hidden files and `_` markers (Spark's `_SUCCESS`)."""
+    days = tuple(sorted(directory.glob("*.parquet"), key=natural_key))
+    if not directory.is_dir():
+        return days
+    others = sorted((p.name for p in directory.iterdir()
+                     if p.suffix != ".parquet" and not p.name.startswith((".", "_"))),
+                    key=lambda name: natural_key(Path(name)))
+    if others:
+        log.warning("%s: not read, only *.parquet files are days: %s (convert a day saved in "
+                    "another format to parquet; move other files out of the folder to silence "
+                    "this)", directory, ", ".join(others))
+    return days
 
 
 def day_path(root: Path, split: str, index: int) -> Path:
