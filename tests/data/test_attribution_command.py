@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -159,6 +160,38 @@ def test_generic_log_indirect_shop_mode_and_groups(tmp_path):
     assert set(schema.ignore_columns) == {"click_time", "click_id", "score"}
     dataset = prepare(out, schema)
     assert sum(d.rows for d in dataset.days) == 5
+
+
+def test_float_click_columns_are_named_and_offered_as_numeric_features(tmp_path, caplog):
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="malt"):
+        assert main([*generic_logs(tmp_path), "--rules", "linear", "--out", str(out)]) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "float click columns are written but are not features (the schema lists them under "
+        f"ignore_columns): score. To train on them, take them out of ignore_columns in "
+        f"{out / 'schema.toml'} and add the line `numeric = [\"score\"]` (the schema holds "
+        "it, commented)"]
+    text = (out / "schema.toml").read_text()
+    assert '\n# numeric = ["score"]\n' in text
+    assert not Schema.load(out / "schema.toml").numeric
+    # doing what the comment says makes it a numeric feature
+    edited = text.replace('"click_id", "score"]', '"click_id"]').replace("# numeric", "numeric")
+    (out / "schema.toml").write_text(edited)
+    schema = Schema.load(out / "schema.toml")
+    assert [f.name for f in schema.numeric] == ["score"] and "score" not in schema.ignore_columns
+    numeric = np.concatenate([d.arrays()["numeric"][:, 0] for d in prepare(out, schema).days])
+    np.testing.assert_allclose(np.sort(numeric), [0.1, 0.2, 0.3, 0.4, 0.5], rtol=1e-6)
+
+
+def test_a_log_without_float_click_columns_says_nothing_of_them(tmp_path, caplog):
+    out = tmp_path / "out"
+    args = generic_logs(tmp_path)
+    pd.read_csv(tmp_path / "clicks.csv").drop(columns="score").to_csv(tmp_path / "clicks.csv",
+                                                                      index=False)
+    with caplog.at_level(logging.WARNING, logger="malt"):
+        assert main([*args, "--rules", "linear", "--out", str(out)]) == 0
+    assert not [r for r in caplog.records if "float click columns" in r.getMessage()]
+    assert "numeric" not in (out / "schema.toml").read_text()
 
 
 def test_direct_mode_credits_only_the_converted_item(tmp_path):

@@ -6,7 +6,8 @@ Generic layout (parquet, or CSV / TSV, optionally gzipped): two tables.
                  shop                               optional (needed by --mode indirect-shop)
                  any other column                   a click feature: integer, string or boolean
                                                     columns become categorical fields, float
-                                                    columns are carried through unused
+                                                    columns are carried through unused (the
+                                                    written schema offers them as numeric)
     conversions  user, item, conversion_time        required
                  shop                               optional (else taken from the clicks)
                  conversion_id, value, ...          optional, not used

@@ -7,7 +7,9 @@ are in click order. Columns: the user, the categorical fields (item, shop, featu
 column per rule (float32 weights), and `click_time`, `click_id` and any float click columns,
 which the schema lists under `ignore_columns`. `vocabs/<column>.json` maps the sorted distinct
 raw ids of every categorical column to 0, 1, ...; `schema.toml` describes the columns so that
-`malt prepare --data OUT --schema OUT/schema.toml` reads the result.
+`malt prepare --data OUT --schema OUT/schema.toml` reads the result, and offers the float
+click columns as numeric features in a commented line (a float column may as well be an
+integer category with missing values, or describe the conversion: the user decides).
 """
 
 from __future__ import annotations
@@ -67,18 +69,36 @@ def build_schema(log: ClickLog | SparkLog, rules: tuple[str, ...], *, name: str,
                   ignore_columns=ignore)
 
 
-def schema_toml(schema: Schema) -> str:
-    """The schema as a TOML file that `Schema.load` reads back."""
-    def strings(values) -> str:
-        return "[" + ", ".join(json.dumps(v, allow_nan=False) for v in values) + "]"
+def float_columns(log: ClickLog | SparkLog) -> tuple[str, ...]:
+    """The written names of the float click columns (carried through, not features)."""
+    return tuple(log.output_name(c) for c in log.extras)
 
+
+def numeric_line(columns: tuple[str, ...]) -> str:
+    """The schema line that makes `columns` numeric features."""
+    return f"numeric = {_strings(columns)}"
+
+
+def _strings(values) -> str:
+    return "[" + ", ".join(json.dumps(v, allow_nan=False) for v in values) + "]"
+
+
+def schema_toml(schema: Schema, floats: tuple[str, ...] = ()) -> str:
+    """The schema as a TOML file that `Schema.load` reads back; the float click columns
+    `floats` (under ignore_columns) are offered as numeric features in a commented line."""
     lines = [f"name = {json.dumps(schema.name, allow_nan=False)}",
              f"user_column = {json.dumps(schema.user_column, allow_nan=False)}",
-             f"labels = {strings(schema.labels)}",
-             f"ignore_columns = {strings(schema.ignore_columns)}",
-             "", "[fields]"]
+             f"labels = {_strings(schema.labels)}",
+             f"ignore_columns = {_strings(schema.ignore_columns)}"]
+    if floats:
+        lines += ["# Float click columns, not read. To train on them as numeric features, take",
+                  "# them out of ignore_columns and uncomment the next line (add numeric_fill =",
+                  "# 0.0 when they hold missing values; an integer category with missing values",
+                  "# reads as float too: it belongs under [fields]).",
+                  f"# {numeric_line(floats)}"]
+    lines += ["", "[fields]"]
     for group in ("user", "ad", "context"):
-        lines.append(f"{group} = {strings(f.name for f in schema.fields if f.group == group)}")
+        lines.append(f"{group} = {_strings(f.name for f in schema.fields if f.group == group)}")
     return "\n".join(lines) + "\n"
 
 
@@ -102,14 +122,14 @@ def day_files(out: Path, n_days: int) -> list[tuple[str, Path]]:
     return [(split, day_path(out, split, i)) for i, split in enumerate(splits)]
 
 
-def write_vocabs_and_schema(out: Path, schema: Schema, distinct: Callable[[str], np.ndarray]
-                            ) -> None:
+def write_vocabs_and_schema(out: Path, schema: Schema, distinct: Callable[[str], np.ndarray],
+                            floats: tuple[str, ...] = ()) -> None:
     """`vocabs/<column>.json` of every vocab column (`distinct`: its distinct raw ids, in any
-    order) and `schema.toml`."""
+    order) and `schema.toml` (offering the float click columns `floats`)."""
     for column in schema.vocab_columns:
         raw_ids = np.sort(distinct(column))
         write_vocab(out / "vocabs", column, raw_ids.astype(str).tolist())
-    atomic_write_text(out / "schema.toml", schema_toml(schema))
+    atomic_write_text(out / "schema.toml", schema_toml(schema, floats))
 
 
 def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], schema: Schema
@@ -137,5 +157,6 @@ def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], sch
         write_day(path, pa.Table.from_pandas(frame.iloc[rows], preserve_index=False))
         written.append(WrittenDay(split, path, len(rows)))
     # Hash-based distinct values, then one sort of those: faster than np.unique on ids.
-    write_vocabs_and_schema(out, schema, lambda column: pd.unique(frame[column].to_numpy()))
+    write_vocabs_and_schema(out, schema, lambda column: pd.unique(frame[column].to_numpy()),
+                            float_columns(log))
     return written

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -20,10 +21,18 @@ import numpy as np
 from malt.data.attribution.engine import Attribution, AttributionConfig, attribute
 from malt.data.attribution.journeys import DAY
 from malt.data.attribution.logs import ClickLog, read_criteo, read_generic
-from malt.data.attribution.mac import WrittenDay, build_schema, write_mac
+from malt.data.attribution.mac import (
+    WrittenDay,
+    build_schema,
+    float_columns,
+    numeric_line,
+    write_mac,
+)
 from malt.data.schema import Schema
 from malt.errors import ConfigError
 from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
+
+logger = logging.getLogger(__name__)
 
 LogFormat = Literal["generic", "criteo"]
 ENGINES = ("memory", "spark")
@@ -144,6 +153,7 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
         log = chosen.read(clicks, conversions, log_format)
         schema = build_schema(log, config.rules, name=name or out.resolve().name,
                               user_fields=user_fields, ad_fields=ad_fields)
+        floats = float_columns(log)
         labelled = chosen.attribute(log, config)
         with staged_output(out, DATA_KIND, overwrite=overwrite) as stage:
             days = chosen.write(stage, log, labelled, schema)
@@ -163,4 +173,9 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
                       for d in days])
             atomic_write_text(stage / REPORT_FILE,
                               json.dumps(asdict(report), indent=1, allow_nan=False))
+    if floats:
+        logger.warning("float click columns are written but are not features (the schema lists "
+                       "them under ignore_columns): %s. To train on them, take them out of "
+                       "ignore_columns in %s and add the line `%s` (the schema holds it, "
+                       "commented)", ", ".join(floats), out / "schema.toml", numeric_line(floats))
     return report

@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from malt.data.attribution.journeys import DAY
-from malt.data.attribution.mac import WrittenDay, day_files, output_columns, write_vocabs_and_schema
+from malt.data.attribution.mac import (
+    WrittenDay,
+    day_files,
+    float_columns,
+    output_columns,
+    write_vocabs_and_schema,
+)
 from malt.data.attribution.spark_engine import CLICK_ORDER
 from malt.data.attribution.spark_logs import SparkLog
 from malt.data.schema import Schema
@@ -60,7 +66,7 @@ def write_mac_spark(out: Path, log: SparkLog, labelled, schema: Schema
         written.append(WrittenDay(split, path, rows))
     shutil.rmtree(spark_days)
     vocabs = _distinct_ids(labelled.select(*columns), schema.vocab_columns)
-    write_vocabs_and_schema(out, schema, vocabs.__getitem__)
+    write_vocabs_and_schema(out, schema, vocabs.__getitem__, float_columns(log))
     return written, summary
 
 
