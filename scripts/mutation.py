@@ -69,6 +69,21 @@ GROUPS = {
     "outputs": Group(("malt/outputs.py", "malt/locks.py", "malt/file_names.py"),
                      ("tests/test_outputs.py", "tests/test_locks.py",
                       "tests/test_file_names.py")),
+    "data_checks": Group(("malt/data/reader.py", "malt/data/vocab.py", "malt/data/layout.py",
+                          "malt/data/cache.py"),
+                         ("tests/data/test_reader_errors.py", "tests/data/test_numeric.py",
+                          "tests/data/test_vocab.py", "tests/data/test_layout.py"),
+                         names=("malt.data.reader.x__numbers__mutmut_*",
+                                "malt.data.reader.x__floats__mutmut_*",
+                                "malt.data.reader.x__float_array__mutmut_*",
+                                "malt.data.reader.x__range__mutmut_*",
+                                "malt.data.reader.x__checked_range__mutmut_*",
+                                "malt.data.reader.x__label_weights__mutmut_*",
+                                "malt.data.reader.x__did_you_mean__mutmut_*",
+                                "malt.data.reader.xǁChunkStatsǁadd__mutmut_*",
+                                "malt.data.vocab.x__check_rows__mutmut_*",
+                                "malt.data.layout.x__day_files__mutmut_*",
+                                "malt.data.cache.x__warn_weights_above_one__mutmut_*")),
 }
 
 

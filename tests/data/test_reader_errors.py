@@ -163,7 +163,8 @@ def test_first_offending_row_is_reported_across_row_groups(data):
 @pytest.mark.parametrize("value, message", [(float("nan"), "NaN"), (float("inf"), "infinite"),
                                             (None, "null"), (-0.25, "negative"),
                                             (1e-60, "float32 range"),
-                                            (1e39, "float32 range")])
+                                            (1e39, "float32 range"),
+                                            (3.4028235e38, "float32 range")])
 def test_bad_label_weight(data, value, message):
     path = rewrite(data, lambda t: with_value(t, "mta", 37, value))
     err = raised(data)

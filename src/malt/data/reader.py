@@ -559,7 +559,7 @@ def _label_weights(values: pa.Array, column: str, file: str, offset: int
         out = raw.astype(np.float32)
     lost = (out == 0) != (raw == 0)
     if high > _FLOAT32_MAX or lost.any():
-        row = int(np.flatnonzero(lost | ~np.isfinite(out))[0])
+        row = int(np.flatnonzero(lost | (raw > _FLOAT32_MAX))[0])
         raise DataError(f"attribution weight {raw[row]} is outside the float32 range",
                         file=file, column=column, row=offset + row)
     return out, high
