@@ -117,7 +117,8 @@ def test_non_finite_numbers_are_errors_unless_filled(tmp_path):
 
 @pytest.mark.parametrize("fill", [None, -7.5])
 def test_values_beyond_the_largest_magnitude_are_refused_even_with_a_fill(tmp_path, fill):
-    prices = [np.array([1.0, -MAX_MAGNITUDE, MAX_MAGNITUDE]), np.array([1.0, 1e300, np.nan])]
+    prices = [np.array([1.0, -MAX_MAGNITUDE, MAX_MAGNITUDE]),
+              np.array([MAX_MAGNITUDE, 1e300, np.nan])]
     root = write_numeric_data(tmp_path / "d", prices)
     text = SCHEMA if fill is None else f"numeric_fill = {fill}\n{SCHEMA}"
     schema = Schema.load(schema_file(tmp_path, text))
@@ -128,15 +129,17 @@ def test_values_beyond_the_largest_magnitude_are_refused_even_with_a_fill(tmp_pa
     assert str(err.value).endswith("value 1e+300 is beyond +-1e+18, the largest magnitude "
                                    "malt reads (float32 overflows on it or on its square); "
                                    "correct it in the day file")
-    write_numeric_data(tmp_path / "d", [prices[0], np.array([1.0, np.nan, 2.0])])
+    write_numeric_data(tmp_path / "d", [prices[0], [1.0, None, np.inf]])
     if fill is None:
-        with pytest.raises(DataError, match="row 1: NaN value"):
+        with pytest.raises(DataError) as err:
             prepare(root, schema)
+        assert str(err.value).endswith("row 1: null value (numeric_fill in the schema replaces "
+                                       "such values)")
         return
-    dataset = prepare(root, schema)  # the limit itself is read, NaN is filled
+    dataset = prepare(root, schema)  # the limit itself is read, null and inf are filled
     np.testing.assert_array_equal(dataset.train[0].arrays()["numeric"][:, 0],
                                   np.float32([1.0, -1e18, 1e18]))
-    assert dataset.test[0].arrays()["numeric"][:, 0].tolist() == [1.0, -7.5, 2.0]
+    assert dataset.test[0].arrays()["numeric"][:, 0].tolist() == [1.0, -7.5, -7.5]
     shift, scale = numeric_standardisation(dataset.schema, dataset.train)["price"]
     assert np.isfinite(shift) and np.isfinite(scale)
 

@@ -483,7 +483,7 @@ def _numbers(values: pa.Array, column: str, file: str, offset: int, fill: float 
     if fill is None:
         return _floats(values, column, file, offset, limit=MAX_MAGNITUDE,
                        fix=" (numeric_fill in the schema replaces such values)")
-    out = pc.fill_null(values.cast(pa.float64()), fill).to_numpy(zero_copy_only=False)
+    out = values.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
     if _range(out, MAX_MAGNITUDE) is None:
         out = out.copy()
         out[~np.isfinite(out)] = fill
