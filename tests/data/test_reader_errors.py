@@ -15,8 +15,9 @@ from mac_data import random_day_table, write_random_dataset
 from malt.cli import main
 from malt.data import MAC, Schema, prepare
 from malt.data.layout import day_path, write_day, write_vocab
+from malt.data.lookups import load_lookups
 from malt.data.numeric import MAX_MAGNITUDE, Moments
-from malt.data.reader import ChunkStats, DayStats
+from malt.data.reader import ChunkStats, DayConverter, DayStats, array_shapes
 from malt.data.summary import format_summary
 from malt.errors import ConfigError, DataError
 
@@ -171,6 +172,20 @@ def test_bad_label_weight(data, value, message):
     err = raised(data)
     assert (err.file, err.column, err.row) == (str(path), "mta", 37)
     assert str(err).endswith(f"row 37: {message}")
+
+
+def test_label_weights_up_to_the_largest_float32_are_read(data):
+    largest = float(np.finfo(np.float32).max)
+    rewrite(data, lambda t: with_value(t, "mta", 37, largest))
+    assert prepare(data).train[1].arrays()["weights"][37, MAC.labels.index("mta")] == largest
+
+
+def test_an_empty_chunk_converts_to_nothing(data):
+    table = pq.read_table(day_path(data, "train", 0)).slice(0, 0)
+    out = {name: np.empty(shape, dtype) for name, (shape, dtype) in array_shapes(MAC, 0).items()}
+    converter = DayConverter(MAC, load_lookups(MAC, data / "vocabs"))
+    stats = converter.convert(table, 0, "empty", out)
+    assert stats.positives == dict.fromkeys(MAC.labels, 0) and stats.above_one == {}
 
 
 @pytest.mark.parametrize("value, message", [

@@ -265,7 +265,7 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
 def _did_you_mean(missing: list[str], candidates: list[str]) -> str:
     """' (did you mean ...?)' naming the closest of `candidates` to each `missing` column that
     has one (the file's columns the schema does not name), or ''."""
-    closest = {c: difflib.get_close_matches(c, candidates, n=1) for c in missing}
+    closest = {c: difflib.get_close_matches(c, candidates) for c in missing}
     found = [(c, match[0]) for c, match in closest.items() if match]
     if not found:
         return ""
@@ -477,7 +477,7 @@ def _fixed_length_values(lists: pa.Array, length: int, column: str, file: str,
 
 def _numbers(values: pa.Array, column: str, file: str, offset: int, fill: float | None
              ) -> np.ndarray:
-    """A numeric column as float64 [N]: nulls, NaN and inf become `fill`, or are an error
+    """A numeric column's values [N]: nulls, NaN and inf become `fill`, or are an error
     naming the first one when `fill` is None; a value beyond `MAX_MAGNITUDE` is an error
     either way."""
     if fill is None:
@@ -493,8 +493,8 @@ def _numbers(values: pa.Array, column: str, file: str, offset: int, fill: float 
 
 def _floats(values: pa.Array, column: str, file: str, offset: int, *, per_row: int = 1,
             limit: float = np.inf, fix: str = "") -> np.ndarray:
-    """`values` as a numpy float array; raises on the first null, NaN or infinite value (its
-    message ending in `fix`) and on the first beyond +-`limit`."""
+    """`values` (numbers) as a numpy array; raises on the first null, NaN or infinite value
+    (its message ending in `fix`) and on the first beyond +-`limit`."""
     out = _float_array(values, column, file, offset, per_row=per_row, fix=fix)
     _checked_range(out, column, file, offset, per_row=per_row, limit=limit, fix=fix)
     return out
@@ -502,12 +502,11 @@ def _floats(values: pa.Array, column: str, file: str, offset: int, *, per_row: i
 
 def _float_array(values: pa.Array, column: str, file: str, offset: int, *, per_row: int = 1,
                  fix: str = "") -> np.ndarray:
-    """`values` as a numpy float array; raises on the first null."""
+    """`values` (numbers) as a numpy array; raises on the first null."""
     if values.null_count:
         row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // per_row
         raise DataError(f"null value{fix}", file=file, column=column, row=offset + row)
-    out = values.to_numpy(zero_copy_only=False)
-    return out if np.issubdtype(out.dtype, np.floating) else out.astype(np.float64)
+    return values.to_numpy(zero_copy_only=False)
 
 
 def _range(out: np.ndarray, limit: float) -> tuple[float, float] | None:
@@ -546,8 +545,6 @@ def _label_weights(values: pa.Array, column: str, file: str, offset: int
     infinite or negative weights and on weights that float32 cannot hold (a positive weight
     must stay positive)."""
     raw = _float_array(values, column, file, offset)
-    if not raw.size:
-        return raw.astype(np.float32), 0.0
     low, high = _checked_range(raw, column, file, offset)
     if low < 0:
         row = int(np.flatnonzero(raw < 0)[0])
@@ -555,11 +552,13 @@ def _label_weights(values: pa.Array, column: str, file: str, offset: int
                         row=offset + row)
     if raw.dtype == np.float32:
         return raw, high
-    with np.errstate(over="ignore"):
+    if high <= _FLOAT32_MAX:
         out = raw.astype(np.float32)
-    lost = (out == 0) != (raw == 0)
-    if high > _FLOAT32_MAX or lost.any():
-        row = int(np.flatnonzero(lost | (raw > _FLOAT32_MAX))[0])
-        raise DataError(f"attribution weight {raw[row]} is outside the float32 range",
-                        file=file, column=column, row=offset + row)
-    return out, high
+        lost = (out == 0) != (raw == 0)
+        if not lost.any():
+            return out, high
+    else:
+        lost = raw > _FLOAT32_MAX
+    row = int(np.flatnonzero(lost)[0])
+    raise DataError(f"attribution weight {raw[row]} is outside the float32 range", file=file,
+                    column=column, row=offset + row)
