@@ -178,6 +178,9 @@ def test_label_weights_up_to_the_largest_float32_are_read(data):
     largest = float(np.finfo(np.float32).max)
     rewrite(data, lambda t: with_value(t, "mta", 37, largest))
     assert prepare(data).train[1].arrays()["weights"][37, MAC.labels.index("mta")] == largest
+    path = rewrite(data, lambda t: with_value(with_value(t, "mta", 37, largest), "mta", 50, 1e39))
+    err = raised(data)
+    assert (err.file, err.column, err.row) == (str(path), "mta", 50)
 
 
 def test_an_empty_chunk_converts_to_nothing(data):
