@@ -45,3 +45,10 @@ def test_a_clean_layout_says_nothing(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="malt"):
         assert len(find_layout(root).days) == 2
     assert caplog.records == []
+
+
+def test_days_are_in_natural_order(tmp_path):
+    root = write_random_dataset(tmp_path / "d", days=3, rows=20)
+    for day, name in ((0, "day-9.parquet"), (1, "day-10.parquet")):
+        day_path(root, "train", day).rename(root / "train" / name)
+    assert [p.name for p in find_layout(root).train] == ["day-9.parquet", "day-10.parquet"]

@@ -167,7 +167,7 @@ def test_a_vocab_file_holds_distinct_indices_at_most_twice_as_many_as_its_ids(tm
         assert "`malt prepare --build-vocabs`, which writes a vocab of dense indices" \
                in str(err.value)
     with pytest.raises(DataError) as err:
-        load({"a": 0, "b": 2, "c": 1, "d": 2, "e": 1})
+        load({"a": 0, "b": 2, "c": 1, "d": 2, "e": 1, "f": 1})
     assert str(err.value).startswith(f"file {path}: ids 'c' and 'e' share index 1: each id "
                                      "needs its own row")
     # a lookup built in Python may merge ids into one row: only files are held to this

@@ -71,9 +71,8 @@ def _day_files(directory: Path) -> tuple[Path, ...]:
     days = tuple(sorted(directory.glob("*.parquet"), key=natural_key))
     if not directory.is_dir():
         return days
-    others = sorted((p.name for p in directory.iterdir()
-                     if p.suffix != ".parquet" and not p.name.startswith((".", "_"))),
-                    key=lambda name: natural_key(Path(name)))
+    others = sorted(p.name for p in directory.iterdir()
+                    if p.suffix != ".parquet" and not p.name.startswith((".", "_")))
     if others:
         log.warning("%s: not read, only *.parquet files are days: %s (convert a day saved in "
                     "another format to parquet; move other files out of the folder to silence "

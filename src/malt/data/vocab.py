@@ -181,7 +181,7 @@ def _check_rows(keys: list[str], values: np.ndarray, source: str) -> None:
                         f"{rows - 1:,} (id '{top}'), so an embedding table of {rows:,} rows; "
                         f"indices must stay below {INDEX_SPREAD} x ids + {INDEX_SLACK}: number "
                         f"the ids 0, 1, 2, ... or {rebuild}", file=source)
-    shared = np.flatnonzero(np.bincount(values, minlength=rows) > 1)
+    shared = np.flatnonzero(np.bincount(values) > 1)
     if shared.size:
         index = int(shared[0])
         first, second = (keys[i] for i in np.flatnonzero(values == index)[:2])
