@@ -360,10 +360,12 @@ class DayConverter:
             return stats
         weights = out["weights"]
         for j, c in enumerate(s.labels):
-            weights[:, j], top = _label_weights(col(c), c, file, offset)
-            stats.positives[c] = int(np.count_nonzero(weights[:, j] > 0))
+            # Counted on the contiguous column, before it is spread into its strided slot.
+            column, top = _label_weights(col(c), c, file, offset)
+            weights[:, j] = column
+            stats.positives[c] = int(np.count_nonzero(column > 0))
             if top > 1:
-                above = np.flatnonzero(weights[:, j] > 1)
+                above = np.flatnonzero(column > 1)
                 if above.size:
                     stats.above_one[c] = (above.size, offset + int(above[0]))
         stats.same_binary = same_binary_pairs(weights, s.labels)
