@@ -78,7 +78,7 @@ def output_lock(lock_file: Path, output: Path, *, wait: bool = False) -> Iterato
         return
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder()).encode(), 0)
+        os.pwrite(fd, json.dumps(holder(), allow_nan=False).encode(), 0)
         yield
     finally:
         # Removed while still held: a process that opened it meanwhile finds, once it gets the

@@ -261,7 +261,7 @@ def predict_file(scorer: Scorer, sources: list[Source], out: str | Path, *,
     out = Path(out)
     with single_file_output({out: written_by_malt}, overwrite=overwrite):
         record = json.dumps({"kind": "predictions", "run": str(scorer.trained.run.path),
-                             **provenance()})
+                             **provenance()}, allow_nan=False)
         out_schema = scorer.check(sources).with_metadata({PREDICTIONS_KEY: record})
 
         def write(tmp: Path) -> None:
