@@ -10,12 +10,15 @@
     run.export("moae.onnx")
 
 Every function raises `malt.errors.ConfigError` or `DataError` on bad input, with the message
-the command line prints.
+the command line prints; so are errors of the operating system (a file malt cannot read or
+write: permissions, a full disk): `ConfigError`, or `DataError` for a data file, with the
+`OSError` as its `__cause__`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +35,7 @@ from malt.deploy.export import ExportFormat
 from malt.deploy.export import export as export_trained
 from malt.deploy.predict import Scorer, Source, file_sources, table_source
 from malt.deploy.trained import TrainedModel, load_trained
+from malt.errors import ConfigError, describe_os_error
 from malt.eval.job import train_run
 from malt.training.config import DEFAULT_SEED, RunConfig
 from malt.training.run_dir import RunDir, RunMetrics
@@ -39,6 +43,21 @@ from malt.training.run_dir import RunDir, RunMetrics
 __all__ = ["Run", "export", "load_run", "prepare", "simulate", "train"]
 
 
+def _os_errors_as_config_errors(function: Callable) -> Callable:
+    """`function`, raising an operating-system error that no reader or writer put into words
+    as a `ConfigError` naming its path (the API's last line of defence, as the CLI's)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except OSError as exc:
+            raise ConfigError(describe_os_error(exc)) from exc
+
+    return wrapper
+
+
+@_os_errors_as_config_errors
 def simulate(out: str | Path, *, size: str = "tiny", seed: int = DEFAULT_SEED,
              scenario: str = "mac", overwrite: bool = False) -> Path:
     """Write a simulated data set in the MAC layout to `out` and return its path.
@@ -63,6 +82,7 @@ def simulate(out: str | Path, *, size: str = "tiny", seed: int = DEFAULT_SEED,
     return Path(out)
 
 
+@_os_errors_as_config_errors
 def prepare(data: str | Path, *, schema: str | Path | Schema | None = None,
             build_vocabs: bool = False, min_count: int = 1) -> Dataset:
     """Validate and cache the data set at `data` (MAC layout) and return it; with
@@ -77,6 +97,7 @@ def prepare(data: str | Path, *, schema: str | Path | Schema | None = None,
     return prepare_cache(data, schema)
 
 
+@_os_errors_as_config_errors
 def train(config: RunConfig | Mapping[str, Any] | str | Path, out: str | Path, *,
           resume: bool = False, overwrite: bool = False) -> Run:
     """Train and evaluate one run into the directory `out`; returns the finished run.
@@ -93,6 +114,7 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path, out: str | Path, *
     return load_run(out)
 
 
+@_os_errors_as_config_errors
 def load_run(path: str | Path, *, vocabs: str | Path | None = None) -> Run:
     """The finished run in `path`; `vocabs` when its training data has moved (see
     `malt.deploy.trained.load_trained`)."""
@@ -119,10 +141,12 @@ class Run:
         return RunDir(self.path).load_metrics()
 
     @cached_property
+    @_os_errors_as_config_errors
     def trained(self) -> TrainedModel:
         """The loaded model with its schema and vocabs (loaded on first use)."""
         return load_trained(self.path, vocabs=self.vocabs)
 
+    @_os_errors_as_config_errors
     def predict(self, data: pa.Table | pd.DataFrame | str | Path, *, keep: tuple[str, ...] = (),
                 engine: str = "torch", device: str = "cpu") -> pd.DataFrame:
         """Scores of the rows of `data` (a table, a data frame, a parquet file or a directory
@@ -140,6 +164,7 @@ class Run:
         batches = list(scorer.batches(sources))
         return pa.Table.from_batches(batches, schema=scorer.check(sources)).to_pandas()
 
+    @_os_errors_as_config_errors
     def export(self, out: str | Path, format: ExportFormat = "onnx", *,
                overwrite: bool = False) -> Path:
         """Write the model to `out` as ONNX or TorchScript (see `malt.deploy.export`)."""
@@ -147,6 +172,7 @@ class Run:
         return Path(out)
 
 
+@_os_errors_as_config_errors
 def export(run: Run | str | Path, out: str | Path, format: ExportFormat = "onnx", *,
            overwrite: bool = False) -> Path:
     """Export the run `run` (a `Run` or its directory) to `out`; see `Run.export`."""
