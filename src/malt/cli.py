@@ -10,7 +10,9 @@ import sys
 
 import malt.commands
 from malt.allocator import retain_freed_memory
-from malt.errors import MaltError
+from malt.errors import MaltError, describe_os_error
+
+log = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 3
 EXIT_INTERRUPTED = 130
@@ -65,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._handler(args) or 0)
     except MaltError as exc:
         print(f"malt {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        # The last line of defence: an operating-system error no reader or writer put into
+        # words (readers and writers raise `MaltError`s naming what they read or wrote).
+        log.debug("operating-system error", exc_info=True)
+        print(f"malt {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"malt {args.command}: interrupted", file=sys.stderr)

@@ -7,17 +7,26 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from malt.errors import ConfigError
+from malt.errors import ConfigError, os_errors_as
 
 
 def read_key_value_file(path: str | Path, what: str = "config") -> dict[str, Any]:
     """The table of keys in `path`; any problem is a `ConfigError` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} file {path} is a directory; name the file itself")
     if not path.is_file():
-        raise ConfigError(f"{what} file {path} does not exist")
+        dangling = " (a symbolic link to nothing)" if path.is_symlink() else ""
+        raise ConfigError(f"{what} file {path} does not exist{dangling}")
     if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise ConfigError(f"{what} file {path}: use .toml, .yaml or .json")
-    text = path.read_text()
+    with os_errors_as(path, action=f"read the {what} file"):
+        data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} file {path} is not UTF-8 text (byte {exc.start}): a binary "
+                          "or damaged file?") from exc
     try:
         if path.suffix == ".toml":
             raw = tomllib.loads(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from malt.errors import DataError
+from malt.errors import DataError, os_errors_as
 from malt.file_names import check_file_name
 from malt.outputs import atomic_write, atomic_write_text
 
@@ -66,13 +67,26 @@ def find_layout(root: str | Path, *, vocabs: bool = True) -> Layout:
 
 
 def _day_files(directory: Path) -> tuple[Path, ...]:
-    """The day files (`*.parquet`) of `directory` in natural order. Anything else there is not
-    read and is named in a warning, except hidden files and `_` markers (Spark's `_SUCCESS`)."""
-    days = tuple(sorted(directory.glob("*.parquet"), key=natural_key))
+    """The day files (`*.parquet`) of `directory` in natural order (none when it is absent).
+    Anything else there is not read and is named in a warning, except hidden files and `_`
+    markers (Spark's `_SUCCESS`); a directory that cannot be listed, or a day that is not a
+    file, is a `DataError`."""
     if not directory.is_dir():
-        return days
-    others = sorted(p.name for p in directory.iterdir()
-                    if p.suffix != ".parquet" and not p.name.startswith((".", "_")))
+        return ()
+    # glob would pass over a directory it cannot read as an empty one.
+    with os_errors_as(directory, action="list the day files", error=DataError):
+        names = os.listdir(directory)
+    days = tuple(sorted(directory.glob("*.parquet"), key=natural_key))
+    for path in days:
+        if path.is_dir():
+            raise DataError("a directory where a day file should be", file=str(path))
+        if path.is_symlink() and not path.exists():
+            raise DataError(f"a symbolic link to nothing ({os.readlink(path)}) where a day file "
+                            "should be", file=str(path))
+        if not path.is_file():
+            raise DataError("not a regular file where a day file should be", file=str(path))
+    others = sorted(n for n in names
+                    if Path(n).suffix != ".parquet" and not n.startswith((".", "_")))
     if others:
         log.warning("%s: not read, only *.parquet files are days: %s (convert a day saved in "
                     "another format to parquet; move other files out of the folder to silence "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from malt.data.hashing import HashLookup
 from malt.data.numeric import MAX_MAGNITUDE, Moments
 from malt.data.schema import Schema
 from malt.data.vocab import VocabLookup
-from malt.errors import DataError
+from malt.errors import DataError, file_error
 
 READ_CHUNK_ROWS = 1 << 18
 """Rows converted at a time; a row group up to twice this size is read whole."""
@@ -158,6 +159,9 @@ def open_parquet(path: Path, metadata: pq.FileMetaData | None = None) -> pq.Parq
     try:
         return pq.ParquetFile(path, metadata=metadata, page_checksum_verification=True)
     except _READ_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # The system refused the file (pyarrow's errors of its content carry no errno).
+            raise file_error(exc, path, error=DataError) from exc
         raise DataError(f"not a readable parquet file (truncated or corrupt?): {exc}",
                         file=str(path)) from exc
 
@@ -212,6 +216,10 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
     cannot read (naming the first row holding a value of the wrong type). Without `labels`
     only the columns of `read_columns(schema, labels=False)` are required and checked."""
     arrow_schema = pf.schema_arrow
+    twice = sorted(c for c, n in Counter(arrow_schema.names).items() if n > 1)
+    if twice:
+        raise DataError(f"columns {twice} appear more than once; give every column its own "
+                        "name", file=file, column=twice[0])
     present = set(arrow_schema.names)
     wanted = read_columns(schema, labels=labels)
     expected = set(schema.columns)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -408,6 +409,8 @@ def schema_for(data: str | Path | None, explicit: str | Path | None = None) -> S
     else `<data>/schema.toml` when the data set has one, else the built-in MAC schema."""
     if explicit is not None:
         return Schema.load(explicit)
-    if data is not None and (Path(data) / SCHEMA_FILE).is_file():
+    # Anything named schema.toml is the data set's schema: a directory or a link to nothing
+    # there is reported, not passed over for MAC's schema.
+    if data is not None and os.path.lexists(Path(data) / SCHEMA_FILE):
         return Schema.load(Path(data) / SCHEMA_FILE)
     return MAC

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from malt.errors import DataError
+from malt.errors import DataError, os_errors_as
 
 DENSE_TABLE_MAX_SLOTS = 1 << 26
 """Largest key range (max - min + 1) of an integer vocab looked up through a dense table."""
@@ -80,8 +80,10 @@ class VocabLookup:
     def load(cls, path: Path) -> VocabLookup:
         if not path.is_file():
             raise DataError("vocab file is missing", file=str(path))
+        with os_errors_as(path, error=DataError):
+            text = path.read_bytes()
         try:
-            mapping = json.loads(path.read_bytes())
+            mapping = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"vocab file is not valid JSON: {exc}", file=str(path)) from exc
         if not isinstance(mapping, dict):

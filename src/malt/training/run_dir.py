@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from malt.config_files import read_key_value_file
 from malt.data.schema import Schema
 from malt.errors import ConfigError
 from malt.metrics import ActionMetrics, ViewMetrics
@@ -203,7 +204,7 @@ class RunDir:
     def load_config(self) -> RunConfig:
         if not self.config_file.is_file():
             raise ConfigError(f"{self.path} is not a run directory (no config.json)")
-        return RunConfig.from_dict(json.loads(self.config_file.read_text()),
+        return RunConfig.from_dict(self._read_json(self.config_file),
                                    source=str(self.config_file))
 
     def save_schema(self, schema: Schema) -> None:
@@ -214,8 +215,7 @@ class RunDir:
         """The schema the run was trained on; None for runs saved before malt kept it."""
         if not self.schema_file.is_file():
             return None
-        return Schema.from_dict(json.loads(self.schema_file.read_text()),
-                                source=str(self.schema_file))
+        return Schema.from_dict(self._read_json(self.schema_file), source=str(self.schema_file))
 
     def save_metrics(self, metrics: RunMetrics) -> None:
         """`metrics.json`, strict JSON: undefined (NaN) metrics are null, with a warning that
@@ -233,7 +233,17 @@ class RunDir:
     def load_metrics(self) -> RunMetrics:
         if not self.metrics_file.is_file():
             raise ConfigError(f"run {self.path} has no metrics yet (unfinished run?)")
-        return RunMetrics.from_dict(json.loads(self.metrics_file.read_text()))
+        return RunMetrics.from_dict(self._read_json(self.metrics_file))
+
+    def _read_json(self, path: Path) -> dict[str, Any]:
+        """A JSON file of the run; unreadable, damaged or not a table of keys: `ConfigError`."""
+        try:
+            return read_key_value_file(path, "run")
+        except ConfigError as exc:
+            if isinstance(exc.__cause__, OSError):  # the file is fine, its access is not
+                raise
+            raise ConfigError(f"{exc} (written by malt: restore it from a copy, or train the "
+                              "run again)") from exc
 
     def attach_log(self) -> logging.Handler:
         """Send the `malt` loggers' INFO messages to the run's log file as well."""
