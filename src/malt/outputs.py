@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from malt.errors import ConfigError
+from malt.errors import ConfigError, os_errors_as
 from malt.locks import LOCK_FILE, held_by, lock_beside, lock_inside, output_lock
 
 MANIFEST = ".malt-manifest.json"
@@ -60,14 +60,16 @@ def temporary_path(path: Path) -> Path:
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(temporary)` and rename the result to `path`: readers see the old file or
-    the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    the whole new one, never a part. An operating-system error is a `ConfigError` naming
+    `path`."""
+    with os_errors_as(path, action="write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_path(path)
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -130,7 +132,8 @@ def mark_whole(directory: Path, kind: str, *, adopt: bool = False) -> None:
     output = OutputDir(directory, kind)
     if not (adopt and output.manifest is None):
         output.check_writable(keep=True)
-    directory.mkdir(parents=True, exist_ok=True)
+    with os_errors_as(directory, action="write"):
+        directory.mkdir(parents=True, exist_ok=True)
     if output.manifest is None:
         _write_manifest(directory, Manifest(kind, (EVERYTHING,)))
 
@@ -272,12 +275,13 @@ class OutputDir:
         when it is already this kind of output, kept as it is (`keep`) or emptied of malt's
         files (`overwrite`). Anything else raises a `ConfigError` before a file is removed."""
         self.check_writable(overwrite=overwrite, keep=keep, hint=hint)
-        if self.is_ours():
-            if not keep:
-                self._clear()
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        _write_manifest(self.path, Manifest(self.kind))
+        with os_errors_as(self.path, action="write"):
+            if self.is_ours():
+                if not keep:
+                    self._clear()
+                return
+            self.path.mkdir(parents=True, exist_ok=True)
+            _write_manifest(self.path, Manifest(self.kind))
 
     def record(self, *paths: str | Path) -> None:
         """Add paths (absolute, or relative to the directory; patterns allowed) to the
@@ -364,18 +368,21 @@ def staged_output(out: str | Path, kind: str, *, overwrite: bool = False) -> Ite
     out = Path(out)
     target = OutputDir(out, kind)
     target.check_writable(overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    with os_errors_as(out, action="write"):
+        out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(lock_beside(out), out):
         recover_siblings(out)
         target.check_writable(overwrite=overwrite)
         staging = out.parent / f".{out.name}.malt-staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        _write_manifest(staging, Manifest(kind))
+        with os_errors_as(out, action="write"):
+            staging.mkdir(parents=True)
+            _write_manifest(staging, Manifest(kind))
         try:
             yield staging
-            _write_manifest(staging, Manifest(kind, tuple(_written(staging))))
-            _move_into_place(staging, out)
+            with os_errors_as(out, action="write"):
+                _write_manifest(staging, Manifest(kind, tuple(_written(staging))))
+                _move_into_place(staging, out)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -47,7 +47,7 @@ from malt.data.reader import (
 )
 from malt.data.schema import MAC, Schema
 from malt.data.vocab import VocabInfo
-from malt.errors import DataError
+from malt.errors import DataError, os_errors_as
 from malt.locks import lock_inside, output_lock
 from malt.outputs import atomic_write_text, mark_whole, process_tag
 
@@ -131,6 +131,10 @@ class ContentHashes:
             self._known = {}
 
     def digest(self, file: Path) -> str:
+        with os_errors_as(file, error=DataError):
+            return self._digest(file)
+
+    def _digest(self, file: Path) -> str:
         st = file.stat()
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
         key = str(file.resolve())
@@ -291,17 +295,27 @@ class Preparer:
             raise DataError("empty day file (0 rows)", file=str(source))
         tmp = directory.with_name(f".{directory.name}{_TMP_MARK}{process_tag()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        offsets = {}
-        for name, (shape, dtype) in array_shapes(self.schema, rows).items():
-            array = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
-                                              shape=shape)
-            offsets[name] = (array.offset, dtype.itemsize * int(np.prod(shape[1:])))
-            del array
         users = self.lookups[self.schema.user_column].size
         return _Job(split=split, source=source, directory=directory, tmp=tmp,
-                    metadata=pf.metadata, offsets=offsets,
+                    metadata=pf.metadata, offsets=self._lay_out(tmp, rows),
                     seen_users=np.zeros(users, dtype=bool))
+
+    def _lay_out(self, tmp: Path, rows: int) -> dict[str, tuple[int, int]]:
+        """Create the empty arrays of a day of `rows` rows in `tmp`; array -> (data offset in
+        its .npy, bytes per row). Stopped half-way (a full disk, Ctrl-C), it leaves no `tmp`."""
+        offsets = {}
+        try:
+            with os_errors_as(self.cache_dir, action="write the cache"):
+                tmp.mkdir(parents=True)
+                for name, (shape, dtype) in array_shapes(self.schema, rows).items():
+                    array = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+",
+                                                      dtype=dtype, shape=shape)
+                    offsets[name] = (array.offset, dtype.itemsize * int(np.prod(shape[1:])))
+                    del array
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return offsets
 
     def _convert_row_group(self, converter: DayConverter, job: _Job, row_group: int,
                            start: int) -> ChunkStats | None:
@@ -406,7 +420,10 @@ class Preparer:
                         day = self._plan(source, split, directory)
                         jobs.append(day)
                     planned.append(day)
-                days = self._run(pool, planned, jobs, progress)
+                # Every read error of a day file is a DataError by now: what the system
+                # refuses here is a write of the cache.
+                with os_errors_as(self.cache_dir, action="write the cache"):
+                    days = self._run(pool, planned, jobs, progress)
             except BaseException:
                 # Stop the workers early: whatever they produce is thrown away.
                 self._stop.set()
@@ -415,11 +432,12 @@ class Preparer:
                         future.cancel()
                 raise
             finally:
-                self.hashes.save()
                 if self._stop.is_set():
                     pool.shutdown(wait=True)
                     for job in jobs:
                         job.discard()
+                # Last: on a full disk this write fails too, and the clean-up is done.
+                self.hashes.save()
         self._remove_stale({d.directory for d in days})
         if self._unnamed:
             log.warning("%s: columns the schema does not name are not read: %s (declare them, "

@@ -26,7 +26,7 @@ from malt.data.simulate.journeys import simulate_chunk
 from malt.data.simulate.labels import attribute
 from malt.data.simulate.population import Population, build_population
 from malt.data.simulate.stats import SimStats
-from malt.errors import ConfigError
+from malt.errors import ConfigError, os_errors_as
 from malt.outputs import DATA_KIND, staged_output
 
 _PADDED = {s.shares for s in MAC.id_sequences}
@@ -99,7 +99,9 @@ def simulate(config: SimConfig, out: str | Path, *, overwrite: bool = False,
     sibling of `out` and moved into place when complete (`malt.outputs.staged_output`); an
     earlier data set in `out` is replaced only with `overwrite`.
     """
-    with staged_output(out, DATA_KIND, overwrite=overwrite) as stage:
+    # The simulation reads nothing: what the system refuses is a write of the data set.
+    with staged_output(out, DATA_KIND, overwrite=overwrite) as stage, \
+            os_errors_as(out, action="write"):
         return _simulate_into(config, stage, progress or (lambda _: None))
 
 
