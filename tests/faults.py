@@ -1,14 +1,28 @@
-"""Run a malt command that SIGKILLs itself at a chosen point (fault-injection tests).
+"""Run a malt command that kills or interrupts itself at a chosen point (fault-injection tests).
 
-    python tests/faults.py POINT N -- malt arguments...
+    python tests/faults.py POINT N [ACTION] -- malt arguments...
 
-The process kills itself with SIGKILL (no clean-up, no `finally`) the N-th time it reaches
-POINT:
+The N-th time the process reaches POINT it does ACTION:
+- `kill` (the default): SIGKILL itself (no clean-up, no `finally`); a write point leaves half
+  of the file written;
+- `interrupt`: send SIGINT (what Ctrl-C sends) to its process group, as a terminal's Ctrl-C
+  reaches the command and a study's workers, and carry on: the signal arrives while the work
+  at POINT goes on. The command must lead its process group (`start_new_session=True`).
+
+A study's workers (spawned processes, which import this file as `__mp_main__`) install the
+same fault, each counting its own N.
+
+Points:
 - `step`: after an optimiser step (mid-day when N is not a day's last step);
 - `day-end`: after the checkpoint written at the end of a training day;
 - `checkpoint-write`: half-way through writing a checkpoint;
 - `parquet-write`: half-way through writing a parquet file (simulate, attribute);
-- `cache-write`: after writing a chunk of a day into the cache (prepare).
+- `cache-write`: after writing a chunk of a day into the cache (prepare);
+- `convert`: after converting a chunk of a day file (prepare's workers, predict's converter
+  thread, eval on other data);
+- `write`: at the start of a file written atomically (`malt.outputs.atomic_write`: every
+  command's output files);
+- `evaluate`: when a trained run starts its evaluation (train, demo, study).
 """
 
 from __future__ import annotations
@@ -32,6 +46,10 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _interrupt() -> None:
+    os.killpg(os.getpgrp(), signal.SIGINT)
+
+
 def _write_half(write, path) -> None:
     """Write a file completely into memory, put half of it at `path`, and die."""
     import io
@@ -43,8 +61,20 @@ def _write_half(write, path) -> None:
     _die()
 
 
-def install(point: str, n: int) -> None:
+def install(point: str, n: int, action: str = "kill") -> None:
+    if action not in ("kill", "interrupt"):
+        raise SystemExit(f"unknown fault action {action!r}")
     countdown = _Countdown(n)
+    interrupt = action == "interrupt"
+    fault = _interrupt if interrupt else _die
+
+    def write_fault(write, where) -> None:
+        """At a write point: interrupt, then write on; or write half of the file and die."""
+        if interrupt:
+            _interrupt()
+        else:
+            _write_half(write, where)
+
     if point == "step":
         from malt.training.trainer import Trainer
 
@@ -53,7 +83,7 @@ def install(point: str, n: int) -> None:
         def step(self, batch):
             report = original_step(self, batch)
             if countdown.reached():
-                _die()
+                fault()
             return report
 
         Trainer.train_step = step
@@ -65,7 +95,7 @@ def install(point: str, n: int) -> None:
         def save(self):
             original_save(self)
             if self.state.step_in_day == 0 and countdown.reached():
-                _die()
+                fault()
 
         Trainer.save = save
     elif point == "checkpoint-write":
@@ -76,9 +106,12 @@ def install(point: str, n: int) -> None:
         def write_tree(path, tree, **kwargs):
             original_write_tree(path, tree, **kwargs)
             if countdown.reached():
-                data = Path(path).read_bytes()
-                Path(path).write_bytes(data[:len(data) // 2])
-                _die()
+                if interrupt:
+                    _interrupt()
+                else:
+                    data = Path(path).read_bytes()
+                    Path(path).write_bytes(data[:len(data) // 2])
+                    _die()
 
         checkpoint.write_tree = write_tree
     elif point == "parquet-write":
@@ -88,7 +121,7 @@ def install(point: str, n: int) -> None:
 
         def write_table(table, where, *args, **kwargs):
             if countdown.reached():
-                _write_half(lambda b: original_write(table, b, *args, **kwargs), where)
+                write_fault(lambda b: original_write(table, b, *args, **kwargs), where)
             return original_write(table, where, *args, **kwargs)
 
         pq.write_table = write_table
@@ -100,17 +133,63 @@ def install(point: str, n: int) -> None:
         def job_write(self, out, first_row):
             original_job_write(self, out, first_row)
             if countdown.reached():
-                _die()
+                fault()
 
         cache._Job.write = job_write
+    elif point == "convert":
+        from malt.data.reader import DayConverter
+
+        original_convert = DayConverter.convert
+
+        def convert(self, *args, **kwargs):
+            stats = original_convert(self, *args, **kwargs)
+            if countdown.reached():
+                fault()
+            return stats
+
+        DayConverter.convert = convert
+    elif point == "write":
+        from malt import outputs
+
+        original_atomic_write = outputs.atomic_write
+
+        def atomic_write(path, write):
+            if countdown.reached():
+                fault()
+            return original_atomic_write(path, write)
+
+        outputs.atomic_write = atomic_write
+    elif point == "evaluate":
+        from malt.eval import job
+
+        original_predict = job.predict
+
+        def predict(*args, **kwargs):
+            if countdown.reached():
+                fault()
+            return original_predict(*args, **kwargs)
+
+        job.predict = predict
     else:
         raise SystemExit(f"unknown fault point {point!r}")
 
 
+_FAULT = "MALT_TEST_FAULT"
+"""The environment variable that hands the fault to spawned workers."""
+
 if __name__ == "__main__":
-    point, count, separator, *arguments = sys.argv[1:]
-    assert separator == "--", "usage: faults.py POINT N -- malt arguments"
-    install(point, int(count))
+    separator = sys.argv.index("--")
+    point, count, *action = fault = sys.argv[1:separator]
+    assert len(action) <= 1, "usage: faults.py POINT N [ACTION] -- malt arguments"
+    if action == ["interrupt"] and os.getpgrp() != os.getpid():
+        raise SystemExit("an interrupt fault signals its process group: start it in a new "
+                         "session (start_new_session=True)")
+    os.environ[_FAULT] = " ".join(fault)
+    install(point, int(count), *action)
+    arguments = sys.argv[separator + 1:]
     from malt.cli import main
 
     sys.exit(main(arguments))
+elif __name__ == "__mp_main__" and _FAULT in os.environ:
+    point, count, *action = os.environ[_FAULT].split()
+    install(point, int(count), *action)

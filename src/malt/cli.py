@@ -10,7 +10,7 @@ import sys
 
 import malt.commands
 from malt.allocator import retain_freed_memory
-from malt.errors import MaltError, describe_os_error
+from malt.errors import Interrupted, MaltError, describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +48,52 @@ def _remember_parsers(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
+    command = "malt"
+    try:  # a Ctrl-C while the commands are being imported is an interruption too
+        parser = build_parser()
+        # A flag's value refused as it is read (`commands._options.typed`) is a MaltError too.
         args, unknown = parser.parse_known_args(argv)
-    except MaltError as exc:  # a flag's value refused as it is read (`commands._options.typed`)
-        print(f"malt: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if unknown:
-        # argparse reports unknown flags with the top-level usage; show the command's own.
-        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    console = logging.StreamHandler()
-    # The level sits on the handler: run directories still log INFO to their own files.
-    console.setLevel(args.log_level)
-    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=args.log_level, handlers=[console])
-    retain_freed_memory()
-    try:
+        if unknown:
+            # argparse reports unknown flags with the top-level usage; show the command's own.
+            args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        command = f"malt {args.command}"
+        console = logging.StreamHandler()
+        # The level sits on the handler: run directories still log INFO to their own files.
+        console.setLevel(args.log_level)
+        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=args.log_level, handlers=[console])
+        retain_freed_memory()
         return int(args._handler(args) or 0)
     except MaltError as exc:
-        print(f"malt {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
         # The last line of defence: an operating-system error no reader or writer put into
         # words (readers and writers raise `MaltError`s naming what they read or wrote).
         log.debug("operating-system error", exc_info=True)
-        print(f"malt {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        print(f"{command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"malt {args.command}: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        # Commands that can be resumed say how themselves; here the others end.
+        stopped = f" ({exc})" if isinstance(exc, Interrupted) else ""
+        print(f"{command}: interrupted{stopped}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RuntimeError as exc:
+        # Python 3.11 wraps a Ctrl-C that lands while a class is being made (a module of
+        # dataclasses being imported) in a RuntimeError.
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        _forget_interrupt()
+
+
+def _forget_interrupt() -> None:
+    """Let the process exit with the status `main` returns after a Ctrl-C it handled.
+
+    CPython marks a KeyboardInterrupt raised inside code that `exec` runs from a string
+    (dataclasses and named tuples make their methods so, all through start-up) as unhandled
+    even when it is caught, and `python -m malt` then ends by SIGINT instead of exiting with
+    130; the next such `exec` clears the mark."""
+    exec("")

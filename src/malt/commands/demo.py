@@ -29,14 +29,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from malt.data.layout import find_layout
+    from malt.errors import Interrupted
     from malt.outputs import OutputDir
 
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
     if args.data:
         find_layout(data)
-    with OutputDir(out, DEMO_KIND).writing():
-        return _run_demo(args, out, data)
+    try:
+        with OutputDir(out, DEMO_KIND).writing():
+            return _run_demo(args, out, data)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        stopped = f" ({stop})" if isinstance(stop, Interrupted) else ""
+        print(f"\ninterrupted{stopped}. Run the same command again to continue: what is "
+              "finished (the data, trained runs) is kept and an interrupted run resumes from "
+              "its checkpoint")
+        return 130
 
 
 def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:

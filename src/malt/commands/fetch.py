@@ -22,7 +22,12 @@ def run(args: argparse.Namespace) -> int:
     def report(i: int, n: int, f) -> None:
         print(f"[{i}/{n}] {f.path} ({f.size / 1e9:.2f} GB)", flush=True)
 
-    root = fetch_mac(args.dest, HuggingFaceHub(args.repo or MAC_REPO, args.revision),
-                     progress=report)
+    try:
+        root = fetch_mac(args.dest, HuggingFaceHub(args.repo or MAC_REPO, args.revision),
+                         progress=report)
+    except KeyboardInterrupt:
+        print(f"interrupted. Run the same command again to resume the download into "
+              f"{args.dest}")
+        return 130
     print(f"the MAC release is in {root}; cache it with:\n    malt prepare --data {root}")
     return 0

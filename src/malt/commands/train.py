@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.eval.job import train_run
     from malt.eval.report import format_days, format_metrics
     from malt.training.distributed import launched_rank
+    from malt.training.run_dir import RunDir
 
     if args.resume:
         extra = {k: v for k, v in given_overrides(args).items() if k != "train"}
@@ -36,10 +37,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
                             progress=console_progress(), announce=print)
-    except Interrupted as stop:
+    except (Interrupted, KeyboardInterrupt) as stop:
+        # Interrupted: the trainer saved a checkpoint; a Ctrl-C anywhere else (building the
+        # run, evaluating it) leaves the last one (if any), from which a started run resumes.
+        if isinstance(stop, KeyboardInterrupt) and not RunDir(args.out).exists():
+            raise
         if launched_rank() == 0:  # every rank of a torchrun launch stops alike
-            print(f"{stop}; checkpoint saved. Continue with: malt train --resume --out "
-                  f"{args.out}")
+            said = f"{stop}; checkpoint saved" if isinstance(stop, Interrupted) else \
+                "interrupted"
+            print(f"{said}. Continue with: malt train --resume --out {args.out}")
         return 130
     if metrics is not None:
         print(metrics.train.summary())

@@ -76,10 +76,16 @@ def export(trained: TrainedModel, out: str | Path, fmt: ExportFormat = "onnx", *
         meta = describe(trained, serving, fmt)
         writer = to_onnx if fmt == "onnx" else to_torchscript
         data = writer(serving, json.dumps(meta, allow_nan=False))
-        atomic_write(out, lambda tmp: tmp.write_bytes(data))
         sidecar = {SIDECAR_MARK: True, **meta, "bytes": len(data),
                    "sha256": hashlib.sha256(data).hexdigest(), "config": trained.config.to_dict()}
-        atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2, allow_nan=False))
+        atomic_write(out, lambda tmp: tmp.write_bytes(data))
+        try:
+            atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2, allow_nan=False))
+        except BaseException:
+            # A file without its sidecar (or beside an older one) is no export: leave neither.
+            out.unlink(missing_ok=True)
+            sidecar_path(out).unlink(missing_ok=True)
+            raise
     return sidecar
 
 

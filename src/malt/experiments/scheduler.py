@@ -146,9 +146,24 @@ def run_one(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, fl
         return "failed", failure_line(exc), time.perf_counter() - started
 
 
+def _run_in_worker(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, float]:
+    """`run_one` in a pool worker, which Ctrl-C interrupts while it runs a cell: the trainer's
+    handler saves a checkpoint and stops; before or after training (building the run,
+    evaluating it) the cell stops at once, its last checkpoint kept."""
+    started = time.perf_counter()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run_one(cell, root, train)
+    except KeyboardInterrupt:
+        return "interrupted", "interrupted outside its training steps", \
+            time.perf_counter() - started
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _init_worker(threads: int, gpu_queue: Any, stop: Any) -> None:
-    # Idle workers ignore Ctrl-C; a training worker's trainer installs its own handler, which
-    # saves a checkpoint and stops.
+    # Idle workers ignore Ctrl-C (a KeyboardInterrupt would break the pool); a worker running
+    # a cell takes it (`_run_in_worker`).
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -258,7 +273,8 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
     executor = ProcessPoolExecutor(max_workers=workers.count, mp_context=context,
                                    initializer=_init_worker,
                                    initargs=(workers.threads, gpu_queue, stop))
-    futures: dict[Future, Cell] = {executor.submit(run_one, c, root, train): c for c in cells}
+    futures: dict[Future, Cell] = {executor.submit(_run_in_worker, c, root, train): c
+                                   for c in cells}
     try:
         remaining = set(futures)
         while remaining:

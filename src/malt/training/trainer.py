@@ -158,6 +158,8 @@ class Trainer:
                 release_freed_memory()
                 log.info("finished day %s (%d of %d)", day.name, self.state.day,
                          len(self.train_days))
+            if self._should_stop():  # Ctrl-C in the pass's last step: the day-end save holds it
+                raise Interrupted("stopped after the last training step, before the evaluation")
             self.state.finished = True
             self.save()
         finally:
