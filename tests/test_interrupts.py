@@ -8,6 +8,8 @@ session's process group (as a terminal's Ctrl-C does) when the command reaches t
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data import prepare
+from malt.errors import Interrupted
 from malt.eval.job import train_run
 from malt.training.config import RunConfig
 from model_configs import SMALL_BLOCKS
@@ -33,9 +36,15 @@ TRAIN = ["--model", "base", "--batch-size", "64", "--seed", "3",
 def interrupted(*args, at: tuple[str, int]) -> subprocess.CompletedProcess:
     """`malt args`, interrupted the n-th time it reaches the point `at` = (point, n): it must
     end with exit 130 and no traceback."""
-    result = subprocess.run([sys.executable, str(FAULTS), at[0], str(at[1]), "interrupt", "--",
-                             *map(str, args)], capture_output=True, text=True, timeout=300,
-                            start_new_session=True)
+    command = [sys.executable, str(FAULTS), at[0], str(at[1]), "interrupt", "--", *map(str, args)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # a study's workers too
+            raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 130, (result.returncode, result.stderr[-3000:])
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return result
@@ -171,6 +180,15 @@ def test_a_ctrl_c_while_the_commands_load(monkeypatch, capsys):
     monkeypatch.setattr("malt.cli.build_parser", load)
     assert main(["models"]) == 130
     assert capsys.readouterr().err == "malt: interrupted\n"
+
+
+def test_a_stop_no_command_words_is_still_an_interruption(monkeypatch, capsys):
+    def run(args):
+        raise Interrupted("stopped at day 1 step 2")
+
+    monkeypatch.setattr("malt.commands.models.run", run)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err == "malt models: interrupted (stopped at day 1 step 2)\n"
 
 
 def test_a_ctrl_c_while_a_class_is_made(monkeypatch, capsys):

@@ -128,14 +128,25 @@ def tree(root: Path) -> dict[str, bytes]:
 PERMISSION = "permission denied: give this user access"
 
 
-@pytest.mark.parametrize("what", ["day file", "day directory", "vocab"])
-def test_unreadable_data(permissions_hold, data, tmp_path, what):
+@pytest.mark.parametrize("what, words", [("day file", "cannot read"),
+                                         ("day directory", "cannot list the day files"),
+                                         ("vocab", "cannot read")])
+def test_unreadable_data(permissions_hold, data, tmp_path, what, words):
     path = {"day file": day_path(data, "train", 0), "day directory": data / "train",
             "vocab": data / "vocabs" / "user_id.json"}[what]
     unreadable(path)
     refused(malt("prepare", "--data", data, "--cache", tmp_path / "cache", "--rebuild",
-                 held_to_permissions=True), str(path), PERMISSION)
+                 held_to_permissions=True), f"file {path}: {words}: {PERMISSION}")
     path.chmod(0o755)
+
+
+@pytest.mark.parametrize("what", ["file to score", "vocab"])
+def test_unreadable_input_of_predict(permissions_hold, data, run, tmp_path, what):
+    path = unreadable(day_path(data, "test", 0) if what == "file to score"
+                      else data / "vocabs" / "ad_feat0.json")
+    refused(malt("predict", "--run", run, "--data", day_path(data, "test", 0), "--vocabs", data,
+                 "--out", tmp_path / "out.parquet", held_to_permissions=True),
+            f"file {path}: cannot read: {PERMISSION}")
 
 
 def test_an_unreadable_schema(permissions_hold, data, tmp_path):
@@ -154,8 +165,9 @@ def test_an_unreadable_schema(permissions_hold, data, tmp_path):
 def test_an_unreadable_run_file(permissions_hold, data, run, tmp_path, file, argv):
     unreadable(run / file)
     out = tmp_path / "out"
-    refused(malt(*(a.format(run=run, data=data, out=out) for a in argv),
-                 held_to_permissions=True), str(run / file), PERMISSION)
+    line = refused(malt(*(a.format(run=run, data=data, out=out) for a in argv),
+                        held_to_permissions=True), str(run / file), PERMISSION)
+    assert "train the run again" not in line  # the file is fine, its permissions are not
     assert not out.exists()
 
 

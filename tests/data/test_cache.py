@@ -24,7 +24,7 @@ from malt.data import MAC, Schema, prepare, reader
 from malt.data import cache as cache_module
 from malt.data.cache import Preparer, open_prepared
 from malt.data.layout import day_path, write_day, write_vocab
-from malt.errors import DataError
+from malt.errors import ConfigError, DataError
 from malt.locks import lock_inside
 
 
@@ -195,6 +195,21 @@ def test_interrupted_conversion_leaves_no_cache(data, monkeypatch, error):
     assert dataset.train[1].built
     table = pq.read_table(dataset.train[1].source)
     np.testing.assert_array_equal(dataset.train[1].arrays()["user"], table["user_id"].to_numpy())
+
+
+def test_a_full_disk_leaves_no_day_in_part_even_when_the_hashes_cannot_be_saved(
+        data, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    def cannot_save(self):
+        raise ConfigError(f"cannot write {self.path}: no space left on the device")
+
+    monkeypatch.setattr(cache_module._Job, "write", full)
+    monkeypatch.setattr(cache_module.ContentHashes, "save", cannot_save)
+    with pytest.raises(ConfigError, match="no space left"):
+        prepare(data, workers=2)
+    assert [p.name for p in (data / ".malt_cache").iterdir() if p.is_dir()] == []
 
 
 def dead_pid() -> int:
