@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from malt.config_files import read_key_value_file
 from malt.data.schema import Schema
-from malt.errors import ConfigError
+from malt.errors import ConfigError, file_error
 from malt.metrics import ActionMetrics, ViewMetrics
 from malt.outputs import OutputDir, atomic_write_text
 from malt.training.checkpoint import LEGACY_NAME, convert_legacy_checkpoint
@@ -247,7 +248,7 @@ class RunDir:
 
     def attach_log(self) -> logging.Handler:
         """Send the `malt` loggers' INFO messages to the run's log file as well."""
-        handler = logging.FileHandler(self.writable(self.log_file))
+        handler = _RunLog(self.writable(self.log_file))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handler.setLevel(logging.INFO)
         logger = logging.getLogger("malt")
@@ -277,3 +278,14 @@ def _null_for_nan(tree: Any) -> tuple[Any, int]:
         items = [_null_for_nan(v) for v in tree]
         return [v for v, _ in items], sum(n for _, n in items)
     return tree, 0
+
+
+class _RunLog(logging.FileHandler):
+    """A run's log file; one that cannot be written (a full disk) ends the command with an
+    error naming it, where logging would print a traceback for every message and go on."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            raise file_error(error, self.baseFilename, action="write") from error
+        super().handleError(record)
