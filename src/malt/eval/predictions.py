@@ -17,7 +17,7 @@ from malt.data.batches import DayBatches
 from malt.data.cache import Day
 from malt.data.schema import Schema
 from malt.data.task import Task
-from malt.errors import ConfigError
+from malt.errors import ConfigError, file_error
 from malt.models.model import MaltModel
 from malt.outputs import atomic_write
 from malt.training.distributed import World, gather_arrays
@@ -70,7 +70,9 @@ class Predictions:
                              target_action=f["target_action"] if "target_action" in f.files
                              else None, days=days, day_rows=rows)
             loaded._check_shapes()
-        except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        except OSError as exc:  # the file may be fine, its access is not
+            raise file_error(exc, path) from exc
+        except (ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"{path} is damaged ({exc}); recompute it with malt eval --run "
                               f"{path.parent} --data DIR") from None
         return loaded
