@@ -212,6 +212,39 @@ def test_a_full_disk_leaves_no_day_in_part_even_when_the_hashes_cannot_be_saved(
     assert [p.name for p in (data / ".malt_cache").iterdir() if p.is_dir()] == []
 
 
+@pytest.mark.parametrize("damage", [b"garbage", b"[1]", b'{"format": 2}', b'{"x": 5}', b""])
+@pytest.mark.parametrize("pattern", ["vocab-*.json", "train-train-00-*/meta.json",
+                                     "content-hashes.json"])
+def test_a_damaged_cache_file_is_made_again(data, pattern, damage):
+    first = prepare(data)
+    for path in (data / ".malt_cache").glob(pattern):
+        path.write_bytes(damage)
+    again = prepare(data)
+    assert again.vocab == first.vocab
+    assert again.train[0].built == (pattern.endswith("meta.json"))
+    np.testing.assert_array_equal(again.train[0].arrays()["sparse"],
+                                  first.train[0].arrays()["sparse"])
+
+
+@pytest.mark.parametrize("record", [5, "text", "stamp only"])
+def test_a_damaged_content_hash_record_hashes_the_file_again(data, record):
+    prepare(data)
+    hashes = data / ".malt_cache" / "content-hashes.json"
+    known = json.loads(hashes.read_text())
+    hashes.write_text(json.dumps({key: value[:3] if record == "stamp only" else record
+                                  for key, value in known.items()}))
+    assert not prepare(data).train[0].built
+    assert json.loads(hashes.read_text()) == known
+
+
+def test_reading_only_a_cache_with_damaged_vocab_information_is_a_data_error(data):
+    prepare(data)
+    for path in (data / ".malt_cache").glob("vocab-*.json"):
+        path.write_text("[1]")
+    with pytest.raises(DataError, match="holds no prepared data set for these vocabs"):
+        open_prepared(data)
+
+
 def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()

@@ -18,6 +18,7 @@ own host's leftovers of dead processes).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -58,6 +59,9 @@ CACHE_NAME = ".malt_cache"
 CACHE_KIND = "cache"
 _TMP_MARK = ".tmp-"
 _HASH_BLOCK = 1 << 24
+_DAMAGED = (OSError, ValueError, KeyError, TypeError, AttributeError)
+"""What reading a cache file that is missing, unreadable, truncated or not as malt wrote it
+raises: the file is made again (or, reading only, the cache is incomplete)."""
 
 
 @dataclass
@@ -126,9 +130,10 @@ class ContentHashes:
         self.read_only = read_only
         self._changed = False
         try:
-            self._known: dict[str, list] = json.loads(path.read_text())
+            known = json.loads(path.read_text())
         except (OSError, ValueError):
-            self._known = {}
+            known = {}
+        self._known: dict[str, list] = known if isinstance(known, dict) else {}
 
     def digest(self, file: Path) -> str:
         with os_errors_as(file, error=DataError):
@@ -139,7 +144,7 @@ class ContentHashes:
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
         key = str(file.resolve())
         known = self._known.get(key)
-        if known is not None and known[:3] == stamp:
+        if isinstance(known, list) and len(known) == 4 and known[:3] == stamp:
             return known[3]
         if self.read_only:
             raise DataError(f"the cache in {self.path.parent} holds no record of this file as it "
@@ -241,7 +246,8 @@ class Preparer:
     def vocab_info(self) -> VocabInfo:
         path = self._vocab_file
         if path.is_file() and not self.rebuild:
-            return VocabInfo.from_dict(json.loads(path.read_text()))
+            with contextlib.suppress(*_DAMAGED):  # else made again
+                return VocabInfo.from_dict(json.loads(path.read_text()))
         info = vocab_info(self.schema, self.lookups)
         atomic_write_text(path, json.dumps(info.to_dict(), allow_nan=False))
         return info
@@ -259,11 +265,11 @@ class Preparer:
         """The day cached in `directory` when complete and of this format, else None."""
         try:
             meta = json.loads((directory / "meta.json").read_text())
-        except (OSError, ValueError):
+            if meta.get("format") != CACHE_FORMAT:
+                return None
+            stats = DayStats.from_dict(meta["stats"])
+        except _DAMAGED:
             return None
-        if meta.get("format") != CACHE_FORMAT:
-            return None
-        stats = DayStats.from_dict(meta["stats"])
         for name, (shape, dtype) in array_shapes(self.schema, stats.rows).items():
             path = directory / f"{name}.npy"
             if not path.is_file() or path.stat().st_size < np.dtype(dtype).itemsize \
@@ -374,7 +380,7 @@ class Preparer:
         or written. Raises `DataError` when the cache lacks a day or the vocab information."""
         try:
             vocab = VocabInfo.from_dict(json.loads(self._vocab_file.read_text()))
-        except (OSError, ValueError) as error:
+        except _DAMAGED as error:
             raise DataError(f"the cache in {self.cache_dir} holds no prepared data set for "
                             f"these vocabs ({error})") from None
         days = []
