@@ -81,7 +81,7 @@ def test_train_stops_with_a_checkpoint_and_resumes(data, tmp_path, at):
     out = tmp_path / "run"
     result = interrupted("train", "--data", data, *TRAIN, "--out", out, at=at)
     assert f"Continue with: malt train --resume --out {out}" in result.stdout
-    assert (out / "checkpoint.pt").is_file() and not (out / "metrics.json").exists()
+    assert (out / "checkpoint.safetensors").is_file() and not (out / "metrics.json").exists()
     ok("train", "--resume", "--out", out)
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8
 
@@ -99,7 +99,7 @@ def test_demo_says_how_to_continue(data, tmp_path):
     result = interrupted("demo", "--data", data, "--out", out, at=("step", 1))
     assert "interrupted (stopped at day" in result.stdout
     assert "Run the same command again to continue" in result.stdout
-    assert (out / "runs" / "base" / "checkpoint.pt").is_file()
+    assert (out / "runs" / "base" / "checkpoint.safetensors").is_file()
 
 
 def test_a_study_and_its_workers_stop_and_say_how_to_resume(data, tmp_path):

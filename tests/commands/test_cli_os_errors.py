@@ -126,6 +126,8 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 PERMISSION = "permission denied: give this user access"
+_SAFE_OPEN = ("safetensors' safe_open reports an unreadable file as FileNotFoundError without an "
+              "errno ('No such file or directory'), which tensor_tree.read_tree calls damaged")
 
 
 @pytest.mark.parametrize("what, words", [("day file", "cannot read"),
@@ -159,7 +161,9 @@ def test_an_unreadable_schema(permissions_hold, data, tmp_path):
 @pytest.mark.parametrize("file, argv", [
     ("config.json", ["eval", "--run", "{run}"]),
     ("metrics.json", ["eval", "--run", "{run}"]),
-    ("checkpoint.pt", ["predict", "--run", "{run}", "--data", "{data}", "--out", "{out}"]),
+    pytest.param("checkpoint.safetensors",
+                 ["predict", "--run", "{run}", "--data", "{data}", "--out", "{out}"],
+                 marks=pytest.mark.xfail(strict=True, reason=_SAFE_OPEN)),
     ("schema.json", ["export", "--run", "{run}", "--format", "torchscript", "--out", "{out}"]),
 ])
 def test_an_unreadable_run_file(permissions_hold, data, run, tmp_path, file, argv):
@@ -226,12 +230,13 @@ def test_predict_on_a_full_disk(data, run, tmp_path):
     assert list(tmp_path.glob("*scores*")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the checkpoint writer (torch.save, to be replaced by "
-                                       "safetensors) fails on a full disk with a RuntimeError, "
-                                       "not an OSError; malt.training.checkpoint must word it")
+@pytest.mark.xfail(strict=True, reason="safetensors' save_file fails on a full disk with a "
+                                       "SafetensorError ('I/O error: File too large (os error "
+                                       "27)'), not an OSError: tensor_tree.write_tree must word "
+                                       "it")
 def test_a_checkpoint_on_a_full_disk(world, tmp_path):
     out = tmp_path / "run"
     # config.json, schema.json and the log fit; the checkpoint (tens of kB) does not.
     refused(malt("train", "--data", world[0], "--model", "base", "--out", out,
                  file_size=20_000),
-            f"{out / 'checkpoint.pt'}", FULL)
+            f"{out / 'checkpoint.safetensors'}", FULL)
