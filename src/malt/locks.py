@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from malt.errors import ConfigError
+from malt.errors import ConfigError, os_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,8 @@ def _acquire(lock_file: Path, output: Path, wait: bool) -> int | None:
         try:
             fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as error:
-            raise ConfigError(f"cannot create the lock file {lock_file} of {output} "
-                              f"({error.strerror}); check that its directory is writable"
-                              ) from None
+            raise ConfigError(f"cannot create the lock file {lock_file} of {output}: "
+                              f"{os_error_reason(error)}") from error
         try:
             if not _locked(fd, lock_file, output, wait):
                 os.close(fd)

@@ -132,8 +132,7 @@ def mark_whole(directory: Path, kind: str, *, adopt: bool = False) -> None:
     output = OutputDir(directory, kind)
     if not (adopt and output.manifest is None):
         output.check_writable(keep=True)
-    with os_errors_as(directory, action="write"):
-        directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     if output.manifest is None:
         _write_manifest(directory, Manifest(kind, (EVERYTHING,)))
 
@@ -275,13 +274,12 @@ class OutputDir:
         when it is already this kind of output, kept as it is (`keep`) or emptied of malt's
         files (`overwrite`). Anything else raises a `ConfigError` before a file is removed."""
         self.check_writable(overwrite=overwrite, keep=keep, hint=hint)
-        with os_errors_as(self.path, action="write"):
-            if self.is_ours():
-                if not keep:
-                    self._clear()
-                return
-            self.path.mkdir(parents=True, exist_ok=True)
-            _write_manifest(self.path, Manifest(self.kind))
+        if self.is_ours():
+            if not keep:
+                self._clear()
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_manifest(self.path, Manifest(self.kind))
 
     def record(self, *paths: str | Path) -> None:
         """Add paths (absolute, or relative to the directory; patterns allowed) to the
@@ -368,21 +366,18 @@ def staged_output(out: str | Path, kind: str, *, overwrite: bool = False) -> Ite
     out = Path(out)
     target = OutputDir(out, kind)
     target.check_writable(overwrite=overwrite)
-    with os_errors_as(out, action="write"):
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(lock_beside(out), out):
         recover_siblings(out)
         target.check_writable(overwrite=overwrite)
         staging = out.parent / f".{out.name}.malt-staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        with os_errors_as(out, action="write"):
-            staging.mkdir(parents=True)
-            _write_manifest(staging, Manifest(kind))
+        staging.mkdir(parents=True)
+        _write_manifest(staging, Manifest(kind))
         try:
             yield staging
-            with os_errors_as(out, action="write"):
-                _write_manifest(staging, Manifest(kind, tuple(_written(staging))))
-                _move_into_place(staging, out)
+            _write_manifest(staging, Manifest(kind, tuple(_written(staging))))
+            _move_into_place(staging, out)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

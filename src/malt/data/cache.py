@@ -311,13 +311,12 @@ class Preparer:
         its .npy, bytes per row). Stopped half-way (a full disk, Ctrl-C), it leaves no `tmp`."""
         offsets = {}
         try:
-            with os_errors_as(self.cache_dir, action="write the cache"):
-                tmp.mkdir(parents=True)
-                for name, (shape, dtype) in array_shapes(self.schema, rows).items():
-                    array = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+",
-                                                      dtype=dtype, shape=shape)
-                    offsets[name] = (array.offset, dtype.itemsize * int(np.prod(shape[1:])))
-                    del array
+            tmp.mkdir(parents=True)
+            for name, (shape, dtype) in array_shapes(self.schema, rows).items():
+                array = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
+                                                  shape=shape)
+                offsets[name] = (array.offset, dtype.itemsize * int(np.prod(shape[1:])))
+                del array
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -426,10 +425,7 @@ class Preparer:
                         day = self._plan(source, split, directory)
                         jobs.append(day)
                     planned.append(day)
-                # Every read error of a day file is a DataError by now: what the system
-                # refuses here is a write of the cache.
-                with os_errors_as(self.cache_dir, action="write the cache"):
-                    days = self._run(pool, planned, jobs, progress)
+                days = self._run(pool, planned, jobs, progress)
             except BaseException:
                 # Stop the workers early: whatever they produce is thrown away.
                 self._stop.set()
