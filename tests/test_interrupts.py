@@ -220,3 +220,21 @@ def test_a_ctrl_c_caught_inside_exec_still_exits_130(tmp_path):
     result = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
     assert (result.returncode, result.stderr.strip()) == (130, "malt models: interrupted")
+
+
+def test_a_ctrl_c_after_the_command_ended_leaves_its_exit_status(tmp_path):
+    # A Ctrl-C while the interpreter shuts down (here from an exit handler) ended the process by
+    # SIGINT or with a traceback, though the command had finished.
+    (tmp_path / "late_ctrl_c.py").write_text(
+        "import atexit, os, signal\n"
+        "import malt.cli\n"
+        "def ctrl_c():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    for _ in range(1000):  # work on, where the signal's handler would run\n"
+        "        pass\n"
+        "atexit.register(ctrl_c)\n"
+        "malt.cli.main = lambda argv=None: 3\n"
+        "malt.cli.run()\n")
+    result = subprocess.run([sys.executable, "-m", "late_ctrl_c"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert (result.returncode, result.stderr) == (3, "")

@@ -1,7 +1,5 @@
 """`python -m malt` (and `torchrun -m malt`) run the command-line tool."""
 
-import sys
+from malt.cli import run
 
-from malt.cli import main
-
-sys.exit(main())
+run()

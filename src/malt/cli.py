@@ -6,7 +6,9 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
+from typing import NoReturn
 
 import malt.commands
 from malt.allocator import retain_freed_memory
@@ -87,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         _forget_interrupt()
+
+
+def run() -> NoReturn:
+    """The `malt` and `python -m malt` entry point: `main`, then exit with its status."""
+    status = main()
+    # The work is done and said: a Ctrl-C while the interpreter shuts down (a moment, with
+    # torch loaded) would otherwise end the process by the signal or with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)
 
 
 def _forget_interrupt() -> None:
