@@ -14,9 +14,11 @@ def git_commit() -> str | None:
     package = Path(__file__).resolve().parent
 
     def git(*args: str) -> str | None:
+        # Without optional locks `git status` only reads: it does not refresh the index, which
+        # a git killed half-way (a full disk, a file size limit) left locked for the user.
         try:
-            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True,
-                                  text=True, timeout=10, check=False)
+            done = subprocess.run(["git", "--no-optional-locks", "-C", str(package), *args],
+                                  capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
