@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from malt.errors import ConfigError
+from malt.errors import ConfigError, os_errors_as
 
 TREE_KEY = "malt.tree"
 """Metadata key of the JSON skeleton."""
@@ -77,12 +79,23 @@ def write_tree(path: Path, tree: Any, *, kind: str) -> None:
     packer = _Packer()
     skeleton = packer.pack(tree)
     metadata = {FORMAT_KEY: kind, TREE_KEY: json.dumps(skeleton, allow_nan=False)}
-    save_file(packer.tensors, path, metadata=metadata)
+    try:
+        save_file(packer.tensors, path, metadata=metadata)
+    except SafetensorError as exc:
+        # safetensors words the system's refusal (a full disk, no permission) in its own error
+        # type; as an OSError it reaches the handlers that name the file and what to do.
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from exc
 
 
 def read_tree(path: Path, *, kind: str, device: torch.device | str = "cpu") -> Any:
     """The tree written to `path` by `write_tree`, its tensors on `device`. A file that is not
     a readable safetensors file holding a `kind` raises a `ConfigError` naming it."""
+    with os_errors_as(path):
+        # safetensors reports a file it may not read as missing: ask the system first.
+        Path(path).open("rb").close()
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as file:
             metadata = file.metadata() or {}
@@ -91,7 +104,7 @@ def read_tree(path: Path, *, kind: str, device: torch.device | str = "cpu") -> A
                                   f"{metadata.get(FORMAT_KEY)!r})")
             skeleton = json.loads(metadata[TREE_KEY])
             tensors = {name: file.get_tensor(name) for name in file.keys()}
-    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (SafetensorError, ValueError, KeyError, RuntimeError) as exc:
         raise ConfigError(f"{path} is damaged or not a malt {kind} ({exc}); it cannot be "
                           "loaded") from None
     try:
