@@ -145,7 +145,7 @@ def test_every_config_class_checks_its_ranges_when_built():
 @pytest.mark.parametrize("tree, message", [
     ({"train": {"grad_clip": -1}}, "train.grad_clip = -1: expected a number > 0"),
     ({"task": {"aux_weight": math.nan}}, "task.aux_weight = nan: expected a number >= 0"),
-    ({"train": {"lr": math.inf}}, "train.lr = inf: expected a number > 0"),
+    ({"train": {"lr": math.inf}}, "train.lr = inf: expected a number in (0, 1]"),
     ({"train": {"log_every": 0}}, "train.log_every = 0: expected an integer >= 1"),
     ({"seed": 2**63}, f"seed = {2**63}: expected an integer in [0, {2**63 - 1}]"),
     ({"data": {"train_days": -2}}, "data.train_days = -2: expected an integer >= 1"),

@@ -18,8 +18,8 @@ from malt.training.config import RunConfig
 @pytest.mark.parametrize("flags, message", [
     (["--grad-clip", "-1"], "--grad-clip = '-1': expected a number > 0 or nothing (null)"),
     (["--aux-weight", "nan"], "--aux-weight = 'nan': expected a number >= 0 or nothing"),
-    (["--lr", "nan"], "--lr = 'nan': expected a number > 0"),
-    (["--lr", "inf"], "--lr = 'inf': expected a number > 0"),
+    (["--lr", "nan"], "--lr = 'nan': expected a number in (0, 1]"),
+    (["--lr", "inf"], "--lr = 'inf': expected a number in (0, 1]"),
     (["--log-every", "0"], "--log-every = '0': expected an integer >= 1"),
     (["--seed", str(2**63)], f"--seed = '{2**63}': expected an integer in [0, {2**63 - 1}]"),
     (["--train-days", "0"], "--train-days = '0': expected an integer >= 1 or nothing"),

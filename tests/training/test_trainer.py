@@ -52,6 +52,40 @@ def test_run_directory_holds_config_metrics_predictions_and_logs(data, tmp_path)
     assert "finished day" in (run / "log.txt").read_text()
 
 
+def test_a_diverging_run_stops_at_the_first_non_finite_logged_loss(data, tmp_path, monkeypatch):
+    original = Trainer.train_step
+    steps = []
+
+    def overflowing_step(self, batch):
+        report = original(self, batch)
+        steps.append(self.state.global_step)
+        if self.state.global_step >= 5 and report.losses:
+            report.losses[self.task.main] = float("nan")
+        return report
+
+    monkeypatch.setattr(Trainer, "train_step", overflowing_step)
+    with pytest.raises(ConfigError, match=r"training diverged at step 6 .*loss last nan.*--lr"):
+        train_run(_config(data), tmp_path / "run")
+    assert steps[-1] == 5  # logged every 2 steps: step 5 is the first logged after the NaN
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_day_that_ends_with_non_finite_parameters_is_not_checkpointed(data, tmp_path,
+                                                                        monkeypatch):
+    original = Trainer.train_step
+
+    def overflowing_step(self, batch):
+        report = original(self, batch)
+        if self.state.global_step == 3:  # in day 1 (5 steps a day); no step is logged
+            next(self.model.parameters()).data[0] = float("inf")
+        return report
+
+    monkeypatch.setattr(Trainer, "train_step", overflowing_step)
+    with pytest.raises(ConfigError, match=r"diverged at step 5 \(day 1 of 3\): parameters "):
+        train_run(_config(data, log_every=1000), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
+
+
 def test_each_day_hands_its_freed_memory_back_after_its_checkpoint(data, tmp_path, monkeypatch):
     import malt.training.trainer as trainer_module
 

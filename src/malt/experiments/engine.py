@@ -30,12 +30,11 @@ from malt.experiments.study import STUDY_KIND, Study, claim_output
 from malt.file_names import check_file_name
 from malt.models import model_spec
 from malt.outputs import OutputDir
-from malt.training.config import DEFAULT_SEED
+from malt.training.config import DEFAULT_SEED, LearningRate
 from malt.training.distributed import resolve_device
 from malt.typed_fields import (
     SEED_LIMIT,
     NonNegativeFloat,
-    PositiveFloat,
     PositiveInt,
     Seed,
     validate,
@@ -91,7 +90,7 @@ class StudyOptions:
     models: tuple[str, ...] | None = None
     targets: tuple[str, ...] | None = None
     aux: tuple[str, ...] | None = None
-    lrs: tuple[PositiveFloat, ...] | None = None
+    lrs: tuple[LearningRate, ...] | None = None
     aux_weights: tuple[NonNegativeFloat | None, ...] | None = None
     """λ of the grid; None in it: the target's reference λ."""
     baselines: tuple[str, ...] | None = None

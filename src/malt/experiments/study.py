@@ -29,9 +29,9 @@ from malt.experiments.scheduler import Backend, Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
 from malt.models import model_spec
 from malt.outputs import OutputDir, atomic_write_text
-from malt.training.config import RunConfig
+from malt.training.config import LearningRate, RunConfig
 from malt.training.run_dir import RunMetrics
-from malt.typed_fields import NonNegativeFloat, PositiveFloat, PositiveInt, Seed, check_ranges
+from malt.typed_fields import NonNegativeFloat, PositiveInt, Seed, check_ranges
 
 APPENDIX_A_AUX = {"first": ("last",)}
 """Targets whose selected auxiliary set is not "every other label" (MAC paper App. A: with
@@ -128,7 +128,7 @@ class Study:
     models: tuple[str, ...] | None = None
     """--models (None: each study's default)."""
     targets: tuple[str, ...] | None = None
-    lrs: tuple[PositiveFloat, ...] | None = None
+    lrs: tuple[LearningRate, ...] | None = None
     """--lrs: replaces the preset's grids."""
     aux_weights: tuple[NonNegativeFloat | None, ...] | None = None
     baselines: tuple[str, ...] | None = None

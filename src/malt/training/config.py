@@ -40,6 +40,7 @@ from malt.typed_fields import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    Range,
     Seed,
     build,
     check_value,
@@ -48,6 +49,9 @@ from malt.typed_fields import (
 
 if TYPE_CHECKING:
     from malt.models import ModelConfig, ModelSpec
+
+LearningRate = Annotated[float, Range(low=0, low_open=True, high=1)]
+"""A learning rate of Adam: in (0, 1]."""
 
 DEFAULT_SEED = 2026
 """The seed of every command that takes one, when none is given."""
@@ -130,10 +134,11 @@ class TaskConfig:
 class TrainConfig:
     """How the model is optimised."""
 
-    lr: PositiveFloat = 3e-3
-    """Learning rate of Adam."""
-    embedding_lr_scale: PositiveFloat = 10.0
-    """Embedding tables train at `lr * embedding_lr_scale` (10x in the MAC protocol)."""
+    lr: LearningRate = 3e-3
+    """Learning rate of Adam (at most 1: each step moves a parameter by up to about lr)."""
+    embedding_lr_scale: Annotated[float, Range(low=0, low_open=True, high=1000)] = 10.0
+    """Embedding tables train at `lr * embedding_lr_scale` (10x in the MAC protocol; at most
+    1000, so that the tables' step stays a float32)."""
     batch_size: PositiveInt | Literal["auto"] = "auto"
     """Rows per optimiser step (over all processes); `auto`: the largest of 256 ... 4096 that
     gives one pass at least 200 steps (4096, the MAC protocol's, on any large data set)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import time
 from collections.abc import Iterator
@@ -145,15 +146,17 @@ class Trainer:
                     self._advance()
                     self._leg.rows += report.rows * self.world.size
                     if report.losses:
+                        self._refuse_divergence(report.losses)
                         self._leg.loss = report.losses[self.task.main]
                         self._log_step(writer, report)
                     if progress is not None:
                         progress(self._progress(day))
-                self.state.day += 1
-                self.state.step_in_day = 0
                 # Day-end checkpoints (what evaluation and export read) hold up-to-date tables;
                 # one written mid-day holds the deferred updates and resumes them exactly.
                 self.optimisation.catch_up()
+                self._refuse_non_finite_parameters()
+                self.state.day += 1
+                self.state.step_in_day = 0
                 self.save()
                 release_freed_memory()
                 log.info("finished day %s (%d of %d)", day.name, self.state.day,
@@ -167,6 +170,37 @@ class Trainer:
                 writer.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+
+    def _refuse_divergence(self, losses: dict[str, float]) -> None:
+        """Stop, on every rank alike, when a logged loss is not finite: the parameters have
+        overflowed, and every later step and the evaluation would only carry NaN along."""
+        bad = {view: value for view, value in losses.items() if not math.isfinite(value)}
+        flag = float(bool(bad))
+        if self.world.distributed:
+            shared = torch.tensor([flag], device=self.device)
+            torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MAX)
+            flag = float(shared.item())
+        if flag:
+            where = ", ".join(f"{view} {value}" for view, value in bad.items()) or \
+                "on another process"
+            self._diverged(f"loss {where}")
+
+    def _refuse_non_finite_parameters(self) -> None:
+        """Stop before a day-end checkpoint that would hold NaN or infinite parameters (the
+        last steps of a day are not always logged). Every rank holds the same parameters, so
+        every rank decides alike."""
+        bad = [name for name, p in self.model.named_parameters()
+               if not bool(torch.isfinite(p.detach()).all())]
+        if bad:
+            self._diverged(f"parameters {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
+                           "are not finite")
+
+    def _diverged(self, what: str) -> None:
+        raise ConfigError(
+            f"training diverged at step {self.state.global_step} (day {self.state.day + 1} "
+            f"of {len(self.train_days)}): {what}. Lower the learning rate (--lr) or clip the "
+            f"gradients (--grad-clip); the run in {self.run.path} is left unfinished "
+            "(--overwrite starts it again)")
 
     def _waited(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         """`batches`, adding the time spent waiting for each to the leg's data wait."""
