@@ -107,16 +107,23 @@ def claim_demo(out, settings: dict, *, overwrite: bool) -> bool:
     only with `overwrite`."""
     import json
 
+    from malt.config_files import read_key_value_file
     from malt.errors import ConfigError
     from malt.outputs import OutputDir, atomic_write_text
 
     output = OutputDir(out, DEMO_KIND)
     record = output.path / "demo.json"
     if output.is_ours() and record.is_file():
-        earlier = json.loads(record.read_text())
+        try:
+            earlier = read_key_value_file(record, "demo record")
+        except ConfigError as exc:
+            if not overwrite or isinstance(exc.__cause__, OSError):
+                raise ConfigError(f"{exc}; pass --overwrite to run the demo again there or "
+                                  "choose another --out") from exc
+            earlier = None  # damaged: replaced below
         if earlier == json.loads(json.dumps(settings, allow_nan=False)):
             return True
-        if not overwrite:
+        if earlier is not None and not overwrite:
             raise ConfigError(f"{out} holds a demo run with other settings ({_describe(earlier)}"
                               f"); pass --overwrite to replace it or choose another --out")
     # Ours without a record: a demo stopped before it wrote anything but its manifest.
@@ -126,5 +133,8 @@ def claim_demo(out, settings: dict, *, overwrite: bool) -> bool:
 
 
 def _describe(settings: dict) -> str:
-    source = f"data {settings['data']}" if settings.get("data") else f"size {settings['size']}"
-    return f"seed {settings['seed']}, {source}, models {', '.join(settings['models'])}"
+    source = f"data {settings['data']}" if settings.get("data") \
+        else f"size {settings.get('size')}"
+    models = settings.get("models")
+    return (f"seed {settings.get('seed')}, {source}, models "
+            f"{', '.join(map(str, models)) if isinstance(models, list) else models}")

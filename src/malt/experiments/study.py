@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from malt.config_files import merge_tables
+from malt.config_files import merge_tables, read_key_value_file
 from malt.data.cache import Dataset
 from malt.data.task import CAT
 from malt.errors import ConfigError
@@ -78,7 +78,7 @@ def claim_output(out: Path, data: Path) -> OutputDir:
     output.check_writable(keep=True)
     marker = out / "study.json"
     if marker.is_file():
-        recorded = json.loads(marker.read_text()).get("data")
+        recorded = read_key_value_file(marker, "study record").get("data")
         if recorded != str(data):
             raise ConfigError(f"{out} holds runs on the data set {recorded}; pass that --data "
                               "or another --out")
