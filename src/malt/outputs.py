@@ -22,6 +22,7 @@ time writes it:
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import os
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from malt.errors import ConfigError, os_errors_as
+from malt.errors import ConfigError, os_error_reason, os_errors_as
 from malt.locks import LOCK_FILE, held_by, lock_beside, lock_inside, output_lock
 
 MANIFEST = ".malt-manifest.json"
@@ -248,6 +249,12 @@ class OutputDir:
         if writers:
             raise ConfigError(f"{self.path} holds outputs being written ({', '.join(writers)}); "
                               "wait until they end")
+        locked = _locked_directories(self.path)
+        if locked:
+            denied = os_error_reason(PermissionError(errno.EACCES, "denied"))
+            more = f" and {len(locked) - _SHOWN} more" if len(locked) > _SHOWN else ""
+            raise ConfigError(f"cannot remove files from {', '.join(map(str, locked[:_SHOWN]))}"
+                              f"{more} (checked before removing any): {denied}")
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -316,6 +323,18 @@ class OutputDir:
             else:
                 entry.unlink()
         _write_manifest(self.path, Manifest(self.kind))
+
+
+def _locked_directories(root: Path) -> list[Path]:
+    """Directories under `root` (itself included; links not followed) whose entries this
+    process may not list or remove: checked before a clear removes anything."""
+    locked = [] if os.access(root, os.W_OK | os.X_OK) else [root]
+    for directory, subdirectories, _ in os.walk(root):
+        for name in subdirectories:
+            path = Path(directory) / name
+            if not path.is_symlink() and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+                locked.append(path)
+    return locked
 
 
 # --- outputs built whole, then moved into place ---------------------------------------------------

@@ -235,3 +235,13 @@ def test_a_checkpoint_on_a_full_disk(world, tmp_path):
     refused(malt("train", "--data", world[0], "--model", "base", "--out", out,
                  file_size=20_000),
             f"{out / 'checkpoint.safetensors'}", FULL)
+
+
+def test_overwrite_checks_every_directory_it_would_clear_before_removing_anything(
+        permissions_hold, data, run):
+    before = tree(run)
+    (run / "tb").chmod(0o555)  # its files cannot be removed
+    refused(malt("train", "--data", data, "--model", "base", "--out", run, "--overwrite",
+                 held_to_permissions=True), str(run / "tb"), PERMISSION)
+    (run / "tb").chmod(0o755)
+    assert tree(run) == before
