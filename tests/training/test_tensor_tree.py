@@ -3,14 +3,18 @@ that is not one refused with a `ConfigError`."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import pickle
+import re
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from malt.errors import ConfigError
@@ -64,6 +68,34 @@ def test_views_and_shared_storage_are_stored_as_their_own_values(tmp_path):
     assert same(back, {k: v.contiguous() for k, v in tree.items()})
 
 
+def tied(tensor: torch.Tensor, times: int) -> dict[str, torch.Tensor]:
+    return {f"name {i}": tensor for i in range(times)}
+
+
+@pytest.mark.parametrize("tree", [
+    tied(torch.ones(1), 2), tied(torch.ones(4), 3),
+    {"transposed": torch.arange(6.0).view(2, 3).t()},  # not contiguous, its own storage
+    {"empty": torch.zeros(0), "also empty": torch.zeros(0, 3)},
+    {"pair": (torch.ones(2), 1.5), "nested": [(torch.zeros(1),)]},
+], ids=["one element tied", "tied three times", "transposed", "empty", "in tuples"])
+def test_tied_transposed_and_nested_tensors_come_back(tmp_path, tree):
+    # safetensors refuses tensors sharing memory and non-contiguous ones: a tree holds both
+    # (tied weights, optimiser state of the same parameter), so they must be stored anyway.
+    write_tree(tmp_path / "t", tree, kind=KIND)
+    assert same(read_tree(tmp_path / "t", kind=KIND),
+                {k: v.contiguous() if torch.is_tensor(v) else v for k, v in tree.items()})
+
+
+def test_non_finite_floats_come_back_and_the_skeleton_stays_strict_json(tmp_path):
+    tree = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "-0": -0.0,
+            "tiny": 5e-324, "list": [math.inf, 1.0]}
+    write_tree(tmp_path / "t", tree, kind=KIND)
+    assert same(read_tree(tmp_path / "t", kind=KIND), tree)
+    with safe_open(str(tmp_path / "t"), framework="pt") as file:
+        skeleton = file.metadata()[TREE_KEY]
+    json.loads(skeleton, parse_constant=pytest.fail)  # no NaN/Infinity tokens other readers lack
+
+
 def test_integer_and_string_keys_stay_apart(tmp_path):
     tree = {1: "one", "1": "text one", 0: {2: (3, 4.5)}}
     write_tree(tmp_path / "t", tree, kind=KIND)
@@ -71,15 +103,36 @@ def test_integer_and_string_keys_stay_apart(tmp_path):
     assert back == tree and [type(k) for k in back] == [int, str, int]
 
 
-@pytest.mark.parametrize("value", [object(), {(1, 2): 3}, {True: 1}, torch.eye(2).to_sparse()])
-def test_what_a_tree_cannot_hold_is_refused_on_writing(tmp_path, value):
-    with pytest.raises(TypeError):
+@pytest.mark.parametrize("value, message", [
+    (object(), "a tree holds no object (only tensors, containers and plain values)"),
+    ({(1, 2): 3}, "a tree's dict keys are strings or integers, got (1, 2)"),
+    ({True: 1}, "a tree's dict keys are strings or integers, got True"),
+    (torch.eye(2).to_sparse(), "a tree holds dense tensors only")])
+def test_what_a_tree_cannot_hold_is_refused_on_writing(tmp_path, value, message):
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         write_tree(tmp_path / "t", {"x": value}, kind=KIND)
+
+
+def test_the_systems_refusal_to_write_is_an_os_error_naming_the_file(tmp_path):
+    path = tmp_path / "missing" / "t"
+    with pytest.raises(OSError) as caught:
+        write_tree(path, {"w": torch.ones(3)}, kind=KIND)
+    error = caught.value
+    assert type(error) is FileNotFoundError
+    assert (error.errno, error.strerror, error.filename) == \
+        (errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+
+
+def test_a_missing_file_is_refused_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match=f"^cannot read {re.escape(str(tmp_path / 't'))}: "
+                                          "no such file"):
+        read_tree(tmp_path / "t", kind=KIND)
 
 
 def test_a_file_of_another_kind_is_refused(tmp_path):
     write_tree(tmp_path / "t", {"x": 1}, kind="something else")
-    with pytest.raises(ConfigError, match="not a malt test tree"):
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{tmp_path / 't'} is not a malt test tree (its header says 'something else')")):
         read_tree(tmp_path / "t", kind=KIND)
 
 
@@ -107,15 +160,33 @@ def test_a_damaged_file_is_refused(tmp_path, damage):
     data = path.read_bytes()
     path.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"\x93NUMPY" * 50,
                       "empty": b""}[damage])
-    with pytest.raises(ConfigError, match="damaged or not a malt test tree"):
+    with pytest.raises(ConfigError, match=r"damaged or not a malt test tree \(.*\); it cannot "
+                                          r"be loaded$"):
         read_tree(path, kind=KIND)
 
 
-@pytest.mark.parametrize("skeleton", [
-    {"$tensor": "missing"}, {"$float": "1e999"}, {"$dict": [[1.5, 2]]}, {"$dict": [[1]]},
-    {"$tuple": 3}, {"$unknown": 1}, {"a": 1, "b": 2}, "[" * 100_000 + "]" * 100_000])
-def test_a_malformed_skeleton_is_refused(tmp_path, skeleton):
+LONG = "0123456789" * 10
+
+
+@pytest.mark.parametrize("skeleton, reason", [
+    ({"$tensor": "missing"}, "'missing'"), ({"$float": "1e999"}, "'1e999'"),
+    ({"$dict": [[1.5, 2]]}, "bad key 1.5"), ({"$dict": [[1]]}, "not enough values"),
+    ({"$tuple": 3}, "expected a list, got 3"), ({"$unknown": 1}, "unknown marker '$unknown'"),
+    ({"a": 1, "b": 2}, "unexpected node {'a': 1, 'b': 2}"), ({}, "unexpected node {}"),
+    # A node's text is cut to 80 characters, so a huge damaged file gives a short message.
+    ({"a": LONG, "b": 2}, f"unexpected node {str({'a': LONG})[:80]}"),
+    ({"$tuple": LONG}, f"expected a list, got {LONG[:80]}"),
+    ({"$tuple": [{"$tensor": "missing"}]}, "'missing'"),
+    ("[" * 100_000 + "]" * 100_000, "maximum recursion depth")])
+def test_a_malformed_skeleton_is_refused_saying_what_is_wrong(tmp_path, skeleton, reason):
     text = skeleton if isinstance(skeleton, str) else json.dumps(skeleton)
     save_file({"t0": torch.zeros(1)}, tmp_path / "t", metadata={FORMAT_KEY: KIND, TREE_KEY: text})
-    with pytest.raises(ConfigError, match="damaged or not a malt test tree"):
+    with pytest.raises(ConfigError) as caught:
         read_tree(tmp_path / "t", kind=KIND)
+    message = str(caught.value)
+    parsed = not isinstance(skeleton, str)  # the last one is too deep for the JSON parser
+    assert message.startswith(f"{tmp_path / 't'} is damaged or not a malt test tree "
+                              f"({'bad structure: ' if parsed else ''}")
+    assert reason in message
+    if LONG in text:
+        assert message.endswith(f"{reason})")

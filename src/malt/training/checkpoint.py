@@ -113,7 +113,21 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> Che
         _check_types(checkpoint)
     except (KeyError, TypeError, ConfigError) as exc:
         raise ConfigError(f"{path} is damaged or not a malt checkpoint ({exc})") from None
+    # Generators take their states as CPU tensors only: loaded to a GPU with the model, they
+    # would make every resumed GPU run fail ("RNG state must be a torch.ByteTensor").
+    checkpoint.rng = _on_cpu(checkpoint.rng)
+    checkpoint.generator = checkpoint.generator.cpu()
     return checkpoint
+
+
+def _on_cpu(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        return {key: _on_cpu(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_on_cpu(value) for value in tree)
+    return tree
 
 
 def refuse_legacy(path: Path) -> None:
@@ -158,7 +172,8 @@ def convert_legacy_checkpoint(run: Path, checkpoint: Path) -> None:
         payload["rng"]["numpy"] = _numpy_state(payload["rng"]["numpy"])
         build(TrainState, payload["state"], "checkpoint state")
     except (pickle.UnpicklingError, EOFError, OSError, RuntimeError, AttributeError, KeyError,
-            IndexError, TypeError, ValueError) as exc:
+            IndexError, TypeError, ValueError, ConfigError) as exc:
+        # A bad state is named with its file too: upgrade-run converts many runs at once.
         raise ConfigError(f"{legacy} cannot be converted: {_reason(exc)}") from None
     atomic_write(checkpoint, lambda tmp: write_tree(tmp, payload, kind=CHECKPOINT_KIND))
 
