@@ -8,11 +8,12 @@
 
 Each group mutates some modules of `src/malt` and runs the tests that pin them, in its own copy
 of the working tree under `.mutation/<group>/` (mutmut's `mutants/` and results stay there, so a
-rerun continues where the last one stopped). The report gives, per module, the mutants killed
-(a test failed, or the mutant timed out), survived, and not reached by any test, and the kill
-rate over the mutants that are not listed in `scripts/mutation-equivalent.txt` (mutants that
-behave exactly like the original, or whose survival is accepted, each with its reason; see
-docs/testing.md).
+rerun continues where the last one stopped; mutmut maps only new test names to the functions
+they call, so after changing what an existing test calls, remove `.mutation/<group>/` to start
+over). The report gives, per module, the mutants killed (a test failed, or the mutant timed
+out), survived, and not reached by any test, and the kill rate over the mutants that are not
+listed in `scripts/mutation-equivalent.txt` (mutants that behave exactly like the original, or
+whose survival is accepted, each with its reason; see docs/testing.md).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Group:
     modules: tuple[str, ...]
     """Files under src/ to mutate."""
     tests: tuple[str, ...]
+    """Test files (or pytest node ids) that pin them."""
     names: tuple[str, ...] = ()
     """Mutant name patterns to run (default: every mutant of the modules)."""
 
@@ -84,6 +86,34 @@ GROUPS = {
                                 "malt.data.vocab.x__check_rows__mutmut_*",
                                 "malt.data.layout.x__day_files__mutmut_*",
                                 "malt.data.cache.x__warn_weights_above_one__mutmut_*")),
+    "checkpoints": Group(("malt/training/tensor_tree.py", "malt/training/checkpoint.py"),
+                         ("tests/training/test_tensor_tree.py",
+                          "tests/training/test_checkpoint.py")),
+    # Only the divergence tests: the rest of test_trainer.py trains for a minute per mutant.
+    "divergence": Group(("malt/training/trainer.py",),
+                        ("tests/training/test_trainer.py::test_a_diverging_run_stops_at_the_"
+                         "first_non_finite_logged_loss",
+                         "tests/training/test_trainer.py::test_a_day_that_ends_with_non_finite_"
+                         "parameters_is_not_checkpointed",
+                         "tests/training/test_trainer.py::test_every_rank_stops_when_one_ranks_"
+                         "loss_is_not_finite"),
+                        names=("malt.training.trainer.xǁTrainerǁ_refuse_divergence__mutmut_*",
+                               "malt.training.trainer.xǁTrainerǁ_refuse_non_finite_parameters"
+                               "__mutmut_*")),
+    "config_ranges": Group(("malt/typed_fields.py",),
+                           ("tests/test_config_ranges.py", "tests/test_typed_fields.py",
+                            "tests/commands/test_cli_ranges.py"),
+                           names=("malt.typed_fields.xǁRangeǁ*",
+                                  "malt.typed_fields.x__number__mutmut_*",
+                                  "malt.typed_fields.x_AtLeast__mutmut_*",
+                                  "malt.typed_fields.x_Above__mutmut_*",
+                                  "malt.typed_fields.x_Between__mutmut_*",
+                                  "malt.typed_fields.x_ranges__mutmut_*",
+                                  "malt.typed_fields.x_states_range__mutmut_*",
+                                  "malt.typed_fields.x__qualified__mutmut_*",
+                                  "malt.typed_fields.x_coerce__mutmut_*",
+                                  "malt.typed_fields.x_check_ranges__mutmut_*",
+                                  "malt.typed_fields.x__check_fields__mutmut_*")),
 }
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from malt.errors import ConfigError
 from malt.typed_fields import (
     Above,
+    AtLeast,
     Between,
     FiniteFloat,
     NonNegativeFloat,
@@ -62,6 +63,7 @@ class Outer:
     ("fast", float), ("4096", int), ("abc", int), ("no", bool), ("false", bool), (1, bool),
     (True, int), (True, float), ("first", list[str]), ([1, "a"], list[int]), (1.5, int),
     ("c", Literal["a", "b"]), (None, int), ({"a": "x"}, dict[str, float]), ((1,), tuple[int, int]),
+    ({1: 2.0}, dict[str, float]),
 ])
 def test_values_of_the_wrong_type_are_refused(value, annotation):
     with pytest.raises(ConfigError) as error:
@@ -127,6 +129,29 @@ def test_objects_built_in_python_are_checked_too():
     with pytest.raises(ConfigError, match="outer.mode = 'c'"):
         Outer(mode="c")
     assert Outer(dims=[4, 5]).dims == (4, 5)
+    assert Outer(inner={"width": 8}).inner == Inner(8)  # a table given for a nested dataclass
+    with pytest.raises(ConfigError, match=r"^width = 'x': expected an integer$"):
+        Outer(inner={"width": "x"})
+
+
+@dataclass(frozen=True)
+class Top:
+    """A top-level config: its keys are named without a prefix."""
+
+    rate: PositiveFloat = 1.0
+
+    def __post_init__(self) -> None:
+        validate(self, "")
+
+
+def test_a_top_level_key_is_named_alone():
+    with pytest.raises(ConfigError, match=r"^rate = 0: expected a number > 0$"):
+        Top(rate=0)
+
+
+def test_an_annotation_the_checks_do_not_know_is_a_programming_error():
+    with pytest.raises(TypeError, match=r"^annotation 'int' is not supported$"):
+        check_value("k", 1, "int")  # a string annotation that was never resolved
 
 
 def test_field_docs_are_the_strings_under_the_fields():
@@ -142,9 +167,27 @@ def test_field_docs_are_the_strings_under_the_fields():
                                         "a number > 0 (inf allowed)"),
     (tuple[NonNegativeFloat, ...] | None, "a list of numbers >= 0 or nothing (null)"),
     (PositiveInt | Literal["auto"], "an integer >= 1 or one of 'auto'"),
+    (Annotated[float, Range(high=1.0)], "a number <= 1"),
+    (Annotated[float, Range(low=0.5, high=2.0, high_open=True)], "a number in [0.5, 2)"),
+    (Annotated[int, Range(high=3, high_open=True)], "an integer < 3"),
+    (Annotated[float, Range(infinite=True)], "a number (inf allowed)"),
+    (Annotated[int, Range()], "a finite integer"),
+    (list[FiniteFloat], "a list of finite numbers"),
+    (Annotated[float | None, Range()], "a finite number or nothing (null)"),
 ])
 def test_describe_says_the_range(annotation, words):
     assert describe(annotation) == words
+
+
+def test_the_range_helpers_bound_what_they_name():
+    cases = [(AtLeast(1), [1, 1e9], [0.999, -1]),
+             (Above(0), [1e-300, 5], [0, -1, math.inf]),
+             (Above(0, infinite=True), [1e-300, math.inf], [0, -math.inf, math.nan]),
+             (Between(0, 1), [0, 0.5, 1], [-1e-9, 1.0000001, math.inf]),
+             (Between(0, 1, high_open=True), [0, 0.999], [1, -1e-9])]
+    for bounded, inside, outside in cases:
+        assert [bounded.admits(v) for v in inside + outside] == \
+            [True] * len(inside) + [False] * len(outside), bounded
 
 
 @pytest.mark.parametrize("value, annotation", [

@@ -1,19 +1,24 @@
 import json
+import math
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError, Interrupted
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
-from malt.training.checkpoint import CHECKPOINT_KIND, load_checkpoint
+from malt.training.checkpoint import CHECKPOINT_KIND, TrainState, load_checkpoint
 from malt.training.config import RunConfig
+from malt.training.distributed import World
 from malt.training.run_dir import RunMetrics
 from malt.training.tensor_tree import read_tree, write_tree
 from malt.training.trainer import Trainer
@@ -70,20 +75,64 @@ def test_a_diverging_run_stops_at_the_first_non_finite_logged_loss(data, tmp_pat
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("broken", [1, 3, 4])  # the message names at most three
 def test_a_day_that_ends_with_non_finite_parameters_is_not_checkpointed(data, tmp_path,
-                                                                        monkeypatch):
+                                                                        monkeypatch, broken):
     original = Trainer.train_step
+    names = []
 
     def overflowing_step(self, batch):
         report = original(self, batch)
-        if self.state.global_step == 3:  # in day 1 (5 steps a day); no step is logged
-            next(self.model.parameters()).data[0] = float("inf")
+        if self.state.global_step == 4:  # day 1's last step (5 steps a day); none is logged
+            for name, parameter in list(self.model.named_parameters())[:broken]:
+                parameter.data.view(-1)[0] = float("inf")
+                names.append(name)
         return report
 
     monkeypatch.setattr(Trainer, "train_step", overflowing_step)
-    with pytest.raises(ConfigError, match=r"diverged at step 5 \(day 1 of 3\): parameters "):
+    with pytest.raises(ConfigError) as caught:
         train_run(_config(data, log_every=1000), tmp_path / "run")
+    listed = ", ".join(names[:3]) + (" ..." if broken > 3 else "")
+    assert str(caught.value).startswith(f"training diverged at step 5 (day 1 of 3): parameters "
+                                        f"{listed} are not finite. Lower the learning rate")
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
+
+
+def _diverge_on_one_rank(rank: int, store: str, run: str) -> None:
+    """Rank `rank` of two checking its logged losses, where only rank 1's are not finite."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                                         world_size=2, timeout=timedelta(seconds=60))
+    try:
+        trainer = Trainer.__new__(Trainer)  # only what the check reads
+        trainer.world, trainer.device = World(rank=rank, size=2), torch.device("cpu")
+        trainer.state, trainer.train_days = TrainState(day=1, global_step=9), [None] * 3
+        trainer.run = SimpleNamespace(path=Path(run))
+        trainer._refuse_divergence({"last": 0.5, "first": 0.25})  # finite everywhere
+        losses = [{"last": 0.5, "first": 0.25}, {"last": math.nan, "first": -math.inf}][rank]
+        with pytest.raises(ConfigError) as caught:
+            trainer._refuse_divergence(losses)
+        where = ["on another process", "last nan, first -inf"][rank]
+        assert str(caught.value).startswith(f"training diverged at step 9 (day 2 of 3): loss "
+                                            f"{where}. Lower the learning rate")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_every_rank_stops_when_one_ranks_loss_is_not_finite(tmp_path):
+    # Otherwise the ranks still training would wait forever for the one that stopped.
+    # Rank 0 runs in this process (so that coverage tools see the check run), rank 1 beside it.
+    args = (str(tmp_path / "store"), str(tmp_path / "run"))
+    other = torch.multiprocessing.get_context("spawn").Process(target=_diverge_on_one_rank,
+                                                               args=(1, *args))
+    other.start()
+    try:
+        _diverge_on_one_rank(0, *args)
+    finally:
+        other.join(timeout=120)
+        if other.is_alive():
+            other.kill()
+            other.join()
+    assert other.exitcode == 0  # rank 1's own checks passed
 
 
 def test_each_day_hands_its_freed_memory_back_after_its_checkpoint(data, tmp_path, monkeypatch):
