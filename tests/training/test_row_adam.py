@@ -110,14 +110,18 @@ def test_catching_up_twice_or_mid_run_changes_nothing_but_rounding():
     assert (plain.weight - dense.weight).abs().max() > 1e-3  # the schedule matters
 
 
-def test_a_restored_optimizer_continues_bitwise_and_keeps_pending_in_float64():
+def test_a_restored_optimizer_continues_bitwise_and_keeps_its_state_dtypes():
     first, later = [[1, 2], [2, 5], [7]], [[1, 7], [3], [5, 1]]
     table, optimizer = _train(first, rows=True)
     twin = copy.deepcopy(table)
     restored = RowAdam(twin.parameters(), lr=0.05)
     restored.watch(twin)
     restored.load_state_dict(copy.deepcopy(optimizer.state_dict()))
-    assert restored.state[twin.weight]["pending"].dtype == torch.float64
+    saved = optimizer.state[table.weight]
+    assert {key: value.dtype for key, value in restored.state[twin.weight].items()
+            if torch.is_tensor(value)} == {key: value.dtype for key, value in saved.items()
+                                           if torch.is_tensor(value)}
+    assert saved["pending"].dtype == torch.float64 and saved["last_step"].dtype == torch.int32
     head = _tables(sparse=True)[1]
     for t, o in ((table, optimizer), (twin, restored)):
         for ids in later:

@@ -204,12 +204,15 @@ class RowAdam(torch.optim.Optimizer):
         last_step.index_fill_(0, rows, t)
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """torch casts floating state to the parameter's dtype; `pending` must stay float64."""
+        """torch casts every state tensor of a floating parameter to the parameter's dtype;
+        these keep their own (float64 `pending`, int32 `last_step`), or a resumed run would
+        not continue with the bits it stopped with."""
         saved = state_dict["state"]
-        pendings = {index: saved[index]["pending"] for index in saved if "pending" in saved[index]}
+        kept = {index: {key: value for key, value in saved[index].items()
+                        if key in ("pending", "last_step")} for index in saved}
         super().load_state_dict(state_dict)
         params = [p for group in self.param_groups for p in group["params"]]
         order = [i for group in state_dict["param_groups"] for i in group["params"]]
         for index, param in zip(order, params):
-            if index in pendings:
-                self.state[param]["pending"] = pendings[index].to(param.device)
+            for key, value in kept.get(index, {}).items():
+                self.state[param][key] = value.to(param.device)
