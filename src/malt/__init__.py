@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from malt._version import __version__
+from malt.reproducible import request_reproducible_mkl
+
+# Before any of malt's modules imports torch: MKL reads the setting at its first call.
+request_reproducible_mkl()
 
 __all__ = ["Run", "__version__", "export", "load_run", "prepare", "simulate", "train"]
 

@@ -24,6 +24,7 @@ from malt.data.ahead import read_ahead
 from malt.data.batches import Batch, DayBatches
 from malt.data.cache import Day
 from malt.errors import ConfigError, Interrupted
+from malt.reproducible import VARIABLE, mkl_reproducible
 from malt.training import grad_methods
 from malt.training.builder import BuiltRun
 from malt.training.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
@@ -120,6 +121,10 @@ class Trainer:
         writer = self._tensorboard()
         if not self.world.is_main:
             progress = None
+        elif mkl_reproducible() is False:
+            log.warning("MKL computed before malt was imported, so the same seed may give other "
+                        "last bits on this CPU: import malt before torch computes, or set "
+                        "%s=AUTO,STRICT", VARIABLE)
         self._leg = _Leg(self.state.global_step, self.state.seconds,
                          data_wait_before=self.state.data_wait_seconds)
         previous = signal.signal(signal.SIGINT, self._request_stop) \
