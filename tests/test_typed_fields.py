@@ -130,7 +130,7 @@ def test_objects_built_in_python_are_checked_too():
         Outer(mode="c")
     assert Outer(dims=[4, 5]).dims == (4, 5)
     assert Outer(inner={"width": 8}).inner == Inner(8)  # a table given for a nested dataclass
-    with pytest.raises(ConfigError, match=r"^width = 'x': expected an integer$"):
+    with pytest.raises(ConfigError, match=r"^outer.inner.width = 'x': expected an integer$"):
         Outer(inner={"width": "x"})
 
 
@@ -270,3 +270,45 @@ def test_classes_and_functions_are_checked_by_instance():
     for value, annotation, words in [("x", Path, "Path"), (3, Callable[..., int], "a function")]:
         with pytest.raises(ConfigError, match=f"expected {words}"):
             check_value("k", value, annotation)
+
+
+def test_a_choice_that_is_not_one_names_the_closest():
+    with pytest.raises(ConfigError, match=r"^k = 'cdua': expected one of 'auto', 'cpu', "
+                                          r"'cuda'; did you mean 'cuda'\?$"):
+        check_value("k", "cdua", Literal["auto", "cpu", "cuda"])
+    with pytest.raises(ConfigError, match=r"^--x = 'refs': expected a number >= 0 or one of "
+                                          r"'ref'; did you mean 'ref'\?$"):
+        parse_text("--x", "refs", NonNegativeFloat | Literal["ref"])
+    with pytest.raises(ConfigError, match=r"^k = 'zzz': expected one of 'a', 'b'$"):
+        check_value("k", "zzz", Literal["a", "b"])  # nothing close: no guess
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    """Required: no default."""
+    size: PositiveInt = 1
+
+
+def test_a_missing_key_without_a_default_is_named():
+    assert build(Entry, {"name": "a"}, "") == Entry("a")
+    with pytest.raises(ConfigError, match=r"^entries: missing required key 'name'$"):
+        build(Entry, {"size": 2}, "entries")
+
+
+def test_tables_inside_lists_and_tables_are_named_by_their_path():
+    annotation = tuple[Entry, ...] | dict[str, Entry]
+    assert check_value("k", [{"name": "a"}], annotation) == (Entry("a"),)
+    with pytest.raises(ConfigError, match=r"^k\[1\]: unknown key 'sise'; did you mean 'size'"):
+        check_value("k", [{"name": "a"}, {"name": "b", "sise": 2}], annotation)
+    with pytest.raises(ConfigError, match=r"^k.b.size = 0: expected an integer >= 1$"):
+        check_value("k", {"b": {"name": "b", "size": 0}}, annotation)
+    assert describe(Entry) == "a table with keys name, size"
+    assert describe(list[Entry]) == "a list of tables with keys name, size"
+
+
+def test_a_path_is_read_from_the_command_line():
+    assert parse_text("--out", "runs/a", Path | None) == Path("runs/a")
+    assert parse_text("--out", "runs/a", str | Path) == "runs/a"
+    with pytest.raises(ConfigError, match="expected Path"):
+        check_value("k", "runs/a", Path)  # a file's string is not taken for a path

@@ -8,9 +8,10 @@ valid values are part of its type: `Annotated[float, Positive]`, `Annotated[int,
 says otherwise, so NaN and infinity are refused). `build(cls, raw, where)` turns a table read
 from a TOML/YAML/JSON file into an instance; a value of the wrong type or out of its range is a
 `ConfigError` naming the key, the value and what was expected (a string is never taken for a
-number, a flag or a list), and an unknown key names the closest valid one. `parse_text` reads a
-value typed on the command line. `field_docs` returns the docstring written under each field,
-which the command line shows as help.
+number, a flag or a list), an unknown key or choice names the closest valid one, and a missing
+key without a default is named. `parse_text` reads a value typed on the command line.
+`field_docs` returns the docstring written under each field, which the command line shows as
+help.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import types
 import typing
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from malt.errors import ConfigError
@@ -142,14 +144,20 @@ def describe(annotation: Any) -> str:
     if origin is dict:
         return f"a table of {_plural(args[1])}"
     if dataclasses.is_dataclass(annotation):
-        return f"a table of {annotation.__name__} keys"
+        return f"a table with keys {_key_names(annotation)}"
     if origin is collections.abc.Callable:
         return "a function"
     return {int: "an integer", float: "a number", bool: "true or false",
             str: "a string"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
+def _key_names(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls) if f.init)
+
+
 def _plural(annotation: Any) -> str:
+    if dataclasses.is_dataclass(annotation):
+        return f"tables with keys {_key_names(annotation)}"
     if typing.get_origin(annotation) is Annotated:
         return _qualified(_plural(typing.get_args(annotation)[0]), annotation)
     if typing.get_origin(annotation) in (Union, types.UnionType):
@@ -176,16 +184,17 @@ def _qualified(words: str, annotation: Any) -> str:
     return words
 
 
-def coerce(value: Any, annotation: Any) -> Any:
+def coerce(value: Any, annotation: Any, key: str = "") -> Any:
     """`value` (as a file parser returns it) as the type `annotation`, or raise `_Mismatch`.
 
     Integers are accepted where a number is expected; nothing else is converted. A number with
-    a `Range` must lie in it."""
+    a `Range` must lie in it. A table read as a dataclass is checked key by key (errors name
+    `key` and the path below it)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any:
         return value
     if origin is Annotated:
-        checked = coerce(value, args[0])
+        checked = coerce(value, args[0], key)
         if not all(r.admits(checked) for r in ranges(annotation)):
             raise _Mismatch
         return checked
@@ -193,7 +202,7 @@ def coerce(value: Any, annotation: Any) -> Any:
         if isinstance(value, annotation):
             return value
         if isinstance(value, dict):
-            return build(annotation, value, "")
+            return build(annotation, value, key)
         raise _Mismatch
     if annotation is type(None):
         if value is None:
@@ -206,7 +215,7 @@ def coerce(value: Any, annotation: Any) -> Any:
     if origin in (Union, types.UnionType):
         for option in args:
             try:
-                return coerce(value, option)
+                return coerce(value, option, key)
             except _Mismatch:
                 continue
         raise _Mismatch
@@ -216,13 +225,14 @@ def coerce(value: Any, annotation: Any) -> Any:
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
                 raise _Mismatch
-            return tuple(coerce(v, a) for v, a in zip(value, args))
-        items = [coerce(v, args[0]) for v in value]
+            return tuple(coerce(v, a, f"{key}[{i}]")
+                         for i, (v, a) in enumerate(zip(value, args)))
+        items = [coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise _Mismatch
-        return {k: coerce(v, args[1]) for k, v in value.items()}
+        return {k: coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -253,24 +263,47 @@ def coerce(value: Any, annotation: Any) -> Any:
 def check_value(key: str, value: Any, annotation: Any) -> Any:
     """`coerce`, with a `ConfigError` naming `key`, the value and the expected type."""
     try:
-        return coerce(value, annotation)
+        return coerce(value, annotation, key)
     except _Mismatch:
-        raise ConfigError(f"{key} = {value!r}: expected {describe(annotation)}") from None
+        raise ConfigError(f"{key} = {value!r}: expected {describe(annotation)}"
+                          f"{_closest_choice(value, annotation)}") from None
+
+
+def _closest_choice(value: Any, annotation: Any) -> str:
+    """'; did you mean ...?' naming the choice of `annotation` closest to the text `value`."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [c for c in choices(annotation)
+                                              if isinstance(c, str)], n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def choices(annotation: Any) -> tuple[Any, ...]:
+    """The `Literal` values `annotation` admits (inside `X | None`, `Annotated`); () for none."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return args
+    if origin in (Union, types.UnionType, Annotated):
+        return tuple(c for a in (args if origin is not Annotated else args[:1])
+                     for c in choices(a))
+    return ()
 
 
 def parse_text(key: str, text: str, annotation: Any) -> Any:
     """A value typed on the command line: a number, a choice or a word as the annotation asks;
     lists, tables and `true`/`false` in TOML syntax (`[1, 2]`, `{a = 1}`)."""
-    for candidate in _readings(text, annotation):
+    for candidate in _readings(text):
         try:
-            return coerce(candidate, annotation)
+            return coerce(candidate, annotation, key)
         except _Mismatch:
             continue
-    raise ConfigError(f"{key} = {text!r}: expected {describe(annotation)}")
+    raise ConfigError(f"{key} = {text!r}: expected {describe(annotation)}"
+                      f"{_closest_choice(text, annotation)}")
 
 
-def _readings(text: str, annotation: Any) -> list[Any]:
-    """Ways to read `text`: as TOML (numbers, booleans, arrays, tables), then as plain text."""
+def _readings(text: str) -> list[Any]:
+    """Ways to read `text`: as TOML (numbers, booleans, arrays, tables), then as plain text,
+    then as a path."""
     readings = []
     try:
         readings.append(tomllib.loads(f"v = {text}")["v"])
@@ -278,8 +311,7 @@ def _readings(text: str, annotation: Any) -> list[Any]:
         pass
     if text.lower() in ("none", "null"):
         readings.append(None)
-    readings.append(text)
-    return readings
+    return [*readings, text, Path(text)]
 
 
 @cache
@@ -316,7 +348,7 @@ def _check_fields(instance: Any, where: str, names: list[str]) -> None:
 
 def build(cls: type, raw: Any, where: str) -> Any:
     """An instance of the dataclass `cls` from the table `raw` (nested dataclasses from nested
-    tables); missing keys keep their defaults."""
+    tables); missing keys keep their defaults, and a missing key without one is an error."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table of keys, got {raw!r}")
     names = [f.name for f in dataclasses.fields(cls) if f.init]
@@ -330,6 +362,10 @@ def build(cls: type, raw: Any, where: str) -> Any:
             values[name] = build(annotation, value, key)
         else:
             values[name] = check_value(key, value, annotation)
+    for f in dataclasses.fields(cls):
+        if f.init and f.name not in values and f.default is dataclasses.MISSING and \
+                f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where + ': ' if where else ''}missing required key '{f.name}'")
     return cls(**values)
 
 
