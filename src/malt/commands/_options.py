@@ -1,14 +1,27 @@
-"""Command-line flags generated from the config dataclasses, and their mapping back onto them.
+"""Command-line flags generated from typed dataclasses, and their mapping back onto them.
 
-Every field of `RunConfig`'s sections is a flag: its name from the field (`batch_size` ->
-`--batch-size`, or the field's `flag` metadata), its type and choices from the annotation, its
-help from the field's docstring and its default. Flags default to None (= not given), so a
-flag overrides the config file only when it is passed. Values are read with the field's type
-(`malt.typed_fields.parse_text`): a wrong one is a `ConfigError` naming flag, value and type.
-The model is chosen by `--model` and `--release-defaults`; `--model-option KEY=VALUE` sets any
-field of the chosen model's config (`encoder.embed_dim=8`; checked against that model).
+Every field of an option dataclass is a flag: its name from the field (`batch_size` ->
+`--batch-size`; the field's `flag` metadata gives another name, a positional argument's name
+when it has no leading dashes, or None for a field no flag sets), its type and choices from the
+annotation, its help from the field's docstring and its default. Values are read with the
+field's type (`malt.typed_fields.parse_text`): a wrong one is a `ConfigError` naming flag,
+value and type, and the closest choice where there are choices. A list takes its values after
+the flag (at least one when the field may be None, which stands for "not given"); a positional
+argument is one value (a list of one for a list field); a table takes repeated KEY=VALUE.
 
-`--seed` and `--device` of the commands that take no run config come from the same fields.
+Two kinds of option sets:
+
+* the run config, `RunConfig`'s sections (`add_run_options`): flags default to None (= not
+  given), so a flag overrides the config file only when it is passed (`given_overrides`,
+  `resolve_config`). The model is chosen by `--model` and `--release-defaults`;
+  `--model-option KEY=VALUE` sets any field of the chosen model's config
+  (`encoder.embed_dim=8`; checked against that model).
+* a command's own options (`add_options`), read back into an instance by `read_options`; a
+  flag that is not given leaves the field's default. A switch (`bool` defaulting to false) is
+  a plain `--flag`.
+
+`OPTION_SETS` holds every dataclass whose flags were generated (tests walk them).
+`--seed` and `--device` of the commands that take no option set come from the same fields.
 The other numeric flags a command defines itself are read by `typed` with a type that states
 their range (`PositiveInt`, `Seed`, ...), so that `--batch-size 0` is refused like
 `train.batch_size = 0`: exit 3, naming the flag, the value and what was expected.
@@ -18,68 +31,110 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from malt.config_files import merge_tables, read_key_value_file, tree_from_dotted_keys
 from malt.errors import ConfigError
 from malt.training.config import DEFAULT_SEED, RunConfig, TrainConfig
-from malt.typed_fields import Seed, field_docs, hints, parse_text
+from malt.typed_fields import Seed, build, field_docs, hints, parse_text
 
 MODEL_FLAGS = ("model", "release_defaults", "model_option")
 """Destinations of the model's own flags (`--model`, `--release-defaults`, `--model-option`)."""
 _DEST = "cfg__"
+_OWN = "opt__"
+OPTION_SETS: set[type] = set()
+"""Every dataclass whose flags `add_run_options` or `add_options` generated."""
 
 
 @dataclass(frozen=True)
 class ConfigFlag:
-    """One config field as a flag."""
+    """One field of an option dataclass as a flag."""
 
     path: tuple[str, ...]
-    """Where the value goes in the config tree, e.g. ("train", "lr")."""
+    """Where the value goes in the option tree, e.g. ("train", "lr")."""
     option: str
+    """`--name`, or the name of a positional argument."""
     annotation: Any
     doc: str
     """The field's docstring."""
     default: Any
+    namespace: str = _DEST
+    """Prefix of the flag's destination: the run config's flags and a command's own options
+    never share one (both may have a --seed)."""
+    metavar: str | None = None
 
     @property
     def help(self) -> str:
         """The docstring and, when the field has one, its default."""
-        shown = self.default not in (None, [], {})
+        shown = self.default not in (None, [], {}, ()) and not self.switch
         return self.doc + (f" (default: {self.default})" if shown else "")
 
     @property
     def dest(self) -> str:
-        return _DEST + "__".join(self.path)
+        return self.namespace + "__".join(self.path)
+
+    @property
+    def positional(self) -> bool:
+        return not self.option.startswith("-")
+
+    @property
+    def switch(self) -> bool:
+        """A command's own option that is off unless its flag is given."""
+        return self.namespace == _OWN and self.annotation is bool and self.default is False
 
 
-def config_flags(cls: type = RunConfig, prefix: tuple[str, ...] = ()) -> Iterator[ConfigFlag]:
-    """A flag for every field of `cls` and of its section dataclasses (the model excepted)."""
-    docs, types = field_docs(cls), hints(cls)
+def config_flags(cls: type = RunConfig, prefix: tuple[str, ...] = (),
+                 namespace: str = _DEST) -> Iterator[ConfigFlag]:
+    """A flag for every field of `cls` and of its section dataclasses (fields whose `flag`
+    metadata is None excepted)."""
+    docs, types_ = field_docs(cls), hints(cls)
     for f in dataclasses.fields(cls):
-        annotation = types[f.name]
+        option = f.metadata.get("flag", _option(f.name))
+        if option is None:
+            continue
+        annotation = types_[f.name]
         if dataclasses.is_dataclass(annotation):
-            yield from config_flags(annotation, (*prefix, f.name))
-        elif f.name != "model":
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            yield ConfigFlag((*prefix, f.name), f.metadata.get("flag", _option(f.name)),
-                             annotation, docs.get(f.name, ""), default)
+            yield from config_flags(annotation, (*prefix, f.name), namespace)
+        else:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+                else None if f.default is dataclasses.MISSING else f.default
+            yield ConfigFlag((*prefix, f.name), option, annotation, docs.get(f.name, ""),
+                             default, namespace, f.metadata.get("metavar"))
 
 
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _given(annotation: Any) -> Any:
+    """`annotation` without its `| None` (None stands for "not given")."""
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else Union[tuple(rest)]
+    return annotation
+
+
 def _add(group: argparse._ActionsContainer, flag: ConfigFlag, help: str | None = None) -> None:
-    annotation, origin = flag.annotation, typing.get_origin(flag.annotation)
-    text = {"help": flag.help if help is None else help, "dest": flag.dest}
-    if annotation is bool:
+    annotation = _given(flag.annotation)
+    origin = typing.get_origin(annotation)
+    text = {"help": flag.help if help is None else help}
+    if flag.positional:
+        group.add_argument(flag.dest, metavar=_metavar(flag),
+                           nargs=1 if origin in (list, tuple) else None, **text)
+        return
+    text["dest"] = flag.dest
+    if flag.switch:
+        group.add_argument(flag.option, action="store_true", default=None, **text)
+    elif annotation is bool:
         group.add_argument(flag.option, action=argparse.BooleanOptionalAction, **text)
     elif origin in (list, tuple):
-        group.add_argument(flag.option, nargs="*", metavar="VALUE", **text)
+        optional = type(None) in typing.get_args(flag.annotation)  # given: at least one value
+        group.add_argument(flag.option, nargs="+" if optional else "*", metavar=_metavar(flag),
+                           **text)
     elif origin is dict:
         group.add_argument(flag.option, action="append", metavar="KEY=VALUE", **text)
     else:
@@ -87,8 +142,14 @@ def _add(group: argparse._ActionsContainer, flag: ConfigFlag, help: str | None =
 
 
 def _metavar(flag: ConfigFlag) -> str:
-    if typing.get_origin(flag.annotation) is Literal:
-        return "{" + ",".join(typing.get_args(flag.annotation)) + "}"
+    """The metadata's, else `{a,b}` for choices, else the name in capitals."""
+    if flag.metavar is not None:
+        return flag.metavar
+    value = _given(flag.annotation)
+    if typing.get_origin(value) in (list, tuple):
+        value = typing.get_args(value)[0]
+    if typing.get_origin(value) is Literal:
+        return "{" + ",".join(map(str, typing.get_args(value))) + "}"
     return flag.option.lstrip("-").replace("-", "_").upper()
 
 
@@ -98,6 +159,7 @@ def add_run_options(parser: argparse._ActionsContainer,
     --config), or only those of the config paths `only` (such as ("train", "batch_size")),
     ungrouped and without the run config's default (the caller's own settings apply when the
     flag is not given); the model's flags with `model`."""
+    OPTION_SETS.add(RunConfig)
     if only is not None:
         keep = set(only)
         for flag in config_flags():
@@ -130,6 +192,28 @@ def add_model_option_flag(parser: argparse._ActionsContainer) -> None:
                         metavar="KEY=VALUE",
                         help="set a field of the model's config, e.g. encoder.embed_dim=8 or "
                              "experts=4 (repeatable; checked against the chosen model)")
+
+
+def add_options(parser: argparse._ActionsContainer, cls: type, *,
+                only: Iterable[str] | None = None, skip: Iterable[str] = ()) -> None:
+    """The flags of the fields of the option dataclass `cls` (or of the fields `only`, less
+    those in `skip`); `read_options` reads them back."""
+    OPTION_SETS.add(cls)
+    keep, skipped = None if only is None else set(only), set(skip)
+    for flag in config_flags(cls, namespace=_OWN):
+        if (keep is None or flag.path[0] in keep) and flag.path[0] not in skipped:
+            _add(parser, flag)
+
+
+def read_options(args: argparse.Namespace, cls: type, **values: Any) -> Any:
+    """An instance of `cls` from the flags `add_options` made (a flag not given leaves its
+    field's default) and `values` (the fields no flag sets)."""
+    given: dict[str, Any] = {}
+    for flag in config_flags(cls, namespace=_OWN):
+        value = getattr(args, flag.dest, None)
+        if value is not None:
+            _put(given, flag.path, _read(flag, value))
+    return build(cls, {**given, **values}, "")
 
 
 def typed(option: str, annotation: Any) -> Callable[[str], Any]:
@@ -179,7 +263,8 @@ def given_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _read(flag: ConfigFlag, value: Any) -> Any:
     """A flag's raw value (text, list of texts, KEY=VALUE items) with its field's type."""
-    annotation, origin = flag.annotation, typing.get_origin(flag.annotation)
+    annotation = _given(flag.annotation)  # the shape; a single value is read as the field is
+    origin = typing.get_origin(annotation)
     if annotation is bool:
         return value
     if origin in (list, tuple):
@@ -194,7 +279,7 @@ def _read(flag: ConfigFlag, value: Any) -> Any:
             out[key.strip()] = parse_text(f"{flag.option} {key.strip()}", text,
                                           typing.get_args(annotation)[1])
         return out
-    return parse_text(flag.option, value, annotation)
+    return parse_text(flag.option, value, flag.annotation)
 
 
 def _put(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

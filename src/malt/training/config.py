@@ -198,9 +198,11 @@ class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"name": "base",
-                                                           "release_defaults": False})
+                                                           "release_defaults": False},
+                                  metadata={"flag": None})
     """`name`, `release_defaults` (start from the public release's settings, see
-    `malt.models.config`) and the options of the model's own config class."""
+    `malt.models.config`) and the options of the model's own config class (flags: `--model`,
+    `--release-defaults`, `--model-option`)."""
 
     def __post_init__(self) -> None:
         validate(self, "")
