@@ -312,3 +312,7 @@ def test_a_path_is_read_from_the_command_line():
     assert parse_text("--out", "runs/a", str | Path) == "runs/a"
     with pytest.raises(ConfigError, match="expected Path"):
         check_value("k", "runs/a", Path)  # a file's string is not taken for a path
+
+
+def test_a_list_of_choices_is_described_by_its_values():
+    assert describe(list[Literal["a", "b"]]) == "a list of values from 'a', 'b'"

@@ -158,6 +158,8 @@ def _key_names(cls: type) -> str:
 def _plural(annotation: Any) -> str:
     if dataclasses.is_dataclass(annotation):
         return f"tables with keys {_key_names(annotation)}"
+    if typing.get_origin(annotation) is Literal:
+        return "values from " + ", ".join(repr(a) for a in typing.get_args(annotation))
     if typing.get_origin(annotation) is Annotated:
         return _qualified(_plural(typing.get_args(annotation)[0]), annotation)
     if typing.get_origin(annotation) in (Union, types.UnionType):

@@ -49,7 +49,7 @@ def test_train_refuses_a_value_out_of_range_before_anything(random_mac, tmp_path
     (["prepare", "--data", "d"], "--vocab-held-out-days", "-1", "expected an integer >= 0"),
     (["study", "main"], "--seeds", "0", "expected an integer >= 1"),
     (["study", "main"], "--jobs", "0", "expected an integer >= 1"),
-    (["study", "main"], "--lrs", "nan", "expected a number > 0"),
+    (["study", "main"], "--lrs", "nan", "expected a number in (0, 1]"),
     (["study", "main", "--aux-weights", "ref"], "--aux-weights", "-0.5",
      "expected a number >= 0 or one of 'ref'"),
     (["study", "main"], "--validation-days", "0", "expected an integer >= 1"),

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from fake_training import fake_train, score
 
-from malt.commands.study import STUDY_NAMES
 from malt.data.schema import MAC
 from malt.errors import ConfigError
 from malt.experiments.cells import Cell
@@ -17,6 +16,7 @@ from malt.experiments.engine import STUDIES as ENGINE_STUDIES
 from malt.experiments.engine import StudyOptions, run_studies
 from malt.experiments.mac import MAC_STUDIES as STUDIES
 from malt.experiments.mac import greedy_candidates
+from malt.experiments.options import STUDY_NAMES
 from malt.experiments.output import write_output
 from malt.experiments.presets import PRESETS
 from malt.experiments.search import Setting
@@ -176,7 +176,8 @@ def test_unknown_targets_are_rejected(tmp_path):
 
 @pytest.mark.parametrize("names", [("../x",), ("main", "nope")])
 def test_unknown_study_names_are_rejected_before_anything_is_written(tmp_path, names):
-    with pytest.raises(ConfigError, match="unknown studies"):
+    with pytest.raises(ConfigError, match=r"^names = .*: expected a list of values from "
+                                          r"'main', 'aux-metrics'"):
         run_studies(StudyOptions(names=names, out=tmp_path / "out"))
     assert list(tmp_path.iterdir()) == []
 

@@ -12,36 +12,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from malt.data.cache import prepare
 from malt.data.layout import find_layout
 from malt.data.schema import Schema, schema_for
 from malt.errors import ConfigError, Interrupted
-from malt.experiments.cells import TrainFn
 from malt.experiments.kaml import study_kaml
 from malt.experiments.mac import MAC_STUDIES
+from malt.experiments.options import ALL, StudyName, StudyOptions
 from malt.experiments.output import StudyOutput, write_output
 from malt.experiments.presets import get_preset
 from malt.experiments.scheduler import Backend, LocalBackend
 from malt.experiments.study import STUDY_KIND, Study, claim_output
-from malt.file_names import check_file_name
 from malt.models import model_spec
 from malt.outputs import OutputDir
-from malt.training.config import DEFAULT_SEED, LearningRate
 from malt.training.distributed import resolve_device
-from malt.typed_fields import (
-    SEED_LIMIT,
-    NonNegativeFloat,
-    PositiveInt,
-    Seed,
-    validate,
-)
+from malt.typed_fields import SEED_LIMIT
 
 Family = Literal["mac", "kaml"]
-BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -56,62 +47,17 @@ class Protocol:
     run: Callable[[Study], StudyOutput]
 
 
-STUDIES: dict[str, Protocol] = {
+STUDIES: dict[StudyName, Protocol] = {
     **{name: Protocol(name, title, "mac", fn) for name, (fn, title) in MAC_STUDIES.items()},
     "kaml": Protocol("kaml", "KAML paper Tables 1-4", "kaml", study_kaml),
 }
-ALL = "all"
-"""Every MAC study in turn."""
-
-
-@dataclass(frozen=True)
-class StudyOptions:
-    """What a user asks of `malt study`."""
-
-    names: tuple[str, ...]
-    preset: str = "smoke"
-    data: Path | None = None
-    """A data set (MAC layout); None: the preset's simulated set in `<out>/data`."""
-    out: Path | None = None
-    """None: `studies/<preset>` (`studies/kaml-<preset>` for the KAML study)."""
-    seed: Seed = DEFAULT_SEED
-    """First seed (seeds are seed, seed + 1, ...) and simulation seed."""
-    seeds: PositiveInt | None = None
-    """Seeds per cell; None: the preset's."""
-    jobs: PositiveInt | None = None
-    """Runs trained at once; None: one per GPU, else per core (smoke) or 1 (paper)."""
-    device: str = "auto"
-    backend: str = "local"
-    """`local`: processes on this machine; `ray`: Ray tasks (see `ray_backend`)."""
-    address: str | None = None
-    """The Ray cluster to join (`auto`, `ray://host:port`); None: a local Ray instance."""
-    shuffle: bool = False
-    """Shuffle rows within each training day (the MAC studies read them in file order)."""
-    models: tuple[str, ...] | None = None
-    targets: tuple[str, ...] | None = None
-    aux: tuple[str, ...] | None = None
-    lrs: tuple[LearningRate, ...] | None = None
-    aux_weights: tuple[NonNegativeFloat | None, ...] | None = None
-    """λ of the grid; None in it: the target's reference λ."""
-    baselines: tuple[str, ...] | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-    """A run-config tree applied to every run (--schema, --batch-size, --model-option)."""
-    train: TrainFn | None = None
-    """Replaces the trainer (tests)."""
-
-    def __post_init__(self) -> None:
-        validate(self, "")
-        # Targets name the cells' run directories; auxiliary views their files.
-        for key, names in (("--targets", self.targets), ("--aux", self.aux)):
-            for name in names or ():
-                check_file_name(name, key)
 
 
 def protocols(names: tuple[str, ...]) -> list[Protocol]:
-    """The studies asked for (`all`: every MAC study); one family at a time."""
-    unknown = [n for n in names if n not in STUDIES] if names != (ALL,) else []
-    if unknown:
-        raise ConfigError(f"unknown studies {unknown}; choose from {[*STUDIES, ALL]}")
+    """The studies asked for (names of `STUDIES`, or `all`: every MAC study); one family at a
+    time."""
+    if ALL in names and len(names) > 1:
+        raise ConfigError(f"'{ALL}' runs every MAC study: name it alone")
     chosen = [p for p in STUDIES.values() if p.family == "mac"] if names == (ALL,) else \
         [STUDIES[n] for n in names]
     if len({p.family for p in chosen}) > 1:
@@ -158,8 +104,6 @@ def _run_protocols(chosen: list[Protocol], study: Study, say: Callable[[str], No
 @contextmanager
 def study_backend(options: StudyOptions) -> Iterator[Backend]:
     """The backend of `options`; a Ray session it opens is shut down on the way out."""
-    if options.backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {options.backend!r}; choose from {BACKENDS}")
     if options.backend == "local":
         if options.address is not None:
             raise ConfigError("--address joins a Ray cluster: it needs --backend ray")
@@ -210,14 +154,11 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
     simulated = "app-promotion " if family == "kaml" else ""
     note = "" if options.data else \
         f"the simulated {simulated}`{setup.sim_size}` set (seed {options.seed})"
-    return Study(preset=f"{preset.name}{', shuffled within days' if options.shuffle else ''}",
+    return Study(**options.study_choices(),
+                 preset=f"{preset.name}{', shuffled within days' if options.shuffle else ''}",
                  setup=setup, data=data, output=output, labels=dataset.schema.labels,
-                 seeds=tuple(range(options.seed, options.seed + seeds)),
-                 overrides=options.overrides, aux=options.aux,
-                 models=options.models, targets=options.targets, lrs=options.lrs,
-                 aux_weights=options.aux_weights, baselines=options.baselines,
-                 dataset=dataset, data_note=note, jobs=options.jobs, device=options.device,
-                 backend=backend, train=options.train, say=say)
+                 seeds=tuple(range(options.seed, options.seed + seeds)), dataset=dataset,
+                 data_note=note, backend=backend, say=say)
 
 
 def study_out(options: StudyOptions, family: Family) -> Path:

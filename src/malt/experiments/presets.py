@@ -26,7 +26,7 @@ protocol (Adam, lr 1e-3, batch 5000, five seeds) on four simulated weeks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from malt.config_files import merge_tables
 from malt.errors import ConfigError
@@ -105,7 +105,8 @@ class Preset:
 KAML_MODEL = {"encoder": {"embed_dim": 16}, "expert": {"dim": 128}, "tower": {"dims": [64, 32]}}
 FOUR_EXPERTS = {"mmoe": {"experts": 4}, "kaml": {"experts": 4}}
 
-PRESETS: dict[str, Preset] = {
+PresetName = Literal["smoke", "small", "paper"]
+PRESETS: dict[PresetName, Preset] = {
     "smoke": Preset("smoke", mac=MacSetup(
         sim_size="tiny", lrs=(1e-2,), lr=1e-2,
         search_lrs=(3e-3, 1e-2), search_aux_weights=(0.1, 0.3),

@@ -24,14 +24,15 @@ from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.eval.target import ALL
 from malt.experiments.cells import Cell, TrainFn
+from malt.experiments.options import StudyChoices
 from malt.experiments.presets import MacSetup, Setup
 from malt.experiments.scheduler import Backend, Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
 from malt.models import model_spec
 from malt.outputs import OutputDir, atomic_write_text
-from malt.training.config import LearningRate, RunConfig
+from malt.training.config import RunConfig
 from malt.training.run_dir import RunMetrics
-from malt.typed_fields import NonNegativeFloat, PositiveInt, Seed, check_ranges
+from malt.typed_fields import Seed, check_ranges
 
 APPENDIX_A_AUX = {"first": ("last",)}
 """Targets whose selected auxiliary set is not "every other label" (MAC paper App. A: with
@@ -109,9 +110,10 @@ class Variant:
     """Options of the model's config, as (key, value) pairs."""
 
 
-@dataclass
-class Study:
-    """A study's inputs and its runs (see the module docstring)."""
+@dataclass(frozen=True)
+class Study(StudyChoices):
+    """A study's inputs and its runs (see the module docstring): the user's choices (as
+    `malt study` read them) and what they resolved to."""
 
     preset: str
     setup: Setup
@@ -119,26 +121,10 @@ class Study:
     output: OutputDir
     labels: tuple[str, ...]
     seeds: tuple[Seed, ...]
-    overrides: dict[str, Any] = field(default_factory=dict)
-    """A run-config tree applied to every run (the user's --schema, --batch-size,
-    --model-option ...)."""
-    aux: tuple[str, ...] | None = None
-    """--aux: the auxiliary set of the tuned runs and greedy's candidates (None: the reference
-    grid)."""
-    models: tuple[str, ...] | None = None
-    """--models (None: each study's default)."""
-    targets: tuple[str, ...] | None = None
-    lrs: tuple[LearningRate, ...] | None = None
-    """--lrs: replaces the preset's grids."""
-    aux_weights: tuple[NonNegativeFloat | None, ...] | None = None
-    baselines: tuple[str, ...] | None = None
-    """--baselines of the KAML study's RelaImpr (None: its multi-task models)."""
     dataset: Dataset | None = None
     """The prepared data set (the studies that read the data itself use it)."""
     data_note: str = ""
     """How the notes name the data (default: its path)."""
-    jobs: PositiveInt | None = None
-    device: str = "auto"
     backend: Backend | None = None
     """Where the runs train (None: this machine's processes, `LocalBackend`)."""
     train: TrainFn | None = None
@@ -148,6 +134,7 @@ class Study:
     """Runs trained (not read back) by this study, for the cost summary."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_ranges(self, "study")
 
     @property
