@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
+
+from malt.deploy.choices import ExportFormat
 
 HELP = "export a trained run's model to ONNX or TorchScript, with a JSON sidecar"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory written by `malt train`")
-    parser.add_argument("--format", default="onnx", choices=["onnx", "torchscript"],
+    parser.add_argument("--format", default="onnx", choices=get_args(ExportFormat),
                         help="onnx (pip install 'malt[onnx]') or torchscript (default onnx)")
     parser.add_argument("--out", required=True,
                         help="file to write (model.onnx / model.pt); the sidecar is FILE.json")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 from malt.commands._options import add_device_flag, typed
+from malt.deploy.choices import Engine
 from malt.typed_fields import PositiveInt
 
 HELP = "score parquet files (or a MAC-layout directory's test days) with a trained run"
@@ -20,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="copy this input column to the output (repeatable)")
     parser.add_argument("--eval", action="store_true",
                         help="also read the label columns and print the evaluation metrics")
-    parser.add_argument("--engine", default="torch", choices=["torch", "onnx"],
+    parser.add_argument("--engine", default="torch", choices=get_args(Engine),
                         help="torch: the eager model; onnx: the model exported to ONNX and run "
                              "by ONNX Runtime (pip install 'malt[onnx]') (default torch)")
     parser.add_argument("--batch-size", type=typed("--batch-size", PositiveInt),

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, get_args
+from typing import Protocol
 
 import numpy as np
 import torch
 
+from malt.deploy.choices import ENGINES
 from malt.deploy.export import to_onnx
 from malt.deploy.serving import INPUT_DTYPES, ServingModule
 from malt.errors import ConfigError
 from malt.training.distributed import device_for, resolve_device
-
-Engine = Literal["torch", "onnx"]
-ENGINES = get_args(Engine)
 
 
 class ScoringEngine(Protocol):

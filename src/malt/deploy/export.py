@@ -16,18 +16,17 @@ import warnings
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 
+from malt.deploy.choices import EXPORT_FORMATS, ExportFormat
 from malt.deploy.serving import ServingModule
 from malt.deploy.trained import TrainedModel
 from malt.errors import ConfigError
 from malt.outputs import atomic_write, atomic_write_text, single_file_output
 from malt.provenance import provenance
 
-ExportFormat = Literal["onnx", "torchscript"]
-EXPORT_FORMATS = get_args(ExportFormat)
 METADATA_KEY = "malt"
 """Key of the description in the ONNX metadata; TorchScript stores it as `malt.json`."""
 SIDECAR_MARK = "malt_export_sidecar"
