@@ -68,7 +68,7 @@ def test_bad_schema_file_exits_3(tmp_path, capsys):
     schema.write_text("user_column: user_id\nfeilds: {}\nlabels: [last]\n")
     assert main(["prepare", "--data", str(root), "--schema", str(schema)]) == 3
     err = capsys.readouterr().err
-    assert "unknown keys ['feilds']" in err and "'fields'" in err
+    assert f"{schema}: unknown key 'feilds'; did you mean 'fields'?" in err
 
 
 def test_missing_data_directory_exits_3(tmp_path, capsys):

@@ -62,8 +62,10 @@ def schema_of(tmp_path, extra, tables=""):
 @pytest.mark.parametrize("extra, tables, message", [
     ("hash_buckets = {uid = 10}", "", "hash_buckets names 'uid', which is not a categorical"),
     ("hash_buckets = {color = 10}", "", "hash_buckets names 'color'"),
-    ("hash_buckets = {sku = 0}", "", "hash_buckets.sku must be at least 1, got 0"),
-    ("hash_buckets = {sku = 1.5}", "", "hash_buckets.sku must be an integer, got 1.5"),
+    ("hash_buckets = {sku = 0}", "", r"hash_buckets = \{'sku': 0\}: expected a table of "
+                                     "integers >= 1"),
+    ("hash_buckets = {sku = 1.5}", "", r"hash_buckets = \{'sku': 1.5\}: expected a table of "
+                                       "integers >= 1"),
     ('sequence_pad = "0"\nhash_buckets = {sku = 8}', '[id_sequences]\nhist = "sku"',
      "'sku' is shared by id sequences"),
 ])

@@ -71,10 +71,11 @@ def test_the_schema_declares_numeric_columns_and_their_transforms(tmp_path):
         'numeric = ["price"]\nnumeric_fill = 0')))
     assert [(f.name, f.transform) for f in listed.numeric] == [("price", "standardise")]
     assert listed.numeric_fill == 0.0 and "price" in listed.columns
-    for line, message in (('numeric = {price = "log"}', "numeric column 'price' has "
-                           "transform 'log', expected one of standardise, log1p, none"),
+    for line, message in (('numeric = {price = "log"}', "numeric = {'price': 'log'}: "
+                           "expected a list of strings or a table of values from "
+                           "'standardise', 'log1p', 'none'"),
                           ('numeric = ["price"]\nnumeric_fill = "zero"',
-                           "numeric_fill must be a finite number, got 'zero'"),
+                           "numeric_fill = 'zero': expected a finite number or nothing"),
                           ('numeric = ["item"]', "columns declared twice: ['item']")):
         text = SCHEMA.replace('numeric = {price = "standardise", clicks = "log1p", '
                               'hour = "none"}', line)
@@ -159,5 +160,6 @@ def test_a_schema_built_in_python_checks_its_transforms_too():
     from malt.data import MAC
     from malt.data.schema import NumericField
 
-    with pytest.raises(ConfigError, match="numeric column 'price' has transform 'log'"):
+    with pytest.raises(ConfigError, match="transform = 'log': expected one of 'standardise', "
+                                          "'log1p', 'none'; did you mean 'log1p'"):
         dataclasses.replace(MAC, numeric=(NumericField("price", "log"),))

@@ -111,7 +111,7 @@ def test_strict_columns_refuse_an_unnamed_column_unless_ignored(data, caplog):
     assert not [r for r in caplog.records if "does not name" in r.getMessage()]
     # whether unnamed columns are refused does not change how files are read: same cache
     assert strict.fingerprint() == MAC.fingerprint() != ignoring.fingerprint()
-    with pytest.raises(ConfigError, match="strict_columns must be true or false, got 'yes'"):
+    with pytest.raises(ConfigError, match="strict_columns = 'yes': expected true or false"):
         Schema.from_dict({**_mac_dict(), "strict_columns": "yes"})
 
 

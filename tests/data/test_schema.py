@@ -91,8 +91,56 @@ def test_unknown_keys_are_rejected_with_the_valid_ones_named(tmp_path, text, bad
 
 
 def test_unknown_yaml_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown keys \['labes'\].*'labels'"):
+    with pytest.raises(ConfigError, match=r"s.yml: unknown key 'labes'; did you mean 'labels'\?"):
         Schema.load(write(tmp_path, "s.yml", SHOP_YAML.replace("labels:", "labes:")))
+
+
+@pytest.mark.parametrize("text, message", [
+    (SHOP_TOML.replace('labels = ["last", "first", "linear", "position", "dda"]',
+                       'labels = "last"'), "labels = 'last': expected a list of strings"),
+    ("strict_columns = 1\n" + SHOP_TOML, "strict_columns = 1: expected true or false"),
+    ("float_sequences = 3\n" + SHOP_TOML, "float_sequences = 3: expected a list of strings or "
+                                           "tables with keys name, length or a table of "
+                                           "integers >= 1"),
+    (SHOP_TOML.replace('["age", "city"]', '["age", 7]'),
+     "fields.user = ['age', 7]: expected a list of strings"),
+    ('sequence_pad = "0"\n' + SHOP_TOML + '[id_sequences]\nhist = { shares = 3 }\n',
+     "id_sequences.hist.shares = 3: expected a string"),
+])
+def test_a_value_of_the_wrong_type_names_key_value_and_type(tmp_path, text, message):
+    with pytest.raises(ConfigError) as info:
+        Schema.load(write(tmp_path, "s.toml", text))
+    assert str(info.value) == f"{tmp_path / 's.toml'}: {message}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('user_colum = "uid"\n' + SHOP_TOML.replace('user_column = "uid"', ""),
+     "unknown key 'user_colum'; did you mean 'user_column'?"),
+    (SHOP_TOML.replace("[fields]\nuser = [\"age\", \"city\"]\nad = [\"item\", \"shop\"]\n"
+                       "context = [\"hour\"]\n",
+                       'fields = [{ name = "age", group = "usr" }]\n'),
+     "fields[0].group = 'usr': expected one of 'user', 'ad', 'context'; did you mean 'user'?"),
+    ('sequence_pad = "0"\n' + SHOP_TOML + '[[id_sequences]]\nname = "hist"\nshare = "item"\n',
+     "id_sequences[0]: unknown key 'share'; did you mean 'shares'?"),
+    ('sequence_pad = "0"\n' + SHOP_TOML + '[[id_sequences]]\nname = "hist"\n',
+     "id_sequences[0]: missing required key 'shares'"),
+])
+def test_unknown_keys_and_choices_name_the_closest_valid_one(tmp_path, text, message):
+    with pytest.raises(ConfigError) as info:
+        Schema.load(write(tmp_path, "s.toml", text))
+    assert str(info.value) == f"{tmp_path / 's.toml'}: {message}"
+
+
+def test_list_and_table_forms_give_the_same_schema(tmp_path):
+    tables = Schema.load(write(tmp_path, "x.toml", 'sequence_pad = -1\nsequence_length = 2\n'
+                               'float_sequences = ["sim"]\n' + HISTORY_SCHEMA))
+    lists = Schema.from_dict({
+        "name": "x", "user_column": "uid", "labels": ["y"], "sequence_pad": "-1",
+        "sequence_length": 2, "fields": [{"name": "item", "group": "ad"}],
+        "id_sequences": [{"name": "history", "shares": "item"}],
+        "float_sequences": [{"name": "sim"}]})
+    assert tables == lists and tables.sequence_pad == "-1"  # an integer pad is read as text
+    assert [(s.name, s.length) for s in lists.float_sequences] == [("sim", 2)]
 
 
 @pytest.mark.parametrize("name, text, message", [
@@ -101,8 +149,10 @@ def test_unknown_yaml_key(tmp_path):
     ("s.yaml", "- a\n- b\n", "table of keys"),
     ("s.txt", "x", "use .toml"),
     ("s.toml", SHOP_TOML.replace('user_column = "uid"', ""), "missing required key"),
-    ("s.toml", SHOP_TOML.replace('["age", "city"]', '"age"'), "list of column names"),
-    ("s.toml", "sequence_length = 2.5\n" + SHOP_TOML, "must be an integer"),
+    ("s.toml", SHOP_TOML.replace('["age", "city"]', '"age"'),
+     "fields.user = 'age': expected a list of strings"),
+    ("s.toml", "sequence_length = 2.5\n" + SHOP_TOML,
+     "sequence_length = 2.5: expected an integer >= 1"),
     ("s.toml", SHOP_TOML.replace('"last", ', '"cat", '), "reserved"),
     ("s.toml", SHOP_TOML.replace('"dda"', '"age"'), "declared twice"),
     ("s.toml", SHOP_TOML + '[id_sequences]\nx = "nope"\n', "not a categorical field"),

@@ -37,26 +37,35 @@ For incomplete multi-label data (KAML) a schema also names `campaign_column`,
 the labels) and optionally `true_labels` (the unreported truth, one column per label, kept for
 oracle training and evaluation only) and `reported_labels` (0/1 per label: whether the row's
 campaign reports that action at all; read by the `reported` mask).
+
+The file's keys are the fields of `SchemaFile` (its tables those of `FieldGroups`,
+`SharedTable` ...), read with `malt.typed_fields.build`: a value of the wrong type is an error
+naming the key, the value and what was expected, and an unknown key names the closest valid
+one. The file becomes a `Schema`, the column roles the rest of malt reads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from malt.config_files import read_key_value_file
-from malt.data.numeric import TRANSFORMS
+from malt.data.numeric import Transform
 from malt.errors import ConfigError
 from malt.file_names import check_file_name
+from malt.typed_fields import FiniteFloat, PositiveInt, build, validate
 
-GROUPS = ("user", "ad", "context")
+Group = Literal["user", "ad", "context"]
+"""What a categorical field describes; models fuse the fields group by group."""
+GROUPS = get_args(Group)
 SCHEMA_FILE = "schema.toml"
 """The file a data set's own schema is read from when no other is named."""
+DEFAULT_SEQUENCE_LENGTH = 20
+DEFAULT_SEQUENCE_PAD = "0"
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,12 @@ class CategoricalField:
     """A scalar categorical column, embedded with its own table."""
 
     name: str
-    group: str
+    """The column."""
+    group: Group
+    """What it describes: `user`, `ad` or `context`."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,10 @@ class IdSequence:
 
     name: str
     shares: str
-    length: int
+    length: PositiveInt
+
+    def __post_init__(self) -> None:
+        validate(self, "")
 
 
 @dataclass(frozen=True)
@@ -81,7 +98,10 @@ class FloatSequence:
     """A fixed-length list of floats, position-aligned with the id sequences."""
 
     name: str
-    length: int
+    length: PositiveInt
+
+    def __post_init__(self) -> None:
+        validate(self, "")
 
 
 @dataclass(frozen=True)
@@ -89,7 +109,10 @@ class NumericField:
     """A scalar number column, fed to the models after its transform (see `malt.data.numeric`)."""
 
     name: str
-    transform: str = "standardise"
+    transform: Transform = "standardise"
+
+    def __post_init__(self) -> None:
+        validate(self, "")
 
 
 @dataclass(frozen=True)
@@ -102,7 +125,7 @@ class Schema:
     labels: tuple[str, ...]
     id_sequences: tuple[IdSequence, ...] = ()
     float_sequences: tuple[FloatSequence, ...] = ()
-    sequence_pad: str = "0"
+    sequence_pad: str = DEFAULT_SEQUENCE_PAD
     campaign_column: str | None = None
     target_action_column: str | None = None
     true_labels: tuple[str, ...] = ()
@@ -112,13 +135,14 @@ class Schema:
     """Refuse files with columns the schema does not name (by default they are ignored, with
     one warning listing them)."""
     numeric: tuple[NumericField, ...] = ()
-    numeric_fill: float | None = None
+    numeric_fill: FiniteFloat | None = None
     """The value NaN, inf and missing numbers become; None: they are an error."""
-    hash_buckets: tuple[tuple[str, int], ...] = ()
+    hash_buckets: tuple[tuple[str, PositiveInt], ...] = ()
     """(field, rows) of the fields whose ids are hashed into that many rows, without a vocab
     file (see `malt.data.hashing`)."""
 
     def __post_init__(self) -> None:
+        validate(self, "")
         self._check()
 
     # --- derived views -------------------------------------------------------------------
@@ -185,37 +209,12 @@ class Schema:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, source: str = "schema") -> Schema:
-        _check_keys(raw, _SCHEMA_KEYS, source)
-        for key in ("user_column", "fields", "labels"):
-            if key not in raw:
-                raise ConfigError(f"{source}: missing required key '{key}'")
-        if not isinstance(raw["labels"], (list, tuple)) or not raw["labels"]:
-            raise ConfigError(f"{source}: 'labels' must be a non-empty list of column names")
-        default_len = _int(raw.get("sequence_length", 20), "sequence_length", source)
-        schema = cls(
-            name=str(raw.get("name", Path(source).stem)),
-            user_column=str(raw["user_column"]),
-            fields=_parse_fields(raw["fields"], source),
-            labels=tuple(str(x) for x in raw["labels"]),
-            id_sequences=_parse_id_sequences(raw.get("id_sequences", {}), default_len, source),
-            float_sequences=_parse_float_sequences(raw.get("float_sequences", []), default_len,
-                                                   source),
-            sequence_pad=str(raw.get("sequence_pad", "0")),
-            campaign_column=raw.get("campaign_column"),
-            target_action_column=raw.get("target_action_column"),
-            true_labels=tuple(str(x) for x in raw.get("true_labels", ())),
-            reported_labels=tuple(str(x) for x in raw.get("reported_labels", ())),
-            ignore_columns=tuple(str(x) for x in raw.get("ignore_columns", ())),
-            strict_columns=_bool(raw.get("strict_columns", False), "strict_columns", source),
-            numeric=_parse_numeric(raw.get("numeric", []), source),
-            numeric_fill=_number_or_none(raw.get("numeric_fill"), "numeric_fill", source),
-            hash_buckets=_parse_buckets(raw.get("hash_buckets", {}), source),
-        )
-        if schema.id_sequences and "sequence_pad" not in raw:
-            # No default: a pad that is also a real id would be masked out wherever it occurs.
-            raise ConfigError(f"{source}: declare sequence_pad, the raw id that pads short id "
-                              "sequences (one that is never a real id of the shared fields)")
-        return schema
+        """The schema a file's table describes (see `SchemaFile`); errors are prefixed with
+        `source`."""
+        try:
+            return build(SchemaFile, raw, "").schema(Path(source).stem)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
@@ -242,23 +241,11 @@ class Schema:
             raise ConfigError(f"schema '{self.name}': declare at least one label column")
         if "cat" in self.labels:
             raise ConfigError(f"schema '{self.name}': 'cat' is reserved for the Cartesian view")
-        for f in self.fields:
-            if f.group not in GROUPS:
-                raise ConfigError(f"schema '{self.name}': field '{f.name}' has group "
-                                  f"'{f.group}', expected one of {GROUPS}")
-        for f in self.numeric:
-            if f.transform not in TRANSFORMS:
-                raise ConfigError(f"schema '{self.name}': numeric column '{f.name}' has "
-                                  f"transform {f.transform!r}, expected one of "
-                                  f"{', '.join(TRANSFORMS)}")
-        for name, buckets in self.hash_buckets:
+        for name, _ in self.hash_buckets:
             if name not in self.field_names:
                 raise ConfigError(f"schema '{self.name}': hash_buckets names '{name}', which is "
                                   "not a categorical field (the user column keeps its vocab: "
                                   "GAUC groups by it)")
-            if buckets < 1:
-                raise ConfigError(f"schema '{self.name}': hash_buckets.{name} must be at least "
-                                  f"1, got {buckets}")
             if any(s.shares == name for s in self.id_sequences):
                 raise ConfigError(f"schema '{self.name}': '{name}' is shared by id sequences, "
                                   "whose padding needs a vocab; it cannot be hashed")
@@ -267,10 +254,6 @@ class Schema:
                 raise ConfigError(f"schema '{self.name}': sequence '{s.name}' shares the table "
                                   f"of '{s.shares}', which is not a categorical field")
         sequences = (*self.id_sequences, *self.float_sequences)
-        for s in sequences:
-            if s.length < 1:
-                raise ConfigError(f"schema '{self.name}': sequence '{s.name}' has length "
-                                  f"{s.length}")
         if len({s.length for s in sequences}) > 1:
             raise ConfigError(f"schema '{self.name}': sequences are position-aligned and must "
                               f"share one length, got {[(s.name, s.length) for s in sequences]}")
@@ -281,107 +264,134 @@ class Schema:
                               "one")
 
 
-_SCHEMA_KEYS = ("name", "user_column", "fields", "labels", "id_sequences", "float_sequences",
-                "sequence_length", "sequence_pad", "campaign_column", "target_action_column",
-                "true_labels", "reported_labels", "ignore_columns", "strict_columns", "numeric",
-                "numeric_fill", "hash_buckets")
+@dataclass(frozen=True)
+class FieldGroups:
+    """`[fields]`: the categorical columns of each group (embedded in the order user, ad,
+    context)."""
+
+    user: tuple[str, ...] = ()
+    """Columns that describe the user (age, city ...)."""
+    ad: tuple[str, ...] = ()
+    """Columns that describe the ad and its item (item, shop, category ...)."""
+    context: tuple[str, ...] = ()
+    """Columns that describe the request (hour, page ...)."""
 
 
-def _check_keys(raw: dict, valid: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(raw) - set(valid))
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; valid keys are {sorted(valid)}")
+@dataclass(frozen=True)
+class SharedTable:
+    """An id sequence given as a table: `item_seq = { shares = "item", length = 50 }`."""
+
+    shares: str
+    """The categorical field whose embedding table the sequence's ids are looked up in."""
+    length: PositiveInt | None = None
+    """Ids per row; None: the file's `sequence_length`."""
 
 
-def _parse_numeric(raw: Any, source: str) -> tuple[NumericField, ...]:
-    if isinstance(raw, (list, tuple)):
-        raw = {str(name): "standardise" for name in raw}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: 'numeric' must be a list of columns or a table "
-                          "column -> transform")
-    return tuple(NumericField(str(name), transform) for name, transform in raw.items())
+@dataclass(frozen=True, kw_only=True)
+class IdSequenceEntry(SharedTable):
+    """An id sequence in a list: `{ name = "item_seq", shares = "item", length = 50 }`."""
+
+    name: str
+    """The sequence column."""
 
 
-def _parse_buckets(raw: Any, source: str) -> tuple[tuple[str, int], ...]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: 'hash_buckets' must be a table field -> number of rows")
-    return tuple((str(name), _int(n, f"hash_buckets.{name}", source)) for name, n in raw.items())
+@dataclass(frozen=True)
+class FloatSequenceEntry:
+    """A float sequence in a list: `{ name = "image_sim", length = 50 }`."""
+
+    name: str
+    """The sequence column."""
+    length: PositiveInt | None = None
+    """Values per row; None: the file's `sequence_length`."""
 
 
-def _number_or_none(value: Any, what: str, source: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value):
-        raise ConfigError(f"{source}: {what} must be a finite number, got {value!r}")
-    return float(value)
+@dataclass(frozen=True)
+class SchemaFile:
+    """The keys of a schema file (TOML, YAML or JSON; see the module docstring)."""
 
+    user_column: str
+    """The user id column: GAUC groups the rows by it (it keeps its vocab; never hashed)."""
+    fields: FieldGroups | tuple[CategoricalField, ...]
+    """The categorical columns: `[fields]` with a list per group, or a list of `{name, group}`
+    tables."""
+    labels: tuple[str, ...]
+    """The label columns (attribution weights); at least one, none called `cat`."""
+    name: str | None = None
+    """The schema's name (default: the file's name without its extension)."""
+    id_sequences: dict[str, str | SharedTable] | tuple[IdSequenceEntry, ...] = \
+        field(default_factory=dict)
+    """Id sequences: a table sequence column -> the field whose table it shares (or a
+    `{shares, length}` table), or a list of `{name, shares, length}` tables."""
+    float_sequences: tuple[str | FloatSequenceEntry, ...] | dict[str, PositiveInt] = ()
+    """Float sequences, position-aligned with the id sequences: a list of columns (or of
+    `{name, length}` tables), or a table column -> length."""
+    sequence_length: PositiveInt = DEFAULT_SEQUENCE_LENGTH
+    """The length of every sequence that gives none; all sequences share one length."""
+    sequence_pad: str | int | None = None
+    """The raw id that pads a short id sequence (an integer is read as its text): required
+    with id sequences, and never a real id of the fields they share; "0" without them."""
+    campaign_column: str | None = None
+    """KAML data: the campaign (advertiser) of each row."""
+    target_action_column: str | None = None
+    """KAML data: each row's target action, a label index or label name (-1 or "other": a
+    target outside the labels)."""
+    true_labels: tuple[str, ...] = ()
+    """KAML data: the unreported truth, one column per label (oracle training and evaluation
+    only)."""
+    reported_labels: tuple[str, ...] = ()
+    """KAML data: 0/1 per label, whether the row's campaign reports that action at all (read
+    by the `reported` mask)."""
+    ignore_columns: tuple[str, ...] = ()
+    """Columns the files hold that are not used."""
+    strict_columns: bool = False
+    """true: a column the schema does not name is an error, not a warning."""
+    numeric: tuple[str, ...] | dict[str, Transform] = ()
+    """Scalar number columns: a list (each standardised) or a table column -> transform
+    (`standardise`, `log1p`, `none`; see `malt.data.numeric`)."""
+    numeric_fill: FiniteFloat | None = None
+    """The value NaN, inf and missing numbers of numeric columns become (default: they are an
+    error)."""
+    hash_buckets: dict[str, PositiveInt] = field(default_factory=dict)
+    """Fields whose ids are hashed into that many rows, without a vocab file (see
+    `malt.data.hashing`)."""
 
-def _bool(value: Any, what: str, source: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{source}: {what} must be true or false, got {value!r}")
-    return value
+    def schema(self, default_name: str) -> Schema:
+        """The `Schema` this file describes (`default_name` when it names none)."""
+        fields = self.fields if not isinstance(self.fields, FieldGroups) else tuple(
+            CategoricalField(n, g) for g in GROUPS for n in getattr(self.fields, g))
+        schema = Schema(
+            name=self.name if self.name is not None else default_name,
+            user_column=self.user_column, fields=fields, labels=self.labels,
+            id_sequences=self._id_sequences(), float_sequences=self._float_sequences(),
+            sequence_pad=DEFAULT_SEQUENCE_PAD if self.sequence_pad is None
+            else str(self.sequence_pad),
+            campaign_column=self.campaign_column,
+            target_action_column=self.target_action_column, true_labels=self.true_labels,
+            reported_labels=self.reported_labels, ignore_columns=self.ignore_columns,
+            strict_columns=self.strict_columns,
+            numeric=tuple(NumericField(n) for n in self.numeric) if not isinstance(
+                self.numeric, dict) else tuple(NumericField(n, t) for n, t in
+                                               self.numeric.items()),
+            numeric_fill=self.numeric_fill, hash_buckets=tuple(self.hash_buckets.items()))
+        if schema.id_sequences and self.sequence_pad is None:
+            # No default: a pad that is also a real id would be masked out wherever it occurs.
+            raise ConfigError("declare sequence_pad, the raw id that pads short id sequences "
+                              "(one that is never a real id of the shared fields)")
+        return schema
 
+    def _id_sequences(self) -> tuple[IdSequence, ...]:
+        entries = self.id_sequences if not isinstance(self.id_sequences, dict) else [
+            IdSequenceEntry(name=n, **({"shares": s} if isinstance(s, str) else vars(s)))
+            for n, s in self.id_sequences.items()]
+        return tuple(IdSequence(e.name, e.shares, e.length or self.sequence_length)
+                     for e in entries)
 
-def _int(value: Any, what: str, source: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{source}: {what} must be an integer, got {value!r}")
-    return value
-
-
-def _entry(spec: Any, valid: tuple[str, ...], required: tuple[str, ...], where: str) -> dict:
-    """A table describing one column: only `valid` keys, all of `required` present."""
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a table with keys {list(valid)}, got {spec!r}")
-    _check_keys(spec, valid, where)
-    missing = [k for k in required if k not in spec]
-    if missing:
-        raise ConfigError(f"{where}: missing keys {missing}")
-    return spec
-
-
-def _parse_fields(raw: Any, source: str) -> tuple[CategoricalField, ...]:
-    if isinstance(raw, dict):
-        _check_keys(raw, GROUPS, f"{source} [fields]")
-        bad = [g for g, names in raw.items() if not isinstance(names, (list, tuple))]
-        if bad:
-            raise ConfigError(f"{source}: [fields] {bad[0]} must be a list of column names")
-        return tuple(CategoricalField(str(n), g) for g in GROUPS for n in raw.get(g, ()))
-    if isinstance(raw, (list, tuple)):
-        return tuple(CategoricalField(str(f["name"]), str(f["group"])) for f in
-                     (_entry(f, ("name", "group"), ("name", "group"), f"{source} fields")
-                      for f in raw))
-    raise ConfigError(f"{source}: 'fields' must be a table of groups or a list")
-
-
-def _parse_id_sequences(raw: Any, default_len: int, source: str) -> tuple[IdSequence, ...]:
-    where = f"{source} id_sequences"
-    keys = ("name", "shares", "length")
-    if isinstance(raw, (list, tuple)):
-        specs = [_entry(s, keys, ("name", "shares"), where) for s in raw]
-    elif isinstance(raw, dict):
-        specs = [{"name": name, "shares": spec} if isinstance(spec, str)
-                 else {"name": name, **_entry(spec, keys[1:], ("shares",), f"{where}.{name}")}
-                 for name, spec in raw.items()]
-    else:
-        raise ConfigError(f"{source}: 'id_sequences' must map sequence -> shared field")
-    return tuple(IdSequence(str(s["name"]), str(s["shares"]),
-                            _int(s.get("length", default_len), f"length of {s['name']}", source))
-                 for s in specs)
-
-
-def _parse_float_sequences(raw: Any, default_len: int, source: str) -> tuple[FloatSequence, ...]:
-    if isinstance(raw, dict):
-        return tuple(FloatSequence(str(n), _int(length, f"length of {n}", source))
-                     for n, length in raw.items())
-    if isinstance(raw, (list, tuple)):
-        specs = [{"name": s} if isinstance(s, str)
-                 else _entry(s, ("name", "length"), ("name",), f"{source} float_sequences")
-                 for s in raw]
-        return tuple(FloatSequence(str(s["name"]), _int(s.get("length", default_len),
-                                                        f"length of {s['name']}", source))
-                     for s in specs)
-    raise ConfigError(f"{source}: 'float_sequences' must be a list or a table")
+    def _float_sequences(self) -> tuple[FloatSequence, ...]:
+        if isinstance(self.float_sequences, dict):
+            return tuple(FloatSequence(n, length) for n, length in self.float_sequences.items())
+        entries = [FloatSequenceEntry(e) if isinstance(e, str) else e
+                   for e in self.float_sequences]
+        return tuple(FloatSequence(e.name, e.length or self.sequence_length) for e in entries)
 
 
 def _mac_schema() -> Schema:
