@@ -30,7 +30,7 @@ import torch
 
 from malt.data.cache import Day
 from malt.data.schema import Schema
-from malt.data.task import AdmWindow, check_mask
+from malt.data.task import AdmWindow, Mask, check_mask
 from malt.errors import ConfigError
 from malt.typed_fields import NonNegativeFloat, PositiveInt, validate
 
@@ -118,14 +118,14 @@ class MaskPolicy:
     """Adds `mask [B, V]` to training batches (and swaps in the true labels for `oracle`).
 
     Args:
-        name: one of `MASKS`.
+        name: the policy (see `malt.data.task.Mask`).
         schema: the data's schema (checked for the columns the policy needs).
         days: the training days in time order (ADM counts them).
         adm: ADM's window and thresholds.
         device: where the ADM table lives (that of the batches).
     """
 
-    def __init__(self, name: str, schema: Schema, days: Sequence[Day] = (),
+    def __init__(self, name: Mask, schema: Schema, days: Sequence[Day] = (),
                  adm: AdmOptions | None = None, device: str | torch.device = "cpu"):
         check_mask(name, schema)
         self.name, self.n_labels = name, len(schema.labels)

@@ -8,19 +8,19 @@ view whose class is the joint outcome of all binarised labels (see
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 from malt.data.schema import Schema
 from malt.errors import ConfigError
+from malt.typed_fields import NonNegativeFloat, check_value, validate
 
 CAT = "cat"
 LabelMode = Literal["binary", "weighted"]
-LABEL_MODES = get_args(LabelMode)
+"""`binary`: targets are weight > 0, as in the paper; `weighted`: the attribution weights
+clipped to [0, 1], soft BCE targets."""
 Mask = Literal["none", "base", "adm", "reported", "oracle"]
-MASKS = get_args(Mask)
 """Training mask policies (see `malt.data.masks`); `none` trains every label of every row."""
 AdmWindow = Literal["trailing", "static"]
-ADM_WINDOWS = get_args(AdmWindow)
 """What ADM counts a campaign's conversions over (see `malt.data.masks.AdmOptions`)."""
 MASK_COLUMNS = {"none": (), "base": ("target_action_column",),
                 "adm": ("target_action_column", "campaign_column"),
@@ -42,31 +42,29 @@ def default_aux_weight(main: str) -> float:
 class Task:
     """Main view, auxiliary views (any other labels and/or `cat`) and how they are trained.
 
-    `aux_weight` is λ in `loss = L_main + λ · Σ_k L_aux_k`; `label_mode` is `binary` (targets are
-    weight > 0, as in the paper) or `weighted` (targets are the attribution weights clipped to
-    [0, 1], soft BCE targets). `mask` is the training mask policy for incomplete labels
-    (`none`, `base`, `adm`, `reported`, `oracle`; see `malt.data.masks`).
+    Built once per run from the run config (`malt.training.builder.build_task`), which checks
+    it against the data's schema (`validate`) before anything is built from it.
     """
 
     main: str
+    """The main view: the target attribution label."""
     aux: tuple[str, ...] = ()
-    aux_weight: float = DEFAULT_AUX_WEIGHT
-    label_mode: str = "binary"
-    mask: str = "none"
+    """Auxiliary views: other labels and/or `cat`."""
+    aux_weight: NonNegativeFloat = DEFAULT_AUX_WEIGHT
+    """λ in `loss = L_main + λ · Σ_k L_aux_k`."""
+    label_mode: LabelMode = "binary"
+    """What the targets are (see `LabelMode`)."""
+    mask: Mask = "none"
+    """The training mask policy for incomplete labels (see `malt.data.masks`)."""
 
     def __post_init__(self) -> None:
+        validate(self, "task")
         if self.main == CAT:
             raise ConfigError("'cat' can only be an auxiliary view")
         if self.main in self.aux:
             raise ConfigError(f"the main view '{self.main}' cannot also be auxiliary")
         if len(set(self.aux)) != len(self.aux):
             raise ConfigError(f"auxiliary views repeat: {list(self.aux)}")
-        if self.label_mode not in LABEL_MODES:
-            raise ConfigError(f"label mode '{self.label_mode}' is not one of {LABEL_MODES}")
-        if self.aux_weight < 0:
-            raise ConfigError(f"aux weight must be >= 0, got {self.aux_weight}")
-        if self.mask not in MASKS:
-            raise ConfigError(f"mask '{self.mask}' is not one of {MASKS}")
         if CAT in self.aux and self.mask not in ("none", "oracle"):
             raise ConfigError(f"'cat' needs every label of a row; it cannot be trained under "
                               f"the '{self.mask}' mask")
@@ -89,10 +87,9 @@ class Task:
         check_mask(self.mask, schema)
 
 
-def check_mask(mask: str, schema: Schema) -> None:
-    """Raise when `mask` is unknown or `schema` lacks a column the policy reads."""
-    if mask not in MASKS:
-        raise ConfigError(f"mask '{mask}' is not one of {MASKS}")
+def check_mask(mask: Mask, schema: Schema) -> None:
+    """Raise when `mask` is not a policy or `schema` lacks a column the policy reads."""
+    check_value("mask", mask, Mask)
     missing = [role for role in MASK_COLUMNS[mask] if not getattr(schema, role)]
     if missing:
         raise ConfigError(f"mask '{mask}' needs the schema to declare {missing}; schema "

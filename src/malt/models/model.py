@@ -56,7 +56,6 @@ class MaltModel(nn.Module):
     def __init__(self, schema: Schema, vocab: VocabInfo, task: Task,
                  config: ModelConfig | None = None):
         super().__init__()
-        task.validate(schema)
         if CAT in task.views and self.traits is not None and not self.traits.takes_cat:
             raise ConfigError(f"{self.traits.display_name} has one logit per task; it takes no "
                               f"'{CAT}' view")

@@ -153,6 +153,8 @@ def evaluation_days(dataset: Dataset, data: DataConfig) -> list[Day]:
 
 
 def build_task(config: RunConfig) -> Task:
+    """The run's task, made from `config` once (λ resolved); `build_run` checks it against
+    the data's schema before anything is built from it."""
     t = config.task
     return Task(main=t.main, aux=tuple(t.aux), aux_weight=config.aux_weight(),
                 label_mode=t.label_mode, mask=t.mask)
