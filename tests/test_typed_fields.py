@@ -121,7 +121,7 @@ def test_build_checks_nested_tables_and_unknown_keys():
         build(Outer, {"inner": {"width": "8"}}, "")
     with pytest.raises(ConfigError, match="unknown key 'rat'; did you mean 'rate'"):
         build(Outer, {"rat": 1}, "")
-    with pytest.raises(ConfigError, match="inner must be a table"):
+    with pytest.raises(ConfigError, match=r"^inner = 3: expected a table with keys width$"):
         build(Outer, {"inner": 3}, "")
 
 

@@ -352,7 +352,7 @@ def build(cls: type, raw: Any, where: str) -> Any:
     """An instance of the dataclass `cls` from the table `raw` (nested dataclasses from nested
     tables); missing keys keep their defaults, and a missing key without one is an error."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a table of keys, got {raw!r}")
+        raise ConfigError(f"{where or 'the file'} = {raw!r}: expected {describe(cls)}")
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     reject_unknown(raw, names, where)
     annotations = hints(cls)
