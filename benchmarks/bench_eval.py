@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
-            from malt.data.simulate import simulate, size_config
+            from malt.sources.simulate import simulate, size_config
 
             data = Path(tmp) / "small"
             simulate(size_config("small"), data)

@@ -41,7 +41,7 @@ OTHER_ROWS = 1_000
 
 def small_vocab() -> VocabInfo:
     """The table sizes of the simulated `small` data set (simulated into a temporary folder)."""
-    from malt.data.simulate import simulate, size_config
+    from malt.sources.simulate import simulate, size_config
 
     with tempfile.TemporaryDirectory() as tmp:
         simulate(size_config("small"), Path(tmp) / "small")

@@ -59,7 +59,7 @@ def main() -> None:
     if args.data:
         data = Path(args.data)
     else:
-        from malt.data.simulate import simulate, size_config
+        from malt.sources.simulate import simulate, size_config
 
         data = Path(tempfile.mkdtemp()) / "small"
         simulate(size_config("small", seed=0), data)

@@ -15,10 +15,10 @@ import statistics
 from pathlib import Path
 
 from malt.data.schema import MAC
-from malt.data.simulate import simulate, size_config
 from malt.experiments.cells import Cell
 from malt.experiments.scheduler import run_cells
 from malt.experiments.study import reference_aux
+from malt.sources.simulate import simulate, size_config
 from malt.training.config import RunConfig
 
 

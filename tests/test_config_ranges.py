@@ -48,10 +48,10 @@ def config_classes() -> list[type]:
 
 def default_instance(cls: type) -> Any:
     """An instance of `cls` with valid values (its defaults where every field has one)."""
-    from malt.data.simulate import app_promotion
-    from malt.data.simulate import config as simulate
     from malt.experiments.engine import StudyOptions
     from malt.experiments.study import Study
+    from malt.sources.simulate import app_promotion
+    from malt.sources.simulate import config as simulate
 
     made = {
         simulate.SimConfig: lambda: simulate.SIZES["tiny"],

@@ -167,8 +167,8 @@ def test_fetch_says_how_to_resume(monkeypatch, tmp_path, capsys):
     def download(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("malt.data.fetch.fetch_mac", download)
-    monkeypatch.setattr("malt.data.fetch.HuggingFaceHub", lambda *args: None)
+    monkeypatch.setattr("malt.sources.fetch.fetch_mac", download)
+    monkeypatch.setattr("malt.sources.fetch.HuggingFaceHub", lambda *args: None)
     assert main(["fetch", "mac", str(tmp_path / "mac")]) == 130
     assert "Run the same command again to resume the download" in capsys.readouterr().out
 

@@ -66,13 +66,13 @@ def simulate(out: str | Path, *, size: str = "tiny", seed: int = DEFAULT_SEED,
     (attribution labels) or `app-promotion` (incomplete multi-label data for KAML).
     """
     if scenario == "app-promotion":
-        from malt.data.simulate.app_promotion import simulate_app_promotion
-        from malt.data.simulate.app_promotion import size_config as app_size
+        from malt.sources.simulate.app_promotion import simulate_app_promotion
+        from malt.sources.simulate.app_promotion import size_config as app_size
 
         simulate_app_promotion(app_size(size, seed=seed), out, overwrite=overwrite)
     elif scenario == "mac":
-        from malt.data.simulate import simulate as simulate_mac
-        from malt.data.simulate import size_config
+        from malt.sources.simulate import simulate as simulate_mac
+        from malt.sources.simulate import size_config
 
         simulate_mac(size_config(size, seed=seed), out, overwrite=overwrite)
     else:

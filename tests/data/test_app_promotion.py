@@ -13,8 +13,8 @@ import pytest
 from malt.cli import main
 from malt.data.cache import prepare
 from malt.data.schema import Schema
-from malt.data.simulate.app_promotion import AppSimConfig, simulate_app_promotion
-from malt.data.simulate.app_world import ACTIONS, AppParams, build_campaigns
+from malt.sources.simulate.app_promotion import AppSimConfig, simulate_app_promotion
+from malt.sources.simulate.app_world import ACTIONS, AppParams, build_campaigns
 
 CONFIG = AppSimConfig(users=1500, campaigns=60, days=4, clicks_per_day=3000, seed=5)
 
@@ -78,7 +78,7 @@ def test_campaign_shares_follow_the_configured_targets():
 
 
 def test_no_campaign_clicks_before_it_starts(sim):
-    from malt.data.simulate.app_promotion import build_world
+    from malt.sources.simulate.app_promotion import build_world
 
     frame = _rows(sim[0])
     start = build_world(CONFIG).campaigns.start_day

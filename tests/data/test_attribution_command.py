@@ -15,8 +15,8 @@ import pytest
 
 from malt.cli import main
 from malt.data import Schema, prepare
-from malt.data.attribution.spark_session import require_java
 from malt.errors import ConfigError
+from malt.sources.attribution.spark.session import require_java
 
 DAY = 86400
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from malt.data.attribution.journeys import build_journeys, key_codes, split_paths
-from malt.data.attribution.rules import sort_order
+from malt.sources.attribution.journeys import build_journeys, key_codes, split_paths
+from malt.sources.attribution.rules import sort_order
 
 
 @st.composite

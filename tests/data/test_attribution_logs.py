@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from malt.data.attribution.logs import read_criteo, read_generic
 from malt.errors import DataError
+from malt.sources.attribution.logs import read_criteo, read_generic
 
 
 def write(frame: pd.DataFrame, path):

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from malt.data.attribution import ALL_RULES, AttributionConfig, ClickLog, attribute, credit
-from malt.data.attribution.dda import (
+from malt.errors import ConfigError
+from malt.sources.attribution import ALL_RULES, AttributionConfig, ClickLog, attribute, credit
+from malt.sources.attribution.dda import (
     GAP_EDGES,
     POSITIONS,
     NoisyOrModel,
@@ -27,8 +28,7 @@ from malt.data.attribution.dda import (
     shapley_shares,
     terms_from_counts,
 )
-from malt.data.attribution.rules import sort_journeys, sort_order
-from malt.errors import ConfigError
+from malt.sources.attribution.rules import sort_journeys, sort_order
 
 # Fixed 0, the first click's logit b, then one cell per (later position, gap bucket).
 FEATURES_AT = 2 + (POSITIONS - 1) * (len(GAP_EDGES) + 1)

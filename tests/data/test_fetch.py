@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import malt.data.fetch as fetch
+import malt.sources.fetch as fetch
 from malt.cli import main
-from malt.data.fetch import HubFile, expected_files, fetch_mac
 from malt.errors import ConfigError
+from malt.sources.fetch import HubFile, expected_files, fetch_mac
 
 
 class FakeHub:

@@ -11,7 +11,8 @@ import pytest
 
 from malt.cli import main
 from malt.data.cache import prepare
-from malt.data.kuairand import (
+from malt.data.schema import Schema
+from malt.sources.kuairand import (
     ACTIONS,
     RANDOM_LOG,
     STANDARD_LOGS,
@@ -20,7 +21,6 @@ from malt.data.kuairand import (
     KuaiRandOptions,
     build_kuairand,
 )
-from malt.data.schema import Schema
 
 DAY_MS = 86_400_000
 

@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 
 from malt.cli import main
 from malt.data import MAC, prepare
-from malt.data.simulate import MAC_RATIOS, SimConfig, simulate, size_config
-from malt.data.simulate.catalog import build_catalog
-from malt.data.simulate.config import DAY, Params
-from malt.data.simulate.features import PurchaseHistory
-from malt.data.simulate.journeys import simulate_chunk
-from malt.data.simulate.labels import LABELS, attribute, window_journeys
-from malt.data.simulate.population import build_population
 from malt.errors import ConfigError
+from malt.sources.simulate import MAC_RATIOS, SimConfig, simulate, size_config
+from malt.sources.simulate.catalog import build_catalog
+from malt.sources.simulate.config import DAY, Params
+from malt.sources.simulate.features import PurchaseHistory
+from malt.sources.simulate.journeys import simulate_chunk
+from malt.sources.simulate.labels import LABELS, attribute, window_journeys
+from malt.sources.simulate.population import build_population
 
 
 @pytest.fixture(scope="module")

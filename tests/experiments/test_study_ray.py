@@ -164,7 +164,7 @@ def test_ctrl_c_stops_running_cells_with_their_checkpoint_and_a_rerun_resumes(tm
 def test_real_smoke_runs_on_ray_give_the_local_numbers(tmp_path, ray_session, capsys):
     import torch
 
-    from malt.data.simulate import simulate, size_config
+    from malt.sources.simulate import simulate, size_config
 
     data = tmp_path / "data"
     simulate(size_config("tiny", seed=5, users=200), data, overwrite=True)

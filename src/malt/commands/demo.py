@@ -63,7 +63,7 @@ def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
               f"{'data ' + args.data if args.data else 'size ' + args.size}): reusing its "
               "data and finished runs (--overwrite starts again)", flush=True)
     if not args.data and not data.exists():
-        from malt.data.simulate import simulate, size_config
+        from malt.sources.simulate import simulate, size_config
 
         print(f"simulating the '{args.size}' data set into {data} ...", flush=True)
         stats = simulate(size_config(args.size, seed=args.seed), data)

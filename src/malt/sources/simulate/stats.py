@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from malt.data.simulate.labels import LABELS
+from malt.sources.simulate.labels import LABELS
 
 MAC_RATIOS = {"last": 0.016, "first": 0.018, "linear": 0.053, "mta": 0.043}
 """Positive ratios of the MAC release (its Table 2; `mta` is the DDA label)."""

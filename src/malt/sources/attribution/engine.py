@@ -13,8 +13,9 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 
-from malt.data.attribution.dda import NoisyOrModel, Paths, dda_credit
-from malt.data.attribution.journeys import (
+from malt.errors import ConfigError, DataError
+from malt.sources.attribution.dda import NoisyOrModel, Paths, dda_credit
+from malt.sources.attribution.journeys import (
     DAY,
     DEFAULT_WINDOW_DAYS,
     MODES,
@@ -23,9 +24,8 @@ from malt.data.attribution.journeys import (
     key_codes,
     split_paths,
 )
-from malt.data.attribution.logs import ClickLog
-from malt.data.attribution.rules import RULES, credit
-from malt.errors import ConfigError, DataError
+from malt.sources.attribution.logs import ClickLog
+from malt.sources.attribution.rules import RULES, credit
 from malt.typed_fields import Above, NonNegativeFloat, PositiveFloat, validate
 
 ALL_RULES = (*RULES, "dda")

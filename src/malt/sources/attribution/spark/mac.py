@@ -16,18 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from malt.data.attribution.journeys import DAY
-from malt.data.attribution.mac import (
+from malt.data.schema import Schema
+from malt.errors import DataError
+from malt.sources.attribution.journeys import DAY
+from malt.sources.attribution.mac import (
     WrittenDay,
     day_files,
     float_columns,
     output_columns,
     write_vocabs_and_schema,
 )
-from malt.data.attribution.spark_engine import CLICK_ORDER
-from malt.data.attribution.spark_logs import SparkLog
-from malt.data.schema import Schema
-from malt.errors import DataError
+from malt.sources.attribution.spark.engine import CLICK_ORDER
+from malt.sources.attribution.spark.logs import SparkLog
 
 _SPARK_DAYS = ".spark-days"
 

@@ -1,7 +1,7 @@
 """Raw logs to a MAC-layout data set: read the logs, attribute, write days, vocabs and schema.
 
 `attribute_logs` is the whole of `malt attribute`, on either engine (in memory, or on Spark:
-`spark_pipeline`): the output is checked before anything is
+`spark.pipeline`): the output is checked before anything is
 read, built in a hidden sibling of `out` and moved into place when complete (see
 `malt.outputs.staged_output`), and `out/attribution.json` records the inputs, the settings
 and the label statistics (what `AttributionReport` holds).
@@ -18,19 +18,19 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from malt.data.attribution.engine import Attribution, AttributionConfig, attribute
-from malt.data.attribution.journeys import DAY
-from malt.data.attribution.logs import ClickLog, read_criteo, read_generic
-from malt.data.attribution.mac import (
+from malt.data.schema import Schema
+from malt.errors import ConfigError
+from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
+from malt.sources.attribution.engine import Attribution, AttributionConfig, attribute
+from malt.sources.attribution.journeys import DAY
+from malt.sources.attribution.logs import ClickLog, read_criteo, read_generic
+from malt.sources.attribution.mac import (
     WrittenDay,
     build_schema,
     float_columns,
     numeric_line,
     write_mac,
 )
-from malt.data.schema import Schema
-from malt.errors import ConfigError
-from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class LabelStats:
 
 
 class Engine(Protocol):
-    """What `attribute_logs` needs of an engine (`MemoryEngine`, `spark_pipeline.SparkEngine`).
+    """What `attribute_logs` needs of an engine (`MemoryEngine`, `spark.pipeline.SparkEngine`).
     `attribute` returns the engine's labelled clicks, which `write` and `statistics` take."""
 
     def read(self, clicks: str | Path, conversions: str | Path | None, log_format: LogFormat
@@ -129,7 +129,7 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
     """Attribute the logs under every rule of `config` and write the MAC layout to `out`.
 
     `engine`: "memory" (pandas and numpy) or "spark" (PySpark DataFrames, on the session of
-    `spark_session.spark_session(master)`); both write the same output."""
+    `spark.session.spark_session(master)`); both write the same output."""
     out = Path(out)
     if engine not in ENGINES:
         raise ConfigError(f"unknown attribution engine '{engine}', expected one of {ENGINES}")
@@ -146,7 +146,7 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
     if engine == "memory":
         runner = contextlib.nullcontext(MemoryEngine())
     else:
-        from malt.data.attribution.spark_pipeline import spark_engine
+        from malt.sources.attribution.spark.pipeline import spark_engine
 
         runner = spark_engine(master)
     with runner as chosen:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from malt.data.simulate.config import DEVICES, LATENT_DIM, Params
+from malt.sources.simulate.config import DEVICES, LATENT_DIM, Params
 
 PROFILE = ("age band", "gender", "city tier", "spending power", "membership", "device")
 PROFILE_SIZES = (7, 3, 6, 5, 4, DEVICES)

@@ -49,8 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from malt.data.attribution.journeys import key_codes
-from malt.data.attribution.rules import sort_journeys
+from malt.sources.attribution.journeys import key_codes
+from malt.sources.attribution.rules import sort_journeys
 
 POSITIONS = 5
 """Positions with their own terms; later clicks share the last one."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from malt.data.attribution.rules import sort_order
+from malt.sources.attribution.rules import sort_order
 
 MODES = ("direct", "indirect-shop", "indirect-any")
 DAY = 86400.0

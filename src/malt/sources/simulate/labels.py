@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from malt.data.attribution import credit
-from malt.data.simulate.journeys import ChunkEvents
+from malt.sources.attribution import credit
+from malt.sources.simulate.journeys import ChunkEvents
 
 LABELS = ("last", "first", "linear", "mta")
 """Label columns in the order of the MAC schema."""

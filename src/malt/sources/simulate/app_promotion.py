@@ -9,7 +9,7 @@ reported it); the true labels `true_<action>` (what happened, for the oracle); a
 `reported_<action>` (whether the campaign reports the action at all). A `schema.toml`
 describing these columns is written next to the data, which every command reads by default.
 
-The story (see `malt.data.simulate.app_world` for the parameters): a click's conversion
+The story (see `malt.sources.simulate.app_world` for the parameters): a click's conversion
 propensity per action is a logit of user-app affinity, the user's wealth and activity, the
 app's quality and monetisation, a click-level intent shared by every action and the ad slot;
 delivery is optimised for the campaign's target, so its audience leans towards users prone to
@@ -30,7 +30,9 @@ import pyarrow as pa
 
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.schema import SCHEMA_FILE
-from malt.data.simulate.app_world import (
+from malt.errors import ConfigError
+from malt.outputs import DATA_KIND, atomic_write_text, staged_output
+from malt.sources.simulate.app_world import (
     ACTIONS,
     APP_CATEGORIES,
     CREATIVES_PER_CAMPAIGN,
@@ -47,9 +49,7 @@ from malt.data.simulate.app_world import (
     build_users,
     category_centres,
 )
-from malt.data.simulate.config import SimulatedDays
-from malt.errors import ConfigError
-from malt.outputs import DATA_KIND, atomic_write_text, staged_output
+from malt.sources.simulate.config import SimulatedDays
 from malt.typed_fields import PositiveInt, Seed, validate
 
 USER_FIELDS = ("age_band", "gender", "city_tier", "device_model", "os", "interest",

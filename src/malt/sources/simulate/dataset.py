@@ -19,15 +19,15 @@ import pyarrow.compute as pc
 
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.schema import MAC
-from malt.data.simulate.catalog import Catalog, build_catalog
-from malt.data.simulate.config import DAY, SimConfig
-from malt.data.simulate.features import ClickRows, PurchaseHistory, day_table
-from malt.data.simulate.journeys import simulate_chunk
-from malt.data.simulate.labels import attribute
-from malt.data.simulate.population import Population, build_population
-from malt.data.simulate.stats import SimStats
 from malt.errors import ConfigError, os_errors_as
 from malt.outputs import DATA_KIND, staged_output
+from malt.sources.simulate.catalog import Catalog, build_catalog
+from malt.sources.simulate.config import DAY, SimConfig
+from malt.sources.simulate.features import ClickRows, PurchaseHistory, day_table
+from malt.sources.simulate.journeys import simulate_chunk
+from malt.sources.simulate.labels import attribute
+from malt.sources.simulate.population import Population, build_population
+from malt.sources.simulate.stats import SimStats
 
 _PADDED = {s.shares for s in MAC.id_sequences}
 

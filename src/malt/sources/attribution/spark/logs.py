@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from malt.data.attribution.logs import CLICK_COLUMNS, CONVERSION_COLUMNS, CRITEO_COLUMNS
 from malt.errors import DataError
+from malt.sources.attribution.logs import CLICK_COLUMNS, CONVERSION_COLUMNS, CRITEO_COLUMNS
 
 ROW = "_row"
 _CRITEO_FEATURE = re.compile(r"cat\d+")

@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 
 from malt.data.schema import MAC
-from malt.data.simulate.catalog import Catalog
-from malt.data.simulate.config import SEQUENCE_LENGTH
-from malt.data.simulate.journeys import hour_band
-from malt.data.simulate.labels import LABELS
-from malt.data.simulate.population import Population
+from malt.sources.simulate.catalog import Catalog
+from malt.sources.simulate.config import SEQUENCE_LENGTH
+from malt.sources.simulate.journeys import hour_band
+from malt.sources.simulate.labels import LABELS
+from malt.sources.simulate.population import Population
 
 _TABLE_BATCH = 1 << 17
 _AD_FIELDS = ("item", "shop", "category", "brand", "adgroup", "price_band")

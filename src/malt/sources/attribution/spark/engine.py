@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from malt.data.attribution.dda import (
+from malt.errors import ConfigError, DataError
+from malt.sources.attribution.dda import (
     BIAS,
     GAP_EDGES,
     POSITIONS,
@@ -37,10 +38,9 @@ from malt.data.attribution.dda import (
     pattern_shares,
     terms_from_counts,
 )
-from malt.data.attribution.engine import AttributionConfig
-from malt.data.attribution.rules import scaled_shares
-from malt.data.attribution.spark_logs import ROW, Cache, SparkLog
-from malt.errors import ConfigError, DataError
+from malt.sources.attribution.engine import AttributionConfig
+from malt.sources.attribution.rules import scaled_shares
+from malt.sources.attribution.spark.logs import ROW, Cache, SparkLog
 
 CLICK_ORDER = ("click_time", "click_id")
 """Clicks of a journey or path are ordered by time, ties broken by click id."""

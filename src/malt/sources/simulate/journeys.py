@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from malt.data.simulate.catalog import Catalog
-from malt.data.simulate.config import DAY, DEVICES, HOUR_BANDS, SEQUENCE_LENGTH, SLOTS, Params
-from malt.data.simulate.population import DEVICE, SPENDING, Population
+from malt.sources.simulate.catalog import Catalog
+from malt.sources.simulate.config import DAY, DEVICES, HOUR_BANDS, SEQUENCE_LENGTH, SLOTS, Params
+from malt.sources.simulate.population import DEVICE, SPENDING, Population
 
 _MAX_JOURNEY = 40
 _HISTORY_SPAN_DAYS = 120

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from malt.data.simulate.config import LATENT_DIM, VISUAL_DIM, Params
+from malt.sources.simulate.config import LATENT_DIM, VISUAL_DIM, Params
 
 _SAMPLE_BATCH = 1 << 18
 

@@ -8,19 +8,14 @@
     mac       writer of the MAC layout with vocabs and a schema file
     pipeline  raw logs to a MAC-layout data set (what `malt attribute` does)
 
-The same engine on PySpark DataFrames (`malt attribute --engine spark`), same output:
-
-    spark_session   the session it runs on (active, spark-submit's, or --master)
-    spark_logs      the readers, on any path Spark reads
-    spark_engine    journeys, the rules and dda as Spark SQL (the dda fit on aggregates)
-    spark_mac       the MAC writer, day files written by Spark
-    spark_pipeline  the Spark engine of `pipeline`
+The same engine on PySpark DataFrames (`malt attribute --engine spark`), same output: the
+`spark` subpackage.
 """
 
-from malt.data.attribution.engine import ALL_RULES, Attribution, AttributionConfig, attribute
-from malt.data.attribution.journeys import Journeys, build_journeys
-from malt.data.attribution.logs import ClickLog, read_criteo, read_generic
-from malt.data.attribution.rules import RULES, credit
+from malt.sources.attribution.engine import ALL_RULES, Attribution, AttributionConfig, attribute
+from malt.sources.attribution.journeys import Journeys, build_journeys
+from malt.sources.attribution.logs import ClickLog, read_criteo, read_generic
+from malt.sources.attribution.rules import RULES, credit
 
 __all__ = ["ALL_RULES", "RULES", "Attribution", "AttributionConfig", "ClickLog", "Journeys",
            "attribute", "build_journeys", "credit", "read_criteo", "read_generic"]

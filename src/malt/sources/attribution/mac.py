@@ -24,15 +24,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from malt.data.attribution.journeys import DAY
-from malt.data.attribution.logs import ClickLog
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.schema import CategoricalField, Schema
 from malt.errors import ConfigError, DataError
 from malt.outputs import atomic_write_text
+from malt.sources.attribution.journeys import DAY
+from malt.sources.attribution.logs import ClickLog
 
 if TYPE_CHECKING:
-    from malt.data.attribution.spark_logs import SparkLog
+    from malt.sources.attribution.spark.logs import SparkLog
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The Spark engine of `attribute_logs`: read (`spark_logs`), attribute (`spark_engine`),
-write (`spark_mac`) on one session (`spark_session`)."""
+"""The Spark engine of `attribute_logs`: read (`spark.logs`), attribute (`spark.engine`),
+write (`spark.mac`) on one session (`spark.session`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from malt.data.attribution.engine import AttributionConfig
-from malt.data.attribution.mac import WrittenDay
-from malt.data.attribution.pipeline import LabelStats, LogFormat
-from malt.data.attribution.spark_engine import SparkAttribution, attribute_spark
-from malt.data.attribution.spark_logs import Cache, SparkLog, read_criteo_spark, read_generic_spark
-from malt.data.attribution.spark_mac import write_mac_spark
-from malt.data.attribution.spark_session import spark_session
 from malt.data.schema import Schema
+from malt.sources.attribution.engine import AttributionConfig
+from malt.sources.attribution.mac import WrittenDay
+from malt.sources.attribution.pipeline import LabelStats, LogFormat
+from malt.sources.attribution.spark.engine import SparkAttribution, attribute_spark
+from malt.sources.attribution.spark.logs import (
+    Cache,
+    SparkLog,
+    read_criteo_spark,
+    read_generic_spark,
+)
+from malt.sources.attribution.spark.mac import write_mac_spark
+from malt.sources.attribution.spark.session import spark_session
 
 
 class SparkEngine:
