@@ -64,7 +64,7 @@ GROUPS = {
                                  "malt.training.trainer.xǁTrainerǁ_surgery_step__mutmut_*")),
     "attribution_rules": Group(("malt/sources/attribution/rules.py",
                                 "malt/sources/attribution/dda.py"),
-                               ("tests/data/test_attribution_rules.py",)),
+                               ("tests/sources/attribution/test_attribution_rules.py",)),
     "batches": Group(("malt/data/batches.py",), ("tests/data/test_batches.py",)),
     "vocab": Group(("malt/data/vocab.py",), ("tests/data/test_vocab.py",
                                              "tests/data/test_cache.py")),

@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.test_attribution_command import criteo_fixture, generic_logs
 from malt.cli import main
 from malt.data import Schema, prepare
 from malt.sources.attribution import AttributionConfig, attribute, read_criteo, read_generic
 from malt.sources.attribution.spark.engine import attribute_spark
 from malt.sources.attribution.spark.logs import Cache, read_criteo_spark, read_generic_spark
 from malt.sources.attribution.spark.session import spark_session
+from sources.attribution.test_attribution_command import criteo_fixture, generic_logs
 
 # The malt modules import pyspark only when they run: skip here, after the imports.
 pytest.importorskip("pyspark")
