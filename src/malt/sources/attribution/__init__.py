@@ -6,7 +6,9 @@
     dda       the data-driven rule (Shapley shares under a fitted noisy-OR model)
     engine    labels of every click under every rule
     mac       writer of the MAC layout with vocabs and a schema file
-    pipeline  raw logs to a MAC-layout data set (what `malt attribute` does)
+    protocol  what an engine provides to the pipeline, and the label statistics it reports
+    memory    the in-memory engine (pandas and numpy in this process)
+    pipeline  raw logs to a MAC-layout data set on either engine (what `malt attribute` does)
 
 The same engine on PySpark DataFrames (`malt attribute --engine spark`), same output: the
 `spark` subpackage.

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,18 @@ from malt.outputs import atomic_write_text
 from malt.sources.attribution.journeys import DAY
 from malt.sources.attribution.logs import ClickLog
 
-if TYPE_CHECKING:
-    from malt.sources.attribution.spark.logs import SparkLog
+
+class LogColumns(Protocol):
+    """The columns of a read log, as the writer names them: a `logs.ClickLog` or a
+    `spark.logs.SparkLog`."""
+
+    features: tuple[str, ...]
+    extras: tuple[str, ...]
+
+    @property
+    def click_columns(self) -> tuple[str, ...]: ...
+
+    def output_name(self, column: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,7 @@ class WrittenDay:
     rows: int
 
 
-def build_schema(log: ClickLog | SparkLog, rules: tuple[str, ...], *, name: str,
+def build_schema(log: LogColumns, rules: tuple[str, ...], *, name: str,
                  user_fields: tuple[str, ...] = (), ad_fields: tuple[str, ...] = ()) -> Schema:
     """Schema of the written data: item (and shop) and `ad_fields` in the ad group,
     `user_fields` in the user group, every other click feature in the context group."""
@@ -69,7 +79,7 @@ def build_schema(log: ClickLog | SparkLog, rules: tuple[str, ...], *, name: str,
                   ignore_columns=ignore)
 
 
-def float_columns(log: ClickLog | SparkLog) -> tuple[str, ...]:
+def float_columns(log: LogColumns) -> tuple[str, ...]:
     """The written names of the float click columns (carried through, not features)."""
     return tuple(log.output_name(c) for c in log.extras)
 
@@ -102,7 +112,7 @@ def schema_toml(schema: Schema, floats: tuple[str, ...] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def output_columns(log: ClickLog | SparkLog, schema: Schema) -> list[tuple[str, str]]:
+def output_columns(log: LogColumns, schema: Schema) -> list[tuple[str, str]]:
     """(written column, engine column or rule) of every column of a day file, in order."""
     name = log.output_name
     columns = [(name("user"), "user")]

@@ -1,8 +1,8 @@
 """Raw logs to a MAC-layout data set: read the logs, attribute, write days, vocabs and schema.
 
-`attribute_logs` is the whole of `malt attribute`, on either engine (in memory, or on Spark:
-`spark.pipeline`): the output is checked before anything is
-read, built in a hidden sibling of `out` and moved into place when complete (see
+`attribute_logs` is the whole of `malt attribute`, on either engine (`memory`, or on Spark:
+`spark.pipeline`; what both provide is `protocol.Engine`): the output is checked before anything
+is read, built in a hidden sibling of `out` and moved into place when complete (see
 `malt.outputs.staged_output`), and `out/attribution.json` records the inputs, the settings
 and the label statistics (what `AttributionReport` holds).
 """
@@ -14,27 +14,17 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Protocol
 
-import numpy as np
-
-from malt.data.schema import Schema
 from malt.errors import ConfigError
 from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
-from malt.sources.attribution.engine import Attribution, AttributionConfig, attribute
+from malt.sources.attribution.engine import AttributionConfig
 from malt.sources.attribution.journeys import DAY
-from malt.sources.attribution.logs import ClickLog, read_criteo, read_generic
-from malt.sources.attribution.mac import (
-    WrittenDay,
-    build_schema,
-    float_columns,
-    numeric_line,
-    write_mac,
-)
+from malt.sources.attribution.mac import build_schema, float_columns, numeric_line
+from malt.sources.attribution.memory import MemoryEngine
+from malt.sources.attribution.protocol import LogFormat
 
 logger = logging.getLogger(__name__)
 
-LogFormat = Literal["generic", "criteo"]
 ENGINES = ("memory", "spark")
 REPORT_FILE = "attribution.json"
 
@@ -64,56 +54,6 @@ class AttributionReport:
     weight_sum: dict[str, float]
     days: list[dict]
     """Split, file (relative to the output) and rows of every written day."""
-
-
-@dataclass(frozen=True)
-class LabelStats:
-    """The counts and label statistics of an attribution, as every engine reports them."""
-
-    n_clicks: int
-    n_conversions: int
-    attributed_conversions: int
-    pairs: int
-    positive_ratio: dict[str, float]
-    weight_sum: dict[str, float]
-
-    @property
-    def mean_journey(self) -> float:
-        return self.pairs / self.attributed_conversions if self.attributed_conversions else 0.0
-
-
-class Engine(Protocol):
-    """What `attribute_logs` needs of an engine (`MemoryEngine`, `spark.pipeline.SparkEngine`).
-    `attribute` returns the engine's labelled clicks, which `write` and `statistics` take."""
-
-    def read(self, clicks: str | Path, conversions: str | Path | None, log_format: LogFormat
-             ): ...
-
-    def attribute(self, log, config: AttributionConfig): ...
-
-    def write(self, stage: Path, log, labelled, schema: Schema) -> list[WrittenDay]: ...
-
-    def statistics(self, log, labelled) -> LabelStats: ...
-
-
-class MemoryEngine:
-    """pandas and numpy in this process (`logs`, `engine`, `mac`)."""
-
-    def read(self, clicks, conversions, log_format):
-        return read_criteo(clicks) if log_format == "criteo" else read_generic(clicks, conversions)
-
-    def attribute(self, log: ClickLog, config: AttributionConfig) -> Attribution:
-        return attribute(log, config)
-
-    def write(self, stage, log, labelled: Attribution, schema):
-        return write_mac(stage, log, labelled.labels, schema)
-
-    def statistics(self, log: ClickLog, labelled: Attribution) -> LabelStats:
-        return LabelStats(
-            n_clicks=len(log.clicks), n_conversions=len(log.conversions),
-            attributed_conversions=labelled.attributed_conversions, pairs=len(labelled.journeys),
-            positive_ratio={r: float(np.mean(w > 0)) for r, w in labelled.labels.items()},
-            weight_sum={r: float(w.sum()) for r, w in labelled.labels.items()})
 
 
 def default_window_days(log_format: LogFormat) -> float:
