@@ -19,8 +19,8 @@ import torch
 
 from benchmarks.report import best_of, parse_arguments, publish, sgemm_rate
 from malt.eval.predictions import predict
+from malt.runs.config import RunConfig
 from malt.training.builder import build_run
-from malt.training.config import RunConfig
 
 MODELS = {"base": [], "moae": ["first", "linear", "mta", "cat"]}
 BATCHES = (4096, 16384)

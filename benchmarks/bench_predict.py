@@ -29,8 +29,8 @@ from malt.data.task import CAT, Task
 from malt.deploy.predict import PREDICT_BATCH_ROWS, Scorer, file_sources, predict_file
 from malt.deploy.trained import TrainedModel
 from malt.models import model_spec
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 
 MODELS = {"base": Task("last"), "moae": Task("last", ("first", "mta", "linear", CAT))}
 

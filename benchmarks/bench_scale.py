@@ -28,7 +28,7 @@ from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
 from malt.data.vocab import VocabInfo
 from malt.models import model_spec
-from malt.training.config import TrainConfig
+from malt.runs.config import TrainConfig
 from malt.training.optim import Optimisation
 
 MODELS = ("base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae")

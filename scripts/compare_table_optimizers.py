@@ -18,8 +18,8 @@ from malt.data.schema import MAC
 from malt.experiments.cells import Cell
 from malt.experiments.scheduler import run_cells
 from malt.experiments.study import reference_aux
+from malt.runs.config import RunConfig
 from malt.sources.simulate import simulate, size_config
-from malt.training.config import RunConfig
 
 
 def config(data: Path, model: str, seed: int, table_optimizer: str) -> RunConfig:

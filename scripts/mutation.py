@@ -86,7 +86,7 @@ GROUPS = {
                                 "malt.data.vocab.x__check_rows__mutmut_*",
                                 "malt.data.layout.x__day_files__mutmut_*",
                                 "malt.data.cache.x__warn_weights_above_one__mutmut_*")),
-    "checkpoints": Group(("malt/training/tensor_tree.py", "malt/training/checkpoint.py"),
+    "checkpoints": Group(("malt/runs/tensor_tree.py", "malt/runs/checkpoint.py"),
                          ("tests/training/test_tensor_tree.py",
                           "tests/training/test_checkpoint.py")),
     # Only the divergence tests: the rest of test_trainer.py trains for a minute per mutant.

@@ -13,8 +13,8 @@ from malt.data.schema import Schema
 from malt.data.task import CAT, Task
 from malt.deploy.trained import TrainedModel
 from malt.models import model_spec
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 from model_configs import SMALL_BLOCKS, small_config
 
 

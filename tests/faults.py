@@ -99,7 +99,7 @@ def install(point: str, n: int, action: str = "kill") -> None:
 
         Trainer.save = save
     elif point == "checkpoint-write":
-        from malt.training import checkpoint
+        from malt.runs import checkpoint
 
         original_write_tree = checkpoint.write_tree
 

@@ -27,7 +27,7 @@ from malt.cli import main
 from malt.commands._options import config_flags
 from malt.data.schema import MAC, Schema
 from malt.eval.job import train_run
-from malt.training.config import RunConfig
+from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 
 pytestmark = pytest.mark.slow

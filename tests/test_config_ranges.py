@@ -158,7 +158,7 @@ def test_every_config_class_checks_its_ranges_when_built():
      "model.tower.dims = [8, 0]: expected a list of integers >= 1"),
 ])
 def test_a_config_file_out_of_range_is_refused_naming_the_key(tree, message):
-    from malt.training.config import RunConfig
+    from malt.runs.config import RunConfig
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         RunConfig.from_dict(tree, source="run.toml")

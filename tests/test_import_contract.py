@@ -36,10 +36,10 @@ def _with_import(tmp_path: Path, module: str, line: str) -> Path:
 
 
 def test_an_upward_import_breaks_the_contract(tmp_path):
-    copy = _with_import(tmp_path, "data/layout.py", "from malt.training.config import RunConfig")
+    copy = _with_import(tmp_path, "data/layout.py", "from malt.runs.config import RunConfig")
     result = _lint(ROOT / "pyproject.toml", copy)
     assert result.returncode != 0
-    assert "malt.data.layout -> malt.training.config" in result.stdout
+    assert "malt.data.layout -> malt.runs.config" in result.stdout
 
 
 def test_a_model_stack_package_importing_a_data_producer_breaks_the_contract(tmp_path):

@@ -22,7 +22,7 @@ from malt.cli import main
 from malt.data import prepare
 from malt.errors import Interrupted
 from malt.eval.job import train_run
-from malt.training.config import RunConfig
+from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 
 FAULTS = Path(__file__).with_name("faults.py")

@@ -37,8 +37,8 @@ from malt.deploy.predict import Scorer, Source, file_sources, table_source
 from malt.deploy.trained import TrainedModel, load_trained
 from malt.errors import ConfigError, describe_os_error
 from malt.eval.job import train_run
-from malt.training.config import DEFAULT_SEED, RunConfig
-from malt.training.run_dir import RunDir, RunMetrics
+from malt.runs.config import DEFAULT_SEED, RunConfig
+from malt.runs.directory import RunDir, RunMetrics
 
 __all__ = ["Run", "export", "load_run", "prepare", "simulate", "train"]
 

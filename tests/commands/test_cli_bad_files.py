@@ -17,7 +17,7 @@ from malt.cli import main
 from malt.data.layout import day_path
 from malt.errors import ConfigError, DataError
 from malt.eval.job import train_run
-from malt.training.config import RunConfig
+from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 
 

@@ -16,8 +16,8 @@ from malt.errors import ConfigError, DataError
 from malt.eval.job import train_run
 from malt.locks import lock_beside, lock_inside
 from malt.outputs import MANIFEST
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 
 
 def _tree(root: Path) -> dict[str, bytes | str]:

@@ -25,8 +25,8 @@ from malt.errors import ConfigError, DataError
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.locks import lock_beside, output_lock
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 from model_configs import SMALL_BLOCKS
 
 VIEWS = ("last", "first", "linear")

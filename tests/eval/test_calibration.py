@@ -15,8 +15,8 @@ from malt.eval.predictions import Predictions
 from malt.eval.report import format_days, format_metrics
 from malt.metrics import ViewMetrics, expected_calibration_error, pcoc, reliability_bins
 from malt.outputs import read_manifest
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

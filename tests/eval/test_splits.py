@@ -15,8 +15,8 @@ from malt.errors import ConfigError, DataError
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.metrics import view_metrics
+from malt.runs.config import DataConfig, RunConfig
 from malt.training.builder import evaluation_days, split_days
-from malt.training.config import DataConfig, RunConfig
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from malt.data.task import CAT
 from malt.metrics import ViewMetrics
-from malt.training.config import RunConfig
-from malt.training.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.runs.config import RunConfig
+from malt.runs.directory import ParamCounts, RunDir, RunMetrics, TrainStats
 
 
 def score(config: RunConfig, view: str) -> float:

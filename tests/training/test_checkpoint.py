@@ -18,7 +18,7 @@ from malt.cli import main
 from malt.errors import ConfigError
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
-from malt.training.checkpoint import (
+from malt.runs.checkpoint import (
     CHECKPOINT_KIND,
     LEGACY_NAME,
     TrainState,
@@ -27,9 +27,9 @@ from malt.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
-from malt.training.tensor_tree import read_tree, write_tree
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.tensor_tree import read_tree, write_tree
 from model_configs import SMALL_BLOCKS
 
 

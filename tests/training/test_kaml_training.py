@@ -18,7 +18,7 @@ from malt.errors import ConfigError
 from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.eval.target import target_metrics
-from malt.training.config import RunConfig
+from malt.runs.config import RunConfig
 
 
 @pytest.fixture(scope="module")

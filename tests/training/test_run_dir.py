@@ -9,7 +9,7 @@ import os
 import pytest
 
 from malt.errors import ConfigError
-from malt.training.run_dir import RunDir
+from malt.runs.directory import RunDir
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.metrics import ActionMetrics, ViewMetrics, view_metrics
-from malt.training.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.runs.directory import ParamCounts, RunDir, RunMetrics, TrainStats
 
 
 def strict_json(text: str):

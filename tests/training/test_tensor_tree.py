@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from malt.errors import ConfigError
-from malt.training.tensor_tree import FORMAT_KEY, TREE_KEY, read_tree, write_tree
+from malt.runs.tensor_tree import FORMAT_KEY, TREE_KEY, read_tree, write_tree
 
 KIND = "test tree"
 

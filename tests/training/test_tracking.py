@@ -18,9 +18,9 @@ from mac_data import write_random_dataset
 from malt.errors import ConfigError, Interrupted
 from malt.eval.job import train_run
 from malt.metrics import ViewMetrics
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
-from malt.training.tracking import (
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.tracking import (
     evaluation_metrics,
     open_tracker,
     resolve_tracking_uri,
@@ -240,7 +240,7 @@ def test_a_deleted_experiment_is_an_error(data, tmp_path):
 
 
 def test_an_experiment_created_meanwhile_by_another_run_is_used(tmp_path):
-    from malt.training.tracking import _experiment_id
+    from malt.runs.tracking import _experiment_id
 
     store = tmp_path / "mlruns"
     client = _client(store)

@@ -53,8 +53,8 @@ def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
     from malt.eval.job import train_run
     from malt.eval.predictions import Predictions
     from malt.eval.report import complexity_breakdown, format_breakdown
-    from malt.training.config import RunConfig
-    from malt.training.run_dir import RunDir
+    from malt.runs.config import RunConfig
+    from malt.runs.directory import RunDir
 
     settings = {"seed": args.seed, "data": str(data.resolve()) if args.data else None,
                 "size": None if args.data else args.size, "models": DEMO_MODELS}

@@ -12,10 +12,10 @@ from malt.data.task import Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.models.model import MaltModel
+from malt.runs.checkpoint import load_checkpoint
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 from malt.training.builder import build_task
-from malt.training.checkpoint import load_checkpoint
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
 
 
 @dataclass

@@ -16,13 +16,13 @@ from malt.eval.predictions import Predictions, predict
 from malt.eval.report import evaluate, evaluate_by_day
 from malt.eval.target import target_metrics
 from malt.metrics import ViewMetrics
+from malt.runs.checkpoint import refuse_legacy
+from malt.runs.config import RunConfig
+from malt.runs.directory import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.runs.tracking import ending_status, evaluation_metrics, open_tracker
 from malt.training.builder import BuiltRun, build_run
-from malt.training.checkpoint import refuse_legacy
-from malt.training.config import RunConfig
 from malt.training.distributed import barrier, launched_rank
 from malt.training.progress import ProgressFn
-from malt.training.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
-from malt.training.tracking import ending_status, evaluation_metrics, open_tracker
 from malt.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     config are checked (the run is built) before anything in `out` is touched. `announce`
     (rank 0) receives the pass's step plan before training, with a warning when it has too few
     steps (see `malt.training.steps`); the run's log always gets it. With `train.tracker` the
-    run is also recorded there (see `malt.training.tracking`).
+    run is also recorded there (see `malt.runs.tracking`).
     """
     run = RunDir(Path(out))
     run.check_claim(resume=resume, overwrite=overwrite)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from malt.errors import ConfigError
 from malt.eval.predictions import Predictions, predict
+from malt.runs.checkpoint import load_checkpoint
+from malt.runs.directory import RunDir
 from malt.training.builder import build_model, build_task, evaluation_days, open_dataset
-from malt.training.checkpoint import load_checkpoint
 from malt.training.distributed import device_for, resolve_device
-from malt.training.run_dir import RunDir
 
 
 def rescore(run: RunDir, data: str | Path, *, device: str = "auto") -> Predictions:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from malt.data.cache import Dataset
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir, RunMetrics
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir, RunMetrics
 
 TrainFn = Callable[..., RunMetrics | None]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of

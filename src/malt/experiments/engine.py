@@ -30,7 +30,7 @@ from malt.experiments.study import STUDY_KIND, Study, claim_output
 from malt.file_names import check_file_name
 from malt.models import model_spec
 from malt.outputs import OutputDir
-from malt.training.config import DEFAULT_SEED, LearningRate
+from malt.runs.config import DEFAULT_SEED, LearningRate
 from malt.training.distributed import resolve_device
 from malt.typed_fields import (
     SEED_LIMIT,

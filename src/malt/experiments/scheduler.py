@@ -31,8 +31,8 @@ from typing import Any, Protocol
 from malt.allocator import retain_freed_memory
 from malt.data.cache import Dataset
 from malt.experiments.cells import Cell, TrainFn, execute
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunMetrics
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunMetrics
 
 
 @dataclass

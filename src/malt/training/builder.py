@@ -25,8 +25,8 @@ from malt.data.schema import Schema, schema_for
 from malt.data.task import Task
 from malt.errors import ConfigError, DataError
 from malt.models.model import MaltModel
+from malt.runs.config import DataConfig, RunConfig, TaskConfig
 from malt.training.compiled import compile_forward
-from malt.training.config import DataConfig, RunConfig, TaskConfig
 from malt.training.distributed import (
     World,
     device_for,

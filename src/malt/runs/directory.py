@@ -5,7 +5,7 @@
     <run>/log.txt            the run's log
     <run>/tb/                TensorBoard scalars
     <run>/checkpoint.safetensors  latest checkpoint (day boundary, or where it was
-                             interrupted; see `malt.training.checkpoint`)
+                             interrupted; see `malt.runs.checkpoint`)
     <run>/metrics.json       evaluation metrics, written when training has finished (strict
                              JSON: an undefined metric is null, its view's `note` says why)
     <run>/predictions.npz    scores of every evaluated view on the evaluation day
@@ -32,8 +32,8 @@ from malt.data.schema import Schema
 from malt.errors import ConfigError, file_error
 from malt.metrics import ActionMetrics, ViewMetrics
 from malt.outputs import OutputDir, atomic_write_text
-from malt.training.checkpoint import LEGACY_NAME, convert_legacy_checkpoint
-from malt.training.config import RunConfig
+from malt.runs.checkpoint import LEGACY_NAME, convert_legacy_checkpoint
+from malt.runs.config import RunConfig
 from malt.typed_fields import build, validate
 
 RUN_KIND = "run"
@@ -179,7 +179,7 @@ class RunDir:
 
     @property
     def tracking_file(self) -> Path:
-        """Where the run is tracked (see `malt.training.tracking`), so that a resumed run
+        """Where the run is tracked (see `malt.runs.tracking`), so that a resumed run
         continues it."""
         return self.path / "mlflow.json"
 
@@ -190,7 +190,7 @@ class RunDir:
 
     def upgrade_checkpoint(self) -> None:
         """Rewrite the run's pickled checkpoint of an earlier malt in the safetensors format,
-        then remove the pickle (see `malt.training.checkpoint.convert_legacy_checkpoint`)."""
+        then remove the pickle (see `malt.runs.checkpoint.convert_legacy_checkpoint`)."""
         legacy = self.path / LEGACY_NAME
         convert_legacy_checkpoint(self.path, self.writable(self.checkpoint))
         legacy.unlink()

@@ -1,6 +1,6 @@
 """Checkpoints: model, optimiser, schedule, position in the data and every random state.
 
-A checkpoint is a safetensors file (`malt.training.tensor_tree`): tensors and plain values,
+A checkpoint is a safetensors file (`malt.runs.tensor_tree`): tensors and plain values,
 no pickle, so loading one cannot run code. Written atomically (temporary file, then rename), so
 an interruption while saving leaves the previous checkpoint intact.
 
@@ -23,7 +23,7 @@ from torch.torch_version import TorchVersion
 
 from malt.errors import ConfigError
 from malt.outputs import atomic_write
-from malt.training.tensor_tree import read_tree, write_tree
+from malt.runs.tensor_tree import read_tree, write_tree
 from malt.typed_fields import build
 
 CHECKPOINT_KIND = "checkpoint"

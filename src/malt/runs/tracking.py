@@ -37,8 +37,8 @@ from urllib.parse import urlparse
 from malt.errors import ConfigError, Interrupted
 from malt.metrics import ViewMetrics
 from malt.outputs import atomic_write_text, own_files
-from malt.training.config import RunConfig, TrainConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig, TrainConfig
+from malt.runs.directory import RunDir
 
 log = logging.getLogger(__name__)
 
