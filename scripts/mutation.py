@@ -87,8 +87,8 @@ GROUPS = {
                                 "malt.data.layout.x__day_files__mutmut_*",
                                 "malt.data.cache.x__warn_weights_above_one__mutmut_*")),
     "checkpoints": Group(("malt/runs/tensor_tree.py", "malt/runs/checkpoint.py"),
-                         ("tests/training/test_tensor_tree.py",
-                          "tests/training/test_checkpoint.py")),
+                         ("tests/runs/test_tensor_tree.py",
+                          "tests/runs/test_checkpoint.py")),
     # Only the divergence tests: the rest of test_trainer.py trains for a minute per mutant.
     "divergence": Group(("malt/training/trainer.py",),
                         ("tests/training/test_trainer.py::test_a_diverging_run_stops_at_the_"
