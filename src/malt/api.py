@@ -38,7 +38,8 @@ from malt.deploy.trained import TrainedModel, load_trained
 from malt.errors import ConfigError, describe_os_error
 from malt.eval.job import train_run
 from malt.runs.config import DEFAULT_SEED, RunConfig
-from malt.runs.directory import RunDir, RunMetrics
+from malt.runs.directory import RunDir
+from malt.runs.record import RunMetrics
 
 __all__ = ["Run", "export", "load_run", "prepare", "simulate", "train"]
 

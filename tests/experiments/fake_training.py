@@ -10,7 +10,8 @@ from pathlib import Path
 from malt.data.task import CAT
 from malt.metrics import ViewMetrics
 from malt.runs.config import RunConfig
-from malt.runs.directory import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.runs.directory import RunDir
+from malt.runs.record import ParamCounts, RunMetrics, TrainStats
 
 
 def score(config: RunConfig, view: str) -> float:

@@ -30,7 +30,8 @@ from malt.experiments.engine import StudyOptions, study_backend
 from malt.experiments.mac import MAC_STUDIES
 from malt.experiments.output import write_output
 from malt.experiments.scheduler import run_cells
-from malt.runs.directory import RunDir, RunMetrics
+from malt.runs.directory import RunDir
+from malt.runs.record import RunMetrics
 
 RAY_CPUS = 2
 # One xdist worker runs the whole module, so that `-n 2` starts one Ray instance, not two.

@@ -18,7 +18,7 @@ from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.runs.checkpoint import CHECKPOINT_KIND, TrainState, load_checkpoint
 from malt.runs.config import RunConfig
-from malt.runs.directory import RunMetrics
+from malt.runs.record import RunMetrics
 from malt.runs.tensor_tree import read_tree, write_tree
 from malt.training.distributed import World
 from malt.training.trainer import Trainer

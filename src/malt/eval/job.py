@@ -18,7 +18,8 @@ from malt.eval.target import target_metrics
 from malt.metrics import ViewMetrics
 from malt.runs.checkpoint import refuse_legacy
 from malt.runs.config import RunConfig
-from malt.runs.directory import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.runs.directory import RunDir
+from malt.runs.record import ParamCounts, RunMetrics, TrainStats
 from malt.runs.tracking import ending_status, evaluation_metrics, open_tracker
 from malt.training.builder import BuiltRun, build_run
 from malt.training.distributed import barrier, launched_rank

@@ -20,7 +20,8 @@ from typing import Any
 
 from malt.data.cache import Dataset
 from malt.runs.config import RunConfig
-from malt.runs.directory import RunDir, RunMetrics
+from malt.runs.directory import RunDir
+from malt.runs.record import RunMetrics
 
 TrainFn = Callable[..., RunMetrics | None]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of

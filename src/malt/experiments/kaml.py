@@ -30,7 +30,7 @@ from malt.experiments.output import StudyOutput
 from malt.experiments.study import Study, Variant
 from malt.experiments.tables import Column, Table
 from malt.models import model_spec
-from malt.runs.directory import RunMetrics
+from malt.runs.record import RunMetrics
 from malt.training.builder import adm_options
 
 MULTI_TASK = ("shared_bottom", "star", "mmoe", "ple", "taml")

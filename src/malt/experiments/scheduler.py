@@ -32,7 +32,7 @@ from malt.allocator import retain_freed_memory
 from malt.data.cache import Dataset
 from malt.experiments.cells import Cell, TrainFn, execute
 from malt.runs.config import RunConfig
-from malt.runs.directory import RunMetrics
+from malt.runs.record import RunMetrics
 
 
 @dataclass

@@ -30,7 +30,7 @@ from malt.experiments.search import SearchResult, Setting, grid, search
 from malt.models import model_spec
 from malt.outputs import OutputDir, atomic_write_text
 from malt.runs.config import LearningRate, RunConfig
-from malt.runs.directory import RunMetrics
+from malt.runs.record import RunMetrics
 from malt.typed_fields import NonNegativeFloat, PositiveInt, Seed, check_ranges
 
 APPENDIX_A_AUX = {"first": ("last",)}

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.metrics import ActionMetrics, ViewMetrics, view_metrics
-from malt.runs.directory import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.runs.directory import RunDir
+from malt.runs.record import ParamCounts, RunMetrics, TrainStats
 
 
 def strict_json(text: str):
