@@ -34,11 +34,12 @@ from malt.data.schema import Schema, schema_for
 from malt.deploy.export import ExportFormat
 from malt.deploy.export import export as export_trained
 from malt.deploy.predict import Scorer, Source, file_sources, table_source
-from malt.deploy.trained import TrainedModel, load_trained
 from malt.errors import ConfigError, describe_os_error
 from malt.eval.job import train_run
+from malt.runs import load as run_loader
 from malt.runs.config import DEFAULT_SEED, RunConfig
 from malt.runs.directory import RunDir
+from malt.runs.load import TrainedModel
 from malt.runs.record import RunMetrics
 
 __all__ = ["Run", "export", "load_run", "prepare", "simulate", "train"]
@@ -118,7 +119,7 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path, out: str | Path, *
 @_os_errors_as_config_errors
 def load_run(path: str | Path, *, vocabs: str | Path | None = None) -> Run:
     """The finished run in `path`; `vocabs` when its training data has moved (see
-    `malt.deploy.trained.load_trained`)."""
+    `malt.runs.load.load_run`)."""
     run = Run(Path(path), vocabs=vocabs)
     run.metrics  # noqa: B018 - a run without metrics is refused here, not at first use
     return run
@@ -145,7 +146,7 @@ class Run:
     @_os_errors_as_config_errors
     def trained(self) -> TrainedModel:
         """The loaded model with its schema and vocabs (loaded on first use)."""
-        return load_trained(self.path, vocabs=self.vocabs)
+        return run_loader.load_run(self.path, vocabs=self.vocabs)
 
     @_os_errors_as_config_errors
     def predict(self, data: pa.Table | pd.DataFrame | str | Path, *, keep: tuple[str, ...] = (),

@@ -21,10 +21,10 @@ from typing import Any, Literal, get_args
 import torch
 
 from malt.deploy.serving import ServingModule
-from malt.deploy.trained import TrainedModel
 from malt.errors import ConfigError
 from malt.outputs import atomic_write, atomic_write_text, single_file_output
 from malt.provenance import provenance
+from malt.runs.load import TrainedModel
 
 ExportFormat = Literal["onnx", "torchscript"]
 EXPORT_FORMATS = get_args(ExportFormat)

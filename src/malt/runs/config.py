@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from malt.config_files import merge_tables, read_key_value_file
-from malt.data.task import AdmWindow, LabelMode, Mask, default_aux_weight
+from malt.data.task import AdmWindow, LabelMode, Mask, Task, default_aux_weight
 from malt.errors import ConfigError
 from malt.file_names import check_file_name
 from malt.typed_fields import (
@@ -287,3 +287,10 @@ def upgraded(raw: dict[str, Any]) -> dict[str, Any]:
     check_value("train.lazy_adam", lazy, bool)
     train["table_optimizer"] = "lazy" if lazy else "dense"
     return {**raw, "train": train}
+
+
+def build_task(config: RunConfig) -> Task:
+    """The task of a run: its main and auxiliary views, λ, label mode and mask."""
+    t = config.task
+    return Task(main=t.main, aux=tuple(t.aux), aux_weight=config.aux_weight(),
+                label_mode=t.label_mode, mask=t.mask)

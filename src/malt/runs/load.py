@@ -1,4 +1,6 @@
-"""A finished run loaded for scoring: its schema, id lookups, task and trained model."""
+"""A finished run loaded back: its config, the schema it was trained on, id lookups, task and
+trained model. Everything that reads a finished run's model goes through `load_run`: `malt eval
+--data`, `malt predict`, `malt export` and the Python API's `Run`."""
 
 from __future__ import annotations
 
@@ -13,18 +15,18 @@ from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.models.model import MaltModel
 from malt.runs.checkpoint import load_checkpoint
-from malt.runs.config import RunConfig
+from malt.runs.config import RunConfig, build_task
 from malt.runs.directory import RunDir
-from malt.training.builder import build_task
 
 
 @dataclass
 class TrainedModel:
-    """Everything needed to score raw rows with a finished run's model."""
+    """Everything needed to score rows with a finished run's model."""
 
     run: RunDir
     config: RunConfig
     schema: Schema
+    """The schema the run was trained on: the columns its model reads, whatever data it scores."""
     task: Task
     lookups: dict[str, Lookup]
     """Column -> raw id lookup (the run's vocabs and hash buckets)."""
@@ -38,12 +40,15 @@ class TrainedModel:
         return self.task.label_views
 
 
-def load_trained(run_path: str | Path, *, vocabs: str | Path | None = None) -> TrainedModel:
+def load_run(run_path: str | Path, *, vocabs: str | Path | None = None) -> TrainedModel:
     """Load the finished run at `run_path`.
 
-    The vocabs are those of the data set the run was trained on (its `data.path`), or of
-    `vocabs`: a data directory in the MAC layout or a directory of `<column>.json` files. The
-    table sizes must be those the model was trained with.
+    The schema is the run's own (`schema.json`, saved when it started): the data a run scores
+    is read with the columns its model was trained on, whatever schema that data declares.
+    Runs saved before malt kept it take the schema of their training data. The vocabs are
+    those of the data set the run was trained on (its `data.path`), or of `vocabs`: a data
+    directory in the MAC layout or a directory of `<column>.json` files. The table sizes must
+    be those the model was trained with.
     """
     run = RunDir(Path(run_path))
     config = run.load_config()
