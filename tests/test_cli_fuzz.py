@@ -26,7 +26,7 @@ from mac_data import write_random_dataset
 from malt.cli import main
 from malt.commands._options import config_flags
 from malt.data.schema import MAC, Schema
-from malt.eval.job import train_run
+from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 

@@ -21,7 +21,7 @@ from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data import prepare
 from malt.errors import Interrupted
-from malt.eval.job import train_run
+from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 

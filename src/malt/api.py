@@ -35,7 +35,7 @@ from malt.deploy.export import ExportFormat
 from malt.deploy.export import export as export_trained
 from malt.deploy.predict import Scorer, Source, file_sources, table_source
 from malt.errors import ConfigError, describe_os_error
-from malt.eval.job import train_run
+from malt.jobs.train import train_run
 from malt.runs import load as run_loader
 from malt.runs.config import DEFAULT_SEED, RunConfig
 from malt.runs.directory import RunDir

@@ -16,7 +16,7 @@ from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data.layout import day_path
 from malt.errors import ConfigError, DataError
-from malt.eval.job import train_run
+from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 

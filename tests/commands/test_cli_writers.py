@@ -13,7 +13,7 @@ from lock_holder import held_elsewhere
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError, DataError
-from malt.eval.job import train_run
+from malt.jobs.train import train_run
 from malt.locks import lock_beside, lock_inside
 from malt.outputs import MANIFEST
 from malt.runs.config import RunConfig

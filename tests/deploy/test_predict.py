@@ -21,8 +21,8 @@ from malt.deploy.predict import (
     written_by_malt,
 )
 from malt.errors import ConfigError, DataError
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
+from malt.jobs.train import train_run
 from malt.locks import lock_beside, output_lock
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from malt.eval.calibration_plot import reliability_figure
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.eval.report import format_days, format_metrics
+from malt.jobs.train import train_run
 from malt.metrics import ViewMetrics, expected_calibration_error, pcoc, reliability_bins
 from malt.outputs import read_manifest
 from malt.runs.config import RunConfig

@@ -1,4 +1,4 @@
-"""Fake training functions with the signature of `malt.eval.job.train_run`: they write a run
+"""Fake training functions with the signature of `malt.jobs.train.train_run`: they write a run
 directory with deterministic metrics computed from the config, so the study machinery can be
 tested without training. Module-level so that spawned worker processes can import them."""
 

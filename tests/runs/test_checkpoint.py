@@ -16,8 +16,8 @@ import malt
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
+from malt.jobs.train import train_run
 from malt.runs.checkpoint import (
     CHECKPOINT_KIND,
     LEGACY_NAME,

@@ -16,9 +16,9 @@ from malt.cli import main
 from malt.data.schema import MAC, Schema
 from malt.deploy.export import sidecar_path
 from malt.errors import ConfigError
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.eval.rescore import rescore
+from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.load import load_run

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 import malt
 from mac_data import write_random_dataset
 from malt.errors import ConfigError, Interrupted
-from malt.eval.job import train_run
+from malt.jobs.train import train_run
 from malt.metrics import ViewMetrics
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir

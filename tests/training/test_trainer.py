@@ -14,8 +14,8 @@ import torch
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError, Interrupted
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
+from malt.jobs.train import train_run
 from malt.runs.checkpoint import CHECKPOINT_KIND, TrainState, load_checkpoint
 from malt.runs.config import RunConfig
 from malt.runs.record import RunMetrics

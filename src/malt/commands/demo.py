@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
     from malt.commands._progress import console_progress
     from malt.data import prepare
-    from malt.eval.job import train_run
     from malt.eval.predictions import Predictions
     from malt.eval.report import complexity_breakdown, format_breakdown
+    from malt.jobs.train import train_run
     from malt.runs.config import RunConfig
     from malt.runs.directory import RunDir
 
