@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.report import best_of, update_section
-from malt.data.attribution import ALL_RULES, AttributionConfig, ClickLog, attribute
-from malt.data.attribution.engine import journey_keys
-from malt.data.attribution.journeys import DAY, build_journeys
-from malt.data.attribution.mac import build_schema, write_mac
-from malt.data.attribution.rules import credit
+from malt.sources.attribution import ALL_RULES, AttributionConfig, ClickLog, attribute
+from malt.sources.attribution.engine import journey_keys
+from malt.sources.attribution.journeys import DAY, build_journeys
+from malt.sources.attribution.mac import build_schema, write_mac
+from malt.sources.attribution.rules import credit
 
 
 def synthetic_log(clicks: int, users: int, conversion_every: int, seed: int) -> ClickLog:

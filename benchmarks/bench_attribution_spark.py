@@ -17,8 +17,8 @@ from pathlib import Path
 
 from benchmarks.bench_attribution import synthetic_log
 from benchmarks.report import best_of, update_section
-from malt.data.attribution import ALL_RULES, RULES, AttributionConfig
-from malt.data.attribution.pipeline import attribute_logs
+from malt.sources.attribution import ALL_RULES, RULES, AttributionConfig
+from malt.sources.attribution.pipeline import attribute_logs
 
 
 def write_log(folder: Path, clicks: int, users: int, conversion_every: int, seed: int

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         root = args.data
         if root is None:
-            from malt.data.simulate import simulate, size_config
+            from malt.sources.simulate import simulate, size_config
 
             root = scratch / "small"
             print(f"simulating the small data set into {root} ...", flush=True)

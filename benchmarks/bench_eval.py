@@ -19,8 +19,8 @@ import torch
 
 from benchmarks.report import best_of, parse_arguments, publish, sgemm_rate
 from malt.eval.predictions import predict
+from malt.runs.config import RunConfig
 from malt.training.builder import build_run
-from malt.training.config import RunConfig
 
 MODELS = {"base": [], "moae": ["first", "linear", "mta", "cat"]}
 BATCHES = (4096, 16384)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
-            from malt.data.simulate import simulate, size_config
+            from malt.sources.simulate import simulate, size_config
 
             data = Path(tmp) / "small"
             simulate(size_config("small"), data)

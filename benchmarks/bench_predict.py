@@ -27,10 +27,10 @@ from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
 from malt.data.task import CAT, Task
 from malt.deploy.predict import PREDICT_BATCH_ROWS, Scorer, file_sources, predict_file
-from malt.deploy.trained import TrainedModel
 from malt.models import model_spec
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.load import TrainedModel
 
 MODELS = {"base": Task("last"), "moae": Task("last", ("first", "mta", "linear", CAT))}
 

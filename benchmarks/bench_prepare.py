@@ -28,7 +28,7 @@ from malt.data.layout import find_layout
 
 
 def simulate_small(out: Path, seed: int) -> None:
-    from malt.data.simulate import simulate, size_config
+    from malt.sources.simulate import simulate, size_config
 
     simulate(size_config("small", seed=seed), out)
 

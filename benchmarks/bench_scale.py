@@ -28,7 +28,7 @@ from malt.data.lookups import load_lookups, vocab_info
 from malt.data.schema import MAC
 from malt.data.vocab import VocabInfo
 from malt.models import model_spec
-from malt.training.config import TrainConfig
+from malt.runs.config import TrainConfig
 from malt.training.optim import Optimisation
 
 MODELS = ("base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae")
@@ -41,7 +41,7 @@ OTHER_ROWS = 1_000
 
 def small_vocab() -> VocabInfo:
     """The table sizes of the simulated `small` data set (simulated into a temporary folder)."""
-    from malt.data.simulate import simulate, size_config
+    from malt.sources.simulate import simulate, size_config
 
     with tempfile.TemporaryDirectory() as tmp:
         simulate(size_config("small"), Path(tmp) / "small")

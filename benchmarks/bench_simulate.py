@@ -23,7 +23,7 @@ from benchmarks.report import update_section
 _CHILD = """
 import json, sys
 from pathlib import Path
-from malt.data.simulate import size_config, simulate
+from malt.sources.simulate import size_config, simulate
 out = Path(sys.argv[2])
 stats = simulate(size_config(sys.argv[1], seed=int(sys.argv[3])), out)
 size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

@@ -22,9 +22,9 @@ from benchmarks.bench_scale import TABLE_OPTIMIZERS
 from benchmarks.report import update_section
 from malt.data import prepare
 from malt.data.batches import DayBatches
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 from malt.training.builder import build_run
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
 from malt.training.trainer import Trainer
 
 AUX = ["first", "linear", "mta"]
@@ -59,7 +59,7 @@ def main() -> None:
     if args.data:
         data = Path(args.data)
     else:
-        from malt.data.simulate import simulate, size_config
+        from malt.sources.simulate import simulate, size_config
 
         data = Path(tempfile.mkdtemp()) / "small"
         simulate(size_config("small", seed=0), data)

@@ -15,11 +15,11 @@ import statistics
 from pathlib import Path
 
 from malt.data.schema import MAC
-from malt.data.simulate import simulate, size_config
 from malt.experiments.cells import Cell
 from malt.experiments.scheduler import run_cells
 from malt.experiments.study import reference_aux
-from malt.training.config import RunConfig
+from malt.runs.config import RunConfig
+from malt.sources.simulate import simulate, size_config
 
 
 def config(data: Path, model: str, seed: int, table_optimizer: str) -> RunConfig:

@@ -11,10 +11,10 @@ from malt.data.lookups import load_lookups, vocab_info
 from malt.data.reader import DayConverter, array_shapes, open_parquet, read_chunks
 from malt.data.schema import Schema
 from malt.data.task import CAT, Task
-from malt.deploy.trained import TrainedModel
 from malt.models import model_spec
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.load import TrainedModel
 from model_configs import SMALL_BLOCKS, small_config
 
 

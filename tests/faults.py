@@ -99,7 +99,7 @@ def install(point: str, n: int, action: str = "kill") -> None:
 
         Trainer.save = save
     elif point == "checkpoint-write":
-        from malt.training import checkpoint
+        from malt.runs import checkpoint
 
         original_write_tree = checkpoint.write_tree
 
@@ -160,16 +160,16 @@ def install(point: str, n: int, action: str = "kill") -> None:
 
         outputs.atomic_write = atomic_write
     elif point == "evaluate":
-        from malt.eval import job
+        from malt.jobs import train
 
-        original_predict = job.predict
+        original_predict = train.predict
 
         def predict(*args, **kwargs):
             if countdown.reached():
                 fault()
             return original_predict(*args, **kwargs)
 
-        job.predict = predict
+        train.predict = predict
     else:
         raise SystemExit(f"unknown fault point {point!r}")
 

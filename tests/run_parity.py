@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from malt.eval.predictions import Predictions
-from malt.training.run_dir import RunMetrics
+from malt.runs.record import RunMetrics
 
 TOLERANCE = 1e-6
 """Measured agreement is 6e-8; a missing per-rank rescale of an uneven last step (23/22 rows)

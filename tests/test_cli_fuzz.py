@@ -26,8 +26,8 @@ from mac_data import write_random_dataset
 from malt.cli import main
 from malt.commands._options import config_flags
 from malt.data.schema import MAC, Schema
-from malt.eval.job import train_run
-from malt.training.config import RunConfig
+from malt.jobs.train import train_run
+from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 
 pytestmark = pytest.mark.slow

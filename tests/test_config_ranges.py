@@ -48,10 +48,10 @@ def config_classes() -> list[type]:
 
 def default_instance(cls: type) -> Any:
     """An instance of `cls` with valid values (its defaults where every field has one)."""
-    from malt.data.simulate import app_promotion
-    from malt.data.simulate import config as simulate
     from malt.experiments.engine import StudyOptions
     from malt.experiments.study import Study
+    from malt.sources.simulate import app_promotion
+    from malt.sources.simulate import config as simulate
 
     made = {
         simulate.SimConfig: lambda: simulate.SIZES["tiny"],
@@ -158,7 +158,7 @@ def test_every_config_class_checks_its_ranges_when_built():
      "model.tower.dims = [8, 0]: expected a list of integers >= 1"),
 ])
 def test_a_config_file_out_of_range_is_refused_naming_the_key(tree, message):
-    from malt.training.config import RunConfig
+    from malt.runs.config import RunConfig
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         RunConfig.from_dict(tree, source="run.toml")

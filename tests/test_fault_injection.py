@@ -67,7 +67,7 @@ def uninterrupted(data, tmp_path_factory) -> Path:
 
 def _tensors(run: Path) -> dict[str, tuple[str, bytes]]:
     """The model's and the optimiser's tensors in a run's checkpoint: dtype and bits."""
-    from malt.training.checkpoint import load_checkpoint
+    from malt.runs.checkpoint import load_checkpoint
 
     saved = load_checkpoint(run / "checkpoint.safetensors")
     found: dict[str, tuple[str, bytes]] = {}
@@ -93,7 +93,7 @@ def _tensors(run: Path) -> dict[str, tuple[str, bytes]]:
     (("checkpoint-write", 1), None)])
 def test_a_killed_training_run_resumes_to_the_same_metrics(data, uninterrupted, tmp_path,
                                                            fault, saved_step):
-    from malt.training.checkpoint import load_checkpoint
+    from malt.runs.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     _killed(*_train_args(data, out), fault=fault)

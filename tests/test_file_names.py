@@ -52,7 +52,7 @@ def test_every_entry_of_a_name_that_becomes_a_file_name_checks_it(entry, tmp_pat
     from malt.data.layout import vocab_file
     from malt.data.schema import Schema
     from malt.experiments.engine import StudyOptions
-    from malt.training.config import RunConfig
+    from malt.runs.config import RunConfig
 
     schema = {"user_column": "u", "fields": {"ad": ["a"]}, "labels": ["last"]}
     make, key = {

@@ -21,8 +21,8 @@ from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data import prepare
 from malt.errors import Interrupted
-from malt.eval.job import train_run
-from malt.training.config import RunConfig
+from malt.jobs.train import train_run
+from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 
 FAULTS = Path(__file__).with_name("faults.py")
@@ -167,8 +167,8 @@ def test_fetch_says_how_to_resume(monkeypatch, tmp_path, capsys):
     def download(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("malt.data.fetch.fetch_mac", download)
-    monkeypatch.setattr("malt.data.fetch.HuggingFaceHub", lambda *args: None)
+    monkeypatch.setattr("malt.sources.fetch.fetch_mac", download)
+    monkeypatch.setattr("malt.sources.fetch.HuggingFaceHub", lambda *args: None)
     assert main(["fetch", "mac", str(tmp_path / "mac")]) == 130
     assert "Run the same command again to resume the download" in capsys.readouterr().out
 

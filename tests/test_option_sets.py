@@ -24,7 +24,7 @@ from malt.data.schema import SchemaFile
 from malt.errors import ConfigError
 from malt.experiments.options import StudyOptions
 from malt.models import model_names, model_spec
-from malt.training.config import RunConfig
+from malt.runs.config import RunConfig
 from malt.typed_fields import build, check_value, choices, describe, field_docs, hints
 
 WRONG = ["text", 1.5, True, [1], {"key": 1}, None]

@@ -69,8 +69,8 @@ def test_a_users_own_setting_is_kept(monkeypatch):
 
 def test_training_warns_when_mkl_is_not_reproducible(monkeypatch, caplog, random_mac, tmp_path):
     import malt.training.trainer as trainer_module
-    from malt.eval.job import train_run
-    from malt.training.config import RunConfig
+    from malt.jobs.train import train_run
+    from malt.runs.config import RunConfig
 
     monkeypatch.setattr(trainer_module, "mkl_reproducible", lambda: False)
     config = RunConfig.from_dict({"data": {"path": str(random_mac)}, "task": {"aux": []},

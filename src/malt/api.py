@@ -34,11 +34,13 @@ from malt.data.schema import Schema, schema_for
 from malt.deploy.export import ExportFormat
 from malt.deploy.export import export as export_trained
 from malt.deploy.predict import Scorer, Source, file_sources, table_source
-from malt.deploy.trained import TrainedModel, load_trained
 from malt.errors import ConfigError, describe_os_error
-from malt.eval.job import train_run
-from malt.training.config import DEFAULT_SEED, RunConfig
-from malt.training.run_dir import RunDir, RunMetrics
+from malt.jobs.train import train_run
+from malt.runs import load as run_loader
+from malt.runs.config import DEFAULT_SEED, RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.load import TrainedModel
+from malt.runs.record import RunMetrics
 
 __all__ = ["Run", "export", "load_run", "prepare", "simulate", "train"]
 
@@ -66,13 +68,13 @@ def simulate(out: str | Path, *, size: str = "tiny", seed: int = DEFAULT_SEED,
     (attribution labels) or `app-promotion` (incomplete multi-label data for KAML).
     """
     if scenario == "app-promotion":
-        from malt.data.simulate.app_promotion import simulate_app_promotion
-        from malt.data.simulate.app_promotion import size_config as app_size
+        from malt.sources.simulate.app_promotion import simulate_app_promotion
+        from malt.sources.simulate.app_promotion import size_config as app_size
 
         simulate_app_promotion(app_size(size, seed=seed), out, overwrite=overwrite)
     elif scenario == "mac":
-        from malt.data.simulate import simulate as simulate_mac
-        from malt.data.simulate import size_config
+        from malt.sources.simulate import simulate as simulate_mac
+        from malt.sources.simulate import size_config
 
         simulate_mac(size_config(size, seed=seed), out, overwrite=overwrite)
     else:
@@ -117,7 +119,7 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path, out: str | Path, *
 @_os_errors_as_config_errors
 def load_run(path: str | Path, *, vocabs: str | Path | None = None) -> Run:
     """The finished run in `path`; `vocabs` when its training data has moved (see
-    `malt.deploy.trained.load_trained`)."""
+    `malt.runs.load.load_run`)."""
     run = Run(Path(path), vocabs=vocabs)
     run.metrics  # noqa: B018 - a run without metrics is refused here, not at first use
     return run
@@ -144,7 +146,7 @@ class Run:
     @_os_errors_as_config_errors
     def trained(self) -> TrainedModel:
         """The loaded model with its schema and vocabs (loaded on first use)."""
-        return load_trained(self.path, vocabs=self.vocabs)
+        return run_loader.load_run(self.path, vocabs=self.vocabs)
 
     @_os_errors_as_config_errors
     def predict(self, data: pa.Table | pd.DataFrame | str | Path, *, keep: tuple[str, ...] = (),

@@ -16,8 +16,8 @@ from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data.layout import day_path
 from malt.errors import ConfigError, DataError
-from malt.eval.job import train_run
-from malt.training.config import RunConfig
+from malt.jobs.train import train_run
+from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 
 
@@ -153,7 +153,7 @@ def test_the_command_line_words_an_operating_system_error_it_meets(monkeypatch, 
     def refuse(*args, **kwargs):
         raise OSError(28, "No space left on device", str(tmp_path / "big.bin"))
 
-    monkeypatch.setattr("malt.data.simulate.simulate", refuse)
+    monkeypatch.setattr("malt.sources.simulate.simulate", refuse)
     err = refused(capsys, "simulate", "--size", "tiny", "--out", str(tmp_path / "sim"))
     assert f"malt simulate: error: {tmp_path / 'big.bin'}: no space left" in err
 

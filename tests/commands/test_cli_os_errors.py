@@ -21,8 +21,8 @@ import pytest
 from mac_data import write_random_dataset
 from malt.data import prepare
 from malt.data.layout import day_path
-from malt.eval.job import train_run
-from malt.training.config import RunConfig
+from malt.jobs.train import train_run
+from malt.runs.config import RunConfig
 from model_configs import SMALL_BLOCKS
 
 pytestmark = pytest.mark.slow

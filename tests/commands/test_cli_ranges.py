@@ -12,7 +12,7 @@ from mac_data import write_random_dataset
 from malt.cli import build_parser, main
 from malt.data.layout import day_path
 from malt.errors import ConfigError
-from malt.training.config import RunConfig
+from malt.runs.config import RunConfig
 
 
 @pytest.mark.parametrize("flags, message", [

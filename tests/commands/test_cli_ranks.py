@@ -2,7 +2,7 @@
 
 import pytest
 
-import malt.eval.job
+import malt.jobs.train
 from malt.cli import main
 from malt.errors import Interrupted
 
@@ -12,7 +12,7 @@ def test_only_rank_0_says_how_to_resume_an_interrupted_run(monkeypatch, capsys, 
     def interrupted(*args, **kwargs):
         raise Interrupted("stopped at day 0 step 3")
 
-    monkeypatch.setattr(malt.eval.job, "train_run", interrupted)
+    monkeypatch.setattr(malt.jobs.train, "train_run", interrupted)
     monkeypatch.setenv("RANK", rank)
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 130
     printed = capsys.readouterr().out

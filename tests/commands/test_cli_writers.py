@@ -13,11 +13,11 @@ from lock_holder import held_elsewhere
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError, DataError
-from malt.eval.job import train_run
+from malt.jobs.train import train_run
 from malt.locks import lock_beside, lock_inside
 from malt.outputs import MANIFEST
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 
 
 def _tree(root: Path) -> dict[str, bytes | str]:

@@ -27,7 +27,7 @@ from malt.data.schema import MAC
 from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.losses.views import masked_binary_loss, view_losses
-from malt.training.config import RunConfig
+from malt.runs.config import RunConfig
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def test_a_model_needs_its_label_columns_not_the_masks():
 def test_the_builder_checks_the_task_against_the_schema_before_building(random_mac,
                                                                       monkeypatch):
     import malt.training.builder as builder
-    from malt.training.config import RunConfig
+    from malt.runs.config import RunConfig
 
     monkeypatch.setattr(builder, "build_model", lambda *a, **k: pytest.fail("built a model"))
     config = RunConfig.from_dict({"data": {"path": str(random_mac)}, "task": {"mask": "adm"}})

@@ -20,13 +20,13 @@ from malt.deploy.predict import (
     table_source,
     written_by_malt,
 )
-from malt.deploy.trained import load_trained
 from malt.errors import ConfigError, DataError
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
+from malt.jobs.train import train_run
 from malt.locks import lock_beside, output_lock
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.load import load_run
 from model_configs import SMALL_BLOCKS
 
 VIEWS = ("last", "first", "linear")
@@ -67,7 +67,7 @@ def saved_predictions(run) -> Predictions:
 def test_a_file_without_labels_gets_the_documented_columns_and_the_runs_scores(
         run, unlabelled, tmp_path):
     out = tmp_path / "preds.parquet"
-    report = predict_file(Scorer(load_trained(run), keep=("ad_feat0",)),
+    report = predict_file(Scorer(load_run(run), keep=("ad_feat0",)),
                           file_sources(unlabelled), out)
     table = pq.read_table(out)
     assert table.column_names == [*COLUMNS, "ad_feat0"]
@@ -83,13 +83,13 @@ def test_a_file_without_labels_gets_the_documented_columns_and_the_runs_scores(
 
 
 def test_rows_stream_one_chunk_at_a_time(run, unlabelled):
-    scorer = Scorer(load_trained(run))
+    scorer = Scorer(load_run(run))
     sizes = [b.num_rows for b in scorer.batches(file_sources(unlabelled))]
     assert sizes == [100, 100, 100, 1]
 
 
 def test_labels_are_ignored_unless_evaluating(run, data, unlabelled, tmp_path):
-    trained = load_trained(run)
+    trained = load_run(run)
     with_labels = tmp_path / "with.parquet"
     predict_file(Scorer(trained), file_sources(data / "test" / "test.parquet"), with_labels)
     without = tmp_path / "without.parquet"
@@ -102,7 +102,7 @@ def test_labels_are_ignored_unless_evaluating(run, data, unlabelled, tmp_path):
 
 
 def test_evaluation_reproduces_the_runs_metrics(run, data, tmp_path):
-    report = predict_file(Scorer(load_trained(run), evaluate=True), file_sources(data),
+    report = predict_file(Scorer(load_run(run), evaluate=True), file_sources(data),
                           tmp_path / "preds.parquet")
     saved = RunDir(run).load_metrics()
     assert set(report.metrics) == set(VIEWS)
@@ -118,7 +118,7 @@ def test_unknown_ids_are_counted_and_scored_on_the_oov_row(run, unlabelled, tmp_
     changed = tmp_path / "changed.parquet"
     pq.write_table(table.set_column(table.column_names.index("ad_feat1"), "ad_feat1",
                                     pa.array(ids)), changed)
-    trained = load_trained(run)
+    trained = load_run(run)
     oov_row = trained.lookups["ad_feat1"].oov_index
     ids[:7] = oov_row  # the dense test vocabs map raw id i to row i
     as_oov = tmp_path / "as_oov.parquet"
@@ -131,7 +131,7 @@ def test_unknown_ids_are_counted_and_scored_on_the_oov_row(run, unlabelled, tmp_
 
 
 def test_the_onnx_engine_scores_as_the_eager_model(run, unlabelled, tmp_path):
-    trained = load_trained(run)
+    trained = load_run(run)
     predict_file(Scorer(trained), file_sources(unlabelled), tmp_path / "torch.parquet")
     predict_file(Scorer(trained, engine="onnx"), file_sources(unlabelled),
                  tmp_path / "onnx.parquet")
@@ -141,7 +141,7 @@ def test_the_onnx_engine_scores_as_the_eager_model(run, unlabelled, tmp_path):
 
 
 def test_small_model_batches_give_the_same_scores(run, unlabelled, tmp_path):
-    trained = load_trained(run)
+    trained = load_run(run)
     predict_file(Scorer(trained), file_sources(unlabelled), tmp_path / "big.parquet")
     predict_file(Scorer(trained, batch_size=7), file_sources(unlabelled),
                  tmp_path / "small.parquet")
@@ -151,7 +151,7 @@ def test_small_model_batches_give_the_same_scores(run, unlabelled, tmp_path):
 
 def test_a_mac_layout_directory_scores_its_test_days(run, data, tmp_path):
     assert [s.path for s in file_sources(data)] == [data / "test" / "test.parquet"]
-    report = predict_file(Scorer(load_trained(run)), file_sources(data), tmp_path / "p.parquet")
+    report = predict_file(Scorer(load_run(run)), file_sources(data), tmp_path / "p.parquet")
     assert report.rows == 301
 
 
@@ -161,7 +161,7 @@ def test_a_directory_of_files_is_scored_in_name_order(run, unlabelled, tmp_path)
     table = pq.read_table(unlabelled)
     pq.write_table(table.slice(0, 50), folder / "day-10.parquet")
     pq.write_table(table.slice(50), folder / "day-2.parquet")
-    out = predict_file(Scorer(load_trained(run)), file_sources(folder), tmp_path / "p.parquet")
+    out = predict_file(Scorer(load_run(run)), file_sources(folder), tmp_path / "p.parquet")
     users = pq.read_table(tmp_path / "p.parquet")[MAC.user_column].to_numpy()
     expected = np.concatenate([table[MAC.user_column].to_numpy()[50:],
                                table[MAC.user_column].to_numpy()[:50]])
@@ -171,7 +171,7 @@ def test_a_directory_of_files_is_scored_in_name_order(run, unlabelled, tmp_path)
 
 def test_nothing_is_written_when_a_check_fails_or_scoring_breaks(run, unlabelled, tmp_path,
                                                                   monkeypatch):
-    trained = load_trained(run)
+    trained = load_run(run)
     out = tmp_path / "p.parquet"
     with pytest.raises(DataError, match="missing column") as err:
         predict_file(Scorer(trained, keep=("price",)), file_sources(unlabelled), out)
@@ -196,11 +196,11 @@ def test_nothing_is_written_when_a_check_fails_or_scoring_breaks(run, unlabelled
 def test_an_existing_output_is_replaced_only_when_asked_and_only_when_malt_wrote_it(
         run, unlabelled, tmp_path):
     out = tmp_path / "p.parquet"
-    predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out)
+    predict_file(Scorer(load_run(run)), file_sources(unlabelled), out)
     assert written_by_malt(out)
     with pytest.raises(ConfigError, match="exists; pass --overwrite"):
-        predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out)
-    predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out, overwrite=True)
+        predict_file(Scorer(load_run(run)), file_sources(unlabelled), out)
+    predict_file(Scorer(load_run(run)), file_sources(unlabelled), out, overwrite=True)
     assert pq.read_table(out).num_rows == 301
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.parquet", "unlabelled.parquet"]
 
@@ -214,7 +214,7 @@ def test_overwrite_never_replaces_a_file_malt_did_not_write(run, unlabelled, tmp
         pq.write_table(pa.table({"p_last": [0.5]}), out)
     before = out.read_bytes()
     with pytest.raises(ConfigError, match="notes.parquet was not written by malt"):
-        predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out, overwrite=True)
+        predict_file(Scorer(load_run(run)), file_sources(unlabelled), out, overwrite=True)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.parquet", "unlabelled.parquet"]
 
@@ -224,15 +224,15 @@ def test_a_second_writer_of_a_prediction_file_is_refused(run, unlabelled, tmp_pa
     with output_lock(lock_beside(out), out):
         with pytest.raises(ConfigError, match=f"p.parquet is being written by process "
                                               f"{os.getpid()}"):
-            predict_file(Scorer(load_trained(run)), file_sources(unlabelled), out)
+            predict_file(Scorer(load_run(run)), file_sources(unlabelled), out)
     assert not out.exists()
 
 
 def test_an_unfinished_run_or_missing_vocabs_are_refused(run, data, tmp_path):
     with pytest.raises(ConfigError, match="no malt run|not a run directory"):
-        load_trained(tmp_path)
+        load_run(tmp_path)
     with pytest.raises(DataError, match="vocab file is missing"):
-        load_trained(run, vocabs=tmp_path)
+        load_run(run, vocabs=tmp_path)
 
 
 def test_the_command_line_predicts_and_reports(run, unlabelled, tmp_path, capsys):
@@ -273,7 +273,7 @@ def test_the_python_api_scores_a_data_frame_as_the_file(run, unlabelled, monkeyp
 def test_an_in_memory_table_is_checked_as_a_file_is(run):
     table = pa.table({"uid": [1, 2]})
     with pytest.raises(DataError, match="missing columns"):
-        list(Scorer(load_trained(run)).batches([table_source(table)]))
+        list(Scorer(load_run(run)).batches([table_source(table)]))
 
 
 def test_auto_device_picks_cuda_for_onnx_only_with_its_cuda_provider(monkeypatch):

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from malt.eval.calibration_plot import reliability_figure
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.eval.report import format_days, format_metrics
+from malt.jobs.train import train_run
 from malt.metrics import ViewMetrics, expected_calibration_error, pcoc, reliability_bins
 from malt.outputs import read_manifest
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

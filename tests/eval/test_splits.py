@@ -12,11 +12,11 @@ from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data import prepare
 from malt.errors import ConfigError, DataError
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
+from malt.jobs.train import train_run
 from malt.metrics import view_metrics
+from malt.runs.config import DataConfig, RunConfig
 from malt.training.builder import evaluation_days, split_days
-from malt.training.config import DataConfig, RunConfig
 
 
 @pytest.fixture(scope="module")

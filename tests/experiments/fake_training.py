@@ -1,4 +1,4 @@
-"""Fake training functions with the signature of `malt.eval.job.train_run`: they write a run
+"""Fake training functions with the signature of `malt.jobs.train.train_run`: they write a run
 directory with deterministic metrics computed from the config, so the study machinery can be
 tested without training. Module-level so that spawned worker processes can import them."""
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 from malt.data.task import CAT
 from malt.metrics import ViewMetrics
-from malt.training.config import RunConfig
-from malt.training.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.record import ParamCounts, RunMetrics, TrainStats
 
 
 def score(config: RunConfig, view: str) -> float:

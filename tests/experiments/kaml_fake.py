@@ -6,8 +6,9 @@ import zlib
 from pathlib import Path
 
 from malt.metrics import ActionMetrics
-from malt.training.config import RunConfig
-from malt.training.run_dir import ParamCounts, RunDir, RunMetrics, TrainStats
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.record import ParamCounts, RunMetrics, TrainStats
 
 MODEL_SCORE = {"single_task": 0.70, "shared_bottom": 0.71, "star": 0.705, "mmoe": 0.712,
                "ple": 0.715, "taml": 0.716, "kaml": 0.72}

@@ -12,13 +12,13 @@ from malt.cli import main
 from malt.data.cache import prepare
 from malt.data.masks import AdmOptions, MaskPolicy, coverage
 from malt.data.schema import Schema
-from malt.data.simulate.app_promotion import AppSimConfig, simulate_app_promotion
 from malt.errors import ConfigError
 from malt.experiments.kaml import all_rows, study_kaml
 from malt.experiments.presets import PRESETS, get_preset
 from malt.experiments.study import Study
 from malt.metrics import rela_impr
 from malt.outputs import OutputDir
+from malt.sources.simulate.app_promotion import AppSimConfig, simulate_app_promotion
 
 SIM = AppSimConfig(users=600, campaigns=40, days=3, clicks_per_day=1500, seed=1)
 

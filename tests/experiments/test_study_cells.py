@@ -14,7 +14,7 @@ from fake_training import (
 
 from malt.experiments.cells import Cell, execute
 from malt.experiments.scheduler import Outcome, Workers, plan_workers, run_cells
-from malt.training.config import RunConfig
+from malt.runs.config import RunConfig
 
 
 def config(**changes) -> RunConfig:

@@ -11,7 +11,7 @@ from malt.cli import main
 
 @pytest.mark.slow
 def test_study_main_then_groups_through_the_cli(tmp_path, capsys):
-    from malt.data.simulate import simulate, size_config
+    from malt.sources.simulate import simulate, size_config
 
     data = tmp_path / "data"
     simulate(size_config("tiny", seed=5, users=500), data, overwrite=True)
@@ -44,7 +44,7 @@ def test_study_main_then_groups_through_the_cli(tmp_path, capsys):
 def test_study_shuffle_reaches_the_runs_and_the_notes(tmp_path, capsys):
     import json
 
-    from malt.data.simulate import simulate, size_config
+    from malt.sources.simulate import simulate, size_config
 
     data = tmp_path / "data"
     simulate(size_config("tiny", seed=6, users=300), data, overwrite=True)

@@ -19,7 +19,7 @@ from malt.outputs import OutputDir
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    from malt.data.simulate import simulate, size_config
+    from malt.sources.simulate import simulate, size_config
 
     root = tmp_path_factory.mktemp("tiny")
     simulate(size_config("tiny", seed=3, users=400), root, overwrite=True)

@@ -30,7 +30,8 @@ from malt.experiments.engine import StudyOptions, study_backend
 from malt.experiments.mac import MAC_STUDIES
 from malt.experiments.output import write_output
 from malt.experiments.scheduler import run_cells
-from malt.training.run_dir import RunDir, RunMetrics
+from malt.runs.directory import RunDir
+from malt.runs.record import RunMetrics
 
 RAY_CPUS = 2
 # One xdist worker runs the whole module, so that `-n 2` starts one Ray instance, not two.
@@ -164,7 +165,7 @@ def test_ctrl_c_stops_running_cells_with_their_checkpoint_and_a_rerun_resumes(tm
 def test_real_smoke_runs_on_ray_give_the_local_numbers(tmp_path, ray_session, capsys):
     import torch
 
-    from malt.data.simulate import simulate, size_config
+    from malt.sources.simulate import simulate, size_config
 
     data = tmp_path / "data"
     simulate(size_config("tiny", seed=5, users=200), data, overwrite=True)

@@ -14,12 +14,12 @@ from malt.data import MAC, Schema
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.schema import NumericField
 from malt.data.task import Task
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.eval.rescore import rescore
+from malt.jobs.train import train_run
 from malt.models import build_model, model_names
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 from models.conftest import random_batch, small_vocab
 
 NUMERIC_MAC = dataclasses.replace(MAC, numeric=(NumericField("price"),

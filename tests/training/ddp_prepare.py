@@ -17,8 +17,8 @@ from pathlib import Path
 
 from malt.data import cache, reader
 from malt.errors import MaltError
+from malt.runs.config import DataConfig
 from malt.training.builder import open_dataset
-from malt.training.config import DataConfig
 from malt.training.distributed import init_world
 
 

@@ -10,10 +10,10 @@ import torch
 
 from mac_data import write_random_dataset
 from malt.data.batches import DayBatches
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 from malt.training.builder import build_run
 from malt.training.compiled import CompiledForward
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir
 from malt.training.trainer import Trainer
 
 

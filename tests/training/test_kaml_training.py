@@ -15,10 +15,10 @@ import pytest
 from kaml_data import kaml_schema, write_kaml_dataset
 from malt.data.layout import write_day
 from malt.errors import ConfigError
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
 from malt.eval.target import target_metrics
-from malt.training.config import RunConfig
+from malt.jobs.train import train_run
+from malt.runs.config import RunConfig
 
 
 @pytest.fixture(scope="module")

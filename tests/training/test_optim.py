@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from malt.training.config import TrainConfig
+from malt.runs.config import TrainConfig
 from malt.training.optim import Optimisation, clip_gradients, fused_adam, warmup_factor
 from malt.training.row_adam import RowAdam
 

@@ -3,7 +3,7 @@
 import pytest
 
 from malt.errors import ConfigError
-from malt.training.config import RunConfig, upgraded
+from malt.runs.config import RunConfig, upgraded
 
 
 @pytest.mark.parametrize("table_optimizer, grad_method, device, sparse", [

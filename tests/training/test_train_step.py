@@ -17,12 +17,12 @@ import torch
 
 from mac_data import write_random_dataset
 from malt.data.batches import DayBatches
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
 from malt.training import grad_methods
 from malt.training.builder import build_run
-from malt.training.config import RunConfig
 from malt.training.distributed import World
 from malt.training.optim import Optimisation, clip_gradients
-from malt.training.run_dir import RunDir
 from malt.training.trainer import Trainer
 
 

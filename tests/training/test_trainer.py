@@ -14,13 +14,13 @@ import torch
 from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError, Interrupted
-from malt.eval.job import train_run
 from malt.eval.predictions import Predictions
-from malt.training.checkpoint import CHECKPOINT_KIND, TrainState, load_checkpoint
-from malt.training.config import RunConfig
+from malt.jobs.train import train_run
+from malt.runs.checkpoint import CHECKPOINT_KIND, TrainState, load_checkpoint
+from malt.runs.config import RunConfig
+from malt.runs.record import RunMetrics
+from malt.runs.tensor_tree import read_tree, write_tree
 from malt.training.distributed import World
-from malt.training.run_dir import RunMetrics
-from malt.training.tensor_tree import read_tree, write_tree
 from malt.training.trainer import Trainer
 from run_parity import assert_same_run
 

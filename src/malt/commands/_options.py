@@ -39,7 +39,7 @@ from typing import Any, Literal, Union
 
 from malt.config_files import merge_tables, read_key_value_file, tree_from_dotted_keys
 from malt.errors import ConfigError
-from malt.training.config import DEFAULT_SEED, RunConfig, TrainConfig
+from malt.runs.config import DEFAULT_SEED, RunConfig, TrainConfig
 from malt.typed_fields import Seed, build, field_docs, hints, parse_text
 
 MODEL_FLAGS = ("model", "release_defaults", "model_option")

@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "or tsv, optionally gzipped")
     parser.add_argument("--conversions", default=None, help="conversion table (generic only)")
     parser.add_argument("--format", choices=["generic", "criteo"], default="generic",
-                        help="input layout (see malt.data.attribution.logs); default generic")
+                        help="input layout (see malt.sources.attribution.logs); default generic")
     parser.add_argument("--rules", type=_names, default="last,first,linear,position,time_decay,dda",
                         help="comma-separated rules, also the label column names: last, first, "
                              "linear, position, time_decay, dda (default all)")
@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from malt.data.attribution.engine import AttributionConfig
-    from malt.data.attribution.journeys import DAY
-    from malt.data.attribution.pipeline import attribute_logs, default_window_days
+    from malt.sources.attribution.engine import AttributionConfig
+    from malt.sources.attribution.journeys import DAY
+    from malt.sources.attribution.pipeline import attribute_logs, default_window_days
 
     window_days = args.window_days if args.window_days is not None else \
         default_window_days(args.format)

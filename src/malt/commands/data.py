@@ -10,7 +10,7 @@ import argparse
 from typing import Literal
 
 from malt.commands._options import add_run_options, add_seed_flag, typed
-from malt.data.kuairand import KeepRate
+from malt.sources.kuairand import KeepRate
 from malt.typed_fields import PositiveInt
 
 HELP = "incomplete multi-label data: KuaiRand-Pure recipe (kuairand-sim), mask coverage"
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _kuairand(args: argparse.Namespace) -> int:
-    from malt.data.kuairand import KuaiRandOptions, build_kuairand
+    from malt.sources.kuairand import KuaiRandOptions, build_kuairand
 
     rate = None if args.neg_keep_rate == "auto" else args.neg_keep_rate
     options = KuaiRandOptions(seed=args.seed, neg_keep_rate=rate, target_rows=args.target_rows,

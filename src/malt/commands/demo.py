@@ -50,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
     from malt.commands._progress import console_progress
     from malt.data import prepare
-    from malt.eval.job import train_run
     from malt.eval.predictions import Predictions
     from malt.eval.report import complexity_breakdown, format_breakdown
-    from malt.training.config import RunConfig
-    from malt.training.run_dir import RunDir
+    from malt.jobs.train import train_run
+    from malt.runs.config import RunConfig
+    from malt.runs.directory import RunDir
 
     settings = {"seed": args.seed, "data": str(data.resolve()) if args.data else None,
                 "size": None if args.data else args.size, "models": DEMO_MODELS}
@@ -63,7 +63,7 @@ def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
               f"{'data ' + args.data if args.data else 'size ' + args.size}): reusing its "
               "data and finished runs (--overwrite starts again)", flush=True)
     if not args.data and not data.exists():
-        from malt.data.simulate import simulate, size_config
+        from malt.sources.simulate import simulate, size_config
 
         print(f"simulating the '{args.size}' data set into {data} ...", flush=True)
         stats = simulate(size_config(args.size, seed=args.seed), data)

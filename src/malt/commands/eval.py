@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from malt.eval.rescore import rescore
     from malt.eval.target import format_target_metrics, target_metrics
-    from malt.training.run_dir import RunDir
+    from malt.runs.directory import RunDir
 
     run_dir = RunDir(args.run)
     config = run_dir.load_config()

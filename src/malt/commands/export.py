@@ -27,9 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from malt.deploy.export import export, sidecar_path
-    from malt.deploy.trained import load_trained
+    from malt.runs.load import load_run
 
-    trained = load_trained(args.run, vocabs=args.vocabs)
+    trained = load_run(args.run, vocabs=args.vocabs)
     info = export(trained, args.out, args.format, overwrite=args.overwrite)
     print(f"wrote {args.out} ({info['bytes'] / 2**20:,.1f} MiB, {args.format}) and "
           f"{sidecar_path(Path(args.out))}")

@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from malt.data.fetch import MAC_REPO, HuggingFaceHub, fetch_mac
+    from malt.sources.fetch import MAC_REPO, HuggingFaceHub, fetch_mac
 
     def report(i: int, n: int, f) -> None:
         print(f"[{i}/{n}] {f.path} ({f.size / 1e9:.2f} GB)", flush=True)

@@ -39,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from malt.commands._progress import ProgressLines, format_rows_progress
     from malt.deploy.engines import scoring_device
     from malt.deploy.predict import PREDICT_BATCH_ROWS, Scorer, file_sources, predict_file
-    from malt.deploy.trained import load_trained
     from malt.eval.report import format_days, format_metrics
+    from malt.runs.load import load_run
 
-    trained = load_trained(args.run, vocabs=args.vocabs)
+    trained = load_run(args.run, vocabs=args.vocabs)
     device = scoring_device(args.engine, args.device)
     scorer = Scorer(trained, engine=args.engine, device=device, keep=tuple(args.keep),
                     evaluate=args.eval, batch_size=PREDICT_BATCH_ROWS if args.batch_size is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from malt.commands._options import add_seed_flag, typed
-from malt.data.simulate.config import SimulatedDays
+from malt.sources.simulate.config import SimulatedDays
 from malt.typed_fields import PositiveInt
 
 HELP = "simulate a MAC-shaped data set (tiny, small, medium or mac size) in the MAC layout"
@@ -33,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.scenario == "app-promotion":
         return _app_promotion(args)
-    from malt.data.simulate import simulate, size_config
+    from malt.sources.simulate import simulate, size_config
 
     config = size_config(args.size, users=args.users, days=args.days, seed=args.seed)
     print(f"simulating {config.users:,} users over {config.days} days (seed {config.seed}, "
@@ -48,7 +48,7 @@ def _app_promotion(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from malt.data.schema import SCHEMA_FILE
-    from malt.data.simulate.app_promotion import simulate_app_promotion, size_config
+    from malt.sources.simulate.app_promotion import simulate_app_promotion, size_config
 
     config = size_config(args.size, users=args.users, days=args.days, seed=args.seed)
     print(f"simulating {config.campaigns:,} app-promotion campaigns, {config.users:,} users "

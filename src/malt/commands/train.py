@@ -22,10 +22,10 @@ def run(args: argparse.Namespace) -> int:
     from malt.commands._options import given_overrides, resolve_config
     from malt.commands._progress import console_progress
     from malt.errors import ConfigError, Interrupted
-    from malt.eval.job import train_run
     from malt.eval.report import format_days, format_metrics
+    from malt.jobs.train import train_run
+    from malt.runs.directory import RunDir
     from malt.training.distributed import launched_rank
-    from malt.training.run_dir import RunDir
 
     if args.resume:
         extra = {k: v for k, v in given_overrides(args).items() if k != "train"}

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from malt.errors import ConfigError
-    from malt.training.run_dir import legacy_runs
+    from malt.runs.directory import legacy_runs
 
     runs = [run for path in args.paths for run in legacy_runs(Path(path))]
     if not runs:

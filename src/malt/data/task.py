@@ -42,7 +42,7 @@ def default_aux_weight(main: str) -> float:
 class Task:
     """Main view, auxiliary views (any other labels and/or `cat`) and how they are trained.
 
-    Built once per run from the run config (`malt.training.builder.build_task`), which checks
+    Built once per run from the run config (`malt.runs.config.build_task`); the builder checks
     it against the data's schema (`validate`) before anything is built from it.
     """
 

@@ -22,10 +22,10 @@ import torch
 
 from malt.deploy.choices import EXPORT_FORMATS, ExportFormat
 from malt.deploy.serving import ServingModule
-from malt.deploy.trained import TrainedModel
 from malt.errors import ConfigError
 from malt.outputs import atomic_write, atomic_write_text, single_file_output
 from malt.provenance import provenance
+from malt.runs.load import TrainedModel
 
 METADATA_KEY = "malt"
 """Key of the description in the ONNX metadata; TorchScript stores it as `malt.json`."""

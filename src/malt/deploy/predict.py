@@ -33,13 +33,13 @@ from malt.data.reader import (
 )
 from malt.deploy.engines import make_engine
 from malt.deploy.serving import ServingModule, output_name
-from malt.deploy.trained import TrainedModel
 from malt.errors import ConfigError, DataError
 from malt.eval.predictions import Predictions
 from malt.eval.report import evaluate, evaluate_by_day
 from malt.metrics import ViewMetrics
 from malt.outputs import atomic_write, single_file_output
 from malt.provenance import provenance
+from malt.runs.load import TrainedModel
 
 PREDICTIONS_KEY = "malt"
 """Key of the prediction file's parquet metadata that records where it comes from; malt

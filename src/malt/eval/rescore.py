@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from malt.errors import ConfigError
+from malt.data.cache import prepare
+from malt.data.layout import find_layout
 from malt.eval.predictions import Predictions, predict
-from malt.training.builder import build_model, build_task, evaluation_days, open_dataset
-from malt.training.checkpoint import load_checkpoint
+from malt.runs.directory import RunDir
+from malt.runs.load import load_run
+from malt.training.builder import evaluation_days
 from malt.training.distributed import device_for, resolve_device
-from malt.training.run_dir import RunDir
 
 
 def rescore(run: RunDir, data: str | Path, *, device: str = "auto") -> Predictions:
-    """Predictions of the run's final model on the evaluation days of `data`."""
-    config = run.load_config()
-    config = replace(config, data=replace(config.data, path=str(data), cache=None))
-    checkpoint = load_checkpoint(run.checkpoint)
-    if not checkpoint.state.finished:
-        raise ConfigError(f"run {run.path} has not finished training; resume it first")
-    dataset = open_dataset(config.data)
-    task = build_task(config)
-    model = build_model(config, dataset, task)
-    try:
-        model.load_state_dict(checkpoint.model)
-    except RuntimeError as exc:
-        raise ConfigError(f"the model of {run.path} does not fit the vocabs of {data} "
-                          f"(different table sizes)") from exc
+    """Predictions of the run's final model on the evaluation days of `data`, read with the
+    run's own schema (`malt.runs.load.load_run`) and mapped through the vocabs of `data`."""
+    layout = find_layout(data)
+    trained = load_run(run.path, vocabs=layout.vocab_dir)
+    dataset = prepare(data, trained.schema)
     torch_device = device_for(resolve_device(device))
-    eval_days = evaluation_days(dataset, config.data)
-    return predict(model.to(torch_device), eval_days, task, dataset.schema,
-                   batch_size=config.train.batch_size, device=torch_device)
+    return predict(trained.model.to(torch_device), evaluation_days(dataset, trained.config.data),
+                   trained.task, trained.schema, batch_size=trained.config.train.batch_size,
+                   device=torch_device)

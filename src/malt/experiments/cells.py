@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from malt.data.cache import Dataset
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunDir, RunMetrics
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.record import RunMetrics
 
 TrainFn = Callable[..., RunMetrics | None]
 """`train(config, out, *, resume, dataset) -> metrics`, the signature of
-`malt.eval.job.train_run`; tests inject a fake one."""
+`malt.jobs.train.train_run`; tests inject a fake one."""
 
 _NOT_IN_ID = {("train", "device"), ("train", "compile"), ("train", "log_every"),
               ("train", "tracker"), ("train", "tracking_uri"), ("train", "mlflow_experiment"),
@@ -83,7 +84,7 @@ def execute(cell: Cell, root: Path, *, train: TrainFn | None = None,
     from malt.errors import Interrupted
 
     if train is None:
-        from malt.eval.job import train_run as train
+        from malt.jobs.train import train_run as train
     try:
         metrics = train(cell.config, run.path, resume=run.exists(), dataset=dataset)
     except Interrupted:

@@ -172,12 +172,12 @@ def study_out(options: StudyOptions, family: Family) -> Path:
 
 def _simulate(family: Family, size: str, seed: int, out: Path) -> None:
     if family == "kaml":
-        from malt.data.simulate.app_promotion import simulate_app_promotion
-        from malt.data.simulate.app_promotion import size_config as app_size
+        from malt.sources.simulate.app_promotion import simulate_app_promotion
+        from malt.sources.simulate.app_promotion import size_config as app_size
 
         simulate_app_promotion(app_size(size, seed=seed), out)
     else:
-        from malt.data.simulate import simulate, size_config
+        from malt.sources.simulate import simulate, size_config
 
         simulate(size_config(size, seed=seed), out)
 

@@ -30,8 +30,8 @@ from malt.experiments.output import StudyOutput
 from malt.experiments.study import Study, Variant
 from malt.experiments.tables import Column, Table
 from malt.models import model_spec
+from malt.runs.record import RunMetrics
 from malt.training.builder import adm_options
-from malt.training.run_dir import RunMetrics
 
 MULTI_TASK = ("shared_bottom", "star", "mmoe", "ple", "taml")
 """Table 2's multi-task baselines: the default RelaImpr baseline set."""

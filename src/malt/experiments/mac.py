@@ -24,7 +24,8 @@ from malt.experiments.search import Setting
 from malt.experiments.study import Study, Variant, canonical_aux, main_gauc
 from malt.experiments.tables import Column, Table
 from malt.models import model_spec
-from malt.training.run_dir import RunDir, RunMetrics
+from malt.runs.directory import RunDir
+from malt.runs.record import RunMetrics
 
 VIEW_NAMES = {"last": "Last-Click", "first": "First-Click", "mta": "DDA", "linear": "Linear",
               CAT: "CAT"}

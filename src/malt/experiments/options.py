@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 
 from malt.experiments.presets import PresetName
 from malt.file_names import check_file_name
-from malt.training.config import DEFAULT_SEED, Device, LearningRate
+from malt.runs.config import DEFAULT_SEED, Device, LearningRate
 from malt.typed_fields import NonNegativeFloat, PositiveInt, Seed, validate
 
 StudyName = Literal["main", "aux-metrics", "aux-targets", "params", "atl", "labels", "groups",

@@ -31,8 +31,8 @@ from typing import Any, Protocol
 from malt.allocator import retain_freed_memory
 from malt.data.cache import Dataset
 from malt.experiments.cells import Cell, TrainFn, execute
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunMetrics
+from malt.runs.config import RunConfig
+from malt.runs.record import RunMetrics
 
 
 @dataclass
@@ -221,7 +221,7 @@ def run_cells(cells: Sequence[Cell], root: Path, *, jobs: int | None = None,
     `jobs` parallel runs (default: one per GPU, else `cpu_jobs` on CPU, None = one per core),
     on `backend` (default `LocalBackend`).
 
-    `train` replaces `malt.eval.job.train_run` (tests); it must be a module-level function
+    `train` replaces `malt.jobs.train.train_run` (tests); it must be a module-level function
     when `jobs` > 1. Raises `KeyboardInterrupt` when the run was interrupted, after every
     worker has saved its checkpoint.
     """

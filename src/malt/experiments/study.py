@@ -30,8 +30,8 @@ from malt.experiments.scheduler import Backend, Outcome, run_cells
 from malt.experiments.search import SearchResult, Setting, grid, search
 from malt.models import model_spec
 from malt.outputs import OutputDir, atomic_write_text
-from malt.training.config import RunConfig
-from malt.training.run_dir import RunMetrics
+from malt.runs.config import RunConfig
+from malt.runs.record import RunMetrics
 from malt.typed_fields import Seed, check_ranges
 
 APPENDIX_A_AUX = {"first": ("last",)}

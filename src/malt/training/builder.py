@@ -3,8 +3,8 @@
 `build_run` opens the data set, splits its days, makes the task and the label-mask policy,
 builds the model, its optimisation, the process world and device; the trainer, the job that
 evaluates a run, re-scoring and the studies receive these objects and never read configuration.
-The steps are also offered one by one (`open_dataset`, `split_days`, `build_task`,
-`build_model`) for the code that needs only some of them.
+The steps are also offered one by one (`open_dataset`, `split_days`, `build_model`; the task
+is `malt.runs.config.build_task`) for the code that needs only some of them.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from malt.data.schema import Schema, schema_for
 from malt.data.task import Task
 from malt.errors import ConfigError, DataError
 from malt.models.model import MaltModel
+from malt.runs.config import DataConfig, RunConfig, TaskConfig, build_task
 from malt.training.compiled import compile_forward
-from malt.training.config import DataConfig, RunConfig, TaskConfig
 from malt.training.distributed import (
     World,
     device_for,
@@ -150,14 +150,6 @@ def evaluation_days(dataset: Dataset, data: DataConfig) -> list[Day]:
     if data.eval_split == "validation":
         return split_days(dataset, data)[1]
     return test_days(dataset)
-
-
-def build_task(config: RunConfig) -> Task:
-    """The run's task, made from `config` once (λ resolved); `build_run` checks it against
-    the data's schema before anything is built from it."""
-    t = config.task
-    return Task(main=t.main, aux=tuple(t.aux), aux_weight=config.aux_weight(),
-                label_mode=t.label_mode, mask=t.mask)
 
 
 def adm_options(task: TaskConfig) -> AdmOptions:

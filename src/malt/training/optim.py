@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
-from malt.training.config import TrainConfig
+from malt.runs.config import TrainConfig
 from malt.training.row_adam import RowAdam
 
 

@@ -25,14 +25,14 @@ from malt.data.batches import Batch, DayBatches
 from malt.data.cache import Day
 from malt.errors import ConfigError, Interrupted
 from malt.reproducible import VARIABLE, mkl_reproducible
+from malt.runs.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
+from malt.runs.directory import RunDir
+from malt.runs.tracking import Tracker
 from malt.training import grad_methods
 from malt.training.builder import BuiltRun
-from malt.training.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
 from malt.training.distributed import barrier
 from malt.training.optim import clip_gradients
 from malt.training.progress import ProgressFn, TrainProgress
-from malt.training.run_dir import RunDir
-from malt.training.tracking import Tracker
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,219 @@
+"""One training run end to end, in four steps:
+
+    build     the run's objects from its config, and every check that can fail before the
+              run directory is touched (the tracker's included)
+    fit       the trainer's pass over the training days (from the checkpoint, resuming)
+    evaluate  the final model's predictions on the evaluation days, and their record
+    record    predictions, reliability diagrams, `metrics.json` (which marks the run
+              complete), TensorBoard's evaluation scalars and the tracker's
+
+Between build and fit, rank 0 claims the run directory and starts it: config, schema, and the
+run's log (which gets the step plan and the mask coverage).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from malt.data.cache import Dataset
+from malt.data.masks import format_coverage
+from malt.eval import report
+from malt.eval.calibration_plot import write_reliability_plot
+from malt.eval.predictions import Predictions, predict
+from malt.eval.target import target_metrics
+from malt.metrics import ViewMetrics
+from malt.runs.checkpoint import refuse_legacy
+from malt.runs.config import RunConfig
+from malt.runs.directory import RunDir
+from malt.runs.record import ParamCounts, RunMetrics, TrainStats
+from malt.runs.tracking import Tracker, ending_status, evaluation_metrics, open_tracker
+from malt.training.builder import BuiltRun, build_run
+from malt.training.distributed import barrier, launched_rank
+from malt.training.progress import ProgressFn
+from malt.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+MIN_VALIDATION_USERS = 500
+"""Below this many users in the validation GAUC, differences between λ or learning-rate
+settings are mostly noise."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The final model's predictions on the evaluation days, their record, and the global
+    step they were made at."""
+
+    predictions: Predictions
+    metrics: RunMetrics
+    step: int
+
+
+def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
+              overwrite: bool = False, dataset: Dataset | None = None,
+              progress: ProgressFn | None = None,
+              announce: Callable[[str], None] | None = None) -> RunMetrics | None:
+    """Train and evaluate one run into `out`; returns its metrics (None on ranks other than 0).
+
+    With `resume`, an unfinished run continues from its checkpoint under its saved config and a
+    finished one just returns its metrics. An existing run is never silently replaced: pass
+    `overwrite` to start it again, which removes only the files malt wrote there. Data and
+    config are checked (the run is built) before anything in `out` is touched. `announce`
+    (rank 0) receives the pass's step plan before training, with a warning when it has too few
+    steps (see `malt.training.steps`); the run's log always gets it. With `train.tracker` the
+    run is also recorded there (see `malt.runs.tracking`).
+    """
+    run = RunDir(Path(out))
+    run.check_claim(resume=resume, overwrite=overwrite)
+    # One process of a launch writes the run's files, and holds its lock for the whole run.
+    with run.output.writing() if launched_rank() == 0 else nullcontext():
+        # Again, now that no other process can: one may have written the run since the first
+        # check.
+        run.check_claim(resume=resume, overwrite=overwrite)
+        if resume and run.is_complete():
+            return run.load_metrics()
+        built, tracker = build(config, run, resume=resume, dataset=dataset)
+        with _started(run, built, resume=resume, overwrite=overwrite, announce=announce):
+            barrier(built.world)
+            with _tracked(tracker, run, built.config):
+                trainer = fit(built, run, tracker, resume=resume, progress=progress)
+                evaluation = evaluate(built, trainer)
+                if evaluation is not None:
+                    record(run, evaluation, tracker, eval_split=built.config.data.eval_split)
+                barrier(built.world)
+                tracker.log_artifacts(run.path)
+        return None if evaluation is None else evaluation.metrics
+
+
+def build(config: RunConfig, run: RunDir, *, resume: bool, dataset: Dataset | None
+          ) -> tuple[BuiltRun, Tracker]:
+    """The run's objects (`malt.training.builder.build_run`) and its tracker, ready to start;
+    resuming, under the config the run saved (on this command's device)."""
+    if resume:
+        refuse_legacy(run.checkpoint)
+        saved = run.load_config()
+        saved.train.device = config.train.device
+        config = saved
+    built = build_run(config, dataset)
+    tracker = open_tracker(built.config.train, run, resume=resume, is_main=built.world.is_main)
+    return built, tracker
+
+
+def fit(built: BuiltRun, run: RunDir, tracker: Tracker, *, resume: bool,
+        progress: ProgressFn | None) -> Trainer:
+    """The trainer after its pass over the training days, continued from the run's checkpoint
+    when resuming one that has it."""
+    trainer = Trainer(built, run, tracker)
+    if resume and run.checkpoint.is_file():
+        trainer.restore()
+    trainer.fit(progress)
+    return trainer
+
+
+def evaluate(built: BuiltRun, trainer: Trainer) -> Evaluation | None:
+    """The trained model's predictions on the evaluation days and the run's record (every rank
+    predicts its shard; None on ranks other than 0)."""
+    predictions = predict(built.model, built.eval_days, built.task, built.dataset.schema,
+                          batch_size=built.config.train.batch_size, device=built.device,
+                          world=built.world)
+    if predictions is None:
+        return None
+    return Evaluation(predictions, run_metrics(built, trainer, predictions),
+                      trainer.state.global_step)
+
+
+def record(run: RunDir, evaluation: Evaluation, tracker: Tracker, *, eval_split: str) -> None:
+    """Write the evaluation into the run (`metrics.json` after the files it vouches for) and
+    the tracker; warn when a validation GAUC counts too few users to choose settings on."""
+    metrics = evaluation.metrics
+    evaluation.predictions.save(run.writable(run.predictions_file))
+    # metrics.json marks the run complete, so everything else is written before it.
+    _plot_calibration(run, evaluation.predictions, metrics.views)
+    run.save_metrics(metrics)
+    _log_evaluation(run, metrics.views, evaluation.step)
+    tracker.log_metrics(evaluation_metrics(metrics.views), evaluation.step)
+    log.info("evaluation: %s", metrics.views)
+    users = metrics.main_metrics.gauc_users
+    if eval_split == "validation" and users < MIN_VALIDATION_USERS:
+        log.warning("the validation GAUC counts only %d users (fewer than %d): choices "
+                    "made on it are mostly noise; hold out more days "
+                    "(--validation-days) or use more data", users,
+                    MIN_VALIDATION_USERS)
+
+
+def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> RunMetrics:
+    """The record of a trained run evaluated on `predictions`."""
+    return RunMetrics(
+        main=built.task.main, views=report.evaluate(predictions),
+        eval_days=tuple(d.name for d in built.eval_days), eval_rows=int(len(predictions.user)),
+        train=TrainStats(days=len(built.train_days), rows=sum(d.rows for d in built.train_days),
+                         steps=trainer.state.global_step,
+                         seconds=round(trainer.state.seconds, 2), world_size=built.world.size,
+                         data_wait_seconds=round(trainer.state.data_wait_seconds, 3)),
+        params=ParamCounts(*built.model.parameter_counts()),
+        target=None if predictions.target_action is None else target_metrics(predictions),
+        coverage=built.coverage, per_day=report.evaluate_by_day(predictions))
+
+
+@contextmanager
+def _started(run: RunDir, built: BuiltRun, *, resume: bool, overwrite: bool,
+             announce: Callable[[str], None] | None) -> Iterator[None]:
+    """On rank 0, the run directory claimed and started (config, schema, the run's log with
+    the step plan and the mask coverage) for as long as the run goes on."""
+    if not built.world.is_main:
+        yield
+        return
+    run.claim(resume=resume, overwrite=overwrite)
+    run.save_config(built.config)
+    run.save_schema(built.dataset.schema)
+    handler = run.attach_log()
+    try:
+        plan = built.plan.describe()
+        log.info("%s", plan)
+        if announce is not None:
+            announce(plan)
+        if built.coverage is not None:
+            log.info("training rows with mask 1 per action:\n%s",
+                     format_coverage(built.coverage))
+        yield
+    finally:
+        logging.getLogger("malt").removeHandler(handler)
+        handler.close()
+
+
+@contextmanager
+def _tracked(tracker: Tracker, run: RunDir, config: RunConfig) -> Iterator[None]:
+    """The tracked run started, and closed with the status the run ends with."""
+    try:
+        tracker.start(run, config)
+        yield
+        tracker.close("FINISHED")
+    except BaseException as error:
+        tracker.close(ending_status(error))
+        raise
+
+
+def _plot_calibration(run: RunDir, predictions: Predictions, views: dict[str, ViewMetrics]
+                      ) -> None:
+    """A reliability diagram of every evaluated view, on the labels its metrics use."""
+    for view in views:
+        labels = (predictions.label_weights(view) > 0).astype(np.float64)
+        write_reliability_plot(run.writable(run.reliability_plot(view)), predictions.view(view),
+                               labels, view)
+
+
+def _log_evaluation(run: RunDir, views: dict[str, ViewMetrics], step: int) -> None:
+    """The evaluation metrics as TensorBoard scalars `eval/<view>/<metric>` at the last step."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run.writable(run.tensorboard_events)
+    with SummaryWriter(str(run.tensorboard_dir)) as writer:
+        for view, metrics in views.items():
+            for name, value in metrics.numbers().items():
+                writer.add_scalar(f"eval/{view}/{name}", value, step)

@@ -1,0 +1,300 @@
+"""Typed run configuration: dataclasses are the source of truth, files fill them, flags override.
+
+A config file (TOML, YAML or JSON) has the sections of `RunConfig`:
+
+    seed = 2026
+    [data]
+    path = "data/sim"
+    [task]
+    main = "last"
+    aux = ["first", "linear", "mta", "cat"]
+    aux_weight = 0.3
+    [train]
+    lr = 3e-3
+    [model]
+    name = "moae"
+    release_defaults = false   # true: start from the public release's settings
+    knowledge_detach = true    # any other key is an option of the model's config class
+    [model.encoder]            # ... blocks included (see `malt.models.config`)
+    embed_dim = 8
+
+Every value is checked against its field's type (`malt.typed_fields`), ranges included: `lr =
+"fast"`, `lr = nan`, `grad_clip = -1` or `shuffle = "no"` is an error naming the key, the value
+and what was expected, and an unknown key is an error that names the closest valid one. The
+resolved config is saved in every run directory, so a run can be reproduced from it alone; the
+keys of earlier versions that were renamed are read under their new names (`upgraded`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+
+from malt.config_files import merge_tables, read_key_value_file
+from malt.data.task import AdmWindow, LabelMode, Mask, Task, default_aux_weight
+from malt.errors import ConfigError
+from malt.file_names import check_file_name
+from malt.typed_fields import (
+    Between,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Seed,
+    build,
+    check_value,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from malt.models import ModelConfig, ModelSpec
+
+LearningRate = Annotated[float, Range(low=0, low_open=True, high=1)]
+"""A learning rate of Adam: in (0, 1]."""
+
+DEFAULT_SEED = 2026
+"""The seed of every command that takes one, when none is given."""
+MODEL_KEYS = ("name", "release_defaults")
+"""Keys of `[model]` that choose the model; every other key is an option of its config."""
+Device = Literal["auto", "cpu", "cuda"]
+GradMethod = Literal["none", "gcs", "pcgrad"]
+GradVariant = Literal["paper", "reference"]
+GcsWeighting = Literal["sigmoid", "clip", "binary"]
+EvalSplit = Literal["test", "validation"]
+TrackerName = Literal["none", "mlflow"]
+TableOptimizer = Literal["rows", "dense", "lazy"]
+DEVICES = get_args(Device)
+GRAD_METHODS = get_args(GradMethod)
+GRAD_VARIANTS = get_args(GradVariant)
+EVAL_SPLITS = get_args(EvalSplit)
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and which days are used."""
+
+    path: str | None = field(default=None, metadata={"flag": "--data"})
+    """Data directory in the MAC layout."""
+    schema: str | None = None
+    """Schema file; None: the data set's own `schema.toml` if it has one, else MAC's."""
+    cache: str | None = None
+    """Cache directory; None means `<path>/.malt_cache`."""
+    train_days: PositiveInt | None = None
+    """Use only the first N training days (None: all); at most the days the data has."""
+    eval_split: EvalSplit = "test"
+    """`test`: train on all training days, evaluate on the test days. `validation`: hold out the
+    last training days for evaluation and train on the days before them (the paper's protocol
+    holds out one)."""
+    validation_days: PositiveInt = 1
+    """Training days the validation protocol holds out (the last ones)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "data")
+
+
+@dataclass
+class TaskConfig:
+    """What is learned (see `malt.data.task.Task`)."""
+
+    main: str = "last"
+    """The main view: the target attribution label."""
+    aux: list[str] = field(default_factory=list)
+    """Auxiliary views: other labels of the data and/or `cat` (the Cartesian view)."""
+    aux_weight: NonNegativeFloat | None = None
+    """λ (>= 0); None means the model's own default (1 for the KAML setting's models) or else the
+    reference value for the main view (last 0.3, first 0.1, mta 0.3, linear 0.2; 0.3
+    otherwise)."""
+    label_mode: LabelMode = "binary"
+    """Targets are the labels binarised (weight > 0, as the paper) or the attribution weights
+    clipped to [0, 1] (`weighted`)."""
+    mask: Mask = "none"
+    """Training mask for incomplete labels: `none` (every label), `base` (target action only),
+    `adm` (attribution-driven), `reported` (the campaign's reported actions), `oracle` (true
+    labels); see `malt.data.masks`."""
+    adm_window: AdmWindow = "trailing"
+    """ADM counts over the `adm_window_days` training days before each day (`trailing`) or over
+    every training day (`static`)."""
+    adm_window_days: PositiveInt = 7
+    """Days of ADM's trailing window."""
+    adm_alpha: NonNegativeFloat = 10.0
+    """ADM threshold α_j on a campaign's reported conversions of action j (every action)."""
+    adm_alpha_per_action: dict[str, NonNegativeFloat] = field(default_factory=dict,
+                                                   metadata={"flag": "--adm-alpha-for"})
+    """ADM threshold of one action, overriding `adm_alpha`, e.g. {payment = 3}."""
+
+    def __post_init__(self) -> None:
+        validate(self, "task")
+        # Views name a run's files (`reliability-<view>.png`) and a study's run directories.
+        for key, view in [("task.main", self.main), *(("task.aux", v) for v in self.aux)]:
+            check_file_name(view, key)
+
+
+@dataclass
+class TrainConfig:
+    """How the model is optimised."""
+
+    lr: LearningRate = 3e-3
+    """Learning rate of Adam (at most 1: each step moves a parameter by up to about lr)."""
+    embedding_lr_scale: Annotated[float, Range(low=0, low_open=True, high=1000)] = 10.0
+    """Embedding tables train at `lr * embedding_lr_scale` (10x in the MAC protocol; at most
+    1000, so that the tables' step stays a float32)."""
+    batch_size: PositiveInt | Literal["auto"] = "auto"
+    """Rows per optimiser step (over all processes); `auto`: the largest of 256 ... 4096 that
+    gives one pass at least 200 steps (4096, the MAC protocol's, on any large data set)."""
+    warmup_fraction: Annotated[float, Between(0, 1, high_open=True)] = 0.05
+    """Linear warm-up over this fraction of the real number of training steps, then constant."""
+    warmup_start: Annotated[float, Between(0, 1)] = 1e-4
+    """Learning-rate factor at the first warm-up step."""
+    grad_clip: PositiveFloat | None = None
+    """Clip the global gradient norm to this value (None: no clipping)."""
+    grad_method: GradMethod = "none"
+    """`none` (λ-weighted sum), `gcs` or `pcgrad` (see `malt.training.grad_methods`)."""
+    grad_variant: GradVariant = "paper"
+    """`paper`: MAC App. C on shared parameters; `reference`: the public release's behaviour."""
+    gcs_weighting: GcsWeighting = "sigmoid"
+    """GCS weight of an auxiliary task from its gradient's cosine with the main one: `sigmoid`
+    (MAC App. C; λ unused), `clip` (max(0, cos)) or `binary` (cos > 0), both scaled by λ."""
+    shuffle: bool = False
+    """Shuffle rows within each day (seeded); the MAC protocol reads days in file order."""
+    device: Device = "auto"
+    """Where to train: `auto` takes CUDA when it is available."""
+    amp: bool = False
+    """bfloat16 autocast on CUDA (ignored on CPU)."""
+    compile: bool = False
+    """Run the model's forward pass through `torch.compile` (the embedding lookups stay eager);
+    the first call compiles it (about a minute on 2 CPU cores), and a run whose compilation fails
+    warns and trains eagerly. Same numbers as eager within float rounding; see docs/training.md
+    for when it pays."""
+    table_optimizer: TableOptimizer = "rows"
+    """How the embedding tables are updated. `rows`: sparse gradients and row-wise Adam, dense
+    Adam's numbers at the cost of the rows a batch touched (on CUDA and with GCS or PCGrad it is
+    `dense`); `dense`: dense gradients and Adam over every row; `lazy`: sparse gradients and
+    torch's SparseAdam, which does not decay the moments of rows between their touches
+    (different numbers). See docs/training.md."""
+    log_every: PositiveInt = 50
+    """Steps between loss logs (progress bar, TensorBoard and the tracker)."""
+    tracker: TrackerName = "none"
+    """Experiment tracker besides TensorBoard (always on): `mlflow` logs the config, the
+    step losses, the evaluation and the run's files to MLflow (`pip install 'malt[mlflow]'`)."""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (a server, `sqlite:///...`, `file:...`); None: $MLFLOW_TRACKING_URI,
+    else the file store `./mlruns` (made absolute when the run starts)."""
+    mlflow_experiment: str = "malt"
+    """MLflow experiment of the run (created when missing)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "train")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one training run."""
+
+    seed: Seed = DEFAULT_SEED
+    """Seeds the model's initial parameters, the row shuffle and PCGrad's task order; the same
+    seed gives the same numbers on the CPU (0 <= seed < 2**63)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "base",
+                                                           "release_defaults": False},
+                                  metadata={"flag": None})
+    """`name`, `release_defaults` (start from the public release's settings, see
+    `malt.models.config`) and the options of the model's own config class (flags: `--model`,
+    `--release-defaults`, `--model-option`)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
+        if self.train.gcs_weighting != "sigmoid" and (self.train.grad_method != "gcs" or
+                                                      self.train.grad_variant != "paper"):
+            raise ConfigError("train.gcs_weighting applies to grad_method 'gcs' with "
+                              "grad_variant 'paper' (the release weighs by sigmoid only)")
+        if self.train.table_optimizer == "lazy" and self.train.grad_method != "none":
+            raise ConfigError("train.table_optimizer 'lazy' works with grad_method 'none' only: "
+                              "GCS and PCGrad need dense per-task gradients of the embeddings")
+        self.model.setdefault("name", "base")
+        self.model.setdefault("release_defaults", False)
+        check_value("model.name", self.model["name"], str)
+        check_value("model.release_defaults", self.model["release_defaults"], bool)
+        self.model_config()  # the options are checked against the model's config class
+        if self.task.aux and not self.model_spec.traits.uses_aux:
+            raise ConfigError(f"model '{self.model['name']}' has no head for auxiliary views, "
+                              f"so task.aux {self.task.aux} would train nothing; train it "
+                              "without auxiliary views, or pick a multi-task model (see "
+                              "`malt models`)")
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        from malt.models.registry import model_spec  # the models need torch: load them late
+
+        return model_spec(self.model["name"])
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """The `[model]` table without `name` and `release_defaults`."""
+        return {k: v for k, v in self.model.items() if k not in MODEL_KEYS}
+
+    def sparse_table_gradients(self, device_type: str = "cpu") -> bool:
+        """Whether the embedding tables produce sparse gradients on `device_type`: `lazy`
+        always; `rows` on the CPU with grad_method 'none' (GCS and PCGrad combine dense
+        per-task gradients, and NCCL cannot all-reduce sparse ones, so on CUDA `rows` trains
+        with dense gradients and dense Adam: the same numbers)."""
+        chosen = self.train.table_optimizer
+        return chosen == "lazy" or (chosen == "rows" and self.train.grad_method == "none"
+                                    and device_type == "cpu")
+
+    def model_config(self, device_type: str = "cpu") -> ModelConfig:
+        """The model's config on `device_type`: its defaults (or the release's), then the
+        options, with sparse embedding gradients where `sparse_table_gradients` says."""
+        options = self.model_options
+        if self.sparse_table_gradients(device_type):
+            options = merge_tables(options, {"encoder": {"sparse_embeddings": True}})
+        return self.model_spec.make_config(options,
+                                           release_defaults=self.model["release_defaults"])
+
+    def aux_weight(self) -> float:
+        """λ: `task.aux_weight`, else the model's own default, else the target's reference λ."""
+        if self.task.aux_weight is not None:
+            return self.task.aux_weight
+        own = self.model_spec.traits.aux_weight
+        return own if own is not None else default_aux_weight(self.task.main)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
+        """Every value checked against its field's type; errors are prefixed with `source`."""
+        try:
+            return build(cls, upgraded(raw), "")
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        return cls.from_dict(read_key_value_file(path), source=str(path))
+
+
+def upgraded(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with the keys of earlier malt versions renamed: `train.lazy_adam = true` (saved in
+    the runs of malt before `table_optimizer`) is `table_optimizer = "lazy"`, false `"dense"`."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or "lazy_adam" not in train:
+        return raw
+    if "table_optimizer" in train:
+        raise ConfigError("train.lazy_adam is the old name of train.table_optimizer: give one")
+    train = {k: v for k, v in train.items() if k != "lazy_adam"}
+    lazy = raw["train"]["lazy_adam"]
+    check_value("train.lazy_adam", lazy, bool)
+    train["table_optimizer"] = "lazy" if lazy else "dense"
+    return {**raw, "train": train}
+
+
+def build_task(config: RunConfig) -> Task:
+    """The task of a run (its main and auxiliary views, λ, label mode and mask), made from
+    `config` once; `malt.training.builder.build_run` checks it against the data's schema
+    before anything is built from it."""
+    t = config.task
+    return Task(main=t.main, aux=tuple(t.aux), aux_weight=config.aux_weight(),
+                label_mode=t.label_mode, mask=t.mask)

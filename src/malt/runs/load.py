@@ -1,0 +1,85 @@
+"""A finished run loaded back: its config, the schema it was trained on, id lookups, task and
+trained model. Everything that reads a finished run's model goes through `load_run`: `malt eval
+--data`, `malt predict`, `malt export` and the Python API's `Run`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from malt.data.layout import find_layout
+from malt.data.lookups import Lookup, load_lookups, vocab_info
+from malt.data.schema import Schema, schema_for
+from malt.data.task import Task
+from malt.data.vocab import VocabInfo
+from malt.errors import ConfigError
+from malt.models.model import MaltModel
+from malt.runs.checkpoint import load_checkpoint
+from malt.runs.config import RunConfig, build_task
+from malt.runs.directory import RunDir
+
+
+@dataclass
+class TrainedModel:
+    """Everything needed to score rows with a finished run's model."""
+
+    run: RunDir
+    config: RunConfig
+    schema: Schema
+    """The schema the run was trained on: the columns its model reads, whatever data it scores."""
+    task: Task
+    lookups: dict[str, Lookup]
+    """Column -> raw id lookup (the run's vocabs and hash buckets)."""
+    vocab: VocabInfo
+    model: MaltModel
+    """The trained model, in eval mode, on the CPU."""
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The predicted views (every label view; never `cat`)."""
+        return self.task.label_views
+
+
+def load_run(run_path: str | Path, *, vocabs: str | Path | None = None) -> TrainedModel:
+    """Load the finished run at `run_path`.
+
+    The schema is the run's own (`schema.json`, saved when it started): the data a run scores
+    is read with the columns its model was trained on, whatever schema that data declares.
+    Runs saved before malt kept it take the schema of their training data. The vocabs are
+    those of the data set the run was trained on (its `data.path`), or of `vocabs`: a data
+    directory in the MAC layout or a directory of `<column>.json` files. The table sizes must
+    be those the model was trained with.
+    """
+    run = RunDir(Path(run_path))
+    config = run.load_config()
+    checkpoint = load_checkpoint(run.checkpoint)
+    if not checkpoint.state.finished:
+        raise ConfigError(f"run {run.path} has not finished training; resume it first")
+    schema = run.load_schema() or schema_for(config.data.path, config.data.schema)
+    lookups = load_lookups(schema, vocab_directory(config, vocabs))
+    info = vocab_info(schema, lookups)
+    task = build_task(config)
+    model = config.model_spec.build(schema, info, task, config.model_config())
+    try:
+        model.load_state_dict(checkpoint.model)
+    except RuntimeError as exc:
+        raise ConfigError(f"the model of {run.path} does not fit these vocabs (its embedding "
+                          f"tables have other sizes: were the vocabs rebuilt since training?)"
+                          ) from exc
+    return TrainedModel(run=run, config=config, schema=schema, task=task, lookups=lookups,
+                        vocab=info, model=model.eval())
+
+
+def vocab_directory(config: RunConfig, vocabs: str | Path | None) -> Path:
+    """The directory of the vocab files: `vocabs` (a MAC-layout data set or a vocab folder),
+    else the training data's."""
+    if vocabs is not None:
+        path = Path(vocabs)
+        return path / "vocabs" if (path / "vocabs").is_dir() else path
+    if config.data.path is None:
+        raise ConfigError("the run's config names no data set; pass the vocabs (--vocabs DIR)")
+    root = Path(config.data.path)
+    if not root.is_dir():
+        raise ConfigError(f"the run's training data {root} is not there (relative to "
+                          f"{Path.cwd()}); pass its vocabs with --vocabs DIR")
+    return find_layout(root).vocab_dir

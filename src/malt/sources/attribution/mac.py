@@ -1,0 +1,172 @@
+"""Write attributed clicks in the MAC layout, with vocabs and a schema file.
+
+Days are cut by click time: day d holds the clicks with floor((t - t0) / 86400) = d, t0 being
+the first click. Every day but the last becomes `train/train-NN.parquet` (days without clicks
+are skipped, the numbering stays consecutive), the last one `test/test.parquet`. Rows of a day
+are in click order. Columns: the user, the categorical fields (item, shop, features), one label
+column per rule (float32 weights), and `click_time`, `click_id` and any float click columns,
+which the schema lists under `ignore_columns`. `vocabs/<column>.json` maps the sorted distinct
+raw ids of every categorical column to 0, 1, ...; `schema.toml` describes the columns so that
+`malt prepare --data OUT --schema OUT/schema.toml` reads the result, and offers the float
+click columns as numeric features in a commented line (a float column may as well be an
+integer category with missing values, or describe the conversion: the user decides).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from malt.data.layout import day_path, write_day, write_vocab
+from malt.data.schema import CategoricalField, Schema
+from malt.errors import ConfigError, DataError
+from malt.outputs import atomic_write_text
+from malt.sources.attribution.journeys import DAY
+from malt.sources.attribution.logs import ClickLog
+
+
+class LogColumns(Protocol):
+    """The columns of a read log, as the writer names them: a `logs.ClickLog` or a
+    `spark.logs.SparkLog`."""
+
+    features: tuple[str, ...]
+    extras: tuple[str, ...]
+
+    @property
+    def click_columns(self) -> tuple[str, ...]: ...
+
+    def output_name(self, column: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class WrittenDay:
+    split: str
+    path: Path
+    rows: int
+
+
+def build_schema(log: LogColumns, rules: tuple[str, ...], *, name: str,
+                 user_fields: tuple[str, ...] = (), ad_fields: tuple[str, ...] = ()) -> Schema:
+    """Schema of the written data: item (and shop) and `ad_fields` in the ad group,
+    `user_fields` in the user group, every other click feature in the context group."""
+    unknown = [c for c in (*user_fields, *ad_fields) if c not in log.features]
+    if unknown:
+        raise ConfigError(f"{unknown} are not categorical click features; the features are "
+                          f"{list(log.features)}")
+    both = set(user_fields) & set(ad_fields)
+    if both:
+        raise ConfigError(f"features {sorted(both)} are given both the user and the ad group")
+    out = log.output_name
+    fields = [CategoricalField(out(c), "user") for c in log.features if c in user_fields]
+    fields += [CategoricalField(out(c), "ad") for c in ("item", "shop") if c in log.click_columns]
+    fields += [CategoricalField(out(c), "ad") for c in log.features if c in ad_fields]
+    fields += [CategoricalField(out(c), "context") for c in log.features
+               if c not in user_fields and c not in ad_fields]
+    ignore = tuple(out(c) for c in ("click_time", "click_id", *log.extras))
+    columns = [out("user"), *(f.name for f in fields), *rules, *ignore]
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise DataError(f"click columns clash with other output columns (labels are named "
+                        f"after the rules): {dupes}", column=dupes[0])
+    return Schema(name=name, user_column=out("user"), fields=tuple(fields), labels=rules,
+                  ignore_columns=ignore)
+
+
+def float_columns(log: LogColumns) -> tuple[str, ...]:
+    """The written names of the float click columns (carried through, not features)."""
+    return tuple(log.output_name(c) for c in log.extras)
+
+
+def numeric_line(columns: tuple[str, ...]) -> str:
+    """The schema line that makes `columns` numeric features."""
+    return f"numeric = {_strings(columns)}"
+
+
+def _strings(values) -> str:
+    return "[" + ", ".join(json.dumps(v, allow_nan=False) for v in values) + "]"
+
+
+def schema_toml(schema: Schema, floats: tuple[str, ...] = ()) -> str:
+    """The schema as a TOML file that `Schema.load` reads back; the float click columns
+    `floats` (under ignore_columns) are offered as numeric features in a commented line."""
+    lines = [f"name = {json.dumps(schema.name, allow_nan=False)}",
+             f"user_column = {json.dumps(schema.user_column, allow_nan=False)}",
+             f"labels = {_strings(schema.labels)}",
+             f"ignore_columns = {_strings(schema.ignore_columns)}"]
+    if floats:
+        lines += ["# Float click columns, not read. To train on them as numeric features, take",
+                  "# them out of ignore_columns and uncomment the next line (add numeric_fill =",
+                  "# 0.0 when they hold missing values; an integer category with missing values",
+                  "# reads as float too: it belongs under [fields]).",
+                  f"# {numeric_line(floats)}"]
+    lines += ["", "[fields]"]
+    for group in ("user", "ad", "context"):
+        lines.append(f"{group} = {_strings(f.name for f in schema.fields if f.group == group)}")
+    return "\n".join(lines) + "\n"
+
+
+def output_columns(log: LogColumns, schema: Schema) -> list[tuple[str, str]]:
+    """(written column, engine column or rule) of every column of a day file, in order."""
+    name = log.output_name
+    columns = [(name("user"), "user")]
+    columns += [(f.name, next(c for c in (*log.features, "item", "shop") if name(c) == f.name))
+                for f in schema.fields]
+    columns += [(rule, rule) for rule in schema.labels]
+    columns += [(name(c), c) for c in ("click_time", "click_id", *log.extras)]
+    return columns
+
+
+def day_files(out: Path, n_days: int) -> list[tuple[str, Path]]:
+    """(split, path) of the i-th of `n_days` days with clicks: the last one is the test day."""
+    if n_days < 2:
+        raise DataError("all clicks fall on one day; at least two days are needed to write "
+                        "training days and a test day", column="click_time")
+    splits = ["train"] * (n_days - 1) + ["test"]
+    return [(split, day_path(out, split, i)) for i, split in enumerate(splits)]
+
+
+def write_vocabs_and_schema(out: Path, schema: Schema, distinct: Callable[[str], np.ndarray],
+                            floats: tuple[str, ...] = ()) -> None:
+    """`vocabs/<column>.json` of every vocab column (`distinct`: its distinct raw ids, in any
+    order) and `schema.toml` (offering the float click columns `floats`)."""
+    for column in schema.vocab_columns:
+        raw_ids = np.sort(distinct(column))
+        write_vocab(out / "vocabs", column, raw_ids.astype(str).tolist())
+    atomic_write_text(out / "schema.toml", schema_toml(schema, floats))
+
+
+def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], schema: Schema
+              ) -> list[WrittenDay]:
+    """Write the clicks of `log` with `labels` (rule -> [N] weights) under `out`."""
+    out = Path(out)
+    clicks = log.clicks
+    time = clicks["click_time"].to_numpy(dtype=np.float64)
+    if len(time) == 0:
+        raise DataError("the log holds no clicks")
+    t0 = float(time.min())
+    day = np.floor((time - t0) / DAY).astype(np.int64)
+    days = np.unique(day)
+    files = day_files(out, len(days))
+
+    frame = pd.DataFrame({column: labels[source].astype(np.float32) if source in labels
+                          else clicks[source].to_numpy()
+                          for column, source in output_columns(log, schema)})
+    order = np.lexsort((log.click_order, time))
+    bounds = np.searchsorted(day[order], days)
+    ends = np.r_[bounds[1:], len(order)]
+    written = []
+    for (split, path), lo, hi in zip(files, bounds, ends):
+        rows = order[lo:hi]
+        write_day(path, pa.Table.from_pandas(frame.iloc[rows], preserve_index=False))
+        written.append(WrittenDay(split, path, len(rows)))
+    # Hash-based distinct values, then one sort of those: faster than np.unique on ids.
+    write_vocabs_and_schema(out, schema, lambda column: pd.unique(frame[column].to_numpy()),
+                            float_columns(log))
+    return written

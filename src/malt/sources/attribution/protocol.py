@@ -1,0 +1,46 @@
+"""What an attribution engine provides to `pipeline.attribute_logs`, and the label statistics
+every engine reports: the one module both engines (`memory`, `spark.pipeline`) build on, so
+that neither imports the pipeline that chooses between them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from malt.data.schema import Schema
+from malt.sources.attribution.engine import AttributionConfig
+from malt.sources.attribution.mac import WrittenDay
+
+LogFormat = Literal["generic", "criteo"]
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """The counts and label statistics of an attribution, as every engine reports them."""
+
+    n_clicks: int
+    n_conversions: int
+    attributed_conversions: int
+    pairs: int
+    positive_ratio: dict[str, float]
+    weight_sum: dict[str, float]
+
+    @property
+    def mean_journey(self) -> float:
+        return self.pairs / self.attributed_conversions if self.attributed_conversions else 0.0
+
+
+class Engine(Protocol):
+    """What `attribute_logs` needs of an engine (`memory.MemoryEngine`,
+    `spark.pipeline.SparkEngine`). `attribute` returns the engine's labelled clicks, which
+    `write` and `statistics` take."""
+
+    def read(self, clicks: str | Path, conversions: str | Path | None, log_format: LogFormat
+             ): ...
+
+    def attribute(self, log, config: AttributionConfig): ...
+
+    def write(self, stage: Path, log, labelled, schema: Schema) -> list[WrittenDay]: ...
+
+    def statistics(self, log, labelled) -> LabelStats: ...

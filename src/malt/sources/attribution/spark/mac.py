@@ -1,0 +1,89 @@
+"""Writer of the MAC layout from a labelled Spark DataFrame: the layout and the column types of
+`mac.write_mac`, the day files written by Spark.
+
+Spark writes every day into a hidden folder of the output (one task per day, rows in click
+order, zstd), then each day's file is renamed to its MAC name; the vocabs (the distinct ids of
+every vocab column, collected to the driver) and the schema are written as `mac` writes them.
+The output directory must be one the driver and every executor see at the same path (any path
+in local mode; a shared mount on a cluster), as `malt prepare` reads it from local disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from malt.data.schema import Schema
+from malt.errors import DataError
+from malt.sources.attribution.journeys import DAY
+from malt.sources.attribution.mac import (
+    WrittenDay,
+    day_files,
+    float_columns,
+    output_columns,
+    write_vocabs_and_schema,
+)
+from malt.sources.attribution.spark.engine import CLICK_ORDER
+from malt.sources.attribution.spark.logs import SparkLog
+
+_SPARK_DAYS = ".spark-days"
+
+
+def write_mac_spark(out: Path, log: SparkLog, labelled, schema: Schema
+                    ) -> tuple[list[WrittenDay], dict]:
+    """Write `labelled` (the clicks with one float64 column per rule) under `out`; also the
+    sum and the count of positive labels of every rule ("sum <rule>", "positive <rule>")."""
+    from pyspark.sql import functions as F
+
+    rules = schema.labels
+    summary = labelled.agg(F.min("click_time").alias("t0"),
+                           *[F.sum(r).alias(f"sum {r}") for r in rules],
+                           *[F.count(F.when(F.col(r) > 0, 1)).alias(f"positive {r}")
+                             for r in rules]).first().asDict()
+    if summary["t0"] is None:
+        raise DataError("the log holds no clicks")
+    frame = labelled.withColumn("_day", F.floor((F.col("click_time") - F.lit(summary["t0"]))
+                                                / F.lit(DAY)).cast("long"))
+    days = sorted(tuple(r) for r in frame.groupBy("_day").count().collect())
+    files = day_files(out, len(days))
+    columns = [(F.col(source).cast("float") if source in rules else F.col(source))
+               .alias(column) for column, source in output_columns(log, schema)]
+    spark_days = out / _SPARK_DAYS
+    (frame.repartition("_day").sortWithinPartitions("_day", *CLICK_ORDER)
+     .select(*columns, "_day").write.partitionBy("_day")
+     .option("compression", "zstd").option("maxRecordsPerFile", 0)
+     .parquet(spark_days.resolve().as_uri()))
+    written = []
+    for (split, path), (day, rows) in zip(files, days):
+        parts = sorted((spark_days / f"_day={day}").glob("part-*.parquet"))
+        if len(parts) != 1:
+            raise RuntimeError(f"Spark wrote {len(parts)} files for day {day}, expected one")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(parts[0], path)
+        written.append(WrittenDay(split, path, rows))
+    shutil.rmtree(spark_days)
+    vocabs = _distinct_ids(labelled.select(*columns), schema.vocab_columns)
+    write_vocabs_and_schema(out, schema, vocabs.__getitem__, float_columns(log))
+    return written, summary
+
+
+def _distinct_ids(frame, columns: tuple[str, ...]) -> dict:
+    """column -> numpy array of its distinct values (long or string ids), in one pass."""
+    from pyspark.sql import functions as F
+
+    types = dict(frame.dtypes)
+    parts = [frame.select(F.lit(i).alias("_c"),
+                          (F.col(c) if types[c] != "string" else F.lit(None)).cast("long")
+                          .alias("_l"),
+                          (F.col(c) if types[c] == "string" else F.lit(None)).cast("string")
+                          .alias("_s")) for i, c in enumerate(columns)]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionAll(part)
+    found = union.distinct().toPandas()
+    return {c: found.loc[found["_c"] == i, "_s" if types[c] == "string" else "_l"]
+            .to_numpy(dtype=object if types[c] == "string" else np.int64)
+            for i, c in enumerate(columns)}

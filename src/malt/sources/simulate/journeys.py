@@ -1,0 +1,204 @@
+"""Clicks and purchases of one chunk of users.
+
+A user develops interest in an item (the pick rises with u.v) and clicks its ads one or more
+times over the following days; the planned number of clicks depends on the item's category.
+Every click adds to the purchase intent an amount that depends on the user-item affinity, the
+item, the context and the click's position in the journey: that amount is the click's true
+causal contribution (some clicks are accidental and add nothing). The user buys as soon as the
+intent crosses a personal threshold, which rises with the price, or not at all. A purchase may be
+repeated days later without a new click. Besides journeys, users make many one-off clicks that
+never convert. Before the simulated days each user has a purchase history.
+
+Times are integer seconds from day 0, 00:00. Journeys start from one window before day 0 (so the
+first days have the history a real log would have) to the last day, and run to their end, past
+the last day if need be, so the labels of the final days are not truncated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from malt.sources.simulate.catalog import Catalog
+from malt.sources.simulate.config import DAY, DEVICES, HOUR_BANDS, SEQUENCE_LENGTH, SLOTS, Params
+from malt.sources.simulate.population import DEVICE, SPENDING, Population
+
+_MAX_JOURNEY = 40
+_HISTORY_SPAN_DAYS = 120
+
+
+@dataclass
+class ChunkEvents:
+    """Clicks [N], purchases [P] (conversions, repeats included) and the initial histories [H]
+    of a chunk of users; `user` holds global user indices."""
+
+    user: np.ndarray           # int64 [N]
+    item: np.ndarray           # int64 [N]
+    time: np.ndarray           # int64 [N]
+    scenario: np.ndarray       # int8 [N]
+    slot: np.ndarray           # int8 [N]
+    device: np.ndarray         # int8 [N]
+    contribution: np.ndarray   # float64 [N] true causal contribution (0 for one-off clicks)
+    journey: np.ndarray        # int64 [N] journey within the chunk, -1 for one-off clicks
+    conv_user: np.ndarray      # int64 [P]
+    conv_item: np.ndarray      # int64 [P]
+    conv_time: np.ndarray      # int64 [P]
+    history_user: np.ndarray   # int64 [H]
+    history_item: np.ndarray   # int64 [H]
+    history_time: np.ndarray   # int64 [H]
+
+
+def _segments(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(segment of each element, first element of each segment, position inside the segment)."""
+    start = np.cumsum(lengths) - lengths
+    segment = np.repeat(np.arange(len(lengths)), lengths)
+    return segment, start, np.arange(int(lengths.sum())) - start[segment]
+
+
+def _categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row of softmax(logits [N, C]) -> int8 [N]."""
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    cum = np.cumsum(prob, axis=1)
+    r = rng.random(len(logits))[:, None] * cum[:, -1:]
+    return np.minimum((cum < r).sum(1), logits.shape[1] - 1).astype(np.int8)
+
+
+def _time_of_day(n: int, params: Params, rng: np.random.Generator) -> np.ndarray:
+    profile = params.hour_profile / params.hour_profile.sum()
+    return rng.choice(24, size=n, p=profile) * 3600 + rng.integers(0, 3600, n)
+
+
+def _context(stage_logits: np.ndarray, user_device: np.ndarray, params: Params,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scenario, position band and device of clicks with scenario logits [N, S]."""
+    scenario = _categorical(stage_logits, rng)
+    decay = params.scenario_slot_decay[scenario]
+    slot = _categorical(-decay[:, None] * np.arange(SLOTS), rng)
+    device = np.where(rng.random(len(scenario)) < params.device_loyalty, user_device,
+                      rng.integers(0, DEVICES, len(scenario))).astype(np.int8)
+    return scenario, slot, device
+
+
+def hour_band(time: np.ndarray) -> np.ndarray:
+    """Four-hour band of the day of integer times [N] -> int8 [N]."""
+    return ((time % DAY) // (DAY // HOUR_BANDS)).astype(np.int8)
+
+
+def _initial_history(catalog: Catalog, population: Population, users: np.ndarray,
+                     params: Params, rng: np.random.Generator, start: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Purchases before the simulation (user, item, time) and the item matrix [n, L] (-1 pad)."""
+    activity = population.activity[users] / params.clicks_per_user_day
+    count = np.minimum(rng.poisson(params.history_mean * np.sqrt(activity)), SEQUENCE_LENGTH)
+    local, _, position = _segments(count)
+    item = catalog.choose(population.interest[users[local]], params.candidates,
+                          params.interest_temperature, rng)
+    time = start - rng.integers(1, _HISTORY_SPAN_DAYS * DAY, len(item))
+    matrix = np.full((len(users), SEQUENCE_LENGTH), -1, dtype=np.int64)
+    matrix[local, position] = item
+    return users[local], item, time, matrix
+
+
+def simulate_chunk(catalog: Catalog, population: Population, users: np.ndarray, days: int,
+                   params: Params, rng: np.random.Generator) -> ChunkEvents:
+    """Every click and purchase of the global users `users` [n] over `days` days."""
+    p = params
+    lead = int(np.ceil(p.window_days))
+    h_user, h_item, h_time, history = _initial_history(catalog, population, users, p, rng,
+                                                       -lead * DAY)
+    activity = population.activity[users]
+    profile = population.profile[users]
+
+    # --- journeys: one interest in one item each
+    rate = activity * p.journey_share / p.clicks_per_journey
+    ev_local, _, _ = _segments(rng.poisson(rate * (lead + days)))
+    n_events = len(ev_local)
+    interest = population.interest[users[ev_local]]
+    item = catalog.choose(interest, p.candidates, p.interest_temperature, rng)
+    start = rng.integers(-lead, days, n_events) * DAY + _time_of_day(n_events, p, rng)
+    affinity = catalog.affinity(interest, item)
+    price = catalog.category_price[catalog.category[item]]
+    mean_length = np.exp(p.length_base + p.length_price * price)
+    length = np.minimum(rng.geometric(np.minimum(1.0, 1.0 / mean_length)), _MAX_JOURNEY)
+    # Many journeys are comparison browsing that never ends in a purchase.
+    browsing = rng.random(n_events) >= p.buy_share
+    threshold = np.where(browsing, np.inf, 1.0) * population.threshold[users[ev_local]] * np.exp(
+        p.threshold_price * catalog.price[item]
+        + p.threshold_event_sigma * rng.normal(size=n_events))
+
+    # Shop loyalty and visual taste, both relative to the purchases before the simulation.
+    history_shop = np.where(history >= 0, catalog.shop[np.maximum(history, 0)], -1)
+    loyal = (history_shop[ev_local] == catalog.shop[item][:, None]).any(1)
+    bought = history >= 0
+    taste = (np.einsum("nlk,nl->nk", catalog.visual[np.maximum(history, 0)].astype(np.float32),
+                       bought.astype(np.float32))
+             / np.maximum(bought.sum(1), 1)[:, None])
+    visual_match = np.einsum("ek,ek->e", catalog.visual[item].astype(np.float32),
+                             taste[ev_local])
+    mismatch = np.maximum(0.0, catalog.price_band[item] * 4 / (p.price_bands - 1)
+                          - profile[ev_local, SPENDING] - 1)
+    event_intent = (p.intent_base + p.affinity_effect * affinity
+                    + p.quality_effect * catalog.quality[item] + p.loyalty_effect * loyal
+                    + p.visual_effect * visual_match - p.price_mismatch_effect * mismatch)
+
+    # --- journey clicks
+    event, first, position = _segments(length)
+    stage = position / np.maximum(length - 1, 1)[event]
+    gap = np.where(rng.random(len(event)) < p.session_share,
+                   rng.exponential(p.session_gap_s, len(event)),
+                   rng.exponential(p.day_gap_days * DAY, len(event)))
+    gap = np.where(position == 0, 0, np.ceil(gap)).astype(np.int64)
+    elapsed = np.cumsum(gap)
+    time = start[event] + elapsed - elapsed[first][event]
+    scenario, slot, device = _context(p.scenario_start + stage[:, None] * p.scenario_slope,
+                                      profile[ev_local[event], DEVICE], p, rng)
+    null = rng.random(len(event)) < p.scenario_null[scenario] * (1 + p.slot_null * slot)
+    log_c = (event_intent[event] + p.scenario_effect[scenario] + p.hour_effect[hour_band(time)]
+             + p.stage_effect * stage - p.slot_effect * slot
+             + p.contribution_sigma * rng.normal(size=len(event)))
+    contribution = np.where(null, 0.0, np.exp(log_c))
+    # Contributions are >= 0, so the intent only grows and "crossed" is monotone in a journey.
+    total = np.cumsum(contribution)
+    intent = total - (total[first] - contribution[first])[event]
+    clicks_before = np.bincount(event, weights=intent < threshold[event],
+                                minlength=n_events).astype(np.int64)
+    converts = clicks_before < length
+    keep = position <= clicks_before[event]
+
+    buyer = np.flatnonzero(converts)
+    buy_time = (time[first[buyer] + clicks_before[buyer]] + 1
+                + np.ceil(rng.exponential(p.conversion_delay_s, len(buyer))).astype(np.int64))
+    repeats = rng.poisson(np.clip(p.repeat_base + p.repeat_price * price[buyer], 0.02, 2.0))
+    order, first_repeat, _ = _segments(repeats)
+    delay = np.ceil(rng.exponential(p.repeat_delay_days * DAY, len(order))).astype(np.int64)
+    waited = np.cumsum(delay)
+    again = buyer[order]
+    again_time = buy_time[order] + waited - (waited - delay)[first_repeat[order]]
+
+    # --- one-off clicks, inside the simulated days only
+    oneoff_local, _, _ = _segments(rng.poisson(activity * (1 - p.journey_share) * days))
+    n_oneoff = len(oneoff_local)
+    oneoff_item = catalog.choose(population.interest[users[oneoff_local]], p.oneoff_candidates,
+                                 p.oneoff_temperature, rng)
+    oneoff_time = rng.integers(0, days, n_oneoff) * DAY + _time_of_day(n_oneoff, p, rng)
+    o_scenario, o_slot, o_device = _context(
+        np.broadcast_to(p.scenario_oneoff, (n_oneoff, len(p.scenario_oneoff))),
+        profile[oneoff_local, DEVICE], p, rng)
+
+    click_local = np.r_[ev_local[event[keep]], oneoff_local]
+    bought_event = np.r_[buyer, again]
+    return ChunkEvents(
+        user=users[click_local],
+        item=np.r_[item[event[keep]], oneoff_item],
+        time=np.r_[time[keep], oneoff_time],
+        scenario=np.r_[scenario[keep], o_scenario],
+        slot=np.r_[slot[keep], o_slot],
+        device=np.r_[device[keep], o_device],
+        contribution=np.r_[contribution[keep], np.zeros(n_oneoff)],
+        journey=np.r_[event[keep], np.full(n_oneoff, -1)],
+        conv_user=users[ev_local[bought_event]],
+        conv_item=item[bought_event],
+        conv_time=np.r_[buy_time, again_time],
+        history_user=h_user, history_item=h_item, history_time=h_time,
+    )
