@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
+    from malt.allocator import release_freed_memory
     from malt.commands._progress import console_progress
     from malt.data import prepare
     from malt.eval.job import train_run
@@ -82,7 +83,8 @@ def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
             "model": {"name": model}})
         print(f"\ntraining {model} (main: last, aux: {', '.join(aux) or 'none'}) ...", flush=True)
         results[model] = train_run(config, run.path, resume=run.exists(), dataset=dataset,
-                                   progress=console_progress(), announce=print)
+                                   progress=console_progress(), announce=print,
+                                   day_end=release_freed_memory)
 
     base = results["base"].views["last"]
     print(f"\n{'model':<8}{'AUC':>9}{'GAUC':>9}{'ΔAUC (pt)':>12}{'ΔGAUC (pt)':>12}{'train s':>9}")

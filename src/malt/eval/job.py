@@ -35,7 +35,8 @@ settings are mostly noise."""
 def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
               overwrite: bool = False, dataset: Dataset | None = None,
               progress: ProgressFn | None = None,
-              announce: Callable[[str], None] | None = None) -> RunMetrics | None:
+              announce: Callable[[str], None] | None = None,
+              day_end: Callable[[], None] | None = None) -> RunMetrics | None:
     """Train and evaluate one run into `out`; returns its metrics (None on ranks other than 0).
 
     With `resume`, an unfinished run continues from its checkpoint under its saved config and a
@@ -44,19 +45,22 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     config are checked (the run is built) before anything in `out` is touched. `announce`
     (rank 0) receives the pass's step plan before training, with a warning when it has too few
     steps (see `malt.training.steps`); the run's log always gets it. With `train.tracker` the
-    run is also recorded there (see `malt.training.tracking`).
+    run is also recorded there (see `malt.training.tracking`). `day_end` is called after each
+    training day's checkpoint (the command line hands freed memory back there, see
+    `malt.allocator`).
     """
     run = RunDir(Path(out))
     run.check_claim(resume=resume, overwrite=overwrite)
     # One process of a launch writes the run's files, and holds its lock for the whole run.
     with run.output.writing() if launched_rank() == 0 else nullcontext():
         return _train(config, run, resume=resume, overwrite=overwrite, dataset=dataset,
-                      progress=progress, announce=announce)
+                      progress=progress, announce=announce, day_end=day_end)
 
 
 def _train(config: RunConfig, run: RunDir, *, resume: bool, overwrite: bool,
            dataset: Dataset | None, progress: ProgressFn | None,
-           announce: Callable[[str], None] | None) -> RunMetrics | None:
+           announce: Callable[[str], None] | None,
+           day_end: Callable[[], None] | None) -> RunMetrics | None:
     # Again, now that no other process can: one may have written the run since the first check.
     run.check_claim(resume=resume, overwrite=overwrite)
     if resume:
@@ -69,7 +73,7 @@ def _train(config: RunConfig, run: RunDir, *, resume: bool, overwrite: bool,
     built = build_run(config, dataset)
     config = built.config
     tracker = open_tracker(config.train, run, resume=resume, is_main=built.world.is_main)
-    trainer = Trainer(built, run, tracker)
+    trainer = Trainer(built, run, tracker, day_end)
     if built.world.is_main:
         run.claim(resume=resume, overwrite=overwrite)
         run.save_config(config)
