@@ -28,8 +28,6 @@ from malt.errors import ConfigError
 from malt.training.config import DEFAULT_SEED, RunConfig, TrainConfig
 from malt.typed_fields import Seed, field_docs, hints, parse_text
 
-MODEL_FLAGS = ("model", "release_defaults", "model_option")
-"""Destinations of the model's own flags (`--model`, `--release-defaults`, `--model-option`)."""
 _DEST = "cfg__"
 
 

@@ -20,7 +20,6 @@ Mask = Literal["none", "base", "adm", "reported", "oracle"]
 MASKS = get_args(Mask)
 """Training mask policies (see `malt.data.masks`); `none` trains every label of every row."""
 AdmWindow = Literal["trailing", "static"]
-ADM_WINDOWS = get_args(AdmWindow)
 """What ADM counts a campaign's conversions over (see `malt.data.masks.AdmOptions`)."""
 MASK_COLUMNS = {"none": (), "base": ("target_action_column",),
                 "adm": ("target_action_column", "campaign_column"),
