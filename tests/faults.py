@@ -162,14 +162,14 @@ def install(point: str, n: int, action: str = "kill") -> None:
     elif point == "evaluate":
         from malt.eval import job
 
-        original_predict = job.predict
+        original_score_days = job.score_days
 
-        def predict(*args, **kwargs):
+        def score_days(*args, **kwargs):
             if countdown.reached():
                 fault()
-            return original_predict(*args, **kwargs)
+            return original_score_days(*args, **kwargs)
 
-        job.predict = predict
+        job.score_days = score_days
     else:
         raise SystemExit(f"unknown fault point {point!r}")
 

@@ -48,7 +48,7 @@ def eager(trained, arrays) -> np.ndarray:
              if arrays[k].dtype.kind == "i" else torch.from_numpy(arrays[k])
              for k in trained.model.serving_inputs}
     with torch.no_grad():
-        probs = trained.model.predict(batch)
+        probs = trained.model.probabilities(batch)
     return torch.stack([probs[v] for v in trained.views], 1).numpy()
 
 

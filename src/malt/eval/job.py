@@ -12,7 +12,7 @@ import numpy as np
 from malt.data.cache import Dataset
 from malt.data.masks import format_coverage
 from malt.eval.calibration_plot import write_reliability_plot
-from malt.eval.predictions import Predictions, predict
+from malt.eval.predictions import Predictions, score_days
 from malt.eval.report import evaluate, evaluate_by_day
 from malt.eval.target import target_metrics
 from malt.metrics import ViewMetrics
@@ -92,7 +92,7 @@ def _train(config: RunConfig, run: RunDir, *, resume: bool, overwrite: bool,
         if resume and run.checkpoint.is_file():
             trainer.restore()
         trainer.fit(progress)
-        predictions = predict(built.model, built.eval_days, built.task, built.dataset.schema,
+        predictions = score_days(built.model, built.eval_days, built.task, built.dataset.schema,
                               batch_size=config.train.batch_size, device=built.device,
                               world=built.world)
         metrics = None

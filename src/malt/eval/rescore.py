@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from malt.errors import ConfigError
-from malt.eval.predictions import Predictions, predict
+from malt.eval.predictions import Predictions, score_days
 from malt.training.builder import build_model, build_task, evaluation_days, open_dataset
 from malt.training.checkpoint import load_checkpoint
 from malt.training.distributed import device_for, resolve_device
@@ -30,5 +30,5 @@ def rescore(run: RunDir, data: str | Path, *, device: str = "auto") -> Predictio
                           f"(different table sizes)") from exc
     torch_device = device_for(resolve_device(device))
     eval_days = evaluation_days(dataset, config.data)
-    return predict(model.to(torch_device), eval_days, task, dataset.schema,
+    return score_days(model.to(torch_device), eval_days, task, dataset.schema,
                    batch_size=config.train.batch_size, device=torch_device)
