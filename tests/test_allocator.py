@@ -10,9 +10,9 @@ import sys
 import pytest
 
 import malt.cli
-from mac_data import write_random_dataset
 from malt import allocator
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
 # Three warm-up "steps" that allocate and free two 64 MiB arrays (above glibc's largest
 # adaptive mmap threshold), then the page faults of three more. numpy's plain malloc, not

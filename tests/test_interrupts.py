@@ -17,15 +17,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data import prepare
 from malt.errors import Interrupted
 from malt.eval.job import train_run
 from malt.training.config import RunConfig
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
-FAULTS = Path(__file__).with_name("faults.py")
+FAULTS = Path(__file__).parent / "support" / "faults.py"
 pytestmark = pytest.mark.slow
 
 TRAIN = ["--model", "base", "--batch-size", "64", "--seed", "3",

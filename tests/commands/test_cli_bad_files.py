@@ -12,13 +12,13 @@ import pytest
 
 import malt
 import malt.api
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data.layout import day_path
 from malt.errors import ConfigError, DataError
 from malt.eval.job import train_run
 from malt.training.config import RunConfig
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
 
 @pytest.fixture(scope="module")

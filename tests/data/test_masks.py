@@ -11,7 +11,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaml_data import kaml_batch, kaml_schema, write_kaml_dataset
 from malt.cli import main
 from malt.data.cache import prepare
 from malt.data.layout import day_path, write_day
@@ -28,6 +27,7 @@ from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.losses.views import masked_binary_loss, view_losses
 from malt.training.config import RunConfig
+from support.kaml_data import kaml_batch, kaml_schema, write_kaml_dataset
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 
 import malt
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data.schema import MAC
 from malt.deploy.predict import (
@@ -27,7 +26,8 @@ from malt.eval.predictions import Predictions
 from malt.locks import lock_beside, output_lock
 from malt.training.config import RunConfig
 from malt.training.run_dir import RunDir
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
 VIEWS = ("last", "first", "linear")
 COLUMNS = ["p_last", "p_first", "p_linear", MAC.user_column]

@@ -8,7 +8,6 @@ import logging
 import numpy as np
 import pytest
 
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data import prepare
 from malt.errors import ConfigError, DataError
@@ -17,6 +16,7 @@ from malt.eval.predictions import Predictions
 from malt.metrics import view_metrics
 from malt.training.builder import evaluation_days, split_days
 from malt.training.config import DataConfig, RunConfig
+from support.mac_data import write_random_dataset
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kaml_data import kaml_batch, kaml_schema, kaml_vocab
 from malt.data.masks import MaskPolicy, base_mask
 from malt.data.schema import MAC
 from malt.data.task import Task
@@ -15,7 +14,8 @@ from malt.errors import ConfigError
 from malt.losses.ranking import ranking_loss
 from malt.losses.views import view_losses
 from malt.models import build_model
-from model_configs import small_config
+from support.kaml_data import kaml_batch, kaml_schema, kaml_vocab
+from support.model_configs import small_config
 
 SCHEMA = kaml_schema()
 VOCAB = kaml_vocab(SCHEMA)

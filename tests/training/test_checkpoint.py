@@ -13,7 +13,6 @@ import torch
 from torch.torch_version import TorchVersion
 
 import malt
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError
 from malt.eval.job import train_run
@@ -30,7 +29,8 @@ from malt.training.checkpoint import (
 from malt.training.config import RunConfig
 from malt.training.run_dir import RunDir
 from malt.training.tensor_tree import read_tree, write_tree
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
 
 @pytest.fixture(scope="module")

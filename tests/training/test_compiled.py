@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mac_data import write_random_dataset
 from malt.data.batches import DayBatches
 from malt.training.builder import build_run
 from malt.training.compiled import CompiledForward
 from malt.training.config import RunConfig
 from malt.training.run_dir import RunDir
 from malt.training.trainer import Trainer
+from support.mac_data import write_random_dataset
 
 
 def _trainer(data: Path, run: Path, *, compile: bool) -> Trainer:

@@ -14,7 +14,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import malt
-from mac_data import write_random_dataset
 from malt.errors import ConfigError, Interrupted
 from malt.eval.job import train_run
 from malt.metrics import ViewMetrics
@@ -27,6 +26,7 @@ from malt.training.tracking import (
     run_params,
 )
 from malt.training.trainer import Trainer
+from support.mac_data import write_random_dataset
 
 STEPS = 15
 """3 training days of 301 rows at batch 64: 5 steps a day."""

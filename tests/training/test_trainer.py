@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError, Interrupted
 from malt.eval.job import train_run
@@ -22,7 +21,8 @@ from malt.training.distributed import World
 from malt.training.run_dir import RunMetrics
 from malt.training.tensor_tree import read_tree, write_tree
 from malt.training.trainer import Trainer
-from run_parity import assert_same_run
+from support.mac_data import write_random_dataset
+from support.run_parity import assert_same_run
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Run a malt command that kills or interrupts itself at a chosen point (fault-injection tests).
 
-    python tests/faults.py POINT N [ACTION] -- malt arguments...
+    python tests/support/faults.py POINT N [ACTION] -- malt arguments...
 
 The N-th time the process reaches POINT it does ACTION:
 - `kill` (the default): SIGKILL itself (no clean-up, no `finally`); a write point leaves half

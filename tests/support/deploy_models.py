@@ -15,7 +15,7 @@ from malt.deploy.trained import TrainedModel
 from malt.models import model_spec
 from malt.training.config import RunConfig
 from malt.training.run_dir import RunDir
-from model_configs import SMALL_BLOCKS, small_config
+from support.model_configs import SMALL_BLOCKS, small_config
 
 
 def untrained(name: str, data: Path, schema: Schema, main: str, aux: tuple[str, ...],
