@@ -19,6 +19,10 @@ LABEL_MODES = get_args(LabelMode)
 Mask = Literal["none", "base", "adm", "reported", "oracle"]
 MASKS = get_args(Mask)
 """Training mask policies (see `malt.data.masks`); `none` trains every label of every row."""
+CoverageMask = Literal["base", "adm", "reported"]
+"""The masks a coverage report shows (`malt.data.masks.coverage_report`): those that hide
+labels."""
+COVERAGE_MASKS = get_args(CoverageMask)
 AdmWindow = Literal["trailing", "static"]
 """What ADM counts a campaign's conversions over (see `malt.data.masks.AdmOptions`)."""
 MASK_COLUMNS = {"none": (), "base": ("target_action_column",),
