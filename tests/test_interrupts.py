@@ -175,7 +175,7 @@ def test_fetch_says_how_to_resume(monkeypatch, tmp_path, capsys):
 
 
 def test_a_ctrl_c_while_the_commands_load(monkeypatch, capsys):
-    def load():
+    def load(**kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("malt.cli.build_parser", load)

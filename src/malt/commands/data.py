@@ -10,7 +10,6 @@ import argparse
 from typing import Literal
 
 from malt.commands._options import add_run_options, add_seed_flag, typed
-from malt.data.kuairand import KeepRate
 from malt.data.task import COVERAGE_MASKS
 from malt.typed_fields import PositiveInt
 
@@ -23,6 +22,8 @@ COVERAGE_FIELDS = [("data", "path"), ("data", "schema"), ("data", "train_days"),
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from malt.data.kuairand import KeepRate  # with pandas: loaded when this command runs
+
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     k = sub.add_parser("kuairand-sim", help="turn the KuaiRand-Pure files into KAML-style data "
                                             "(KAML paper §4.2.2); nothing is downloaded")
