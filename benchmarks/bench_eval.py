@@ -1,5 +1,5 @@
 """Evaluation throughput: rows/s of scoring a prepared test day as `malt train` and `malt eval`
-do (`malt.eval.predictions.predict`: batches from the memory-mapped cache, forward pass,
+do (`malt.eval.predictions.score_days`: batches from the memory-mapped cache, forward pass,
 probabilities gathered in row order), BASE and MoAE, at the training batch and larger.
 
     python -m benchmarks.bench_eval [--data DIR] [--repeats 3] [--threads N]
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.report import best_of, parse_arguments, publish, sgemm_rate
-from malt.eval.predictions import predict
+from malt.eval.predictions import score_days
 from malt.runs.config import RunConfig
 from malt.training.builder import build_run
 
@@ -36,7 +36,7 @@ def rows_per_s(data: Path, model: str, aux: list[str], batch: int, repeats: int
     days = built.eval_days
 
     def score():
-        return predict(built.model, days, built.task, built.dataset.schema, batch_size=batch,
+        return score_days(built.model, days, built.task, built.dataset.schema, batch_size=batch,
                        device=torch.device("cpu"))
 
     score()
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
                 lines.append(f"| {name} | {batch:,} | {rate:,.0f} | {rate / floor:.0%} |")
     source = "the simulated `small` set" if args.data is None else args.data
     body = (f"Scoring the test day of {source} "
-            f"with `malt.eval.predictions.predict` (what `malt train` runs after training and "
+            f"with `malt.eval.predictions.score_days` (what `malt train` runs after training and "
             f"`malt eval --data` runs), initial weights, best of {args.repeats} after one warm-up "
             f"pass; rows/s over the whole day, batching and gathering included. Forward floor = "
             f"sgemm rate ({flops / 1e9:.0f} GFLOP/s here) / (2 x dense parameters). Target: "

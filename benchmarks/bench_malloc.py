@@ -69,7 +69,7 @@ def child(steps: int, seed: int) -> list[dict]:
             def score():
                 model.eval()
                 with torch.inference_mode():
-                    model.predict(scored)
+                    model.probabilities(scored)
 
             train, forward = measure(steps, step), measure(steps, score)
             results.append({"model": name, "tables": tables,

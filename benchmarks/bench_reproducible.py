@@ -50,7 +50,7 @@ def child(steps: int, seed: int) -> dict:
         def score():
             model.eval()
             with torch.inference_mode():
-                model.predict(scored)
+                model.probabilities(scored)
 
         figures[name] = {"train": 4096 / measure(steps, step)["seconds"],
                          "score": SCORE_ROWS / measure(steps, score)["seconds"]}

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FAULTS = ROOT / "tests" / "faults.py"
+FAULTS = ROOT / "tests" / "support" / "faults.py"
 DAYS, USERS, BATCH = 4, 1500, 256
 MODELS = {
     "base": ["--model", "base"],

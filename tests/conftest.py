@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import malt  # noqa: F401  (before torch computes: it asks MKL for reproducible results)
-from mac_data import write_random_dataset
+from support.mac_data import write_random_dataset
 
 # Tests run many small ops, often two pytest workers at once on two cores: one intra-op thread
 # per process avoids oversubscription, which made steps up to 30x slower.

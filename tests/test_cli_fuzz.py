@@ -22,13 +22,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.commands._options import config_flags
 from malt.data.schema import MAC, Schema
 from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
 pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("MALT_FUZZ_EXAMPLES", "12"))

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mac_data import write_random_dataset
+from support.mac_data import write_random_dataset
 
-FAULTS = Path(__file__).with_name("faults.py")
+FAULTS = Path(__file__).parent / "support" / "faults.py"
 pytestmark = pytest.mark.slow
 
 

@@ -15,10 +15,10 @@ import threading
 
 import pytest
 
-from lock_holder import held_elsewhere, start_holder
 from malt import locks
 from malt.errors import ConfigError
 from malt.locks import describe_holder, held_by, lock_beside, lock_inside, output_lock
+from support.lock_holder import held_elsewhere, start_holder
 
 
 def test_lock_files_lie_inside_a_directory_or_beside_a_file(tmp_path):

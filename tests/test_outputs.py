@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from lock_holder import held_elsewhere
 from malt.errors import ConfigError
 from malt.locks import lock_beside, lock_inside
 from malt.outputs import (
@@ -26,6 +25,7 @@ from malt.outputs import (
     staged_output,
     temporary_path,
 )
+from support.lock_holder import held_elsewhere
 
 
 def _dead_pid() -> int:

@@ -13,6 +13,10 @@ Every function raises `malt.errors.ConfigError` or `DataError` on bad input, wit
 the command line prints; so are errors of the operating system (a file malt cannot read or
 write: permissions, a full disk): `ConfigError`, or `DataError` for a data file, with the
 `OSError` as its `__cause__`.
+
+No function changes settings of the whole process: `malt.allocator.retain_freed_memory()`, which
+the `malt` command applies, is the program's own choice (faster training and scoring on glibc;
+`malt.train` then also hands the memory back at each day's end).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from malt.allocator import retain_freed_memory
+from malt.allocator import release_freed_memory
 from malt.data.cache import Dataset
 from malt.data.cache import prepare as prepare_cache
 from malt.data.schema import Schema, schema_for
@@ -89,7 +93,6 @@ def prepare(data: str | Path, *, schema: str | Path | Schema | None = None,
             build_vocabs: bool = False, min_count: int = 1) -> Dataset:
     """Validate and cache the data set at `data` (MAC layout) and return it; with
     `build_vocabs`, first write the vocabs it lacks from its training days."""
-    retain_freed_memory()
     if not isinstance(schema, Schema):
         schema = schema_for(data, schema)
     if build_vocabs:
@@ -107,12 +110,11 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path, out: str | Path, *
     `config`: a `RunConfig`, its sections as a mapping (`{"data": {"path": ...}, "model":
     {"name": "moae"}, "task": {...}, "train": {...}}`), or a config file (TOML, YAML, JSON).
     """
-    retain_freed_memory()
     if isinstance(config, (str, Path)):
         config = RunConfig.load(config)
     elif not isinstance(config, RunConfig):
         config = RunConfig.from_dict(dict(config))
-    train_run(config, out, resume=resume, overwrite=overwrite)
+    train_run(config, out, resume=resume, overwrite=overwrite, day_end=release_freed_memory)
     return load_run(out)
 
 
@@ -154,7 +156,6 @@ class Run:
         """Scores of the rows of `data` (a table, a data frame, a parquet file or a directory
         as `malt predict` reads it): one column `p_<view>` per predicted view, the user column
         and the `keep` columns, in row order."""
-        retain_freed_memory()
         scorer = Scorer(self.trained, engine=engine, device=device, keep=tuple(keep))
         sources: list[Source]
         if isinstance(data, pd.DataFrame):

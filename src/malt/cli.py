@@ -8,6 +8,7 @@ import logging
 import pkgutil
 import signal
 import sys
+from collections.abc import Collection, Sequence
 from typing import NoReturn
 
 import malt.commands
@@ -18,25 +19,49 @@ log = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 3
 EXIT_INTERRUPTED = 130
+LOG_LEVEL = "--log-level"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_names() -> list[str]:
+    """The sub-commands, as typed (`upgrade-run` for `malt.commands.upgrade_run`)."""
+    return sorted(info.name.replace("_", "-") for info in
+                  pkgutil.iter_modules(malt.commands.__path__)
+                  # helpers the commands share, not commands
+                  if not info.name.startswith("_"))
+
+
+def build_parser(configure: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The `malt` parser; only the commands in `configure` (default: all) get their flags.
+
+    A command module's import is light (its work is imported when it runs); configuring its
+    flags may load what they are typed with, so `main` configures the command it runs only."""
     parser = argparse.ArgumentParser(
         prog="malt", description="Multi-Attribution Learning Toolkit for CVR prediction.")
-    parser.add_argument("--log-level", default="WARNING",
+    parser.add_argument(LOG_LEVEL, default="WARNING",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(malt.commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):  # helpers the commands share, not commands
-            continue
-        module = importlib.import_module(f"malt.commands.{info.name}")
-        name = info.name.replace("_", "-")
+    for name in command_names():
+        module = importlib.import_module(f"malt.commands.{name.replace('-', '_')}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.configure(cmd)
-        # A private name: commands may have an option called --run.
-        cmd.set_defaults(_handler=module.run)
-        _remember_parsers(cmd)
+        if configure is None or name in configure:
+            module.configure(cmd)
+            # A private name: commands may have an option called --run.
+            cmd.set_defaults(_handler=module.run)
+            _remember_parsers(cmd)
     return parser
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command `argv` runs (after the top-level options), or None (`--help`, none, or an
+    unknown one, which the parser then refuses)."""
+    names = set(command_names())
+    words = iter(argv)
+    for word in words:
+        if word == LOG_LEVEL:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in names else None
+    return None
 
 
 def _remember_parsers(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +77,8 @@ def _remember_parsers(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     command = "malt"
     try:  # a Ctrl-C while the commands are being imported is an interruption too
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else argv
+        parser = build_parser(configure=[c for c in [command_in(argv)] if c])
         # A flag's value refused as it is read (`commands._options.typed`) is a MaltError too.
         args, unknown = parser.parse_known_args(argv)
         if unknown:

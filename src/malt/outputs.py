@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from malt.errors import ConfigError, os_error_reason, os_errors_as
+from malt.host import pid_alive
 from malt.locks import LOCK_FILE, held_by, lock_beside, lock_inside, output_lock
 
 MANIFEST = ".malt-manifest.json"
@@ -52,6 +53,15 @@ def process_tag() -> str:
     """`<host>-<pid>`: names this process's temporaries apart from those of processes on other
     machines writing into the same shared directory (their process ids may be the same)."""
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def tagged_process_ended(tag: str) -> bool:
+    """Whether the process a `process_tag` names (a bare pid: this machine's) has ended.
+    Another machine's processes cannot be checked: False for them."""
+    host, _, pid = tag.rpartition("-")
+    if host and host != socket.gethostname():
+        return False
+    return not pid.isdigit() or not pid_alive(int(pid))
 
 
 def temporary_path(path: Path) -> Path:
@@ -338,16 +348,6 @@ def _locked_directories(root: Path) -> list[Path]:
 
 
 # --- outputs built whole, then moved into place ---------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _siblings(out: Path) -> Iterator[tuple[Path, str, int]]:
     """Staging and set-aside directories of `out` left by malt processes: (path, role, pid)."""
     if not out.parent.is_dir():
@@ -364,7 +364,7 @@ def recover_siblings(out: Path) -> None:
     removed; a previous output set aside just before the new one was moved in is put back when
     `out` is missing (else removed)."""
     for entry, role, pid in sorted(_siblings(out)):
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         if role == "old" and not out.exists():
             os.replace(entry, out)

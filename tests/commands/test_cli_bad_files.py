@@ -12,13 +12,13 @@ import pytest
 
 import malt
 import malt.api
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data.layout import day_path
 from malt.errors import ConfigError, DataError
 from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
 
 @pytest.fixture(scope="module")
@@ -158,38 +158,15 @@ def test_the_command_line_words_an_operating_system_error_it_meets(monkeypatch, 
     assert f"malt simulate: error: {tmp_path / 'big.bin'}: no space left" in err
 
 
-@pytest.mark.parametrize("damage", [b"{\"seed\": 1,", b"\xff\xfe", b"[1, 2]"])
-def test_a_damaged_demo_record_is_named_and_replaced_only_with_overwrite(tmp_path, damage):
-    from malt.commands.demo import claim_demo
-
-    settings = {"seed": 1, "size": "tiny", "data": None, "models": ["base"]}
-    out = tmp_path / "demo"
-    assert claim_demo(out, settings, overwrite=False) is False
-    (out / "demo.json").write_bytes(damage)
-    with pytest.raises(ConfigError, match=r"demo\.json.*--overwrite"):
-        claim_demo(out, settings, overwrite=False)
-    assert (out / "demo.json").read_bytes() == damage
-    assert claim_demo(out, settings, overwrite=True) is False
-    assert claim_demo(out, settings, overwrite=False) is True  # the record is whole again
-
-
-def test_a_demo_record_without_its_keys_is_described_not_a_traceback(tmp_path):
-    from malt.commands.demo import claim_demo
-
-    out = tmp_path / "demo"
-    claim_demo(out, {"seed": 1, "size": "tiny", "data": None, "models": ["base"]},
-               overwrite=False)
-    (out / "demo.json").write_text('{"seed": 2}')
-    with pytest.raises(ConfigError, match="seed 2"):
-        claim_demo(out, {"seed": 1, "size": "tiny", "data": None, "models": ["base"]},
-                   overwrite=False)
-
-
-def test_a_damaged_study_record_is_named(data, tmp_path):
+@pytest.mark.parametrize("damage", [b"{\"data\": 1,", b"\xff\xfe", b"[1, 2]", b"\x00garbage"])
+def test_a_damaged_study_record_is_named_and_replaced_only_with_overwrite(tmp_path, damage):
     from malt.experiments.study import claim_output
 
-    out = tmp_path / "study"
+    out, data = tmp_path / "demo", tmp_path / "data"
     claim_output(out, data)
-    (out / "study.json").write_bytes(b"\x00garbage")
+    (out / "study.json").write_bytes(damage)
     with pytest.raises(ConfigError, match=r"study\.json"):
         claim_output(out, data)
+    assert (out / "study.json").read_bytes() == damage
+    claim_output(out, data, overwrite=True)
+    claim_output(out, data)  # the record is whole again

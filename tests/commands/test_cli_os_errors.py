@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from mac_data import write_random_dataset
 from malt.data import prepare
 from malt.data.layout import day_path
 from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data.layout import day_path, write_day, write_vocab
+from support.mac_data import write_random_dataset
 
 
 def summary_rows(text: str) -> dict[str, list[str]]:

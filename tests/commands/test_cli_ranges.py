@@ -8,11 +8,11 @@ import json
 import pytest
 
 import malt.api
-from mac_data import write_random_dataset
 from malt.cli import build_parser, main
 from malt.data.layout import day_path
 from malt.errors import ConfigError
 from malt.runs.config import RunConfig
+from support.mac_data import write_random_dataset
 
 
 @pytest.mark.parametrize("flags, message", [

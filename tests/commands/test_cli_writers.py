@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from lock_holder import held_elsewhere
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError, DataError
 from malt.jobs.train import train_run
@@ -18,6 +16,8 @@ from malt.locks import lock_beside, lock_inside
 from malt.outputs import MANIFEST
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
+from support.lock_holder import held_elsewhere
+from support.mac_data import write_random_dataset
 
 
 def _tree(root: Path) -> dict[str, bytes | str]:

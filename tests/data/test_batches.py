@@ -8,9 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mac_data import write_random_dataset
 from malt.data import MAC, prepare
 from malt.data.batches import DayBatches, day_order, rank_slice, step_count
+from support.mac_data import write_random_dataset
 
 ROWS = 257
 

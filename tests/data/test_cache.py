@@ -17,8 +17,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from lock_holder import start_holder
-from mac_data import random_day_table, write_random_dataset
 from malt import locks
 from malt.data import MAC, Schema, prepare, reader
 from malt.data import cache as cache_module
@@ -26,6 +24,8 @@ from malt.data.cache import Preparer, open_prepared
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.errors import ConfigError, DataError
 from malt.locks import lock_inside
+from support.lock_holder import start_holder
+from support.mac_data import random_day_table, write_random_dataset
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kaml_data import kaml_schema, write_kaml_dataset
 from malt.data.batches import DayBatches
 from malt.data.cache import prepare
 from malt.data.layout import day_path, write_day
 from malt.data.schema import Schema
 from malt.errors import ConfigError, DataError
+from support.kaml_data import kaml_schema, write_kaml_dataset
 
 
 def test_reported_flags_and_other_targets_are_read(tmp_path):

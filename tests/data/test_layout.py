@@ -6,10 +6,10 @@ import logging
 
 import pyarrow.parquet as pq
 
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data import prepare
 from malt.data.layout import day_path, find_layout
+from support.mac_data import write_random_dataset
 
 
 def test_files_that_are_not_parquet_days_are_named_not_read(tmp_path, caplog):

@@ -11,7 +11,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaml_data import kaml_batch, kaml_schema, write_kaml_dataset
 from malt.cli import main
 from malt.data.cache import prepare
 from malt.data.layout import day_path, write_day
@@ -21,6 +20,7 @@ from malt.data.masks import (
     base_mask,
     campaign_counts,
     coverage,
+    coverage_report,
     window_counts,
 )
 from malt.data.schema import MAC
@@ -28,6 +28,7 @@ from malt.data.task import Task
 from malt.errors import ConfigError
 from malt.losses.views import masked_binary_loss, view_losses
 from malt.runs.config import RunConfig
+from support.kaml_data import kaml_batch, kaml_schema, write_kaml_dataset
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +161,32 @@ def test_coverage_is_the_share_of_rows_with_mask_one(data):
                                [(target == j).mean() for j in range(3)])
     assert report["base"]["other"] == pytest.approx((target == -1).mean())
     assert all(report["adm"][v] >= report["base"][v] for v in schema.labels)
+
+
+def test_a_coverage_report_shows_base_then_each_mask_as_coverage_does(data):
+    schema = kaml_schema()
+    days = prepare(data, schema).train
+    adm = AdmOptions(alpha=2.0, alpha_per_action={"pay": 1.0})
+    report = coverage_report(schema, days, adm)
+    assert list(report) == ["base", "adm", "reported"]  # reported: the schema has its flags
+    for name in ("adm", "reported"):
+        single = coverage(MaskPolicy(name, schema, days, adm), days, schema.labels)
+        assert report["base"] == single["base"] and report[name] == single[name]
+    assert list(coverage_report(schema, days, adm, ["reported", "base"])) == ["base", "reported"]
+
+
+def test_a_coverage_report_shows_the_reported_set_only_where_the_data_has_it(tmp_path):
+    schema = kaml_schema(reported=False)
+    days = prepare(write_kaml_dataset(tmp_path / "d", schema, days=3), schema).train
+    assert list(coverage_report(schema, days, AdmOptions())) == ["base", "adm"]
+    with pytest.raises(ConfigError, match="reported"):
+        coverage_report(schema, days, AdmOptions(), ["adm", "reported"])
+
+
+def test_adm_options_describe_themselves_in_one_line():
+    assert AdmOptions().describe() == "trailing window of 7 days, α = 10"
+    assert AdmOptions(window="static", alpha=2.5, alpha_per_action={"pay": 1.0}).describe() \
+        == "static window, α = 2.5, α[pay] = 1"
 
 
 def test_masked_loss_is_the_per_task_mean_over_trusted_rows():

@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from mac_data import random_day_table, write_random_dataset
 from malt.cli import main
 from malt.data import MAC, Schema, prepare
 from malt.data.layout import day_path, write_day, write_vocab
@@ -20,6 +19,7 @@ from malt.data.numeric import MAX_MAGNITUDE, Moments
 from malt.data.reader import ChunkStats, DayConverter, DayStats, array_shapes
 from malt.data.summary import format_summary
 from malt.errors import ConfigError, DataError
+from support.mac_data import random_day_table, write_random_dataset
 
 ROWS = 120
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import malt.data.schema as schema_module
-from mac_data import fixed_lists
 from malt.data import MAC, Schema, prepare, schema_for
 from malt.data.batches import DayBatches
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.errors import ConfigError, DataError
+from support.mac_data import fixed_lists
 
 SHOP_TOML = """
 name = "shop"

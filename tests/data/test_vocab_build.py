@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mac_data import fixed_lists
 from malt.cli import main
 from malt.data import Schema
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.vocab_build import build_vocabs
 from malt.errors import ConfigError, DataError
+from support.mac_data import fixed_lists
 
 SCHEMA = """
 user_column = "uid"

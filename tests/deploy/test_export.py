@@ -11,9 +11,6 @@ import onnxruntime
 import pytest
 import torch
 
-from deploy_models import converted, untrained
-from kaml_data import kaml_schema, write_kaml_dataset
-from mac_data import write_random_dataset
 from malt.data.schema import MAC
 from malt.deploy.export import (
     export,
@@ -25,6 +22,9 @@ from malt.deploy.export import (
 from malt.deploy.serving import ServingModule
 from malt.errors import ConfigError
 from malt.models import model_names
+from support.deploy_models import converted, untrained
+from support.kaml_data import kaml_schema, write_kaml_dataset
+from support.mac_data import write_random_dataset
 
 PARITY = 1e-5
 MAC_AUX = ("first", "linear", "cat")
@@ -48,7 +48,7 @@ def eager(trained, arrays) -> np.ndarray:
              if arrays[k].dtype.kind == "i" else torch.from_numpy(arrays[k])
              for k in trained.model.serving_inputs}
     with torch.no_grad():
-        probs = trained.model.predict(batch)
+        probs = trained.model.probabilities(batch)
     return torch.stack([probs[v] for v in trained.views], 1).numpy()
 
 

@@ -8,7 +8,6 @@ import logging
 import numpy as np
 import pytest
 
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data import prepare
 from malt.errors import ConfigError, DataError
@@ -17,6 +16,7 @@ from malt.jobs.train import train_run
 from malt.metrics import view_metrics
 from malt.runs.config import DataConfig, RunConfig
 from malt.training.builder import evaluation_days, split_days
+from support.mac_data import write_random_dataset
 
 
 @pytest.fixture(scope="module")

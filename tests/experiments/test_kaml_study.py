@@ -95,7 +95,7 @@ def test_command_errors(data, tmp_path, capsys):
     assert "not used by the kaml study" in capsys.readouterr().err
     assert main(["study", "kaml", "--data", str(data), "--out", str(tmp_path / "b"),
                  "--models", "mmeo"]) == 3
-    from mac_data import write_random_dataset
+    from support.mac_data import write_random_dataset
 
     mac = write_random_dataset(tmp_path / "mac", days=2, rows=20)
     assert main(["study", "kaml", "--data", str(mac), "--out", str(tmp_path / "c")]) == 3

@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kaml_data import kaml_batch, kaml_schema, kaml_vocab
 from malt.data.masks import MaskPolicy, base_mask
 from malt.data.schema import MAC
 from malt.data.task import Task
@@ -15,7 +14,8 @@ from malt.errors import ConfigError
 from malt.losses.ranking import ranking_loss
 from malt.losses.views import view_losses
 from malt.models import build_model
-from model_configs import small_config
+from support.kaml_data import kaml_batch, kaml_schema, kaml_vocab
+from support.model_configs import small_config
 
 SCHEMA = kaml_schema()
 VOCAB = kaml_vocab(SCHEMA)
@@ -44,7 +44,7 @@ def test_shapes_and_probabilities(name, make_batch):
     losses = model.losses(out, batch)
     assert set(losses) == set(model.loss_views)
     assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
-    probs = model.predict(batch)
+    probs = model.probabilities(batch)
     assert all(((p > 0) & (p < 1)).all() for p in probs.values())
     # Models adapt to any schema, also one without campaign columns (the MAC schema).
     from models.conftest import small_vocab
@@ -117,7 +117,7 @@ def test_kaml_scores_every_row_through_the_original_sub_towers():
     torch.manual_seed(1)
     model = build_model("kaml", SCHEMA, VOCAB, _task(), small_config("kaml")).eval()
     batch = _batch(20)
-    probs = model.predict(batch)
+    probs = model.probabilities(batch)
     reps = model.bottom(model.encoder(batch))
     for view in ("act", "reg", "pay"):
         tower = model.towers[view]

@@ -42,7 +42,7 @@ def test_output_shapes(name, task, vocab, batch):
         assert z.shape == ((64, 16) if view == CAT else (64,))
     losses = model.losses(out, batch)
     assert tuple(losses) == model.loss_views and all(v.ndim == 0 for v in losses.values())
-    probs = model.predict(batch)
+    probs = model.probabilities(batch)
     assert set(probs) == {v for v in views if v != CAT}
     assert all(((p > 0) & (p < 1)).all() for p in probs.values())
     if name in ("natal", "moae"):
@@ -79,7 +79,7 @@ def test_a_tiny_batch_is_overfitted(name, vocab, batch):
     assert history[-1] < 0.01 < 0.5 < history[0]
     model.eval()
     with torch.inference_mode():
-        assert ((model.predict(batch)["last"] > 0.5).float() == batch["labels"][:, 0]).all()
+        assert ((model.probabilities(batch)["last"] > 0.5).float() == batch["labels"][:, 0]).all()
 
 
 @pytest.mark.parametrize("name", ["natal", "moae"])
@@ -170,7 +170,7 @@ def test_cat_head_has_one_logit_per_joint_outcome(vocab, batch):
     model = build_model("natal", MAC, vocab, Task("last", (CAT,)))
     out = model(batch)
     assert out.logits[CAT].shape == (64, 2 ** len(MAC.labels))
-    assert CAT not in model.predict(batch)
+    assert CAT not in model.probabilities(batch)
     loss = model.losses(out, batch)[CAT]
     want = torch.nn.functional.cross_entropy(out.logits[CAT], (batch["labels"] * torch.tensor(
         [1.0, 2.0, 4.0, 8.0])).sum(1).long())

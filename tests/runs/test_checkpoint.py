@@ -13,7 +13,6 @@ import torch
 from torch.torch_version import TorchVersion
 
 import malt
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError
 from malt.eval.predictions import Predictions
@@ -30,7 +29,8 @@ from malt.runs.checkpoint import (
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.tensor_tree import read_tree, write_tree
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
 
 @pytest.fixture(scope="module")

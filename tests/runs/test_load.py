@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 
 import malt
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.data.schema import MAC, Schema
 from malt.deploy.export import sidecar_path
@@ -22,7 +21,8 @@ from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.load import load_run
-from model_configs import SMALL_BLOCKS
+from support.mac_data import write_random_dataset
+from support.model_configs import SMALL_BLOCKS
 
 DROPPED = "context_feat3"
 

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.metrics import ActionMetrics, ViewMetrics, view_metrics
 from malt.runs.directory import RunDir
 from malt.runs.record import ParamCounts, RunMetrics, TrainStats
+from support.mac_data import write_random_dataset
 
 
 def strict_json(text: str):

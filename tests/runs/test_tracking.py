@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -14,7 +15,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import malt
-from mac_data import write_random_dataset
 from malt.errors import ConfigError, Interrupted
 from malt.jobs.train import train_run
 from malt.metrics import ViewMetrics
@@ -27,6 +27,7 @@ from malt.runs.tracking import (
     run_params,
 )
 from malt.training.trainer import Trainer
+from support.mac_data import write_random_dataset
 
 STEPS = 15
 """3 training days of 301 rows at batch 64: 5 steps a day."""
@@ -341,3 +342,35 @@ def test_the_default_store_is_mlruns_in_the_working_directory(tmp_path, monkeypa
     assert resolve_tracking_uri("http://tracking:5000") == "http://tracking:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     assert resolve_tracking_uri(None) == "sqlite:///elsewhere.db"
+
+
+READ_BACK = """
+import json, sys
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+try:
+    run = MlflowClient(tracking_uri=sys.argv[1]).get_run(sys.argv[2])
+except MlflowException as exc:
+    print(json.dumps({"refused": str(exc)}))
+else:
+    print(json.dumps({"auc": run.data.metrics["eval.last.auc"]}))
+"""
+
+
+@pytest.mark.parametrize("allow", [None, "true"])
+def test_reading_the_file_store_back_takes_mlflows_opt_in_as_documented(data, tmp_path, allow):
+    # docs/training.md "Reading the store back": MLflow 3 refuses its file store in any process
+    # that has not opted in, including the one reading malt's store back.
+    store, run = tmp_path / "mlruns", tmp_path / "run"
+    train_run(_config(data, store), run)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_ALLOW_FILE_STORE"}
+    if allow:
+        env["MLFLOW_ALLOW_FILE_STORE"] = allow
+    read = json.loads(subprocess.run(
+        [sys.executable, "-c", READ_BACK, store.as_uri(), _recorded_run_id(run)], env=env,
+        capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    if allow:
+        auc = json.loads((run / "metrics.json").read_text())["views"]["last"]["auc"]
+        assert read == {"auc": pytest.approx(auc)}
+    else:
+        assert "MLFLOW_ALLOW_FILE_STORE=true" in read["refused"]

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mac_data import write_random_dataset
 from malt.data.batches import DayBatches
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.training.builder import build_run
 from malt.training.compiled import CompiledForward
 from malt.training.trainer import Trainer
+from support.mac_data import write_random_dataset
 
 
 def _trainer(data: Path, run: Path, *, compile: bool) -> Trainer:
@@ -49,8 +49,8 @@ def test_compiled_training_steps_and_predictions_are_the_eager_ones(tmp_path):
     eager.model.eval()
     compiled.model.eval()
     with torch.inference_mode():
-        for view, p in eager.model.predict(batches[0]).items():
-            torch.testing.assert_close(compiled.model.predict(batches[0])[view], p,
+        for view, p in eager.model.probabilities(batches[0]).items():
+            torch.testing.assert_close(compiled.model.probabilities(batches[0])[view], p,
                                        rtol=1e-4, atol=1e-6)
 
 

@@ -12,13 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kaml_data import kaml_schema, write_kaml_dataset
 from malt.data.layout import write_day
 from malt.errors import ConfigError
 from malt.eval.predictions import Predictions
 from malt.eval.target import target_metrics
 from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
+from support.kaml_data import kaml_schema, write_kaml_dataset
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_gradient_methods_train_under_a_mask(data, tmp_path, method):
 
 
 def test_a_mask_the_data_cannot_support_is_refused(tmp_path):
-    from mac_data import write_random_dataset
+    from support.mac_data import write_random_dataset
 
     root = write_random_dataset(tmp_path / "mac", days=2, rows=20)
     config = RunConfig.from_dict({"data": {"path": str(root)}, "task": {"main": "last",

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mac_data import write_random_dataset
 from malt.jobs.train import train_run
 from malt.runs.config import RunConfig
-from run_parity import assert_same_run
+from support.mac_data import write_random_dataset
+from support.run_parity import assert_same_run
 
 PREPARE = Path(__file__).with_name("ddp_prepare.py")
 

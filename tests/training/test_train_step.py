@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from mac_data import write_random_dataset
 from malt.data.batches import DayBatches
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
@@ -24,6 +23,7 @@ from malt.training.builder import build_run
 from malt.training.distributed import World
 from malt.training.optim import Optimisation, clip_gradients
 from malt.training.trainer import Trainer
+from support.mac_data import write_random_dataset
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +200,7 @@ def test_losses_are_reported_at_the_first_the_last_and_every_log_interval(data, 
 def test_a_masked_run_trains_on_the_mask_of_the_day_in_progress(tmp_path):
     import json
 
-    from kaml_data import kaml_schema, write_kaml_dataset
+    from support.kaml_data import kaml_schema, write_kaml_dataset
 
     root = write_kaml_dataset(tmp_path / "kaml", days=4, rows=120)
     (root / "schema.json").write_text(json.dumps(kaml_schema().to_dict()))

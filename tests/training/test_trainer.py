@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from mac_data import write_random_dataset
 from malt.cli import main
 from malt.errors import ConfigError, Interrupted
 from malt.eval.predictions import Predictions
@@ -22,7 +21,8 @@ from malt.runs.record import RunMetrics
 from malt.runs.tensor_tree import read_tree, write_tree
 from malt.training.distributed import World
 from malt.training.trainer import Trainer
-from run_parity import assert_same_run
+from support.mac_data import write_random_dataset
+from support.run_parity import assert_same_run
 
 
 @pytest.fixture(scope="module")
@@ -135,15 +135,12 @@ def test_every_rank_stops_when_one_ranks_loss_is_not_finite(tmp_path):
     assert other.exitcode == 0  # rank 1's own checks passed
 
 
-def test_each_day_hands_its_freed_memory_back_after_its_checkpoint(data, tmp_path, monkeypatch):
-    import malt.training.trainer as trainer_module
-
+def test_the_day_end_callback_runs_after_each_days_checkpoint(data, tmp_path):
     checkpoint = tmp_path / "run" / "checkpoint.safetensors"
-    released: list[int] = []
-    monkeypatch.setattr(trainer_module, "release_freed_memory", lambda: released.append(
-        load_checkpoint(checkpoint).state.day))
-    train_run(_config(data), tmp_path / "run")
-    assert released == [1, 2, 3]  # after day d's checkpoint: d days done
+    days_done: list[int] = []
+    train_run(_config(data), tmp_path / "run",
+              day_end=lambda: days_done.append(load_checkpoint(checkpoint).state.day))
+    assert days_done == [1, 2, 3]  # after day d's checkpoint: d days done
 
 
 @pytest.mark.parametrize("stop_after", [3, 5])  # inside a day, and exactly at a day boundary

@@ -42,8 +42,6 @@ from malt.errors import ConfigError
 from malt.runs.config import DEFAULT_SEED, RunConfig, TrainConfig
 from malt.typed_fields import Seed, build, field_docs, hints, parse_text
 
-MODEL_FLAGS = ("model", "release_defaults", "model_option")
-"""Destinations of the model's own flags (`--model`, `--release-defaults`, `--model-option`)."""
 _DEST = "cfg__"
 _OWN = "opt__"
 OPTION_SETS: set[type] = set()

@@ -10,7 +10,7 @@ import argparse
 from typing import Literal
 
 from malt.commands._options import add_run_options, add_seed_flag, typed
-from malt.sources.kuairand import KeepRate
+from malt.data.task import COVERAGE_MASKS
 from malt.typed_fields import PositiveInt
 
 HELP = "incomplete multi-label data: KuaiRand-Pure recipe (kuairand-sim), mask coverage"
@@ -22,6 +22,8 @@ COVERAGE_FIELDS = [("data", "path"), ("data", "schema"), ("data", "train_days"),
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from malt.sources.kuairand import KeepRate  # with pandas: loaded when this command runs
+
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     k = sub.add_parser("kuairand-sim", help="turn the KuaiRand-Pure files into KAML-style data "
                                             "(KAML paper §4.2.2); nothing is downloaded")
@@ -46,8 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     c = sub.add_parser("coverage", help="share of training rows each mask trains per action "
                                         "(KAML paper Table 1)")
     add_run_options(c, COVERAGE_FIELDS, model=False)
-    c.add_argument("--masks", nargs="+", default=None,
-                   choices=["base", "adm", "reported"],
+    c.add_argument("--masks", nargs="+", default=None, choices=COVERAGE_MASKS,
                    help="masks to report (default: adm, and reported when the data has it)")
 
 
@@ -73,23 +74,14 @@ def _kuairand(args: argparse.Namespace) -> int:
 
 def _coverage(args: argparse.Namespace) -> int:
     from malt.commands._options import resolve_config
-    from malt.data.masks import MaskPolicy, coverage, format_coverage
+    from malt.data.masks import coverage_report, format_coverage
     from malt.training.builder import adm_options, open_dataset, training_days
 
     config = resolve_config(args)
     dataset = open_dataset(config.data)
-    schema = dataset.schema
     days = training_days(dataset, config.data)
     adm = adm_options(config.task)
-    per_action = adm.alpha_per_action
-    masks = args.masks or ["adm", *(["reported"] if schema.reported_labels else [])]
-    report: dict[str, dict[str, float]] = {}
-    for name in masks:
-        policy = MaskPolicy(name, schema, days, adm)
-        report |= coverage(policy, days, schema.labels)
-    print(format_coverage(report))
-    print(f"{sum(d.rows for d in days):,} training rows over {len(days)} day(s); ADM: "
-          f"{adm.window} window" + (f" of {adm.window_days} days" if adm.window == "trailing"
-                                   else "") + f", α = {adm.alpha:g}"
-          + "".join(f", α[{a}] = {v:g}" for a, v in per_action.items()))
+    print(format_coverage(coverage_report(dataset.schema, days, adm, args.masks)))
+    print(f"{sum(d.rows for d in days):,} training rows over {len(days)} day(s); "
+          f"ADM: {adm.describe()}")
     return 0

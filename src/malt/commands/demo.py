@@ -1,11 +1,22 @@
-"""`malt demo`: the main job — simulate, train BASE and MoAE on last-click, compare them."""
+"""`malt demo`: the main job — simulate, train BASE and MoAE on last-click, compare them.
+
+The demo is a two-run study: its directory is claimed as a study's is (tied to one data set),
+and the study engine trains its runs, reads back the complete ones and resumes an interrupted
+one.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from malt.commands._options import add_device_flag, add_seed_flag
+
+if TYPE_CHECKING:
+    from malt.runs.config import RunConfig
+    from malt.runs.directory import RunDir
+    from malt.runs.record import RunMetrics
 
 HELP = "simulate a small data set, train BASE and MoAE (last-click target) and compare them"
 
@@ -14,6 +25,7 @@ DEMO_MODELS = {
     "base": [],
     "moae": ["first", "linear", "mta", "cat"],
 }
+"""The demo's runs: model -> auxiliary views (last-click is the target of both)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,117 +36,115 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_seed_flag(parser, "the simulation and the runs")
     add_device_flag(parser)
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier demo in --out that was run with other settings")
+                        help="replace an earlier demo in --out that was run on other data "
+                             "(another --data, --size or --seed)")
 
 
 def run(args: argparse.Namespace) -> int:
     from malt.data.layout import find_layout
     from malt.errors import Interrupted
     from malt.outputs import OutputDir
+    from malt.training.distributed import resolve_device
 
     out = Path(args.out)
-    data = Path(args.data) if args.data else out / "data"
+    data = Path(args.data) if args.data else simulated_data(out, args.size, args.seed)
     if args.data:
         find_layout(data)
+    resolve_device(args.device)
     try:
         with OutputDir(out, DEMO_KIND).writing():
             return _run_demo(args, out, data)
     except (Interrupted, KeyboardInterrupt) as stop:
-        stopped = f" ({stop})" if isinstance(stop, Interrupted) else ""
+        # The engine raises a run's interruption as a KeyboardInterrupt saying where it stopped.
+        stopped = f" ({stop})" if str(stop) else ""
         print(f"\ninterrupted{stopped}. Run the same command again to continue: what is "
               "finished (the data, trained runs) is kept and an interrupted run resumes from "
               "its checkpoint")
         return 130
 
 
-def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
-    from malt.commands._progress import console_progress
-    from malt.data import prepare
-    from malt.eval.predictions import Predictions
-    from malt.eval.report import complexity_breakdown, format_breakdown
-    from malt.jobs.train import train_run
-    from malt.runs.config import RunConfig
-    from malt.runs.directory import RunDir
+def simulated_data(out: Path, size: str, seed: int) -> Path:
+    """Where the demo simulates `size` with `seed`: named by both, so that a demo directory,
+    tied to one data set, holds the runs of one simulation."""
+    return out / f"data-{size}-seed{seed}"
 
-    settings = {"seed": args.seed, "data": str(data.resolve()) if args.data else None,
-                "size": None if args.data else args.size, "models": DEMO_MODELS}
-    if claim_demo(out, settings, overwrite=args.overwrite):
-        print(f"{out} holds a demo with these settings (seed {args.seed}, "
-              f"{'data ' + args.data if args.data else 'size ' + args.size}): reusing its "
-              "data and finished runs (--overwrite starts again)", flush=True)
+
+def demo_configs(data: Path, seed: int, device: str) -> dict[str, RunConfig]:
+    """The run config of each of the demo's models."""
+    from malt.runs.config import RunConfig
+
+    return {model: RunConfig.from_dict({
+        "seed": seed, "data": {"path": str(data)},
+        "task": {"main": "last", "aux": aux},
+        # Shuffled within days: the simulator's days are in time order with a daily swing
+        # of the conversion rate, which a file-order pass chases (docs/studies.md).
+        "train": {"device": device, "shuffle": True},
+        "model": {"name": model}}) for model, aux in DEMO_MODELS.items()}
+
+
+def train_with_progress(config: RunConfig, out: str | Path, **kwargs) -> RunMetrics | None:
+    """`malt.jobs.train.train_run` as `malt train` runs it: the step plan, progress lines and the
+    day-end release of freed memory."""
+    from malt.allocator import release_freed_memory
+    from malt.commands._progress import console_progress
+    from malt.jobs.train import train_run
+
+    print(f"\ntraining {config.model['name']} (main: {config.task.main}, aux: "
+          f"{', '.join(config.task.aux) or 'none'}) ...", flush=True)
+    return train_run(config, out, progress=console_progress(), announce=print,
+                     day_end=release_freed_memory, **kwargs)
+
+
+def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
+    from malt.data import prepare
+    from malt.experiments.cells import Cell
+    from malt.experiments.scheduler import run_cells
+    from malt.experiments.study import claim_output
+
+    claim_output(out, data.resolve(), kind=DEMO_KIND, overwrite=args.overwrite,
+                 other_data="pass --overwrite to replace it or choose another --out")
     if not args.data and not data.exists():
         from malt.sources.simulate import simulate, size_config
 
         print(f"simulating the '{args.size}' data set into {data} ...", flush=True)
         stats = simulate(size_config(args.size, seed=args.seed), data)
         print(stats.format())
-    dataset = prepare(data)
+    prepare(data)
 
-    results = {}
-    for model, aux in DEMO_MODELS.items():
-        run = RunDir(out / "runs" / model)
-        config = RunConfig.from_dict({
-            "seed": args.seed, "data": {"path": str(data)},
-            "task": {"main": "last", "aux": aux},
-            # Shuffled within days: the simulator's days are in time order with a daily swing
-            # of the conversion rate, which a file-order pass chases (docs/studies.md).
-            "train": {"device": args.device, "shuffle": True},
-            "model": {"name": model}})
-        print(f"\ntraining {model} (main: last, aux: {', '.join(aux) or 'none'}) ...", flush=True)
-        results[model] = train_run(config, run.path, resume=run.exists(), dataset=dataset,
-                                   progress=console_progress(), announce=print)
+    cells = {model: Cell(config)
+             for model, config in demo_configs(data, args.seed, args.device).items()}
+    runs = out / "runs"
+    complete = sum(cell.run_dir(runs).is_complete() for cell in cells.values())
+    if complete:
+        print(f"reusing {complete} finished run(s) under {runs}", flush=True)
+    outcomes = run_cells(list(cells.values()), runs, jobs=1, device=args.device,
+                         train=train_with_progress)
+    failed = [o for o in outcomes.values() if not o.ok]
+    for outcome in failed:
+        print(f"{outcome.cell.config.model['name']} FAILED: {outcome.error} "
+              f"(see {outcome.cell.run_dir(runs).error_file})")
+    if failed:
+        print("Fix the cause and run the same command again: finished runs are kept.")
+        return 1
+    _report(out, {model: cell.run_dir(runs) for model, cell in cells.items()})
+    return 0
 
+
+def _report(out: Path, runs: dict[str, RunDir]) -> None:
+    """AUC and GAUC of both runs on the test day, and MoAE's gain by path complexity."""
+    from malt.eval.predictions import Predictions
+    from malt.eval.report import complexity_breakdown, format_breakdown
+
+    results = {model: run.load_metrics() for model, run in runs.items()}
     base = results["base"].views["last"]
     print(f"\n{'model':<8}{'AUC':>9}{'GAUC':>9}{'ΔAUC (pt)':>12}{'ΔGAUC (pt)':>12}{'train s':>9}")
     for model, metrics in results.items():
         m = metrics.views["last"]
         print(f"{model:<8}{m.auc:>9.4f}{m.gauc:>9.4f}{100 * (m.auc - base.auc):>+12.2f}"
               f"{100 * (m.gauc - base.gauc):>+12.2f}{metrics.train.seconds:>9.0f}")
-    breakdown = complexity_breakdown(Predictions.load(RunDir(out / "runs" / "moae")
-                                                      .predictions_file),
-                                     Predictions.load(RunDir(out / "runs" / "base")
-                                                      .predictions_file), "last")
+    breakdown = complexity_breakdown(Predictions.load(runs["moae"].predictions_file),
+                                     Predictions.load(runs["base"].predictions_file), "last")
     print("\nGAUC gain of MoAE over BASE by conversion-path complexity (linear/last per user):")
     print(format_breakdown(breakdown))
-    print(f"\nruns and data: {out}  (malt eval --run {out}/runs/moae --baseline "
-          f"{out}/runs/base)")
-    return 0
-
-
-def claim_demo(out, settings: dict, *, overwrite: bool) -> bool:
-    """Make `out` the demo directory of `settings` (kept in `demo.json`); True when it already
-    was one, whose data and runs are then reused. A demo run with other settings is replaced
-    only with `overwrite`."""
-    import json
-
-    from malt.config_files import read_key_value_file
-    from malt.errors import ConfigError
-    from malt.outputs import OutputDir, atomic_write_text
-
-    output = OutputDir(out, DEMO_KIND)
-    record = output.path / "demo.json"
-    if output.is_ours() and record.is_file():
-        try:
-            earlier = read_key_value_file(record, "demo record")
-        except ConfigError as exc:
-            if not overwrite or isinstance(exc.__cause__, OSError):
-                raise ConfigError(f"{exc}; pass --overwrite to run the demo again there or "
-                                  "choose another --out") from exc
-            earlier = None  # damaged: replaced below
-        if earlier == json.loads(json.dumps(settings, allow_nan=False)):
-            return True
-        if earlier is not None and not overwrite:
-            raise ConfigError(f"{out} holds a demo run with other settings ({_describe(earlier)}"
-                              f"); pass --overwrite to replace it or choose another --out")
-    # Ours without a record: a demo stopped before it wrote anything but its manifest.
-    output.claim(overwrite=overwrite, keep=output.is_ours() and not record.is_file())
-    atomic_write_text(output.writable(record), json.dumps(settings, indent=1, allow_nan=False))
-    return False
-
-
-def _describe(settings: dict) -> str:
-    source = f"data {settings['data']}" if settings.get("data") \
-        else f"size {settings.get('size')}"
-    models = settings.get("models")
-    return (f"seed {settings.get('seed')}, {source}, models "
-            f"{', '.join(map(str, models)) if isinstance(models, list) else models}")
+    print(f"\nruns and data: {out}  (malt eval --run {runs['moae'].path} --baseline "
+          f"{runs['base'].path})")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 
 from malt.commands._options import add_seed_flag, typed
-from malt.sources.simulate.config import SimulatedDays
 from malt.typed_fields import PositiveInt
 
 HELP = "simulate a MAC-shaped data set (tiny, small, medium or mac size) in the MAC layout"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    # The simulator's package (pandas, pyarrow) loads when this command runs.
+    from malt.sources.simulate.config import SimulatedDays
+
     parser.add_argument("--size", default="small", choices=["tiny", "small", "medium", "mac"],
                         help="preset: tiny ~50k clicks (CI), small ~1M (the demo), medium ~10M, "
                              "mac ~79M over 21 days (default small)")

@@ -19,6 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from malt.allocator import release_freed_memory
     from malt.commands._options import given_overrides, resolve_config
     from malt.commands._progress import console_progress
     from malt.errors import ConfigError, Interrupted
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     try:
         metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
-                            progress=console_progress(), announce=print)
+                            progress=console_progress(), announce=print,
+                            day_end=release_freed_memory)
     except (Interrupted, KeyboardInterrupt) as stop:
         # Interrupted: the trainer saved a checkpoint; a Ctrl-C anywhere else (building the
         # run, evaluating it) leaves the last one (if any), from which a started run resumes.

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -49,8 +48,9 @@ from malt.data.reader import (
 from malt.data.schema import MAC, Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import DataError, os_errors_as
+from malt.host import usable_cores
 from malt.locks import lock_inside, output_lock
-from malt.outputs import atomic_write_text, mark_whole, process_tag
+from malt.outputs import atomic_write_text, mark_whole, process_tag, tagged_process_ended
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,7 @@ def default_cache_dir(root: Path) -> Path:
 
 def default_workers() -> int:
     """Conversion threads: the usable CPU cores, at most 4 (each holds one chunk in memory)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    return max(1, min(usable_cores(), 4))
 
 
 class ContentHashes:
@@ -285,7 +281,7 @@ class Preparer:
             if entry in keep:
                 continue
             if _TMP_MARK in entry.name:
-                if _left_by_dead_process(entry.name.rsplit(_TMP_MARK, 1)[1]):
+                if tagged_process_ended(entry.name.rsplit(_TMP_MARK, 1)[1]):
                     _remove(entry)
             elif entry.is_dir() and entry.name.rsplit("-", 1)[0] in groups:
                 _remove(entry)
@@ -521,25 +517,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def _left_by_dead_process(owner: str) -> bool:
-    """Whether the process named by `owner` (a `process_tag`; a bare pid is this host's) has
-    ended. Another host's processes cannot be checked: their temporaries are left alone."""
-    host, _, pid = owner.rpartition("-")
-    if host and host != socket.gethostname():
-        return False
-    return not _pid_alive(pid)
-
-
-def _pid_alive(text: str) -> bool:
-    try:
-        os.kill(int(text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def prepare(root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None = None, *,

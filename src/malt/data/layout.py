@@ -105,7 +105,8 @@ def write_day(path: Path, table: pa.Table, *, row_group_size: int = 1 << 18) -> 
     that a corrupted file is detected when read.
 
     Only string columns are dictionary-encoded: on numeric ids and id lists zstd alone gives
-    files of about the same size that decode 2-3 times faster."""
+    files of about the same size that decode faster (BENCHMARKS.md "figures once quoted in the
+    source")."""
     strings = [f.name for f in table.schema if _holds_strings(f.type)]
     atomic_write(path, lambda tmp: pq.write_table(
         table, tmp, row_group_size=row_group_size, compression="zstd", use_dictionary=strings,

@@ -30,7 +30,7 @@ import torch
 
 from malt.data.cache import Day
 from malt.data.schema import Schema
-from malt.data.task import AdmWindow, Mask, check_mask
+from malt.data.task import AdmWindow, CoverageMask, Mask, check_mask
 from malt.errors import ConfigError
 from malt.typed_fields import NonNegativeFloat, PositiveInt, validate
 
@@ -53,6 +53,13 @@ class AdmOptions:
 
     def __post_init__(self) -> None:
         validate(self, "adm")
+
+    def describe(self) -> str:
+        """`trailing window of 7 days, α = 10, α[pay] = 3`: the options in one line."""
+        window = f"{self.window} window" + \
+            (f" of {self.window_days} days" if self.window == "trailing" else "")
+        return window + f", α = {self.alpha:g}" + \
+            "".join(f", α[{a}] = {v:g}" for a, v in self.alpha_per_action.items())
 
     def thresholds(self, labels: Sequence[str]) -> np.ndarray:
         """α per label, float64 [V]."""
@@ -185,19 +192,51 @@ def coverage(policy: MaskPolicy, days: Sequence[Day], labels: Sequence[str]
     Returns {"base": {label: share, "other": share of rows whose target is no label},
     policy name: {label: share}} (only `base` when the policy is `base`).
     """
-    rows = 0
-    base = np.zeros(len(labels) + 1)
+    report = {"base": _base_shares(days, labels)}
+    if policy.name != "base":
+        report[policy.name] = _mask_shares(policy, days, labels)
+    return report
+
+
+def coverage_masks(schema: Schema) -> tuple[str, ...]:
+    """The masks a coverage report shows by default: `adm`, and `reported` when the schema
+    says which actions campaigns report."""
+    return ("adm", *(("reported",) if schema.reported_labels else ()))
+
+
+def coverage_report(schema: Schema, days: Sequence[Day], adm: AdmOptions,
+                    masks: Sequence[CoverageMask] | None = None) -> dict[str, dict[str, float]]:
+    """`coverage` of each of `masks` (default `coverage_masks(schema)`) on the training `days`:
+    {"base": {label: share, "other": share}, mask: {label: share}, ...}, `base` first."""
+    # Every policy first: each checks that the schema has the columns it needs.
+    policies = [MaskPolicy(name, schema, days, adm)
+                for name in (masks if masks is not None else coverage_masks(schema))]
+    report = {"base": _base_shares(days, schema.labels)}
+    for policy in policies:
+        if policy.name != "base":
+            report[policy.name] = _mask_shares(policy, days, schema.labels)
+    return report
+
+
+def _base_shares(days: Sequence[Day], labels: Sequence[str]) -> dict[str, float]:
+    """Share of rows whose target is each label, and of those whose target is none (OTHER)."""
+    counts = np.zeros(len(labels) + 1)
+    for day in days:
+        target = np.asarray(day.arrays()["target_action"])
+        counts += np.bincount(np.where(target < 0, len(labels), target),
+                              minlength=len(labels) + 1)
+    shares = counts / sum(day.rows for day in days)
+    return {**{v: float(x) for v, x in zip(labels, shares[:-1])}, OTHER: float(shares[-1])}
+
+
+def _mask_shares(policy: MaskPolicy, days: Sequence[Day], labels: Sequence[str]
+                 ) -> dict[str, float]:
+    """Share of rows with mask 1 per label under `policy`."""
     masked = np.zeros(len(labels))
     for d, day in enumerate(days):
-        arrays = day.arrays()
-        target = np.asarray(arrays["target_action"])
-        base += np.bincount(np.where(target < 0, len(labels), target), minlength=len(labels) + 1)
         masked += policy.day_masks(d, day).sum(0)
-        rows += day.rows
-    report = {"base": {**dict(zip(labels, base[:-1] / rows)), OTHER: base[-1] / rows}}
-    if policy.name != "base":
-        report[policy.name] = dict(zip(labels, masked / rows))
-    return {k: {v: float(x) for v, x in shares.items()} for k, shares in report.items()}
+    shares = masked / sum(day.rows for day in days)
+    return {v: float(x) for v, x in zip(labels, shares)}
 
 
 def format_coverage(report: Mapping[str, Mapping[str, float]]) -> str:

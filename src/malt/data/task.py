@@ -8,7 +8,7 @@ view whose class is the joint outcome of all binarised labels (see
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from malt.data.schema import Schema
 from malt.errors import ConfigError
@@ -20,6 +20,10 @@ LabelMode = Literal["binary", "weighted"]
 clipped to [0, 1], soft BCE targets."""
 Mask = Literal["none", "base", "adm", "reported", "oracle"]
 """Training mask policies (see `malt.data.masks`); `none` trains every label of every row."""
+CoverageMask = Literal["base", "adm", "reported"]
+"""The masks a coverage report shows (`malt.data.masks.coverage_report`): those that hide
+labels."""
+COVERAGE_MASKS = get_args(CoverageMask)
 AdmWindow = Literal["trailing", "static"]
 """What ADM counts a campaign's conversions over (see `malt.data.masks.AdmOptions`)."""
 MASK_COLUMNS = {"none": (), "base": ("target_action_column",),

@@ -46,8 +46,7 @@ PREDICTIONS_KEY = "malt"
 replaces (`--overwrite`) only a file that has it."""
 PREDICT_BATCH_ROWS = 4096
 """Rows scored per model call: large enough that per-call overheads vanish, small enough that a
-batch's activations (a few MB) stay in the CPU's caches: BASE scored 222k rows/s at 4,096 rows a
-call against 208k at 16,384 (BENCHMARKS.md "predict")."""
+batch's activations (a few MB) stay in the CPU's caches (BENCHMARKS.md "predict profile")."""
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class ServingModule(nn.Module):
         return tuple(output_name(v) for v in self.views)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        probs = self.model.predict(dict(zip(self.input_names, inputs)))
+        probs = self.model.probabilities(dict(zip(self.input_names, inputs)))
         return tuple(probs[v] for v in self.views)
 
     def input_specs(self) -> list[TensorSpec]:

@@ -109,7 +109,7 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
+def score_days(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
             batch_size: int, device: torch.device, world: World = World()) -> Predictions | None:
     """Score `days` (each rank its shard); the gathered result on rank 0, None on the others."""
     model.eval()
@@ -123,7 +123,7 @@ def predict(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
                                 device=device):
             if batch["labels"].shape[0] == 0:
                 continue
-            probs = model.predict(batch)
+            probs = model.probabilities(batch)
             parts["probs"].append(torch.stack([probs[v].float() for v in views], 1).cpu().numpy())
             parts["weights"].append(batch["weights"].cpu().numpy())
             parts["user"].append(batch["user"].cpu().numpy())

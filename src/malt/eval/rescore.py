@@ -6,7 +6,7 @@ from pathlib import Path
 
 from malt.data.cache import prepare
 from malt.data.layout import find_layout
-from malt.eval.predictions import Predictions, predict
+from malt.eval.predictions import Predictions, score_days
 from malt.runs.directory import RunDir
 from malt.runs.load import load_run
 from malt.training.builder import evaluation_days
@@ -20,6 +20,6 @@ def rescore(run: RunDir, data: str | Path, *, device: str = "auto") -> Predictio
     trained = load_run(run.path, vocabs=layout.vocab_dir)
     dataset = prepare(data, trained.schema)
     torch_device = device_for(resolve_device(device))
-    return predict(trained.model.to(torch_device), evaluation_days(dataset, trained.config.data),
-                   trained.task, trained.schema, batch_size=trained.config.train.batch_size,
-                   device=torch_device)
+    return score_days(trained.model.to(torch_device),
+                      evaluation_days(dataset, trained.config.data), trained.task, trained.schema,
+                      batch_size=trained.config.train.batch_size, device=torch_device)

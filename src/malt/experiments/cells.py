@@ -10,6 +10,7 @@ that).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import traceback
@@ -84,7 +85,11 @@ def execute(cell: Cell, root: Path, *, train: TrainFn | None = None,
     from malt.errors import Interrupted
 
     if train is None:
-        from malt.jobs.train import train_run as train
+        from malt.allocator import release_freed_memory
+        from malt.jobs.train import train_run
+
+        # A no-op unless the process keeps freed memory (the command line, a study worker).
+        train = functools.partial(train_run, day_end=release_freed_memory)
     try:
         metrics = train(cell.config, run.path, resume=run.exists(), dataset=dataset)
     except Interrupted:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from malt.data.masks import OTHER, MaskPolicy, coverage
+from malt.data.masks import OTHER, coverage_report
 from malt.eval.target import ALL, rela_impr_columns
 from malt.experiments.output import StudyOutput
 from malt.experiments.study import Study, Variant
@@ -111,11 +111,7 @@ def coverage_table(study: Study) -> Table:
     """Table 1 from the training days (no training needed)."""
     dataset = study.prepared()
     options = adm_options(study.config(variant(study, model_row("kaml")), seed=0).task)
-    masks = ["adm", *(["reported"] if has_reported(study) else [])]
-    report: dict[str, dict[str, float]] = {}
-    for mask in masks:
-        report |= coverage(MaskPolicy(mask, dataset.schema, dataset.train, options),
-                           dataset.train, dataset.schema.labels)
+    report = coverage_report(dataset.schema, dataset.train, options)
     names = {"base": "Base", "adm": "With ADM", "reported": "Reported set"}
     columns = [Column(a, a, kind="percent", rank=False) for a in (*study.labels, OTHER)]
     table = Table("Table 1: share of training rows used for each action", "Mask strategy",

@@ -31,8 +31,8 @@ from malt.experiments.scheduler import (
     failure_line,
     plan_workers,
     run_one,
-    usable_cores,
 )
+from malt.host import usable_cores
 
 RAY_MISSING = "--backend ray needs Ray: pip install 'malt[ray]'"
 

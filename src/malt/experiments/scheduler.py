@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from malt.allocator import retain_freed_memory
 from malt.data.cache import Dataset
 from malt.experiments.cells import Cell, TrainFn, execute
+from malt.host import usable_cores
 from malt.runs.config import RunConfig
 from malt.runs.record import RunMetrics
 
@@ -71,13 +72,6 @@ class Workers:
     count: int
     threads: int
     gpus: tuple[str, ...] = ()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def visible_gpus(device: str) -> tuple[str, ...]:

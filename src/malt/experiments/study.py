@@ -67,24 +67,34 @@ def reference_aux(model: str, main: str, labels: Sequence[str],
     return canonical_aux((*others, *((CAT,) if with_cat else ())), labels)
 
 
-def claim_output(out: Path, data: Path) -> OutputDir:
-    """Make `out` a study directory tied to the data set `data` (recorded in `out/study.json`).
+def claim_output(out: Path, data: Path, *, kind: str = STUDY_KIND, overwrite: bool = False,
+                 other_data: str = "pass that --data or another --out") -> OutputDir:
+    """Make `out` a study directory (an output of `kind`) tied to the data set `data`
+    (recorded in `out/study.json`).
 
     `out` must be absent, empty or a malt study: a study resumes in its own directory and never
     writes into another one. Run ids leave the data path out (so that a study can move between
-    machines), hence two data sets in one output directory would silently share runs: that is
-    refused.
+    machines), hence two data sets in one output directory would silently share runs: a
+    directory tied to other data (or whose record is damaged) is refused, `other_data` saying
+    what to do, unless `overwrite`, which empties it of malt's files first.
     """
-    output = OutputDir(out, STUDY_KIND)
+    output = OutputDir(out, kind)
     output.check_writable(keep=True)
     marker = out / "study.json"
     if marker.is_file():
-        recorded = read_key_value_file(marker, "study record").get("data")
-        if recorded != str(data):
-            raise ConfigError(f"{out} holds runs on the data set {recorded}; pass that --data "
-                              "or another --out")
-        return output
-    output.claim(keep=True)
+        try:
+            recorded = read_key_value_file(marker, "study record").get("data")
+        except ConfigError as exc:
+            if not overwrite or isinstance(exc.__cause__, OSError):
+                raise
+            recorded = None
+        if recorded == str(data):
+            return output
+        if not overwrite:
+            raise ConfigError(f"{out} holds runs on the data set {recorded}; {other_data}")
+        output.claim(overwrite=True)
+    else:
+        output.claim(keep=True)
     atomic_write_text(output.writable(marker),
                       json.dumps({"data": str(data)}, indent=2, allow_nan=False))
     return output

@@ -25,7 +25,7 @@ from malt.data.cache import Dataset
 from malt.data.masks import format_coverage
 from malt.eval import report
 from malt.eval.calibration_plot import write_reliability_plot
-from malt.eval.predictions import Predictions, predict
+from malt.eval.predictions import Predictions, score_days
 from malt.eval.target import target_metrics
 from malt.metrics import ViewMetrics
 from malt.runs.checkpoint import refuse_legacy
@@ -58,7 +58,8 @@ class Evaluation:
 def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
               overwrite: bool = False, dataset: Dataset | None = None,
               progress: ProgressFn | None = None,
-              announce: Callable[[str], None] | None = None) -> RunMetrics | None:
+              announce: Callable[[str], None] | None = None,
+              day_end: Callable[[], None] | None = None) -> RunMetrics | None:
     """Train and evaluate one run into `out`; returns its metrics (None on ranks other than 0).
 
     With `resume`, an unfinished run continues from its checkpoint under its saved config and a
@@ -67,7 +68,9 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
     config are checked (the run is built) before anything in `out` is touched. `announce`
     (rank 0) receives the pass's step plan before training, with a warning when it has too few
     steps (see `malt.training.steps`); the run's log always gets it. With `train.tracker` the
-    run is also recorded there (see `malt.runs.tracking`).
+    run is also recorded there (see `malt.runs.tracking`). `day_end` is called after each
+    training day's checkpoint (the command line hands freed memory back there, see
+    `malt.allocator`).
     """
     run = RunDir(Path(out))
     run.check_claim(resume=resume, overwrite=overwrite)
@@ -82,7 +85,8 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
         with _started(run, built, resume=resume, overwrite=overwrite, announce=announce):
             barrier(built.world)
             with _tracked(tracker, run, built.config):
-                trainer = fit(built, run, tracker, resume=resume, progress=progress)
+                trainer = fit(built, run, tracker, resume=resume, progress=progress,
+                              day_end=day_end)
                 evaluation = evaluate(built, trainer)
                 if evaluation is not None:
                     record(run, evaluation, tracker, eval_split=built.config.data.eval_split)
@@ -106,10 +110,10 @@ def build(config: RunConfig, run: RunDir, *, resume: bool, dataset: Dataset | No
 
 
 def fit(built: BuiltRun, run: RunDir, tracker: Tracker, *, resume: bool,
-        progress: ProgressFn | None) -> Trainer:
+        progress: ProgressFn | None, day_end: Callable[[], None] | None = None) -> Trainer:
     """The trainer after its pass over the training days, continued from the run's checkpoint
-    when resuming one that has it."""
-    trainer = Trainer(built, run, tracker)
+    when resuming one that has it; `day_end` runs after each day's checkpoint."""
+    trainer = Trainer(built, run, tracker, day_end)
     if resume and run.checkpoint.is_file():
         trainer.restore()
     trainer.fit(progress)
@@ -119,9 +123,9 @@ def fit(built: BuiltRun, run: RunDir, tracker: Tracker, *, resume: bool,
 def evaluate(built: BuiltRun, trainer: Trainer) -> Evaluation | None:
     """The trained model's predictions on the evaluation days and the run's record (every rank
     predicts its shard; None on ranks other than 0)."""
-    predictions = predict(built.model, built.eval_days, built.task, built.dataset.schema,
-                          batch_size=built.config.train.batch_size, device=built.device,
-                          world=built.world)
+    predictions = score_days(built.model, built.eval_days, built.task, built.dataset.schema,
+                             batch_size=built.config.train.batch_size, device=built.device,
+                             world=built.world)
     if predictions is None:
         return None
     return Evaluation(predictions, run_metrics(built, trainer, predictions),

@@ -151,7 +151,7 @@ class KAML(MaltModel):
         out[RANK] = (1.0 - c.rlu_gamma) * rank
         return out
 
-    def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def probabilities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every row through the original sub-towers (serving scores a row on its target)."""
         without_target = {k: v for k, v in batch.items() if k != "target_action"}
         return {v: torch.sigmoid(z) for v, z in self(without_target).logits.items()}

@@ -129,7 +129,7 @@ class MaltModel(nn.Module):
         """view -> scalar mean loss over the batch rows (see `malt.losses.views`)."""
         return view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
 
-    def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def probabilities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """label view -> probability [B] for every label view with a head (no `cat`). Call it
         under `torch.inference_mode()` when no gradient is needed."""
         logits = self(batch).logits
@@ -137,8 +137,8 @@ class MaltModel(nn.Module):
 
     @property
     def serving_inputs(self) -> tuple[str, ...]:
-        """The batch keys `predict` reads, in the order an exported model takes them: `sparse`,
-        then `seq`, `dense_seq` and `numeric` when the schema has such columns."""
+        """The batch keys `probabilities` reads, in the order an exported model takes them:
+        `sparse`, then `seq`, `dense_seq` and `numeric` when the schema has such columns."""
         schema = self.schema
         present = {"sparse": True, "seq": bool(schema.id_sequences),
                    "dense_seq": bool(schema.float_sequences), "numeric": bool(schema.numeric)}

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from malt.config_files import merge_tables, read_key_value_file
 from malt.data.task import AdmWindow, LabelMode, Mask, Task, default_aux_weight
@@ -64,10 +64,6 @@ GcsWeighting = Literal["sigmoid", "clip", "binary"]
 EvalSplit = Literal["test", "validation"]
 TrackerName = Literal["none", "mlflow"]
 TableOptimizer = Literal["rows", "dense", "lazy"]
-DEVICES = get_args(Device)
-GRAD_METHODS = get_args(GradMethod)
-GRAD_VARIANTS = get_args(GradVariant)
-EVAL_SPLITS = get_args(EvalSplit)
 
 
 @dataclass

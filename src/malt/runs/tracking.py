@@ -19,8 +19,10 @@ RUNNING again by the resume. Params are immutable in MLflow: a resumed leg logs 
 run lacks (the MLflow run keeps the first leg's `train.device`).
 
 MLflow 3 refuses its file store unless `MLFLOW_ALLOW_FILE_STORE` is true; that store is malt's
-default (MLflow's own, sqlite, needs the full `mlflow` package), so malt sets the variable for
-a file-store URI unless the environment already sets it.
+default (MLflow's own default, sqlite, needs SQLAlchemy and Alembic, which `mlflow-skinny`
+lacks), so malt sets the variable for a file-store URI unless the environment already sets it.
+A process that reads the store back must opt in too (docs/training.md, "Reading the store
+back"); a `sqlite:` or server URI needs no opt-in.
 """
 
 from __future__ import annotations

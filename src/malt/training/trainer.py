@@ -14,12 +14,11 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 
-from malt.allocator import release_freed_memory
 from malt.data.ahead import read_ahead
 from malt.data.batches import Batch, DayBatches
 from malt.data.cache import Day
@@ -68,12 +67,14 @@ class _Leg:
 
 class Trainer:
     """Trains the objects of a built run (`malt.training.builder.build_run`) day by day, writing
-    checkpoints into `run` and the logged steps' scalars to TensorBoard and `tracker`; see the
-    module docstring."""
+    checkpoints into `run` and the logged steps' scalars to TensorBoard and `tracker`, and
+    calling `day_end` after each day's checkpoint; see the module docstring."""
 
-    def __init__(self, built: BuiltRun, run: RunDir, tracker: Tracker | None = None):
+    def __init__(self, built: BuiltRun, run: RunDir, tracker: Tracker | None = None,
+                 day_end: Callable[[], None] | None = None):
         self.built, self.run = built, run
         self.tracker = tracker or Tracker()
+        self.day_end = day_end
         self.config, self.task, self.world = built.config, built.task, built.world
         self.model, self.net, self.device = built.model, built.net, built.device
         self.optimisation, self.masks = built.optimisation, built.masks
@@ -163,7 +164,8 @@ class Trainer:
                 self.state.day += 1
                 self.state.step_in_day = 0
                 self.save()
-                release_freed_memory()
+                if self.day_end is not None:
+                    self.day_end()
                 log.info("finished day %s (%d of %d)", day.name, self.state.day,
                          len(self.train_days))
             if self._should_stop():  # Ctrl-C in the pass's last step: the day-end save holds it

@@ -15,7 +15,7 @@ from malt.models import model_spec
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.load import TrainedModel
-from model_configs import SMALL_BLOCKS, small_config
+from support.model_configs import SMALL_BLOCKS, small_config
 
 
 def untrained(name: str, data: Path, schema: Schema, main: str, aux: tuple[str, ...],

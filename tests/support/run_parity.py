@@ -1,5 +1,5 @@
-"""The check that a distributed run trained and scored as one process did (imported by tests as
-`run_parity`)."""
+"""The check that a distributed run trained and scored as one process did
+(`support.run_parity`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Run a malt command that kills or interrupts itself at a chosen point (fault-injection tests).
 
-    python tests/faults.py POINT N [ACTION] -- malt arguments...
+    python tests/support/faults.py POINT N [ACTION] -- malt arguments...
 
 The N-th time the process reaches POINT it does ACTION:
 - `kill` (the default): SIGKILL itself (no clean-up, no `finally`); a write point leaves half
@@ -162,14 +162,14 @@ def install(point: str, n: int, action: str = "kill") -> None:
     elif point == "evaluate":
         from malt.jobs import train
 
-        original_predict = train.predict
+        original_score_days = train.score_days
 
-        def predict(*args, **kwargs):
+        def score_days(*args, **kwargs):
             if countdown.reached():
                 fault()
-            return original_predict(*args, **kwargs)
+            return original_score_days(*args, **kwargs)
 
-        train.predict = predict
+        train.score_days = score_days
     else:
         raise SystemExit(f"unknown fault point {point!r}")
 

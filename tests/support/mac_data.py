@@ -1,4 +1,4 @@
-"""Small data sets in the MAC layout, built by hand (imported by tests as `mac_data`)."""
+"""Small data sets in the MAC layout, built by hand (`support.mac_data`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Helpers the tests share: small data sets, model configs, fault injection, lock holders."""
