@@ -20,6 +20,7 @@ from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.layers import Expert, ExtractionNetwork, FeatureEncoder, Tower
+from malt.losses.terms import LossTerms
 from malt.losses.views import view_losses
 from malt.models.config import ExtractionConfig, ModelConfig
 
@@ -42,9 +43,19 @@ class MaltModel(nn.Module):
     """Base class: encoder, heads, losses and predictions of a multi-attribution model.
 
     Subclasses implement `heads(x) -> Outputs` and are registered by name, with their config
-    class and traits, by `malt.models.registry.register`. Binary views have a single logit read
-    through a sigmoid (the reference's two-way softmax spans the same functions); `cat` has 2^K
-    logits, K being the number of label columns of the schema.
+    class and traits, by `malt.models.registry.register_model`. Binary views have a single
+    logit read through a sigmoid (the reference's two-way softmax spans the same functions);
+    `cat` has 2^K logits, K being the number of label columns of the schema.
+
+    The loss contract: `loss_terms(outputs, batch)` returns the model's `LossTerms`
+    (`malt.losses.terms`), each a named scalar with its own weight w and a role. A `main` term
+    is part of the main task and enters the loss as w · value; an `auxiliary` term is a task of
+    its own and enters as λ · w · value (λ = `task.aux_weight`; left out when λ = 0). The
+    trainer minimises Σ_main w · value + λ · Σ_auxiliary w · value, or hands the tasks
+    (Σ_main w · value, then each auxiliary w · value) to GCS / PCGrad, and logs every term's
+    w · value under its name. The default is one term per view of weight 1; a model with a
+    loss of its own (KAML's γ-balanced ranking term, TAML's learners) returns its own terms
+    and the trainer needs no case for it.
     """
 
     name = ""
@@ -120,15 +131,12 @@ class MaltModel(nn.Module):
         """Fused features x [B, D] -> per-view logits (and knowledge vectors)."""
         raise NotImplementedError
 
-    @property
-    def loss_views(self) -> tuple[str, ...]:
-        """Keys of `losses()`: the main view first, then one key per auxiliary loss term. The
-        trainer's total is losses[main] + λ · Σ of the others."""
-        return self.task.views
-
-    def losses(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """view -> scalar mean loss over the batch rows (see `malt.losses.views`)."""
-        return view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
+    def loss_terms(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> LossTerms:
+        """The terms of the loss (see the class docstring): one per view with a logit, its
+        mean loss over the batch rows (`malt.losses.views`) of weight 1, the main view's in
+        the main role and the others auxiliary."""
+        losses = view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
+        return LossTerms.of_views(losses, self.task.main)
 
     def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """label view -> probability [B] for every label view with a head (no `cat`). Call it
