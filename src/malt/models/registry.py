@@ -46,7 +46,8 @@ class Traits:
     """Mixes experts with learned gates (a mixture-of-experts backbone)."""
     aux_weight: float | None = None
     """Default λ; None: the reference λ of the target (MAC protocol). Models of the KAML
-    setting weigh every action alike (1), KAML's own losses being balanced by γ."""
+    setting weigh every action alike (1): every action is one of their tasks, and KAML's term
+    weights γ and 1 − γ (see `malt.losses.terms`) balance its loss at λ = 1."""
 
 
 @dataclass(frozen=True)
