@@ -22,7 +22,8 @@ from malt.errors import ConfigError
 from malt.layers import Expert, ExtractionNetwork, FeatureEncoder, Tower
 from malt.losses.terms import LossTerms
 from malt.losses.views import view_losses
-from malt.models.config import ExtractionConfig, ModelConfig
+from malt.models.config import ExtractionConfig, ModelConfig, TargetAttentionConfig
+from malt.models.encoders import DEFAULT_ENCODER, Encoder, encoder_spec, register_encoder
 
 if TYPE_CHECKING:
     from malt.models.registry import Traits
@@ -91,14 +92,11 @@ class MaltModel(nn.Module):
     def out_dim(self, view: str) -> int:
         return self.cat_classes if view == CAT else 1
 
-    def make_encoder(self) -> FeatureEncoder:
-        """A feature encoder of the `encoder` block (models with one per view build more)."""
-        e = self.config.encoder
-        return FeatureEncoder(
-            self.schema, self.vocab, dim=e.embed_dim, heads=e.attention_heads,
-            padding_mask=e.padding_mask, simtier_bins=e.simtier_bins,
-            simtier_combine=e.simtier_combine, count_padding=e.simtier_count_padding,
-            sparse=e.sparse_embeddings)
+    def make_encoder(self) -> Encoder:
+        """The encoder the `encoder` block names, with its options (models with one per view
+        build more)."""
+        encoder = self.config.encoder
+        return encoder_spec(encoder.name).build(self.schema, self.vocab, encoder)
 
     def make_expert(self, in_dim: int | None = None, *, feature_gate_rank: int | None = None
                     ) -> Expert:
@@ -146,21 +144,32 @@ class MaltModel(nn.Module):
 
     @property
     def serving_inputs(self) -> tuple[str, ...]:
-        """The batch keys `predict` reads, in the order an exported model takes them: `sparse`,
-        then `seq`, `dense_seq` and `numeric` when the schema has such columns."""
-        schema = self.schema
-        present = {"sparse": True, "seq": bool(schema.id_sequences),
-                   "dense_seq": bool(schema.float_sequences), "numeric": bool(schema.numeric)}
-        return tuple(key for key, used in present.items() if used)
+        """The batch keys `predict` reads, in the order an exported model takes them: those of
+        the encoder (`sparse`, then `seq`, `dense_seq` and `numeric` when the schema has such
+        columns, for malt's own)."""
+        return tuple(self.encoder.inputs)
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The embedding tables (trained at a higher learning rate)."""
-        return list(self.encoder.embeddings.parameters())
+        return list(self.encoder.embedding_parameters())
 
     def parameter_counts(self) -> tuple[int, int]:
         """(dense, embedding) parameter counts."""
         embedding = sum(p.numel() for p in self.embedding_parameters())
         return sum(p.numel() for p in self.parameters()) - embedding, embedding
+
+
+def target_attention_encoder(schema: Schema, vocab: VocabInfo, config: TargetAttentionConfig
+                             ) -> FeatureEncoder:
+    """malt's own encoder (`malt.layers.FeatureEncoder`) of `config`."""
+    return FeatureEncoder(
+        schema, vocab, dim=config.embed_dim, heads=config.attention_heads,
+        padding_mask=config.padding_mask, simtier_bins=config.simtier_bins,
+        simtier_combine=config.simtier_combine, count_padding=config.simtier_count_padding,
+        sparse=config.sparse_embeddings)
+
+
+register_encoder(DEFAULT_ENCODER, target_attention_encoder, TargetAttentionConfig)
 
 
 class MultiTaskModel(MaltModel):
