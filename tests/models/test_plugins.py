@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint
 
 import pytest
+import torch
 
 from malt.cli import main
+from malt.data.batches import DayBatches
 from malt.errors import ConfigError
 from malt.models import (
     EncoderConfig,
@@ -25,6 +27,10 @@ from malt.models import (
     registry,
 )
 from malt.models.plugins import MODEL_GROUP
+from malt.training.builder import build_run
+from malt.training.config import RunConfig
+from malt.training.run_dir import RunDir
+from malt.training.trainer import Trainer
 
 
 @pytest.fixture
@@ -188,3 +194,40 @@ class Pretender(EncoderConfig):
     """Says it is malt's own encoder's config, and is not."""
 
     name: str = field(default="target_attention", init=False)
+
+
+@dataclass(frozen=True)
+class NumericOnlyConfig(EncoderConfig):
+    name: str = field(default="numeric_only", init=False)
+
+
+class NumericOnly(torch.nn.Module):
+    """An encoder without embedding tables: the first field's raw id, scaled."""
+
+    inputs = ("sparse",)
+    out_dim = 1
+
+    def __init__(self, schema, vocab, config):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, batch):
+        return self.scale * batch["sparse"][:, :1].float()
+
+    def embedding_parameters(self):
+        return []
+
+
+def test_an_encoder_without_embedding_tables_trains_under_the_row_table_optimiser(
+        fresh, random_mac, tmp_path):
+    register_encoder("numeric_only", NumericOnly, NumericOnlyConfig)
+    config = RunConfig.from_dict({
+        "data": {"path": str(random_mac)}, "task": {"main": "last"},
+        "train": {"batch_size": 64, "table_optimizer": "rows"},
+        "model": {"name": "base", "encoder": {"name": "numeric_only"},
+                  "expert": {"dim": 4, "se_group_size": 1, "se_reduction": 1},
+                  "tower": {"dims": [4]}}})
+    trainer = Trainer(build_run(config), RunDir(tmp_path / "run"))
+    before = trainer.model.encoder.scale.detach().clone()
+    trainer.train_step(next(iter(DayBatches(trainer.train_days[0], 64))))
+    assert not torch.equal(trainer.model.encoder.scale, before)

@@ -12,8 +12,8 @@ What an encoder is (`Encoder`): an `nn.Module` built as `build(schema, vocab, co
     out_dim                 D, the width of its output
     inputs                  the batch keys it reads, in the order an exported model takes them
     forward(batch)          batch -> x [B, D]
-    embedding_parameters()  its embedding tables (trained at `embedding_lr_scale` x lr; their
-                            gradients are sparse when `config.sparse_embeddings` is set)
+    embedding_parameters()  its embedding tables, if any (trained at `embedding_lr_scale` x lr;
+                            their gradients are sparse when `config.sparse_embeddings` is set)
 """
 
 from __future__ import annotations
