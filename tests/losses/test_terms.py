@@ -34,19 +34,18 @@ def test_lambda_zero_leaves_the_auxiliary_terms_out():
     # Left out, not multiplied by 0: a non-finite auxiliary loss cannot reach the total.
     terms = _terms(("main", 1.5, 1.0, "main"), ("first", math.nan, 1.0, "auxiliary"))
     assert float(terms.total(0.0)) == 1.5
-    assert [float(t) for t in terms.tasks(0.0)] == [1.5]
     assert math.isnan(float(terms.total(0.5)))
 
 
 def test_gradient_methods_get_the_main_task_then_each_auxiliary_term_without_lambda():
     terms = _terms(*EXAMPLE)
-    assert [float(t) for t in terms.tasks(0.3)] == [2.0 * 1.5 + 0.25, 0.5 * 4.0, 0.25 * 8.0]
+    assert [float(t) for t in terms.tasks()] == [2.0 * 1.5 + 0.25, 0.5 * 4.0, 0.25 * 8.0]
 
 
 def test_a_model_without_auxiliary_terms_trains_its_main_terms():
     terms = _terms(("main", 1.5, 2.0, "main"))
     assert float(terms.total(0.3)) == 3.0
-    assert [float(t) for t in terms.tasks(0.3)] == [3.0]
+    assert [float(t) for t in terms.tasks()] == [3.0]
 
 
 def test_every_term_is_logged_weighted_and_without_lambda():

@@ -76,7 +76,7 @@ def test_self_auxiliary_moae(vocab, batch):
     assert [(t.name, t.role) for t in terms] == [("last", "main"), ("last@self", "auxiliary")]
     # The release's (1 + λ) · L, and gradient methods see the copy as a task of its own.
     torch.testing.assert_close(terms.total(0.3), 1.3 * terms["last"].value)
-    assert len(terms.tasks(0.3)) == 2
+    assert len(terms.tasks()) == 2
     assert model.main_tower.fusion[0].in_features == 2 * 128
     # Without the release's defaults, or with auxiliary views, MoAE is the plain model.
     assert not build_model("moae", MAC, vocab, Task("last")).self_aux

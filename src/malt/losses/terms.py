@@ -13,8 +13,9 @@ The trainer's loss is therefore
 
 (in that grouping, the terms in the model's order). The gradient methods (GCS, PCGrad) receive
 the tasks instead: the main task, Σ_main w · value, then one loss w · value per auxiliary term,
-and λ beside them. A model states its terms' weights and roles itself, so a new model or a new
-auxiliary-learning method needs no case of its own in the trainer.
+and λ beside them; at λ = 0 the trainer uses no gradient method and trains the main terms. A
+model states its terms' weights and roles itself, so a new model or a new auxiliary-learning
+method needs no case of its own in the trainer.
 """
 
 from __future__ import annotations
@@ -105,11 +106,10 @@ class LossTerms:
             return main
         return main + aux_weight * sum(t.weighted for t in self.auxiliary)
 
-    def tasks(self, aux_weight: float) -> list[torch.Tensor]:
+    def tasks(self) -> list[torch.Tensor]:
         """The losses gradient methods take one gradient each of: the main task's, then every
-        auxiliary term's w · value (none when λ = `aux_weight` is 0; λ itself is not in them)."""
-        auxiliary = [t.weighted for t in self.auxiliary] if aux_weight != 0 else []
-        return [self.main_loss(), *auxiliary]
+        auxiliary term's w · value (λ is not in them: the method applies it, if at all)."""
+        return [self.main_loss(), *(t.weighted for t in self.auxiliary)]
 
     def logged(self) -> dict[str, float]:
         """name -> w · value of every term (λ not applied), as numbers."""

@@ -241,7 +241,7 @@ class Trainer:
             outputs = self.net(batch)
             terms = self.model.loss_terms(outputs, batch)
         if use_surgery and terms.auxiliary:
-            self._surgery_step(terms.tasks(self.task.aux_weight), scale)
+            self._surgery_step(terms.tasks(), scale)
         else:
             (terms.total(self.task.aux_weight) * scale).backward()
         if cfg.grad_clip is not None:
