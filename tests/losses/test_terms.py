@@ -73,7 +73,7 @@ def test_terms_of_views_make_the_main_view_the_main_task():
     assert [(t.name, t.weight) for t in view_terms(losses, "first", 0.5)] == [
         ("last", 0.5), ("first", 0.5), ("cat", 0.5)]
     assert terms["first"].value is losses["first"]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="'mta'"):
         terms["mta"]
 
 

@@ -68,7 +68,6 @@ class LossTerms:
     auxiliary: tuple[LossTerm, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "terms", tuple(self.terms))
         names = [t.name for t in self.terms]
         if len(set(names)) != len(names):
             raise ValueError(f"loss term names repeat: {names}")
@@ -79,11 +78,10 @@ class LossTerms:
             raise ValueError(f"no loss term has the role 'main' (terms: {names})")
 
     @classmethod
-    def of_views(cls, losses: Mapping[str, torch.Tensor], main: str, weight: float = 1.0
-                 ) -> LossTerms:
-        """One term per view of `losses` (view -> scalar), all of weight `weight`: the view
-        `main` is the main task, every other view an auxiliary task."""
-        return cls(tuple(view_terms(losses, main, weight)))
+    def of_views(cls, losses: Mapping[str, torch.Tensor], main: str) -> LossTerms:
+        """One term per view of `losses` (view -> scalar), each of weight 1: the view `main` is
+        the main task, every other view an auxiliary task."""
+        return cls(tuple(view_terms(losses, main)))
 
     def __getitem__(self, name: str) -> LossTerm:
         for term in self.terms:

@@ -151,11 +151,12 @@ class ModelConfig:
         if not isinstance(encoder, dict):
             raise ConfigError(f"model.encoder must be a table of keys, got {encoder!r}")
         name = check_value("model.encoder.name", encoder.get("name", cls.default_encoder()), str)
-        config = encoder_spec(name).config
-        options = {k: v for k, v in encoder.items() if k != "name"}
+        encoder_class = encoder_spec(name).config
+        own = {k: v for k, v in encoder.items() if k != "name"}
         if release_defaults:
-            options = merge_tables(config.RELEASE, options)
-        return build(cls, {**tree, "encoder": build(config, options, "model.encoder")}, "model")
+            own = merge_tables(encoder_class.RELEASE, own)
+        return build(cls, {**tree, "encoder": build(encoder_class, own, "model.encoder")},
+                     "model")
 
     @classmethod
     def default_encoder(cls) -> str:
