@@ -191,10 +191,14 @@ def test_losses_are_reported_at_the_first_the_last_and_every_log_interval(data, 
     for step in range(trainer.total_steps):
         trainer.state = replace(trainer.state, global_step=step)
         report = trainer.train_step(batch)
+        assert report.rows == batch["labels"].shape[0]
         if report.losses:
             due.append(step)
             assert set(report.losses) == {"last", "first", "linear"}
             assert all(isinstance(v, float) for v in report.losses.values())
+            assert report.main_loss == report.losses["last"]
+        else:
+            assert report.losses == {} and report.main_loss is None
     last = trainer.total_steps - 1
     assert due == sorted({0, last, *range(2, trainer.total_steps, 3)})
 
