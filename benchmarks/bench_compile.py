@@ -35,9 +35,7 @@ def first_step_seconds(model, task, optimisation, batch) -> float:
     """Seconds of one full step (the compiled model's first: it compiles)."""
     model.train()
     started = time.perf_counter()
-    losses = model.losses(model(batch), batch)
-    (losses[task.main] + task.aux_weight * sum(
-        v for k, v in losses.items() if k != task.main)).backward()
+    model.loss_terms(model(batch), batch).total(task.aux_weight).backward()
     optimisation.step()
     optimisation.zero_grad()
     return time.perf_counter() - started

@@ -54,11 +54,7 @@ def step_seconds(model, batch: dict, steps: int, warmup: int, device: torch.devi
             torch.cuda.synchronize()
         start = time.perf_counter()
         model.zero_grad(set_to_none=True)
-        losses = model.losses(model(batch), batch)
-        main = losses[model.task.main]
-        total = main + model.task.aux_weight * sum(v for k, v in losses.items()
-                                                   if k != model.task.main)
-        total.backward()
+        model.loss_terms(model(batch), batch).total(model.task.aux_weight).backward()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:

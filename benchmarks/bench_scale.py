@@ -111,10 +111,7 @@ def median_step_seconds(model, task, optimisation: Optimisation, batch: dict, st
 def full_step(model, task, optimisation: Optimisation, batch: dict) -> None:
     """One training step as `malt train` takes it: forward, the λ-weighted losses, backward and
     the optimiser."""
-    losses = model.losses(model(batch), batch)
-    total = losses[task.main] + task.aux_weight * sum(
-        v for k, v in losses.items() if k != task.main)
-    total.backward()
+    model.loss_terms(model(batch), batch).total(task.aux_weight).backward()
     optimisation.step()
     optimisation.zero_grad()
 

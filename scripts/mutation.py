@@ -55,6 +55,7 @@ GROUPS = {
     "attention": Group(("malt/layers/attention.py",), ("tests/layers/test_attention.py",)),
     "losses": Group(("malt/losses/views.py", "malt/losses/ranking.py"),
                     ("tests/losses/test_views.py", "tests/losses/test_ranking.py")),
+    "loss_terms": Group(("malt/losses/terms.py",), ("tests/losses/test_terms.py",)),
     "grad_methods": Group(("malt/training/grad_methods.py",),
                           ("tests/training/test_grad_methods.py",)),
     "optim": Group(("malt/training/optim.py", "malt/training/row_adam.py"),

@@ -361,7 +361,8 @@ def build(cls: type, raw: Any, where: str) -> Any:
         annotation = annotations[name]
         key = f"{where}.{name}" if where else name
         if dataclasses.is_dataclass(annotation):
-            values[name] = build(annotation, value, key)
+            values[name] = value if isinstance(value, annotation) else \
+                build(annotation, value, key)
         else:
             values[name] = check_value(key, value, annotation)
     for f in dataclasses.fields(cls):

@@ -48,3 +48,8 @@ def batch() -> dict[str, torch.Tensor]:
 def make_batch():
     """The batch builder `random_batch(rows, seed, schema, vocab_rows)`."""
     return random_batch
+
+
+def loss_values(model, outputs, batch) -> dict[str, torch.Tensor]:
+    """name -> w · value of each of the model's loss terms (λ not applied)."""
+    return {t.name: t.weighted for t in model.loss_terms(outputs, batch)}

@@ -14,6 +14,7 @@ from malt.errors import ConfigError
 from malt.losses.ranking import ranking_loss
 from malt.losses.views import view_losses
 from malt.models import build_model
+from models.conftest import loss_values
 from support.kaml_data import kaml_batch, kaml_schema, kaml_vocab
 from support.model_configs import small_config
 
@@ -41,9 +42,11 @@ def test_shapes_and_probabilities(name, make_batch):
     out = model(batch)
     assert set(out.logits) == {"act", "reg", "pay"}
     assert all(z.shape == (64,) for z in out.logits.values())
-    losses = model.losses(out, batch)
-    assert set(losses) == set(model.loss_views)
-    assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
+    terms = model.loss_terms(out, batch)
+    extra = ("rank",) if name == "kaml" else ()
+    assert [t.name for t in terms] == ["act", "reg", "pay", *extra]
+    assert [t.name for t in terms.main] == ["act"]
+    assert all(torch.isfinite(t.value) for t in terms)
     probs = model.probabilities(batch)
     assert all(((p > 0) & (p < 1)).all() for p in probs.values())
     # Models adapt to any schema, also one without campaign columns (the MAC schema).
@@ -63,7 +66,7 @@ def test_overfits_a_tiny_batch(name):
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     def total():
-        return sum(model.losses(model(batch), batch).values())
+        return sum(loss_values(model, model(batch), batch).values())
 
     first = float(total().detach())
     for _ in range(150):
@@ -84,9 +87,11 @@ def test_kaml_without_hke_and_rlu_is_its_bottom_model(bottom):
     kaml_out, plain_out = kaml(batch), plain(batch)
     for view in ("act", "reg", "pay"):
         torch.testing.assert_close(kaml_out.logits[view], plain_out.logits[view])
-    assert kaml.loss_views == plain.loss_views
-    for view, loss in kaml.losses(kaml_out, batch).items():
-        torch.testing.assert_close(loss, plain.losses(plain_out, batch)[view])
+    kaml_terms, plain_terms = kaml.loss_terms(kaml_out, batch), plain.loss_terms(plain_out, batch)
+    assert [(t.name, t.role, t.weight) for t in kaml_terms] == \
+        [(t.name, t.role, t.weight) for t in plain_terms]
+    for term in kaml_terms:
+        torch.testing.assert_close(term.value, plain_terms[term.name].value)
 
 
 def test_hke_routes_each_row_and_task_through_exactly_one_sub_tower():
@@ -133,11 +138,19 @@ def test_kaml_loss_is_gamma_bce_plus_one_minus_gamma_rank():
     model = build_model("kaml", SCHEMA, VOCAB, _task(), small_config("kaml", rlu_gamma=0.7))
     batch = _batch(40)
     out = model(batch)
-    losses = model.losses(out, batch)
+    terms = model.loss_terms(out, batch)
     bce = view_losses(out.logits, batch, model.columns)
     logits = torch.stack([out.logits[v] for v in ("act", "reg", "pay")], 1)
-    want = 0.7 * sum(bce.values()) + 0.3 * ranking_loss(logits, batch["labels"])
-    torch.testing.assert_close(sum(losses.values()), want)
+    rank = ranking_loss(logits, batch["labels"])
+    assert [(t.name, t.weight, t.role) for t in terms] == [
+        ("act", 0.7, "main"), ("reg", 0.7, "auxiliary"), ("pay", 0.7, "auxiliary"),
+        ("rank", pytest.approx(0.3), "auxiliary")]
+    for view, loss in bce.items():
+        torch.testing.assert_close(terms[view].value, loss)
+    torch.testing.assert_close(terms["rank"].value, rank)
+    # KAML's default λ = 1 makes the loss the paper's.
+    want = 0.7 * sum(bce.values()) + 0.3 * rank
+    torch.testing.assert_close(terms.total(1.0), want)
 
 
 def test_kaml_config_errors():
@@ -157,7 +170,7 @@ def test_single_task_networks_share_nothing():
     torch.manual_seed(0)
     model = build_model("single_task", SCHEMA, VOCAB, _task("base"), small_config("single_task"))
     batch = _batch(mask="base")
-    model.losses(model(batch), batch)["reg"].backward()
+    loss_values(model, model(batch), batch)["reg"].backward()
     touched = {name.split(".")[0] + "." + name.split(".")[1] for name, p in
                model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert touched <= {"other_encoders.reg", "experts.reg", "towers.reg"}
@@ -171,7 +184,7 @@ def test_a_registry_model_under_the_base_mask_learns_only_from_target_rows():
     out = model(batch)
     for z in out.logits.values():
         z.retain_grad()
-    sum(model.losses(out, batch).values()).backward()
+    sum(loss_values(model, out, batch).values()).backward()
     mask = base_mask(batch["target_action"], 3)
     for j, view in enumerate(("act", "reg", "pay")):
         grad = out.logits[view].grad
@@ -224,7 +237,7 @@ def test_taml_loss_is_fused_plus_learners_plus_distillation():
     model = build_model("taml", SCHEMA, VOCAB, _task("base"), config)
     batch = _batch(mask="base")
     out = model(batch)
-    losses = model.losses(out, batch)
+    losses = loss_values(model, out, batch)
     for view, column in (("act", 0), ("reg", 1)):
         m, y = batch["mask"][:, column], batch["labels"][:, column]
 

@@ -12,6 +12,7 @@ from malt.errors import ConfigError
 from malt.layers import SoftmaxGate
 from malt.models import build_model, model_names, model_spec
 from malt.models.transfer import KnowledgeTransferModel
+from models.conftest import loss_values
 
 MODELS = ["base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae"]
 TASKS = [Task("last"), Task("first", ("last",)), Task("last", ("first", "linear", "mta")),
@@ -40,8 +41,9 @@ def test_output_shapes(name, task, vocab, batch):
     assert list(out.logits) == list(views)
     for view, z in out.logits.items():
         assert z.shape == ((64, 16) if view == CAT else (64,))
-    losses = model.losses(out, batch)
-    assert tuple(losses) == model.loss_views and all(v.ndim == 0 for v in losses.values())
+    terms = model.loss_terms(out, batch)
+    assert [(t.name, t.role, t.weight) for t in terms] == \
+        [(v, "main" if v == task.main else "auxiliary", 1.0) for v in views]
     probs = model.probabilities(batch)
     assert set(probs) == {v for v in views if v != CAT}
     assert all(((p > 0) & (p < 1)).all() for p in probs.values())
@@ -60,7 +62,7 @@ def _train(model, batch, steps: int, lr: float = 3e-3) -> list[float]:
                             {"params": model.embedding_parameters(), "lr": 10 * lr}])
     history = []
     for _ in range(steps):
-        losses = model.losses(model(batch), batch)
+        losses = loss_values(model, model(batch), batch)
         main = losses[model.task.main]
         total = main + model.task.aux_weight * sum(v for k, v in losses.items()
                                                    if k != model.task.main)
@@ -126,7 +128,7 @@ def _aux_only(model, name: str) -> bool:
 
 def _grads(model, batch, weight: float) -> dict[str, torch.Tensor | None]:
     model.zero_grad(set_to_none=True)
-    losses = model.losses(model(batch), batch)
+    losses = loss_values(model, model(batch), batch)
     main = losses[model.task.main]
     (main + weight * sum(v for k, v in losses.items() if k != model.task.main)).backward()
     return {n: p.grad for n, p in model.named_parameters()}
@@ -171,7 +173,7 @@ def test_cat_head_has_one_logit_per_joint_outcome(vocab, batch):
     out = model(batch)
     assert out.logits[CAT].shape == (64, 2 ** len(MAC.labels))
     assert CAT not in model.probabilities(batch)
-    loss = model.losses(out, batch)[CAT]
+    loss = loss_values(model, out, batch)[CAT]
     want = torch.nn.functional.cross_entropy(out.logits[CAT], (batch["labels"] * torch.tensor(
         [1.0, 2.0, 4.0, 8.0])).sum(1).long())
     torch.testing.assert_close(loss, want)
@@ -192,7 +194,7 @@ def test_models_run_on_prepared_batches(random_mac):
         torch.manual_seed(0)
         model = build_model(name, dataset.schema, dataset.vocab, FULL)
         out = model(batch)
-        total = sum(model.losses(out, batch).values())
+        total = sum(loss_values(model, out, batch).values())
         total.backward()
         assert torch.isfinite(total) and out.logits["last"].shape == (128,)
 
@@ -200,7 +202,7 @@ def test_models_run_on_prepared_batches(random_mac):
 def test_sparse_embeddings_give_sparse_gradients(vocab, batch):
     config = model_spec("natal").make_config({"encoder": {"sparse_embeddings": True}})
     model = build_model("natal", MAC, vocab, FULL, config)
-    model.losses(model(batch), batch)["last"].backward()
+    loss_values(model, model(batch), batch)["last"].backward()
     assert all(p.grad.is_sparse for p in model.embedding_parameters())
     dense = {id(p) for p in model.embedding_parameters()}
     assert not any(p.grad.is_sparse for p in model.parameters()

@@ -20,7 +20,7 @@ from malt.jobs.train import train_run
 from malt.models import build_model, model_names
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
-from models.conftest import random_batch, small_vocab
+from models.conftest import loss_values, random_batch, small_vocab
 
 NUMERIC_MAC = dataclasses.replace(MAC, numeric=(NumericField("price"),
                                                 NumericField("clicks", "log1p")))
@@ -40,7 +40,7 @@ def test_every_model_widens_its_features_by_one_per_numeric_column(name):
     batch["numeric"] = torch.tensor([[600.0, np.e - 1]]).repeat(64, 1)
     np.testing.assert_allclose(model.encoder.numeric(batch["numeric"][:1]).numpy(),
                                [[1.0, 1.0]], rtol=1e-6)
-    loss = sum(model.losses(model(batch), batch).values())
+    loss = sum(loss_values(model, model(batch), batch).values())
     loss.backward()
     first_layer = [p for n, p in model.named_parameters() if p.grad is not None
                    and p.ndim == 2 and p.shape[-1] == model.in_dim]

@@ -11,6 +11,7 @@ from malt.data.task import CAT, Task
 from malt.errors import ConfigError
 from malt.layers import SelfGate
 from malt.models import build_model, model_spec
+from models.conftest import loss_values
 
 AUX3 = ("first", "mta", "linear")
 
@@ -65,16 +66,17 @@ def test_malts_defaults_have_the_reference_counts(vocab):
 def test_self_auxiliary_moae(vocab, batch):
     torch.manual_seed(0)
     model = build_model("moae", MAC, vocab, Task("last", aux_weight=0.3), _release("moae"))
-    assert model.self_aux and model.loss_views == ("last", "last@self")
+    assert model.self_aux
     out = model(batch)
     assert list(out.logits) == ["last"] and list(out.knowledge) == ["last@self"]
     rep = model.extraction(model.encoder(batch))["last"]
     for got, want in zip(out.knowledge["last@self"], model.main_tower.plain(rep)):
         torch.testing.assert_close(got, want)
-    losses = model.losses(out, batch)
-    assert list(losses) == ["last", "last@self"]
-    total = losses["last"] + 0.3 * sum(v for k, v in losses.items() if k != "last")
-    torch.testing.assert_close(total, 1.3 * losses["last"])
+    terms = model.loss_terms(out, batch)
+    assert [(t.name, t.role) for t in terms] == [("last", "main"), ("last@self", "auxiliary")]
+    # The release's (1 + λ) · L, and gradient methods see the copy as a task of its own.
+    torch.testing.assert_close(terms.total(0.3), 1.3 * terms["last"].value)
+    assert len(terms.tasks()) == 2
     assert model.main_tower.fusion[0].in_features == 2 * 128
     # Without the release's defaults, or with auxiliary views, MoAE is the plain model.
     assert not build_model("moae", MAC, vocab, Task("last")).self_aux
@@ -122,7 +124,7 @@ def test_paper_home(vocab, batch):
         + home.task_self_gates["last"](q) * parts[2]
     torch.testing.assert_close(home(x)["last"], want)
     # Self-gates learn (in the release they are constant identities).
-    model.losses(model(batch), batch)["last"].backward()
+    loss_values(model, model(batch), batch)["last"].backward()
     assert home.task_self_gates["last"].linear.weight.grad.abs().sum() > 0
     assert home.meta_self_gates[0].linear.weight.grad.abs().sum() > 0
 
@@ -141,6 +143,6 @@ def test_knowledge_detach_stops_main_gradient_at_the_aux_towers(vocab, batch):
         torch.manual_seed(0)
         model = build_model("natal", MAC, vocab, Task("last", ("first",)),
                             model_spec("natal").make_config({"knowledge_detach": detach}))
-        model.losses(model(batch), batch)["last"].backward()
+        loss_values(model, model(batch), batch)["last"].backward()
         grad = model.aux_towers["first"].hidden[0].weight.grad
         assert (grad is None) is detach

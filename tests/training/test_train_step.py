@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from malt.data.batches import DayBatches
+from malt.losses.terms import LossTerm, LossTerms
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.training import grad_methods
@@ -60,9 +61,10 @@ def _reference(trainer: Trainer):
 
 
 def _losses(model, batch, task):
-    losses = model.losses(model(batch), batch)
-    main = losses[task.main]
-    aux = [v for k, v in losses.items() if k != task.main]
+    """The main view's loss and the other views' (MMoE's terms: one per view, weight 1)."""
+    terms = model.loss_terms(model(batch), batch)
+    main = terms[task.main].value
+    aux = [t.value for t in terms if t.name != task.main]
     return main, aux
 
 
@@ -189,10 +191,14 @@ def test_losses_are_reported_at_the_first_the_last_and_every_log_interval(data, 
     for step in range(trainer.total_steps):
         trainer.state = replace(trainer.state, global_step=step)
         report = trainer.train_step(batch)
+        assert report.rows == batch["labels"].shape[0]
         if report.losses:
             due.append(step)
             assert set(report.losses) == {"last", "first", "linear"}
             assert all(isinstance(v, float) for v in report.losses.values())
+            assert report.main_loss == report.losses["last"]
+        else:
+            assert report.losses == {} and report.main_loss is None
     last = trainer.total_steps - 1
     assert due == sorted({0, last, *range(2, trainer.total_steps, 3)})
 
@@ -282,3 +288,55 @@ def test_clipping_scales_the_sparse_table_gradients_too(data, tmp_path, table_op
     optimisation.step()
     trainer.train_step(batch)
     _assert_same_parameters(trainer.model, model)
+
+
+def _reweighted(terms: LossTerms) -> LossTerms:
+    """MMoE's terms restated by a model of its own: the main view at weight 2, `linear` a second
+    main-task term, `first` an auxiliary task at weight 0.5."""
+    return LossTerms((LossTerm("last", terms["last"].value, 2.0, "main"),
+                      LossTerm("first", terms["first"].value, 0.5, "auxiliary"),
+                      LossTerm("linear", terms["linear"].value, 1.0, "main")))
+
+
+def _with_reweighted_terms(trainer: Trainer) -> None:
+    model = trainer.model
+    plain = model.loss_terms
+    model.loss_terms = lambda outputs, batch: _reweighted(plain(outputs, batch))
+
+
+def test_a_step_combines_the_terms_a_model_states_by_their_weights_and_roles(data, tmp_path):
+    trainer = _trainer(data, tmp_path, aux_weight=0.3)
+    _with_reweighted_terms(trainer)
+    batch = _batch(trainer)
+    model, optimisation = _reference(trainer)
+    main, (first, linear) = _losses(model, batch, trainer.task)
+    (2.0 * main + linear + 0.3 * (0.5 * first)).backward()
+    optimisation.step()
+    report = trainer.train_step(batch)
+    _assert_same_parameters(trainer.model, model)
+    main, first, linear = main.detach(), first.detach(), linear.detach()
+    assert report.losses == {"last": float(2.0 * main), "first": float(0.5 * first),
+                             "linear": float(linear)}
+    assert report.main_loss == float(2.0 * main + linear)
+
+
+@pytest.mark.parametrize("method", ["gcs", "pcgrad"])
+def test_gradient_methods_see_exactly_the_main_task_and_each_auxiliary_term(
+        data, tmp_path, monkeypatch, method):
+    trainer = _trainer(data, tmp_path, aux_weight=0.3, grad_method=method)
+    _with_reweighted_terms(trainer)
+    seen = []
+    task_gradients = grad_methods.task_gradients
+
+    def spy(losses, params, world):
+        seen.append([float(loss.detach()) for loss in losses])
+        return task_gradients(losses, params, world)
+
+    monkeypatch.setattr(grad_methods, "task_gradients", spy)
+    batch = _batch(trainer)
+    model, _ = _reference(trainer)
+    with torch.no_grad():
+        main, (first, linear) = _losses(model, batch, trainer.task)
+    trainer.train_step(batch)
+    # The main task is both main terms; λ is the method's to apply, not in the tasks.
+    assert seen == [[float(2.0 * main + linear), float(0.5 * first)]]

@@ -1,10 +1,12 @@
-"""`malt models`: the registered models, one line each, with their parameter counts."""
+"""`malt models`: the registered models (plugins included), one line each, with their parameter
+counts."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "list the registered models and their parameter counts for a main/aux setting"
+HELP = ("list the registered models (those of installed plugins too) and their parameter "
+        "counts for a main/aux setting")
 
 DEFAULT_VOCAB_ROWS = 1000
 
@@ -66,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
           f"{len(sizes)} tables")
     for name in model_names():
         spec = model_spec(name)
-        summary = (spec.model.__doc__ or "").strip().splitlines()[0]
+        summary = (spec.model.__doc__ or "").strip().splitlines()[0] if spec.model.__doc__ \
+            else spec.traits.display_name
+        if spec.source is not None:
+            summary += f" [plugin: {spec.source}]"
         line = f"{name:<14} {summary}"
         if args.params:
             config = spec.make_config(release_defaults=args.release_defaults)

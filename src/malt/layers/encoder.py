@@ -79,6 +79,19 @@ class FeatureEncoder(nn.Module):
             raise ConfigError(f"schema '{schema.name}' gives the model no input features")
         self.norm = nn.LayerNorm(self.out_dim)
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The batch keys `forward` reads: `sparse`, then `seq`, `dense_seq` and `numeric` when
+        the schema has such columns."""
+        present = {"sparse": True, "seq": bool(len(self.attention)),
+                   "dense_seq": self.simtier is not None,
+                   "numeric": bool(self.block_widths["numeric"])}
+        return tuple(key for key, used in present.items() if used)
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """The embedding tables (trained at a higher learning rate)."""
+        return list(self.embeddings.parameters())
+
     def padding(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """bool [B, L], True at padded positions; None when the schema has no id sequence."""
         if self.pad_row is None:

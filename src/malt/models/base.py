@@ -23,10 +23,6 @@ class Base(MaltModel):
         self.expert = self.make_expert()
         self.tower = self.make_tower(task.main)
 
-    @property
-    def loss_views(self) -> tuple[str, ...]:
-        return (self.task.main,)
-
     def heads(self, x: torch.Tensor) -> Outputs:
         raw, _ = self.tower(self.expert(x))
         return Outputs(logits={self.task.main: self.head_logits(self.task.main, raw)})

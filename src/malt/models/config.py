@@ -1,8 +1,10 @@
 """Model configuration: the blocks every model is built from, and each model's own fields.
 
 A model's config class (defined in its own file) derives from `ModelConfig`, which composes the
-shared blocks: `encoder` (embeddings, target attention, SimTier), `expert` and `tower`; PLE-style
-models add an `extraction` block. In a config file the blocks are tables:
+shared blocks: `encoder` (a registered encoder by `name` and its options; by default malt's
+own, `target_attention`: embeddings, target attention, SimTier; see `malt.models.encoders`),
+`expert` and `tower`; PLE-style models add an `extraction` block. In a config file the blocks
+are tables:
 
     [model]
     name = "moae"
@@ -26,22 +28,24 @@ changes no number except the parameter count.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
 from malt.config_files import merge_tables
 from malt.errors import ConfigError
-from malt.typed_fields import PositiveInt, build, validate
+from malt.models.encoders import DEFAULT_ENCODER, EncoderConfig, encoder_spec
+from malt.typed_fields import PositiveInt, build, check_value, validate
 
 C = TypeVar("C", bound="ModelConfig")
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
-    """The feature encoder (see `malt.layers.FeatureEncoder`)."""
+class TargetAttentionConfig(EncoderConfig):
+    """malt's feature encoder, every built-in model's default (`malt.layers.FeatureEncoder`):
+    embeddings, target attention over the id sequences, SimTier over the float sequences."""
 
-    embed_dim: PositiveInt = 16
-    """Width d of every embedding (one table per categorical field)."""
+    name: str = field(default=DEFAULT_ENCODER, init=False)
     attention_heads: PositiveInt = 4
     """Heads of each target-attention block; must divide `embed_dim`."""
     padding_mask: bool = True
@@ -52,11 +56,12 @@ class EncoderConfig:
     """`sum` the per-channel SimTier vectors (the release) or `concat` them (wider input)."""
     simtier_count_padding: bool = False
     """Count padded positions in the SimTier histograms (the release does)."""
-    sparse_embeddings: bool = False
-    """Embedding tables produce sparse gradients (set by `train.table_optimizer`)."""
+
+    RELEASE: ClassVar[dict[str, Any]] = {"padding_mask": False, "simtier_count_padding": True,
+                                         "simtier_combine": "sum"}
 
     def __post_init__(self) -> None:
-        validate(self, "model.encoder")
+        super().__post_init__()
         if self.embed_dim % self.attention_heads:
             raise ConfigError(f"model.encoder.embed_dim ({self.embed_dim}) must be a multiple "
                               f"of model.encoder.attention_heads ({self.attention_heads})")
@@ -113,19 +118,22 @@ class ExtractionConfig:
 class ModelConfig:
     """What every model is built from; each model's config class adds its own fields."""
 
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    encoder: EncoderConfig = field(default_factory=TargetAttentionConfig)
+    """The feature encoder: its `name` (a registered encoder, see `malt.models.encoders`) and
+    that encoder's options."""
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     tower: TowerConfig = field(default_factory=TowerConfig)
 
-    RELEASE: ClassVar[dict[str, Any]] = {
-        "encoder": {"padding_mask": False, "simtier_count_padding": True,
-                    "simtier_combine": "sum"},
-        "expert": {"se_group_size": 16},
-    }
-    """What `release_defaults` changes, as a tree of options."""
+    RELEASE: ClassVar[dict[str, Any]] = {"expert": {"se_group_size": 16}}
+    """What `release_defaults` changes, as a tree of options (and in the encoder, what its
+    config's own `RELEASE` says)."""
 
     def __post_init__(self) -> None:
         validate(self, "model")
+        chosen = encoder_spec(self.encoder.name).config
+        if type(self.encoder) is not chosen:
+            raise ConfigError(f"model.encoder is a {type(self.encoder).__name__}; the encoder "
+                              f"'{self.encoder.name}' takes a {chosen.__name__}")
         if self.se_group % self.expert.se_reduction:
             raise ConfigError(f"the SE group size ({self.se_group}, = model.expert.se_group_size "
                               f"or model.encoder.embed_dim) must be a multiple of "
@@ -135,9 +143,26 @@ class ModelConfig:
     def from_options(cls: type[C], options: dict[str, Any] | None = None, *,
                      release_defaults: bool = False) -> C:
         """The config from a tree of options (`{"encoder": {"embed_dim": 8}, ...}`), every value
-        checked against its field's type; an unknown key names the closest field."""
+        checked against its field's type; an unknown key names the closest field. The
+        `encoder` table is built as the config of the encoder it names (`name`; default the
+        encoder of this class's default config)."""
         tree = merge_tables(cls.RELEASE, options or {}) if release_defaults else options or {}
-        return build(cls, tree, "model")
+        encoder = tree.get("encoder", {})
+        if not isinstance(encoder, dict):
+            raise ConfigError(f"model.encoder must be a table of keys, got {encoder!r}")
+        name = check_value("model.encoder.name", encoder.get("name", cls.default_encoder()), str)
+        encoder_class = encoder_spec(name).config
+        own = {k: v for k, v in encoder.items() if k != "name"}
+        if release_defaults:
+            own = merge_tables(encoder_class.RELEASE, own)
+        return build(cls, {**tree, "encoder": build(encoder_class, own, "model.encoder")},
+                     "model")
+
+    @classmethod
+    def default_encoder(cls) -> str:
+        """The name of the encoder this config class uses unless told otherwise."""
+        return next(f for f in dataclasses.fields(cls) if f.name == "encoder"
+                    ).default_factory().name
 
     def updated(self: C, **options: Any) -> C:
         """A copy with `options` (a block given as a table changes only the keys it names)."""

@@ -14,8 +14,9 @@ The paper's Table-4 ablations are switches: MMoE (`mmoe`, base mask), +ADM (`mmo
 KAML (`kaml`, adm mask). With `hke=false` and `rlu=false` KAML is its bottom's registry model
 (same parameters under the same seed, same losses).
 
-Losses: each view's masked BCE times γ and, with RLU, `rank` = (1 − γ) · L_rank; the trainer's
-`L_main + λ · Σ others` with λ = 1 (KAML's default λ) gives γ · L_BCE + (1 − γ) · L_rank.
+Loss terms: each view's masked BCE of weight γ (the main view's in the main role, the others
+auxiliary) and, with RLU, the auxiliary term `rank`, L_rank of weight 1 − γ; with λ = 1 (KAML's
+default λ) the loss is γ · L_BCE + (1 − γ) · L_rank.
 Serving scores every row through the original sub-towers (a row is always scored on its
 target).
 """
@@ -32,6 +33,7 @@ from malt.errors import ConfigError
 from malt.layers.bottom import MMoEBottom, SharedExpertBottom
 from malt.layers.hke import HKETower
 from malt.losses.ranking import ranking_loss
+from malt.losses.terms import LossTerm, LossTerms, view_terms
 from malt.losses.views import view_losses
 from malt.models.config import ExtractionConfig, ModelConfig
 from malt.models.model import MaltModel, Outputs
@@ -39,7 +41,7 @@ from malt.models.registry import Traits, register
 from malt.typed_fields import NonNegativeFloat, PositiveInt, ProbabilityFloat
 
 RANK = "rank"
-"""Key of the ranking term in `losses()`."""
+"""Name of the ranking loss term."""
 
 
 @dataclass
@@ -130,17 +132,14 @@ class KAML(MaltModel):
                 original[view] = tower(reps[view], None).squeeze(-1)
         return KamlOutputs(logits=logits, original=original)
 
-    @property
-    def loss_views(self) -> tuple[str, ...]:
-        return (*self.task.views, RANK) if self.config.rlu else self.task.views
-
-    def losses(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """view -> γ · masked BCE, and `rank` -> (1 − γ) · L_rank with RLU."""
+    def loss_terms(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> LossTerms:
+        """Each view's masked BCE (weight γ with RLU, else 1), and with RLU `rank`, L_rank of
+        weight 1 − γ."""
         bce = view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
         c = self.config
         if not c.rlu:
-            return bce
-        out = {v: c.rlu_gamma * loss for v, loss in bce.items()}
+            return LossTerms.of_views(bce, self.task.main)
+        terms = view_terms(bce, self.task.main, c.rlu_gamma)
         views = self.task.views
         source = outputs.original if c.rlu_logits == "original" and c.hke else outputs.logits
         columns = [self.columns[v] for v in views]
@@ -148,8 +147,7 @@ class KAML(MaltModel):
         rank = ranking_loss(torch.stack([source[v] for v in views], 1),
                             batch["labels"][:, columns], keep, c.rlu_task_weights,
                             c.rlu_normalize)
-        out[RANK] = (1.0 - c.rlu_gamma) * rank
-        return out
+        return LossTerms((*terms, LossTerm(RANK, rank, 1.0 - c.rlu_gamma)))
 
     def probabilities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every row through the original sub-towers (serving scores a row on its target)."""

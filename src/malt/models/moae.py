@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from malt.losses.terms import LossTerm, LossTerms
 from malt.models.config import ExtractionConfig
 from malt.models.model import Outputs
 from malt.models.registry import Traits, register
@@ -36,10 +37,10 @@ class MoAE(KnowledgeTransferModel):
     no auxiliary view): the release's "w/o mal" configuration, where the auxiliary list equals
     the main view. Its main tower is sized for two sources and fuses, as its one knowledge
     source, the hidden states of a plain pass through its own layers (the auxiliary tower and
-    the main tower are one module in the release). Its main loss is reported twice, as
-    `losses[main]` and `losses[main + "@self"]`, so that the trainer's total
-    L_main + λ · Σ others equals the release's (1 + λ) · L_main, and gradient methods see the
-    duplicated term as the release does.
+    the main tower are one module in the release). The release's loss is (1 + λ) · L_main:
+    its loss terms are the main loss as the main task and the same loss once more as an
+    auxiliary term `<main>@self`, which gradient methods see as a task of its own, as in the
+    release.
     """
 
     def __init__(self, schema, vocab, task, config=None):
@@ -52,10 +53,6 @@ class MoAE(KnowledgeTransferModel):
     def self_view(self) -> str:
         return self.task.main + SELF_AUX_SUFFIX
 
-    @property
-    def loss_views(self) -> tuple[str, ...]:
-        return (self.task.main, self.self_view) if self.self_aux else self.task.views
-
     def heads(self, x: torch.Tensor) -> Outputs:
         reps = self.extraction(x)
         main = self.task.main
@@ -65,8 +62,9 @@ class MoAE(KnowledgeTransferModel):
         raw = self.main_tower(reps[main], self._fused(knowledge))
         return Outputs(logits={main: self.head_logits(main, raw)}, knowledge=knowledge)
 
-    def losses(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        losses = super().losses(outputs, batch)
-        if self.self_aux:
-            losses[self.self_view] = losses[self.task.main]
-        return losses
+    def loss_terms(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> LossTerms:
+        terms = super().loss_terms(outputs, batch)
+        if not self.self_aux:
+            return terms
+        main = terms[self.task.main]
+        return LossTerms((*terms, LossTerm(self.self_view, main.value, main.weight)))

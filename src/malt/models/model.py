@@ -20,8 +20,10 @@ from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.layers import Expert, ExtractionNetwork, FeatureEncoder, Tower
+from malt.losses.terms import LossTerms
 from malt.losses.views import view_losses
-from malt.models.config import ExtractionConfig, ModelConfig
+from malt.models.config import ExtractionConfig, ModelConfig, TargetAttentionConfig
+from malt.models.encoders import DEFAULT_ENCODER, Encoder, encoder_spec, register_encoder
 
 if TYPE_CHECKING:
     from malt.models.registry import Traits
@@ -42,9 +44,19 @@ class MaltModel(nn.Module):
     """Base class: encoder, heads, losses and predictions of a multi-attribution model.
 
     Subclasses implement `heads(x) -> Outputs` and are registered by name, with their config
-    class and traits, by `malt.models.registry.register`. Binary views have a single logit read
-    through a sigmoid (the reference's two-way softmax spans the same functions); `cat` has 2^K
-    logits, K being the number of label columns of the schema.
+    class and traits, by `malt.models.registry.register_model`. Binary views have a single
+    logit read through a sigmoid (the reference's two-way softmax spans the same functions);
+    `cat` has 2^K logits, K being the number of label columns of the schema.
+
+    The loss contract: `loss_terms(outputs, batch)` returns the model's `LossTerms`
+    (`malt.losses.terms`), each a named scalar with its own weight w and a role. A `main` term
+    is part of the main task and enters the loss as w · value; an `auxiliary` term is a task of
+    its own and enters as λ · w · value (λ = `task.aux_weight`; left out when λ = 0). The
+    trainer minimises Σ_main w · value + λ · Σ_auxiliary w · value, or hands the tasks
+    (Σ_main w · value, then each auxiliary w · value) to GCS / PCGrad, and logs every term's
+    w · value under its name. The default is one term per view of weight 1; a model with a
+    loss of its own (KAML's γ-balanced ranking term, TAML's learners) returns its own terms
+    and the trainer needs no case for it.
     """
 
     name = ""
@@ -79,14 +91,11 @@ class MaltModel(nn.Module):
     def out_dim(self, view: str) -> int:
         return self.cat_classes if view == CAT else 1
 
-    def make_encoder(self) -> FeatureEncoder:
-        """A feature encoder of the `encoder` block (models with one per view build more)."""
-        e = self.config.encoder
-        return FeatureEncoder(
-            self.schema, self.vocab, dim=e.embed_dim, heads=e.attention_heads,
-            padding_mask=e.padding_mask, simtier_bins=e.simtier_bins,
-            simtier_combine=e.simtier_combine, count_padding=e.simtier_count_padding,
-            sparse=e.sparse_embeddings)
+    def make_encoder(self) -> Encoder:
+        """The encoder the `encoder` block names, with its options (models with one per view
+        build more)."""
+        encoder = self.config.encoder
+        return encoder_spec(encoder.name).build(self.schema, self.vocab, encoder)
 
     def make_expert(self, in_dim: int | None = None, *, feature_gate_rank: int | None = None
                     ) -> Expert:
@@ -119,15 +128,12 @@ class MaltModel(nn.Module):
         """Fused features x [B, D] -> per-view logits (and knowledge vectors)."""
         raise NotImplementedError
 
-    @property
-    def loss_views(self) -> tuple[str, ...]:
-        """Keys of `losses()`: the main view first, then one key per auxiliary loss term. The
-        trainer's total is losses[main] + λ · Σ of the others."""
-        return self.task.views
-
-    def losses(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """view -> scalar mean loss over the batch rows (see `malt.losses.views`)."""
-        return view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
+    def loss_terms(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> LossTerms:
+        """The terms of the loss (see the class docstring): one per view with a logit, its
+        mean loss over the batch rows (`malt.losses.views`) of weight 1, the main view's in
+        the main role and the others auxiliary."""
+        losses = view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
+        return LossTerms.of_views(losses, self.task.main)
 
     def probabilities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """label view -> probability [B] for every label view with a head (no `cat`). Call it
@@ -137,21 +143,32 @@ class MaltModel(nn.Module):
 
     @property
     def serving_inputs(self) -> tuple[str, ...]:
-        """The batch keys `probabilities` reads, in the order an exported model takes them:
-        `sparse`, then `seq`, `dense_seq` and `numeric` when the schema has such columns."""
-        schema = self.schema
-        present = {"sparse": True, "seq": bool(schema.id_sequences),
-                   "dense_seq": bool(schema.float_sequences), "numeric": bool(schema.numeric)}
-        return tuple(key for key, used in present.items() if used)
+        """The batch keys `probabilities` reads, in the order an exported model takes them: those of
+        the encoder (`sparse`, then `seq`, `dense_seq` and `numeric` when the schema has such
+        columns, for malt's own)."""
+        return tuple(self.encoder.inputs)
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The embedding tables (trained at a higher learning rate)."""
-        return list(self.encoder.embeddings.parameters())
+        return list(self.encoder.embedding_parameters())
 
     def parameter_counts(self) -> tuple[int, int]:
         """(dense, embedding) parameter counts."""
         embedding = sum(p.numel() for p in self.embedding_parameters())
         return sum(p.numel() for p in self.parameters()) - embedding, embedding
+
+
+def target_attention_encoder(schema: Schema, vocab: VocabInfo, config: TargetAttentionConfig
+                             ) -> FeatureEncoder:
+    """malt's own encoder (`malt.layers.FeatureEncoder`) of `config`."""
+    return FeatureEncoder(
+        schema, vocab, dim=config.embed_dim, heads=config.attention_heads,
+        padding_mask=config.padding_mask, simtier_bins=config.simtier_bins,
+        simtier_combine=config.simtier_combine, count_padding=config.simtier_count_padding,
+        sparse=config.sparse_embeddings)
+
+
+register_encoder(DEFAULT_ENCODER, target_attention_encoder, TargetAttentionConfig)
 
 
 class MultiTaskModel(MaltModel):

@@ -1,28 +1,30 @@
-"""Models by name. Each model file registers its class with its config class and its traits:
+"""Models by name. Each built-in model file registers its class with its config class and its
+traits:
 
     @register("mmoe", MMoEConfig, Traits("MMoE", "multi-task"))
     class MMoE(MultiTaskModel): ...
 
 so everything malt knows about a model (how to build it, what it can be told, how it is shown
-and trained) is in that one file.
+and trained) is in that one file. A model of another package registers the same way through
+`register_model` (exported as `malt.register_model`) and is found through the entry-point
+group `malt.models` (`malt.models.plugins`) the first time its name is asked for.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from malt.data.schema import Schema
-from malt.data.task import Task
-from malt.data.vocab import VocabInfo
-from malt.errors import ConfigError
+from malt.file_names import check_file_name
+from malt.models.config import ModelConfig
+from malt.models.model import MaltModel
+from malt.models.plugins import MODEL_GROUP, Registry
 
 if TYPE_CHECKING:
-    from malt.models.config import ModelConfig
-    from malt.models.model import MaltModel
+    from malt.data.schema import Schema
+    from malt.data.task import Task
+    from malt.data.vocab import VocabInfo
 
 Family = Literal["single-attribution", "multi-task", "knowledge-transfer", "incomplete-labels"]
 
@@ -46,7 +48,8 @@ class Traits:
     """Mixes experts with learned gates (a mixture-of-experts backbone)."""
     aux_weight: float | None = None
     """Default λ; None: the reference λ of the target (MAC protocol). Models of the KAML
-    setting weigh every action alike (1), KAML's own losses being balanced by γ."""
+    setting weigh every action alike (1): every action is one of their tasks, and KAML's term
+    weights γ and 1 − γ (see `malt.losses.terms`) balance its loss at λ = 1."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class ModelSpec:
     model: type[MaltModel]
     config: type[ModelConfig]
     traits: Traits
+    source: str | None = None
+    """The package that provides it (`name version`); None for malt's own models."""
 
     def make_config(self, options: dict[str, Any] | None = None, *,
                     release_defaults: bool = False) -> ModelConfig:
@@ -68,42 +73,63 @@ class ModelSpec:
         return self.model(schema, vocab, task, config)
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelSpec] = Registry("model", MODEL_GROUP, "malt.models", "register_model")
+
+
+def register_model(name: str, model: type[MaltModel], config: type[ModelConfig] | None = None,
+                   traits: Traits | None = None) -> type[MaltModel]:
+    """Make the `MaltModel` subclass `model` buildable as `name` (`malt train --model name`).
+
+    Args:
+        name: the model's name in flags, config files, run directories and study cells; one
+            file-name part (no `/`, `..` or leading `.`).
+        model: the class, built as `model(schema, vocab, task, config)`.
+        config: its config class, a `ModelConfig` subclass (default: `ModelConfig` itself);
+            `--model-option` and `[model]` are checked against it.
+        traits: what the model is for the code that trains and reports it (default: shown as
+            `name`, a multi-task model with heads for the auxiliary views).
+    Returns:
+        `model`, with `name`, `config_class` and `traits` set on it.
+
+    Registering the same model again does nothing; another one under a taken name raises a
+    `ValueError`.
+    """
+    check_file_name(name, "model name")
+    config = ModelConfig if config is None else config
+    traits = Traits(name, "multi-task") if traits is None else traits
+    if not (isinstance(model, type) and issubclass(model, MaltModel)):
+        raise TypeError(f"model '{name}': {model!r} is not a subclass of malt.models.MaltModel")
+    if not (isinstance(config, type) and issubclass(config, ModelConfig)):
+        raise TypeError(f"model '{name}': config {config!r} is not a subclass of "
+                        "malt.models.ModelConfig")
+    if not isinstance(traits, Traits):
+        raise TypeError(f"model '{name}': traits must be a malt.models.Traits, got "
+                        f"{type(traits).__name__}")
+    MODELS.add(name, ModelSpec(name, model, config, traits))
+    model.name, model.config_class, model.traits = name, config, traits
+    return model
 
 
 def register(name: str, config: type[ModelConfig], traits: Traits
              ) -> Callable[[type], type]:
-    """Class decorator: make the `MaltModel` subclass buildable as `name`."""
+    """Class decorator: `register_model(name, cls, config, traits)`."""
 
     def decorate(cls: type) -> type:
-        if name in _REGISTRY and _REGISTRY[name].model is not cls:
-            raise ValueError(f"model name '{name}' is already registered by "
-                             f"{_REGISTRY[name].model.__name__}")
-        cls.name, cls.config_class, cls.traits = name, config, traits
-        _REGISTRY[name] = ModelSpec(name, cls, config, traits)
-        return cls
+        return register_model(name, cls, config, traits)
 
     return decorate
 
 
-def _load_builtin() -> None:
-    # Importing the package imports every built-in model module, which registers them.
-    importlib.import_module("malt.models")
-
-
 def model_names() -> list[str]:
-    """Registered names, in registration order."""
-    _load_builtin()
-    return list(_REGISTRY)
+    """Registered names: the built-in models in registration order, then those of the installed
+    plugins (entry-point group `malt.models`), which are loaded for it."""
+    return MODELS.names()
 
 
 def model_spec(name: str) -> ModelSpec:
-    _load_builtin()
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown model '{name}'{hint} (known: {', '.join(_REGISTRY)})")
-    return _REGISTRY[name]
+    """The registered model `name`, loading the plugin of that name when no model has it; an
+    unknown name is a `ConfigError` naming the closest known one."""
+    return MODELS.get(name)
 
 
 def build_model(name: str, schema: Schema, vocab: VocabInfo, task: Task,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from malt.layers import FeatureEncoder
 from malt.models.config import ModelConfig
+from malt.models.encoders import Encoder
 from malt.models.model import MaltModel, Outputs
 from malt.models.registry import Traits, register
 
@@ -28,7 +28,7 @@ class SingleTask(MaltModel):
         self.experts = nn.ModuleDict({v: self.make_expert() for v in task.views})
         self.towers = nn.ModuleDict({v: self.make_tower(v) for v in task.views})
 
-    def encoder_of(self, view: str) -> FeatureEncoder:
+    def encoder_of(self, view: str) -> Encoder:
         return self.encoder if view == self.task.views[0] else self.other_encoders[view]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> Outputs:
@@ -36,4 +36,4 @@ class SingleTask(MaltModel):
                                .squeeze(-1) for v, tower in self.towers.items()})
 
     def embedding_parameters(self) -> list[nn.Parameter]:
-        return [p for v in self.task.views for p in self.encoder_of(v).embeddings.parameters()]
+        return [p for v in self.task.views for p in self.encoder_of(v).embedding_parameters()]

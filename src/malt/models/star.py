@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from malt.layers import Tower
+from malt.errors import ConfigError
+from malt.layers import FeatureEncoder, Tower
 from malt.layers.star import PartitionedNorm, StarFCN
 from malt.models.config import ModelConfig
+from malt.models.encoders import DEFAULT_ENCODER
 from malt.models.model import MaltModel, Outputs
 from malt.models.registry import Traits, register
 from malt.typed_fields import PositiveInt
@@ -41,6 +43,10 @@ class STAR(MaltModel):
     def __init__(self, schema, vocab, task, config=None):
         super().__init__(schema, vocab, task, config)
         c, n = self.config, len(task.views)
+        if not isinstance(self.encoder, FeatureEncoder):
+            raise ConfigError(f"STAR's auxiliary network reads the ad fields' block of the "
+                              f"'{DEFAULT_ENCODER}' encoder; model.encoder.name = "
+                              f"'{c.encoder.name}' has none")
         self.norm = PartitionedNorm(self.in_dim, n)
         self.fcn = StarFCN(self.in_dim, (c.expert.dim, *c.tower.dims, 1), n)
         widths = self.encoder.block_widths

@@ -24,6 +24,7 @@ from torch import nn
 
 from malt.layers import SoftmaxGate
 from malt.layers.gate import mix
+from malt.losses.terms import LossTerms
 from malt.losses.views import binary_target, masked_binary_loss
 from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
@@ -110,8 +111,8 @@ class TAML(MaltModel):
             logits[view], learners[view] = module(x, shared)
         return TamlOutputs(logits=logits, learners=learners)
 
-    def losses(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """view -> fused BCE + λ_l · learners' BCE + λ_d · self-distillation."""
+    def loss_terms(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> LossTerms:
+        """One term per view: fused BCE + λ_l · learners' BCE + λ_d · self-distillation."""
         c = self.config
         out = {}
         for view, z in outputs.logits.items():
@@ -127,5 +128,5 @@ class TAML(MaltModel):
                           for i in range(n)) / n
             out[view] = (masked_binary_loss(z, target, mask) + c.learner_weight * own
                          + c.distill_weight * distill)
-        return out
+        return LossTerms.of_views(out, self.task.main)
 

@@ -213,8 +213,11 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
     plan = StepPlan.of(day_rows, config.train.batch_size)
-    optimisation = Optimisation(model, model.embedding_parameters(), config.train, plan.steps,
-                                sparse_tables=config.sparse_table_gradients(device.type))
+    tables = model.embedding_parameters()
+    # An encoder without embedding tables (a plugin's may have none) has none to make sparse.
+    optimisation = Optimisation(model, tables, config.train, plan.steps,
+                                sparse_tables=bool(tables) and
+                                config.sparse_table_gradients(device.type))
     return BuiltRun(config=config, dataset=dataset, train_days=train_days, eval_days=eval_days,
                     task=task, masks=masks, coverage=shares, model=model, net=net,
                     optimisation=optimisation, plan=plan, world=world, device=device)

@@ -1,10 +1,11 @@
 """One pass over the training days in time order, then evaluation on the held-out day.
 
-The trainer knows views and losses, never column names: it reads batches from
-`malt.data.batches`, asks the model for per-view losses and combines them as
-`L_main + λ · Σ_k L_aux_k` (or through GCS / PCGrad). Checkpoints are written at every day
-boundary and when the run is interrupted (Ctrl-C finishes the current step, saves, and stops);
-`resume` continues from the checkpoint and ends with the same numbers as an uninterrupted run.
+The trainer knows loss terms, never column names: it reads batches from `malt.data.batches`,
+asks the model for its loss terms (`malt.losses.terms`) and combines them as
+`Σ_main w · L + λ · Σ_aux w · L` (or hands the tasks to GCS / PCGrad). Checkpoints are written
+at every day boundary and when the run is interrupted (Ctrl-C finishes the current step, saves,
+and stops); `resume` continues from the checkpoint and ends with the same numbers as an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class StepReport:
     losses: dict[str, float]
+    """Every loss term's w · value, when the step is due for logging (else empty)."""
     rows: int
+    main_loss: float | None = None
+    """The main task's loss, when the step is due for logging."""
 
 
 @dataclass
@@ -153,7 +157,7 @@ class Trainer:
                     self._leg.rows += report.rows * self.world.size
                     if report.losses:
                         self._refuse_divergence(report.losses)
-                        self._leg.loss = report.losses[self.task.main]
+                        self._leg.loss = report.main_loss
                         self._log_step(writer, report)
                     if progress is not None:
                         progress(self._progress(day))
@@ -237,31 +241,29 @@ class Trainer:
             else contextlib.nullcontext()
         with sync, self._autocast():
             outputs = self.net(batch)
-            losses = self.model.losses(outputs, batch)
-        main_loss = losses[self.task.main]
-        aux_losses = {v: loss for v, loss in losses.items() if v != self.task.main} \
-            if self.task.aux_weight > 0 else {}
-        if use_surgery and aux_losses:
-            self._surgery_step(main_loss, list(aux_losses.values()), scale)
+            terms = self.model.loss_terms(outputs, batch)
+        if use_surgery and terms.auxiliary:
+            self._surgery_step(terms.tasks(), scale)
         else:
-            total = main_loss + self.task.aux_weight * sum(aux_losses.values()) \
-                if aux_losses else main_loss
-            (total * scale).backward()
+            (terms.total(self.task.aux_weight) * scale).backward()
         if cfg.grad_clip is not None:
             clip_gradients(list(self.model.parameters()), cfg.grad_clip)
         self.optimisation.step()
         self.optimisation.zero_grad()
         step = self.state.global_step
         due = step == 0 or step + 1 == self.total_steps or (step + 1) % cfg.log_every == 0
-        logged = {v: float(loss.detach()) for v, loss in losses.items()} if due else {}
-        return StepReport(losses=logged, rows=rows)
+        if not due:
+            return StepReport(losses={}, rows=rows)
+        return StepReport(losses=terms.logged(), rows=rows,
+                          main_loss=float(terms.main_loss().detach()))
 
-    def _surgery_step(self, main_loss: torch.Tensor, aux_losses: list[torch.Tensor],
-                      scale: float) -> None:
+    def _surgery_step(self, tasks: list[torch.Tensor], scale: float) -> None:
+        """Step on the combined gradient of `tasks` (the main task's loss first, then each
+        auxiliary task's), each scaled to this rank's share of the step."""
         cfg = self.config.train
         params = [p for p in self.model.parameters() if p.requires_grad]
-        grads = grad_methods.task_gradients([main_loss * scale, *(a * scale for a in aux_losses)],
-                                            params, self.world)
+        grads = grad_methods.task_gradients([task * scale for task in tasks], params,
+                                            self.world)
         if cfg.grad_method == "gcs":
             combined, _ = grad_methods.gcs(grads, params, cfg.grad_variant, cfg.gcs_weighting,
                                            self.task.aux_weight)
