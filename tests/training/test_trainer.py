@@ -337,9 +337,12 @@ def test_overwrite_removes_only_the_runs_own_files(data, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["none", "gcs"])
-def test_two_process_ddp_matches_one_process(data, tmp_path, method):
-    config = _config(data, grad_method=method)
+# gcs without auxiliary views: the step plans surgery (no_sync) but has no auxiliary term, so
+# the gradients must still be averaged over the ranks.
+@pytest.mark.parametrize("method, aux", [("none", ("first", "cat")), ("gcs", ("first", "cat")),
+                                         ("gcs", ())])
+def test_two_process_ddp_matches_one_process(data, tmp_path, method, aux):
+    config = _config(data, aux=aux, grad_method=method)
     train_run(config, tmp_path / "single")
     (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -30,7 +30,7 @@ from malt.runs.directory import RunDir
 from malt.runs.tracking import Tracker
 from malt.training import grad_methods
 from malt.training.builder import BuiltRun
-from malt.training.distributed import barrier
+from malt.training.distributed import all_reduce_mean, barrier
 from malt.training.optim import clip_gradients
 from malt.training.progress import ProgressFn, TrainProgress
 
@@ -246,6 +246,11 @@ class Trainer:
             self._surgery_step(terms.tasks(), scale)
         else:
             (terms.total(self.task.aux_weight) * scale).backward()
+            if use_surgery:
+                # DDP skipped its all-reduce (no_sync) for a surgery this step turned out not
+                # to need: no auxiliary term. Average over the ranks here instead.
+                all_reduce_mean([p.grad for p in self.model.parameters() if p.grad is not None],
+                                self.world)
         if cfg.grad_clip is not None:
             clip_gradients(list(self.model.parameters()), cfg.grad_clip)
         self.optimisation.step()
