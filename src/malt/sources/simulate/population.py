@@ -14,8 +14,9 @@ import numpy as np
 
 from malt.sources.simulate.config import DEVICES, LATENT_DIM, Params
 
-PROFILE = ("age band", "gender", "city tier", "spending power", "membership", "device")
 PROFILE_SIZES = (7, 3, 6, 5, 4, DEVICES)
+"""Values of each user profile feature: age band, gender, city tier, spending power,
+membership, device."""
 SPENDING, MEMBERSHIP, DEVICE = 3, 4, 5
 
 
