@@ -231,3 +231,16 @@ def test_an_encoder_without_embedding_tables_trains_under_the_row_table_optimise
     before = trainer.model.encoder.scale.detach().clone()
     trainer.train_step(next(iter(DayBatches(trainer.train_days[0], 64))))
     assert not torch.equal(trainer.model.encoder.scale, before)
+
+
+def test_the_lazy_table_optimiser_refuses_an_encoder_without_tables(fresh, random_mac):
+    register_encoder("numeric_only", NumericOnly, NumericOnlyConfig)
+    config = RunConfig.from_dict({
+        "data": {"path": str(random_mac)}, "task": {"main": "last"},
+        "train": {"batch_size": 64, "table_optimizer": "lazy"},
+        "model": {"name": "base", "encoder": {"name": "numeric_only"},
+                  "expert": {"dim": 4, "se_group_size": 1, "se_reduction": 1},
+                  "tower": {"dims": [4]}}})
+    with pytest.raises(ConfigError, match="'lazy' updates embedding tables, and the encoder "
+                                          "'numeric_only' has none"):
+        build_run(config)

@@ -214,6 +214,10 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
             find_unused_parameters=True)
     plan = StepPlan.of(day_rows, config.train.batch_size)
     tables = model.embedding_parameters()
+    if not tables and config.train.table_optimizer == "lazy":
+        encoder = config.model_config(device.type).encoder.name
+        raise ConfigError(f"train.table_optimizer 'lazy' updates embedding tables, and the "
+                          f"encoder '{encoder}' has none: use 'rows' or 'dense'")
     # An encoder without embedding tables (a plugin's may have none) has none to make sparse.
     optimisation = Optimisation(model, tables, config.train, plan.steps,
                                 sparse_tables=bool(tables) and
