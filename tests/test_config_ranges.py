@@ -50,6 +50,7 @@ def default_instance(cls: type) -> Any:
     """An instance of `cls` with valid values (its defaults where every field has one)."""
     from malt.experiments.engine import StudyOptions
     from malt.experiments.study import Study
+    from malt.sources.attribution.config import AttributeOptions
     from malt.sources.simulate import app_promotion
     from malt.sources.simulate import config as simulate
 
@@ -57,6 +58,7 @@ def default_instance(cls: type) -> Any:
         simulate.SimConfig: lambda: simulate.SIZES["tiny"],
         app_promotion.AppSimConfig: lambda: app_promotion.SIZES["tiny"],
         StudyOptions: lambda: StudyOptions(names=("main",)),
+        AttributeOptions: lambda: AttributeOptions(clicks="clicks.csv", out="out"),
         Study: lambda: Study(preset="smoke", setup=None, data=Path("data"), output=None,
                              labels=("last",), seeds=(1,)),
     }
