@@ -74,15 +74,13 @@ def default_window_days(log_format: LogFormat) -> float:
 _LIST = {"separator": ","}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AttributeOptions:
     """What `malt attribute` reads, labels and writes; spans in days."""
 
     clicks: str
     """Click table (generic) or impression file (criteo): parquet, csv or tsv, optionally
     gzipped."""
-    out: str
-    """Output directory (MAC layout)."""
     conversions: str | None = None
     """Conversion table (generic only)."""
     format: LogFormat = "generic"
@@ -118,6 +116,8 @@ class AttributeOptions:
     else local[*])."""
     name: str | None = None
     """Schema name (default: the output folder)."""
+    out: str
+    """Output directory (MAC layout)."""
     overwrite: bool = False
     """Replace the day and vocab files of an earlier output in --out."""
 
