@@ -68,7 +68,8 @@ def test_the_walk_finds_every_family_of_option_sets():
     names = {c.__name__ for c in option_sets()}
     assert {"RunConfig", "DataConfig", "TaskConfig", "TrainConfig", "StudyOptions", "SchemaFile",
             "FieldGroups", "SharedTable", "IdSequenceEntry", "CategoricalField", "EncoderConfig",
-            "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions"} <= names
+            "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
+            "KuaiRandOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 
