@@ -69,7 +69,7 @@ def test_the_walk_finds_every_family_of_option_sets():
     assert {"RunConfig", "DataConfig", "TaskConfig", "TrainConfig", "StudyOptions", "SchemaFile",
             "FieldGroups", "SharedTable", "IdSequenceEntry", "CategoricalField", "EncoderConfig",
             "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
-            "KuaiRandOptions"} <= names
+            "KuaiRandOptions", "FetchOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 
@@ -131,12 +131,15 @@ def test_a_value_of_the_wrong_type_names_key_value_and_expected_type(cls):
                                           f"{describe(annotation)}"), f.name
 
 
-def required_arguments(cls: type) -> list[str]:
-    """A valid value for every positional argument and required flag of `cls`'s flags."""
+def required_arguments(cls: type, given: dict[str, str] | None = None) -> list[str]:
+    """A valid value for every positional argument and required flag of `cls`'s flags (or the
+    text `given` for it)."""
     out: list[str] = []
     for flag in config_flags(cls, namespace="opt__"):
-        value = str((choices(typing.get_args(flag.annotation)[0]) or ("x",))[0]) \
-            if flag.positional else "x"
+        one = typing.get_args(flag.annotation)[0] \
+            if typing.get_origin(flag.annotation) in (list, tuple) else flag.annotation
+        value = str((choices(one) or ("x",))[0]) if flag.positional else "x"
+        value = (given or {}).get(flag.option, value)
         out += [value] if flag.positional else [flag.option, value] if flag.required else []
     return out
 
@@ -155,11 +158,13 @@ def test_a_flag_of_the_wrong_type_names_flag_value_and_expected_type(cls):
     add_options(parser, cls)
     typed_flags, checked = set(), set()
     for flag in config_flags(cls, namespace="opt__"):
-        if flag.positional or flag.annotation is bool or takes_any_text(flag.annotation):
+        if flag.annotation is bool or takes_any_text(flag.annotation):
             continue
         typed_flags.add(flag.option)
         for text in WRONG_TEXT:
-            args = parser.parse_args([*required_arguments(cls), flag.option, text])
+            args = parser.parse_args(required_arguments(cls, {flag.option: text})
+                                     if flag.positional else
+                                     [*required_arguments(cls), flag.option, text])
             try:
                 read_options(args, cls)
             except ConfigError as error:
