@@ -177,3 +177,28 @@ def test_a_flag_of_the_wrong_type_names_flag_value_and_expected_type(cls):
 def test_the_option_sets_choices_load_no_torch():
     code = "import sys, malt.cli; malt.cli.build_parser(); sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Listed:
+    """A list in one text and a required flag."""
+
+    name: str
+    """Required."""
+    rules: tuple[typing.Literal["last", "first"], ...] = dataclasses.field(
+        default=("last",), metadata={"separator": ","})
+    """Comma-separated."""
+
+
+def test_a_separated_list_is_one_text_and_a_flag_without_default_is_required(capsys):
+    parser = argparse.ArgumentParser()
+    add_options(parser, Listed)
+    args = parser.parse_args(["--name", "n", "--rules", "first, last,"])
+    assert read_options(args, Listed) == Listed(name="n", rules=("first", "last"))
+    assert read_options(parser.parse_args(["--name", "n"]), Listed).rules == ("last",)
+    with pytest.raises(ConfigError, match=r"^--rules = 'lats': expected one of .*'last'\?"):
+        read_options(parser.parse_args(["--name", "n", "--rules", "first,lats"]), Listed)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--rules", "last"])
+    assert "the following arguments are required: --name" in capsys.readouterr().err
+    OPTION_SETS.discard(Listed)  # not a command's: the walks above stay the commands'
