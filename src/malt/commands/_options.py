@@ -42,7 +42,7 @@ from typing import Any, Literal, Union
 from malt.config_files import merge_tables, read_key_value_file, tree_from_dotted_keys
 from malt.errors import ConfigError
 from malt.runs.config import DEFAULT_SEED, RunConfig, TrainConfig
-from malt.typed_fields import Seed, build, field_docs, hints, parse_text
+from malt.typed_fields import Seed, build, check_value, field_docs, hints, parse_text
 
 _DEST = "cfg__"
 _OWN = "opt__"
@@ -282,7 +282,9 @@ def _read(flag: ConfigFlag, value: Any) -> Any:
         element = typing.get_args(annotation)[0]
         if flag.separator is not None:
             value = [v.strip() for v in value.split(flag.separator) if v.strip()]
-        return [parse_text(flag.option, v, element) for v in value]
+        values = [parse_text(flag.option, v, element) for v in value]
+        check_value(flag.option, values, annotation)  # the length of a fixed-length tuple
+        return values
     if origin is dict:
         out = {}
         for item in value:
