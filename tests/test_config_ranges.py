@@ -50,13 +50,19 @@ def default_instance(cls: type) -> Any:
     """An instance of `cls` with valid values (its defaults where every field has one)."""
     from malt.experiments.engine import StudyOptions
     from malt.experiments.study import Study
+    from malt.sources.attribution.config import AttributeOptions
+    from malt.sources.fetch import FetchOptions
     from malt.sources.simulate import app_promotion
     from malt.sources.simulate import config as simulate
+    from malt.sources.simulate.options import SimulateOptions
 
     made = {
         simulate.SimConfig: lambda: simulate.SIZES["tiny"],
         app_promotion.AppSimConfig: lambda: app_promotion.SIZES["tiny"],
         StudyOptions: lambda: StudyOptions(names=("main",)),
+        AttributeOptions: lambda: AttributeOptions(clicks="clicks.csv", out="out"),
+        SimulateOptions: lambda: SimulateOptions(out="out"),
+        FetchOptions: lambda: FetchOptions(dataset="mac", dest="mac"),
         Study: lambda: Study(preset="smoke", setup=None, data=Path("data"), output=None,
                              labels=("last",), seeds=(1,)),
     }

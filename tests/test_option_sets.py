@@ -13,7 +13,9 @@ import argparse
 import dataclasses
 import subprocess
 import sys
+import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,7 +68,8 @@ def test_the_walk_finds_every_family_of_option_sets():
     names = {c.__name__ for c in option_sets()}
     assert {"RunConfig", "DataConfig", "TaskConfig", "TrainConfig", "StudyOptions", "SchemaFile",
             "FieldGroups", "SharedTable", "IdSequenceEntry", "CategoricalField", "EncoderConfig",
-            "MoAEConfig", "KAMLConfig"} <= names
+            "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
+            "KuaiRandOptions", "FetchOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 
@@ -128,10 +131,24 @@ def test_a_value_of_the_wrong_type_names_key_value_and_expected_type(cls):
                                           f"{describe(annotation)}"), f.name
 
 
-def required_positionals(cls: type) -> list[str]:
-    """A valid value for every positional argument of `cls`'s flags."""
-    return [str((choices(typing.get_args(flag.annotation)[0]) or ("x",))[0])
-            for flag in config_flags(cls, namespace="opt__") if not flag.option.startswith("-")]
+def required_arguments(cls: type, given: dict[str, str] | None = None) -> list[str]:
+    """A valid value for every positional argument and required flag of `cls`'s flags (or the
+    text `given` for it)."""
+    out: list[str] = []
+    for flag in config_flags(cls, namespace="opt__"):
+        one = typing.get_args(flag.annotation)[0] \
+            if typing.get_origin(flag.annotation) in (list, tuple) else flag.annotation
+        value = str((choices(one) or ("x",))[0]) if flag.positional else "x"
+        value = (given or {}).get(flag.option, value)
+        out += [value] if flag.positional else [flag.option, value] if flag.required else []
+    return out
+
+
+def takes_any_text(annotation: Any) -> bool:
+    """A text or path field, or a list of texts (with or without None)."""
+    given = [a for a in typing.get_args(annotation) if a is not type(None)] \
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) else [annotation]
+    return all(a in (str, Path) or typing.get_args(a)[:1] == (str,) for a in given)
 
 
 @pytest.mark.parametrize("cls", [c for c in command_option_sets() if c is not RunConfig],
@@ -139,21 +156,49 @@ def required_positionals(cls: type) -> list[str]:
 def test_a_flag_of_the_wrong_type_names_flag_value_and_expected_type(cls):
     parser = argparse.ArgumentParser()
     add_options(parser, cls)
-    checked = 0
+    typed_flags, checked = set(), set()
     for flag in config_flags(cls, namespace="opt__"):
-        if not flag.option.startswith("-") or flag.annotation is bool:
+        if flag.annotation is bool or takes_any_text(flag.annotation):
             continue
+        typed_flags.add(flag.option)
         for text in WRONG_TEXT:
-            args = parser.parse_args([*required_positionals(cls), flag.option, text])
+            args = parser.parse_args(required_arguments(cls, {flag.option: text})
+                                     if flag.positional else
+                                     [*required_arguments(cls), flag.option, text])
             try:
                 read_options(args, cls)
             except ConfigError as error:
                 assert str(error).startswith(f"{flag.option} = {text!r}: expected "), flag
-                checked += 1
+                checked.add(flag.option)
                 break
-    assert checked >= 8
+    assert typed_flags and checked == typed_flags
 
 
 def test_the_option_sets_choices_load_no_torch():
     code = "import sys, malt.cli; malt.cli.build_parser(); sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Listed:
+    """A list in one text and a required flag."""
+
+    name: str
+    """Required."""
+    rules: tuple[typing.Literal["last", "first"], ...] = dataclasses.field(
+        default=("last",), metadata={"separator": ","})
+    """Comma-separated."""
+
+
+def test_a_separated_list_is_one_text_and_a_flag_without_default_is_required(capsys):
+    parser = argparse.ArgumentParser()
+    add_options(parser, Listed)
+    args = parser.parse_args(["--name", "n", "--rules", "first, last,"])
+    assert read_options(args, Listed) == Listed(name="n", rules=("first", "last"))
+    assert read_options(parser.parse_args(["--name", "n"]), Listed).rules == ("last",)
+    with pytest.raises(ConfigError, match=r"^--rules = 'lats': expected one of .*'last'\?"):
+        read_options(parser.parse_args(["--name", "n", "--rules", "first,lats"]), Listed)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--rules", "last"])
+    assert "the following arguments are required: --name" in capsys.readouterr().err
+    OPTION_SETS.discard(Listed)  # not a command's: the walks above stay the commands'

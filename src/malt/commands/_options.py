@@ -7,7 +7,9 @@ annotation, its help from the field's docstring and its default. Values are read
 field's type (`malt.typed_fields.parse_text`): a wrong one is a `ConfigError` naming flag,
 value and type, and the closest choice where there are choices. A list takes its values after
 the flag (at least one when the field may be None, which stands for "not given"); a positional
-argument is one value (a list of one for a list field); a table takes repeated KEY=VALUE.
+argument is one value (a list of one for a list field); a table takes repeated KEY=VALUE. A
+list field whose `separator` metadata is set takes one text split at it (`--rules last,first`).
+A field without a default is a required flag.
 
 Two kinds of option sets:
 
@@ -40,7 +42,7 @@ from typing import Any, Literal, Union
 from malt.config_files import merge_tables, read_key_value_file, tree_from_dotted_keys
 from malt.errors import ConfigError
 from malt.runs.config import DEFAULT_SEED, RunConfig, TrainConfig
-from malt.typed_fields import Seed, build, field_docs, hints, parse_text
+from malt.typed_fields import Seed, build, check_value, field_docs, hints, parse_text
 
 _DEST = "cfg__"
 _OWN = "opt__"
@@ -64,12 +66,17 @@ class ConfigFlag:
     """Prefix of the flag's destination: the run config's flags and a command's own options
     never share one (both may have a --seed)."""
     metavar: str | None = None
+    separator: str | None = None
+    """A list field's values come as one text split at it."""
+    required: bool = False
 
     @property
     def help(self) -> str:
         """The docstring and, when the field has one, its default."""
         shown = self.default not in (None, [], {}, ()) and not self.switch
-        return self.doc + (f" (default: {self.default})" if shown else "")
+        default = self.separator.join(map(str, self.default)) \
+            if shown and self.separator is not None else self.default
+        return self.doc + (f" (default: {default})" if shown else "")
 
     @property
     def dest(self) -> str:
@@ -98,10 +105,13 @@ def config_flags(cls: type = RunConfig, prefix: tuple[str, ...] = (),
         if dataclasses.is_dataclass(annotation):
             yield from config_flags(annotation, (*prefix, f.name), namespace)
         else:
+            missing = f.default is dataclasses.MISSING and \
+                f.default_factory is dataclasses.MISSING
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
-                else None if f.default is dataclasses.MISSING else f.default
+                else None if missing else f.default
             yield ConfigFlag((*prefix, f.name), option, annotation, docs.get(f.name, ""),
-                             default, namespace, f.metadata.get("metavar"))
+                             default, namespace, f.metadata.get("metavar"),
+                             f.metadata.get("separator"), missing and namespace == _OWN)
 
 
 def _option(name: str) -> str:
@@ -125,11 +135,13 @@ def _add(group: argparse._ActionsContainer, flag: ConfigFlag, help: str | None =
                            nargs=1 if origin in (list, tuple) else None, **text)
         return
     text["dest"] = flag.dest
+    if flag.required:
+        text["required"] = True
     if flag.switch:
         group.add_argument(flag.option, action="store_true", default=None, **text)
     elif annotation is bool:
         group.add_argument(flag.option, action=argparse.BooleanOptionalAction, **text)
-    elif origin in (list, tuple):
+    elif origin in (list, tuple) and flag.separator is None:
         optional = type(None) in typing.get_args(flag.annotation)  # given: at least one value
         group.add_argument(flag.option, nargs="+" if optional else "*", metavar=_metavar(flag),
                            **text)
@@ -140,13 +152,14 @@ def _add(group: argparse._ActionsContainer, flag: ConfigFlag, help: str | None =
 
 
 def _metavar(flag: ConfigFlag) -> str:
-    """The metadata's, else `{a,b}` for choices, else the name in capitals."""
+    """The metadata's, else `{a,b}` for choices (of a single value), else the name in
+    capitals."""
     if flag.metavar is not None:
         return flag.metavar
     value = _given(flag.annotation)
     if typing.get_origin(value) in (list, tuple):
         value = typing.get_args(value)[0]
-    if typing.get_origin(value) is Literal:
+    if typing.get_origin(value) is Literal and flag.separator is None:
         return "{" + ",".join(map(str, typing.get_args(value))) + "}"
     return flag.option.lstrip("-").replace("-", "_").upper()
 
@@ -267,7 +280,11 @@ def _read(flag: ConfigFlag, value: Any) -> Any:
         return value
     if origin in (list, tuple):
         element = typing.get_args(annotation)[0]
-        return [parse_text(flag.option, v, element) for v in value]
+        if flag.separator is not None:
+            value = [v.strip() for v in value.split(flag.separator) if v.strip()]
+        values = [parse_text(flag.option, v, element) for v in value]
+        check_value(flag.option, values, annotation)  # the length of a fixed-length tuple
+        return values
     if origin is dict:
         out = {}
         for item in value:

@@ -7,11 +7,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Literal
 
-from malt.commands._options import add_run_options, add_seed_flag, typed
-from malt.data.task import COVERAGE_MASKS
-from malt.typed_fields import PositiveInt
+from malt.commands._options import add_options, add_run_options, read_options, typed
+from malt.data.task import COVERAGE_MASKS, CoverageMask
 
 HELP = "incomplete multi-label data: KuaiRand-Pure recipe (kuairand-sim), mask coverage"
 
@@ -22,7 +20,7 @@ COVERAGE_FIELDS = [("data", "path"), ("data", "schema"), ("data", "train_days"),
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from malt.sources.kuairand import KeepRate  # with pandas: loaded when this command runs
+    from malt.sources.kuairand import KuaiRandOptions  # with pandas: loaded when this runs
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     k = sub.add_parser("kuairand-sim", help="turn the KuaiRand-Pure files into KAML-style data "
@@ -30,25 +28,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     k.add_argument("--raw", required=True,
                    help="directory holding the KuaiRand-Pure CSV files (or their data/ folder)")
     k.add_argument("--out", required=True, help="directory to write (MAC layout + schema.toml)")
-    add_seed_flag(k, "the negative sampling, the targets and the reported actions")
-    k.add_argument("--neg-keep-rate", default="auto",
-                   type=typed("--neg-keep-rate", KeepRate | Literal["auto"]),
-                   help="keep-probability of all-zero rows, in (0, 1], or auto (about "
-                        "--target-rows rows)")
-    k.add_argument("--target-rows", type=typed("--target-rows", PositiveInt), default=900_000,
-                   help="rows left by --neg-keep-rate auto (default 900,000, the paper's size)")
-    k.add_argument("--no-sample-test", action="store_true",
-                   help="keep every all-zero row of the test period")
-    k.add_argument("--reported-per", choices=["video", "row"], default="video",
-                   help="draw the two extra reported actions per video (default) or per row")
-    k.add_argument("--random-log", action="store_true",
-                   help="also read log_random_4_22_to_5_08_pure.csv")
+    add_options(k, KuaiRandOptions)
     k.add_argument("--overwrite", action="store_true", help="replace a data set in --out")
 
     c = sub.add_parser("coverage", help="share of training rows each mask trains per action "
                                         "(KAML paper Table 1)")
     add_run_options(c, COVERAGE_FIELDS, model=False)
-    c.add_argument("--masks", nargs="+", default=None, choices=COVERAGE_MASKS,
+    c.add_argument("--masks", nargs="+", default=None, type=typed("--masks", CoverageMask),
+                   metavar="{" + ",".join(COVERAGE_MASKS) + "}",
                    help="masks to report (default: adm, and reported when the data has it)")
 
 
@@ -61,10 +48,7 @@ def run(args: argparse.Namespace) -> int:
 def _kuairand(args: argparse.Namespace) -> int:
     from malt.sources.kuairand import KuaiRandOptions, build_kuairand
 
-    rate = None if args.neg_keep_rate == "auto" else args.neg_keep_rate
-    options = KuaiRandOptions(seed=args.seed, neg_keep_rate=rate, target_rows=args.target_rows,
-                              sample_test=not args.no_sample_test,
-                              reported_per=args.reported_per, random_log=args.random_log)
+    options = read_options(args, KuaiRandOptions)
     report = build_kuairand(args.raw, args.out, options, overwrite=args.overwrite,
                             progress=lambda line: print(line, flush=True))
     print(report.format())

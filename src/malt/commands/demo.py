@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
-from malt.commands._options import add_device_flag, add_seed_flag
+from malt.commands._options import add_device_flag, add_seed_flag, typed
 
 if TYPE_CHECKING:
     from malt.runs.config import RunConfig
@@ -29,10 +29,13 @@ DEMO_MODELS = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from malt.sources.simulate.config import SizeName
+
     parser.add_argument("--out", default="runs/demo", help="directory for data and runs")
     parser.add_argument("--data", help="use this data set (MAC layout) instead of simulating")
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "medium", "mac"],
-                        help="simulated size when --data is not given")
+    parser.add_argument("--size", default="small", type=typed("--size", SizeName),
+                        metavar="{" + ",".join(get_args(SizeName)) + "}",
+                        help="simulated size when --data is not given (default small)")
     add_seed_flag(parser, "the simulation and the runs")
     add_device_flag(parser)
     parser.add_argument("--overwrite", action="store_true",

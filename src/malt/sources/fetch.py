@@ -12,17 +12,38 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from malt.data.schema import MAC
 from malt.errors import ConfigError
+from malt.typed_fields import validate
 
 MAC_REPO = "alimamaTech/MAC"
 TRAIN_DAYS = 20
 CACHE_SHARE = 0.65
 """Cache size as a share of the release's (about 40 of 62 GB)."""
+Release = Literal["mac"]
+"""A release `malt fetch` downloads."""
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """What `malt fetch` downloads, from where, and into which directory."""
+
+    dataset: Release = field(metadata={"flag": "dataset"})
+    """What to fetch."""
+    dest: str = field(metadata={"flag": "dest"})
+    """Directory to download into (kept between runs: a rerun resumes and skips the files it
+    has)."""
+    repo: str = MAC_REPO
+    """Dataset repository on the hub."""
+    revision: str | None = None
+    """Branch, tag or commit (default main)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
 
 
 @dataclass(frozen=True)

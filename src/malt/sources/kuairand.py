@@ -35,6 +35,7 @@ import pyarrow as pa
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.errors import DataError
 from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
+from malt.runs.config import DEFAULT_SEED
 from malt.typed_fields import PositiveInt, Range, Seed, validate
 
 ACTIONS = ("is_like", "is_follow", "is_comment", "is_forward")
@@ -56,19 +57,27 @@ KeepRate = Annotated[float, Range(0, 1, low_open=True)]
 """The keep-probability of all-zero rows, in (0, 1]."""
 
 
+ReportedPer = Literal["video", "row"]
+"""What draws the reported actions: each video once, or each row."""
+
+
 @dataclass(frozen=True)
 class KuaiRandOptions:
     """How the KuaiRand-Pure logs become a data set (KAML paper §4.2.2)."""
 
-    seed: Seed = 0
-    neg_keep_rate: KeepRate | None = None
-    """Keep-probability of all-zero rows, in (0, 1]; None = `auto` (about `target_rows` rows
-    in all)."""
+    seed: Seed = DEFAULT_SEED
+    """Random seed of the negative sampling, the targets and the reported actions."""
+    neg_keep_rate: KeepRate | Literal["auto"] = "auto"
+    """Keep-probability of all-zero rows, in (0, 1], or `auto` (about `target_rows` rows in
+    all)."""
     target_rows: PositiveInt = 900_000
+    """Rows left by the `auto` keep-rate (900,000: the paper's size)."""
     sample_test: bool = True
-    reported_per: Literal["video", "row"] = "video"
-    """Draw the reported actions per `video` or per `row`."""
+    """Sample the all-zero rows of the test period too (--no-sample-test keeps every one)."""
+    reported_per: ReportedPer = "video"
+    """Draw the two extra reported actions per `video` or per `row`."""
     random_log: bool = False
+    """Also read the random log (log_random_4_22_to_5_08_pure.csv)."""
     train_share: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 0.8
     """Share of the logged time that trains (the rest is the test period)."""
 
@@ -127,7 +136,7 @@ def _first_tag(tags: pd.Series) -> pd.Series:
 
 
 def _keep_rate(n_positive: int, n_zero: int, options: KuaiRandOptions) -> float:
-    if options.neg_keep_rate is not None:
+    if options.neg_keep_rate != "auto":
         return options.neg_keep_rate
     if n_zero == 0:
         return 1.0

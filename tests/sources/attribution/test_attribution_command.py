@@ -217,7 +217,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--format", "criteo"], "drop --conversions"),
-    (["--mode", "indirect-any", "--rules", "last,shapley"], "unknown attribution rules"),
+    (["--mode", "indirect-any", "--rules", "last,shapley"], "--rules = 'shapley': expected one of"),
     (["--window-days", "0"], "--window-days = '0': expected a number > 0 (inf allowed)"),
     (["--dda-features", "colour"], "not click columns"),
     (["--user-fields", "hour", "--ad-fields", "hour"], "both the user and the ad group"),

@@ -28,7 +28,7 @@ from malt.sources.attribution.dda import (
     shapley_shares,
     terms_from_counts,
 )
-from malt.sources.attribution.rules import sort_journeys, sort_order
+from malt.sources.attribution.rules import RULES, sort_journeys, sort_order
 
 # Fixed 0, the first click's logit b, then one cell per (later position, gap bucket).
 FEATURES_AT = 2 + (POSITIONS - 1) * (len(GAP_EDGES) + 1)
@@ -462,3 +462,7 @@ def test_terms_are_the_same_from_aggregated_counts_in_any_order():
                  "lengths"):
         np.testing.assert_array_equal(getattr(terms, name), getattr(expected, name), name)
     assert (terms.n_conv, terms.n_paths) == (expected.n_conv, expected.n_paths)
+
+
+def test_the_rule_literal_is_the_rule_based_rules_and_dda():
+    assert ALL_RULES == (*RULES, "dda")

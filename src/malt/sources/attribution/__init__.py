@@ -1,5 +1,6 @@
 """Attribution engine: turn clicks and conversions into per-click weights under several rules.
 
+    config    the attribution settings and the command's options (light: the command's flags)
     logs      readers of raw logs (generic two-table layout, Criteo attribution layout)
     journeys  which clicks share the credit of which conversion (window, matching mode)
     rules     last, first, linear, position (U-shaped), time_decay
@@ -12,12 +13,21 @@
 
 The same engine on PySpark DataFrames (`malt attribute --engine spark`), same output: the
 `spark` subpackage.
+
+The names below load their module when first used, so that `config` loads without pandas.
 """
 
-from malt.sources.attribution.engine import ALL_RULES, Attribution, AttributionConfig, attribute
-from malt.sources.attribution.journeys import Journeys, build_journeys
-from malt.sources.attribution.logs import ClickLog, read_criteo, read_generic
-from malt.sources.attribution.rules import RULES, credit
+from importlib import import_module
+from typing import Any
 
-__all__ = ["ALL_RULES", "RULES", "Attribution", "AttributionConfig", "ClickLog", "Journeys",
-           "attribute", "build_journeys", "credit", "read_criteo", "read_generic"]
+_HOME = {"ALL_RULES": "config", "AttributionConfig": "config", "Attribution": "engine",
+         "attribute": "engine", "Journeys": "journeys", "build_journeys": "journeys",
+         "ClickLog": "logs", "read_criteo": "logs", "read_generic": "logs", "RULES": "rules",
+         "credit": "rules"}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)

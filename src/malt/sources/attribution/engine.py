@@ -8,63 +8,21 @@ it belongs to. A click in no journey gets 0 under every rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
 
 from malt.errors import ConfigError, DataError
+from malt.sources.attribution.config import AttributionConfig
 from malt.sources.attribution.dda import NoisyOrModel, Paths, dda_credit
 from malt.sources.attribution.journeys import (
-    DAY,
-    DEFAULT_WINDOW_DAYS,
-    MODES,
     Journeys,
     build_journeys,
     key_codes,
     split_paths,
 )
 from malt.sources.attribution.logs import ClickLog
-from malt.sources.attribution.rules import RULES, credit
-from malt.typed_fields import Above, NonNegativeFloat, PositiveFloat, validate
-
-ALL_RULES = (*RULES, "dda")
-
-
-@dataclass(frozen=True)
-class AttributionConfig:
-    """How credit is assigned. Times in seconds.
-
-    rules: label columns to compute, any of `ALL_RULES`.
-    window: attribution window (`np.inf`: none).
-    mode: journey matching, one of `journeys.MODES` (ignored by logs that name the journeys).
-    half_life: of the `time_decay` rule.
-    position_shares: (first, middle, last) shares of the `position` rule.
-    dda_features: click columns whose values enter the `dda` model besides the positions.
-    dda_l2: prior precision of the `dda` model.
-    """
-
-    rules: tuple[str, ...] = ALL_RULES
-    window: Annotated[float, Above(0, infinite=True)] = DEFAULT_WINDOW_DAYS * DAY
-    mode: str = "direct"
-    half_life: PositiveFloat = 7 * DAY
-    position_shares: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (0.4, 0.2, 0.4)
-    dda_features: tuple[str, ...] = ()
-    dda_l2: NonNegativeFloat = 1.0
-
-    def __post_init__(self) -> None:
-        validate(self, "attribution")
-        unknown = [r for r in self.rules if r not in ALL_RULES]
-        if unknown or not self.rules:
-            raise ConfigError(f"unknown attribution rules {unknown}; choose from {ALL_RULES}")
-        if len(set(self.rules)) != len(self.rules):
-            raise ConfigError(f"attribution rules listed twice: {list(self.rules)}")
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown attribution mode '{self.mode}', expected one of {MODES}")
-        shares = self.position_shares
-        if shares[0] + shares[2] <= 0:
-            raise ConfigError(f"attribution.position_shares needs a positive first + last "
-                              f"share, got {shares}")
+from malt.sources.attribution.rules import credit
 
 
 @dataclass

@@ -21,14 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from malt.sources.attribution.config import DAY, DEFAULT_WINDOW_DAYS
 from malt.sources.attribution.rules import sort_order
-
-MODES = ("direct", "indirect-shop", "indirect-any")
-DAY = 86400.0
-"""Seconds per day: windows and half-lives are given in days, times are in seconds."""
-DEFAULT_WINDOW_DAYS = 7.0
-"""Default attribution window of raw logs; MAC keeps its own window confidential, a week is the
-most common window of the ad platforms that publish theirs."""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.schema import CategoricalField, Schema
 from malt.errors import ConfigError, DataError
 from malt.outputs import atomic_write_text
-from malt.sources.attribution.journeys import DAY
+from malt.sources.attribution.config import DAY
 from malt.sources.attribution.logs import ClickLog
 
 

@@ -14,18 +14,17 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import get_args
 
 from malt.errors import ConfigError
 from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
-from malt.sources.attribution.engine import AttributionConfig
-from malt.sources.attribution.journeys import DAY
+from malt.sources.attribution.config import DAY, AttributionConfig, EngineName, LogFormat
 from malt.sources.attribution.mac import build_schema, float_columns, numeric_line
 from malt.sources.attribution.memory import MemoryEngine
-from malt.sources.attribution.protocol import LogFormat
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("memory", "spark")
+ENGINES = get_args(EngineName)
 REPORT_FILE = "attribution.json"
 
 
@@ -56,16 +55,11 @@ class AttributionReport:
     """Split, file (relative to the output) and rows of every written day."""
 
 
-def default_window_days(log_format: LogFormat) -> float:
-    """7 days; 30 for Criteo, whose log spans 30 days, so that every journey it names is kept."""
-    return 30.0 if log_format == "criteo" else 7.0
-
-
 def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str | Path,
                    config: AttributionConfig, *, log_format: LogFormat = "generic",
                    name: str | None = None, user_fields: tuple[str, ...] = (),
                    ad_fields: tuple[str, ...] = (), overwrite: bool = False,
-                   engine: str = "memory", master: str | None = None) -> AttributionReport:
+                   engine: EngineName = "memory", master: str | None = None) -> AttributionReport:
     """Attribute the logs under every rule of `config` and write the MAC layout to `out`.
 
     `engine`: "memory" (pandas and numpy) or "spark" (PySpark DataFrames, on the session of

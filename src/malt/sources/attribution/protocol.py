@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 from malt.data.schema import Schema
-from malt.sources.attribution.engine import AttributionConfig
+from malt.sources.attribution.config import AttributionConfig, LogFormat
 from malt.sources.attribution.mac import WrittenDay
-
-LogFormat = Literal["generic", "criteo"]
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,20 @@ attribution labels that behave like MAC's (see `malt.sources.simulate.journeys` 
     from malt.sources.simulate import simulate, size_config
     stats = simulate(size_config("small", seed=1), "data/sim")
     print(stats.format())
+
+The names below load their module when first used, so that `options` (the command's flags)
+loads without pandas.
 """
 
-from malt.sources.simulate.config import SIZES, Params, SimConfig, size_config
-from malt.sources.simulate.dataset import simulate
-from malt.sources.simulate.stats import MAC_RATIOS, SimStats
+from importlib import import_module
+from typing import Any
 
-__all__ = ["MAC_RATIOS", "SIZES", "Params", "SimConfig", "SimStats", "simulate", "size_config"]
+_HOME = {"SIZES": "config", "Params": "config", "SimConfig": "config", "size_config": "config",
+         "simulate": "dataset", "MAC_RATIOS": "stats", "SimStats": "stats"}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)

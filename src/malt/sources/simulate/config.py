@@ -9,7 +9,7 @@ MAC's (last 1.6%, first 1.8%, DDA 4.3%, linear 5.3%) with about 4.7 clicks per u
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -173,7 +173,9 @@ class SimConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-SIZES: dict[str, SimConfig] = {
+SizeName = Literal["tiny", "small", "medium", "mac"]
+"""A preset size of the simulators (the app-promotion scenario has no `mac` size)."""
+SIZES: dict[SizeName, SimConfig] = {
     "tiny": SimConfig(users=1_800, days=6),
     "small": SimConfig(users=20_000, days=11),
     "medium": SimConfig(users=100_000, days=21),
@@ -182,7 +184,7 @@ SIZES: dict[str, SimConfig] = {
 """Presets: tiny (CI, ~50k clicks), small (~1M, the demo), medium (~10M), mac (~79M, 21 days)."""
 
 
-def size_config(size: str, **overrides) -> SimConfig:
+def size_config(size: SizeName, **overrides) -> SimConfig:
     """The preset `size` with `users`, `days`, `seed` ... replaced where given (not None)."""
     if size not in SIZES:
         raise ConfigError(f"unknown size '{size}', expected one of {list(SIZES)}")

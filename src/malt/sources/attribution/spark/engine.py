@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from malt.errors import ConfigError, DataError
+from malt.sources.attribution.config import AttributionConfig
 from malt.sources.attribution.dda import (
     BIAS,
     GAP_EDGES,
@@ -38,7 +39,6 @@ from malt.sources.attribution.dda import (
     pattern_shares,
     terms_from_counts,
 )
-from malt.sources.attribution.engine import AttributionConfig
 from malt.sources.attribution.rules import scaled_shares
 from malt.sources.attribution.spark.logs import ROW, Cache, SparkLog
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from malt.data.schema import Schema
 from malt.errors import DataError
-from malt.sources.attribution.journeys import DAY
+from malt.sources.attribution.config import DAY
 from malt.sources.attribution.mac import (
     WrittenDay,
     day_files,

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from malt.data.schema import Schema
-from malt.sources.attribution.engine import AttributionConfig
+from malt.sources.attribution.config import AttributionConfig, LogFormat
 from malt.sources.attribution.mac import WrittenDay
-from malt.sources.attribution.protocol import LabelStats, LogFormat
+from malt.sources.attribution.protocol import LabelStats
 from malt.sources.attribution.spark.engine import SparkAttribution, attribute_spark
 from malt.sources.attribution.spark.logs import (
     Cache,

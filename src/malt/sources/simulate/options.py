@@ -1,0 +1,40 @@
+"""What `malt simulate` is asked: the scenario, its preset size and what overrides it. Loads
+neither pandas nor the simulators, so that the command's flags come from it alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from malt.runs.config import DEFAULT_SEED
+from malt.sources.simulate.config import SimulatedDays, SizeName
+from malt.typed_fields import PositiveInt, Seed, validate
+
+Scenario = Literal["mac", "app-promotion"]
+"""mac: MAC-shaped clicks with attribution labels; app-promotion: campaigns with target actions
+and incomplete, skewed conversion labels (the KAML setting)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulateOptions:
+    """A simulated data set to write."""
+
+    size: SizeName = "small"
+    """Preset: tiny ~50k clicks (CI), small ~1M (the demo), medium ~10M, mac ~79M over 21
+    days."""
+    out: str
+    """Directory to write (train/, test/, vocabs/)."""
+    seed: Seed = DEFAULT_SEED
+    """Random seed of the simulation."""
+    users: PositiveInt | None = None
+    """Override the preset's users."""
+    days: SimulatedDays | None = None
+    """Override the preset's days (the last one is the test day; 2 to 100)."""
+    overwrite: bool = False
+    """Replace a data set already in --out."""
+    scenario: Scenario = "mac"
+    """mac: MAC-shaped clicks with attribution labels; app-promotion: campaigns with target
+    actions and incomplete, skewed conversion labels (KAML setting; writes schema.toml)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
