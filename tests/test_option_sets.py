@@ -69,7 +69,7 @@ def test_the_walk_finds_every_family_of_option_sets():
     assert {"RunConfig", "DataConfig", "TaskConfig", "TrainConfig", "StudyOptions", "SchemaFile",
             "FieldGroups", "SharedTable", "IdSequenceEntry", "CategoricalField", "EncoderConfig",
             "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
-            "KuaiRandOptions", "FetchOptions"} <= names
+            "KuaiRandOptions", "FetchOptions", "PredictOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 
@@ -202,3 +202,22 @@ def test_a_separated_list_is_one_text_and_a_flag_without_default_is_required(cap
         parser.parse_args(["--rules", "last"])
     assert "the following arguments are required: --name" in capsys.readouterr().err
     OPTION_SETS.discard(Listed)  # not a command's: the walks above stay the commands'
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeated:
+    """A list whose flag is repeated, once per value."""
+
+    keep: list[str] = dataclasses.field(default_factory=list, metadata={"repeat": True})
+    """Repeatable."""
+
+
+def test_a_repeated_flag_takes_one_value_each_time():
+    parser = argparse.ArgumentParser()
+    add_options(parser, Repeated)
+    args = parser.parse_args(["--keep", "a", "--keep", "b"])
+    assert read_options(args, Repeated) == Repeated(keep=["a", "b"])
+    assert read_options(parser.parse_args([]), Repeated).keep == []
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--keep", "a", "b"])
+    OPTION_SETS.discard(Repeated)
