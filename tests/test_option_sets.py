@@ -69,7 +69,8 @@ def test_the_walk_finds_every_family_of_option_sets():
     assert {"RunConfig", "DataConfig", "TaskConfig", "TrainConfig", "StudyOptions", "SchemaFile",
             "FieldGroups", "SharedTable", "IdSequenceEntry", "CategoricalField", "EncoderConfig",
             "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
-            "KuaiRandOptions", "FetchOptions", "PredictOptions"} <= names
+            "KuaiRandOptions", "FetchOptions", "PredictOptions",
+            "ExportOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 
