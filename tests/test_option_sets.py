@@ -70,7 +70,7 @@ def test_the_walk_finds_every_family_of_option_sets():
             "FieldGroups", "SharedTable", "IdSequenceEntry", "CategoricalField", "EncoderConfig",
             "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
             "KuaiRandOptions", "FetchOptions", "PredictOptions",
-            "ExportOptions", "EvalOptions"} <= names
+            "ExportOptions", "EvalOptions", "PrepareOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 
