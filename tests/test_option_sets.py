@@ -70,7 +70,7 @@ def test_the_walk_finds_every_family_of_option_sets():
             "FieldGroups", "SharedTable", "IdSequenceEntry", "CategoricalField", "EncoderConfig",
             "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
             "KuaiRandOptions", "FetchOptions", "PredictOptions",
-            "ExportOptions", "EvalOptions", "PrepareOptions"} <= names
+            "ExportOptions", "EvalOptions", "PrepareOptions", "TrainOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 
@@ -152,7 +152,15 @@ def takes_any_text(annotation: Any) -> bool:
     return all(a in (str, Path) or typing.get_args(a)[:1] == (str,) for a in given)
 
 
-@pytest.mark.parametrize("cls", [c for c in command_option_sets() if c is not RunConfig],
+def typed_options(cls: type) -> bool:
+    """Whether a flag of `cls` takes a value that is not any text (texts and switches can't be
+    wrong)."""
+    return any(not (f.annotation is bool or takes_any_text(f.annotation))
+               for f in config_flags(cls, namespace="opt__"))
+
+
+@pytest.mark.parametrize("cls", [c for c in command_option_sets()
+                                 if c is not RunConfig and typed_options(c)],
                          ids=lambda c: c.__name__)
 def test_a_flag_of_the_wrong_type_names_flag_value_and_expected_type(cls):
     parser = argparse.ArgumentParser()
