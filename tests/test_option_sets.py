@@ -70,7 +70,8 @@ def test_the_walk_finds_every_family_of_option_sets():
             "FieldGroups", "SharedTable", "IdSequenceEntry", "CategoricalField", "EncoderConfig",
             "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
             "KuaiRandOptions", "FetchOptions", "PredictOptions",
-            "ExportOptions", "EvalOptions", "PrepareOptions", "TrainOptions"} <= names
+            "ExportOptions", "EvalOptions", "PrepareOptions", "TrainOptions",
+            "UpgradeRunOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 
@@ -230,3 +231,20 @@ def test_a_repeated_flag_takes_one_value_each_time():
     with pytest.raises(SystemExit):
         parser.parse_args(["--keep", "a", "b"])
     OPTION_SETS.discard(Repeated)
+
+
+@dataclasses.dataclass(frozen=True)
+class RepeatedPositional:
+    """A positional list of one or more values."""
+
+    paths: list[str] = dataclasses.field(metadata={"flag": "paths", "repeat": True})
+    """One or more."""
+
+
+def test_a_repeated_positional_takes_one_or_more_values():
+    parser = argparse.ArgumentParser()
+    add_options(parser, RepeatedPositional)
+    assert read_options(parser.parse_args(["a", "b"]), RepeatedPositional).paths == ["a", "b"]
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    OPTION_SETS.discard(RepeatedPositional)

@@ -10,7 +10,8 @@ the flag (at least one when the field may be None, which stands for "not given")
 argument is one value (a list of one for a list field); a table takes repeated KEY=VALUE. A
 list field whose `separator` metadata is set takes one text split at it (`--rules last,first`).
 A list field whose `repeat` metadata is true takes one value per flag, the flag repeated
-(`--keep a --keep b`). A field without a default is a required flag.
+(`--keep a --keep b`), or, positional, one or more values. A field without a default is a
+required flag.
 
 Two kinds of option sets:
 
@@ -135,8 +136,8 @@ def _add(group: argparse._ActionsContainer, flag: ConfigFlag, help: str | None =
     origin = typing.get_origin(annotation)
     text = {"help": flag.help if help is None else help}
     if flag.positional:
-        group.add_argument(flag.dest, metavar=_metavar(flag),
-                           nargs=1 if origin in (list, tuple) else None, **text)
+        nargs = None if origin not in (list, tuple) else "+" if flag.repeat else 1
+        group.add_argument(flag.dest, metavar=_metavar(flag), nargs=nargs, **text)
         return
     text["dest"] = flag.dest
     if flag.required:

@@ -1,9 +1,9 @@
-"""What `malt train` takes besides the run config: torch-free, so that its flags are generated
-without loading torch."""
+"""What `malt train` (besides the run config) and `malt upgrade-run` take: torch-free, so that
+their flags are generated without loading torch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from malt.typed_fields import validate
 
@@ -18,6 +18,20 @@ class TrainOptions:
     """Continue the run in --out from its last checkpoint."""
     overwrite: bool = False
     """Replace an existing run in --out."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
+
+
+@dataclass(frozen=True)
+class UpgradeRunOptions:
+    """Which runs `malt upgrade-run` converts, and the user's word that they trust them."""
+
+    paths: list[str] = field(metadata={"flag": "paths", "repeat": True, "metavar": "DIR"})
+    """Run directories, or directories (such as a study) to search for runs."""
+    trust_pickle: bool = False
+    """Required: you trust where these runs came from (a pickle is read, through torch's
+    restricted loader, to convert it)."""
 
     def __post_init__(self) -> None:
         validate(self, "")
