@@ -30,7 +30,8 @@ def heavy_modules_loaded(*argv: str) -> list[str]:
 
 
 @pytest.mark.parametrize("argv", [("--help",), ("train", "--help"), ("study", "--help"),
-                                  ("predict", "--help"), ("demo", "--help")])
+                                  ("predict", "--help"), ("demo", "--help"), ("data", "--help"),
+                                  ("data", "kuairand-sim", "--help")])
 def test_help_loads_neither_the_data_stack_nor_torch(argv):
     assert heavy_modules_loaded(*argv) == []
 

@@ -48,10 +48,15 @@ def config_classes() -> list[type]:
 
 def default_instance(cls: type) -> Any:
     """An instance of `cls` with valid values (its defaults where every field has one)."""
+    from malt.data.options import PrepareOptions
+    from malt.deploy.options import ExportOptions, PredictOptions
+    from malt.eval.options import EvalOptions
     from malt.experiments.engine import StudyOptions
     from malt.experiments.study import Study
+    from malt.runs.options import TrainOptions, UpgradeRunOptions
     from malt.sources.attribution.config import AttributeOptions
     from malt.sources.fetch import FetchOptions
+    from malt.sources.kuairand_options import KuaiRandSimOptions
     from malt.sources.simulate import app_promotion
     from malt.sources.simulate import config as simulate
     from malt.sources.simulate.options import SimulateOptions
@@ -63,6 +68,13 @@ def default_instance(cls: type) -> Any:
         AttributeOptions: lambda: AttributeOptions(clicks="clicks.csv", out="out"),
         SimulateOptions: lambda: SimulateOptions(out="out"),
         FetchOptions: lambda: FetchOptions(dataset="mac", dest="mac"),
+        PredictOptions: lambda: PredictOptions(run="run", data="data", out="out.parquet"),
+        ExportOptions: lambda: ExportOptions(run="run", out="model.onnx"),
+        EvalOptions: lambda: EvalOptions(run="run"),
+        PrepareOptions: lambda: PrepareOptions(data="data"),
+        TrainOptions: lambda: TrainOptions(out="run"),
+        UpgradeRunOptions: lambda: UpgradeRunOptions(paths=["runs"]),
+        KuaiRandSimOptions: lambda: KuaiRandSimOptions(raw="raw", out="out"),
         Study: lambda: Study(preset="smoke", setup=None, data=Path("data"), output=None,
                              labels=("last",), seeds=(1,)),
     }

@@ -69,7 +69,9 @@ def test_the_walk_finds_every_family_of_option_sets():
     assert {"RunConfig", "DataConfig", "TaskConfig", "TrainConfig", "StudyOptions", "SchemaFile",
             "FieldGroups", "SharedTable", "IdSequenceEntry", "CategoricalField", "EncoderConfig",
             "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
-            "KuaiRandOptions", "FetchOptions"} <= names
+            "KuaiRandOptions", "FetchOptions", "PredictOptions",
+            "ExportOptions", "EvalOptions", "PrepareOptions", "TrainOptions",
+            "UpgradeRunOptions", "KuaiRandSimOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 
@@ -151,7 +153,15 @@ def takes_any_text(annotation: Any) -> bool:
     return all(a in (str, Path) or typing.get_args(a)[:1] == (str,) for a in given)
 
 
-@pytest.mark.parametrize("cls", [c for c in command_option_sets() if c is not RunConfig],
+def typed_options(cls: type) -> bool:
+    """Whether a flag of `cls` takes a value that is not any text (texts and switches can't be
+    wrong)."""
+    return any(not (f.annotation is bool or takes_any_text(f.annotation))
+               for f in config_flags(cls, namespace="opt__"))
+
+
+@pytest.mark.parametrize("cls", [c for c in command_option_sets()
+                                 if c is not RunConfig and typed_options(c)],
                          ids=lambda c: c.__name__)
 def test_a_flag_of_the_wrong_type_names_flag_value_and_expected_type(cls):
     parser = argparse.ArgumentParser()
@@ -202,3 +212,39 @@ def test_a_separated_list_is_one_text_and_a_flag_without_default_is_required(cap
         parser.parse_args(["--rules", "last"])
     assert "the following arguments are required: --name" in capsys.readouterr().err
     OPTION_SETS.discard(Listed)  # not a command's: the walks above stay the commands'
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeated:
+    """A list whose flag is repeated, once per value."""
+
+    keep: list[str] = dataclasses.field(default_factory=list, metadata={"repeat": True})
+    """Repeatable."""
+
+
+def test_a_repeated_flag_takes_one_value_each_time():
+    parser = argparse.ArgumentParser()
+    add_options(parser, Repeated)
+    args = parser.parse_args(["--keep", "a", "--keep", "b"])
+    assert read_options(args, Repeated) == Repeated(keep=["a", "b"])
+    assert read_options(parser.parse_args([]), Repeated).keep == []
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--keep", "a", "b"])
+    OPTION_SETS.discard(Repeated)
+
+
+@dataclasses.dataclass(frozen=True)
+class RepeatedPositional:
+    """A positional list of one or more values."""
+
+    paths: list[str] = dataclasses.field(metadata={"flag": "paths", "repeat": True})
+    """One or more."""
+
+
+def test_a_repeated_positional_takes_one_or_more_values():
+    parser = argparse.ArgumentParser()
+    add_options(parser, RepeatedPositional)
+    assert read_options(parser.parse_args(["a", "b"]), RepeatedPositional).paths == ["a", "b"]
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    OPTION_SETS.discard(RepeatedPositional)

@@ -9,7 +9,9 @@ value and type, and the closest choice where there are choices. A list takes its
 the flag (at least one when the field may be None, which stands for "not given"); a positional
 argument is one value (a list of one for a list field); a table takes repeated KEY=VALUE. A
 list field whose `separator` metadata is set takes one text split at it (`--rules last,first`).
-A field without a default is a required flag.
+A list field whose `repeat` metadata is true takes one value per flag, the flag repeated
+(`--keep a --keep b`), or, positional, one or more values. A field without a default is a
+required flag.
 
 Two kinds of option sets:
 
@@ -69,6 +71,8 @@ class ConfigFlag:
     separator: str | None = None
     """A list field's values come as one text split at it."""
     required: bool = False
+    repeat: bool = False
+    """A list field's values come one per flag, the flag repeated."""
 
     @property
     def help(self) -> str:
@@ -111,7 +115,8 @@ def config_flags(cls: type = RunConfig, prefix: tuple[str, ...] = (),
                 else None if missing else f.default
             yield ConfigFlag((*prefix, f.name), option, annotation, docs.get(f.name, ""),
                              default, namespace, f.metadata.get("metavar"),
-                             f.metadata.get("separator"), missing and namespace == _OWN)
+                             f.metadata.get("separator"), missing and namespace == _OWN,
+                             f.metadata.get("repeat", False))
 
 
 def _option(name: str) -> str:
@@ -131,8 +136,8 @@ def _add(group: argparse._ActionsContainer, flag: ConfigFlag, help: str | None =
     origin = typing.get_origin(annotation)
     text = {"help": flag.help if help is None else help}
     if flag.positional:
-        group.add_argument(flag.dest, metavar=_metavar(flag),
-                           nargs=1 if origin in (list, tuple) else None, **text)
+        nargs = None if origin not in (list, tuple) else "+" if flag.repeat else 1
+        group.add_argument(flag.dest, metavar=_metavar(flag), nargs=nargs, **text)
         return
     text["dest"] = flag.dest
     if flag.required:
@@ -141,6 +146,8 @@ def _add(group: argparse._ActionsContainer, flag: ConfigFlag, help: str | None =
         group.add_argument(flag.option, action="store_true", default=None, **text)
     elif annotation is bool:
         group.add_argument(flag.option, action=argparse.BooleanOptionalAction, **text)
+    elif origin in (list, tuple) and flag.repeat:
+        group.add_argument(flag.option, action="append", metavar=_metavar(flag), **text)
     elif origin in (list, tuple) and flag.separator is None:
         optional = type(None) in typing.get_args(flag.annotation)  # given: at least one value
         group.add_argument(flag.option, nargs="+" if optional else "*", metavar=_metavar(flag),

@@ -10,6 +10,7 @@ import argparse
 
 from malt.commands._options import add_options, add_run_options, read_options, typed
 from malt.data.task import COVERAGE_MASKS, CoverageMask
+from malt.sources.kuairand_options import KuaiRandOptions, KuaiRandSimOptions
 
 HELP = "incomplete multi-label data: KuaiRand-Pure recipe (kuairand-sim), mask coverage"
 
@@ -20,16 +21,11 @@ COVERAGE_FIELDS = [("data", "path"), ("data", "schema"), ("data", "train_days"),
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from malt.sources.kuairand import KuaiRandOptions  # with pandas: loaded when this runs
-
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     k = sub.add_parser("kuairand-sim", help="turn the KuaiRand-Pure files into KAML-style data "
                                             "(KAML paper §4.2.2); nothing is downloaded")
-    k.add_argument("--raw", required=True,
-                   help="directory holding the KuaiRand-Pure CSV files (or their data/ folder)")
-    k.add_argument("--out", required=True, help="directory to write (MAC layout + schema.toml)")
+    add_options(k, KuaiRandSimOptions)
     add_options(k, KuaiRandOptions)
-    k.add_argument("--overwrite", action="store_true", help="replace a data set in --out")
 
     c = sub.add_parser("coverage", help="share of training rows each mask trains per action "
                                         "(KAML paper Table 1)")
@@ -46,13 +42,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _kuairand(args: argparse.Namespace) -> int:
-    from malt.sources.kuairand import KuaiRandOptions, build_kuairand
+    from malt.sources.kuairand import build_kuairand
 
-    options = read_options(args, KuaiRandOptions)
-    report = build_kuairand(args.raw, args.out, options, overwrite=args.overwrite,
+    where = read_options(args, KuaiRandSimOptions)
+    report = build_kuairand(where.raw, where.out, read_options(args, KuaiRandOptions),
+                            overwrite=where.overwrite,
                             progress=lambda line: print(line, flush=True))
     print(report.format())
-    print(f"schema: {args.out}/schema.toml")
+    print(f"schema: {where.out}/schema.toml")
     return 0
 
 

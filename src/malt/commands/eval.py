@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from malt.commands._options import add_device_flag
+from malt.commands._options import add_options, read_options
+from malt.eval.options import EvalOptions
 
 HELP = "show or recompute a run's evaluation; --baseline adds the GAUC gain by user group"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory written by `malt train`")
-    parser.add_argument("--data", help="score the run's model on this data set instead")
-    parser.add_argument("--baseline", help="another run scored on the same rows (e.g. BASE)")
-    add_device_flag(parser)
+    add_options(parser, EvalOptions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,10 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from malt.eval.target import format_target_metrics, target_metrics
     from malt.runs.directory import RunDir
 
-    run_dir = RunDir(args.run)
+    options = read_options(args, EvalOptions)
+    run_dir = RunDir(options.run)
     config = run_dir.load_config()
-    if args.data:
-        predictions = rescore(run_dir, args.data, device=args.device)
+    if options.data:
+        predictions = rescore(run_dir, options.data, device=options.device)
         metrics = evaluate(predictions)
     else:
         metrics = run_dir.load_metrics().views
@@ -44,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_days(per_day, metrics, config.task.main))
     if predictions.target_action is not None:
         print(format_target_metrics(target_metrics(predictions)))
-    if args.baseline:
-        baseline = Predictions.load(RunDir(args.baseline).predictions_file) if not args.data \
-            else rescore(RunDir(args.baseline), args.data, device=args.device)
-        print(f"\nGAUC gain over {args.baseline} on '{config.task.main}' by path complexity:")
+    if options.baseline:
+        baseline = Predictions.load(RunDir(options.baseline).predictions_file) if not options.data \
+            else rescore(RunDir(options.baseline), options.data, device=options.device)
+        print(f"\nGAUC gain over {options.baseline} on '{config.task.main}' by path complexity:")
         print(format_breakdown(complexity_breakdown(predictions, baseline, config.task.main)))
     return 0

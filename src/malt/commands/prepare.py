@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from malt.commands._options import typed
-from malt.typed_fields import NonNegativeInt, PositiveInt
+from malt.commands._options import add_options, read_options
+from malt.data.options import PrepareOptions
 
 HELP = "validate and cache a data set (MAC layout) and print its summary"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="data directory (train/, test/, vocabs/)")
-    parser.add_argument("--schema", default=None, help="schema file (.toml/.yaml); default MAC")
-    parser.add_argument("--cache", default=None, help="cache directory (default DATA/.malt_cache)")
-    parser.add_argument("--rebuild", action="store_true", help="ignore and rebuild the cache")
-    parser.add_argument("--workers", type=typed("--workers", PositiveInt), default=None,
-                        help="conversion threads (default: CPU cores, at most 4)")
-    vocabs = parser.add_argument_group("vocabularies from the data")
-    vocabs.add_argument("--build-vocabs", action="store_true",
-                        help="write vocabs/<field>.json for every field that has none, from the "
-                             "training days only")
-    vocabs.add_argument("--min-count", type=typed("--min-count", PositiveInt), default=1,
-                        help="ids seen fewer times get no row of their own (the OOV row) "
-                             "(default 1)")
-    vocabs.add_argument("--vocab-held-out-days", default=0, metavar="K",
-                        type=typed("--vocab-held-out-days", NonNegativeInt),
-                        help="leave the last K training days out of the counts, the days a "
-                             "validation protocol (--validation-days K) scores (default 0)")
+    add_options(parser, PrepareOptions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,20 +22,21 @@ def run(args: argparse.Namespace) -> int:
         how = "converted" if day.built else "cached"
         print(f"  {day.split}/{day.name}: {day.rows:,} rows ({how})", flush=True)
 
-    schema = schema_for(args.data, args.schema)
+    options = read_options(args, PrepareOptions)
+    schema = schema_for(options.data, options.schema)
     built = []
-    if args.build_vocabs:
+    if options.build_vocabs:
         from malt.data.vocab_build import build_vocabs
 
-        built = build_vocabs(args.data, schema, min_count=args.min_count,
-                             held_out=args.vocab_held_out_days)
+        built = build_vocabs(options.data, schema, min_count=options.min_count,
+                             held_out=options.vocab_held_out_days)
         for vocab in built:
             print(f"  vocabs/{vocab.column}.json: {vocab.ids:,} ids ({vocab.rare:,} seen fewer "
-                  f"than {args.min_count} times go to the OOV row)", flush=True)
+                  f"than {options.min_count} times go to the OOV row)", flush=True)
         if not built:
             print("  every field has its vocab already", flush=True)
-    dataset = prepare(args.data, schema, args.cache, rebuild=args.rebuild,
-                      workers=args.workers, progress=report)
+    dataset = prepare(options.data, schema, options.cache, rebuild=options.rebuild,
+                      workers=options.workers, progress=report)
     print(format_summary(dataset))
     if built and dataset.test:
         rows = sum(d.rows for d in dataset.test)

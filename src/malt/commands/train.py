@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from malt.commands._options import add_run_options
+from malt.commands._options import add_options, add_run_options, read_options
+from malt.runs.options import TrainOptions
 
 HELP = "train a model (one pass, day by day) and evaluate it on the held-out day"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_run_options(parser)
-    parser.add_argument("--out", required=True, help="run directory to create (or resume)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing run in --out")
+    add_options(parser, TrainOptions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from malt.runs.directory import RunDir
     from malt.training.distributed import launched_rank
 
-    if args.resume:
+    options = read_options(args, TrainOptions)
+    if options.resume:
         extra = {k: v for k, v in given_overrides(args).items() if k != "train"}
         extra_train = set(given_overrides(args).get("train", {})) - {"device"}
         if args.config or extra or extra_train:
@@ -36,18 +34,18 @@ def run(args: argparse.Namespace) -> int:
                               "--out (and optionally --device)")
     config = resolve_config(args)
     try:
-        metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
-                            progress=console_progress(), announce=print,
-                            day_end=release_freed_memory)
+        metrics = train_run(config, options.out, resume=options.resume,
+                            overwrite=options.overwrite, progress=console_progress(),
+                            announce=print, day_end=release_freed_memory)
     except (Interrupted, KeyboardInterrupt) as stop:
         # Interrupted: the trainer saved a checkpoint; a Ctrl-C anywhere else (building the
         # run, evaluating it) leaves the last one (if any), from which a started run resumes.
-        if isinstance(stop, KeyboardInterrupt) and not RunDir(args.out).exists():
+        if isinstance(stop, KeyboardInterrupt) and not RunDir(options.out).exists():
             raise
         if launched_rank() == 0:  # every rank of a torchrun launch stops alike
             said = f"{stop}; checkpoint saved" if isinstance(stop, Interrupted) else \
                 "interrupted"
-            print(f"{said}. Continue with: malt train --resume --out {args.out}")
+            print(f"{said}. Continue with: malt train --resume --out {options.out}")
         return 130
     if metrics is not None:
         print(metrics.train.summary())
@@ -58,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
             from malt.eval.target import format_target_metrics
 
             print(format_target_metrics(metrics.target))
-        print(f"run: {args.out}")
+        print(f"run: {options.out}")
     return 0

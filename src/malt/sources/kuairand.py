@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,8 +34,7 @@ import pyarrow as pa
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.errors import DataError
 from malt.outputs import DATA_KIND, OutputDir, atomic_write_text, staged_output
-from malt.runs.config import DEFAULT_SEED
-from malt.typed_fields import PositiveInt, Range, Seed, validate
+from malt.sources.kuairand_options import KuaiRandOptions
 
 ACTIONS = ("is_like", "is_follow", "is_comment", "is_forward")
 STANDARD_LOGS = ("log_standard_4_08_to_4_21_pure.csv", "log_standard_4_22_to_5_08_pure.csv")
@@ -53,37 +51,6 @@ VIDEO_FEATURES = ("author_id", "video_type", "upload_type", "visible_status", "m
 USER_FIELD = "uid"
 """The user id as a feature (the `user_id` column is the grouping column)."""
 MISSING = "NA"
-KeepRate = Annotated[float, Range(0, 1, low_open=True)]
-"""The keep-probability of all-zero rows, in (0, 1]."""
-
-
-ReportedPer = Literal["video", "row"]
-"""What draws the reported actions: each video once, or each row."""
-
-
-@dataclass(frozen=True)
-class KuaiRandOptions:
-    """How the KuaiRand-Pure logs become a data set (KAML paper §4.2.2)."""
-
-    seed: Seed = DEFAULT_SEED
-    """Random seed of the negative sampling, the targets and the reported actions."""
-    neg_keep_rate: KeepRate | Literal["auto"] = "auto"
-    """Keep-probability of all-zero rows, in (0, 1], or `auto` (about `target_rows` rows in
-    all)."""
-    target_rows: PositiveInt = 900_000
-    """Rows left by the `auto` keep-rate (900,000: the paper's size)."""
-    sample_test: bool = True
-    """Sample the all-zero rows of the test period too (--no-sample-test keeps every one)."""
-    reported_per: ReportedPer = "video"
-    """Draw the two extra reported actions per `video` or per `row`."""
-    random_log: bool = False
-    """Also read the random log (log_random_4_22_to_5_08_pure.csv)."""
-    train_share: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 0.8
-    """Share of the logged time that trains (the rest is the test period)."""
-
-    def __post_init__(self) -> None:
-        validate(self, "")
-
 
 @dataclass
 class KuaiRandReport:

@@ -1,0 +1,34 @@
+"""What `malt prepare` takes: pandas-free, so that its flags are generated without loading
+the data stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from malt.typed_fields import NonNegativeInt, PositiveInt, validate
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Which data set `malt prepare` checks and caches, and the vocabs it may build first."""
+
+    data: str
+    """Data directory (train/, test/, vocabs/)."""
+    schema: str | None = None
+    """Schema file (.toml/.yaml); default MAC."""
+    cache: str | None = None
+    """Cache directory (default DATA/.malt_cache)."""
+    rebuild: bool = False
+    """Ignore and rebuild the cache."""
+    workers: PositiveInt | None = None
+    """Conversion threads (default: CPU cores, at most 4)."""
+    build_vocabs: bool = False
+    """Write vocabs/<field>.json for every field that has none, from the training days only."""
+    min_count: PositiveInt = 1
+    """Ids seen fewer times than this get no row of their own (the OOV row)."""
+    vocab_held_out_days: NonNegativeInt = field(default=0, metadata={"metavar": "K"})
+    """Leave the last K training days out of the vocab counts, the days a validation protocol
+    (--validation-days K) scores."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
