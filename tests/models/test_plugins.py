@@ -218,15 +218,20 @@ class NumericOnly(torch.nn.Module):
         return []
 
 
-def test_an_encoder_without_embedding_tables_trains_under_the_row_table_optimiser(
-        fresh, random_mac, tmp_path):
+def numeric_only_run(data, table_optimizer: str) -> RunConfig:
+    """BASE on the `numeric_only` encoder (registered here), trained with `table_optimizer`."""
     register_encoder("numeric_only", NumericOnly, NumericOnlyConfig)
-    config = RunConfig.from_dict({
-        "data": {"path": str(random_mac)}, "task": {"main": "last"},
-        "train": {"batch_size": 64, "table_optimizer": "rows"},
+    return RunConfig.from_dict({
+        "data": {"path": str(data)}, "task": {"main": "last"},
+        "train": {"batch_size": 64, "table_optimizer": table_optimizer},
         "model": {"name": "base", "encoder": {"name": "numeric_only"},
                   "expert": {"dim": 4, "se_group_size": 1, "se_reduction": 1},
                   "tower": {"dims": [4]}}})
+
+
+def test_an_encoder_without_embedding_tables_trains_under_the_row_table_optimiser(
+        fresh, random_mac, tmp_path):
+    config = numeric_only_run(random_mac, "rows")
     trainer = Trainer(build_run(config), RunDir(tmp_path / "run"))
     before = trainer.model.encoder.scale.detach().clone()
     trainer.train_step(next(iter(DayBatches(trainer.train_days[0], 64))))
@@ -234,13 +239,7 @@ def test_an_encoder_without_embedding_tables_trains_under_the_row_table_optimise
 
 
 def test_the_lazy_table_optimiser_refuses_an_encoder_without_tables(fresh, random_mac):
-    register_encoder("numeric_only", NumericOnly, NumericOnlyConfig)
-    config = RunConfig.from_dict({
-        "data": {"path": str(random_mac)}, "task": {"main": "last"},
-        "train": {"batch_size": 64, "table_optimizer": "lazy"},
-        "model": {"name": "base", "encoder": {"name": "numeric_only"},
-                  "expert": {"dim": 4, "se_group_size": 1, "se_reduction": 1},
-                  "tower": {"dims": [4]}}})
+    config = numeric_only_run(random_mac, "lazy")
     with pytest.raises(ConfigError, match="'lazy' updates embedding tables, and the encoder "
                                           "'numeric_only' has none"):
         build_run(config)
