@@ -1,0 +1,344 @@
+"""Paired bootstrap over users: the difference of two models' AUC, GAUC and logloss with its
+interval and p-value, optionally pooled over training seeds.
+
+Rows of one user are correlated and GAUC is a mean over users, so the unit of resampling is the
+user (a cluster bootstrap): a replicate draws U users with replacement from the U users of the
+rows and keeps all rows of each drawn user, once per draw. Two models scored on the same rows
+are compared on the same replicates (paired), which cancels the difficulty of the rows and gives
+much narrower intervals than two separate intervals would.
+
+Nothing loops over users or rows per replicate. Each metric is written through per-user sums
+computed once, so that a replicate, given its vector of user draw counts n [U], costs a few dot
+products:
+
+* GAUC = n·(clicks · AUC_u) / n·(clicks of counted users): exact.
+* logloss = n·(loss summed per user) / n·(rows per user): exact.
+* AUC = wins / (positives · negatives), where the wins of a replicate are the quadratic form
+  nᵀ K n over the user-pair win matrix K (K_uv: pairs of a positive of u above a negative of v).
+  On up to `EXACT_AUC_CELLS` rows × replicates it is computed exactly, as the AUC of the rows
+  weighted by their user's draw count (one sort per model, cumulative sums per replicate).
+  Above, K is replaced off its diagonal by the rank-one matrix of its row sums R and column
+  sums C, R Cᵀ / W (W = 1ᵀK1, the wins of the day): nᵀ K n ≈ (n·R)(n·C) / W +
+  Σ_u (n_u − 1)² (K_uu − R_u C_u / W). The two agree for every n that differs from 1 in one
+  user, and the error elsewhere shrinks with the number of users; there the day has hundreds
+  of thousands of them (MAC's test days). `tests/test_bootstrap.py` pins both forms against
+  a recomputation on resampled rows.
+
+Across seeds, seed s of one model is paired with seed s of the other; each replicate also draws
+the seeds with replacement and averages the per-seed differences, so the interval covers both
+the test rows and the training randomness. With one seed it covers the test rows only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from malt.metrics import LOGLOSS_EPS, auc, gauc, logloss
+
+METRICS = ("auc", "gauc", "logloss")
+HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
+DEFAULT_RESAMPLES = 1000
+_CHUNK_CELLS = 16_000_000
+"""Draw counts or row weights held at once (replicates × users or rows): 128 MB of float64."""
+EXACT_AUC_CELLS = 500_000_000
+"""Rows × replicates up to which the replicates' AUC is exact (about a minute per model at the
+limit on one core); above it, the first- and own-user second-order terms."""
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """Metric of A minus metric of B on the same rows, with its bootstrap interval.
+
+    `estimate` is the mean over seeds of the difference on the rows themselves; `low` and `high`
+    are the percentile interval at `level`; `p_value` is two-sided (no difference as the null).
+    """
+
+    metric: str
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+    level: float
+    resamples: int
+    users: int
+    seeds: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        """The interval lies on one side of 0."""
+        return self.low > 0 or self.high < 0
+
+    @property
+    def a_better(self) -> bool | None:
+        """True when A is better beyond the interval, False when B is, None when undecided."""
+        if not self.excludes_zero:
+            return None
+        return (self.estimate > 0) == HIGHER_IS_BETTER[self.metric]
+
+    def points(self, scale: float = 100.0) -> str:
+        """'+0.52 [+0.31, +0.74]' in points (× `scale`), the interval's level implied."""
+        return (f"{scale * self.estimate:+.2f} [{scale * self.low:+.2f}, "
+                f"{scale * self.high:+.2f}]")
+
+
+def _user_index(user: np.ndarray) -> tuple[np.ndarray, int]:
+    ids, index = np.unique(np.asarray(user), return_inverse=True)
+    return index.reshape(-1), len(ids)
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """Per-user sums that depend on the labels only: [U] each."""
+
+    index: np.ndarray
+    positives: np.ndarray
+    negatives: np.ndarray
+    rows: np.ndarray
+    counted_clicks: np.ndarray
+    """Rows of the users with both classes (the GAUC denominator), 0 for the others."""
+
+    @classmethod
+    def of(cls, labels: np.ndarray, user: np.ndarray) -> _Shared:
+        index, users = _user_index(user)
+        positives = np.bincount(index, labels, minlength=users)
+        rows = np.bincount(index, minlength=users).astype(np.float64)
+        negatives = rows - positives
+        counted = np.where((positives > 0) & (negatives > 0), rows, 0.0)
+        return cls(index, positives, negatives, rows, counted)
+
+
+def _auc_terms(scores: np.ndarray, labels: np.ndarray, shared: _Shared
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-user win sums of one score vector: K's row sums, column sums and what its diagonal
+    adds to their rank-one product, [U] each (see `user_replicates`).
+
+    K_uv counts the pairs (positive row of u, negative row of v) ranked right, ties ½. A row sum
+    is what u's positives win against every negative; a column sum what every positive wins
+    against u's negatives; the diagonal what u's positives win against u's own negatives.
+    """
+    users = len(shared.rows)
+    order = np.argsort(scores, kind="stable")
+    s, y, u = scores[order], labels[order], shared.index[order]
+    new = np.r_[True, s[1:] != s[:-1]]
+    starts, group = np.flatnonzero(new), np.cumsum(new) - 1
+    pos_g = np.add.reduceat(y, starts)
+    neg_g = np.add.reduceat(1.0 - y, starts)
+    neg_below = (np.cumsum(neg_g) - 0.5 * neg_g)[group]
+    pos_above = (pos_g.sum() - np.cumsum(pos_g) + 0.5 * pos_g)[group]
+    row_sums = np.bincount(u, np.where(y > 0, neg_below, 0.0), minlength=users)
+    column_sums = np.bincount(u, np.where(y > 0, 0.0, pos_above), minlength=users)
+    own = gauc(scores, labels, shared.index)
+    diagonal = np.nan_to_num(own.user_auc) * shared.positives * shared.negatives
+    wins = row_sums.sum()
+    rank_one = row_sums * column_sums / wins if wins > 0 else 0.0
+    return row_sums, column_sums, diagonal - rank_one
+
+
+@dataclass(frozen=True)
+class _SortedRows:
+    """One score vector's rows in ascending score order, for exact weighted AUCs: the user of
+    every row, and for every positive row the first and last sorted row of its tie group."""
+
+    user: np.ndarray
+    negative: np.ndarray
+    positive_rows: np.ndarray
+    tie_first: np.ndarray
+    tie_last: np.ndarray
+
+    @classmethod
+    def of(cls, scores: np.ndarray, labels: np.ndarray, shared: _Shared) -> _SortedRows:
+        order = np.argsort(scores, kind="stable")
+        s, positive = scores[order], labels[order] > 0
+        new = np.r_[True, s[1:] != s[:-1]]
+        starts = np.flatnonzero(new)
+        ends = np.r_[starts[1:], len(s)] - 1
+        group = np.cumsum(new) - 1
+        rows = np.flatnonzero(positive)
+        return cls(shared.index[order], ~positive, rows, starts[group[rows]], ends[group[rows]])
+
+    def auc(self, counts: np.ndarray) -> np.ndarray:
+        """AUC of every replicate, each row weighted by its user's draw count: [R, U] -> [R].
+
+        A positive row wins the negative weight below its tie group and half of the one in it.
+        """
+        weight = counts[:, self.user]
+        negatives = np.cumsum(np.where(self.negative, weight, 0.0), axis=1)
+        through_last = negatives[:, self.tie_last]
+        before_first = np.where(self.tie_first > 0, negatives[:, self.tie_first - 1], 0.0)
+        wins = 0.5 * (before_first + through_last)
+        positive_weight = weight[:, self.positive_rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (positive_weight * wins).sum(1) / (positive_weight.sum(1) *
+                                                      negatives[:, -1])
+
+
+def _loss_sums(scores: np.ndarray, labels: np.ndarray, shared: _Shared) -> np.ndarray:
+    p = np.clip(scores, LOGLOSS_EPS, 1.0 - LOGLOSS_EPS)
+    loss = -(labels * np.log(p) + (1.0 - labels) * np.log1p(-p))
+    return np.bincount(shared.index, loss, minlength=len(shared.rows))
+
+
+def _gauc_sums(scores: np.ndarray, labels: np.ndarray, shared: _Shared) -> np.ndarray:
+    per_user = gauc(scores, labels, shared.index)
+    return np.nan_to_num(per_user.user_auc) * shared.counted_clicks
+
+
+def _check(scores: Sequence[np.ndarray], labels: np.ndarray, user: np.ndarray,
+           metrics: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+    y = np.asarray(labels, dtype=np.float64)
+    if y.ndim != 1 or ((y != 0) & (y != 1)).any():
+        raise ValueError("labels must be a 1-D array of 0 and 1")
+    if np.shape(user) != y.shape:
+        raise ValueError(f"user must have shape {y.shape}, got {np.shape(user)}")
+    vectors = [np.asarray(s, dtype=np.float64) for s in scores]
+    for s in vectors:
+        if s.shape != y.shape or not np.isfinite(s).all():
+            raise ValueError(f"every score vector must be finite with shape {y.shape}")
+    if "logloss" in metrics and any(((s < 0) | (s > 1)).any() for s in vectors):
+        raise ValueError("logloss needs probabilities in [0, 1]")
+    return vectors, y
+
+
+def user_replicates(scores: Sequence[np.ndarray], labels: np.ndarray, user: np.ndarray, *,
+                    metrics: Sequence[str] = METRICS, resamples: int = DEFAULT_RESAMPLES,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """Each metric of each score vector on the same `resamples` user-bootstrap replicates.
+
+    Args:
+        scores: M score vectors [N] on the same rows (probabilities for logloss).
+        labels: [N] 0/1.
+        user: [N] user ids.
+        metrics: any of "auc", "gauc", "logloss".
+        resamples: replicates B.
+        seed: seed of the draws; the same seed gives the same replicates.
+    Returns:
+        metric -> float64 [B, M]; NaN where a replicate leaves the metric undefined.
+    """
+    vectors, y = _check(scores, labels, user, metrics)
+    shared = _Shared.of(y, user)
+    users = len(shared.rows)
+    # Every per-user sum is one column of a matrix, so that a chunk of replicates is one
+    # matrix product with it; `where[(metric, model)]` names the column.
+    columns = [shared.positives, shared.negatives, shared.rows, shared.counted_clicks]
+    within, where, exact = [], {}, []
+    exact_auc = "auc" in metrics and len(y) * resamples <= EXACT_AUC_CELLS
+    for model, s in enumerate(vectors):
+        if exact_auc:
+            exact.append(_SortedRows.of(s, y, shared))
+        elif "auc" in metrics:
+            row_sums, column_sums, own = _auc_terms(s, y, shared)
+            where["auc", model] = len(columns)
+            columns += [row_sums, column_sums]
+            within.append(own)
+        if "gauc" in metrics:
+            where["gauc", model] = len(columns)
+            columns.append(_gauc_sums(s, y, shared))
+        if "logloss" in metrics:
+            where["logloss", model] = len(columns)
+            columns.append(_loss_sums(s, y, shared))
+    per_user = np.stack(columns, 1)
+    diagonal = np.stack(within, 1) if within else np.zeros((users, 0))
+
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, _CHUNK_CELLS // max(users, len(y) if exact else 1, 1)))
+    sums, squares, exact_aucs = [], [], []
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        draws = rng.integers(0, users, (size, users)) + users * np.arange(size)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=size * users).reshape(size, users)
+        counts = counts.astype(np.float64)
+        sums.append(counts @ per_user)
+        squares.append((counts - 1.0) ** 2 @ diagonal)
+        exact_aucs.append(np.stack([rows.auc(counts) for rows in exact], 1) if exact
+                          else np.zeros((size, 0)))
+    x, sq = np.concatenate(sums), np.concatenate(squares)
+
+    pos, neg, rows, counted = (x[:, i:i + 1] for i in range(4))
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for metric in metrics:
+            if metric == "auc" and exact:
+                out[metric] = np.concatenate(exact_aucs)
+                continue
+            values = x[:, [where[metric, model] for model in range(len(vectors))]]
+            if metric == "auc":
+                column_sums = x[:, [where[metric, model] + 1 for model in range(len(vectors))]]
+                wins = per_user[:, [where[metric, model] for model in range(len(vectors))]]
+                out[metric] = (values * column_sums / wins.sum(0) + sq) / (pos * neg)
+            else:
+                out[metric] = values / (counted if metric == "gauc" else rows)
+    return out
+
+
+def paired_bootstrap(a: Sequence[np.ndarray], b: Sequence[np.ndarray], labels: np.ndarray,
+                     user: np.ndarray, *, metrics: Sequence[str] = METRICS,
+                     resamples: int = DEFAULT_RESAMPLES, level: float = 0.95,
+                     seed: int = 0) -> dict[str, PairedDelta]:
+    """Metric of A minus metric of B, paired over users and over seeds.
+
+    Args:
+        a: one score vector [N] per training seed of A (probabilities for logloss).
+        b: B's score vectors, seed s of B paired with seed s of A (same count as `a`).
+        labels: [N] 0/1 of the rows both scored.
+        user: [N] user ids.
+        metrics: any of "auc", "gauc", "logloss".
+        resamples: bootstrap replicates.
+        level: coverage of the interval, in (0, 1).
+        seed: seed of the draws.
+    Returns:
+        metric -> `PairedDelta`; NaN figures where the metric is undefined on the rows.
+    """
+    if not a or len(a) != len(b):
+        raise ValueError(f"pair one score vector of B with each of A: got {len(a)} and {len(b)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    seeds = len(a)
+    replicates = user_replicates([*a, *b], labels, user, metrics=metrics, resamples=resamples,
+                                 seed=seed)
+    # The seeds a replicate averages over, drawn with replacement (all of them for one seed).
+    drawn = np.random.default_rng([seed, 1]).integers(0, seeds, (resamples, seeds))
+    y = np.asarray(labels, dtype=np.float64)
+    out = {}
+    for metric in metrics:
+        per_seed = replicates[metric][:, :seeds] - replicates[metric][:, seeds:]
+        deltas = np.take_along_axis(per_seed, drawn, 1).mean(1)
+        estimate = float(np.mean([_metric(metric, sa, y, user) - _metric(metric, sb, y, user)
+                                  for sa, sb in zip(a, b)]))
+        out[metric] = _summary(metric, estimate, deltas, level, users=len(np.unique(user)),
+                               seeds=seeds)
+    return out
+
+
+def _metric(metric: str, scores: np.ndarray, labels: np.ndarray, user: np.ndarray) -> float:
+    if metric == "auc":
+        return auc(scores, labels)
+    if metric == "gauc":
+        return gauc(scores, labels, user).value
+    return logloss(scores, labels)
+
+
+def _summary(metric: str, estimate: float, deltas: np.ndarray, level: float, *, users: int,
+             seeds: int) -> PairedDelta:
+    """The percentile interval and two-sided p-value of the replicates' differences (the
+    replicates where the metric is undefined left out)."""
+    finite = deltas[np.isfinite(deltas)]
+    if not len(finite) or not math.isfinite(estimate):
+        return PairedDelta(metric, math.nan, math.nan, math.nan, math.nan, level, len(deltas),
+                           users, seeds)
+    tail = (1 - level) / 2
+    low, high = np.quantile(finite, [tail, 1 - tail])
+    # Counting the observed difference among the replicates keeps p above 0 (resolution 1/B).
+    below, above = np.count_nonzero(finite <= 0) + 1, np.count_nonzero(finite >= 0) + 1
+    p_value = min(1.0, 2 * min(below, above) / (len(finite) + 1))
+    p_value = float(p_value)
+    return PairedDelta(metric, estimate, float(low), float(high), p_value, level, len(finite),
+                       users, seeds)
