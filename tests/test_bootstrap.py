@@ -189,10 +189,10 @@ def test_swapping_the_models_negates_the_difference(data_seed, draw_seed):
 def test_unpaired_inputs_are_refused():
     labels, user, a, b = day(users=30, rows=200, seed=8)
     with pytest.raises(ValueError, match="pair one score vector"):
-        paired_bootstrap([a, a], [b], labels, user)
+        paired_bootstrap([a, a], [b], labels, user, resamples=10)
     with pytest.raises(ValueError, match="shape"):
-        paired_bootstrap([a[:-1]], [b[:-1]], labels, user)
+        paired_bootstrap([a[:-1]], [b[:-1]], labels, user, resamples=10)
     with pytest.raises(ValueError, match="unknown metrics"):
-        paired_bootstrap([a], [b], labels, user, metrics=["ndcg"])
+        paired_bootstrap([a], [b], labels, user, metrics=["ndcg"], resamples=10)
     with pytest.raises(ValueError, match="level"):
-        paired_bootstrap([a], [b], labels, user, level=1.0)
+        paired_bootstrap([a], [b], labels, user, level=1.0, resamples=10)

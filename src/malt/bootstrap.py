@@ -41,7 +41,6 @@ from malt.metrics import LOGLOSS_EPS, auc, gauc, logloss
 
 METRICS = ("auc", "gauc", "logloss")
 HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
-DEFAULT_RESAMPLES = 1000
 _CHUNK_CELLS = 16_000_000
 """Draw counts or row weights held at once (replicates × users or rows): 128 MB of float64."""
 EXACT_AUC_CELLS = 500_000_000
@@ -207,7 +206,7 @@ def _check(scores: Sequence[np.ndarray], labels: np.ndarray, user: np.ndarray,
 
 
 def user_replicates(scores: Sequence[np.ndarray], labels: np.ndarray, user: np.ndarray, *,
-                    metrics: Sequence[str] = METRICS, resamples: int = DEFAULT_RESAMPLES,
+                    metrics: Sequence[str] = METRICS, resamples: int,
                     seed: int = 0) -> dict[str, np.ndarray]:
     """Each metric of each score vector on the same `resamples` user-bootstrap replicates.
 
@@ -279,7 +278,7 @@ def user_replicates(scores: Sequence[np.ndarray], labels: np.ndarray, user: np.n
 
 def paired_bootstrap(a: Sequence[np.ndarray], b: Sequence[np.ndarray], labels: np.ndarray,
                      user: np.ndarray, *, metrics: Sequence[str] = METRICS,
-                     resamples: int = DEFAULT_RESAMPLES, level: float = 0.95,
+                     resamples: int, level: float = 0.95,
                      seed: int = 0) -> dict[str, PairedDelta]:
     """Metric of A minus metric of B, paired over users and over seeds.
 
