@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 import malt.bootstrap as bootstrap
 from malt.bootstrap import paired_bootstrap, user_replicates
-from malt.metrics import logloss
+from malt.metrics import gauc, logloss
 
 
 def _sigmoid(x):
@@ -62,8 +62,20 @@ def test_replicates_match_a_recomputation_on_resampled_rows():
         for model, scores in enumerate((a, b)):
             expected = resampled_metrics(scores, labels, user, draws[k])
             for metric in ("auc", "gauc", "logloss"):
-                assert replicates[metric][k, model] == pytest.approx(expected[metric],
-                                                                     abs=1e-12)
+                assert replicates.values[metric][k, model] == pytest.approx(expected[metric],
+                                                                            abs=1e-12)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_the_observed_metrics_are_those_of_the_day(monkeypatch, exact):
+    labels, user, a, b = day(users=300, rows=2500, seed=9)
+    monkeypatch.setattr(bootstrap, "EXACT_AUC_CELLS", 10**12 if exact else 0)
+    observed = user_replicates([a, b], labels, user, resamples=3).observed
+    for model, scores in enumerate((a, b)):
+        assert observed["auc"][model] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert observed["gauc"][model] == pytest.approx(gauc(scores, labels, user).value,
+                                                        abs=1e-12)
+        assert observed["logloss"][model] == pytest.approx(logloss(scores, labels), abs=1e-12)
 
 
 def test_the_approximate_auc_of_a_large_day_stays_within_a_twentieth_of_its_spread(monkeypatch):
@@ -75,14 +87,15 @@ def test_the_approximate_auc_of_a_large_day_stays_within_a_twentieth_of_its_spre
     exact = [roc_auc_score(labels, a, sample_weight=np.bincount(d, minlength=len(ids))[index])
              for d in draws]
     # The dropped terms between two distinct users shrink as 1/U, the spread as 1/√U.
-    error = np.abs(replicates["auc"][:, 0] - exact).max()
+    error = np.abs(replicates.values["auc"][:, 0] - exact).max()
     assert 0 < error < 0.05 * np.std(exact)
 
 
 def test_the_approximate_auc_is_exact_when_one_user_is_drawn_more_than_once():
     labels, user, a, _ = day(users=50, rows=500, seed=2)
     shared = bootstrap._Shared.of(labels, user)
-    row_sums, column_sums, diagonal = bootstrap._auc_terms(a, labels, shared)
+    user_auc = gauc(a, labels, shared.index).user_auc
+    row_sums, column_sums, diagonal = bootstrap._auc_terms(a, labels, shared, user_auc)
     counts = np.ones(len(shared.rows))
     counts[7] = 3
     wins = (counts @ row_sums) * (counts @ column_sums) / row_sums.sum() + \
@@ -97,8 +110,8 @@ def test_same_seed_same_replicates_other_seed_others():
     first = user_replicates([a, b], labels, user, resamples=20, seed=1)
     again = user_replicates([a, b], labels, user, resamples=20, seed=1)
     other = user_replicates([a, b], labels, user, resamples=20, seed=2)
-    assert all(np.array_equal(first[m], again[m]) for m in first)
-    assert not np.array_equal(first["gauc"], other["gauc"])
+    assert all(np.array_equal(first.values[m], again.values[m]) for m in first.values)
+    assert not np.array_equal(first.values["gauc"], other.values["gauc"])
 
 
 def _population_delta(metric: str) -> float:
@@ -106,7 +119,7 @@ def _population_delta(metric: str) -> float:
     labels, user, a, b = day(users=200_000, rows=1_000_000, seed=99, ties=False)
     if metric == "auc":
         return roc_auc_score(labels, a) - roc_auc_score(labels, b)
-    return bootstrap._metric(metric, a, labels, user) - bootstrap._metric(metric, b, labels, user)
+    return gauc(a, labels, user).value - gauc(b, labels, user).value
 
 
 @pytest.mark.parametrize("metric", ["auc", "gauc"])
@@ -130,11 +143,12 @@ def test_a_paired_interval_is_narrower_than_an_unpaired_one():
     b = _sigmoid(logit_a + np.random.default_rng(0).normal(0, 0.5, len(a)))
     paired = user_replicates([a, b], labels, user, metrics=["gauc"], resamples=500, seed=1)
     other = user_replicates([b], labels, user, metrics=["gauc"], resamples=500, seed=2)
-    paired_width = np.std(paired["gauc"][:, 0] - paired["gauc"][:, 1])
-    unpaired_width = np.std(paired["gauc"][:, 0] - other["gauc"][:, 0])
+    paired, other = paired.values["gauc"], other.values["gauc"]
+    paired_width = np.std(paired[:, 0] - paired[:, 1])
+    unpaired_width = np.std(paired[:, 0] - other[:, 0])
     # Unpaired, the two variances add up; paired, the shared difficulty of the users cancels.
-    assert unpaired_width == pytest.approx(np.sqrt(paired["gauc"][:, 0].var() +
-                                                   other["gauc"][:, 0].var()), rel=0.1)
+    assert unpaired_width == pytest.approx(np.sqrt(paired[:, 0].var() + other[:, 0].var()),
+                                           rel=0.1)
     assert paired_width < 0.6 * unpaired_width
 
 

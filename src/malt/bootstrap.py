@@ -37,13 +37,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from malt.metrics import LOGLOSS_EPS, auc, gauc, logloss
+from malt.metrics import LOGLOSS_EPS, gauc
 
 METRICS = ("auc", "gauc", "logloss")
 HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
 _CHUNK_CELLS = 16_000_000
 """Draw counts or row weights held at once (replicates × users or rows): 128 MB of float64."""
-EXACT_AUC_CELLS = 500_000_000
+EXACT_AUC_CELLS = 50_000_000
 """Rows × replicates up to which the replicates' AUC is exact (about a minute per model at the
 limit on one core); above it, the first- and own-user second-order terms."""
 
@@ -110,14 +110,15 @@ class _Shared:
         return cls(index, positives, negatives, rows, counted)
 
 
-def _auc_terms(scores: np.ndarray, labels: np.ndarray, shared: _Shared
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _auc_terms(scores: np.ndarray, labels: np.ndarray, shared: _Shared,
+               user_auc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-user win sums of one score vector: K's row sums, column sums and what its diagonal
-    adds to their rank-one product, [U] each (see `user_replicates`).
+    adds to their rank-one product, [U] each (see the module docstring).
 
     K_uv counts the pairs (positive row of u, negative row of v) ranked right, ties ½. A row sum
     is what u's positives win against every negative; a column sum what every positive wins
-    against u's negatives; the diagonal what u's positives win against u's own negatives.
+    against u's negatives; the diagonal what u's positives win against u's own negatives
+    (`user_auc` [U], NaN for a user with one class, times its pairs).
     """
     users = len(shared.rows)
     order = np.argsort(scores, kind="stable")
@@ -130,8 +131,7 @@ def _auc_terms(scores: np.ndarray, labels: np.ndarray, shared: _Shared
     pos_above = (pos_g.sum() - np.cumsum(pos_g) + 0.5 * pos_g)[group]
     row_sums = np.bincount(u, np.where(y > 0, neg_below, 0.0), minlength=users)
     column_sums = np.bincount(u, np.where(y > 0, 0.0, pos_above), minlength=users)
-    own = gauc(scores, labels, shared.index)
-    diagonal = np.nan_to_num(own.user_auc) * shared.positives * shared.negatives
+    diagonal = np.nan_to_num(user_auc) * shared.positives * shared.negatives
     wins = row_sums.sum()
     rank_one = row_sums * column_sums / wins if wins > 0 else 0.0
     return row_sums, column_sums, diagonal - rank_one
@@ -181,11 +181,6 @@ def _loss_sums(scores: np.ndarray, labels: np.ndarray, shared: _Shared) -> np.nd
     return np.bincount(shared.index, loss, minlength=len(shared.rows))
 
 
-def _gauc_sums(scores: np.ndarray, labels: np.ndarray, shared: _Shared) -> np.ndarray:
-    per_user = gauc(scores, labels, shared.index)
-    return np.nan_to_num(per_user.user_auc) * shared.counted_clicks
-
-
 def _check(scores: Sequence[np.ndarray], labels: np.ndarray, user: np.ndarray,
            metrics: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
     unknown = [m for m in metrics if m not in METRICS]
@@ -205,9 +200,73 @@ def _check(scores: Sequence[np.ndarray], labels: np.ndarray, user: np.ndarray,
     return vectors, y
 
 
+class _PerUserSums:
+    """The metrics of M score vectors on one day, as functions of the users' draw counts.
+
+    Every per-user sum is one column of a matrix, so that a block of replicates is one matrix
+    product with it; `where[(metric, model)]` names the column.
+    """
+
+    def __init__(self, vectors: list[np.ndarray], labels: np.ndarray, user: np.ndarray,
+                 metrics: Sequence[str], exact_auc: bool) -> None:
+        shared = _Shared.of(labels, user)
+        self.users, self.models, self.metrics = len(shared.rows), len(vectors), tuple(metrics)
+        columns = [shared.positives, shared.negatives, shared.rows, shared.counted_clicks]
+        within, self.where, self.exact = [], {}, []
+        for model, s in enumerate(vectors):
+            user_auc = gauc(s, labels, shared.index).user_auc
+            if "auc" in metrics and exact_auc:
+                self.exact.append(_SortedRows.of(s, labels, shared))
+            elif "auc" in metrics:
+                row_sums, column_sums, own = _auc_terms(s, labels, shared, user_auc)
+                self.where["auc", model] = len(columns)
+                columns += [row_sums, column_sums]
+                within.append(own)
+            if "gauc" in metrics:
+                self.where["gauc", model] = len(columns)
+                columns.append(np.nan_to_num(user_auc) * shared.counted_clicks)
+            if "logloss" in metrics:
+                self.where["logloss", model] = len(columns)
+                columns.append(_loss_sums(s, labels, shared))
+        self.per_user = np.stack(columns, 1)
+        self.diagonal = np.stack(within, 1) if within else np.zeros((self.users, 0))
+
+    def _columns(self, x: np.ndarray, metric: str, offset: int = 0) -> np.ndarray:
+        return x[:, [self.where[metric, model] + offset for model in range(self.models)]]
+
+    def metrics_at(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """Each metric of each score vector with the users drawn `counts` [R, U] times:
+        metric -> [R, M], NaN where a replicate leaves the metric undefined."""
+        x = counts @ self.per_user
+        pos, neg, rows, counted = (x[:, i:i + 1] for i in range(4))
+        out = {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for metric in self.metrics:
+                if metric == "auc" and self.exact:
+                    out[metric] = np.stack([rows.auc(counts) for rows in self.exact], 1)
+                elif metric == "auc":
+                    wins = self._columns(self.per_user, metric).sum(0)
+                    own = (counts - 1.0) ** 2 @ self.diagonal
+                    out[metric] = (self._columns(x, metric) * self._columns(x, metric, 1) /
+                                   wins + own) / (pos * neg)
+                else:
+                    out[metric] = self._columns(x, metric) / (counted if metric == "gauc"
+                                                              else rows)
+        return out
+
+
+@dataclass(frozen=True)
+class Replicates:
+    """Metric -> [B, M] on the bootstrap replicates, and metric -> [M] on the day itself."""
+
+    values: dict[str, np.ndarray]
+    observed: dict[str, np.ndarray]
+    users: int
+
+
 def user_replicates(scores: Sequence[np.ndarray], labels: np.ndarray, user: np.ndarray, *,
                     metrics: Sequence[str] = METRICS, resamples: int,
-                    seed: int = 0) -> dict[str, np.ndarray]:
+                    seed: int = 0) -> Replicates:
     """Each metric of each score vector on the same `resamples` user-bootstrap replicates.
 
     Args:
@@ -218,62 +277,24 @@ def user_replicates(scores: Sequence[np.ndarray], labels: np.ndarray, user: np.n
         resamples: replicates B.
         seed: seed of the draws; the same seed gives the same replicates.
     Returns:
-        metric -> float64 [B, M]; NaN where a replicate leaves the metric undefined.
+        `Replicates`: float64 [B, M] per metric (NaN where a replicate leaves the metric
+        undefined) and the metrics of the day itself, [M] per metric.
     """
     vectors, y = _check(scores, labels, user, metrics)
-    shared = _Shared.of(y, user)
-    users = len(shared.rows)
-    # Every per-user sum is one column of a matrix, so that a chunk of replicates is one
-    # matrix product with it; `where[(metric, model)]` names the column.
-    columns = [shared.positives, shared.negatives, shared.rows, shared.counted_clicks]
-    within, where, exact = [], {}, []
-    exact_auc = "auc" in metrics and len(y) * resamples <= EXACT_AUC_CELLS
-    for model, s in enumerate(vectors):
-        if exact_auc:
-            exact.append(_SortedRows.of(s, y, shared))
-        elif "auc" in metrics:
-            row_sums, column_sums, own = _auc_terms(s, y, shared)
-            where["auc", model] = len(columns)
-            columns += [row_sums, column_sums]
-            within.append(own)
-        if "gauc" in metrics:
-            where["gauc", model] = len(columns)
-            columns.append(_gauc_sums(s, y, shared))
-        if "logloss" in metrics:
-            where["logloss", model] = len(columns)
-            columns.append(_loss_sums(s, y, shared))
-    per_user = np.stack(columns, 1)
-    diagonal = np.stack(within, 1) if within else np.zeros((users, 0))
-
+    sums = _PerUserSums(vectors, y, user, metrics,
+                        exact_auc=len(y) * resamples <= EXACT_AUC_CELLS)
+    users = sums.users
     rng = np.random.default_rng(seed)
-    chunk = max(1, min(resamples, _CHUNK_CELLS // max(users, len(y) if exact else 1, 1)))
-    sums, squares, exact_aucs = [], [], []
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
+    block = max(1, min(resamples, _CHUNK_CELLS // max(users, len(y) if sums.exact else 1, 1)))
+    blocks = []
+    for start in range(0, resamples, block):
+        size = min(block, resamples - start)
         draws = rng.integers(0, users, (size, users)) + users * np.arange(size)[:, None]
         counts = np.bincount(draws.ravel(), minlength=size * users).reshape(size, users)
-        counts = counts.astype(np.float64)
-        sums.append(counts @ per_user)
-        squares.append((counts - 1.0) ** 2 @ diagonal)
-        exact_aucs.append(np.stack([rows.auc(counts) for rows in exact], 1) if exact
-                          else np.zeros((size, 0)))
-    x, sq = np.concatenate(sums), np.concatenate(squares)
-
-    pos, neg, rows, counted = (x[:, i:i + 1] for i in range(4))
-    out = {}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for metric in metrics:
-            if metric == "auc" and exact:
-                out[metric] = np.concatenate(exact_aucs)
-                continue
-            values = x[:, [where[metric, model] for model in range(len(vectors))]]
-            if metric == "auc":
-                column_sums = x[:, [where[metric, model] + 1 for model in range(len(vectors))]]
-                wins = per_user[:, [where[metric, model] for model in range(len(vectors))]]
-                out[metric] = (values * column_sums / wins.sum(0) + sq) / (pos * neg)
-            else:
-                out[metric] = values / (counted if metric == "gauc" else rows)
-    return out
+        blocks.append(sums.metrics_at(counts.astype(np.float64)))
+    observed = sums.metrics_at(np.ones((1, users)))
+    return Replicates({m: np.concatenate([b[m] for b in blocks]) for m in metrics},
+                      {m: v[0] for m, v in observed.items()}, users)
 
 
 def paired_bootstrap(a: Sequence[np.ndarray], b: Sequence[np.ndarray], labels: np.ndarray,
@@ -305,24 +326,15 @@ def paired_bootstrap(a: Sequence[np.ndarray], b: Sequence[np.ndarray], labels: n
                                  seed=seed)
     # The seeds a replicate averages over, drawn with replacement (all of them for one seed).
     drawn = np.random.default_rng([seed, 1]).integers(0, seeds, (resamples, seeds))
-    y = np.asarray(labels, dtype=np.float64)
     out = {}
     for metric in metrics:
-        per_seed = replicates[metric][:, :seeds] - replicates[metric][:, seeds:]
+        values, observed = replicates.values[metric], replicates.observed[metric]
+        per_seed = values[:, :seeds] - values[:, seeds:]
         deltas = np.take_along_axis(per_seed, drawn, 1).mean(1)
-        estimate = float(np.mean([_metric(metric, sa, y, user) - _metric(metric, sb, y, user)
-                                  for sa, sb in zip(a, b)]))
-        out[metric] = _summary(metric, estimate, deltas, level, users=len(np.unique(user)),
+        estimate = float(np.mean(observed[:seeds] - observed[seeds:]))
+        out[metric] = _summary(metric, estimate, deltas, level, users=replicates.users,
                                seeds=seeds)
     return out
-
-
-def _metric(metric: str, scores: np.ndarray, labels: np.ndarray, user: np.ndarray) -> float:
-    if metric == "auc":
-        return auc(scores, labels)
-    if metric == "gauc":
-        return gauc(scores, labels, user).value
-    return logloss(scores, labels)
 
 
 def _summary(metric: str, estimate: float, deltas: np.ndarray, level: float, *, users: int,
