@@ -96,6 +96,27 @@ def test_main_searches_on_validation_then_tests_every_seed(tmp_path):
     assert settings.values[("BASE", "last")] == "lr 0.01, λ ref"
 
 
+def test_main_compares_every_model_with_base_with_intervals_and_verdicts(tmp_path):
+    said = []
+    ctx = make_context(tmp_path, models=("base", "natal", "moae"), targets=("last",),
+                       seeds=(1, 2, 3), say=said.append)
+    output = dict(STUDIES["main"][0](ctx).tables)
+    versus = output["vs-base"]
+    assert versus.rows == ["NATAL", "MoAE"]
+    for model in versus.rows:
+        delta = versus.intervals[(model, "gauc")]
+        assert delta.seeds == 3 and delta.low <= delta.estimate <= delta.high
+    # The fake MoAE's scores carry less noise than BASE's on every seed: clearly better.
+    assert versus.values[("MoAE", "verdict")] == "better"
+    assert "the test users and the seeds" in versus.notes[-1]
+    assert any(line.startswith("MoAE vs BASE on Last-Click (3 seeds): ΔAUC +") and
+               line.endswith(": better") for line in said)
+    main = output[""]
+    interval = main.intervals[("Δ MoAE vs BASE", "last_gauc")]
+    assert interval == versus.intervals[("MoAE", "gauc")]
+    assert main.cell_text("Δ MoAE vs BASE", main.columns[1]).endswith("]†")
+
+
 def test_a_rerun_trains_nothing(tmp_path):
     ctx = make_context(tmp_path, models=("base", "moae"), targets=("last", "first"))
     STUDIES["main"][0](ctx)

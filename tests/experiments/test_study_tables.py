@@ -117,3 +117,28 @@ def test_csv_has_mean_std_and_count_columns(tmp_path):
 def test_unknown_column_kind_is_rejected():
     with pytest.raises(ValueError, match="kind"):
         Column("x", "X", kind="ratio")
+
+
+def test_a_cell_with_an_interval_prints_it_and_the_csv_carries_its_ends():
+    from malt.bootstrap import PairedDelta
+
+    table = Table("T", "Method", ["Δ a", "Δ b"], [Column("x", "X", kind="delta", rank=False)])
+    table.add("Δ a", "x", 0.01)
+    table.add("Δ b", "x", -0.001)
+    table.add_interval("Δ a", "x", PairedDelta("gauc", 0.0052, 0.0031, 0.0074, 0.002, 0.95,
+                                               1000, 500, 3))
+    table.add_interval("Δ b", "x", PairedDelta("gauc", -0.001, -0.004, 0.002, 0.4, 0.95,
+                                               1000, 500, 3))
+    assert table.cell_text("Δ a", table.columns[0]) == "+0.52 [+0.31, +0.74]†"
+    assert table.cell_text("Δ b", table.columns[0]) == "-0.10 [-0.40, +0.20]"
+    frame = table.summary()
+    assert list(frame.columns) == ["Method", "x", "x_std", "x_n", "x_low", "x_high",
+                                   "x_p_value"]
+    assert frame.loc[0, "x"] == 0.0052 and frame.loc[0, "x_low"] == 0.0031
+    assert frame.loc[1, "x_p_value"] == 0.4
+
+
+def test_a_table_without_intervals_keeps_its_csv_columns():
+    table = Table("T", "Method", ["a"], [Column("x", "X")])
+    table.add("a", "x", 0.5)
+    assert list(table.summary().columns) == ["Method", "x", "x_std", "x_n"]

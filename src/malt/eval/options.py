@@ -1,4 +1,5 @@
-"""What `malt eval` and `malt compare` take: torch-free, so that its flags are generated without loading torch."""
+"""What `malt eval` and `malt compare` take: torch-free, so that their flags are generated
+without loading torch."""
 
 from __future__ import annotations
 

@@ -16,7 +16,9 @@ from typing import Any
 
 from malt.data.task import CAT
 from malt.errors import ConfigError
+from malt.eval.compare import Comparison
 from malt.experiments.greedy import run_greedy
+from malt.experiments.intervals import interval_note, paired_test, verdict_line
 from malt.experiments.label_stats import DDA_LABEL, LINEAR_LABEL, label_statistics
 from malt.experiments.output import StudyOutput
 from malt.experiments.plots import grouped_bars
@@ -89,12 +91,15 @@ def _target_columns(targets: Sequence[str], target: str, delta_vs: str | None) -
 
 
 def _add_target(table: Table, row: str, target: str, runs: list[Metrics],
-                reference: list[Metrics] | None) -> None:
-    """The metrics of `target` over the seeds `runs`, and their Δ to `reference` when given."""
+                reference: list[Metrics] | None, paired: Comparison | None = None) -> None:
+    """The metrics of `target` over the seeds `runs`, and their Δ to `reference` when given
+    (with its interval when `paired` is given)."""
     for k, _ in METRICS:
         _add(table, row, f"{target}_{k}", runs, _metric(target, k))
         if reference is not None:
             _add_delta(table, row, f"{target}_d{k}", runs, reference, _metric(target, k))
+        if paired is not None:
+            table.add_interval(row, f"{target}_d{k}", paired.deltas[k])
 
 
 def _tuned_tests(study: Study, pairs: list[tuple[str, str]]
@@ -143,12 +148,49 @@ def study_main(study: Study) -> StudyOutput:
             table.rows.append(row)
             table.row_kinds[row] = "delta"
             for t in targets:
+                paired = paired_test(study, tuned[(proposed, t)], tuned[(reference, t)], t)
                 for k, _ in METRICS:
                     _add_delta(table, row, f"{t}_{k}", results[(proposed, t)],
                                results[(reference, t)], _metric(t, k))
-    table.notes = study.notes("Test day; Δ rows in points (× 100), paired by seed.")
-    return StudyOutput([("", table), ("settings", _settings_table(study, models, targets,
-                                                                   tuned))])
+                    if paired is not None:
+                        table.add_interval(row, f"{t}_{k}", paired.deltas[k])
+    table.notes = study.notes("Test day; Δ rows in points (× 100), paired by seed.",
+                              interval_note(len(study.seeds)))
+    tables = [("", table), ("settings", _settings_table(study, models, targets, tuned))]
+    if "base" in models and len(models) > 1:
+        tables.append(("vs-base", _versus_base(study, models, targets, tuned)))
+    return StudyOutput(tables)
+
+
+def _versus_base(study: Study, models: Sequence[str], targets: Sequence[str],
+                 tuned: dict[tuple[str, str], Variant | None]) -> Table:
+    """Every multi-attribution model against BASE on every target, one row each: ΔAUC and
+    ΔGAUC with their paired intervals, and the verdict they support."""
+    columns = [Column("auc", "ΔAUC", kind="delta", rank=False),
+               Column("gauc", "ΔGAUC", kind="delta", rank=False),
+               Column("verdict", "verdict", kind="text")]
+    table = Table("Each model against BASE", "Method", [], columns)
+    for t in targets:
+        for m in models:
+            paired = None if m == "base" else paired_test(study, tuned[(m, t)],
+                                                          tuned[("base", t)], t)
+            if paired is None:
+                continue
+            row = f"{model_name(m)}{_suffix(targets, t)}"
+            table.rows.append(row)
+            for k, _ in METRICS:
+                table.add(row, k, paired.deltas[k].estimate)
+                table.add_interval(row, k, paired.deltas[k])
+            table.add(row, "verdict", paired.verdict)
+            study.say(verdict_line(model_name(m), "BASE", view_name(t), paired))
+    table.notes = study.notes("Test day, each model with its selected setting against BASE "
+                              "with its own.", interval_note(len(study.seeds)), ranked=False)
+    return table
+
+
+def _suffix(targets: Sequence[str], target: str) -> str:
+    """` · <target>` when several targets share a table, else nothing."""
+    return f" · {view_name(target)}" if len(targets) > 1 else ""
 
 
 # --- Table 3 -------------------------------------------------------------------------------------
@@ -249,10 +291,14 @@ def study_params(study: Study) -> StudyOutput:
     table = Table("Table 6: with and without multi-attribution labels (mal)", "Method", rows,
                   columns, notes=study.notes("w/o mal: the same model and auxiliary heads "
                                              "trained with λ = 0 (only the main loss). Δ in "
-                                             "points vs BASE, paired by seed."))
+                                             "points vs BASE, paired by seed.",
+                                             interval_note(len(study.seeds))))
     base = {t: results[i] for i, (_, m, t, _) in enumerate(entries) if m == "base"}
-    for (row, _, t, _), runs in zip(entries, results):
-        _add_target(table, row, t, runs, base.get(t))
+    base_variant = {t: v for _, m, t, v in entries if m == "base"}
+    for (row, m, t, variant), runs in zip(entries, results):
+        paired = None if m == "base" or t not in base_variant else \
+            paired_test(study, variant, base_variant[t], t)
+        _add_target(table, row, t, runs, base.get(t), paired)
         _add(table, row, f"{t}_params", runs[:1], lambda m: m.params.dense)
     return StudyOutput([("", table)])
 
@@ -282,11 +328,14 @@ def study_atl(study: Study) -> StudyOutput:
     table = Table("Table 7: auxiliary-task learning methods", "Method", rows, columns,
                   notes=study.notes(f"GCS and PCGrad with the plain run's setting; "
                                     f"{variant_note}. Δ in points vs the plain model, paired "
-                                    "by seed."))
+                                    "by seed.", interval_note(len(study.seeds))))
     plain = {(m, t): runs for (_, m, t, method, _), runs in zip(entries, results)
              if method == "none"}
-    for (row, m, t, method, _), runs in zip(entries, results):
-        _add_target(table, row, t, runs, None if method == "none" else plain[(m, t)])
+    plain_variant = {(m, t): v for _, m, t, method, v in entries if method == "none"}
+    for (row, m, t, method, variant), runs in zip(entries, results):
+        paired = None if method == "none" else \
+            paired_test(study, variant, plain_variant[(m, t)], t)
+        _add_target(table, row, t, runs, None if method == "none" else plain[(m, t)], paired)
     return StudyOutput([("", table)])
 
 

@@ -2,9 +2,13 @@
 
 A `Table` holds, for each (row, column), the values of every seed. It summarises them as mean,
 sample standard deviation and count, writes a wide CSV (`<col>`, `<col>_std`, `<col>_n`) and a
-Markdown table formatted as in the MAC paper. Best and second best are decided per column among
-the rows of each ranking group, on the values as displayed (two rows that print the same number
-tie), so the marks always agree with what the reader sees.
+Markdown table formatted as in the MAC paper. A cell may also hold a paired difference with its
+bootstrap interval (`add_interval`): it then prints as `+0.52 [+0.31, +0.74]`, marked † where
+the interval excludes 0, and the CSV gains `<col>_low`, `<col>_high` and `<col>_p_value`.
+
+Best and second best are decided per column among the rows of each ranking group, on the values
+as displayed (two rows that print the same number tie), so the marks always agree with what the
+reader sees.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from malt.bootstrap import PairedDelta
 from malt.outputs import OutputDir, atomic_write_text
 
 KINDS = ("metric", "delta", "percent", "count", "text")
@@ -61,6 +66,8 @@ class Table:
     rank_groups: list[list[str]] | None = None
     row_kinds: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    intervals: dict[tuple[str, str], PairedDelta] = field(default_factory=dict)
+    """(row, column key) -> the cell's paired difference with its interval."""
 
     def kind(self, row: str, col: Column) -> str:
         """How the cell (row, col) is printed."""
@@ -73,6 +80,10 @@ class Table:
             self.values[(row, key)] = value
         else:
             self.values.setdefault((row, key), []).append(float(value))  # type: ignore[union-attr]
+
+    def add_interval(self, row: str, key: str, delta: PairedDelta) -> None:
+        """Show the cell (row, key) as `delta` with its interval."""
+        self.intervals[(row, key)] = delta
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, *, title: str, row_header: str,
@@ -109,14 +120,25 @@ class Table:
                     continue
                 mean, std, n = self.stats(row, col.key)
                 record[col.key], record[f"{col.key}_std"], record[f"{col.key}_n"] = mean, std, n
+                if col.key in self._interval_keys():
+                    delta = self.intervals.get((row, col.key))
+                    record[col.key] = mean if delta is None else delta.estimate
+                    for end in ("low", "high", "p_value"):
+                        record[f"{col.key}_{end}"] = math.nan if delta is None else \
+                            getattr(delta, end)
             records.append(record)
         return pd.DataFrame.from_records(records, columns=self._csv_header())
+
+    def _interval_keys(self) -> set[str]:
+        return {key for _, key in self.intervals}
 
     def _csv_header(self) -> list[str]:
         header = [self.row_header]
         for col in self.columns:
             header += [col.key] if col.kind == "text" else [col.key, f"{col.key}_std",
                                                              f"{col.key}_n"]
+            if col.key in self._interval_keys():
+                header += [f"{col.key}_low", f"{col.key}_high", f"{col.key}_p_value"]
         return header
 
     # --- marking -------------------------------------------------------------------------
@@ -139,10 +161,14 @@ class Table:
 
     # --- output --------------------------------------------------------------------------
     def cell_text(self, row: str, col: Column) -> str:
-        """The printed cell: mean, "± std" when several seeds, "–" when missing."""
+        """The printed cell: mean, "± std" when several seeds, "–" when missing; a paired
+        difference with its interval, † where it excludes 0."""
         if col.kind == "text":
             value = self.values.get((row, col.key), "–")
             return value if isinstance(value, str) else "–"
+        delta = self.intervals.get((row, col.key))
+        if delta is not None and math.isfinite(delta.estimate):
+            return delta.points() + ("†" if delta.excludes_zero else "")
         mean, std, n = self.stats(row, col.key)
         if n == 0:
             return "–"
