@@ -78,6 +78,11 @@ def test_the_verdict_names_the_metrics_when_they_disagree():
                      "logloss": delta("logloss", 0.0, -0.01, 0.01)})
     assert mixed == ("better on AUC; worse on GAUC; no detectable difference on logloss "
                      "(the metrics disagree)")
+    grouped = verdict({"auc": delta("auc", 0.006, 0.002, 0.01),
+                       "gauc": delta("gauc", 0.0, -0.04, 0.02),
+                       "logloss": delta("logloss", 0.0, -0.01, 0.01)})
+    assert grouped == ("better on AUC; no detectable difference on GAUC and logloss "
+                       "(the metrics disagree)")
     # Lower logloss is better.
     assert verdict({"logloss": delta("logloss", -0.01, -0.02, -0.005)}) == "better"
 

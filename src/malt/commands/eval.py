@@ -7,7 +7,8 @@ import argparse
 from malt.commands._options import add_options, read_options
 from malt.eval.options import EvalOptions
 
-HELP = "show or recompute a run's evaluation; --baseline adds the GAUC gain by user group"
+HELP = ("show or recompute a run's evaluation; --baseline adds the paired differences with "
+        "their intervals and the gains by slice")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -16,14 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from malt.eval.predictions import Predictions
-    from malt.eval.report import (
-        complexity_breakdown,
-        evaluate,
-        evaluate_by_day,
-        format_breakdown,
-        format_days,
-        format_metrics,
-    )
+    from malt.eval.report import evaluate, evaluate_by_day, format_days, format_metrics
     from malt.eval.rescore import rescore
     from malt.eval.target import format_target_metrics, target_metrics
     from malt.runs.directory import RunDir
@@ -46,6 +40,50 @@ def run(args: argparse.Namespace) -> int:
     if options.baseline:
         baseline = Predictions.load(RunDir(options.baseline).predictions_file) if not options.data \
             else rescore(RunDir(options.baseline), options.data, device=options.device)
-        print(f"\nGAUC gain over {options.baseline} on '{config.task.main}' by path complexity:")
-        print(format_breakdown(complexity_breakdown(predictions, baseline, config.task.main)))
+        _against_baseline(options, predictions, baseline, config.task.main,
+                          options.data or config.data.path)
     return 0
+
+
+def _against_baseline(options: EvalOptions, run, baseline, view: str, data: str) -> None:
+    """The paired differences, the gains by path complexity (when the data has its labels),
+    then by every `--by` slice."""
+    from malt.eval.compare import compare, format_comparison
+    from malt.eval.slices import (
+        ACTIVITY,
+        COMPLEXITY,
+        activity_slices,
+        column_slices,
+        complexity_slices,
+        format_slices,
+        pool_small,
+        slice_gains,
+    )
+
+    draws = {"resamples": options.resamples, "seed": options.seed}
+    print()
+    print(format_comparison(compare([run], [baseline], view, **draws), options.run,
+                            options.baseline))
+    multi, single = options.complexity_labels
+    missing = [label for label in (multi, single) if label not in run.labels]
+    by = list(dict.fromkeys(options.by))
+    if COMPLEXITY not in by:
+        by.insert(0, COMPLEXITY)
+    for slicing in by:
+        if slicing == COMPLEXITY and missing:
+            print(f"\nno path-complexity breakdown: the data has no {missing} label(s) "
+                  f"(its labels: {', '.join(run.labels)}); name a multi-touch and a "
+                  "single-touch label with --complexity-labels")
+            continue
+        if slicing == COMPLEXITY:
+            slices = complexity_slices(run.user, run.label_weights(multi),
+                                       run.label_weights(single))
+            title = f"{multi}/{single}"
+        elif slicing == ACTIVITY:
+            slices, title = activity_slices(run.user), "user clicks"
+        else:
+            slices, title = pool_small(column_slices(data, run, slicing)), slicing
+        gains = slice_gains(run, baseline, view, slices, ordered=slicing in (COMPLEXITY, ACTIVITY),
+                            **draws)
+        print(f"\ngain over {options.baseline} on '{view}' by {title}:")
+        print(format_slices(gains, title))

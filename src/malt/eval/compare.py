@@ -76,7 +76,10 @@ def verdict(deltas: Mapping[str, PairedDelta]) -> str:
     if len(set(calls.values())) == 1:
         call = next(iter(calls.values()))
         return NO_DIFFERENCE if call == "no detectable difference" else call
-    parts = [f"{call} on {TITLES[metric]}" for metric, call in calls.items()]
+    grouped: dict[str, list[str]] = {}
+    for metric, call in calls.items():
+        grouped.setdefault(call, []).append(TITLES[metric])
+    parts = [f"{call} on {' and '.join(titles)}" for call, titles in grouped.items()]
     return "; ".join(parts) + " (the metrics disagree)"
 
 

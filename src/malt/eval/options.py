@@ -10,6 +10,10 @@ from malt.errors import ConfigError
 from malt.runs.config import DEFAULT_SEED, Device
 from malt.typed_fields import Between, PositiveInt, Seed, validate
 
+DEFAULT_RESAMPLES = 1000
+"""Bootstrap replicates of a comparison: a p-value resolution of 0.001, and interval ends that
+vary between draw seeds by about 2 % of the interval's width (sd; GAUC on 3,000 users)."""
+
 
 @dataclass(frozen=True)
 class EvalOptions:
@@ -20,18 +24,33 @@ class EvalOptions:
     data: str | None = None
     """Score the run's model on this data set instead."""
     baseline: str | None = None
-    """Another run scored on the same rows (e.g. BASE)."""
+    """Another run scored on the same rows (e.g. BASE): adds the paired differences with
+    their intervals, and the gains by path complexity."""
+    by: list[str] = field(default_factory=list,
+                          metadata={"repeat": True, "metavar": "COLUMN|activity|complexity"})
+    """Also show the gain over --baseline by slices (repeatable): a column of the data (e.g. an
+    industry), `activity` (the user's clicks) or `complexity` (path complexity)."""
+    complexity_labels: list[str] = field(default_factory=lambda: ["linear", "last"],
+                                         metadata={"separator": ","})
+    """The multi-touch and the single-touch label whose positives per user give the path
+    complexity."""
+    resamples: PositiveInt = DEFAULT_RESAMPLES
+    """Bootstrap replicates of the intervals."""
+    seed: Seed = DEFAULT_SEED
+    """Seed of the bootstrap draws."""
     device: Device = "auto"
     """Where to score: `auto` takes CUDA when it is available."""
 
     def __post_init__(self) -> None:
         validate(self, "")
+        if self.by and not self.baseline:
+            raise ConfigError("--by slices the gain over a baseline: give --baseline RUN")
+        if len(self.complexity_labels) != 2:
+            raise ConfigError(f"--complexity-labels takes two labels (multi-touch,single-touch), "
+                              f"got {','.join(self.complexity_labels)}")
 
 
 Metric = Literal["auc", "gauc", "logloss"]
-DEFAULT_RESAMPLES = 1000
-"""Bootstrap replicates of a comparison: a p-value resolution of 0.001, and interval ends that
-vary between draw seeds by about 2 % of the interval's width (sd; GAUC on 3,000 users)."""
 
 
 @dataclass(frozen=True)
