@@ -22,7 +22,7 @@ the `malt` command applies, is the program's own choice (faster training and sco
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +39,10 @@ from malt.deploy.export import ExportFormat
 from malt.deploy.export import export as export_trained
 from malt.deploy.predict import Scorer, Source, file_sources, table_source
 from malt.errors import ConfigError, describe_os_error
+from malt.eval.compare import Comparison
+from malt.eval.compare import compare as compare_predictions
+from malt.eval.options import DEFAULT_RESAMPLES
+from malt.eval.predictions import Predictions
 from malt.jobs.train import train_run
 from malt.runs import load as run_loader
 from malt.runs.config import DEFAULT_SEED, RunConfig
@@ -46,7 +50,7 @@ from malt.runs.directory import RunDir
 from malt.runs.load import TrainedModel
 from malt.runs.record import RunMetrics
 
-__all__ = ["Run", "export", "load_run", "prepare", "simulate", "train"]
+__all__ = ["Run", "compare", "export", "load_run", "prepare", "simulate", "train"]
 
 
 def _os_errors_as_config_errors(function: Callable) -> Callable:
@@ -182,3 +186,22 @@ def export(run: Run | str | Path, out: str | Path, format: ExportFormat = "onnx"
     if not isinstance(run, Run):
         run = load_run(run)
     return run.export(out, format, overwrite=overwrite)
+
+
+@_os_errors_as_config_errors
+def compare(runs: Sequence[Run | str | Path], baseline: Sequence[Run | str | Path], *,
+            view: str | None = None, metrics: Sequence[str] = ("auc", "gauc", "logloss"),
+            resamples: int = DEFAULT_RESAMPLES, level: float = 0.95,
+            seed: int = DEFAULT_SEED) -> Comparison:
+    """The runs (one per training seed) against the baseline's, as `malt compare` does: each
+    metric's difference with its paired bootstrap interval over users and seeds, and
+    `Comparison.verdict`. `view` defaults to the first run's main view."""
+    paths = [Path(r.path if isinstance(r, Run) else r) for r in runs]
+    others = [Path(r.path if isinstance(r, Run) else r) for r in baseline]
+    if not paths:
+        raise ConfigError("compare needs at least one run")
+    view = view or RunDir(paths[0]).load_config().task.main
+    return compare_predictions([Predictions.load(RunDir(p).predictions_file) for p in paths],
+                               [Predictions.load(RunDir(p).predictions_file) for p in others],
+                               view, metrics=metrics, resamples=resamples, level=level,
+                               seed=seed)

@@ -119,3 +119,12 @@ def test_malt_compare_refuses_a_level_outside_0_1(tmp_path, capsys):
     run = write_run(tmp_path / "run", predictions(1.0, 0))
     assert main(["compare", run, "--baseline", run, "--view", "last", "--level", "1"]) == 3
     assert "--level" in capsys.readouterr().err
+
+
+def test_the_api_compares_run_directories(tmp_path):
+    import malt
+
+    runs = [write_run(tmp_path / f"moae-{s}", predictions(0.3, s)) for s in range(2)]
+    base = [write_run(tmp_path / f"base-{s}", predictions(1.5, s)) for s in range(2)]
+    result = malt.compare(runs, base, view="last", metrics=("gauc",), resamples=100)
+    assert result.verdict == "better" and result.deltas["gauc"].seeds == 2
