@@ -153,6 +153,13 @@ def test_params_atl_and_aux_targets_reuse_the_tuned_setting(tmp_path):
         "None", "First-Click", "DDA", "Linear", "First-Click & DDA & Linear",
         "First-Click & DDA & Linear & CAT"]
     assert aux.marks()[("Last-Click target: First-Click & DDA & Linear & CAT", "gauc")] == "best"
+    # Each auxiliary set against the single-attribution row: per seed, and with its interval.
+    full = "Last-Click target: First-Click & DDA & Linear & CAT"
+    assert aux.stats(full, "dgauc")[0] == pytest.approx(0.04)
+    assert aux.intervals[(full, "dgauc")].seeds == 1
+    assert ("Last-Click target: None", "dgauc") not in aux.intervals
+    assert atl.intervals[("MoAE + PCGrad", "last_dgauc")].seeds == 1
+    assert params.intervals[("MoAE w/o mal", "last_dgauc")].seeds == 1
 
 
 def test_greedy_study_selects_with_validation_runs(tmp_path):

@@ -253,15 +253,28 @@ def study_aux_targets(study: Study) -> StudyOutput:
                 group.append(row)
             groups.append(group)
     results = study.test([v for _, _, v in entries])
-    columns = [Column(k, title) for k, title in METRICS]
+    columns = [*(Column(k, title) for k, title in METRICS),
+               *(Column(f"d{k}", f"Δ{title} vs None", kind="delta", rank=False)
+                 for k, title in METRICS)]
     table = Table("Table 5: auxiliary targets", "Auxiliary targets", [r for r, _, _ in entries],
                   columns, rank_groups=groups,
                   notes=study.notes("None: no auxiliary target (single-attribution MoAE; with "
                                     "the `reference` model preset, the release's "
-                                    "self-auxiliary form). Ranked within each target."))
-    for (row, t, _), runs in zip(entries, results):
-        for k, _ in METRICS:
-            _add(table, row, k, runs, _metric(t, k))
+                                    "self-auxiliary form). Ranked within each target. Δ in "
+                                    "points vs the None row of the same target, paired by "
+                                    "seed.", interval_note(len(study.seeds))))
+    by_row = {row: (t, variant, runs) for (row, t, variant), runs in zip(entries, results)}
+    for group in groups:
+        _, none_variant, none_runs = by_row[group[0]]
+        for row in group:
+            t, variant, runs = by_row[row]
+            paired = None if row == group[0] else paired_test(study, variant, none_variant, t)
+            for k, _ in METRICS:
+                _add(table, row, k, runs, _metric(t, k))
+                if row != group[0]:
+                    _add_delta(table, row, f"d{k}", runs, none_runs, _metric(t, k))
+                if paired is not None:
+                    table.add_interval(row, f"d{k}", paired.deltas[k])
     return StudyOutput([("", table)])
 
 
