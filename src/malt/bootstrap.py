@@ -214,7 +214,8 @@ class _PerUserSums:
         columns = [shared.positives, shared.negatives, shared.rows, shared.counted_clicks]
         within, self.where, self.exact = [], {}, []
         for model, s in enumerate(vectors):
-            user_auc = gauc(s, labels, shared.index).user_auc
+            needs_user_auc = "gauc" in metrics or ("auc" in metrics and not exact_auc)
+            user_auc = gauc(s, labels, shared.index).user_auc if needs_user_auc else None
             if "auc" in metrics and exact_auc:
                 self.exact.append(_SortedRows.of(s, labels, shared))
             elif "auc" in metrics:
