@@ -5,6 +5,9 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+import numpy as np
+
+from malt.eval.predictions import Predictions
 from malt.metrics import ActionMetrics
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
@@ -31,5 +34,21 @@ def kaml_fake_train(config: RunConfig, out, *, resume: bool = False, dataset=Non
                          params=ParamCounts(dense=10, embedding=10), target=target)
     run = RunDir(Path(out))
     run.save_config(config)
+    predictions(config, actions).save(run.predictions_file)
     run.save_metrics(metrics)
     return metrics
+
+
+def predictions(config: RunConfig, actions: list[str]) -> Predictions:
+    """Scores on one fixed day of 600 rows, 80 users, each row targeting one action: the
+    higher the fake AUC of an action, the less noise on the latent score of its labels."""
+    day = np.random.default_rng(0)
+    user, latent = day.integers(0, 80, 600), day.normal(0, 1, (600, len(actions)))
+    labels = (day.random((600, len(actions))) < 1 / (1 + np.exp(-2 * latent))).astype(np.float32)
+    target = day.integers(0, len(actions), 600)
+    noise = np.random.default_rng([config.seed, zlib.crc32(config.model["name"].encode())])
+    scale = np.array([np.exp(30 * (0.73 - auc(config, a))) for a in actions])
+    probs = 1 / (1 + np.exp(-(latent + noise.normal(0, 1, latent.shape) * scale)))
+    return Predictions(views=tuple(actions), labels=tuple(actions),
+                       probs=probs.astype(np.float32), weights=labels, user=user,
+                       target_action=target, days=("test",), day_rows=(600,))

@@ -48,7 +48,13 @@ def test_tables_rows_and_shared_runs(data, tmp_path):
     tables = dict(run_study(study, dataset))
     models, oracle, ablation = tables[""], tables["oracle"], tables["ablation"]
     assert models.rows == ["SingleTask", "Shared-Bottom", "STAR", "MMoE", "PLE", "TAML",
-                           "KAML", "RelaImpr"]
+                           "KAML", "RelaImpr", "Δ KAML vs TAML"]
+    # KAML against the baseline of the best pooled AUC, per action, paired over 2 seeds.
+    paired = {key: delta for (row, key), delta in models.intervals.items()
+              if row == "Δ KAML vs TAML"}
+    assert set(paired) == {f"{a}_auc" for a in (*study.labels, "all")}
+    assert all(d.seeds == 2 and d.low <= d.estimate <= d.high for d in paired.values())
+    assert paired["all_auc"].estimate > 0  # the fake KAML's scores carry less noise
     assert oracle.rows == ["Vanilla", "KAML", "KAML (reported + RLU)", "Oracle"]
     assert ablation.rows == ["MMoE", "MMoE+ADM", "MMoE+ADM+HKE", "MMoE+RLU", "KAML"]
     # Vanilla is MMoE under the base mask: the same runs, trained once.
@@ -69,13 +75,18 @@ def test_rela_impr_uses_the_best_multi_task_baseline(data, tmp_path):
                    key=lambda row: table.stats(row, key)[0])
         want = rela_impr(table.stats("KAML", key)[0], table.stats(best, key)[0])
         assert table.stats("RelaImpr", key)[0] == pytest.approx(want)
-        assert f"{action.replace('all', 'All')}: {best}" in table.notes[-1]
+        assert f"{action.replace('all', 'All')}: {best}" in _rela_impr_note(table)
     study, dataset = _study(data, tmp_path / "out", baselines=("single_task",))
     table = dict(run_study(study, dataset))[""]
     want = rela_impr(table.stats("KAML", "payment_auc")[0],
                      table.stats("SingleTask", "payment_auc")[0])
     assert table.stats("RelaImpr", "payment_auc")[0] == pytest.approx(want)
-    assert "SingleTask" in table.notes[-1]
+    assert "best among SingleTask;" in _rela_impr_note(table)
+    assert table.rows[-1] == "Δ KAML vs SingleTask"
+
+
+def _rela_impr_note(table) -> str:
+    return next(note for note in table.notes if note.startswith("RelaImpr ="))
 
 
 def test_coverage_table_is_the_masks_coverage(data, tmp_path):

@@ -15,10 +15,12 @@ baseline it used.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from malt.bootstrap import PairedDelta, paired_bootstrap
+from malt.errors import ConfigError
 from malt.eval.predictions import Predictions
 from malt.metrics import ActionMetrics, auc, logloss, rela_impr_best
 
@@ -33,6 +35,16 @@ def target_pairs(predictions: Predictions) -> tuple[np.ndarray, np.ndarray, np.n
         probs [M] float64 (each row's probability of its target action), labels [M] float64
         (observed label of that action), action [M] int64 (label index of the target).
     """
+    rows, column = _target_rows(predictions)
+    action = predictions.target_action[rows]
+    probs = predictions.probs[rows, column[action]].astype(np.float64)
+    labels = (predictions.weights[rows, action] > 0).astype(np.float64)
+    return probs, labels, action
+
+
+def _target_rows(predictions: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """The rows with an evaluated target [M], and the prediction column of each label [K]
+    (-1 for a label without a head)."""
     if predictions.target_action is None:
         raise ValueError("the predictions hold no target actions (the data has no "
                          "target-action column)")
@@ -41,11 +53,32 @@ def target_pairs(predictions: Predictions) -> tuple[np.ndarray, np.ndarray, np.n
         column[predictions.labels.index(view)] = c
     target = predictions.target_action
     rows = np.flatnonzero(target >= 0)
-    rows = rows[column[target[rows]] >= 0]
-    action = target[rows]
-    probs = predictions.probs[rows, column[action]].astype(np.float64)
-    labels = (predictions.weights[rows, action] > 0).astype(np.float64)
-    return probs, labels, action
+    return rows[column[target[rows]] >= 0], column
+
+
+def target_comparison(candidate: Sequence[Predictions], baseline: Sequence[Predictions], *,
+                      resamples: int, seed: int = 0) -> dict[str, PairedDelta]:
+    """AUC of the candidate's runs minus the baseline's under the target protocol, paired
+    seed by seed and over users: per evaluated action (in view order) and `all`. The runs
+    must have scored the same rows."""
+    first = candidate[0]
+    rows, _ = _target_rows(first)
+    runs = [*candidate, *baseline]
+    pairs = [target_pairs(p) for p in runs]
+    if any(not np.array_equal(p.user, first.user) for p in runs) or \
+            any(len(p[0]) != len(rows) or not np.array_equal(p[1], pairs[0][1]) for p in pairs):
+        raise ConfigError("the runs were evaluated on other rows; score them on the same data")
+    labels, action, user = pairs[0][1], pairs[0][2], first.user[rows]
+    seeds = len(candidate)
+    out = {}
+    for name, keep in [*((v, action == first.labels.index(v)) for v in first.views),
+                       (ALL, np.ones(len(rows), dtype=bool))]:
+        if 0 < labels[keep].sum() < keep.sum():
+            out[name] = paired_bootstrap([p[0][keep] for p in pairs[:seeds]],
+                                         [p[0][keep] for p in pairs[seeds:]], labels[keep],
+                                         user[keep], metrics=("auc",), resamples=resamples,
+                                         seed=seed)["auc"]
+    return out
 
 
 def target_metrics(predictions: Predictions) -> dict[str, ActionMetrics]:

@@ -20,10 +20,10 @@ def interval_note(seeds: int) -> str:
             f"interval from a paired bootstrap over {over}; † where the interval excludes 0.")
 
 
-def paired_test(study: Study, variant: Variant | None, reference: Variant | None,
-                view: str) -> Comparison | None:
-    """`variant` − `reference` on `view` of the test day, over the seeds where both runs
-    finished with their predictions (None when no seed did)."""
+def paired_predictions(study: Study, variant: Variant | None, reference: Variant | None
+                       ) -> tuple[list[Predictions], list[Predictions]] | None:
+    """The test predictions of `variant` and of `reference`, seed by seed, over the seeds where
+    both runs finished with their predictions (None when no seed did)."""
     if variant is None or reference is None:
         return None
     pairs = [(RunDir(study.run_dir(variant, s)), RunDir(study.run_dir(reference, s)))
@@ -32,9 +32,17 @@ def paired_test(study: Study, variant: Variant | None, reference: Variant | None
                                             for r in (a, b))]
     if not done:
         return None
-    return compare([Predictions.load(a.predictions_file) for a, _ in done],
-                   [Predictions.load(b.predictions_file) for _, b in done], view,
-                   metrics=METRICS, resamples=DEFAULT_RESAMPLES, seed=0)
+    return ([Predictions.load(a.predictions_file) for a, _ in done],
+            [Predictions.load(b.predictions_file) for _, b in done])
+
+
+def paired_test(study: Study, variant: Variant | None, reference: Variant | None,
+                view: str) -> Comparison | None:
+    """`variant` − `reference` on `view` of the test day (see `paired_predictions`)."""
+    paired = paired_predictions(study, variant, reference)
+    if paired is None:
+        return None
+    return compare(*paired, view, metrics=METRICS, resamples=DEFAULT_RESAMPLES, seed=0)
 
 
 def verdict_line(name: str, reference: str, view: str, comparison: Comparison) -> str:
