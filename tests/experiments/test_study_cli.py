@@ -67,3 +67,15 @@ def test_seeds_that_run_past_the_largest_seed_are_refused_before_anything(tmp_pa
     assert f"the seeds {2**63 - 2} ... {2**63} run past the largest seed {2**63 - 1}" in \
         capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tables_name_a_given_data_directory_without_the_machines_layout(tmp_path,
+                                                                        monkeypatch):
+    from malt.experiments.engine import shown_path
+
+    data = tmp_path / "studies" / "small" / "data"
+    data.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(data) == "studies/small/data"
+    monkeypatch.chdir(data)
+    assert shown_path(tmp_path / "studies" / "small") == "…/studies/small"

@@ -142,3 +142,22 @@ def test_a_table_without_intervals_keeps_its_csv_columns():
     table = Table("T", "Method", ["a"], [Column("x", "X")])
     table.add("a", "x", 0.5)
     assert list(table.summary().columns) == ["Method", "x", "x_std", "x_n"]
+
+
+def test_a_studys_markdown_shows_its_figures(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from malt.experiments.output import StudyOutput, write_output
+
+    table = Table("T", "Model", ["a"], [Column("x", "X")])
+    table.add("a", "x", 0.5)
+    out = OutputDir(tmp_path, "study")
+    out.claim()
+    figure = plt.figure()
+    paths = write_output(out, "groups", StudyOutput([("", table)], [("", figure)]))
+    plt.close(figure)
+    assert sorted(p.name for p in paths) == ["groups.csv", "groups.md", "groups.png"]
+    assert (tmp_path / "groups.md").read_text().endswith("![groups](groups.png)\n")

@@ -152,13 +152,23 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
     if family == "kaml":
         _check_kaml_schema(dataset.schema)
     simulated = "app-promotion " if family == "kaml" else ""
-    note = "" if options.data else \
+    note = f"`{shown_path(data)}`" if options.data else \
         f"the simulated {simulated}`{setup.sim_size}` set (seed {options.seed})"
     return Study(**options.study_choices(),
                  preset=f"{preset.name}{', shuffled within days' if options.shuffle else ''}",
                  setup=setup, data=data, output=output, labels=dataset.schema.labels,
                  seeds=tuple(range(options.seed, options.seed + seeds)), dataset=dataset,
                  data_note=note, backend=backend, say=say)
+
+
+def shown_path(path: Path) -> str:
+    """How the tables name a data directory: relative to the working directory when it lies
+    under it (the commands that made it ran there), else only its last two parts, so that
+    tables copied elsewhere do not carry the layout of the machine they were made on."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path("…", *path.resolve().parts[-2:]))
 
 
 def study_out(options: StudyOptions, family: Family) -> Path:

@@ -20,9 +20,10 @@ class StudyOutput:
 
 
 def write_output(out: OutputDir, name: str, output: StudyOutput) -> list[Path]:
-    """`<out>/<name>.md`, `<out>/<name>[-suffix].csv` and `<out>/<name>[-suffix].png`."""
-    paths = write_tables(out, name, output.tables)
-    for suffix, fig in output.figures:
-        paths.append(save_figure(fig, out.writable(f"{name}-{suffix}.png" if suffix else
-                                                   f"{name}.png")))
-    return paths
+    """`<out>/<name>[-suffix].png`, `<out>/<name>[-suffix].csv` and `<out>/<name>.md`, which
+    shows the figures under the tables."""
+    figures = [save_figure(fig, out.writable(f"{name}-{suffix}.png" if suffix else
+                                             f"{name}.png"))
+               for suffix, fig in output.figures]
+    return [*write_tables(out, name, output.tables, figures=[f.name for f in figures]),
+            *figures]

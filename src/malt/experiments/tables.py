@@ -229,14 +229,17 @@ def _md_row(cells: Iterable[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def write_tables(out: OutputDir, name: str, tables: Sequence[tuple[str, Table]]) -> list[Path]:
-    """Write `<out>/<name>.md` (every table) and one CSV per table: `<name>.csv` for the table
-    with an empty suffix, `<name>-<suffix>.csv` for the others. Returns the paths written."""
+def write_tables(out: OutputDir, name: str, tables: Sequence[tuple[str, Table]],
+                 figures: Sequence[str] = ()) -> list[Path]:
+    """Write `<out>/<name>.md` (every table, then every figure file of `figures`, by name) and
+    one CSV per table: `<name>.csv` for the table with an empty suffix, `<name>-<suffix>.csv`
+    for the others. Returns the paths written."""
     written = []
     for suffix, table in tables:
         path = out.writable(f"{name}-{suffix}.csv" if suffix else f"{name}.csv")
         atomic_write_text(path, table.csv())
         written.append(path)
     md = out.writable(f"{name}.md")
-    atomic_write_text(md, "\n\n".join(t.markdown() for _, t in tables) + "\n")
+    images = [f"![{Path(figure).stem}]({figure})" for figure in figures]
+    atomic_write_text(md, "\n\n".join([*(t.markdown() for _, t in tables), *images]) + "\n")
     return [md, *written]
