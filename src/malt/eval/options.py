@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from malt.errors import ConfigError
 from malt.runs.config import DEFAULT_SEED, Device
-from malt.typed_fields import Between, PositiveInt, Seed, validate
+from malt.typed_fields import PositiveInt, Range, Seed, validate
 
 DEFAULT_RESAMPLES = 1000
 """Bootstrap replicates of a comparison: a p-value resolution of 0.001, and interval ends that
@@ -69,7 +69,7 @@ class CompareOptions:
     """Metrics to compare, comma-separated."""
     resamples: PositiveInt = DEFAULT_RESAMPLES
     """Bootstrap replicates (the p-value's resolution is 1 / (resamples + 1))."""
-    level: Annotated[float, Between(0, 1, high_open=True)] = 0.95
+    level: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 0.95
     """Coverage of the intervals."""
     seed: Seed = DEFAULT_SEED
     """Seed of the bootstrap draws."""
@@ -78,5 +78,3 @@ class CompareOptions:
         validate(self, "")
         if not self.baseline:
             raise ConfigError("give the baseline's run directories after --baseline")
-        if self.level <= 0:
-            raise ConfigError(f"--level must be above 0, got {self.level}")
