@@ -246,3 +246,17 @@ def test_a_model_without_auxiliary_heads_is_never_given_auxiliary_views(tmp_path
     with pytest.raises(ConfigError, match=r"aux-targets .* \['base'\] take none"):
         STUDIES["aux-targets"][0](study)
     assert run_dirs(study) == []
+
+
+def test_a_thin_gauc_is_said_once_per_split_in_the_study_output(tmp_path):
+    said: list[str] = []
+    ctx = make_context(tmp_path, models=("base", "moae"), targets=("last",), lrs=(3e-3, 1e-2),
+                       say=said.append)
+    STUDIES["main"][0](ctx)
+    warnings = [line for line in said if line.startswith("warning:")]
+    assert warnings == [  # the fake runs' GAUC counts 10 users
+        "warning: the validation GAUC counts only 10 users (fewer than 500): choices made on it "
+        "are mostly noise; hold out more days (--validation-days) or use more data",
+        "warning: the test GAUC of 'last' counts only 10 users (fewer than 500): a difference "
+        "between models or settings on it is mostly noise; evaluate on more test days or more "
+        "data"]
