@@ -260,3 +260,22 @@ def test_a_thin_gauc_is_said_once_per_split_in_the_study_output(tmp_path):
         "warning: the test GAUC of 'last' counts only 10 users (fewer than 500): a difference "
         "between models or settings on it is mostly noise; evaluate on more test days or more "
         "data"]
+
+
+def test_search_study_names_the_held_out_days_and_gives_base_no_lambda(tmp_path):
+    ctx = make_context(tmp_path, models=("base", "moae"), targets=("last",), seeds=(1,),
+                       overrides={"data": {"validation_days": 3}})
+    output = STUDIES["search"][0](ctx)
+    grid, chosen = dict(output.tables)[""], dict(output.tables)["selected"]
+    assert "BASE · Last-Click · lr 0.01, no aux" in grid.rows
+    assert not any("BASE" in row and "λ" in row for row in grid.rows)
+    assert chosen.values[("BASE · Last-Click", "aux_weight")] == "no aux"
+    assert chosen.values[("MoAE · Last-Click", "aux_weight")] == "0.3"
+    assert grid.title == "Validation days: every setting of the grid"
+    notes = " ".join(grid.notes)
+    assert "trained on the first T−3 training days, scored on the last 3 pooled" in notes
+    assert "day T," not in notes
+    one_day = dict(STUDIES["search"][0](make_context(tmp_path, models=("moae",),
+                                                     targets=("last",), seeds=(1,))).tables)
+    assert "trained on the first T−1 training days, scored on day T, seed 1" in \
+        " ".join(one_day[""].notes)
