@@ -93,7 +93,7 @@ def test_main_searches_on_validation_then_tests_every_seed(tmp_path):
     assert table.marks()[("MoAE", "last_gauc")] == "best"
     settings = dict(output.tables)["settings"]
     assert settings.values[("MoAE", "last")] == "lr 0.01, λ 0.3"
-    assert settings.values[("BASE", "last")] == "lr 0.01, λ ref"
+    assert settings.values[("BASE", "last")] == "lr 0.01, no aux"
 
 
 def test_main_compares_every_model_with_base_with_intervals_and_verdicts(tmp_path):

@@ -139,7 +139,8 @@ def _settings_table(study: Study, models: Sequence[str], targets: Sequence[str],
     for m in models:
         for t in targets:
             v = tuned[(m, t)]
-            table.add(model_name(m), t, "failed" if v is None else v.setting.label)
+            table.add(model_name(m), t, "failed" if v is None else
+                      _setting_label(v.aux, v.setting))
     return table
 
 
