@@ -4,9 +4,13 @@ numeric columns, no vocab files, three test days and five attribution labels."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from malt.cli import main
 from malt.data.layout import write_day
@@ -74,3 +78,38 @@ def test_own_data_from_files_to_trained_models(tmp_path, capsys):
     assert main(["eval", "--run", str(tmp_path / "moae"), "--data", str(data)]) == 0
     table = capsys.readouterr().out
     assert "pooled" in table and f"{runs['moae']:.4f}" in table
+
+
+GUIDE = Path(__file__).parents[2] / "docs" / "own-data.md"
+NEEDS_OTHER_INPUT = ("fetch", "attribute")
+"""Commands of the guide that start from the release's files or raw logs, not from DATA."""
+
+
+def guide_commands() -> list[list[str]]:
+    """The `malt ...` commands of docs/own-data.md (continued lines joined), without `malt`."""
+    text = re.sub(r"\\\n\s*", " ", GUIDE.read_text())
+    return [shlex.split(line)[1:] for line in text.splitlines() if line.startswith("    malt ")]
+
+
+@pytest.mark.slow
+def test_the_guides_commands_run_as_written(tmp_path, monkeypatch, capsys):
+    data = write_shop(tmp_path / "shop")
+    monkeypatch.chdir(tmp_path)
+    commands = [c for c in guide_commands() if c[0] not in NEEDS_OTHER_INPUT]
+    assert [c[0] for c in commands] == ["prepare", "study", "train", "train", "eval"]
+    said = {}
+    for command in commands:
+        args = [str(data) if arg == "DATA" else arg for arg in command]
+        assert main(args) == 0, args
+        said[command[0]] = capsys.readouterr().out
+    assert "preset `own-data` on schema 'shop-logs': malt's model defaults" in said["study"]
+    assert "warning: the validation GAUC counts only" in said["study"]
+    assert "warning: the test GAUC of 'last' counts fewer than 500 users on day4" in said["study"]
+    assert "Preset `own-data, malt's model defaults`" in (tmp_path / "studies/shop/search.md"
+                                                          ).read_text()
+    configs = [json.loads(p.read_text()) for p in
+               (tmp_path / "studies/shop/runs").glob("*/config.json")]
+    assert len(configs) == 2 + 4 + 2 * 3  # validation grids, then three seeds of each choice
+    assert all(c["model"]["release_defaults"] is False and "encoder" not in c["model"]
+               for c in configs)  # malt train's own model
+    assert "warning: the test GAUC of 'last'" in said["eval"]

@@ -1,5 +1,6 @@
 """Evaluation splits say what they are: several test days are reported per day and pooled, the
-validation protocol holds out the last k training days and warns when its GAUC is too thin."""
+validation protocol holds out the last k training days, and a GAUC too thin to choose on is
+warned about."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from malt.cli import main
 from malt.data import prepare
 from malt.errors import ConfigError, DataError
 from malt.eval.predictions import Predictions
+from malt.eval.report import few_users_warning
 from malt.jobs.train import train_run
-from malt.metrics import view_metrics
+from malt.metrics import ViewMetrics, view_metrics
 from malt.runs.config import DataConfig, RunConfig
 from malt.training.builder import evaluation_days, split_days
 from support.mac_data import write_random_dataset
@@ -78,7 +80,7 @@ def test_several_test_days_are_reported_per_day_and_pooled(data, tmp_path, capsy
                           predictions.user)
     assert metrics.views["last"] == pooled != metrics.per_day["test-00"]["last"]
     assert main(["eval", "--run", str(tmp_path / "run")]) == 0
-    table = capsys.readouterr().out.split("main view 'last' by day:\n")[1].splitlines()
+    table = capsys.readouterr().out.split("main view 'last' by day:\n")[1].splitlines()[:4]
     assert [line.split()[0] for line in table] == ["day", "test-00", "test-01", "pooled"]
     assert table[3].split()[1:3] == [f"{pooled.auc:.4f}", f"{pooled.gauc:.4f}"]
     assert table[3].split()[4] == f"{pooled.pcoc:.3f}"
@@ -94,8 +96,40 @@ def test_a_thin_validation_gauc_is_warned_about(data, tmp_path, caplog):
         "are mostly noise; hold out more days (--validation-days) or use more data"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="malt"):
-        train_run(_config(data), tmp_path / "test")  # the test protocol is not warned about
+        tested = train_run(_config(data), tmp_path / "test")
     assert not [r for r in caplog.records if "validation GAUC" in r.getMessage()]
+    days = {day: views["last"].gauc_users for day, views in tested.per_day.items()}
+    pooled = tested.main_metrics.gauc_users
+    expected = (f"the test GAUC of 'last' counts fewer than 500 users on test-00 "
+                f"({days['test-00']}), test-01 ({days['test-01']}), pooled ({pooled}): a "
+                "difference between models or settings on it is mostly noise; evaluate on "
+                "more test days or more data")
+    assert [r.getMessage() for r in caplog.records if "test GAUC" in r.getMessage()] == [expected]
+
+
+def test_malt_eval_warns_about_a_thin_test_gauc(data, tmp_path, capsys):
+    train_run(_config(data), tmp_path / "run")
+    assert main(["eval", "--run", str(tmp_path / "run")]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warning:")]
+    assert line.startswith("warning: the test GAUC of 'last' counts fewer than 500 users on "
+                           "test-00 (")
+
+
+def _views(users: int) -> dict[str, ViewMetrics]:
+    return {"last": ViewMetrics(auc=0.7, gauc=0.6, gauc_users=users, logloss=0.3,
+                                auc_weighted=0.7, gauc_weighted=0.6)}
+
+
+def test_the_few_users_warning_names_only_the_thin_sets_at_the_validation_threshold():
+    assert few_users_warning(_views(500), {}, "last") is None
+    assert few_users_warning(_views(499), {}, "last") == (
+        "the test GAUC of 'last' counts only 499 users (fewer than 500): a difference between "
+        "models or settings on it is mostly noise; evaluate on more test days or more data")
+    per_day = {"d1": _views(44), "d2": _views(900)}
+    assert "fewer than 500 users on d1 (44): a" in few_users_warning(_views(940), per_day, "last")
+    assert few_users_warning(_views(499), per_day, "last", split="validation").startswith(
+        "the validation GAUC counts only 499 users")
+    assert few_users_warning(_views(500), {}, "last", split="validation") is None
 
 
 def test_predictions_saved_before_days_were_kept_still_load(tmp_path):

@@ -93,7 +93,7 @@ def test_main_searches_on_validation_then_tests_every_seed(tmp_path):
     assert table.marks()[("MoAE", "last_gauc")] == "best"
     settings = dict(output.tables)["settings"]
     assert settings.values[("MoAE", "last")] == "lr 0.01, λ 0.3"
-    assert settings.values[("BASE", "last")] == "lr 0.01, λ ref"
+    assert settings.values[("BASE", "last")] == "lr 0.01, no aux"
 
 
 def test_main_compares_every_model_with_base_with_intervals_and_verdicts(tmp_path):
@@ -246,3 +246,36 @@ def test_a_model_without_auxiliary_heads_is_never_given_auxiliary_views(tmp_path
     with pytest.raises(ConfigError, match=r"aux-targets .* \['base'\] take none"):
         STUDIES["aux-targets"][0](study)
     assert run_dirs(study) == []
+
+
+def test_a_thin_gauc_is_said_once_per_split_in_the_study_output(tmp_path):
+    said: list[str] = []
+    ctx = make_context(tmp_path, models=("base", "moae"), targets=("last",), lrs=(3e-3, 1e-2),
+                       say=said.append)
+    STUDIES["main"][0](ctx)
+    warnings = [line for line in said if line.startswith("warning:")]
+    assert warnings == [  # the fake runs' GAUC counts 10 users
+        "warning: the validation GAUC counts only 10 users (fewer than 500): choices made on it "
+        "are mostly noise; hold out more days (--validation-days) or use more data",
+        "warning: the test GAUC of 'last' counts only 10 users (fewer than 500): a difference "
+        "between models or settings on it is mostly noise; evaluate on more test days or more "
+        "data"]
+
+
+def test_search_study_names_the_held_out_days_and_gives_base_no_lambda(tmp_path):
+    ctx = make_context(tmp_path, models=("base", "moae"), targets=("last",), seeds=(1,),
+                       overrides={"data": {"validation_days": 3}})
+    output = STUDIES["search"][0](ctx)
+    grid, chosen = dict(output.tables)[""], dict(output.tables)["selected"]
+    assert "BASE · Last-Click · lr 0.01, no aux" in grid.rows
+    assert not any("BASE" in row and "λ" in row for row in grid.rows)
+    assert chosen.values[("BASE · Last-Click", "aux_weight")] == "no aux"
+    assert chosen.values[("MoAE · Last-Click", "aux_weight")] == "0.3"
+    assert grid.title == "Validation days: every setting of the grid"
+    notes = " ".join(grid.notes)
+    assert "trained on the first T−3 training days, scored on the last 3 pooled" in notes
+    assert "day T," not in notes
+    one_day = dict(STUDIES["search"][0](make_context(tmp_path, models=("moae",),
+                                                     targets=("last",), seeds=(1,))).tables)
+    assert "trained on the first T−1 training days, scored on day T, seed 1" in \
+        " ".join(one_day[""].notes)

@@ -17,7 +17,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from malt.eval.predictions import Predictions
-    from malt.eval.report import evaluate, evaluate_by_day, format_days, format_metrics
+    from malt.eval.report import (
+        evaluate,
+        evaluate_by_day,
+        few_users_warning,
+        format_days,
+        format_metrics,
+    )
     from malt.eval.rescore import rescore
     from malt.eval.target import format_target_metrics, target_metrics
     from malt.runs.directory import RunDir
@@ -37,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
         print(format_days(per_day, metrics, config.task.main))
     if predictions.target_action is not None:
         print(format_target_metrics(target_metrics(predictions)))
+    warning = few_users_warning(metrics, per_day, config.task.main,
+                                split=config.data.eval_split)
+    if warning is not None:
+        print(f"warning: {warning}")
     if options.baseline:
         baseline = Predictions.load(RunDir(options.baseline).predictions_file) if not options.data \
             else rescore(RunDir(options.baseline), options.data, device=options.device)

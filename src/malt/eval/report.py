@@ -23,6 +23,9 @@ from malt.metrics import (
     view_metrics,
 )
 
+MIN_GAUC_USERS = 500
+"""Below this many users in a GAUC, differences between models or settings are mostly noise."""
+
 
 def evaluate(predictions: Predictions) -> dict[str, ViewMetrics]:
     """View -> metrics (see `malt.metrics.view_metrics`)."""
@@ -36,6 +39,31 @@ def evaluate_by_day(predictions: Predictions) -> dict[str, dict[str, ViewMetrics
     if len(predictions.days) < 2:
         return {}
     return {day: evaluate(part) for day, part in predictions.by_day()}
+
+
+def few_users_warning(pooled: dict[str, ViewMetrics],
+                      per_day: dict[str, dict[str, ViewMetrics]], main: str, *,
+                      split: str = "test") -> str | None:
+    """A warning when the main view's GAUC counts fewer than `MIN_GAUC_USERS` users, on the
+    evaluated days pooled or (test days) on any one of them; None when each counts enough."""
+    if split == "validation":  # the settings are chosen on the pooled validation days
+        users = pooled[main].gauc_users
+        return None if users >= MIN_GAUC_USERS else (
+            f"the validation GAUC counts only {users} users (fewer than {MIN_GAUC_USERS}): "
+            "choices made on it are mostly noise; hold out more days (--validation-days) or "
+            "use more data")
+    if not per_day:
+        users = pooled[main].gauc_users
+        counted = None if users >= MIN_GAUC_USERS else \
+            f"counts only {users} users (fewer than {MIN_GAUC_USERS})"
+    else:
+        thin = [f"{name} ({m[main].gauc_users})" for name, m in
+                [*per_day.items(), ("pooled", pooled)] if m[main].gauc_users < MIN_GAUC_USERS]
+        counted = None if not thin else \
+            f"counts fewer than {MIN_GAUC_USERS} users on {', '.join(thin)}"
+    return None if counted is None else (
+        f"the test GAUC of '{main}' {counted}: a difference between models or settings on it "
+        "is mostly noise; evaluate on more test days or more data")
 
 
 def complexity_breakdown(run: Predictions, baseline: Predictions, view: str,

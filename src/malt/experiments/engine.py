@@ -18,13 +18,13 @@ from typing import Literal
 
 from malt.data.cache import prepare
 from malt.data.layout import find_layout
-from malt.data.schema import Schema, schema_for
+from malt.data.schema import MAC, Schema, schema_for
 from malt.errors import ConfigError, Interrupted
 from malt.experiments.kaml import study_kaml
 from malt.experiments.mac import MAC_STUDIES
 from malt.experiments.options import ALL, StudyName, StudyOptions
 from malt.experiments.output import StudyOutput, write_output
-from malt.experiments.presets import get_preset
+from malt.experiments.presets import DEFAULT_PRESET, OWN_DATA, get_preset
 from malt.experiments.scheduler import Backend, LocalBackend
 from malt.experiments.study import STUDY_KIND, Study, claim_output
 from malt.models import model_spec
@@ -70,6 +70,7 @@ def run_studies(options: StudyOptions, say: Callable[[str], None] = print) -> in
     interrupted."""
     chosen = protocols(options.names)
     family = chosen[0].family
+    options = with_preset(options, say)
     # The study's lock is held for the whole command: its cells (trained here, in worker
     # processes or on Ray) each hold their own run's lock inside it.
     with OutputDir(study_out(options, family), STUDY_KIND).writing(), \
@@ -115,10 +116,37 @@ def study_backend(options: StudyOptions) -> Iterator[Backend]:
         yield backend
 
 
+def with_preset(options: StudyOptions, say: Callable[[str], None] = print) -> StudyOptions:
+    """`options` with their preset: the one asked for, else `own-data` when `--data` has a
+    schema of its own (said), else `smoke`."""
+    if options.preset is not None:
+        return options
+    if options.data is None or not own_schema(schema_for(options.data, _schema_file(options))):
+        return replace(options, preset=DEFAULT_PRESET)
+    say(f"no --preset: `{OWN_DATA}`, the preset of a data set with a schema of its own "
+        f"(--preset {DEFAULT_PRESET} runs the smoke test's narrow model)")
+    return replace(options, preset=OWN_DATA)
+
+
+def own_schema(schema: Schema) -> bool:
+    """Whether `schema` is a user's own: neither the MAC release's nor a simulator's (the
+    columns the models read compared, not the name nor the columns left unread)."""
+    from malt.sources.simulate.app_promotion import schema_dict
+
+    def read(s: Schema) -> str:
+        return replace(s, ignore_columns=()).fingerprint()
+
+    return read(schema) not in {read(MAC), read(Schema.from_dict(schema_dict()))}
+
+
+def _schema_file(options: StudyOptions) -> str | None:
+    return options.overrides.get("data", {}).get("schema")
+
+
 def open_study(options: StudyOptions, family: Family, say: Callable[[str], None],
                backend: Backend | None = None) -> Study:
     """The data provisioned and prepared, the output claimed, and the `Study` over them."""
-    preset = get_preset(options.preset)
+    preset = get_preset(options.preset or DEFAULT_PRESET)
     setup = preset.kaml if family == "kaml" else preset.mac
     if options.shuffle:
         if family == "kaml":
@@ -136,7 +164,7 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
         model_spec(model)
     if options.backend == "local":  # on Ray the workers' devices count, not this machine's
         resolve_device(options.device)
-    schema_file = options.overrides.get("data", {}).get("schema")
+    schema_file = _schema_file(options)
     out = study_out(options, family)
     data = options.data or out / "data"
     if options.data:
@@ -151,11 +179,21 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
     dataset = prepare(data, schema_for(data, schema_file))
     if family == "kaml":
         _check_kaml_schema(dataset.schema)
+    if own_schema(dataset.schema) and setup.model.get("release_defaults"):
+        setup = replace(setup, model={k: v for k, v in setup.model.items()
+                                      if k != "release_defaults"})
+    release = bool(setup.model.get("release_defaults"))
+    say(f"preset `{preset.name}` on schema '{dataset.schema.name}': "
+        f"{'the release' if release else 'malt'}'s model defaults"
+        f"{' (for results comparable with the MAC paper)' if release else ''}")
     simulated = "app-promotion " if family == "kaml" else ""
     note = f"`{shown_path(data)}`" if options.data else \
         f"the simulated {simulated}`{setup.sim_size}` set (seed {options.seed})"
     return Study(**options.study_choices(),
-                 preset=f"{preset.name}{', shuffled within days' if options.shuffle else ''}",
+                 preset=", ".join([preset.name, *(["shuffled within days"] if options.shuffle
+                                                  else []),
+                                   *(["malt's model defaults"] if family == "mac" and not release
+                                     else [])]),
                  setup=setup, data=data, output=output, labels=dataset.schema.labels,
                  seeds=tuple(range(options.seed, options.seed + seeds)), dataset=dataset,
                  data_note=note, backend=backend, say=say)
@@ -176,7 +214,7 @@ def study_out(options: StudyOptions, family: Family) -> Path:
     for the KAML study)."""
     if options.out is not None:
         return options.out
-    preset = get_preset(options.preset).name
+    preset = get_preset(options.preset or DEFAULT_PRESET).name
     return Path(f"studies/kaml-{preset}" if family == "kaml" else f"studies/{preset}")
 
 

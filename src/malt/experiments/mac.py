@@ -111,6 +111,24 @@ def _tuned_tests(study: Study, pairs: list[tuple[str, str]]
     return tuned, results
 
 
+def _setting_label(aux: Sequence[str], setting: Setting) -> str:
+    """A setting as the tables show it: a run without auxiliary views has no λ."""
+    return setting.label if aux else f"lr {setting.lr:g}, no aux"
+
+
+def _validation_days(study: Study) -> int:
+    """The training days the validation runs hold out (--validation-days)."""
+    return study.overrides.get("data", {}).get("validation_days", 1)
+
+
+def _validation_note(study: Study) -> str:
+    """Which days the validation runs trained on and were scored on."""
+    days = _validation_days(study)
+    if days == 1:
+        return "trained on the first T−1 training days, scored on day T"
+    return f"trained on the first T−{days} training days, scored on the last {days} pooled"
+
+
 def _settings_table(study: Study, models: Sequence[str], targets: Sequence[str],
                     tuned: dict[tuple[str, str], Variant | None]) -> Table:
     columns = [Column(t, view_name(t), kind="text") for t in targets]
@@ -121,7 +139,8 @@ def _settings_table(study: Study, models: Sequence[str], targets: Sequence[str],
     for m in models:
         for t in targets:
             v = tuned[(m, t)]
-            table.add(model_name(m), t, "failed" if v is None else v.setting.label)
+            table.add(model_name(m), t, "failed" if v is None else
+                      _setting_label(v.aux, v.setting))
     return table
 
 
@@ -447,21 +466,22 @@ def study_search(study: Study) -> StudyOutput:
     tuned = study.tune([(m, t) for m in models for t in targets], search_study=True)
     results = study.test([v for v, _ in tuned.values()])
     grid_rows, groups = [], []
-    grid = Table("Validation day: every setting of the grid", "Model · target · setting",
-                 grid_rows, [Column("val_auc", "val AUC"), Column("val_gauc", "val GAUC"),
-                             Column("selected", "selected", kind="text")])
+    grid = Table(f"Validation {'days' if _validation_days(study) > 1 else 'day'}: every "
+                 "setting of the grid", "Model · target · setting", grid_rows,
+                 [Column("val_auc", "val AUC"), Column("val_gauc", "val GAUC"),
+                  Column("selected", "selected", kind="text")])
     chosen = Table("Selected settings on the test day", "Model · target",
                    [], [Column("lr", "lr", kind="text"), Column("aux_weight", "λ", kind="text"),
                         Column("auc", "test AUC"), Column("gauc", "test GAUC")],
                    notes=study.notes("λ ref: the reference λ of the target."))
     for ((m, t), (variant, result)), runs in zip(tuned.items(), results):
         head = f"{model_name(m)} · {view_name(t)}"
+        aux = study.reference_aux(m, t)
         group = []
         for setting in result.scores or ([variant.setting] if variant else []):
-            row = f"{head} · {setting.label}"
+            row = f"{head} · {_setting_label(aux, setting)}"
             group.append(row)
             if result.scores:
-                aux = study.reference_aux(m, t)
                 run = RunDir(study.run_dir(Variant(m, t, aux, setting), study.seeds[0],
                                            "validation"))
                 if run.is_complete():
@@ -475,13 +495,14 @@ def study_search(study: Study) -> StudyOutput:
         if variant is not None:
             chosen.add(head, "lr", f"{variant.setting.lr:g}")
             weight = variant.setting.aux_weight
-            chosen.add(head, "aux_weight", "ref" if weight is None else f"{weight:g}")
+            chosen.add(head, "aux_weight", "no aux" if not aux else
+                       "ref" if weight is None else f"{weight:g}")
         for k, _ in METRICS:
             _add(chosen, head, k, runs, _metric(t, k))
     grid.rank_groups = groups
-    grid.notes = study.notes(f"Validation protocol: trained on the first T−1 training days, "
-                             f"scored on day T, seed {study.seeds[0]}; ranked within each model "
-                             "and target. A grid of one setting needs no validation run (–).")
+    grid.notes = study.notes(f"Validation protocol: {_validation_note(study)}, seed "
+                             f"{study.seeds[0]}; ranked within each model and target. A grid of "
+                             "one setting needs no validation run (–).")
     return StudyOutput([("", grid), ("selected", chosen)])
 
 

@@ -74,9 +74,11 @@ class StudyOptions(StudyChoices):
     names: tuple[StudyChoice, ...] = field(metadata={"flag": "name"})
     """The study (see docs/studies.md; kaml: the KAML paper's tables, docs/kaml.md); `all`
     runs every MAC study in turn."""
-    preset: PresetName = "smoke"
+    preset: PresetName | None = None
     """smoke: tiny simulated set, minutes on a CPU; small: the small simulated set, the tables
-    in docs/results (hours on a CPU); paper: the full protocol."""
+    in docs/results (hours on a CPU); paper: the full protocol; own-data: malt's model defaults
+    and a lr × λ grid over three seeds, for one's own data. Default: own-data when --data has a
+    schema of its own, else smoke."""
     data: Path | None = None
     """Data directory in the MAC layout (default: a simulated set in OUT/data, written when
     missing)."""

@@ -1,7 +1,8 @@
 """Study presets: how big a study is, for each family of studies.
 
-A preset (`smoke`, `small`, `paper`) sizes every study at once: `mac` for the MAC paper's
-studies (multi-attribution data), `kaml` for the KAML paper's (incomplete multi-label data).
+A preset (`smoke`, `small`, `paper`, `own-data`) sizes every study at once: `mac` for the MAC
+paper's studies (multi-attribution data), `kaml` for the KAML paper's (incomplete multi-label
+data).
 
 MAC studies:
 * `smoke`: every study on the `tiny` simulated set in minutes on a laptop CPU (CI runs
@@ -17,10 +18,20 @@ MAC studies:
   full grids lr ∈ {0.1x, x, 10x | x ∈ {3e-3, 3.5e-3, 4e-3}} × λ ∈ {0.1, 0.2, 0.3, 0.4}
   chosen on the validation day, greedy selection for every multi-task model and target, and a
   21-day simulated set when no data is given (pass `--data` for the MAC release).
+* `own-data`: a study of one's own data (the default when `--data` has a schema of its own):
+  malt's own model defaults (`malt train`'s, reference widths, without the release's quirks),
+  `--batch-size auto`, a 3 × 2 grid lr ∈ {1e-3, 3e-3, 1e-2} × λ ∈ {0.1, 0.3} chosen on the
+  validation days, three seeds, one run per CPU core; the `small` simulated set when no data
+  is given.
+
+On data with a schema of its own (neither the MAC release's nor a simulator's), every preset
+trains with malt's model defaults: the release's quirks (`release_defaults`) are for results
+comparable with the paper on MAC.
 
 KAML study: `smoke` the tiny app-promotion simulation, minutes on a CPU; `small` the committed
 study (one pass over ten days of ~50k clicks at batch 512, three seeds); `paper` the paper's
-protocol (Adam, lr 1e-3, batch 5000, five seeds) on four simulated weeks.
+protocol (Adam, lr 1e-3, batch 5000, five seeds) on four simulated weeks; `own-data` malt's
+model defaults, lr 1e-3 and `--batch-size auto`, three seeds.
 """
 
 from __future__ import annotations
@@ -105,7 +116,7 @@ class Preset:
 KAML_MODEL = {"encoder": {"embed_dim": 16}, "expert": {"dim": 128}, "tower": {"dims": [64, 32]}}
 FOUR_EXPERTS = {"mmoe": {"experts": 4}, "kaml": {"experts": 4}}
 
-PresetName = Literal["smoke", "small", "paper"]
+PresetName = Literal["smoke", "small", "paper", "own-data"]
 PRESETS: dict[PresetName, Preset] = {
     "smoke": Preset("smoke", mac=MacSetup(
         sim_size="tiny", lrs=(1e-2,), lr=1e-2,
@@ -136,7 +147,15 @@ PRESETS: dict[PresetName, Preset] = {
         kaml=Setup(sim_size="medium", seeds=5, cpu_jobs=1, models=KAML_MODELS, lr=1e-3,
                    train={"batch_size": 5000, "embedding_lr_scale": 1.0, "log_every": 1000},
                    model=KAML_MODEL, per_model=FOUR_EXPERTS)),
+    "own-data": Preset("own-data", mac=MacSetup(
+        sim_size="small", seeds=3, cpu_jobs=None, lrs=(1e-3, 3e-3, 1e-2),
+        aux_weights=(0.1, 0.3)),
+        kaml=Setup(sim_size="small", seeds=3, cpu_jobs=None, models=KAML_MODELS, lr=1e-3)),
 }
+OWN_DATA = "own-data"
+"""The preset of a study on data with a schema of its own."""
+DEFAULT_PRESET = "smoke"
+"""The preset of a study on the MAC release or a simulated set when none is named."""
 
 
 def get_preset(name: str) -> Preset:

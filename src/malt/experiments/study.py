@@ -22,6 +22,7 @@ from malt.config_files import merge_tables, read_key_value_file
 from malt.data.cache import Dataset
 from malt.data.task import CAT
 from malt.errors import ConfigError
+from malt.eval.report import few_users_warning
 from malt.eval.target import ALL
 from malt.experiments.cells import Cell, TrainFn
 from malt.experiments.options import StudyChoices
@@ -142,6 +143,8 @@ class Study(StudyChoices):
     failures: dict[str, Outcome] = field(default_factory=dict)
     trained: list[Outcome] = field(default_factory=list)
     """Runs trained (not read back) by this study, for the cost summary."""
+    warned: set[str] = field(default_factory=set)
+    """Warnings said already (every run of a split scores the same users: said once)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -234,7 +237,14 @@ class Study(StudyChoices):
                 self.failures[outcome.cell.id] = outcome
             else:
                 self.failures.pop(outcome.cell.id, None)
-        return [outcomes[c.id].metrics for c in cells]
+        metrics = [outcomes[c.id].metrics for c in cells]
+        for config, m in zip(configs, metrics):
+            warning = None if m is None or m.main not in m.views else few_users_warning(
+                m.views, m.per_day, m.main, split=config.data.eval_split)
+            if warning is not None and warning not in self.warned:
+                self.warned.add(warning)
+                self.say(f"warning: {warning}")
+        return metrics
 
     def test(self, variants: Sequence[Variant | None]) -> list[list[RunMetrics | None]]:
         """Per variant, the test metrics of every seed (all Nones for a None variant)."""

@@ -40,11 +40,6 @@ from malt.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-MIN_VALIDATION_USERS = 500
-"""Below this many users in the validation GAUC, differences between λ or learning-rate
-settings are mostly noise."""
-
-
 @dataclass(frozen=True)
 class Evaluation:
     """The final model's predictions on the evaluation days, their record, and the global
@@ -134,7 +129,7 @@ def evaluate(built: BuiltRun, trainer: Trainer) -> Evaluation | None:
 
 def record(run: RunDir, evaluation: Evaluation, tracker: Tracker, *, eval_split: str) -> None:
     """Write the evaluation into the run (`metrics.json` after the files it vouches for) and
-    the tracker; warn when a validation GAUC counts too few users to choose settings on."""
+    the tracker; warn when the GAUC counts too few users to choose settings or models on."""
     metrics = evaluation.metrics
     evaluation.predictions.save(run.writable(run.predictions_file))
     # metrics.json marks the run complete, so everything else is written before it.
@@ -143,12 +138,10 @@ def record(run: RunDir, evaluation: Evaluation, tracker: Tracker, *, eval_split:
     _log_evaluation(run, metrics.views, evaluation.step)
     tracker.log_metrics(evaluation_metrics(metrics.views), evaluation.step)
     log.info("evaluation: %s", metrics.views)
-    users = metrics.main_metrics.gauc_users
-    if eval_split == "validation" and users < MIN_VALIDATION_USERS:
-        log.warning("the validation GAUC counts only %d users (fewer than %d): choices "
-                    "made on it are mostly noise; hold out more days "
-                    "(--validation-days) or use more data", users,
-                    MIN_VALIDATION_USERS)
+    warning = report.few_users_warning(metrics.views, metrics.per_day, metrics.main,
+                                       split=eval_split)
+    if warning is not None:
+        log.warning("%s", warning)
 
 
 def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> RunMetrics:
