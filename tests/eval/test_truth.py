@@ -23,6 +23,7 @@ from malt.eval.truth import (
     read_truth,
     score_against_truth,
     score_attribution,
+    score_rules,
     truth_metrics,
     truth_of_predictions,
 )
@@ -169,3 +170,19 @@ def test_undefined_truth_metrics_round_trip_as_null():
                         "oracle_gauc": None}}
     shown = format_truth(metrics, "last")
     assert "nan" in shown and math.isnan(float(shown.splitlines()[1].split()[-1]))
+
+
+def test_data_truth_scores_every_label_and_refuses_data_without_truth(tmp_path, capsys):
+    data = _with_truth(tmp_path / "sim")
+    test_day = data / "test" / "test.parquet"
+    rules = score_rules(MAC, [test_day])
+    table = pq.read_table(test_day)
+    assert rules["last"] == score_attribution(table["last"].to_numpy(),
+                                              table["true_credit"].to_numpy())
+    assert main(["data", "truth", "--data", str(data), "--split", "test"]) == 0
+    shown = capsys.readouterr().out
+    for label in MAC.labels:
+        assert f"{label:<10}{int(rules[label]['clicks']):>10,}{rules[label]['mae']:>9.4f}" in shown
+    plain = write_random_dataset(tmp_path / "plain")
+    assert main(["data", "truth", "--data", str(plain)]) == 3
+    assert "true_credit" in capsys.readouterr().err

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from malt.data.schema import Schema
+from malt.errors import ConfigError
 from malt.eval.predictions import Predictions
 from malt.metrics import auc, gauc, logloss
 
@@ -160,6 +161,19 @@ def score_attribution(weights: np.ndarray, credit: np.ndarray) -> dict[str, floa
         "false_credit": float(w[c == 0].sum() / w.sum()) if w.sum() > 0 else math.nan,
         "missed_credit": float(c[w == 0].sum() / c.sum()) if c.sum() > 0 else math.nan,
     }
+
+
+def score_rules(schema: Schema, files: Sequence[Path]) -> dict[str, dict[str, float]]:
+    """Label -> `score_attribution` of its weights in day `files` against their true credit;
+    a `ConfigError` when the files hold no true credit."""
+    truth = read_truth(schema, files)
+    if truth is None or truth.credit is None:
+        raise ConfigError(f"the days {[str(f) for f in files]} hold no true credit column "
+                          f"('{schema.true_credit_column}'); `malt simulate` writes it")
+    parts = [pq.read_table(f, columns=list(schema.labels)) for f in files]
+    return {label: score_attribution(np.concatenate([p[label].to_numpy() for p in parts]),
+                                     truth.credit)
+            for label in schema.labels}
 
 
 def format_truth(metrics: dict[str, dict[str, float | None]], main: str) -> str:
