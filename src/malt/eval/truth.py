@@ -14,7 +14,7 @@ them:
   its true credit, over the clicks that any rule or the truth credits.
 
 The true probability is that of the click's journey ending in a purchase, estimated by the
-simulator from 64 plays of the journey's chance (standard error at most 0.06 per click): the
+simulator from 48 plays of the journey's chance (standard error at most 0.036 per click): the
 event the binarised `linear` and `mta` labels record (up to the attribution window), of which
 `last` and `first` credit one click each; for those views read the correlations, not the
 logloss.

@@ -52,9 +52,8 @@ def test_journeys_convert_as_often_as_their_probability_says():
     setup = _setup(40_000, np.random.default_rng(0))
     truth = conversion_probability(setup, params, np.random.default_rng(1), 64)
     played = run_journeys(setup, params, np.random.default_rng(2)).converts
-    assert truth.max() <= 1 and truth.min() >= 0 and truth.std() > 0.05
-    # Browsing journeys (half of them) never buy: the truth is at most about buy_share.
-    assert np.quantile(truth, 0.99) < params.buy_share + 0.15
+    # Browsing journeys (half of them) never buy: the truth is at most buy_share.
+    assert truth.min() >= 0 and truth.max() <= params.buy_share and truth.std() > 0.05
     # Groups by an independent estimate, so that each group's mean truth is unbiased (grouping
     # by the estimate itself would favour its errors).
     sorter = conversion_probability(setup, params, np.random.default_rng(3), 64)

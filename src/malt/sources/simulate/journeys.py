@@ -16,7 +16,7 @@ the last day if need be, so the labels of the final days are not truncated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,8 +26,9 @@ from malt.sources.simulate.population import DEVICE, SPENDING, Population
 
 _MAX_JOURNEY = 40
 _HISTORY_SPAN_DAYS = 120
-TRUTH_REPLICAS = 64
-"""Plays of each journey's chance that estimate its true conversion probability."""
+TRUTH_REPLICAS = 48
+"""Plays of each journey's chance that estimate its true conversion probability (standard
+error at most 0.036 with the default `buy_share`)."""
 
 
 @dataclass
@@ -172,13 +173,16 @@ def run_journeys(setup: JourneySetup, params: Params, rng: np.random.Generator
 
 def conversion_probability(setup: JourneySetup, params: Params, rng: np.random.Generator,
                            replicas: int) -> np.ndarray:
-    """Each journey's true chance of ending in a purchase [E], float64: the share of `replicas`
-    independent plays of its chance (`run_journeys`) that convert. Its standard error is at
-    most 0.5 / sqrt(replicas)."""
+    """Each journey's true chance of ending in a purchase [E], float64, from `replicas`
+    independent plays of its chance (`run_journeys`). Whether a journey is mere browsing is
+    drawn apart from the rest, so the plays are of buying journeys and their conversion share
+    is scaled by `buy_share`: the same expectation with less noise (standard error at most
+    0.5 · buy_share / sqrt(replicas))."""
+    buying = replace(params, buy_share=1.0)
     converted = np.zeros(len(setup.start))
     for _ in range(replicas):
-        converted += run_journeys(setup, params, rng).converts
-    return converted / replicas
+        converted += run_journeys(setup, buying, rng).converts
+    return params.buy_share * converted / replicas
 
 
 def simulate_chunk(catalog: Catalog, population: Population, users: np.ndarray, days: int,
