@@ -25,6 +25,7 @@ from malt.sources.simulate.config import DAY, DEVICES, HOUR_BANDS, SEQUENCE_LENG
 from malt.sources.simulate.population import DEVICE, SPENDING, Population
 
 _MAX_JOURNEY = 40
+_SPAN = _MAX_JOURNEY + 1
 _HISTORY_SPAN_DAYS = 120
 TRUTH_REPLICAS = 48
 """Plays of each journey's chance that estimate its true conversion probability (standard
@@ -62,12 +63,13 @@ def _segments(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return segment, start, np.arange(int(lengths.sum())) - start[segment]
 
 
-def _categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw per row of softmax(logits [N, C]) -> int8 [N]."""
+def _categorical(logits: np.ndarray, row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per click of softmax(logits[row]): logits [K, C] of the K distinct rows, row
+    [N] -> int8 [N]. Distinct rows are few, and the softmax of each is computed once."""
     prob = np.exp(logits - logits.max(1, keepdims=True))
     cum = np.cumsum(prob, axis=1)
-    r = rng.random(len(logits))[:, None] * cum[:, -1:]
-    return np.minimum((cum < r).sum(1), logits.shape[1] - 1).astype(np.int8)
+    r = rng.random(len(row))[:, None] * cum[row, -1:]
+    return np.minimum((cum[row] < r).sum(1), logits.shape[1] - 1).astype(np.int8)
 
 
 def _time_of_day(n: int, params: Params, rng: np.random.Generator) -> np.ndarray:
@@ -75,12 +77,13 @@ def _time_of_day(n: int, params: Params, rng: np.random.Generator) -> np.ndarray
     return rng.choice(24, size=n, p=profile) * 3600 + rng.integers(0, 3600, n)
 
 
-def _context(stage_logits: np.ndarray, user_device: np.ndarray, params: Params,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scenario, position band and device of clicks with scenario logits [N, S]."""
-    scenario = _categorical(stage_logits, rng)
-    decay = params.scenario_slot_decay[scenario]
-    slot = _categorical(-decay[:, None] * np.arange(SLOTS), rng)
+def _context(stage_logits: np.ndarray, row: np.ndarray, user_device: np.ndarray,
+             params: Params, rng: np.random.Generator
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scenario, position band and device of clicks [N] with scenario logits
+    stage_logits[row] (stage_logits [K, S], row [N])."""
+    scenario = _categorical(stage_logits, row, rng)
+    slot = _categorical(-params.scenario_slot_decay[:, None] * np.arange(SLOTS), scenario, rng)
     device = np.where(rng.random(len(scenario)) < params.device_loyalty, user_device,
                       rng.integers(0, DEVICES, len(scenario))).astype(np.int8)
     return scenario, slot, device
@@ -147,15 +150,20 @@ def run_journeys(setup: JourneySetup, params: Params, rng: np.random.Generator
         setup.threshold_price + p.threshold_event_sigma * rng.normal(size=n_events))
 
     event, first, position = _segments(length)
-    stage = position / np.maximum(length - 1, 1)[event]
+    # A click's stage (position / (length - 1)) takes one of few values: one row per (length,
+    # position) pair holds it and the scenario logits at it.
+    length_of, position_of = np.divmod(np.arange(_SPAN * _SPAN), _SPAN)
+    stages = position_of / np.maximum(length_of - 1, 1)
+    stage_row = length[event] * _SPAN + position
+    stage = stages[stage_row]
     gap = np.where(rng.random(len(event)) < p.session_share,
                    rng.exponential(p.session_gap_s, len(event)),
                    rng.exponential(p.day_gap_days * DAY, len(event)))
     gap = np.where(position == 0, 0, np.ceil(gap)).astype(np.int64)
     elapsed = np.cumsum(gap)
     time = setup.start[event] + elapsed - elapsed[first][event]
-    scenario, slot, device = _context(p.scenario_start + stage[:, None] * p.scenario_slope,
-                                      setup.device[event], p, rng)
+    scenario, slot, device = _context(p.scenario_start + stages[:, None] * p.scenario_slope,
+                                      stage_row, setup.device[event], p, rng)
     null = rng.random(len(event)) < p.scenario_null[scenario] * (1 + p.slot_null * slot)
     log_c = (setup.intent[event] + p.scenario_effect[scenario] + p.hour_effect[hour_band(time)]
              + p.stage_effect * stage - p.slot_effect * slot
@@ -250,9 +258,9 @@ def simulate_chunk(catalog: Catalog, population: Population, users: np.ndarray, 
     oneoff_item = catalog.choose(population.interest[users[oneoff_local]], p.oneoff_candidates,
                                  p.oneoff_temperature, rng)
     oneoff_time = rng.integers(0, days, n_oneoff) * DAY + _time_of_day(n_oneoff, p, rng)
-    o_scenario, o_slot, o_device = _context(
-        np.broadcast_to(p.scenario_oneoff, (n_oneoff, len(p.scenario_oneoff))),
-        profile[oneoff_local, DEVICE], p, rng)
+    o_scenario, o_slot, o_device = _context(p.scenario_oneoff[None, :],
+                                            np.zeros(n_oneoff, dtype=np.int64),
+                                            profile[oneoff_local, DEVICE], p, rng)
 
     click_local = np.r_[ev_local[event[keep]], oneoff_local]
     bought_event = np.r_[buyer, again]
