@@ -71,7 +71,9 @@ def _toml(values: dict) -> str:
 
 MAC_TOML = (_toml({"name": "mac", "user_column": MAC.user_column, "labels": list(MAC.labels),
                    "sequence_pad": MAC.sequence_pad, "sequence_length": MAC.sequence_length,
-                   "float_sequences": [s.name for s in MAC.float_sequences]})
+                   "float_sequences": [s.name for s in MAC.float_sequences],
+                   "true_probability_column": MAC.true_probability_column,
+                   "true_credit_column": MAC.true_credit_column})
             + "[fields]\n" + _toml({g: [f.name for f in MAC.fields if f.group == g]
                                     for g in ("user", "ad", "context")})
             + "[id_sequences]\n" + _toml({s.name: s.shares for s in MAC.id_sequences}))

@@ -51,6 +51,7 @@ def default_instance(cls: type) -> Any:
     from malt.data.options import PrepareOptions
     from malt.deploy.options import ExportOptions, PredictOptions
     from malt.eval.options import CompareOptions, EvalOptions
+    from malt.eval.truth_options import TruthOptions
     from malt.experiments.engine import StudyOptions
     from malt.experiments.study import Study
     from malt.runs.options import TrainOptions, UpgradeRunOptions
@@ -76,6 +77,7 @@ def default_instance(cls: type) -> Any:
         TrainOptions: lambda: TrainOptions(out="run"),
         UpgradeRunOptions: lambda: UpgradeRunOptions(paths=["runs"]),
         KuaiRandSimOptions: lambda: KuaiRandSimOptions(raw="raw", out="out"),
+        TruthOptions: lambda: TruthOptions(data="data"),
         Study: lambda: Study(preset="smoke", setup=None, data=Path("data"), output=None,
                              labels=("last",), seeds=(1,)),
     }

@@ -2,6 +2,7 @@
 
     malt data kuairand-sim --raw KuaiRand-Pure/ --out data/kuairand   # the paper's recipe
     malt data coverage --data data/app --schema data/app/schema.toml  # its Table 1
+    malt data truth --data data/sim      # attribution rules against the simulated truth
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import argparse
 
 from malt.commands._options import add_options, add_run_options, read_options, typed
 from malt.data.task import COVERAGE_MASKS, CoverageMask
+from malt.eval.truth_options import TruthOptions
 from malt.sources.kuairand_options import KuaiRandOptions, KuaiRandSimOptions
 
-HELP = "incomplete multi-label data: KuaiRand-Pure recipe (kuairand-sim), mask coverage"
+HELP = ("incomplete multi-label data: KuaiRand-Pure recipe (kuairand-sim), mask coverage; "
+        "attribution labels against the simulated truth")
 
 COVERAGE_FIELDS = [("data", "path"), ("data", "schema"), ("data", "train_days"),
                    ("task", "adm_window"), ("task", "adm_window_days"), ("task", "adm_alpha"),
@@ -34,10 +37,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    metavar="{" + ",".join(COVERAGE_MASKS) + "}",
                    help="masks to report (default: adm, and reported when the data has it)")
 
+    t = sub.add_parser("truth", help="how far each attribution label lies from the clicks' "
+                                     "true credit (simulated data)")
+    add_options(t, TruthOptions)
+
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "kuairand-sim":
         return _kuairand(args)
+    if args.action == "truth":
+        return _truth(args)
     return _coverage(args)
 
 
@@ -65,4 +74,17 @@ def _coverage(args: argparse.Namespace) -> int:
     print(format_coverage(coverage_report(dataset.schema, days, adm, args.masks)))
     print(f"{sum(d.rows for d in days):,} training rows over {len(days)} day(s); "
           f"ADM: {adm.describe()}")
+    return 0
+
+
+def _truth(args: argparse.Namespace) -> int:
+    from malt.data.layout import find_layout
+    from malt.data.schema import schema_for
+    from malt.eval.truth import format_attribution, score_rules
+
+    options = read_options(args, TruthOptions)
+    layout = find_layout(options.data, vocabs=False)
+    files = {"all": layout.days, "train": layout.train, "test": layout.test}[options.split]
+    print(format_attribution(score_rules(schema_for(options.data, options.schema), files)))
+    print(f"{len(files)} day file(s) of {options.data} ({options.split})")
     return 0

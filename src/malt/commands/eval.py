@@ -16,6 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from malt.data.layout import find_layout
+    from malt.data.schema import schema_for
     from malt.eval.predictions import Predictions
     from malt.eval.report import (
         evaluate,
@@ -26,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from malt.eval.rescore import rescore
     from malt.eval.target import format_target_metrics, target_metrics
+    from malt.eval.truth import format_truth, truth_metrics, truth_of_predictions
     from malt.runs.directory import RunDir
 
     options = read_options(args, EvalOptions)
@@ -34,10 +37,16 @@ def run(args: argparse.Namespace) -> int:
     if options.data:
         predictions = rescore(run_dir, options.data, device=options.device)
         metrics = evaluate(predictions)
+        schema = run_dir.load_schema() or schema_for(options.data)
+        truth = truth_metrics(predictions, truth_of_predictions(
+            schema, find_layout(options.data).days, predictions))
     else:
-        metrics = run_dir.load_metrics().views
+        record = run_dir.load_metrics()
+        metrics, truth = record.views, record.truth
         predictions = Predictions.load(run_dir.predictions_file)
     print(format_metrics(metrics, config.task.main))
+    if truth:
+        print(format_truth(truth, config.task.main))
     per_day = evaluate_by_day(predictions)
     if per_day:
         print(format_days(per_day, metrics, config.task.main))

@@ -228,7 +228,8 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
         unnamed = [c for c in arrow_schema.names if c not in expected]
         raise DataError(f"missing columns {missing}{_did_you_mean(missing, unnamed)}", file=file,
                         column=missing[0])
-    extra = [c for c in arrow_schema.names if c not in expected and c not in schema.ignore_columns]
+    known = {*expected, *schema.ignore_columns, *schema.truth_columns}
+    extra = [c for c in arrow_schema.names if c not in known]
     if extra and schema.strict_columns:
         raise DataError(f"unexpected columns {extra}; declare them in the schema, list them "
                         "under ignore_columns, or drop strict_columns", file=file,

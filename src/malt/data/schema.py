@@ -38,6 +38,12 @@ the labels) and optionally `true_labels` (the unreported truth, one column per l
 oracle training and evaluation only) and `reported_labels` (0/1 per label: whether the row's
 campaign reports that action at all; read by the `reported` mask).
 
+Simulated data can carry the generating process's truth: `true_probability_column` (each
+row's true conversion probability) and `true_credit_column` (each row's true share of the
+conversions it is credited for). They are never read for training; evaluation scores runs and
+attribution rules against them where the files hold them (`malt.eval.truth`), and they may be
+absent (the built-in MAC schema names the columns `malt simulate` writes).
+
 The file's keys are the fields of `SchemaFile` (its tables those of `FieldGroups`,
 `SharedTable` ...), read with `malt.typed_fields.build`: a value of the wrong type is an error
 naming the key, the value and what was expected, and an unknown key names the closest valid
@@ -134,6 +140,12 @@ class Schema:
     strict_columns: bool = False
     """Refuse files with columns the schema does not name (by default they are ignored, with
     one warning listing them)."""
+    true_probability_column: str | None = None
+    """Simulated data: each row's true conversion probability (evaluation only; optional in
+    the files)."""
+    true_credit_column: str | None = None
+    """Simulated data: each row's true share of the conversions it is credited for (scoring
+    attribution rules; optional in the files)."""
     numeric: tuple[NumericField, ...] = ()
     numeric_fill: FiniteFloat | None = None
     """The value NaN, inf and missing numbers become; None: they are an error."""
@@ -169,6 +181,11 @@ class Schema:
         return tuple(c for c in (self.user_column, *self.field_names) if c not in hashed)
 
     @property
+    def truth_columns(self) -> tuple[str, ...]:
+        """The simulated truth's columns: known to the schema, never required or trained on."""
+        return tuple(c for c in (self.true_probability_column, self.true_credit_column) if c)
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """Every column a day file must hold."""
         cols = [self.user_column, *self.field_names]
@@ -188,7 +205,8 @@ class Schema:
         """A short hash of everything that changes how files are read (not the name, nor
         whether unnamed columns are refused)."""
         content = {k: v for k, v in self.to_dict().items()
-                   if k not in ("name", "strict_columns")}
+                   if k not in ("name", "strict_columns", "true_probability_column",
+                                "true_credit_column")}
         # Left out when unused, so schemas written before numeric columns keep their caches.
         if not self.numeric:
             del content["numeric"]
@@ -233,7 +251,7 @@ class Schema:
         names = [self.user_column, *self.field_names]
         names += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
         names += [f.name for f in self.numeric]
-        names += [*self.labels, *self.true_labels, *self.reported_labels]
+        names += [*self.labels, *self.true_labels, *self.reported_labels, *self.truth_columns]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"schema '{self.name}': columns declared twice: {dupes}")
@@ -354,6 +372,12 @@ class SchemaFile:
     hash_buckets: dict[str, PositiveInt] = field(default_factory=dict)
     """Fields whose ids are hashed into that many rows, without a vocab file (see
     `malt.data.hashing`)."""
+    true_probability_column: str | None = None
+    """Simulated data: each row's true conversion probability (never trained on; evaluation
+    scores runs against it where the files hold it)."""
+    true_credit_column: str | None = None
+    """Simulated data: each row's true share of the conversions it is credited for (never
+    trained on; scores attribution rules where the files hold it)."""
 
     def schema(self, default_name: str) -> Schema:
         """The `Schema` this file describes (`default_name` when it names none)."""
@@ -372,7 +396,9 @@ class SchemaFile:
             numeric=tuple(NumericField(n) for n in self.numeric) if not isinstance(
                 self.numeric, dict) else tuple(NumericField(n, t) for n, t in
                                                self.numeric.items()),
-            numeric_fill=self.numeric_fill, hash_buckets=tuple(self.hash_buckets.items()))
+            numeric_fill=self.numeric_fill, hash_buckets=tuple(self.hash_buckets.items()),
+            true_probability_column=self.true_probability_column,
+            true_credit_column=self.true_credit_column)
         if schema.id_sequences and self.sequence_pad is None:
             # No default: a pad that is also a real id would be masked out wherever it occurs.
             raise ConfigError("declare sequence_pad, the raw id that pads short id sequences "
@@ -405,13 +431,16 @@ def _mac_schema() -> Schema:
         labels=("last", "first", "linear", "mta"),
         id_sequences=tuple(IdSequence(f"ad_feat{i}_seq", f"ad_feat{i}", 20) for i in range(3)),
         float_sequences=tuple(FloatSequence(f"mm_feat{i}_seq", 20) for i in range(2)),
+        true_probability_column="true_cvr",
+        true_credit_column="true_credit",
     )
 
 
 MAC = _mac_schema()
 """The MAC release: 1 user id + 6 user, 6 ad and 4 context fields, 3 purchase-sequence id
 columns sharing the ad_feat0..2 tables, 2 similarity-score sequences, labels last/first/linear/mta
-(the DDA label is called `mta` in the release)."""
+(the DDA label is called `mta` in the release); simulated data add the truth columns
+`true_cvr` and `true_credit`, which the release lacks."""
 
 
 def schema_for(data: str | Path | None, explicit: str | Path | None = None) -> Schema:

@@ -27,6 +27,7 @@ from malt.eval import report
 from malt.eval.calibration_plot import write_reliability_plot
 from malt.eval.predictions import Predictions, score_days
 from malt.eval.target import target_metrics
+from malt.eval.truth import read_truth, truth_metrics
 from malt.metrics import ViewMetrics
 from malt.runs.checkpoint import refuse_legacy
 from malt.runs.config import RunConfig
@@ -155,7 +156,9 @@ def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> 
                          data_wait_seconds=round(trainer.state.data_wait_seconds, 3)),
         params=ParamCounts(*built.model.parameter_counts()),
         target=None if predictions.target_action is None else target_metrics(predictions),
-        coverage=built.coverage, per_day=report.evaluate_by_day(predictions))
+        coverage=built.coverage, per_day=report.evaluate_by_day(predictions),
+        truth=truth_metrics(predictions, read_truth(built.dataset.schema,
+                                                    [d.source for d in built.eval_days])))
 
 
 @contextmanager

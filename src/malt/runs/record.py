@@ -56,6 +56,9 @@ class RunMetrics:
     """Share of training rows each action trains on under the mask (KAML Table 1)."""
     per_day: dict[str, dict[str, ViewMetrics]] = field(default_factory=dict)
     """Day -> view -> metrics when several days are evaluated (`views` pools them)."""
+    truth: dict[str, dict[str, float | None]] | None = None
+    """View -> its scores against the simulated truth (`malt.eval.truth`), when the evaluation
+    days hold it; a metric undefined there is None."""
 
     def __post_init__(self) -> None:
         validate(self, "metrics")

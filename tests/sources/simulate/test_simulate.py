@@ -43,7 +43,7 @@ def test_tiny_writes_the_mac_layout(tiny):
     total = 0
     for path in [*sorted((root / "train").iterdir()), root / "test" / "test.parquet"]:
         table = pq.read_table(path)
-        assert tuple(table.column_names) == MAC.columns
+        assert tuple(table.column_names) == (*MAC.columns, *MAC.truth_columns)
         total += table.num_rows
     assert total == stats.clicks
     assert 35_000 < stats.clicks < 70_000
@@ -147,7 +147,8 @@ def _chunk(users: int = 400, days: int = 6, seed: int = 0):
     rng = np.random.default_rng(seed)
     catalog = build_catalog(users * 12, params, rng)
     population = build_population(users, params, rng)
-    events = simulate_chunk(catalog, population, np.arange(users), days, params, rng)
+    events = simulate_chunk(catalog, population, np.arange(users), days, params, rng,
+                            np.random.default_rng(seed + 1), truth_replicas=4)
     return catalog, events, attribute(events, catalog.items, int(params.window_days * DAY),
                                       params.dda_noise, rng)
 

@@ -66,12 +66,15 @@ def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population
     p = config.params
     chunks = -(-config.users // config.chunk_users)
     seeds = np.random.SeedSequence([config.seed, 2]).spawn(chunks)
+    # The truth's own stream: estimating it never changes a written click or label.
+    truth_seeds = np.random.SeedSequence([config.seed, 3]).spawn(chunks)
     window = int(round(p.window_days * DAY))
     purchases: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for c in range(chunks):
         rng = np.random.default_rng(seeds[c])
         users = np.arange(c * config.chunk_users, min((c + 1) * config.chunk_users, config.users))
-        events = simulate_chunk(catalog, population, users, config.days, p, rng)
+        events = simulate_chunk(catalog, population, users, config.days, p, rng,
+                                np.random.default_rng(truth_seeds[c]))
         labels = attribute(events, catalog.items, window, p.dda_noise, rng)
         purchases.append((events.history_user, events.history_item, events.history_time))
         purchases.append((events.conv_user, events.conv_item, events.conv_time))
@@ -84,7 +87,9 @@ def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population
                         labels.journey_size[in_days])
         rows = ClickRows(user=events.user, item=events.item, time=events.time,
                          scenario=events.scenario, slot=events.slot, device=events.device,
-                         weights=labels.weights).take(written)
+                         weights=labels.weights,
+                         true_cvr=events.conversion_probability,
+                         true_credit=labels.true_credit).take(written)
         _spill(rows, day[written], config.days, tmp, c)
         progress(f"  simulated users {users[0]:,}-{users[-1]:,} ({c + 1}/{chunks}): "
                  f"{len(written):,} clicks")

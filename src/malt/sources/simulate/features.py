@@ -5,7 +5,9 @@ device); `ad_feat0..5` (item, shop, category, brand, adgroup, price band); `cont
 (scenario, hour band, position band, device); the user's 20 most recent purchases before the
 click (`ad_feat0..2_seq`: item, shop, category; most recent first, padded with id 0) with the two
 encoders' similarity of each purchased item to the clicked one (`mm_feat0_seq`, `mm_feat1_seq`,
-0.0 where padded); and the labels `last`, `first`, `linear`, `mta`.
+0.0 where padded); the labels `last`, `first`, `linear`, `mta`; and the truth no model reads
+(`true_cvr`: the chance that the click's journey ends in a purchase; `true_credit`: its share
+of the true contributions to the purchases it is credited for; see `MAC.truth_columns`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class ClickRows:
     slot: np.ndarray       # int8 [N]
     device: np.ndarray     # int8 [N]
     weights: np.ndarray    # float64 [N, 4] in LABELS order
+    true_cvr: np.ndarray   # float64 [N]
+    true_credit: np.ndarray  # float64 [N]
 
     def take(self, index: np.ndarray | slice) -> ClickRows:
         return ClickRows(**{k: v[index] for k, v in vars(self).items()})
@@ -125,7 +129,9 @@ def _table(rows: ClickRows, catalog: Catalog, population: Population,
         columns[f"mm_feat{j}_seq"] = _lists(_similarity(encoder, history, item), pa.float32())
     for j, label in enumerate(LABELS):
         columns[label] = pa.array(rows.weights[:, j])
-    return pa.table({c: columns[c] for c in MAC.columns})
+    columns[MAC.true_probability_column] = pa.array(rows.true_cvr)
+    columns[MAC.true_credit_column] = pa.array(rows.true_credit)
+    return pa.table({c: columns[c] for c in (*MAC.columns, *MAC.truth_columns)})
 
 
 def day_table(rows: ClickRows, catalog: Catalog, population: Population,

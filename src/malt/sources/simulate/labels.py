@@ -4,6 +4,7 @@ The journey of a purchase is every click of the same user on the same item in th
 it. `last`, `first` and `linear` come from the attribution engine's rules; `mta` (the DDA label)
 is each click's true contribution times log-normal noise, normalised over the journey, standing
 in for a learned model such as CausalMTA. A click in several journeys sums its weights.
+The true credit is the same share without the noise: what an attribution rule should give.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ LABELS = ("last", "first", "linear", "mta")
 class Attribution:
     weights: np.ndarray        # float64 [N, 4], columns in LABELS order
     journey_size: np.ndarray   # int64 [P] clicks credited for each purchase (0: none in window)
+    true_credit: np.ndarray    # float64 [N] share of the true contributions, summed over purchases
 
 
 def window_journeys(click_key: np.ndarray, click_time: np.ndarray, conv_key: np.ndarray,
@@ -55,7 +57,7 @@ def window_journeys(click_key: np.ndarray, click_time: np.ndarray, conv_key: np.
 
 def attribute(events: ChunkEvents, n_items: int, window: int, dda_noise: float,
               rng: np.random.Generator) -> Attribution:
-    """Weights of every click of `events` under the four MAC rules."""
+    """Weights of every click of `events` under the four MAC rules, and its true credit."""
     n = len(events.user)
     purchase, click = window_journeys(events.user * n_items + events.item, events.time,
                                       events.conv_user * n_items + events.conv_item,
@@ -65,10 +67,14 @@ def attribute(events: ChunkEvents, n_items: int, window: int, dda_noise: float,
     for j, rule in enumerate(LABELS[:3]):
         w = credit(rule, purchase, events.time[click], click)
         weights[:, j] = np.bincount(click, weights=w, minlength=n)
-    noisy = events.contribution[click] * np.exp(dda_noise * rng.normal(size=len(click)))
+    true = events.contribution[click]
+    noisy = true * np.exp(dda_noise * rng.normal(size=len(click)))
     total = np.bincount(purchase, weights=noisy, minlength=len(size))[purchase]
     # A journey whose clicks all contributed nothing (only possible for a repeat purchase whose
-    # window lost the causal clicks) falls back to equal shares.
+    # window lost the causal clicks) falls back to equal shares; its true credit is nothing.
     w = np.where(total > 0, noisy / np.where(total > 0, total, 1.0), 1.0 / size[purchase])
     weights[:, 3] = np.bincount(click, weights=w, minlength=n)
-    return Attribution(weights=weights, journey_size=size)
+    true_total = np.bincount(purchase, weights=true, minlength=len(size))[purchase]
+    share = true / np.where(true_total > 0, true_total, 1.0)
+    return Attribution(weights=weights, journey_size=size,
+                       true_credit=np.bincount(click, weights=share, minlength=n))
