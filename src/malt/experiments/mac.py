@@ -20,7 +20,7 @@ from malt.experiments.greedy import run_greedy
 from malt.experiments.label_stats import DDA_LABEL, LINEAR_LABEL, label_statistics
 from malt.experiments.output import StudyOutput
 from malt.experiments.plots import grouped_bars
-from malt.experiments.search import Setting
+from malt.experiments.search import METRIC_NAMES, Setting
 from malt.experiments.study import Study, Variant, canonical_aux, main_gauc
 from malt.experiments.tables import Column, Table
 from malt.models import model_spec
@@ -110,14 +110,29 @@ def _settings_table(study: Study, models: Sequence[str], targets: Sequence[str],
                     tuned: dict[tuple[str, str], Variant | None]) -> Table:
     columns = [Column(t, view_name(t), kind="text") for t in targets]
     table = Table("Settings of the test runs", "Method", [model_name(m) for m in models],
-                  columns, notes=study.notes("Selected by validation GAUC where the grid has "
-                                             "more than one setting; λ ref: the target's "
-                                             "reference λ.", ranked=False))
+                  columns, notes=study.notes(*_selection_notes(study), ranked=False))
     for m in models:
         for t in targets:
             v = tuned[(m, t)]
             table.add(model_name(m), t, "failed" if v is None else v.setting.label)
     return table
+
+
+def _selection_notes(study: Study) -> list[str]:
+    """How the tuned settings were selected, and per searched (model, target) the selection's
+    uncertainty and the criteria that would select otherwise."""
+    lines = [f"Selected by validation {METRIC_NAMES[study.select_metric]} where the grid has "
+             "more than one setting: the leading settings on "
+             f"{len(study.validation_seed_list)} validation seed(s), the one-standard-error rule "
+             "(the smallest λ, then lr, within one se of the best mean); runs that diverged or "
+             "scored worse than a constant predictor are never selected. λ ref: the target's "
+             "reference λ."]
+    for (m, t), result in study.searches.items():
+        if result.runs:
+            other = result.disagreement_text()
+            lines.append(f"{model_name(m)} · {view_name(t)}: {result.uncertainty()}"
+                         f"{f'. Disagreement: {other}' if other else ''}.")
+    return lines
 
 
 # --- Table 4 -------------------------------------------------------------------------------------
@@ -378,33 +393,40 @@ def study_groups(study: Study) -> StudyOutput:
 
 # --- the search and the greedy selection as studies ----------------------------------------------
 def study_search(study: Study) -> StudyOutput:
-    """The lr × λ grid on the validation day, and the selected settings on the test day."""
+    """The lr × λ grid on the validation days, and the selected settings on the test day."""
 
     models = study.pick_models(study.mac.search_models)
     targets = study.pick_targets(study.mac.search_targets)
     tuned = study.tune([(m, t) for m in models for t in targets], search_study=True)
     results = study.test([v for v, _ in tuned.values()])
     grid_rows, groups = [], []
-    grid = Table("Validation day: every setting of the grid", "Model · target · setting",
+    grid = Table("Validation days: every setting of the grid", "Model · target · setting",
                  grid_rows, [Column("val_auc", "val AUC"), Column("val_gauc", "val GAUC"),
+                             Column("val_logloss", "val logloss", rank=False),
+                             Column("flag", "flag", kind="text"),
+                             Column("picked_by", "picked by", kind="text"),
                              Column("selected", "selected", kind="text")])
     chosen = Table("Selected settings on the test day", "Model · target",
                    [], [Column("lr", "lr", kind="text"), Column("aux_weight", "λ", kind="text"),
-                        Column("auc", "test AUC"), Column("gauc", "test GAUC")],
-                   notes=study.notes("λ ref: the reference λ of the target."))
+                        Column("auc", "test AUC"), Column("gauc", "test GAUC"),
+                        Column("selection", "selection", kind="text"),
+                        Column("disagreement", "other criteria", kind="text")],
+                   notes=study.notes("λ ref: the reference λ of the target.", ranked=False))
     for ((m, t), (variant, result)), runs in zip(tuned.items(), results):
         head = f"{model_name(m)} · {view_name(t)}"
         group = []
-        for setting in result.scores or ([variant.setting] if variant else []):
+        for setting in result.runs or ([variant.setting] if variant else []):
             row = f"{head} · {setting.label}"
             group.append(row)
-            if result.scores:
-                aux = study.reference_aux(m, t)
-                run = RunDir(study.run_dir(Variant(m, t, aux, setting), study.seeds[0],
-                                           "validation"))
-                if run.is_complete():
-                    grid.add(row, "val_auc", _value(run.load_metrics(), t, "auc"))
-                    grid.add(row, "val_gauc", _value(run.load_metrics(), t, "gauc"))
+            for run in result.runs.get(setting, []):
+                if run is not None:
+                    for k in ("auc", "gauc", "logloss"):
+                        grid.add(row, f"val_{k}", getattr(run, k))
+            if result.flag(setting):
+                grid.add(row, "flag", result.flag(setting))
+            picked = [METRIC_NAMES[k] for k, c in result.choices.items() if c.setting == setting]
+            if picked:
+                grid.add(row, "picked_by", ", ".join(picked))
             if variant is not None and setting == variant.setting:
                 grid.add(row, "selected", "✓")
         grid_rows += group
@@ -414,12 +436,23 @@ def study_search(study: Study) -> StudyOutput:
             chosen.add(head, "lr", f"{variant.setting.lr:g}")
             weight = variant.setting.aux_weight
             chosen.add(head, "aux_weight", "ref" if weight is None else f"{weight:g}")
+        if result.runs:
+            chosen.add(head, "selection", result.uncertainty())
+            chosen.add(head, "disagreement", result.disagreement_text() or "agree")
         for k, _ in METRICS:
             _add(chosen, head, k, runs, _metric(t, k))
     grid.rank_groups = groups
-    grid.notes = study.notes(f"Validation protocol: trained on the first T−1 training days, "
-                             f"scored on day T, seed {study.seeds[0]}; ranked within each model "
-                             "and target. A grid of one setting needs no validation run (–).")
+    held = study.overrides.get("data", {}).get("validation_days", 1)
+    days = "the last training day" if held == 1 else f"the last {held} training days"
+    seeds = study.validation_seed_list
+    grid.notes = study.notes(
+        f"Validation protocol: trained on the training days before {days}, scored on "
+        f"{'it' if held == 1 else 'them'}; every setting on seed {seeds[0]}, the leading ones "
+        f"on {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), mean ± std over the seeds "
+        "scored. Ranked within each model and target. flag: a run that failed, diverged or "
+        "scored worse than a constant predictor (never selected). picked by: the criteria whose "
+        "one-standard-error rule selects the setting. A grid of one setting needs no "
+        "validation run (–).", *_selection_notes(study)[:1])
     return StudyOutput([("", grid), ("selected", chosen)])
 
 
