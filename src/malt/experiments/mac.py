@@ -121,12 +121,14 @@ def _settings_table(study: Study, models: Sequence[str], targets: Sequence[str],
 def _selection_notes(study: Study) -> list[str]:
     """How the tuned settings were selected, and per searched (model, target) the selection's
     uncertainty and the criteria that would select otherwise."""
+    seeds = len(study.validation_seed_list)
+    rule = (f"the leading settings on {seeds} validation seeds, the one-standard-error rule (the "
+            "smallest λ, then lr, within one se of the best mean)" if seeds > 1 else
+            "one validation seed, the best score (one seed gives no standard error for the "
+            "one-standard-error rule: --validation-seeds)")
     lines = [f"Selected by validation {METRIC_NAMES[study.select_metric]} where the grid has "
-             "more than one setting: the leading settings on "
-             f"{len(study.validation_seed_list)} validation seed(s), the one-standard-error rule "
-             "(the smallest λ, then lr, within one se of the best mean); runs that diverged or "
-             "scored worse than a constant predictor are never selected. λ ref: the target's "
-             "reference λ."]
+             f"more than one setting: {rule}; runs that diverged or scored worse than a constant "
+             "predictor are never selected. λ ref: the target's reference λ."]
     for (m, t), result in study.searches.items():
         if result.runs:
             other = result.disagreement_text()
@@ -445,14 +447,14 @@ def study_search(study: Study) -> StudyOutput:
     held = study.overrides.get("data", {}).get("validation_days", 1)
     days = "the last training day" if held == 1 else f"the last {held} training days"
     seeds = study.validation_seed_list
+    leaders = f", the leading ones on seeds {seeds[0]}…{seeds[-1]}" if len(seeds) > 1 else ""
     grid.notes = study.notes(
         f"Validation protocol: trained on the training days before {days}, scored on "
-        f"{'it' if held == 1 else 'them'}; every setting on seed {seeds[0]}, the leading ones "
-        f"on {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), mean ± std over the seeds "
-        "scored. Ranked within each model and target. flag: a run that failed, diverged or "
-        "scored worse than a constant predictor (never selected). picked by: the criteria whose "
-        "one-standard-error rule selects the setting. A grid of one setting needs no "
-        "validation run (–).", *_selection_notes(study)[:1])
+        f"{'it' if held == 1 else 'them'}; every setting on seed {seeds[0]}{leaders}, mean ± std "
+        "over the seeds scored. Ranked within each model and target. flag: a run that failed, "
+        "diverged or scored worse than a constant predictor (never selected). picked by: the "
+        "criteria whose one-standard-error rule selects the setting. A grid of one setting "
+        "needs no validation run (–).", *_selection_notes(study)[:1])
     return StudyOutput([("", grid), ("selected", chosen)])
 
 
