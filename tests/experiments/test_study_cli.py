@@ -66,6 +66,9 @@ def test_seeds_that_run_past_the_largest_seed_are_refused_before_anything(tmp_pa
                  "--seeds", "3"]) == 3
     assert f"the seeds {2**63 - 2} ... {2**63} run past the largest seed {2**63 - 1}" in \
         capsys.readouterr().err
+    assert main(["study", "search", "--out", str(out), "--seed", str(2**63 - 2),
+                 "--validation-seeds", "4"]) == 3
+    assert f"the seeds {2**63 - 2} ... {2**63 + 1} run past" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -157,9 +157,10 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
         raise ConfigError("--targets, --aux and --aux-weights are not used by the kaml study "
                           "(every action is a task, λ = 1)")
     seeds = options.seeds if options.seeds is not None else setup.seeds
-    if options.seed + seeds > SEED_LIMIT:
-        raise ConfigError(f"the seeds {options.seed} ... {options.seed + seeds - 1} run past the "
-                          f"largest seed {SEED_LIMIT - 1}: pass a smaller --seed")
+    last = options.seed + max(seeds, options.validation_seeds or 0) - 1
+    if last >= SEED_LIMIT:
+        raise ConfigError(f"the seeds {options.seed} ... {last} run past the largest seed "
+                          f"{SEED_LIMIT - 1}: pass a smaller --seed")
     for model in (*(options.models or ()), *(options.baselines or ())):
         model_spec(model)
     if options.backend == "local":  # on Ray the workers' devices count, not this machine's

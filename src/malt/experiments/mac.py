@@ -22,7 +22,7 @@ from malt.experiments.intervals import interval_note, paired_test, verdict_line
 from malt.experiments.label_stats import DDA_LABEL, LINEAR_LABEL, label_statistics
 from malt.experiments.output import StudyOutput
 from malt.experiments.plots import grouped_bars
-from malt.experiments.search import Setting
+from malt.experiments.search import METRIC_NAMES, Setting
 from malt.experiments.study import Study, Variant, canonical_aux, main_gauc
 from malt.experiments.tables import Column, Table
 from malt.models import model_spec
@@ -133,15 +133,32 @@ def _settings_table(study: Study, models: Sequence[str], targets: Sequence[str],
                     tuned: dict[tuple[str, str], Variant | None]) -> Table:
     columns = [Column(t, view_name(t), kind="text") for t in targets]
     table = Table("Settings of the test runs", "Method", [model_name(m) for m in models],
-                  columns, notes=study.notes("Selected by validation GAUC where the grid has "
-                                             "more than one setting; λ ref: the target's "
-                                             "reference λ.", ranked=False))
+                  columns, notes=study.notes(*_selection_notes(study), ranked=False))
     for m in models:
         for t in targets:
             v = tuned[(m, t)]
             table.add(model_name(m), t, "failed" if v is None else
                       _setting_label(v.aux, v.setting))
     return table
+
+
+def _selection_notes(study: Study) -> list[str]:
+    """How the tuned settings were selected, and per searched (model, target) the selection's
+    uncertainty and the criteria that would select otherwise."""
+    seeds = len(study.validation_seed_list)
+    rule = (f"the leading settings on {seeds} validation seeds, the one-standard-error rule (the "
+            "smallest λ, then lr, within one se of the best mean)" if seeds > 1 else
+            "one validation seed, the best score (one seed gives no standard error for the "
+            "one-standard-error rule: --validation-seeds)")
+    lines = [f"Selected by validation {METRIC_NAMES[study.select_metric]} where the grid has "
+             f"more than one setting: {rule}; runs that diverged or scored worse than a constant "
+             "predictor are never selected. λ ref: the target's reference λ."]
+    for (m, t), result in study.searches.items():
+        if result.runs:
+            other = result.disagreement_text()
+            lines.append(f"{model_name(m)} · {view_name(t)}: {result.uncertainty()}"
+                         f"{f'. Disagreement: {other}' if other else ''}.")
+    return lines
 
 
 # --- Table 4 -------------------------------------------------------------------------------------
@@ -459,7 +476,7 @@ def study_groups(study: Study) -> StudyOutput:
 
 # --- the search and the greedy selection as studies ----------------------------------------------
 def study_search(study: Study) -> StudyOutput:
-    """The lr × λ grid on the validation day, and the selected settings on the test day."""
+    """The lr × λ grid on the validation days, and the selected settings on the test day."""
 
     models = study.pick_models(study.mac.search_models)
     targets = study.pick_targets(study.mac.search_targets)
@@ -469,24 +486,32 @@ def study_search(study: Study) -> StudyOutput:
     grid = Table(f"Validation {'days' if _validation_days(study) > 1 else 'day'}: every "
                  "setting of the grid", "Model · target · setting", grid_rows,
                  [Column("val_auc", "val AUC"), Column("val_gauc", "val GAUC"),
+                  Column("val_logloss", "val logloss", rank=False),
+                  Column("flag", "flag", kind="text"),
+                  Column("picked_by", "picked by", kind="text"),
                   Column("selected", "selected", kind="text")])
     chosen = Table("Selected settings on the test day", "Model · target",
                    [], [Column("lr", "lr", kind="text"), Column("aux_weight", "λ", kind="text"),
-                        Column("auc", "test AUC"), Column("gauc", "test GAUC")],
-                   notes=study.notes("λ ref: the reference λ of the target."))
+                        Column("auc", "test AUC"), Column("gauc", "test GAUC"),
+                        Column("selection", "selection", kind="text"),
+                        Column("disagreement", "other criteria", kind="text")],
+                   notes=study.notes("λ ref: the reference λ of the target.", ranked=False))
     for ((m, t), (variant, result)), runs in zip(tuned.items(), results):
         head = f"{model_name(m)} · {view_name(t)}"
         aux = study.reference_aux(m, t)
         group = []
-        for setting in result.scores or ([variant.setting] if variant else []):
+        for setting in result.runs or ([variant.setting] if variant else []):
             row = f"{head} · {_setting_label(aux, setting)}"
             group.append(row)
-            if result.scores:
-                run = RunDir(study.run_dir(Variant(m, t, aux, setting), study.seeds[0],
-                                           "validation"))
-                if run.is_complete():
-                    grid.add(row, "val_auc", _value(run.load_metrics(), t, "auc"))
-                    grid.add(row, "val_gauc", _value(run.load_metrics(), t, "gauc"))
+            for run in result.runs.get(setting, []):
+                if run is not None:
+                    for k in ("auc", "gauc", "logloss"):
+                        grid.add(row, f"val_{k}", getattr(run, k))
+            if result.flag(setting):
+                grid.add(row, "flag", result.flag(setting))
+            picked = [METRIC_NAMES[k] for k, c in result.choices.items() if c.setting == setting]
+            if picked:
+                grid.add(row, "picked_by", ", ".join(picked))
             if variant is not None and setting == variant.setting:
                 grid.add(row, "selected", "✓")
         grid_rows += group
@@ -497,12 +522,21 @@ def study_search(study: Study) -> StudyOutput:
             weight = variant.setting.aux_weight
             chosen.add(head, "aux_weight", "no aux" if not aux else
                        "ref" if weight is None else f"{weight:g}")
+        if result.runs:
+            chosen.add(head, "selection", result.uncertainty())
+            chosen.add(head, "disagreement", result.disagreement_text() or "agree")
         for k, _ in METRICS:
             _add(chosen, head, k, runs, _metric(t, k))
     grid.rank_groups = groups
-    grid.notes = study.notes(f"Validation protocol: {_validation_note(study)}, seed "
-                             f"{study.seeds[0]}; ranked within each model and target. A grid of "
-                             "one setting needs no validation run (–).")
+    seeds = study.validation_seed_list
+    leaders = f", the leading ones on seeds {seeds[0]}…{seeds[-1]}" if len(seeds) > 1 else ""
+    grid.notes = study.notes(
+        f"Validation protocol: {_validation_note(study)}; every setting on seed "
+        f"{seeds[0]}{leaders}, mean ± std "
+        "over the seeds scored. Ranked within each model and target. flag: a run that failed, "
+        "diverged or scored worse than a constant predictor (never selected). picked by: the "
+        "criteria whose one-standard-error rule selects the setting. A grid of one setting "
+        "needs no validation run (–).", *_selection_notes(study)[:1])
     return StudyOutput([("", grid), ("selected", chosen)])
 
 

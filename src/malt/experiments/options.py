@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from malt.experiments.presets import PresetName
+from malt.experiments.search import SelectMetric
 from malt.file_names import check_file_name
 from malt.runs.config import DEFAULT_SEED, Device, LearningRate
 from malt.typed_fields import NonNegativeFloat, PositiveInt, Seed, validate
@@ -46,6 +47,12 @@ class StudyChoices:
     """Learning rates of the grid (replaces the preset's)."""
     aux_weights: tuple[AuxWeight, ...] | None = field(default=None, metadata={"metavar": "λ"})
     """λ values of the grid; `ref` = the target's reference λ."""
+    select_metric: SelectMetric = "gauc"
+    """Validation criterion of the lr × λ search: the main view's GAUC (the MAC paper's), AUC
+    or logloss."""
+    validation_seeds: PositiveInt | None = None
+    """Seeds the search's leading settings are validated on, selected on their mean by the
+    one-standard-error rule (default: the study's seed count)."""
     baselines: tuple[str, ...] | None = None
     """kaml: RelaImpr baseline models (default: the multi-task ones)."""
     jobs: PositiveInt | None = None

@@ -6,21 +6,27 @@ and model options), which `Study.config` turns into run configs: the preset's se
 the variant, then the user's overrides (`--schema`, `--batch-size`, `--model-option`...).
 `Study.run` turns configs into cells and hands them to the scheduler; `Study.tune` is the MAC
 paper's protocol for one (model, target): the reference auxiliary set, the lr × λ grid searched
-on the validation day, and the selected setting; `Study.test` trains variants on all training
-days, once per seed, and returns their test metrics.
+on the validation days (`malt.experiments.search`), and the selected setting; `Study.test`
+trains variants on all training days, once per seed, and returns their test metrics.
+
+`batch_size = "auto"` is resolved once per study, from the full training days, so that the
+validation runs (which train on fewer days) use the batch size of the test runs: an lr
+selected at one batch size is tested at that batch size.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from malt.config_files import merge_tables, read_key_value_file
 from malt.data.cache import Dataset
-from malt.data.task import CAT
+from malt.data.task import CAT, default_aux_weight
 from malt.errors import ConfigError
 from malt.eval.report import few_users_warning
 from malt.eval.target import ALL
@@ -28,11 +34,19 @@ from malt.experiments.cells import Cell, TrainFn
 from malt.experiments.options import StudyChoices
 from malt.experiments.presets import MacSetup, Setup
 from malt.experiments.scheduler import Backend, Outcome, run_cells
-from malt.experiments.search import SearchResult, Setting, grid, search
+from malt.experiments.search import (
+    SearchResult,
+    Setting,
+    ValidationRun,
+    constant_logloss,
+    grid,
+    search,
+)
 from malt.models import model_spec
 from malt.outputs import OutputDir, atomic_write_text
 from malt.runs.config import RunConfig
 from malt.runs.record import RunMetrics
+from malt.training.builder import split_days, training_days, with_batch_size
 from malt.typed_fields import Seed, check_ranges
 
 APPENDIX_A_AUX = {"first": ("last",)}
@@ -106,6 +120,16 @@ def main_gauc(metrics: RunMetrics | None, main: str) -> float | None:
     return None if metrics is None else metrics.views[main].gauc
 
 
+def validation_run(metrics: RunMetrics | None, main: str,
+                   base_rate: float = math.nan) -> ValidationRun | None:
+    """The main view's validation metrics of a run (None for a failed run); `base_rate`: the
+    share of positive rows of the main label on the validation days."""
+    if metrics is None:
+        return None
+    view = metrics.views[main]
+    return ValidationRun(view.auc, view.gauc, view.logloss, constant_logloss(base_rate))
+
+
 @dataclass(frozen=True)
 class Variant:
     """One configuration a study trains: model, target, auxiliary set, setting, gradient
@@ -145,6 +169,8 @@ class Study(StudyChoices):
     """Runs trained (not read back) by this study, for the cost summary."""
     warned: set[str] = field(default_factory=set)
     """Warnings said already (every run of a split scores the same users: said once)."""
+    searches: dict[tuple[str, str], SearchResult] = field(default_factory=dict)
+    """The validation search of every (model, target) tuned so far, for the tables."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -218,8 +244,31 @@ class Study(StudyChoices):
             "model": {**merge_tables(s.model_options(variant.model), dict(variant.options)),
                       "name": variant.model},
         }
-        return RunConfig.from_dict(merge_tables(tree, self.overrides),
-                                   source=f"preset '{self.preset}'")
+        config = RunConfig.from_dict(merge_tables(tree, self.overrides),
+                                     source=f"preset '{self.preset}'")
+        if config.train.batch_size == "auto":
+            config = replace(config, train=replace(config.train,
+                                                   batch_size=self.auto_batch_size))
+        return config
+
+    @cached_property
+    def auto_batch_size(self) -> int:
+        """What `batch_size = "auto"` picks for the full training days (every run's, the
+        validation runs' included)."""
+        data = RunConfig.from_dict(merge_tables({"data": {"path": str(self.data)}},
+                                                {"data": self.overrides.get("data", {})})).data
+        days = training_days(self.prepared(), data)
+        return with_batch_size(RunConfig(), [d.rows for d in days]).train.batch_size
+
+    @property
+    def batch_note(self) -> str:
+        """The batch size of the study's runs, as the tables' notes say it."""
+        size = merge_tables({"train": self.setup.train}, self.overrides)["train"].get(
+            "batch_size", RunConfig().train.batch_size)
+        if size == "auto":
+            return (f"batch {self.auto_batch_size} (`auto`, resolved once from the full "
+                    "training days, for validation and test runs alike)")
+        return f"batch {size}"
 
     def run(self, configs: Sequence[RunConfig]) -> list[RunMetrics | None]:
         """Metrics of every config (None for a failed run), training what is not done yet."""
@@ -280,7 +329,7 @@ class Study(StudyChoices):
         spread = (f"mean ± std over {seeds} seeds ({', '.join(map(str, self.seeds))})"
                   if seeds > 1 else f"one seed ({self.seeds[0]})")
         data = self.data_note or f"`{self.data}`"
-        lines = [f"Preset `{self.preset}`, data: {data}; {spread}."]
+        lines = [f"Preset `{self.preset}`, data: {data}; {spread}; {self.batch_note}."]
         if ranked:
             lines.append("Best in **bold**, second best <u>underlined</u>.")
         return [*lines, *extra]
@@ -289,22 +338,48 @@ class Study(StudyChoices):
     def tune(self, pairs: Sequence[tuple[str, str]], *, search_study: bool = False
              ) -> dict[tuple[str, str], tuple[Variant | None, SearchResult]]:
         """For each (model, target): the reference variant with the setting selected on the
-        validation day (None when every validation run failed), and the search result."""
+        validation days (None when no validation run could be selected), and the search
+        result (see `malt.experiments.search`)."""
         aux = {(m, t): self.reference_aux(m, t) for m, t in pairs}
         problems = {key: self.grid(search_study=search_study, uses_aux=bool(aux[key]))
                     for key in aux}
+        seeds = self.validation_seed_list
 
         def variant(key: tuple[str, str], setting: Setting) -> Variant:
             return Variant(key[0], key[1], aux[key], setting)
 
         def evaluate(batch):
-            configs = [self.config(variant(key, s), seed=self.seeds[0], split="validation")
-                       for key, s in batch]
-            return [main_gauc(m, key[1]) for m, (key, _) in zip(self.run(configs), batch)]
+            configs = [self.config(variant(key, s), seed=seeds[i], split="validation")
+                       for key, s, i in batch]
+            return [validation_run(m, c.task.main, self.validation_base_rate(c))
+                    for m, c in zip(self.run(configs), configs)]
 
-        results = search(problems, evaluate)
+        results = search(problems, evaluate, seeds=len(seeds), metric=self.select_metric,
+                         reference_weights={key: self.reference_weight(*key) for key in aux})
+        self.searches.update(results)
         return {key: (None if r.setting is None else variant(key, r.setting), r)
                 for key, r in results.items()}
+
+    @property
+    def validation_seed_list(self) -> tuple[int, ...]:
+        """The validation seeds of the search: the first study seed and the ones after it."""
+        count = self.validation_seeds or len(self.seeds)
+        return tuple(range(self.seeds[0], self.seeds[0] + count))
+
+    def reference_weight(self, model: str, main: str) -> float:
+        """The λ a setting's `ref` stands for."""
+        own = model_spec(model).traits.aux_weight
+        return default_aux_weight(main) if own is None else own
+
+    def validation_base_rate(self, config: RunConfig) -> float:
+        """The share of positive rows of `config`'s main label on its validation days (NaN when
+        the study did not read the data set)."""
+        if self.dataset is None:
+            return math.nan
+        days = split_days(self.dataset, config.data)[1]
+        rows = sum(d.rows for d in days)
+        positives = sum(d.stats.positives.get(config.task.main, 0) for d in days)
+        return positives / rows if rows else math.nan
 
 
 def _score(metrics: RunMetrics) -> str:
