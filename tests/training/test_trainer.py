@@ -362,6 +362,7 @@ def test_eval_prints_metrics_rescores_and_compares_with_a_baseline(data, tmp_pat
     assert main(["eval", "--run", str(tmp_path / "run"), "--baseline", str(base)]) == 0
     shown = capsys.readouterr().out
     assert f"{metrics.views['last'].auc:.4f}" in shown
-    assert "GAUC gain over" in shown and "[1, 1.5)" in shown
+    assert "verdict: " in shown
+    assert f"gain over {base} on 'last' by linear/last:" in shown and "[1, 1.5)" in shown
     assert main(["eval", "--run", str(tmp_path / "run"), "--data", str(data)]) == 0
     assert f"{metrics.views['last'].gauc:.4f}" in capsys.readouterr().out
