@@ -29,7 +29,7 @@ DEMO_MODELS = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from malt.sources.simulate.config import SizeName
+    from malt.sources.simulate.options import SizeName
 
     parser.add_argument("--out", default="runs/demo", help="directory for data and runs")
     parser.add_argument("--data", help="use this data set (MAC layout) instead of simulating")
