@@ -72,7 +72,7 @@ def test_the_walk_finds_every_family_of_option_sets():
             "KuaiRandOptions", "FetchOptions", "PredictOptions",
             "ExportOptions", "EvalOptions", "PrepareOptions", "TrainOptions",
             "UpgradeRunOptions", "KuaiRandSimOptions",
-            "ModelsOptions", "CoverageOptions", "MaltOptions"} <= names
+            "ModelsOptions", "CoverageOptions", "MaltOptions", "DemoOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 

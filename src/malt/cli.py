@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     try:  # a Ctrl-C while the commands are being imported is an interruption too
         argv = sys.argv[1:] if argv is None else argv
         parser = build_parser(configure=[c for c in [command_in(argv)] if c])
-        # A flag's value refused as it is read (`commands._options.typed`) is a MaltError too.
         args, unknown = parser.parse_known_args(argv)
         if unknown:
             # argparse reports unknown flags with the top-level usage; show the command's own.
