@@ -71,7 +71,8 @@ def test_the_walk_finds_every_family_of_option_sets():
             "MoAEConfig", "KAMLConfig", "AttributeOptions", "SimulateOptions",
             "KuaiRandOptions", "FetchOptions", "PredictOptions",
             "ExportOptions", "EvalOptions", "PrepareOptions", "TrainOptions",
-            "UpgradeRunOptions", "KuaiRandSimOptions"} <= names
+            "UpgradeRunOptions", "KuaiRandSimOptions",
+            "ModelsOptions", "CoverageOptions", "MaltOptions", "DemoOptions"} <= names
     assert {RunConfig, StudyOptions} <= set(command_option_sets())
 
 

@@ -9,17 +9,30 @@ import pkgutil
 import signal
 import sys
 from collections.abc import Collection, Sequence
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import Literal, NoReturn
 
 import malt.commands
 from malt.allocator import retain_freed_memory
+from malt.commands._options import add_options, config_flags, read_options
 from malt.errors import Interrupted, MaltError, describe_os_error
+from malt.typed_fields import validate
 
 log = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 3
 EXIT_INTERRUPTED = 130
-LOG_LEVEL = "--log-level"
+
+
+@dataclass(frozen=True)
+class MaltOptions:
+    """What `malt` takes before the command."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    """The least severe messages shown on the console (a run directory's log keeps INFO)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
 
 
 def command_names() -> list[str]:
@@ -37,8 +50,7 @@ def build_parser(configure: Collection[str] | None = None) -> argparse.ArgumentP
     flags may load what they are typed with, so `main` configures the command it runs only."""
     parser = argparse.ArgumentParser(
         prog="malt", description="Multi-Attribution Learning Toolkit for CVR prediction.")
-    parser.add_argument(LOG_LEVEL, default="WARNING",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_options(parser, MaltOptions)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in command_names():
         module = importlib.import_module(f"malt.commands.{name.replace('-', '_')}")
@@ -55,9 +67,11 @@ def command_in(argv: Sequence[str]) -> str | None:
     """The command `argv` runs (after the top-level options), or None (`--help`, none, or an
     unknown one, which the parser then refuses)."""
     names = set(command_names())
+    # Each of them takes one value, the word after it (or after its `=`).
+    top_level = {flag.option for flag in config_flags(MaltOptions)}
     words = iter(argv)
     for word in words:
-        if word == LOG_LEVEL:
+        if word in top_level:
             next(words, None)
         elif not word.startswith("-"):
             return word if word in names else None
@@ -79,17 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     try:  # a Ctrl-C while the commands are being imported is an interruption too
         argv = sys.argv[1:] if argv is None else argv
         parser = build_parser(configure=[c for c in [command_in(argv)] if c])
-        # A flag's value refused as it is read (`commands._options.typed`) is a MaltError too.
         args, unknown = parser.parse_known_args(argv)
         if unknown:
             # argparse reports unknown flags with the top-level usage; show the command's own.
             args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        level = read_options(args, MaltOptions).log_level
         command = f"malt {args.command}"
         console = logging.StreamHandler()
         # The level sits on the handler: run directories still log INFO to their own files.
-        console.setLevel(args.log_level)
+        console.setLevel(level)
         console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        logging.basicConfig(level=args.log_level, handlers=[console])
+        logging.basicConfig(level=level, handlers=[console])
         retain_freed_memory()
         return int(args._handler(args) or 0)
     except MaltError as exc:

@@ -71,9 +71,9 @@ def test_every_commands_numeric_flags_are_refused_out_of_range(tmp_path, capsys,
     assert not any(tmp_path.iterdir())
 
 
-def test_no_flag_reads_a_number_without_its_range():
-    """Numbers are read by `commands._options.typed` (range included), never by bare int or
-    float, which take -1, 0, nan and inf."""
+def test_every_flag_is_a_field_of_an_option_set():
+    """Values are read with their field's type (range included: `read_options`,
+    `given_overrides`), never by argparse (a bare int or float takes -1, 0, nan and inf)."""
 
     def actions(parser: argparse.ArgumentParser):
         for action in parser._actions:
@@ -82,9 +82,12 @@ def test_no_flag_reads_a_number_without_its_range():
                 for sub in action.choices.values():
                     yield from actions(sub)
 
-    bare = [(prog, a.option_strings) for prog, a in actions(build_parser())
-            if a.type in (int, float)]
-    assert not bare
+    # A command's own options (opt__) and the run config's (cfg__, the model's flags included).
+    own = [(prog, a.option_strings) for prog, a in actions(build_parser())
+           if not a.dest.startswith(("opt__", "cfg__"))
+           and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+    assert own == [("malt train", ["--config"])]  # the run config's file, not a field
+    assert not [a for _, a in actions(build_parser()) if a.type is not None]
 
 def test_train_days_beyond_the_data_and_a_data_set_without_training_days_are_refused(
         tmp_path, capsys):

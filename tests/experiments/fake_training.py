@@ -127,3 +127,41 @@ def stoppable_train(config: RunConfig, out, *, resume: bool = False, dataset=Non
         raise Interrupted("stopped at day 0 step 1")
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+DRIVER_CTRL_C = "driver-ctrl-c"
+"""What `ctrl_c_watching_train` found the driver doing with Ctrl-C while its workers stop."""
+
+
+def ctrl_c_watching_train(config: RunConfig, out, *, resume: bool = False,
+                          dataset=None) -> RunMetrics:
+    """The `QUICK_LR` run finishes once another run is `WAITING`; that other run waits until
+    the pool is stopping, then writes into `DRIVER_CTRL_C` whether the driver (the parent
+    process) ignores Ctrl-C (`ignored`) or would take it (`taken`), and stops (Linux: read
+    from /proc)."""
+    import os
+    import time
+
+    from malt.errors import Interrupted
+    from malt.experiments import scheduler
+
+    out = Path(out)
+    deadline = time.monotonic() + 60
+    if config.train.lr == QUICK_LR:
+        while not list(out.parent.glob(f"*/{WAITING}")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no run ever waited")
+            time.sleep(0.02)
+        return fake_train(config, out)
+    RunDir(out).save_config(config)
+    (out / WAITING).touch()
+    while not scheduler._STOP.is_set():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the pool never stopped")
+        time.sleep(0.02)
+    status = Path(f"/proc/{os.getppid()}/status").read_text()
+    ignored_mask = int(next(line.split()[1] for line in status.splitlines()
+                            if line.startswith("SigIgn:")), 16)
+    sigint_bit = 1 << (2 - 1)  # SIGINT is signal 2
+    (out / DRIVER_CTRL_C).write_text("ignored" if ignored_mask & sigint_bit else "taken")
+    raise Interrupted("stopped at day 0 step 1")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import pytest
 from fake_training import (
+    DRIVER_CTRL_C,
+    QUICK_LR,
     RESUMED,
     crashing_train,
+    ctrl_c_watching_train,
     fake_train,
     interrupted_train,
     metrics_for,
@@ -158,6 +164,23 @@ def test_parallel_workers_give_the_same_outcomes(tmp_path):
     for cell in cells[::2]:
         saved = cell.run_dir(tmp_path).load_metrics()
         assert saved == outcomes[cell.id].metrics
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the driver's signals from /proc")
+def test_the_driver_ignores_a_second_ctrl_c_while_its_workers_stop(tmp_path):
+    # Cut short, the wait would leave the idle workers without their sentinels, and the
+    # process would hang at exit joining them.
+    quick, waiting = Cell(config(train__lr=QUICK_LR)), Cell(config(train__lr=2e-3))
+
+    def ctrl_c_once_the_quick_cell_is_done(outcome, finished, total):
+        raise KeyboardInterrupt  # as Ctrl-C in the driver's wait
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        run_cells([quick, waiting], tmp_path, jobs=2, device="cpu",
+                  train=ctrl_c_watching_train, report=ctrl_c_once_the_quick_cell_is_done)
+    assert (waiting.run_dir(tmp_path).path / DRIVER_CTRL_C).read_text() == "ignored"
+    assert signal.getsignal(signal.SIGINT) is handler  # and takes Ctrl-C again
 
 
 def test_a_worker_starts_no_cell_once_the_pool_is_stopping(tmp_path, monkeypatch):

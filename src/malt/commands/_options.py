@@ -24,11 +24,11 @@ Two kinds of option sets:
   flag that is not given leaves the field's default. A switch (`bool` defaulting to false) is
   a plain `--flag`.
 
-`OPTION_SETS` holds every dataclass whose flags were generated (tests walk them).
-`--seed` and `--device` of the commands that take no option set come from the same fields.
-The other numeric flags a command defines itself are read by `typed` with a type that states
-their range (`PositiveInt`, `Seed`, ...), so that `--batch-size 0` is refused like
-`train.batch_size = 0`: exit 3, naming the flag, the value and what was expected.
+`OPTION_SETS` holds every dataclass whose flags were generated (tests walk them). Every
+flag of malt but `--config` and the model's (`--model`, `--release-defaults`,
+`--model-option`) is a field of one, so a number's range is its field's (`PositiveInt`,
+`Seed`, ...): `--batch-size 0` is refused like `train.batch_size = 0`, exit 3, naming the
+flag, the value and what was expected.
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from malt.config_files import merge_tables, read_key_value_file, tree_from_dotted_keys
 from malt.errors import ConfigError
-from malt.runs.config import DEFAULT_SEED, RunConfig, TrainConfig
-from malt.typed_fields import Seed, build, check_value, field_docs, hints, parse_text
+from malt.runs.config import RunConfig
+from malt.typed_fields import build, check_value, field_docs, hints, parse_text
 
 _DEST = "cfg__"
 _OWN = "opt__"
@@ -232,26 +232,6 @@ def read_options(args: argparse.Namespace, cls: type, **values: Any) -> Any:
         if value is not None:
             _put(given, flag.path, _read(flag, value))
     return build(cls, {**given, **values}, "")
-
-
-def typed(option: str, annotation: Any) -> Callable[[str], Any]:
-    """An argparse `type=` reading the text of `option` as `annotation`, range included, as a
-    config flag's text is read: a bad value is the `ConfigError` a bad config value is (exit 3,
-    naming flag, value and what was expected), not an argparse usage error."""
-    return lambda text: parse_text(option, text, annotation)
-
-
-def add_seed_flag(parser: argparse.ArgumentParser, purpose: str) -> None:
-    """`--seed` with malt's one default (0 <= seed < 2**63)."""
-    parser.add_argument("--seed", type=typed("--seed", Seed), default=DEFAULT_SEED,
-                        help=f"random seed of {purpose} (default {DEFAULT_SEED})")
-
-
-def add_device_flag(parser: argparse.ArgumentParser) -> None:
-    """`--device`, as `train.device` defines it."""
-    flag = next(f for f in config_flags(TrainConfig) if f.path == ("device",))
-    parser.add_argument("--device", default="auto", choices=typing.get_args(flag.annotation),
-                        help=flag.help)
 
 
 def given_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from malt.commands._options import add_options, add_run_options, read_options, typed
-from malt.data.task import COVERAGE_MASKS, CoverageMask
+from malt.commands._options import add_options, add_run_options, read_options
+from malt.data.options import CoverageOptions
 from malt.eval.truth_options import TruthOptions
 from malt.sources.kuairand_options import KuaiRandOptions, KuaiRandSimOptions
 
@@ -33,9 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     c = sub.add_parser("coverage", help="share of training rows each mask trains per action "
                                         "(KAML paper Table 1)")
     add_run_options(c, COVERAGE_FIELDS, model=False)
-    c.add_argument("--masks", nargs="+", default=None, type=typed("--masks", CoverageMask),
-                   metavar="{" + ",".join(COVERAGE_MASKS) + "}",
-                   help="masks to report (default: adm, and reported when the data has it)")
+    add_options(c, CoverageOptions)
 
     t = sub.add_parser("truth", help="how far each attribution label lies from the clicks' "
                                      "true credit (simulated data)")
@@ -68,10 +66,11 @@ def _coverage(args: argparse.Namespace) -> int:
     from malt.training.builder import adm_options, open_dataset, training_days
 
     config = resolve_config(args)
+    masks = read_options(args, CoverageOptions).masks
     dataset = open_dataset(config.data)
     days = training_days(dataset, config.data)
     adm = adm_options(config.task)
-    print(format_coverage(coverage_report(dataset.schema, days, adm, args.masks)))
+    print(format_coverage(coverage_report(dataset.schema, days, adm, masks)))
     print(f"{sum(d.rows for d in days):,} training rows over {len(days)} day(s); "
           f"ADM: {adm.describe()}")
     return 0

@@ -8,10 +8,14 @@ one.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING
 
-from malt.commands._options import add_device_flag, add_seed_flag, typed
+from malt.commands._options import add_options, read_options
+from malt.runs.config import DEFAULT_SEED, Device
+from malt.sources.simulate.options import SizeName
+from malt.typed_fields import Seed, validate
 
 if TYPE_CHECKING:
     from malt.runs.config import RunConfig
@@ -28,19 +32,30 @@ DEMO_MODELS = {
 """The demo's runs: model -> auxiliary views (last-click is the target of both)."""
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    from malt.sources.simulate.config import SizeName
+@dataclass(frozen=True)
+class DemoOptions:
+    """Where `malt demo` writes and what it trains on."""
 
-    parser.add_argument("--out", default="runs/demo", help="directory for data and runs")
-    parser.add_argument("--data", help="use this data set (MAC layout) instead of simulating")
-    parser.add_argument("--size", default="small", type=typed("--size", SizeName),
-                        metavar="{" + ",".join(get_args(SizeName)) + "}",
-                        help="simulated size when --data is not given (default small)")
-    add_seed_flag(parser, "the simulation and the runs")
-    add_device_flag(parser)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier demo in --out that was run on other data "
-                             "(another --data, --size or --seed)")
+    out: str = "runs/demo"
+    """Directory for data and runs."""
+    data: str | None = None
+    """Use this data set (MAC layout) instead of simulating."""
+    size: SizeName = "small"
+    """Simulated size when --data is not given."""
+    seed: Seed = DEFAULT_SEED
+    """Random seed of the simulation and the runs."""
+    device: Device = "auto"
+    """Where to train: `auto` takes CUDA when it is available."""
+    overwrite: bool = False
+    """Replace an earlier demo in --out that was run on other data (another --data, --size or
+    --seed)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, DemoOptions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,14 +64,16 @@ def run(args: argparse.Namespace) -> int:
     from malt.outputs import OutputDir
     from malt.training.distributed import resolve_device
 
-    out = Path(args.out)
-    data = Path(args.data) if args.data else simulated_data(out, args.size, args.seed)
-    if args.data:
+    options = read_options(args, DemoOptions)
+    out = Path(options.out)
+    data = Path(options.data) if options.data else \
+        simulated_data(out, options.size, options.seed)
+    if options.data:
         find_layout(data)
-    resolve_device(args.device)
+    resolve_device(options.device)
     try:
         with OutputDir(out, DEMO_KIND).writing():
-            return _run_demo(args, out, data)
+            return _run_demo(options, out, data)
     except (Interrupted, KeyboardInterrupt) as stop:
         # The engine raises a run's interruption as a KeyboardInterrupt saying where it stopped.
         stopped = f" ({stop})" if str(stop) else ""
@@ -98,29 +115,29 @@ def train_with_progress(config: RunConfig, out: str | Path, **kwargs) -> RunMetr
                      day_end=release_freed_memory, **kwargs)
 
 
-def _run_demo(args: argparse.Namespace, out: Path, data: Path) -> int:
+def _run_demo(options: DemoOptions, out: Path, data: Path) -> int:
     from malt.data import prepare
     from malt.experiments.cells import Cell
     from malt.experiments.scheduler import run_cells
     from malt.experiments.study import claim_output
 
-    claim_output(out, data.resolve(), kind=DEMO_KIND, overwrite=args.overwrite,
+    claim_output(out, data.resolve(), kind=DEMO_KIND, overwrite=options.overwrite,
                  other_data="pass --overwrite to replace it or choose another --out")
-    if not args.data and not data.exists():
+    if not options.data and not data.exists():
         from malt.sources.simulate import simulate, size_config
 
-        print(f"simulating the '{args.size}' data set into {data} ...", flush=True)
-        stats = simulate(size_config(args.size, seed=args.seed), data)
+        print(f"simulating the '{options.size}' data set into {data} ...", flush=True)
+        stats = simulate(size_config(options.size, seed=options.seed), data)
         print(stats.format())
     prepare(data)
 
     cells = {model: Cell(config)
-             for model, config in demo_configs(data, args.seed, args.device).items()}
+             for model, config in demo_configs(data, options.seed, options.device).items()}
     runs = out / "runs"
     complete = sum(cell.run_dir(runs).is_complete() for cell in cells.values())
     if complete:
         print(f"reusing {complete} finished run(s) under {runs}", flush=True)
-    outcomes = run_cells(list(cells.values()), runs, jobs=1, device=args.device,
+    outcomes = run_cells(list(cells.values()), runs, jobs=1, device=options.device,
                          train=train_with_progress)
     failed = [o for o in outcomes.values() if not o.ok]
     for outcome in failed:

@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import argparse
 
+from malt.commands._options import add_options, read_options
+from malt.runs.options import DEFAULT_VOCAB_ROWS, ModelsOptions
+
 HELP = ("list the registered models (those of installed plugins too) and their parameter "
         "counts for a main/aux setting")
 
-DEFAULT_VOCAB_ROWS = 1000
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--main", default=None,
-                        help="main view (default: the schema's first label, `last` for MAC)")
-    parser.add_argument("--aux", nargs="*", default=[],
-                        help="auxiliary views: other labels and/or `cat`")
-    parser.add_argument("--params", action="store_true",
-                        help="show dense and embedding parameter counts")
-    parser.add_argument("--release-defaults", action="store_true",
-                        help="build the models from the public release's settings")
-    parser.add_argument("--schema", default=None, help="schema file (default: MAC)")
-    parser.add_argument("--vocab-size", action="append", default=[], metavar="[FIELD=]N",
-                        help=f"embedding rows per table: N for every table or FIELD=N for one "
-                             f"(repeatable; default {DEFAULT_VOCAB_ROWS})")
+    add_options(parser, ModelsOptions)
 
 
 def vocab_sizes(fields: tuple[str, ...], specs: list[str]) -> dict[str, int]:
@@ -57,12 +47,13 @@ def run(args: argparse.Namespace) -> int:
     from malt.data.vocab import VocabInfo
     from malt.models import model_names, model_spec
 
-    schema = schema_for(None, args.schema)
-    task = Task(args.main or schema.labels[0], tuple(args.aux))
+    options = read_options(args, ModelsOptions)
+    schema = schema_for(None, options.schema)
+    task = Task(options.main or schema.labels[0], tuple(options.aux))
     task.validate(schema)
-    sizes = vocab_sizes(schema.field_names, args.vocab_size)
+    sizes = vocab_sizes(schema.field_names, options.vocab_size)
     vocab = VocabInfo(sizes, {s.name: 0 for s in schema.id_sequences})
-    defaults = "the release's" if args.release_defaults else "malt's"
+    defaults = "the release's" if options.release_defaults else "malt's"
     print(f"main {task.main}, aux {' '.join(task.aux) or '(none)'}; {defaults} defaults; "
           f"schema {schema.name}; {sum(sizes.values()):,} embedding rows in "
           f"{len(sizes)} tables")
@@ -73,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         if spec.source is not None:
             summary += f" [plugin: {spec.source}]"
         line = f"{name:<14} {summary}"
-        if args.params:
-            config = spec.make_config(release_defaults=args.release_defaults)
+        if options.params:
+            config = spec.make_config(release_defaults=options.release_defaults)
             own = task
             if CAT in task.aux and not spec.traits.takes_cat:
                 # A model with one logit per task is counted on the task without `cat`.

@@ -15,12 +15,8 @@ NaN, inf), while a number this large is a mistake or a sentinel the data should 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-
-Transform = Literal["standardise", "log1p", "none"]
-"""What a numeric column becomes before the models see it (see the module docstring)."""
 
 MAX_MAGNITUDE = 1e18
 """Largest |value| a numeric column or float sequence may hold. float32 (the cache and the

@@ -1,10 +1,11 @@
-"""What `malt prepare` takes: pandas-free, so that its flags are generated without loading
-the data stack."""
+"""What `malt prepare` and `malt data coverage` (besides its run settings) take: pandas-free,
+so that their flags are generated without loading the data stack."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from malt.data.task import CoverageMask
 from malt.typed_fields import NonNegativeInt, PositiveInt, validate
 
 
@@ -29,6 +30,17 @@ class PrepareOptions:
     vocab_held_out_days: NonNegativeInt = field(default=0, metadata={"metavar": "K"})
     """Leave the last K training days out of the vocab counts, the days a validation protocol
     (--validation-days K) scores."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
+
+
+@dataclass(frozen=True)
+class CoverageOptions:
+    """Which masks `malt data coverage` reports."""
+
+    masks: list[CoverageMask] | None = None
+    """Masks to report (default: adm, and reported when the data has it)."""
 
     def __post_init__(self) -> None:
         validate(self, "")

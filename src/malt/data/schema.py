@@ -60,7 +60,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from malt.config_files import read_key_value_file
-from malt.data.numeric import Transform
 from malt.errors import ConfigError
 from malt.file_names import check_file_name
 from malt.typed_fields import FiniteFloat, PositiveInt, build, validate
@@ -68,6 +67,8 @@ from malt.typed_fields import FiniteFloat, PositiveInt, build, validate
 Group = Literal["user", "ad", "context"]
 """What a categorical field describes; models fuse the fields group by group."""
 GROUPS = get_args(Group)
+Transform = Literal["standardise", "log1p", "none"]
+"""What a numeric column becomes before the models see it (see `malt.data.numeric`)."""
 SCHEMA_FILE = "schema.toml"
 """The file a data set's own schema is read from when no other is named."""
 DEFAULT_SEQUENCE_LENGTH = 20

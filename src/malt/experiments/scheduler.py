@@ -21,9 +21,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -282,7 +284,25 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
     except BaseException:
         # Interrupted (or a report callback failed): let running cells save and stop; queued
         # ones are cancelled, and those already handed to a worker see `stop` and return.
-        stop.set()
-        executor.shutdown(wait=True, cancel_futures=True)
+        with _ctrl_c_ignored():
+            stop.set()
+            executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
+
+
+@contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C in this (the driver's) process while its workers stop.
+
+    A second Ctrl-C (the workers get it too and stop as for the first) must not cut the wait
+    short: the driver would exit while the executor still owes its idle workers their
+    sentinels, and hang at exit joining them (`multiprocessing` closes the queue first)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread takes signals (and may set their handlers)
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,11 +1,14 @@
-"""What `malt train` (besides the run config) and `malt upgrade-run` take: torch-free, so that
-their flags are generated without loading torch."""
+"""What `malt train` (besides the run config), `malt upgrade-run` and `malt models` take:
+torch-free, so that their flags are generated without loading torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from malt.typed_fields import validate
+
+DEFAULT_VOCAB_ROWS = 1000
+"""Embedding rows per table `malt models` counts when no --vocab-size says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,30 @@ class UpgradeRunOptions:
     trust_pickle: bool = False
     """Required: you trust where these runs came from (a pickle is read, through torch's
     restricted loader, to convert it)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
+
+
+@dataclass(frozen=True)
+class ModelsOptions:
+    """The task, schema and table sizes `malt models` counts the registered models' parameters
+    for."""
+
+    main: str | None = None
+    """Main view (default: the schema's first label, `last` for MAC)."""
+    aux: list[str] = field(default_factory=list)
+    """Auxiliary views: other labels and/or `cat`."""
+    params: bool = False
+    """Show dense and embedding parameter counts."""
+    release_defaults: bool = False
+    """Build the models from the public release's settings."""
+    schema: str | None = None
+    """Schema file (default: MAC)."""
+    vocab_size: list[str] = field(default_factory=list,
+                                  metadata={"repeat": True, "metavar": "[FIELD=]N"})
+    """Embedding rows per table: N for every table or FIELD=N for one (repeatable; default
+    1000)."""
 
     def __post_init__(self) -> None:
         validate(self, "")

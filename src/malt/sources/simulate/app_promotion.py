@@ -49,7 +49,7 @@ from malt.sources.simulate.app_world import (
     build_users,
     category_centres,
 )
-from malt.sources.simulate.config import SimulatedDays
+from malt.sources.simulate.options import SimulatedDays
 from malt.typed_fields import PositiveInt, Seed, validate
 
 USER_FIELDS = ("age_band", "gender", "city_tier", "device_model", "os", "interest",

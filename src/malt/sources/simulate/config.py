@@ -9,13 +9,12 @@ MAC's (last 1.6%, first 1.8%, DDA 4.3%, linear 5.3%) with about 4.7 clicks per u
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Literal
 
 import numpy as np
 
 from malt.errors import ConfigError
+from malt.sources.simulate.options import SimulatedDays, SizeName
 from malt.typed_fields import (
-    Between,
     FiniteFloat,
     NonNegativeFloat,
     PositiveFloat,
@@ -40,9 +39,6 @@ SLOTS = 6
 HOUR_BANDS = 6
 """Four-hour bands of the day."""
 DEVICES = 4
-SimulatedDays = Annotated[int, Between(2, 100)]
-"""Days of a simulated data set: at least one training day and the test day (the last), at
-most 100 (the `train-NN` file names)."""
 
 
 def _vec(*values: float) -> np.ndarray:
@@ -173,8 +169,6 @@ class SimConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-SizeName = Literal["tiny", "small", "medium", "mac"]
-"""A preset size of the simulators (the app-promotion scenario has no `mac` size)."""
 SIZES: dict[SizeName, SimConfig] = {
     "tiny": SimConfig(users=1_800, days=6),
     "small": SimConfig(users=20_000, days=11),

@@ -4,11 +4,16 @@ neither pandas nor the simulators, so that the command's flags come from it alon
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from malt.runs.config import DEFAULT_SEED
-from malt.sources.simulate.config import SimulatedDays, SizeName
-from malt.typed_fields import PositiveInt, Seed, validate
+from malt.typed_fields import Between, PositiveInt, Seed, validate
+
+SizeName = Literal["tiny", "small", "medium", "mac"]
+"""A preset size of the simulators (the app-promotion scenario has no `mac` size)."""
+SimulatedDays = Annotated[int, Between(2, 100)]
+"""Days of a simulated data set: at least one training day and the test day (the last), at
+most 100 (the `train-NN` file names)."""
 
 Scenario = Literal["mac", "app-promotion"]
 """mac: MAC-shaped clicks with attribution labels; app-promotion: campaigns with target actions
