@@ -104,12 +104,18 @@ def test_the_guides_commands_run_as_written(tmp_path, monkeypatch, capsys):
         said[command[0]] = capsys.readouterr().out
     assert "preset `own-data` on schema 'shop-logs': malt's model defaults" in said["study"]
     assert "warning: the validation GAUC counts only" in said["study"]
-    assert "warning: the test GAUC of 'last' counts fewer than 500 users on day4" in said["study"]
+    # The shop's few thousand rows train the guide's models to below a constant predictor on
+    # validation: the search flags each such setting and selects none, and says so.
+    assert "worse than constant" in said["study"]
+    assert "no setting could be selected" in said["study"]
     assert "Preset `own-data, malt's model defaults`" in (tmp_path / "studies/shop/search.md"
                                                           ).read_text()
     configs = [json.loads(p.read_text()) for p in
                (tmp_path / "studies/shop/runs").glob("*/config.json")]
-    assert len(configs) == 2 + 4 + 2 * 3  # validation grids, then three seeds of each choice
+    # The validation grids (2 + 4 settings, the leaders again on more seeds); no setting was
+    # selected, so no test run.
+    assert len(configs) >= 2 + 4
+    assert all(c["data"]["eval_split"] == "validation" for c in configs)
     assert all(c["model"]["release_defaults"] is False and "encoder" not in c["model"]
                for c in configs)  # malt train's own model
     assert "warning: the test GAUC of 'last'" in said["eval"]

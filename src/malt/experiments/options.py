@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from malt.experiments.presets import PresetName
-from malt.experiments.search import SelectMetric
 from malt.file_names import check_file_name
 from malt.runs.config import DEFAULT_SEED, Device, LearningRate
 from malt.typed_fields import NonNegativeFloat, PositiveInt, Seed, validate
+
+SelectMetric = Literal["gauc", "auc", "logloss"]
+"""The validation metric a search selects on."""
 
 StudyName = Literal["main", "aux-metrics", "aux-targets", "params", "atl", "labels", "groups",
                     "search", "greedy", "kaml"]

@@ -29,11 +29,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import get_args
 
 import numpy as np
 
-SelectMetric = Literal["gauc", "auc", "logloss"]
+from malt.experiments.options import SelectMetric
+
 SELECT_METRICS: tuple[SelectMetric, ...] = get_args(SelectMetric)
 METRIC_NAMES = {"gauc": "GAUC", "auc": "AUC", "logloss": "logloss"}
 LEADING = 3
