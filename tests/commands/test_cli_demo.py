@@ -25,6 +25,8 @@ def test_the_demo_trains_both_runs_once_and_reports_them(data, tmp_path, capsys)
     assert "training base (main: last, aux: none)" in printed
     assert "training moae (main: last, aux: first, linear, mta, cat)" in printed
     assert "ΔGAUC (pt)" in printed and "by conversion-path complexity" in printed
+    assert "MoAE − BASE on 'last'" in printed and "95% interval" in printed
+    assert "verdict: " in printed and "note: one seed" in printed
     runs = sorted(p.parent.name for p in (out / "runs").glob("*/metrics.json"))
     assert [r.split("-")[0] for r in runs] == ["base", "moae"]
     assert f"malt eval --run {out / 'runs' / runs[1]} --baseline {out / 'runs' / runs[0]}" \
@@ -33,7 +35,7 @@ def test_the_demo_trains_both_runs_once_and_reports_them(data, tmp_path, capsys)
 
     assert main(["demo", "--data", str(data), "--out", str(out), "--device", "cpu"]) == 0
     again = capsys.readouterr().out
-    assert "reusing 2 finished run(s)" in again and "training" not in again
+    assert "reusing 2 finished run(s)" in again and "\ntraining " not in again
     assert again[again.index("\nmodel "):] == printed[printed.index("\nmodel "):]
 
 

@@ -151,7 +151,10 @@ def _run_demo(options: DemoOptions, out: Path, data: Path) -> int:
 
 
 def _report(out: Path, runs: dict[str, RunDir]) -> None:
-    """AUC and GAUC of both runs on the test day, and MoAE's gain by path complexity."""
+    """AUC and GAUC of both runs on the test day, MoAE's gains with their paired intervals,
+    and its gain by path complexity."""
+    from malt.eval.compare import compare, format_comparison
+    from malt.eval.options import DEFAULT_RESAMPLES
     from malt.eval.predictions import Predictions
     from malt.eval.report import complexity_breakdown, format_breakdown
 
@@ -162,8 +165,11 @@ def _report(out: Path, runs: dict[str, RunDir]) -> None:
         m = metrics.views["last"]
         print(f"{model:<8}{m.auc:>9.4f}{m.gauc:>9.4f}{100 * (m.auc - base.auc):>+12.2f}"
               f"{100 * (m.gauc - base.gauc):>+12.2f}{metrics.train.seconds:>9.0f}")
-    breakdown = complexity_breakdown(Predictions.load(runs["moae"].predictions_file),
-                                     Predictions.load(runs["base"].predictions_file), "last")
+    moae, base_predictions = (Predictions.load(runs[m].predictions_file) for m in ("moae", "base"))
+    print()
+    print(format_comparison(compare([moae], [base_predictions], "last",
+                                    resamples=DEFAULT_RESAMPLES, seed=0), "MoAE", "BASE"))
+    breakdown = complexity_breakdown(moae, base_predictions, "last")
     print("\nGAUC gain of MoAE over BASE by conversion-path complexity (linear/last per user):")
     print(format_breakdown(breakdown))
     print(f"\nruns and data: {out}  (malt eval --run {runs['moae'].path} --baseline "
