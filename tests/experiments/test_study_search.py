@@ -32,6 +32,22 @@ def test_grid_is_every_pair_in_order_and_collapses_lambda_without_aux():
         grid([], [0.1])
 
 
+def test_the_label_mode_is_a_dimension_of_the_grid_for_runs_with_auxiliary_views():
+    settings = grid([1e-3], [0.1, 0.3], label_modes=["binary", "weighted"])
+    assert settings == [Setting(1e-3, 0.1, "binary"), Setting(1e-3, 0.1, "weighted"),
+                        Setting(1e-3, 0.3, "binary"), Setting(1e-3, 0.3, "weighted")]
+    assert grid([1e-3], [0.1], uses_aux=False, label_modes=["weighted"]) == [Setting(1e-3)]
+    assert Setting(1e-3, 0.1, "weighted").label == "lr 0.001, λ 0.1, weighted labels"
+    assert Setting(1e-3, 0.1).label == "lr 0.001, λ 0.1"
+
+
+def test_within_one_se_binarised_labels_win_over_weighted_ones():
+    binary, weighted = Setting(1e-3, 0.1, "binary"), Setting(1e-3, 0.1, "weighted")
+    assert one_se_choice({weighted: [0.70, 0.71], binary: [0.70, 0.705]}).setting == binary
+    # Beyond the noise the weighted labels keep their gain.
+    assert one_se_choice({weighted: [0.75, 0.751], binary: [0.70, 0.701]}).setting == weighted
+
+
 def test_paper_learning_rates():
     assert paper_lrs() == (3e-4, 3.5e-4, 4e-4, 3e-3, 3.5e-3, 4e-3, 3e-2, 3.5e-2, 4e-2)
 

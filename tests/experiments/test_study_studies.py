@@ -285,3 +285,16 @@ def test_search_study_names_the_held_out_days_and_gives_base_no_lambda(tmp_path)
                                                      targets=("last",), seeds=(1,))).tables)
     assert "trained on the first T−1 training days, scored on day T; every setting on seed 1" \
         in " ".join(one_day[""].notes)
+
+
+def test_a_weighted_label_setting_trains_with_weighted_labels(tmp_path):
+    ctx = make_context(tmp_path, label_modes=("binary", "weighted"))
+    settings = ctx.grid()
+    assert {s.label_mode for s in settings} == {"binary", "weighted"}
+    moae = Variant("moae", "last", ("first",), Setting(1e-2, 0.3, "weighted"))
+    assert ctx.config(moae, seed=1).task.label_mode == "weighted"
+    preset = Variant("moae", "last", ("first",), Setting(1e-2, 0.3))
+    # No label mode in the setting: the preset's, and the run is the one it always was.
+    assert ctx.config(preset, seed=1).task.label_mode == "binary"
+    assert Cell(ctx.config(preset, seed=1)).id == Cell(make_context(tmp_path).config(
+        preset, seed=1)).id

@@ -12,6 +12,7 @@ each run once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from malt.data.task import CAT
@@ -328,7 +329,7 @@ def study_params(study: Study) -> StudyOutput:
             entries.append((model_name(m), m, t, variant))
             if m != "base" and (variant is None or variant.aux):
                 without = None if variant is None else Variant(
-                    m, t, variant.aux, Setting(variant.setting.lr, 0.0))
+                    m, t, variant.aux, replace(variant.setting, aux_weight=0.0))
                 entries.append((f"{model_name(m)} w/o mal", m, t, without))
     results = study.test([v for *_, v in entries])
     rows = list(dict.fromkeys(r for r, *_ in entries))

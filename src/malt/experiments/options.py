@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 
 from malt.experiments.presets import PresetName
 from malt.file_names import check_file_name
-from malt.runs.config import DEFAULT_SEED, Device, LearningRate
+from malt.runs.config import DEFAULT_SEED, Device, LabelMode, LearningRate
 from malt.typed_fields import NonNegativeFloat, PositiveInt, Seed, validate
 
 SelectMetric = Literal["gauc", "auc", "logloss"]
@@ -49,6 +49,9 @@ class StudyChoices:
     """Learning rates of the grid (replaces the preset's)."""
     aux_weights: tuple[AuxWeight, ...] | None = field(default=None, metadata={"metavar": "λ"})
     """λ values of the grid; `ref` = the target's reference λ."""
+    label_modes: tuple[LabelMode, ...] | None = None
+    """Label modes the search tries for runs with auxiliary views: `binary` (weight > 0, the
+    papers') and/or `weighted` (the attribution weights); default: the preset's mode only."""
     select_metric: SelectMetric = "gauc"
     """Validation criterion of the lr × λ search: the main view's GAUC (the MAC paper's), AUC
     or logloss."""

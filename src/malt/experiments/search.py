@@ -34,6 +34,7 @@ from typing import get_args
 import numpy as np
 
 from malt.experiments.options import SelectMetric
+from malt.runs.config import LabelMode
 
 SELECT_METRICS: tuple[SelectMetric, ...] = get_args(SelectMetric)
 METRIC_NAMES = {"gauc": "GAUC", "auc": "AUC", "logloss": "logloss"}
@@ -43,23 +44,29 @@ LEADING = 3
 
 @dataclass(frozen=True)
 class Setting:
-    """One grid point; `aux_weight` None means the reference λ of the target."""
+    """One grid point; `aux_weight` None means the reference λ of the target, `label_mode`
+    None the preset's label mode."""
 
     lr: float
     aux_weight: float | None = None
+    label_mode: LabelMode | None = None
 
     @property
     def label(self) -> str:
         weight = "ref" if self.aux_weight is None else f"{self.aux_weight:g}"
-        return f"lr {self.lr:g}, λ {weight}"
+        mode = "" if self.label_mode is None else f", {self.label_mode} labels"
+        return f"lr {self.lr:g}, λ {weight}{mode}"
 
 
 def grid(lrs: Iterable[float], aux_weights: Iterable[float | None], *,
-         uses_aux: bool = True) -> list[Setting]:
-    """Every (lr, λ) pair in the given orders; λ collapses to None for a run without auxiliary
-    views (its value changes nothing)."""
+         uses_aux: bool = True,
+         label_modes: Iterable[LabelMode | None] = (None,)) -> list[Setting]:
+    """Every (lr, λ, label mode) in the given orders; λ and the label mode collapse to None
+    for a run without auxiliary views (they change nothing there)."""
     weights = list(dict.fromkeys(aux_weights)) if uses_aux else [None]
-    settings = [Setting(float(lr), w) for lr in dict.fromkeys(lrs) for w in weights]
+    modes = list(dict.fromkeys(label_modes)) if uses_aux else [None]
+    settings = [Setting(float(lr), w, mode) for lr in dict.fromkeys(lrs) for w in weights
+                for mode in modes]
     if not settings:
         raise ValueError("the search grid is empty")
     return settings
@@ -127,10 +134,12 @@ class Choice:
         return self.means[self.best] if self.best is not None else math.nan
 
 
-def conservative_order(setting: Setting, reference_weight: float) -> tuple[float, float]:
-    """Sort key, most conservative first: smaller λ (None: `reference_weight`), smaller lr."""
+def conservative_order(setting: Setting, reference_weight: float
+                       ) -> tuple[float, float, bool]:
+    """Sort key, most conservative first: smaller λ (None: `reference_weight`), smaller lr,
+    then binarised labels (the papers' and the preset's default) before weighted ones."""
     weight = reference_weight if setting.aux_weight is None else setting.aux_weight
-    return weight, setting.lr
+    return weight, setting.lr, setting.label_mode == "weighted"
 
 
 def one_se_choice(scores: Mapping[Setting, Sequence[float]], *,

@@ -221,7 +221,7 @@ class Study(StudyChoices):
         lrs = self.lrs or (p.search_lrs if search_study and p.search_lrs else p.lrs)
         weights = self.aux_weights or (p.search_aux_weights if search_study and
                                        p.search_aux_weights else p.aux_weights)
-        return grid(lrs, weights, uses_aux=uses_aux)
+        return grid(lrs, weights, uses_aux=uses_aux, label_modes=self.label_modes or (None,))
 
     def fixed_setting(self, aux_weight: float | None = None) -> Setting:
         """The one setting of fixed-setting runs: the preset's lr (or the first of --lrs) and
@@ -244,6 +244,8 @@ class Study(StudyChoices):
             "model": {**merge_tables(s.model_options(variant.model), dict(variant.options)),
                       "name": variant.model},
         }
+        if variant.setting.label_mode is not None:
+            tree["task"]["label_mode"] = variant.setting.label_mode
         config = RunConfig.from_dict(merge_tables(tree, self.overrides),
                                      source=f"preset '{self.preset}'")
         if config.train.batch_size == "auto":
