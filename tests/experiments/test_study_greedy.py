@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,8 +13,13 @@ CANDIDATES = ("first", "linear", "mta", "cat")
 
 
 def additive(gains: dict[str, float], base: float = 0.7):
-    """Score = base + Σ gains of the set (deterministic, no training)."""
-    return lambda aux: base + sum(gains[v] for v in aux)
+    """Score on one seed = base + Σ gains of the set (deterministic, no training)."""
+    return lambda aux: [base + sum(gains[v] for v in aux)]
+
+
+def one_seed(score):
+    """A scoring function of one seed from one of plain numbers (None: a failed run)."""
+    return lambda aux: None if score(aux) is None else [score(aux)]
 
 
 def test_adds_helpful_candidates_best_first_and_stops():
@@ -52,7 +58,7 @@ def test_interactions_are_judged_on_the_grown_set():
         s = 0.7 + (0.02 if "linear" in aux else 0.0)
         return s + (0.03 if {"linear", "mta"} <= set(aux) else -0.01 if "mta" in aux else 0.0)
 
-    state = greedy_forward(("mta", "linear"), score)
+    state = greedy_forward(("mta", "linear"), one_seed(score))
     assert state.selected == ("linear", "mta")
 
 
@@ -60,7 +66,7 @@ def test_failed_runs():
     def score(aux):
         return None if "cat" in aux else 0.7 + 0.01 * len(aux)
 
-    state = greedy_forward(CANDIDATES, score)
+    state = greedy_forward(CANDIDATES, one_seed(score))
     assert "cat" not in state.selected and len(state.selected) == 3
     assert greedy_forward(CANDIDATES, lambda aux: None).failed
 
@@ -68,7 +74,7 @@ def test_failed_runs():
 def test_update_checks_the_number_of_scores():
     state = GreedySelection(CANDIDATES)
     with pytest.raises(ValueError):
-        state.update([0.5, 0.6])
+        state.update([[0.5], [0.6]])
     with pytest.raises(ValueError, match="repeat"):
         GreedySelection(("first", "first"))
 
@@ -94,7 +100,8 @@ def test_matches_a_direct_transcription(table):
     def score(aux):
         return table.get(frozenset(aux), 25) / 100
 
-    assert greedy_forward(CANDIDATES, score).selected == reference_greedy(CANDIDATES, score)
+    assert greedy_forward(CANDIDATES, one_seed(score)).selected == \
+        reference_greedy(CANDIDATES, score)
 
 
 def test_run_greedy_batches_every_problem_per_round():
@@ -114,3 +121,30 @@ def test_run_greedy_batches_every_problem_per_round():
                           ("b", ("z",))]
     for key, candidates in problems.items():
         assert states[key].selected == greedy_forward(candidates, additive(gains[key])).selected
+
+
+def seeded(gains: dict[str, tuple[float, ...]], base: tuple[float, ...]):
+    """Per-seed scores: the base's plus each member's per-seed gains."""
+    return lambda aux: [b + sum(gains[v][s] for v in aux) for s, b in enumerate(base)]
+
+
+def test_over_seeds_a_gain_within_its_standard_error_is_not_kept():
+    base = (0.70, 0.71, 0.69)
+    # "first": mean +0.004, per-seed sd 0.0125, se 0.0072: noise. "linear": +0.02, se 0.0006.
+    noisy = seeded({"first": (0.02, -0.008, 0.0), "linear": (0.02, 0.021, 0.019)}, base)
+    state = greedy_forward(("first", "linear"), noisy)
+    assert state.selected == ("linear",)
+    assert state.rounds[-1].chosen is None  # "first" on top of "linear" is still noise
+    assert state.score == pytest.approx(np.mean(base) + 0.02)
+    assert state.rounds[0].gains["first"] == pytest.approx((0.02, -0.008, 0.0))
+    # The same mean gain with no spread over seeds is kept.
+    steady = seeded({"first": (0.004, 0.004, 0.004), "linear": (-0.01,) * 3}, base)
+    assert greedy_forward(("first", "linear"), steady).selected == ("first",)
+
+
+def test_a_set_that_fails_on_one_seed_is_not_kept():
+    def score(aux):
+        return [0.7, None] if "first" in aux else [0.6 + 0.01 * len(aux)] * 2
+
+    state = greedy_forward(("first", "linear"), score)
+    assert state.selected == ("linear",) and state.rounds[0].gains["first"] is None

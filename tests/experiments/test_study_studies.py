@@ -298,3 +298,15 @@ def test_a_weighted_label_setting_trains_with_weighted_labels(tmp_path):
     assert ctx.config(preset, seed=1).task.label_mode == "binary"
     assert Cell(ctx.config(preset, seed=1)).id == Cell(make_context(tmp_path).config(
         preset, seed=1)).id
+
+
+def test_greedy_validates_every_set_on_the_validation_seeds(tmp_path):
+    ctx = make_context(tmp_path, models=("ple",), targets=("mta",), seeds=(3, 4))
+    table = dict(STUDIES["greedy"][0](ctx).tables)[""]
+    dirs = run_dirs(ctx)
+    assert sum("-val-s3-" in d for d in dirs) == sum("-val-s4-" in d for d in dirs) == 7
+    # The fake score's seed wiggle (0.0001) is far below each view's gain (0.01): kept.
+    assert table.values[("PLE · DDA · selected", "set")] == "Last-Click & First-Click & Linear"
+    assert table.stats("PLE · DDA · round 1: + Last-Click", "gain")[2] == 2
+    assert "mean ± std over seeds 3…4" in table.notes[-1]
+    assert "above one standard error" in table.notes[-1]

@@ -549,11 +549,14 @@ def study_greedy(study: Study) -> StudyOutput:
     targets = study.pick_targets(study.mac.greedy_targets)
     setting = study.fixed_setting()
     problems = {(m, t): greedy_candidates(study, m, t) for m in models for t in targets}
+    seeds = study.validation_seed_list
 
     def evaluate(batch):
-        configs = [study.config(Variant(m, t, aux, setting), seed=study.seeds[0],
-                                split="validation") for (m, t), aux in batch]
-        return [main_gauc(metrics, t) for metrics, ((_, t), _) in zip(study.run(configs), batch)]
+        configs = [study.config(Variant(m, t, aux, setting), seed=seed, split="validation")
+                   for (m, t), aux in batch for seed in seeds]
+        scores = [main_gauc(metrics, t) for metrics, ((_, t), _) in
+                  zip(study.run(configs), [item for item in batch for _ in seeds])]
+        return [scores[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(batch))]
 
     states = run_greedy(problems, evaluate)
     table = Table("App. A: greedy forward selection of auxiliary targets", "Step", [],
@@ -573,26 +576,30 @@ def study_greedy(study: Study) -> StudyOutput:
         if state.failed:
             table.add(start, "kept", "failed")
             continue
-        first = state.rounds[0].base_score if state.rounds else state.score
-        table.add(start, "val_gauc", first)
+        for score in (state.rounds[0].base_seeds if state.rounds else state.seed_scores):
+            table.add(start, "val_gauc", score)
         for k, rnd in enumerate(state.rounds, 1):
-            for candidate, score in rnd.tried.items():
+            for candidate, gains in rnd.gains.items():
                 row = f"{head} · round {k}: + {view_name(candidate)}"
                 table.rows.append(row)
                 table.add(row, "set", names((*rnd.base, candidate)))
-                if score is not None:
-                    table.add(row, "val_gauc", score)
-                    table.add(row, "gain", score - rnd.base_score)
+                for base, gain in zip(rnd.base_seeds, gains or ()):
+                    table.add(row, "val_gauc", base + gain)
+                    table.add(row, "gain", gain)
                 table.add(row, "kept", "✓" if candidate == rnd.chosen else
-                          "failed" if score is None else "")
+                          "failed" if gains is None else "")
         final = f"{head} · selected"
         table.rows.append(final)
         table.add(final, "set", names(state.selected))
-        table.add(final, "val_gauc", state.score)
-    table.notes = study.notes(f"Validation protocol, {setting.label}, seed {study.seeds[0]}. Each "
-                              "round keeps the candidate with the largest positive gain over the "
-                              "round's starting set; the search stops when none improves it.",
-                         ranked=False)
+        for score in state.seed_scores:
+            table.add(final, "val_gauc", score)
+    over = f"seed {seeds[0]}" if len(seeds) == 1 else \
+        f"mean ± std over seeds {seeds[0]}…{seeds[-1]}"
+    rule = "the largest positive gain" if len(seeds) == 1 else \
+        "the largest mean gain above one standard error of the mean (paired by seed)"
+    table.notes = study.notes(f"Validation protocol, {setting.label}, {over}. Each round keeps "
+                              f"the candidate with {rule} over the round's starting set; the "
+                              "search stops when none improves it.", ranked=False)
     return StudyOutput([("", table)])
 
 
