@@ -310,3 +310,14 @@ def test_greedy_validates_every_set_on_the_validation_seeds(tmp_path):
     assert table.stats("PLE · DDA · round 1: + Last-Click", "gain")[2] == 2
     assert "mean ± std over seeds 3…4" in table.notes[-1]
     assert "above one standard error" in table.notes[-1]
+
+
+def test_a_search_with_base_ends_with_each_selected_model_against_it(tmp_path):
+    said = []
+    ctx = make_context(tmp_path, models=("base", "moae"), targets=("last",), seeds=(1, 2),
+                       say=said.append)
+    output = dict(STUDIES["search"][0](ctx).tables)
+    versus = output["vs-base"]
+    assert versus.rows == ["MoAE"] and versus.intervals[("MoAE", "gauc")].seeds == 2
+    assert versus.values[("MoAE", "verdict")] == "better"
+    assert any(line.startswith("MoAE vs BASE on Last-Click (2 seeds): ") for line in said)

@@ -477,7 +477,8 @@ def study_groups(study: Study) -> StudyOutput:
 
 # --- the search and the greedy selection as studies ----------------------------------------------
 def study_search(study: Study) -> StudyOutput:
-    """The lr × λ grid on the validation days, and the selected settings on the test day."""
+    """The lr × λ grid on the validation days, the selected settings on the test day and,
+    with BASE among the models, each selected model against BASE with its paired interval."""
 
     models = study.pick_models(study.mac.search_models)
     targets = study.pick_targets(study.mac.search_targets)
@@ -538,7 +539,11 @@ def study_search(study: Study) -> StudyOutput:
         "diverged or scored worse than a constant predictor (never selected). picked by: the "
         "criteria whose one-standard-error rule selects the setting. A grid of one setting "
         "needs no validation run (–).", *_selection_notes(study)[:1])
-    return StudyOutput([("", grid), ("selected", chosen)])
+    tables = [("", grid), ("selected", chosen)]
+    if "base" in models and len(models) > 1:
+        variants = {key: variant for key, (variant, _) in tuned.items()}
+        tables.append(("vs-base", _versus_base(study, models, targets, variants)))
+    return StudyOutput(tables)
 
 
 def study_greedy(study: Study) -> StudyOutput:
