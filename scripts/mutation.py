@@ -52,6 +52,8 @@ GROUPS = {
                                 "malt.metrics.x_expected_calibration_error__mutmut_*",
                                 "malt.metrics.x__probs__mutmut_*",
                                 "malt.metrics.xǁReliabilityBinsǁ*")),
+    "compare": Group(("malt/eval/compare.py",), ("tests/eval/test_compare.py",)),
+    "bootstrap": Group(("malt/bootstrap.py",), ("tests/test_bootstrap.py",)),
     "attention": Group(("malt/layers/attention.py",), ("tests/layers/test_attention.py",)),
     "losses": Group(("malt/losses/views.py", "malt/losses/ranking.py"),
                     ("tests/losses/test_views.py", "tests/losses/test_ranking.py")),

@@ -128,3 +128,69 @@ def test_the_api_compares_run_directories(tmp_path):
     base = [write_run(tmp_path / f"base-{s}", predictions(1.5, s)) for s in range(2)]
     result = malt.compare(runs, base, view="last", metrics=("gauc",), resamples=100)
     assert result.verdict == "better" and result.deltas["gauc"].seeds == 2
+
+
+def test_each_side_needs_a_run():
+    with pytest.raises(ConfigError, match="^compare needs at least one run on each side$"):
+        compare([], [predictions(1.0, 0)], "last", resamples=10)
+    with pytest.raises(ConfigError, match="^compare needs at least one run on each side$"):
+        compare([predictions(1.0, 0)], [], "last", resamples=10)
+
+
+def test_runs_with_the_same_users_but_other_labels_are_refused():
+    run = predictions(1.0, 0)
+    relabelled = Predictions(**{**run.__dict__, "weights": 1 - run.weights})
+    with pytest.raises(ConfigError, match="^the runs were evaluated on other rows; score them "
+                                          r"on the same data \(malt eval --data DIR\) before "
+                                          "comparing$"):
+        compare([run], [relabelled], "last", resamples=10)
+
+
+def test_notes_say_how_the_runs_were_paired():
+    two = compare([predictions(1.0, s) for s in range(2)], [predictions(1.1, s) for s in range(2)],
+                  "last", resamples=10)
+    assert two.note == ""
+    one = compare([predictions(1.0, 0)], [predictions(1.1, 0)], "last", resamples=10)
+    assert one.note == "one seed: the interval covers the test rows, not the training randomness"
+    shared = compare([predictions(1.0, s) for s in range(2)], [predictions(1.1, 0)], "last",
+                     resamples=10)
+    assert shared.note == "one baseline run paired with every candidate run"
+
+
+def test_the_level_and_the_draw_seed_reach_the_bootstrap():
+    runs, base = [predictions(0.8, 0)], [predictions(1.0, 0)]
+    wide = compare(runs, base, "last", metrics=["gauc"], resamples=300).deltas["gauc"]
+    narrow = compare(runs, base, "last", metrics=["gauc"], resamples=300,
+                     level=0.5).deltas["gauc"]
+    assert narrow.level == 0.5 and narrow.high - narrow.low < 0.6 * (wide.high - wide.low)
+    assert wide == compare(runs, base, "last", metrics=["gauc"], resamples=300,
+                           seed=0).deltas["gauc"]
+    assert wide != compare(runs, base, "last", metrics=["gauc"], resamples=300,
+                           seed=1).deltas["gauc"]
+
+
+def test_the_whole_table_as_printed():
+    from malt.eval.compare import Comparison
+
+    deltas = {"auc": PairedDelta("auc", 0.0308, 0.0135, 0.0474, 0.002, 0.95, 1000, 1467, 1),
+              "gauc": PairedDelta("gauc", 0.0202, -0.0027, 0.0404, 0.084, 0.95, 1000, 1467, 1),
+              "logloss": PairedDelta("logloss", -0.0096, -0.0109, -0.0083, 0.002, 0.95, 1000,
+                                     1467, 1)}
+    text = format_comparison(Comparison("last", deltas, 7992, "a note"), "moae", "base")
+    assert text == "\n".join([
+        "moae − base on 'last' (7,992 rows, 1,467 users, 1 seed(s), 1,000 resamples):",
+        "metric      Δ (pt)  95% interval              p  call",
+        "AUC          +3.08  [+1.35, +4.74]        0.002  better",
+        "GAUC         +2.02  [-0.27, +4.04]        0.084  –",
+        "logloss      -0.96  [-1.09, -0.83]        0.002  better",
+        "verdict: better on AUC and logloss; no detectable difference on GAUC (the metrics "
+        "disagree)",
+        "note: a note",
+        "Δ = run − baseline; lower logloss is better; intervals from a paired bootstrap over "
+        "users"])
+    seeds = {k: PairedDelta(k, -0.01, -0.02, -0.005, 0.002, 0.9, 500, 10, 3) for k in ("auc",)}
+    assert format_comparison(Comparison("last", seeds, 10), "a", "b").splitlines()[1:3] == [
+        "metric      Δ (pt)  90% interval              p  call",
+        "AUC          -1.00  [-2.00, -0.50]        0.002  worse"]
+    assert format_comparison(Comparison("last", seeds, 10), "a", "b").endswith(
+        "over users and seeds")
