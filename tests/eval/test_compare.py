@@ -188,9 +188,10 @@ def test_the_whole_table_as_printed():
         "note: a note",
         "Δ = run − baseline; lower logloss is better; intervals from a paired bootstrap over "
         "users"])
-    seeds = {k: PairedDelta(k, -0.01, -0.02, -0.005, 0.002, 0.9, 500, 10, 3) for k in ("auc",)}
+    seeds = {k: PairedDelta(k, -0.01, -0.02, -0.005, 0.002, 0.9, 500, 10, 2) for k in ("auc",)}
     assert format_comparison(Comparison("last", seeds, 10), "a", "b").splitlines()[1:3] == [
         "metric      Δ (pt)  90% interval              p  call",
         "AUC          -1.00  [-2.00, -0.50]        0.002  worse"]
     assert format_comparison(Comparison("last", seeds, 10), "a", "b").endswith(
         "over users and seeds")
+    assert format_comparison(Comparison("last", seeds, 10)).startswith("run − baseline on")

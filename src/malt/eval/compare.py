@@ -56,8 +56,7 @@ def compare(candidate: Sequence[Predictions], baseline: Sequence[Predictions], v
         if view not in predictions.views:
             raise ConfigError(f"a run has no '{view}' head; its views are "
                               f"{list(predictions.views)}")
-        if predictions.user.shape != first.user.shape or \
-                not np.array_equal(predictions.user, first.user) or \
+        if not np.array_equal(predictions.user, first.user) or \
                 not np.array_equal(predictions.label_weights(view) > 0,
                                    first.label_weights(view) > 0):
             raise ConfigError("the runs were evaluated on other rows; score them on the same "
