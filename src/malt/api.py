@@ -39,10 +39,8 @@ from malt.deploy.export import ExportFormat
 from malt.deploy.export import export as export_trained
 from malt.deploy.predict import Scorer, Source, file_sources, table_source
 from malt.errors import ConfigError, describe_os_error
-from malt.eval.compare import Comparison
-from malt.eval.compare import compare as compare_predictions
+from malt.eval.compare import Comparison, compare_runs
 from malt.eval.options import DEFAULT_RESAMPLES
-from malt.eval.predictions import Predictions
 from malt.jobs.train import train_run
 from malt.runs import load as run_loader
 from malt.runs.config import DEFAULT_SEED, RunConfig
@@ -196,12 +194,6 @@ def compare(runs: Sequence[Run | str | Path], baseline: Sequence[Run | str | Pat
     """The runs (one per training seed) against the baseline's, as `malt compare` does: each
     metric's difference with its paired bootstrap interval over users and seeds, and
     `Comparison.verdict`. `view` defaults to the first run's main view."""
-    paths = [Path(r.path if isinstance(r, Run) else r) for r in runs]
-    others = [Path(r.path if isinstance(r, Run) else r) for r in baseline]
-    if not paths:
-        raise ConfigError("compare needs at least one run")
-    view = view or RunDir(paths[0]).load_config().task.main
-    return compare_predictions([Predictions.load(RunDir(p).predictions_file) for p in paths],
-                               [Predictions.load(RunDir(p).predictions_file) for p in others],
-                               view, metrics=metrics, resamples=resamples, level=level,
-                               seed=seed)
+    return compare_runs([r.path if isinstance(r, Run) else r for r in runs],
+                        [r.path if isinstance(r, Run) else r for r in baseline], view=view,
+                        metrics=metrics, resamples=resamples, level=level, seed=seed)

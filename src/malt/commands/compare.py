@@ -16,18 +16,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from malt.eval.compare import compare, format_comparison
-    from malt.eval.predictions import Predictions
-    from malt.runs.directory import RunDir
+    from malt.eval.compare import compare_runs, format_comparison
 
     options = read_options(args, CompareOptions)
-    candidate = [RunDir(run) for run in options.runs]
-    baseline = [RunDir(run) for run in options.baseline]
-    view = options.view or candidate[0].load_config().task.main
-    comparison = compare([Predictions.load(r.predictions_file) for r in candidate],
-                         [Predictions.load(r.predictions_file) for r in baseline], view,
-                         metrics=options.metrics, resamples=options.resamples,
-                         level=options.level, seed=options.seed)
+    comparison = compare_runs(options.runs, options.baseline, view=options.view,
+                              metrics=options.metrics, resamples=options.resamples,
+                              level=options.level, seed=options.seed)
     print(format_comparison(comparison, _name(options.runs), _name(options.baseline)))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from malt.bootstrap import METRICS, PairedDelta, paired_bootstrap
 from malt.errors import ConfigError
 from malt.eval.options import DEFAULT_RESAMPLES
 from malt.eval.predictions import Predictions
+from malt.runs.directory import RunDir
 
 TITLES = {"auc": "AUC", "gauc": "GAUC", "logloss": "logloss"}
 NO_DIFFERENCE = "no detectable difference at this data size"
@@ -66,6 +68,20 @@ def compare(candidate: Sequence[Predictions], baseline: Sequence[Predictions], v
                               [p.view(view) for p in baseline], labels, first.user,
                               metrics=metrics, resamples=resamples, level=level, seed=seed)
     return Comparison(view, deltas, len(labels), note)
+
+
+def compare_runs(runs: Sequence[str | Path], baseline: Sequence[str | Path], *,
+                 view: str | None = None, metrics: Sequence[str] = METRICS,
+                 resamples: int = DEFAULT_RESAMPLES, level: float = 0.95,
+                 seed: int = 0) -> Comparison:
+    """`compare` on the saved predictions of run directories; `view` defaults to the first
+    run's main view."""
+    if not runs:
+        raise ConfigError("compare needs at least one run on each side")
+    view = view or RunDir(runs[0]).load_config().task.main
+    return compare([Predictions.load(RunDir(r).predictions_file) for r in runs],
+                   [Predictions.load(RunDir(r).predictions_file) for r in baseline], view,
+                   metrics=metrics, resamples=resamples, level=level, seed=seed)
 
 
 def verdict(deltas: Mapping[str, PairedDelta]) -> str:
