@@ -58,9 +58,7 @@ def compare(candidate: Sequence[Predictions], baseline: Sequence[Predictions], v
         if view not in predictions.views:
             raise ConfigError(f"a run has no '{view}' head; its views are "
                               f"{list(predictions.views)}")
-        if not np.array_equal(predictions.user, first.user) or \
-                not np.array_equal(predictions.label_weights(view) > 0,
-                                   first.label_weights(view) > 0):
+        if not predictions.same_rows(first, view):
             raise ConfigError("the runs were evaluated on other rows; score them on the same "
                               "data (malt eval --data DIR) before comparing")
     labels = (first.label_weights(view) > 0).astype(np.float64)

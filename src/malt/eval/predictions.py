@@ -107,6 +107,13 @@ class Predictions:
     def label_weights(self, name: str) -> np.ndarray:
         return self.weights[:, self.labels.index(name)]
 
+    def same_rows(self, other: Predictions, view: str | None = None) -> bool:
+        """Whether `other` scored the same rows: the same users in the same order and, for
+        `view`, the same positives (what pairing two runs row by row needs)."""
+        return np.array_equal(self.user, other.user) and (
+            view is None or np.array_equal(self.label_weights(view) > 0,
+                                           other.label_weights(view) > 0))
+
 
 @torch.no_grad()
 def score_days(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,

@@ -74,7 +74,7 @@ def complexity_breakdown(run: Predictions, baseline: Predictions, view: str,
         if needed not in run.labels:
             raise ConfigError(f"the path-complexity breakdown needs a '{needed}' label; the "
                               f"data has {list(run.labels)}")
-    if run.user.shape != baseline.user.shape or not np.array_equal(run.user, baseline.user):
+    if not run.same_rows(baseline):
         raise ConfigError("the baseline run was evaluated on other rows; evaluate both on the "
                           "same data")
     labels = (run.label_weights(view) > 0).astype(np.float64)

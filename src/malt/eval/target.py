@@ -65,7 +65,7 @@ def target_comparison(candidate: Sequence[Predictions], baseline: Sequence[Predi
     rows, _ = _target_rows(first)
     runs = [*candidate, *baseline]
     pairs = [target_pairs(p) for p in runs]
-    if any(not np.array_equal(p.user, first.user) for p in runs) or \
+    if any(not p.same_rows(first) for p in runs) or \
             any(len(p[0]) != len(rows) or not np.array_equal(p[1], pairs[0][1]) for p in pairs):
         raise ConfigError("the runs were evaluated on other rows; score them on the same data")
     labels, action, user = pairs[0][1], pairs[0][2], first.user[rows]
