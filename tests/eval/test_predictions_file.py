@@ -43,7 +43,9 @@ def test_a_truncated_file_is_refused(tmp_path):
 
 def test_same_rows_needs_the_same_users_in_order_and_for_a_view_the_same_positives(tmp_path):
     run = Predictions.load(saved(tmp_path))
-    relabelled = Predictions(**{**run.__dict__, "weights": run.weights + [[1, 0], [0, 0], [0, 0], [0, 0]]})
+    one_more_last = np.zeros_like(run.weights)
+    one_more_last[0, 0] = 1
+    relabelled = Predictions(**{**run.__dict__, "weights": run.weights + one_more_last})
     reordered = Predictions(**{**run.__dict__, "user": run.user[::-1].copy()})
     assert run.same_rows(relabelled) and run.same_rows(relabelled, "first")
     assert not run.same_rows(relabelled, "last")

@@ -14,6 +14,7 @@ from malt.eval.predictions import Predictions
 from malt.eval.slices import (
     MIN_USERS,
     activity_slices,
+    bucket_names,
     column_slices,
     complexity_slices,
     format_slices,
@@ -88,9 +89,12 @@ def test_each_slice_compares_its_own_rows():
 
 def test_slices_of_empty_name_are_left_out_and_buckets_keep_their_order():
     run, base = day_predictions(0.3, 1), day_predictions(1.5, 2)
-    slices = np.where(run.user < 100, "[2, 3)", np.where(run.user < 200, "[1, 2)", ""))
-    gains = slice_gains(run, base, "last", slices, resamples=50, ordered=True)
-    assert [g.name for g in gains] == ["[1, 2)", "[2, 3)"]
+    low, middle, high = bucket_names((2, 16, 32))
+    slices = np.where(run.user < 100, high, np.where(run.user < 200, middle,
+                                                      np.where(run.user < 300, low, "")))
+    assert sorted([low, middle, high]) != [low, middle, high]  # "[16, ..." sorts before "[2, ..."
+    gains = slice_gains(run, base, "last", slices, resamples=50, order=[low, middle, high])
+    assert [g.name for g in gains] == [low, middle, high]
 
 
 def write_data(root, column: dict[str, list]) -> None:

@@ -70,7 +70,9 @@ def _against_baseline(options: EvalOptions, run, baseline, view: str, data: str)
     from malt.eval.compare import compare, format_comparison
     from malt.eval.slices import (
         ACTIVITY,
+        ACTIVITY_NAMES,
         COMPLEXITY,
+        COMPLEXITY_NAMES,
         activity_slices,
         column_slices,
         complexity_slices,
@@ -97,12 +99,12 @@ def _against_baseline(options: EvalOptions, run, baseline, view: str, data: str)
         if slicing == COMPLEXITY:
             slices = complexity_slices(run.user, run.label_weights(multi),
                                        run.label_weights(single))
-            title = f"{multi}/{single}"
+            title, order = f"{multi}/{single}", COMPLEXITY_NAMES
         elif slicing == ACTIVITY:
-            slices, title = activity_slices(run.user), "user clicks"
+            slices, title, order = activity_slices(run.user), "user clicks", ACTIVITY_NAMES
         else:
             slices, title = pool_small(column_slices(data, run, slicing)), slicing
-        gains = slice_gains(run, baseline, view, slices, ordered=slicing in (COMPLEXITY, ACTIVITY),
-                            **draws)
+            order = None
+        gains = slice_gains(run, baseline, view, slices, order=order, **draws)
         print(f"\ngain over {options.baseline} on '{view}' by {title}:")
         print(format_slices(gains, title))

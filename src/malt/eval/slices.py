@@ -45,17 +45,24 @@ class SliceGain:
         return self.users >= MIN_USERS
 
 
-def _bucket_names(edges: Sequence[float], unit: str = "") -> list[str]:
+def bucket_names(edges: Sequence[float], unit: str = "") -> list[str]:
+    """The names of the buckets between `edges`, lowest first: "[1, 2)", ..., "≥ 16"."""
     highs = [*edges[1:], None]
     return [f"[{lo:g}, {hi:g}){unit}" if hi is not None else f"≥ {lo:g}{unit}"
             for lo, hi in zip(edges, highs)]
+
+
+ACTIVITY_NAMES = tuple(bucket_names(ACTIVITY_EDGES, " clicks"))
+"""The user-activity slices, least active first."""
+COMPLEXITY_NAMES = tuple(bucket_names(DEFAULT_COMPLEXITY_EDGES))
+"""The path-complexity slices of the default edges, simplest paths first."""
 
 
 def activity_slices(user: np.ndarray) -> np.ndarray:
     """[N] the slice of each row by its user's clicks among the rows: [1, 2), [2, 4), ..."""
     _, index, clicks = np.unique(user, return_inverse=True, return_counts=True)
     bucket = np.searchsorted(ACTIVITY_EDGES, clicks[index.reshape(-1)], side="right") - 1
-    return np.array(_bucket_names(ACTIVITY_EDGES, " clicks"), dtype=object)[bucket]
+    return np.array(ACTIVITY_NAMES, dtype=object)[bucket]
 
 
 def complexity_slices(user: np.ndarray, multi: np.ndarray, single: np.ndarray,
@@ -70,7 +77,7 @@ def complexity_slices(user: np.ndarray, multi: np.ndarray, single: np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = n_multi / n_single
     bucket = np.searchsorted(np.asarray(edges, dtype=np.float64), ratio, side="right") - 1
-    names = np.array([*_bucket_names(edges), ""], dtype=object)
+    names = np.array([*bucket_names(edges), ""], dtype=object)
     bucket = np.where((n_single > 0) & (bucket >= 0), bucket, len(edges))
     return names[bucket[index]]
 
@@ -108,14 +115,17 @@ def pool_small(slices: np.ndarray, keep: int = MAX_SLICES) -> np.ndarray:
 
 
 def slice_gains(run: Predictions, baseline: Predictions, view: str, slices: np.ndarray, *,
-                resamples: int, seed: int = 0, ordered: bool = False) -> list[SliceGain]:
+                resamples: int, seed: int = 0,
+                order: Sequence[str] | None = None) -> list[SliceGain]:
     """The run − baseline on `view` in every slice (rows sharing a value of `slices` [N];
-    rows whose slice is "" are left out): in the order of their names when `ordered` (the
-    buckets above), else the largest first and "other" last."""
+    rows whose slice is "" are left out): in `order` when given (bucket names, lowest
+    first), else the largest first and "other" last."""
     labels = (run.label_weights(view) > 0).astype(np.float64)
     names, counts = np.unique(slices[slices != ""], return_counts=True)
-    if not ordered:
+    if order is None:
         names = names[np.lexsort((-counts, names == "other"))]
+    else:
+        names = [name for name in order if name in set(names)]
     out = []
     for name in names:
         rows = np.flatnonzero(slices == name)
