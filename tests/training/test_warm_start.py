@@ -270,3 +270,48 @@ def test_the_numeric_statistics_are_the_parents_unless_refit(tmp_path):
         shifts[choice] = float(_weights(out)["encoder.numeric_shift"][0])
         assert json.loads((out / "parent.json").read_text())["numeric"] == choice
     assert shifts == {"parent": 1.0, "refit": 21.0}
+
+
+def test_an_interrupted_warm_start_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    from malt.errors import Interrupted
+    from malt.training.trainer import Trainer
+
+    data = _small_vocab_data(tmp_path / "data")
+    parent = tmp_path / "parent"
+    train_run(_config(data, train_days=1), parent)
+    child = _config(data, train_from="1", train_days=2,
+                    init={"from_run": str(parent), "optimiser": True})
+    train_run(child, tmp_path / "whole")
+    original = Trainer.train_step
+
+    def stopping_step(self, batch):
+        report = original(self, batch)
+        if self.state.global_step + 1 == 4:  # inside the second day
+            self.request_stop()
+        return report
+
+    monkeypatch.setattr(Trainer, "train_step", stopping_step)
+    with pytest.raises(Interrupted):
+        train_run(child, tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "train_step", original)
+    train_run(child, tmp_path / "cut", resume=True)
+    for name, tensor in _weights(tmp_path / "whole").items():
+        assert torch.equal(_weights(tmp_path / "cut")[name], tensor), name
+    # Replacing a warm-started run removes its vocabs with the rest of what malt wrote.
+    train_run(child, tmp_path / "cut", overwrite=True)
+    assert (tmp_path / "cut" / "vocabs" / "ad_feat0.json").is_file()
+
+
+def test_the_api_warm_starts_from_a_mapping_of_what_changes(data, tmp_path):
+    import malt
+
+    config = _config(data, train_days=1).to_dict()
+    del config["init"]
+    parent = malt.train(config, tmp_path / "parent")
+    child = malt.train({"data": {"train_from": "1", "train_days": 1}}, tmp_path / "child",
+                       init_from=parent.path, init_optimiser=True)
+    assert child.parent is not None and child.parent.optimiser
+    assert child.parent.path == str((tmp_path / "parent").resolve())
+    assert child.lineage == [(tmp_path / "parent").resolve()]
+    assert child.config.model == parent.config.model and child.config.task == parent.config.task
+    assert parent.parent is None and parent.lineage == []
