@@ -315,3 +315,25 @@ def test_the_api_warm_starts_from_a_mapping_of_what_changes(data, tmp_path):
     assert child.lineage == [(tmp_path / "parent").resolve()]
     assert child.config.model == parent.config.model and child.config.task == parent.config.task
     assert parent.parent is None and parent.lineage == []
+
+
+def test_hashed_fields_keep_their_table(tmp_path):
+    from malt.data.schema import MAC, Schema
+
+    tree = MAC.to_dict()
+    tree["hash_buckets"] = {"context_feat3": 16}
+    schema = Schema.from_dict(tree, source="test")
+    data = _small_vocab_data(tmp_path / "data")
+    (data / "schema.json").write_text(json.dumps(tree))
+    options = {"schema": str(data / "schema.json"), "train_days": 1}
+    parent = tmp_path / "parent"
+    train_run(_config(data, **options), parent)
+    config = _config(data, train_from="1", **options,
+                     init={"from_run": str(parent), "optimiser": True})
+    warm = plan_warm_start(config, RunDir(tmp_path / "child"), tmp_path / "staging")
+    assert "context_feat3" not in warm.vocabs.new_ids and warm.vocabs.new_ids["ad_feat0"] > 0
+    built = build_run(config, vocab_dir=warm.vocab_dir)
+    fitted = start_from_parent(built.model, built.optimisation, warm, config)
+    name = f"encoder.embeddings.tables.{schema.field_names.index('context_feat3')}.weight"
+    assert torch.equal(fitted.model[name], load_checkpoint(parent / "checkpoint.safetensors")
+                       .model[name])

@@ -11,6 +11,9 @@ A config file (TOML, YAML or JSON) has the sections of `RunConfig`:
     aux_weight = 0.3
     [train]
     lr = 3e-3
+    [init]                     # a warm start (none: a fresh model)
+    from_run = "runs/day-07"
+    optimiser = true
     [model]
     name = "moae"
     release_defaults = false   # true: start from the public release's settings

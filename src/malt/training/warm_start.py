@@ -89,7 +89,7 @@ def check_parent(parent: TrainedModel, schema: Schema, config: RunConfig) -> Non
     task = build_task(config)
     differences += _differences(dataclasses.asdict(parent.task), dataclasses.asdict(task),
                                 "task")
-    differences += _differences(parent.config.model, config.model, "model")
+    differences += _differences(_model(parent.config), _model(config), "model")
     if config.init.optimiser:
         differences += [
             f"train.{key}: {getattr(config.train, key)!r} here, "
@@ -100,6 +100,14 @@ def check_parent(parent: TrainedModel, schema: Schema, config: RunConfig) -> Non
     if differences:
         raise ConfigError(f"this run cannot start from {parent.run.path}: "
                           + "; ".join(differences))
+
+
+def _model(config: RunConfig) -> dict[str, Any]:
+    """The model a config builds: its name and its resolved config (defaults included, so that
+    a default given explicitly is no difference)."""
+    resolved = config.model_spec.make_config(config.model_options,
+                                             release_defaults=config.model["release_defaults"])
+    return {"name": config.model["name"], **dataclasses.asdict(resolved)}
 
 
 def _differences(parent: Any, own: Any, where: str) -> list[str]:
