@@ -221,7 +221,7 @@ def test_a_parent_that_is_missing_unfinished_or_not_a_run_is_refused(data, tmp_p
     state = load_checkpoint(unfinished / "checkpoint.safetensors")
     assert state.state.finished
     (tmp_path / "empty").mkdir()
-    for parent, message in [(tmp_path / "nowhere", "no config.json"),
+    for parent, message in [(tmp_path / "nowhere", "there is no such run directory"),
                             (tmp_path / "empty", "is not a run directory"),
                             (data, "is not a run directory")]:
         capsys.readouterr()

@@ -235,6 +235,8 @@ def with_parent_config(tree: dict[str, Any]) -> dict[str, Any]:
     parent = init.get("from_run") if isinstance(init, dict) else None
     if not isinstance(parent, (str, Path)):
         return tree
+    if not Path(parent).is_dir():
+        raise ConfigError(f"init.from_run = {parent}: there is no such run directory")
     return merge_tables(inherited_config(RunDir(Path(parent)).load_config().to_dict()), tree)
 
 
