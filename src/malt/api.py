@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from malt.allocator import release_freed_memory
+from malt.config_files import merge_tables, read_key_value_file
 from malt.data.cache import Dataset
 from malt.data.cache import prepare as prepare_cache
 from malt.data.schema import Schema, schema_for
@@ -44,7 +45,8 @@ from malt.eval.options import DEFAULT_RESAMPLES
 from malt.jobs.train import train_run
 from malt.runs import load as run_loader
 from malt.runs.config import DEFAULT_SEED, RunConfig
-from malt.runs.directory import RunDir
+from malt.runs.directory import RunDir, with_parent_config
+from malt.runs.lineage import Parent
 from malt.runs.load import TrainedModel
 from malt.runs.record import RunMetrics
 
@@ -106,16 +108,27 @@ def prepare(data: str | Path, *, schema: str | Path | Schema | None = None,
 
 @_os_errors_as_config_errors
 def train(config: RunConfig | Mapping[str, Any] | str | Path, out: str | Path, *,
-          resume: bool = False, overwrite: bool = False) -> Run:
+          resume: bool = False, overwrite: bool = False, init_from: str | Path | None = None,
+          init_optimiser: bool = False) -> Run:
     """Train and evaluate one run into the directory `out`; returns the finished run.
 
     `config`: a `RunConfig`, its sections as a mapping (`{"data": {"path": ...}, "model":
     {"name": "moae"}, "task": {...}, "train": {...}}`), or a config file (TOML, YAML, JSON).
+    `init_from` warm-starts it from that finished run (`init.from_run`; `init_optimiser`:
+    with its optimiser state, `init.optimiser`): a mapping or file then says only what
+    changes from the parent's config, such as the days (`data.train_from`, `data.train_days`).
     """
-    if isinstance(config, (str, Path)):
-        config = RunConfig.load(config)
-    elif not isinstance(config, RunConfig):
-        config = RunConfig.from_dict(dict(config))
+    if isinstance(config, RunConfig):
+        if init_from is not None:
+            config = RunConfig.from_dict(config.to_dict() | {"init": {
+                "from_run": str(init_from), "optimiser": init_optimiser}})
+    else:
+        tree = read_key_value_file(config) if isinstance(config, (str, Path)) else dict(config)
+        if init_from is not None:
+            tree = merge_tables(tree, {"init": {"from_run": str(init_from),
+                                                "optimiser": init_optimiser}})
+        config = RunConfig.from_dict(with_parent_config(tree), source=str(
+            config) if isinstance(config, (str, Path)) else "config")
     train_run(config, out, resume=resume, overwrite=overwrite, day_end=release_freed_memory)
     return load_run(out)
 
@@ -140,6 +153,16 @@ class Run:
     def config(self) -> RunConfig:
         """The run's resolved config."""
         return RunDir(self.path).load_config()
+
+    @cached_property
+    def parent(self) -> Parent | None:
+        """The run it was warm-started from, and how (None: trained from scratch)."""
+        return RunDir(self.path).load_parent()
+
+    @property
+    def lineage(self) -> list[Path]:
+        """Its parents, the nearest first, back to the run trained from scratch."""
+        return RunDir(self.path).lineage()
 
     @cached_property
     def metrics(self) -> RunMetrics:

@@ -67,6 +67,25 @@ def test_the_days_asked_for_must_be_in_the_data(data, tmp_path):
     assert evaluation_days(dataset, DataConfig(train_days=5)) == dataset.test
 
 
+def test_the_first_training_day_is_named_or_counted(data):
+    dataset = prepare(data)
+    names = [d.name for d in dataset.train]  # train-00, train-01, train-02
+    for first in ("train-01", "1"):
+        train, _ = split_days(dataset, DataConfig(train_from=first))
+        assert [d.name for d in train] == names[1:]
+        train, _ = split_days(dataset, DataConfig(train_from=first, train_days=1))
+        assert [d.name for d in train] == names[1:2]
+    with pytest.raises(ConfigError, match=r"data.train_days = 3, but .* has 2 training days "
+                                          r"from day 1 \(train-01\) on"):
+        split_days(dataset, DataConfig(train_from="train-01", train_days=3))
+    for bad in ("3", "2026-12-06", "-1"):
+        with pytest.raises(ConfigError, match=f"data.train_from = '{bad}' is neither the name "
+                                              "of a training day of .* nor an index below 3"):
+            split_days(dataset, DataConfig(train_from=bad))
+    train, held = split_days(dataset, DataConfig(train_from="1", eval_split="validation"))
+    assert ([d.name for d in train], [d.name for d in held]) == (names[1:2], names[2:])
+
+
 def test_several_test_days_are_reported_per_day_and_pooled(data, tmp_path, capsys):
     metrics = train_run(_config(data), tmp_path / "run")
     predictions = Predictions.load(tmp_path / "run" / "predictions.npz")

@@ -45,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
         metrics, truth = record.views, record.truth
         predictions = Predictions.load(run_dir.predictions_file)
     print(format_metrics(metrics, config.task.main))
+    parent = run_dir.load_parent()
+    if parent is not None:
+        print(parent.describe())
+        print("lineage: " + " <- ".join(str(p) for p in [run_dir.path, *run_dir.lineage()]))
     if truth:
         print(format_truth(truth, config.task.main))
     per_day = evaluate_by_day(predictions)

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.errors import ConfigError, Interrupted
     from malt.eval.report import format_days, format_metrics
     from malt.jobs.train import train_run
-    from malt.runs.directory import RunDir
+    from malt.runs.directory import RunDir, with_parent_config
     from malt.training.distributed import launched_rank
 
     options = read_options(args, TrainOptions)
@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run under its saved config; pass only "
                               "--out (and optionally --device)")
     config = resolve_config(args)
+    if config.init.from_run is not None and not options.resume:
+        # A warm start takes its parent's config; the file and the flags say what changes.
+        config = resolve_config(args, with_parent_config({"init": {"from_run":
+                                                                   config.init.from_run}}))
     try:
         metrics = train_run(config, options.out, resume=options.resume,
                             overwrite=options.overwrite, progress=console_progress(),

@@ -204,11 +204,14 @@ class _Job:
 
 class Preparer:
     """Builds (or finds) the cache of every day of one data set; a `read_only` one only opens
-    a finished cache (`open`) and writes nothing."""
+    a finished cache (`open`) and writes nothing. The ids are looked up in the data set's
+    vocabs, or in those of `vocab_dir` (a warm-started run's, see `malt.data.vocab_build`)."""
 
     def __init__(self, root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None = None,
-                 *, rebuild: bool = False, workers: int | None = None, read_only: bool = False):
-        self.layout: Layout = find_layout(root)
+                 *, rebuild: bool = False, workers: int | None = None, read_only: bool = False,
+                 vocab_dir: str | Path | None = None):
+        self.layout: Layout = find_layout(root, vocabs=vocab_dir is None)
+        self.vocab_dir = Path(vocab_dir) if vocab_dir is not None else self.layout.vocab_dir
         self.schema = schema
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.layout.root)
         self.rebuild = rebuild
@@ -217,7 +220,7 @@ class Preparer:
         self._lookups: dict[str, Lookup] | None = None
         self._stop = threading.Event()
         self._local = threading.local()
-        vocab_files = check_vocab_files(schema, self.layout.vocab_dir)
+        vocab_files = check_vocab_files(schema, self.vocab_dir)
         if not read_only:
             # A cache is malt's whole (a data set that holds it can be replaced with it): a
             # directory that holds anything else is refused, but for one named as malt names
@@ -232,7 +235,7 @@ class Preparer:
     @property
     def lookups(self) -> dict[str, Lookup]:
         if self._lookups is None:
-            self._lookups = load_lookups(self.schema, self.layout.vocab_dir)
+            self._lookups = load_lookups(self.schema, self.vocab_dir)
         return self._lookups
 
     @property
@@ -521,18 +524,20 @@ def _remove(path: Path) -> None:
 
 def prepare(root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None = None, *,
             rebuild: bool = False, workers: int | None = None,
-            progress: Callable[[Day], None] | None = None) -> Dataset:
+            progress: Callable[[Day], None] | None = None,
+            vocab_dir: str | Path | None = None) -> Dataset:
     """Validate and cache the data set at `root` (MAC layout); see `Preparer`.
 
     `workers` conversion threads (default: the CPU cores, at most 4); `progress(day)` is called
-    for each day in time order once it is ready.
+    for each day in time order once it is ready; `vocab_dir` replaces the data set's vocabs.
     """
-    return Preparer(root, schema, cache_dir, rebuild=rebuild, workers=workers).prepare(progress)
+    return Preparer(root, schema, cache_dir, rebuild=rebuild, workers=workers,
+                    vocab_dir=vocab_dir).prepare(progress)
 
 
-def open_prepared(root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None = None
-                  ) -> Dataset:
+def open_prepared(root: str | Path, schema: Schema = MAC, cache_dir: str | Path | None = None,
+                  *, vocab_dir: str | Path | None = None) -> Dataset:
     """The data set at `root` as `prepare` cached it, without converting, hashing or writing
     anything (memory-mapped like any prepared day); `DataError` when the cache is not complete.
     """
-    return Preparer(root, schema, cache_dir, read_only=True).open()
+    return Preparer(root, schema, cache_dir, read_only=True, vocab_dir=vocab_dir).open()

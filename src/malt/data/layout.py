@@ -129,7 +129,11 @@ def vocab_file(vocab_dir: Path, column: str) -> Path:
 
 def write_vocab(vocab_dir: Path, column: str, raw_ids: list[str]) -> None:
     """Write `vocabs/<column>.json` mapping the i-th raw id to index i."""
-    atomic_write_text(vocab_file(vocab_dir, column),
-                      json.dumps({str(r): i for i, r in enumerate(raw_ids)}, allow_nan=False))
+    write_vocab_mapping(vocab_file(vocab_dir, column), {str(r): i for i, r in enumerate(raw_ids)})
+
+
+def write_vocab_mapping(path: Path, mapping: dict[str, int]) -> None:
+    """Write the vocab file `path`: `{raw id: index}`, in the order of `mapping`."""
+    atomic_write_text(path, json.dumps(mapping, allow_nan=False))
 
 

@@ -71,6 +71,10 @@ class VocabLookup:
     def string_index(self) -> pd.Index:
         return pd.Index(self._raw_keys, dtype=object)
 
+    def mapping(self) -> dict[str, int]:
+        """`{raw id: index}` as the vocab file holds it."""
+        return dict(zip(self._raw_keys, self.values.tolist()))
+
     @property
     def uses_dense_table(self) -> bool:
         """Whether integer ids are looked up through a dense table (else a hash index)."""

@@ -1,4 +1,5 @@
-"""Vocabularies built from the data: `vocabs/<column>.json` for the fields that have none.
+"""Vocabularies built from the data: `vocabs/<column>.json` for the fields that have none, and
+the vocabs of a warm-started run, grown from its parent's (`grow_vocabs`).
 
 Ids are counted over the training days only (never the test days, nor the last `held_out` training
 days a validation protocol will score), in every column that reads the field's table: the
@@ -9,15 +10,17 @@ ids do. Indices follow the ids' sorted order, so the same days give the same fil
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from malt.data.layout import Layout, find_layout, write_vocab
+from malt.data.layout import Layout, find_layout, vocab_file, write_vocab, write_vocab_mapping
 from malt.data.reader import RowGroup, check_columns, equal_to_token, open_parquet
 from malt.data.schema import Schema
+from malt.data.vocab import VocabLookup
 from malt.errors import ConfigError
 
 
@@ -49,6 +52,22 @@ def build_vocabs(root: str | Path, schema: Schema, *, min_count: int = 1, held_o
         raise ConfigError(f"{layout.root}: no training day left to build vocabs from "
                           f"({len(layout.train)} training days, {held_out} held out)")
     columns = missing_vocabs(layout, schema)
+    counts = count_ids(days, schema, columns)
+    layout.vocab_dir.mkdir(exist_ok=True)
+    built = []
+    for column in columns:
+        total = counts[column]
+        keep = total.filter(pc.greater_equal(total["n"], min_count))["id"]
+        ids = pc.array_sort_indices(keep)
+        write_vocab(layout.vocab_dir, column, [str(v) for v in keep.take(ids).to_pylist()])
+        built.append(BuiltVocab(column, len(keep), total.num_rows - len(keep)))
+    return built
+
+
+def count_ids(days: Sequence[Path], schema: Schema, columns: list[str]) -> dict[str, pa.Table]:
+    """Column -> (id, n): the distinct ids of every column of `columns` in the day files
+    `days`, counted over the column and the id sequences that share its table (their padding
+    id left out)."""
     readers = {c: [c, *(s.name for s in schema.id_sequences if s.shares == c)] for c in columns}
     counts: dict[str, list[pa.Table]] = {c: [] for c in columns}
     for path in days:
@@ -67,15 +86,44 @@ def build_vocabs(root: str | Path, schema: Schema, *, min_count: int = 1, held_o
                         if pad is not None:
                             values = values.filter(pc.invert(pad))
                     counts[column].append(_value_counts(values))
-    layout.vocab_dir.mkdir(exist_ok=True)
-    built = []
-    for column in columns:
-        total = _concat(counts[column]).group_by("id").aggregate([("n", "sum")])
-        keep = total.filter(pc.greater_equal(total["n_sum"], min_count))["id"]
-        ids = pc.array_sort_indices(keep)
-        write_vocab(layout.vocab_dir, column, [str(v) for v in keep.take(ids).to_pylist()])
-        built.append(BuiltVocab(column, len(keep), total.num_rows - len(keep)))
-    return built
+    return {c: _concat(counts[c]).group_by("id").aggregate([("n", "sum")])
+            .rename_columns(["id", "n"]) for c in columns}
+
+
+@dataclass(frozen=True)
+class GrownVocabs:
+    """The vocabs of a warm-started run: its parent's, each id at its parent's index, then the
+    ids the parent did not know, in sorted order, at the next indices (the table's
+    out-of-vocabulary row moves to the end)."""
+
+    mappings: dict[str, dict[str, int]]
+    """Column -> `{raw id: index}`."""
+    new_ids: dict[str, int]
+    """Column -> how many ids were added."""
+
+    def write(self, directory: Path, writable: Callable[[Path], Path] = lambda p: p) -> None:
+        """Write `<column>.json` of every vocab into `directory`; `writable` receives each
+        path first (a run records it as its own)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for column, mapping in self.mappings.items():
+            write_vocab_mapping(writable(vocab_file(directory, column)), mapping)
+
+
+def grow_vocabs(parent: dict[str, VocabLookup], days: Sequence[Path], schema: Schema
+                ) -> GrownVocabs:
+    """The vocabs `parent` (column -> lookup) grown by every id of the day files `days` they
+    do not hold; ids the parent knows keep their index."""
+    counts = count_ids(days, schema, list(parent))
+    mappings, added = {}, {}
+    for column, lookup in parent.items():
+        ids = counts[column]["id"].combine_chunks()
+        unknown = ids.filter(pa.array(lookup.map(ids) == lookup.oov_index))
+        unknown = unknown.take(pc.array_sort_indices(unknown))
+        mapping = lookup.mapping()
+        first = lookup.oov_index
+        mapping.update((str(v), first + i) for i, v in enumerate(unknown.to_pylist()))
+        mappings[column], added[column] = mapping, len(unknown)
+    return GrownVocabs(mappings, added)
 
 
 def _value_counts(values: pa.Array) -> pa.Table:

@@ -45,6 +45,12 @@ class Cell:
         tree = self.config.to_dict()
         for section, key in _NOT_IN_ID:
             tree[section].pop(key, None)
+        # Fields added since cells were first named, left out at their defaults so that the
+        # cells of earlier studies keep their ids.
+        if tree["data"]["train_from"] is None:
+            del tree["data"]["train_from"]
+        if tree["init"]["from_run"] is None:
+            del tree["init"]
         # None means the default λ: the same run as asking for it.
         tree["task"]["aux_weight"] = self.config.aux_weight()
         text = json.dumps(tree, sort_keys=True, separators=(",", ":"), allow_nan=False)

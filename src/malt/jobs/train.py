@@ -8,12 +8,14 @@
               complete), TensorBoard's evaluation scalars and the tracker's
 
 Between build and fit, rank 0 claims the run directory and starts it: config, schema, and the
-run's log (which gets the step plan and the mask coverage).
+run's log (which gets the step plan and the mask coverage); a warm-started run (`init.from_run`)
+also gets its parent's record and its grown vocabs (see `malt.training.warm_start`).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from malt.training.builder import BuiltRun, build_run
 from malt.training.distributed import barrier, launched_rank
 from malt.training.progress import ProgressFn
 from malt.training.trainer import Trainer
+from malt.training.warm_start import WarmStart, plan_warm_start, start_from_parent
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +80,13 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
         run.check_claim(resume=resume, overwrite=overwrite)
         if resume and run.is_complete():
             return run.load_metrics()
-        built, tracker = build(config, run, resume=resume, dataset=dataset)
-        with _started(run, built, resume=resume, overwrite=overwrite, announce=announce):
+        built, tracker, warm = build(config, run, resume=resume, dataset=dataset)
+        with _started(run, built, resume=resume, overwrite=overwrite, announce=announce,
+                      warm=warm):
             barrier(built.world)
             with _tracked(tracker, run, built.config):
                 trainer = fit(built, run, tracker, resume=resume, progress=progress,
-                              day_end=day_end)
+                              day_end=day_end, warm=warm)
                 evaluation = evaluate(built, trainer)
                 if evaluation is not None:
                     record(run, evaluation, tracker, eval_split=built.config.data.eval_split)
@@ -92,26 +96,45 @@ def train_run(config: RunConfig, out: str | Path, *, resume: bool = False,
 
 
 def build(config: RunConfig, run: RunDir, *, resume: bool, dataset: Dataset | None
-          ) -> tuple[BuiltRun, Tracker]:
-    """The run's objects (`malt.training.builder.build_run`) and its tracker, ready to start;
-    resuming, under the config the run saved (on this command's device)."""
+          ) -> tuple[BuiltRun, Tracker, WarmStart | None]:
+    """The run's objects (`malt.training.builder.build_run`), its tracker and, warm-starting,
+    its parent; resuming, under the config the run saved (on this command's device). A
+    resumed warm-started run that has its own checkpoint and vocabs needs its parent no more."""
     if resume:
         refuse_legacy(run.checkpoint)
         saved = run.load_config()
         saved.train.device = config.train.device
         config = saved
-    built = build_run(config, dataset)
+    warm = None
+    with tempfile.TemporaryDirectory(prefix="malt-vocabs-") as staging:
+        vocab_dir = None
+        if config.init.from_run is not None:
+            if dataset is not None:
+                raise ValueError("a warm start prepares its data set with its grown vocabs: "
+                                 "pass no dataset")
+            if resume and run.checkpoint.is_file() and run.vocab_dir.is_dir():
+                vocab_dir = run.vocab_dir
+            else:
+                warm = plan_warm_start(config, run, Path(staging))
+                vocab_dir = warm.vocab_dir
+        built = build_run(config, dataset, vocab_dir)
     tracker = open_tracker(built.config.train, run, resume=resume, is_main=built.world.is_main)
-    return built, tracker
+    return built, tracker, warm
 
 
 def fit(built: BuiltRun, run: RunDir, tracker: Tracker, *, resume: bool,
-        progress: ProgressFn | None, day_end: Callable[[], None] | None = None) -> Trainer:
+        progress: ProgressFn | None, day_end: Callable[[], None] | None = None,
+        warm: WarmStart | None = None) -> Trainer:
     """The trainer after its pass over the training days, continued from the run's checkpoint
-    when resuming one that has it; `day_end` runs after each day's checkpoint."""
+    when resuming one that has it, else started from the parent `warm` when given; `day_end`
+    runs after each day's checkpoint."""
     trainer = Trainer(built, run, tracker, day_end)
     if resume and run.checkpoint.is_file():
         trainer.restore()
+    elif warm is not None:
+        parent = start_from_parent(built.model, built.optimisation, warm, built.config)
+        trainer.start_from(parent, optimiser=built.config.init.optimiser,
+                           source=warm.parent.run.path)
     trainer.fit(progress)
     return trainer
 
@@ -163,17 +186,28 @@ def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> 
 
 @contextmanager
 def _started(run: RunDir, built: BuiltRun, *, resume: bool, overwrite: bool,
-             announce: Callable[[str], None] | None) -> Iterator[None]:
-    """On rank 0, the run directory claimed and started (config, schema, the run's log with
-    the step plan and the mask coverage) for as long as the run goes on."""
+             announce: Callable[[str], None] | None, warm: WarmStart | None = None
+             ) -> Iterator[None]:
+    """On rank 0, the run directory claimed and started (config, schema, a warm start's parent
+    and vocabs, the run's log with the step plan and the mask coverage) for as long as the run
+    goes on."""
     if not built.world.is_main:
         yield
         return
     run.claim(resume=resume, overwrite=overwrite)
     run.save_config(built.config)
     run.save_schema(built.dataset.schema)
+    parent = None
+    if warm is not None:
+        warm.vocabs.write(run.vocab_dir, run.writable)
+        parent = warm.record(built.config)
+        run.save_parent(parent)
     handler = run.attach_log()
     try:
+        if parent is not None:
+            log.info("%s", parent.describe())
+            if announce is not None:
+                announce(parent.describe())
         plan = built.plan.describe()
         log.info("%s", plan)
         if announce is not None:

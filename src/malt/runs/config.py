@@ -11,6 +11,9 @@ A config file (TOML, YAML or JSON) has the sections of `RunConfig`:
     aux_weight = 0.3
     [train]
     lr = 3e-3
+    [init]                     # a warm start (none: a fresh model)
+    from_run = "runs/day-07"
+    optimiser = true
     [model]
     name = "moae"
     release_defaults = false   # true: start from the public release's settings
@@ -76,8 +79,13 @@ class DataConfig:
     """Schema file; None: the data set's own `schema.toml` if it has one, else MAC's."""
     cache: str | None = None
     """Cache directory; None means `<path>/.malt_cache`."""
+    train_from: str | None = None
+    """First training day: its name (the day file's name without `.parquet`, such as a date
+    `2026-12-06` or `train-03`) or, when no day has that name, its index (0 = the first
+    training day); None: the first."""
     train_days: PositiveInt | None = None
-    """Use only the first N training days (None: all); at most the days the data has."""
+    """Use only N training days from `train_from` on (None: all); at most the days the data
+    has."""
     eval_split: EvalSplit = "test"
     """`test`: train on all training days, evaluate on the test days. `validation`: hold out the
     last training days for evaluation and train on the days before them (the paper's protocol
@@ -183,6 +191,30 @@ class TrainConfig:
         validate(self, "train")
 
 
+InitNumeric = Literal["parent", "refit"]
+
+
+@dataclass
+class InitConfig:
+    """Where a warm-started run starts from (see docs/training.md, "Warm start")."""
+
+    from_run: str | None = field(default=None, metadata={"flag": "--init-from"})
+    """A finished run whose weights this run starts from (None: a fresh model). Its schema
+    and task must be this run's."""
+    optimiser: bool = field(default=False, metadata={"flag": "--init-optimiser"})
+    """Also take the parent's optimiser state, schedule position and random states: the run
+    continues the parent's pass (else Adam starts afresh, with its warm-up)."""
+    numeric: InitNumeric = field(default="parent", metadata={"flag": "--init-numeric"})
+    """Standardisation of the numeric columns: the parent's statistics (`parent`), or those
+    of this run's training days (`refit`)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "init")
+        if self.from_run is None and (self.optimiser or self.numeric != "parent"):
+            raise ConfigError("init.optimiser and init.numeric apply to a warm start: give "
+                              "the parent run (--init-from RUN)")
+
+
 @dataclass
 class RunConfig:
     """Everything that defines one training run."""
@@ -193,6 +225,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"name": "base",
                                                            "release_defaults": False},
                                   metadata={"flag": None})

@@ -11,6 +11,8 @@
     <run>/predictions.npz    scores of every evaluated view on the evaluation day
     <run>/reliability-<view>.png  reliability diagram of each evaluated view
     <run>/mlflow.json        the MLflow run it is tracked in (`--tracker mlflow`)
+    <run>/parent.json        a warm-started run's parent (see `malt.runs.lineage`)
+    <run>/vocabs/            a warm-started run's vocabs: its parent's, grown by its days' ids
     <run>/.malt-manifest.json  what malt wrote here (see `malt.outputs`)
 
 Every file is recorded in the manifest before it is written, so replacing a run removes
@@ -27,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from malt.config_files import read_key_value_file
+from malt.config_files import merge_tables, read_key_value_file
 from malt.data.schema import Schema
 from malt.errors import ConfigError, file_error
 from malt.outputs import OutputDir, atomic_write_text
 from malt.runs.checkpoint import LEGACY_NAME, convert_legacy_checkpoint
 from malt.runs.config import RunConfig
+from malt.runs.lineage import Parent, inherited_config
 from malt.runs.record import RunMetrics
 
 RUN_KIND = "run"
@@ -121,6 +124,15 @@ class RunDir:
         return self.path / "mlflow.json"
 
     @property
+    def parent_file(self) -> Path:
+        return self.path / "parent.json"
+
+    @property
+    def vocab_dir(self) -> Path:
+        """The run's own vocabs (a warm-started run's); other runs read their data set's."""
+        return self.path / "vocabs"
+
+    @property
     def error_file(self) -> Path:
         """The traceback of a failed study cell."""
         return self.path / "error.txt"
@@ -154,6 +166,27 @@ class RunDir:
         if not self.schema_file.is_file():
             return None
         return Schema.from_dict(self._read_json(self.schema_file), source=str(self.schema_file))
+
+    def save_parent(self, parent: Parent) -> None:
+        atomic_write_text(self.writable(self.parent_file),
+                          json.dumps(parent.to_dict(), indent=2, allow_nan=False))
+
+    def load_parent(self) -> Parent | None:
+        """The run this one was warm-started from; None for a run trained from scratch."""
+        if not self.parent_file.is_file():
+            return None
+        return Parent.from_dict(self._read_json(self.parent_file), str(self.parent_file))
+
+    def lineage(self) -> list[Path]:
+        """The parents of this run, the nearest first, back to a run trained from scratch (or
+        to one that is no longer there)."""
+        chain: list[Path] = []
+        parent = self.load_parent()
+        while parent is not None and Path(parent.path) not in chain:
+            chain.append(Path(parent.path))
+            older = RunDir(Path(parent.path))
+            parent = older.load_parent() if older.parent_file.is_file() else None
+        return chain
 
     def save_metrics(self, metrics: RunMetrics) -> None:
         """`metrics.json`, strict JSON: undefined (NaN) metrics are null, with a warning that
@@ -192,6 +225,19 @@ class RunDir:
         logger.addHandler(handler)
         logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
         return handler
+
+
+def with_parent_config(tree: dict[str, Any]) -> dict[str, Any]:
+    """The config tree `tree` of a warm start (`init.from_run`) over its parent's saved config
+    (without the parent's days: see `malt.runs.lineage.inherited_config`), so that only what
+    changes needs saying; any other tree as it is."""
+    init = tree.get("init")
+    parent = init.get("from_run") if isinstance(init, dict) else None
+    if not isinstance(parent, (str, Path)):
+        return tree
+    if not Path(parent).is_dir():
+        raise ConfigError(f"init.from_run = {parent}: there is no such run directory")
+    return merge_tables(inherited_config(RunDir(Path(parent)).load_config().to_dict()), tree)
 
 
 def legacy_runs(path: Path) -> list[RunDir]:

@@ -1,6 +1,7 @@
 """A finished run loaded back: its config, the schema it was trained on, id lookups, task and
 trained model. Everything that reads a finished run's model goes through `load_run`: `malt eval
---data`, `malt predict`, `malt export` and the Python API's `Run`."""
+--data`, `malt predict`, `malt export`, the Python API's `Run` and a warm start (which also
+takes the finished checkpoint's optimiser and random states)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from malt.data.task import Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.models.model import MaltModel
-from malt.runs.checkpoint import load_checkpoint
+from malt.runs.checkpoint import Checkpoint, load_checkpoint
 from malt.runs.config import RunConfig, build_task
 from malt.runs.directory import RunDir
+from malt.runs.lineage import Parent
 
 
 @dataclass
@@ -33,6 +35,10 @@ class TrainedModel:
     vocab: VocabInfo
     model: MaltModel
     """The trained model, in eval mode, on the CPU."""
+    parent: Parent | None = None
+    """The run it was warm-started from (None: trained from scratch)."""
+    checkpoint: Checkpoint | None = None
+    """The finished checkpoint (optimiser state, random states, position), when asked for."""
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -40,22 +46,27 @@ class TrainedModel:
         return self.task.label_views
 
 
-def load_run(run_path: str | Path, *, vocabs: str | Path | None = None) -> TrainedModel:
-    """Load the finished run at `run_path`.
+def load_run(run_path: str | Path, *, vocabs: str | Path | None = None,
+             with_checkpoint: bool = False) -> TrainedModel:
+    """Load the finished run at `run_path` (with its finished checkpoint: `with_checkpoint`).
 
     The schema is the run's own (`schema.json`, saved when it started): the data a run scores
     is read with the columns its model was trained on, whatever schema that data declares.
     Runs saved before malt kept it take the schema of their training data. The vocabs are
-    those of the data set the run was trained on (its `data.path`), or of `vocabs`: a data
-    directory in the MAC layout or a directory of `<column>.json` files. The table sizes must
-    be those the model was trained with.
+    `vocabs` (a data directory in the MAC layout or a directory of `<column>.json` files), else
+    the run's own (a warm-started run's `vocabs/`), else those of the data set the run was
+    trained on (its `data.path`). The table sizes must be those the model was trained with.
     """
     run = RunDir(Path(run_path))
+    if not run.path.is_dir():
+        raise ConfigError(f"{run.path} is not there (no such run directory)")
     config = run.load_config()
     checkpoint = load_checkpoint(run.checkpoint)
     if not checkpoint.state.finished:
         raise ConfigError(f"run {run.path} has not finished training; resume it first")
     schema = run.load_schema() or schema_for(config.data.path, config.data.schema)
+    if vocabs is None and run.vocab_dir.is_dir():
+        vocabs = run.vocab_dir
     lookups = load_lookups(schema, vocab_directory(config, vocabs))
     info = vocab_info(schema, lookups)
     task = build_task(config)
@@ -67,7 +78,8 @@ def load_run(run_path: str | Path, *, vocabs: str | Path | None = None) -> Train
                           f"tables have other sizes: were the vocabs rebuilt since training?)"
                           ) from exc
     return TrainedModel(run=run, config=config, schema=schema, task=task, lookups=lookups,
-                        vocab=info, model=model.eval())
+                        vocab=info, model=model.eval(), parent=run.load_parent(),
+                        checkpoint=checkpoint if with_checkpoint else None)
 
 
 def vocab_directory(config: RunConfig, vocabs: str | Path | None) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,10 +62,15 @@ class BuiltRun:
     """One pass: batch size, rows, days and optimiser steps."""
     world: World
     device: torch.device
+    first_day: int = 0
+    """Index of the first training day among the data set's (it seeds each day's shuffle, so
+    a run from a later day shuffles that day as a run from the first does)."""
 
 
-def open_dataset(data: DataConfig, world: World = World()) -> Dataset:
-    """The prepared data set of `data` (cached; see `malt.data.cache`).
+def open_dataset(data: DataConfig, world: World = World(), vocab_dir: Path | None = None
+                 ) -> Dataset:
+    """The prepared data set of `data` (cached; see `malt.data.cache`), its ids looked up in
+    its own vocabs or in `vocab_dir`'s.
 
     In a world of several processes every rank calls it and the data is prepared once per
     cache, in three turns that every rank waits out: global rank 0 prepares (a cache the nodes
@@ -77,13 +83,13 @@ def open_dataset(data: DataConfig, world: World = World()) -> Dataset:
         raise ConfigError("no data: pass --data DIR (a directory in the MAC layout)")
     schema = schema_for(data.path, data.schema)
     if not world.distributed:
-        return prepare(data.path, schema, data.cache)
+        return prepare(data.path, schema, data.cache, vocab_dir=vocab_dir)
 
     def build() -> Dataset:
-        return prepare(data.path, schema, data.cache)
+        return prepare(data.path, schema, data.cache, vocab_dir=vocab_dir)
 
     def read() -> Dataset:
-        return open_prepared(data.path, schema, data.cache)
+        return open_prepared(data.path, schema, data.cache, vocab_dir=vocab_dir)
 
     turns = [(world.rank == 0, build), (world.local_rank == 0 and not world.is_main, build),
              (world.local_rank != 0, read)]
@@ -106,16 +112,40 @@ def open_dataset(data: DataConfig, world: World = World()) -> Dataset:
 
 
 def training_days(dataset: Dataset, data: DataConfig) -> list[Day]:
-    """The training days `data` selects: all, or the first `train_days`, which the data set
-    must have."""
-    present = len(dataset.train)
+    """The training days `data` selects: all, or `train_days` of them from `train_from` on,
+    which the data set must have."""
+    span = training_span([d.name for d in dataset.train], data, dataset.root)
+    return dataset.train[span.start:span.stop]
+
+
+def training_span(names: list[str], data: DataConfig, root: Path) -> range:
+    """Indices of the training days `data` selects among the training days `names` (in time
+    order) of the data set at `root`: from `train_from` (a day's name, else an index) on, all
+    or `train_days` of them; refused when the data set has fewer."""
+    present = len(names)
+    first = 0
+    if data.train_from is not None:
+        first = day_index(names, data.train_from, root)
     if data.train_days is None:
-        return dataset.train
-    if data.train_days > present:
-        raise ConfigError(f"data.train_days = {data.train_days}, but {dataset.root} has "
-                          f"{present} training day{'' if present == 1 else 's'} "
-                          f"(train/*.parquet): pass at most {present}")
-    return dataset.train[:data.train_days]
+        return range(first, present)
+    if first + data.train_days > present:
+        where = "" if not first else f" from day {first} ({names[first]}) on"
+        raise ConfigError(f"data.train_days = {data.train_days}, but {root} has "
+                          f"{present - first} training day{'' if present - first == 1 else 's'}"
+                          f"{where} (train/*.parquet): pass at most {present - first}")
+    return range(first, first + data.train_days)
+
+
+def day_index(names: list[str], day: str, root: Path) -> int:
+    """The index of the training day `day` among `names`: the day of that name, else `day`
+    read as an index."""
+    if day in names:
+        return names.index(day)
+    if day.isdigit() and int(day) < len(names):
+        return int(day)
+    shown = ", ".join(names[:3]) + (f" ... {names[-1]}" if len(names) > 3 else "")
+    raise ConfigError(f"data.train_from = '{day}' is neither the name of a training day of "
+                      f"{root} ({shown or 'none'}) nor an index below {len(names)}")
 
 
 def split_days(dataset: Dataset, data: DataConfig) -> tuple[list[Day], list[Day]]:
@@ -180,8 +210,10 @@ def numeric_standardisation(schema: Schema, days: list[Day]) -> dict[str, tuple[
     return out
 
 
-def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
-    """Every object of a training run; `dataset` is opened from the config when not given.
+def build_run(config: RunConfig, dataset: Dataset | None = None,
+              vocab_dir: Path | None = None) -> BuiltRun:
+    """Every object of a training run; `dataset` is opened from the config when not given,
+    its ids looked up in `vocab_dir`'s vocabs when given (a warm start's).
 
     The random number generators are seeded just before the model is built, so the same seed
     gives the same initial parameters.
@@ -193,7 +225,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
                           "no all-reduce of sparse gradients; use 'rows' or 'dense'")
     world = init_world(device_type)
     device = device_for(device_type, world)
-    dataset = dataset or open_dataset(config.data, world)
+    dataset = dataset or open_dataset(config.data, world, vocab_dir)
     task = build_task(config)
     task.validate(dataset.schema)
     train_days, eval_days = split_days(dataset, config.data)
@@ -224,7 +256,9 @@ def build_run(config: RunConfig, dataset: Dataset | None = None) -> BuiltRun:
                                 config.sparse_table_gradients(device.type))
     return BuiltRun(config=config, dataset=dataset, train_days=train_days, eval_days=eval_days,
                     task=task, masks=masks, coverage=shares, model=model, net=net,
-                    optimisation=optimisation, plan=plan, world=world, device=device)
+                    optimisation=optimisation, plan=plan, world=world, device=device,
+                    first_day=training_span([d.name for d in dataset.train], config.data,
+                                            dataset.root).start)
 
 
 def with_batch_size(config: RunConfig, day_rows: list[int]) -> RunConfig:

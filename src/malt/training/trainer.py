@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -25,7 +26,13 @@ from malt.data.batches import Batch, DayBatches
 from malt.data.cache import Day
 from malt.errors import ConfigError, Interrupted
 from malt.reproducible import VARIABLE, mkl_reproducible
-from malt.runs.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_state
+from malt.runs.checkpoint import (
+    Checkpoint,
+    TrainState,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from malt.runs.directory import RunDir
 from malt.runs.tracking import Tracker
 from malt.training import grad_methods
@@ -103,17 +110,30 @@ class Trainer:
         """Continue from the run's checkpoint; one that does not fit this run (another model,
         other tables, a damaged state) raises a `ConfigError`."""
         checkpoint = load_checkpoint(self.run.checkpoint, map_location=self.device)
-        try:
-            self.model.load_state_dict(checkpoint.model)
-            self.optimisation.load_state_dict(checkpoint.optimisation)
-            set_rng_state(checkpoint.rng)
-            self.generator.set_state(checkpoint.generator)
-        except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ConfigError(f"the checkpoint of {self.run.path} does not fit this run: "
-                              f"{str(exc).splitlines()[0]}") from None
+        self._load(checkpoint, optimiser=True, source=self.run.path)
         self.state = checkpoint.state
         log.info("resumed at day %d step %d (global step %d)", self.state.day,
                  self.state.step_in_day, self.state.global_step)
+
+    def start_from(self, parent: Checkpoint, *, optimiser: bool, source: Path) -> None:
+        """Warm start from the finished run `source`: its weights (`parent`, fitted to this
+        run's tables by `malt.training.warm_start`) and, with `optimiser`, its optimiser state,
+        schedule position and random states, so the pass continues the parent's. This run's
+        own position starts at its first day."""
+        self._load(parent, optimiser=optimiser, source=source)
+        log.info("warm-started from %s (%s optimiser state)", source,
+                 "its" if optimiser else "a fresh")
+
+    def _load(self, checkpoint: Checkpoint, *, optimiser: bool, source: Path) -> None:
+        try:
+            self.model.load_state_dict(checkpoint.model)
+            if optimiser:
+                self.optimisation.load_state_dict(checkpoint.optimisation)
+                set_rng_state(checkpoint.rng)
+                self.generator.set_state(checkpoint.generator)
+        except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ConfigError(f"the checkpoint of {source} does not fit this run: "
+                              f"{str(exc).splitlines()[0]}") from None
 
     # --- training --------------------------------------------------------------------------
     def fit(self, progress: ProgressFn | None = None) -> None:
@@ -138,7 +158,8 @@ class Trainer:
             while self.state.day < len(self.train_days):
                 day = self.train_days[self.state.day]
                 batches = DayBatches(day, cfg.batch_size, shuffle=cfg.shuffle,
-                                     seed=self.config.seed, day_index=self.state.day,
+                                     seed=self.config.seed,
+                                     day_index=self.built.first_day + self.state.day,
                                      rank=self.world.rank, world_size=self.world.size,
                                      device=self.device)
                 for batch in self._waited(read_ahead(batches.from_step(self.state.step_in_day),
