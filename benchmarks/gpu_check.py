@@ -62,11 +62,12 @@ def planned_steps(out: Path, dry_run: bool, seed: int) -> list[Step]:
     """The check's steps in order, with their budgets (on the GPU; a dry run's are bounds for a
     busy 2-core CPU)."""
     flags = ["--out", str(out), "--seed", str(seed)] + (["--dry-run"] if dry_run else [])
-    steps = {"environment": 30, "cuda-tests": 90, "train-score": 150, "compile": 150}
-    planned = [Step(name, [sys.executable, "-m", "benchmarks.gpu_steps", name, *flags],
-                    120 if dry_run else budget) for name, budget in steps.items()]
-    ddp = Step("ddp", [sys.executable, "-m", "benchmarks.gpu_ddp", *flags], 120)
-    return [*planned[:3], ddp, planned[3]]
+    modules = {"environment": ("gpu_environment", 30), "cuda-tests": ("gpu_steps", 120),
+               "train-score": ("gpu_steps", 140), "ddp": ("gpu_ddp", 100),
+               "compile": ("gpu_steps", 150)}
+    return [Step(name, [sys.executable, "-m", f"benchmarks.{module}",
+                        *([name] if module == "gpu_steps" else []), *flags],
+                 120 if dry_run else budget) for name, (module, budget) in modules.items()]
 
 
 def run_step(step: Step, out: Path, budget_s: float) -> Outcome:

@@ -1,6 +1,6 @@
-"""The steps of `benchmarks.gpu_check`, one per process: the environment, the CUDA tests, training
-and scoring at MAC-scale tables against the GPU's matmul floor, and `--compile` against eager.
-(The DDP parity step is `benchmarks.gpu_ddp`.)
+"""The steps of `benchmarks.gpu_check`, one per process: the CUDA tests, training and scoring at
+MAC-scale tables against the GPU's matmul floor, and `--compile` against eager. (The first
+step is `benchmarks.gpu_environment`; the DDP parity step is `benchmarks.gpu_ddp`.)
 
     python -m benchmarks.gpu_steps STEP --out DIR [--dry-run] [--seed N]
 
@@ -79,27 +79,6 @@ def write_result(out: Path, step: str, ok: bool, figures: dict, report: str) -> 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def environment(sizes: Sizes) -> tuple[bool, dict, str]:
-    """torch, CUDA, the GPUs and NCCL; fails (unless a dry run) when torch sees no CUDA GPU."""
-    cuda = torch.cuda.is_available()
-    figures = {"torch": torch.__version__, "cuda_build": torch.version.cuda,
-               "cuda_available": cuda, "gpus": torch.cuda.device_count() if cuda else 0,
-               "python": sys.version.split()[0]}
-    if cuda:
-        props = torch.cuda.get_device_properties(0)
-        figures |= {"gpu": props.name, "gpu_memory_gib": round(props.total_memory / 2**30, 1),
-                    "capability": f"{props.major}.{props.minor}",
-                    "nccl": ".".join(map(str, torch.cuda.nccl.version()))}
-    print(json.dumps(figures, indent=1), flush=True)
-    ok = cuda or sizes.device == "cpu"
-    if not ok:
-        print(f"torch {torch.__version__} sees no CUDA GPU (built for CUDA "
-              f"{torch.version.cuda}): run the check from a venv whose torch is built with "
-              "CUDA, on a machine with a GPU", file=sys.stderr)
-    report = ("Environment: " + ", ".join(f"{k} {v}" for k, v in figures.items()) + ".")
-    return ok, figures, report
 
 
 def cuda_test_files() -> list[Path]:
@@ -311,8 +290,7 @@ def compile_check(sizes: Sizes, seed: int, save: Save) -> tuple[bool, dict, str]
     return ok, {"results": figures}, lead + "\n".join(rows)
 
 
-STEPS = {"environment": lambda sizes, args, save: environment(sizes),
-         "cuda-tests": lambda sizes, args, save: cuda_tests(sizes, args.out),
+STEPS = {"cuda-tests": lambda sizes, args, save: cuda_tests(sizes, args.out),
          "train-score": lambda sizes, args, save: train_score(sizes, args.seed, save),
          "compile": lambda sizes, args, save: compile_check(sizes, args.seed, save)}
 
