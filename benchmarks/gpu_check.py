@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = run_checks(planned_steps(out, args.dry_run, args.seed), out)
     command = "python -m benchmarks.gpu_check" + (" --dry-run" if args.dry_run else "")
     write_outputs(out, outcomes, args.dry_run, command)
-    print(f"results in {out}", flush=True)
+    print((out / "gpu_check.md").read_text() + f"\nresults in {out}", flush=True)
     return 0 if all(o.status == "passed" for o in outcomes) else 1
 
 

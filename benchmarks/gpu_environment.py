@@ -17,8 +17,9 @@ from pathlib import Path
 from malt.outputs import atomic_write_text
 
 PACKAGES = ("numpy", "pyarrow", "pandas", "safetensors", "pyyaml", "tqdm", "tensorboard",
-            "matplotlib", "pytest")
-"""malt's runtime dependencies (pyproject.toml) and pytest, which runs the CUDA tests."""
+            "matplotlib", "pytest", "hypothesis")
+"""malt's runtime dependencies (pyproject.toml), and pytest and hypothesis, which the CUDA tests
+need."""
 
 
 def package_versions() -> dict[str, str | None]:

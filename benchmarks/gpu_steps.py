@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_models import task_for
-from benchmarks.bench_scale import MAC_TABLES, full_step, mac_vocab, synthetic_batch
+from benchmarks.bench_scale import MAC_TABLES, mac_vocab, synthetic_batch
 from malt.data.schema import MAC
 from malt.data.vocab import VocabInfo
 from malt.deploy.engines import TorchEngine
@@ -91,8 +91,9 @@ def cuda_tests(sizes: Sizes, out: Path) -> tuple[bool, dict, str]:
     torch did not see the GPU); in a dry run they skip."""
     junit = out / "steps" / "cuda-tests.xml"
     files = [str(p) for p in cuda_test_files()]
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda",
-                    f"--junitxml={junit}", *files], check=False)
+    # addopts= : the project's pytest options need pytest-xdist, which the GPU's Python may lack.
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+                    "addopts=", "-m", "cuda", f"--junitxml={junit}", *files], check=False)
     cases = ElementTree.parse(junit).getroot().iter("testcase")
     outcomes: dict[str, str] = {}
     for case in cases:
@@ -168,7 +169,7 @@ def train_score(sizes: Sizes, seed: int, save: Save) -> tuple[bool, dict, str]:
             f"ids over {tables}; bf16 = autocast as `--amp` (on CUDA only). Scoring: `malt "
             f"predict`'s torch engine (arrays in, probabilities out, transfers included) on "
             f"{sizes.score_rows:,} rows in calls of the batch's rows. Floor = a "
-            f"{sizes.matmul}³ matmul ({floors['fp32'] / 1e12:.3g} TFLOP/s fp32, "
+            f"{sizes.matmul}³ matmul ({floors['fp32'] / 1e12:.3g} TFLOP/s fp32 without TF32, "
             f"{floors['bf16'] / 1e12:.3g} bf16, measured here) / (6 x dense parameters) for "
             "training, / (2 x dense parameters) for scoring. Peak memory: the model's training "
             "and scoring.\n\n")
@@ -208,8 +209,11 @@ def measure_model(name: str, vocab: VocabInfo, batch: dict, precision: str, size
                                  enabled=precision == "bf16" and device.type == "cuda")
 
     def train_step():
-        with autocast():
-            full_step(model, task, optimisation, batch)
+        with autocast():  # the forward and the losses, as the trainer autocasts them
+            total = model.loss_terms(model(batch), batch).total(task.aux_weight)
+        total.backward()
+        optimisation.step()
+        optimisation.zero_grad()
 
     model.train()
     train = statistics.median(timed_steps(train_step, sizes.steps, device))
