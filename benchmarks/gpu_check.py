@@ -22,9 +22,11 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.gpu_results import RUN_VARIABLE, read_result
 from benchmarks.report import BENCHMARKS_MD, machine, update_section
 from malt.outputs import atomic_write_text
 
@@ -75,19 +77,20 @@ def run_step(step: Step, out: Path, budget_s: float) -> Outcome:
     `budget_s` the group gets SIGTERM, then SIGKILL."""
     logs = out / "steps"
     logs.mkdir(parents=True, exist_ok=True)
-    result = logs / f"{step.name}.json"
-    started, wall = time.perf_counter(), time.time()
+    run = uuid.uuid4().hex
+    started = time.perf_counter()
     with open(logs / f"{step.name}.log", "w") as log:
         process = subprocess.Popen(step.argv, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, env={**os.environ, RUN_VARIABLE: run})
         try:
             code = process.wait(timeout=budget_s)
         except subprocess.TimeoutExpired:
             stop_group(process)
             return Outcome(step.name, "timed out", time.perf_counter() - started, budget_s,
-                           f"cut after its budget of {budget_s:.0f} s", **reported(result, wall))
+                           f"cut after its budget of {budget_s:.0f} s",
+                           **reported(out, step.name, run))
     seconds = time.perf_counter() - started
-    found = reported(result, wall)
+    found = reported(out, step.name, run)
     if code == 0 and found:
         return Outcome(step.name, "passed", seconds, budget_s, **found)
     detail = f"exit code {code}" + ("" if found else ", no result written") + \
@@ -109,13 +112,10 @@ def stop_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def reported(result: Path, since: float) -> dict:
-    """The figures and report a step wrote at `since` (a time.time()) or later: none when it
-    wrote nothing (a file from an earlier check is not this one's)."""
-    if not result.exists() or result.stat().st_mtime < since:
-        return {}
-    written = json.loads(result.read_text())
-    return {"figures": written["figures"], "report": written["report"]}
+def reported(out: Path, step: str, run: str) -> dict:
+    """The figures and report `step` wrote in `run` (none when it wrote nothing)."""
+    written = read_result(out, step, run)
+    return {} if written is None else {"figures": written["figures"], "report": written["report"]}
 
 
 def log_tail(path: Path, lines: int = 3) -> str:

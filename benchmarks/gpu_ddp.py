@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.gpu_steps import write_result
+from benchmarks.gpu_results import write_result
 
 TOLERANCE = {"cpu": 1e-6, "cuda": 1e-4}
 """Largest difference of a metric or a probability between the runs. CPU: the tests' bound;

@@ -1,7 +1,7 @@
 """The GPU check's first step: what this machine offers (torch, CUDA, the GPUs, NCCL, the
 packages malt and the check need), failing clearly when torch sees no GPU or a package is
-missing. Of malt it imports only `malt.outputs` (no numpy, pandas or pyarrow), so that a
-missing package is named, not a traceback.
+missing. Of malt it imports only `malt.outputs` (through `benchmarks.gpu_results`: no numpy,
+pandas or pyarrow), so that a missing package is named, not a traceback.
 
     python -m benchmarks.gpu_environment --out DIR [--dry-run]
 """
@@ -14,7 +14,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from malt.outputs import atomic_write_text
+from benchmarks.gpu_results import write_result
 
 PACKAGES = ("numpy", "pyarrow", "pandas", "safetensors", "pyyaml", "tqdm", "tensorboard",
             "matplotlib", "pytest", "hypothesis")
@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(figures, indent=1), flush=True)
     for problem in problems:
         print(problem, file=sys.stderr)
-    (args.out / "steps").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "steps" / "environment.json", json.dumps(
-        {"step": "environment", "ok": ok, "figures": figures, "report": report}, indent=1))
+    write_result(args.out, "environment", ok, figures, report)
     print(report, flush=True)
     return 0 if ok else 1
 

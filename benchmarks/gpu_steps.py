@@ -27,11 +27,11 @@ import torch
 
 from benchmarks.bench_models import task_for
 from benchmarks.bench_scale import MAC_TABLES, mac_vocab, synthetic_batch
+from benchmarks.gpu_results import write_result
 from malt.data.schema import MAC
 from malt.data.vocab import VocabInfo
 from malt.deploy.engines import TorchEngine
 from malt.deploy.serving import ServingModule
-from malt.outputs import atomic_write_text
 from malt.runs.config import RunConfig
 from malt.training.compiled import compile_forward
 from malt.training.optim import Optimisation
@@ -68,14 +68,6 @@ Save = Callable[[bool, dict, str], None]
 """Saves a step's result so far: (ok, figures, report)."""
 
 
-def write_result(out: Path, step: str, ok: bool, figures: dict, report: str) -> None:
-    """`out/steps/step.json`, written whole or not at all."""
-    path = out / "steps" / f"{step}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"step": step, "ok": ok, "figures": figures,
-                                        "report": report}, indent=1))
-
-
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -86,6 +78,18 @@ def cuda_test_files() -> list[Path]:
     return sorted(p for p in TESTS.rglob("test_*.py") if CUDA_MARKER in p.read_text())
 
 
+def junit_outcomes(junit: Path) -> dict[str, tuple[str, str]]:
+    """Each test of a pytest JUnit report: (`passed`, `failure`, `error` or `skipped`, the first
+    line of its message)."""
+    outcomes = {}
+    for case in ElementTree.parse(junit).getroot().iter("testcase"):
+        found = [c for c in case if c.tag in ("failure", "error", "skipped")]
+        message = (found[0].get("message") or "").strip() if found else ""
+        outcomes[f"{case.get('classname')}::{case.get('name')}"] = (
+            found[0].tag if found else "passed", message.splitlines()[0][:160] if message else "")
+    return outcomes
+
+
 def cuda_tests(sizes: Sizes, out: Path) -> tuple[bool, dict, str]:
     """The tests marked `cuda`, under pytest: on a GPU every one must pass (a skip there means
     torch did not see the GPU); in a dry run they skip."""
@@ -94,22 +98,19 @@ def cuda_tests(sizes: Sizes, out: Path) -> tuple[bool, dict, str]:
     # addopts= : the project's pytest options need pytest-xdist, which the GPU's Python may lack.
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
                     "addopts=", "-m", "cuda", f"--junitxml={junit}", *files], check=False)
-    cases = ElementTree.parse(junit).getroot().iter("testcase")
-    outcomes: dict[str, str] = {}
-    for case in cases:
-        kinds = {child.tag for child in case} & {"failure", "error", "skipped"}
-        outcomes[f"{case.get('classname')}::{case.get('name')}"] = (kinds.pop() if kinds
-                                                                    else "passed")
-    counts = {k: sum(v == k for v in outcomes.values())
+    outcomes = junit_outcomes(junit)
+    counts = {k: sum(outcome == k for outcome, _ in outcomes.values())
               for k in ("passed", "failure", "error", "skipped")}
     ok = bool(outcomes) and counts["failure"] == counts["error"] == 0 and \
         (counts["skipped"] == 0 or sizes.device == "cpu")
-    lines = ["| test | outcome |", "|---|---|"] + [f"| `{name}` | {outcome} |"
-                                                   for name, outcome in outcomes.items()]
+    lines = ["| test | outcome |", "|---|---|"] + [
+        f"| `{name}` | {outcome}{': ' if message else ''}{message.replace('|', '/')} |"
+        for name, (outcome, message) in outcomes.items()]
     report = (f"CUDA tests (`pytest -m cuda`, {len(files)} files): {counts['passed']} passed, "
               f"{counts['failure']} failed, {counts['error']} errors, {counts['skipped']} "
               "skipped.\n\n" + "\n".join(lines))
-    return ok, {"counts": counts, "tests": outcomes}, report
+    return ok, {"counts": counts, "tests": {k: v[0] for k, v in outcomes.items()},
+                "messages": {k: v[1] for k, v in outcomes.items() if v[1]}}, report
 
 
 def matmul_rate(side: int, dtype: torch.dtype, device: torch.device, repeats: int = 10) -> float:
