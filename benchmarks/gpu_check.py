@@ -64,7 +64,7 @@ def planned_steps(out: Path, dry_run: bool, seed: int) -> list[Step]:
     """The check's steps in order, with their budgets (on the GPU; a dry run's are bounds for a
     busy 2-core CPU)."""
     flags = ["--out", str(out), "--seed", str(seed)] + (["--dry-run"] if dry_run else [])
-    modules = {"environment": ("gpu_environment", 30), "cuda-tests": ("gpu_steps", 120),
+    modules = {"environment": ("gpu_environment", 45), "cuda-tests": ("gpu_steps", 120),
                "train-score": ("gpu_steps", 140), "ddp": ("gpu_ddp", 100),
                "compile": ("gpu_steps", 150)}
     return [Step(name, [sys.executable, "-m", f"benchmarks.{module}",
