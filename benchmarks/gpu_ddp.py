@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         return rank_main([*train_args, "--out", str(args.out)])
     if args.out is None:
         parser.error("--out is required")
+    # Cut by the check (SIGTERM): exit through Python, so that the simulated data is removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     device = "cpu" if args.dry_run else "cuda"
     ok, figures, report = parity(device, args.seed, users=200 if args.dry_run else 1_800)
     write_result(args.out, "ddp", ok, figures, report)
