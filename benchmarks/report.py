@@ -72,16 +72,19 @@ def invocation(script: str, argv: list[str] | None) -> str:
     return " ".join(["python -m benchmarks." + script, *given])
 
 
-def update_section(name: str, command: str, body: str) -> None:
-    """Replace (or append) the section `name` of BENCHMARKS.md with `body`."""
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else _HEADER
+def update_section(name: str, command: str, body: str, *, machine_line: str | None = None,
+                   path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) the section `name` of `path` with `body`; its `Machine:` line is
+    `machine_line` (figures taken elsewhere), else this machine's."""
+    text = path.read_text() if path.exists() else _HEADER
     section = (f"<!-- bench:{name} -->\n## {name}\n\nCommand: `{command}`  \n"
-               f"Machine: {machine()}\n\n{body.strip()}\n<!-- /bench:{name} -->")
+               f"Machine: {machine_line or machine()}\n\n{body.strip()}\n"
+               f"<!-- /bench:{name} -->")
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->",
                          re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) \
         else text.rstrip() + "\n\n" + section + "\n"
-    BENCHMARKS_MD.write_text(text)
+    path.write_text(text)
 
 
 def publish(name: str, script: str, argv: list[str] | None, body: str, *,

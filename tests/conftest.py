@@ -18,3 +18,14 @@ torch.set_num_threads(1)
 @pytest.fixture
 def random_mac(tmp_path: Path) -> Path:
     return write_random_dataset(tmp_path / "mac")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` skip without a GPU (`python -m benchmarks.gpu_check` runs them on
+    one)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)

@@ -142,7 +142,7 @@ def test_defaults_are_batches_of_4096_rows_in_order_or_shuffled_with_seed_0(tmp_
         np.testing.assert_array_equal(b["index"].numpy(), np.sort(order[4096 * k:4096 * (k + 1)]))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_batches_match_cpu_batches(day):
     cpu = list(DayBatches(day, 64, shuffle=True, seed=1))
     gpu = list(DayBatches(day, 64, shuffle=True, seed=1, device="cuda"))

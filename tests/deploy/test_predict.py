@@ -273,6 +273,19 @@ def test_an_in_memory_table_is_checked_as_a_file_is(run):
         list(Scorer(load_run(run)).batches([table_source(table)]))
 
 
+@pytest.mark.cuda
+def test_scores_on_a_gpu_are_the_scores_on_the_cpu(run, unlabelled, tmp_path):
+    tables = {}
+    for device in ("cpu", "cuda"):
+        predict_file(Scorer(load_run(run), device=device), file_sources(unlabelled),
+                     tmp_path / f"{device}.parquet")
+        tables[device] = pq.read_table(tmp_path / f"{device}.parquet")
+    assert tables["cuda"].column_names == COLUMNS
+    for column in COLUMNS[:-1]:
+        np.testing.assert_allclose(tables["cuda"][column].to_numpy(),
+                                   tables["cpu"][column].to_numpy(), atol=1e-5)
+
+
 def test_auto_device_picks_cuda_for_onnx_only_with_its_cuda_provider(monkeypatch):
     import onnxruntime
     import torch

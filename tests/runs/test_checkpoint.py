@@ -203,7 +203,7 @@ def test_a_checkpoint_restores_every_global_random_state(tmp_path):
     assert draws() == expected
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_a_checkpoint_loaded_to_a_gpu_restores_every_random_state(tmp_path):
     path = tmp_path / "checkpoint.safetensors"
     small_checkpoint(path)

@@ -354,6 +354,20 @@ def test_two_process_ddp_matches_one_process(data, tmp_path, method, aux):
     assert_same_run(tmp_path / "ddp", tmp_path / "single", world_size=2)
 
 
+@pytest.mark.cuda
+# The GPU's kernels sum in other orders than the CPU's (Adam can amplify that where a gradient
+# is near zero), and bf16 autocast (--amp) keeps 8 bits of mantissa: scores move by up to a
+# thousandth, a few hundredths under --amp; a broken GPU path (untrained, NaN, wrong rows) by far
+# more.
+@pytest.mark.parametrize("amp, tolerance", [(False, 1e-3), (True, 5e-2)])
+def test_a_run_on_a_gpu_scores_as_the_run_on_the_cpu(data, tmp_path, amp, tolerance):
+    train_run(_config(data, device="cpu"), tmp_path / "cpu")
+    train_run(_config(data, device="cuda", amp=amp), tmp_path / "gpu")
+    np.testing.assert_allclose(Predictions.load(tmp_path / "gpu" / "predictions.npz").probs,
+                               Predictions.load(tmp_path / "cpu" / "predictions.npz").probs,
+                               atol=tolerance, rtol=0)
+
+
 def test_eval_prints_metrics_rescores_and_compares_with_a_baseline(data, tmp_path, capsys):
     base = tmp_path / "base"
     metrics = train_run(_config(data), tmp_path / "run")
