@@ -7,7 +7,8 @@ Inputs, in `model.serving_inputs` order (B is the batch dimension, any size):
     numeric        float32 [B, N]     raw numeric columns; the model standardises them
     target_action  int64   [B]        label index of the campaign's target action (-1 other;
                                       STAR on data with a target-action column)
-Outputs: `p_<view>` float32 [B], the predicted probability of every label view.
+Outputs: `p_<view>` float32 [B], the predicted probability of every label view, through the
+view's calibrator when the module is given the run's calibration (`malt.runs.calibration`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from malt.models.model import MaltModel
+from malt.runs.calibration import Calibration
 
 INPUT_DTYPES = {"sparse": np.int64, "seq": np.int64, "dense_seq": np.float32,
                 "numeric": np.float32, "target_action": np.int64}
@@ -41,13 +43,20 @@ def output_name(view: str) -> str:
 
 class ServingModule(nn.Module):
     """`model` taking its serving inputs as positional tensors and returning one probability
-    tensor [B] per label view, in `views` order."""
+    tensor [B] per label view, in `views` order, calibrated when `calibration` is given."""
 
-    def __init__(self, model: MaltModel):
+    def __init__(self, model: MaltModel, calibration: Calibration | None = None):
         super().__init__()
         self.model = model
         self.input_names = model.serving_inputs
         self.views = model.task.label_views
+        self.calibration = calibration
+        if calibration is not None:
+            calibration.check_views(self.views, "the calibration")
+        # Positional (one per view, in `views` order): a ModuleDict's keys would have to be
+        # valid attribute names, and view names need not be.
+        self.calibrators = nn.ModuleList(
+            [calibration.module(v) for v in self.views] if calibration is not None else [])
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -55,7 +64,10 @@ class ServingModule(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         probs = self.model.probabilities(dict(zip(self.input_names, inputs)))
-        return tuple(probs[v] for v in self.views)
+        if not self.calibrators:
+            return tuple(probs[v] for v in self.views)
+        return tuple(calibrator(probs[v])
+                     for v, calibrator in zip(self.views, self.calibrators))
 
     def input_specs(self) -> list[TensorSpec]:
         """Name, dtype and shape of every input."""

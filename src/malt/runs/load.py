@@ -1,6 +1,7 @@
-"""A finished run loaded back: its config, the schema it was trained on, id lookups, task and
-trained model. Everything that reads a finished run's model goes through `load_run`: `malt eval
---data`, `malt predict`, `malt export` and the Python API's `Run`."""
+"""A finished run loaded back: its config, the schema it was trained on, id lookups, task,
+trained model, and its calibrators when it has some. Everything that reads a finished run's
+model goes through `load_run`: `malt eval --data`, `malt predict`, `malt export` and the
+Python API's `Run`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from malt.data.task import Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.models.model import MaltModel
+from malt.runs.calibration import Calibration, load_calibration
 from malt.runs.checkpoint import load_checkpoint
 from malt.runs.config import RunConfig, build_task
 from malt.runs.directory import RunDir
@@ -33,6 +35,8 @@ class TrainedModel:
     vocab: VocabInfo
     model: MaltModel
     """The trained model, in eval mode, on the CPU."""
+    calibration: Calibration | None = None
+    """The views' calibrators (`malt calibrate`), None when the run has none."""
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -66,8 +70,11 @@ def load_run(run_path: str | Path, *, vocabs: str | Path | None = None) -> Train
         raise ConfigError(f"the model of {run.path} does not fit these vocabs (its embedding "
                           f"tables have other sizes: were the vocabs rebuilt since training?)"
                           ) from exc
+    calibration = load_calibration(run.calibration_file)
+    if calibration is not None:
+        calibration.check_views(task.label_views, str(run.calibration_file))
     return TrainedModel(run=run, config=config, schema=schema, task=task, lookups=lookups,
-                        vocab=info, model=model.eval())
+                        vocab=info, model=model.eval(), calibration=calibration)
 
 
 def vocab_directory(config: RunConfig, vocabs: str | Path | None) -> Path:

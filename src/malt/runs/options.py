@@ -4,8 +4,15 @@ torch-free, so that their flags are generated without loading torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from malt.typed_fields import validate
+
+CalibrationMethod = Literal["isotonic", "platt", "temperature"]
+"""How a view's probabilities are recalibrated (`malt.runs.calibration`): isotonic regression
+(a non-decreasing piecewise-linear map), Platt scaling (a logistic fit on the logit) or
+temperature scaling (the logit divided by one fitted T)."""
+CALIBRATION_METHODS = get_args(CalibrationMethod)
 
 DEFAULT_VOCAB_ROWS = 1000
 """Embedding rows per table `malt models` counts when no --vocab-size says otherwise."""
