@@ -77,13 +77,15 @@ def fit_platt(probs: np.ndarray, labels: np.ndarray) -> Platt:
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> Temperature:
-    """Temperature scaling of `probs` [N] against 0/1 `labels` [N]; refused when the scores
-    rank the labels the wrong way round (no T > 0 then helps)."""
+    """Temperature scaling of `probs` [N] against 0/1 `labels` [N]; refused when no T > 0
+    fits better than flattening every score to 0.5: scores on the wrong side of 0.5 for their
+    labels (or ranking them backwards), which a map without an intercept cannot move."""
     z, t = logit64(probs), platt_targets(labels)
     if np.dot(0.5 - t, z) >= 0:  # the loss's slope at 1/T = 0: it only grows for 1/T > 0
-        raise DataError("the scores do not rank positives above negatives (their logits do "
-                        "not correlate with the labels): temperature scaling cannot calibrate "
-                        "them; try --method isotonic")
+        raise DataError("temperature scaling cannot calibrate these scores: every T > 0 fits "
+                        "worse than flattening them all to 0.5 (they lie on the wrong side of "
+                        "0.5 for their labels, or rank them backwards, and the map has no "
+                        "intercept to move them); use --method platt or isotonic")
     (inverse,) = _newton(z[:, None], t, np.array([1.0]))
     return Temperature(1.0 / float(inverse))
 
