@@ -244,3 +244,20 @@ def test_a_numeric_model_exports_without_warnings_and_the_example_serves_it(shop
     served = np.load(tmp_path / "onnx_scores.npy")
     expected = Scorer(trained).score(converted(schema, trained, rows))
     assert np.abs(served - expected).max() <= PARITY
+
+
+def test_train_calibrate_fits_after_training_and_checks_the_method_first(data, tmp_path,
+                                                                         capsys, monkeypatch):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--model", "base", "--main", "last", "--eval-split",
+            "validation", "--batch-size", "64", "--out", str(out), "--model-option",
+            "encoder.embed_dim=4", "--model-option", "tower.dims=[4]"]
+    monkeypatch.setitem(sys.modules, "sklearn.isotonic", None)
+    assert main([*args, "--calibrate", "isotonic"]) == 3
+    assert "malt[calibrate]" in capsys.readouterr().err and not out.exists()
+    monkeypatch.undo()
+    assert main([*args, "--calibrate", "platt"]) == 0
+    text = capsys.readouterr().out
+    assert "fitted platt calibrators of 1 view(s) on train-02" in text
+    assert text.rstrip().endswith(f"run: {out}")
+    assert load_run(out).calibration.method == "platt"

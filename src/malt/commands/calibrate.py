@@ -16,18 +16,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    options = read_options(args, CalibrateOptions)
+    calibrate_and_report(options.run, options.method, options.days, device=options.device)
+    return 0
+
+
+def calibrate_and_report(run: str, method: str, days: int | None = None, *,
+                         device: str = "auto") -> None:
+    """Fit and save the run's calibrators, then print what they were fitted on and their
+    effect on the run's evaluation (what `malt train --calibrate` does after training too)."""
     from malt.eval.calibrate import calibrate_run, calibration_effect, format_calibration_effect
     from malt.eval.predictions import Predictions
     from malt.runs.load import load_run
 
-    options = read_options(args, CalibrateOptions)
-    trained = load_run(options.run)
-    calibration, days = calibrate_run(trained, options.method, options.days,
-                                      device=options.device)
-    print(f"fitted {options.method} calibrators of {len(calibration.views)} view(s) on "
-          f"{', '.join(days.names)} ({calibration.rows:,} rows) -> "
+    trained = load_run(run)
+    calibration, chosen = calibrate_run(trained, method, days, device=device)
+    print(f"fitted {method} calibrators of {len(calibration.views)} view(s) on "
+          f"{', '.join(chosen.names)} ({calibration.rows:,} rows) -> "
           f"{trained.run.calibration_file}")
-    if not days.held_out:
+    if not chosen.held_out:
         print("note: the run was trained on these days, so its scores on them are in-sample; "
               "for calibrators fitted on unseen days, train with --eval-split validation")
     if trained.run.predictions_file.is_file():
@@ -35,4 +42,3 @@ def run(args: argparse.Namespace) -> int:
         before, after = calibration_effect(evaluated, calibration)
         print(format_calibration_effect(before, after, calibration, trained.task.main,
                                         evaluated.days))
-    return 0

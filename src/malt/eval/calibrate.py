@@ -37,14 +37,28 @@ NEWTON_TOLERANCE = 1e-12
 """Newton's method stops when no parameter moves by more than this."""
 
 
-def fit_isotonic(probs: np.ndarray, labels: np.ndarray) -> Isotonic:
-    """Isotonic regression of 0/1 `labels` [N] on `probs` [N] (scikit-learn), as breakpoints."""
+def isotonic_regression() -> type:
+    """scikit-learn's `IsotonicRegression`, or a `ConfigError` that says what to install."""
     try:
         from sklearn.isotonic import IsotonicRegression
     except ImportError as exc:
         raise ConfigError("isotonic calibration needs scikit-learn: pip install "
                           "'malt[calibrate]' (or use --method platt or temperature)") from exc
-    fit = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+    return IsotonicRegression
+
+
+def check_method(method: str) -> None:
+    """Refuse an unknown method, or isotonic without scikit-learn, before any work."""
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"unknown calibration method '{method}', expected one of "
+                          f"{list(CALIBRATION_METHODS)}")
+    if method == "isotonic":
+        isotonic_regression()
+
+
+def fit_isotonic(probs: np.ndarray, labels: np.ndarray) -> Isotonic:
+    """Isotonic regression of 0/1 `labels` [N] on `probs` [N] (scikit-learn), as breakpoints."""
+    fit = isotonic_regression()(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
     fit.fit(np.asarray(probs, dtype=np.float64), np.asarray(labels, dtype=np.float64))
     x, y = fit.X_thresholds_.tolist(), np.clip(fit.y_thresholds_, 0.0, 1.0).tolist()
     if len(x) == 1:  # one distinct score: a constant map, kept as a flat segment
@@ -129,9 +143,7 @@ FITS = {"isotonic": fit_isotonic, "platt": fit_platt, "temperature": fit_tempera
 
 def fit_calibration(predictions: Predictions, method: CalibrationMethod) -> Calibration:
     """One calibrator per view of `predictions`, fitted on its rows."""
-    if method not in CALIBRATION_METHODS:
-        raise ConfigError(f"unknown calibration method '{method}', expected one of "
-                          f"{list(CALIBRATION_METHODS)}")
+    check_method(method)
     views: dict[str, Calibrator] = {}
     for view in predictions.views:
         labels = predictions.label_weights(view) > 0
@@ -182,9 +194,7 @@ def calibrate_run(trained: TrainedModel, method: CalibrationMethod, days: int | 
     """Fit `method`'s calibrators of the run's views on its calibration days
     (`score_calibration_days`) and save them in the run, under its lock, replacing earlier
     ones; everything that can fail is done before the run is touched."""
-    if method not in CALIBRATION_METHODS:
-        raise ConfigError(f"unknown calibration method '{method}', expected one of "
-                          f"{list(CALIBRATION_METHODS)}")
+    check_method(method)
     predictions, chosen = score_calibration_days(trained, days, device=device)
     calibration = fit_calibration(predictions, method)
     with trained.run.output.writing():

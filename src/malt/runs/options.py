@@ -28,6 +28,9 @@ class TrainOptions:
     """Continue the run in --out from its last checkpoint."""
     overwrite: bool = False
     """Replace an existing run in --out."""
+    calibrate: CalibrationMethod | None = None
+    """After training, fit a calibrator per view on the held-out days, as `malt calibrate
+    --method` does (isotonic needs pip install 'malt[calibrate]')."""
 
     def __post_init__(self) -> None:
         validate(self, "")
