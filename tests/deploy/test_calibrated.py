@@ -261,3 +261,51 @@ def test_train_calibrate_fits_after_training_and_checks_the_method_first(data, t
     assert "fitted platt calibrators of 1 view(s) on train-02" in text
     assert text.rstrip().endswith(f"run: {out}")
     assert load_run(out).calibration.method == "platt"
+
+
+def test_per_target_action_calibration_reads_the_target_action_in_every_engine(
+        tmp_path_factory, tmp_path, monkeypatch, capsys):
+    import malt.eval.calibrate as calibrate_module
+    from support.kaml_data import kaml_schema, write_kaml_dataset
+
+    kaml = write_kaml_dataset(tmp_path_factory.mktemp("kaml") / "data", days=4, rows=400)
+    (kaml / "schema.json").write_text(json.dumps(kaml_schema().to_dict()))
+    out = tmp_path / "run"
+    train_run(RunConfig.from_dict({
+        "seed": 1, "data": {"path": str(kaml), "schema": str(kaml / "schema.json"),
+                            "eval_split": "validation"},
+        "task": {"main": "act", "aux": ["reg"]}, "train": {"batch_size": 64},
+        "model": {"name": "moae", **SMALL_BLOCKS}}), out)
+    monkeypatch.setattr(calibrate_module, "MIN_SLICE_ROWS", 5)  # tiny data: small slices
+    assert main(["calibrate", "--run", str(out), "--method", "platt", "--by",
+                 "target_action"]) == 0
+    assert "per target action (own calibrators: act" in capsys.readouterr().out
+    trained = load_run(out)
+    calibration = trained.calibration
+    assert calibration.by == "target_action" and any(calibration.slices.values())
+    test_day = kaml / "test" / "test.parquet"
+    arrays = converted(trained.schema, trained, test_day)
+    raw = Scorer(trained, calibrated=False).score(arrays)
+    calibrated = Scorer(trained).score(arrays)
+    assert np.abs(calibrated - calibration.apply_all(("act", "reg"), raw,
+                                                     arrays["target_action"])).max() <= PARITY
+    info = export(trained, tmp_path / "m.onnx", "onnx")
+    assert [i["name"] for i in info["inputs"]][-1] == "target_action"
+    export(trained, tmp_path / "m.pt", "torchscript")
+    # MoAE reads no target action itself: the calibrators' input is added after its own
+    assert "target_action" not in trained.model.serving_inputs
+    with_target = {**feeds(trained, test_day), "target_action": arrays["target_action"]}
+    import onnxruntime
+    import torch
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    onnx_out = np.stack(session.run(None, with_target), 1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        module = torch.jit.load(str(tmp_path / "m.pt"))
+    with torch.no_grad():
+        script_out = torch.stack(module(*(torch.from_numpy(a) for a in with_target.values())),
+                                 1).numpy()
+    for served in (onnx_out, script_out):
+        assert np.abs(served - calibrated).max() <= PARITY

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.isotonic import IsotonicRegression
 
-from malt.errors import DataError
+from malt.errors import ConfigError, DataError
 from malt.eval.calibrate import (
     calibration_effect,
     fit_calibration,
@@ -33,13 +33,15 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def test_isotonic_breakpoints_predict_what_sklearn_predicts():
+def test_isotonic_breakpoints_predict_what_sklearn_predicts_on_the_smoothed_targets():
     rng = np.random.default_rng(0)
     p = rng.random(2000).astype(np.float32)
     y = rng.random(2000) < p ** 2
     fitted = fit_isotonic(p, y)
     reference = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(
-        p.astype(np.float64), y.astype(np.float64))
+        p.astype(np.float64), platt_targets(y))
+    negatives = int((~y).sum())
+    assert min(fitted.y) >= 1 / (negatives + 2) - 1e-12  # never exactly 0
     grid = np.linspace(-0.1, 1.1, 1001).astype(np.float32)
     mine = Calibration("isotonic", {"v": fitted}, (), 0).apply("v", grid)
     assert np.abs(mine - reference.predict(grid.astype(np.float64))).max() < 1e-6
@@ -48,7 +50,7 @@ def test_isotonic_breakpoints_predict_what_sklearn_predicts():
 def test_one_distinct_score_gives_a_constant_isotonic_map():
     fitted = fit_isotonic(np.full(10, 0.3, np.float32), np.arange(10) < 4)
     out = Calibration("isotonic", {"v": fitted}, (), 0).apply("v", np.array([0.0, 0.3, 1.0]))
-    assert np.allclose(out, 0.4)
+    assert np.allclose(out, (4 * 5 / 6 + 6 * 1 / 8) / 10)  # the mean smoothed target
 
 
 def test_platt_on_two_score_values_hits_their_smoothed_rates_exactly():
@@ -170,3 +172,54 @@ def test_every_fitted_map_is_monotone_in_the_score_and_within_the_unit_interval(
     grid = np.sort(np.concatenate([np.array(probes, np.float32), p, [0, 1]]).astype(np.float32))
     out = Calibration(method, {"v": fitted}, (), 0).apply("v", grid)
     assert np.all(np.diff(out) >= 0) and out.min() >= 0 and out.max() <= 1
+
+
+def two_campaign_kinds(rows=20_000, seed=3) -> Predictions:
+    """Rows of three target actions: action 0 over-predicted (logit + 1.5), action 1
+    under-predicted (logit − 1.5), action 2 too rare for a calibrator of its own."""
+    rng = np.random.default_rng(seed)
+    action = rng.choice(3, rows, p=[0.5, 0.495, 0.005])
+    truth = sigmoid(rng.normal(-2, 1, rows))
+    label = (rng.random(rows) < truth).astype(np.float32)
+    score = sigmoid(logit(truth) + np.where(action == 0, 1.5, -1.5)).astype(np.float32)
+    return Predictions(views=("a",), labels=("a", "b", "c"), probs=score[:, None],
+                       weights=np.stack([label, label, label], 1), user=np.arange(rows),
+                       target_action=action, days=("d",), day_rows=(rows,))
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_per_target_action_calibrators_fix_each_action_and_pool_the_rare_ones(method):
+    predictions = two_campaign_kinds()
+    sliced = fit_calibration(predictions, method, by="target_action")
+    assert sliced.by == "target_action" and sliced.labels == ("a", "b", "c")
+    assert set(sliced.slices["a"]) == {"a", "b"}  # "c" has too few rows: pooled
+    action, score = predictions.target_action, predictions.probs[:, 0]
+    out = sliced.apply("a", score, action)
+    for index, name in enumerate("ab"):
+        rows = action == index
+        own = Calibration(method, {"a": sliced.slices["a"][name]}, (), 0)
+        assert np.allclose(out[rows], own.apply("a", score[rows]), rtol=0, atol=1e-7)
+    pooled = Calibration(method, sliced.views, (), 0)
+    assert np.allclose(out[action == 2], pooled.apply("a", score[action == 2]), rtol=0,
+                       atol=1e-7)
+    # keys with no calibrator of their own (-1: another action; beyond the labels) are pooled
+    keys = np.array([-1, 7, 0])
+    assert np.allclose(sliced.apply("a", score[:3], keys)[:2], pooled.apply("a", score[:2]),
+                       rtol=0, atol=1e-7)
+    label = predictions.weights[:, 0]
+    for rows in (action == 0, action == 1):  # each action calibrated on its own
+        assert abs(out[rows].sum() / label[rows].sum() - 1) < 0.05
+        assert abs(pooled.apply("a", score[rows]).sum() / label[rows].sum() - 1) > 0.3
+    _, after_pooled = calibration_effect(predictions, pooled)
+    _, after_sliced = calibration_effect(predictions, sliced)
+    assert after_sliced["a"].logloss < after_pooled["a"].logloss
+
+
+def test_slicing_needs_the_target_action_and_the_rows_need_theirs():
+    predictions = two_campaign_kinds(rows=500)
+    sliced = fit_calibration(predictions, "platt", by="target_action")
+    with pytest.raises(ConfigError, match="sliced by target_action"):
+        sliced.apply("a", predictions.probs[:, 0])
+    predictions.target_action = None
+    with pytest.raises(ConfigError, match="target-action column"):
+        fit_calibration(predictions, "platt", by="target_action")

@@ -17,12 +17,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = read_options(args, CalibrateOptions)
-    calibrate_and_report(options.run, options.method, options.days, device=options.device)
+    calibrate_and_report(options.run, options.method, options.days, by=options.by,
+                         device=options.device)
     return 0
 
 
 def calibrate_and_report(run: str, method: str, days: int | None = None, *,
-                         device: str = "auto") -> None:
+                         by: str | None = None, device: str = "auto") -> None:
     """Fit and save the run's calibrators, then print what they were fitted on and their
     effect on the run's evaluation (what `malt train --calibrate` does after training too)."""
     from malt.eval.calibrate import calibrate_run, calibration_effect, format_calibration_effect
@@ -30,7 +31,7 @@ def calibrate_and_report(run: str, method: str, days: int | None = None, *,
     from malt.runs.load import load_run
 
     trained = load_run(run)
-    calibration, chosen = calibrate_run(trained, method, days, device=device)
+    calibration, chosen = calibrate_run(trained, method, days, by=by, device=device)
     print(f"fitted {method} calibrators of {len(calibration.views)} view(s) on "
           f"{', '.join(chosen.names)} ({calibration.rows:,} rows) -> "
           f"{trained.run.calibration_file}")

@@ -158,8 +158,9 @@ class Scorer:
         self.passed = tuple(dict.fromkeys((schema.user_column, *keep)))
         self.converter = DayConverter(schema, trained.lookups, labels=evaluate)
         self.calibration = trained.calibration if calibrated else None
-        self.engine = make_engine(engine, ServingModule(trained.model, self.calibration),
-                                  torch.device(device))
+        serving = ServingModule(trained.model, self.calibration)
+        self.inputs = serving.input_names
+        self.engine = make_engine(engine, serving, torch.device(device))
 
     def check(self, sources: list[Source]) -> pa.Schema:
         """Check every source before anything is scored or written; the output's schema."""
@@ -237,8 +238,7 @@ class Scorer:
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """Probabilities [N, V] of converted rows, `batch_size` rows per model call."""
         rows = len(arrays["sparse"])
-        names = self.trained.model.serving_inputs
-        parts = [self.engine({n: arrays[n][lo:lo + self.batch_size] for n in names})
+        parts = [self.engine({n: arrays[n][lo:lo + self.batch_size] for n in self.inputs})
                  for lo in range(0, rows, self.batch_size)]
         return np.concatenate(parts) if parts else \
             np.zeros((0, len(self.predicted)), dtype=np.float32)

@@ -6,7 +6,8 @@ Inputs, in `model.serving_inputs` order (B is the batch dimension, any size):
     dense_seq      float32 [B, C, L]  float sequences (when the schema has some)
     numeric        float32 [B, N]     raw numeric columns; the model standardises them
     target_action  int64   [B]        label index of the campaign's target action (-1 other;
-                                      STAR on data with a target-action column)
+                                      STAR on data with a target-action column, and any model
+                                      whose calibration is per target action)
 Outputs: `p_<view>` float32 [B], the predicted probability of every label view, through the
 view's calibrator when the module is given the run's calibration (`malt.runs.calibration`).
 """
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from malt.errors import ConfigError
 from malt.models.model import MaltModel
 from malt.runs.calibration import Calibration
 
@@ -51,8 +53,15 @@ class ServingModule(nn.Module):
         self.input_names = model.serving_inputs
         self.views = model.task.label_views
         self.calibration = calibration
+        self.sliced = calibration is not None and calibration.by is not None
         if calibration is not None:
             calibration.check_views(self.views, "the calibration")
+        if self.sliced and "target_action" not in self.input_names:
+            if not model.schema.target_action_column:
+                raise ConfigError("the calibration is per target action, and the model's "
+                                  "schema has no target-action column")
+            # the calibrators read each row's target action, whether the model does or not
+            self.input_names = (*self.input_names, "target_action")
         # Positional (one per view, in `views` order): a ModuleDict's keys would have to be
         # valid attribute names, and view names need not be.
         self.calibrators = nn.ModuleList(
@@ -63,9 +72,13 @@ class ServingModule(nn.Module):
         return tuple(output_name(v) for v in self.views)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        probs = self.model.probabilities(dict(zip(self.input_names, inputs)))
+        named = dict(zip(self.input_names, inputs))
+        probs = self.model.probabilities(named)
         if not self.calibrators:
             return tuple(probs[v] for v in self.views)
+        if self.sliced:
+            return tuple(calibrator(probs[v], named["target_action"])
+                         for v, calibrator in zip(self.views, self.calibrators))
         return tuple(calibrator(probs[v])
                      for v, calibrator in zip(self.views, self.calibrators))
 

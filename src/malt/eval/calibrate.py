@@ -2,10 +2,12 @@
 held-out days after training, and the calibration metrics before and after it.
 
 Three methods (`malt.runs.options.CalibrationMethod`), each fitted on the binarised labels
-(weight > 0, as the metrics count them):
+(weight > 0, as the metrics count them) smoothed as Platt proposed (below):
 
 * isotonic: scikit-learn's `IsotonicRegression` (the pool-adjacent-violators fit), kept as its
-  breakpoints; served by linear interpolation between them (`PiecewiseLinear`).
+  breakpoints; served by linear interpolation between them (`PiecewiseLinear`). On the smoothed
+  targets a block of rows without a positive maps to 1 / (N₋ + 2), not 0: a calibrated
+  probability is never exactly 0 or 1 (which would cost a positive there an unbounded loss).
 * platt: sigmoid(a · logit(p) + b) fitted by Newton's method on the cross-entropy with Platt's
   smoothed targets (positives (N₊ + 1) / (N₊ + 2), negatives 1 / (N₋ + 2)): the targets lie
   strictly inside (0, 1), so the minimum is finite even when the scores separate the labels.
@@ -16,6 +18,7 @@ Three methods (`malt.runs.options.CalibrationMethod`), each fitted on the binari
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,10 +31,12 @@ from malt.layers.calibration import PROBABILITY_EPS
 from malt.metrics import ViewMetrics
 from malt.runs.calibration import Calibration, Calibrator, Isotonic, Platt, Temperature
 from malt.runs.load import TrainedModel
-from malt.runs.options import CALIBRATION_METHODS, CalibrationMethod
+from malt.runs.options import CALIBRATION_METHODS, CalibrationMethod, CalibrationSlices
 from malt.training.builder import training_days
 from malt.training.distributed import device_for, resolve_device
 
+MIN_SLICE_ROWS = 30
+"""Positives and negatives a slice needs for a calibrator of its own."""
 NEWTON_STEPS = 100
 NEWTON_TOLERANCE = 1e-12
 """Newton's method stops when no parameter moves by more than this."""
@@ -57,9 +62,10 @@ def check_method(method: str) -> None:
 
 
 def fit_isotonic(probs: np.ndarray, labels: np.ndarray) -> Isotonic:
-    """Isotonic regression of 0/1 `labels` [N] on `probs` [N] (scikit-learn), as breakpoints."""
+    """Isotonic regression of the smoothed targets of 0/1 `labels` [N] on `probs` [N]
+    (scikit-learn), as breakpoints."""
     fit = isotonic_regression()(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
-    fit.fit(np.asarray(probs, dtype=np.float64), np.asarray(labels, dtype=np.float64))
+    fit.fit(np.asarray(probs, dtype=np.float64), platt_targets(labels))
     x, y = fit.X_thresholds_.tolist(), np.clip(fit.y_thresholds_, 0.0, 1.0).tolist()
     if len(x) == 1:  # one distinct score: a constant map, kept as a flat segment
         x, y = [x[0], x[0] + 1.0], [y[0], y[0]]
@@ -141,8 +147,11 @@ def _cross_entropy(z: np.ndarray, targets: np.ndarray) -> float:
 FITS = {"isotonic": fit_isotonic, "platt": fit_platt, "temperature": fit_temperature}
 
 
-def fit_calibration(predictions: Predictions, method: CalibrationMethod) -> Calibration:
-    """One calibrator per view of `predictions`, fitted on its rows."""
+def fit_calibration(predictions: Predictions, method: CalibrationMethod,
+                    by: CalibrationSlices | None = None) -> Calibration:
+    """One calibrator per view of `predictions`, fitted on its rows; with `by`, also one per
+    view and target action that has `MIN_SLICE_ROWS` positives and negatives (and that the
+    method can fit: a temperature refused on a slice leaves it to the pooled calibrator)."""
     check_method(method)
     views: dict[str, Calibrator] = {}
     for view in predictions.views:
@@ -153,8 +162,33 @@ def fit_calibration(predictions: Predictions, method: CalibrationMethod) -> Cali
                             f"({', '.join(predictions.days)}): nothing to calibrate against; "
                             "use more days (--days)")
         views[view] = FITS[method](predictions.view(view), labels)
-    return Calibration(method=method, views=views, days=predictions.days,
-                       rows=len(predictions.user))
+    pooled = Calibration(method=method, views=views, days=predictions.days,
+                         rows=len(predictions.user))
+    if by is None:
+        return pooled
+    if predictions.target_action is None:
+        raise ConfigError("--by target_action needs data with a target-action column "
+                          "(target_action_column in the schema)")
+    slices = {view: _fit_slices(predictions, view, method) for view in predictions.views}
+    return dataclasses.replace(pooled, by=by, labels=predictions.labels, slices=slices)
+
+
+def _fit_slices(predictions: Predictions, view: str, method: CalibrationMethod
+                ) -> dict[str, Calibrator]:
+    """Target action -> the view's calibrator on its rows, for the actions with enough."""
+    assert predictions.target_action is not None
+    labels = predictions.label_weights(view) > 0
+    fitted: dict[str, Calibrator] = {}
+    for index, action in enumerate(predictions.labels):
+        rows = predictions.target_action == index
+        positives = int(np.count_nonzero(labels[rows]))
+        if min(positives, int(rows.sum()) - positives) < MIN_SLICE_ROWS:
+            continue
+        try:
+            fitted[action] = FITS[method](predictions.view(view)[rows], labels[rows])
+        except DataError:
+            continue
+    return fitted
 
 
 @dataclass(frozen=True)
@@ -190,13 +224,17 @@ def score_calibration_days(trained: TrainedModel, days: int | None = None, *,
 
 
 def calibrate_run(trained: TrainedModel, method: CalibrationMethod, days: int | None = None, *,
-                  device: str = "auto") -> tuple[Calibration, CalibrationDays]:
-    """Fit `method`'s calibrators of the run's views on its calibration days
-    (`score_calibration_days`) and save them in the run, under its lock, replacing earlier
-    ones; everything that can fail is done before the run is touched."""
+                  by: CalibrationSlices | None = None, device: str = "auto"
+                  ) -> tuple[Calibration, CalibrationDays]:
+    """Fit `method`'s calibrators of the run's views (per target action too, with `by`) on
+    its calibration days (`score_calibration_days`) and save them in the run, under its lock,
+    replacing earlier ones; everything that can fail is done before the run is touched."""
     check_method(method)
+    if by is not None and not trained.schema.target_action_column:
+        raise ConfigError(f"--by {by} needs data with a target-action column; the run's "
+                          "schema has none")
     predictions, chosen = score_calibration_days(trained, days, device=device)
-    calibration = fit_calibration(predictions, method)
+    calibration = fit_calibration(predictions, method, by)
     with trained.run.output.writing():
         trained.run.save_calibration(calibration)
     return calibration, chosen
@@ -204,7 +242,8 @@ def calibrate_run(trained: TrainedModel, method: CalibrationMethod, days: int | 
 
 def calibrated(predictions: Predictions, calibration: Calibration) -> Predictions:
     """`predictions` with every view's probabilities through its calibrator."""
-    probs = calibration.apply_all(predictions.views, predictions.probs)
+    probs = calibration.apply_all(predictions.views, predictions.probs,
+                                  predictions.target_action)
     return Predictions(views=predictions.views, labels=predictions.labels, probs=probs,
                        weights=predictions.weights, user=predictions.user,
                        target_action=predictions.target_action, days=predictions.days,
@@ -222,8 +261,10 @@ def format_calibration_effect(before: dict[str, ViewMetrics], after: dict[str, V
                               ) -> str:
     """Logloss, PCOC and ECE of every view before and after its calibrator, main view first;
     a note when the evaluated days are among those the calibrators were fitted on."""
-    lines = [f"calibration ({calibration.method}, fitted on {', '.join(calibration.days)}, "
-             f"{calibration.rows:,} rows):",
+    sliced = "" if calibration.by is None else \
+        f" per target action ({_slice_counts(calibration)})"
+    lines = [f"calibration ({calibration.method}{sliced}, fitted on "
+             f"{', '.join(calibration.days)}, {calibration.rows:,} rows):",
              f"{'view':<10}{'logloss':>10}{'→ after':>10}{'PCOC':>8}{'→ after':>9}"
              f"{'ECE':>9}{'→ after':>10}"]
     for view in sorted(before, key=lambda v: v != main):
@@ -236,3 +277,10 @@ def format_calibration_effect(before: dict[str, ViewMetrics], after: dict[str, V
         lines.append(f"note: the calibrators were fitted on {', '.join(overlap)}, which is "
                      "evaluated here: the numbers after calibration are in-sample (optimistic)")
     return "\n".join(lines)
+
+
+def _slice_counts(calibration: Calibration) -> str:
+    """How many target actions have calibrators of their own, per view."""
+    counts = {v: len(calibration.slices.get(v, {})) for v in calibration.views}
+    return "own calibrators: " + ", ".join(f"{v} {n}" for v, n in counts.items()) + \
+        f" of {len(calibration.labels)}; the rest pooled"

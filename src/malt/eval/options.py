@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from malt.errors import ConfigError
 from malt.runs.config import DEFAULT_SEED, Device
-from malt.runs.options import CalibrationMethod
+from malt.runs.options import CalibrationMethod, CalibrationSlices
 from malt.typed_fields import PositiveInt, Range, Seed, validate
 
 DEFAULT_RESAMPLES = 1000
@@ -93,6 +93,9 @@ class CalibrateOptions:
     days: PositiveInt | None = None
     """Fit on the run's last N training days (default: its data.validation_days; held out from
     training when the run used --eval-split validation)."""
+    by: CalibrationSlices | None = None
+    """Also fit a calibrator per target action (data with a target-action column); a target
+    action with fewer than 30 positives or negatives on those days takes the pooled one."""
     device: Device = "auto"
     """Where to score: `auto` takes CUDA when it is available."""
 

@@ -65,3 +65,34 @@ class LogitAffine(nn.Module):
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         """p [B] -> [B]."""
         return torch.sigmoid(self.slope * logit(p) + self.intercept)
+
+
+class SlicedMap(nn.Module):
+    """A map per slice of the rows (such as their target action), and a pooled map for the
+    rows of every other slice.
+
+    Args:
+        pooled: the map of rows whose key has no map of its own.
+        by_key: key (0 <= key < keys) -> that slice's map.
+        keys: how many key values there are; a key outside [0, keys) takes the pooled map.
+    """
+
+    def __init__(self, pooled: nn.Module, by_key: dict[int, nn.Module], keys: int):
+        super().__init__()
+        if any(not 0 <= k < keys for k in by_key):
+            raise ValueError(f"slice keys must lie in [0, {keys}), got {sorted(by_key)}")
+        self.maps = nn.ModuleList([pooled, *by_key.values()])
+        self.keys = keys
+        # slot[key + 1]: which map a key takes (0, the pooled one, for key -1 and the keys
+        # without a map of their own)
+        slot = torch.zeros(keys + 1, dtype=torch.long)
+        for position, key in enumerate(by_key, start=1):
+            slot[key + 1] = position
+        self.register_buffer("slot", slot)
+
+    def forward(self, p: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """p [B] float, key [B] int64 -> [B]."""
+        inside = (key >= 0) & (key < self.keys)
+        chosen = self.slot[torch.where(inside, key + 1, torch.zeros_like(key))]
+        every = torch.stack([m(p) for m in self.maps], 1)  # [B, maps]
+        return every.gather(1, chosen.unsqueeze(1)).squeeze(1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from malt.errors import ConfigError, file_error
-from malt.layers.calibration import LogitAffine, PiecewiseLinear
-from malt.runs.options import CALIBRATION_METHODS, CalibrationMethod
+from malt.layers.calibration import LogitAffine, PiecewiseLinear, SlicedMap
+from malt.runs.options import CALIBRATION_METHODS, CalibrationMethod, CalibrationSlices
 
 FORMAT_KEY = "malt_calibration"
 FORMAT_VERSION = 1
@@ -96,29 +96,56 @@ CALIBRATORS: dict[str, type] = {"isotonic": Isotonic, "platt": Platt,
 @dataclass(frozen=True)
 class Calibration:
     """The calibrators of a run's views, all of one method, and the days they were fitted on
-    (with their row count)."""
+    (with their row count).
+
+    Sliced by target action (`by`), a view also has a calibrator per target action that had
+    enough rows (`slices[view][label]`); the rows of any other target action take the pooled
+    one (`views[view]`). `labels` are the data's labels, whose index the target action is.
+    """
 
     method: CalibrationMethod
     views: dict[str, Calibrator]
     days: tuple[str, ...]
     rows: int
+    by: CalibrationSlices | None = None
+    labels: tuple[str, ...] = ()
+    slices: dict[str, dict[str, Calibrator]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = {name for per_view in self.slices.values() for name in per_view} - \
+            set(self.labels)
+        if unknown or (self.slices and self.by is None):
+            raise ValueError(f"slices {sorted(unknown)} are not among the labels "
+                             f"{list(self.labels)}" if unknown else "slices without `by`")
 
     def module(self, view: str) -> nn.Module:
-        """The view's calibrator as a torch module: probability [B] -> [B]."""
-        return self.views[view].module()
+        """The view's calibrator as a torch module: probability [B] -> [B], or, sliced,
+        (probability [B], target action [B]) -> [B]."""
+        pooled = self.views[view].module()
+        if self.by is None:
+            return pooled
+        return SlicedMap(pooled, {self.labels.index(name): c.module()
+                                  for name, c in self.slices.get(view, {}).items()},
+                         len(self.labels))
 
     @torch.no_grad()
-    def apply(self, view: str, probs: np.ndarray) -> np.ndarray:
+    def apply(self, view: str, probs: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
         """The view's calibrated probabilities [N] float32 of `probs` [N] (computed by the same
-        module as the exported graphs)."""
+        module as the exported graphs); sliced, `key` [N] is the rows' target action."""
         p = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))
-        return self.module(view)(p).numpy()
+        if self.by is None:
+            return self.module(view)(p).numpy()
+        if key is None:
+            raise ConfigError(f"the calibration is sliced by {self.by}: the rows need theirs")
+        k = torch.from_numpy(np.ascontiguousarray(key, dtype=np.int64))
+        return self.module(view)(p, k).numpy()
 
-    def apply_all(self, views: tuple[str, ...], probs: np.ndarray) -> np.ndarray:
+    def apply_all(self, views: tuple[str, ...], probs: np.ndarray,
+                  key: np.ndarray | None = None) -> np.ndarray:
         """probs [N, V] (columns = `views`) calibrated column by column; [N, V] float32."""
         if probs.shape[1:] != (len(views),):
             raise ValueError(f"probs of shape {probs.shape} for {len(views)} views")
-        columns = [self.apply(v, probs[:, j]) for j, v in enumerate(views)]
+        columns = [self.apply(v, probs[:, j], key) for j, v in enumerate(views)]
         return np.stack(columns, 1) if columns else probs.astype(np.float32)
 
     def check_views(self, views: tuple[str, ...], source: str) -> None:
@@ -129,8 +156,13 @@ class Calibration:
                               "the run again (malt calibrate)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {FORMAT_KEY: FORMAT_VERSION, "method": self.method, "days": list(self.days),
+        tree = {FORMAT_KEY: FORMAT_VERSION, "method": self.method, "days": list(self.days),
                 "rows": self.rows, "views": {v: c.to_dict() for v, c in self.views.items()}}
+        if self.by is not None:
+            tree |= {"by": self.by, "labels": list(self.labels),
+                     "slices": {v: {name: c.to_dict() for name, c in per_view.items()}
+                                for v, per_view in self.slices.items()}}
+        return tree
 
     @classmethod
     def from_dict(cls, tree: dict[str, Any], source: str = "calibration") -> Calibration:
@@ -148,10 +180,18 @@ class Calibration:
             rows = tree["rows"]
             if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
                 raise ValueError("rows is not a count")
+            by = tree.get("by")
+            if by not in (None, "target_action"):
+                raise ValueError(f"unknown slicing {by!r}")
+            labels = tuple(str(name) for name in tree.get("labels", ()))
+            slices = {str(v): {str(name): _calibrator(kind, params)
+                               for name, params in per_view.items()}
+                      for v, per_view in tree.get("slices", {}).items()}
+            return cls(method=method, views=views, days=days, rows=rows, by=by,
+                       labels=labels, slices=slices)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{source} is damaged ({exc}); fit it again with malt calibrate"
                               ) from None
-        return cls(method=method, views=views, days=days, rows=rows)
 
     def to_json(self) -> str:
         """The calibration as strict JSON text (what `load_calibration` reads)."""

@@ -13,6 +13,8 @@ CalibrationMethod = Literal["isotonic", "platt", "temperature"]
 (a non-decreasing piecewise-linear map), Platt scaling (a logistic fit on the logit) or
 temperature scaling (the logit divided by one fitted T)."""
 CALIBRATION_METHODS = get_args(CalibrationMethod)
+CalibrationSlices = Literal["target_action"]
+"""What a calibration may also be fitted per slice of: the rows' target action."""
 
 DEFAULT_VOCAB_ROWS = 1000
 """Embedding rows per table `malt models` counts when no --vocab-size says otherwise."""

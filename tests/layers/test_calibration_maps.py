@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.isotonic import IsotonicRegression
 
-from malt.layers.calibration import LogitAffine, PiecewiseLinear, logit
+from malt.layers.calibration import LogitAffine, PiecewiseLinear, SlicedMap, logit
 
 X = np.array([0.05, 0.2, 0.5, 0.9])
 Y = np.array([0.01, 0.1, 0.1, 0.7])
@@ -102,3 +102,40 @@ def test_a_non_negative_slope_keeps_the_logit_map_monotone_and_in_the_unit_inter
         slope, intercept, probes):
     out = apply(LogitAffine(slope, intercept), np.sort(np.array(probes, dtype=np.float32)))
     assert np.all(np.diff(out) >= 0) and out.min() >= 0 and out.max() <= 1
+
+
+def sliced() -> SlicedMap:
+    """Key 0 and key 2 have maps of their own; key 1, -1 and keys beyond 3 take the pooled."""
+    return SlicedMap(LogitAffine(1.0, 0.0), {2: LogitAffine(1.0, 1.0),
+                                             0: PiecewiseLinear(torch.tensor(X),
+                                                                torch.tensor(Y))}, keys=3)
+
+
+def test_a_sliced_map_applies_each_keys_map_and_the_pooled_one_to_the_rest():
+    p = torch.full((6,), 0.7)
+    key = torch.tensor([0, 1, 2, -1, 3, 99])
+    with torch.no_grad():
+        out = sliced()(p, key).numpy()
+    z = np.log(0.7 / 0.3)
+    assert np.allclose(out, [0.4, 0.7, 1 / (1 + np.exp(-(z + 1))), 0.7, 0.7, 0.7], atol=1e-6)
+    with pytest.raises(ValueError, match="slice keys"):
+        SlicedMap(LogitAffine(1.0), {3: LogitAffine(1.0)}, keys=3)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript-based exporter
+def test_onnx_runtime_computes_the_same_sliced_map():
+    buffer = io.BytesIO()
+    module = sliced().eval()
+    torch.onnx.export(module, (torch.rand(3), torch.zeros(3, dtype=torch.long)), buffer,
+                      input_names=["p", "key"], output_names=["q"],
+                      dynamic_axes={"p": {0: "b"}, "key": {0: "b"}, "q": {0: "b"}},
+                      opset_version=17, dynamo=False)
+    session = onnxruntime.InferenceSession(buffer.getvalue(),
+                                           providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    p = rng.random(400).astype(np.float32)
+    key = rng.integers(-2, 5, 400)
+    (served,) = session.run(None, {"p": p, "key": key})
+    with torch.no_grad():
+        expected = module(torch.from_numpy(p), torch.from_numpy(key)).numpy()
+    assert np.abs(served - expected).max() < 1e-6

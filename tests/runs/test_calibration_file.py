@@ -34,6 +34,21 @@ def test_a_saved_calibration_loads_back_and_gives_identical_outputs(method, tmp_
     assert json.loads(path.read_text())["method"] == method
 
 
+def test_a_sliced_calibration_loads_back_and_gives_identical_outputs(tmp_path):
+    calibration = Calibration("platt", {"a": Platt(1.0, -1.0)}, ("d",), 10, by="target_action",
+                              labels=("x", "y"), slices={"a": {"y": Platt(0.5, 0.2)}})
+    path = tmp_path / "calibration.json"
+    path.write_text(calibration.to_json())
+    loaded = load_calibration(path)
+    assert loaded == calibration
+    probs = np.float32([0.1, 0.5, 0.9])
+    key = np.array([1, 0, -1])
+    assert np.array_equal(loaded.apply("a", probs, key), calibration.apply("a", probs, key))
+    with pytest.raises(ValueError, match="not among the labels"):
+        Calibration("platt", {"a": Platt(1.0, 0.0)}, (), 0, by="target_action", labels=("x",),
+                    slices={"a": {"z": Platt(1.0, 0.0)}})
+
+
 def test_no_file_is_no_calibration(tmp_path):
     assert load_calibration(tmp_path / "calibration.json") is None
 
@@ -47,6 +62,11 @@ def test_no_file_is_no_calibration(tmp_path):
     '"views": {"a": {"x": [0.5, 0.2], "y": [0.1, 0.2]}}}',
     '{"malt_calibration": 1, "method": "temperature", "days": [], "rows": -3, '
     '"views": {"a": {"temperature": 1.0}}}',
+    '{"malt_calibration": 1, "method": "platt", "days": [], "rows": 1, "by": "campaign", '
+    '"views": {"a": {"slope": 1, "intercept": 0}}}',
+    '{"malt_calibration": 1, "method": "platt", "days": [], "rows": 1, "by": "target_action", '
+    '"labels": ["x"], "slices": {"a": {"q": {"slope": 1, "intercept": 0}}}, '
+    '"views": {"a": {"slope": 1, "intercept": 0}}}',
 ])
 def test_a_damaged_file_is_a_config_error_that_says_how_to_fix_it(text, tmp_path):
     path = tmp_path / "calibration.json"
