@@ -49,7 +49,7 @@ from malt.runs.calibration import Calibration
 from malt.runs.config import DEFAULT_SEED, RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.load import TrainedModel
-from malt.runs.options import CalibrationMethod
+from malt.runs.options import CalibrationMethod, CalibrationSlices
 from malt.runs.record import RunMetrics
 
 __all__ = ["Run", "compare", "export", "load_run", "prepare", "simulate", "train"]
@@ -163,11 +163,11 @@ class Run:
 
     @_os_errors_as_config_errors
     def calibrate(self, method: CalibrationMethod = "isotonic", *, days: int | None = None,
-                  device: str = "cpu") -> Calibration:
-        """Fit a calibrator per view on the run's last `days` training days (default: its
-        `validation_days`) and save them in the run, as `malt calibrate` does; `predict` and
-        `export` apply them from then on."""
-        calibration, _ = calibrate_run(self.trained, method, days, device=device)
+                  by: CalibrationSlices | None = None, device: str = "cpu") -> Calibration:
+        """Fit a calibrator per view (and, with `by="target_action"`, per target action) on the
+        run's last `days` training days (default: its `validation_days`) and save them in the
+        run, as `malt calibrate` does; `predict` and `export` apply them from then on."""
+        calibration, _ = calibrate_run(self.trained, method, days, by=by, device=device)
         self.trained.calibration = calibration
         return calibration
 

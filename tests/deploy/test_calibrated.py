@@ -187,6 +187,8 @@ def test_calibrating_on_trained_days_says_so(run, capsys):
     assert "on train-01, train-02" in text and "in-sample" in text
     assert main(["calibrate", "--run", str(run), "--days", "9"]) == 3
     assert "3 training days" in capsys.readouterr().err
+    assert main(["calibrate", "--run", str(run), "--by", "target_action"]) == 3
+    assert "has none" in capsys.readouterr().err
 
 
 SHOP_SCHEMA = """
@@ -280,6 +282,10 @@ def test_per_target_action_calibration_reads_the_target_action_in_every_engine(
     assert main(["calibrate", "--run", str(out), "--method", "platt", "--by",
                  "target_action"]) == 0
     assert "per target action (own calibrators: act" in capsys.readouterr().out
+    api = malt.load_run(out).calibrate("isotonic", by="target_action")
+    assert api.by == "target_action" and load_run(out).calibration.method == "isotonic"
+    assert main(["calibrate", "--run", str(out), "--method", "platt", "--by",
+                 "target_action"]) == 0
     trained = load_run(out)
     calibration = trained.calibration
     assert calibration.by == "target_action" and any(calibration.slices.values())
@@ -291,6 +297,7 @@ def test_per_target_action_calibration_reads_the_target_action_in_every_engine(
                                                      arrays["target_action"])).max() <= PARITY
     info = export(trained, tmp_path / "m.onnx", "onnx")
     assert [i["name"] for i in info["inputs"]][-1] == "target_action"
+    assert info["calibration"]["by"] == "target_action"
     export(trained, tmp_path / "m.pt", "torchscript")
     # MoAE reads no target action itself: the calibrators' input is added after its own
     assert "target_action" not in trained.model.serving_inputs

@@ -11,8 +11,7 @@ argument is one value (a list of one for a list field); a table takes repeated K
 list field whose `separator` metadata is set takes one text split at it (`--rules last,first`).
 A list field whose `repeat` metadata is true takes one or more values after the flag, and the
 flag may be repeated (`--keep a b`, `--keep a --keep b`: both keep a and b), or, positional,
-one or more values. A field without a default is a
-required flag.
+one or more values. A field without a default is a required flag.
 
 Two kinds of option sets:
 

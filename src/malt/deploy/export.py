@@ -2,8 +2,8 @@
 
 The file holds the network and a JSON description under the key `malt` (ONNX metadata
 property; TorchScript extra file `malt.json`): input and output names, dtypes and shapes (a
-dynamic batch dimension), the views, the schema and the table sizes, the calibration (method
-and days, or null), the malt version and the git commit. A sidecar `<file>.json` holds the
+dynamic batch dimension), the views, the schema and the table sizes, the calibration (method,
+slicing and days, or null), the malt version and the git commit. A sidecar `<file>.json` holds the
 same and the run's resolved config.
 """
 
@@ -48,8 +48,8 @@ def describe(trained: TrainedModel, serving: ServingModule, fmt: ExportFormat) -
         "schema": trained.schema.to_dict(), "vocab_sizes": trained.vocab.sizes,
         "sequence_pad": trained.vocab.sequence_pad,
         "calibration": None if serving.calibration is None else {
-            "method": serving.calibration.method, "days": list(serving.calibration.days),
-            "rows": serving.calibration.rows},
+            "method": serving.calibration.method, "by": serving.calibration.by,
+            "days": list(serving.calibration.days), "rows": serving.calibration.rows},
     }
 
 
