@@ -2,6 +2,14 @@
 the file says what it takes, the vocab files map raw ids to table rows.
 
     python examples/serve_onnx.py [WORK_DIR]      # after examples/quickstart.py WORK_DIR
+    python examples/serve_onnx.py WORK_DIR MODEL.onnx ROWS.parquet VOCAB_DIR
+
+The inputs are built from the description the export stores in the file (`malt` metadata),
+only those the model declares: `sparse` (the categorical fields, schema order), `seq` and
+`dense_seq` (when the schema has sequences), `numeric` (the raw numeric columns in the order
+of the schema's `numeric` table; the model applies their log1p / standardisation itself) and
+`target_action` (STAR on data with a target-action column). When the run was calibrated
+(`malt calibrate`), the outputs are calibrated probabilities: the calibrators are in the graph.
 """
 
 import json
@@ -15,31 +23,67 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else "malt-quickstart")
-model = onnx.load(str(work / "moae.onnx"))
+model_file = Path(sys.argv[2]) if len(sys.argv) > 2 else work / "moae.onnx"
+rows_file = Path(sys.argv[3]) if len(sys.argv) > 3 else work / "data" / "test" / "test.parquet"
+vocab_dir = Path(sys.argv[4]) if len(sys.argv) > 4 else work / "data" / "vocabs"
+
+model = onnx.load(str(model_file))
 about = json.loads({p.key: p.value for p in model.metadata_props}["malt"])
 schema = about["schema"]
 print("inputs:", [(i["name"], i["dtype"], i["shape"]) for i in about["inputs"]])
+if about.get("calibration"):
+    print("calibrated:", about["calibration"]["method"])
 
-rows = pq.read_table(work / "data" / "test" / "test.parquet").to_pandas()
+rows = pq.read_table(rows_file).to_pandas()
 
 
 def table_rows(column: str, raw: np.ndarray) -> np.ndarray:
-    """Raw ids -> embedding rows through vocabs/<column>.json (unknown ids: the last row)."""
-    vocab = json.loads((work / "data" / "vocabs" / f"{column}.json").read_text())
+    """Raw ids -> embedding rows through <vocabs>/<column>.json (unknown ids: the last row)."""
+    vocab = json.loads((vocab_dir / f"{column}.json").read_text())
     index = pd.Index(list(vocab)).get_indexer(raw.astype(str).ravel())
     found = np.asarray(list(vocab.values()))[index]
     return np.where(index >= 0, found, about["vocab_sizes"][column] - 1).reshape(raw.shape)
 
 
-fields = [f["name"] for f in schema["fields"]]
-feeds = {"sparse": np.stack([table_rows(f, rows[f].to_numpy()) for f in fields], 1)}
-feeds["seq"] = np.stack([table_rows(s["shares"], np.stack(rows[s["name"]].to_numpy()))
-                         for s in schema["id_sequences"]], 1)
-feeds["dense_seq"] = np.stack([np.stack(rows[s["name"]].to_numpy())
-                               for s in schema["float_sequences"]], 1).astype(np.float32)
+def sparse() -> np.ndarray:
+    return np.stack([table_rows(f["name"], rows[f["name"]].to_numpy())
+                     for f in schema["fields"]], 1)
+
+
+def seq() -> np.ndarray:
+    return np.stack([table_rows(s["shares"], np.stack(rows[s["name"]].to_numpy()))
+                     for s in schema["id_sequences"]], 1)
+
+
+def dense_seq() -> np.ndarray:
+    return np.stack([np.stack(rows[s["name"]].to_numpy())
+                     for s in schema["float_sequences"]], 1)
+
+
+def numeric() -> np.ndarray:
+    """The raw values [N, columns], the schema's `numeric` order; numbers that are not (null,
+    NaN, inf) become the schema's `numeric_fill`, as `malt predict` reads them."""
+    values = np.stack([rows[c].to_numpy(dtype=np.float64, na_value=np.nan)
+                       for c in schema["numeric"]], 1)
+    if schema.get("numeric_fill") is not None:
+        values = np.where(np.isfinite(values), values, schema["numeric_fill"])
+    return values
+
+
+def target_action() -> np.ndarray:
+    """The label index of each row's target action: the column holds indices already, or
+    label names (anything else, such as `other`: -1)."""
+    actions = rows[schema["target_action_column"]]
+    if pd.api.types.is_integer_dtype(actions):
+        return actions.to_numpy()
+    return pd.Index(schema["labels"]).get_indexer(actions.astype(str))
+
+
+build = {"sparse": sparse, "seq": seq, "dense_seq": dense_seq, "numeric": numeric,
+         "target_action": target_action}
+feeds = {i["name"]: build[i["name"]]().astype(i["dtype"]) for i in about["inputs"]}
 session = onnxruntime.InferenceSession(model.SerializeToString())
-outputs = session.run(None, {i["name"]: feeds[i["name"]].astype(i["dtype"])
-                             for i in about["inputs"]})
+outputs = session.run(None, feeds)
 for spec, values in zip(about["outputs"], outputs):
     print(f"{spec['name']}: mean {values.mean():.4f} over {len(values):,} rows")
 np.save(work / "onnx_scores.npy", np.stack(outputs, 1))

@@ -50,7 +50,7 @@ def default_instance(cls: type) -> Any:
     """An instance of `cls` with valid values (its defaults where every field has one)."""
     from malt.data.options import PrepareOptions
     from malt.deploy.options import ExportOptions, PredictOptions
-    from malt.eval.options import CompareOptions, EvalOptions
+    from malt.eval.options import CalibrateOptions, CompareOptions, EvalOptions
     from malt.eval.truth_options import TruthOptions
     from malt.experiments.engine import StudyOptions
     from malt.experiments.study import Study
@@ -72,6 +72,7 @@ def default_instance(cls: type) -> Any:
         PredictOptions: lambda: PredictOptions(run="run", data="data", out="out.parquet"),
         ExportOptions: lambda: ExportOptions(run="run", out="model.onnx"),
         EvalOptions: lambda: EvalOptions(run="run"),
+        CalibrateOptions: lambda: CalibrateOptions(run="run"),
         CompareOptions: lambda: CompareOptions(runs=["a"], baseline=["b"]),
         PrepareOptions: lambda: PrepareOptions(data="data"),
         TrainOptions: lambda: TrainOptions(out="run"),

@@ -217,20 +217,22 @@ def test_a_separated_list_is_one_text_and_a_flag_without_default_is_required(cap
 
 @dataclasses.dataclass(frozen=True)
 class Repeated:
-    """A list whose flag is repeated, once per value."""
+    """A list whose flag may be repeated."""
 
     keep: list[str] = dataclasses.field(default_factory=list, metadata={"repeat": True})
     """Repeatable."""
 
 
-def test_a_repeated_flag_takes_one_value_each_time():
+def test_a_repeatable_flag_takes_several_values_and_adds_up_its_repeats():
     parser = argparse.ArgumentParser()
     add_options(parser, Repeated)
-    args = parser.parse_args(["--keep", "a", "--keep", "b"])
-    assert read_options(args, Repeated) == Repeated(keep=["a", "b"])
+    for argv in (["--keep", "a", "--keep", "b"], ["--keep", "a", "b"],
+                 ["--keep", "a", "b", "--keep", "c"]):
+        expected = ["a", "b", "c"][:len(argv) - argv.count("--keep")]
+        assert read_options(parser.parse_args(argv), Repeated) == Repeated(keep=expected)
     assert read_options(parser.parse_args([]), Repeated).keep == []
     with pytest.raises(SystemExit):
-        parser.parse_args(["--keep", "a", "b"])
+        parser.parse_args(["--keep"])
     OPTION_SETS.discard(Repeated)
 
 

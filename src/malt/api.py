@@ -6,6 +6,7 @@
     run = malt.train({"data": {"path": str(data)}, "model": {"name": "moae"},
                       "task": {"main": "last", "aux": ["first", "linear"]}}, "runs/moae")
     print(run.metrics.main_metrics.gauc)
+    run.calibrate("isotonic")         # optional: calibrators fitted on held-out days
     scores = run.predict("data/tiny/test/test.parquet")   # a pandas DataFrame
     run.export("moae.onnx")
 
@@ -40,14 +41,17 @@ from malt.deploy.export import ExportFormat
 from malt.deploy.export import export as export_trained
 from malt.deploy.predict import Scorer, Source, file_sources, table_source
 from malt.errors import ConfigError, describe_os_error
+from malt.eval.calibrate import calibrate_run
 from malt.eval.compare import Comparison, compare_runs
 from malt.eval.options import DEFAULT_RESAMPLES
 from malt.jobs.train import train_run
 from malt.runs import load as run_loader
+from malt.runs.calibration import Calibration
 from malt.runs.config import DEFAULT_SEED, RunConfig
 from malt.runs.directory import RunDir, with_parent_config
 from malt.runs.lineage import Parent
 from malt.runs.load import TrainedModel
+from malt.runs.options import CalibrationMethod, CalibrationSlices
 from malt.runs.record import RunMetrics
 
 __all__ = ["Run", "compare", "export", "load_run", "prepare", "simulate", "train"]
@@ -175,13 +179,31 @@ class Run:
         """The loaded model with its schema and vocabs (loaded on first use)."""
         return run_loader.load_run(self.path, vocabs=self.vocabs)
 
+    @property
+    def calibration(self) -> Calibration | None:
+        """The views' calibrators (`calibrate`), None when the run has none."""
+        return self.trained.calibration
+
+    @_os_errors_as_config_errors
+    def calibrate(self, method: CalibrationMethod = "isotonic", *, days: int | None = None,
+                  by: CalibrationSlices | None = None, device: str = "cpu") -> Calibration:
+        """Fit a calibrator per view (and, with `by="target_action"`, per target action) on the
+        run's last `days` training days (default: its `validation_days`) and save them in the
+        run, as `malt calibrate` does; `predict` and `export` apply them from then on."""
+        calibration, _ = calibrate_run(self.trained, method, days, by=by, device=device)
+        self.trained.calibration = calibration
+        return calibration
+
     @_os_errors_as_config_errors
     def predict(self, data: pa.Table | pd.DataFrame | str | Path, *, keep: tuple[str, ...] = (),
-                engine: str = "torch", device: str = "cpu") -> pd.DataFrame:
+                engine: str = "torch", device: str = "cpu", calibrated: bool = True
+                ) -> pd.DataFrame:
         """Scores of the rows of `data` (a table, a data frame, a parquet file or a directory
-        as `malt predict` reads it): one column `p_<view>` per predicted view, the user column
-        and the `keep` columns, in row order."""
-        scorer = Scorer(self.trained, engine=engine, device=device, keep=tuple(keep))
+        as `malt predict` reads it): one column `p_<view>` per predicted view (through the
+        run's calibrators when it has some and `calibrated`), the user column and the `keep`
+        columns, in row order."""
+        scorer = Scorer(self.trained, engine=engine, device=device, keep=tuple(keep),
+                        calibrated=calibrated)
         sources: list[Source]
         if isinstance(data, pd.DataFrame):
             sources = [table_source(pa.Table.from_pandas(data, preserve_index=False))]
@@ -194,9 +216,10 @@ class Run:
 
     @_os_errors_as_config_errors
     def export(self, out: str | Path, format: ExportFormat = "onnx", *,
-               overwrite: bool = False) -> Path:
-        """Write the model to `out` as ONNX or TorchScript (see `malt.deploy.export`)."""
-        export_trained(self.trained, out, format, overwrite=overwrite)
+               overwrite: bool = False, calibrated: bool = True) -> Path:
+        """Write the model to `out` as ONNX or TorchScript (see `malt.deploy.export`), with the
+        run's calibrators in the graph when it has some and `calibrated`."""
+        export_trained(self.trained, out, format, overwrite=overwrite, calibrated=calibrated)
         return Path(out)
 
 

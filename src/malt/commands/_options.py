@@ -9,9 +9,9 @@ value and type, and the closest choice where there are choices. A list takes its
 the flag (at least one when the field may be None, which stands for "not given"); a positional
 argument is one value (a list of one for a list field); a table takes repeated KEY=VALUE. A
 list field whose `separator` metadata is set takes one text split at it (`--rules last,first`).
-A list field whose `repeat` metadata is true takes one value per flag, the flag repeated
-(`--keep a --keep b`), or, positional, one or more values. A field without a default is a
-required flag.
+A list field whose `repeat` metadata is true takes one or more values after the flag, and the
+flag may be repeated (`--keep a b`, `--keep a --keep b`: both keep a and b), or, positional,
+one or more values. A field without a default is a required flag.
 
 Two kinds of option sets:
 
@@ -72,7 +72,7 @@ class ConfigFlag:
     """A list field's values come as one text split at it."""
     required: bool = False
     repeat: bool = False
-    """A list field's values come one per flag, the flag repeated."""
+    """A list field's flag may be repeated, its values adding up."""
 
     @property
     def help(self) -> str:
@@ -147,7 +147,8 @@ def _add(group: argparse._ActionsContainer, flag: ConfigFlag, help: str | None =
     elif annotation is bool:
         group.add_argument(flag.option, action=argparse.BooleanOptionalAction, **text)
     elif origin in (list, tuple) and flag.repeat:
-        group.add_argument(flag.option, action="append", metavar=_metavar(flag), **text)
+        group.add_argument(flag.option, action="extend", nargs="+", metavar=_metavar(flag),
+                           **text)
     elif origin in (list, tuple) and flag.separator is None:
         optional = type(None) in typing.get_args(flag.annotation)  # given: at least one value
         group.add_argument(flag.option, nargs="+" if optional else "*", metavar=_metavar(flag),

@@ -7,8 +7,8 @@ import argparse
 from malt.commands._options import add_options, read_options
 from malt.eval.options import EvalOptions
 
-HELP = ("show or recompute a run's evaluation; --baseline adds the paired differences with "
-        "their intervals and the gains by slice")
+HELP = ("show or recompute a run's evaluation (and its calibrators' effect); --baseline "
+        "adds the paired differences with their intervals and the gains by slice")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from malt.data.layout import find_layout
     from malt.data.schema import schema_for
+    from malt.eval.calibrate import calibration_effect, format_calibration_effect
     from malt.eval.predictions import Predictions
     from malt.eval.report import (
         evaluate,
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.eval.rescore import rescore
     from malt.eval.target import format_target_metrics, target_metrics
     from malt.eval.truth import format_truth, truth_metrics, truth_of_predictions
+    from malt.runs.calibration import load_calibration
     from malt.runs.directory import RunDir
 
     options = read_options(args, EvalOptions)
@@ -56,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
         print(format_days(per_day, metrics, config.task.main))
     if predictions.target_action is not None:
         print(format_target_metrics(target_metrics(predictions)))
+    calibration = load_calibration(run_dir.calibration_file)
+    if calibration is not None:
+        before, after = calibration_effect(predictions, calibration)
+        print(format_calibration_effect(before, after, calibration, config.task.main,
+                                        predictions.days))
     warning = few_users_warning(metrics, per_day, config.task.main,
                                 split=config.data.eval_split)
     if warning is not None:

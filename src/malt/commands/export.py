@@ -22,11 +22,14 @@ def run(args: argparse.Namespace) -> int:
 
     options = read_options(args, ExportOptions)
     trained = load_run(options.run, vocabs=options.vocabs)
-    info = export(trained, options.out, options.format, overwrite=options.overwrite)
+    info = export(trained, options.out, options.format, overwrite=options.overwrite,
+                  calibrated=not options.uncalibrated)
     print(f"wrote {options.out} ({info['bytes'] / 2**20:,.1f} MiB, {options.format}) and "
           f"{sidecar_path(Path(options.out))}")
     print("inputs:  " + ", ".join(f"{i['name']} {i['dtype']} {list(i['shape'])}"
                                   for i in info["inputs"]))
+    calibration = info["calibration"]
     print("outputs: " + ", ".join(f"{o['name']} {o['dtype']} {list(o['shape'])}"
-                                  for o in info["outputs"]))
+                                  for o in info["outputs"])
+          + ("" if calibration is None else f" (calibrated: {calibration['method']})"))
     return 0

@@ -26,12 +26,15 @@ def run(args: argparse.Namespace) -> int:
     device = scoring_device(options.engine, options.device)
     scorer = Scorer(trained, engine=options.engine, device=device, keep=tuple(options.keep),
                     evaluate=options.eval,
-                    batch_size=options.batch_size or PREDICT_BATCH_ROWS)
+                    batch_size=options.batch_size or PREDICT_BATCH_ROWS,
+                    calibrated=not options.uncalibrated)
     sources = file_sources(options.data)
     rows = sum(s.rows for s in sources)
     model, files = trained.config.model["name"], "files" if len(sources) > 1 else "file"
+    calibration = "" if scorer.calibration is None else \
+        f", {scorer.calibration.method} calibration"
     print(f"scoring {rows:,} rows of {len(sources)} {files} with {model} ({options.engine} on "
-          f"{device.type}) -> {options.out}", flush=True)
+          f"{device.type}{calibration}) -> {options.out}", flush=True)
     report = predict_file(scorer, sources, options.out, overwrite=options.overwrite,
                           progress=ProgressLines(format=format_rows_progress))
     columns = ", ".join([*scorer.predicted, *scorer.passed])

@@ -37,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
         # A warm start takes its parent's config; the file and the flags say what changes.
         config = resolve_config(args, with_parent_config({"init": {"from_run":
                                                                    config.init.from_run}}))
+    if options.calibrate is not None:
+        from malt.eval.calibrate import check_method
+
+        check_method(options.calibrate)  # before hours of training, not after
     try:
         metrics = train_run(config, options.out, resume=options.resume,
                             overwrite=options.overwrite, progress=console_progress(),
@@ -60,5 +64,9 @@ def run(args: argparse.Namespace) -> int:
             from malt.eval.target import format_target_metrics
 
             print(format_target_metrics(metrics.target))
+        if options.calibrate is not None:
+            from malt.commands.calibrate import calibrate_and_report
+
+            calibrate_and_report(options.out, options.calibrate, device=config.train.device)
         print(f"run: {options.out}")
     return 0

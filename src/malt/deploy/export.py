@@ -2,8 +2,9 @@
 
 The file holds the network and a JSON description under the key `malt` (ONNX metadata
 property; TorchScript extra file `malt.json`): input and output names, dtypes and shapes (a
-dynamic batch dimension), the views, the schema and the table sizes, the malt version and the
-git commit. A sidecar `<file>.json` holds the same and the run's resolved config.
+dynamic batch dimension), the views, the schema and the table sizes, the calibration (method,
+slicing and days, or null), the malt version and the git commit. A sidecar `<file>.json` holds the
+same and the run's resolved config.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def describe(trained: TrainedModel, serving: ServingModule, fmt: ExportFormat) -
         "outputs": [asdict(s) for s in serving.output_specs()],
         "schema": trained.schema.to_dict(), "vocab_sizes": trained.vocab.sizes,
         "sequence_pad": trained.vocab.sequence_pad,
+        "calibration": None if serving.calibration is None else {
+            "method": serving.calibration.method, "by": serving.calibration.by,
+            "days": list(serving.calibration.days), "rows": serving.calibration.rows},
     }
 
 
@@ -63,15 +67,17 @@ def sidecar_path(path: Path) -> Path:
 
 
 def export(trained: TrainedModel, out: str | Path, fmt: ExportFormat = "onnx", *,
-           overwrite: bool = False) -> dict[str, Any]:
+           overwrite: bool = False, calibrated: bool = True) -> dict[str, Any]:
     """Write `trained`'s model to `out` in format `fmt`, and its sidecar; returns the sidecar's
-    content (with the file's size and sha256)."""
+    content (with the file's size and sha256). The run's calibrators, when it has some and
+    `calibrated`, are part of the graph: its outputs are calibrated probabilities."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format '{fmt}', expected one of {list(EXPORT_FORMATS)}")
     out = Path(out)
     with single_file_output({out: exported_by_malt, sidecar_path(out): is_sidecar},
                             overwrite=overwrite):
-        serving = ServingModule(trained.model).eval()
+        serving = ServingModule(trained.model,
+                                trained.calibration if calibrated else None).eval()
         meta = describe(trained, serving, fmt)
         writer = to_onnx if fmt == "onnx" else to_torchscript
         data = writer(serving, json.dumps(meta, allow_nan=False))
@@ -132,6 +138,12 @@ def to_onnx(serving: ServingModule, description: str) -> bytes:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
+        # On some graphs (seen on models with numeric features) the exporter's constant
+        # folding meets a slice it does not fold and says so in each of its three passes; the
+        # slice stays in the graph for ONNX Runtime to compute, so the export is exact (the
+        # parity tests check it) and the warning gives a user nothing to act on.
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be "
+                                "constant folded", category=UserWarning)
         torch.onnx.export(serving, serving.example_inputs(), buffer,
                           input_names=list(serving.input_names),
                           output_names=list(serving.output_names),

@@ -22,7 +22,7 @@ class PredictOptions:
     out: str
     """Parquet file to write."""
     keep: list[str] = field(default_factory=list, metadata={"repeat": True, "metavar": "COL"})
-    """Copy this input column to the output (repeatable)."""
+    """Copy these input columns to the output (`--keep id campaign`; repeatable)."""
     eval: bool = False
     """Also read the label columns and print the evaluation metrics."""
     engine: Engine = "torch"
@@ -35,6 +35,8 @@ class PredictOptions:
     training data's)."""
     overwrite: bool = False
     """Replace --out if it exists."""
+    uncalibrated: bool = False
+    """Leave out the run's calibrators (`malt calibrate`): the model's own probabilities."""
     device: Device = "auto"
     """Where to score: `auto` takes CUDA when it is available."""
 
@@ -56,6 +58,8 @@ class ExportOptions:
     """Vocabs the table sizes come from (default: the run's training data's)."""
     overwrite: bool = False
     """Replace FILE and its sidecar if they exist."""
+    uncalibrated: bool = False
+    """Leave the run's calibrators (`malt calibrate`) out of the exported graph."""
 
     def __post_init__(self) -> None:
         validate(self, "")

@@ -1,7 +1,8 @@
 """Score rows that have no labels: day files or an in-memory table -> one probability per
 predicted view, converted, scored and written one chunk (a row group) at a time.
 
-The output has one column `p_<view>` per predicted view, then the raw user column and the
+The output has one column `p_<view>` per predicted view (through the run's calibrators when it
+has some, unless asked not to), then the raw user column and the
 columns asked to be kept, in the input's row order (files in name order). Raw ids go through
 the run's vocabs; ids they do not hold get the out-of-vocabulary row and are counted.
 """
@@ -139,11 +140,13 @@ class Scorer:
         keep: input columns copied to the output.
         evaluate: also read the labels and compute the evaluation metrics.
         batch_size: rows per model call.
+        calibrated: score through the run's calibrators when it has some (`malt calibrate`).
     """
 
     def __init__(self, trained: TrainedModel, *, engine: str = "torch",
                  device: torch.device | str = "cpu", keep: tuple[str, ...] = (),
-                 evaluate: bool = False, batch_size: int = PREDICT_BATCH_ROWS):
+                 evaluate: bool = False, batch_size: int = PREDICT_BATCH_ROWS,
+                 calibrated: bool = True):
         if batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {batch_size}")
         self.trained, self.evaluate, self.batch_size = trained, evaluate, batch_size
@@ -154,7 +157,10 @@ class Scorer:
             raise ConfigError(f"kept column(s) {clash} would collide with the prediction columns")
         self.passed = tuple(dict.fromkeys((schema.user_column, *keep)))
         self.converter = DayConverter(schema, trained.lookups, labels=evaluate)
-        self.engine = make_engine(engine, ServingModule(trained.model), torch.device(device))
+        self.calibration = trained.calibration if calibrated else None
+        serving = ServingModule(trained.model, self.calibration)
+        self.inputs = serving.input_names
+        self.engine = make_engine(engine, serving, torch.device(device))
 
     def check(self, sources: list[Source]) -> pa.Schema:
         """Check every source before anything is scored or written; the output's schema."""
@@ -232,8 +238,7 @@ class Scorer:
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """Probabilities [N, V] of converted rows, `batch_size` rows per model call."""
         rows = len(arrays["sparse"])
-        names = self.trained.model.serving_inputs
-        parts = [self.engine({n: arrays[n][lo:lo + self.batch_size] for n in names})
+        parts = [self.engine({n: arrays[n][lo:lo + self.batch_size] for n in self.inputs})
                  for lo in range(0, rows, self.batch_size)]
         return np.concatenate(parts) if parts else \
             np.zeros((0, len(self.predicted)), dtype=np.float32)
@@ -259,7 +264,9 @@ def predict_file(scorer: Scorer, sources: list[Source], out: str | Path, *,
     `overwrite`, and only when malt wrote it (`written_by_malt`)."""
     out = Path(out)
     with single_file_output({out: written_by_malt}, overwrite=overwrite):
+        calibration = scorer.calibration
         record = json.dumps({"kind": "predictions", "run": str(scorer.trained.run.path),
+                             "calibration": None if calibration is None else calibration.method,
                              **provenance()}, allow_nan=False)
         out_schema = scorer.check(sources).with_metadata({PREDICTIONS_KEY: record})
 

@@ -6,8 +6,10 @@ Inputs, in `model.serving_inputs` order (B is the batch dimension, any size):
     dense_seq      float32 [B, C, L]  float sequences (when the schema has some)
     numeric        float32 [B, N]     raw numeric columns; the model standardises them
     target_action  int64   [B]        label index of the campaign's target action (-1 other;
-                                      STAR on data with a target-action column)
-Outputs: `p_<view>` float32 [B], the predicted probability of every label view.
+                                      STAR on data with a target-action column, and any model
+                                      whose calibration is per target action)
+Outputs: `p_<view>` float32 [B], the predicted probability of every label view, through the
+view's calibrator when the module is given the run's calibration (`malt.runs.calibration`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from malt.errors import ConfigError
 from malt.models.model import MaltModel
+from malt.runs.calibration import Calibration
 
 INPUT_DTYPES = {"sparse": np.int64, "seq": np.int64, "dense_seq": np.float32,
                 "numeric": np.float32, "target_action": np.int64}
@@ -41,21 +45,42 @@ def output_name(view: str) -> str:
 
 class ServingModule(nn.Module):
     """`model` taking its serving inputs as positional tensors and returning one probability
-    tensor [B] per label view, in `views` order."""
+    tensor [B] per label view, in `views` order, calibrated when `calibration` is given."""
 
-    def __init__(self, model: MaltModel):
+    def __init__(self, model: MaltModel, calibration: Calibration | None = None):
         super().__init__()
         self.model = model
         self.input_names = model.serving_inputs
         self.views = model.task.label_views
+        self.calibration = calibration
+        self.sliced = calibration is not None and calibration.by is not None
+        if calibration is not None:
+            calibration.check_views(self.views, "the calibration")
+        if self.sliced and "target_action" not in self.input_names:
+            if not model.schema.target_action_column:
+                raise ConfigError("the calibration is per target action, and the model's "
+                                  "schema has no target-action column")
+            # the calibrators read each row's target action, whether the model does or not
+            self.input_names = (*self.input_names, "target_action")
+        # Positional (one per view, in `views` order): a ModuleDict's keys would have to be
+        # valid attribute names, and view names need not be.
+        self.calibrators = nn.ModuleList(
+            [calibration.module(v) for v in self.views] if calibration is not None else [])
 
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(output_name(v) for v in self.views)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        probs = self.model.probabilities(dict(zip(self.input_names, inputs)))
-        return tuple(probs[v] for v in self.views)
+        named = dict(zip(self.input_names, inputs))
+        probs = self.model.probabilities(named)
+        if not self.calibrators:
+            return tuple(probs[v] for v in self.views)
+        if self.sliced:
+            return tuple(calibrator(probs[v], named["target_action"])
+                         for v, calibrator in zip(self.views, self.calibrators))
+        return tuple(calibrator(probs[v])
+                     for v, calibrator in zip(self.views, self.calibrators))
 
     def input_specs(self) -> list[TensorSpec]:
         """Name, dtype and shape of every input."""

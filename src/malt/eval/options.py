@@ -1,5 +1,5 @@
-"""What `malt eval` and `malt compare` take: torch-free, so that their flags are generated
-without loading torch."""
+"""What `malt eval`, `malt calibrate` and `malt compare` take: torch-free, so that their flags
+are generated without loading torch."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from malt.errors import ConfigError
 from malt.runs.config import DEFAULT_SEED, Device
+from malt.runs.options import CalibrationMethod, CalibrationSlices
 from malt.typed_fields import PositiveInt, Range, Seed, validate
 
 DEFAULT_RESAMPLES = 1000
@@ -78,3 +79,25 @@ class CompareOptions:
         validate(self, "")
         if not self.baseline:
             raise ConfigError("give the baseline's run directories after --baseline")
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """Which run `malt calibrate` fits calibrators for, how, and on which days."""
+
+    run: str
+    """Run directory written by `malt train`."""
+    method: CalibrationMethod = "isotonic"
+    """isotonic: isotonic regression (scikit-learn; pip install 'malt[calibrate]'); platt:
+    a logistic fit on the logit; temperature: the logit divided by one fitted T."""
+    days: PositiveInt | None = None
+    """Fit on the run's last N training days (default: its data.validation_days; held out from
+    training when the run used --eval-split validation)."""
+    by: CalibrationSlices | None = None
+    """Also fit a calibrator per target action (data with a target-action column); a target
+    action with fewer than 30 positives or negatives on those days takes the pooled one."""
+    device: Device = "auto"
+    """Where to score: `auto` takes CUDA when it is available."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")

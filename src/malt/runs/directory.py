@@ -10,6 +10,8 @@
                              JSON: an undefined metric is null, its view's `note` says why)
     <run>/predictions.npz    scores of every evaluated view on the evaluation day
     <run>/reliability-<view>.png  reliability diagram of each evaluated view
+    <run>/calibration.json   the views' calibrators (`malt calibrate`; see
+                             `malt.runs.calibration`)
     <run>/mlflow.json        the MLflow run it is tracked in (`--tracker mlflow`)
     <run>/parent.json        a warm-started run's parent (see `malt.runs.lineage`)
     <run>/vocabs/            a warm-started run's vocabs: its parent's, grown by its days' ids
@@ -33,6 +35,7 @@ from malt.config_files import merge_tables, read_key_value_file
 from malt.data.schema import Schema
 from malt.errors import ConfigError, file_error
 from malt.outputs import OutputDir, atomic_write_text
+from malt.runs.calibration import Calibration
 from malt.runs.checkpoint import LEGACY_NAME, convert_legacy_checkpoint
 from malt.runs.config import RunConfig
 from malt.runs.lineage import Parent, inherited_config
@@ -99,6 +102,15 @@ class RunDir:
     @property
     def predictions_file(self) -> Path:
         return self.path / "predictions.npz"
+
+    @property
+    def calibration_file(self) -> Path:
+        return self.path / "calibration.json"
+
+    def save_calibration(self, calibration: Calibration) -> None:
+        """`calibration.json`, replacing an earlier calibration (the caller holds the run's
+        lock: `self.output.writing()`)."""
+        atomic_write_text(self.writable(self.calibration_file), calibration.to_json())
 
     def reliability_plot(self, view: str) -> Path:
         """The reliability diagram (calibration plot) of the evaluated view `view`."""

@@ -1,7 +1,8 @@
-"""A finished run loaded back: its config, the schema it was trained on, id lookups, task and
-trained model. Everything that reads a finished run's model goes through `load_run`: `malt eval
---data`, `malt predict`, `malt export`, the Python API's `Run` and a warm start (which also
-takes the finished checkpoint's optimiser and random states)."""
+"""A finished run loaded back: its config, the schema it was trained on, id lookups, task,
+trained model, and its calibrators when it has some. Everything that reads a finished run's
+model goes through `load_run`: `malt eval --data`, `malt predict`, `malt export`, the Python
+API's `Run` and a warm start (which also takes the finished checkpoint's optimiser and random
+states)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from malt.data.task import Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.models.model import MaltModel
+from malt.runs.calibration import Calibration, load_calibration
 from malt.runs.checkpoint import Checkpoint, load_checkpoint
 from malt.runs.config import RunConfig, build_task
 from malt.runs.directory import RunDir
@@ -39,6 +41,8 @@ class TrainedModel:
     """The run it was warm-started from (None: trained from scratch)."""
     checkpoint: Checkpoint | None = None
     """The finished checkpoint (optimiser state, random states, position), when asked for."""
+    calibration: Calibration | None = None
+    """The views' calibrators (`malt calibrate`), None when the run has none."""
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -77,9 +81,13 @@ def load_run(run_path: str | Path, *, vocabs: str | Path | None = None,
         raise ConfigError(f"the model of {run.path} does not fit these vocabs (its embedding "
                           f"tables have other sizes: were the vocabs rebuilt since training?)"
                           ) from exc
+    calibration = load_calibration(run.calibration_file)
+    if calibration is not None:
+        calibration.check_views(task.label_views, str(run.calibration_file))
     return TrainedModel(run=run, config=config, schema=schema, task=task, lookups=lookups,
                         vocab=info, model=model.eval(), parent=run.load_parent(),
-                        checkpoint=checkpoint if with_checkpoint else None)
+                        checkpoint=checkpoint if with_checkpoint else None,
+                        calibration=calibration)
 
 
 def vocab_directory(config: RunConfig, vocabs: str | Path | None) -> Path:

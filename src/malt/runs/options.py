@@ -4,8 +4,17 @@ torch-free, so that their flags are generated without loading torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from malt.typed_fields import validate
+
+CalibrationMethod = Literal["isotonic", "platt", "temperature"]
+"""How a view's probabilities are recalibrated (`malt.runs.calibration`): isotonic regression
+(a non-decreasing piecewise-linear map), Platt scaling (a logistic fit on the logit) or
+temperature scaling (the logit divided by one fitted T)."""
+CALIBRATION_METHODS = get_args(CalibrationMethod)
+CalibrationSlices = Literal["target_action"]
+"""What a calibration may also be fitted per slice of: the rows' target action."""
 
 DEFAULT_VOCAB_ROWS = 1000
 """Embedding rows per table `malt models` counts when no --vocab-size says otherwise."""
@@ -21,6 +30,9 @@ class TrainOptions:
     """Continue the run in --out from its last checkpoint."""
     overwrite: bool = False
     """Replace an existing run in --out."""
+    calibrate: CalibrationMethod | None = None
+    """After training, fit a calibrator per view on the held-out days, as `malt calibrate
+    --method` does (isotonic needs pip install 'malt[calibrate]')."""
 
     def __post_init__(self) -> None:
         validate(self, "")
