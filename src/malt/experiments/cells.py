@@ -45,6 +45,10 @@ class Cell:
         tree = self.config.to_dict()
         for section, key in _NOT_IN_ID:
             tree[section].pop(key, None)
+        # Options added since studies were first run are left out at their default, so the
+        # cells of existing studies keep their ids.
+        if tree["data"].get("as_of") is None:
+            tree["data"].pop("as_of", None)
         # None means the default λ: the same run as asking for it.
         tree["task"]["aux_weight"] = self.config.aux_weight()
         text = json.dumps(tree, sort_keys=True, separators=(",", ":"), allow_nan=False)
