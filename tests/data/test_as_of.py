@@ -16,26 +16,7 @@ from malt.data.batches import DayBatches
 from malt.data.layout import day_path, write_day
 from malt.errors import ConfigError, DataError
 from malt.runs.config import DataConfig
-from support.mac_data import write_random_dataset
-
-T0 = 1_700_000_000.0
-
-
-def with_known_at(table: pa.Table, rng: np.random.Generator, schema: Schema = MAC) -> pa.Table:
-    """`table` with a known-at column per label: T0 + a random delay of up to 4 days where the
-    label is positive, null elsewhere."""
-    for label, column in zip(schema.labels, schema.known_at_columns, strict=True):
-        weight = table[label].to_numpy()
-        times = T0 + rng.uniform(0, 4 * 86400.0, len(weight))
-        table = table.append_column(column, pa.array(np.where(weight > 0, times, np.nan),
-                                                     mask=weight == 0))
-    return table
-
-
-def add_known_at(root, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    for path in sorted(root.glob("*/*.parquet")):
-        write_day(path, with_known_at(pq.read_table(path), rng))
+from support.mac_data import T0, add_known_at, write_random_dataset
 
 
 @pytest.fixture
