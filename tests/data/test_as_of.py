@@ -154,3 +154,25 @@ def test_as_of_reads_seconds_and_iso_times():
         DataConfig(as_of="yesterday")
     with pytest.raises(ConfigError, match="finite"):
         parse_as_of("nan")
+
+
+def test_prepare_reports_the_positives_known_at_a_time(timed, capsys):
+    from malt.cli import main
+
+    as_of = T0 + 2 * 86400
+    assert main(["prepare", "--data", str(timed), "--as-of", str(as_of)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    dataset = prepare(timed, MAC)
+    counts = []
+    for label, column in zip(MAC.labels, MAC.known_at_columns, strict=True):
+        known = total = 0
+        for day in dataset.train:
+            table = pq.read_table(day.source)
+            times = table[column].to_numpy(zero_copy_only=False)
+            total += int(np.count_nonzero(table[label].to_numpy() > 0))
+            known += int(np.count_nonzero(times <= as_of))
+        counts.append(f"{label} {known:,} of {total:,} positives")
+        assert 0 < known < total
+    assert line.startswith(f"known at {as_of:g} (training days): ")
+    assert all(c in line for c in counts)
+    assert main(["prepare", "--data", str(timed), "--as-of", "soon"]) == 3

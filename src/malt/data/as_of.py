@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from malt.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def parse_as_of(text: str | float, key: str = "--as-of") -> float:
@@ -47,6 +51,21 @@ def labels_as_of(weights, known_at, as_of: float):
 
     known = np.asarray(known_at) <= as_of  # NaN compares False: never credited
     return np.where(known, weights, 0).astype(np.float32, copy=False)
+
+
+def known_positives(days, as_of: float) -> tuple[np.ndarray, np.ndarray]:
+    """(positives known at `as_of`, positives) per label, int64 [V] each, over `days`
+    (`cache.Day`, each holding its known-at array)."""
+    import numpy as np
+
+    check_days_as_of(days, as_of)
+    known = total = 0
+    for day in days:
+        arrays = day.arrays()
+        positive = arrays["weights"] > 0
+        known = known + np.count_nonzero(positive & (arrays["known_at"] <= as_of), axis=0)
+        total = total + np.count_nonzero(positive, axis=0)
+    return np.asarray(known, dtype=np.int64), np.asarray(total, dtype=np.int64)
 
 
 def check_days_as_of(days, as_of: float | None) -> None:
