@@ -44,6 +44,10 @@ conversions it is credited for). They are never read for training; evaluation sc
 attribution rules against them where the files hold them (`malt.eval.truth`), and they may be
 absent (the built-in MAC schema names the columns `malt simulate` writes).
 
+A label may come with the time its credit became known: `<label>_known_at` (unix seconds,
+null where the label is 0), or the column the `known_at` table names for it. The columns are
+optional in the files, for every label or none; the as-of cut (`malt.data.as_of`) reads them.
+
 The file's keys are the fields of `SchemaFile` (its tables those of `FieldGroups`,
 `SharedTable` ...), read with `malt.typed_fields.build`: a value of the wrong type is an error
 naming the key, the value and what was expected, and an unknown key names the closest valid
