@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from malt.data.layout import day_path, write_day, write_vocab
 from malt.data.schema import MAC, Schema
@@ -53,3 +54,24 @@ def write_random_dataset(root: Path, schema: Schema = MAC, *, days: int = 3, row
     for column in schema.vocab_columns:
         write_vocab(root / "vocabs", column, [str(i) for i in range(vocab_size)])
     return root
+
+
+T0 = 1_700_000_000.0
+"""The first known-at time of `with_known_at`."""
+
+
+def with_known_at(table: pa.Table, rng: np.random.Generator, schema: Schema = MAC) -> pa.Table:
+    """`table` with a known-at column per label: T0 + a random delay of up to 4 days where the
+    label is positive, null elsewhere."""
+    for label, column in zip(schema.labels, schema.known_at_columns, strict=True):
+        weight = table[label].to_numpy()
+        times = T0 + rng.uniform(0, 4 * 86400.0, len(weight))
+        table = table.append_column(column, pa.array(np.where(weight > 0, times, np.nan),
+                                                     mask=weight == 0))
+    return table
+
+
+def add_known_at(root, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for path in sorted(root.glob("*/*.parquet")):
+        write_day(path, with_known_at(pq.read_table(path), rng))

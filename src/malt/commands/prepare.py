@@ -38,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = prepare(options.data, schema, options.cache, rebuild=options.rebuild,
                       workers=options.workers, progress=report)
     print(format_summary(dataset))
+    if options.as_of is not None:
+        from malt.data.as_of import parse_as_of
+        from malt.data.summary import format_as_of
+
+        print(format_as_of(dataset, parse_as_of(options.as_of)))
     if built and dataset.test:
         rows = sum(d.rows for d in dataset.test)
         hits = {v.column: sum(d.stats.oov.get(v.column, 0) for d in dataset.test) for v in built}

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.sources.simulate import simulate, size_config
 
     config = size_config(options.size, users=options.users, days=options.days,
-                         seed=options.seed)
+                         seed=options.seed, purchase_delay=options.delays)
     print(f"simulating {config.users:,} users over {config.days} days (seed {config.seed}, "
           f"~{config.expected_clicks:,} clicks) -> {options.out}", flush=True)
     stats = simulate(config, options.out, overwrite=options.overwrite,
@@ -41,8 +41,11 @@ def _app_promotion(options: SimulateOptions) -> int:
     from pathlib import Path
 
     from malt.data.schema import SCHEMA_FILE
+    from malt.errors import ConfigError
     from malt.sources.simulate.app_promotion import simulate_app_promotion, size_config
 
+    if options.delays != "session":
+        raise ConfigError("--delays applies to the mac scenario only")
     config = size_config(options.size, users=options.users, days=options.days, seed=options.seed)
     print(f"simulating {config.campaigns:,} app-promotion campaigns, {config.users:,} users "
           f"over {config.days} days (seed {config.seed}, {config.expected_clicks:,} clicks) -> "

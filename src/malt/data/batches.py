@@ -7,6 +7,9 @@ A batch is a plain dict of tensors keyed by role (B rows, shapes as in `malt.dat
     step across all ranks), plus campaign / target_action [B] int64 and true_weights [B, V]
     when the schema declares them.
 
+With `as_of` (unix seconds) the weights are those known at that time (`as_of.labels_as_of`):
+a label whose credit became known later is 0. The cached `known_at` array never enters a batch.
+
 `batch_size` is the global batch: with `world_size` ranks each rank receives its part of every
 step (sizes differ by at most one row), so a distributed run sees the same steps as one process.
 """
@@ -18,6 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from malt.data.as_of import check_days_as_of, labels_as_of
 from malt.data.cache import Day
 
 Batch = dict[str, torch.Tensor]
@@ -59,15 +63,18 @@ class DayBatches:
         rank: this process's rank, whose share of every step it reads.
         world_size: the number of processes the steps are shared among.
         device: where batches go; on CUDA they are pinned and copied asynchronously.
+        as_of: unix seconds: the weights are those known then (None: the matured weights).
     """
 
     def __init__(self, day: Day, batch_size: int = 4096, *, shuffle: bool = False, seed: int = 0,
                  day_index: int = 0, rank: int = 0, world_size: int = 1,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", as_of: float | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        check_days_as_of([day], as_of)
+        self.as_of = as_of
         self.day = day
         self.batch_size = batch_size
         self.order = day_order(day.rows, shuffle, seed, day_index)
@@ -84,6 +91,7 @@ class DayBatches:
     def from_step(self, first_step: int) -> Iterator[Batch]:
         """Batches from step `first_step` on (used to resume inside a day)."""
         arrays = self.day.arrays()
+        known_at = arrays.pop("known_at", None)
         rows = self.day.rows
         for step in range(first_step, len(self)):
             lo, hi = rank_slice(rows, step, self.batch_size, self.rank, self.world_size)
@@ -95,19 +103,21 @@ class DayBatches:
                 # does not change a mean loss.
                 index = take = np.sort(self.order[lo:hi])
             step_rows = min(self.batch_size, rows - step * self.batch_size)
-            yield self._to_batch(arrays, take, index, step_rows)
+            yield self._to_batch(arrays, take, index, step_rows, known_at)
 
     def _to_batch(self, arrays: dict[str, np.ndarray], take: slice | np.ndarray,
-                  index: np.ndarray, step_rows: int) -> Batch:
+                  index: np.ndarray, step_rows: int, known_at: np.ndarray | None) -> Batch:
         batch: Batch = {}
         for name, array in arrays.items():
+            rows = _rows(array, take)
+            if name == "weights" and self.as_of is not None:
+                rows = labels_as_of(rows, _rows(known_at, take), self.as_of)
             dtype = torch.int64 if name in _INT64_KEYS else _TORCH_DTYPES[array.dtype]
             # Rows go straight from the memory map into the tensor (pinned when bound for
             # CUDA): one copy, with the int32 -> int64 widening folded in.
             tensor = torch.empty((len(index), *array.shape[1:]), dtype=dtype,
                                  pin_memory=self._pin)
-            tensor.numpy()[...] = array[take] if isinstance(take, slice) \
-                else np.take(array, take, axis=0)
+            tensor.numpy()[...] = rows
             batch[name] = tensor
         batch["index"] = torch.empty(len(index), dtype=torch.int64, pin_memory=self._pin)
         batch["index"].numpy()[:] = index
@@ -117,3 +127,8 @@ class DayBatches:
         # Derived on the device: the 0/1 labels need not cross the bus.
         batch["labels"] = (batch["weights"] > 0).to(torch.float32)
         return batch
+
+
+def _rows(array: np.ndarray, take: slice | np.ndarray) -> np.ndarray:
+    """The rows `take` of a memory-mapped day array."""
+    return array[take] if isinstance(take, slice) else np.take(array, take, axis=0)

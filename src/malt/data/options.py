@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from malt.data.as_of import parse_as_of
 from malt.data.task import CoverageMask
 from malt.typed_fields import NonNegativeInt, PositiveInt, validate
 
@@ -30,9 +31,14 @@ class PrepareOptions:
     vocab_held_out_days: NonNegativeInt = field(default=0, metadata={"metavar": "K"})
     """Leave the last K training days out of the vocab counts, the days a validation protocol
     (--validation-days K) scores."""
+    as_of: str | None = None
+    """Also report the training positives known at this time (unix seconds or an ISO-8601
+    date-time), the labels `malt train --as-of` trains on."""
 
     def __post_init__(self) -> None:
         validate(self, "")
+        if self.as_of is not None:
+            parse_as_of(self.as_of)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ Arrays of one day (N rows, F fields, S id sequences, C float sequences, V labels
     weights   float32 [N, V]     raw attribution weights (continuous, >= 0)
     user      int64   [N]        vocab row of the grouping (user) column
 and, when the schema declares them, campaign int64 [N], target_action int64 [N] (label index,
--1 for a target outside the labels), true_weights float32 [N, V] and reported float32 [N, V].
+-1 for a target outside the labels), true_weights float32 [N, V] and reported float32 [N, V];
+and, when the day file holds the labels' known-at columns, known_at float64 [N, V] (unix
+seconds at which each label's credit became known, NaN where the label is 0).
 """
 
 from __future__ import annotations
@@ -60,12 +62,15 @@ class DayStats:
     """Moments of each numeric column the schema standardises."""
     above_one: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Label -> (rows, first row) of its weights above 1, for the labels that have some."""
+    known_at: bool = False
+    """The day file holds the labels' known-at columns (cached as the `known_at` array)."""
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "users": self.users, "positives": self.positives,
                 "oov": self.oov, "same_binary": self.same_binary,
                 "numeric": {c: m.to_list() for c, m in self.numeric.items()},
-                "above_one": {c: list(v) for c, v in self.above_one.items()}}
+                "above_one": {c: list(v) for c, v in self.above_one.items()},
+                "known_at": self.known_at}
 
     @classmethod
     def from_dict(cls, d: dict) -> DayStats:
@@ -75,7 +80,8 @@ class DayStats:
                    same_binary=None if same is None else [(a, b) for a, b in same],
                    numeric={c: Moments.from_list(m) for c, m in d.get("numeric", {}).items()},
                    above_one={c: (int(n), int(row))
-                              for c, (n, row) in d.get("above_one", {}).items()})
+                              for c, (n, row) in d.get("above_one", {}).items()},
+                   known_at=bool(d.get("known_at", False)))
 
 
 @dataclass
@@ -122,10 +128,11 @@ def read_columns(schema: Schema, *, labels: bool = True) -> tuple[str, ...]:
     return tuple(c for c in schema.columns if c not in label_columns)
 
 
-def array_shapes(schema: Schema, rows: int, *, labels: bool = True
+def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bool = False
                  ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Name -> (shape, dtype) of every array a day of `rows` rows is converted into (without
-    `labels`: the arrays of `read_columns(schema, labels=False)`)."""
+    `labels`: the arrays of `read_columns(schema, labels=False)`; with `known_at`, the day
+    file holds the known-at columns)."""
     n_seq, n_dense = len(schema.id_sequences), len(schema.float_sequences)
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {
         "sparse": ((rows, len(schema.fields)), np.dtype(np.int32)),
@@ -151,7 +158,32 @@ def array_shapes(schema: Schema, rows: int, *, labels: bool = True
         shapes["true_weights"] = ((rows, len(schema.labels)), np.dtype(np.float32))
     if schema.reported_labels:
         shapes["reported"] = ((rows, len(schema.labels)), np.dtype(np.float32))
+    if known_at:
+        # float64: unix seconds in float32 would be rounded to about two minutes.
+        shapes["known_at"] = ((rows, len(schema.labels)), np.dtype(np.float64))
     return shapes
+
+
+def holds_known_at(schema: Schema, pf: pq.ParquetFile, file: str) -> bool:
+    """Whether the day file holds the labels' known-at columns (`Schema.known_at_columns`):
+    all of them (each a number or a timestamp) or none; a file with some is an error."""
+    names = set(pf.schema_arrow.names)
+    columns = schema.known_at_columns
+    present = [c for c in columns if c in names]
+    if not present:
+        return False
+    if len(present) < len(columns):
+        missing = [c for c in columns if c not in names]
+        raise DataError(f"the file holds the known-at columns {present} but not {missing}; "
+                        "give every label a known-at column or none", file=file,
+                        column=missing[0])
+    for column in columns:
+        dtype = pf.schema_arrow.field(column).type
+        if not (pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+                or pa.types.is_timestamp(dtype)):
+            raise DataError(f"wrong dtype {dtype}, expected a known-at time (unix seconds or a "
+                            "timestamp)", file=file, column=column)
+    return True
 
 
 def open_parquet(path: Path, metadata: pq.FileMetaData | None = None) -> pq.ParquetFile:
@@ -228,7 +260,8 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
         unnamed = [c for c in arrow_schema.names if c not in expected]
         raise DataError(f"missing columns {missing}{_did_you_mean(missing, unnamed)}", file=file,
                         column=missing[0])
-    known = {*expected, *schema.ignore_columns, *schema.truth_columns}
+    known = {*expected, *schema.ignore_columns, *schema.truth_columns,
+             *schema.known_at_columns}
     extra = [c for c in arrow_schema.names if c not in known]
     if extra and schema.strict_columns:
         raise DataError(f"unexpected columns {extra}; declare them in the schema, list them "
@@ -378,6 +411,10 @@ class DayConverter:
                 if above.size:
                     stats.above_one[c] = (above.size, offset + int(above[0]))
         stats.same_binary = same_binary_pairs(weights, s.labels)
+        if "known_at" in out:
+            for j, (label, c) in enumerate(zip(s.labels, s.known_at_columns, strict=True)):
+                out["known_at"][:, j] = known_at_times(col(c), weights[:, j], label, c, file,
+                                                       offset)
         for j, c in enumerate(s.true_labels):
             out["true_weights"][:, j] = _label_weights(col(c), c, file, offset)[0]
         for j, c in enumerate(s.reported_labels):
@@ -423,6 +460,33 @@ class DayConverter:
                             f"'{OTHER_TARGET}'", file=file, column=column,
                             row=offset + int(bad[0]))
         return index
+
+
+def known_at_times(values: pa.Array, weights: np.ndarray, label: str, column: str, file: str,
+                   offset: int) -> np.ndarray:
+    """The known-at times of one label as float64 unix seconds [N]: finite where its weight
+    [N] is positive, NaN where it is 0 (a null or NaN there); raises naming the first row that
+    breaks this."""
+    if pa.types.is_timestamp(values.type):
+        per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[values.type.unit]
+        seconds = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
+        times = np.asarray(seconds, dtype=np.float64) / per_second
+    else:
+        times = values.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
+    positive = weights > 0
+    unknown = positive & ~np.isfinite(times)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown)[0])
+        raise DataError(f"label '{label}' is positive but its known-at time is {times[row]!r}: "
+                        "a credited row needs the time its credit became known", file=file,
+                        column=column, row=offset + row)
+    stray = ~positive & ~np.isnan(times)
+    if stray.any():
+        row = int(np.flatnonzero(stray)[0])
+        raise DataError(f"label '{label}' is 0 but its known-at time is {times[row]!r}: a row "
+                        "without credit has no known-at time (leave it null)", file=file,
+                        column=column, row=offset + row)
+    return times
 
 
 def chunk_column(chunk: RowGroup | pa.Table | pa.RecordBatch, name: str) -> pa.Array:

@@ -44,6 +44,10 @@ conversions it is credited for). They are never read for training; evaluation sc
 attribution rules against them where the files hold them (`malt.eval.truth`), and they may be
 absent (the built-in MAC schema names the columns `malt simulate` writes).
 
+A label may come with the time its credit became known: `<label>_known_at` (unix seconds,
+null where the label is 0), or the column the `known_at` table names for it. The columns are
+optional in the files, for every label or none; the as-of cut (`malt.data.as_of`) reads them.
+
 The file's keys are the fields of `SchemaFile` (its tables those of `FieldGroups`,
 `SharedTable` ...), read with `malt.typed_fields.build`: a value of the wrong type is an error
 naming the key, the value and what was expected, and an unknown key names the closest valid
@@ -73,6 +77,8 @@ SCHEMA_FILE = "schema.toml"
 """The file a data set's own schema is read from when no other is named."""
 DEFAULT_SEQUENCE_LENGTH = 20
 DEFAULT_SEQUENCE_PAD = "0"
+KNOWN_AT_SUFFIX = "_known_at"
+"""A label's known-at column is `<label>_known_at` unless the schema's `known_at` names one."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,10 @@ class Schema:
     hash_buckets: tuple[tuple[str, PositiveInt], ...] = ()
     """(field, rows) of the fields whose ids are hashed into that many rows, without a vocab
     file (see `malt.data.hashing`)."""
+    known_at: tuple[tuple[str, str], ...] = ()
+    """(label, column) of the labels whose known-at column is not `<label>_known_at`: the
+    time (unix seconds) each row's credit became known, null where the label is 0. Optional
+    in the files (for every label or none); read by the as-of cut (`malt.data.as_of`)."""
 
     def __post_init__(self) -> None:
         validate(self, "")
@@ -187,6 +197,13 @@ class Schema:
         return tuple(c for c in (self.true_probability_column, self.true_credit_column) if c)
 
     @property
+    def known_at_columns(self) -> tuple[str, ...]:
+        """The known-at column of every label, in label order: `<label>_known_at` unless
+        `known_at` names another."""
+        named = dict(self.known_at)
+        return tuple(named.get(label, f"{label}{KNOWN_AT_SUFFIX}") for label in self.labels)
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """Every column a day file must hold."""
         cols = [self.user_column, *self.field_names]
@@ -215,6 +232,8 @@ class Schema:
             del content["numeric_fill"]
         if not self.hash_buckets:
             del content["hash_buckets"]
+        if not self.known_at:
+            del content["known_at"]
         payload = json.dumps(content, sort_keys=True, allow_nan=False).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
@@ -224,6 +243,7 @@ class Schema:
         out = asdict(self)
         out["numeric"] = {f.name: f.transform for f in self.numeric}
         out["hash_buckets"] = dict(self.hash_buckets)
+        out["known_at"] = dict(self.known_at)
         return out
 
     @classmethod
@@ -253,6 +273,7 @@ class Schema:
         names += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
         names += [f.name for f in self.numeric]
         names += [*self.labels, *self.true_labels, *self.reported_labels, *self.truth_columns]
+        names += [*self.known_at_columns]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"schema '{self.name}': columns declared twice: {dupes}")
@@ -278,6 +299,10 @@ class Schema:
                               f"share one length, got {[(s.name, s.length) for s in sequences]}")
         if self.true_labels and len(self.true_labels) != len(self.labels):
             raise ConfigError(f"schema '{self.name}': true_labels must match labels one to one")
+        strays = [label for label, _ in self.known_at if label not in self.labels]
+        if strays:
+            raise ConfigError(f"schema '{self.name}': known_at names {strays}, which are not "
+                              f"labels; the labels are {list(self.labels)}")
         if self.reported_labels and len(self.reported_labels) != len(self.labels):
             raise ConfigError(f"schema '{self.name}': reported_labels must match labels one to "
                               "one")
@@ -379,6 +404,10 @@ class SchemaFile:
     true_credit_column: str | None = None
     """Simulated data: each row's true share of the conversions it is credited for (never
     trained on; scores attribution rules where the files hold it)."""
+    known_at: dict[str, str] = field(default_factory=dict)
+    """Label -> the column holding the time (unix seconds) each row's credit became known,
+    null where the label is 0; a label not named here uses `<label>_known_at`. Optional in
+    the files, for every label or none; the as-of cut (`--as-of`) needs them."""
 
     def schema(self, default_name: str) -> Schema:
         """The `Schema` this file describes (`default_name` when it names none)."""
@@ -399,7 +428,8 @@ class SchemaFile:
                                                self.numeric.items()),
             numeric_fill=self.numeric_fill, hash_buckets=tuple(self.hash_buckets.items()),
             true_probability_column=self.true_probability_column,
-            true_credit_column=self.true_credit_column)
+            true_credit_column=self.true_credit_column,
+            known_at=tuple(self.known_at.items()))
         if schema.id_sequences and self.sequence_pad is None:
             # No default: a pad that is also a real id would be masked out wherever it occurs.
             raise ConfigError("declare sequence_pad, the raw id that pads short id sequences "

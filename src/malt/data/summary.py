@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from malt.data.as_of import known_positives
 from malt.data.cache import Dataset
 
 
@@ -48,3 +49,13 @@ def format_summary(dataset: Dataset) -> str:
                  f"{len(dataset.test)} test day(s); out-of-vocabulary ids: "
                  + (", ".join(f"{c} {n:,}" for c, n in nonzero.items()) if nonzero else "none"))
     return "\n".join(lines)
+
+
+def format_as_of(dataset: Dataset, as_of: float) -> str:
+    """One line: per label, the training positives known at `as_of` (unix seconds) out of all
+    of them, the labels a run with `--as-of` trains on."""
+    known, total = known_positives(dataset.train, as_of)
+    return f"known at {as_of:g} (training days): " + ", ".join(
+        f"{label} {k:,} of {t:,} positives ({100 * k / max(t, 1):.1f}%)"
+        for label, k, t in zip(dataset.schema.labels, known.tolist(), total.tolist(),
+                               strict=True))

@@ -47,8 +47,9 @@ class Cell:
             tree[section].pop(key, None)
         # Fields added since cells were first named, left out at their defaults so that the
         # cells of earlier studies keep their ids.
-        if tree["data"]["train_from"] is None:
-            del tree["data"]["train_from"]
+        for key in ("train_from", "as_of"):
+            if tree["data"][key] is None:
+                del tree["data"][key]
         if tree["init"]["from_run"] is None:
             del tree["init"]
         # None means the default λ: the same run as asking for it.

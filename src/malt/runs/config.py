@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from malt.config_files import merge_tables, read_key_value_file
+from malt.data.as_of import parse_as_of
 from malt.data.task import AdmWindow, LabelMode, Mask, Task, default_aux_weight
 from malt.errors import ConfigError
 from malt.file_names import check_file_name
@@ -92,9 +93,20 @@ class DataConfig:
     holds out one)."""
     validation_days: PositiveInt = 1
     """Training days the validation protocol holds out (the last ones)."""
+    as_of: str | None = None
+    """Train on the labels known at this time (unix seconds or an ISO-8601 date-time, UTC
+    unless it names its offset): a click whose conversion came later is a negative. Needs the
+    labels' known-at columns; evaluation keeps the matured labels. None: the matured labels."""
 
     def __post_init__(self) -> None:
         validate(self, "data")
+        if self.as_of is not None:  # a time that does not parse is refused here
+            parse_as_of(self.as_of, "data.as_of")
+
+    @property
+    def as_of_seconds(self) -> float | None:
+        """`as_of` in unix seconds (None: no cut)."""
+        return None if self.as_of is None else parse_as_of(self.as_of, "data.as_of")
 
 
 @dataclass

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from malt.data.as_of import check_days_as_of
 from malt.data.cache import Dataset, Day, open_prepared, prepare
 from malt.data.masks import AdmOptions, MaskPolicy, coverage
 from malt.data.numeric import Moments, standardisation
@@ -164,6 +165,7 @@ def split_days(dataset: Dataset, data: DataConfig) -> tuple[list[Day], list[Day]
     if not train:  # (days of no row are refused by `prepare`)
         raise DataError(f"{dataset.root} has no training day (train/*.parquet): nothing to "
                         "train on")
+    check_days_as_of(train, data.as_of_seconds)
     return train, evaluated
 
 

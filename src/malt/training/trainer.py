@@ -161,7 +161,7 @@ class Trainer:
                                      seed=self.config.seed,
                                      day_index=self.built.first_day + self.state.day,
                                      rank=self.world.rank, world_size=self.world.size,
-                                     device=self.device)
+                                     device=self.device, as_of=self.config.data.as_of_seconds)
                 for batch in self._waited(read_ahead(batches.from_step(self.state.step_in_day),
                                                      name="malt-batches")):
                     if self._should_stop():

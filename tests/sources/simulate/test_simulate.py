@@ -43,7 +43,8 @@ def test_tiny_writes_the_mac_layout(tiny):
     total = 0
     for path in [*sorted((root / "train").iterdir()), root / "test" / "test.parquet"]:
         table = pq.read_table(path)
-        assert tuple(table.column_names) == (*MAC.columns, *MAC.truth_columns)
+        assert tuple(table.column_names) == (*MAC.columns, *MAC.truth_columns,
+                                             *MAC.known_at_columns)
         total += table.num_rows
     assert total == stats.clicks
     assert 35_000 < stats.clicks < 70_000

@@ -13,6 +13,9 @@ from typing import Annotated, Literal, get_args
 from malt.errors import ConfigError
 from malt.typed_fields import Above, NonNegativeFloat, PositiveFloat, validate
 
+PositiveFiniteFloat = Annotated[float, Above(0)]
+"""A span in seconds: > 0 and finite."""
+
 Rule = Literal["last", "first", "linear", "position", "time_decay", "dda"]
 """An attribution rule, also the name of its label column."""
 ALL_RULES: tuple[Rule, ...] = get_args(Rule)
@@ -32,6 +35,8 @@ CRITEO_WINDOW_DAYS = 30.0
 """Criteo's log spans 30 days: a window as long keeps every journey it names."""
 Days = Annotated[float, Above(0, infinite=True)]
 """A span in days: > 0, `inf` for none."""
+PositiveFiniteDays = Annotated[float, Above(0)]
+"""A span in days: > 0 and finite."""
 Shares = tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat]
 
 
@@ -53,6 +58,11 @@ class AttributionConfig:
     """Click columns whose values enter the `dda` model besides the positions."""
     dda_l2: NonNegativeFloat = 1.0
     """Prior precision of the `dda` model."""
+    view_windows: tuple[PositiveFiniteFloat, ...] = ()
+    """Further attribution windows in seconds: every rule of `view_rules` is also labelled
+    under each of them, as the view `<rule>_<days>d` (`view_name`), in the same pass."""
+    view_rules: tuple[Rule, ...] | None = None
+    """The rules labelled under `view_windows` (None: every rule of `rules`)."""
 
     def __post_init__(self) -> None:
         validate(self, "attribution")
@@ -60,10 +70,45 @@ class AttributionConfig:
             raise ConfigError(f"attribution.rules is empty; choose from {ALL_RULES}")
         if len(set(self.rules)) != len(self.rules):
             raise ConfigError(f"attribution rules listed twice: {list(self.rules)}")
+        if len(set(self.view_windows)) != len(self.view_windows):
+            raise ConfigError(f"attribution view windows listed twice: "
+                              f"{[w / DAY for w in self.view_windows]} days")
+        stray = [r for r in self.view_rules or () if r not in self.rules]
+        if stray:
+            raise ConfigError(f"attribution view rules {stray} are not among the rules "
+                              f"{list(self.rules)}")
         shares = self.position_shares
         if shares[0] + shares[2] <= 0:
             raise ConfigError(f"attribution.position_shares needs a positive first + last "
                               f"share, got {shares}")
+
+
+    @property
+    def views(self) -> tuple[tuple[str, Rule, float], ...]:
+        """(label name, rule, window in seconds) of every label: each rule under `window`,
+        named after the rule, then each of `view_rules` under each of `view_windows`."""
+        rules = self.rules if self.view_rules is None else self.view_rules
+        return ((*((rule, rule, self.window) for rule in self.rules),
+                 *((view_name(rule, w), rule, w) for w in self.view_windows for rule in rules)))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The label columns written, in order (see `views`)."""
+        return tuple(name for name, _, _ in self.views)
+
+    @property
+    def widest_window(self) -> float:
+        """The widest window of any view: journeys are matched once under it."""
+        return max((self.window, *self.view_windows))
+
+
+def view_name(rule: str, window: float) -> str:
+    """The label of `rule` under a window of `window` seconds: `last_7d` for whole days,
+    `last_12h` for whole hours, else days with decimals (`last_0.1d`)."""
+    days, hours = window / DAY, window / 3600
+    if days != round(days) and hours == round(hours):
+        return f"{rule}_{hours:g}h"
+    return f"{rule}_{days:g}d"
 
 
 def default_window_days(log_format: LogFormat) -> float:
@@ -102,6 +147,11 @@ class AttributeOptions:
                                           metadata=_LIST)
     """Comma-separated click columns the dda model uses besides path length and the gap since
     the previous click."""
+    view_windows_days: tuple[PositiveFiniteDays, ...] = field(default=(), metadata=_LIST)
+    """Comma-separated further windows in days (e.g. 1,7,30): each rule of --view-rules is also
+    labelled under each, as the view <rule>_<days>d (last_1d, last_7d, ...), in one pass."""
+    view_rules: tuple[Rule, ...] | None = field(default=None, metadata=_LIST)
+    """Comma-separated rules labelled under --view-windows-days (default: every rule)."""
     user_fields: tuple[str, ...] = field(default=(), metadata=_LIST)
     """Comma-separated click feature columns to put in the user group of the schema."""
     ad_fields: tuple[str, ...] = field(default=(), metadata=_LIST)
@@ -135,4 +185,6 @@ class AttributeOptions:
         return AttributionConfig(rules=self.rules, window=self.window * DAY, mode=self.mode,
                                  half_life=self.half_life_days * DAY,
                                  position_shares=self.position_shares,
-                                 dda_features=self.dda_features)
+                                 dda_features=self.dda_features,
+                                 view_windows=tuple(d * DAY for d in self.view_windows_days),
+                                 view_rules=self.view_rules)

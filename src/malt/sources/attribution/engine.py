@@ -27,10 +27,15 @@ from malt.sources.attribution.rules import credit
 
 @dataclass
 class Attribution:
-    """Labels of every click: rule -> float64 [N] (sum of its weights over its journeys)."""
+    """Labels of every click: label -> float64 [N] (sum of its weights over its journeys), one
+    per view of the config (`AttributionConfig.views`)."""
 
     labels: dict[str, np.ndarray]
     journeys: Journeys
+    """The journeys under the config's window."""
+    known_at: dict[str, np.ndarray] = field(default_factory=dict)
+    """label -> float64 [N] time its credit became known: the first conversion that gives the
+    click a positive weight under the view (NaN where the label is 0)."""
     pair_weights: dict[str, np.ndarray] = field(default_factory=dict)
     """rule -> float64 [P] weight of every (conversion, click) pair of `journeys`."""
     dda_model: NoisyOrModel | None = None
@@ -96,30 +101,42 @@ def _feature_codes(log: ClickLog, columns: tuple[str, ...]) -> tuple[np.ndarray,
 
 
 def attribute(log: ClickLog, config: AttributionConfig = AttributionConfig()) -> Attribution:
-    """Label every click of `log` under every rule of `config`."""
+    """Label every click of `log` under every view of `config` (each rule under the window,
+    then the view windows), with the time each label became known. Journeys are matched once,
+    under the widest window; a narrower view keeps the pairs inside its own window, by the
+    comparison `build_journeys` makes, so it equals a run under that window alone."""
     click_time = log.clicks["click_time"].to_numpy(dtype=np.float64)
+    conversion_time = log.conversions["conversion_time"].to_numpy(dtype=np.float64)
     click_key, conversion_key = journey_keys(log, config.mode)
-    journeys = build_journeys(click_key, click_time, log.click_order, conversion_key,
-                              log.conversions["conversion_time"].to_numpy(dtype=np.float64),
-                              config.window)
-    pair_time = click_time[journeys.click]
-    pair_order = log.click_order[journeys.click]
+    widest = build_journeys(click_key, click_time, log.click_order, conversion_key,
+                            conversion_time, config.widest_window)
+    within = {window: widest.within(window, click_time, conversion_time)
+              for window in {window for _, _, window in config.views}}
+    labels: dict[str, np.ndarray] = {}
+    known_at: dict[str, np.ndarray] = {}
     weights: dict[str, np.ndarray] = {}
     model = None
-    for rule in config.rules:
+    for name, rule, window in config.views:
+        journeys = within[window]
         if rule == "dda":
-            weights[rule], model = _dda(log, config, journeys, click_key)
+            weight, fitted = _dda(log, config, journeys, click_key, window)
+            model = fitted if name == rule else model
         else:
-            weights[rule] = credit(rule, journeys.conversion, pair_time, pair_order, journeys.age,
-                                   half_life=config.half_life,
-                                   position_shares=config.position_shares)
-    labels = {rule: journeys.click_totals(w) for rule, w in weights.items()}
-    return Attribution(labels=labels, journeys=journeys, pair_weights=weights, dda_model=model)
+            weight = credit(rule, journeys.conversion, click_time[journeys.click],
+                            log.click_order[journeys.click], journeys.age,
+                            half_life=config.half_life, position_shares=config.position_shares)
+        labels[name] = journeys.click_totals(weight)
+        known_at[name] = journeys.first_credit(weight, conversion_time)
+        if name == rule:  # a rule under the config's window
+            weights[rule] = weight
+    return Attribution(labels=labels, journeys=within[config.window], known_at=known_at,
+                       pair_weights=weights, dda_model=model)
 
 
-def _dda(log: ClickLog, config: AttributionConfig, journeys: Journeys, click_key: np.ndarray
-         ) -> tuple[np.ndarray, NoisyOrModel]:
-    """dda weights [P]: fit on the journeys and on the clicks outside any journey."""
+def _dda(log: ClickLog, config: AttributionConfig, journeys: Journeys, click_key: np.ndarray,
+         window: float) -> tuple[np.ndarray, NoisyOrModel]:
+    """dda weights [P]: fit on the journeys (matched under `window`) and on the clicks outside
+    any journey."""
     features, cardinalities = _feature_codes(log, config.dda_features)
     click_time = log.clicks["click_time"].to_numpy(dtype=np.float64)
     converted = Paths(path=journeys.conversion, time=click_time[journeys.click],
@@ -129,7 +146,7 @@ def _dda(log: ClickLog, config: AttributionConfig, journeys: Journeys, click_key
     outside = np.bincount(journeys.click, minlength=journeys.n_clicks) == 0
     loose = journeys.key_order[outside[journeys.key_order]]
     key = _path_key(log, click_key)[loose]
-    order, path = split_paths(key, click_time[loose], log.click_order[loose], config.window)
+    order, path = split_paths(key, click_time[loose], log.click_order[loose], window)
     rows = loose[order]
     other = Paths(path=path, time=click_time[rows], click_id=log.click_order[rows],
                   features=features[rows])

@@ -54,6 +54,27 @@ class Journeys:
         """float64 [N] label of every click: the sum of its pair weights [P] over journeys."""
         return np.bincount(self.click, weights=weights, minlength=self.n_clicks)
 
+    def first_credit(self, weights: np.ndarray, conversion_time: np.ndarray) -> np.ndarray:
+        """float64 [N] time each click's label became known: the earliest conversion time [M]
+        among its pairs of positive weight [P] (NaN for a click that none credits)."""
+        credited = weights > 0
+        first = np.full(self.n_clicks, np.inf)
+        np.minimum.at(first, self.click[credited], conversion_time[self.conversion[credited]])
+        first[np.isinf(first)] = np.nan
+        return first
+
+    def within(self, window: float, click_time: np.ndarray, conversion_time: np.ndarray
+               ) -> Journeys:
+        """The pairs inside a window no wider than the one these journeys were matched under,
+        in the same order: `click_time >= conversion_time - window`, the comparison
+        `build_journeys` makes, so the result equals matching under `window` itself."""
+        inside = click_time[self.click] >= conversion_time[self.conversion] - window
+        if inside.all():
+            return self
+        return Journeys(conversion=self.conversion[inside], click=self.click[inside],
+                        age=self.age[inside], key_order=self.key_order,
+                        n_conversions=self.n_conversions, n_clicks=self.n_clicks)
+
 
 def key_codes(click_columns: list[np.ndarray], conversion_columns: list[np.ndarray]
               ) -> tuple[np.ndarray, np.ndarray]:

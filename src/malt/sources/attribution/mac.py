@@ -4,9 +4,12 @@ Days are cut by click time: day d holds the clicks with floor((t - t0) / 86400) 
 the first click. Every day but the last becomes `train/train-NN.parquet` (days without clicks
 are skipped, the numbering stays consecutive), the last one `test/test.parquet`. Rows of a day
 are in click order. Columns: the user, the categorical fields (item, shop, features), one label
-column per rule (float32 weights), and `click_time`, `click_id` and any float click columns,
-which the schema lists under `ignore_columns`. `vocabs/<column>.json` maps the sorted distinct
-raw ids of every categorical column to 0, 1, ...; `schema.toml` describes the columns so that
+column per view (float32 weights: each rule, then each rule under each view window), one
+`<label>_known_at` column per label (float64 unix seconds at which the label's credit became
+known, the first conversion crediting the click; null where the label is 0), and
+`click_time`, `click_id` and any float click columns, which the schema lists under
+`ignore_columns`. `vocabs/<column>.json` maps the sorted distinct raw ids of every categorical
+column to 0, 1, ...; `schema.toml` describes the columns so that
 `malt prepare --data OUT --schema OUT/schema.toml` reads the result, and offers the float
 click columns as numeric features in a commented line (a float column may as well be an
 integer category with missing values, or describe the conversion: the user decides).
@@ -25,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from malt.data.layout import day_path, write_day, write_vocab
-from malt.data.schema import CategoricalField, Schema
+from malt.data.schema import KNOWN_AT_SUFFIX, CategoricalField, Schema
 from malt.errors import ConfigError, DataError
 from malt.outputs import atomic_write_text
 from malt.sources.attribution.config import DAY
@@ -55,7 +58,8 @@ class WrittenDay:
 def build_schema(log: LogColumns, rules: tuple[str, ...], *, name: str,
                  user_fields: tuple[str, ...] = (), ad_fields: tuple[str, ...] = ()) -> Schema:
     """Schema of the written data: item (and shop) and `ad_fields` in the ad group,
-    `user_fields` in the user group, every other click feature in the context group."""
+    `user_fields` in the user group, every other click feature in the context group; the
+    labels `rules` (every view's name), each with its `<label>_known_at` column."""
     unknown = [c for c in (*user_fields, *ad_fields) if c not in log.features]
     if unknown:
         raise ConfigError(f"{unknown} are not categorical click features; the features are "
@@ -70,7 +74,8 @@ def build_schema(log: LogColumns, rules: tuple[str, ...], *, name: str,
     fields += [CategoricalField(out(c), "context") for c in log.features
                if c not in user_fields and c not in ad_fields]
     ignore = tuple(out(c) for c in ("click_time", "click_id", *log.extras))
-    columns = [out("user"), *(f.name for f in fields), *rules, *ignore]
+    known_at = [f"{label}{KNOWN_AT_SUFFIX}" for label in rules]
+    columns = [out("user"), *(f.name for f in fields), *rules, *known_at, *ignore]
     dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
         raise DataError(f"click columns clash with other output columns (labels are named "
@@ -113,12 +118,14 @@ def schema_toml(schema: Schema, floats: tuple[str, ...] = ()) -> str:
 
 
 def output_columns(log: LogColumns, schema: Schema) -> list[tuple[str, str]]:
-    """(written column, engine column or rule) of every column of a day file, in order."""
+    """(written column, engine column, label or known-at column) of every column of a day
+    file, in order."""
     name = log.output_name
     columns = [(name("user"), "user")]
     columns += [(f.name, next(c for c in (*log.features, "item", "shop") if name(c) == f.name))
                 for f in schema.fields]
     columns += [(rule, rule) for rule in schema.labels]
+    columns += [(known, known) for known in schema.known_at_columns]
     columns += [(name(c), c) for c in ("click_time", "click_id", *log.extras)]
     return columns
 
@@ -142,9 +149,10 @@ def write_vocabs_and_schema(out: Path, schema: Schema, distinct: Callable[[str],
     atomic_write_text(out / "schema.toml", schema_toml(schema, floats))
 
 
-def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], schema: Schema
-              ) -> list[WrittenDay]:
-    """Write the clicks of `log` with `labels` (rule -> [N] weights) under `out`."""
+def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], schema: Schema,
+              known_at: dict[str, np.ndarray]) -> list[WrittenDay]:
+    """Write the clicks of `log` with `labels` (label -> [N] weights) and the times they
+    became known (`known_at`: label -> float64 [N], NaN where none) under `out`."""
     out = Path(out)
     clicks = log.clicks
     time = clicks["click_time"].to_numpy(dtype=np.float64)
@@ -155,7 +163,11 @@ def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], sch
     days = np.unique(day)
     files = day_files(out, len(days))
 
-    frame = pd.DataFrame({column: labels[source].astype(np.float32) if source in labels
+    values = {source: labels[source].astype(np.float32) for source in schema.labels}
+    # A weight too small for float32 is written as 0, and a label of 0 has no known-at time.
+    values |= {column: np.where(values[label] > 0, known_at[label], np.nan)
+               for label, column in zip(schema.labels, schema.known_at_columns, strict=True)}
+    frame = pd.DataFrame({column: values[source] if source in values
                           else clicks[source].to_numpy()
                           for column, source in output_columns(log, schema)})
     order = np.lexsort((log.click_order, time))

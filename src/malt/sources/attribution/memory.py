@@ -22,7 +22,7 @@ class MemoryEngine:
         return attribute(log, config)
 
     def write(self, stage, log, labelled: Attribution, schema):
-        return write_mac(stage, log, labelled.labels, schema)
+        return write_mac(stage, log, labelled.labels, schema, labelled.known_at)
 
     def statistics(self, log: ClickLog, labelled: Attribution) -> LabelStats:
         return LabelStats(

@@ -38,6 +38,11 @@ class AttributionReport:
     conversions: str | None
     rules: list[str]
     window_days: float
+    view_windows_days: list[float]
+    """Further windows: each of `view_rules` is also the label `<rule>_<days>d` under each."""
+    view_rules: list[str]
+    labels: list[str]
+    """Every label column written (each with its `<label>_known_at` column)."""
     mode: str
     journeys_given: bool
     """The log names each click's conversion (Criteo), so `mode` did not apply."""
@@ -85,7 +90,7 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
         runner = spark_engine(master)
     with runner as chosen:
         log = chosen.read(clicks, conversions, log_format)
-        schema = build_schema(log, config.rules, name=name or out.resolve().name,
+        schema = build_schema(log, config.labels, name=name or out.resolve().name,
                               user_fields=user_fields, ad_fields=ad_fields)
         floats = float_columns(log)
         labelled = chosen.attribute(log, config)
@@ -95,7 +100,11 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
             report = AttributionReport(
                 engine=engine, format=log_format, clicks=str(clicks),
                 conversions=None if conversions is None else str(conversions),
-                rules=list(config.rules), window_days=config.window / DAY, mode=config.mode,
+                rules=list(config.rules), window_days=config.window / DAY,
+                view_windows_days=[w / DAY for w in config.view_windows],
+                view_rules=list(config.rules if config.view_rules is None
+                                else config.view_rules),
+                labels=list(config.labels), mode=config.mode,
                 journeys_given=bool(log.journey), half_life_days=config.half_life / DAY,
                 position_shares=list(config.position_shares),
                 dda_features=list(config.dda_features), n_clicks=stats.n_clicks,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from malt.errors import ConfigError
-from malt.sources.simulate.options import SimulatedDays, SizeName
+from malt.sources.simulate.options import PurchaseDelay, SimulatedDays, SizeName
 from malt.typed_fields import (
     FiniteFloat,
     NonNegativeFloat,
@@ -129,6 +129,15 @@ class Params:
     # --- purchases and labels
     history_mean: NonNegativeFloat = 7.0
     conversion_delay_s: NonNegativeFloat = 2400.0
+    """Mean of the in-session purchase delay after the deciding click (exponential)."""
+    purchase_delay: PurchaseDelay = "session"
+    """`session`: every purchase follows its deciding click by the in-session delay.
+    `long-tail`: a share `deferred_share` of purchases is deferred by an exponential delay of
+    mean `deferred_delay_days` instead (see `journeys.purchase_delays`)."""
+    deferred_share: ProbabilityFloat = 0.56
+    """`long-tail` delays: the share of deferred purchases."""
+    deferred_delay_days: PositiveFloat = 7.0
+    """`long-tail` delays: the mean delay of a deferred purchase, in days."""
     repeat_base: FiniteFloat = 1.0
     repeat_price: FiniteFloat = -0.1
     """Mean number of repeat purchases (no new click), one after another:
@@ -178,8 +187,13 @@ SIZES: dict[SizeName, SimConfig] = {
 """Presets: tiny (CI, ~50k clicks), small (~1M, the demo), medium (~10M), mac (~79M, 21 days)."""
 
 
-def size_config(size: SizeName, **overrides) -> SimConfig:
-    """The preset `size` with `users`, `days`, `seed` ... replaced where given (not None)."""
+def size_config(size: SizeName, *, purchase_delay: PurchaseDelay | None = None,
+                **overrides) -> SimConfig:
+    """The preset `size` with `users`, `days`, `seed` ... replaced where given (not None), and
+    its purchase delays (`Params.purchase_delay`) when given."""
     if size not in SIZES:
         raise ConfigError(f"unknown size '{size}', expected one of {list(SIZES)}")
-    return SIZES[size].with_overrides(**overrides)
+    config = SIZES[size].with_overrides(**overrides)
+    if purchase_delay is not None:
+        config = replace(config, params=replace(config.params, purchase_delay=purchase_delay))
+    return config

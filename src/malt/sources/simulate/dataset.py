@@ -68,13 +68,16 @@ def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population
     seeds = np.random.SeedSequence([config.seed, 2]).spawn(chunks)
     # The truth's own stream: estimating it never changes a written click or label.
     truth_seeds = np.random.SeedSequence([config.seed, 3]).spawn(chunks)
+    # Deferred purchases (long-tail delays) draw from a stream of their own too.
+    delay_seeds = np.random.SeedSequence([config.seed, 4]).spawn(chunks)
     window = int(round(p.window_days * DAY))
     purchases: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for c in range(chunks):
         rng = np.random.default_rng(seeds[c])
         users = np.arange(c * config.chunk_users, min((c + 1) * config.chunk_users, config.users))
         events = simulate_chunk(catalog, population, users, config.days, p, rng,
-                                np.random.default_rng(truth_seeds[c]))
+                                np.random.default_rng(truth_seeds[c]),
+                                delay_rng=np.random.default_rng(delay_seeds[c]))
         labels = attribute(events, catalog.items, window, p.dda_noise, rng)
         purchases.append((events.history_user, events.history_item, events.history_time))
         purchases.append((events.conv_user, events.conv_item, events.conv_time))
@@ -87,7 +90,7 @@ def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population
                         labels.journey_size[in_days])
         rows = ClickRows(user=events.user, item=events.item, time=events.time,
                          scenario=events.scenario, slot=events.slot, device=events.device,
-                         weights=labels.weights,
+                         weights=labels.weights, known_at=labels.known_at,
                          true_cvr=events.conversion_probability,
                          true_credit=labels.true_credit).take(written)
         _spill(rows, day[written], config.days, tmp, c)

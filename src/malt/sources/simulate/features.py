@@ -7,7 +7,9 @@ click (`ad_feat0..2_seq`: item, shop, category; most recent first, padded with i
 encoders' similarity of each purchased item to the clicked one (`mm_feat0_seq`, `mm_feat1_seq`,
 0.0 where padded); the labels `last`, `first`, `linear`, `mta`; and the truth no model reads
 (`true_cvr`: the chance that the click's journey ends in a purchase; `true_credit`: its share
-of the true contributions to the purchases it is credited for; see `MAC.truth_columns`).
+of the true contributions to the purchases it is credited for; see `MAC.truth_columns`); and
+each label's `<label>_known_at`, the time (seconds from day 0) of the first purchase that
+credits the click under the label, null where the label is 0.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ClickRows:
     slot: np.ndarray       # int8 [N]
     device: np.ndarray     # int8 [N]
     weights: np.ndarray    # float64 [N, 4] in LABELS order
+    known_at: np.ndarray   # float64 [N, 4] time each label became known (NaN where it is 0)
     true_cvr: np.ndarray   # float64 [N]
     true_credit: np.ndarray  # float64 [N]
 
@@ -131,7 +134,11 @@ def _table(rows: ClickRows, catalog: Catalog, population: Population,
         columns[label] = pa.array(rows.weights[:, j])
     columns[MAC.true_probability_column] = pa.array(rows.true_cvr)
     columns[MAC.true_credit_column] = pa.array(rows.true_credit)
-    return pa.table({c: columns[c] for c in (*MAC.columns, *MAC.truth_columns)})
+    for j, column in enumerate(MAC.known_at_columns):
+        known = rows.known_at[:, j]
+        columns[column] = pa.array(known, mask=np.isnan(known))
+    return pa.table({c: columns[c] for c in (*MAC.columns, *MAC.truth_columns,
+                                             *MAC.known_at_columns)})
 
 
 def day_table(rows: ClickRows, catalog: Catalog, population: Population,

@@ -5,6 +5,7 @@ it. `last`, `first` and `linear` come from the attribution engine's rules; `mta`
 is each click's true contribution times log-normal noise, normalised over the journey, standing
 in for a learned model such as CausalMTA. A click in several journeys sums its weights.
 The true credit is the same share without the noise: what an attribution rule should give.
+Each label became known at the first purchase that gives the click a positive weight under it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ LABELS = ("last", "first", "linear", "mta")
 @dataclass
 class Attribution:
     weights: np.ndarray        # float64 [N, 4], columns in LABELS order
+    known_at: np.ndarray       # float64 [N, 4] first crediting purchase time (NaN: label 0)
     journey_size: np.ndarray   # int64 [P] clicks credited for each purchase (0: none in window)
     true_credit: np.ndarray    # float64 [N] share of the true contributions, summed over purchases
 
@@ -64,9 +66,11 @@ def attribute(events: ChunkEvents, n_items: int, window: int, dda_noise: float,
                                       events.conv_time, window)
     size = np.bincount(purchase, minlength=len(events.conv_time))
     weights = np.zeros((n, len(LABELS)))
+    known_at = np.full((n, len(LABELS)), np.inf)
     for j, rule in enumerate(LABELS[:3]):
         w = credit(rule, purchase, events.time[click], click)
         weights[:, j] = np.bincount(click, weights=w, minlength=n)
+        _first_credit(known_at[:, j], click, w, events.conv_time[purchase])
     true = events.contribution[click]
     noisy = true * np.exp(dda_noise * rng.normal(size=len(click)))
     total = np.bincount(purchase, weights=noisy, minlength=len(size))[purchase]
@@ -74,7 +78,17 @@ def attribute(events: ChunkEvents, n_items: int, window: int, dda_noise: float,
     # window lost the causal clicks) falls back to equal shares; its true credit is nothing.
     w = np.where(total > 0, noisy / np.where(total > 0, total, 1.0), 1.0 / size[purchase])
     weights[:, 3] = np.bincount(click, weights=w, minlength=n)
+    _first_credit(known_at[:, 3], click, w, events.conv_time[purchase])
+    known_at[np.isinf(known_at)] = np.nan
     true_total = np.bincount(purchase, weights=true, minlength=len(size))[purchase]
     share = true / np.where(true_total > 0, true_total, 1.0)
-    return Attribution(weights=weights, journey_size=size,
+    return Attribution(weights=weights, known_at=known_at, journey_size=size,
                        true_credit=np.bincount(click, weights=share, minlength=n))
+
+
+def _first_credit(out: np.ndarray, click: np.ndarray, weight: np.ndarray, time: np.ndarray
+                  ) -> None:
+    """Lower `out` [N] (a view of one label's column) to the earliest purchase time [Q] of the
+    pairs (click [Q], weight [Q]) that give the click positive credit."""
+    credited = weight > 0
+    np.minimum.at(out, click[credited], time[credited].astype(np.float64))

@@ -15,6 +15,11 @@ SimulatedDays = Annotated[int, Between(2, 100)]
 """Days of a simulated data set: at least one training day and the test day (the last), at
 most 100 (the `train-NN` file names)."""
 
+PurchaseDelay = Literal["session", "long-tail"]
+"""How long after its deciding click a simulated purchase happens: `session`, minutes (an
+exponential of mean 40 minutes); `long-tail`, a mixture after Chapelle (2014) in which 56% of
+purchases are deferred by an exponential of mean 7 days (see `journeys.purchase_delays`)."""
+
 Scenario = Literal["mac", "app-promotion"]
 """mac: MAC-shaped clicks with attribution labels; app-promotion: campaigns with target actions
 and incomplete, skewed conversion labels (the KAML setting)."""
@@ -40,6 +45,12 @@ class SimulateOptions:
     scenario: Scenario = "mac"
     """mac: MAC-shaped clicks with attribution labels; app-promotion: campaigns with target
     actions and incomplete, skewed conversion labels (KAML setting; writes schema.toml)."""
+
+    delays: PurchaseDelay = "session"
+    """session: a purchase follows its deciding click within minutes (the default, calibrated
+    to MAC's positive rates); long-tail: over half of the purchases are deferred by days
+    (exponential, mean 7 days), after the delays Chapelle (2014) reports: about a third of
+    conversions within an hour, half within a day (mac scenario only)."""
 
     def __post_init__(self) -> None:
         validate(self, "")

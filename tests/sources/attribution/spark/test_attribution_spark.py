@@ -98,19 +98,26 @@ def spark_labels(spark, tables: dict, files: dict, config) -> pd.DataFrame:
             log = read_criteo_spark(spark, files["criteo"], cache) if "criteo" in tables else \
                 read_generic_spark(spark, files["clicks"], files["conversions"], cache)
             labelled = attribute_spark(log, config, cache).labelled
-            return labelled.select("click_id", *config.rules).toPandas().set_index("click_id")
+            columns = [*config.labels, *(f"{label}_known_at" for label in config.labels)]
+            # Backticks: a view's name may hold a dot.
+            return labelled.select("click_id", *(f"`{c}`" for c in columns)).toPandas() \
+                .set_index("click_id")
     finally:
         cache.release()
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw_logs(), st.sampled_from([(), ("channel",)]))
-def test_spark_labels_equal_the_in_memory_labels(spark, case, dda_features):
+@given(raw_logs(), st.sampled_from([(), ("channel",)]),
+       st.sampled_from([(), (0.5,), (0.25, 2.0)]), st.sampled_from([None, ("last", "dda")]))
+def test_spark_labels_equal_the_in_memory_labels(spark, case, dda_features, view_windows,
+                                                 view_rules):
     tables, mode, window = case
     if "criteo" in tables:
         dda_features = ("cat1", "cat3")[:len(dda_features) + 1]
     config = AttributionConfig(window=window, mode=mode, half_life=3 * window,
-                               position_shares=(0.5, 0.3, 0.2), dda_features=dda_features)
+                               position_shares=(0.5, 0.3, 0.2), dda_features=dda_features,
+                               view_windows=tuple(f * window for f in view_windows),
+                               view_rules=view_rules)
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
         for name, table in tables.items():
@@ -127,9 +134,12 @@ def test_spark_labels_equal_the_in_memory_labels(spark, case, dda_features):
         got = spark_labels(spark, tables, files, config)
     click_id = log.clicks["click_id"].to_numpy()
     assert sorted(got.index) == sorted(click_id)
-    for rule in config.rules:
-        np.testing.assert_allclose(got.loc[click_id, rule].to_numpy(), expected.labels[rule],
-                                   rtol=1e-9, atol=1e-12, err_msg=rule)
+    for label in config.labels:
+        np.testing.assert_allclose(got.loc[click_id, label].to_numpy(), expected.labels[label],
+                                   rtol=1e-9, atol=1e-12, err_msg=label)
+        # Known-at times are conversion times, taken as they are: equal, NaN where none.
+        np.testing.assert_array_equal(got.loc[click_id, f"{label}_known_at"].to_numpy(float),
+                                      expected.known_at[label], err_msg=label)
 
 
 def parquet_columns(path: Path) -> list[tuple[str, str, str]]:
@@ -143,7 +153,7 @@ def assert_same_outputs(memory: Path, spark_out: Path) -> None:
     files = sorted(p.relative_to(memory) for p in memory.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(spark_out) for p in spark_out.rglob("*") if p.is_file())
     report = json.loads((memory / "attribution.json").read_text())
-    labels = report["rules"]
+    labels = report["labels"]
     for file in files:
         if file.suffix == ".parquet":
             # The parquet column types (pyarrow also stores its own Arrow schema, Spark not).
@@ -168,10 +178,13 @@ def assert_same_outputs(memory: Path, spark_out: Path) -> None:
 def test_malt_attribute_writes_the_same_output_on_spark(spark, tmp_path):
     args = [*generic_logs(tmp_path), "--name", "shop"]
     flags = ["--rules", "last,first,linear,position,time_decay,dda", "--mode", "indirect-shop",
-             "--dda-features", "hour", "--user-fields", "age_band", "--window-days", "2"]
+             "--dda-features", "hour", "--user-fields", "age_band", "--window-days", "2",
+             "--view-windows-days", "0.25,1", "--view-rules", "last,time_decay,dda"]
     assert main([*args, *flags, "--out", str(tmp_path / "memory")]) == 0
     assert main([*args, *flags, "--engine", "spark", "--out", str(tmp_path / "spark")]) == 0
     assert_same_outputs(tmp_path / "memory", tmp_path / "spark")
+    written = pq.read_schema(next((tmp_path / "spark" / "train").glob("*.parquet"))).names
+    assert {"last_6h", "dda_1d_known_at", "first_known_at"} <= set(written)
 
 
 def test_criteo_log_on_spark_equals_memory(spark, tmp_path):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from malt.data.schema import KNOWN_AT_SUFFIX
 from malt.errors import ConfigError, DataError
 from malt.sources.attribution.config import AttributionConfig
 from malt.sources.attribution.dda import (
@@ -40,7 +41,7 @@ from malt.sources.attribution.dda import (
     terms_from_counts,
 )
 from malt.sources.attribution.rules import scaled_shares
-from malt.sources.attribution.spark.logs import ROW, Cache, SparkLog
+from malt.sources.attribution.spark.logs import ROW, Cache, SparkLog, named
 
 CLICK_ORDER = ("click_time", "click_id")
 """Clicks of a journey or path are ordered by time, ties broken by click id."""
@@ -48,17 +49,21 @@ CLICK_ORDER = ("click_time", "click_id")
 
 @dataclass
 class SparkAttribution:
-    """labelled: the clicks with one float64 column per rule (the sum of the click's weights
-    over its journeys, 0 outside every journey)."""
+    """labelled: the clicks with one float64 column per label (the sum of the click's weights
+    over its journeys under the label's view, 0 outside every journey) and its
+    `<label>_known_at` (the first conversion time that credits the click; null if none)."""
 
     labelled: object
+    labels: tuple[str, ...]
     pairs: int
     attributed_conversions: int
     dda_model: NoisyOrModel | None = None
 
 
 def attribute_spark(log: SparkLog, config: AttributionConfig, cache: Cache) -> SparkAttribution:
-    """Label every click of `log` under every rule of `config`, on Spark."""
+    """Label every click of `log` under every view of `config` (`AttributionConfig.views`),
+    with the time each label became known, on Spark. Pairs are joined once, under the widest
+    window; each narrower window keeps its own pairs by the comparison `_pairs` makes."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -67,30 +72,49 @@ def attribute_spark(log: SparkLog, config: AttributionConfig, cache: Cache) -> S
     if config.mode == "indirect-shop" and not log.journey and "shop" not in conversions.columns:
         conversions = _with_shop_of_item(clicks, conversions)
     codes = []
-    if "dda" in config.rules:
+    if any(rule == "dda" for _, rule, _ in config.views):
         clicks = _feature_codes(clicks, config.dda_features, cache)
         codes = [f"_code{g}" for g in range(len(config.dda_features))]
 
-    pairs = _pairs(clicks, conversions, key, config.window, codes)
+    widest = _pairs(clicks, conversions, key, config.widest_window, codes)
+    windows = list(dict.fromkeys(window for _, _, window in config.views))
+    if len(windows) > 1:
+        widest = cache(widest)
     ordered = Window.partitionBy("conversion").orderBy(*CLICK_ORDER)
     whole = ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    pairs = pairs.withColumns({
-        "_rank": F.row_number().over(ordered) - 1,
-        "_size": F.count(F.lit(1)).over(whole),
-        "_gap": F.col("click_time") - F.lag("click_time").over(ordered),
-        "_youngest": F.min("age").over(whole)})
-    pairs = cache(pairs)
-    counted = pairs.agg(F.count(F.lit(1)).alias("pairs"),
-                        F.countDistinct("conversion").alias("attributed")).first()
-    weights = {rule: _rule_weight(rule, config, whole) for rule in config.rules if rule != "dda"}
-    pairs = pairs.withColumns({f"_w_{rule}": w for rule, w in weights.items()})
-    model = None
-    if "dda" in config.rules:
-        pairs, model = _with_dda(pairs, clicks, key, log, config, codes, cache)
-    labels = pairs.groupBy("click_id").agg(*[F.sum(f"_w_{rule}").alias(rule)
-                                             for rule in config.rules])
-    labelled = log.clicks.join(labels, "click_id", "left").fillna(0.0, subset=list(config.rules))
-    return SparkAttribution(labelled=labelled, pairs=counted["pairs"],
+    labelled, model, counted = log.clicks, None, None
+    for window in windows:
+        pairs = widest if window == config.widest_window else widest.filter(
+            F.col("click_time") >= F.col("conversion_time") - F.lit(window))
+        pairs = cache(pairs.withColumns({
+            "_rank": F.row_number().over(ordered) - 1,
+            "_size": F.count(F.lit(1)).over(whole),
+            "_gap": F.col("click_time") - F.lag("click_time").over(ordered),
+            "_youngest": F.min("age").over(whole)}))
+        if window == config.window:
+            counted = pairs.agg(F.count(F.lit(1)).alias("pairs"),
+                                F.countDistinct("conversion").alias("attributed")).first()
+        # The weight of view i is `_w<i>` (a view's name may hold a dot, which Spark reads as
+        # a field access).
+        views = [(i, name, rule) for i, (name, rule, w) in enumerate(config.views)
+                 if w == window]
+        pairs = pairs.withColumns({f"_w{i}": _rule_weight(rule, config, whole)
+                                   for i, _, rule in views if rule != "dda"})
+        for i, name, rule in views:
+            if rule == "dda":
+                pairs, fitted = _with_dda(pairs, clicks, key, log, config, codes, cache, window)
+                pairs = pairs.withColumnRenamed("_w_dda", f"_w{i}")
+                model = fitted if name == rule else model
+        # A label's known-at time: the first conversion that gives the click a positive weight.
+        labels = pairs.groupBy("click_id").agg(*[
+            aggregate for i, name, _ in views for aggregate in (
+                F.sum(f"_w{i}").alias(name),
+                F.min(F.when(F.col(f"_w{i}") > 0, F.col("conversion_time")))
+                .alias(f"{name}{KNOWN_AT_SUFFIX}"))])
+        labelled = labelled.join(labels, "click_id", "left")
+    labelled = labelled.withColumns({name: F.coalesce(named(name), F.lit(0.0))
+                                     for name in config.labels})
+    return SparkAttribution(labelled=labelled, labels=config.labels, pairs=counted["pairs"],
                             attributed_conversions=counted["attributed"], dda_model=model)
 
 
@@ -142,7 +166,8 @@ def _pairs(clicks, conversions, key: list[str], window: float, codes: list[str])
     condition = condition & (time <= conversion_time) & (time >= conversion_time - window)
     return c.join(v, condition, "inner").select(
         F.col(f"v.{ROW}").alias("conversion"), F.col("c.click_id").alias("click_id"),
-        time.alias("click_time"), (conversion_time - time).alias("age"),
+        time.alias("click_time"), conversion_time.alias("conversion_time"),
+        (conversion_time - time).alias("age"),
         *[F.col(f"c.{code}") for code in codes])
 
 
@@ -204,8 +229,8 @@ def _design(rank, gap, codes: list[str]):
 
 
 def _with_dda(pairs, clicks, key: list[str], log: SparkLog, config: AttributionConfig,
-              codes: list[str], cache: Cache):
-    """The pairs with `_w_dda`, and the fitted model."""
+              codes: list[str], cache: Cache, window: float):
+    """The pairs (matched under `window`) with `_w_dda`, and the fitted model."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -222,7 +247,7 @@ def _with_dda(pairs, clicks, key: list[str], log: SparkLog, config: AttributionC
     patterns = journeys.groupBy("_pid").agg(F.first("_pattern").alias("_pattern"),
                                             F.count(F.lit(1)).alias("n")).toPandas()
     other = _other_paths(clicks, pairs, ["user", "item"] if log.journey else key,
-                         config.window, codes)
+                         window, codes)
     # One pass: clicks per design row, and the lengths of the paths that end at them.
     other_rows = other.groupBy("_design", F.when(F.col("_end"), F.col("_rank") + 1)
                                .alias("_length")).agg(F.count(F.lit(1)).alias("n")).toPandas()

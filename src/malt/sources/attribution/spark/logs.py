@@ -155,7 +155,8 @@ def _value_at(frame, column: str, row: int):
     return frame.filter(F.col(ROW) == row).select(column).first()[0]
 
 
-def _col(column: str):
+def named(column: str):
+    """The column called `column`, read as a name even when it holds a dot."""
     from pyspark.sql import functions as F
 
     return F.col(f"`{column}`")
@@ -187,7 +188,7 @@ class _Checks:
         from pyspark.sql import types as T
 
         source = source or column
-        value = _col(source)
+        value = named(source)
         dtype = self.frame.schema[source].dataType
         missing = value.isNull()
         if isinstance(dtype, T.FractionalType):
@@ -208,7 +209,7 @@ class _Checks:
         from pyspark.sql import types as T
 
         source = source or column
-        value = _col(source)
+        value = named(source)
         dtype = self.frame.schema[source].dataType
         self._check(f"null {column}", value.isNull(), within, "missing time", source)
         if isinstance(dtype, (T.TimestampType, T.TimestampNTZType, T.DateType)):
@@ -238,10 +239,10 @@ class _Checks:
         for column in columns:
             dtype = self.frame.schema[column].dataType
             if isinstance(dtype, T.IntegralType):
-                self.conditions[f"has null {column}"] = _col(column).isNull()
+                self.conditions[f"has null {column}"] = named(column).isNull()
                 self.converters.append(lambda found, c=column: (
-                    _col(c).cast("double") if found[f"has null {c}"] is not None
-                    else _col(c).cast("long")).alias(c))
+                    named(c).cast("double") if found[f"has null {c}"] is not None
+                    else named(c).cast("long")).alias(c))
             elif isinstance(dtype, T.FractionalType):
                 self.keep(column)
             elif isinstance(dtype, (T.BooleanType, T.StringType)):
@@ -253,7 +254,7 @@ class _Checks:
         self.category_columns = columns
 
     def keep(self, column: str) -> None:
-        self.converters.append(lambda _: _col(column))
+        self.converters.append(lambda _: named(column))
 
     def _check(self, name: str, condition, within, message: str, column: str) -> None:
         self.conditions[name] = _restricted(condition, within)

@@ -27,21 +27,22 @@ from malt.sources.attribution.mac import (
     write_vocabs_and_schema,
 )
 from malt.sources.attribution.spark.engine import CLICK_ORDER
-from malt.sources.attribution.spark.logs import SparkLog
+from malt.sources.attribution.spark.logs import SparkLog, named
 
 _SPARK_DAYS = ".spark-days"
 
 
 def write_mac_spark(out: Path, log: SparkLog, labelled, schema: Schema
                     ) -> tuple[list[WrittenDay], dict]:
-    """Write `labelled` (the clicks with one float64 column per rule) under `out`; also the
-    sum and the count of positive labels of every rule ("sum <rule>", "positive <rule>")."""
+    """Write `labelled` (the clicks with one float64 column per label and its known-at time)
+    under `out`; also the sum and the count of positive labels of every label ("sum <label>",
+    "positive <label>")."""
     from pyspark.sql import functions as F
 
     rules = schema.labels
     summary = labelled.agg(F.min("click_time").alias("t0"),
-                           *[F.sum(r).alias(f"sum {r}") for r in rules],
-                           *[F.count(F.when(F.col(r) > 0, 1)).alias(f"positive {r}")
+                           *[F.sum(named(r)).alias(f"sum {r}") for r in rules],
+                           *[F.count(F.when(named(r) > 0, 1)).alias(f"positive {r}")
                              for r in rules]).first().asDict()
     if summary["t0"] is None:
         raise DataError("the log holds no clicks")
@@ -49,8 +50,12 @@ def write_mac_spark(out: Path, log: SparkLog, labelled, schema: Schema
                                                 / F.lit(DAY)).cast("long"))
     days = sorted(tuple(r) for r in frame.groupBy("_day").count().collect())
     files = day_files(out, len(days))
-    columns = [(F.col(source).cast("float") if source in rules else F.col(source))
-               .alias(column) for column, source in output_columns(log, schema)]
+    # A weight too small for float32 is written as 0, and a label of 0 has no known-at time.
+    known = {column: F.when(named(label).cast("float") > 0, named(column))
+             for label, column in zip(rules, schema.known_at_columns, strict=True)}
+    columns = [(named(source).cast("float") if source in rules
+                else known.get(source, named(source))).alias(column)
+               for column, source in output_columns(log, schema)]
     spark_days = out / _SPARK_DAYS
     (frame.repartition("_day").sortWithinPartitions("_day", *CLICK_ORDER)
      .select(*columns, "_day").write.partitionBy("_day")

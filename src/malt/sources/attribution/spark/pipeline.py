@@ -48,7 +48,7 @@ class SparkEngine:
 
     def statistics(self, log: SparkLog, labelled: SparkAttribution) -> LabelStats:
         """From the sums the writer took (it runs first)."""
-        rules = [c for c in labelled.labelled.columns if c not in log.clicks.columns]
+        rules = labelled.labels
         return LabelStats(
             n_clicks=log.n_clicks, n_conversions=log.n_conversions,
             attributed_conversions=labelled.attributed_conversions, pairs=labelled.pairs,
