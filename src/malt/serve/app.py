@@ -52,12 +52,15 @@ def create_app(model: ServedModel, *, max_rows: int, batch_rows: int, batch_wait
     @app.middleware("http")
     async def count_and_contain(request: Request, call_next) -> Response:
         start = time.perf_counter()
+        metrics.in_flight += 1
         try:
             response = await call_next(request)
         except Exception:  # a fault of the service: answered and logged, never a traceback
             log.exception("%s %s failed", request.method, request.url.path)
             response = JSONResponse({"error": "internal error (see the service's log)",
                                      "field": None}, status_code=500)
+        finally:
+            metrics.in_flight -= 1
         path = request.url.path if request.url.path in PATHS else "other"
         metrics.observe_request(path, response.status_code, time.perf_counter() - start)
         return response

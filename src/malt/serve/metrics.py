@@ -1,6 +1,7 @@
 """The service's counters in the Prometheus text exposition format (`GET /metrics`): requests
 by path and status, request latency as a histogram, rows scored, model calls, and the
-out-of-vocabulary ids per column (with their rate per scored row)."""
+out-of-vocabulary ids per column (with their rate per scored row), and the requests in
+flight."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class ServiceMetrics:
         self.latency_sum: Counter[str] = Counter()
         self.rows = 0
         self.oov: Counter[str] = Counter()
+        self.in_flight = 0
+        """Requests received and not yet answered (this one included, for `/metrics`)."""
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
         self.requests[path, status] += 1
@@ -39,6 +42,9 @@ class ServiceMetrics:
         lines = ["# HELP malt_model_info The model being served.",
                  "# TYPE malt_model_info gauge",
                  f'malt_model_info{{version="{_label(version)}"}} 1',
+                 "# HELP malt_requests_in_flight Requests received and not yet answered.",
+                 "# TYPE malt_requests_in_flight gauge",
+                 f"malt_requests_in_flight {self.in_flight}",
                  "# HELP malt_requests_total HTTP requests answered, by path and status.",
                  "# TYPE malt_requests_total counter"]
         lines += [f'malt_requests_total{{path="{_label(path)}",status="{status}"}} {n}'
