@@ -10,7 +10,7 @@ from malt.deploy.choices import Engine
 from malt.runs.config import Device
 from malt.typed_fields import Between, NonNegativeFloat, PositiveInt, validate
 
-Port = Annotated[int, Between(0, 65535)]
+Port = Annotated[int, Between(1, 65535)]
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     """Address to listen on (0.0.0.0: every interface)."""
     port: Port = 8000
-    """Port to listen on (0: any free port, printed when the service starts)."""
+    """Port to listen on."""
     engine: Engine = "torch"
     """torch: the eager model; onnx: the model exported to ONNX and run by ONNX Runtime
     (pip install 'malt[onnx]')."""
