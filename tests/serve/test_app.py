@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -24,6 +25,7 @@ from malt.deploy.predict import Scorer, file_sources  # noqa: E402
 from malt.runs.load import load_run  # noqa: E402
 from malt.serve.app import create_app  # noqa: E402
 from malt.serve.model import ServedModel  # noqa: E402
+from malt.serve.requests import ARROW_STREAM  # noqa: E402
 
 OUTPUTS = ("p_last", "p_first")
 PARITY = 1e-6
@@ -188,3 +190,28 @@ def test_reload_swaps_in_a_recalibrated_run_as_a_new_version(run, test_rows, tmp
     assert swapped.json() == {"previous": before["version"], "version": after["version"]}
     assert before["version"] != after["version"]
     assert not np.allclose(as_array(before), as_array(after))
+
+
+def arrow_body(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def test_an_arrow_body_is_scored_as_its_rows_in_json(run, test_rows, unlabelled):
+    table = pq.read_table(unlabelled)
+    headers = {"content-type": ARROW_STREAM}
+    with client_for(run) as client:
+        as_json = served(client, test_rows)
+        response = client.post("/predict", content=arrow_body(table), headers=headers)
+        raw = client.post("/predict?calibrated=false", content=arrow_body(table),
+                          headers=headers)
+        garbage = client.post("/predict", content=b"not arrow", headers=headers)
+        empty = client.post("/predict", content=arrow_body(table.slice(0, 0)),
+                            headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == as_json
+    assert not raw.json()["calibrated"]
+    assert garbage.status_code == 400 and "Arrow" in garbage.json()["error"]
+    assert empty.status_code == 422 and empty.json()["field"] == "rows"

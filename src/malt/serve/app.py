@@ -22,7 +22,12 @@ from malt.errors import MaltError
 from malt.serve.batching import Batcher
 from malt.serve.metrics import ServiceMetrics
 from malt.serve.model import ServedModel
-from malt.serve.requests import RequestError, parse_request
+from malt.serve.requests import (
+    ARROW_STREAM,
+    RequestError,
+    parse_arrow_request,
+    parse_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +76,12 @@ def create_app(model: ServedModel, *, max_rows: int, batch_rows: int, batch_wait
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
-        parsed = parse_request(await request.body(), batcher.model.columns, max_rows)
+        body, columns = await request.body(), batcher.model.columns
+        if request.headers.get("content-type", "").startswith(ARROW_STREAM):
+            parsed = parse_arrow_request(body, columns, max_rows,
+                                         request.query_params.get("calibrated"))
+        else:
+            parsed = parse_request(body, columns, max_rows)
         scored = await batcher.score(parsed)
         metrics.observe_scored(parsed.rows, scored.oov)
         return JSONResponse({

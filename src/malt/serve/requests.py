@@ -5,6 +5,10 @@ Body: `{"rows": [{"<column>": value, ...}, ...], "calibrated": true}`. A row hol
 the run reads when it scores (`malt.data.reader.read_columns` without labels): raw ids
 (integers or strings), numbers, and sequences as lists. `calibrated` (default true) asks for the
 run's calibrated probabilities; false, the model's own.
+
+Or an Arrow IPC stream (content type `application/vnd.apache.arrow.stream`) of a table with
+those columns, `?calibrated=false` in the query: the columns of a day file as they are, without
+a JSON detour (many candidates a request).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import json
 from dataclasses import dataclass
 
 import pyarrow as pa
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+"""The content type of a request body holding an Arrow IPC stream."""
 
 
 class RequestError(Exception):
@@ -59,11 +66,7 @@ def parse_request(body: bytes, columns: tuple[str, ...], max_rows: int) -> Scori
     rows = payload.get("rows")
     if not isinstance(rows, list):
         raise RequestError(422, "rows", "missing or not a list of row objects")
-    if not rows:
-        raise RequestError(422, "rows", "no rows to score")
-    if len(rows) > max_rows:
-        raise RequestError(413, "rows", f"{len(rows):,} rows, more than the service's "
-                           f"limit of {max_rows:,} per request: split the request")
+    _check_rows(len(rows), max_rows)
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise RequestError(422, f"rows[{i}]", "expected an object of column: value")
@@ -80,3 +83,29 @@ def parse_request(body: bytes, columns: tuple[str, ...], max_rows: int) -> Scori
     if not arrays:
         raise RequestError(422, columns[0], f"missing column; the rows need {list(columns)}")
     return ScoringRequest(pa.table(arrays), calibrated)
+
+
+def parse_arrow_request(body: bytes, columns: tuple[str, ...], max_rows: int,
+                        calibrated: str | None) -> ScoringRequest:
+    """The request of an Arrow IPC stream `body`, its table reduced to `columns`, and the
+    query's `calibrated` (`true`, `false` or None: true); raise `RequestError` on a body that
+    is not such a stream, on no rows or more than `max_rows`."""
+    try:
+        table = pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowException, OSError) as exc:
+        raise RequestError(400, None, f"the body is not an Arrow IPC stream: {exc}") from exc
+    if calibrated not in (None, "true", "false"):
+        raise RequestError(422, "calibrated", f"expected true or false, got {calibrated!r}")
+    _check_rows(table.num_rows, max_rows)
+    present = [c for c in columns if c in table.column_names]
+    if not present:
+        raise RequestError(422, columns[0], f"missing column; the rows need {list(columns)}")
+    return ScoringRequest(table.select(present), calibrated != "false")
+
+
+def _check_rows(rows: int, max_rows: int) -> None:
+    if rows == 0:
+        raise RequestError(422, "rows", "no rows to score")
+    if rows > max_rows:
+        raise RequestError(413, "rows", f"{rows:,} rows, more than the service's limit of "
+                           f"{max_rows:,} per request: split the request")
