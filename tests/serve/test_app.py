@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -45,6 +47,12 @@ def client_for(run: Path, *, engine: str = "torch", **options) -> TestClient:
     model = ServedModel.load(str(run), engine=engine)
     return TestClient(create_app(model, load=lambda r: ServedModel.load(r or str(run)),
                                  **settings))
+
+
+@pytest.fixture(scope="module")
+def service(run):
+    with client_for(run) as client:
+        yield client
 
 
 def predicted(run: Path, day: Path, out: Path, *flags: str) -> np.ndarray:
@@ -145,7 +153,8 @@ def test_rows_that_break_the_schema_are_refused_naming_the_column(run, test_rows
             assert response.status_code == 422, response.text
             wrong = field if rows is not ragged else sequence
             assert response.json()["field"] == wrong, response.text
-        assert "length" in client.post("/predict", json={"rows": ragged}).json()["error"]
+        error = client.post("/predict", json={"rows": ragged}).json()["error"]
+        assert error.startswith(f"column '{sequence}', row 2: sequence has length")
         too_many = client.post("/predict", json={"rows": test_rows[:6]})
         assert too_many.status_code == 413 and too_many.json()["field"] == "rows"
         # the service goes on answering
@@ -215,3 +224,24 @@ def test_an_arrow_body_is_scored_as_its_rows_in_json(run, test_rows, unlabelled)
     assert not raw.json()["calibrated"]
     assert garbage.status_code == 400 and "Arrow" in garbage.json()["error"]
     assert empty.status_code == 422 and empty.json()["field"] == "rows"
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=21) | st.dictionaries(st.text(max_size=2), inner,
+                                                                 max_size=2), max_leaves=25)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(column=st.sampled_from([MAC.user_column, MAC.fields[0].name, MAC.id_sequences[0].name,
+                               MAC.float_sequences[0].name]),
+       value=JSON_VALUES, row=st.integers(0, 2))
+def test_any_json_value_is_scored_or_refused_naming_its_column(column, value, row, run,
+                                                               test_rows, service):
+    rows = [dict(r) for r in test_rows[:3]]
+    rows[row][column] = value
+    response = service.post("/predict", json={"rows": rows})
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert response.json()["field"] == column

@@ -124,6 +124,10 @@ class Batcher:
             except RequestError as exc:
                 results[i] = exc
                 continue
+            except Exception as exc:  # a fault met converting this request: it alone fails
+                log.exception("converting a request of %d rows failed", pending.request.rows)
+                results[i] = exc
+                continue
             calibrated = pending.request.calibrated and model.trained.calibration is not None
             groups.setdefault(calibrated, []).append((i, chunk))
         for calibrated, items in groups.items():

@@ -14,6 +14,9 @@ from malt.errors import DataError
 from malt.runs.load import TrainedModel, load_run
 from malt.serve.requests import RequestError, ScoringRequest
 
+REQUEST = "request"
+"""The name a request's rows are read under, as a file's name would be."""
+
 
 class ServedModel:
     """A finished run ready to score requests: the scorers of `malt predict`, calibrated (when
@@ -43,9 +46,11 @@ class ServedModel:
         """The request's rows checked and converted as `malt predict` converts a file's;
         a `RequestError` naming the column when they break the run's schema."""
         try:
-            return self.raw.convert(table_source(request.table, "request"))
+            return self.raw.convert(table_source(request.table, REQUEST))
         except DataError as exc:
-            raise RequestError(422, exc.column, str(exc)) from exc
+            # "file request, column 'x', row 3: ..." -> "column 'x', row 3: ..."
+            message = str(exc).removeprefix(f"file {REQUEST}").lstrip(",: ")
+            raise RequestError(422, exc.column, message) from exc
 
     def score(self, chunks: list[ConvertedChunk], calibrated: bool) -> list[np.ndarray]:
         """Probabilities [N_i, V] of each converted request, all scored in one pass."""
