@@ -245,3 +245,17 @@ def test_any_json_value_is_scored_or_refused_naming_its_column(column, value, ro
     assert response.status_code in (200, 422), response.text
     if response.status_code == 422:
         assert response.json()["field"] == column
+
+
+def test_requests_during_a_reload_are_all_answered(run, test_rows):
+    with client_for(run) as client:
+        first = served(client, test_rows[:2])["version"]
+        with ThreadPoolExecutor(4) as pool:
+            answers = pool.map(lambda i: client.post(
+                "/predict", json={"rows": test_rows[i % 50:i % 50 + 2]}), range(40))
+            reloads = [client.post("/admin/reload") for _ in range(3)]
+            statuses = [a.status_code for a in answers]
+    assert statuses == [200] * 40
+    assert [r.status_code for r in reloads] == [200] * 3
+    # the same run read again: the same version
+    assert {r.json()["version"] for r in reloads} == {first}
