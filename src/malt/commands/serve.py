@@ -1,0 +1,53 @@
+"""`malt serve`: score HTTP requests with a finished run's model (pip install 'malt[serve]')."""
+
+from __future__ import annotations
+
+import argparse
+
+from malt.commands._options import add_options, read_options
+from malt.serve.options import ServeOptions
+
+HELP = "serve a trained run's model over HTTP: JSON rows in, probabilities out"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, ServeOptions)
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+
+    from malt.deploy.engines import scoring_device
+    from malt.errors import ConfigError
+
+    options = read_options(args, ServeOptions)
+    try:
+        import uvicorn
+
+        from malt.serve.app import create_app
+    except ImportError as exc:
+        raise ConfigError(f"malt serve needs FastAPI and uvicorn ({exc.name} is missing): "
+                          "pip install 'malt[serve]'") from exc
+    from malt.serve.model import ServedModel
+
+    device = scoring_device(options.engine, options.device)
+
+    def load(run: str | None) -> ServedModel:
+        return ServedModel.load(run or options.run, vocabs=options.vocabs,
+                                engine=options.engine, device=device)
+
+    model = load(None)
+    app = create_app(model, max_rows=options.max_rows, batch_rows=options.batch_rows,
+                     batch_wait_ms=options.batch_wait_ms, load=load)
+    calibration = model.trained.calibration
+    print(f"serving {model.version} ({model.trained.config.model['name']}, {options.engine} "
+          f"on {device.type}, "
+          f"{'uncalibrated' if calibration is None else calibration.method + ' calibration'}) "
+          f"on http://{options.host}:{options.port}; SIGTERM or Ctrl-C stops it", flush=True)
+    # uvicorn answers SIGTERM by finishing the requests in flight, then raises the signal
+    # again: with this handler the process then exits 0 instead of dying by it.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port,
+                                  log_level="warning")).run()
+    print("stopped", flush=True)
+    return 0
