@@ -148,3 +148,51 @@ def test_a_set_that_fails_on_one_seed_is_not_kept():
 
     state = greedy_forward(("first", "linear"), score)
     assert state.selected == ("linear",) and state.rounds[0].gains["first"] is None
+
+
+def test_wrong_numbers_of_scores_are_refused_with_the_counts():
+    with pytest.raises(ValueError, match="^expected 1 scores, got 2$"):
+        GreedySelection(CANDIDATES).update([[0.5], [0.6]])
+    with pytest.raises(ValueError, match="^a set scored on 2 seeds, its base on 3$"):
+        greedy_forward(("first",), lambda aux: [0.7, 0.7] if aux else [0.6, 0.6, 0.6])
+    with pytest.raises(ValueError, match="^evaluate returned 1 scores for 2 sets$"):
+        run_greedy({"a": ("x",), "b": ("y",)}, lambda batch: [[0.5]])
+
+
+def test_no_candidates_needs_only_the_empty_set_and_no_round():
+    state = greedy_forward((), lambda aux: [0.7])
+    assert state.done and state.rounds == [] and state.score == pytest.approx(0.7)
+
+
+def test_an_empty_score_list_is_a_failed_run():
+    assert greedy_forward(("first",), lambda aux: []).failed
+
+
+def test_a_round_records_its_base_seed_scores():
+    base = (0.70, 0.71, 0.69)
+    state = greedy_forward(("first", "linear"),
+                           seeded({"first": (0.02,) * 3, "linear": (-0.01,) * 3}, base))
+    assert state.rounds[0].base_seeds == base
+    assert state.rounds[1].base_seeds == pytest.approx(tuple(b + 0.02 for b in base))
+
+
+def test_the_noise_bar_is_the_standard_error_of_the_mean_gain():
+    base = (0.70, 0.70, 0.70)
+    # mean +0.01, sample sd 0.01, se 0.0058 over 3 seeds: kept (it is below the sd)
+    assert greedy_forward(("first",), seeded({"first": (0.0, 0.01, 0.02)}, base)).selected \
+        == ("first",)
+    # two seeds: mean +0.0145, se (sample sd / √2) 0.0155: not kept (the population sd's
+    # se, 0.011, would keep it)
+    assert greedy_forward(("first",), seeded({"first": (-0.001, 0.03)}, base[:2])).selected \
+        == ()
+
+
+def test_run_greedy_hands_each_problem_its_own_slice_of_the_batch():
+    problems = {"a": ("x", "y"), "b": ("x", "y", "z"), "c": ("x", "y")}
+    gains = {"a": {"x": 0.01, "y": -0.01}, "b": {"x": -0.01, "y": 0.02, "z": 0.03},
+             "c": {"x": -0.02, "y": 0.01}}
+    states = run_greedy(problems, lambda batch: [additive(gains[key])(aux)
+                                                 for key, aux in batch])
+    for key, candidates in problems.items():
+        assert states[key].selected == greedy_forward(candidates, additive(gains[key])).selected
+    assert states["c"].selected == ("y",)

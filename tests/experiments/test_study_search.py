@@ -18,6 +18,7 @@ from malt.experiments.search import (
     constant_logloss,
     grid,
     one_se_choice,
+    run_flag,
     search,
 )
 
@@ -228,3 +229,76 @@ def test_one_seed_search_picks_an_argmax(scores):
     else:  # an exact tie goes to the smaller lr, the first of them here
         best = space.index(result.setting)
         assert scores[best] == max(finite) and scores.index(max(finite)) == best
+
+
+def test_the_empty_grid_and_rates_without_both_classes_are_refused():
+    with pytest.raises(ValueError, match="^the search grid is empty$"):
+        grid([], [0.1])
+    assert math.isnan(constant_logloss(1.0))
+
+
+def test_a_run_without_a_finite_criterion_is_flagged_for_that_criterion_only():
+    no_auc = ValidationRun(auc=math.nan, gauc=0.7, logloss=0.3)
+    assert run_flag(no_auc, "auc") == "no AUC"
+    assert run_flag(no_auc, "gauc") == "" and run_flag(None, "gauc") == "failed"
+
+
+def test_the_reference_lambda_is_ordered_by_each_problems_reference_weight():
+    big, ref = Setting(1e-2, 0.3), Setting(1e-2, None)
+    scores = {big: [0.68, 0.72], ref: [0.695, 0.695]}  # ref within one se of big's mean
+
+    def evaluate(batch):
+        return [run(scores[s][i]) for _, s, i in batch]
+
+    problems = {"single": [Setting(1e-3, None)], "p": [big, ref]}
+    default = search(problems, evaluate, seeds=2, metric="auc")
+    assert default["p"].setting == ref  # the reference λ counts as 0 without a weight
+    assert default["single"].metric == "auc" and default["single"].uncertainty() == ""
+    assert search(problems, evaluate, seeds=2, reference_weights={"p": 0.05})["p"].setting == ref
+    assert search(problems, evaluate, seeds=2, reference_weights={"p": 0.5})["p"].setting == big
+    # the default of the rule itself: the reference λ counts as 0
+    assert one_se_choice(scores).setting == ref
+    assert one_se_choice(scores, reference_weight=1.0).setting == big
+    empty = one_se_choice({big: [math.nan]})
+    assert empty.means == {} and empty.tied == () and empty.best is None
+
+
+def test_the_uncertainty_line_says_the_best_score_its_se_and_the_ties():
+    a, b = Setting(1e-3, 0.1), Setting(1e-2, 0.1)
+    one_seed = search({"p": [a, b]}, lambda batch: [run({a: 0.70, b: 0.60}[s])
+                                                     for _, s, _ in batch])["p"]
+    assert one_seed.uncertainty() == ("best GAUC 0.7000 (one seed: no standard error, the best "
+                                      "score selected); no other of 2 candidates within one se")
+    scores = {a: [0.70, 0.72], b: [0.705, 0.705]}
+    tied = search({"p": [a, b]}, lambda batch: [run(scores[s][i]) for _, s, i in batch],
+                  seeds=2)["p"]
+    assert tied.uncertainty() == ("best GAUC 0.7100 ± 0.0100 (se over 2 seeds); 2 of 2 "
+                                  "candidates within one se, the most conservative selected")
+    losses = {a: 0.40, b: 0.35}
+    by_logloss = search({"p": [a, b]}, lambda batch: [run(0.7, logloss=losses[s])
+                                                       for _, s, _ in batch],
+                        metric="logloss")["p"]
+    assert by_logloss.uncertainty().startswith("best logloss 0.3500 (one seed")
+    assert by_logloss.flag(Setting(9.0, 0.1)) == ""  # a setting the search never ran
+
+
+def test_a_criterion_that_can_select_nothing_says_so():
+    a, b = Setting(1e-3, 0.1), Setting(1e-2, 0.1)
+    runs = {a: ValidationRun(auc=math.nan, gauc=0.7, logloss=0.3),
+            b: ValidationRun(auc=math.nan, gauc=0.6, logloss=0.3)}
+    result = search({"p": [a, b]}, lambda batch: [runs[s] for _, s, _ in batch])["p"]
+    assert result.setting == a and result.disagreement_text() == "AUC would select nothing"
+
+
+def test_flagged_settings_are_not_rerun_as_leaders():
+    space = [Setting(1e-3 * (i + 1), 0.1) for i in range(LEADING + 2)]
+    diverged = space[-1]
+    calls = []
+
+    def evaluate(batch):
+        calls.append(list(batch))
+        return [ValidationRun(auc=0.9, gauc=0.9, logloss=math.nan) if s == diverged
+                else run(0.6 + 0.01 * space.index(s)) for _, s, _ in batch]
+
+    search({"p": space}, evaluate, seeds=2)
+    assert diverged not in {s for _, s, _ in calls[1]}
