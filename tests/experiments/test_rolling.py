@@ -16,7 +16,7 @@ from malt.experiments.rolling import plan
 from malt.experiments.rolling_options import RollingOptions
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
-from support.mac_data import write_random_dataset
+from support.mac_data import T0, add_known_at, write_random_dataset
 
 DAYS = ["train-00", "train-01", "train-02", "train-03"]
 RUN_FLAGS = ["--seed", "7", "--batch-size", "64", "--warmup-fraction", "0", "--model", "base",
@@ -158,5 +158,27 @@ def test_days_chosen_in_the_config_are_refused(data, tmp_path, capsys):
     config = tmp_path / "run.toml"
     config.write_text("[data]\ntrain_days = 2\n")
     assert _rolling(data, tmp_path / "out", "--config", str(config)) == 3
-    assert "leave out --train-days" in capsys.readouterr().err
+    assert "leave out data.train_days" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_as_of_the_end_of_each_day_cuts_each_runs_labels(tmp_path):
+    options = RollingOptions(out=str(tmp_path), start="1", days=2, as_of_origin=str(T0))
+    runs = [run for today in plan(_base(tmp_path), DAYS, options, tmp_path) for run in today]
+    day_ends = [T0 + 2 * 86400, T0 + 2 * 86400, T0 + 3 * 86400, T0 + 3 * 86400]
+    assert [float(r.config.data.as_of) for r in runs] == day_ends
+    with pytest.raises(ConfigError, match="--as-of-origin"):
+        plan(_base(tmp_path), DAYS, RollingOptions(out=str(tmp_path), start="1",
+                                                   as_of_origin="yesterday"), tmp_path)
+
+
+def test_a_warm_chain_as_of_each_day_trains_on_the_labels_known_then(tmp_path):
+    data = write_random_dataset(tmp_path / "data", days=4, rows=120, seed=2)
+    add_known_at(data)  # every credit known within 4 days of T0
+    out = tmp_path / "out"
+    assert main(["rolling", "--data", str(data), "--start", "0", "--days", "2", "--out", str(out),
+                 "--mode", "warm", "--as-of-origin", str(T0 - 86400), *RUN_FLAGS]) == 0
+    table = pd.read_csv(out / "rolling.csv")
+    runs = [_run(table, day, "warm") for day in DAYS[:2]]
+    assert [float(r.load_config().data.as_of) for r in runs] == [T0, T0 + 86400]
+    assert runs[1].lineage() == [runs[0].path.resolve()]

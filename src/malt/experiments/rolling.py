@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from malt.data.as_of import parse_as_of
 from malt.data.layout import find_layout
 from malt.errors import ConfigError, Interrupted
 from malt.experiments.cells import Cell, execute
@@ -44,6 +45,7 @@ ROLLING_KIND = "rolling evaluation"
 """The kind of output directory `malt rolling` writes (see `malt.outputs`)."""
 TABLE_NAME = "rolling"
 """`<out>/rolling.md`, `rolling.csv` and `rolling.png`."""
+SECONDS_PER_DAY = 86_400
 PLOTTED = (("auc", "AUC"), ("gauc", "GAUC"), ("logloss", "logloss"), ("pcoc", "PCOC"),
            ("train_seconds", "training seconds"))
 """(column of the daily table, title) of each panel of the plot."""
@@ -75,15 +77,17 @@ def plan(base: RunConfig, days: list[str], options: RollingOptions, out: Path
 
     `base` gives every run's data set, task, model and training settings; a run's days, its
     evaluation protocol and its parent are the chain's. Refused (exit 3) when `base` chooses
-    days or a parent itself, or the period has no next day to score its last day on.
+    days or a parent itself, or the period has no next day to score its last day on. With
+    `options.as_of_origin`, each run trains on the labels known at the end of its last day.
     """
-    given = [name for name, value in (("--train-from", base.data.train_from),
-                                      ("--train-days", base.data.train_days),
-                                      ("--as-of", base.data.as_of),
-                                      ("--init-from", base.init.from_run)) if value is not None]
+    given = [key for key, value in (("data.train_from", base.data.train_from),
+                                    ("data.train_days", base.data.train_days),
+                                    ("data.as_of", base.data.as_of),
+                                    ("init.from_run", base.init.from_run)) if value is not None]
     if given:
-        raise ConfigError(f"malt rolling chooses each run's days and parent: leave out "
-                          f"{', '.join(given)} (the period is --start and --days)")
+        raise ConfigError(f"malt rolling chooses each run's days, label cut and parent: leave "
+                          f"out {', '.join(given)} (the period is --start and --days; the cut "
+                          "--as-of-origin)")
     root = Path(base.data.path or ".")
     first = day_index(days, options.start, root)
     last = first + options.days - 1
@@ -92,6 +96,8 @@ def plan(base: RunConfig, days: list[str], options: RollingOptions, out: Path
                           f"which is scored on the next training day, and {root} has "
                           f"{len(days)} training days (train/*.parquet): pass at most "
                           f"--days {max(len(days) - 1 - first, 0)}")
+    origin = None if options.as_of_origin is None else \
+        parse_as_of(options.as_of_origin, "--as-of-origin")
     plans: list[list[DailyRun]] = []
     parent: Path | None = None
     for index in range(first, last + 1):
@@ -99,7 +105,8 @@ def plan(base: RunConfig, days: list[str], options: RollingOptions, out: Path
         for chain in options.chains:
             warm = chain == "warm" and parent is not None
             config = _daily_config(base, days, index, warm_from=parent if warm else None,
-                                   optimiser=options.warm_optimiser)
+                                   optimiser=options.warm_optimiser,
+                                   as_of=_day_end(origin, index))
             run = DailyRun(chain, days[index], days[index + 1], config)
             if chain == "warm":
                 parent = run.directory(out).resolve()
@@ -108,13 +115,20 @@ def plan(base: RunConfig, days: list[str], options: RollingOptions, out: Path
     return plans
 
 
+def _day_end(origin: float | None, index: int) -> str | None:
+    """The as-of time of a run trained up to training day `index`: the end of that day, on the
+    clock whose first day starts at `origin` (None: no cut)."""
+    return None if origin is None else f"{origin + (index + 1) * SECONDS_PER_DAY:.17g}"
+
+
 def _daily_config(base: RunConfig, days: list[str], index: int, *, warm_from: Path | None,
-                  optimiser: bool) -> RunConfig:
+                  optimiser: bool, as_of: str | None = None) -> RunConfig:
     """The config of the run trained up to day `index` and scored on the day after: from
-    scratch on days 0 ... index, or warm-started from `warm_from` on day `index` alone."""
+    scratch on days 0 ... index, or warm-started from `warm_from` on day `index` alone, on the
+    labels known `as_of` (None: the matured labels)."""
     first = index if warm_from is not None else 0
     data = dataclasses.replace(base.data, train_from=days[first], train_days=index + 2 - first,
-                               eval_split="validation", validation_days=1)
+                               eval_split="validation", validation_days=1, as_of=as_of)
     init = InitConfig() if warm_from is None else \
         InitConfig(from_run=str(warm_from), optimiser=optimiser)
     return dataclasses.replace(base, data=data, init=init)

@@ -34,6 +34,11 @@ class RollingOptions:
     warm_optimiser: bool = False
     """Warm-started runs also take their parent's optimiser state (as `malt train
     --init-optimiser`)."""
+    as_of_origin: str | None = None
+    """Train each run on the labels known at the end of its last training day: the start of
+    the first training day on the labels' clock (unix seconds or an ISO-8601 date-time; 0 for
+    `malt simulate`'s data), each day lasting 24 hours. None: every run sees the matured
+    labels."""
 
     def __post_init__(self) -> None:
         validate(self, "")
