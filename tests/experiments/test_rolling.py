@@ -182,3 +182,10 @@ def test_a_warm_chain_as_of_each_day_trains_on_the_labels_known_then(tmp_path):
     runs = [_run(table, day, "warm") for day in DAYS[:2]]
     assert [float(r.load_config().data.as_of) for r in runs] == [T0, T0 + 86400]
     assert runs[1].lineage() == [runs[0].path.resolve()]
+
+
+def test_as_of_on_data_without_arrival_times_is_refused_before_any_run(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _rolling(data, out, "--as-of-origin", "0") == 3
+    assert "needs the labels' known-at columns" in capsys.readouterr().err
+    assert not out.exists()

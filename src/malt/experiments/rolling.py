@@ -27,8 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from malt.data.as_of import parse_as_of
+from malt.data.as_of import check_days_as_of, parse_as_of
+from malt.data.cache import prepare
 from malt.data.layout import find_layout
+from malt.data.schema import schema_for
 from malt.errors import ConfigError, Interrupted
 from malt.experiments.cells import Cell, execute
 from malt.experiments.plots import daily_lines, save_figure
@@ -146,6 +148,9 @@ def run_rolling(base: RunConfig, options: RollingOptions,
     out = Path(options.out)
     plans = plan(dataclasses.replace(base, data=dataclasses.replace(base.data, path=str(data))),
                  days, options, out)
+    if options.as_of_origin is not None:  # refused here, not in the first run's directory
+        dataset = prepare(data, schema_for(data, base.data.schema), base.data.cache)
+        check_days_as_of(dataset.train, parse_as_of(options.as_of_origin, "--as-of-origin"))
     with OutputDir(out, ROLLING_KIND).writing():
         output = claim_output(out, data, kind=ROLLING_KIND,
                               other_data="pass that --data or another --out")
