@@ -127,6 +127,15 @@ def test_a_longer_period_trains_only_its_new_runs(data, tmp_path, monkeypatch):
     assert len(pd.read_csv(out / "rolling.csv")) == 6
 
 
+def test_the_same_seed_gives_the_same_scores(rolled, data, tmp_path):
+    _, table = rolled
+    assert _rolling(data, tmp_path / "again", "--mode", "scratch") == 0
+    again = pd.read_csv(tmp_path / "again" / "rolling.csv")
+    scores = ["day", "auc", "gauc", "logloss", "pcoc", "ece", "train_rows"]
+    first = table[table["chain"] == "scratch"][scores].reset_index(drop=True)
+    assert again[scores].equals(first)
+
+
 def _base(data: Path, **data_options) -> RunConfig:
     return RunConfig.from_dict({"seed": 7, "data": {"path": str(data), **data_options},
                                 "model": {"name": "base"}})

@@ -49,7 +49,7 @@ TABLE_NAME = "rolling"
 """`<out>/rolling.md`, `rolling.csv` and `rolling.png`."""
 SECONDS_PER_DAY = 86_400
 PLOTTED = (("auc", "AUC"), ("gauc", "GAUC"), ("logloss", "logloss"), ("pcoc", "PCOC"),
-           ("train_seconds", "training seconds"))
+           ("train_rows", "rows trained"), ("train_seconds", "training seconds"))
 """(column of the daily table, title) of each panel of the plot."""
 
 
