@@ -53,8 +53,10 @@ def default_instance(cls: type) -> Any:
     from malt.eval.options import CalibrateOptions, CompareOptions, EvalOptions
     from malt.eval.truth_options import TruthOptions
     from malt.experiments.engine import StudyOptions
+    from malt.experiments.rolling_options import RollingOptions
     from malt.experiments.study import Study
     from malt.runs.options import TrainOptions, UpgradeRunOptions
+    from malt.serve.options import ServeOptions
     from malt.sources.attribution.config import AttributeOptions
     from malt.sources.fetch import FetchOptions
     from malt.sources.kuairand_options import KuaiRandSimOptions
@@ -76,6 +78,8 @@ def default_instance(cls: type) -> Any:
         CompareOptions: lambda: CompareOptions(runs=["a"], baseline=["b"]),
         PrepareOptions: lambda: PrepareOptions(data="data"),
         TrainOptions: lambda: TrainOptions(out="run"),
+        RollingOptions: lambda: RollingOptions(out="out", start="0"),
+        ServeOptions: lambda: ServeOptions(run="run"),
         UpgradeRunOptions: lambda: UpgradeRunOptions(paths=["runs"]),
         KuaiRandSimOptions: lambda: KuaiRandSimOptions(raw="raw", out="out"),
         TruthOptions: lambda: TruthOptions(data="data"),

@@ -53,6 +53,8 @@ def test_train_refuses_a_value_out_of_range_before_anything(random_mac, tmp_path
     (["study", "main", "--aux-weights", "ref"], "--aux-weights", "-0.5",
      "expected a number >= 0 or one of 'ref'"),
     (["study", "main"], "--validation-days", "0", "expected an integer >= 1"),
+    (["rolling", "--start", "0", "--out", "o"], "--days", "0", "expected an integer >= 1"),
+    (["rolling", "--start", "0", "--out", "o"], "--seed", "-1", "expected an integer in [0, "),
     (["data", "kuairand-sim", "--raw", "r", "--out", "o"], "--neg-keep-rate", "0",
      "expected a number in (0, 1] or one of 'auto'"),
     (["data", "kuairand-sim", "--raw", "r", "--out", "o"], "--target-rows", "0",
@@ -86,7 +88,8 @@ def test_every_flag_is_a_field_of_an_option_set():
     own = [(prog, a.option_strings) for prog, a in actions(build_parser())
            if not a.dest.startswith(("opt__", "cfg__"))
            and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
-    assert own == [("malt train", ["--config"])]  # the run config's file, not a field
+    # The run config's file, not a field.
+    assert own == [("malt rolling", ["--config"]), ("malt train", ["--config"])]
     assert not [a for _, a in actions(build_parser()) if a.type is not None]
 
 def test_train_days_beyond_the_data_and_a_data_set_without_training_days_are_refused(

@@ -173,11 +173,13 @@ def _metavar(flag: ConfigFlag) -> str:
 
 
 def add_run_options(parser: argparse._ActionsContainer,
-                    only: Iterable[tuple[str, ...]] | None = None, *, model: bool = True) -> None:
+                    only: Iterable[tuple[str, ...]] | None = None, *, model: bool = True,
+                    skip: Iterable[tuple[str, ...]] = ()) -> None:
     """The flags of a training run in groups by section (all optional; they override
-    --config), or only those of the config paths `only` (such as ("train", "batch_size")),
-    ungrouped and without the run config's default (the caller's own settings apply when the
-    flag is not given); the model's flags with `model`."""
+    --config), less those of the config paths (or sections) in `skip`, which the command
+    sets itself; or only those of the config paths `only` (such as ("train",
+    "batch_size")), ungrouped and without the run config's default (the caller's own settings
+    apply when the flag is not given); the model's flags with `model`."""
     OPTION_SETS.add(RunConfig)
     if only is not None:
         keep = set(only)
@@ -188,7 +190,10 @@ def add_run_options(parser: argparse._ActionsContainer,
         parser.add_argument("--config", help="TOML/YAML/JSON file with [data] [task] [train] "
                                               "[model]; flags override it")
         groups: dict[str, argparse._ActionsContainer] = {}
+        skipped = set(skip)
         for flag in config_flags():
+            if flag.path in skipped or flag.path[:1] in skipped:
+                continue
             section = flag.path[0] if len(flag.path) > 1 else ""
             if section not in groups:
                 groups[section] = parser.add_argument_group(section) if section else parser

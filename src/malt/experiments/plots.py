@@ -55,6 +55,37 @@ def grouped_bars(categories: Sequence[str],
     return fig
 
 
+def daily_lines(days: Sequence[str], series: Mapping[tuple[str, str], Sequence[float]], *,
+                panels: Sequence[str], title: str, xlabel: str):
+    """One panel per metric, each a line per series against the day.
+
+    Args:
+        days: x-axis labels [D], in time order.
+        series: (panel, name) -> values [D]; NaN leaves a gap.
+        panels: the panels' titles, left to right.
+    Returns:
+        a `matplotlib.figure.Figure`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(3.2, 0.5 * len(days)) * len(panels), 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    x = np.arange(len(days))
+    for ax, panel in zip(axes, panels):
+        for (where, name), values in series.items():
+            if where == panel:
+                ax.plot(x, np.asarray(values, dtype=np.float64), marker="o", label=name)
+        ax.set_xticks(x, list(days), rotation=45, ha="right")
+        ax.set_xlabel(xlabel)
+        ax.set_title(panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
 def save_figure(fig, path: Path) -> Path:
     """Write `fig` as PNG (written to a temporary name first, then renamed)."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
