@@ -220,10 +220,12 @@ def test_scores_are_compared_in_float64():
     high = score_against_truth(scores.astype(np.float32).astype(np.float64),
                                truth.astype(np.float32).astype(np.float64), labels, user)
     assert low == high
+    # Rules that credit other clicks than the truth: false and missed credit above 0.
     credit = np.where(labels > 0, truth, 0).astype(np.float32)
-    weights = scores.astype(np.float32) * (labels > 0)
-    assert score_attribution(weights, credit) == score_attribution(
-        weights.astype(np.float64), credit.astype(np.float64))
+    weights = np.where(rng.random(500) < 0.2, scores, 0).astype(np.float32)
+    low = score_attribution(weights, credit)
+    assert low["false_credit"] > 0 and low["missed_credit"] > 0
+    assert low == score_attribution(weights.astype(np.float64), credit.astype(np.float64))
 
 
 def test_calibration_is_undefined_only_without_true_probability():
