@@ -213,7 +213,7 @@ def test_calibration_gap_bins_tied_scores_in_row_order():
     assert m["calibration_gap"] == pytest.approx(gap / 1_000, rel=1e-12)
 
 
-def test_scores_are_compared_in_float64():
+def test_truth_metrics_are_computed_in_float64():
     truth, labels, user, rng = _rows(n=500, seed=5)
     scores = np.clip(truth + rng.normal(0, 0.05, 500), 1e-3, 1 - 1e-3)
     low = score_against_truth(scores.astype(np.float32), truth.astype(np.float32), labels, user)
