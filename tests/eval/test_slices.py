@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from malt.bootstrap import PairedDelta, paired_bootstrap
 from malt.cli import main
 from malt.data.layout import write_day
 from malt.errors import ConfigError, DataError
 from malt.eval.predictions import Predictions
 from malt.eval.slices import (
     MIN_USERS,
+    SliceGain,
     activity_slices,
     bucket_names,
     column_slices,
@@ -171,3 +176,93 @@ def test_eval_slices_by_the_labels_named_for_path_complexity(tmp_path, capsys):
 def test_eval_refuses_slices_it_cannot_make(tmp_path, capsys, argv, message):
     assert main(["eval", "--run", str(tmp_path), *argv]) == 3
     assert message in capsys.readouterr().err
+
+
+def test_complexity_slices_leave_out_users_without_a_single_touch_positive_quietly():
+    # user 1: 2 multi over 1 single; user 2: multi but no single (x / 0); user 3: neither (0 / 0)
+    user = np.array([1, 1, 2, 2, 3])
+    multi = np.array([1.0, 1.0, 1.0, 0.0, 0.0])
+    single = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        slices = complexity_slices(user, multi, single)
+    assert list(slices) == ["[2, 3)", "[2, 3)", "", "", ""]
+
+
+def test_a_column_slice_error_names_the_file_and_the_columns(tmp_path):
+    run = day_predictions(1.0, 0, rows=6, users=3)
+    write_data(tmp_path, {"x": list(range(6)), "industry": ["a", "b", "a", "c", "c", "a"]})
+    day = str(tmp_path / "test" / "test.parquet")
+    # The sliced column is not the first: only it is read.
+    assert list(column_slices(tmp_path, run, "industry")) == ["a", "b", "a", "c", "c", "a"]
+    with pytest.raises(DataError) as missing:
+        column_slices(tmp_path, run, "brand")
+    assert missing.value.file == day
+    assert str(missing.value) == (f"file {day}: no column 'brand' to slice by; its columns: "
+                                  "x, industry")
+    other = day_predictions(1.0, 0, rows=5, users=3)
+    with pytest.raises(DataError) as short:
+        column_slices(tmp_path, other, "industry")
+    assert str(short.value) == (f"file {day}: 6 rows where the run scored 5: not the data the "
+                                "run was evaluated on")
+    undated = Predictions(**{**run.__dict__, "days": ()})
+    with pytest.raises(ConfigError) as old:
+        column_slices(tmp_path, undated, "industry")
+    assert str(old.value) == ("these predictions do not name their days (saved by an older malt); "
+                              "recompute them with malt eval --run RUN --data DIR")
+
+
+def test_pool_small_breaks_ties_in_size_by_name():
+    rng = np.random.default_rng(3)
+    names = np.array([f"s{i:02d}" for i in range(60)])
+    counts = rng.integers(1, 3, 60)
+    slices = np.repeat(names, counts)
+    kept = set(np.unique(pool_small(slices, keep=20))) - {"other"}
+    # All slices of 2 rows in name order, then those of 1 row in name order, up to 20.
+    expected = [n for n, c in zip(names, counts) if c == 2] + [n for n, c in zip(names, counts)
+                                                                if c == 1]
+    assert kept == set(expected[:20])
+
+
+def test_slices_without_an_order_come_largest_first_other_last_and_empty_left_out():
+    run, base = day_predictions(0.3, 1), day_predictions(1.5, 2)
+    slices = np.where(run.user < 200, "other", np.where(run.user < 250, "b",
+                                                         np.where(run.user < 280, "a", "")))
+    gains = slice_gains(run, base, "last", slices, resamples=20, seed=5)
+    assert [g.name for g in gains] == ["b", "a", "other"]
+    rows = slices == "a"
+    labels = (run.label_weights("last")[rows] > 0).astype(float)
+    expected = paired_bootstrap([run.view("last")[rows]], [base.view("last")[rows]], labels,
+                                run.user[rows], metrics=("auc", "gauc"), resamples=20, seed=5)
+    assert gains[1].deltas == expected
+    default_seed = slice_gains(run, base, "last", slices, resamples=20)
+    assert default_seed[1].deltas == paired_bootstrap(
+        [run.view("last")[rows]], [base.view("last")[rows]], labels, run.user[rows],
+        metrics=("auc", "gauc"), resamples=20, seed=0)
+    assert default_seed[1].deltas != expected
+
+
+def _delta(estimate: float, low: float, high: float, metric: str = "gauc") -> PairedDelta:
+    return PairedDelta(metric=metric, estimate=estimate, low=low, high=high, p_value=0.5,
+                       level=0.95, resamples=10, users=30, seeds=1)
+
+
+def test_format_slices_lines():
+    gains = [
+        SliceGain("young", 1234, 30, 0.71234, 0.70011,
+                  {"gauc": _delta(0.0123, 0.004, 0.02), "auc": _delta(-0.001, -0.01, 0.008)}),
+        SliceGain("rare-and-long", 5, 3, 0.6, math.nan,
+                  {"gauc": _delta(0.0251, 0.01, 0.03), "auc": _delta(math.nan, 0, 0)}),
+    ]
+    lines = format_slices(gains, "age").splitlines()
+    # Names padded to the longest plus 2; trailing blanks cut; no interval under 20 users.
+    assert lines[0] == ("age                  rows    users  GAUC run  GAUC base  "
+                        "ΔGAUC (pt) [95%]        ΔAUC (pt) [95%]")
+    assert lines[1] == ("young               1,234       30    0.7123     0.7001  "
+                        "+1.23 [+0.40, +2.00]†   -0.10 [-1.00, +0.80]")
+    assert lines[2] == ("rare-and-long           5        3    0.6000          –  "
+                        "+2.51                   –")
+    assert lines[3] == ("Δ = run − baseline in points, 95 % paired bootstrap interval over the "
+                        "slice's users; † where it excludes 0; no interval under 20 users; – "
+                        "where the slice's labels leave the metric undefined.")
+    assert len(lines) == 4

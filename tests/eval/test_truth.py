@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,11 @@ from scipy import stats
 from malt.cli import main
 from malt.data.layout import find_layout
 from malt.data.schema import MAC
+from malt.errors import ConfigError
 from malt.eval.predictions import Predictions
 from malt.eval.truth import (
     TRUTH_BINS,
+    Truth,
     _mid_ranks,
     format_attribution,
     format_truth,
@@ -186,3 +190,149 @@ def test_data_truth_scores_every_label_and_refuses_data_without_truth(tmp_path, 
     plain = write_random_dataset(tmp_path / "plain")
     assert main(["data", "truth", "--data", str(plain)]) == 3
     assert "true_credit" in capsys.readouterr().err
+
+
+def test_calibration_gap_keeps_every_bin_apart():
+    # 40 rows in 20 bins of 2 whose gaps alternate in sign: merging any two bins cancels them.
+    scores = np.linspace(0.05, 0.95, 40)
+    truth = scores + np.repeat(np.resize([0.01, -0.01], 20), 2)
+    m = score_against_truth(scores, truth, (truth > 0.5).astype(float), np.arange(40) % 4)
+    assert m["calibration_gap"] == pytest.approx(0.01)
+    one = score_against_truth(np.array([0.3]), np.array([0.1]), np.array([1.0]), np.zeros(1))
+    assert one["calibration_gap"] == pytest.approx(0.2) and one["brier"] == pytest.approx(0.04)
+
+
+def test_calibration_gap_bins_tied_scores_in_row_order():
+    rng = np.random.default_rng(4)
+    scores = rng.integers(1, 4, 1_000) / 4  # three values, many ties across the bin edges
+    truth = rng.random(1_000)
+    m = score_against_truth(scores, truth, (truth > 0.5).astype(float), np.arange(1_000) % 9)
+    order = np.argsort(scores, kind="stable")
+    gap = sum(abs((scores[order][b] - truth[order][b]).sum())
+              for b in np.array_split(np.arange(1_000), TRUTH_BINS))
+    assert m["calibration_gap"] == pytest.approx(gap / 1_000, rel=1e-12)
+
+
+def test_truth_metrics_are_computed_in_float64():
+    truth, labels, user, rng = _rows(n=500, seed=5)
+    scores = np.clip(truth + rng.normal(0, 0.05, 500), 1e-3, 1 - 1e-3)
+    low = score_against_truth(scores.astype(np.float32), truth.astype(np.float32), labels, user)
+    high = score_against_truth(scores.astype(np.float32).astype(np.float64),
+                               truth.astype(np.float32).astype(np.float64), labels, user)
+    assert low == high
+    # Rules that credit other clicks than the truth: false and missed credit above 0.
+    credit = np.where(labels > 0, truth, 0).astype(np.float32)
+    weights = np.where(rng.random(500) < 0.2, scores, 0).astype(np.float32)
+    low = score_attribution(weights, credit)
+    assert low["false_credit"] > 0 and low["missed_credit"] > 0
+    assert low == score_attribution(weights.astype(np.float64), credit.astype(np.float64))
+
+
+def test_calibration_is_undefined_only_without_true_probability():
+    labels, user = np.array([0.0, 1.0]), np.zeros(2)
+    small = score_against_truth(np.array([0.2, 0.4]), np.array([0.1, 0.2]), labels, user)
+    assert small["calibration"] == pytest.approx(2.0)  # a truth summing below 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        none = score_against_truth(np.array([0.2, 0.4]), np.zeros(2), labels, user)
+        empty = score_against_truth(np.array([]), np.array([]), np.array([]), np.array([]))
+    assert math.isnan(none["calibration"])
+    assert all(math.isnan(v) for v in empty.values())
+
+
+def test_attribution_shares_are_fractions_of_unnormalised_credit():
+    credit = np.array([3.0, 1.0, 0.0, 0.0])
+    rule = score_attribution(np.array([0.0, 2.0, 6.0, 0.0]), credit)
+    assert rule["false_credit"] == pytest.approx(6 / 8)
+    assert rule["missed_credit"] == pytest.approx(3 / 4)
+    assert rule["mae"] == pytest.approx((3 + 1 + 6) / 3)
+    # A credit of standard deviation exactly 1 is not constant.
+    spread = np.array([1.0, 3.0])
+    assert score_attribution(spread, spread)["pearson"] == pytest.approx(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nothing = score_attribution(np.zeros(3), np.zeros(3))
+    assert nothing["clicks"] == 0
+    assert all(math.isnan(nothing[k]) for k in ("mae", "pearson", "false_credit",
+                                                 "missed_credit"))
+    uncredited = score_attribution(np.zeros(2), np.array([0.5, 0.5]))
+    assert math.isnan(uncredited["false_credit"]) and uncredited["missed_credit"] == 1
+
+
+def test_truth_metrics_score_every_view_on_its_binarised_labels(caplog):
+    truth, _, user, rng = _rows(n=400, seed=6)
+    probs = np.clip(truth[:, None] + rng.normal(0, 0.05, (400, 2)), 1e-3, 1 - 1e-3)
+    weights = rng.choice([0.0, 0.5, 1.0], (400, 2)).astype(np.float32)
+    predictions = Predictions(views=("last", "first"), labels=("last", "first"),
+                              probs=probs.astype(np.float32), weights=weights, user=user,
+                              days=("test",), day_rows=(400,))
+    metrics = truth_metrics(predictions, Truth(probability=truth, credit=None))
+    for view in ("last", "first"):
+        labels = (predictions.label_weights(view) > 0).astype(np.float64)
+        assert metrics[view] == score_against_truth(predictions.view(view), truth, labels, user)
+    assert metrics["last"] != metrics["first"]
+    assert truth_metrics(predictions, Truth(probability=None, credit=truth)) is None
+    with caplog.at_level(logging.WARNING, logger="malt.eval.truth"):
+        assert truth_metrics(predictions, Truth(probability=truth[:300], credit=None)) is None
+    assert caplog.messages == ["the truth holds 300 rows but 400 were scored: not scored "
+                               "against it"]
+
+
+def test_read_truth_needs_every_file_to_hold_a_column(tmp_path):
+    data = _with_truth(tmp_path / "sim")
+    files = list(find_layout(data).days)
+    assert read_truth(MAC, []) is None
+    first = pq.read_table(files[0])
+    pq.write_table(first.drop_columns(["true_credit"]), files[0])
+    truth = read_truth(MAC, files)
+    assert truth.credit is None and truth.probability.dtype == np.float64
+    np.testing.assert_array_equal(truth.probability, np.concatenate(
+        [pq.read_table(f)["true_cvr"].to_numpy() for f in files]))
+    only_credit = read_truth(MAC, files[1:2])
+    np.testing.assert_array_equal(only_credit.credit,
+                                  pq.read_table(files[1])["true_credit"].to_numpy())
+    pq.write_table(first.drop_columns(["true_cvr", "true_credit"]), files[0])
+    assert read_truth(MAC, files) is None
+    predictions = Predictions(views=("last",), labels=MAC.labels,
+                              probs=np.full((300, 1), 0.1, np.float32),
+                              weights=np.zeros((300, 4), np.float32), user=np.zeros(300, int),
+                              days=("day-9",), day_rows=(300,))
+    assert truth_of_predictions(MAC, files, predictions) is None  # a day the files lack
+
+
+def test_score_rules_names_the_days_without_true_credit(tmp_path):
+    plain = write_random_dataset(tmp_path / "plain")
+    day = find_layout(plain).days[0]
+    with pytest.raises(ConfigError) as refused:
+        score_rules(MAC, [day])
+    assert str(refused.value) == (f"the days ['{day}'] hold no true credit column "
+                                  "('true_credit'); `malt simulate` writes it")
+
+
+def test_format_truth_lines():
+    row = {"logloss": 0.41234, "entropy": 0.39871, "brier": 0.012344, "pearson": 0.8123,
+           "spearman": 0.79, "calibration": 1.0456, "calibration_gap": 0.004321,
+           "oracle_auc": 0.7789, "oracle_gauc": 0.6543}
+    lines = format_truth({"first": {**row, "pearson": None}, "last": row}, "last").splitlines()
+    assert lines == [
+        "view        logloss   floor    Brier  Pearson Spearman  calib     gap    AUC*   GAUC*",
+        "last*        0.4123  0.3987  0.01234   0.8123   0.7900  1.046 0.00432  0.7789  0.6543",
+        "first        0.4123  0.3987  0.01234      nan   0.7900  1.046 0.00432  0.7789  0.6543",
+        "against the true conversion probability: logloss (floor: the truth's own), Brier, "
+        "correlations, calib = mean score / mean truth, gap = mean |score - truth| over 20 bins "
+        "of the score; AUC*/GAUC*: the truth's own on the view's labels (the oracle)",
+    ]
+
+
+def test_format_attribution_lines():
+    scores = {"last": {"clicks": 12345.0, "mae": 0.25, "pearson": -0.125, "false_credit": 0.5,
+                       "missed_credit": 0.0625},
+              "linear": {"clicks": 7.0, "mae": 0.1, "pearson": 0.9, "false_credit": 0.0,
+                         "missed_credit": 1.0}}
+    assert format_attribution(scores).splitlines() == [
+        "rule          clicks      MAE  Pearson  false credit  missed credit",
+        "last          12,345   0.2500  -0.1250         50.0%           6.2%",
+        "linear             7   0.1000   0.9000          0.0%         100.0%",
+        "over the clicks the rule or the truth credits; false credit: the rule's credit on "
+        "clicks that caused nothing; missed: true credit the rule gives no click",
+    ]
