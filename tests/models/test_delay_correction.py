@@ -15,7 +15,7 @@ from malt.models import build_model
 VIEWS = ("last", "first", "mta")
 
 
-@pytest.mark.parametrize("name", ["shared_bottom", "mmoe", "moae"])
+@pytest.mark.parametrize("name", ["shared_bottom", "mmoe", "moae", "kaml"])
 @pytest.mark.parametrize("correction", ["fnw", "fnc"])
 def test_each_view_term_is_its_corrected_stream_loss(name, correction, vocab, batch):
     torch.manual_seed(0)
@@ -46,3 +46,25 @@ def test_fnc_predicts_q_over_one_minus_q_and_fnw_the_sigmoid(vocab, batch):
 def test_a_correction_with_the_cartesian_view_is_refused():
     with pytest.raises(ConfigError, match="Cartesian view"):
         Task("last", ("first", CAT), delay_correction="fnw")
+
+
+def test_taml_corrects_its_fused_and_learner_losses(vocab, batch):
+    """TAML's term adds its learners' losses and a self-distillation to the fused loss: with
+    FNW the first two are stream losses, the distillation (to its own teacher) is not."""
+    torch.manual_seed(0)
+    model = build_model("taml", MAC, vocab, Task("last", ("first",), delay_correction="fnw"))
+    outputs = model(batch)
+    terms = model.loss_terms(outputs, batch)
+    c = model.config
+    for view in ("last", "first"):
+        target = batch["labels"][:, MAC.label_index(view)]
+        learners = outputs.learners[view]
+        n = learners.shape[1]
+        own = sum(stream_loss(learners[:, i], target, None, "fnw") for i in range(n)) / n
+        teacher = torch.sigmoid(outputs.logits[view].detach())
+        distill = sum(torch.nn.functional.binary_cross_entropy_with_logits(learners[:, i],
+                                                                           teacher)
+                      for i in range(n)) / n
+        want = (stream_loss(outputs.logits[view], target, None, "fnw")
+                + c.learner_weight * own + c.distill_weight * distill)
+        torch.testing.assert_close(terms[view].value, want)

@@ -96,3 +96,18 @@ def test_a_delay_correction_it_cannot_apply_exits_3(timed, tmp_path, capsys, fla
     assert code == 3
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_fnw_as_of_after_every_known_time_is_fnw_on_the_matured_labels(timed, tmp_path):
+    """No label is delayed: the cut hides nothing, and the correction trains the same bits
+    with it as without it."""
+    def corrected(as_of):
+        tree = config(timed, as_of).to_dict()
+        tree["task"]["delay_correction"] = "fnw"
+        return RunConfig.from_dict(tree)
+
+    late = train_run(corrected(T0 + 10 * 86400), tmp_path / "late")
+    matured = train_run(corrected(None), tmp_path / "matured")
+    np.testing.assert_array_equal(probabilities(tmp_path / "late"),
+                                  probabilities(tmp_path / "matured"))
+    assert late.views["first"].auc == matured.views["first"].auc
