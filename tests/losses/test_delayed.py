@@ -96,9 +96,10 @@ def test_fnc_predicts_q_over_one_minus_q_capped_at_one():
 
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.booleans(), min_size=2, max_size=40).filter(lambda y: 0 < sum(y) < len(y)))
-def test_with_every_label_known_both_corrections_learn_the_matured_rate(labels):
-    """A single logit on labels that all arrived (as of after every known time): FNW's loss
-    is stationary at sigmoid(z) = ȳ, FNC's at sigmoid(z) = ȳ / (1 + ȳ), which it predicts as ȳ."""
+def test_both_corrections_learn_the_rate_of_the_labels_they_train_on(labels):
+    """A single logit: FNW's loss is stationary at sigmoid(z) = ȳ, FNC's at
+    sigmoid(z) = ȳ / (1 + ȳ), which it predicts as ȳ — the matured rate when every label is
+    known (as of after every known time), the as-of rate, as naive's, when some are late."""
     y = torch.tensor(labels, dtype=torch.float64)
     rate = y.mean().item()
 

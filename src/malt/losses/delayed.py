@@ -16,8 +16,11 @@ its negative copy plus t times its positive copy, and its stream loss is
   parameters). The model predicts p = sigmoid(z) as usual.
 
 A view's loss is the mean of ℓ_row over the rows (with a training mask, over its rows:
-Σ mask · ℓ_row / max(1, Σ mask)), as the uncorrected loss is. docs/training.md, "Delayed
-feedback", derives both and says what the paper leaves open.
+Σ mask · ℓ_row / max(1, Σ mask)), as the uncorrected loss is. Both are stationary where the
+prediction is the rate of the labels trained on: the paper's corrections undo its stream's
+duplicated positives, which as-of rows do not have, so here they share the naive optimum and
+differ in the scale of each row's gradient. docs/training.md, "Delayed feedback", derives both
+and says what the paper leaves open.
 """
 
 from __future__ import annotations
