@@ -3,6 +3,8 @@ matured ones."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,59 @@ def test_as_of_on_days_without_known_at_columns_exits_3(tmp_path, capsys):
     assert code == 3
     assert "--as-of needs the labels' known-at columns" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("correction", ["fnw", "fnc"])
+def test_a_delay_correction_trains_as_of_a_time_through_the_cli(timed, tmp_path, correction):
+    naive = train_run(config(timed, T0 + 3600), tmp_path / "naive")
+    args = ["train", "--data", str(timed), "--model", "shared_bottom", "--seed", "3",
+            "--main", "last", "--aux", "first", "--batch-size", "64",
+            "--model-option", "encoder.embed_dim=4", "--model-option", "tower.dims=[4]",
+            "--as-of", str(T0 + 3600), "--delay-correction", correction,
+            "--out", str(tmp_path / correction)]
+    assert main(args) == 0
+    corrected = RunConfig.from_dict(json.loads((tmp_path / correction / "config.json")
+                                               .read_text()))
+    assert corrected.task.delay_correction == correction
+    probs = probabilities(tmp_path / correction)
+    assert np.all((probs >= 0) & (probs <= 1)) and np.isfinite(probs).all()
+    # same seed, same data, same cut: only the correction differs from the naive run
+    assert not np.array_equal(probs, probabilities(tmp_path / "naive"))
+    assert np.isfinite(naive.views["last"].auc)
+
+
+def test_a_delay_correction_without_known_at_columns_exits_3(tmp_path, capsys):
+    data = write_random_dataset(tmp_path / "plain", days=3, rows=64)
+    code = main(["train", "--data", str(data), "--model", "shared_bottom",
+                 "--delay-correction", "fnw", "--out", str(tmp_path / "run")])
+    assert code == 3
+    assert "task.delay_correction = 'fnw' needs the labels' known-at columns" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--delay-correction", "es-dfm"], "expected one of 'none', 'fnw', 'fnc'"),
+    (["--delay-correction", "fnc", "--aux", "cat"], "Cartesian view"),
+])
+def test_a_delay_correction_it_cannot_apply_exits_3(timed, tmp_path, capsys, flags, message):
+    code = main(["train", "--data", str(timed), "--model", "natal", *flags,
+                 "--out", str(tmp_path / "run")])
+    assert code == 3
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_fnw_as_of_after_every_known_time_is_fnw_on_the_matured_labels(timed, tmp_path):
+    """No label is delayed: the cut hides nothing, and the correction trains the same bits
+    with it as without it."""
+    def corrected(as_of):
+        tree = config(timed, as_of).to_dict()
+        tree["task"]["delay_correction"] = "fnw"
+        return RunConfig.from_dict(tree)
+
+    late = train_run(corrected(T0 + 10 * 86400), tmp_path / "late")
+    matured = train_run(corrected(None), tmp_path / "matured")
+    np.testing.assert_array_equal(probabilities(tmp_path / "late"),
+                                  probabilities(tmp_path / "matured"))
+    assert late.views["first"].auc == matured.views["first"].auc

@@ -78,3 +78,16 @@ def check_days_as_of(days, as_of: float | None) -> None:
         raise ConfigError(f"--as-of needs the labels' known-at columns (<label>_known_at, or "
                           f"the schema's known_at), which the days {lacking} do not hold; "
                           "`malt simulate` and `malt attribute` write them")
+
+
+def check_days_delay_correction(days, correction: str) -> None:
+    """Raise `ConfigError` when a delayed-feedback correction is asked of days (`cache.Day`)
+    whose files hold no known-at columns: without them no label is known to be delayed."""
+    if correction == "none":
+        return
+    lacking = [day.name for day in days if not day.stats.known_at]
+    if lacking:
+        raise ConfigError(f"task.delay_correction = '{correction}' needs the labels' known-at "
+                          f"columns (<label>_known_at, or the schema's known_at), which the "
+                          f"days {lacking} do not hold; `malt simulate` and `malt attribute` "
+                          "write them")

@@ -18,6 +18,10 @@ CAT = "cat"
 LabelMode = Literal["binary", "weighted"]
 """`binary`: targets are weight > 0, as in the paper; `weighted`: the attribution weights
 clipped to [0, 1], soft BCE targets."""
+DelayCorrection = Literal["none", "fnw", "fnc"]
+"""How the loss treats labels that may still arrive (`malt.losses.delayed`): `none` trains on
+the labels as they are (naive), `fnw` is fake-negative weighting and `fnc` fake-negative
+calibration (Ktena et al., RecSys 2019), applied to every binary view."""
 Mask = Literal["none", "base", "adm", "reported", "oracle"]
 """Training mask policies (see `malt.data.masks`); `none` trains every label of every row."""
 CoverageMask = Literal["base", "adm", "reported"]
@@ -60,6 +64,8 @@ class Task:
     """What the targets are (see `LabelMode`)."""
     mask: Mask = "none"
     """The training mask policy for incomplete labels (see `malt.data.masks`)."""
+    delay_correction: DelayCorrection = "none"
+    """The delayed-feedback correction of every binary view's loss (see `DelayCorrection`)."""
 
     def __post_init__(self) -> None:
         validate(self, "task")
@@ -72,6 +78,9 @@ class Task:
         if CAT in self.aux and self.mask not in ("none", "oracle"):
             raise ConfigError(f"'cat' needs every label of a row; it cannot be trained under "
                               f"the '{self.mask}' mask")
+        if CAT in self.aux and self.delay_correction != "none":
+            raise ConfigError(f"the delay correction '{self.delay_correction}' weighs binary "
+                              f"views; the Cartesian view '{CAT}' has none (leave it out)")
 
     @property
     def views(self) -> tuple[str, ...]:

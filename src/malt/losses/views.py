@@ -10,6 +10,9 @@ loses precision for confident predictions.
 With a training mask (`batch["mask"]` [B, K], see `malt.data.masks`) a binary view's loss is
 the per-task averaged BCE of the KAML paper (Eq. 12): Σ_i mask_ij · BCE_ij / max(1, n_j) with
 n_j = Σ_i mask_ij, so a view with no trusted row in the batch contributes 0.
+
+With a delayed-feedback correction (`fnw`, `fnc`; `malt.losses.delayed`) every binary view's
+loss is its corrected stream loss instead, masked the same way; the Cartesian view takes none.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from malt.data.task import CAT
+from malt.losses.delayed import stream_loss
 
 
 def cat_classes(labels: torch.Tensor) -> torch.Tensor:
@@ -51,6 +55,17 @@ def masked_binary_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.T
     return (per_row * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def label_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
+               delay_correction: str = "none") -> torch.Tensor:
+    """A binary view's loss: the mean BCE (masked when `mask` is given), or its
+    delayed-feedback correction's stream loss. logits, target, mask [B] -> scalar."""
+    if delay_correction != "none":
+        return stream_loss(logits, target, mask, delay_correction)
+    if mask is None:
+        return binary_loss(logits, target)
+    return masked_binary_loss(logits, target, mask)
+
+
 def cat_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the Cartesian view: logits [B, 2^K], binarised labels [B, K]
     -> scalar."""
@@ -69,7 +84,8 @@ def binary_target(batch: Mapping[str, torch.Tensor], column: int, label_mode: st
 
 
 def view_losses(logits: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
-                columns: Mapping[str, int], label_mode: str = "binary") -> dict[str, torch.Tensor]:
+                columns: Mapping[str, int], label_mode: str = "binary",
+                delay_correction: str = "none") -> dict[str, torch.Tensor]:
     """Loss of every view in `logits`.
 
     Args:
@@ -78,6 +94,8 @@ def view_losses(logits: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Te
             optionally `mask` [B, K] (which labels carry loss; `cat` takes no mask).
         columns: label view -> its column in the batch's label matrix.
         label_mode: `binary` or `weighted`.
+        delay_correction: `none`, `fnw` or `fnc` (`malt.losses.delayed`), for every binary
+            view.
     Returns:
         view -> scalar mean loss, in the order of `logits`.
     """
@@ -87,10 +105,11 @@ def view_losses(logits: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Te
         if view == CAT:
             if mask is not None:
                 raise ValueError("the Cartesian view needs every label: it takes no mask")
+            if delay_correction != "none":
+                raise ValueError("the Cartesian view takes no delay correction")
             out[view] = cat_loss(z, batch["labels"])
-        elif mask is not None:
-            out[view] = masked_binary_loss(z, binary_target(batch, columns[view], label_mode),
-                                           mask[:, columns[view]])
         else:
-            out[view] = binary_loss(z, binary_target(batch, columns[view], label_mode))
+            column = columns[view]
+            out[view] = label_loss(z, binary_target(batch, column, label_mode),
+                                   None if mask is None else mask[:, column], delay_correction)
     return out

@@ -32,6 +32,7 @@ from torch import nn
 from malt.errors import ConfigError
 from malt.layers.bottom import MMoEBottom, SharedExpertBottom
 from malt.layers.hke import HKETower
+from malt.losses.delayed import corrected_probability
 from malt.losses.ranking import ranking_loss
 from malt.losses.terms import LossTerm, LossTerms, view_terms
 from malt.losses.views import view_losses
@@ -135,7 +136,8 @@ class KAML(MaltModel):
     def loss_terms(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> LossTerms:
         """Each view's masked BCE (weight γ with RLU, else 1), and with RLU `rank`, L_rank of
         weight 1 − γ."""
-        bce = view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
+        bce = view_losses(outputs.logits, batch, self.columns, self.task.label_mode,
+                          self.task.delay_correction)
         c = self.config
         if not c.rlu:
             return LossTerms.of_views(bce, self.task.main)
@@ -152,4 +154,5 @@ class KAML(MaltModel):
     def probabilities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every row through the original sub-towers (serving scores a row on its target)."""
         without_target = {k: v for k, v in batch.items() if k != "target_action"}
-        return {v: torch.sigmoid(z) for v, z in self(without_target).logits.items()}
+        return {v: corrected_probability(z, self.task.delay_correction)
+                for v, z in self(without_target).logits.items()}

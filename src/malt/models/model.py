@@ -20,6 +20,7 @@ from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.layers import Expert, ExtractionNetwork, FeatureEncoder, Tower
+from malt.losses.delayed import corrected_probability
 from malt.losses.terms import LossTerms
 from malt.losses.views import view_losses
 from malt.models.config import ExtractionConfig, ModelConfig, TargetAttentionConfig
@@ -132,14 +133,17 @@ class MaltModel(nn.Module):
         """The terms of the loss (see the class docstring): one per view with a logit, its
         mean loss over the batch rows (`malt.losses.views`) of weight 1, the main view's in
         the main role and the others auxiliary."""
-        losses = view_losses(outputs.logits, batch, self.columns, self.task.label_mode)
+        losses = view_losses(outputs.logits, batch, self.columns, self.task.label_mode,
+                             self.task.delay_correction)
         return LossTerms.of_views(losses, self.task.main)
 
     def probabilities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """label view -> probability [B] for every label view with a head (no `cat`). Call it
-        under `torch.inference_mode()` when no gradient is needed."""
+        """label view -> probability [B] for every label view with a head (no `cat`), read
+        through the task's delay correction (`fnc` predicts q / (1 − q)). Call it under
+        `torch.inference_mode()` when no gradient is needed."""
         logits = self(batch).logits
-        return {v: torch.sigmoid(z) for v, z in logits.items() if v != CAT}
+        return {v: corrected_probability(z, self.task.delay_correction)
+                for v, z in logits.items() if v != CAT}
 
     @property
     def serving_inputs(self) -> tuple[str, ...]:

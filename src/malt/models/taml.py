@@ -25,7 +25,7 @@ from torch import nn
 from malt.layers import SoftmaxGate
 from malt.layers.gate import mix
 from malt.losses.terms import LossTerms
-from malt.losses.views import binary_target, masked_binary_loss
+from malt.losses.views import binary_target, label_loss, masked_binary_loss
 from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
 from malt.models.registry import Traits, register
@@ -121,12 +121,14 @@ class TAML(MaltModel):
             mask = batch["mask"][:, column] if "mask" in batch else torch.ones_like(target)
             learners = outputs.learners[view]
             n = learners.shape[1]
-            own = sum(masked_binary_loss(learners[:, i], target, mask) for i in range(n)) / n
+            correction = self.task.delay_correction
+            own = sum(label_loss(learners[:, i], target, mask, correction)
+                      for i in range(n)) / n
             teacher = torch.sigmoid(z.detach().float())
             distill_rows = mask if c.distill_on == "masked" else torch.ones_like(mask)
             distill = sum(masked_binary_loss(learners[:, i], teacher, distill_rows)
                           for i in range(n)) / n
-            out[view] = (masked_binary_loss(z, target, mask) + c.learner_weight * own
+            out[view] = (label_loss(z, target, mask, correction) + c.learner_weight * own
                          + c.distill_weight * distill)
         return LossTerms.of_views(out, self.task.main)
 

@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from malt.config_files import merge_tables, read_key_value_file
 from malt.data.as_of import parse_as_of
-from malt.data.task import AdmWindow, LabelMode, Mask, Task, default_aux_weight
+from malt.data.task import (
+    AdmWindow,
+    DelayCorrection,
+    LabelMode,
+    Mask,
+    Task,
+    default_aux_weight,
+)
 from malt.errors import ConfigError
 from malt.file_names import check_file_name
 from malt.typed_fields import (
@@ -128,6 +135,11 @@ class TaskConfig:
     """Training mask for incomplete labels: `none` (every label), `base` (target action only),
     `adm` (attribution-driven), `reported` (the campaign's reported actions), `oracle` (true
     labels); see `malt.data.masks`."""
+    delay_correction: DelayCorrection = "none"
+    """Delayed-feedback correction of every binary view's loss: `none` (the labels as they are:
+    naive under `data.as_of`), `fnw` (fake-negative weighting) or `fnc` (fake-negative
+    calibration), after Ktena et al. 2019; needs the labels' known-at columns. See
+    docs/training.md, "Delayed feedback"."""
     adm_window: AdmWindow = "trailing"
     """ADM counts over the `adm_window_days` training days before each day (`trailing`) or over
     every training day (`static`)."""
@@ -338,4 +350,4 @@ def build_task(config: RunConfig) -> Task:
     before anything is built from it."""
     t = config.task
     return Task(main=t.main, aux=tuple(t.aux), aux_weight=config.aux_weight(),
-                label_mode=t.label_mode, mask=t.mask)
+                label_mode=t.label_mode, mask=t.mask, delay_correction=t.delay_correction)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from malt.data.as_of import check_days_as_of
+from malt.data.as_of import check_days_as_of, check_days_delay_correction
 from malt.data.cache import Dataset, Day, open_prepared, prepare
 from malt.data.masks import AdmOptions, MaskPolicy, coverage
 from malt.data.numeric import Moments, standardisation
@@ -231,6 +231,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None,
     task = build_task(config)
     task.validate(dataset.schema)
     train_days, eval_days = split_days(dataset, config.data)
+    check_days_delay_correction(train_days, task.delay_correction)
     day_rows = [d.rows for d in train_days]
     config = with_batch_size(config, day_rows)
     masks = MaskPolicy(task.mask, dataset.schema, train_days, adm_options(config.task), device)
