@@ -25,7 +25,7 @@ from malt.runs.calibration import Calibration, Isotonic, Temperature
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.load import load_run
-from support.deploy_models import converted, untrained
+from support.deploy_models import converted, held_out_moae_run, untrained
 from support.mac_data import write_random_dataset
 from support.model_configs import SMALL_BLOCKS
 
@@ -68,13 +68,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory) -> Path:
     """A finished MoAE run whose last training day is held out (the validation protocol)."""
-    out = tmp_path_factory.mktemp("calibrated") / "run"
-    config = RunConfig.from_dict({
-        "seed": 5, "data": {"path": str(data), "eval_split": "validation"},
-        "task": {"main": "last", "aux": ["first"]}, "train": {"batch_size": 64},
-        "model": {"name": "moae", **SMALL_BLOCKS}})
-    train_run(config, out)
-    return out
+    return held_out_moae_run(data, tmp_path_factory.mktemp("calibrated") / "run")
 
 
 def steepest(calibrator) -> float:

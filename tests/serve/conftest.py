@@ -9,10 +9,8 @@ import pytest
 
 import malt
 from malt.data.schema import MAC
-from malt.jobs.train import train_run
-from malt.runs.config import RunConfig
+from support.deploy_models import held_out_moae_run
 from support.mac_data import write_random_dataset
-from support.model_configs import SMALL_BLOCKS
 
 
 @pytest.fixture(scope="package")
@@ -23,12 +21,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="package")
 def run(data, tmp_path_factory) -> Path:
     """A finished MoAE run with platt calibrators fitted on its held-out last training day."""
-    out = tmp_path_factory.mktemp("serve") / "run"
-    config = RunConfig.from_dict({
-        "seed": 5, "data": {"path": str(data), "eval_split": "validation"},
-        "task": {"main": "last", "aux": ["first"]}, "train": {"batch_size": 64},
-        "model": {"name": "moae", **SMALL_BLOCKS}})
-    train_run(config, out)
+    out = held_out_moae_run(data, tmp_path_factory.mktemp("serve") / "run")
     malt.load_run(out).calibrate("platt")
     return out
 

@@ -56,3 +56,16 @@ def converted(schema: Schema, trained: TrainedModel, path: Path) -> dict[str, np
                 out[name][offset:offset + chunk.num_rows] = a
         start += pf.metadata.row_group(group).num_rows
     return out
+
+
+def held_out_moae_run(data: Path, out: Path) -> Path:
+    """Train a small MoAE run (last-click, first-click auxiliary) into `out` whose last
+    training day is held out, so calibrators can be fitted on it."""
+    from malt.jobs.train import train_run
+
+    config = RunConfig.from_dict({
+        "seed": 5, "data": {"path": str(data), "eval_split": "validation"},
+        "task": {"main": "last", "aux": ["first"]}, "train": {"batch_size": 64},
+        "model": {"name": "moae", **SMALL_BLOCKS}})
+    train_run(config, out)
+    return out
