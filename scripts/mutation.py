@@ -64,6 +64,8 @@ GROUPS = {
     "losses": Group(("malt/losses/views.py", "malt/losses/ranking.py"),
                     ("tests/losses/test_views.py", "tests/losses/test_ranking.py")),
     "loss_terms": Group(("malt/losses/terms.py",), ("tests/losses/test_terms.py",)),
+    "delayed": Group(("malt/losses/delayed.py", "malt/data/as_of.py"),
+                     ("tests/losses/test_delayed.py", "tests/data/test_as_of.py")),
     "grad_methods": Group(("malt/training/grad_methods.py",),
                           ("tests/training/test_grad_methods.py",)),
     "optim": Group(("malt/training/optim.py", "malt/training/row_adam.py"),

@@ -176,3 +176,53 @@ def test_prepare_reports_the_positives_known_at_a_time(timed, capsys):
     assert line.startswith(f"known at {as_of:g} (training days): ")
     assert all(c in line for c in counts)
     assert main(["prepare", "--data", str(timed), "--as-of", "soon"]) == 3
+
+
+def test_a_label_known_exactly_at_the_cut_counts_as_known(timed):
+    from malt.data.as_of import known_positives
+
+    days = prepare(timed, MAC).train
+    times = np.concatenate([d.arrays()["known_at"][:, 0] for d in days])
+    as_of = float(np.nanmin(times))  # the first positive of `last` becomes known right then
+    known, total = known_positives(days, as_of)
+    assert known[0] == np.count_nonzero(times <= as_of) >= 1 and total[0] > known[0]
+
+
+def test_the_refusals_name_the_days_and_what_writes_the_columns(tmp_path, timed):
+    import re
+
+    from malt.data.as_of import check_days_delay_correction, known_positives
+
+    days = prepare(write_random_dataset(tmp_path / "plain", rows=50, days=2), MAC).train
+    names = [day.name for day in days]
+    where = (f"the labels' known-at columns (<label>_known_at, or the schema's known_at), "
+             f"which the days {names} do not hold; `malt simulate` and `malt attribute` "
+             "write them")
+    with pytest.raises(ConfigError, match=f"^{re.escape('--as-of needs ' + where)}$"):
+        known_positives(days, T0)
+    with pytest.raises(ConfigError, match="^" + re.escape(
+            f"task.delay_correction = 'fnw' needs {where}") + "$"):
+        check_days_delay_correction(days, "fnw")
+    check_days_delay_correction(days, "none")  # no correction asks for nothing
+    check_days_delay_correction(prepare(timed, MAC).train, "fnc")
+    with pytest.raises(ConfigError, match=re.escape(
+            "--as-of = 'soon': expected unix seconds or an ISO-8601 date-time such as "
+            "2026-12-07T06:00") + "$"):
+        parse_as_of("soon")
+
+
+def test_a_time_without_an_offset_is_utc_whatever_the_machine_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert parse_as_of("2023-11-14T22:13:20") == T0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_cut_weights_are_float32():
+    weights = np.ones((2, 1), np.float32)
+    assert labels_as_of(weights, np.array([[1.0], [np.nan]]), 5.0).dtype == np.float32

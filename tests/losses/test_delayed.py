@@ -121,3 +121,11 @@ def test_both_corrections_learn_the_rate_of_the_labels_they_train_on(labels):
 def test_an_unknown_correction_is_refused():
     with pytest.raises(ValueError, match="unknown delay correction"):
         stream_loss(torch.zeros(2), torch.zeros(2), None, "es-dfm")
+
+
+@pytest.mark.parametrize("correction", ["fnw", "fnc"])
+def test_a_mask_averages_over_the_rows_it_keeps_even_a_single_one(correction):
+    z, t = torch.tensor([0.3, -1.2, 2.0]), torch.tensor([1.0, 0.0, 1.0])
+    one = torch.tensor([0.0, 1.0, 0.0])
+    alone = stream_loss(z[1:2], t[1:2], None, correction)
+    assert stream_loss(z, t, one, correction).item() == pytest.approx(alone.item(), rel=1e-6)
