@@ -36,17 +36,20 @@ def run(args: argparse.Namespace) -> int:
     options = read_options(args, EvalOptions)
     run_dir = RunDir(options.run)
     config = run_dir.load_config()
-    if options.data:
-        predictions = rescore(run_dir, options.data, device=options.device)
+    data = options.data or (config.data.path if options.day is not None else None)
+    if data:
+        predictions = rescore(run_dir, data, device=options.device, day=options.day)
         metrics = evaluate(predictions)
-        schema = run_dir.load_schema() or schema_for(options.data)
+        schema = run_dir.load_schema() or schema_for(data)
         truth = truth_metrics(predictions, truth_of_predictions(
-            schema, find_layout(options.data).days, predictions))
+            schema, find_layout(data).days, predictions))
     else:
         record = run_dir.load_metrics()
         metrics, truth = record.views, record.truth
         predictions = Predictions.load(run_dir.predictions_file)
     print(format_metrics(metrics, config.task.main))
+    if data:
+        print(f"scored on {', '.join(predictions.days)} of {data}")
     parent = run_dir.load_parent()
     if parent is not None:
         print(parent.describe())
@@ -64,14 +67,14 @@ def run(args: argparse.Namespace) -> int:
         print(format_calibration_effect(before, after, calibration, config.task.main,
                                         predictions.days))
     warning = few_users_warning(metrics, per_day, config.task.main,
-                                split=config.data.eval_split)
+                                split="day" if options.day else config.data.eval_split)
     if warning is not None:
         print(f"warning: {warning}")
     if options.baseline:
-        baseline = Predictions.load(RunDir(options.baseline).predictions_file) if not options.data \
-            else rescore(RunDir(options.baseline), options.data, device=options.device)
+        baseline = Predictions.load(RunDir(options.baseline).predictions_file) if not data \
+            else rescore(RunDir(options.baseline), data, device=options.device, day=options.day)
         _against_baseline(options, predictions, baseline, config.task.main,
-                          options.data or config.data.path)
+                          data or config.data.path)
     return 0
 
 

@@ -24,6 +24,10 @@ class EvalOptions:
     """Run directory written by `malt train`."""
     data: str | None = None
     """Score the run's model on this data set instead."""
+    day: str | None = None
+    """Score the run's model on this training day (its name, e.g. `train-09`, or its index) of
+    --data (default: the run's own data set) instead of the evaluation days: the next day of a
+    daily run."""
     baseline: str | None = None
     """Another run scored on the same rows (e.g. BASE): adds the paired differences with
     their intervals, and the gains by path complexity."""

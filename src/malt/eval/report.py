@@ -45,7 +45,8 @@ def few_users_warning(pooled: dict[str, ViewMetrics],
                       per_day: dict[str, dict[str, ViewMetrics]], main: str, *,
                       split: str = "test") -> str | None:
     """A warning when the main view's GAUC counts fewer than `MIN_GAUC_USERS` users, on the
-    evaluated days pooled or (test days) on any one of them; None when each counts enough."""
+    evaluated days pooled or (test days) on any one of them; None when each counts enough.
+    `split`: `test`, `validation`, or `day` (a day chosen to score on)."""
     if split == "validation":  # the settings are chosen on the pooled validation days
         users = pooled[main].gauc_users
         return None if users >= MIN_GAUC_USERS else (
@@ -61,8 +62,9 @@ def few_users_warning(pooled: dict[str, ViewMetrics],
                 [*per_day.items(), ("pooled", pooled)] if m[main].gauc_users < MIN_GAUC_USERS]
         counted = None if not thin else \
             f"counts fewer than {MIN_GAUC_USERS} users on {', '.join(thin)}"
+    scored = "test GAUC" if split == "test" else "GAUC"
     return None if counted is None else (
-        f"the test GAUC of '{main}' {counted}: a difference between models or settings on it "
+        f"the {scored} of '{main}' {counted}: a difference between models or settings on it "
         "is mostly noise; evaluate on more test days or more data")
 
 

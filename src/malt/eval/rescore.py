@@ -9,17 +9,23 @@ from malt.data.layout import find_layout
 from malt.eval.predictions import Predictions, score_days
 from malt.runs.directory import RunDir
 from malt.runs.load import load_run
-from malt.training.builder import evaluation_days
+from malt.training.builder import day_index, evaluation_days
 from malt.training.distributed import device_for, resolve_device
 
 
-def rescore(run: RunDir, data: str | Path, *, device: str = "auto") -> Predictions:
-    """Predictions of the run's final model on the evaluation days of `data`, read with the
-    run's own schema (`malt.runs.load.load_run`) and mapped through the vocabs of `data`."""
+def rescore(run: RunDir, data: str | Path, *, device: str = "auto",
+            day: str | None = None) -> Predictions:
+    """Predictions of the run's final model on the evaluation days of `data` (or on its
+    training day `day`: a name or an index), read with the run's own schema
+    (`malt.runs.load.load_run`) and mapped through the vocabs of `data`."""
     layout = find_layout(data)
     trained = load_run(run.path, vocabs=layout.vocab_dir)
     dataset = prepare(data, trained.schema)
+    if day is None:
+        days = evaluation_days(dataset, trained.config.data)
+    else:
+        days = [dataset.train[day_index([d.name for d in dataset.train], day, dataset.root,
+                                        "--day")]]
     torch_device = device_for(resolve_device(device))
-    return score_days(trained.model.to(torch_device),
-                      evaluation_days(dataset, trained.config.data), trained.task, trained.schema,
+    return score_days(trained.model.to(torch_device), days, trained.task, trained.schema,
                       batch_size=trained.config.train.batch_size, device=torch_device)

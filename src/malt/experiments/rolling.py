@@ -91,7 +91,7 @@ def plan(base: RunConfig, days: list[str], options: RollingOptions, out: Path
                           f"out {', '.join(given)} (the period is --start and --days; the cut "
                           "--as-of-origin)")
     root = Path(base.data.path or ".")
-    first = day_index(days, options.start, root)
+    first = day_index(days, options.start, root, "--start")
     last = first + options.days - 1
     if last + 1 >= len(days):
         raise ConfigError(f"--start {options.start} --days {options.days} ends on day {last}, "

@@ -137,15 +137,15 @@ def training_span(names: list[str], data: DataConfig, root: Path) -> range:
     return range(first, first + data.train_days)
 
 
-def day_index(names: list[str], day: str, root: Path) -> int:
+def day_index(names: list[str], day: str, root: Path, key: str = "data.train_from") -> int:
     """The index of the training day `day` among `names`: the day of that name, else `day`
-    read as an index."""
+    read as an index; `key` names the setting in the refusal."""
     if day in names:
         return names.index(day)
     if day.isdigit() and int(day) < len(names):
         return int(day)
     shown = ", ".join(names[:3]) + (f" ... {names[-1]}" if len(names) > 3 else "")
-    raise ConfigError(f"data.train_from = '{day}' is neither the name of a training day of "
+    raise ConfigError(f"{key} = '{day}' is neither the name of a training day of "
                       f"{root} ({shown or 'none'}) nor an index below {len(names)}")
 
 
