@@ -60,7 +60,7 @@ class DNNEncoder(FlatEncoder):
 
 
 class DCNv2Encoder(FlatEncoder):
-    """DCN-V2 over x_0 = [fields; mean of each id sequence; SimTier; numeric] [B, D_0].
+    """DCN-V2 over x_0 = [fields; mean of each id sequence; SimTier; numeric], of width D_0.
 
     `parallel`: x = [Cross(x_0); Deep(x_0)], D = D_0 + deep[-1] (D_0 without a deep part);
     `stacked`: x = Deep(Cross(x_0)), D = deep[-1] (D_0 without a deep part). Cross is
@@ -71,7 +71,8 @@ class DCNv2Encoder(FlatEncoder):
         rank: None for full-rank cross weights, else their rank.
         structure: `parallel` or `stacked`.
         deep: the deep MLP's widths (may be empty).
-        activation_name, dropout: the deep MLP's activation and dropout.
+        activation_name: the deep MLP's activation.
+        dropout: the deep MLP's dropout.
     """
 
     def __init__(self, schema: Schema, vocab: VocabInfo, *, dim: int = 16,

@@ -9,9 +9,9 @@ from torch import nn
 class CrossNetwork(nn.Module):
     """x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l for l = 0 .. layers - 1 (Wang et al., 2021).
 
-    Layer l crosses the input with itself up to degree l + 2; the residual keeps the lower
-    degrees. W_l is a full d × d matrix, or U_l V_l^T of rank `rank` (d × r each) when
-    `rank` is given, which costs 2 d r weights per layer instead of d². Biases start at zero.
+    x_{l+1} holds crosses of x_0 up to degree l + 2; the residual keeps the lower degrees.
+    W_l is a full d × d matrix, or U_l V_l^T of rank `rank` (d × r each) when `rank` is
+    given, which costs 2 d r weights per layer instead of d². Biases start at zero.
 
     Args:
         dim: width d of x_0 (and of every x_l).

@@ -94,7 +94,8 @@ class FieldInputs(nn.Module):
                           torch.cat(extra, dim=1) if extra else None)
 
     def flat(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The concatenation [fields; mean of each id sequence; extra] [B, (F + S) · d + W]."""
+        """The fields, the mean of each id sequence and the extra inputs side by side:
+        [B, (F + S) · d + W]."""
         parts = self(batch)
         pooled = [mean_pooled(s, parts.padding[:, i]) for i, s in enumerate(parts.sequences)]
         return concatenated(parts, pooled)
@@ -109,7 +110,7 @@ def mean_pooled(items: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
 
 
 def concatenated(parts: FieldParts, pooled: list[torch.Tensor]) -> torch.Tensor:
-    """[fields; pooled sequences; extra] [B, (F + S) · d + W]."""
+    """The fields, the pooled sequences and the extra inputs side by side: [B, (F + S) · d + W]."""
     blocks = [parts.fields.flatten(1), *pooled]
     if parts.extra is not None:
         blocks.append(parts.extra)

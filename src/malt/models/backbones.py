@@ -62,7 +62,7 @@ class DCNv2Config(FlatEncoderConfig):
 
     name: str = field(default="dcnv2", init=False)
     cross_layers: PositiveInt = 3
-    """Cross layers; layer l crosses the input up to degree l + 2."""
+    """Cross layers L; the last holds crosses of the input up to degree L + 1."""
     cross_rank: PositiveInt | None = None
     """None: full-rank cross weights W (D_0 × D_0); r: W = U V^T of rank r."""
     structure: Literal["parallel", "stacked"] = "parallel"
