@@ -126,5 +126,5 @@ class DINEncoder(FlatEncoder):
         """batch -> x [B, (F + S) · d + W]."""
         parts = self.features(batch)
         pooled = [pool(parts.sequences[s], parts.fields[:, self.features.targets[s]],
-                       parts.padding[:, s]) for s, pool in enumerate(self.pooling)]
+                       parts.padding) for s, pool in enumerate(self.pooling)]
         return self.norm(concatenated(parts, pooled))

@@ -24,7 +24,8 @@ class FieldParts:
     sequences: list[torch.Tensor]
     """One [B, L, d] per id sequence."""
     padding: torch.Tensor | None
-    """bool [B, S, L], True at padded positions; None without id sequences."""
+    """bool [B, L], True at padded positions (of every id sequence: they are position-aligned);
+    None without id sequences."""
     extra: torch.Tensor | None
     """[B, W]: SimTier over the float sequences (summed channels), then the standardised
     numeric columns; None when the schema has neither."""
@@ -35,8 +36,8 @@ class FieldInputs(nn.Module):
 
     The embeddings are `malt.layers.FieldEmbeddings`; the float sequences go through SimTier
     (channels summed, padded positions not counted) and the numeric columns are standardised,
-    both as in `malt.layers.FeatureEncoder`. A position of id sequence s is padded where it
-    holds `vocab.sequence_pad[s]`.
+    both as in `malt.layers.FeatureEncoder`, whose padding rule holds too: a position is padded,
+    in every id sequence, where the first id sequence holds its `vocab.sequence_pad` row.
     """
 
     def __init__(self, schema: Schema, vocab: VocabInfo, dim: int, *, simtier_bins: int = 32,
@@ -44,11 +45,12 @@ class FieldInputs(nn.Module):
         super().__init__()
         self.embeddings = FieldEmbeddings(schema, vocab, dim, sparse=sparse)
         sequences = schema.id_sequences
-        missing = [s.name for s in sequences if s.name not in vocab.sequence_pad]
-        if missing:
-            raise ConfigError(f"the vocab has no padding row for sequences {missing}")
-        self.register_buffer("pad_rows", torch.tensor([vocab.sequence_pad[s.name]
-                                                       for s in sequences]).view(1, -1, 1))
+        self.pad_row: int | None = None
+        if sequences:
+            first = sequences[0].name
+            if first not in vocab.sequence_pad:
+                raise ConfigError(f"the vocab has no padding row for sequence '{first}'")
+            self.pad_row = vocab.sequence_pad[first]
         self.targets = [schema.field_names.index(s.shares) for s in sequences]
         """Per id sequence, the position of the field whose table it shares: its target."""
         n_float = len(schema.float_sequences)
@@ -81,12 +83,10 @@ class FieldInputs(nn.Module):
         -> its parts."""
         seq = batch["seq"] if self.n_sequences else None
         fields, sequences = self.embeddings(batch["sparse"], seq)
-        padding = seq == self.pad_rows if seq is not None else None
+        padding = seq[:, 0, :] == self.pad_row if seq is not None else None
         extra = []
         if self.simtier is not None:
-            # sequences are position-aligned: the first id sequence's padding is every one's
-            pad = padding[:, 0] if padding is not None else None
-            extra.append(self.simtier(batch["dense_seq"], pad))
+            extra.append(self.simtier(batch["dense_seq"], padding))
         if self.n_numeric:
             extra.append(standardise_numeric(batch["numeric"], self.numeric_shift,
                                              self.numeric_scale, self.numeric_log1p))
@@ -97,7 +97,7 @@ class FieldInputs(nn.Module):
         """The fields, the mean of each id sequence and the extra inputs side by side:
         [B, (F + S) · d + W]."""
         parts = self(batch)
-        pooled = [mean_pooled(s, parts.padding[:, i]) for i, s in enumerate(parts.sequences)]
+        pooled = [mean_pooled(s, parts.padding) for s in parts.sequences]
         return concatenated(parts, pooled)
 
 
