@@ -1,13 +1,16 @@
 """The parts of the flat encoders against hand-computed values: DCN-V2's cross layers, DIN's
-attention weights, mean pooling over unpadded positions, per-sequence padding."""
+attention weights, mean pooling over unpadded positions, the padding rule, numeric columns."""
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from malt.data.schema import MAC, CategoricalField, IdSequence, Schema
+from malt.data.schema import MAC, CategoricalField, IdSequence, NumericField, Schema
 from malt.data.vocab import VocabInfo
 from malt.layers import CrossNetwork, DCNv2Encoder, DINEncoder, FieldInputs, InterestPooling
 from malt.layers.fields import mean_pooled
@@ -93,6 +96,19 @@ def test_a_position_is_padded_in_every_sequence_where_the_first_holds_its_pad_ro
     items, shops = (inputs.embeddings.tables[t].weight for t in (0, 1))
     torch.testing.assert_close(flat[0, 8:12], (items[5] + items[0]) / 2)
     torch.testing.assert_close(flat[0, 12:], (shops[5] + shops[0]) / 2)
+
+
+def test_numeric_columns_come_last_standardised_and_logged_where_asked():
+    schema = dataclasses.replace(MAC, numeric=(NumericField("price"),
+                                               NumericField("clicks", "log1p")))
+    vocab = dataclasses.replace(_mac_vocab(), numeric={"price": (500.0, 100.0),
+                                                       "clicks": (1.0, 2.0)})
+    inputs = FieldInputs(schema, vocab, 4)
+    batch = dict(_mac_batch(2), numeric=torch.tensor([[600.0, math.e - 1], [300.0, 0.0]]))
+    assert inputs.inputs == ("sparse", "seq", "dense_seq", "numeric")
+    flat = inputs.flat(batch)
+    assert flat.shape[1] == inputs.flat_dim == (16 + 3) * 4 + 32 + 2
+    torch.testing.assert_close(flat[:, -2:], torch.tensor([[1.0, 0.0], [-2.0, -0.5]]))
 
 
 def _mac_vocab(rows: int = 30) -> VocabInfo:

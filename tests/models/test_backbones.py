@@ -82,6 +82,16 @@ def test_a_tiny_batch_is_overfitted_on_the_encoder(encoder, vocab, batch):
         assert ((model.probabilities(batch)["last"] > 0.5).float() == batch["labels"][:, 0]).all()
 
 
+@pytest.mark.parametrize("encoder", list(SMALL))
+def test_sparse_embeddings_give_sparse_gradients_on_the_encoder(encoder, vocab, batch):
+    model = _model("moae", encoder, vocab, sparse_embeddings=True, **SMALL[encoder])
+    _total_loss(model, batch).backward()
+    tables = model.embedding_parameters()
+    assert len(tables) == len(MAC.fields) and all(t.grad.is_sparse for t in tables)
+    assert not any(p.grad.is_sparse for p in model.parameters()
+                   if all(p is not t for t in tables))
+
+
 def test_the_encoder_is_chosen_by_name_as_on_the_command_line():
     config = model_spec("moae").make_config(tree_from_dotted_keys({"encoder.name": "dcnv2",
                                                          "encoder.cross_rank": 8}))
