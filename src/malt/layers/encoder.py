@@ -10,6 +10,7 @@ from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.layers.attention import TargetAttention
 from malt.layers.embedding import FieldEmbeddings
+from malt.layers.numeric import register_numeric_buffers, standardise_numeric
 from malt.layers.simtier import SimTier
 
 
@@ -59,20 +60,13 @@ class FeatureEncoder(nn.Module):
             if first not in vocab.sequence_pad:
                 raise ConfigError(f"the vocab has no padding row for sequence '{first}'")
             self.pad_row = vocab.sequence_pad[first]
-        numeric = schema.numeric
-        shift_scale = [vocab.numeric.get(f.name, (0.0, 1.0)) for f in numeric]
-        self.register_buffer("numeric_shift", torch.tensor([s for s, _ in shift_scale],
-                                                           dtype=torch.float32))
-        self.register_buffer("numeric_scale", torch.tensor([s for _, s in shift_scale],
-                                                           dtype=torch.float32))
-        self.register_buffer("numeric_log1p", torch.tensor([f.transform == "log1p"
-                                                            for f in numeric], dtype=torch.bool))
+        n_numeric = register_numeric_buffers(self, schema, vocab)
         self.block_widths = {
             "user": len(self.user_order) * dim,
             "ad": len(self.ad_order) * dim,
             "attention": n_seq * dim,
             "simtier": self.simtier.out_dim if self.simtier is not None else 0,
-            "numeric": len(numeric),
+            "numeric": n_numeric,
         }
         self.out_dim = sum(self.block_widths.values())
         if self.out_dim == 0:
@@ -120,9 +114,8 @@ class FeatureEncoder(nn.Module):
 
     def numeric(self, values: torch.Tensor) -> torch.Tensor:
         """Raw numeric columns [B, N] -> their transformed, standardised values [B, N]."""
-        logged = torch.log1p(torch.where(self.numeric_log1p, values, torch.zeros_like(values)))
-        values = torch.where(self.numeric_log1p, logged, values)
-        return (values - self.numeric_shift) / self.numeric_scale
+        return standardise_numeric(values, self.numeric_shift, self.numeric_scale,
+                                   self.numeric_log1p)
 
 
 def positions(order: list[int]) -> slice | list[int]:

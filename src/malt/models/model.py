@@ -23,6 +23,14 @@ from malt.layers import Expert, ExtractionNetwork, FeatureEncoder, Tower
 from malt.losses.delayed import corrected_probability
 from malt.losses.terms import LossTerms
 from malt.losses.views import view_losses
+from malt.models.backbones import (
+    DCNv2Config,
+    DINConfig,
+    DNNConfig,
+    dcnv2_encoder,
+    din_encoder,
+    dnn_encoder,
+)
 from malt.models.config import ExtractionConfig, ModelConfig, TargetAttentionConfig
 from malt.models.encoders import DEFAULT_ENCODER, Encoder, encoder_spec, register_encoder
 
@@ -173,6 +181,9 @@ def target_attention_encoder(schema: Schema, vocab: VocabInfo, config: TargetAtt
 
 
 register_encoder(DEFAULT_ENCODER, target_attention_encoder, TargetAttentionConfig)
+register_encoder("dnn", dnn_encoder, DNNConfig)
+register_encoder("dcnv2", dcnv2_encoder, DCNv2Config)
+register_encoder("din", din_encoder, DINConfig)
 
 
 class MultiTaskModel(MaltModel):
