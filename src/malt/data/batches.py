@@ -8,7 +8,12 @@ A batch is a plain dict of tensors keyed by role (B rows, shapes as in `malt.dat
     when the schema declares them.
 
 With `as_of` (unix seconds) the weights are those known at that time (`as_of.labels_as_of`):
-a label whose credit became known later is 0. The cached `known_at` array never enters a batch.
+a label whose credit became known later is 0. The cached `known_at` and `click_time` arrays
+never enter a batch; when the day holds click times, a batch as of T carries what a delay model
+needs instead (`delay_times`), in seconds on the data's clock:
+    elapsed [B] float32      T − click time, clipped at 0: how long the row has been waiting
+    delay   [B, V] float32   known-at − click time where the label is known at T, else 0
+(`labels` > 0 says where a delay is observed).
 
 `batch_size` is the global batch: with `world_size` ranks each rank receives its part of every
 step (sizes differ by at most one row), so a distributed run sees the same steps as one process.
@@ -92,6 +97,7 @@ class DayBatches:
         """Batches from step `first_step` on (used to resume inside a day)."""
         arrays = self.day.arrays()
         known_at = arrays.pop("known_at", None)
+        click_time = arrays.pop("click_time", None)
         rows = self.day.rows
         for step in range(first_step, len(self)):
             lo, hi = rank_slice(rows, step, self.batch_size, self.rank, self.world_size)
@@ -103,11 +109,16 @@ class DayBatches:
                 # does not change a mean loss.
                 index = take = np.sort(self.order[lo:hi])
             step_rows = min(self.batch_size, rows - step * self.batch_size)
-            yield self._to_batch(arrays, take, index, step_rows, known_at)
+            yield self._to_batch(arrays, take, index, step_rows, known_at, click_time)
 
     def _to_batch(self, arrays: dict[str, np.ndarray], take: slice | np.ndarray,
-                  index: np.ndarray, step_rows: int, known_at: np.ndarray | None) -> Batch:
+                  index: np.ndarray, step_rows: int, known_at: np.ndarray | None,
+                  click_time: np.ndarray | None) -> Batch:
         batch: Batch = {}
+        if self.as_of is not None and click_time is not None and known_at is not None:
+            elapsed, delay = delay_times(_rows(click_time, take), _rows(known_at, take),
+                                         self.as_of)
+            batch["elapsed"], batch["delay"] = torch.from_numpy(elapsed), torch.from_numpy(delay)
         for name, array in arrays.items():
             rows = _rows(array, take)
             if name == "weights" and self.as_of is not None:
@@ -127,6 +138,17 @@ class DayBatches:
         # Derived on the device: the 0/1 labels need not cross the bus.
         batch["labels"] = (batch["weights"] > 0).to(torch.float32)
         return batch
+
+
+def delay_times(click_time: np.ndarray, known_at: np.ndarray, as_of: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(elapsed, delay) as of `as_of`: click times [B] and known-at times [B, V] (NaN: never
+    credited) -> float32 [B] `as_of − click time` clipped at 0, and float32 [B, V]
+    `known-at − click time` where the label is known at `as_of`, 0 elsewhere."""
+    elapsed = np.maximum(as_of - click_time, 0.0).astype(np.float32)
+    known = known_at <= as_of  # NaN compares False
+    delay = np.where(known, known_at - click_time[:, None], 0.0).astype(np.float32)
+    return elapsed, delay
 
 
 def _rows(array: np.ndarray, take: slice | np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ from malt.data.reader import (
     DayStats,
     array_shapes,
     check_columns,
+    holds_click_time,
     holds_known_at,
     open_parquet,
     read_chunks,
@@ -180,6 +181,8 @@ class _Job:
     seen_users: np.ndarray
     known_at: bool
     """The day file holds the labels' known-at columns."""
+    click_time: bool
+    """The day file holds the click-time column."""
     stats: ChunkStats = field(default_factory=lambda: ChunkStats({}, {}))
     futures: list[Future] = field(default_factory=list)
 
@@ -272,8 +275,12 @@ class Preparer:
             stats = DayStats.from_dict(meta["stats"])
         except _DAMAGED:
             return None
+        if stats.click_time is None and holds_click_time(self.schema, open_parquet(source),
+                                                         str(source)):
+            return None  # cached before malt read click times: read the file again
         for name, (shape, dtype) in array_shapes(self.schema, stats.rows,
-                                                 known_at=stats.known_at).items():
+                                                 known_at=stats.known_at,
+                                                 click_time=bool(stats.click_time)).items():
             path = directory / f"{name}.npy"
             if not path.is_file() or path.stat().st_size < np.dtype(dtype).itemsize \
                     * int(np.prod(shape)):
@@ -300,6 +307,7 @@ class Preparer:
         for column in check_columns(self.schema, pf, str(source)):
             self._unnamed.setdefault(column, []).append(source.name)
         known_at = holds_known_at(self.schema, pf, str(source))
+        click_time = holds_click_time(self.schema, pf, str(source))
         rows = pf.metadata.num_rows
         if rows == 0:
             raise DataError("empty day file (0 rows)", file=str(source))
@@ -307,17 +315,20 @@ class Preparer:
         shutil.rmtree(tmp, ignore_errors=True)
         users = self.lookups[self.schema.user_column].size
         return _Job(split=split, source=source, directory=directory, tmp=tmp,
-                    metadata=pf.metadata, offsets=self._lay_out(tmp, rows, known_at),
-                    seen_users=np.zeros(users, dtype=bool), known_at=known_at)
+                    metadata=pf.metadata,
+                    offsets=self._lay_out(tmp, rows, known_at, click_time),
+                    seen_users=np.zeros(users, dtype=bool), known_at=known_at,
+                    click_time=click_time)
 
-    def _lay_out(self, tmp: Path, rows: int, known_at: bool) -> dict[str, tuple[int, int]]:
+    def _lay_out(self, tmp: Path, rows: int, known_at: bool, click_time: bool
+                 ) -> dict[str, tuple[int, int]]:
         """Create the empty arrays of a day of `rows` rows in `tmp`; array -> (data offset in
         its .npy, bytes per row). Stopped half-way (a full disk, Ctrl-C), it leaves no `tmp`."""
         offsets = {}
         try:
             tmp.mkdir(parents=True)
-            for name, (shape, dtype) in array_shapes(self.schema, rows,
-                                                     known_at=known_at).items():
+            for name, (shape, dtype) in array_shapes(self.schema, rows, known_at=known_at,
+                                                     click_time=click_time).items():
                 array = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype,
                                                   shape=shape)
                 offsets[name] = (array.offset, dtype.itemsize * int(np.prod(shape[1:])))
@@ -335,21 +346,23 @@ class Preparer:
         pf = open_parquet(job.source, job.metadata)
         stats = ChunkStats({}, {})
         columns = converter.columns + (list(self.schema.known_at_columns) if job.known_at
-                                       else [])
+                                       else []) + ([self.schema.click_time] if job.click_time
+                                                   else [])
         for offset, chunk in read_chunks(pf, job.source, row_group, start, columns):
             if self._stop.is_set():
                 return None
-            out = self._buffers(chunk.num_rows, job.known_at)
+            out = self._buffers(chunk.num_rows, job.known_at, job.click_time)
             stats.add(converter.convert(chunk, offset, str(job.source), out))
             job.write(out, offset)
             job.seen_users[out["user"]] = True
         return stats
 
-    def _buffers(self, rows: int, known_at: bool) -> dict[str, np.ndarray]:
+    def _buffers(self, rows: int, known_at: bool, click_time: bool) -> dict[str, np.ndarray]:
         """Per-thread output arrays for a chunk of `rows` rows (reused between chunks)."""
         buffers = self._local.__dict__.setdefault("buffers", {})
         out = {}
-        for name, (shape, dtype) in array_shapes(self.schema, rows, known_at=known_at).items():
+        for name, (shape, dtype) in array_shapes(self.schema, rows, known_at=known_at,
+                                                 click_time=click_time).items():
             buf = buffers.get(name)
             if buf is None or len(buf) < rows:
                 buf = buffers[name] = np.empty(shape, dtype=dtype)
@@ -365,7 +378,7 @@ class Preparer:
                          oov={c: n for c, n in job.stats.oov.items()},
                          same_binary=sorted(job.stats.same_binary or ()),
                          numeric=dict(job.stats.numeric), above_one=dict(job.stats.above_one),
-                         known_at=job.known_at)
+                         known_at=job.known_at, click_time=job.click_time)
         meta = {"format": CACHE_FORMAT, "source": str(job.source), "stats": stats.to_dict()}
         (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
         _move_into_place(job.tmp, job.directory)

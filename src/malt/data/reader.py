@@ -14,7 +14,8 @@ Arrays of one day (N rows, F fields, S id sequences, C float sequences, V labels
 and, when the schema declares them, campaign int64 [N], target_action int64 [N] (label index,
 -1 for a target outside the labels), true_weights float32 [N, V] and reported float32 [N, V];
 and, when the day file holds the labels' known-at columns, known_at float64 [N, V] (unix
-seconds at which each label's credit became known, NaN where the label is 0).
+seconds at which each label's credit became known, NaN where the label is 0); and, when it
+holds the click-time column (`Schema.click_time`), click_time float64 [N] (unix seconds).
 """
 
 from __future__ import annotations
@@ -64,13 +65,16 @@ class DayStats:
     """Label -> (rows, first row) of its weights above 1, for the labels that have some."""
     known_at: bool = False
     """The day file holds the labels' known-at columns (cached as the `known_at` array)."""
+    click_time: bool | None = False
+    """The day file holds the click-time column (cached as the `click_time` array); None for
+    days cached before malt read it."""
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "users": self.users, "positives": self.positives,
                 "oov": self.oov, "same_binary": self.same_binary,
                 "numeric": {c: m.to_list() for c, m in self.numeric.items()},
                 "above_one": {c: list(v) for c, v in self.above_one.items()},
-                "known_at": self.known_at}
+                "known_at": self.known_at, "click_time": self.click_time}
 
     @classmethod
     def from_dict(cls, d: dict) -> DayStats:
@@ -81,7 +85,8 @@ class DayStats:
                    numeric={c: Moments.from_list(m) for c, m in d.get("numeric", {}).items()},
                    above_one={c: (int(n), int(row))
                               for c, (n, row) in d.get("above_one", {}).items()},
-                   known_at=bool(d.get("known_at", False)))
+                   known_at=bool(d.get("known_at", False)),
+                   click_time=None if d.get("click_time") is None else bool(d["click_time"]))
 
 
 @dataclass
@@ -128,11 +133,11 @@ def read_columns(schema: Schema, *, labels: bool = True) -> tuple[str, ...]:
     return tuple(c for c in schema.columns if c not in label_columns)
 
 
-def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bool = False
-                 ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bool = False,
+                 click_time: bool = False) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Name -> (shape, dtype) of every array a day of `rows` rows is converted into (without
     `labels`: the arrays of `read_columns(schema, labels=False)`; with `known_at`, the day
-    file holds the known-at columns)."""
+    file holds the known-at columns; with `click_time`, the click-time column)."""
     n_seq, n_dense = len(schema.id_sequences), len(schema.float_sequences)
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {
         "sparse": ((rows, len(schema.fields)), np.dtype(np.int32)),
@@ -161,7 +166,23 @@ def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bo
     if known_at:
         # float64: unix seconds in float32 would be rounded to about two minutes.
         shapes["known_at"] = ((rows, len(schema.labels)), np.dtype(np.float64))
+    if click_time:
+        shapes["click_time"] = ((rows,), np.dtype(np.float64))
     return shapes
+
+
+def holds_click_time(schema: Schema, pf: pq.ParquetFile, file: str) -> bool:
+    """Whether the day file holds the click-time column (`Schema.click_time`), a number or a
+    timestamp; another type is an error."""
+    column = schema.click_time
+    if column not in pf.schema_arrow.names:
+        return False
+    dtype = pf.schema_arrow.field(column).type
+    if not (pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+            or pa.types.is_timestamp(dtype)):
+        raise DataError(f"wrong dtype {dtype}, expected a click time (unix seconds or a "
+                        "timestamp)", file=file, column=column)
+    return True
 
 
 def holds_known_at(schema: Schema, pf: pq.ParquetFile, file: str) -> bool:
@@ -261,7 +282,7 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
         raise DataError(f"missing columns {missing}{_did_you_mean(missing, unnamed)}", file=file,
                         column=missing[0])
     known = {*expected, *schema.ignore_columns, *schema.truth_columns,
-             *schema.known_at_columns}
+             *schema.known_at_columns, schema.click_time}
     extra = [c for c in arrow_schema.names if c not in known]
     if extra and schema.strict_columns:
         raise DataError(f"unexpected columns {extra}; declare them in the schema, list them "
@@ -415,6 +436,10 @@ class DayConverter:
             for j, (label, c) in enumerate(zip(s.labels, s.known_at_columns, strict=True)):
                 out["known_at"][:, j] = known_at_times(col(c), weights[:, j], label, c, file,
                                                        offset)
+        if "click_time" in out:
+            out["click_time"][:] = click_times(col(s.click_time), s.click_time, file, offset)
+            if "known_at" in out:
+                check_known_after_click(out["known_at"], out["click_time"], s, file, offset)
         for j, c in enumerate(s.true_labels):
             out["true_weights"][:, j] = _label_weights(col(c), c, file, offset)[0]
         for j, c in enumerate(s.reported_labels):
@@ -462,17 +487,44 @@ class DayConverter:
         return index
 
 
+def _seconds(values: pa.Array) -> np.ndarray:
+    """A column of unix seconds (numbers) or timestamps as float64 seconds [N], nulls NaN."""
+    if pa.types.is_timestamp(values.type):
+        per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[values.type.unit]
+        seconds = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
+        return np.asarray(seconds, dtype=np.float64) / per_second
+    return values.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
+
+
+def click_times(values: pa.Array, column: str, file: str, offset: int) -> np.ndarray:
+    """The click times as float64 unix seconds [N]; raises naming the first row whose time is
+    null, NaN or infinite."""
+    times = _seconds(values)
+    bad = ~np.isfinite(times)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"the click time is {float(times[row])}: every row needs the time of its "
+                        "click", file=file, column=column, row=offset + row)
+    return times
+
+
+def check_known_after_click(known_at: np.ndarray, click_time: np.ndarray, schema: Schema,
+                            file: str, offset: int) -> None:
+    """Raise naming the first row whose credit became known [N, V] before its click [N]."""
+    early = known_at < click_time[:, None]  # NaN compares False: a label of 0
+    if early.any():
+        row, j = (int(i[0]) for i in np.nonzero(early))
+        raise DataError(f"the credit became known at {float(known_at[row, j])}, before the "
+                        f"click at {float(click_time[row])}", file=file,
+                        column=schema.known_at_columns[j], row=offset + row)
+
+
 def known_at_times(values: pa.Array, weights: np.ndarray, label: str, column: str, file: str,
                    offset: int) -> np.ndarray:
     """The known-at times of one label as float64 unix seconds [N]: finite where its weight
     [N] is positive, NaN where it is 0 (a null or NaN there); raises naming the first row that
     breaks this."""
-    if pa.types.is_timestamp(values.type):
-        per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[values.type.unit]
-        seconds = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
-        times = np.asarray(seconds, dtype=np.float64) / per_second
-    else:
-        times = values.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
+    times = _seconds(values)
     positive = weights > 0
     unknown = positive & ~np.isfinite(times)
     if unknown.any():

@@ -47,6 +47,9 @@ absent (the built-in MAC schema names the columns `malt simulate` writes).
 A label may come with the time its credit became known: `<label>_known_at` (unix seconds,
 null where the label is 0), or the column the `known_at` table names for it. The columns are
 optional in the files, for every label or none; the as-of cut (`malt.data.as_of`) reads them.
+A row may also carry its click's time (`click_time` unless the schema names another column; unix
+seconds or a timestamp, on the known-at columns' clock), optional in the files: with it a run
+as of T knows each row's elapsed time and each known label's delay (`malt.data.batches`).
 
 The file's keys are the fields of `SchemaFile` (its tables those of `FieldGroups`,
 `SharedTable` ...), read with `malt.typed_fields.build`: a value of the wrong type is an error
@@ -78,6 +81,8 @@ SCHEMA_FILE = "schema.toml"
 DEFAULT_SEQUENCE_LENGTH = 20
 DEFAULT_SEQUENCE_PAD = "0"
 KNOWN_AT_SUFFIX = "_known_at"
+DEFAULT_CLICK_TIME = "click_time"
+"""The click-time column unless the schema's `click_time` names another."""
 """A label's known-at column is `<label>_known_at` unless the schema's `known_at` names one."""
 
 
@@ -163,6 +168,10 @@ class Schema:
     """(label, column) of the labels whose known-at column is not `<label>_known_at`: the
     time (unix seconds) each row's credit became known, null where the label is 0. Optional
     in the files (for every label or none); read by the as-of cut (`malt.data.as_of`)."""
+    click_time: str = DEFAULT_CLICK_TIME
+    """The column holding each row's click time (unix seconds or a timestamp, on the clock of
+    the known-at columns). Optional in the files; a delay model (`--delay-correction dfm`)
+    needs it. It may be listed under `ignore_columns` (it is never a feature)."""
 
     def __post_init__(self) -> None:
         validate(self, "")
@@ -234,6 +243,8 @@ class Schema:
             del content["hash_buckets"]
         if not self.known_at:
             del content["known_at"]
+        if self.click_time == DEFAULT_CLICK_TIME:
+            del content["click_time"]
         payload = json.dumps(content, sort_keys=True, allow_nan=False).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
@@ -299,6 +310,9 @@ class Schema:
                               f"share one length, got {[(s.name, s.length) for s in sequences]}")
         if self.true_labels and len(self.true_labels) != len(self.labels):
             raise ConfigError(f"schema '{self.name}': true_labels must match labels one to one")
+        if self.click_time in names:
+            raise ConfigError(f"schema '{self.name}': click_time names '{self.click_time}', "
+                              "which is also a feature, label or known-at column")
         strays = [label for label, _ in self.known_at if label not in self.labels]
         if strays:
             raise ConfigError(f"schema '{self.name}': known_at names {strays}, which are not "
@@ -408,6 +422,9 @@ class SchemaFile:
     """Label -> the column holding the time (unix seconds) each row's credit became known,
     null where the label is 0; a label not named here uses `<label>_known_at`. Optional in
     the files, for every label or none; the as-of cut (`--as-of`) needs them."""
+    click_time: str = DEFAULT_CLICK_TIME
+    """The column holding each row's click time (unix seconds or a timestamp, on the clock of
+    the known-at columns; optional in the files). `--delay-correction dfm` needs it."""
 
     def schema(self, default_name: str) -> Schema:
         """The `Schema` this file describes (`default_name` when it names none)."""
@@ -429,7 +446,7 @@ class SchemaFile:
             numeric_fill=self.numeric_fill, hash_buckets=tuple(self.hash_buckets.items()),
             true_probability_column=self.true_probability_column,
             true_credit_column=self.true_credit_column,
-            known_at=tuple(self.known_at.items()))
+            known_at=tuple(self.known_at.items()), click_time=self.click_time)
         if schema.id_sequences and self.sequence_pad is None:
             # No default: a pad that is also a real id would be masked out wherever it occurs.
             raise ConfigError("declare sequence_pad, the raw id that pads short id sequences "

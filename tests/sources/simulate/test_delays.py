@@ -115,6 +115,13 @@ def test_simulated_known_at_columns_feed_the_as_of_cut(tmp_path):
     known = day.arrays()["known_at"]
     np.testing.assert_array_equal(cut > 0, (matured > 0) & (known <= end_of_day))
     assert 0 < (cut > 0).sum() < (matured > 0).sum()    # some credit is still to come
+    # The click time is on the known-at clock: day 2's clicks, each before its credit.
+    click = table["click_time"].to_numpy()
+    assert np.all((click >= 2 * DAY) & (click < 3 * DAY))
+    np.testing.assert_array_equal(day.arrays()["click_time"], click)
+    assert np.all(np.isnan(known) | (known >= click[:, None]))
+    batch = next(iter(DayBatches(day, 512, as_of=end_of_day)))
+    np.testing.assert_allclose(batch["elapsed"].numpy(), end_of_day - click[:512], rtol=1e-6)
 
 
 def test_delays_flag(tmp_path, capsys):

@@ -44,7 +44,7 @@ def test_tiny_writes_the_mac_layout(tiny):
     for path in [*sorted((root / "train").iterdir()), root / "test" / "test.parquet"]:
         table = pq.read_table(path)
         assert tuple(table.column_names) == (*MAC.columns, *MAC.truth_columns,
-                                             *MAC.known_at_columns)
+                                             *MAC.known_at_columns, MAC.click_time)
         total += table.num_rows
     assert total == stats.clicks
     assert 35_000 < stats.clicks < 70_000

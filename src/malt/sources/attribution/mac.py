@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from malt.data.layout import day_path, write_day, write_vocab
-from malt.data.schema import KNOWN_AT_SUFFIX, CategoricalField, Schema
+from malt.data.schema import DEFAULT_CLICK_TIME, KNOWN_AT_SUFFIX, CategoricalField, Schema
 from malt.errors import ConfigError, DataError
 from malt.outputs import atomic_write_text
 from malt.sources.attribution.config import DAY
@@ -81,7 +81,7 @@ def build_schema(log: LogColumns, rules: tuple[str, ...], *, name: str,
         raise DataError(f"click columns clash with other output columns (labels are named "
                         f"after the rules): {dupes}", column=dupes[0])
     return Schema(name=name, user_column=out("user"), fields=tuple(fields), labels=rules,
-                  ignore_columns=ignore)
+                  ignore_columns=ignore, click_time=out("click_time"))
 
 
 def float_columns(log: LogColumns) -> tuple[str, ...]:
@@ -105,6 +105,8 @@ def schema_toml(schema: Schema, floats: tuple[str, ...] = ()) -> str:
              f"user_column = {json.dumps(schema.user_column, allow_nan=False)}",
              f"labels = {_strings(schema.labels)}",
              f"ignore_columns = {_strings(schema.ignore_columns)}"]
+    if schema.click_time != DEFAULT_CLICK_TIME:
+        lines.append(f"click_time = {json.dumps(schema.click_time, allow_nan=False)}")
     if floats:
         lines += ["# Float click columns, not read. To train on them as numeric features, take",
                   "# them out of ignore_columns and uncomment the next line (add numeric_fill =",

@@ -9,7 +9,8 @@ encoders' similarity of each purchased item to the clicked one (`mm_feat0_seq`, 
 (`true_cvr`: the chance that the click's journey ends in a purchase; `true_credit`: its share
 of the true contributions to the purchases it is credited for; see `MAC.truth_columns`); and
 each label's `<label>_known_at`, the time (seconds from day 0) of the first purchase that
-credits the click under the label, null where the label is 0.
+credits the click under the label, null where the label is 0; and `click_time`, the click's
+time on the same clock.
 """
 
 from __future__ import annotations
@@ -137,8 +138,9 @@ def _table(rows: ClickRows, catalog: Catalog, population: Population,
     for j, column in enumerate(MAC.known_at_columns):
         known = rows.known_at[:, j]
         columns[column] = pa.array(known, mask=np.isnan(known))
+    columns[MAC.click_time] = pa.array(rows.time.astype(np.float64))
     return pa.table({c: columns[c] for c in (*MAC.columns, *MAC.truth_columns,
-                                             *MAC.known_at_columns)})
+                                             *MAC.known_at_columns, MAC.click_time)})
 
 
 def day_table(rows: ClickRows, catalog: Catalog, population: Population,
