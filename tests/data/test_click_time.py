@@ -12,18 +12,9 @@ from malt.data import MAC, prepare
 from malt.data.batches import DayBatches, delay_times
 from malt.data.layout import day_path, write_day
 from malt.errors import DataError
-from support.mac_data import T0, add_known_at, write_random_dataset
+from support.mac_data import T0, add_click_time, add_known_at, write_random_dataset
 
 DAY = 86400.0
-
-
-def add_click_time(root, seed: int = 1) -> None:
-    """A click time up to a day before T0 (every known-at time is T0 or later)."""
-    rng = np.random.default_rng(seed)
-    for path in sorted(root.glob("*/*.parquet")):
-        table = pq.read_table(path)
-        clicks = T0 - rng.uniform(0, DAY, table.num_rows)
-        write_day(path, table.append_column("click_time", pa.array(clicks)))
 
 
 @pytest.fixture

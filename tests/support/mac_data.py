@@ -75,3 +75,13 @@ def add_known_at(root, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for path in sorted(root.glob("*/*.parquet")):
         write_day(path, with_known_at(pq.read_table(path), rng))
+
+
+def add_click_time(root, seed: int = 1) -> None:
+    """A `click_time` column: up to a day before T0, so before every known-at time of
+    `with_known_at`."""
+    rng = np.random.default_rng(seed)
+    for path in sorted(root.glob("*/*.parquet")):
+        table = pq.read_table(path)
+        clicks = T0 - rng.uniform(0, 86400.0, table.num_rows)
+        write_day(path, table.append_column("click_time", pa.array(clicks)))

@@ -80,9 +80,11 @@ def check_days_as_of(days, as_of: float | None) -> None:
                           "`malt simulate` and `malt attribute` write them")
 
 
-def check_days_delay_correction(days, correction: str) -> None:
+def check_days_delay_correction(days, correction: str, as_of: float | None = None) -> None:
     """Raise `ConfigError` when a delayed-feedback correction is asked of days (`cache.Day`)
-    whose files hold no known-at columns: without them no label is known to be delayed."""
+    whose files hold no known-at columns: without them no label is known to be delayed; and
+    when `dfm` is asked without an as-of time or of days without click times (it reads each
+    row's elapsed time at T)."""
     if correction == "none":
         return
     lacking = [day.name for day in days if not day.stats.known_at]
@@ -91,3 +93,13 @@ def check_days_delay_correction(days, correction: str) -> None:
                           f"columns (<label>_known_at, or the schema's known_at), which the "
                           f"days {lacking} do not hold; `malt simulate` and `malt attribute` "
                           "write them")
+    if correction != "dfm":
+        return
+    if as_of is None:
+        raise ConfigError("task.delay_correction = 'dfm' fits each row's elapsed time at the "
+                          "as-of time: give data.as_of (--as-of T)")
+    lacking = [day.name for day in days if not day.stats.click_time]
+    if lacking:
+        raise ConfigError(f"task.delay_correction = 'dfm' needs the click times (the column "
+                          f"the schema's click_time names, `click_time` by default), which the "
+                          f"days {lacking} do not hold; `malt simulate` writes them")

@@ -18,10 +18,12 @@ CAT = "cat"
 LabelMode = Literal["binary", "weighted"]
 """`binary`: targets are weight > 0, as in the paper; `weighted`: the attribution weights
 clipped to [0, 1], soft BCE targets."""
-DelayCorrection = Literal["none", "fnw", "fnc"]
+DelayCorrection = Literal["none", "fnw", "fnc", "dfm"]
 """How the loss treats labels that may still arrive (`malt.losses.delayed`): `none` trains on
 the labels as they are (naive), `fnw` is fake-negative weighting and `fnc` fake-negative
-calibration (Ktena et al., RecSys 2019), applied to every binary view."""
+calibration (Ktena et al., RecSys 2019), `dfm` the delayed-feedback model (Chapelle, KDD 2014:
+a conversion probability and an exponential delay, fitted on each row's elapsed time), applied
+to every binary view."""
 Mask = Literal["none", "base", "adm", "reported", "oracle"]
 """Training mask policies (see `malt.data.masks`); `none` trains every label of every row."""
 CoverageMask = Literal["base", "adm", "reported"]

@@ -21,12 +21,31 @@ prediction is the rate of the labels trained on: the paper's corrections undo it
 duplicated positives, which as-of rows do not have, so here they share the naive optimum and
 differ in the scale of each row's gradient. docs/training.md, "Delayed feedback", derives both
 and says what the paper leaves open.
+
+- `dfm` (delayed-feedback model, Chapelle, KDD 2014): a view's conversion probability
+  p = sigmoid(z) and an exponential delay of rate λ = exp(θ) per day, θ one learnable number
+  per view (`DelayRates`). With the row's elapsed time e at T and, for a label known at T, its
+  delay d (both in days; `malt.data.batches.delay_times`), a row's loss is
+
+      known positive:  −log p − log λ + λ d
+      not yet known:   −log(1 − p + p · exp(−λ e))
+
+  the second evaluated as −logaddexp(log sigmoid(−z), log sigmoid(z) − λ e). A soft target t
+  (`--label-mode weighted`) mixes them: t · positive + (1 − t) · not yet known. The model
+  predicts p; λ serves training only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+DAY_SECONDS = 86400.0
+"""The unit of `dfm`'s times: λ is a rate per day, so its log starts near the scale of
+conversion delays (minutes to weeks) whatever the data's clock."""
 
 
 def fnw_weights(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,6 +53,10 @@ def fnw_weights(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     sigmoid(logits) detached: no gradient flows through them. float32 [B] each."""
     f = torch.sigmoid(logits.detach().float())
     return (1.0 - f) * (1.0 + f), 1.0 + f
+
+
+STREAM_CORRECTIONS = ("fnw", "fnc")
+"""The corrections of Ktena et al.'s stream, which reweigh a row's BCE; `dfm` models the delay."""
 
 
 def stream_row_losses(logits: torch.Tensor, target: torch.Tensor, correction: str
@@ -55,7 +78,11 @@ def stream_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
                 correction: str) -> torch.Tensor:
     """Mean ℓ_row over the rows, or Σ mask · ℓ_row / max(1, Σ mask) with a mask: logits,
     target, mask [B] -> scalar."""
-    rows = stream_row_losses(logits, target, correction)
+    return masked_mean(stream_row_losses(logits, target, correction), mask)
+
+
+def masked_mean(rows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """rows [B] -> their mean, or Σ mask · rows / max(1, Σ mask) with a mask [B]."""
     if mask is None:
         return rows.mean()
     mask = mask.float()
@@ -69,3 +96,38 @@ def corrected_probability(logits: torch.Tensor, correction: str) -> torch.Tensor
     if correction == "fnc":
         return torch.exp(logits.clamp(max=0.0))
     return torch.sigmoid(logits)
+
+
+class DelayRates(nn.Module):
+    """`dfm`'s delay model: one learnable log-rate θ per view, λ = exp(θ) per day. Parameters
+    of the model, so warm start, resume and checkpoints keep them like any weight."""
+
+    def __init__(self, views: Iterable[str], log_rate: float = 0.0):
+        super().__init__()
+        self.log_rates = nn.ParameterDict(
+            {v: nn.Parameter(torch.tensor(float(log_rate))) for v in views})
+
+    def __getitem__(self, view: str) -> torch.Tensor:
+        return self.log_rates[view]
+
+
+def dfm_row_losses(logits: torch.Tensor, log_rate: torch.Tensor, target: torch.Tensor,
+                   elapsed: torch.Tensor, delay: torch.Tensor) -> torch.Tensor:
+    """`dfm`'s loss of every row (module docstring): logits, target [B], elapsed and delay [B]
+    in seconds (delay read only where the target is positive), log_rate θ a scalar (per day)
+    -> float32 [B]."""
+    z, t = logits.float(), target.float()
+    theta = log_rate.float()
+    rate = theta.exp()
+    positive = F.softplus(-z) - theta + rate * (delay.float() / DAY_SECONDS)
+    converts_later = F.logsigmoid(z) - rate * (elapsed.float() / DAY_SECONDS)
+    unknown = -torch.logaddexp(F.logsigmoid(-z), converts_later)
+    return t * positive + (1.0 - t) * unknown
+
+
+def dfm_loss(logits: torch.Tensor, log_rate: torch.Tensor, target: torch.Tensor,
+             elapsed: torch.Tensor, delay: torch.Tensor, mask: torch.Tensor | None
+             ) -> torch.Tensor:
+    """Mean `dfm_row_losses` over the rows, or Σ mask · ℓ_row / max(1, Σ mask) with a mask
+    [B] -> scalar."""
+    return masked_mean(dfm_row_losses(logits, log_rate, target, elapsed, delay), mask)

@@ -11,19 +11,22 @@ With a training mask (`batch["mask"]` [B, K], see `malt.data.masks`) a binary vi
 the per-task averaged BCE of the KAML paper (Eq. 12): Σ_i mask_ij · BCE_ij / max(1, n_j) with
 n_j = Σ_i mask_ij, so a view with no trusted row in the batch contributes 0.
 
-With a delayed-feedback correction (`fnw`, `fnc`; `malt.losses.delayed`) every binary view's
-loss is its corrected stream loss instead, masked the same way; the Cartesian view takes none.
+With a delayed-feedback correction (`malt.losses.delayed`) every binary view's loss is its
+corrected stream loss (`fnw`, `fnc`) or its delayed-feedback model's loss (`dfm`, which reads
+the batch's `elapsed` and `delay` and the view's delay rate) instead, masked the same way; the
+Cartesian view takes none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from malt.data.task import CAT
-from malt.losses.delayed import stream_loss
+from malt.losses.delayed import DelayRates, dfm_loss, stream_loss
 
 
 def cat_classes(labels: torch.Tensor) -> torch.Tensor:
@@ -56,14 +59,40 @@ def masked_binary_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.T
 
 
 def label_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
-               delay_correction: str = "none") -> torch.Tensor:
+               delay_correction: str = "none", delay: ViewDelay | None = None
+               ) -> torch.Tensor:
     """A binary view's loss: the mean BCE (masked when `mask` is given), or its
-    delayed-feedback correction's stream loss. logits, target, mask [B] -> scalar."""
+    delayed-feedback correction's loss (`dfm` reads `delay`). logits, target, mask [B] ->
+    scalar."""
+    if delay_correction == "dfm":
+        if delay is None:
+            raise ValueError("the delay correction 'dfm' needs the view's delay times")
+        return dfm_loss(logits, delay.log_rate, target, delay.elapsed, delay.delay, mask)
     if delay_correction != "none":
         return stream_loss(logits, target, mask, delay_correction)
     if mask is None:
         return binary_loss(logits, target)
     return masked_binary_loss(logits, target, mask)
+
+
+@dataclass(frozen=True)
+class ViewDelay:
+    """What `dfm` reads of one view: its log-rate θ (scalar), and the batch's elapsed times and
+    the view's delays [B] (seconds)."""
+
+    log_rate: torch.Tensor
+    elapsed: torch.Tensor
+    delay: torch.Tensor
+
+
+def view_delay(batch: Mapping[str, torch.Tensor], column: int, log_rate: torch.Tensor
+               ) -> ViewDelay:
+    """The `ViewDelay` of label column `column`; a batch without delay times (no click time, or
+    no as-of cut) is an error."""
+    if "elapsed" not in batch:
+        raise ValueError("the delay correction 'dfm' needs batches with elapsed times: train "
+                         "--as-of T on data with a click-time column")
+    return ViewDelay(log_rate, batch["elapsed"], batch["delay"][:, column])
 
 
 def cat_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -85,7 +114,8 @@ def binary_target(batch: Mapping[str, torch.Tensor], column: int, label_mode: st
 
 def view_losses(logits: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                 columns: Mapping[str, int], label_mode: str = "binary",
-                delay_correction: str = "none") -> dict[str, torch.Tensor]:
+                delay_correction: str = "none", delay_rates: DelayRates | None = None
+                ) -> dict[str, torch.Tensor]:
     """Loss of every view in `logits`.
 
     Args:
@@ -94,8 +124,10 @@ def view_losses(logits: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Te
             optionally `mask` [B, K] (which labels carry loss; `cat` takes no mask).
         columns: label view -> its column in the batch's label matrix.
         label_mode: `binary` or `weighted`.
-        delay_correction: `none`, `fnw` or `fnc` (`malt.losses.delayed`), for every binary
-            view.
+        delay_correction: `none`, `fnw`, `fnc` or `dfm` (`malt.losses.delayed`), for every
+            binary view.
+        delay_rates: `dfm`'s log-rate of every binary view (and the batch then holds
+            `elapsed` [B] and `delay` [B, K]).
     Returns:
         view -> scalar mean loss, in the order of `logits`.
     """
@@ -110,6 +142,8 @@ def view_losses(logits: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Te
             out[view] = cat_loss(z, batch["labels"])
         else:
             column = columns[view]
+            delay = None if delay_rates is None else view_delay(batch, column, delay_rates[view])
             out[view] = label_loss(z, binary_target(batch, column, label_mode),
-                                   None if mask is None else mask[:, column], delay_correction)
+                                   None if mask is None else mask[:, column], delay_correction,
+                                   delay)
     return out

@@ -137,7 +137,7 @@ class KAML(MaltModel):
         """Each view's masked BCE (weight γ with RLU, else 1), and with RLU `rank`, L_rank of
         weight 1 − γ."""
         bce = view_losses(outputs.logits, batch, self.columns, self.task.label_mode,
-                          self.task.delay_correction)
+                          self.task.delay_correction, self.delay_rates)
         c = self.config
         if not c.rlu:
             return LossTerms.of_views(bce, self.task.main)

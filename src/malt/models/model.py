@@ -20,7 +20,7 @@ from malt.data.task import CAT, Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.layers import Expert, ExtractionNetwork, FeatureEncoder, Tower
-from malt.losses.delayed import corrected_probability
+from malt.losses.delayed import DelayRates, corrected_probability
 from malt.losses.terms import LossTerms
 from malt.losses.views import view_losses
 from malt.models.backbones import (
@@ -90,6 +90,16 @@ class MaltModel(nn.Module):
         self.encoder = self.make_encoder()
         self.columns = {v: schema.label_index(v) for v in task.label_views}
         self.cat_classes = 2 ** len(schema.labels)
+        self.delay_rates = (DelayRates(self.headed_label_views)
+                            if task.delay_correction == "dfm" else None)
+
+    @property
+    def headed_label_views(self) -> tuple[str, ...]:
+        """The label views the model has a head for: every one, or the main view alone for a
+        model without auxiliary heads (`Traits.uses_aux`)."""
+        if self.traits is not None and not self.traits.uses_aux:
+            return (self.task.main,)
+        return self.task.label_views
 
     # --- what the subclasses build from ----------------------------------------------------
     @property
@@ -142,7 +152,7 @@ class MaltModel(nn.Module):
         mean loss over the batch rows (`malt.losses.views`) of weight 1, the main view's in
         the main role and the others auxiliary."""
         losses = view_losses(outputs.logits, batch, self.columns, self.task.label_mode,
-                             self.task.delay_correction)
+                             self.task.delay_correction, self.delay_rates)
         return LossTerms.of_views(losses, self.task.main)
 
     def probabilities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

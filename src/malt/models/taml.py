@@ -25,7 +25,7 @@ from torch import nn
 from malt.layers import SoftmaxGate
 from malt.layers.gate import mix
 from malt.losses.terms import LossTerms
-from malt.losses.views import binary_target, label_loss, masked_binary_loss
+from malt.losses.views import binary_target, label_loss, masked_binary_loss, view_delay
 from malt.models.config import ModelConfig
 from malt.models.model import MaltModel, Outputs
 from malt.models.registry import Traits, register
@@ -122,13 +122,15 @@ class TAML(MaltModel):
             learners = outputs.learners[view]
             n = learners.shape[1]
             correction = self.task.delay_correction
-            own = sum(label_loss(learners[:, i], target, mask, correction)
+            delay = (None if self.delay_rates is None
+                     else view_delay(batch, column, self.delay_rates[view]))
+            own = sum(label_loss(learners[:, i], target, mask, correction, delay)
                       for i in range(n)) / n
             teacher = torch.sigmoid(z.detach().float())
             distill_rows = mask if c.distill_on == "masked" else torch.ones_like(mask)
             distill = sum(masked_binary_loss(learners[:, i], teacher, distill_rows)
                           for i in range(n)) / n
-            out[view] = (label_loss(z, target, mask, correction) + c.learner_weight * own
+            out[view] = (label_loss(z, target, mask, correction, delay) + c.learner_weight * own
                          + c.distill_weight * distill)
         return LossTerms.of_views(out, self.task.main)
 

@@ -138,7 +138,8 @@ class TaskConfig:
     delay_correction: DelayCorrection = "none"
     """Delayed-feedback correction of every binary view's loss: `none` (the labels as they are:
     naive under `data.as_of`), `fnw` (fake-negative weighting) or `fnc` (fake-negative
-    calibration), after Ktena et al. 2019; needs the labels' known-at columns. See
+    calibration), after Ktena et al. 2019, or `dfm` (Chapelle 2014's delayed-feedback model);
+    needs the labels' known-at columns, and `dfm` the click times and `data.as_of`. See
     docs/training.md, "Delayed feedback"."""
     adm_window: AdmWindow = "trailing"
     """ADM counts over the `adm_window_days` training days before each day (`trailing`) or over

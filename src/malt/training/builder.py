@@ -231,7 +231,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None,
     task = build_task(config)
     task.validate(dataset.schema)
     train_days, eval_days = split_days(dataset, config.data)
-    check_days_delay_correction(train_days, task.delay_correction)
+    check_days_delay_correction(train_days, task.delay_correction, config.data.as_of_seconds)
     day_rows = [d.rows for d in train_days]
     config = with_batch_size(config, day_rows)
     masks = MaskPolicy(task.mask, dataset.schema, train_days, adm_options(config.task), device)
