@@ -1,4 +1,4 @@
-"""Delayed-feedback corrections of a binary view's loss (Ktena et al., RecSys 2019).
+"""Delayed-feedback corrections of a binary view's loss (Ktena et al. 2019; Chapelle 2014).
 
 Ktena et al. train on a stream in which every click is ingested at once as a negative and
 ingested again as a positive when its conversion arrives. Training as of T
