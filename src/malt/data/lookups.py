@@ -45,6 +45,6 @@ def load_lookups(schema: Schema, vocab_dir: Path) -> dict[str, Lookup]:
 def vocab_info(schema: Schema, lookups: dict[str, Lookup]) -> VocabInfo:
     """Table sizes and sequence padding rows of `lookups` (numeric moments are not known here)."""
     return VocabInfo(
-        sizes={f: lookups[f].size for f in schema.field_names},
+        sizes={f: lookups[f].size for f in schema.table_names},
         sequence_pad={s.name: lookups[s.shares].index_of(schema.sequence_pad)
                       for s in schema.id_sequences})

@@ -11,6 +11,8 @@ Arrays of one day (N rows, F fields, S id sequences, C float sequences, V labels
     dense_seq float32 [N, C, L]  float sequences
     weights   float32 [N, V]     raw attribution weights (continuous, >= 0)
     user      int64   [N]        vocab row of the grouping (user) column
+    bags      int32   [N, K, M]  table rows of each bag's first ids, padded with row 0
+    bag_lengths int32 [N, K]     ids kept per bag (at most its `max_length`; M is the largest)
 and, when the schema declares them, campaign int64 [N], target_action int64 [N] (label index,
 -1 for a target outside the labels), true_weights float32 [N, V] and reported float32 [N, V];
 and, when the day file holds the labels' known-at columns, known_at float64 [N, V] (unix
@@ -64,10 +66,12 @@ class DayStats:
     """Label -> (rows, first row) of its weights above 1, for the labels that have some."""
     known_at: bool = False
     """The day file holds the labels' known-at columns (cached as the `known_at` array)."""
+    truncated: dict[str, int] = field(default_factory=dict)
+    """Bag -> rows holding more ids than its `max_length` (their first ids are kept)."""
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "users": self.users, "positives": self.positives,
-                "oov": self.oov, "same_binary": self.same_binary,
+                "oov": self.oov, "same_binary": self.same_binary, "truncated": self.truncated,
                 "numeric": {c: m.to_list() for c, m in self.numeric.items()},
                 "above_one": {c: list(v) for c, v in self.above_one.items()},
                 "known_at": self.known_at}
@@ -81,7 +85,8 @@ class DayStats:
                    numeric={c: Moments.from_list(m) for c, m in d.get("numeric", {}).items()},
                    above_one={c: (int(n), int(row))
                               for c, (n, row) in d.get("above_one", {}).items()},
-                   known_at=bool(d.get("known_at", False)))
+                   known_at=bool(d.get("known_at", False)),
+                   truncated=dict(d.get("truncated", {})))
 
 
 @dataclass
@@ -95,9 +100,12 @@ class ChunkStats:
     numeric: dict[str, Moments] = field(default_factory=dict)
     above_one: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Label -> (rows, first row) of its weights above 1."""
+    truncated: dict[str, int] = field(default_factory=dict)
+    """Bag -> rows truncated to its `max_length`."""
 
     def add(self, other: ChunkStats) -> None:
-        for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov)):
+        for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov),
+                             (self.truncated, other.truncated)):
             for key, n in theirs.items():
                 mine[key] = mine.get(key, 0) + n
         for key, (n, row) in other.above_one.items():
@@ -148,6 +156,9 @@ def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bo
         shapes["dense_seq"] = ((rows, n_dense, length), np.dtype(np.float32))
     if schema.numeric:
         shapes["numeric"] = ((rows, len(schema.numeric)), np.dtype(np.float32))
+    if schema.bags:
+        shapes["bags"] = ((rows, len(schema.bags), schema.bag_width), np.dtype(np.int32))
+        shapes["bag_lengths"] = ((rows, len(schema.bags)), np.dtype(np.int32))
     if schema.target_action_column:
         shapes["target_action"] = ((rows,), np.dtype(np.int64))
     if not labels:
@@ -280,9 +291,12 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
         return (pa.types.is_list(t) or pa.types.is_large_list(t)
                 or pa.types.is_fixed_size_list(t)) and ok(t.value_type)
 
-    checks = [(c, is_id, "an integer or string id") for c in schema.vocab_columns]
+    checks = [(c, is_id, "an integer or string id") for c in schema.vocab_columns
+              if c not in schema.bag_names]
     checks += [(s.name, lambda t: list_of(t, is_id), "a list of integer or string ids")
                for s in schema.id_sequences]
+    checks += [(b, lambda t: list_of(t, is_id), "a list of integer or string ids (a bag)")
+               for b in schema.bag_names]
     checks += [(s.name, lambda t: list_of(t, is_number), "a list of numbers")
                for s in schema.float_sequences]
     checks += [(f.name, is_number, "a number") for f in schema.numeric]
@@ -385,6 +399,13 @@ class DayConverter:
             values = _floats(flat, spec.name, file, offset, per_row=spec.length,
                              limit=MAX_MAGNITUDE)
             out["dense_seq"][:, j, :] = values.reshape(n, spec.length)
+
+        for j, bag in enumerate(s.bags):
+            lookup = self.lookups[bag.name]
+            lengths, oov, truncated = padded_bag(col(bag.name), lookup, bag.max_length,
+                                                 out["bags"][:, j, :], bag.name, file, offset)
+            out["bag_lengths"][:, j] = lengths
+            stats.oov[bag.name], stats.truncated[bag.name] = oov, truncated
 
         for j, f in enumerate(s.numeric):
             values = _numbers(col(f.name), f.name, file, offset, s.numeric_fill)
@@ -548,6 +569,24 @@ def _fixed_length_values(lists: pa.Array, length: int, column: str, file: str,
         raise DataError(f"sequences have length {lists.type.list_size}, the schema says "
                         f"{length}", file=file, column=column, row=offset)
     return lists.flatten()
+
+
+def padded_bag(lists: pa.Array, lookup: VocabLookup | HashLookup, cap: int, out: np.ndarray,
+               column: str, file: str, offset: int) -> tuple[np.ndarray, int, int]:
+    """Write the table rows of each row's first `cap` ids of the list column `lists` [N] into
+    `out` [N, M] (M >= cap; positions past a row's ids hold row 0), vectorised over the
+    lists' offsets. Returns (ids kept per row [N], OOV ids among them, rows truncated)."""
+    _no_nulls(lists, column, file, offset)
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    rows = lookup.map(lists.flatten())
+    kept = np.minimum(lengths, cap)
+    starts = np.cumsum(lengths) - lengths
+    positions = np.arange(out.shape[1])
+    present = positions < kept[:, None]
+    out[...] = 0
+    out[present] = rows[(starts[:, None] + positions)[present]]
+    oov = int(np.count_nonzero(out[present] == lookup.oov_index))
+    return kept.astype(np.int32), oov, int(np.count_nonzero(lengths > cap))
 
 
 def _numbers(values: pa.Array, column: str, file: str, offset: int, fill: float | None

@@ -28,9 +28,17 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     item_seq = "item"
     shop_seq = { shares = "shop", length = 50 }
 
+    [bags]                          # multi-hot list columns, each with its own table
+    tags = { group = "ad", pooling = "mean", max_length = 16 }
+
 (YAML takes the same keys. All sequences share one length: they are position-aligned. Numeric
 transforms are `standardise` (the default, with the training days' mean and std), `log1p` and
 `none`; see `malt.data.numeric`.)
+
+A bag is a list of ids per row, of any length (an empty list too), looked up in its own
+table (`vocabs/<bag>.json`, or hashed when `hash_buckets` names it) and pooled into one
+embedding by `sum` or `mean` (an empty bag pools to zeros); a row's first `max_length` ids are
+kept, and `malt prepare` counts the rows it truncates. A bag joins the fields of its `group`.
 
 For incomplete multi-label data (KAML) a schema also names `campaign_column`,
 `target_action_column` (a label index or label name per row; -1 or "other" for a target outside
@@ -71,6 +79,8 @@ from malt.typed_fields import FiniteFloat, PositiveInt, build, validate
 Group = Literal["user", "ad", "context"]
 """What a categorical field describes; models fuse the fields group by group."""
 GROUPS = get_args(Group)
+Pooling = Literal["sum", "mean"]
+"""How a bag's id embeddings become one: their sum, or their mean (zero for an empty bag)."""
 Transform = Literal["standardise", "log1p", "none"]
 """What a numeric column becomes before the models see it (see `malt.data.numeric`)."""
 SCHEMA_FILE = "schema.toml"
@@ -118,6 +128,23 @@ class FloatSequence:
 
 
 @dataclass(frozen=True)
+class Bag:
+    """A multi-hot list column: ids looked up in its own table and pooled into one embedding."""
+
+    name: str
+    """The list column (and its vocab, `vocabs/<name>.json`)."""
+    group: Group
+    """What it describes: `user`, `ad` or `context`; it joins that group's fields."""
+    pooling: Pooling
+    """`sum` or `mean` of its ids' embeddings."""
+    max_length: PositiveInt
+    """Ids kept per row: the first `max_length`; longer rows are truncated and counted."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
+
+
+@dataclass(frozen=True)
 class NumericField:
     """A scalar number column, fed to the models after its transform (see `malt.data.numeric`)."""
 
@@ -156,6 +183,8 @@ class Schema:
     numeric: tuple[NumericField, ...] = ()
     numeric_fill: FiniteFloat | None = None
     """The value NaN, inf and missing numbers become; None: they are an error."""
+    bags: tuple[Bag, ...] = ()
+    """The multi-hot list columns, pooled after the fields (`Batch['bags']` order)."""
     hash_buckets: tuple[tuple[str, PositiveInt], ...] = ()
     """(field, rows) of the fields whose ids are hashed into that many rows, without a vocab
     file (see `malt.data.hashing`)."""
@@ -179,6 +208,27 @@ class Schema:
             raise ConfigError(f"unknown field group '{group}', expected one of {GROUPS}")
         return [i for i, f in enumerate(self.fields) if f.group == group]
 
+    def embedded_group_indices(self, group: str) -> list[int]:
+        """Positions of one group's embeddings among the fields then the pooled bags
+        (`[B, F + K, d]`, as `malt.layers.FieldEmbeddings` returns them)."""
+        n = len(self.fields)
+        return self.group_indices(group) + [n + k for k, b in enumerate(self.bags)
+                                            if b.group == group]
+
+    @property
+    def bag_names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.bags)
+
+    @property
+    def bag_width(self) -> int:
+        """Positions per bag in the cached and served arrays: the largest `max_length`."""
+        return max((b.max_length for b in self.bags), default=0)
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        """Every column with its own embedding table: the fields, then the bags."""
+        return (*self.field_names, *self.bag_names)
+
     @property
     def sequence_length(self) -> int | None:
         """The common length of all sequences, or None when there are none."""
@@ -189,7 +239,7 @@ class Schema:
     def vocab_columns(self) -> tuple[str, ...]:
         """Every column that needs `vocabs/<column>.json` (hashed fields do not)."""
         hashed = dict(self.hash_buckets)
-        return tuple(c for c in (self.user_column, *self.field_names) if c not in hashed)
+        return tuple(c for c in (self.user_column, *self.table_names) if c not in hashed)
 
     @property
     def truth_columns(self) -> tuple[str, ...]:
@@ -208,7 +258,7 @@ class Schema:
         """Every column a day file must hold."""
         cols = [self.user_column, *self.field_names]
         cols += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
-        cols += [f.name for f in self.numeric]
+        cols += [f.name for f in self.numeric] + list(self.bag_names)
         cols += [c for c in (self.campaign_column, self.target_action_column) if c]
         cols += [*self.labels, *self.true_labels, *self.reported_labels]
         return tuple(dict.fromkeys(cols))
@@ -234,6 +284,8 @@ class Schema:
             del content["hash_buckets"]
         if not self.known_at:
             del content["known_at"]
+        if not self.bags:
+            del content["bags"]
         payload = json.dumps(content, sort_keys=True, allow_nan=False).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
@@ -244,6 +296,8 @@ class Schema:
         out["numeric"] = {f.name: f.transform for f in self.numeric}
         out["hash_buckets"] = dict(self.hash_buckets)
         out["known_at"] = dict(self.known_at)
+        out["bags"] = {b.name: {"group": b.group, "pooling": b.pooling,
+                                "max_length": b.max_length} for b in self.bags}
         return out
 
     @classmethod
@@ -265,13 +319,14 @@ class Schema:
         # Columns with a vocab name `vocabs/<column>.json`; labels name a run's plots.
         for key, name in [("user_column", self.user_column),
                           *(("fields", f) for f in self.field_names),
+                          *(("bags", b) for b in self.bag_names),
                           *([("campaign_column", self.campaign_column)]
                             if self.campaign_column is not None else []),
                           *(("labels", label) for label in self.labels)]:
             check_file_name(name, f"schema '{self.name}': {key}")
         names = [self.user_column, *self.field_names]
         names += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
-        names += [f.name for f in self.numeric]
+        names += [f.name for f in self.numeric] + list(self.bag_names)
         names += [*self.labels, *self.true_labels, *self.reported_labels, *self.truth_columns]
         names += [*self.known_at_columns]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -282,10 +337,10 @@ class Schema:
         if "cat" in self.labels:
             raise ConfigError(f"schema '{self.name}': 'cat' is reserved for the Cartesian view")
         for name, _ in self.hash_buckets:
-            if name not in self.field_names:
+            if name not in self.table_names:
                 raise ConfigError(f"schema '{self.name}': hash_buckets names '{name}', which is "
-                                  "not a categorical field (the user column keeps its vocab: "
-                                  "GAUC groups by it)")
+                                  "not a categorical field nor a bag (the user column keeps its "
+                                  "vocab: GAUC groups by it)")
             if any(s.shares == name for s in self.id_sequences):
                 raise ConfigError(f"schema '{self.name}': '{name}' is shared by id sequences, "
                                   "whose padding needs a vocab; it cannot be hashed")
@@ -337,6 +392,18 @@ class IdSequenceEntry(SharedTable):
 
     name: str
     """The sequence column."""
+
+
+@dataclass(frozen=True)
+class BagEntry:
+    """A bag: `tags = { group = "ad", pooling = "mean", max_length = 16 }`."""
+
+    group: Group
+    """What it describes: `user`, `ad` or `context`."""
+    max_length: PositiveInt
+    """Ids kept per row (the first ones); longer rows are truncated and counted."""
+    pooling: Pooling = "sum"
+    """`sum` or `mean` of its ids' embeddings (an empty bag pools to zeros)."""
 
 
 @dataclass(frozen=True)
@@ -395,8 +462,11 @@ class SchemaFile:
     numeric_fill: FiniteFloat | None = None
     """The value NaN, inf and missing numbers of numeric columns become (default: they are an
     error)."""
+    bags: dict[str, BagEntry] = field(default_factory=dict)
+    """Multi-hot list columns -> `{group, max_length, pooling}`: each row a list of ids (of
+    any length, empty too) looked up in the bag's own table and pooled into one embedding."""
     hash_buckets: dict[str, PositiveInt] = field(default_factory=dict)
-    """Fields whose ids are hashed into that many rows, without a vocab file (see
+    """Fields (and bags) whose ids are hashed into that many rows, without a vocab file (see
     `malt.data.hashing`)."""
     true_probability_column: str | None = None
     """Simulated data: each row's true conversion probability (never trained on; evaluation
@@ -427,6 +497,7 @@ class SchemaFile:
                 self.numeric, dict) else tuple(NumericField(n, t) for n, t in
                                                self.numeric.items()),
             numeric_fill=self.numeric_fill, hash_buckets=tuple(self.hash_buckets.items()),
+            bags=tuple(Bag(n, b.group, b.pooling, b.max_length) for n, b in self.bags.items()),
             true_probability_column=self.true_probability_column,
             true_credit_column=self.true_credit_column,
             known_at=tuple(self.known_at.items()))

@@ -48,6 +48,11 @@ def format_summary(dataset: Dataset) -> str:
     lines.append(f"schema {dataset.schema.name}: {len(dataset.train)} train day(s), "
                  f"{len(dataset.test)} test day(s); out-of-vocabulary ids: "
                  + (", ".join(f"{c} {n:,}" for c, n in nonzero.items()) if nonzero else "none"))
+    if dataset.schema.bags:
+        truncated = {b: sum(d.stats.truncated.get(b, 0) for d in dataset.days)
+                     for b in dataset.schema.bag_names}
+        lines.append("rows truncated to their bag's max_length: " + ", ".join(
+            f"{b} {n:,}" for b, n in truncated.items()))
     return "\n".join(lines)
 
 
