@@ -9,7 +9,7 @@ from malt.data.schema import Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.layers.attention import TargetAttention
-from malt.layers.embedding import FieldEmbeddings
+from malt.layers.embedding import FieldEmbeddings, bag_inputs
 from malt.layers.numeric import register_numeric_buffers, standardise_numeric
 from malt.layers.simtier import SimTier
 
@@ -18,8 +18,8 @@ class FeatureEncoder(nn.Module):
     """Batch -> fused feature vector x [B, D], normalised by a LayerNorm with learned affine.
 
     x is the concatenation, in this order, of
-        user field embeddings        F_u · d
-        ad and context embeddings    F_a · d   (ad fields, then context fields)
+        user field embeddings        F_u · d   (the user fields, then the user bags pooled)
+        ad and context embeddings    F_a · d   (ad fields, context fields, then their bags)
         one attention output per id sequence   S · d
         SimTier over the float sequences       bins (sum) or C · bins (concat)
         the numeric columns, transformed       N
@@ -41,8 +41,10 @@ class FeatureEncoder(nn.Module):
                  simtier_combine: str = "sum", count_padding: bool = False,
                  sparse: bool = False):
         super().__init__()
-        self.user_order = schema.group_indices("user")
-        self.ad_order = schema.group_indices("ad") + schema.group_indices("context")
+        self.user_order = schema.embedded_group_indices("user")
+        n_fields = len(schema.fields)
+        self.ad_order = [*schema.group_indices("ad"), *schema.group_indices("context"),
+                         *(n_fields + k for k, b in enumerate(schema.bags) if b.group != "user")]
         self._user_take, self._ad_take = positions(self.user_order), positions(self.ad_order)
         self.embeddings = FieldEmbeddings(schema, vocab, dim, sparse=sparse)
         n_seq = len(schema.id_sequences)
@@ -61,6 +63,7 @@ class FeatureEncoder(nn.Module):
                 raise ConfigError(f"the vocab has no padding row for sequence '{first}'")
             self.pad_row = vocab.sequence_pad[first]
         n_numeric = register_numeric_buffers(self, schema, vocab)
+        self.has_bags = bool(schema.bags)
         self.block_widths = {
             "user": len(self.user_order) * dim,
             "ad": len(self.ad_order) * dim,
@@ -75,9 +78,10 @@ class FeatureEncoder(nn.Module):
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """The batch keys `forward` reads: `sparse`, then `seq`, `dense_seq` and `numeric` when
-        the schema has such columns."""
-        present = {"sparse": True, "seq": bool(len(self.attention)),
+        """The batch keys `forward` reads: `sparse`, then `bags`, `bag_lengths`, `seq`,
+        `dense_seq` and `numeric` when the schema has such columns."""
+        present = {"sparse": True, "bags": self.has_bags, "bag_lengths": self.has_bags,
+                   "seq": bool(len(self.attention)),
                    "dense_seq": self.simtier is not None,
                    "numeric": bool(self.block_widths["numeric"])}
         return tuple(key for key, used in present.items() if used)
@@ -95,7 +99,7 @@ class FeatureEncoder(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch (sparse [B, F], seq [B, S, L], dense_seq [B, C, L], numeric [B, N]) -> x [B, D]."""
         fields, seqs = self.embeddings(batch["sparse"], batch["seq"] if len(self.attention)
-                                       else None)
+                                       else None, *bag_inputs(batch, self.has_bags))
         parts = []
         if self.user_order:
             parts.append(fields[:, self._user_take].flatten(1))

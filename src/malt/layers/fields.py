@@ -10,7 +10,7 @@ from torch import nn
 from malt.data.schema import Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
-from malt.layers.embedding import FieldEmbeddings
+from malt.layers.embedding import FieldEmbeddings, bag_inputs
 from malt.layers.numeric import register_numeric_buffers, standardise_numeric
 from malt.layers.simtier import SimTier
 
@@ -20,7 +20,7 @@ class FieldParts:
     """One batch's inputs, embedded and ready to pool or concatenate."""
 
     fields: torch.Tensor
-    """Field embeddings [B, F, d], schema order."""
+    """Field embeddings then pooled bags [B, F + K, d], schema order."""
     sequences: list[torch.Tensor]
     """One [B, L, d] per id sequence."""
     padding: torch.Tensor | None
@@ -57,21 +57,23 @@ class FieldInputs(nn.Module):
         self.simtier = SimTier(n_float, simtier_bins, "sum") if n_float else None
         self.n_numeric = register_numeric_buffers(self, schema, vocab)
         self.dim = dim
-        self.n_fields, self.n_sequences = len(schema.fields), len(sequences)
+        self.has_bags = bool(schema.bags)
+        self.n_fields, self.n_sequences = len(schema.fields) + len(schema.bags), len(sequences)
         self.extra_dim = (self.simtier.out_dim if self.simtier is not None else 0) \
             + self.n_numeric
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """The batch keys `forward` reads: `sparse`, then `seq`, `dense_seq` and `numeric` when
-        the schema has such columns."""
-        present = {"sparse": True, "seq": bool(self.n_sequences),
+        """The batch keys `forward` reads: `sparse`, then `bags`, `bag_lengths`, `seq`,
+        `dense_seq` and `numeric` when the schema has such columns."""
+        present = {"sparse": True, "bags": self.has_bags, "bag_lengths": self.has_bags,
+                   "seq": bool(self.n_sequences),
                    "dense_seq": self.simtier is not None, "numeric": bool(self.n_numeric)}
         return tuple(key for key, used in present.items() if used)
 
     @property
     def flat_dim(self) -> int:
-        """Width of `flat`: (F + S) · d + W."""
+        """Width of `flat`: (F + K + S) · d + W (K bags)."""
         return (self.n_fields + self.n_sequences) * self.dim + self.extra_dim
 
     def embedding_parameters(self) -> list[nn.Parameter]:
@@ -82,7 +84,8 @@ class FieldInputs(nn.Module):
         """batch (sparse [B, F], seq [B, S, L], dense_seq [B, C, L], numeric [B, N])
         -> its parts."""
         seq = batch["seq"] if self.n_sequences else None
-        fields, sequences = self.embeddings(batch["sparse"], seq)
+        fields, sequences = self.embeddings(batch["sparse"], seq,
+                                            *bag_inputs(batch, self.has_bags))
         padding = seq[:, 0, :] == self.pad_row if seq is not None else None
         extra = []
         if self.simtier is not None:
