@@ -122,13 +122,15 @@ def test_predict_exports_and_the_service_score_bags_as_the_eager_model(data, run
                      batch_wait_ms=0.0)
     with TestClient(app) as client:
         answer = client.post("/predict", json={"rows": rows[:7] + [dict(rows[7], tags=[])]})
-    assert answer.status_code == 200, answer.text
+        only_empty = client.post("/predict", json={"rows": [dict(rows[7], tags=[])]})
+    assert answer.status_code == only_empty.status_code == 200, answer.text
     served = np.array(answer.json()["predictions"]["p_last"])
     assert np.abs(served[:7] - reference[:7, 0]).max() <= PARITY
     emptied = {k: a[7:8].copy() for k, a in arrays.items()}
     emptied["bag_lengths"][:] = 0
     assert emptied["bag_lengths"].size and arrays["bag_lengths"][7].item() > 0
     assert abs(served[7] - _eager(trained, emptied)[0, 0]) <= PARITY
+    assert only_empty.json()["predictions"]["p_last"] == [served[7]]
 
 
 @pytest.mark.parametrize("encoder", ["target_attention", "dnn", "dcnv2", "din"])

@@ -295,8 +295,9 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
               if c not in schema.bag_names]
     checks += [(s.name, lambda t: list_of(t, is_id), "a list of integer or string ids")
                for s in schema.id_sequences]
-    checks += [(b, lambda t: list_of(t, is_id), "a list of integer or string ids (a bag)")
-               for b in schema.bag_names]
+    # A list of nulls is what a JSON request whose bags are all empty becomes.
+    checks += [(b, lambda t: list_of(t, lambda v: is_id(v) or pa.types.is_null(v)),
+                "a list of integer or string ids (a bag)") for b in schema.bag_names]
     checks += [(s.name, lambda t: list_of(t, is_number), "a list of numbers")
                for s in schema.float_sequences]
     checks += [(f.name, is_number, "a number") for f in schema.numeric]
@@ -578,7 +579,8 @@ def padded_bag(lists: pa.Array, lookup: VocabLookup | HashLookup, cap: int, out:
     lists' offsets. Returns (ids kept per row [N], OOV ids among them, rows truncated)."""
     _no_nulls(lists, column, file, offset)
     lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-    rows = lookup.map(lists.flatten())
+    values = lists.flatten()
+    rows = lookup.map(values.cast(pa.int64()) if pa.types.is_null(values.type) else values)
     kept = np.minimum(lengths, cap)
     starts = np.cumsum(lengths) - lengths
     positions = np.arange(out.shape[1])
