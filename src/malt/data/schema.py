@@ -16,6 +16,7 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
                                     # column's transform {price = "log1p", cost = "none"}
     numeric_fill = 0.0              # NaN, inf or missing numbers become this (default: error)
     hash_buckets = {category = 1000}  # ids hashed into N rows, no vocab (malt.data.hashing)
+    embed_dims = {item = 32, tags = 8}  # a table's width (default: the encoder's embed_dim)
     ignore_columns = ["note"]       # present in the files, not used
     strict_columns = false          # true: a column not named here is an error, not a warning
 
@@ -39,6 +40,10 @@ A bag is a list of ids per row, of any length (an empty list too), looked up in 
 table (`vocabs/<bag>.json`, or hashed when `hash_buckets` names it) and pooled into one
 embedding by `sum` or `mean` (an empty bag pools to zeros); a row's first `max_length` ids are
 kept, and `malt prepare` counts the rows it truncates. A bag joins the fields of its `group`.
+
+`embed_dims` sets the width of a field's or a bag's embedding table; the others take the
+encoder's `embed_dim`. An id sequence is looked up in the table it shares, so it has that
+table's width (naming it is an error).
 
 For incomplete multi-label data (KAML) a schema also names `campaign_column`,
 `target_action_column` (a label index or label name per row; -1 or "other" for a target outside
@@ -188,6 +193,8 @@ class Schema:
     hash_buckets: tuple[tuple[str, PositiveInt], ...] = ()
     """(field, rows) of the fields whose ids are hashed into that many rows, without a vocab
     file (see `malt.data.hashing`)."""
+    embed_dims: tuple[tuple[str, PositiveInt], ...] = ()
+    """(field or bag, width) of the tables whose width is not the encoder's `embed_dim`."""
     known_at: tuple[tuple[str, str], ...] = ()
     """(label, column) of the labels whose known-at column is not `<label>_known_at`: the
     time (unix seconds) each row's credit became known, null where the label is 0. Optional
@@ -223,6 +230,11 @@ class Schema:
     def bag_width(self) -> int:
         """Positions per bag in the cached and served arrays: the largest `max_length`."""
         return max((b.max_length for b in self.bags), default=0)
+
+    def table_width(self, name: str, default: int) -> int:
+        """The embedding width of the field or bag `name`: its `embed_dims` entry, else
+        `default` (the encoder's `embed_dim`)."""
+        return dict(self.embed_dims).get(name, default)
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -270,11 +282,11 @@ class Schema:
         return self.labels.index(name)
 
     def fingerprint(self) -> str:
-        """A short hash of everything that changes how files are read (not the name, nor
-        whether unnamed columns are refused)."""
+        """A short hash of everything that changes how files are read (not the name, whether
+        unnamed columns are refused, nor the tables' widths)."""
         content = {k: v for k, v in self.to_dict().items()
                    if k not in ("name", "strict_columns", "true_probability_column",
-                                "true_credit_column")}
+                                "true_credit_column", "embed_dims")}
         # Left out when unused, so schemas written before numeric columns keep their caches.
         if not self.numeric:
             del content["numeric"]
@@ -295,6 +307,7 @@ class Schema:
         out = asdict(self)
         out["numeric"] = {f.name: f.transform for f in self.numeric}
         out["hash_buckets"] = dict(self.hash_buckets)
+        out["embed_dims"] = dict(self.embed_dims)
         out["known_at"] = dict(self.known_at)
         out["bags"] = {b.name: {"group": b.group, "pooling": b.pooling,
                                 "max_length": b.max_length} for b in self.bags}
@@ -344,6 +357,15 @@ class Schema:
             if any(s.shares == name for s in self.id_sequences):
                 raise ConfigError(f"schema '{self.name}': '{name}' is shared by id sequences, "
                                   "whose padding needs a vocab; it cannot be hashed")
+        for name, _ in self.embed_dims:
+            shared = [s.shares for s in self.id_sequences if s.name == name]
+            if shared:
+                raise ConfigError(f"schema '{self.name}': embed_dims names the id sequence "
+                                  f"'{name}', which is looked up in the table of "
+                                  f"'{shared[0]}' and has its width; set that field's")
+            if name not in self.table_names:
+                raise ConfigError(f"schema '{self.name}': embed_dims names '{name}', which is "
+                                  f"not a categorical field nor a bag ({list(self.table_names)})")
         for s in self.id_sequences:
             if s.shares not in self.field_names:
                 raise ConfigError(f"schema '{self.name}': sequence '{s.name}' shares the table "
@@ -465,6 +487,9 @@ class SchemaFile:
     bags: dict[str, BagEntry] = field(default_factory=dict)
     """Multi-hot list columns -> `{group, max_length, pooling}`: each row a list of ids (of
     any length, empty too) looked up in the bag's own table and pooled into one embedding."""
+    embed_dims: dict[str, PositiveInt] = field(default_factory=dict)
+    """Field or bag -> the width of its embedding table (default: the encoder's `embed_dim`);
+    an id sequence has the width of the table it shares."""
     hash_buckets: dict[str, PositiveInt] = field(default_factory=dict)
     """Fields (and bags) whose ids are hashed into that many rows, without a vocab file (see
     `malt.data.hashing`)."""
@@ -498,6 +523,7 @@ class SchemaFile:
                                                self.numeric.items()),
             numeric_fill=self.numeric_fill, hash_buckets=tuple(self.hash_buckets.items()),
             bags=tuple(Bag(n, b.group, b.pooling, b.max_length) for n, b in self.bags.items()),
+            embed_dims=tuple(self.embed_dims.items()),
             true_probability_column=self.true_probability_column,
             true_credit_column=self.true_credit_column,
             known_at=tuple(self.known_at.items()))
