@@ -12,12 +12,13 @@ from malt.errors import ConfigError
 
 
 class FieldEmbeddings(nn.Module):
-    """Tables of `vocab.sizes[field]` rows (the vocab plus its out-of-vocabulary row) × d.
+    """Tables of `vocab.sizes[field]` rows (the vocab plus its out-of-vocabulary row) × d_field.
 
     Tables are kept separate (not one concatenated table) so that per-tensor gradient methods
     see the same parameter partition as the reference. Rows start N(0, 1), as in the reference.
     A field and the sequences sharing its table are looked up in one call, so each table builds
     one gradient per step. Each bag has its own table (`bag_tables`), pooled as `pooled_bag`.
+    A table is `dim` wide unless the schema's `embed_dims` gives it a width of its own.
     """
 
     def __init__(self, schema: Schema, vocab: VocabInfo, dim: int, *, sparse: bool = False):
@@ -25,17 +26,22 @@ class FieldEmbeddings(nn.Module):
         missing = [f for f in schema.table_names if f not in vocab.sizes]
         if missing:
             raise ConfigError(f"the vocab has no table size for fields {missing}")
-        self.tables = nn.ModuleList(nn.Embedding(vocab.sizes[f], dim, sparse=sparse)
-                                    for f in schema.field_names)
-        self.bag_tables = nn.ModuleList(nn.Embedding(vocab.sizes[b.name], dim, sparse=sparse)
-                                        for b in schema.bags)
+        self.widths = [schema.table_width(t, dim) for t in schema.table_names]
+        """Width of each field's, then each bag's table: its `embed_dims` entry, else `dim`."""
+        self.tables = nn.ModuleList(nn.Embedding(vocab.sizes[f], schema.table_width(f, dim),
+                                                 sparse=sparse) for f in schema.field_names)
+        self.bag_tables = nn.ModuleList(nn.Embedding(vocab.sizes[b.name],
+                                                     schema.table_width(b.name, dim),
+                                                     sparse=sparse) for b in schema.bags)
         self.bag_mean = tuple(b.pooling == "mean" for b in schema.bags)
         self.sequence_table = [schema.field_names.index(s.shares) for s in schema.id_sequences]
+        self.sequence_widths = [self.widths[t] for t in self.sequence_table]
+        """Width of each id sequence: that of the table it shares."""
         self.dim = dim
 
     def forward(self, sparse: torch.Tensor, seq: torch.Tensor | None,
                 bags: torch.Tensor | None = None, bag_lengths: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Look up every field, bag and id sequence.
 
         Args:
@@ -44,9 +50,9 @@ class FieldEmbeddings(nn.Module):
             bags: int64 [B, K, M] table rows of the bags (None without bags), each row's
                 first `bag_lengths` [B, K] positions holding its ids.
         Returns:
-            field embeddings then pooled bags [B, F + K, d] (schema order) and one [B, L, d]
-            per id sequence (views into its table's lookup, not stacked: stacking would copy
-            them; empty without sequences).
+            one embedding [B, d_i] per field, then one pooled [B, d_k] per bag (schema
+            order; widths as `widths`), and one [B, L, d_s] per id sequence (views into its
+            table's lookup, not stacked: stacking would copy them; empty without sequences).
         """
         fields: list[torch.Tensor] = []
         seqs: list[torch.Tensor | None] = [None] * len(self.sequence_table)
@@ -64,7 +70,7 @@ class FieldEmbeddings(nn.Module):
                 seqs[s] = rows
         for k, table in enumerate(self.bag_tables):
             fields.append(pooled_bag(table, bags[:, k], bag_lengths[:, k], self.bag_mean[k]))
-        return torch.stack(fields, dim=1), seqs
+        return fields, seqs
 
 
 def pooled_bag(table: nn.Embedding, ids: torch.Tensor, lengths: torch.Tensor, mean: bool

@@ -18,12 +18,15 @@ class FeatureEncoder(nn.Module):
     """Batch -> fused feature vector x [B, D], normalised by a LayerNorm with learned affine.
 
     x is the concatenation, in this order, of
-        user field embeddings        F_u · d   (the user fields, then the user bags pooled)
-        ad and context embeddings    F_a · d   (ad fields, context fields, then their bags)
-        one attention output per id sequence   S · d
+        user field embeddings        Σ d_f over the user fields, then the user bags pooled
+        ad and context embeddings    Σ d_f over the ad fields, context fields, then their bags
+        one attention output per id sequence   Σ d_s (a sequence's table width)
         SimTier over the float sequences       bins (sum) or C · bins (concat)
         the numeric columns, transformed       N
-    so D = (F_u + F_a + S) · d + SimTier width + N; for the MAC schema D = 19 · 16 + 32 = 336.
+    with every width d unless the schema's `embed_dims` says otherwise, so D = (F_u + F_a +
+    S) · d + SimTier width + N; for the MAC schema D = 19 · 16 + 32 = 336. The attention of a
+    sequence projects the ad-side embeddings (whatever their widths) to the width of the
+    sequence's table, which `heads` must divide.
     A numeric column enters as (t(x) - shift) / scale with t its transform and (shift, scale)
     from `vocab.numeric` (the training days' mean and std for `standardise`), kept as buffers
     so that they travel with the model's state (a column missing there starts at (0, 1)).
@@ -45,14 +48,20 @@ class FeatureEncoder(nn.Module):
         n_fields = len(schema.fields)
         self.ad_order = [*schema.group_indices("ad"), *schema.group_indices("context"),
                          *(n_fields + k for k, b in enumerate(schema.bags) if b.group != "user")]
-        self._user_take, self._ad_take = positions(self.user_order), positions(self.ad_order)
         self.embeddings = FieldEmbeddings(schema, vocab, dim, sparse=sparse)
+        widths = self.embeddings.widths
         n_seq = len(schema.id_sequences)
         if n_seq and not self.ad_order:
             raise ConfigError(f"schema '{schema.name}': target attention over id sequences needs "
                               f"at least one ad or context field for its query")
-        self.attention = nn.ModuleList(TargetAttention(len(self.ad_order) * dim, dim, heads)
-                                       for _ in range(n_seq))
+        query_dim = sum(widths[i] for i in self.ad_order)
+        for spec, width in zip(schema.id_sequences, self.embeddings.sequence_widths):
+            if width % heads:
+                raise ConfigError(f"schema '{schema.name}': the id sequence '{spec.name}' is "
+                                  f"{width} wide (the table of '{spec.shares}'), not a multiple "
+                                  f"of the attention's {heads} heads")
+        self.attention = nn.ModuleList(TargetAttention(query_dim, width, heads)
+                                       for width in self.embeddings.sequence_widths)
         n_float = len(schema.float_sequences)
         self.simtier = SimTier(n_float, simtier_bins, simtier_combine) if n_float else None
         self.padding_mask, self.count_padding = padding_mask, count_padding
@@ -65,9 +74,9 @@ class FeatureEncoder(nn.Module):
         n_numeric = register_numeric_buffers(self, schema, vocab)
         self.has_bags = bool(schema.bags)
         self.block_widths = {
-            "user": len(self.user_order) * dim,
-            "ad": len(self.ad_order) * dim,
-            "attention": n_seq * dim,
+            "user": sum(widths[i] for i in self.user_order),
+            "ad": query_dim,
+            "attention": sum(self.embeddings.sequence_widths),
             "simtier": self.simtier.out_dim if self.simtier is not None else 0,
             "numeric": n_numeric,
         }
@@ -102,8 +111,8 @@ class FeatureEncoder(nn.Module):
                                        else None, *bag_inputs(batch, self.has_bags))
         parts = []
         if self.user_order:
-            parts.append(fields[:, self._user_take].flatten(1))
-        ad = fields[:, self._ad_take].flatten(1) if self.ad_order else None
+            parts.append(torch.cat([fields[i] for i in self.user_order], dim=1))
+        ad = torch.cat([fields[i] for i in self.ad_order], dim=1) if self.ad_order else None
         if ad is not None:
             parts.append(ad)
         pad = self.padding(batch)
@@ -120,10 +129,3 @@ class FeatureEncoder(nn.Module):
         """Raw numeric columns [B, N] -> their transformed, standardised values [B, N]."""
         return standardise_numeric(values, self.numeric_shift, self.numeric_scale,
                                    self.numeric_log1p)
-
-
-def positions(order: list[int]) -> slice | list[int]:
-    """`order` as a slice when it is a run of consecutive positions (a view, not a copy)."""
-    if order and order == list(range(order[0], order[0] + len(order))):
-        return slice(order[0], order[0] + len(order))
-    return order

@@ -19,10 +19,10 @@ from malt.layers.simtier import SimTier
 class FieldParts:
     """One batch's inputs, embedded and ready to pool or concatenate."""
 
-    fields: torch.Tensor
-    """Field embeddings then pooled bags [B, F + K, d], schema order."""
+    fields: list[torch.Tensor]
+    """One embedding [B, d_f] per field, then one pooled [B, d_k] per bag, schema order."""
     sequences: list[torch.Tensor]
-    """One [B, L, d] per id sequence."""
+    """One [B, L, d_s] per id sequence (d_s: the width of the table it shares)."""
     padding: torch.Tensor | None
     """bool [B, L], True at padded positions (of every id sequence: they are position-aligned);
     None without id sequences."""
@@ -58,7 +58,7 @@ class FieldInputs(nn.Module):
         self.n_numeric = register_numeric_buffers(self, schema, vocab)
         self.dim = dim
         self.has_bags = bool(schema.bags)
-        self.n_fields, self.n_sequences = len(schema.fields) + len(schema.bags), len(sequences)
+        self.n_sequences = len(sequences)
         self.extra_dim = (self.simtier.out_dim if self.simtier is not None else 0) \
             + self.n_numeric
 
@@ -73,8 +73,10 @@ class FieldInputs(nn.Module):
 
     @property
     def flat_dim(self) -> int:
-        """Width of `flat`: (F + K + S) · d + W (K bags)."""
-        return (self.n_fields + self.n_sequences) * self.dim + self.extra_dim
+        """Width of `flat`: Σ d_f over the fields and bags + Σ d_s over the sequences + W
+        ((F + K + S) · d + W when every table is d wide)."""
+        return sum(self.embeddings.widths) + sum(self.embeddings.sequence_widths) \
+            + self.extra_dim
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The embedding tables."""
@@ -97,8 +99,8 @@ class FieldInputs(nn.Module):
                           torch.cat(extra, dim=1) if extra else None)
 
     def flat(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The fields, the mean of each id sequence and the extra inputs side by side:
-        [B, (F + S) · d + W]."""
+        """The fields, the bags, the mean of each id sequence and the extra inputs side by
+        side: [B, flat_dim]."""
         parts = self(batch)
         pooled = [mean_pooled(s, parts.padding) for s in parts.sequences]
         return concatenated(parts, pooled)
@@ -113,8 +115,9 @@ def mean_pooled(items: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
 
 
 def concatenated(parts: FieldParts, pooled: list[torch.Tensor]) -> torch.Tensor:
-    """The fields, the pooled sequences and the extra inputs side by side: [B, (F + S) · d + W]."""
-    blocks = [parts.fields.flatten(1), *pooled]
+    """The fields, the bags, the pooled sequences and the extra inputs side by side:
+    [B, flat_dim]."""
+    blocks = [*parts.fields, *pooled]
     if parts.extra is not None:
         blocks.append(parts.extra)
     return torch.cat(blocks, dim=1)
