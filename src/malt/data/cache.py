@@ -366,8 +366,7 @@ class Preparer:
                          same_binary=sorted(job.stats.same_binary or ()),
                          numeric=dict(job.stats.numeric), above_one=dict(job.stats.above_one),
                          known_at=job.known_at,
-                         truncated={b: job.stats.truncated.get(b, 0)
-                                    for b in self.schema.bag_names})
+                         truncated=dict(job.stats.truncated))
         meta = {"format": CACHE_FORMAT, "source": str(job.source), "stats": stats.to_dict()}
         (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
         _move_into_place(job.tmp, job.directory)
@@ -377,9 +376,9 @@ class Preparer:
                         ", ".join(f"{c} {n:,}" for c, n in oov.items()))
         truncated = {b: n for b, n in stats.truncated.items() if n}
         if truncated:
-            log.warning("%s: rows with more ids than their bag's max_length (the first ids are "
-                        "kept): %s", job.source, ", ".join(f"{b} {n:,}"
-                                                          for b, n in truncated.items()))
+            log.warning("%s: rows with more items than their bag's max_length or the "
+                        "sequence length (the first items are kept): %s", job.source,
+                        ", ".join(f"{c} {n:,}" for c, n in truncated.items()))
         return Day(name=job.source.stem, split=job.split, source=job.source,
                    directory=job.directory, stats=stats, built=True)
 

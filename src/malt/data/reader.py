@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from malt.data.hashing import HashLookup
 from malt.data.numeric import MAX_MAGNITUDE, Moments
-from malt.data.schema import Schema
+from malt.data.schema import IdSequence, Schema
 from malt.data.vocab import VocabLookup
 from malt.errors import DataError, file_error
 
@@ -67,7 +67,8 @@ class DayStats:
     known_at: bool = False
     """The day file holds the labels' known-at columns (cached as the `known_at` array)."""
     truncated: dict[str, int] = field(default_factory=dict)
-    """Bag -> rows holding more ids than its `max_length` (their first ids are kept)."""
+    """Bag -> rows holding more ids than its `max_length` (their first ids are kept); with
+    ragged sequences, the first sequence -> rows holding more items than its length."""
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "users": self.users, "positives": self.positives,
@@ -358,8 +359,9 @@ class DayConverter:
         self.labels = labels
         # Padding is expected, not an unknown id: when the pad id has no row of its own it is
         # left out of the OOV count.
-        self._pad_is_oov = {s.shares: lookups[s.shares].index_of(schema.sequence_pad)
-                            == lookups[s.shares].oov_index for s in schema.id_sequences}
+        self._pad_is_oov = {} if schema.ragged_sequences else {
+            s.shares: lookups[s.shares].index_of(schema.sequence_pad)
+            == lookups[s.shares].oov_index for s in schema.id_sequences}
         self._local = threading.local()
 
     @property
@@ -387,7 +389,9 @@ class DayConverter:
         for shared in self._pad_is_oov:
             _no_pad_ids(col(shared), s.sequence_pad, shared, file, offset)
 
-        for j, spec in enumerate(s.id_sequences):
+        if s.ragged_sequences and (s.id_sequences or s.float_sequences):
+            self._ragged_sequences(col, file, offset, out, stats)
+        for j, spec in enumerate(() if s.ragged_sequences else s.id_sequences):
             flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
             rows = self._scratch("seq", (n, spec.length), np.int32)
             oov = self.lookups[spec.shares].map_into(flat, rows)
@@ -395,7 +399,7 @@ class DayConverter:
                 oov -= _count_token(flat, s.sequence_pad)
             stats.oov[spec.name] = oov
             out["seq"][:, j, :] = rows
-        for j, spec in enumerate(s.float_sequences):
+        for j, spec in enumerate(() if s.ragged_sequences else s.float_sequences):
             flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
             values = _floats(flat, spec.name, file, offset, per_row=spec.length,
                              limit=MAX_MAGNITUDE)
@@ -444,6 +448,40 @@ class DayConverter:
         if s.campaign_column:
             out["campaign"][:] = self._campaign(col(s.campaign_column), file, offset)
         return stats
+
+    def _ragged_sequences(self, col, file: str, offset: int, out: dict[str, np.ndarray],
+                          stats: ChunkStats) -> None:
+        """Cut and pad the sequences of rows holding any number of items (one number per
+        row across the position-aligned sequences) into `out['seq']` and `out['dense_seq']`:
+        ids padded with their table's padding row, floats with 0."""
+        s = self.schema
+        specs = (*s.id_sequences, *s.float_sequences)
+        first, lengths = specs[0].name, None
+        for spec in specs:
+            values, these = list_values(col(spec.name), spec.name, file, offset)
+            if lengths is None:
+                lengths = these
+            elif (wrong := np.flatnonzero(these != lengths)).size:
+                row = int(wrong[0])
+                raise DataError(f"holds {int(these[row])} items where '{first}' holds "
+                                f"{int(lengths[row])}: the sequences of a row are position-"
+                                "aligned and hold one number of items", file=file,
+                                column=spec.name, row=offset + row)
+            if isinstance(spec, IdSequence):
+                lookup = self.lookups[spec.shares]
+                target = out["seq"][:, s.id_sequences.index(spec), :]
+                # The row after the OOV row: the table's padding row (`vocab_info`).
+                kept = padded_rows(lookup.map(values), lengths, target, lookup.size)
+                present = np.arange(target.shape[1]) < kept[:, None]
+                stats.oov[spec.name] = int(np.count_nonzero(target[present]
+                                                            == lookup.oov_index))
+            else:
+                target = out["dense_seq"][:, s.float_sequences.index(spec), :]
+                numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+                padded_rows(numbers, lengths, target, 0.0)  # nulls are NaN, refused below
+                _checked_range(target.reshape(-1), spec.name, file, offset,
+                               per_row=target.shape[1], limit=MAX_MAGNITUDE)
+        stats.truncated[first] = int(np.count_nonzero(lengths > specs[0].length))
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """A reusable per-thread buffer (fresh large allocations cost a page fault per page)."""
@@ -572,21 +610,38 @@ def _fixed_length_values(lists: pa.Array, length: int, column: str, file: str,
     return lists.flatten()
 
 
+def list_values(lists: pa.Array, column: str, file: str, offset: int
+                ) -> tuple[pa.Array, np.ndarray]:
+    """(the items of every row, one after another; items per row int64 [N]) of a list
+    column; a null row is an error. A list of nulls only comes back as int64 nulls."""
+    _no_nulls(lists, column, file, offset)
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = lists.flatten()
+    return (values.cast(pa.int64()) if pa.types.is_null(values.type) else values), lengths
+
+
+def padded_rows(values: np.ndarray, lengths: np.ndarray, out: np.ndarray, fill,
+                cap: int | None = None) -> np.ndarray:
+    """Write each row's first `cap` (default W) items of `values` (the rows' items one after
+    another, `lengths` [N] per row) into `out` [N, W], `fill` after them, without a loop over
+    rows; returns the items kept per row, min(length, cap) [N]."""
+    kept = np.minimum(lengths, out.shape[1] if cap is None else cap)
+    starts = np.cumsum(lengths) - lengths
+    positions = np.arange(out.shape[1])
+    present = positions < kept[:, None]
+    out[...] = fill
+    out[present] = values[(starts[:, None] + positions)[present]]
+    return kept
+
+
 def padded_bag(lists: pa.Array, lookup: VocabLookup | HashLookup, cap: int, out: np.ndarray,
                column: str, file: str, offset: int) -> tuple[np.ndarray, int, int]:
     """Write the table rows of each row's first `cap` ids of the list column `lists` [N] into
     `out` [N, M] (M >= cap; positions past a row's ids hold row 0), vectorised over the
     lists' offsets. Returns (ids kept per row [N], OOV ids among them, rows truncated)."""
-    _no_nulls(lists, column, file, offset)
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-    values = lists.flatten()
-    rows = lookup.map(values.cast(pa.int64()) if pa.types.is_null(values.type) else values)
-    kept = np.minimum(lengths, cap)
-    starts = np.cumsum(lengths) - lengths
-    positions = np.arange(out.shape[1])
-    present = positions < kept[:, None]
-    out[...] = 0
-    out[present] = rows[(starts[:, None] + positions)[present]]
+    values, lengths = list_values(lists, column, file, offset)
+    kept = padded_rows(lookup.map(values), lengths, out, 0, cap)
+    present = np.arange(out.shape[1]) < kept[:, None]
     oov = int(np.count_nonzero(out[present] == lookup.oov_index))
     return kept.astype(np.int32), oov, int(np.count_nonzero(lengths > cap))
 

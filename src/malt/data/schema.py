@@ -11,6 +11,8 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     sequence_length = 50            # default length of every sequence
     sequence_pad = "0"              # raw id that pads a short id sequence (required with
                                     # id sequences; never a real id of the shared fields)
+    ragged_sequences = false        # true: rows may hold fewer or more items than the length
+                                    # (padded after reading: no sequence_pad then)
     float_sequences = ["image_sim"] # or a table {image_sim = 50}
     numeric = ["price", "cost"]     # scalar numbers, standardised; or a table naming each
                                     # column's transform {price = "log1p", cost = "none"}
@@ -40,6 +42,12 @@ A bag is a list of ids per row, of any length (an empty list too), looked up in 
 table (`vocabs/<bag>.json`, or hashed when `hash_buckets` names it) and pooled into one
 embedding by `sum` or `mean` (an empty bag pools to zeros); a row's first `max_length` ids are
 kept, and `malt prepare` counts the rows it truncates. A bag joins the fields of its `group`.
+
+With `ragged_sequences = true` the sequences' rows may hold any number of items: a row is
+cut to its first `length` items and padded after them (ids with a padding row of their own,
+after the table's OOV row; floats with 0), so the padding mask follows each row's length and
+no `sequence_pad` is needed (nor read). The sequences of a row still hold one number of items
+(they are position-aligned).
 
 `embed_dims` sets the width of a field's or a bag's embedding table; the others take the
 encoder's `embed_dim`. An id sequence is looked up in the table it shares, so it has that
@@ -171,6 +179,8 @@ class Schema:
     id_sequences: tuple[IdSequence, ...] = ()
     float_sequences: tuple[FloatSequence, ...] = ()
     sequence_pad: str = DEFAULT_SEQUENCE_PAD
+    ragged_sequences: bool = False
+    """The sequences' rows may hold any number of items (cut to, or padded to, the length)."""
     campaign_column: str | None = None
     target_action_column: str | None = None
     true_labels: tuple[str, ...] = ()
@@ -298,6 +308,8 @@ class Schema:
             del content["known_at"]
         if not self.bags:
             del content["bags"]
+        if not self.ragged_sequences:
+            del content["ragged_sequences"]
         payload = json.dumps(content, sort_keys=True, allow_nan=False).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
@@ -462,7 +474,12 @@ class SchemaFile:
     """The length of every sequence that gives none; all sequences share one length."""
     sequence_pad: str | int | None = None
     """The raw id that pads a short id sequence (an integer is read as its text): required
-    with id sequences, and never a real id of the fields they share; "0" without them."""
+    with id sequences of fixed length, and never a real id of the fields they share; "0"
+    without them; not read with `ragged_sequences`."""
+    ragged_sequences: bool = False
+    """true: a sequence's rows may hold any number of items; each is cut to its first
+    `length` and padded after them (ids with a padding row of their own, floats with 0), the
+    sequences of one row holding one number of items."""
     campaign_column: str | None = None
     """KAML data: the campaign (advertiser) of each row."""
     target_action_column: str | None = None
@@ -513,7 +530,7 @@ class SchemaFile:
             user_column=self.user_column, fields=fields, labels=self.labels,
             id_sequences=self._id_sequences(), float_sequences=self._float_sequences(),
             sequence_pad=DEFAULT_SEQUENCE_PAD if self.sequence_pad is None
-            else str(self.sequence_pad),
+            else str(self.sequence_pad), ragged_sequences=self.ragged_sequences,
             campaign_column=self.campaign_column,
             target_action_column=self.target_action_column, true_labels=self.true_labels,
             reported_labels=self.reported_labels, ignore_columns=self.ignore_columns,
@@ -527,7 +544,7 @@ class SchemaFile:
             true_probability_column=self.true_probability_column,
             true_credit_column=self.true_credit_column,
             known_at=tuple(self.known_at.items()))
-        if schema.id_sequences and self.sequence_pad is None:
+        if schema.id_sequences and self.sequence_pad is None and not self.ragged_sequences:
             # No default: a pad that is also a real id would be masked out wherever it occurs.
             raise ConfigError("declare sequence_pad, the raw id that pads short id sequences "
                               "(one that is never a real id of the shared fields)")

@@ -85,7 +85,9 @@ def count_ids(days: Sequence[Path], schema: Schema, columns: list[str]) -> dict[
                         values = pc.list_flatten(values)
                     elif source != column:
                         values = pc.list_flatten(values)
-                        pad = equal_to_token(values, schema.sequence_pad)
+                        # Ragged sequences are padded after reading: every item is an id.
+                        pad = None if schema.ragged_sequences else \
+                            equal_to_token(values, schema.sequence_pad)
                         if pad is not None:
                             values = values.filter(pc.invert(pad))
                     counts[column].append(_value_counts(values))
