@@ -102,7 +102,7 @@ class ChunkStats:
     above_one: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Label -> (rows, first row) of its weights above 1."""
     truncated: dict[str, int] = field(default_factory=dict)
-    """Bag -> rows truncated to its `max_length`."""
+    """Bag (or, ragged, the first sequence) -> rows truncated to its length."""
 
     def add(self, other: ChunkStats) -> None:
         for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov),
