@@ -74,6 +74,15 @@ def test_a_changed_bag_changes_the_schema_fingerprint_so_no_stale_cache_is_read(
     assert len(prints) == 4
 
 
+def test_a_changed_max_length_converts_the_day_again(tmp_path):
+    write_days(tmp_path, pa.array(ROWS), vocab=[5, 6, 7, 8, 9])
+    first = prepare(tmp_path, bag_schema(), tmp_path / "cache", workers=1).train[0]
+    again = prepare(tmp_path, bag_schema(), tmp_path / "cache", workers=1).train[0]
+    wider = prepare(tmp_path, bag_schema(max_length=6), tmp_path / "cache", workers=1).train[0]
+    assert first.built and not again.built and wider.built
+    assert wider.arrays()["bag_lengths"][:, 0].tolist() == [3, 0, 1, 6]
+
+
 @pytest.mark.parametrize("tags, what, row", [
     (pa.array([[1.0], [0.5]]), "a list of integer or string ids", 0),
     (pa.array([[1], None]), "null value", 1),

@@ -7,6 +7,8 @@ import dataclasses
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from malt.data.schema import MAC, Bag, CategoricalField, IdSequence, Schema
@@ -36,6 +38,22 @@ def test_a_bag_pools_its_first_length_ids_by_hand(mean):
     total = torch.tensor([[2.0 + 6.0, 3.0 + 7.0], [4.0, 5.0], [0.0, 0.0]])
     expected = total / torch.tensor([[2.0], [1.0], [1.0]]) if mean else total
     assert pooled_bag(table, ids, lengths, mean).tolist() == expected.tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 6), max_size=5), min_size=1, max_size=8),
+       st.booleans())
+def test_pooling_matches_torchs_embedding_bag(rows, mean):
+    torch.manual_seed(0)
+    table = nn.Embedding(7, 3)
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.tensor([r + [6] * (width - len(r)) for r in rows])  # 6: any padding row
+    lengths = torch.tensor([len(r) for r in rows])
+    reference = nn.EmbeddingBag(7, 3, mode="mean" if mean else "sum")
+    reference.weight = table.weight
+    offsets = torch.tensor([0, *torch.cumsum(lengths, 0)[:-1].tolist()])
+    flat = torch.tensor([v for r in rows for v in r], dtype=torch.int64)
+    torch.testing.assert_close(pooled_bag(table, ids, lengths, mean), reference(flat, offsets))
 
 
 def test_padding_past_a_bags_length_changes_nothing():
