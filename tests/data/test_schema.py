@@ -70,6 +70,7 @@ def test_the_documented_example_loads(tmp_path):
         ("item_seq", "item", 50), ("shop_seq", "shop", 50)]
     assert [(s.name, s.length) for s in schema.float_sequences] == [("image_sim", 50)]
     assert schema.ignore_columns == ("note",)
+    assert schema.bags == (schema_module.Bag("tags", "ad", "mean", 16),)
 
 
 def test_mac_round_trips_through_a_dict():

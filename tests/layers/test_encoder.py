@@ -74,7 +74,7 @@ def test_sequences_look_up_the_table_of_their_field():
         table = enc.embeddings.tables[MAC.field_names.index(spec.shares)]
         torch.testing.assert_close(seqs[s], table(batch["seq"][:, s]))
     for f, table in enumerate(enc.embeddings.tables):
-        torch.testing.assert_close(fields[:, f], table(batch["sparse"][:, f]))
+        torch.testing.assert_close(fields[f], table(batch["sparse"][:, f]))
     assert len(enc.embeddings.tables) == 16
 
 

@@ -49,3 +49,15 @@ def test_models_without_a_cartesian_head_are_counted_without_cat(capsys):
     assert main(["models", "--params", "--aux", "first", "mta", "linear"]) == 0
     plain = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert plain["single_task"].split("  Single")[0] == rows["single_task"].split("  Single")[0]
+
+
+def test_a_bags_table_is_counted_with_the_fields(tmp_path, capsys):
+    schema = tmp_path / "tagged.toml"
+    schema.write_text('user_column = "u"\nlabels = ["last"]\n[fields]\nad = ["item"]\n'
+                      '[bags]\ntags = {group = "ad", max_length = 3}\n')
+    assert main(["models", "--params", "--schema", str(schema), "--vocab-size", "10",
+                 "--vocab-size", "tags=30"]) == 0
+    out = capsys.readouterr().out
+    assert "40 embedding rows in 2 tables" in out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert f"embedding {16 * 40:>13,}" in rows["base"]

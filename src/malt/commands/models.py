@@ -24,8 +24,8 @@ def vocab_sizes(fields: tuple[str, ...], specs: list[str]) -> dict[str, int]:
     for spec in specs:
         name, _, value = spec.rpartition("=")
         if name and name not in sizes:
-            raise ConfigError(f"--vocab-size {spec}: '{name}' is not a categorical field "
-                              f"(fields: {', '.join(fields)})")
+            raise ConfigError(f"--vocab-size {spec}: '{name}' is not a categorical field nor "
+                              f"a bag (they are: {', '.join(fields)})")
         try:
             rows = int(value)
         except ValueError:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     schema = schema_for(None, options.schema)
     task = Task(options.main or schema.labels[0], tuple(options.aux))
     task.validate(schema)
-    sizes = vocab_sizes(schema.field_names, options.vocab_size)
+    sizes = vocab_sizes(schema.table_names, options.vocab_size)
     vocab = VocabInfo(sizes, {s.name: 0 for s in schema.id_sequences})
     defaults = "the release's" if options.release_defaults else "malt's"
     print(f"main {task.main}, aux {' '.join(task.aux) or '(none)'}; {defaults} defaults; "

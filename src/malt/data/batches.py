@@ -3,6 +3,8 @@
 A batch is a plain dict of tensors keyed by role (B rows, shapes as in `malt.data.reader`):
     sparse [B, F] int64, seq [B, S, L] int64, dense_seq [B, C, L] float32,
     weights [B, V] float32 (raw attribution weights), labels [B, V] float32 (weights > 0),
+    bags [B, K, M] int64 (table rows of each bag's ids, row 0 past its length; M is the longest
+    bag of the batch, at least 1), bag_lengths [B, K] int64,
     user [B] int64, index [B] int64 (row within its day), step_rows [] int64 (rows of the whole
     step across all ranks), plus campaign / target_action [B] int64 and true_weights [B, V]
     when the schema declares them.
@@ -31,7 +33,7 @@ from malt.data.cache import Day
 
 Batch = dict[str, torch.Tensor]
 
-_INT64_KEYS = ("sparse", "seq", "user", "campaign", "target_action")
+_INT64_KEYS = ("sparse", "seq", "user", "campaign", "target_action", "bags", "bag_lengths")
 _TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.int64): torch.int64,
                  np.dtype(np.int32): torch.int32}
 
@@ -120,6 +122,10 @@ class DayBatches:
                                          self.as_of)
             batch["elapsed"], batch["delay"] = torch.from_numpy(elapsed), torch.from_numpy(delay)
         for name, array in arrays.items():
+            if name == "bags":
+                # The cache pads every bag to the schema's largest max_length; a batch keeps
+                # only the positions its longest bag fills.
+                array = array[:, :, :longest_bag(_rows(arrays["bag_lengths"], take))]
             rows = _rows(array, take)
             if name == "weights" and self.as_of is not None:
                 rows = labels_as_of(rows, _rows(known_at, take), self.as_of)
@@ -149,6 +155,12 @@ def delay_times(click_time: np.ndarray, known_at: np.ndarray, as_of: float
     known = known_at <= as_of  # NaN compares False
     delay = np.where(known, known_at - click_time[:, None], 0.0).astype(np.float32)
     return elapsed, delay
+
+
+def longest_bag(lengths: np.ndarray) -> int:
+    """Positions a batch's bags need, from their lengths [B, K]: the longest, at least 1 (a
+    batch of empty bags keeps one padded position, so that every tensor has one)."""
+    return max(int(lengths.max(initial=0)), 1)
 
 
 def _rows(array: np.ndarray, take: slice | np.ndarray) -> np.ndarray:

@@ -378,7 +378,8 @@ class Preparer:
                          oov={c: n for c, n in job.stats.oov.items()},
                          same_binary=sorted(job.stats.same_binary or ()),
                          numeric=dict(job.stats.numeric), above_one=dict(job.stats.above_one),
-                         known_at=job.known_at, click_time=job.click_time)
+                         known_at=job.known_at, click_time=job.click_time,
+                         truncated=dict(job.stats.truncated))
         meta = {"format": CACHE_FORMAT, "source": str(job.source), "stats": stats.to_dict()}
         (job.tmp / "meta.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
         _move_into_place(job.tmp, job.directory)
@@ -386,6 +387,11 @@ class Preparer:
         if oov:
             log.warning("%s: out-of-vocabulary ids mapped to the reserved row: %s", job.source,
                         ", ".join(f"{c} {n:,}" for c, n in oov.items()))
+        truncated = {b: n for b, n in stats.truncated.items() if n}
+        if truncated:
+            log.warning("%s: rows with more items than their bag's max_length or the "
+                        "sequence length (the first items are kept): %s", job.source,
+                        ", ".join(f"{c} {n:,}" for c, n in truncated.items()))
         return Day(name=job.source.stem, split=job.split, source=job.source,
                    directory=job.directory, stats=stats, built=True)
 

@@ -43,8 +43,12 @@ def load_lookups(schema: Schema, vocab_dir: Path) -> dict[str, Lookup]:
 
 
 def vocab_info(schema: Schema, lookups: dict[str, Lookup]) -> VocabInfo:
-    """Table sizes and sequence padding rows of `lookups` (numeric moments are not known here)."""
+    """Table sizes and sequence padding rows of `lookups` (numeric moments are not known here).
+    With ragged sequences a table that sequences share has one row more, after its OOV row:
+    the row that pads them, which no id maps to."""
+    padded = {s.shares for s in schema.id_sequences} if schema.ragged_sequences else set()
     return VocabInfo(
-        sizes={f: lookups[f].size for f in schema.field_names},
-        sequence_pad={s.name: lookups[s.shares].index_of(schema.sequence_pad)
+        sizes={f: lookups[f].size + (f in padded) for f in schema.table_names},
+        sequence_pad={s.name: lookups[s.shares].size if schema.ragged_sequences
+                      else lookups[s.shares].index_of(schema.sequence_pad)
                       for s in schema.id_sequences})

@@ -11,6 +11,8 @@ Arrays of one day (N rows, F fields, S id sequences, C float sequences, V labels
     dense_seq float32 [N, C, L]  float sequences
     weights   float32 [N, V]     raw attribution weights (continuous, >= 0)
     user      int64   [N]        vocab row of the grouping (user) column
+    bags      int32   [N, K, M]  table rows of each bag's first ids, padded with row 0
+    bag_lengths int32 [N, K]     ids kept per bag (at most its `max_length`; M is the largest)
 and, when the schema declares them, campaign int64 [N], target_action int64 [N] (label index,
 -1 for a target outside the labels), true_weights float32 [N, V] and reported float32 [N, V];
 and, when the day file holds the labels' known-at columns, known_at float64 [N, V] (unix
@@ -35,7 +37,7 @@ import pyarrow.parquet as pq
 
 from malt.data.hashing import HashLookup
 from malt.data.numeric import MAX_MAGNITUDE, Moments
-from malt.data.schema import Schema
+from malt.data.schema import IdSequence, Schema
 from malt.data.vocab import VocabLookup
 from malt.errors import DataError, file_error
 
@@ -68,10 +70,13 @@ class DayStats:
     click_time: bool | None = False
     """The day file holds the click-time column (cached as the `click_time` array); None for
     days cached before malt read it."""
+    truncated: dict[str, int] = field(default_factory=dict)
+    """Bag -> rows holding more ids than its `max_length` (their first ids are kept); with
+    ragged sequences, the first sequence -> rows holding more items than its length."""
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "users": self.users, "positives": self.positives,
-                "oov": self.oov, "same_binary": self.same_binary,
+                "oov": self.oov, "same_binary": self.same_binary, "truncated": self.truncated,
                 "numeric": {c: m.to_list() for c, m in self.numeric.items()},
                 "above_one": {c: list(v) for c, v in self.above_one.items()},
                 "known_at": self.known_at, "click_time": self.click_time}
@@ -86,7 +91,8 @@ class DayStats:
                    above_one={c: (int(n), int(row))
                               for c, (n, row) in d.get("above_one", {}).items()},
                    known_at=bool(d.get("known_at", False)),
-                   click_time=None if d.get("click_time") is None else bool(d["click_time"]))
+                   click_time=None if d.get("click_time") is None else bool(d["click_time"]),
+                   truncated=dict(d.get("truncated", {})))
 
 
 @dataclass
@@ -100,9 +106,12 @@ class ChunkStats:
     numeric: dict[str, Moments] = field(default_factory=dict)
     above_one: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Label -> (rows, first row) of its weights above 1."""
+    truncated: dict[str, int] = field(default_factory=dict)
+    """Bag (or, ragged, the first sequence) -> rows truncated to its length."""
 
     def add(self, other: ChunkStats) -> None:
-        for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov)):
+        for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov),
+                             (self.truncated, other.truncated)):
             for key, n in theirs.items():
                 mine[key] = mine.get(key, 0) + n
         for key, (n, row) in other.above_one.items():
@@ -153,6 +162,9 @@ def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bo
         shapes["dense_seq"] = ((rows, n_dense, length), np.dtype(np.float32))
     if schema.numeric:
         shapes["numeric"] = ((rows, len(schema.numeric)), np.dtype(np.float32))
+    if schema.bags:
+        shapes["bags"] = ((rows, len(schema.bags), schema.bag_width), np.dtype(np.int32))
+        shapes["bag_lengths"] = ((rows, len(schema.bags)), np.dtype(np.int32))
     if schema.target_action_column:
         shapes["target_action"] = ((rows,), np.dtype(np.int64))
     if not labels:
@@ -301,9 +313,13 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
         return (pa.types.is_list(t) or pa.types.is_large_list(t)
                 or pa.types.is_fixed_size_list(t)) and ok(t.value_type)
 
-    checks = [(c, is_id, "an integer or string id") for c in schema.vocab_columns]
+    checks = [(c, is_id, "an integer or string id") for c in schema.vocab_columns
+              if c not in schema.bag_names]
     checks += [(s.name, lambda t: list_of(t, is_id), "a list of integer or string ids")
                for s in schema.id_sequences]
+    # A list of nulls is what a JSON request whose bags are all empty becomes.
+    checks += [(b, lambda t: list_of(t, lambda v: is_id(v) or pa.types.is_null(v)),
+                "a list of integer or string ids (a bag)") for b in schema.bag_names]
     checks += [(s.name, lambda t: list_of(t, is_number), "a list of numbers")
                for s in schema.float_sequences]
     checks += [(f.name, is_number, "a number") for f in schema.numeric]
@@ -364,8 +380,9 @@ class DayConverter:
         self.labels = labels
         # Padding is expected, not an unknown id: when the pad id has no row of its own it is
         # left out of the OOV count.
-        self._pad_is_oov = {s.shares: lookups[s.shares].index_of(schema.sequence_pad)
-                            == lookups[s.shares].oov_index for s in schema.id_sequences}
+        self._pad_is_oov = {} if schema.ragged_sequences else {
+            s.shares: lookups[s.shares].index_of(schema.sequence_pad)
+            == lookups[s.shares].oov_index for s in schema.id_sequences}
         self._local = threading.local()
 
     @property
@@ -393,7 +410,9 @@ class DayConverter:
         for shared in self._pad_is_oov:
             _no_pad_ids(col(shared), s.sequence_pad, shared, file, offset)
 
-        for j, spec in enumerate(s.id_sequences):
+        if s.ragged_sequences and (s.id_sequences or s.float_sequences):
+            self._ragged_sequences(col, file, offset, out, stats)
+        for j, spec in enumerate(() if s.ragged_sequences else s.id_sequences):
             flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
             rows = self._scratch("seq", (n, spec.length), np.int32)
             oov = self.lookups[spec.shares].map_into(flat, rows)
@@ -401,11 +420,18 @@ class DayConverter:
                 oov -= _count_token(flat, s.sequence_pad)
             stats.oov[spec.name] = oov
             out["seq"][:, j, :] = rows
-        for j, spec in enumerate(s.float_sequences):
+        for j, spec in enumerate(() if s.ragged_sequences else s.float_sequences):
             flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
             values = _floats(flat, spec.name, file, offset, per_row=spec.length,
                              limit=MAX_MAGNITUDE)
             out["dense_seq"][:, j, :] = values.reshape(n, spec.length)
+
+        for j, bag in enumerate(s.bags):
+            lookup = self.lookups[bag.name]
+            lengths, oov, truncated = padded_bag(col(bag.name), lookup, bag.max_length,
+                                                 out["bags"][:, j, :], bag.name, file, offset)
+            out["bag_lengths"][:, j] = lengths
+            stats.oov[bag.name], stats.truncated[bag.name] = oov, truncated
 
         for j, f in enumerate(s.numeric):
             values = _numbers(col(f.name), f.name, file, offset, s.numeric_fill)
@@ -447,6 +473,40 @@ class DayConverter:
         if s.campaign_column:
             out["campaign"][:] = self._campaign(col(s.campaign_column), file, offset)
         return stats
+
+    def _ragged_sequences(self, col, file: str, offset: int, out: dict[str, np.ndarray],
+                          stats: ChunkStats) -> None:
+        """Cut and pad the sequences of rows holding any number of items (one number per
+        row across the position-aligned sequences) into `out['seq']` and `out['dense_seq']`:
+        ids padded with their table's padding row, floats with 0."""
+        s = self.schema
+        specs = (*s.id_sequences, *s.float_sequences)
+        first, lengths = specs[0].name, None
+        for spec in specs:
+            values, these = list_values(col(spec.name), spec.name, file, offset)
+            if lengths is None:
+                lengths = these
+            elif (wrong := np.flatnonzero(these != lengths)).size:
+                row = int(wrong[0])
+                raise DataError(f"holds {int(these[row])} items where '{first}' holds "
+                                f"{int(lengths[row])}: the sequences of a row are position-"
+                                "aligned and hold one number of items", file=file,
+                                column=spec.name, row=offset + row)
+            if isinstance(spec, IdSequence):
+                lookup = self.lookups[spec.shares]
+                target = out["seq"][:, s.id_sequences.index(spec), :]
+                # The row after the OOV row: the table's padding row (`vocab_info`).
+                kept = padded_rows(lookup.map(values), lengths, target, lookup.size)
+                present = np.arange(target.shape[1]) < kept[:, None]
+                stats.oov[spec.name] = int(np.count_nonzero(target[present]
+                                                            == lookup.oov_index))
+            else:
+                target = out["dense_seq"][:, s.float_sequences.index(spec), :]
+                numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+                padded_rows(numbers, lengths, target, 0.0)  # nulls are NaN, refused below
+                _checked_range(target.reshape(-1), spec.name, file, offset,
+                               per_row=target.shape[1], limit=MAX_MAGNITUDE)
+        stats.truncated[first] = int(np.count_nonzero(lengths > specs[0].length))
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """A reusable per-thread buffer (fresh large allocations cost a page fault per page)."""
@@ -600,6 +660,42 @@ def _fixed_length_values(lists: pa.Array, length: int, column: str, file: str,
         raise DataError(f"sequences have length {lists.type.list_size}, the schema says "
                         f"{length}", file=file, column=column, row=offset)
     return lists.flatten()
+
+
+def list_values(lists: pa.Array, column: str, file: str, offset: int
+                ) -> tuple[pa.Array, np.ndarray]:
+    """(the items of every row, one after another; items per row int64 [N]) of a list
+    column; a null row is an error. A list of nulls only comes back as int64 nulls."""
+    _no_nulls(lists, column, file, offset)
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = lists.flatten()
+    return (values.cast(pa.int64()) if pa.types.is_null(values.type) else values), lengths
+
+
+def padded_rows(values: np.ndarray, lengths: np.ndarray, out: np.ndarray, fill,
+                cap: int | None = None) -> np.ndarray:
+    """Write each row's first `cap` (default W) items of `values` (the rows' items one after
+    another, `lengths` [N] per row) into `out` [N, W], `fill` after them, without a loop over
+    rows; returns the items kept per row, min(length, cap) [N]."""
+    kept = np.minimum(lengths, out.shape[1] if cap is None else cap)
+    starts = np.cumsum(lengths) - lengths
+    positions = np.arange(out.shape[1])
+    present = positions < kept[:, None]
+    out[...] = fill
+    out[present] = values[(starts[:, None] + positions)[present]]
+    return kept
+
+
+def padded_bag(lists: pa.Array, lookup: VocabLookup | HashLookup, cap: int, out: np.ndarray,
+               column: str, file: str, offset: int) -> tuple[np.ndarray, int, int]:
+    """Write the table rows of each row's first `cap` ids of the list column `lists` [N] into
+    `out` [N, M] (M >= cap; positions past a row's ids hold row 0), vectorised over the
+    lists' offsets. Returns (ids kept per row [N], OOV ids among them, rows truncated)."""
+    values, lengths = list_values(lists, column, file, offset)
+    kept = padded_rows(lookup.map(values), lengths, out, 0, cap)
+    present = np.arange(out.shape[1]) < kept[:, None]
+    oov = int(np.count_nonzero(out[present] == lookup.oov_index))
+    return kept.astype(np.int32), oov, int(np.count_nonzero(lengths > cap))
 
 
 def _numbers(values: pa.Array, column: str, file: str, offset: int, fill: float | None

@@ -11,11 +11,14 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     sequence_length = 50            # default length of every sequence
     sequence_pad = "0"              # raw id that pads a short id sequence (required with
                                     # id sequences; never a real id of the shared fields)
+    ragged_sequences = false        # true: rows may hold fewer or more items than the length
+                                    # (padded after reading: no sequence_pad then)
     float_sequences = ["image_sim"] # or a table {image_sim = 50}
     numeric = ["price", "cost"]     # scalar numbers, standardised; or a table naming each
                                     # column's transform {price = "log1p", cost = "none"}
     numeric_fill = 0.0              # NaN, inf or missing numbers become this (default: error)
     hash_buckets = {category = 1000}  # ids hashed into N rows, no vocab (malt.data.hashing)
+    embed_dims = {item = 32, tags = 8}  # a table's width (default: the encoder's embed_dim)
     ignore_columns = ["note"]       # present in the files, not used
     strict_columns = false          # true: a column not named here is an error, not a warning
 
@@ -28,9 +31,27 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     item_seq = "item"
     shop_seq = { shares = "shop", length = 50 }
 
+    [bags]                          # multi-hot list columns, each with its own table
+    tags = { group = "ad", pooling = "mean", max_length = 16 }
+
 (YAML takes the same keys. All sequences share one length: they are position-aligned. Numeric
 transforms are `standardise` (the default, with the training days' mean and std), `log1p` and
 `none`; see `malt.data.numeric`.)
+
+A bag is a list of ids per row, of any length (an empty list too), looked up in its own
+table (`vocabs/<bag>.json`, or hashed when `hash_buckets` names it) and pooled into one
+embedding by `sum` or `mean` (an empty bag pools to zeros); a row's first `max_length` ids are
+kept, and `malt prepare` counts the rows it truncates. A bag joins the fields of its `group`.
+
+With `ragged_sequences = true` the sequences' rows may hold any number of items: a row is
+cut to its first `length` items and padded after them (ids with a padding row of their own,
+after the table's OOV row; floats with 0), so the padding mask follows each row's length and
+no `sequence_pad` is needed (nor read). The sequences of a row still hold one number of items
+(they are position-aligned).
+
+`embed_dims` sets the width of a field's or a bag's embedding table; the others take the
+encoder's `embed_dim`. An id sequence is looked up in the table it shares, so it has that
+table's width (naming it is an error).
 
 For incomplete multi-label data (KAML) a schema also names `campaign_column`,
 `target_action_column` (a label index or label name per row; -1 or "other" for a target outside
@@ -74,6 +95,8 @@ from malt.typed_fields import FiniteFloat, PositiveInt, build, validate
 Group = Literal["user", "ad", "context"]
 """What a categorical field describes; models fuse the fields group by group."""
 GROUPS = get_args(Group)
+Pooling = Literal["sum", "mean"]
+"""How a bag's id embeddings become one: their sum, or their mean (zero for an empty bag)."""
 Transform = Literal["standardise", "log1p", "none"]
 """What a numeric column becomes before the models see it (see `malt.data.numeric`)."""
 SCHEMA_FILE = "schema.toml"
@@ -123,6 +146,23 @@ class FloatSequence:
 
 
 @dataclass(frozen=True)
+class Bag:
+    """A multi-hot list column: ids looked up in its own table and pooled into one embedding."""
+
+    name: str
+    """The list column (and its vocab, `vocabs/<name>.json`)."""
+    group: Group
+    """What it describes: `user`, `ad` or `context`; it joins that group's fields."""
+    pooling: Pooling
+    """`sum` or `mean` of its ids' embeddings."""
+    max_length: PositiveInt
+    """Ids kept per row: the first `max_length`; longer rows are truncated and counted."""
+
+    def __post_init__(self) -> None:
+        validate(self, "")
+
+
+@dataclass(frozen=True)
 class NumericField:
     """A scalar number column, fed to the models after its transform (see `malt.data.numeric`)."""
 
@@ -144,6 +184,8 @@ class Schema:
     id_sequences: tuple[IdSequence, ...] = ()
     float_sequences: tuple[FloatSequence, ...] = ()
     sequence_pad: str = DEFAULT_SEQUENCE_PAD
+    ragged_sequences: bool = False
+    """The sequences' rows may hold any number of items (cut to, or padded to, the length)."""
     campaign_column: str | None = None
     target_action_column: str | None = None
     true_labels: tuple[str, ...] = ()
@@ -161,9 +203,13 @@ class Schema:
     numeric: tuple[NumericField, ...] = ()
     numeric_fill: FiniteFloat | None = None
     """The value NaN, inf and missing numbers become; None: they are an error."""
+    bags: tuple[Bag, ...] = ()
+    """The multi-hot list columns, pooled after the fields (`Batch['bags']` order)."""
     hash_buckets: tuple[tuple[str, PositiveInt], ...] = ()
     """(field, rows) of the fields whose ids are hashed into that many rows, without a vocab
     file (see `malt.data.hashing`)."""
+    embed_dims: tuple[tuple[str, PositiveInt], ...] = ()
+    """(field or bag, width) of the tables whose width is not the encoder's `embed_dim`."""
     known_at: tuple[tuple[str, str], ...] = ()
     """(label, column) of the labels whose known-at column is not `<label>_known_at`: the
     time (unix seconds) each row's credit became known, null where the label is 0. Optional
@@ -188,6 +234,32 @@ class Schema:
             raise ConfigError(f"unknown field group '{group}', expected one of {GROUPS}")
         return [i for i, f in enumerate(self.fields) if f.group == group]
 
+    def embedded_group_indices(self, group: str) -> list[int]:
+        """Positions of one group's embeddings among the fields then the pooled bags
+        (`[B, F + K, d]`, as `malt.layers.FieldEmbeddings` returns them)."""
+        n = len(self.fields)
+        return self.group_indices(group) + [n + k for k, b in enumerate(self.bags)
+                                            if b.group == group]
+
+    @property
+    def bag_names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.bags)
+
+    @property
+    def bag_width(self) -> int:
+        """Positions per bag in the cached and served arrays: the largest `max_length`."""
+        return max((b.max_length for b in self.bags), default=0)
+
+    def table_width(self, name: str, default: int) -> int:
+        """The embedding width of the field or bag `name`: its `embed_dims` entry, else
+        `default` (the encoder's `embed_dim`)."""
+        return dict(self.embed_dims).get(name, default)
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        """Every column with its own embedding table: the fields, then the bags."""
+        return (*self.field_names, *self.bag_names)
+
     @property
     def sequence_length(self) -> int | None:
         """The common length of all sequences, or None when there are none."""
@@ -198,7 +270,7 @@ class Schema:
     def vocab_columns(self) -> tuple[str, ...]:
         """Every column that needs `vocabs/<column>.json` (hashed fields do not)."""
         hashed = dict(self.hash_buckets)
-        return tuple(c for c in (self.user_column, *self.field_names) if c not in hashed)
+        return tuple(c for c in (self.user_column, *self.table_names) if c not in hashed)
 
     @property
     def truth_columns(self) -> tuple[str, ...]:
@@ -217,7 +289,7 @@ class Schema:
         """Every column a day file must hold."""
         cols = [self.user_column, *self.field_names]
         cols += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
-        cols += [f.name for f in self.numeric]
+        cols += [f.name for f in self.numeric] + list(self.bag_names)
         cols += [c for c in (self.campaign_column, self.target_action_column) if c]
         cols += [*self.labels, *self.true_labels, *self.reported_labels]
         return tuple(dict.fromkeys(cols))
@@ -229,11 +301,11 @@ class Schema:
         return self.labels.index(name)
 
     def fingerprint(self) -> str:
-        """A short hash of everything that changes how files are read (not the name, nor
-        whether unnamed columns are refused)."""
+        """A short hash of everything that changes how files are read (not the name, whether
+        unnamed columns are refused, nor the tables' widths)."""
         content = {k: v for k, v in self.to_dict().items()
                    if k not in ("name", "strict_columns", "true_probability_column",
-                                "true_credit_column")}
+                                "true_credit_column", "embed_dims")}
         # Left out when unused, so schemas written before numeric columns keep their caches.
         if not self.numeric:
             del content["numeric"]
@@ -245,6 +317,10 @@ class Schema:
             del content["known_at"]
         if self.click_time == DEFAULT_CLICK_TIME:
             del content["click_time"]
+        if not self.bags:
+            del content["bags"]
+        if not self.ragged_sequences:
+            del content["ragged_sequences"]
         payload = json.dumps(content, sort_keys=True, allow_nan=False).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
@@ -254,7 +330,10 @@ class Schema:
         out = asdict(self)
         out["numeric"] = {f.name: f.transform for f in self.numeric}
         out["hash_buckets"] = dict(self.hash_buckets)
+        out["embed_dims"] = dict(self.embed_dims)
         out["known_at"] = dict(self.known_at)
+        out["bags"] = {b.name: {"group": b.group, "pooling": b.pooling,
+                                "max_length": b.max_length} for b in self.bags}
         return out
 
     @classmethod
@@ -276,13 +355,14 @@ class Schema:
         # Columns with a vocab name `vocabs/<column>.json`; labels name a run's plots.
         for key, name in [("user_column", self.user_column),
                           *(("fields", f) for f in self.field_names),
+                          *(("bags", b) for b in self.bag_names),
                           *([("campaign_column", self.campaign_column)]
                             if self.campaign_column is not None else []),
                           *(("labels", label) for label in self.labels)]:
             check_file_name(name, f"schema '{self.name}': {key}")
         names = [self.user_column, *self.field_names]
         names += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
-        names += [f.name for f in self.numeric]
+        names += [f.name for f in self.numeric] + list(self.bag_names)
         names += [*self.labels, *self.true_labels, *self.reported_labels, *self.truth_columns]
         names += [*self.known_at_columns]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -293,13 +373,22 @@ class Schema:
         if "cat" in self.labels:
             raise ConfigError(f"schema '{self.name}': 'cat' is reserved for the Cartesian view")
         for name, _ in self.hash_buckets:
-            if name not in self.field_names:
+            if name not in self.table_names:
                 raise ConfigError(f"schema '{self.name}': hash_buckets names '{name}', which is "
-                                  "not a categorical field (the user column keeps its vocab: "
-                                  "GAUC groups by it)")
+                                  "not a categorical field nor a bag (the user column keeps its "
+                                  "vocab: GAUC groups by it)")
             if any(s.shares == name for s in self.id_sequences):
                 raise ConfigError(f"schema '{self.name}': '{name}' is shared by id sequences, "
                                   "whose padding needs a vocab; it cannot be hashed")
+        for name, _ in self.embed_dims:
+            shared = [s.shares for s in self.id_sequences if s.name == name]
+            if shared:
+                raise ConfigError(f"schema '{self.name}': embed_dims names the id sequence "
+                                  f"'{name}', which is looked up in the table of "
+                                  f"'{shared[0]}' and has its width; set that field's")
+            if name not in self.table_names:
+                raise ConfigError(f"schema '{self.name}': embed_dims names '{name}', which is "
+                                  f"not a categorical field nor a bag ({list(self.table_names)})")
         for s in self.id_sequences:
             if s.shares not in self.field_names:
                 raise ConfigError(f"schema '{self.name}': sequence '{s.name}' shares the table "
@@ -354,6 +443,18 @@ class IdSequenceEntry(SharedTable):
 
 
 @dataclass(frozen=True)
+class BagEntry:
+    """A bag: `tags = { group = "ad", pooling = "mean", max_length = 16 }`."""
+
+    group: Group
+    """What it describes: `user`, `ad` or `context`."""
+    max_length: PositiveInt
+    """Ids kept per row (the first ones); longer rows are truncated and counted."""
+    pooling: Pooling = "sum"
+    """`sum` or `mean` of its ids' embeddings (an empty bag pools to zeros)."""
+
+
+@dataclass(frozen=True)
 class FloatSequenceEntry:
     """A float sequence in a list: `{ name = "image_sim", length = 50 }`."""
 
@@ -387,7 +488,12 @@ class SchemaFile:
     """The length of every sequence that gives none; all sequences share one length."""
     sequence_pad: str | int | None = None
     """The raw id that pads a short id sequence (an integer is read as its text): required
-    with id sequences, and never a real id of the fields they share; "0" without them."""
+    with id sequences of fixed length, and never a real id of the fields they share; "0"
+    without them; not read with `ragged_sequences`."""
+    ragged_sequences: bool = False
+    """true: a sequence's rows may hold any number of items; each is cut to its first
+    `length` and padded after them (ids with a padding row of their own, floats with 0), the
+    sequences of one row holding one number of items."""
     campaign_column: str | None = None
     """KAML data: the campaign (advertiser) of each row."""
     target_action_column: str | None = None
@@ -409,8 +515,14 @@ class SchemaFile:
     numeric_fill: FiniteFloat | None = None
     """The value NaN, inf and missing numbers of numeric columns become (default: they are an
     error)."""
+    bags: dict[str, BagEntry] = field(default_factory=dict)
+    """Multi-hot list columns -> `{group, max_length, pooling}`: each row a list of ids (of
+    any length, empty too) looked up in the bag's own table and pooled into one embedding."""
+    embed_dims: dict[str, PositiveInt] = field(default_factory=dict)
+    """Field or bag -> the width of its embedding table (default: the encoder's `embed_dim`);
+    an id sequence has the width of the table it shares."""
     hash_buckets: dict[str, PositiveInt] = field(default_factory=dict)
-    """Fields whose ids are hashed into that many rows, without a vocab file (see
+    """Fields (and bags) whose ids are hashed into that many rows, without a vocab file (see
     `malt.data.hashing`)."""
     true_probability_column: str | None = None
     """Simulated data: each row's true conversion probability (never trained on; evaluation
@@ -435,7 +547,7 @@ class SchemaFile:
             user_column=self.user_column, fields=fields, labels=self.labels,
             id_sequences=self._id_sequences(), float_sequences=self._float_sequences(),
             sequence_pad=DEFAULT_SEQUENCE_PAD if self.sequence_pad is None
-            else str(self.sequence_pad),
+            else str(self.sequence_pad), ragged_sequences=self.ragged_sequences,
             campaign_column=self.campaign_column,
             target_action_column=self.target_action_column, true_labels=self.true_labels,
             reported_labels=self.reported_labels, ignore_columns=self.ignore_columns,
@@ -444,10 +556,12 @@ class SchemaFile:
                 self.numeric, dict) else tuple(NumericField(n, t) for n, t in
                                                self.numeric.items()),
             numeric_fill=self.numeric_fill, hash_buckets=tuple(self.hash_buckets.items()),
+            bags=tuple(Bag(n, b.group, b.pooling, b.max_length) for n, b in self.bags.items()),
+            embed_dims=tuple(self.embed_dims.items()),
             true_probability_column=self.true_probability_column,
             true_credit_column=self.true_credit_column,
             known_at=tuple(self.known_at.items()), click_time=self.click_time)
-        if schema.id_sequences and self.sequence_pad is None:
+        if schema.id_sequences and self.sequence_pad is None and not self.ragged_sequences:
             # No default: a pad that is also a real id would be masked out wherever it occurs.
             raise ConfigError("declare sequence_pad, the raw id that pads short id sequences "
                               "(one that is never a real id of the shared fields)")

@@ -48,6 +48,18 @@ def format_summary(dataset: Dataset) -> str:
     lines.append(f"schema {dataset.schema.name}: {len(dataset.train)} train day(s), "
                  f"{len(dataset.test)} test day(s); out-of-vocabulary ids: "
                  + (", ".join(f"{c} {n:,}" for c, n in nonzero.items()) if nonzero else "none"))
+    schema = dataset.schema
+
+    def truncated(column: str) -> int:
+        return sum(d.stats.truncated.get(column, 0) for d in dataset.days)
+
+    if schema.bags:
+        lines.append("rows truncated to their bag's max_length: " + ", ".join(
+            f"{b} {truncated(b):,}" for b in schema.bag_names))
+    sequences = (*schema.id_sequences, *schema.float_sequences)
+    if schema.ragged_sequences and sequences:
+        lines.append(f"rows cut to the sequence length {sequences[0].length}: "
+                     f"{truncated(sequences[0].name):,}")
     return "\n".join(lines)
 
 

@@ -3,7 +3,8 @@ the vocabs of a warm-started run, grown from its parent's (`grow_vocabs`).
 
 Ids are counted over the training days only (never the test days, nor the last `held_out` training
 days a validation protocol will score), in every column that reads the field's table: the
-field itself and the id sequences that share it (their padding id left out). Ids seen fewer
+field itself and the id sequences that share it (their padding id left out); a bag's ids are
+counted in its own list column, every id of every row (those past `max_length` too). Ids seen fewer
 than `min_count` times get no row: they map to the field's out-of-vocabulary row, as unseen
 ids do. Indices follow the ids' sorted order, so the same days give the same files.
 """
@@ -80,9 +81,13 @@ def count_ids(days: Sequence[Path], schema: Schema, columns: list[str]) -> dict[
             for column, sources in readers.items():
                 for source in sources:
                     values = rows.column(source)
-                    if source != column:
+                    if source in schema.bag_names:
                         values = pc.list_flatten(values)
-                        pad = equal_to_token(values, schema.sequence_pad)
+                    elif source != column:
+                        values = pc.list_flatten(values)
+                        # Ragged sequences are padded after reading: every item is an id.
+                        pad = None if schema.ragged_sequences else \
+                            equal_to_token(values, schema.sequence_pad)
                         if pad is not None:
                             values = values.filter(pc.invert(pad))
                     counts[column].append(_value_counts(values))

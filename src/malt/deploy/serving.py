@@ -2,6 +2,9 @@
 
 Inputs, in `model.serving_inputs` order (B is the batch dimension, any size):
     sparse         int64   [B, F]     table rows of the categorical fields, schema order
+    bags           int64   [B, K, M]  table rows of the bags' ids (M: the schema's largest
+                                      max_length; row 0 past each bag's length)
+    bag_lengths    int64   [B, K]     ids per bag (when the schema has bags)
     seq            int64   [B, S, L]  table rows of the id sequences (when the schema has some)
     dense_seq      float32 [B, C, L]  float sequences (when the schema has some)
     numeric        float32 [B, N]     raw numeric columns; the model standardises them
@@ -24,8 +27,8 @@ from malt.errors import ConfigError
 from malt.models.model import MaltModel
 from malt.runs.calibration import Calibration
 
-INPUT_DTYPES = {"sparse": np.int64, "seq": np.int64, "dense_seq": np.float32,
-                "numeric": np.float32, "target_action": np.int64}
+INPUT_DTYPES = {"sparse": np.int64, "bags": np.int64, "bag_lengths": np.int64, "seq": np.int64,
+                "dense_seq": np.float32, "numeric": np.float32, "target_action": np.int64}
 """The dtype each serving input is fed in."""
 
 
@@ -87,6 +90,8 @@ class ServingModule(nn.Module):
         schema = self.model.schema
         length = schema.sequence_length
         shapes = {"sparse": ("batch", len(schema.fields)),
+                  "bags": ("batch", len(schema.bags), schema.bag_width),
+                  "bag_lengths": ("batch", len(schema.bags)),
                   "seq": ("batch", len(schema.id_sequences), length),
                   "dense_seq": ("batch", len(schema.float_sequences), length),
                   "numeric": ("batch", len(schema.numeric)), "target_action": ("batch",)}

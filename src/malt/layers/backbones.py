@@ -106,7 +106,7 @@ class DINEncoder(FlatEncoder):
     The target of an id sequence is the row's field whose embedding table the sequence shares
     (the candidate item for the purchased items). x = LayerNorm([fields; one
     `malt.layers.InterestPooling` output per id sequence; SimTier; numeric]) with learned
-    affine, D = (F + S) · d + W.
+    affine, D = `FieldInputs.flat_dim` ((F + K + S) · d + W when every table is d wide).
 
     Args:
         attention: widths of each attention MLP's hidden layers.
@@ -117,14 +117,15 @@ class DINEncoder(FlatEncoder):
                  attention: tuple[int, ...] = (80, 40), activation_name: str = "prelu",
                  simtier_bins: int = 32, sparse: bool = False):
         super().__init__(schema, vocab, dim, simtier_bins=simtier_bins, sparse=sparse)
-        self.pooling = nn.ModuleList(InterestPooling(dim, attention, activation_name)
-                                     for _ in schema.id_sequences)
+        # A sequence and its target share a table, so they are always of one width.
+        self.pooling = nn.ModuleList(InterestPooling(width, attention, activation_name)
+                                     for width in self.features.embeddings.sequence_widths)
         self.out_dim = self.features.flat_dim
         self.norm = nn.LayerNorm(self.out_dim)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """batch -> x [B, (F + S) · d + W]."""
+        """batch -> x [B, D]."""
         parts = self.features(batch)
-        pooled = [pool(parts.sequences[s], parts.fields[:, self.features.targets[s]],
+        pooled = [pool(parts.sequences[s], parts.fields[self.features.targets[s]],
                        parts.padding) for s, pool in enumerate(self.pooling)]
         return self.norm(concatenated(parts, pooled))

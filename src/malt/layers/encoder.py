@@ -9,7 +9,7 @@ from malt.data.schema import Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.layers.attention import TargetAttention
-from malt.layers.embedding import FieldEmbeddings
+from malt.layers.embedding import FieldEmbeddings, bag_inputs
 from malt.layers.numeric import register_numeric_buffers, standardise_numeric
 from malt.layers.simtier import SimTier
 
@@ -18,12 +18,15 @@ class FeatureEncoder(nn.Module):
     """Batch -> fused feature vector x [B, D], normalised by a LayerNorm with learned affine.
 
     x is the concatenation, in this order, of
-        user field embeddings        F_u · d
-        ad and context embeddings    F_a · d   (ad fields, then context fields)
-        one attention output per id sequence   S · d
+        user field embeddings        Σ d_f over the user fields, then the user bags pooled
+        ad and context embeddings    Σ d_f over the ad fields, context fields, then their bags
+        one attention output per id sequence   Σ d_s (a sequence's table width)
         SimTier over the float sequences       bins (sum) or C · bins (concat)
         the numeric columns, transformed       N
-    so D = (F_u + F_a + S) · d + SimTier width + N; for the MAC schema D = 19 · 16 + 32 = 336.
+    with every width d unless the schema's `embed_dims` says otherwise, so D = (F_u + F_a +
+    S) · d + SimTier width + N; for the MAC schema D = 19 · 16 + 32 = 336. The attention of a
+    sequence projects the ad-side embeddings (whatever their widths) to the width of the
+    sequence's table, which `heads` must divide.
     A numeric column enters as (t(x) - shift) / scale with t its transform and (shift, scale)
     from `vocab.numeric` (the training days' mean and std for `standardise`), kept as buffers
     so that they travel with the model's state (a column missing there starts at (0, 1)).
@@ -41,16 +44,24 @@ class FeatureEncoder(nn.Module):
                  simtier_combine: str = "sum", count_padding: bool = False,
                  sparse: bool = False):
         super().__init__()
-        self.user_order = schema.group_indices("user")
-        self.ad_order = schema.group_indices("ad") + schema.group_indices("context")
-        self._user_take, self._ad_take = positions(self.user_order), positions(self.ad_order)
+        self.user_order = schema.embedded_group_indices("user")
+        n_fields = len(schema.fields)
+        self.ad_order = [*schema.group_indices("ad"), *schema.group_indices("context"),
+                         *(n_fields + k for k, b in enumerate(schema.bags) if b.group != "user")]
         self.embeddings = FieldEmbeddings(schema, vocab, dim, sparse=sparse)
+        widths = self.embeddings.widths
         n_seq = len(schema.id_sequences)
         if n_seq and not self.ad_order:
             raise ConfigError(f"schema '{schema.name}': target attention over id sequences needs "
                               f"at least one ad or context field for its query")
-        self.attention = nn.ModuleList(TargetAttention(len(self.ad_order) * dim, dim, heads)
-                                       for _ in range(n_seq))
+        query_dim = sum(widths[i] for i in self.ad_order)
+        for spec, width in zip(schema.id_sequences, self.embeddings.sequence_widths):
+            if width % heads:
+                raise ConfigError(f"schema '{schema.name}': the id sequence '{spec.name}' is "
+                                  f"{width} wide (the table of '{spec.shares}'), not a multiple "
+                                  f"of the attention's {heads} heads")
+        self.attention = nn.ModuleList(TargetAttention(query_dim, width, heads)
+                                       for width in self.embeddings.sequence_widths)
         n_float = len(schema.float_sequences)
         self.simtier = SimTier(n_float, simtier_bins, simtier_combine) if n_float else None
         self.padding_mask, self.count_padding = padding_mask, count_padding
@@ -61,10 +72,11 @@ class FeatureEncoder(nn.Module):
                 raise ConfigError(f"the vocab has no padding row for sequence '{first}'")
             self.pad_row = vocab.sequence_pad[first]
         n_numeric = register_numeric_buffers(self, schema, vocab)
+        self.has_bags = bool(schema.bags)
         self.block_widths = {
-            "user": len(self.user_order) * dim,
-            "ad": len(self.ad_order) * dim,
-            "attention": n_seq * dim,
+            "user": sum(widths[i] for i in self.user_order),
+            "ad": query_dim,
+            "attention": sum(self.embeddings.sequence_widths),
             "simtier": self.simtier.out_dim if self.simtier is not None else 0,
             "numeric": n_numeric,
         }
@@ -75,9 +87,10 @@ class FeatureEncoder(nn.Module):
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """The batch keys `forward` reads: `sparse`, then `seq`, `dense_seq` and `numeric` when
-        the schema has such columns."""
-        present = {"sparse": True, "seq": bool(len(self.attention)),
+        """The batch keys `forward` reads: `sparse`, then `bags`, `bag_lengths`, `seq`,
+        `dense_seq` and `numeric` when the schema has such columns."""
+        present = {"sparse": True, "bags": self.has_bags, "bag_lengths": self.has_bags,
+                   "seq": bool(len(self.attention)),
                    "dense_seq": self.simtier is not None,
                    "numeric": bool(self.block_widths["numeric"])}
         return tuple(key for key, used in present.items() if used)
@@ -95,11 +108,11 @@ class FeatureEncoder(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch (sparse [B, F], seq [B, S, L], dense_seq [B, C, L], numeric [B, N]) -> x [B, D]."""
         fields, seqs = self.embeddings(batch["sparse"], batch["seq"] if len(self.attention)
-                                       else None)
+                                       else None, *bag_inputs(batch, self.has_bags))
         parts = []
         if self.user_order:
-            parts.append(fields[:, self._user_take].flatten(1))
-        ad = fields[:, self._ad_take].flatten(1) if self.ad_order else None
+            parts.append(torch.cat([fields[i] for i in self.user_order], dim=1))
+        ad = torch.cat([fields[i] for i in self.ad_order], dim=1) if self.ad_order else None
         if ad is not None:
             parts.append(ad)
         pad = self.padding(batch)
@@ -116,10 +129,3 @@ class FeatureEncoder(nn.Module):
         """Raw numeric columns [B, N] -> their transformed, standardised values [B, N]."""
         return standardise_numeric(values, self.numeric_shift, self.numeric_scale,
                                    self.numeric_log1p)
-
-
-def positions(order: list[int]) -> slice | list[int]:
-    """`order` as a slice when it is a run of consecutive positions (a view, not a copy)."""
-    if order and order == list(range(order[0], order[0] + len(order))):
-        return slice(order[0], order[0] + len(order))
-    return order

@@ -10,7 +10,7 @@ from torch import nn
 from malt.data.schema import Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
-from malt.layers.embedding import FieldEmbeddings
+from malt.layers.embedding import FieldEmbeddings, bag_inputs
 from malt.layers.numeric import register_numeric_buffers, standardise_numeric
 from malt.layers.simtier import SimTier
 
@@ -19,10 +19,10 @@ from malt.layers.simtier import SimTier
 class FieldParts:
     """One batch's inputs, embedded and ready to pool or concatenate."""
 
-    fields: torch.Tensor
-    """Field embeddings [B, F, d], schema order."""
+    fields: list[torch.Tensor]
+    """One embedding [B, d_f] per field, then one pooled [B, d_k] per bag, schema order."""
     sequences: list[torch.Tensor]
-    """One [B, L, d] per id sequence."""
+    """One [B, L, d_s] per id sequence (d_s: the width of the table it shares)."""
     padding: torch.Tensor | None
     """bool [B, L], True at padded positions (of every id sequence: they are position-aligned);
     None without id sequences."""
@@ -57,22 +57,26 @@ class FieldInputs(nn.Module):
         self.simtier = SimTier(n_float, simtier_bins, "sum") if n_float else None
         self.n_numeric = register_numeric_buffers(self, schema, vocab)
         self.dim = dim
-        self.n_fields, self.n_sequences = len(schema.fields), len(sequences)
+        self.has_bags = bool(schema.bags)
+        self.n_sequences = len(sequences)
         self.extra_dim = (self.simtier.out_dim if self.simtier is not None else 0) \
             + self.n_numeric
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """The batch keys `forward` reads: `sparse`, then `seq`, `dense_seq` and `numeric` when
-        the schema has such columns."""
-        present = {"sparse": True, "seq": bool(self.n_sequences),
+        """The batch keys `forward` reads: `sparse`, then `bags`, `bag_lengths`, `seq`,
+        `dense_seq` and `numeric` when the schema has such columns."""
+        present = {"sparse": True, "bags": self.has_bags, "bag_lengths": self.has_bags,
+                   "seq": bool(self.n_sequences),
                    "dense_seq": self.simtier is not None, "numeric": bool(self.n_numeric)}
         return tuple(key for key, used in present.items() if used)
 
     @property
     def flat_dim(self) -> int:
-        """Width of `flat`: (F + S) · d + W."""
-        return (self.n_fields + self.n_sequences) * self.dim + self.extra_dim
+        """Width of `flat`: Σ d_f over the fields and bags + Σ d_s over the sequences + W
+        ((F + K + S) · d + W when every table is d wide)."""
+        return sum(self.embeddings.widths) + sum(self.embeddings.sequence_widths) \
+            + self.extra_dim
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The embedding tables."""
@@ -82,7 +86,8 @@ class FieldInputs(nn.Module):
         """batch (sparse [B, F], seq [B, S, L], dense_seq [B, C, L], numeric [B, N])
         -> its parts."""
         seq = batch["seq"] if self.n_sequences else None
-        fields, sequences = self.embeddings(batch["sparse"], seq)
+        fields, sequences = self.embeddings(batch["sparse"], seq,
+                                            *bag_inputs(batch, self.has_bags))
         padding = seq[:, 0, :] == self.pad_row if seq is not None else None
         extra = []
         if self.simtier is not None:
@@ -94,8 +99,8 @@ class FieldInputs(nn.Module):
                           torch.cat(extra, dim=1) if extra else None)
 
     def flat(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The fields, the mean of each id sequence and the extra inputs side by side:
-        [B, (F + S) · d + W]."""
+        """The fields, the bags, the mean of each id sequence and the extra inputs side by
+        side: [B, flat_dim]."""
         parts = self(batch)
         pooled = [mean_pooled(s, parts.padding) for s in parts.sequences]
         return concatenated(parts, pooled)
@@ -110,8 +115,9 @@ def mean_pooled(items: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
 
 
 def concatenated(parts: FieldParts, pooled: list[torch.Tensor]) -> torch.Tensor:
-    """The fields, the pooled sequences and the extra inputs side by side: [B, (F + S) · d + W]."""
-    blocks = [parts.fields.flatten(1), *pooled]
+    """The fields, the bags, the pooled sequences and the extra inputs side by side:
+    [B, flat_dim]."""
+    blocks = [*parts.fields, *pooled]
     if parts.extra is not None:
         blocks.append(parts.extra)
     return torch.cat(blocks, dim=1)

@@ -85,6 +85,7 @@ class ServedModel:
                 "id_sequences": {s.name: s.length for s in schema.id_sequences},
                 "float_sequences": {s.name: s.length for s in schema.float_sequences},
                 "numeric": [f.name for f in schema.numeric],
+                "bags": {b.name: b.max_length for b in schema.bags},
                 "target_action_column": schema.target_action_column,
             },
         }
