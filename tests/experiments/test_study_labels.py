@@ -55,6 +55,17 @@ def test_labels_study_matches_numpy(tiny, tmp_path):
             pytest.approx((dda[positive] - linear[positive]).mean(), rel=1e-6, abs=1e-9)
     assert (ratio.stats("Positive ratio", "last")[0]
             < ratio.stats("Positive ratio", "linear")[0])
+    assert ratio.notes[0].startswith(f"Data `{tiny}`: ")
+
+
+def test_the_labels_table_names_the_data_as_every_table_does(tiny, tmp_path):
+    """Not where the author's data lay: the study's own note (a path relative to the working
+    directory), as the other tables show it."""
+    ctx = Study(preset="smoke", setup=PRESETS["smoke"].mac, data=tiny,
+                output=OutputDir(tmp_path, "study"), labels=MAC.labels, seeds=(1,),
+                dataset=prepare(tiny, MAC), data_note="`small-data`", say=lambda line: None)
+    ratio = dict(STUDIES["labels"][0](ctx).tables)[""]
+    assert ratio.notes[0].startswith("Data `small-data`: ") and str(tiny) not in ratio.notes[0]
 
 
 def test_statistics_without_dda_have_no_mml():

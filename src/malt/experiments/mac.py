@@ -401,7 +401,7 @@ def study_labels(study: Study) -> StudyOutput:
                   ["Positive ratio", "Positives", "Mean weight of positives"],
                   [Column(v, view_name(v), rank=False) for v in labels],
                   row_kinds={"Positive ratio": "percent", "Positives": "count"},
-                  notes=[f"Data `{study.data}`: {stats.rows:,} clicks over "
+                  notes=[f"Data {study.data_note or f'`{study.data}`'}: {stats.rows:,} clicks over "
                          f"{len(dataset.days)} days (training and test)."])
     for v in labels:
         ratio.add("Positive ratio", v, stats.ratio(v))
