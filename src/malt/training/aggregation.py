@@ -66,7 +66,9 @@ def aggregate(grads: list[Grads], params: Sequence[torch.Tensor], weighting,
     in it on the shared parameters, main task first: a_m, then λ a_k."""
     matrix, shared = shared_matrix(grads, params)
     factors = matrix.new_tensor([1.0] + [aux_weight] * (len(grads) - 1))
-    update, weights = aggregate_rows(matrix * factors[:, None], weighting)
     combined = weighted_on_shared(grads, params, [0.0] * (len(grads) - 1), aux_weight)
+    if not shared:  # nothing to aggregate: each task trains its own parameters
+        return combined, factors.tolist()
+    update, weights = aggregate_rows(matrix * factors[:, None], weighting)
     unflatten_into(update, shared, params, combined)
     return combined, (weights * factors).tolist()

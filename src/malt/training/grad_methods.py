@@ -116,6 +116,8 @@ def shared_matrix(grads: list[Grads], params: Sequence[torch.Tensor]
     """The task gradients on the flattened shared parameters, `[tasks, n_shared]` (main task
     first), and the indices of those parameters in `params`."""
     shared = _shared_index(grads)
+    if not shared:  # every task has parameters of its own only (single_task)
+        return params[0].new_zeros(len(grads), 0), shared
     return torch.stack([_flat(g, shared, params) for g in grads]), shared
 
 
