@@ -68,6 +68,12 @@ GROUPS = {
                      ("tests/losses/test_delayed.py", "tests/data/test_as_of.py")),
     "grad_methods": Group(("malt/training/grad_methods.py",),
                           ("tests/training/test_grad_methods.py",)),
+    # test_aggregation.py needs torchjd (malt[aux]); without it its mutants survive.
+    "aux_methods": Group(("malt/training/task_weighting.py", "malt/training/aggregation.py",
+                          "malt/training/weights_table.py"),
+                         ("tests/training/test_task_weighting.py",
+                          "tests/training/test_aggregation.py",
+                          "tests/training/test_weights_table.py")),
     "optim": Group(("malt/training/optim.py", "malt/training/row_adam.py"),
                    ("tests/training/test_optim.py", "tests/training/test_row_adam.py")),
     "trainer_step": Group(("malt/training/trainer.py",), ("tests/training/test_train_step.py",),
