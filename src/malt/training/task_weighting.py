@@ -94,7 +94,8 @@ class DynamicWeightAverage:
         self.aux_weight, self.temperature, self.period = aux_weight, temperature, period
         self.world = world
         self.sums: torch.Tensor | None = None
-        """Σ L_t over the steps of the current period `[T]` (float64, CPU)."""
+        """Σ L_t over the steps of the current period `[T]` (float64, on the losses' device:
+        NCCL all-reduces CUDA tensors only)."""
         self.steps = 0
         self.means: torch.Tensor | None = None
         """The mean losses of the last two finished periods `[2, T]`, older first."""
@@ -119,7 +120,7 @@ class DynamicWeightAverage:
         return tasks * torch.softmax(ratios / self.temperature, dim=0)
 
     def _observe(self, losses: torch.Tensor) -> None:
-        losses = losses.to("cpu", torch.float64)
+        losses = losses.double()
         self.sums = losses if self.sums is None else self.sums + losses
         self.steps += 1
         if self.steps < self.period:
@@ -151,8 +152,8 @@ class DynamicWeightAverage:
 
     def load_state_dict(self, state: dict) -> None:
         self.steps, self.periods = int(state.get("steps", 0)), int(state.get("periods", 0))
-        self.sums = state["sums"].cpu().double() if "sums" in state else None
-        self.means = state["means"].cpu().double() if "means" in state else None
+        self.sums = state["sums"].double() if "sums" in state else None
+        self.means = state["means"].double() if "means" in state else None
 
 
 class SmoothedSimilarity:
