@@ -108,6 +108,8 @@ class Trainer:
             if cfg.grad_method == "gcs-ema" else None
         self.aggregator = aggregation.weighting_of(cfg.grad_method, cfg.cagrad_c) \
             if cfg.grad_method in aggregation.AGGREGATORS else None
+        self._weighting_holder = self.loss_weighting or self.similarity
+        """What keeps a weighting state across steps (saved with the optimiser's), if any."""
         self._task_weights: list[float] = []
         """The weight of each task in the last step's update (main first); empty without one."""
         self.weights_table: TaskWeightsTable | None = None
@@ -129,14 +131,10 @@ class Trainer:
     def _optimisation_state(self) -> dict:
         """The optimisers' state and, with a learned or adapted task weighting, its state."""
         state = self.optimisation.state_dict()
-        weighting = self._weighting_state()
+        weighting = self._weighting_holder.state_dict() if self._weighting_holder else {}
         if weighting:
             state["task_weighting"] = weighting
         return state
-
-    def _weighting_state(self) -> dict:
-        holder = self.loss_weighting or self.similarity
-        return holder.state_dict() if holder is not None else {}
 
     def restore(self) -> None:
         """Continue from the run's checkpoint; one that does not fit this run (another model,
@@ -161,9 +159,9 @@ class Trainer:
             self.model.load_state_dict(checkpoint.model)
             if optimiser:
                 self.optimisation.load_state_dict(checkpoint.optimisation)
-                holder = self.loss_weighting or self.similarity
-                if holder is not None:
-                    holder.load_state_dict(checkpoint.optimisation.get("task_weighting", {}))
+                if self._weighting_holder is not None:
+                    self._weighting_holder.load_state_dict(
+                        checkpoint.optimisation.get("task_weighting", {}))
                 set_rng_state(checkpoint.rng)
                 self.generator.set_state(checkpoint.generator)
         except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as exc:
