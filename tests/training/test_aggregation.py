@@ -17,8 +17,8 @@ pytest.importorskip("quadprog")
 G1, G2 = torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 1.0])
 
 
-def _update(method: str, rows: torch.Tensor, **options) -> torch.Tensor:
-    return aggregation.aggregate_rows(rows, aggregation.weighting_of(method, **options))[0]
+def _update(method: str, rows: torch.Tensor, cagrad_c: float = 0.5) -> torch.Tensor:
+    return aggregation.aggregate_rows(rows, aggregation.weighting_of(method, cagrad_c))[0]
 
 
 def test_upgrad_averages_each_gradient_projected_onto_the_other_ones_half_space():
@@ -80,10 +80,15 @@ def _toy():
 @pytest.mark.parametrize("method", ["upgrad", "mgda"])
 def test_aggregate_updates_shared_parameters_and_leaves_the_towers_their_own(method):
     params, grads = _toy()
-    combined, weights = aggregation.aggregate(grads, params, aggregation.weighting_of(method),
+    combined, weights = aggregation.aggregate(grads, params,
+                                              aggregation.weighting_of(method, 0.5),
                                               aux_weight=0.3)
     for i in (0, 1):  # shared: Σ_t weight_t g_t, the weights λ-scaled for the auxiliary tasks
         torch.testing.assert_close(combined[i], sum(w * g[i] for w, g in zip(weights, grads)))
+    rows = torch.stack([scale * torch.cat([g[0].reshape(-1), g[1].reshape(-1)])
+                        for scale, g in zip((1.0, 0.3, 0.3), grads)])  # g_m, λ g_1, λ g_2
+    torch.testing.assert_close(torch.cat([combined[0].reshape(-1), combined[1].reshape(-1)]),
+                               _update(method, rows))
     torch.testing.assert_close(combined[2], grads[0][2])
     torch.testing.assert_close(combined[4], 0.3 * grads[1][4])
     torch.testing.assert_close(combined[7], 0.3 * grads[2][7])
@@ -96,9 +101,11 @@ def test_aggregate_updates_shared_parameters_and_leaves_the_towers_their_own(met
 def test_a_missing_package_is_a_config_error_naming_it(monkeypatch):
     real = aggregation.importlib.util.find_spec
     monkeypatch.setattr(aggregation.importlib.util, "find_spec",
-                        lambda name: None if name == "torchjd" else real(name))
-    with pytest.raises(ConfigError, match=r"^train.grad_method 'mgda' needs torchjd, .*"
-                                          r"pip install 'malt\[aux\]'"):
+                        lambda name: None if name in ("torchjd", "cvxpy") else real(name))
+    with pytest.raises(ConfigError, match=r"^train.grad_method 'mgda' needs torchjd, which is "
+                                          r"not installed: pip install 'malt\[aux\]'$"):
         aggregation.check_available("mgda")
+    with pytest.raises(ConfigError, match=r"^train.grad_method 'cagrad' needs torchjd, cvxpy, "):
+        aggregation.check_available("cagrad")
     with pytest.raises(ValueError, match="unknown aggregator 'pcgrad'"):
-        aggregation.weighting_of("pcgrad")
+        aggregation.weighting_of("pcgrad", 0.5)

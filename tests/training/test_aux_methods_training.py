@@ -131,8 +131,8 @@ def test_an_aggregator_steps_with_its_aggregated_gradient(data, tmp_path, method
     model, optimisation = _reference(trainer)
     params = [p for p in model.parameters() if p.requires_grad]
     grads = grad_methods.task_gradients(_tasks(model, batch, trainer.task), params, World())
-    combined, weights = aggregation.aggregate(grads, params, aggregation.weighting_of(method),
-                                              0.3)
+    combined, weights = aggregation.aggregate(grads, params,
+                                              aggregation.weighting_of(method, 0.5), 0.3)
     for p, g in zip(params, combined):
         p.grad = g
     optimisation.step()

@@ -46,6 +46,10 @@ def test_uncertainty_log_variances_settle_at_the_log_of_each_loss():
 
 
 def test_uncertainty_state_continues_the_same_steps():
+    fresh = UncertaintyWeighting(aux_weight=0.5, world=World())
+    fresh.step(lr=0.1)  # nothing to train before the first loss
+    fresh.load_state_dict({})  # a checkpoint without a weighting state
+    assert fresh.weights() == [] and fresh.log_variance is None
     first = UncertaintyWeighting(aux_weight=0.5, world=World())
     for _ in range(3):
         first.loss(_tasks(2.0, 0.5)).backward()
@@ -61,30 +65,53 @@ def test_uncertainty_state_continues_the_same_steps():
 
 def test_dwa_weights_follow_the_ratio_of_the_last_two_periods():
     dwa = DynamicWeightAverage(aux_weight=0.5, temperature=2.0, period=2, world=World())
-    for losses in ([4.0, 2.0], [4.0, 2.0], [2.0, 2.0]):
+    assert dwa.weights() == []
+    for losses in ([4.0, 2.0], [4.0, 2.0], [3.0, 1.0], [1.0, 2.0]):
         dwa.loss(_tasks(*losses))
         assert dwa.weights() == pytest.approx([1.0, 0.5])  # fewer than two periods finished
-    dwa.loss(_tasks(2.0, 2.0))  # ends the second period: means (4, 2) then (2, 2)
+    assert dwa.periods == 2 and dwa.steps == 0
+    assert dwa.means.tolist() == [[4.0, 2.0], [2.0, 1.5]]
     loss = dwa.loss(_tasks(1.0, 3.0))
-    # r = (2/4, 2/2); w = 2 · softmax(r / 2)
-    e_main, e_aux = math.exp(0.25), math.exp(0.5)
+    # r = (2/4, 1.5/2); w = 2 · softmax(r / 2)
+    e_main, e_aux = math.exp(0.25), math.exp(0.375)
     w_main, w_aux = 2 * e_main / (e_main + e_aux), 2 * e_aux / (e_main + e_aux)
     assert dwa.weights() == pytest.approx([w_main, 0.5 * w_aux])
     assert loss.item() == pytest.approx(w_main * 1.0 + 0.5 * w_aux * 3.0)
 
 
-def test_dwa_gives_the_task_whose_loss_falls_slower_more_weight_and_resumes():
+def test_dwa_gives_the_task_whose_loss_falls_slower_more_weight():
     dwa = DynamicWeightAverage(aux_weight=1.0, temperature=1.0, period=1, world=World())
     dwa.loss(_tasks(1.0, 1.0))
     dwa.loss(_tasks(0.5, 0.9))
-    copy = DynamicWeightAverage(aux_weight=1.0, temperature=1.0, period=1, world=World())
-    copy.load_state_dict(dwa.state_dict())
     weights = dwa.current_weights(2)
     assert weights[1] > weights[0] and weights.sum().item() == pytest.approx(2.0)
-    assert torch.equal(copy.current_weights(2), weights)
+
+
+def test_dwa_resumes_in_the_middle_of_a_period():
+    losses = [[4.0, 2.0], [3.0, 2.5], [2.0, 2.0], [1.5, 1.0], [1.0, 0.5], [0.9, 0.8], [0.7, 0.7],
+              [0.5, 0.6], [0.4, 0.3]]
+    whole = DynamicWeightAverage(aux_weight=0.5, temperature=2.0, period=3, world=World())
+    for step in losses[:7]:  # two periods and one step of the third
+        whole.loss(_tasks(*step))
+    state = whole.state_dict()
+    assert state["steps"] == 1 and state["periods"] == 2 and set(state) == {
+        "steps", "periods", "sums", "means"}
+    resumed = DynamicWeightAverage(aux_weight=0.5, temperature=2.0, period=3, world=World())
+    resumed.load_state_dict({})  # a fresh state leaves it fresh
+    assert resumed.periods == 0 and resumed.sums is None
+    resumed.load_state_dict(state)
+    for step in losses[7:]:
+        assert resumed.loss(_tasks(*step)).item() == whole.loss(_tasks(*step)).item()
+        assert resumed.weights() == whole.weights()
+    assert whole.periods == 3 and torch.equal(resumed.means, whole.means)
+    assert whole.weights() != pytest.approx([1.0, 0.5])
 
 
 def test_gcs_ema_weights_are_the_clipped_moving_average_of_the_cosines():
+    assert SmoothedSimilarity(0.5).state_dict() == {}
+    empty = SmoothedSimilarity(0.5)
+    empty.load_state_dict({})
+    assert empty.average is None
     smoothed = SmoothedSimilarity(decay=0.5)
     assert smoothed.update([torch.tensor(0.4), torch.tensor(-0.2)]) == pytest.approx([0.4, 0.0])
     # 0.5 · (0.4, -0.2) + 0.5 · (-0.4, 0.6)

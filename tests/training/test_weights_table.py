@@ -9,13 +9,12 @@ from malt.training.weights_table import TaskWeightsTable
 
 def test_the_table_holds_a_row_per_logged_step_and_resumes_up_to_the_checkpoint(tmp_path):
     path = tmp_path / "task_weights.csv"
-    assert TaskWeightsTable.resumed(path, 10).rows == []
-    table = TaskWeightsTable(path)
+    table = TaskWeightsTable.resumed(path, 10)  # no file yet: a new, empty table at `path`
+    assert table.rows == []
     for step, weight in ((1, 0.25), (2, 0.5), (4, 0.125)):
         table.add(step, {"last": 1.0, "first": weight})
     table.write()
-    assert path.read_text().splitlines() == ["step,last,first", "1,1.0,0.25", "2,1.0,0.5",
-                                             "4,1.0,0.125"]
+    assert path.read_text() == "step,last,first\n1,1.0,0.25\n2,1.0,0.5\n4,1.0,0.125\n"
     assert [p.name for p in tmp_path.iterdir()] == ["task_weights.csv"]  # no temporary left
     resumed = TaskWeightsTable.resumed(path, 2)  # the checkpoint holds the first 2 steps
     assert resumed.rows == [{"step": 1.0, "last": 1.0, "first": 0.25},

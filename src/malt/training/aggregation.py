@@ -41,7 +41,7 @@ def check_available(method: str) -> None:
                           "not installed: pip install 'malt[aux]'")
 
 
-def weighting_of(method: str, cagrad_c: float = 0.5):
+def weighting_of(method: str, cagrad_c: float):
     """torchjd's `Weighting` of `method`: Gramian `[T, T]` -> weights `[T]`."""
     from torchjd import aggregation
 
@@ -56,7 +56,7 @@ def weighting_of(method: str, cagrad_c: float = 0.5):
 
 def aggregate_rows(matrix: torch.Tensor, weighting) -> tuple[torch.Tensor, torch.Tensor]:
     """The aggregated update `[n]` of `matrix` `[T, n]` and the weights `[T]` of its rows."""
-    weights = weighting(matrix @ matrix.T).to(matrix.dtype)
+    weights = weighting(matrix @ matrix.T)
     return weights @ matrix, weights
 
 
@@ -66,7 +66,8 @@ def aggregate(grads: list[Grads], params: Sequence[torch.Tensor], weighting,
     in it on the shared parameters, main task first: a_m, then λ a_k."""
     matrix, shared = shared_matrix(grads, params)
     factors = matrix.new_tensor([1.0] + [aux_weight] * (len(grads) - 1))
-    combined = weighted_on_shared(grads, params, [0.0] * (len(grads) - 1), aux_weight)
+    # the plain λ-weighted sum, whose shared part the aggregated update replaces
+    combined = weighted_on_shared(grads, params, [1.0] * (len(grads) - 1), aux_weight)
     if not shared:  # nothing to aggregate: each task trains its own parameters
         return combined, factors.tolist()
     update, weights = aggregate_rows(matrix * factors[:, None], weighting)

@@ -151,7 +151,9 @@ class DynamicWeightAverage:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.steps, self.periods = int(state.get("steps", 0)), int(state.get("periods", 0))
+        if not state:  # a checkpoint from before this weighting: start afresh
+            return
+        self.steps, self.periods = int(state["steps"]), int(state["periods"])
         self.sums = state["sums"].double() if "sums" in state else None
         self.means = state["means"].double() if "means" in state else None
 
