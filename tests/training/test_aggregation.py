@@ -67,35 +67,45 @@ def test_upgrad_never_conflicts_with_a_task_gradient(tasks, dim, seed):
 
 
 def _toy():
-    """A shared layer, a main head and two auxiliary heads."""
+    """A shared layer, a main head and two auxiliary heads, and a shared vector the second
+    auxiliary task does not reach."""
     torch.manual_seed(0)
     shared = torch.nn.Linear(4, 3)
     heads = torch.nn.ModuleList(torch.nn.Linear(3, 1) for _ in range(3))
+    extra = torch.nn.Parameter(torch.tensor([0.5, -1.0]))
     h = torch.relu(shared(torch.randn(16, 4)))
     losses = [heads[i](h).pow(2).mean() * (i + 1) - (i == 2) * h.sum() for i in range(3)]
-    params = [*shared.parameters(), *heads.parameters()]
+    losses[0] = losses[0] + extra.square().sum()
+    losses[1] = losses[1] - 3 * extra.sum()
+    params = [*shared.parameters(), *heads.parameters(), extra]
     return params, task_gradients(losses, params, World())
+
+
+def _shared(grads_of_task, params) -> torch.Tensor:
+    """The flattened shared parameters' part (0, 1 and 8), zeros where the task does not reach."""
+    return torch.cat([(grads_of_task[i] if grads_of_task[i] is not None
+                       else torch.zeros_like(params[i])).reshape(-1) for i in (0, 1, 8)])
 
 
 @pytest.mark.parametrize("method", ["upgrad", "mgda"])
 def test_aggregate_updates_shared_parameters_and_leaves_the_towers_their_own(method):
     params, grads = _toy()
+    assert grads[2][8] is None
     combined, weights = aggregation.aggregate(grads, params,
                                               aggregation.weighting_of(method, 0.5),
                                               aux_weight=0.3)
-    for i in (0, 1):  # shared: Σ_t weight_t g_t, the weights λ-scaled for the auxiliary tasks
-        torch.testing.assert_close(combined[i], sum(w * g[i] for w, g in zip(weights, grads)))
-    rows = torch.stack([scale * torch.cat([g[0].reshape(-1), g[1].reshape(-1)])
-                        for scale, g in zip((1.0, 0.3, 0.3), grads)])  # g_m, λ g_1, λ g_2
-    torch.testing.assert_close(torch.cat([combined[0].reshape(-1), combined[1].reshape(-1)]),
-                               _update(method, rows))
+    flat = _shared(combined, params)
+    # shared: Σ_t weight_t g_t, the weights λ-scaled for the auxiliary tasks ...
+    torch.testing.assert_close(flat, sum(w * _shared(g, params) for w, g in zip(weights, grads)))
+    # ... and the aggregation of the rows g_m, λ g_1, λ g_2
+    rows = torch.stack([scale * _shared(g, params) for scale, g in zip((1.0, 0.3, 0.3), grads)])
+    torch.testing.assert_close(flat, _update(method, rows))
     torch.testing.assert_close(combined[2], grads[0][2])
     torch.testing.assert_close(combined[4], 0.3 * grads[1][4])
     torch.testing.assert_close(combined[7], 0.3 * grads[2][7])
-    flat = torch.cat([combined[0].reshape(-1), combined[1].reshape(-1)])
     if method == "upgrad":
-        for scale, g in zip((1.0, 0.3, 0.3), grads):
-            assert scale * torch.cat([g[0].reshape(-1), g[1].reshape(-1)]) @ flat >= -1e-6
+        for row in rows:
+            assert row @ flat >= -1e-6
 
 
 def test_a_missing_package_is_a_config_error_naming_it(monkeypatch):

@@ -121,3 +121,18 @@ def test_gcs_ema_weights_are_the_clipped_moving_average_of_the_cosines():
     step = [torch.tensor(-1.0), torch.tensor(0.0)]
     assert resumed.update(step) == smoothed.update(step) == pytest.approx([0.0, 0.1])
     assert SmoothedSimilarity(0.0).update(step) == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("steps_before", [2, 6])  # inside the first period; at a boundary
+def test_dwa_resumes_without_the_sums_or_means_it_does_not_have_yet(steps_before):
+    losses = [[4.0, 2.0], [3.0, 2.5], [2.0, 2.0], [1.5, 1.0], [1.0, 0.5], [0.9, 0.8],
+              [0.7, 0.7], [0.5, 0.6], [0.4, 0.3], [0.3, 0.3]]
+    whole = DynamicWeightAverage(aux_weight=0.5, temperature=2.0, period=3, world=World())
+    for step in losses[:steps_before]:
+        whole.loss(_tasks(*step))
+    state = whole.state_dict()
+    assert ("means" in state) == (steps_before == 6) and ("sums" in state) == (steps_before == 2)
+    resumed = DynamicWeightAverage(aux_weight=0.5, temperature=2.0, period=3, world=World())
+    resumed.load_state_dict(state)
+    for step in losses[steps_before:]:
+        assert resumed.loss(_tasks(*step)).item() == whole.loss(_tasks(*step)).item()
