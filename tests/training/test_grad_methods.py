@@ -4,7 +4,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from malt.training.distributed import World
-from malt.training.grad_methods import gcs, pcgrad, task_gradients
+from malt.training.grad_methods import (
+    cosines,
+    gcs,
+    pcgrad,
+    shared_matrix,
+    task_gradients,
+    weighted_on_shared,
+)
 
 
 def _toy():
@@ -255,3 +262,16 @@ def test_gcs_clip_defaults_to_a_lambda_of_one_and_refuses_unknown_weightings():
     torch.testing.assert_close(combined[2], grads[1][2])
     with pytest.raises(ValueError, match="^unknown GCS weighting 'soft'"):
         gcs(grads, params, "paper", "soft")
+
+
+def test_tasks_without_shared_parameters_have_an_empty_matrix_and_no_similarity():
+    towers = [torch.nn.Linear(2, 1) for _ in range(2)]
+    x = torch.randn(8, 2)
+    params = [p for t in towers for p in t.parameters()]
+    grads = task_gradients([t(x).pow(2).mean() for t in towers], params, World())
+    matrix, shared = shared_matrix(grads, params)
+    assert matrix.shape == (2, 0) and shared == []
+    assert [float(c) for c in cosines(grads, params)] == [0.0]
+    combined = weighted_on_shared(grads, params, [1.0], aux_weight=0.5)
+    torch.testing.assert_close(combined[0], grads[0][0])
+    torch.testing.assert_close(combined[2], 0.5 * grads[1][2])

@@ -11,9 +11,10 @@ The trainer's loss is therefore
 
     L = Σ_main w · value + λ · Σ_auxiliary w · value
 
-(in that grouping, the terms in the model's order). The gradient methods (GCS, PCGrad) receive
-the tasks instead: the main task, Σ_main w · value, then one loss w · value per auxiliary term,
-and λ beside them; at λ = 0 the trainer uses no gradient method and trains the main terms. A
+(in that grouping, the terms in the model's order). The task weightings and gradient methods
+(`train.grad_method`) receive the tasks instead: the main task, Σ_main w · value, then one loss
+w · value per auxiliary term, and λ beside them; at λ = 0 the trainer uses no such method and
+trains the main terms. A
 model states its terms' weights and roles itself, so a new model or a new auxiliary-learning
 method needs no case of its own in the trainer.
 """

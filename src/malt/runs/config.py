@@ -69,7 +69,10 @@ DEFAULT_SEED = 2026
 MODEL_KEYS = ("name", "release_defaults")
 """Keys of `[model]` that choose the model; every other key is an option of its config."""
 Device = Literal["auto", "cpu", "cuda"]
-GradMethod = Literal["none", "gcs", "pcgrad"]
+GradMethod = Literal["none", "gcs", "pcgrad", "uncertainty", "dwa", "gcs-ema", "upgrad", "mgda",
+                     "cagrad"]
+LOSS_WEIGHTING_METHODS = ("none", "uncertainty", "dwa")
+"""Grad methods with one backward pass of a weighted loss (the others take per-task gradients)."""
 GradVariant = Literal["paper", "reference"]
 GcsWeighting = Literal["sigmoid", "clip", "binary"]
 EvalSplit = Literal["test", "validation"]
@@ -178,12 +181,24 @@ class TrainConfig:
     grad_clip: PositiveFloat | None = None
     """Clip the global gradient norm to this value (None: no clipping)."""
     grad_method: GradMethod = "none"
-    """`none` (λ-weighted sum), `gcs` or `pcgrad` (see `malt.training.grad_methods`)."""
+    """How the tasks are combined: `none` (λ-weighted sum); loss weightings `uncertainty`,
+    `dwa`; gradient methods `gcs`, `pcgrad` (`malt.training.grad_methods`), `gcs-ema`, and
+    torchjd's aggregators `upgrad`, `mgda`, `cagrad` (`pip install 'malt[aux]'`). See
+    docs/training.md."""
     grad_variant: GradVariant = "paper"
-    """`paper`: MAC App. C on shared parameters; `reference`: the public release's behaviour."""
+    """`paper`: MAC App. C on shared parameters; `reference`: the public release's behaviour
+    (of GCS and PCGrad; the other methods refuse it)."""
     gcs_weighting: GcsWeighting = "sigmoid"
     """GCS weight of an auxiliary task from its gradient's cosine with the main one: `sigmoid`
     (MAC App. C; λ unused), `clip` (max(0, cos)) or `binary` (cos > 0), both scaled by λ."""
+    gcs_ema_decay: Annotated[float, Between(0, 1, high_open=True)] = 0.99
+    """`gcs-ema`: decay β of the moving average of the cosines (0: the step's own cosine)."""
+    dwa_temperature: PositiveFloat = 2.0
+    """`dwa`: temperature τ of the softmax over the loss ratios (the paper's 2)."""
+    dwa_period: PositiveInt = 100
+    """`dwa`: steps of one period, whose mean losses stand for the paper's epoch losses."""
+    cagrad_c: Annotated[float, Between(0, 1, high_open=True)] = 0.5
+    """`cagrad`: radius c of the ball around the mean gradient (the paper's 0.5)."""
     shuffle: bool = False
     """Shuffle rows within each day (seeded); the MAC protocol reads days in file order."""
     device: Device = "auto"
@@ -264,9 +279,13 @@ class RunConfig:
                                                       self.train.grad_variant != "paper"):
             raise ConfigError("train.gcs_weighting applies to grad_method 'gcs' with "
                               "grad_variant 'paper' (the release weighs by sigmoid only)")
-        if self.train.table_optimizer == "lazy" and self.train.grad_method != "none":
-            raise ConfigError("train.table_optimizer 'lazy' works with grad_method 'none' only: "
-                              "GCS and PCGrad need dense per-task gradients of the embeddings")
+        self._check_grad_method_options()
+        if self.train.table_optimizer == "lazy" and \
+                self.train.grad_method not in LOSS_WEIGHTING_METHODS:
+            raise ConfigError(f"train.table_optimizer 'lazy' works with grad_method "
+                              f"{' '.join(repr(m) for m in LOSS_WEIGHTING_METHODS)} only: "
+                              f"'{self.train.grad_method}' needs dense per-task gradients of "
+                              "the embeddings")
         self.model.setdefault("name", "base")
         self.model.setdefault("release_defaults", False)
         check_value("model.name", self.model["name"], str)
@@ -277,6 +296,19 @@ class RunConfig:
                               f"so task.aux {self.task.aux} would train nothing; train it "
                               "without auxiliary views, or pick a multi-task model (see "
                               "`malt models`)")
+
+    def _check_grad_method_options(self) -> None:
+        """Refuse an option of one grad method given (not at its default) with another; the
+        variant goes with 'none' too, as a study sets it for its plain runs as well."""
+        defaults = TrainConfig()
+        owners = {"grad_variant": ("none", "gcs", "pcgrad"), "gcs_ema_decay": ("gcs-ema",),
+                  "dwa_temperature": ("dwa",), "dwa_period": ("dwa",), "cagrad_c": ("cagrad",)}
+        for name, methods in owners.items():
+            value = getattr(self.train, name)
+            if value != getattr(defaults, name) and self.train.grad_method not in methods:
+                raise ConfigError(f"train.{name} applies to grad_method "
+                                  f"{' or '.join(repr(m) for m in methods)}, not "
+                                  f"'{self.train.grad_method}'")
 
     @property
     def model_spec(self) -> ModelSpec:
@@ -291,12 +323,12 @@ class RunConfig:
 
     def sparse_table_gradients(self, device_type: str = "cpu") -> bool:
         """Whether the embedding tables produce sparse gradients on `device_type`: `lazy`
-        always; `rows` on the CPU with grad_method 'none' (GCS and PCGrad combine dense
-        per-task gradients, and NCCL cannot all-reduce sparse ones, so on CUDA `rows` trains
-        with dense gradients and dense Adam: the same numbers)."""
+        always; `rows` on the CPU with grad_method 'none' or a loss weighting (the gradient
+        methods combine dense per-task gradients, and NCCL cannot all-reduce sparse ones, so on
+        CUDA `rows` trains with dense gradients and dense Adam: the same numbers)."""
         chosen = self.train.table_optimizer
-        return chosen == "lazy" or (chosen == "rows" and self.train.grad_method == "none"
-                                    and device_type == "cpu")
+        return chosen == "lazy" or (chosen == "rows" and device_type == "cpu" and
+                                    self.train.grad_method in LOSS_WEIGHTING_METHODS)
 
     def model_config(self, device_type: str = "cpu") -> ModelConfig:
         """The model's config on `device_type`: its defaults (or the release's), then the

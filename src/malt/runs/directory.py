@@ -140,6 +140,12 @@ class RunDir:
         return self.path / "parent.json"
 
     @property
+    def task_weights_file(self) -> Path:
+        """The weight each task had over training, of a run with a task-weighting grad method
+        (see `malt.training.weights_table`)."""
+        return self.path / "task_weights.csv"
+
+    @property
     def vocab_dir(self) -> Path:
         """The run's own vocabs (a warm-started run's); other runs read their data set's."""
         return self.path / "vocabs"

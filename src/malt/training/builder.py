@@ -28,6 +28,7 @@ from malt.data.task import Task
 from malt.errors import ConfigError, DataError
 from malt.models.model import MaltModel
 from malt.runs.config import DataConfig, RunConfig, TaskConfig, build_task
+from malt.training.aggregation import AGGREGATORS, check_available
 from malt.training.compiled import compile_forward
 from malt.training.distributed import (
     World,
@@ -220,6 +221,8 @@ def build_run(config: RunConfig, dataset: Dataset | None = None,
     The random number generators are seeded just before the model is built, so the same seed
     gives the same initial parameters.
     """
+    if config.train.grad_method in AGGREGATORS:
+        check_available(config.train.grad_method)
     device_type = resolve_device(config.train.device)
     if device_type == "cuda" and config.sparse_table_gradients(device_type) and \
             launched_world_size() > 1:

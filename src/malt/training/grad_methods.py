@@ -56,8 +56,9 @@ def _flat(grads: Grads, index: Sequence[int], like: Sequence[torch.Tensor]) -> t
                       for i in index])
 
 
-def _unflatten_into(flat: torch.Tensor, index: Sequence[int], params: Sequence[torch.Tensor],
-                    out: Grads) -> None:
+def unflatten_into(flat: torch.Tensor, index: Sequence[int], params: Sequence[torch.Tensor],
+                   out: Grads) -> None:
+    """Write the pieces of `flat` into `out` at `index`, each shaped as its parameter."""
     offset = 0
     for i in index:
         n = params[i].numel()
@@ -92,21 +93,11 @@ def gcs(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "pape
     main, aux = grads[0], grads[1:]
     alphas: list[torch.Tensor] = []
     if variant == "paper":
-        shared = _shared_index(grads)
-        g_main = _flat(main, shared, params)
-        for g in aux:
-            g_k = _flat(g, shared, params)
-            cos = g_main @ g_k / (g_main.norm() * g_k.norm() + EPS)
-            alphas.append(_similarity_weight(cos, weighting))
+        alphas = [_similarity_weight(cos, weighting) for cos in cosines(grads, params)]
         if weighting == "sigmoid":
             combined = _sum(grads, [1.0, *alphas], len(params))
         else:
-            on_shared = [1.0, *(aux_weight * a for a in alphas)]
-            elsewhere = [1.0, *[aux_weight] * len(aux)]
-            shared_set = set(shared)
-            combined = [_combine([g[i] for g in grads],
-                                 on_shared if i in shared_set else elsewhere)
-                        for i in range(len(params))]
+            combined = weighted_on_shared(grads, params, alphas, aux_weight)
     else:
         combined = list(main)
         for g in aux:
@@ -118,6 +109,35 @@ def gcs(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "pape
                 if t is not None:
                     combined[i] = t.clone() if combined[i] is None else combined[i] + alpha * t
     return combined, [float(a) for a in alphas]
+
+
+def shared_matrix(grads: list[Grads], params: Sequence[torch.Tensor]
+                  ) -> tuple[torch.Tensor, list[int]]:
+    """The task gradients on the flattened shared parameters, `[tasks, n_shared]` (main task
+    first), and the indices of those parameters in `params`."""
+    shared = _shared_index(grads)
+    if not shared:  # every task has parameters of its own only (single_task)
+        return params[0].new_zeros(len(grads), 0), shared
+    return torch.stack([_flat(g, shared, params) for g in grads]), shared
+
+
+def cosines(grads: list[Grads], params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """cos_k = <g_m, g_k> / (|g_m| |g_k| + ε) of every auxiliary task k on the flattened shared
+    parameters."""
+    matrix, _ = shared_matrix(grads, params)
+    g_main = matrix[0]
+    return [g_main @ g_k / (g_main.norm() * g_k.norm() + EPS) for g_k in matrix[1:]]
+
+
+def weighted_on_shared(grads: list[Grads], params: Sequence[torch.Tensor],
+                       weights: Sequence[float | torch.Tensor], aux_weight: float) -> Grads:
+    """Shared parameters get g_m + Σ_k λ w_k g_k, parameters only auxiliary losses reach λ g_k,
+    those only the main loss reaches g_m (`weights`: one w_k per auxiliary task)."""
+    shared = set(_shared_index(grads))
+    on_shared = [1.0, *(aux_weight * w for w in weights)]
+    elsewhere = [1.0, *[aux_weight] * (len(grads) - 1)]
+    return [_combine([g[i] for g in grads], on_shared if i in shared else elsewhere)
+            for i in range(len(params))]
 
 
 def _check_variant(variant: str) -> None:
@@ -159,7 +179,7 @@ def pcgrad(grads: list[Grads], params: Sequence[torch.Tensor], variant: str = "p
                     conflicts += 1
             projected.append(g_i)
         combined = _sum(grads, [1.0] * len(grads), len(params))
-        _unflatten_into(torch.stack(projected).sum(0), shared, params, combined)
+        unflatten_into(torch.stack(projected).sum(0), shared, params, combined)
         return combined, conflicts
     main, aux = grads[0], grads[1:]
     combined = [t.clone() if t is not None else None for t in main]

@@ -2,7 +2,8 @@
 
 The trainer knows loss terms, never column names: it reads batches from `malt.data.batches`,
 asks the model for its loss terms (`malt.losses.terms`) and combines them as
-`Σ_main w · L + λ · Σ_aux w · L` (or hands the tasks to GCS / PCGrad). Checkpoints are written
+`Σ_main w · L + λ · Σ_aux w · L` (or weighs the tasks by a loss weighting, or hands their
+gradients to a gradient method: `train.grad_method`). Checkpoints are written
 at every day boundary and when the run is interrupted (Ctrl-C finishes the current step, saves,
 and stops); `resume` continues from the checkpoint and ends with the same numbers as an
 uninterrupted run.
@@ -33,13 +34,20 @@ from malt.runs.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from malt.runs.config import LOSS_WEIGHTING_METHODS
 from malt.runs.directory import RunDir
 from malt.runs.tracking import Tracker
-from malt.training import grad_methods
+from malt.training import aggregation, grad_methods
 from malt.training.builder import BuiltRun
-from malt.training.distributed import all_reduce_mean, barrier
+from malt.training.distributed import World, all_reduce_mean, barrier
 from malt.training.optim import clip_gradients
 from malt.training.progress import ProgressFn, TrainProgress
+from malt.training.task_weighting import (
+    DynamicWeightAverage,
+    SmoothedSimilarity,
+    UncertaintyWeighting,
+)
+from malt.training.weights_table import TaskWeightsTable
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,8 @@ class StepReport:
     rows: int
     main_loss: float | None = None
     """The main task's loss, when the step is due for logging."""
+    task_weights: dict[str, float] = field(default_factory=dict)
+    """Task name -> its weight in the update, of a weighting grad method, when due."""
 
 
 @dataclass
@@ -91,6 +101,18 @@ class Trainer:
         self.optimisation, self.masks = built.optimisation, built.masks
         self.train_days, self.total_steps = built.train_days, built.plan.steps
         self.generator = torch.Generator().manual_seed(built.config.seed)
+        cfg = built.config.train
+        self.loss_weighting = _loss_weighting(cfg.grad_method, cfg.dwa_temperature,
+                                              cfg.dwa_period, self.task.aux_weight, self.world)
+        self.similarity = SmoothedSimilarity(cfg.gcs_ema_decay) \
+            if cfg.grad_method == "gcs-ema" else None
+        self.aggregator = aggregation.weighting_of(cfg.grad_method, cfg.cagrad_c) \
+            if cfg.grad_method in aggregation.AGGREGATORS else None
+        self._weighting_holder = self.loss_weighting or self.similarity
+        """What keeps a weighting state across steps (saved with the optimiser's), if any."""
+        self._task_weights: list[float] = []
+        """The weight of each task in the last step's update (main first); empty without one."""
+        self.weights_table: TaskWeightsTable | None = None
         self.state = TrainState()
         self._stop_requested = False
         self._leg: _Leg | None = None
@@ -102,9 +124,17 @@ class Trainer:
             self.state.data_wait_seconds = self._leg.data_wait_before + self._leg.data_wait
         if self.world.is_main:
             save_checkpoint(self.run.writable(self.run.checkpoint), model=self.model,
-                            optimisation_state=self.optimisation.state_dict(), state=self.state,
+                            optimisation_state=self._optimisation_state(), state=self.state,
                             generator=self.generator, config=self.config.to_dict())
         barrier(self.world)
+
+    def _optimisation_state(self) -> dict:
+        """The optimisers' state and, with a learned or adapted task weighting, its state."""
+        state = self.optimisation.state_dict()
+        weighting = self._weighting_holder.state_dict() if self._weighting_holder else {}
+        if weighting:
+            state["task_weighting"] = weighting
+        return state
 
     def restore(self) -> None:
         """Continue from the run's checkpoint; one that does not fit this run (another model,
@@ -129,6 +159,9 @@ class Trainer:
             self.model.load_state_dict(checkpoint.model)
             if optimiser:
                 self.optimisation.load_state_dict(checkpoint.optimisation)
+                if self._weighting_holder is not None:
+                    self._weighting_holder.load_state_dict(
+                        checkpoint.optimisation.get("task_weighting", {}))
                 set_rng_state(checkpoint.rng)
                 self.generator.set_state(checkpoint.generator)
         except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as exc:
@@ -144,6 +177,9 @@ class Trainer:
         """
         cfg = self.config.train
         writer = self._tensorboard()
+        if writer is not None and self._weighs_tasks():
+            self.weights_table = TaskWeightsTable.resumed(self.run.task_weights_file,
+                                                          self.state.global_step)
         if not self.world.is_main:
             progress = None
         elif mkl_reproducible() is False:
@@ -257,7 +293,8 @@ class Trainer:
         # Each rank averages over its own rows; rescale so that the mean over ranks (what DDP
         # computes) is the mean over the whole step even when the parts differ by one row.
         scale = rows * self.world.size / int(batch["step_rows"])
-        use_surgery = cfg.grad_method != "none" and self.task.aux_weight > 0
+        with_aux = self.task.aux_weight > 0
+        use_surgery = cfg.grad_method not in LOSS_WEIGHTING_METHODS and with_aux
         sync = self.net.no_sync() if use_surgery and self.world.distributed \
             else contextlib.nullcontext()
         with sync, self._autocast():
@@ -265,6 +302,9 @@ class Trainer:
             terms = self.model.loss_terms(outputs, batch)
         if use_surgery and terms.auxiliary:
             self._surgery_step(terms.tasks(), scale)
+        elif self.loss_weighting is not None and with_aux and terms.auxiliary:
+            (self.loss_weighting.loss(terms.tasks()) * scale).backward()
+            self._task_weights = self.loss_weighting.weights()
         else:
             (terms.total(self.task.aux_weight) * scale).backward()
             if use_surgery:
@@ -274,14 +314,19 @@ class Trainer:
                                 self.world)
         if cfg.grad_clip is not None:
             clip_gradients(list(self.model.parameters()), cfg.grad_clip)
+        lr = self.optimisation.lr
         self.optimisation.step()
         self.optimisation.zero_grad()
+        if self.loss_weighting is not None:
+            self.loss_weighting.step(lr)
         step = self.state.global_step
         due = step == 0 or step + 1 == self.total_steps or (step + 1) % cfg.log_every == 0
         if not due:
             return StepReport(losses={}, rows=rows)
+        names = [self.task.main, *(t.name for t in terms.auxiliary)]
         return StepReport(losses=terms.logged(), rows=rows,
-                          main_loss=float(terms.main_loss().detach()))
+                          main_loss=float(terms.main_loss().detach()),
+                          task_weights=dict(zip(names, self._task_weights)))
 
     def _surgery_step(self, tasks: list[torch.Tensor], scale: float) -> None:
         """Step on the combined gradient of `tasks` (the main task's loss first, then each
@@ -290,13 +335,29 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         grads = grad_methods.task_gradients([task * scale for task in tasks], params,
                                             self.world)
+        aux_weight = self.task.aux_weight
         if cfg.grad_method == "gcs":
-            combined, _ = grad_methods.gcs(grads, params, cfg.grad_variant, cfg.gcs_weighting,
-                                           self.task.aux_weight)
+            combined, alphas = grad_methods.gcs(grads, params, cfg.grad_variant,
+                                                cfg.gcs_weighting, aux_weight)
+            scaled = cfg.gcs_weighting != "sigmoid"
+            self._task_weights = [1.0, *(aux_weight * a if scaled else a for a in alphas)]
+        elif cfg.grad_method == "gcs-ema":
+            weights = self.similarity.update(grad_methods.cosines(grads, params))
+            combined = grad_methods.weighted_on_shared(grads, params, weights, aux_weight)
+            self._task_weights = [1.0, *(aux_weight * w for w in weights)]
+        elif self.aggregator is not None:
+            combined, self._task_weights = aggregation.aggregate(grads, params, self.aggregator,
+                                                                 aux_weight)
         else:
             combined, _ = grad_methods.pcgrad(grads, params, cfg.grad_variant, self.generator)
         for p, g in zip(params, combined):
             p.grad = g
+
+    def _weighs_tasks(self) -> bool:
+        """Whether the steps give the tasks weights worth a table (not the plain sum, not
+        PCGrad, not without auxiliary tasks)."""
+        return self.config.train.grad_method not in ("none", "pcgrad") and \
+            self.task.aux_weight > 0 and bool(self.task.aux)
 
     def _autocast(self):
         enabled = self.config.train.amp and self.device.type == "cuda"
@@ -341,6 +402,11 @@ class Trainer:
         scalars["lr"] = self.optimisation.lr
         scalars["samples_per_s"] = self._leg.samples_per_s()
         scalars["data_wait_share"] = self._leg.data_wait / max(self._leg.elapsed(), 1e-9)
+        scalars.update({f"task_weight/{name}": w for name, w in report.task_weights.items()})
+        if self.weights_table is not None and report.task_weights:
+            self.weights_table.add(step, report.task_weights)
+            self.run.writable(self.run.task_weights_file)
+            self.weights_table.write()
         for name, value in scalars.items():
             writer.add_scalar(name, value, step)
         self.tracker.log_metrics(scalars, step)
@@ -353,6 +419,15 @@ class Trainer:
         return TrainProgress(day=day.name, day_index=self.state.day, days=len(self.train_days),
                              step=self.state.global_step, total_steps=self.total_steps,
                              samples_per_s=leg.samples_per_s(), loss=leg.loss, eta_s=eta)
+
+
+def _loss_weighting(method: str, temperature: float, period: int, aux_weight: float,
+                    world: World) -> UncertaintyWeighting | DynamicWeightAverage | None:
+    if method == "uncertainty":
+        return UncertaintyWeighting(aux_weight, world)
+    if method == "dwa":
+        return DynamicWeightAverage(aux_weight, temperature, period, world)
+    return None
 
 
 def _in_main_thread() -> bool:
