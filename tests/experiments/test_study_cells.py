@@ -49,6 +49,16 @@ def test_id_is_stable_readable_and_content_derived():
     assert Cell(config(data__eval_split="validation")).id.startswith("moae-last-val-s1-")
 
 
+def test_an_option_added_later_keeps_the_ids_of_earlier_studies_at_its_default():
+    """The id this config has had since its cells were first named: a run config field added
+    with a default must be left out of the digest at that default, or every finished study
+    would train again."""
+    assert Cell(config()).id == "moae-last-s1-42d5e88f32e6"
+    dwa = Cell(config(train__grad_method="dwa")).id
+    assert Cell(config(train__grad_method="dwa", train__dwa_period=100)).id == dwa
+    assert Cell(config(train__grad_method="dwa", train__dwa_period=50)).id != dwa
+
+
 def test_id_ignores_what_does_not_change_the_numbers():
     cell = Cell(config())
     for change in ({"train__device": "cpu"}, {"train__compile": True}, {"train__log_every": 7},

@@ -15,12 +15,12 @@ import hashlib
 import json
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from malt.data.cache import Dataset
-from malt.runs.config import RunConfig
+from malt.runs.config import RunConfig, TrainConfig
 from malt.runs.directory import RunDir
 from malt.runs.record import RunMetrics
 
@@ -31,6 +31,11 @@ TrainFn = Callable[..., RunMetrics | None]
 _NOT_IN_ID = {("train", "device"), ("train", "compile"), ("train", "log_every"),
               ("train", "tracker"), ("train", "tracking_uri"), ("train", "mlflow_experiment"),
               ("data", "path"), ("data", "cache")}
+
+
+_TRAIN_ADDED = {f.name: f.default for f in fields(TrainConfig)
+                if f.name in ("gcs_ema_decay", "dwa_temperature", "dwa_period", "cagrad_c")}
+"""Options of the gradient methods added after cells were first named, with their defaults."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +55,9 @@ class Cell:
         for key in ("train_from", "as_of"):
             if tree["data"][key] is None:
                 del tree["data"][key]
+        for key, default in _TRAIN_ADDED.items():
+            if tree["train"][key] == default:
+                del tree["train"][key]
         if tree["init"]["from_run"] is None:
             del tree["init"]
         # None means the default λ: the same run as asking for it.
