@@ -56,8 +56,15 @@ def test_study_shuffle_reaches_the_runs_and_the_notes(tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["train"]["shuffle"] is True
     assert "Preset `smoke, shuffled within days`" in (out / "main.md").read_text()
 
-    assert main(["study", "kaml", "--shuffle", "--out", str(tmp_path / "k")]) == 3
-    assert "--shuffle applies to the MAC studies" in capsys.readouterr().err
+
+def test_the_kaml_study_shuffles_too(tmp_path):
+    from malt.experiments.engine import open_study
+    from malt.experiments.options import StudyOptions
+
+    options = StudyOptions(names=("kaml",), preset="smoke", shuffle=True, out=tmp_path / "k")
+    study = open_study(options, "kaml", say=lambda line: None)
+    assert study.setup.train["shuffle"] is True
+    assert "Preset `smoke, shuffled within days`" in study.notes()[0]
 
 
 def test_seeds_that_run_past_the_largest_seed_are_refused_before_anything(tmp_path, capsys):

@@ -149,9 +149,6 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
     preset = get_preset(options.preset or DEFAULT_PRESET)
     setup = preset.kaml if family == "kaml" else preset.mac
     if options.shuffle:
-        if family == "kaml":
-            raise ConfigError("--shuffle applies to the MAC studies; the kaml study does not "
-                              "take it")
         setup = replace(setup, train={**setup.train, "shuffle": True})
     if family == "kaml" and (options.targets or options.aux or options.aux_weights):
         raise ConfigError("--targets, --aux and --aux-weights are not used by the kaml study "
