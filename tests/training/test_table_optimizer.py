@@ -27,7 +27,8 @@ def test_rows_is_the_default():
 
 
 def test_lazy_adam_needs_the_plain_gradient_sum():
-    with pytest.raises(ConfigError, match="'lazy' works with grad_method 'none' only"):
+    with pytest.raises(ConfigError, match="'lazy' works with grad_method 'none', 'uncertainty' "
+                                          "or 'dwa' only: 'pcgrad' needs dense"):
         RunConfig.from_dict({"train": {"table_optimizer": "lazy", "grad_method": "pcgrad"}})
 
 

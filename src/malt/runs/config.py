@@ -282,8 +282,9 @@ class RunConfig:
         self._check_grad_method_options()
         if self.train.table_optimizer == "lazy" and \
                 self.train.grad_method not in LOSS_WEIGHTING_METHODS:
+            *others, last = (repr(m) for m in LOSS_WEIGHTING_METHODS)
             raise ConfigError(f"train.table_optimizer 'lazy' works with grad_method "
-                              f"{' '.join(repr(m) for m in LOSS_WEIGHTING_METHODS)} only: "
+                              f"{', '.join(others)} or {last} only: "
                               f"'{self.train.grad_method}' needs dense per-task gradients of "
                               "the embeddings")
         self.model.setdefault("name", "base")
