@@ -6,21 +6,14 @@ from mlflow.tracking import MlflowClient
 
 from malt.cli import main
 from malt.training.trainer import Trainer
+from support.training_steps import stop_at_step
 
 
 def test_the_default_store_is_found_again_by_a_resume_from_elsewhere(random_mac, tmp_path,
                                                                       monkeypatch):
     for name in ("MLFLOW_ALLOW_FILE_STORE", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
-    original = Trainer.train_step
-
-    def stopping_step(self, batch):
-        report = original(self, batch)
-        if self.state.global_step + 1 == 2:
-            self.request_stop()
-        return report
-
-    monkeypatch.setattr(Trainer, "train_step", stopping_step)
+    original = stop_at_step(monkeypatch, 2)
     (tmp_path / "first").mkdir()
     monkeypatch.chdir(tmp_path / "first")
     args = ["train", "--data", str(random_mac), "--model", "base", "--batch-size", "128",

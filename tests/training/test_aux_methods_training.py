@@ -3,7 +3,6 @@ by hand, every multi-task model trained with each, the table of weights, resume.
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 from pathlib import Path
@@ -23,10 +22,10 @@ from malt.runs.directory import RunDir
 from malt.training import aggregation, grad_methods
 from malt.training.builder import build_run
 from malt.training.distributed import World
-from malt.training.optim import Optimisation
 from malt.training.trainer import Trainer
 from support.mac_data import write_random_dataset
 from support.model_configs import SMALL_BLOCKS
+from support.training_steps import reference_optimisation, stop_at_step
 
 HAVE_TORCHJD = all(aggregation.importlib.util.find_spec(name) is not None
                    for name in ("torchjd", "quadprog", "cvxpy"))
@@ -58,14 +57,6 @@ def _batch(trainer: Trainer) -> dict:
     return next(iter(DayBatches(trainer.train_days[0], trainer.config.train.batch_size)))
 
 
-def _reference(trainer: Trainer):
-    model = copy.deepcopy(trainer.model)
-    optimisation = Optimisation(model, model.embedding_parameters(), trainer.config.train,
-                                trainer.total_steps,
-                                sparse_tables=trainer.config.sparse_table_gradients())
-    optimisation.load_state_dict(trainer.optimisation.state_dict())
-    return model, optimisation
-
 
 def _tasks(model, batch, task):
     terms = model.loss_terms(model(batch), batch)
@@ -82,7 +73,7 @@ def test_a_loss_weighting_starts_as_the_plain_weighted_sum(data, tmp_path, metho
     # s = 0 (uncertainty) and w = 1 before two periods (DWA): L_m + λ Σ L_k, to the bit
     trainer = _trainer(data, tmp_path, grad_method=method)
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, *aux = _tasks(model, batch, trainer.task)
     (main + 0.3 * sum(aux)).backward()
     optimisation.step()
@@ -100,7 +91,7 @@ def test_uncertainty_steps_with_its_weights_once_they_have_moved(data, tmp_path)
         {"log_variance": torch.tensor([0.5, -0.2, 1.0]),
          "adam": torch.optim.Adam([torch.zeros(3, requires_grad=True)]).state_dict()})
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, *aux = _tasks(model, batch, trainer.task)
     s = [0.5, -0.2, 1.0]
     (math.exp(-s[0]) * main + 0.3 * (math.exp(-s[1]) * aux[0] + math.exp(-s[2]) * aux[1])
@@ -128,7 +119,7 @@ def test_gcs_ema_without_smoothing_is_gcs_clip(data, tmp_path):
 def test_an_aggregator_steps_with_its_aggregated_gradient(data, tmp_path, method):
     trainer = _trainer(data, tmp_path, grad_method=method)
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     params = [p for p in model.parameters() if p.requires_grad]
     grads = grad_methods.task_gradients(_tasks(model, batch, trainer.task), params, World())
     combined, weights = aggregation.aggregate(grads, params,
@@ -168,15 +159,7 @@ def test_a_run_writes_its_task_weights_and_resumes_to_identical_numbers(
         data, tmp_path, monkeypatch, method, options, stop_after):
     config = _config(data, grad_method=method, shuffle=True, **options)
     train_run(config, tmp_path / "whole")
-    original = Trainer.train_step
-
-    def stopping_step(self, batch):
-        report = original(self, batch)
-        if self.state.global_step + 1 == stop_after:
-            self.request_stop()
-        return report
-
-    monkeypatch.setattr(Trainer, "train_step", stopping_step)
+    original = stop_at_step(monkeypatch, stop_after)
     with pytest.raises(Interrupted):
         train_run(config, tmp_path / "cut")
     saved = load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors").optimisation

@@ -8,7 +8,6 @@ clipping, one Adam step) and checks that `Trainer.train_step` leaves the same pa
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,9 +21,10 @@ from malt.runs.directory import RunDir
 from malt.training import grad_methods
 from malt.training.builder import build_run
 from malt.training.distributed import World
-from malt.training.optim import Optimisation, clip_gradients
+from malt.training.optim import clip_gradients
 from malt.training.trainer import Trainer
 from support.mac_data import write_random_dataset
+from support.training_steps import reference_optimisation
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +50,6 @@ def _batch(trainer: Trainer, step: int = 0) -> dict:
     return next(batches)
 
 
-def _reference(trainer: Trainer):
-    """A copy of the model and a fresh optimisation of it, as the trainer has them now."""
-    model = copy.deepcopy(trainer.model)
-    optimisation = Optimisation(model, model.embedding_parameters(), trainer.config.train,
-                                trainer.total_steps,
-                                sparse_tables=trainer.config.sparse_table_gradients())
-    optimisation.load_state_dict(trainer.optimisation.state_dict())
-    return model, optimisation
-
 
 def _losses(model, batch, task):
     """The main view's loss and the other views' (MMoE's terms: one per view, weight 1)."""
@@ -78,7 +69,7 @@ def test_a_step_is_one_adam_step_on_main_plus_lambda_times_the_auxiliary_losses(
         data, tmp_path, aux_weight):
     trainer = _trainer(data, tmp_path, aux_weight=aux_weight)
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, aux = _losses(model, batch, trainer.task)
     (main + aux_weight * sum(aux)).backward()
     optimisation.step()
@@ -93,7 +84,7 @@ def test_a_step_is_one_adam_step_on_main_plus_lambda_times_the_auxiliary_losses(
 def test_the_auxiliary_weight_is_lambda_not_one(data, tmp_path):
     trainer = _trainer(data, tmp_path, aux_weight=0.3)
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, aux = _losses(model, batch, trainer.task)
     (main + 1.0 * sum(aux)).backward()
     optimisation.step()
@@ -109,7 +100,7 @@ def test_each_rank_scales_its_loss_by_its_share_of_the_step(data, tmp_path):
     batch = _batch(trainer)
     rows = batch["labels"].shape[0]
     batch["step_rows"] = torch.tensor(2 * rows + 1)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, aux = _losses(model, batch, trainer.task)
     ((main + 0.3 * sum(aux)) * (2 * rows / (2 * rows + 1))).backward()
     optimisation.step()
@@ -121,7 +112,7 @@ def test_each_rank_scales_its_loss_by_its_share_of_the_step(data, tmp_path):
 def test_a_gradient_method_steps_with_its_combined_gradient(data, tmp_path, method):
     trainer = _trainer(data, tmp_path, grad_method=method, gcs_weighting="sigmoid")
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     generator = torch.Generator()
     generator.set_state(trainer.generator.get_state())
     main, aux = _losses(model, batch, trainer.task)
@@ -141,7 +132,7 @@ def test_a_gradient_method_steps_with_its_combined_gradient(data, tmp_path, meth
 def test_gcs_passes_its_weighting_and_lambda(data, tmp_path):
     trainer = _trainer(data, tmp_path, grad_method="gcs", gcs_weighting="clip")
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, aux = _losses(model, batch, trainer.task)
     params = [p for p in model.parameters() if p.requires_grad]
     grads = grad_methods.task_gradients([main, *aux], params, World())
@@ -156,7 +147,7 @@ def test_gcs_passes_its_weighting_and_lambda(data, tmp_path):
 def test_without_auxiliary_weight_a_gradient_method_is_the_plain_step(data, tmp_path):
     trainer = _trainer(data, tmp_path, aux_weight=0.0, grad_method="pcgrad")
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, _ = _losses(model, batch, trainer.task)
     main.backward()
     optimisation.step()
@@ -167,7 +158,7 @@ def test_without_auxiliary_weight_a_gradient_method_is_the_plain_step(data, tmp_
 def test_gradients_are_clipped_to_the_configured_norm(data, tmp_path):
     trainer = _trainer(data, tmp_path, grad_clip=1e-3, table_optimizer="dense")
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, aux = _losses(model, batch, trainer.task)
     (main + 0.3 * sum(aux)).backward()
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
@@ -222,7 +213,7 @@ def test_a_masked_run_trains_on_the_mask_of_the_day_in_progress(tmp_path):
     batch = next(iter(DayBatches(trainer.train_days[2], 48)))
     masked = trainer.masks.apply(batch, 2)
     assert not torch.equal(masked["mask"], trainer.masks.apply(batch, 0)["mask"])
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, aux = _losses(model, masked, trainer.task)
     (main + trainer.task.aux_weight * sum(aux)).backward()
     optimisation.step()
@@ -242,7 +233,7 @@ def test_a_gradient_method_scales_every_task_by_the_ranks_share(data, tmp_path, 
     rows = batch["labels"].shape[0]
     batch["step_rows"] = torch.tensor(2 * rows + 1)
     scale = 2 * rows / (2 * rows + 1)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     generator = torch.Generator()
     generator.set_state(trainer.generator.get_state())
     main, aux = _losses(model, batch, trainer.task)
@@ -280,7 +271,7 @@ class _DistributedStandIn(torch.nn.Module):
 def test_clipping_scales_the_sparse_table_gradients_too(data, tmp_path, table_optimizer):
     trainer = _trainer(data, tmp_path, grad_clip=1e-3, table_optimizer=table_optimizer)
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, aux = _losses(model, batch, trainer.task)
     (main + 0.3 * sum(aux)).backward()
     assert any(p.grad.is_sparse for p in model.parameters() if p.grad is not None)
@@ -308,7 +299,7 @@ def test_a_step_combines_the_terms_a_model_states_by_their_weights_and_roles(dat
     trainer = _trainer(data, tmp_path, aux_weight=0.3)
     _with_reweighted_terms(trainer)
     batch = _batch(trainer)
-    model, optimisation = _reference(trainer)
+    model, optimisation = reference_optimisation(trainer)
     main, (first, linear) = _losses(model, batch, trainer.task)
     (2.0 * main + linear + 0.3 * (0.5 * first)).backward()
     optimisation.step()
@@ -334,7 +325,7 @@ def test_gradient_methods_see_exactly_the_main_task_and_each_auxiliary_term(
 
     monkeypatch.setattr(grad_methods, "task_gradients", spy)
     batch = _batch(trainer)
-    model, _ = _reference(trainer)
+    model, _ = reference_optimisation(trainer)
     with torch.no_grad():
         main, (first, linear) = _losses(model, batch, trainer.task)
     trainer.train_step(batch)

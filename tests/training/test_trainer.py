@@ -23,6 +23,7 @@ from malt.training.distributed import World
 from malt.training.trainer import Trainer
 from support.mac_data import write_random_dataset
 from support.run_parity import assert_same_run
+from support.training_steps import stop_at_step
 
 
 @pytest.fixture(scope="module")
@@ -147,15 +148,7 @@ def test_the_day_end_callback_runs_after_each_days_checkpoint(data, tmp_path):
 def test_interrupted_run_resumes_to_identical_numbers(data, tmp_path, monkeypatch, stop_after):
     reference = train_run(_config(data, shuffle=True), tmp_path / "whole")
 
-    original = Trainer.train_step
-
-    def stopping_step(self, batch):
-        report = original(self, batch)
-        if self.state.global_step + 1 == stop_after:
-            self.request_stop()
-        return report
-
-    monkeypatch.setattr(Trainer, "train_step", stopping_step)
+    original = stop_at_step(monkeypatch, stop_after)
     with pytest.raises(Interrupted):
         train_run(_config(data, shuffle=True), tmp_path / "cut")
     state = load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors").state
@@ -197,15 +190,7 @@ def test_tensorboard_gets_the_first_and_last_step_and_the_evaluation(data, tmp_p
 
 def test_a_resumed_runs_time_covers_every_leg(data, tmp_path, monkeypatch):
 
-    original = Trainer.train_step
-
-    def stopping_step(self, batch):
-        report = original(self, batch)
-        if self.state.global_step + 1 == 4:
-            self.request_stop()
-        return report
-
-    monkeypatch.setattr(Trainer, "train_step", stopping_step)
+    original = stop_at_step(monkeypatch, 4)
     with pytest.raises(Interrupted):
         train_run(_config(data), tmp_path / "cut")
     monkeypatch.setattr(Trainer, "train_step", original)

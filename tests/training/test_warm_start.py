@@ -19,6 +19,7 @@ from malt.runs.directory import RunDir
 from malt.training.builder import build_run
 from malt.training.warm_start import plan_warm_start, start_from_parent
 from support.mac_data import write_random_dataset
+from support.training_steps import stop_at_step
 
 SEED = 7
 
@@ -282,15 +283,7 @@ def test_an_interrupted_warm_start_resumes_to_the_same_numbers(tmp_path, monkeyp
     child = _config(data, train_from="1", train_days=2,
                     init={"from_run": str(parent), "optimiser": True})
     train_run(child, tmp_path / "whole")
-    original = Trainer.train_step
-
-    def stopping_step(self, batch):
-        report = original(self, batch)
-        if self.state.global_step + 1 == 4:  # inside the second day
-            self.request_stop()
-        return report
-
-    monkeypatch.setattr(Trainer, "train_step", stopping_step)
+    original = stop_at_step(monkeypatch, 4)  # inside the second day
     with pytest.raises(Interrupted):
         train_run(child, tmp_path / "cut")
     monkeypatch.setattr(Trainer, "train_step", original)

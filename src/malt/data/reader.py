@@ -186,14 +186,9 @@ def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bo
 def holds_click_time(schema: Schema, pf: pq.ParquetFile, file: str) -> bool:
     """Whether the day file holds the click-time column (`Schema.click_time`), a number or a
     timestamp; another type is an error."""
-    column = schema.click_time
-    if column not in pf.schema_arrow.names:
+    if schema.click_time not in pf.schema_arrow.names:
         return False
-    dtype = pf.schema_arrow.field(column).type
-    if not (pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
-            or pa.types.is_timestamp(dtype)):
-        raise DataError(f"wrong dtype {dtype}, expected a click time (unix seconds or a "
-                        "timestamp)", file=file, column=column)
+    _check_time_column(pf, schema.click_time, "a click time", file)
     return True
 
 
@@ -211,12 +206,17 @@ def holds_known_at(schema: Schema, pf: pq.ParquetFile, file: str) -> bool:
                         "give every label a known-at column or none", file=file,
                         column=missing[0])
     for column in columns:
-        dtype = pf.schema_arrow.field(column).type
-        if not (pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
-                or pa.types.is_timestamp(dtype)):
-            raise DataError(f"wrong dtype {dtype}, expected a known-at time (unix seconds or a "
-                            "timestamp)", file=file, column=column)
+        _check_time_column(pf, column, "a known-at time", file)
     return True
+
+
+def _check_time_column(pf: pq.ParquetFile, column: str, what: str, file: str) -> None:
+    """Refuse a time column that is neither a number (unix seconds) nor a timestamp."""
+    dtype = pf.schema_arrow.field(column).type
+    if not (pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+            or pa.types.is_timestamp(dtype)):
+        raise DataError(f"wrong dtype {dtype}, expected {what} (unix seconds or a timestamp)",
+                        file=file, column=column)
 
 
 def open_parquet(path: Path, metadata: pq.FileMetaData | None = None) -> pq.ParquetFile:
