@@ -16,7 +16,7 @@ from malt.data.batches import DayBatches
 from malt.data.layout import day_path, write_day
 from malt.errors import ConfigError, DataError
 from malt.runs.config import DataConfig
-from support.mac_data import T0, add_known_at, write_random_dataset
+from support.mac_data import T0, add_click_time, add_known_at, write_random_dataset
 
 
 @pytest.fixture
@@ -209,6 +209,27 @@ def test_the_refusals_name_the_days_and_what_writes_the_columns(tmp_path, timed)
             "--as-of = 'soon': expected unix seconds or an ISO-8601 date-time such as "
             "2026-12-07T06:00") + "$"):
         parse_as_of("soon")
+
+
+def test_dfm_needs_an_as_of_time_and_click_times(tmp_path, timed):
+    import re
+
+    from malt.data.as_of import check_days_delay_correction
+
+    days = prepare(timed, MAC).train
+    with pytest.raises(ConfigError, match="^" + re.escape(
+            "task.delay_correction = 'dfm' fits each row's elapsed time at the as-of time: "
+            "give data.as_of (--as-of T)") + "$"):
+        check_days_delay_correction(days, "dfm")
+    names = [day.name for day in days]
+    with pytest.raises(ConfigError, match="^" + re.escape(
+            "task.delay_correction = 'dfm' needs the click times (the column the schema's "
+            f"click_time names, `click_time` by default), which the days {names} do not hold; "
+            "`malt simulate` writes them") + "$"):
+        check_days_delay_correction(days, "dfm", T0)
+    check_days_delay_correction(days, "fnw", T0)  # the stream corrections need no click time
+    add_click_time(timed)
+    check_days_delay_correction(prepare(timed, MAC).train, "dfm", T0)
 
 
 def test_a_time_without_an_offset_is_utc_whatever_the_machine_zone(monkeypatch):

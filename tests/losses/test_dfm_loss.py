@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from malt.losses.delayed import DAY_SECONDS, dfm_loss, dfm_row_losses
+from malt.losses.delayed import DAY_SECONDS, DelayRates, dfm_loss, dfm_row_losses
 from malt.sources.simulate.config import Params
 from malt.sources.simulate.journeys import purchase_delays
 
@@ -116,3 +116,13 @@ def test_on_long_tail_delays_dfm_recovers_the_matured_rate():
     assert matured - naive > 0.01                       # the naive rate under-predicts
     assert abs(fitted - matured) < 0.25 * (matured - naive)
     assert 0.1 < theta.exp().item() < 24.0              # a delay of about a day, per day
+
+
+def test_the_delay_rates_are_one_trainable_log_rate_per_view():
+    rates = DelayRates(("last", "first"), log_rate=-0.5)
+    assert sorted(name for name, _ in rates.named_parameters()) == ["log_rates.first",
+                                                                    "log_rates.last"]
+    for view in ("last", "first"):
+        assert rates[view].shape == () and rates[view].requires_grad
+        assert rates[view].item() == -0.5
+    assert DelayRates(("last",))["last"].item() == 0.0  # a mean delay of one day to start
