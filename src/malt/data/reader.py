@@ -26,7 +26,7 @@ import difflib
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,7 +280,27 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
     columns, on those unnamed ones under `strict_columns`, and on column types the schema
     cannot read (naming the first row holding a value of the wrong type). Without `labels`
     only the columns of `read_columns(schema, labels=False)` are required and checked."""
-    arrow_schema = pf.schema_arrow
+    return _check_arrow_columns(schema, pf.schema_arrow, lambda c: _first_value(pf, c), file,
+                                labels=labels)
+
+
+def check_table(schema: Schema, table: pa.Table, file: str, *, labels: bool = True
+                ) -> list[str]:
+    """`check_columns` for rows held in memory (`file`: the name errors give them)."""
+
+    def first_value(column: str) -> tuple[int | None, object]:
+        values = chunk_column(table, column)
+        valid = np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False))
+        return (int(valid[0]), values[int(valid[0])].as_py()) if len(valid) else (None, None)
+
+    return _check_arrow_columns(schema, table.schema, first_value, file, labels=labels)
+
+
+def _check_arrow_columns(schema: Schema, arrow_schema: pa.Schema,
+                         first_value: Callable[[str], tuple[int | None, object]], file: str, *,
+                         labels: bool) -> list[str]:
+    """`check_columns` on the columns of `arrow_schema`; `first_value(column)`: (row, value)
+    of the column's first non-null value, (None, None) if all are null."""
     twice = sorted(c for c, n in Counter(arrow_schema.names).items() if n > 1)
     if twice:
         raise DataError(f"columns {twice} appear more than once; give every column its own "
@@ -334,7 +354,7 @@ def check_columns(schema: Schema, pf: pq.ParquetFile, file: str, *, labels: bool
     for column, ok, what in checks:
         dtype = arrow_schema.field(column).type
         if not ok(dtype):
-            row, value = _first_value(pf, column)
+            row, value = first_value(column)
             shown = "" if row is None else f" (first value {value!r})"
             raise DataError(f"wrong dtype {dtype}, expected {what}{shown}", file=file,
                             column=column, row=row)
@@ -390,7 +410,7 @@ class DayConverter:
         """The columns a chunk must hold."""
         return list(read_columns(self.schema, labels=self.labels))
 
-    def convert(self, chunk: RowGroup | pa.RecordBatch, offset: int, file: str,
+    def convert(self, chunk: RowGroup | pa.RecordBatch | pa.Table, offset: int, file: str,
                 out: dict[str, np.ndarray]) -> ChunkStats:
         """Validate `chunk` (rows `offset`.. of `file`) and write it into `out`, a dict of
         contiguous arrays of `chunk.num_rows` rows shaped as in `array_shapes`."""
@@ -473,6 +493,33 @@ class DayConverter:
         if s.campaign_column:
             out["campaign"][:] = self._campaign(col(s.campaign_column), file, offset)
         return stats
+
+    def oov_by_row(self, chunk: RowGroup | pa.RecordBatch | pa.Table,
+                   out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The out-of-vocabulary ids of each row (int64 [N]) in every column `convert` counts
+        them in, read off the arrays `out` it wrote for `chunk`: summed over the rows, its
+        `ChunkStats.oov`. (The counts of each of the requests a service converts together.)"""
+        s, n = self.schema, chunk.num_rows
+
+        def per_row(rows: np.ndarray, lookup: VocabLookup | HashLookup) -> np.ndarray:
+            return (rows == lookup.oov_index).reshape(n, -1).sum(axis=1)
+
+        counts = {s.user_column: per_row(out["user"], self.lookups[s.user_column])}
+        for j, f in enumerate(s.fields):
+            counts[f.name] = per_row(out["sparse"][:, j], self.lookups[f.name])
+        for j, spec in enumerate(s.id_sequences):
+            # Ragged rows are padded past their items with a row no id maps to.
+            counts[spec.name] = per_row(out["seq"][:, j, :], self.lookups[spec.shares])
+            if not s.ragged_sequences and self._pad_is_oov[spec.shares]:
+                hits = equal_to_token(chunk_column(chunk, spec.name).flatten(), s.sequence_pad)
+                if hits is not None:
+                    pads = pc.fill_null(hits, False).to_numpy(zero_copy_only=False)
+                    counts[spec.name] -= pads.reshape(n, spec.length).sum(axis=1)
+        for j, bag in enumerate(s.bags):
+            rows = out["bags"][:, j, :]
+            present = np.arange(rows.shape[1]) < out["bag_lengths"][:, j, None]
+            counts[bag.name] = ((rows == self.lookups[bag.name].oov_index) & present).sum(axis=1)
+        return counts
 
     def _ragged_sequences(self, col, file: str, offset: int, out: dict[str, np.ndarray],
                           stats: ChunkStats) -> None:
