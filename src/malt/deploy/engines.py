@@ -39,10 +39,10 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    """The model exported to ONNX in memory and run by ONNX Runtime (the CUDA provider on a
-    CUDA device when onnxruntime-gpu is installed)."""
+    """An ONNX model (`model`: its bytes) run by ONNX Runtime, fed the inputs `names` (the CUDA
+    provider on a CUDA device when onnxruntime-gpu is installed)."""
 
-    def __init__(self, serving: ServingModule, device: torch.device):
+    def __init__(self, model: bytes, names: tuple[str, ...], device: torch.device):
         try:
             import onnxruntime
         except ImportError as exc:
@@ -56,9 +56,13 @@ class OnnxEngine:
             providers.insert(0, "CUDAExecutionProvider")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(to_onnx(serving.cpu(), "{}"), options,
-                                                    providers=providers)
-        self.names = serving.input_names
+        self.session = onnxruntime.InferenceSession(model, options, providers=providers)
+        self.names = names
+
+    @classmethod
+    def of(cls, serving: ServingModule, device: torch.device) -> OnnxEngine:
+        """The serving module exported to ONNX in memory."""
+        return cls(to_onnx(serving.cpu(), "{}"), serving.input_names, device)
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         outputs = self.session.run(None, dict(zip(self.names, feed(inputs, self.names))))
@@ -81,4 +85,4 @@ def scoring_device(engine: str, requested: str) -> torch.device:
 def make_engine(name: str, serving: ServingModule, device: torch.device) -> ScoringEngine:
     if name not in ENGINES:
         raise ConfigError(f"unknown engine '{name}', expected one of {list(ENGINES)}")
-    return TorchEngine(serving, device) if name == "torch" else OnnxEngine(serving, device)
+    return TorchEngine(serving, device) if name == "torch" else OnnxEngine.of(serving, device)
