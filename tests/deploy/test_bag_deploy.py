@@ -116,7 +116,7 @@ def test_predict_exports_and_the_service_score_bags_as_the_eager_model(data, run
     from malt.serve.model import ServedModel
 
     rows = pq.read_table(day).drop_columns(["last", "first"]).to_pylist()
-    model = ServedModel(trained)
+    model = ServedModel.of_run(trained)
     assert model.metadata()["schema"]["bags"] == {"tags": 4}
     app = create_app(model, load=lambda r: model, max_rows=1000, batch_rows=4096,
                      batch_wait_ms=0.0)

@@ -26,7 +26,7 @@ from malt.data.schema import MAC  # noqa: E402
 from malt.deploy.predict import Scorer, file_sources  # noqa: E402
 from malt.runs.load import load_run  # noqa: E402
 from malt.serve.app import create_app  # noqa: E402
-from malt.serve.model import ServedModel  # noqa: E402
+from malt.serve.model import ModelSource, ServedModel  # noqa: E402
 from malt.serve.requests import ARROW_STREAM  # noqa: E402
 
 OUTPUTS = ("p_last", "p_first")
@@ -44,9 +44,8 @@ def unlabelled(test_rows, tmp_path_factory) -> Path:
 
 def client_for(run: Path, *, engine: str = "torch", **options) -> TestClient:
     settings = {"max_rows": 1000, "batch_rows": 4096, "batch_wait_ms": 0.0, **options}
-    model = ServedModel.load(str(run), engine=engine)
-    return TestClient(create_app(model, load=lambda r: ServedModel.load(r or str(run)),
-                                 **settings))
+    model = ServedModel.load(ModelSource("run", str(run)), engine=engine)
+    return TestClient(create_app(model, load=ServedModel.load, **settings))
 
 
 @pytest.fixture(scope="module")

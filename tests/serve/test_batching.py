@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from malt.serve.batching import Batcher
-from malt.serve.model import ServedModel
+from malt.serve.model import ModelSource, ServedModel
 from malt.serve.requests import RequestError, ScoringRequest
 
 
@@ -35,7 +35,7 @@ def score_together(model: ServedModel, requests: list[ScoringRequest], *, batch_
 
 @pytest.fixture(scope="module")
 def model(run) -> ServedModel:
-    return ServedModel.load(str(run))
+    return ServedModel.load(ModelSource("run", str(run)))
 
 
 def test_requests_queued_together_share_one_model_call(model, test_rows):

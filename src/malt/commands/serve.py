@@ -1,4 +1,5 @@
-"""`malt serve`: score HTTP requests with a finished run's model (pip install 'malt[serve]')."""
+"""`malt serve`: score HTTP requests with a finished run's model or its ONNX export
+(pip install 'malt[serve]')."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 from malt.commands._options import add_options, read_options
 from malt.serve.options import ServeOptions
 
-HELP = "serve a trained run's model over HTTP: JSON rows in, probabilities out"
+HELP = "serve a trained run's model (or its ONNX export) over HTTP: rows in, probabilities out"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,22 +29,23 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError(f"malt serve needs FastAPI and uvicorn ({exc.name} is missing): "
                           "pip install 'malt[serve]'") from exc
-    from malt.serve.model import ServedModel
+    from malt.serve.model import ModelSource, ServedModel
 
-    device = scoring_device(options.engine, options.device)
+    engine = options.engine_name
+    device = scoring_device(engine, options.device)
 
-    def load(run: str | None) -> ServedModel:
-        return ServedModel.load(run or options.run, vocabs=options.vocabs,
-                                engine=options.engine, device=device)
+    def load(source: ModelSource) -> ServedModel:
+        return ServedModel.load(source, vocabs=options.vocabs, engine=engine, device=device)
 
-    model = load(None)
+    model = load(ModelSource("run", options.run) if options.export is None
+                 else ModelSource("export", options.export))
     app = create_app(model, max_rows=options.max_rows, batch_rows=options.batch_rows,
-                     batch_wait_ms=options.batch_wait_ms, load=load)
-    calibration = model.trained.calibration
-    print(f"serving {model.version} ({model.trained.config.model['name']}, {options.engine} "
-          f"on {device.type}, "
-          f"{'uncalibrated' if calibration is None else calibration.method + ' calibration'}) "
-          f"on http://{options.host}:{options.port}; SIGTERM or Ctrl-C stops it", flush=True)
+                     batch_wait_ms=options.batch_wait_ms, load=load, reload_on_hangup=True)
+    calibration = model.calibration
+    print(f"serving {model.version} ({model.metadata()['model']}, {engine} on {device.type}, "
+          f"{'uncalibrated' if calibration is None else calibration['method'] + ' calibration'}"
+          f") on http://{options.host}:{options.port}; SIGHUP reloads the model, SIGTERM or "
+          "Ctrl-C stops it", flush=True)
     # uvicorn answers SIGTERM by finishing the requests in flight, then raises the signal
     # again: with this handler the process then exits 0 instead of dying by it.
     signal.signal(signal.SIGTERM, lambda *_: None)

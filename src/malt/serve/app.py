@@ -1,5 +1,6 @@
 """The HTTP service (FastAPI): `POST /predict`, `GET /health`, `GET /metadata`,
-`GET /metrics` and `POST /admin/reload`.
+`GET /metrics` and `POST /admin/reload` (and, in a service started by `malt serve`, SIGHUP:
+the same reload of the model served).
 
 Every answer is JSON (the metrics: Prometheus text). A request the service refuses gets a 4xx
 `{"error": ..., "field": ...}` naming the field at fault; a fault of the service itself a 500
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,7 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from malt.errors import MaltError
 from malt.serve.batching import Batcher
 from malt.serve.metrics import ServiceMetrics
-from malt.serve.model import ServedModel
+from malt.serve.model import ModelSource, ServedModel
 from malt.serve.requests import (
     ARROW_STREAM,
     RequestError,
@@ -36,18 +38,53 @@ PATHS = ("/predict", "/health", "/metadata", "/metrics", "/admin/reload")
 
 
 def create_app(model: ServedModel, *, max_rows: int, batch_rows: int, batch_wait_ms: float,
-               load: Callable[[str | None], ServedModel] | None = None) -> FastAPI:
-    """The service scoring with `model`; `load(run)` loads the model `POST /admin/reload`
-    swaps in (the run it names, or None: the one served, read again); without it, reloading
-    is refused."""
+               load: Callable[[ModelSource], ServedModel] | None = None,
+               reload_on_hangup: bool = False) -> FastAPI:
+    """The service scoring with `model`; `load(source)` loads the model a reload swaps in
+    (`POST /admin/reload`, and SIGHUP with `reload_on_hangup`, which needs the event loop of
+    the main thread); without it, reloading is refused."""
     batcher = Batcher(model, batch_rows=batch_rows, wait_s=batch_wait_ms / 1000)
     metrics = ServiceMetrics()
     reloading = asyncio.Lock()
 
+    async def reload_model(source: ModelSource | None) -> tuple[ServedModel, ServedModel]:
+        """Load `source` (None: the source of the model served, read again) and swap it in
+        between two batches; (old, new). The requests in flight are scored by the old model;
+        one that cannot be loaded leaves it in place."""
+        async with reloading:
+            new = await asyncio.to_thread(load, source or batcher.model.source)
+            old = batcher.swap(new)
+        log.info("swapped model %s for %s", old.version, new.version)
+        return old, new
+
+    async def reload_on_signal() -> None:
+        """SIGHUP: reload the model served; a failed reload keeps it, and the log says why."""
+        served = batcher.model
+        try:
+            await reload_model(None)
+        except MaltError as exc:
+            log.error("SIGHUP: reloading %s failed, still serving %s: %s", served.source.path,
+                      served.version, exc)
+        except Exception:
+            log.exception("SIGHUP: reloading %s failed, still serving %s", served.source.path,
+                          served.version)
+
+    signalled: set[asyncio.Task] = set()  # held until done (the loop keeps weak references)
+
+    def hung_up() -> None:
+        task = asyncio.ensure_future(reload_on_signal())
+        signalled.add(task)
+        task.add_done_callback(signalled.discard)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
+        hangup = reload_on_hangup and load is not None
+        if hangup:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hung_up)
         yield
+        if hangup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await batcher.stop()  # after the server has answered the requests in flight
 
     app = FastAPI(title="malt scoring service", lifespan=lifespan, docs_url=None,
@@ -107,25 +144,34 @@ def create_app(model: ServedModel, *, max_rows: int, batch_rows: int, batch_wait
 
     @app.post("/admin/reload")
     async def reload(request: Request) -> dict:
-        """Load a run (the body's `{"run": DIR}`, or the one served) and swap it in between
-        two batches; the requests in flight are scored by the old model."""
+        """Load a run or an exported file (the body's `{"run": DIR}` or `{"export": FILE}`,
+        or without a body the one served, read again) and swap it in between two batches."""
         if load is None:
             raise RequestError(403, None, "this service does not reload models")
-        body = await request.body()
+        source = reload_source(await request.body()) or batcher.model.source
         try:
-            run = json.loads(body).get("run") if body.strip() else None
-        except (ValueError, AttributeError) as exc:
-            raise RequestError(422, None, 'expected no body or {"run": "<run directory>"}'
-                               ) from exc
-        if run is not None and not isinstance(run, str):
-            raise RequestError(422, "run", "expected a run directory")
-        async with reloading:
-            try:
-                new = await asyncio.to_thread(load, run)
-            except MaltError as exc:
-                raise RequestError(422, "run", str(exc)) from exc
-            old = batcher.swap(new)
-        log.info("swapped model %s for %s", old.version, new.version)
+            old, new = await reload_model(source)
+        except MaltError as exc:
+            raise RequestError(422, source.kind, str(exc)) from exc
         return {"previous": old.version, "version": new.version}
 
     return app
+
+
+def reload_source(body: bytes) -> ModelSource | None:
+    """The model a reload request's body names: `{"run": DIR}`, `{"export": FILE}`, or
+    None for no body."""
+    if not body.strip():
+        return None
+    expected = 'expected no body, {"run": "<run directory>"} or {"export": "<exported file>"}'
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise RequestError(422, None, expected) from exc
+    if not isinstance(payload, dict) or len(payload) != 1 or \
+            not {"run", "export"} >= payload.keys():
+        raise RequestError(422, None, expected)
+    (kind, path), = payload.items()
+    if not isinstance(path, str):
+        raise RequestError(422, kind, "expected a path")
+    return ModelSource(kind, path)

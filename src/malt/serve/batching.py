@@ -2,9 +2,9 @@
 are gathered into one model call.
 
 One asyncio task takes requests off a queue, up to `batch_rows` rows, and hands them to one
-worker thread, which converts each request (a malformed one fails alone) and scores all of them
-with one model call per calibration choice. The event loop stays free to take requests while
-the model runs; the model is only ever used by that one thread.
+worker thread, which converts their rows together (`malt.serve.convert`; a malformed request
+fails alone) and scores them with one model call per calibration choice. The event loop stays
+free to take requests while the model runs; the model is only ever used by that one thread.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class ScoredRows:
     oov: dict[str, int]
     model: ServedModel
     calibrated: bool
-    """Whether the probabilities went through calibrators (asked, and the run has them)."""
+    """Whether the probabilities went through calibrators (asked, and the model has them)."""
 
 
 @dataclass
@@ -114,25 +114,23 @@ class Batcher:
 
     def _score(self, model: ServedModel, batch: list[_Pending]
                ) -> list[ScoredRows | BaseException]:
-        """In the worker thread: convert each request, then one model call per calibration
-        choice."""
-        results: list[ScoredRows | BaseException | None] = [None] * len(batch)
+        """In the worker thread: convert the requests' rows together (a malformed request
+        fails alone), then one model call per calibration choice."""
+        results: list[ScoredRows | BaseException] = \
+            model.convert([pending.request.table for pending in batch])
         groups: dict[bool, list] = {}
-        for i, pending in enumerate(batch):
+        for i, (pending, converted) in enumerate(zip(batch, results)):
+            if isinstance(converted, BaseException):
+                continue
             try:
-                chunk = model.convert(pending.request)
+                calibrated = model.calibrated_for(pending.request.calibrated)
             except RequestError as exc:
                 results[i] = exc
                 continue
-            except Exception as exc:  # a fault met converting this request: it alone fails
-                log.exception("converting a request of %d rows failed", pending.request.rows)
-                results[i] = exc
-                continue
-            calibrated = pending.request.calibrated and model.trained.calibration is not None
-            groups.setdefault(calibrated, []).append((i, chunk))
+            groups.setdefault(calibrated, []).append((i, converted))
         for calibrated, items in groups.items():
             self.model_calls += 1
-            probs = model.score([chunk for _, chunk in items], calibrated)
-            for (i, chunk), p in zip(items, probs):
-                results[i] = ScoredRows(p, chunk.oov, model, calibrated)
+            probs = model.score([converted for _, converted in items], calibrated)
+            for (i, converted), p in zip(items, probs):
+                results[i] = ScoredRows(p, converted.oov, model, calibrated)
         return results

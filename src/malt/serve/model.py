@@ -1,82 +1,139 @@
-"""The model a service scores with: a run loaded once (`malt.runs.load.load_run`), scoring
-requests through the scorer of `malt predict`, and what the service says about it."""
+"""The model a service scores with, loaded once from a finished run (`malt.runs.load.load_run`,
+scored through the scorer of `malt predict`) or from an ONNX file of `malt export`
+(`malt.deploy.exported.load_export`, run by ONNX Runtime), and what the service says about it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import torch
 
-from malt.data.reader import read_columns
-from malt.deploy.predict import ConvertedChunk, Scorer, table_source
-from malt.errors import DataError
+from malt.data.schema import Schema
+from malt.deploy.engines import OnnxEngine
+from malt.deploy.exported import ExportedModel, load_export
+from malt.deploy.predict import Scorer
 from malt.runs.load import TrainedModel, load_run
-from malt.serve.requests import RequestError, ScoringRequest
+from malt.serve.convert import ConvertedRows, RequestConverter
+from malt.serve.requests import RequestError
 
-REQUEST = "request"
-"""The name a request's rows are read under, as a file's name would be."""
+SourceKind = Literal["run", "export"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a served model was loaded from: a run directory or an exported file."""
+
+    kind: SourceKind
+    path: str
+
+
+Engine = Callable[[dict[str, np.ndarray]], np.ndarray]
+"""Converted rows (arrays by serving input name) -> probabilities [N, V]."""
 
 
 class ServedModel:
-    """A finished run ready to score requests: the scorers of `malt predict`, calibrated (when
-    the run has calibrators) and not.
+    """A model ready to score requests: the converter of their raw rows and one engine per
+    calibration choice it offers (True: calibrated; False: the model's own probabilities).
 
     Not thread-safe: one thread converts and scores (the batcher's worker)."""
 
-    def __init__(self, trained: TrainedModel, *, engine: str = "torch",
-                 device: torch.device | str = "cpu"):
-        self.trained, self.engine_name = trained, engine
-        self.raw = Scorer(trained, engine=engine, device=device, calibrated=False)
-        self.calibrated = self.raw if trained.calibration is None else \
-            Scorer(trained, engine=engine, device=device, calibrated=True)
-        self.outputs = self.raw.predicted
-        self.columns = read_columns(trained.schema, labels=False)
-        self.version = model_version(trained)
+    def __init__(self, *, source: ModelSource, version: str, schema: Schema, lookups: dict,
+                 engines: dict[bool, Engine], outputs: tuple[str, ...],
+                 calibration: dict[str, Any] | None, described: dict[str, Any]):
+        self.source, self.version, self.schema = source, version, schema
+        self.converter = RequestConverter(schema, lookups)
+        self.columns = self.converter.columns
+        self.engines, self.outputs, self.calibration = engines, outputs, calibration
+        self._described = described
 
     @classmethod
-    def load(cls, run: str, *, vocabs: str | None = None, engine: str = "torch",
+    def of_run(cls, trained: TrainedModel, *, engine: str = "torch",
+               device: torch.device | str = "cpu") -> ServedModel:
+        """A finished run, scored by `engine`, calibrated (when it has calibrators) or not."""
+        engines = {False: Scorer(trained, engine=engine, device=device, calibrated=False)}
+        calibration = trained.calibration
+        if calibration is not None:
+            engines[True] = Scorer(trained, engine=engine, device=device, calibrated=True)
+        return cls(source=ModelSource("run", str(trained.run.path)),
+                   version=model_version(trained), schema=trained.schema,
+                   lookups=trained.lookups,
+                   engines={c: scorer.score for c, scorer in engines.items()},
+                   outputs=engines[False].predicted,
+                   calibration=None if calibration is None else {
+                       "method": calibration.method, "days": list(calibration.days),
+                       "rows": calibration.rows, "by": calibration.by},
+                   described={"run": str(trained.run.path),
+                              "parent": None if trained.parent is None else trained.parent.path,
+                              "export": None, "model": trained.config.model["name"],
+                              "engine": engine, "views": list(trained.views),
+                              "main": trained.task.main})
+
+    @classmethod
+    def of_export(cls, exported: ExportedModel, *, device: torch.device | str = "cpu"
+                  ) -> ServedModel:
+        """An ONNX export run by ONNX Runtime: calibrated when its graph holds calibrators,
+        else not, as exported."""
+        description = exported.description
+        engine = OnnxEngine(exported.data, exported.input_names, torch.device(device))
+        calibration = description["calibration"]
+        return cls(source=ModelSource("export", str(exported.path)),
+                   version=f"{exported.path.stem}-{exported.sha256[:12]}",
+                   schema=exported.schema, lookups=exported.lookups,
+                   engines={exported.calibrated: engine}, outputs=exported.output_names,
+                   calibration=None if calibration is None else {
+                       k: calibration[k] for k in ("method", "days", "rows", "by")},
+                   described={"run": description["run"], "parent": None,
+                              "export": str(exported.path), "model": description["model"],
+                              "engine": "onnx", "views": list(description["views"]),
+                              "main": description["main"]})
+
+    @classmethod
+    def load(cls, source: ModelSource, *, vocabs: str | None = None, engine: str = "torch",
              device: torch.device | str = "cpu") -> ServedModel:
-        return cls(load_run(run, vocabs=vocabs), engine=engine, device=device)
+        """The model at `source` (`engine` scores a run; an export is run by ONNX Runtime)."""
+        if source.kind == "run":
+            return cls.of_run(load_run(source.path, vocabs=vocabs), engine=engine,
+                              device=device)
+        return cls.of_export(load_export(source.path, vocabs=vocabs), device=device)
 
-    def scorer(self, calibrated: bool) -> Scorer:
-        return self.calibrated if calibrated else self.raw
+    def calibrated_for(self, asked: bool) -> bool:
+        """Whether a request asking (or not) for calibrated probabilities gets them: when
+        asked and the model has calibrators. A `RequestError` when not asked and the model has
+        no uncalibrated scores (an export whose graph holds its calibrators)."""
+        if asked:
+            return True in self.engines
+        if False not in self.engines:
+            raise RequestError(422, "calibrated", "this service scores an exported file whose "
+                               "graph holds the calibrators: it has no uncalibrated "
+                               "probabilities (export with --uncalibrated, or serve the run)")
+        return False
 
-    def convert(self, request: ScoringRequest) -> ConvertedChunk:
-        """The request's rows checked and converted as `malt predict` converts a file's;
-        a `RequestError` naming the column when they break the run's schema."""
-        try:
-            return self.raw.convert(table_source(request.table, REQUEST))
-        except DataError as exc:
-            # "file request, column 'x', row 3: ..." -> "column 'x', row 3: ..."
-            message = str(exc).removeprefix(f"file {REQUEST}").lstrip(",: ")
-            raise RequestError(422, exc.column, message) from exc
+    def convert(self, tables: list[pa.Table]) -> list[ConvertedRows | Exception]:
+        """The requests' rows checked and converted as `malt predict` converts a file's; a
+        `RequestError` naming the column for those that break the schema."""
+        return self.converter.convert(tables)
 
-    def score(self, chunks: list[ConvertedChunk], calibrated: bool) -> list[np.ndarray]:
+    def score(self, chunks: list[ConvertedRows], calibrated: bool) -> list[np.ndarray]:
         """Probabilities [N_i, V] of each converted request, all scored in one pass."""
-        scorer = self.scorer(calibrated)
-        arrays = {name: np.concatenate([c.arrays[name] for c in chunks])
-                  for name in scorer.inputs}
-        probs = scorer.score(arrays)
-        ends = np.cumsum([len(c.arrays["sparse"]) for c in chunks])[:-1]
+        arrays = chunks[0].arrays if len(chunks) == 1 else \
+            {name: np.concatenate([c.arrays[name] for c in chunks]) for name in chunks[0].arrays}
+        probs = self.engines[calibrated](arrays)
+        ends = np.cumsum([c.rows for c in chunks])[:-1]
         return np.split(probs, ends)
 
     def metadata(self) -> dict:
-        """What `GET /metadata` answers: version, parent run, views, calibrators, schema."""
-        trained, schema = self.trained, self.trained.schema
-        calibration = trained.calibration
+        """What `GET /metadata` answers: version, run, parent run, export, model, engine,
+        views, outputs, calibrators and schema."""
+        schema = self.schema
         return {
-            "version": self.version,
-            "run": str(trained.run.path),
-            "parent": None if trained.parent is None else trained.parent.path,
-            "model": trained.config.model["name"],
-            "engine": self.engine_name,
-            "views": list(trained.views),
-            "main": trained.task.main,
-            "outputs": list(self.outputs),
-            "calibration": None if calibration is None else {
-                "method": calibration.method, "days": list(calibration.days),
-                "rows": calibration.rows, "by": calibration.by},
+            "version": self.version, **self._described, "outputs": list(self.outputs),
+            "calibration": self.calibration,
             "schema": {
                 "name": schema.name,
                 "columns": list(self.columns),
