@@ -6,7 +6,8 @@ the file says what it takes, the vocab files map raw ids to table rows.
 
 The inputs are built from the description the export stores in the file (`malt` metadata),
 only those the model declares: `sparse` (the categorical fields, schema order), `seq` and
-`dense_seq` (when the schema has sequences), `numeric` (the raw numeric columns in the order
+`dense_seq` (when the schema has sequences), `bags` and `bag_lengths` (when it has bags: each
+bag's first `max_length` ids, row 0 after them), `numeric` (the raw numeric columns in the order
 of the schema's `numeric` table; the model applies their log1p / standardisation itself) and
 `target_action` (STAR on data with a target-action column). When the run was calibrated
 (`malt calibrate`), the outputs are calibrated probabilities: the calibrators are in the graph.
@@ -20,6 +21,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else "malt-quickstart")
@@ -34,7 +36,8 @@ print("inputs:", [(i["name"], i["dtype"], i["shape"]) for i in about["inputs"]])
 if about.get("calibration"):
     print("calibrated:", about["calibration"]["method"])
 
-rows = pq.read_table(rows_file).to_pandas()
+table = pq.read_table(rows_file)
+rows = table.to_pandas()
 
 
 def table_rows(column: str, raw: np.ndarray) -> np.ndarray:
@@ -60,6 +63,30 @@ def dense_seq() -> np.ndarray:
                      for s in schema["float_sequences"]], 1)
 
 
+def bag_rows(column: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The table rows of each row's first `max_length` ids of the bag `column`, row 0 after
+    them ([N, width]), and how many are kept per row ([N])."""
+    lists = table[column].combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
+    kept = np.minimum(lengths, schema["bags"][column]["max_length"])
+    ids = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
+    positions = np.arange(width)
+    present = positions < kept[:, None]
+    out = np.zeros((len(lengths), width), dtype=np.int64)
+    out[present] = table_rows(column, ids[((np.cumsum(lengths) - lengths)[:, None]
+                                           + positions)[present]])
+    return out, kept
+
+
+def bags() -> np.ndarray:
+    width = max(b["max_length"] for b in schema["bags"].values())
+    return np.stack([bag_rows(b, width)[0] for b in schema["bags"]], 1)
+
+
+def bag_lengths() -> np.ndarray:
+    return np.stack([bag_rows(b, 1)[1] for b in schema["bags"]], 1)
+
+
 def numeric() -> np.ndarray:
     """The raw values [N, columns], the schema's `numeric` order; numbers that are not (null,
     NaN, inf) become the schema's `numeric_fill`, as `malt predict` reads them."""
@@ -79,8 +106,8 @@ def target_action() -> np.ndarray:
     return pd.Index(schema["labels"]).get_indexer(actions.astype(str))
 
 
-build = {"sparse": sparse, "seq": seq, "dense_seq": dense_seq, "numeric": numeric,
-         "target_action": target_action}
+build = {"sparse": sparse, "seq": seq, "dense_seq": dense_seq, "bags": bags,
+         "bag_lengths": bag_lengths, "numeric": numeric, "target_action": target_action}
 feeds = {i["name"]: build[i["name"]]().astype(i["dtype"]) for i in about["inputs"]}
 session = onnxruntime.InferenceSession(model.SerializeToString())
 outputs = session.run(None, feeds)

@@ -133,6 +133,24 @@ def test_predict_exports_and_the_service_score_bags_as_the_eager_model(data, run
     assert only_empty.json()["predictions"]["p_last"] == [served[7]]
 
 
+def test_the_onnx_example_feeds_bags_as_the_reader_converts_them(data, run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import subprocess
+    import sys
+
+    day = data / "test" / "day9.parquet"
+    trained = load_run(run)
+    out = tmp_path / "model.onnx"
+    export(trained, out, "onnx")
+    example = Path(__file__).resolve().parents[2] / "examples" / "serve_onnx.py"
+    done = subprocess.run([sys.executable, str(example), str(tmp_path), str(out), str(day),
+                           str(data / "vocabs")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "('bags', 'int64', ['batch', 1, 4])" in done.stdout
+    expected = _eager(trained, converted(trained.schema, trained, day))
+    assert np.abs(np.load(tmp_path / "onnx_scores.npy") - expected).max() <= PARITY
+
+
 @pytest.mark.parametrize("encoder", ["target_attention", "dnn", "dcnv2", "din"])
 def test_every_encoder_exports_its_bags(encoder, data, tmp_path):
     schema = schema_for(data)
