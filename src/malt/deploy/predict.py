@@ -209,24 +209,6 @@ class Scorer:
         if self.evaluate and done:
             self._add_metrics(sources, collected)
 
-    def convert(self, source: Source) -> ConvertedChunk:
-        """Check `source` and convert all its rows as one chunk, in the calling thread (the
-        rows of one service request: few, at least one). Arrays [N, ...], as `score` takes
-        them."""
-        if source.rows == 0:
-            raise DataError("no rows to score", file=source.name)
-        self.check([source])
-        chunks = [self._convert(*chunk) for chunk in self._chunks([source])]
-        if len(chunks) == 1:
-            return chunks[0]
-        oov: dict[str, int] = {}
-        for chunk in chunks:
-            for column, n in chunk.oov.items():
-                oov[column] = oov.get(column, 0) + n
-        return ConvertedChunk(
-            {name: np.concatenate([c.arrays[name] for c in chunks]) for name in chunks[0].arrays},
-            oov, [pa.concat_arrays([c.passed[i] for c in chunks]) for i in range(len(self.passed))])
-
     def _converted(self, sources: list[Source]) -> Iterator[ConvertedChunk]:
         """The chunks of `sources` read and converted, in order, the next one in a worker
         thread while the caller scores the current one (`malt.data.ahead`), so at most two
