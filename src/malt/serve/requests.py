@@ -23,8 +23,8 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 """The content type of a request body holding an Arrow IPC stream."""
 ARROW_JSON_BYTES = 4096
 """JSON bodies from this size on (a few rows of a MAC-like schema) are read by Arrow's JSON
-reader, in one pass without a Python object per value (about 8x faster at 200 rows);
-smaller ones by `json`, which costs less to start."""
+reader, in one pass without a Python object per value (at 200 rows about half the CPU time,
+BENCHMARKS.md); smaller ones by `json`, which costs less to start."""
 
 
 class RequestError(Exception):
