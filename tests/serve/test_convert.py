@@ -69,3 +69,22 @@ def test_a_request_that_breaks_the_schema_is_refused_alone(run, test_rows):
     typed = pa.Table.from_pylist([dict(row, **{field: str(row[field])})
                                   for row in test_rows[:3]]).select(list(converter.columns))
     assert all(not isinstance(r, Exception) for r in converter.convert([tables[0], typed]))
+
+
+def test_a_fault_met_converting_one_request_fails_it_alone(run, test_rows, monkeypatch):
+    trained = load_run(run)
+    converter = RequestConverter(trained.schema, trained.lookups)
+    convert = converter.converter.convert
+    cursed = test_rows[3][MAC.user_column]
+
+    def faulty(chunk, *args):
+        if cursed in chunk.column(MAC.user_column).to_pylist():
+            raise RuntimeError("a fault of the service")
+        return convert(chunk, *args)
+
+    monkeypatch.setattr(converter.converter, "convert", faulty)
+    tables = [pa.Table.from_pylist(test_rows[lo:hi]).select(list(converter.columns))
+              for lo, hi in ((0, 3), (3, 5), (5, 9))]
+    first, failed, last = converter.convert(tables)
+    assert isinstance(failed, RuntimeError)
+    assert (first.rows, last.rows) == (3, 4)

@@ -62,8 +62,8 @@ class RequestConverter:
             if len(members) > 1:
                 try:
                     together = self._convert([tables[i] for i in members])
-                except DataError:
-                    pass  # one of them is at fault: find which, below
+                except Exception:  # one of them is at fault (a fault of ours, too): found below
+                    pass
                 else:
                     for i, converted in zip(members, together):
                         results[i] = converted
