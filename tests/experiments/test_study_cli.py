@@ -14,7 +14,7 @@ def test_study_main_then_groups_through_the_cli(tmp_path, capsys):
     from malt.sources.simulate import simulate, size_config
 
     data = tmp_path / "data"
-    simulate(size_config("tiny", seed=5, users=500), data, overwrite=True)
+    simulate(size_config("tiny", seed=5, users=1500), data, overwrite=True)
     out = tmp_path / "study"
     common = ["--preset", "smoke", "--data", str(data), "--out", str(out), "--targets", "last",
               "--jobs", "1", "--device", "cpu"]

@@ -492,7 +492,8 @@ def _add_group_intervals(table: Table, key: str, paired, view: str, spans: Seque
                                first.label_weights("last"))
     for gain in slice_gains_over_seeds(runs, bases, view, groups, resamples=DEFAULT_RESAMPLES,
                                        order=spans):
-        table.add_interval(gain.name, key, gain.deltas["gauc"])
+        if gain.has_interval:
+            table.add_interval(gain.name, key, gain.deltas["gauc"])
 
 
 # --- the search and the greedy selection as studies ----------------------------------------------
