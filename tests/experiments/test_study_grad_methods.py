@@ -122,3 +122,24 @@ def test_grad_methods_study_through_the_cli(tmp_path, capsys):
     assert len((run / "task_weights.csv").read_text().splitlines()) > 3
     assert "**Auxiliary-task learning methods against the plain sum**" in \
         (out / "grad-methods.md").read_text()
+
+
+def test_dwa_runs_too_short_to_move_a_weight_are_noted(tmp_path):
+    from malt.data.cache import prepare
+    from malt.experiments.grad_study import dwa_note
+    from malt.experiments.search import Setting
+    from malt.experiments.study import Variant
+
+    data = write_random_dataset(tmp_path / "data", days=4, rows=600)
+    dataset = prepare(data)
+    entries = [("moae", "last", "dwa", Variant("moae", "last", ("first",), Setting(1e-2), "dwa"))]
+    # 3 training days of 600 rows at the smoke preset's batch of 512: 6 steps.
+    note = dwa_note(_study(tmp_path, data=data, dataset=dataset), entries)
+    assert note == ("DWA weighs every task 1 until two periods of 100 steps (`dwa_period`) "
+                    "have finished, and these runs take 6 steps: DWA trained the plain sum here.")
+    # Two periods of 3 end with the run's last step: no step is left to use their weights.
+    assert "take 6 steps" in dwa_note(_study(tmp_path, data=data, dataset=dataset, overrides={
+        "train": {"dwa_period": 3}}), entries)
+    assert dwa_note(_study(tmp_path, data=data, dataset=dataset,
+                           overrides={"train": {"dwa_period": 2}}), entries) is None
+    assert dwa_note(_study(tmp_path, data=data, dataset=dataset), entries[:0]) is None

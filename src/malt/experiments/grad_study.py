@@ -100,6 +100,10 @@ def study_grad_methods(study: Study) -> StudyOutput:
     plain = {(m, t): (v, runs) for (m, t, method, v), runs in zip(entries, results)
              if method == PLAIN}
     table = _delta_table(study, entries, rows, results, plain)
+    short = dwa_note(study, entries)
+    if short is not None:
+        study.say(f"note: {short}")
+        table.notes.append(short)
     weights = _weight_tables(study, entries, rows)
     return StudyOutput([("", table), *weights])
 
@@ -209,13 +213,33 @@ def _test_logged(study: Study, variants: Sequence[Variant | None], points: int
     return out
 
 
+def run_steps(study: Study, config: RunConfig) -> int | None:
+    """Optimiser steps of `config`'s pass (None when the study did not read the data set)."""
+    if study.dataset is None:
+        return None
+    batch = config.train.batch_size
+    return pass_steps([d.rows for d in split_days(study.dataset, config.data)[0]],
+                      batch if isinstance(batch, int) else study.auto_batch_size)
+
+
 def log_every_for(study: Study, config: RunConfig, points: int) -> int:
     """The logging interval that logs about `points` steps over `config`'s pass (its own when
     the study did not read the data set)."""
-    if study.dataset is None:
-        return config.train.log_every
-    batch = config.train.batch_size
-    steps = pass_steps([d.rows for d in split_days(study.dataset, config.data)[0]],
-                       batch if isinstance(batch, int) else study.auto_batch_size)
-    return max(1, math.ceil(steps / points))
+    steps = run_steps(study, config)
+    return config.train.log_every if steps is None else max(1, math.ceil(steps / points))
+
+
+def dwa_note(study: Study, entries: list[Entry]) -> str | None:
+    """A note when DWA's runs end before its weights can move (two finished periods), which
+    makes them the plain sum."""
+    for _, _, method, variant in entries:
+        if method != "dwa" or variant is None:
+            continue
+        config = study.config(variant, seed=study.seeds[0])
+        steps, period = run_steps(study, config), config.train.dwa_period
+        if steps is not None and steps <= 2 * period:
+            return (f"DWA weighs every task 1 until two periods of {period} steps "
+                    f"(`dwa_period`) have finished, and these runs take {steps} steps: DWA "
+                    "trained the plain sum here.")
+    return None
 
