@@ -20,6 +20,7 @@ from malt.data.cache import prepare
 from malt.data.layout import find_layout
 from malt.data.schema import MAC, Schema, schema_for
 from malt.errors import ConfigError, Interrupted
+from malt.experiments.grad_study import study_grad_methods
 from malt.experiments.kaml import study_kaml
 from malt.experiments.mac import MAC_STUDIES
 from malt.experiments.options import ALL, StudyName, StudyOptions
@@ -45,21 +46,26 @@ class Protocol:
     """`mac`: multi-attribution data (MAC simulator); `kaml`: incomplete multi-label data
     (app-promotion simulator; the schema names campaigns, targets and true labels)."""
     run: Callable[[Study], StudyOutput]
+    in_all: bool = True
+    """Whether `all` runs it (the MAC paper's studies; not the extensions beyond the paper)."""
 
 
 STUDIES: dict[StudyName, Protocol] = {
     **{name: Protocol(name, title, "mac", fn) for name, (fn, title) in MAC_STUDIES.items()},
+    "grad-methods": Protocol("grad-methods", "every --grad-method against the plain sum, with "
+                             "the per-view weights each learned", "mac", study_grad_methods,
+                             in_all=False),
     "kaml": Protocol("kaml", "KAML paper Tables 1-4", "kaml", study_kaml),
 }
 
 
 def protocols(names: tuple[str, ...]) -> list[Protocol]:
-    """The studies asked for (names of `STUDIES`, or `all`: every MAC study); one family at a
-    time."""
+    """The studies asked for (names of `STUDIES`, or `all`: every study of the MAC paper);
+    one family at a time."""
     if ALL in names and len(names) > 1:
         raise ConfigError(f"'{ALL}' runs every MAC study: name it alone")
-    chosen = [p for p in STUDIES.values() if p.family == "mac"] if names == (ALL,) else \
-        [STUDIES[n] for n in names]
+    chosen = [p for p in STUDIES.values() if p.family == "mac" and p.in_all] \
+        if names == (ALL,) else [STUDIES[n] for n in names]
     if len({p.family for p in chosen}) > 1:
         raise ConfigError("run the KAML study apart from the MAC studies (they need other data)")
     return chosen
