@@ -475,7 +475,9 @@ def paired_target_bootstrap(a: Sequence[np.ndarray], b: Sequence[np.ndarray],
         target: [N] in [0, 1].
         user: [N] user ids.
         metrics: any of "auc", "gauc", "logloss", "pcoc".
-        resamples, level, seed: as `paired_bootstrap`.
+        resamples: bootstrap replicates.
+        level: coverage of the interval, in (0, 1).
+        seed: seed of the draws.
     Returns:
         metric -> `PairedDelta` of A − B (NaN where the metric is undefined).
     """
