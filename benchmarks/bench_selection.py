@@ -16,7 +16,7 @@ auxiliary views carry nothing about the target and MAL cannot help; a search tha
 BASE cell, which says whether MAL helped.
 
     python -m benchmarks.bench_selection [--simulations 4] [--size tiny] [--users 1800]
-        [--preset smoke] [--seeds 3] [--aux-noise]
+        [--preset smoke] [--seeds 3] [--aux-noise] [--shuffle]
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def one_simulation(args, seed: int) -> list[dict]:
             permute_auxiliary_labels(data, MAC.labels, seed)
     options = StudyOptions(names=("search",), preset=args.preset, data=data, out=out, seed=seed,
                            seeds=args.seeds, lrs=tuple(args.lrs),
-                           aux_weights=tuple(args.aux_weights), jobs=args.jobs, device="cpu")
+                           aux_weights=tuple(args.aux_weights), jobs=args.jobs, device="cpu",
+                           shuffle=args.shuffle)
     study = open_study(options, "mac", say=lambda line: None)
     pairs = [(m, TARGET) for m in ("base", "moae")]
     tuned = study.tune(pairs, search_study=True)
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the study preset (model and batch size)")
     parser.add_argument("--aux-noise", action="store_true",
                         help="permute the auxiliary labels within each training day")
+    parser.add_argument("--shuffle", action="store_true",
+                        help="shuffle each training day's rows (the days stay in order)")
     parser.add_argument("--seeds", type=int, default=3, help="validation and test seeds")
     parser.add_argument("--lrs", type=float, nargs="+", default=[3e-3, 1e-2, 3e-2])
     parser.add_argument("--aux-weights", type=float, nargs="+", default=[0.1, 0.3, 1.0])
@@ -146,11 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     body = (f"Simulations: {args.simulations} `{args.size}` sets of {args.users:,} users (seeds "
             f"{args.first_seed}…{args.first_seed + args.simulations - 1}), {data}; problems: "
             f"BASE and MoAE on the last-click target, grid lr {args.lrs} × λ {args.aux_weights} "
-            f"(BASE: lr only), {args.seeds} seeds; `{args.preset}` preset otherwise. Regret in "
-            f"points (× 100), mean over {len(problems)} problems; hit: the selection is the "
-            f"test-best cell (GAUC). Test GAUC of the best MoAE cell − the best BASE cell, per "
-            f"simulation: {', '.join(f'{g:+.2f}' for g in gains)} pt.\n\n" + "\n".join(lines))
+            f"(BASE: lr only), {args.seeds} seeds; `{args.preset}` preset otherwise"
+            f"{', rows shuffled within days' if args.shuffle else ', rows in file order'}. "
+            f"Regret in points (× 100), mean over {len(problems)} problems; hit: the "
+            f"selection is the test-best cell (GAUC). Test GAUC of the best MoAE cell − the "
+            f"best BASE cell, per simulation: {', '.join(f'{g:+.2f}' for g in gains)} pt.\n\n"
+            + "\n".join(lines))
     title = (f"selection regret ({args.size} simulation, {args.users:,} users"
+             f"{', shuffled' if args.shuffle else ''}"
              f"{', auxiliary labels permuted' if args.aux_noise else ''})")
     publish(title, "bench_selection", argv, body, report=not args.no_report)
 

@@ -33,10 +33,10 @@ TRAIN = ["--model", "base", "--batch-size", "64", "--seed", "3",
          "--model-option", "tower.dims=[8, 4]"]
 
 
-def interrupted(*args, at: tuple[str, int]) -> subprocess.CompletedProcess:
-    """`malt args`, interrupted the n-th time it reaches the point `at` = (point, n): it must
-    end with exit 130 and no traceback."""
-    command = [sys.executable, str(FAULTS), at[0], str(at[1]), "interrupt", "--", *map(str, args)]
+def faulted(*args, at: tuple[str, int], action: str) -> subprocess.CompletedProcess:
+    """`malt args` in a session of its own, doing `action` (see faults.py) the n-th time it
+    reaches the point `at` = (point, n)."""
+    command = [sys.executable, str(FAULTS), at[0], str(at[1]), action, "--", *map(str, args)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as process:
         try:
@@ -44,7 +44,14 @@ def interrupted(*args, at: tuple[str, int]) -> subprocess.CompletedProcess:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)  # a study's workers too
             raise
-    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def interrupted(*args, at: tuple[str, int], action: str = "interrupt"
+                ) -> subprocess.CompletedProcess:
+    """`malt args`, interrupted (Ctrl-C, or SIGTERM with `action="terminate"`) the n-th time it
+    reaches the point `at`: it must end with exit 130 and no traceback."""
+    result = faulted(*args, at=at, action=action)
     assert result.returncode == 130, (result.returncode, result.stderr[-3000:])
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return result
@@ -112,6 +119,64 @@ def test_a_study_and_its_workers_stop_and_say_how_to_resume(data, tmp_path):
                          at=("evaluate", 1))
     assert "Run the same command again to resume" in result.stdout
     assert not list(out.glob("runs/*/metrics.json"))
+
+
+def test_sigterm_stops_train_as_ctrl_c_does(data, tmp_path):
+    out = tmp_path / "run"
+    result = interrupted("train", "--data", data, *TRAIN, "--out", out, at=("step", 3),
+                         action="terminate")
+    assert f"Continue with: malt train --resume --out {out}" in result.stdout
+    assert (out / "checkpoint.safetensors").is_file() and not (out / "metrics.json").exists()
+    ok("train", "--resume", "--out", out)
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8
+
+
+STUDY = ["--preset", "smoke", "--batch-size", "64", "--jobs", "2", "--models", "base",
+         "--targets", "last", "--seeds", "2"]
+
+
+def session_ended(leader: int, wait_seconds: float = 120.0) -> bool:
+    """Whether every process of the session `leader` started has ended (waiting a while)."""
+    import time
+
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(leader, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_sigterm_to_a_study_stops_its_workers_with_checkpoints(data, tmp_path):
+    # One worker sends SIGTERM to the driver alone at its first step, as a job scheduler would;
+    # the driver passes it on to both workers as a Ctrl-C, and each saves where it is.
+    out = tmp_path / "study"
+    command = ["study", "main", "--data", data, "--out", out, *STUDY]
+    result = interrupted(*command, at=("step", 1), action="terminate")
+    assert "Run the same command again to resume" in result.stdout
+    assert not list(out.glob("runs/*/metrics.json"))
+    assert list(out.glob("runs/*/checkpoint.safetensors"))
+    assert "2 runs, 0 already complete" in ok(*command).stdout or \
+        len(list(out.glob("runs/*/metrics.json"))) == 2
+
+
+def test_workers_of_a_killed_study_stop_with_checkpoints(data, tmp_path):
+    # A worker SIGKILLs the driver at its first step (no clean-up is possible there): the
+    # workers notice they are orphaned, save a checkpoint and end, instead of training on.
+    out = tmp_path / "study"
+    command = [sys.executable, str(FAULTS), "step", "1", "kill-leader", "--", "study", "main",
+               "--data", str(data), "--out", str(out), *STUDY]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    assert process.wait(timeout=300) == -signal.SIGKILL
+    if not session_ended(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the workers of the killed driver went on")
+    stopped = [r for r in out.glob("runs/*") if (r / "checkpoint.safetensors").is_file()
+               and not (r / "metrics.json").exists()]
+    assert stopped, "the orphaned workers finished their runs instead of stopping"
 
 
 def test_predict_leaves_no_output(run, data, tmp_path):

@@ -73,8 +73,9 @@ class PairedDelta:
 
     @property
     def a_better(self) -> bool | None:
-        """True when A is better beyond the interval, False when B is, None when undecided."""
-        if not self.excludes_zero:
+        """True when A is better beyond the interval, False when B is, None when undecided
+        or when neither side is better by its sign (PCOC, best at 1)."""
+        if not self.excludes_zero or self.metric not in HIGHER_IS_BETTER:
             return None
         return (self.estimate > 0) == HIGHER_IS_BETTER[self.metric]
 
@@ -354,3 +355,164 @@ def _summary(metric: str, estimate: float, deltas: np.ndarray, level: float, *, 
     p_value = float(p_value)
     return PairedDelta(metric, estimate, float(low), float(high), p_value, level, len(finite),
                        users, seeds)
+
+
+TARGET_METRICS = ("auc", "gauc", "logloss", "pcoc")
+"""What `paired_target_bootstrap` measures; PCOC's best is 1, so no side of its Δ is better."""
+
+
+class _TargetSums:
+    """The metrics of M score vectors against a target in [0, 1] (0/1 labels or a true
+    probability), as functions of the users' draw counts.
+
+    A target p counts a row as a positive of mass p and a negative of mass 1 − p; an AUC is the
+    expected number of pairs ranked right over the expected number of (positive, negative)
+    pairs of distinct rows, labels drawn independently from the target (so a row never pairs
+    with itself). On 0/1 labels every metric is the usual one (`malt.metrics`).
+    """
+
+    def __init__(self, vectors: list[np.ndarray], target: np.ndarray, user: np.ndarray) -> None:
+        self.index, self.users = _user_index(user)
+        self.target = target
+        self.own = target * (1.0 - target)
+        """Each row's pair with itself, [N]: left out of every AUC."""
+        self.rows = np.bincount(self.index, minlength=self.users).astype(np.float64)
+        self.target_sums = np.bincount(self.index, target, minlength=self.users)
+        self.sorted = []
+        user_auc, loss, score_sums = [], [], []
+        for s in vectors:
+            order = np.argsort(s, kind="stable")
+            new = np.r_[True, s[order][1:] != s[order][:-1]]
+            self.sorted.append((order, np.flatnonzero(new)))
+            user_auc.append(self._user_auc(s))
+            p = np.clip(s, LOGLOSS_EPS, 1.0 - LOGLOSS_EPS)
+            rows_loss = -(target * np.log(p) + (1.0 - target) * np.log1p(-p))
+            loss.append(np.bincount(self.index, rows_loss, minlength=self.users))
+            score_sums.append(np.bincount(self.index, s, minlength=self.users))
+        self.user_auc = np.stack(user_auc, 1)
+        self.loss = np.stack(loss, 1)
+        self.score_sums = np.stack(score_sums, 1)
+
+    def _user_auc(self, s: np.ndarray) -> np.ndarray:
+        """Per-user AUC against the target, [U], NaN for a user without a pair."""
+        doubled = gauc(np.r_[s, s], np.r_[np.ones_like(s), np.zeros_like(s)],
+                       np.r_[self.index, self.index],
+                       sample_weight=np.r_[self.target, 1.0 - self.target])
+        users = doubled.user_ids  # ascending: the user index itself
+        positive = np.bincount(self.index, self.target, minlength=self.users)[users]
+        pairs = positive * (self.rows[users] - positive)
+        own = np.bincount(self.index, self.own, minlength=self.users)[users]
+        wins = np.nan_to_num(doubled.user_auc) * pairs
+        out = np.full(self.users, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[users] = np.where(pairs - own > 0, (wins - 0.5 * own) / (pairs - own), np.nan)
+        return out
+
+    def auc(self, model: int, counts: np.ndarray) -> np.ndarray:
+        """AUC of vector `model` on every replicate, rows weighted by their user's draw count:
+        [R, U] -> [R]."""
+        order, starts = self.sorted[model]
+        weight = counts[:, self.index[order]]
+        positive = np.add.reduceat(weight * self.target[order], starts, axis=1)
+        negative = np.add.reduceat(weight * (1.0 - self.target[order]), starts, axis=1)
+        wins = (positive * (np.cumsum(negative, 1) - 0.5 * negative)).sum(1)
+        own = counts[:, self.index] @ self.own
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (wins - 0.5 * own) / (positive.sum(1) * negative.sum(1) - own)
+
+    def metrics_at(self, counts: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
+        """metric -> [R, M] with the users drawn `counts` [R, U] times."""
+        out = {}
+        rows = counts @ self.rows
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for metric in metrics:
+                if metric == "auc":
+                    out[metric] = np.stack([self.auc(m, counts)
+                                            for m in range(len(self.sorted))], 1)
+                elif metric == "gauc":
+                    counted = np.where(np.isnan(self.user_auc), 0.0, self.rows[:, None])
+                    out[metric] = (counts @ (np.nan_to_num(self.user_auc) * counted)) / \
+                        (counts @ counted)
+                elif metric == "logloss":
+                    out[metric] = (counts @ self.loss) / rows[:, None]
+                else:  # PCOC, undefined (NaN) without an expected conversion
+                    expected = (counts @ self.target_sums)[:, None]
+                    out[metric] = np.where(expected > 0, counts @ self.score_sums, np.nan) / \
+                        np.where(expected > 0, expected, 1.0)
+        return out
+
+
+def target_metrics(scores: np.ndarray, target: np.ndarray, user: np.ndarray
+                   ) -> dict[str, float]:
+    """AUC, GAUC, logloss and PCOC against a target in [0, 1], as `paired_target_bootstrap`
+    defines them.
+
+    scores, target [N] in [0, 1] and user [N] -> metric -> value (NaN where undefined)."""
+    sums = _TargetSums([np.asarray(scores, dtype=np.float64)],
+                       np.asarray(target, dtype=np.float64), np.asarray(user))
+    values = sums.metrics_at(np.ones((1, sums.users)), TARGET_METRICS)
+    return {metric: float(v[0, 0]) for metric, v in values.items()}
+
+
+def paired_target_bootstrap(a: Sequence[np.ndarray], b: Sequence[np.ndarray],
+                            target: np.ndarray, user: np.ndarray, *,
+                            metrics: Sequence[str] = TARGET_METRICS, resamples: int,
+                            level: float = 0.95, seed: int = 0) -> dict[str, PairedDelta]:
+    """`paired_bootstrap` against a target in [0, 1], with PCOC besides AUC, GAUC and logloss.
+
+    The target is 0/1 labels, or a true probability (simulated data); PCOC is Σ score /
+    Σ target.
+
+    Against a probability p, a row is a positive of mass p and a negative of mass 1 − p: the
+    logloss is the cross-entropy to p, PCOC the predicted over the expected conversions, and an
+    AUC the expected pairs ranked right over the expected pairs of distinct rows (GAUC: per
+    user, users of one row left out). On 0/1 labels each is `malt.metrics`' own. The replicates
+    recompute every metric exactly: memory grows as replicates × rows (blocks of them).
+
+    Args:
+        a: score vectors [N] in [0, 1], one per training seed of A.
+        b: B's, seed s paired with seed s of A.
+        target: [N] in [0, 1].
+        user: [N] user ids.
+        metrics: any of "auc", "gauc", "logloss", "pcoc".
+        resamples: bootstrap replicates.
+        level: coverage of the interval, in (0, 1).
+        seed: seed of the draws.
+    Returns:
+        metric -> `PairedDelta` of A − B (NaN where the metric is undefined).
+    """
+    unknown = [m for m in metrics if m not in TARGET_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {list(TARGET_METRICS)}")
+    if not a or len(a) != len(b):
+        raise ValueError(f"pair one score vector of B with each of A: got {len(a)} and {len(b)}")
+    if not 0 < level < 1 or resamples < 1:
+        raise ValueError(f"need 0 < level < 1 and resamples >= 1, got {level}, {resamples}")
+    y = np.asarray(target, dtype=np.float64)
+    if y.ndim != 1 or not np.isfinite(y).all() or ((y < 0) | (y > 1)).any():
+        raise ValueError("target must be a 1-D array in [0, 1]")
+    vectors = [np.asarray(s, dtype=np.float64) for s in (*a, *b)]
+    if np.shape(user) != y.shape or any(s.shape != y.shape or not np.isfinite(s).all() or
+                                        ((s < 0) | (s > 1)).any() for s in vectors):
+        raise ValueError(f"user and every score vector need shape {y.shape}, scores in [0, 1]")
+    sums = _TargetSums(vectors, y, np.asarray(user))
+    seeds, users = len(a), sums.users
+    rng = np.random.default_rng(seed)
+    # A block holds a few [replicates, rows] arrays at once (the AUC's row weights).
+    block = max(1, min(resamples, _CHUNK_CELLS // max(4 * len(y), 1)))
+    blocks = []
+    for start in range(0, resamples, block):
+        size = min(block, resamples - start)
+        draws = rng.integers(0, users, (size, users)) + users * np.arange(size)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=size * users).reshape(size, users)
+        blocks.append(sums.metrics_at(counts.astype(np.float64), metrics))
+    observed = sums.metrics_at(np.ones((1, users)), metrics)
+    drawn = np.random.default_rng([seed, 1]).integers(0, seeds, (resamples, seeds))
+    out = {}
+    for metric in metrics:
+        values = np.concatenate([b[metric] for b in blocks])
+        per_seed = values[:, :seeds] - values[:, seeds:]
+        deltas = np.take_along_axis(per_seed, drawn, 1).mean(1)
+        estimate = float(np.mean(observed[metric][0, :seeds] - observed[metric][0, seeds:]))
+        out[metric] = _summary(metric, estimate, deltas, level, users=users, seeds=seeds)
+    return out

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import signal
 import sys
+import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, NoReturn
@@ -90,6 +92,7 @@ def _remember_parsers(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     command = "malt"
+    previous_term = _stop_on_sigterm_as_on_ctrl_c()
     try:  # a Ctrl-C while the commands are being imported is an interruption too
         argv = sys.argv[1:] if argv is None else argv
         parser = build_parser(configure=[c for c in [command_in(argv)] if c])
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         _forget_interrupt()
 
 
@@ -138,6 +143,29 @@ def run() -> NoReturn:
     # torch loaded) would otherwise end the process by the signal or with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(status)
+
+
+def _stop_on_sigterm_as_on_ctrl_c():
+    """Make SIGTERM (what `kill`, a job scheduler's time limit or a container's stop sends)
+    stop the command as Ctrl-C does: training saves a checkpoint, outputs are left whole or
+    absent, and the processes the command started (a study's workers) get the Ctrl-C too, as
+    from a terminal. Returns the handler it replaced (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate_as_ctrl_c)
+
+
+def _terminate_as_ctrl_c(signum, frame) -> None:
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        os.kill(child.pid, signal.SIGINT)
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is signal.SIG_DFL:  # nothing handles a Ctrl-C either: end by the signal
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+    elif callable(handler):
+        handler(signal.SIGINT, frame)
 
 
 def _forget_interrupt() -> None:

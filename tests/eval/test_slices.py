@@ -25,6 +25,7 @@ from malt.eval.slices import (
     format_slices,
     pool_small,
     slice_gains,
+    slice_gains_over_seeds,
 )
 from malt.metrics import DEFAULT_COMPLEXITY_EDGES, gauc, path_complexity
 from malt.runs.config import RunConfig
@@ -90,6 +91,22 @@ def test_each_slice_compares_its_own_rows():
     assert f"no interval under {MIN_USERS} users" in text
     rare = next(line for line in text.splitlines() if line.startswith("rare"))
     assert "[" not in rare
+
+
+def test_slice_gains_over_seeds_pool_each_seed_with_its_own_baseline():
+    runs = [day_predictions(0.3, 1), day_predictions(0.6, 3)]
+    bases = [day_predictions(1.5, 2), day_predictions(0.9, 4)]
+    slices = np.where(runs[0].user < 150, "young", "old")
+    pooled = slice_gains_over_seeds(runs, bases, "last", slices, resamples=200)
+    alone = [slice_gains(r, b, "last", slices, resamples=200) for r, b in zip(runs, bases)]
+    for i, gain in enumerate(pooled):
+        per_seed = [gains[i] for gains in alone]
+        assert gain.gauc_run == pytest.approx(np.mean([g.gauc_run for g in per_seed]))
+        assert gain.gauc_baseline == pytest.approx(np.mean([g.gauc_baseline for g in per_seed]))
+        assert gain.deltas["gauc"].estimate == pytest.approx(
+            np.mean([g.deltas["gauc"].estimate for g in per_seed]))
+        delta = gain.deltas["gauc"]
+        assert delta.low < delta.estimate < delta.high
 
 
 def test_slices_of_empty_name_are_left_out_and_buckets_keep_their_order():

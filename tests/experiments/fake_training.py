@@ -15,6 +15,7 @@ from malt.metrics import ViewMetrics
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.record import ParamCounts, RunMetrics, TrainStats
+from malt.training.weights_table import TaskWeightsTable
 
 
 def score(config: RunConfig, view: str) -> float:
@@ -165,3 +166,18 @@ def ctrl_c_watching_train(config: RunConfig, out, *, resume: bool = False,
     sigint_bit = 1 << (2 - 1)  # SIGINT is signal 2
     (out / DRIVER_CTRL_C).write_text("ignored" if ignored_mask & sigint_bit else "taken")
     raise Interrupted("stopped at day 0 step 1")
+
+
+def weighing_train(config: RunConfig, out, *, resume: bool = False, dataset=None) -> RunMetrics:
+    """`fake_train`, and for a method that weighs the tasks (not the plain sum, not PCGrad) a
+    `task_weights.csv` of steps 0, 5 and 10: the main view 1, the i-th auxiliary term
+    (i + 1) / 10 · step / 10 (so its mean over the rows is half its last value)."""
+    metrics = fake_train(config, out, resume=resume)
+    if config.train.grad_method not in ("none", "pcgrad"):
+        table = TaskWeightsTable(RunDir(Path(out)).task_weights_file)
+        aux = config.task.aux
+        for step in (0, 5, 10):
+            table.add(step, {config.task.main: 1.0,
+                             **{v: (i + 1) / 10 * step / 10 for i, v in enumerate(aux)}})
+        table.write()
+    return metrics

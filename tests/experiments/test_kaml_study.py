@@ -55,8 +55,18 @@ def test_tables_rows_and_shared_runs(data, tmp_path):
     assert set(paired) == {f"{a}_auc" for a in (*study.labels, "all")}
     assert all(d.seeds == 2 and d.low <= d.estimate <= d.high for d in paired.values())
     assert paired["all_auc"].estimate > 0  # the fake KAML's scores carry less noise
-    assert oracle.rows == ["Vanilla", "KAML", "KAML (reported + RLU)", "Oracle"]
-    assert ablation.rows == ["MMoE", "MMoE+ADM", "MMoE+ADM+HKE", "MMoE+RLU", "KAML"]
+    assert oracle.rows == ["Vanilla", "KAML", "KAML (reported + RLU)", "Oracle",
+                           "Δ KAML vs Vanilla", "Δ Oracle vs KAML"]
+    assert ablation.rows == ["MMoE", "MMoE+ADM", "MMoE+ADM+HKE", "MMoE+RLU", "KAML",
+                             "Δ MMoE+ADM vs MMoE", "Δ MMoE+ADM+HKE vs MMoE",
+                             "Δ MMoE+RLU vs MMoE", "Δ KAML vs MMoE"]
+    # Each Δ row is its first row minus its second, paired over 2 seeds: the fake scores of
+    # KAML and of MMoE+ADM carry less noise than those of Vanilla and MMoE.
+    for table, row in ((oracle, "Δ KAML vs Vanilla"), (ablation, "Δ MMoE+ADM vs MMoE")):
+        delta = table.intervals[(row, "all_auc")]
+        assert delta.seeds == 2 and delta.low <= delta.estimate <= delta.high
+        assert delta.estimate > 0
+        assert all(marked != row for marked, _ in table.marks())
     # Vanilla is MMoE under the base mask: the same runs, trained once.
     assert oracle.values[("Vanilla", "all_auc")] == models.values[("MMoE", "all_auc")]
     distinct = {(r.model, r.mask, r.options) for r in all_rows(study)}

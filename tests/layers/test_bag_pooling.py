@@ -66,6 +66,42 @@ def test_padding_past_a_bags_length_changes_nothing():
                            pooled_bag(table, wider, lengths, mean))
 
 
+class _Pool(nn.Module):
+    def __init__(self, table: nn.Embedding, mean: bool):
+        super().__init__()
+        self.table, self.mean = table, mean
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return pooled_bag(self.table, ids, lengths, self.mean)
+
+
+@pytest.mark.parametrize("mean", [False, True])
+def test_the_exported_form_pools_and_backpropagates_as_the_eager_one(mean):
+    ids = torch.tensor([[1, 3, 4, 6], [2, 0, 0, 6], [4, 5, 4, 6]])
+    lengths = torch.tensor([3, 1, 0])
+    eager, exported = _table(7, 3), _table(7, 3)
+    traced = torch.jit.trace(_Pool(exported, mean), (ids, lengths))
+    graph = str(traced.graph)
+    assert "embedding_bag" not in graph and "bmm" in graph  # plain operators in the file
+    eager_out = pooled_bag(eager, ids, lengths, mean)
+    traced_out = traced(ids, lengths)
+    torch.testing.assert_close(traced_out, eager_out)
+    (eager_out * torch.arange(9.0).view(3, 3)).sum().backward()
+    (traced_out * torch.arange(9.0).view(3, 3)).sum().backward()
+    torch.testing.assert_close(exported.weight.grad, eager.weight.grad)
+
+
+def test_a_sparse_table_gets_the_same_gradient_as_a_dense_one():
+    ids, lengths = torch.tensor([[1, 2, 5], [3, 3, 0]]), torch.tensor([2, 2])
+    dense, sparse = _table(6), nn.Embedding(6, 2, sparse=True)
+    with torch.no_grad():
+        sparse.weight.copy_(dense.weight)
+    for table in (dense, sparse):
+        pooled_bag(table, ids, lengths, True).sum().backward()
+    assert sparse.weight.grad.is_sparse
+    torch.testing.assert_close(sparse.weight.grad.to_dense(), dense.weight.grad)
+
+
 def test_a_bags_gradient_reaches_only_the_rows_of_its_ids():
     table = _table(6)
     pooled_bag(table, torch.tensor([[1, 2, 5], [3, 3, 0]]), torch.tensor([2, 2]),

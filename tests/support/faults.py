@@ -8,6 +8,11 @@ The N-th time the process reaches POINT it does ACTION:
 - `interrupt`: send SIGINT (what Ctrl-C sends) to its process group, as a terminal's Ctrl-C
   reaches the command and a study's workers, and carry on: the signal arrives while the work
   at POINT goes on. The command must lead its process group (`start_new_session=True`).
+- `terminate`: send SIGTERM (what `kill` and job schedulers send) to the command's own process,
+  the leader of its process group, not to a study's workers, and carry on; sent once per
+  process group, however many workers reach the point;
+- `kill-leader`: from a study's worker, SIGKILL the command's own process (the driver), wait
+  until this worker is orphaned, then 3 s more (for it to notice) before it carries on.
 
 A study's workers (spawned processes, which import this file as `__mp_main__`) install the
 same fault, each counting its own N.
@@ -50,6 +55,34 @@ def _interrupt() -> None:
     os.killpg(os.getpgrp(), signal.SIGINT)
 
 
+def _once_per_group() -> bool:
+    """True for the first process of the command to ask (a file claimed exclusively)."""
+    try:
+        os.close(os.open(os.environ[_CLAIM], os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _terminate() -> None:
+    if _once_per_group():
+        os.kill(os.getpgrp(), signal.SIGTERM)
+
+
+def _kill_leader() -> None:
+    import time
+
+    driver = os.getppid()
+    os.kill(os.getpgrp(), signal.SIGKILL)
+    while os.getppid() == driver:
+        time.sleep(0.05)
+    time.sleep(3.0)
+
+
+ACTIONS = {"kill": _die, "interrupt": _interrupt, "terminate": _terminate,
+           "kill-leader": _kill_leader}
+
+
 def _write_half(write, path) -> None:
     """Write a file completely into memory, put half of it at `path`, and die."""
     import io
@@ -62,16 +95,16 @@ def _write_half(write, path) -> None:
 
 
 def install(point: str, n: int, action: str = "kill") -> None:
-    if action not in ("kill", "interrupt"):
+    if action not in ACTIONS:
         raise SystemExit(f"unknown fault action {action!r}")
     countdown = _Countdown(n)
-    interrupt = action == "interrupt"
-    fault = _interrupt if interrupt else _die
+    interrupt = action != "kill"  # a signal, after which the work goes on
+    fault = ACTIONS[action]
 
     def write_fault(write, where) -> None:
         """At a write point: interrupt, then write on; or write half of the file and die."""
         if interrupt:
-            _interrupt()
+            fault()
         else:
             _write_half(write, where)
 
@@ -107,7 +140,7 @@ def install(point: str, n: int, action: str = "kill") -> None:
             original_write_tree(path, tree, **kwargs)
             if countdown.reached():
                 if interrupt:
-                    _interrupt()
+                    fault()
                 else:
                     data = Path(path).read_bytes()
                     Path(path).write_bytes(data[:len(data) // 2])
@@ -176,15 +209,20 @@ def install(point: str, n: int, action: str = "kill") -> None:
 
 _FAULT = "MALT_TEST_FAULT"
 """The environment variable that hands the fault to spawned workers."""
+_CLAIM = "MALT_TEST_FAULT_CLAIM"
+"""The file the first process to fire a once-only fault creates (a fresh path per command)."""
 
 if __name__ == "__main__":
     separator = sys.argv.index("--")
     point, count, *action = fault = sys.argv[1:separator]
     assert len(action) <= 1, "usage: faults.py POINT N [ACTION] -- malt arguments"
-    if action == ["interrupt"] and os.getpgrp() != os.getpid():
-        raise SystemExit("an interrupt fault signals its process group: start it in a new "
-                         "session (start_new_session=True)")
+    if action and action[0] != "kill" and os.getpgrp() != os.getpid():
+        raise SystemExit("a signal fault signals its process group's leader: start the "
+                         "command in a new session (start_new_session=True)")
     os.environ[_FAULT] = " ".join(fault)
+    import tempfile
+
+    os.environ[_CLAIM] = str(Path(tempfile.mkdtemp(prefix="malt-fault-")) / "fired")
     install(point, int(count), *action)
     arguments = sys.argv[separator + 1:]
     from malt.cli import main

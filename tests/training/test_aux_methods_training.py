@@ -32,7 +32,8 @@ HAVE_TORCHJD = all(aggregation.importlib.util.find_spec(name) is not None
 METHODS = ["uncertainty", "dwa", "gcs-ema",
            *(pytest.param(m, marks=pytest.mark.skipif(not HAVE_TORCHJD, reason="no torchjd"))
              for m in aggregation.AGGREGATORS)]
-MULTI_TASK = [name for name in model_names() if model_spec(name).traits.uses_aux]
+MULTI_TASK = [name for name in model_names() if model_spec(name).traits.uses_aux and
+              model_spec(name).traits.shares_parameters]
 
 
 @pytest.fixture(scope="module")

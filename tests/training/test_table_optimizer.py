@@ -16,7 +16,8 @@ from malt.runs.config import RunConfig, upgraded
 def test_the_table_optimizer_decides_the_gradients_of_the_tables(table_optimizer, grad_method,
                                                                  device, sparse):
     config = RunConfig.from_dict({"train": {"table_optimizer": table_optimizer,
-                                            "grad_method": grad_method}})
+                                            "grad_method": grad_method},
+                                  "model": {"name": "mmoe"}, "task": {"aux": ["first"]}})
     assert config.sparse_table_gradients(device) is sparse
     assert config.model_config(device).encoder.sparse_embeddings is sparse
 

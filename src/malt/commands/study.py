@@ -7,7 +7,8 @@ import argparse
 from malt.commands._options import add_model_option_flag, add_options, add_run_options
 from malt.experiments.options import StudyOptions
 
-HELP = "run one of the MAC paper's studies (tables 2-8, figure 5, search, greedy) or KAML's"
+HELP = ("run one of the MAC paper's studies (tables 2-8, figure 5, search, greedy), the "
+        "grad-methods comparison, or KAML's")
 
 RUN_FIELDS = [("data", "schema"), ("data", "validation_days"), ("train", "batch_size")]
 """The run settings a user gives every run of a study, on their own data."""

@@ -120,7 +120,17 @@ def slice_gains(run: Predictions, baseline: Predictions, view: str, slices: np.n
     """The run − baseline on `view` in every slice (rows sharing a value of `slices` [N];
     rows whose slice is "" are left out): in `order` when given (bucket names, lowest
     first), else the largest first and "other" last."""
-    labels = (run.label_weights(view) > 0).astype(np.float64)
+    return slice_gains_over_seeds([run], [baseline], view, slices, resamples=resamples,
+                                  seed=seed, order=order)
+
+
+def slice_gains_over_seeds(runs: Sequence[Predictions], baselines: Sequence[Predictions],
+                           view: str, slices: np.ndarray, *, resamples: int, seed: int = 0,
+                           order: Sequence[str] | None = None) -> list[SliceGain]:
+    """`slice_gains` for runs of several training seeds, run s paired with baseline s, all
+    scored on the same rows: the differences pooled over the seeds, the GAUCs their means."""
+    first = runs[0]
+    labels = (first.label_weights(view) > 0).astype(np.float64)
     names, counts = np.unique(slices[slices != ""], return_counts=True)
     if order is None:
         names = names[np.lexsort((-counts, names == "other"))]
@@ -129,13 +139,14 @@ def slice_gains(run: Predictions, baseline: Predictions, view: str, slices: np.n
     out = []
     for name in names:
         rows = np.flatnonzero(slices == name)
-        user = run.user[rows]
-        deltas = paired_bootstrap([run.view(view)[rows]], [baseline.view(view)[rows]],
+        user = first.user[rows]
+        deltas = paired_bootstrap([r.view(view)[rows] for r in runs],
+                                  [b.view(view)[rows] for b in baselines],
                                   labels[rows], user, metrics=("auc", "gauc"),
                                   resamples=resamples, seed=seed)
-        out.append(SliceGain(str(name), len(rows), deltas["gauc"].users,
-                             gauc(run.view(view)[rows], labels[rows], user).value,
-                             gauc(baseline.view(view)[rows], labels[rows], user).value, deltas))
+        mean_gauc = [float(np.mean([gauc(p.view(view)[rows], labels[rows], user).value
+                                    for p in side])) for side in (runs, baselines)]
+        out.append(SliceGain(str(name), len(rows), deltas["gauc"].users, *mean_gauc, deltas))
     return out
 
 

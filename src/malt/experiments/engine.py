@@ -20,6 +20,8 @@ from malt.data.cache import prepare
 from malt.data.layout import find_layout
 from malt.data.schema import MAC, Schema, schema_for
 from malt.errors import ConfigError, Interrupted
+from malt.experiments.delay import study_delay
+from malt.experiments.grad_study import study_grad_methods
 from malt.experiments.kaml import study_kaml
 from malt.experiments.mac import MAC_STUDIES
 from malt.experiments.options import ALL, StudyName, StudyOptions
@@ -32,7 +34,7 @@ from malt.outputs import OutputDir
 from malt.training.distributed import resolve_device
 from malt.typed_fields import SEED_LIMIT
 
-Family = Literal["mac", "kaml"]
+Family = Literal["mac", "kaml", "delay"]
 
 
 @dataclass(frozen=True)
@@ -43,25 +45,40 @@ class Protocol:
     title: str
     family: Family
     """`mac`: multi-attribution data (MAC simulator); `kaml`: incomplete multi-label data
-    (app-promotion simulator; the schema names campaigns, targets and true labels)."""
+    (app-promotion simulator; the schema names campaigns, targets and true labels); `delay`:
+    multi-attribution data with the labels' arrival and the clicks' times (MAC simulator with
+    long-tail delays)."""
     run: Callable[[Study], StudyOutput]
+    in_all: bool = True
+    """Whether `all` runs it (the MAC paper's studies; not the extensions beyond the paper)."""
 
+
+SIMULATED: dict[Family, str] = {"mac": "", "kaml": "app-promotion ",
+                                 "delay": "long-tail delay "}
+"""What the notes call a family's simulated data set, before its size."""
 
 STUDIES: dict[StudyName, Protocol] = {
     **{name: Protocol(name, title, "mac", fn) for name, (fn, title) in MAC_STUDIES.items()},
+    "grad-methods": Protocol("grad-methods", "every --grad-method against the plain sum, with "
+                             "the per-view weights each learned", "mac", study_grad_methods,
+                             in_all=False),
     "kaml": Protocol("kaml", "KAML paper Tables 1-4", "kaml", study_kaml),
+    "delay": Protocol("delay", "delayed feedback: each method judged on the next day", "delay",
+                      study_delay),
 }
 
 
 def protocols(names: tuple[str, ...]) -> list[Protocol]:
-    """The studies asked for (names of `STUDIES`, or `all`: every MAC study); one family at a
-    time."""
+    """The studies asked for (names of `STUDIES`, or `all`: every study of the MAC paper);
+    one family at a time."""
     if ALL in names and len(names) > 1:
         raise ConfigError(f"'{ALL}' runs every MAC study: name it alone")
-    chosen = [p for p in STUDIES.values() if p.family == "mac"] if names == (ALL,) else \
-        [STUDIES[n] for n in names]
+    chosen = [p for p in STUDIES.values() if p.family == "mac" and p.in_all] \
+        if names == (ALL,) else [STUDIES[n] for n in names]
     if len({p.family for p in chosen}) > 1:
-        raise ConfigError("run the KAML study apart from the MAC studies (they need other data)")
+        apart = next(p.name for p in chosen if p.family != "mac")
+        raise ConfigError(f"run the {apart} study apart from the MAC studies (it needs other "
+                          "data)")
     return chosen
 
 
@@ -171,7 +188,7 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
     output = claim_output(out, data.resolve())
     if not options.data and not data.exists():
         say(f"simulating the '{setup.sim_size}' "
-            f"{'app-promotion ' if family == 'kaml' else ''}data set into {data} ...")
+            f"{SIMULATED[family]}data set into {data} ...")
         _simulate(family, setup.sim_size, options.seed, data)
     data = data.resolve()
     dataset = prepare(data, schema_for(data, schema_file))
@@ -184,7 +201,7 @@ def open_study(options: StudyOptions, family: Family, say: Callable[[str], None]
     say(f"preset `{preset.name}` on schema '{dataset.schema.name}': "
         f"{'the release' if release else 'malt'}'s model defaults"
         f"{' (for results comparable with the MAC paper)' if release else ''}")
-    simulated = "app-promotion " if family == "kaml" else ""
+    simulated = SIMULATED[family]
     note = f"`{shown_path(data)}`" if options.data else \
         f"the simulated {simulated}`{setup.sim_size}` set (seed {options.seed})"
     return Study(**options.study_choices(),
@@ -209,11 +226,11 @@ def shown_path(path: Path) -> str:
 
 def study_out(options: StudyOptions, family: Family) -> Path:
     """The study's output directory: --out, else `studies/<preset>` (`studies/kaml-<preset>`
-    for the KAML study)."""
+    for the KAML study, `studies/delay-<preset>` for the delay study)."""
     if options.out is not None:
         return options.out
     preset = get_preset(options.preset or DEFAULT_PRESET).name
-    return Path(f"studies/kaml-{preset}" if family == "kaml" else f"studies/{preset}")
+    return Path(f"studies/{family}-{preset}" if family != "mac" else f"studies/{preset}")
 
 
 def _simulate(family: Family, size: str, seed: int, out: Path) -> None:
@@ -225,7 +242,8 @@ def _simulate(family: Family, size: str, seed: int, out: Path) -> None:
     else:
         from malt.sources.simulate import simulate, size_config
 
-        simulate(size_config(size, seed=seed), out)
+        delays = "long-tail" if family == "delay" else None
+        simulate(size_config(size, seed=seed, purchase_delay=delays), out)
 
 
 def _check_kaml_schema(schema: Schema) -> None:

@@ -95,7 +95,8 @@ def metric_table(study: Study, title: str, rows: dict[str, list[RunMetrics | Non
         head = "All" if action == ALL else action
         columns += [Column(f"{action}_auc", f"{head} AUC"),
                     Column(f"{action}_logloss", f"{head} LogLoss", rank=False)]
-    table = Table(title, "Model", list(rows), columns)
+    # Rows added later (the paired Δ rows) are differences, never ranked against AUCs.
+    table = Table(title, "Model", list(rows), columns, rank_groups=[list(rows)])
     for row, runs in rows.items():
         for metrics in (m for m in runs if m is not None):
             for action in actions:
@@ -147,7 +148,9 @@ def models_table(study: Study) -> Table:
         table.notes.append(_add_rela_impr(table, study, names))
         best = _best_baseline(table, [m for m in baselines if m in models])
         if best is not None:
-            table.notes.append(_add_paired_row(table, study, model_row("kaml"), model_row(best)))
+            table.notes.append(_add_paired_rows(
+                table, study, [(model_row("kaml"), model_row(best))],
+                "AUC in points against the baseline of the best pooled AUC"))
     return table
 
 
@@ -158,21 +161,31 @@ def _best_baseline(table: Table, baselines: Sequence[str]) -> str | None:
     return max(scored)[1] if scored else None
 
 
-def _add_paired_row(table: Table, study: Study, candidate: Row, baseline: Row) -> str:
-    """Add the row "Δ <candidate> vs <baseline>": the AUC differences per action with their
-    paired intervals; return its note."""
-    paired = paired_predictions(study, variant(study, candidate), variant(study, baseline))
-    if paired is None:
-        return f"No paired comparison of {candidate.label} with {baseline.label}: no seed " \
-               "where both runs finished with their predictions."
-    row = f"Δ {candidate.label} vs {baseline.label}"
-    table.rows.append(row)
-    table.row_kinds[row] = "delta"
-    for action, delta in target_comparison(*paired, resamples=DEFAULT_RESAMPLES).items():
-        table.add(row, f"{action}_auc", delta.estimate)
-        table.add_interval(row, f"{action}_auc", delta)
-    return (f"{row}: AUC in points against the baseline of the best pooled AUC. "
-            f"{interval_note(len(study.seeds))}")
+def _add_paired_rows(table: Table, study: Study, pairs: Sequence[tuple[Row, Row]],
+                     what: str) -> str:
+    """Add a row "Δ <candidate> vs <baseline>" per pair: the AUC differences per action with
+    their paired intervals; return the note that explains them (`what` says against what)."""
+    added, missing = [], []
+    for candidate, baseline in pairs:
+        paired = paired_predictions(study, variant(study, candidate), variant(study, baseline))
+        if paired is None:
+            missing.append(f"{candidate.label} vs {baseline.label}")
+            continue
+        row = f"Δ {candidate.label} vs {baseline.label}"
+        table.rows.append(row)
+        table.row_kinds[row] = "delta"
+        for action, delta in target_comparison(*paired, resamples=DEFAULT_RESAMPLES).items():
+            table.add(row, f"{action}_auc", delta.estimate)
+            table.add_interval(row, f"{action}_auc", delta)
+        added.append(row)
+    notes = []
+    if added:
+        rows = ", ".join(added) if len(added) > 1 else added[0]
+        notes.append(f"{rows}: {what}. {interval_note(len(study.seeds))}")
+    if missing:
+        notes.append(f"No paired comparison of {', '.join(missing)}: no seed where both runs "
+                     "finished with their predictions.")
+    return " ".join(notes)
 
 
 def _add_rela_impr(table: Table, study: Study, baselines: list[str]) -> str:
@@ -196,19 +209,27 @@ def _add_rela_impr(table: Table, study: Study, baselines: list[str]) -> str:
 def oracle_table(study: Study) -> Table:
     """Table 3: Vanilla / KAML / Oracle."""
     rows = [r for r in ORACLE_ROWS if r.mask != "reported" or has_reported(study)]
-    return metric_table(
+    table = metric_table(
         study, "Table 3: Vanilla (target labels only) / KAML / Oracle (every true label)",
         results(study, rows),
         "Vanilla and Oracle are MMoE under the base mask and on the true labels; KAML "
         "(reported + RLU) is the paper's simulated-data setting: every reported action, "
         "ranking loss, no HKE.")
+    vanilla, kaml, oracle = ORACLE_ROWS[0], ORACLE_ROWS[1], ORACLE_ROWS[3]
+    table.notes.append(_add_paired_rows(table, study, [(kaml, vanilla), (oracle, kaml)],
+                                        "AUC in points, each row against the one it names"))
+    return table
 
 
 def ablation_table(study: Study) -> Table:
     """Table 4: MMoE, +ADM, +ADM+HKE, +RLU, KAML."""
-    return metric_table(study, "Table 4: ablations on the MMoE base",
-                        results(study, ABLATION_ROWS),
-                        "+RLU trains under the base mask (HKE needs ADM's extended rows).")
+    table = metric_table(study, "Table 4: ablations on the MMoE base",
+                         results(study, ABLATION_ROWS),
+                         "+RLU trains under the base mask (HKE needs ADM's extended rows).")
+    plain = ABLATION_ROWS[0]
+    table.notes.append(_add_paired_rows(table, study, [(r, plain) for r in ABLATION_ROWS[1:]],
+                                        f"AUC in points against {plain.label}"))
+    return table
 
 
 def study_kaml(study: Study) -> StudyOutput:

@@ -18,8 +18,10 @@ from typing import Any
 from malt.data.task import CAT
 from malt.errors import ConfigError
 from malt.eval.compare import Comparison
+from malt.eval.options import DEFAULT_RESAMPLES
+from malt.eval.slices import complexity_slices, slice_gains_over_seeds
 from malt.experiments.greedy import run_greedy
-from malt.experiments.intervals import interval_note, paired_test, verdict_line
+from malt.experiments.intervals import interval_note, paired_predictions, paired_test, verdict_line
 from malt.experiments.label_stats import DDA_LABEL, LINEAR_LABEL, label_statistics
 from malt.experiments.output import StudyOutput
 from malt.experiments.plots import grouped_bars
@@ -458,9 +460,12 @@ def study_groups(study: Study) -> StudyOutput:
                         spans.append(span)
                     table.add(span, gain_key, g.gain)
                     table.add(span, users_key, float(g.users))
+            _add_group_intervals(table, gain_key, paired_predictions(
+                study, tuned[(m, t)], tuned[("base", t)]), t, spans)
     table.notes = study.notes("Gain = GAUC(model) − GAUC(BASE) over the users of each group, in "
                               "points; users without a last-click positive on the test day "
-                              "belong to no group.", ranked=False)
+                              "belong to no group.", interval_note(len(study.seeds)),
+                              ranked=False)
     bars: dict[Any, tuple[list[float], list[float]]] = {}
     for m in compared:
         for t in targets:
@@ -473,6 +478,22 @@ def study_groups(study: Study) -> StudyOutput:
                           panels=[model_name(m) for m in compared] if len(compared) > 1
                           else None)
     return StudyOutput([("", table)], [("", figure)])
+
+
+def _add_group_intervals(table: Table, key: str, paired, view: str, spans: Sequence[str]
+                         ) -> None:
+    """The paired interval of every group's gain, over the group's users and the seeds
+    (`paired`: the model's and BASE's test predictions, seed by seed, or None)."""
+    if paired is None:
+        return
+    runs, bases = paired
+    first = runs[0]
+    groups = complexity_slices(first.user, first.label_weights(LINEAR_LABEL),
+                               first.label_weights("last"))
+    for gain in slice_gains_over_seeds(runs, bases, view, groups, resamples=DEFAULT_RESAMPLES,
+                                       order=spans):
+        if gain.has_interval:
+            table.add_interval(gain.name, key, gain.deltas["gauc"])
 
 
 # --- the search and the greedy selection as studies ----------------------------------------------

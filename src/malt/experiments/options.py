@@ -14,17 +14,17 @@ from typing import Any, Literal, get_args
 
 from malt.experiments.presets import PresetName
 from malt.file_names import check_file_name
-from malt.runs.config import DEFAULT_SEED, Device, LabelMode, LearningRate
-from malt.typed_fields import NonNegativeFloat, PositiveInt, Seed, validate
+from malt.runs.config import DEFAULT_SEED, Device, GradMethod, LabelMode, LearningRate
+from malt.typed_fields import NonNegativeFloat, PositiveFloat, PositiveInt, Seed, validate
 
 SelectMetric = Literal["gauc", "auc", "logloss"]
 """The validation metric a search selects on."""
 
 StudyName = Literal["main", "aux-metrics", "aux-targets", "params", "atl", "labels", "groups",
-                    "search", "greedy", "kaml"]
+                    "search", "greedy", "grad-methods", "kaml", "delay"]
 STUDY_NAMES = get_args(StudyName)
 ALL = "all"
-"""Every MAC study in turn."""
+"""Every study of the MAC paper in turn (not `grad-methods`, which goes beyond it)."""
 StudyChoice = Literal[StudyName, "all"]
 BackendName = Literal["local", "ray"]
 REFERENCE = "ref"
@@ -58,8 +58,14 @@ class StudyChoices:
     validation_seeds: PositiveInt | None = None
     """Seeds the search's leading settings are validated on, selected on their mean by the
     one-standard-error rule (default: the study's seed count)."""
+    grad_methods: tuple[GradMethod, ...] | None = None
+    """grad-methods: the methods compared with the plain sum (`none`), each with the plain
+    run's setting (default: every one whose packages are installed)."""
     baselines: tuple[str, ...] | None = None
     """kaml: RelaImpr baseline models (default: the multi-task ones)."""
+    delay_window_days: PositiveFloat = 7.0
+    """delay: the attribution window in days; `wait` trains on the days whose newest click is
+    at least this long before the last training click (7: the simulator's window)."""
     jobs: PositiveInt | None = None
     """Parallel runs (default: one per GPU when CUDA devices are visible; on CPU one per core
     for smoke, 1 for paper)."""
@@ -84,8 +90,8 @@ class StudyOptions(StudyChoices):
     """What a user asks of `malt study`."""
 
     names: tuple[StudyChoice, ...] = field(metadata={"flag": "name"})
-    """The study (see docs/studies.md; kaml: the KAML paper's tables, docs/kaml.md); `all`
-    runs every MAC study in turn."""
+    """The study (see docs/studies.md; kaml: the KAML paper's tables, docs/kaml.md; delay: the
+    delayed-feedback methods, docs/results/delay); `all` runs every MAC study in turn."""
     preset: PresetName | None = None
     """smoke: tiny simulated set, minutes on a CPU; small: the small simulated set, the tables
     in docs/results (hours on a CPU); paper: the full protocol; own-data: malt's model defaults

@@ -108,6 +108,8 @@ _DATASETS: dict[tuple[str | None, str | None, str | None], Dataset] = {}
 _STOP: Any = None
 """The pool's stop event in a worker: set once the run is interrupted, so that cells already
 handed to the worker's queue are not started."""
+EXIT_ORPHANED = 130
+"""A worker's exit status once it has stopped because its driver died."""
 
 
 def _dataset(config: RunConfig) -> Dataset:
@@ -147,6 +149,7 @@ def _run_in_worker(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, 
     handler saves a checkpoint and stops; before or after training (building the run,
     evaluating it) the cell stops at once, its last checkpoint kept."""
     started = time.perf_counter()
+    _IDLE.clear()  # before `run_one` looks at the stop event (see `_stop_when_orphaned`)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run_one(cell, root, train)
@@ -155,6 +158,7 @@ def _run_in_worker(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, 
             time.perf_counter() - started
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _IDLE.set()
 
 
 def _init_worker(threads: int, gpu_queue: Any, stop: Any) -> None:
@@ -163,12 +167,32 @@ def _init_worker(threads: int, gpu_queue: Any, stop: Any) -> None:
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(), stop), daemon=True,
+                     name="malt-orphan-watch").start()
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
     import torch
 
     retain_freed_memory()
     torch.set_num_threads(threads)
+
+
+_IDLE = threading.Event()
+"""Set while this worker runs no cell."""
+_IDLE.set()
+
+
+def _stop_when_orphaned(driver: int, stop: Any, poll_seconds: float = 1.0) -> None:
+    """End this worker once its driver is gone (killed with no chance to stop its pool): a
+    running cell is stopped as by Ctrl-C (it saves a checkpoint), no other cell starts, and
+    the process exits, where it would otherwise train on and then wait for work forever."""
+    while os.getppid() == driver:
+        time.sleep(poll_seconds)
+    stop.set()
+    if not _IDLE.is_set():
+        os.kill(os.getpid(), signal.SIGINT)
+    _IDLE.wait()
+    os._exit(EXIT_ORPHANED)
 
 
 # --- the driver ---------------------------------------------------------------------------------

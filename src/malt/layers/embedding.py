@@ -4,6 +4,7 @@ their field, bags are pooled (sum or mean) into one embedding each."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from malt.data.schema import Schema
@@ -78,15 +79,19 @@ def pooled_bag(table: nn.Embedding, ids: torch.Tensor, lengths: torch.Tensor, me
     """The sum (or mean) of the embeddings of each row's first `lengths` [B] ids of `ids`
     [B, M]: [B, d], zero for an empty bag.
 
-    A masked sum over a padded lookup, which is what `nn.EmbeddingBag` with per-sample
-    weights computes; written with `nn.Embedding` and a batched product so that the ONNX and
-    TorchScript exports hold plain gather and matmul operators.
+    A masked sum over a padded lookup: in eager mode `F.embedding_bag` with per-sample
+    weights (one fused gather-and-sum, forward and backward; BENCHMARKS.md, "batches with
+    bags"), and while exporting a lookup and a batched product, so that the ONNX and
+    TorchScript files hold plain gather and matmul operators.
     """
     keep = (torch.arange(ids.shape[1], device=ids.device) < lengths.unsqueeze(1))
     weights = keep.to(table.weight.dtype)
     if mean:
         weights = weights / lengths.clamp_min(1).unsqueeze(1).to(weights.dtype)
-    return torch.bmm(weights.unsqueeze(1), table(ids)).squeeze(1)
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return torch.bmm(weights.unsqueeze(1), table(ids)).squeeze(1)
+    return F.embedding_bag(ids, table.weight, mode="sum", per_sample_weights=weights,
+                           sparse=table.sparse)
 
 
 def bag_inputs(batch: dict[str, torch.Tensor], has_bags: bool

@@ -88,6 +88,7 @@ class MaltModel(nn.Module):
                             f"{type(config).__name__}")
         self.config = config
         self.encoder = self.make_encoder()
+        refuse_unread_bags(schema, self.encoder, config.encoder.name)
         self.columns = {v: schema.label_index(v) for v in task.label_views}
         self.cat_classes = 2 ** len(schema.labels)
         self.delay_rates = (DelayRates(self.headed_label_views)
@@ -178,6 +179,19 @@ class MaltModel(nn.Module):
         """(dense, embedding) parameter counts."""
         embedding = sum(p.numel() for p in self.embedding_parameters())
         return sum(p.numel() for p in self.parameters()) - embedding, embedding
+
+
+def refuse_unread_bags(schema: Schema, encoder: Encoder, name: str) -> None:
+    """A `ConfigError` when the schema has bags and the encoder `name` does not read them:
+    an encoder written before bags existed would otherwise drop those columns silently."""
+    unread = [key for key in ("bags", "bag_lengths") if key not in encoder.inputs]
+    if schema.bags and unread:
+        raise ConfigError(
+            f"schema '{schema.name}' has the bags {', '.join(schema.bag_names)}, and the "
+            f"encoder '{name}' does not read {' and '.join(repr(k) for k in unread)} (its "
+            f"inputs: {', '.join(encoder.inputs)}); build it on malt.layers.FieldInputs or "
+            f"FieldEmbeddings, which pool them, or move the bags from [bags] to "
+            f"ignore_columns")
 
 
 def target_attention_encoder(schema: Schema, vocab: VocabInfo, config: TargetAttentionConfig

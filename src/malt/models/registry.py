@@ -46,6 +46,10 @@ class Traits:
     its run config refuses them up front rather than train views it has no head for."""
     gated_experts: bool = False
     """Mixes experts with learned gates (a mixture-of-experts backbone)."""
+    shares_parameters: bool = True
+    """Some parameters learn from the main and the auxiliary losses alike. A model whose views
+    share none (SingleTask) gives an auxiliary view no way to help the main one: the
+    auxiliary-task learning methods (`train.grad_method`) refuse it up front."""
     aux_weight: float | None = None
     """Default λ; None: the reference λ of the target (MAC protocol). Models of the KAML
     setting weigh every action alike (1): every action is one of their tasks, and KAML's term

@@ -18,7 +18,8 @@ from malt.models.registry import Traits, register
 
 
 @register("single_task", ModelConfig,
-          Traits("SingleTask", "incomplete-labels", takes_cat=False, aux_weight=1.0))
+          Traits("SingleTask", "incomplete-labels", takes_cat=False, aux_weight=1.0,
+                 shares_parameters=False))
 class SingleTask(MaltModel):
     """Single-task baseline: one encoder, expert and tower per view, nothing shared."""
 

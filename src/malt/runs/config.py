@@ -297,6 +297,7 @@ class RunConfig:
                               f"so task.aux {self.task.aux} would train nothing; train it "
                               "without auxiliary views, or pick a multi-task model (see "
                               "`malt models`)")
+        self._check_grad_method_model()
 
     def _check_grad_method_options(self) -> None:
         """Refuse an option of one grad method given (not at its default) with another; the
@@ -310,6 +311,26 @@ class RunConfig:
                 raise ConfigError(f"train.{name} applies to grad_method "
                                   f"{' or '.join(repr(m) for m in methods)}, not "
                                   f"'{self.train.grad_method}'")
+
+    def _check_grad_method_model(self) -> None:
+        """Refuse a grad method on a model it cannot act on: one without auxiliary heads (BASE
+        trains the main view alone), or one whose views share no parameter while auxiliary
+        losses are trained (with no auxiliary view or λ = 0 every method is the plain step)."""
+        method = self.train.grad_method
+        if method == "none":
+            return
+        name, traits = self.model["name"], self.model_spec.traits
+        if not traits.uses_aux:
+            raise ConfigError(f"train.grad_method '{method}' combines the main loss with the "
+                              f"auxiliary views' losses, and model '{name}' has no auxiliary "
+                              "head (it trains the main view alone): train it with "
+                              "grad_method 'none', or pick a multi-task model (see "
+                              "`malt models`)")
+        if self.task.aux and self.aux_weight() > 0 and not traits.shares_parameters:
+            raise ConfigError(f"train.grad_method '{method}' lets the auxiliary views help the "
+                              "main one through the parameters they share, and model "
+                              f"'{name}' shares none between its views (each trains alone): "
+                              "train it with grad_method 'none'")
 
     @property
     def model_spec(self) -> ModelSpec:

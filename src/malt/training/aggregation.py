@@ -33,9 +33,14 @@ AGGREGATORS = ("upgrad", "mgda", "cagrad")
 _NEEDS = {"upgrad": ("torchjd", "quadprog"), "mgda": ("torchjd",), "cagrad": ("torchjd", "cvxpy")}
 
 
+def missing_packages(method: str) -> list[str]:
+    """The packages aggregator `method` needs that are not installed here."""
+    return [name for name in _NEEDS[method] if importlib.util.find_spec(name) is None]
+
+
 def check_available(method: str) -> None:
     """Raise a `ConfigError` naming the missing package when `method` cannot run here."""
-    missing = [name for name in _NEEDS[method] if importlib.util.find_spec(name) is None]
+    missing = missing_packages(method)
     if missing:
         raise ConfigError(f"train.grad_method '{method}' needs {', '.join(missing)}, which is "
                           "not installed: pip install 'malt[aux]'")

@@ -27,15 +27,19 @@ class TaskWeightsTable:
         self.rows: list[dict[str, float]] = rows or []
 
     @classmethod
-    def resumed(cls, path: Path, steps_done: int) -> TaskWeightsTable:
-        """The table at `path` with its rows of the first `steps_done` steps, those a resumed
-        run's checkpoint holds (none when the file is missing: a new run)."""
+    def read(cls, path: Path) -> TaskWeightsTable:
+        """The table written at `path` (no rows when the file is missing)."""
         if not path.is_file():
             return cls(path)
         with path.open(newline="") as handle:
-            rows = [{key: float(value) for key, value in row.items() if value != ""}
-                    for row in csv.DictReader(handle)]
-        return cls(path, [row for row in rows if row[STEP] <= steps_done])
+            return cls(path, [{key: float(value) for key, value in row.items() if value != ""}
+                              for row in csv.DictReader(handle)])
+
+    @classmethod
+    def resumed(cls, path: Path, steps_done: int) -> TaskWeightsTable:
+        """The table at `path` with its rows of the first `steps_done` steps, those a resumed
+        run's checkpoint holds (none when the file is missing: a new run)."""
+        return cls(path, [row for row in cls.read(path).rows if row[STEP] <= steps_done])
 
     def add(self, step: int, weights: dict[str, float]) -> None:
         """The weights of `step`, task name -> weight."""
