@@ -237,7 +237,8 @@ def build_run(config: RunConfig, dataset: Dataset | None = None,
     check_days_delay_correction(train_days, task.delay_correction, config.data.as_of_seconds)
     day_rows = [d.rows for d in train_days]
     config = with_batch_size(config, day_rows)
-    masks = MaskPolicy(task.mask, dataset.schema, train_days, adm_options(config.task), device)
+    masks = MaskPolicy(task.mask, dataset.schema, train_days, adm_options(config.task), device,
+                       clicks_only=task.click_space_mask(dataset.schema))
     shares = None
     if task.mask not in ("none", "oracle") and world.is_main:
         shares = coverage(masks, train_days, dataset.schema.labels)
