@@ -15,6 +15,8 @@ from malt.errors import ConfigError
 from malt.typed_fields import NonNegativeFloat, check_value, validate
 
 CAT = "cat"
+CTR = "ctr"
+"""The click task of entire-space training (its loss term's name; no view may take it)."""
 LabelMode = Literal["binary", "weighted"]
 """`binary`: targets are weight > 0, as in the paper; `weighted`: the attribution weights
 clipped to [0, 1], soft BCE targets."""
@@ -102,6 +104,9 @@ class Task:
         if self.delay_correction != "none":
             raise ConfigError(f"entire-space training takes no delay correction (got "
                               f"'{self.delay_correction}')")
+        if CTR in self.views:
+            raise ConfigError(f"entire-space training names its click task '{CTR}'; a view of "
+                              "that name would share its loss term (rename the label)")
 
     @property
     def views(self) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from malt.file_names import check_file_name
 from malt.models.config import ModelConfig
+from malt.models.entire_space import EntireSpace
 from malt.models.model import MaltModel
 from malt.models.plugins import MODEL_GROUP, Registry
 
@@ -70,7 +71,10 @@ class ModelSpec:
 
     def build(self, schema: Schema, vocab: VocabInfo, task: Task,
               config: ModelConfig | None = None) -> MaltModel:
-        return self.model(schema, vocab, task, config)
+        """The model for `task`, wrapped for entire-space training when the task asks for it
+        (`malt.models.entire_space`)."""
+        model = self.model(schema, vocab, task, config)
+        return EntireSpace(model) if task.entire_space else model
 
 
 MODELS: Registry[ModelSpec] = Registry("model", MODEL_GROUP, "malt.models", "register_model")

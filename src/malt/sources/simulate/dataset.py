@@ -108,7 +108,8 @@ def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population
 
 def as_impressions(rows: ClickRows, rng: np.random.Generator) -> ClickRows:
     """`rows` as impressions: each clicked with `click_probability`, the labels, known-at times
-    and true credit of the unclicked ones 0 (or unknown); see `malt.sources.simulate.impressions`."""
+    and true credit of the unclicked ones 0 (or unknown); see
+    `malt.sources.simulate.impressions`."""
     ctr = click_probability(rows.true_cvr, rows.slot)
     clicked = rng.random(len(ctr)) < ctr
     return replace(rows, weights=np.where(clicked[:, None], rows.weights, 0.0),
