@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from malt.file_names import check_file_name
 from malt.models.config import ModelConfig
-from malt.models.entire_space import EntireSpace
 from malt.models.model import MaltModel
 from malt.models.plugins import MODEL_GROUP, Registry
 
@@ -71,10 +70,9 @@ class ModelSpec:
 
     def build(self, schema: Schema, vocab: VocabInfo, task: Task,
               config: ModelConfig | None = None) -> MaltModel:
-        """The model for `task`, wrapped for entire-space training when the task asks for it
-        (`malt.models.entire_space`)."""
-        model = self.model(schema, vocab, task, config)
-        return EntireSpace(model) if task.entire_space else model
+        """The registered class built for `task`, unwrapped (`malt.models.building` wraps it
+        for entire-space training)."""
+        return self.model(schema, vocab, task, config)
 
 
 MODELS: Registry[ModelSpec] = Registry("model", MODEL_GROUP, "malt.models", "register_model")
@@ -134,10 +132,3 @@ def model_spec(name: str) -> ModelSpec:
     """The registered model `name`, loading the plugin of that name when no model has it; an
     unknown name is a `ConfigError` naming the closest known one."""
     return MODELS.get(name)
-
-
-def build_model(name: str, schema: Schema, vocab: VocabInfo, task: Task,
-                config: ModelConfig | None = None) -> MaltModel:
-    """A new model `name` for `task` on `schema`; `config` is an instance of the model's config
-    class (its defaults when None)."""
-    return model_spec(name).build(schema, vocab, task, config)

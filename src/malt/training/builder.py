@@ -26,6 +26,7 @@ from malt.data.numeric import Moments, standardisation
 from malt.data.schema import Schema, schema_for
 from malt.data.task import Task
 from malt.errors import ConfigError, DataError
+from malt.models.building import build_spec
 from malt.models.model import MaltModel
 from malt.runs.config import DataConfig, RunConfig, TaskConfig, build_task
 from malt.training.aggregation import AGGREGATORS, check_available
@@ -199,7 +200,8 @@ def build_model(config: RunConfig, dataset: Dataset, task: Task,
     if train_days is not None:
         vocab = dataclasses.replace(vocab, numeric=numeric_standardisation(dataset.schema,
                                                                            train_days))
-    return config.model_spec.build(dataset.schema, vocab, task, config.model_config(device_type))
+    return build_spec(config.model_spec, dataset.schema, vocab, task,
+                      config.model_config(device_type))
 
 
 def numeric_standardisation(schema: Schema, days: list[Day]) -> dict[str, tuple[float, float]]:

@@ -68,7 +68,8 @@ def schema_toml() -> str:
     tables = []
     for key, value in schema_toml_dict().items():
         if isinstance(value, dict):
-            tables += ["", f"[{key}]", *(f"{k} = {json.dumps(v)}" for k, v in value.items())]
+            tables += ["", f"[{key}]", *(f"{k} = {json.dumps(v, allow_nan=False)}"
+                                         for k, v in value.items())]
         else:
-            lines.append(f"{key} = {json.dumps(value)}")
+            lines.append(f"{key} = {json.dumps(value, allow_nan=False)}")
     return "\n".join([*lines, *tables]) + "\n"
