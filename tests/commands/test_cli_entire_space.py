@@ -91,3 +91,13 @@ def test_entire_space_on_click_data_is_refused(tmp_path, capsys):
     assert main([*TRAIN, "--data", str(data), "--entire-space", "--out",
                  str(tmp_path / "run")]) == 3
     assert "needs impression logs" in capsys.readouterr().err
+
+
+def test_an_entire_space_run_does_not_warm_start_from_a_click_space_one(runs, impressions,
+                                                                        tmp_path, capsys):
+    _, clicks = runs
+    out = tmp_path / "warm"
+    assert main([*TRAIN, "--data", str(impressions), "--entire-space", "--init-from",
+                 str(clicks), "--out", str(out)]) != 0
+    assert "task.entire_space: True here, False in the parent" in capsys.readouterr().err
+    assert not out.exists()
