@@ -3,11 +3,14 @@ clicks, and the entire-space scores against scikit-learn and the truth."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from malt.errors import ConfigError
+from malt.eval.calibrate import calibrated, fit_calibration
 from malt.eval.impressions import format_impressions, impression_metrics
 from malt.eval.predictions import Predictions
 from malt.eval.report import evaluate
@@ -93,3 +96,18 @@ def test_click_space_predictions_have_no_ctr_scores_and_click_data_none():
                         user=p.user)
     assert impression_metrics(plain) is None
     assert plain.clicked() is plain
+
+
+def test_calibrators_are_fitted_on_the_clicks_and_keep_them():
+    p = impression_predictions(2000)
+    # Unclicked rows have no conversion: fitted on them, a calibrator would pull scores down.
+    everything = dataclasses.replace(p, click=None, ctr=None)
+    on_clicks = fit_calibration(p, "platt")
+    np.testing.assert_allclose(
+        on_clicks.apply_all(p.views, p.probs, None),
+        fit_calibration(p.clicked(), "platt").apply_all(p.views, p.probs, None))
+    assert (on_clicks.apply_all(p.views, p.probs, None).mean()
+            > fit_calibration(everything, "platt").apply_all(p.views, p.probs, None).mean())
+    after = calibrated(p, on_clicks)
+    np.testing.assert_array_equal(after.click, p.click)
+    np.testing.assert_array_equal(after.ctr, p.ctr)
