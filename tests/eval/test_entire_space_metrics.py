@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from malt.errors import ConfigError
 from malt.eval.calibrate import calibrated, fit_calibration
+from malt.eval.compare import compare
 from malt.eval.impressions import format_impressions, impression_metrics
 from malt.eval.predictions import Predictions
 from malt.eval.report import evaluate
@@ -111,3 +112,18 @@ def test_calibrators_are_fitted_on_the_clicks_and_keep_them():
     after = calibrated(p, on_clicks)
     np.testing.assert_array_equal(after.click, p.click)
     np.testing.assert_array_equal(after.ctr, p.ctr)
+
+
+def test_runs_are_compared_on_their_clicks_and_only_on_the_same_ones():
+    a, b = impression_predictions(600, 0), impression_predictions(600, 0, ctr=False)
+    b = dataclasses.replace(b, probs=np.random.default_rng(5).random(b.probs.shape)
+                            .astype(np.float32))
+    comparison = compare([a], [b], "last", metrics=("auc",), resamples=50)
+    clicked = a.click > 0
+    expected = (roc_auc_score(a.weights[clicked, 0] > 0, a.probs[clicked, 0])
+                - roc_auc_score(a.weights[clicked, 0] > 0, b.probs[clicked, 0]))
+    assert comparison.deltas["auc"].estimate == pytest.approx(expected)
+    assert comparison.rows == clicked.sum()
+    other_clicks = dataclasses.replace(b, click=1 - b.click)
+    with pytest.raises(ConfigError, match="evaluated on other rows"):
+        compare([a], [other_clicks], "last", metrics=("auc",), resamples=50)

@@ -132,9 +132,11 @@ class Predictions:
         return self.weights[:, self.labels.index(name)]
 
     def same_rows(self, other: Predictions, view: str | None = None) -> bool:
-        """Whether `other` scored the same rows: the same users in the same order and, for
-        `view`, the same positives (what pairing two runs row by row needs)."""
-        return np.array_equal(self.user, other.user) and (
+        """Whether `other` scored the same rows: the same users in the same order, the same
+        clicks and, for `view`, the same positives (what pairing two runs row by row needs)."""
+        same_clicks = (self.click is None) == (other.click is None) and (
+            self.click is None or np.array_equal(self.click, other.click))
+        return same_clicks and np.array_equal(self.user, other.user) and (
             view is None or np.array_equal(self.label_weights(view) > 0,
                                            other.label_weights(view) > 0))
 
