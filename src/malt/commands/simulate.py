@@ -35,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
                      progress=lambda line: print(line, flush=True),
                      impressions=options.impressions)
     print(stats.format())
-    if options.impressions:
-        print("impressions: every row an impression, clicked where its `click` is 1")
     return 0
 
 

@@ -22,7 +22,11 @@ CONFIG = size_config("tiny", users=300, days=3, seed=5)
 def both(tmp_path_factory):
     root = tmp_path_factory.mktemp("impressions")
     simulate(CONFIG, root / "clicks")
-    simulate(CONFIG, root / "impressions", impressions=True)
+    stats = simulate(CONFIG, root / "impressions", impressions=True)
+    clicked = sum(int(pq.read_table(f, columns=["click"])["click"].to_numpy().sum())
+                  for f in (root / "impressions").glob("*/*.parquet"))
+    assert stats.clicked == clicked
+    assert f"{clicked:,} (" in stats.format().splitlines()[1]
     return root / "clicks", root / "impressions"
 
 

@@ -99,7 +99,8 @@ def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population
         in_days = (events.conv_time >= 0) & (events.conv_time < config.days * DAY)
         stats.add_chunk(events.user[written], events.journey[written],
                         rows.weights[written], events.conv_user[in_days],
-                        labels.journey_size[in_days])
+                        labels.journey_size[in_days],
+                        None if rows.click is None else rows.click[written])
         _spill(rows.take(written), day[written], config.days, tmp, c)
         progress(f"  simulated users {users[0]:,}-{users[-1]:,} ({c + 1}/{chunks}): "
                  f"{len(written):,} clicks")
