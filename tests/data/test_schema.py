@@ -218,7 +218,7 @@ def test_own_data_set_through_a_schema_file(tmp_path):
 
 def test_models_adapt_to_a_schema_without_sequences(tmp_path):
     from malt.data.task import Task
-    from malt.models.registry import build_model
+    from malt.models import build_model
 
     schema = Schema.load(write(tmp_path, "shop.toml", SHOP_TOML))
     dataset = prepare(write_shop_data(tmp_path / "shop"), schema)

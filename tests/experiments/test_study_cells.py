@@ -57,6 +57,8 @@ def test_an_option_added_later_keeps_the_ids_of_earlier_studies_at_its_default()
     dwa = Cell(config(train__grad_method="dwa")).id
     assert Cell(config(train__grad_method="dwa", train__dwa_period=100)).id == dwa
     assert Cell(config(train__grad_method="dwa", train__dwa_period=50)).id != dwa
+    mmoe = {"model": {"name": "mmoe"}, "task__aux": ["first"]}
+    assert Cell(config(**mmoe, task__entire_space=True)).id != Cell(config(**mmoe)).id
 
 
 def test_id_ignores_what_does_not_change_the_numbers():

@@ -22,7 +22,8 @@ def fixed_lists(values: np.ndarray) -> pa.ListArray:
 def random_day_table(schema: Schema, rows: int, rng: np.random.Generator, vocab_size: int = 50,
                      ) -> pa.Table:
     """A day of `rows` random rows for `schema`: ids are integers in [1, vocab_size), sequence
-    ids in [0, vocab_size) (0 pads), about 20% positives per label."""
+    ids in [0, vocab_size) (0 pads), about 20% positives per label; impression logs
+    (`click_column`) click every credited row and about 30% of the others."""
     columns: dict[str, pa.Array] = {
         schema.user_column: pa.array(rng.integers(1, vocab_size, rows)),
     }
@@ -35,6 +36,11 @@ def random_day_table(schema: Schema, rows: int, rng: np.random.Generator, vocab_
     for label in schema.labels:
         hit = rng.random(rows) < 0.2
         columns[label] = pa.array(np.where(hit, rng.uniform(0.1, 1.0, rows), 0.0))
+    if schema.click_column:
+        # Impression logs: every credited row clicked, about a third of the others too.
+        credited = np.any([columns[label].to_numpy() > 0 for label in schema.labels], axis=0)
+        columns[schema.click_column] = pa.array((credited | (rng.random(rows) < 0.3))
+                                                .astype(np.int8))
     return pa.table(columns)
 
 

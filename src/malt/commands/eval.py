@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from malt.data.layout import find_layout
     from malt.data.schema import schema_for
     from malt.eval.calibrate import calibration_effect, format_calibration_effect
+    from malt.eval.impressions import format_impressions, impression_metrics
     from malt.eval.predictions import Predictions
     from malt.eval.report import (
         evaluate,
@@ -41,11 +42,12 @@ def run(args: argparse.Namespace) -> int:
         predictions = rescore(run_dir, data, device=options.device, day=options.day)
         metrics = evaluate(predictions)
         schema = run_dir.load_schema() or schema_for(data)
-        truth = truth_metrics(predictions, truth_of_predictions(
-            schema, find_layout(data).days, predictions))
+        day_truth = truth_of_predictions(schema, find_layout(data).days, predictions)
+        truth = truth_metrics(predictions, day_truth)
+        impressions = impression_metrics(predictions, day_truth)
     else:
         record = run_dir.load_metrics()
-        metrics, truth = record.views, record.truth
+        metrics, truth, impressions = record.views, record.truth, record.impressions
         predictions = Predictions.load(run_dir.predictions_file)
     print(format_metrics(metrics, config.task.main))
     if data:
@@ -56,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         print("lineage: " + " <- ".join(str(p) for p in [run_dir.path, *run_dir.lineage()]))
     if truth:
         print(format_truth(truth, config.task.main))
+    if impressions:
+        print(format_impressions(impressions, config.task.main))
     per_day = evaluate_by_day(predictions)
     if per_day:
         print(format_days(per_day, metrics, config.task.main))

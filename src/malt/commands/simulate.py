@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"simulating {config.users:,} users over {config.days} days (seed {config.seed}, "
           f"~{config.expected_clicks:,} clicks) -> {options.out}", flush=True)
     stats = simulate(config, options.out, overwrite=options.overwrite,
-                     progress=lambda line: print(line, flush=True))
+                     progress=lambda line: print(line, flush=True),
+                     impressions=options.impressions)
     print(stats.format())
     return 0
 
@@ -46,6 +47,8 @@ def _app_promotion(options: SimulateOptions) -> int:
 
     if options.delays != "session":
         raise ConfigError("--delays applies to the mac scenario only")
+    if options.impressions:
+        raise ConfigError("--impressions applies to the mac scenario only")
     config = size_config(options.size, users=options.users, days=options.days, seed=options.seed)
     print(f"simulating {config.campaigns:,} app-promotion campaigns, {config.users:,} users "
           f"over {config.days} days (seed {config.seed}, {config.expected_clicks:,} clicks) -> "

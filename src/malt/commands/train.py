@@ -64,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
             from malt.eval.target import format_target_metrics
 
             print(format_target_metrics(metrics.target))
+        if metrics.impressions is not None:
+            from malt.eval.impressions import format_impressions
+
+            print("views scored on the clicked impressions; over every impression:")
+            print(format_impressions(metrics.impressions, metrics.main))
         if options.calibrate is not None:
             from malt.commands.calibrate import calibrate_and_report
 

@@ -130,11 +130,15 @@ class MaskPolicy:
         days: the training days in time order (ADM counts them).
         adm: ADM's window and thresholds.
         device: where the ADM table lives (that of the batches).
+        clicks_only: impression logs trained in the click space: the mask also leaves out
+            every unclicked row (`batch['click']` 0), so that the views learn from clicks.
     """
 
     def __init__(self, name: Mask, schema: Schema, days: Sequence[Day] = (),
-                 adm: AdmOptions | None = None, device: str | torch.device = "cpu"):
+                 adm: AdmOptions | None = None, device: str | torch.device = "cpu", *,
+                 clicks_only: bool = False):
         check_mask(name, schema)
+        self.clicks_only = clicks_only
         self.name, self.n_labels = name, len(schema.labels)
         self.adm = adm or AdmOptions()
         self.campaigns: torch.Tensor | None = None
@@ -170,6 +174,9 @@ class MaskPolicy:
             out["weights"] = truth
             out["labels"] = (truth > 0).to(torch.float32)
         mask = self.mask(out, day)
+        if self.clicks_only:
+            clicked = out["click"].unsqueeze(1).expand(-1, self.n_labels)
+            mask = clicked if mask is None else mask * clicked
         if mask is not None:
             out["mask"] = mask
         return out

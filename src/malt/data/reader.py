@@ -17,7 +17,8 @@ and, when the schema declares them, campaign int64 [N], target_action int64 [N] 
 -1 for a target outside the labels), true_weights float32 [N, V] and reported float32 [N, V];
 and, when the day file holds the labels' known-at columns, known_at float64 [N, V] (unix
 seconds at which each label's credit became known, NaN where the label is 0); and, when it
-holds the click-time column (`Schema.click_time`), click_time float64 [N] (unix seconds).
+holds the click-time column (`Schema.click_time`), click_time float64 [N] (unix seconds); and,
+for impression logs (`Schema.click_column`), click float32 [N] (1 for a clicked impression).
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def read_columns(schema: Schema, *, labels: bool = True) -> tuple[str, ...]:
     if labels:
         return schema.columns
     label_columns = {*schema.labels, *schema.true_labels, *schema.reported_labels,
-                     schema.campaign_column}
+                     schema.campaign_column, schema.click_column}
     return tuple(c for c in schema.columns if c not in label_columns)
 
 
@@ -171,6 +172,8 @@ def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bo
         return shapes
     if schema.campaign_column:
         shapes["campaign"] = ((rows,), np.dtype(np.int64))
+    if schema.click_column:
+        shapes["click"] = ((rows,), np.dtype(np.float32))
     if schema.true_labels:
         shapes["true_weights"] = ((rows, len(schema.labels)), np.dtype(np.float32))
     if schema.reported_labels:
@@ -346,6 +349,8 @@ def _check_arrow_columns(schema: Schema, arrow_schema: pa.Schema,
     checks += [(c, is_number, "a number (attribution weight)")
                for c in (*schema.labels, *schema.true_labels)]
     checks += [(c, is_number, "0 or 1 (is the action reported)") for c in schema.reported_labels]
+    if schema.click_column:
+        checks.append((schema.click_column, is_number, "0 or 1 (was the impression clicked)"))
     if schema.campaign_column:
         checks.append((schema.campaign_column, is_id, "an integer or string id"))
     if schema.target_action_column:
@@ -492,6 +497,8 @@ class DayConverter:
             out["reported"][:, j] = _label_weights(col(c), c, file, offset)[0] > 0
         if s.campaign_column:
             out["campaign"][:] = self._campaign(col(s.campaign_column), file, offset)
+        if s.click_column:
+            out["click"][:] = impression_clicks(col(s.click_column), weights, s, file, offset)
         return stats
 
     def oov_by_row(self, chunk: RowGroup | pa.RecordBatch | pa.Table,
@@ -624,6 +631,28 @@ def check_known_after_click(known_at: np.ndarray, click_time: np.ndarray, schema
         raise DataError(f"the credit became known at {float(known_at[row, j])}, before the "
                         f"click at {float(click_time[row])}", file=file,
                         column=schema.known_at_columns[j], row=offset + row)
+
+
+def impression_clicks(values: pa.Array, weights: np.ndarray, schema: Schema, file: str,
+                      offset: int) -> np.ndarray:
+    """The click column of impression logs as float32 0/1 [N]; raises naming the first row whose
+    value is not 0 or 1, or that is unclicked but credited (weights [N, V] > 0)."""
+    column = schema.click_column
+    _no_nulls(values, column, file, offset)
+    raw = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    bad = (raw != 0) & (raw != 1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"click is {float(raw[row])!r}; an impression is clicked (1) or not (0)",
+                        file=file, column=column, row=offset + row)
+    credited = (raw == 0) & (weights > 0).any(axis=1)
+    if credited.any():
+        row = int(np.flatnonzero(credited)[0])
+        label = schema.labels[int(np.flatnonzero(weights[row] > 0)[0])]
+        raise DataError(f"the impression was not clicked but its label '{label}' is "
+                        f"{float(weights[row, schema.labels.index(label)])}: a conversion "
+                        "needs a click", file=file, column=column, row=offset + row)
+    return raw.astype(np.float32)
 
 
 def known_at_times(values: pa.Array, weights: np.ndarray, label: str, column: str, file: str,

@@ -65,6 +65,11 @@ conversions it is credited for). They are never read for training; evaluation sc
 attribution rules against them where the files hold them (`malt.eval.truth`), and they may be
 absent (the built-in MAC schema names the columns `malt simulate` writes).
 
+Impression logs name a `click_column`: 0/1 per row, 1 for a clicked impression. The rows with 0
+are impressions nobody clicked, and their attribution labels must be 0 (a conversion needs a
+click). Such data trains a CVR model on its clicked rows, or entire-space models (`--entire-space`,
+ESMM) on every impression; without the column every row is a click.
+
 A label may come with the time its credit became known: `<label>_known_at` (unix seconds,
 null where the label is 0), or the column the `known_at` table names for it. The columns are
 optional in the files, for every label or none; the as-of cut (`malt.data.as_of`) reads them.
@@ -218,6 +223,9 @@ class Schema:
     """The column holding each row's click time (unix seconds or a timestamp, on the clock of
     the known-at columns). Optional in the files; a delay model (`--delay-correction dfm`)
     needs it. It may be listed under `ignore_columns` (it is never a feature)."""
+    click_column: str | None = None
+    """Impression logs: the column saying whether each impression was clicked (0 or 1); the
+    labels of an unclicked row are 0. None: every row is a click."""
 
     def __post_init__(self) -> None:
         validate(self, "")
@@ -292,6 +300,7 @@ class Schema:
         cols += [f.name for f in self.numeric] + list(self.bag_names)
         cols += [c for c in (self.campaign_column, self.target_action_column) if c]
         cols += [*self.labels, *self.true_labels, *self.reported_labels]
+        cols += [self.click_column] if self.click_column else []
         return tuple(dict.fromkeys(cols))
 
     def label_index(self, name: str) -> int:
@@ -317,6 +326,8 @@ class Schema:
             del content["known_at"]
         if self.click_time == DEFAULT_CLICK_TIME:
             del content["click_time"]
+        if self.click_column is None:
+            del content["click_column"]
         if not self.bags:
             del content["bags"]
         if not self.ragged_sequences:
@@ -365,6 +376,7 @@ class Schema:
         names += [f.name for f in self.numeric] + list(self.bag_names)
         names += [*self.labels, *self.true_labels, *self.reported_labels, *self.truth_columns]
         names += [*self.known_at_columns]
+        names += [self.click_column] if self.click_column else []
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"schema '{self.name}': columns declared twice: {dupes}")
@@ -537,6 +549,10 @@ class SchemaFile:
     click_time: str = DEFAULT_CLICK_TIME
     """The column holding each row's click time (unix seconds or a timestamp, on the clock of
     the known-at columns; optional in the files). `--delay-correction dfm` needs it."""
+    click_column: str | None = None
+    """Impression logs: the column saying whether each impression was clicked (0 or 1; the
+    labels of an unclicked row must be 0). Required by `--entire-space`; a CVR model trained
+    without it learns from the clicked rows only."""
 
     def schema(self, default_name: str) -> Schema:
         """The `Schema` this file describes (`default_name` when it names none)."""
@@ -560,7 +576,8 @@ class SchemaFile:
             embed_dims=tuple(self.embed_dims.items()),
             true_probability_column=self.true_probability_column,
             true_credit_column=self.true_credit_column,
-            known_at=tuple(self.known_at.items()), click_time=self.click_time)
+            known_at=tuple(self.known_at.items()), click_time=self.click_time,
+            click_column=self.click_column)
         if schema.id_sequences and self.sequence_pad is None and not self.ragged_sequences:
             # No default: a pad that is also a real id would be masked out wherever it occurs.
             raise ConfigError("declare sequence_pad, the raw id that pads short id sequences "

@@ -15,6 +15,8 @@ from malt.errors import ConfigError
 from malt.typed_fields import NonNegativeFloat, check_value, validate
 
 CAT = "cat"
+CTR = "ctr"
+"""The click task of entire-space training (its loss term's name; no view may take it)."""
 LabelMode = Literal["binary", "weighted"]
 """`binary`: targets are weight > 0, as in the paper; `weighted`: the attribution weights
 clipped to [0, 1], soft BCE targets."""
@@ -68,6 +70,9 @@ class Task:
     """The training mask policy for incomplete labels (see `malt.data.masks`)."""
     delay_correction: DelayCorrection = "none"
     """The delayed-feedback correction of every binary view's loss (see `DelayCorrection`)."""
+    entire_space: bool = False
+    """Train over every impression (ESMM): a CTR head beside the views, each view's CVR times
+    the CTR fitted to click ∧ conversion; needs data with a click column."""
 
     def __post_init__(self) -> None:
         validate(self, "task")
@@ -83,6 +88,25 @@ class Task:
         if CAT in self.aux and self.delay_correction != "none":
             raise ConfigError(f"the delay correction '{self.delay_correction}' weighs binary "
                               f"views; the Cartesian view '{CAT}' has none (leave it out)")
+
+        if self.entire_space:
+            self._check_entire_space()
+
+    def _check_entire_space(self) -> None:
+        """Refuse what entire-space training does not combine with."""
+        if CAT in self.aux:
+            raise ConfigError(f"entire-space training multiplies each view's conversion rate by "
+                              f"the click rate; the Cartesian view '{CAT}' has no such product "
+                              "(leave it out)")
+        if self.mask != "none":
+            raise ConfigError(f"entire-space training fits every impression; it takes no "
+                              f"training mask (got '{self.mask}')")
+        if self.delay_correction != "none":
+            raise ConfigError(f"entire-space training takes no delay correction (got "
+                              f"'{self.delay_correction}')")
+        if CTR in self.views:
+            raise ConfigError(f"entire-space training names its click task '{CTR}'; a view of "
+                              "that name would share its loss term (rename the label)")
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -100,6 +124,19 @@ class Task:
         for view in self.label_views:
             schema.label_index(view)
         check_mask(self.mask, schema)
+        if self.entire_space and not schema.click_column:
+            raise ConfigError(f"entire-space training needs impression logs: the schema "
+                              f"'{schema.name}' declares no click_column (its rows are all "
+                              "clicks)")
+        if self.click_space_mask(schema) and CAT in self.aux:
+            raise ConfigError(f"the data holds unclicked impressions, which a click-space run "
+                              f"masks out, and the Cartesian view '{CAT}' takes no mask: leave "
+                              "it out, or train with --entire-space")
+
+    def click_space_mask(self, schema: Schema) -> bool:
+        """Whether the training loss leaves out `schema`'s unclicked impressions: impression
+        logs trained in the click space (a CVR model learns from its clicks)."""
+        return schema.click_column is not None and not self.entire_space
 
 
 def check_mask(mask: Mask, schema: Schema) -> None:

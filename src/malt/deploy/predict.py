@@ -189,7 +189,8 @@ class Scorer:
         total = sum(s.rows for s in sources)
         start, done = time.perf_counter(), 0
         oov: dict[str, int] = {}
-        collected: dict[str, list[np.ndarray]] = {"probs": [], "weights": [], "user": []}
+        collected: dict[str, list[np.ndarray]] = {"probs": [], "weights": [], "user": [],
+                                                  "click": []}
         for chunk in self._converted(sources):
             for column, n in chunk.oov.items():
                 oov[column] = oov.get(column, 0) + n
@@ -198,6 +199,8 @@ class Scorer:
                 collected["probs"].append(probs)
                 collected["weights"].append(chunk.arrays["weights"])
                 collected["user"].append(chunk.arrays["user"])
+                if "click" in chunk.arrays:  # impression logs: views are scored on clicks
+                    collected["click"].append(chunk.arrays["click"])
             done += len(probs)
             yield pa.record_batch([pa.array(probs[:, j]) for j in range(probs.shape[1])]
                                   + chunk.passed, schema=out_schema)
@@ -251,7 +254,8 @@ class Scorer:
             probs=np.concatenate(collected["probs"]).astype(np.float32),
             weights=np.concatenate(collected["weights"]),
             user=np.concatenate(collected["user"]).astype(np.int64),
-            days=tuple(s.path.stem for s in sources), day_rows=tuple(s.rows for s in sources))
+            days=tuple(s.path.stem for s in sources), day_rows=tuple(s.rows for s in sources),
+            click=np.concatenate(collected["click"]) if collected.get("click") else None)
         self.report.metrics = evaluate(predictions)
         self.report.per_day = evaluate_by_day(predictions)
 

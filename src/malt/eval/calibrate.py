@@ -149,10 +149,13 @@ FITS = {"isotonic": fit_isotonic, "platt": fit_platt, "temperature": fit_tempera
 
 def fit_calibration(predictions: Predictions, method: CalibrationMethod,
                     by: CalibrationSlices | None = None) -> Calibration:
-    """One calibrator per view of `predictions`, fitted on its rows; with `by`, also one per
-    view and target action that has `MIN_SLICE_ROWS` positives and negatives (and that the
-    method can fit: a temperature refused on a slice leaves it to the pooled calibrator)."""
+    """One calibrator per view of `predictions`, fitted on its rows (its clicked rows, on
+    impression logs: a conversion rate is calibrated where conversions are observed); with
+    `by`, also one per view and target action that has `MIN_SLICE_ROWS` positives and negatives
+    (and that the method can fit: a temperature refused on a slice leaves it to the pooled
+    calibrator)."""
     check_method(method)
+    predictions = predictions.clicked()
     views: dict[str, Calibrator] = {}
     for view in predictions.views:
         labels = predictions.label_weights(view) > 0
@@ -244,10 +247,7 @@ def calibrated(predictions: Predictions, calibration: Calibration) -> Prediction
     """`predictions` with every view's probabilities through its calibrator."""
     probs = calibration.apply_all(predictions.views, predictions.probs,
                                   predictions.target_action)
-    return Predictions(views=predictions.views, labels=predictions.labels, probs=probs,
-                       weights=predictions.weights, user=predictions.user,
-                       target_action=predictions.target_action, days=predictions.days,
-                       day_rows=predictions.day_rows)
+    return dataclasses.replace(predictions, probs=probs)
 
 
 def calibration_effect(predictions: Predictions, calibration: Calibration

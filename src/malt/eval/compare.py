@@ -40,7 +40,8 @@ def compare(candidate: Sequence[Predictions], baseline: Sequence[Predictions], v
     """The candidate's runs (one per training seed) against the baseline's on `view`.
 
     Run s of the candidate pairs with run s of the baseline; a single baseline run pairs with
-    every candidate run. Every run must have scored the same rows (same users, same labels).
+    every candidate run. Every run must have scored the same rows (same users, same labels,
+    same clicks); on impression logs the clicked ones are compared.
     """
     if not candidate or not baseline:
         raise ConfigError("compare needs at least one run on each side")
@@ -61,6 +62,9 @@ def compare(candidate: Sequence[Predictions], baseline: Sequence[Predictions], v
         if not predictions.same_rows(first, view):
             raise ConfigError("the runs were evaluated on other rows; score them on the same "
                               "data (malt eval --data DIR) before comparing")
+    # On impression logs the conversion rates are compared on the clicks, as they are scored.
+    candidate, baseline = [p.clicked() for p in candidate], [p.clicked() for p in baseline]
+    first = candidate[0]
     labels = (first.label_weights(view) > 0).astype(np.float64)
     deltas = paired_bootstrap([p.view(view) for p in candidate],
                               [p.view(view) for p in baseline], labels, first.user,

@@ -3,7 +3,8 @@
 Metrics come in two flavours (see `malt.metrics`): binarised labels, as the MAC paper reports
 them, and attribution-weighted positives (the paper's §3.3 definition). Data with a
 target-action column (incomplete multi-label data, KAML) are also scored as the KAML paper does:
-each row once, on its target action (see `malt.eval.target`).
+each row once, on its target action (see `malt.eval.target`). On impression logs the views are
+scored on the clicked rows.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ MIN_GAUC_USERS = 500
 
 
 def evaluate(predictions: Predictions) -> dict[str, ViewMetrics]:
-    """View -> metrics (see `malt.metrics.view_metrics`)."""
+    """View -> metrics (see `malt.metrics.view_metrics`), on the clicked rows of impression
+    logs (the conversion rate on clicks; `malt.eval.impressions` scores the entire space)."""
+    predictions = predictions.clicked()
     return {v: view_metrics(predictions.view(v), predictions.label_weights(v), predictions.user)
             for v in predictions.views}
 

@@ -60,6 +60,8 @@ class Cell:
                 del tree["train"][key]
         if tree["init"]["from_run"] is None:
             del tree["init"]
+        if not tree["task"]["entire_space"]:
+            del tree["task"]["entire_space"]
         # None means the default λ: the same run as asking for it.
         tree["task"]["aux_weight"] = self.config.aux_weight()
         text = json.dumps(tree, sort_keys=True, separators=(",", ":"), allow_nan=False)

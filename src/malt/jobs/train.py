@@ -27,6 +27,7 @@ from malt.data.cache import Dataset
 from malt.data.masks import format_coverage
 from malt.eval import report
 from malt.eval.calibration_plot import write_reliability_plot
+from malt.eval.impressions import impression_metrics
 from malt.eval.predictions import Predictions, score_days
 from malt.eval.target import target_metrics
 from malt.eval.truth import read_truth, truth_metrics
@@ -170,6 +171,7 @@ def record(run: RunDir, evaluation: Evaluation, tracker: Tracker, *, eval_split:
 
 def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> RunMetrics:
     """The record of a trained run evaluated on `predictions`."""
+    truth = read_truth(built.dataset.schema, [d.source for d in built.eval_days])
     return RunMetrics(
         main=built.task.main, views=report.evaluate(predictions),
         eval_days=tuple(d.name for d in built.eval_days), eval_rows=int(len(predictions.user)),
@@ -180,8 +182,8 @@ def run_metrics(built: BuiltRun, trainer: Trainer, predictions: Predictions) -> 
         params=ParamCounts(*built.model.parameter_counts()),
         target=None if predictions.target_action is None else target_metrics(predictions),
         coverage=built.coverage, per_day=report.evaluate_by_day(predictions),
-        truth=truth_metrics(predictions, read_truth(built.dataset.schema,
-                                                    [d.source for d in built.eval_days])))
+        truth=truth_metrics(predictions, truth),
+        impressions=impression_metrics(predictions, truth))
 
 
 @contextmanager

@@ -74,6 +74,8 @@ class ModelSpec:
 
     def build(self, schema: Schema, vocab: VocabInfo, task: Task,
               config: ModelConfig | None = None) -> MaltModel:
+        """The registered class built for `task`, unwrapped (`malt.models.building` wraps it
+        for entire-space training)."""
         return self.model(schema, vocab, task, config)
 
 
@@ -134,10 +136,3 @@ def model_spec(name: str) -> ModelSpec:
     """The registered model `name`, loading the plugin of that name when no model has it; an
     unknown name is a `ConfigError` naming the closest known one."""
     return MODELS.get(name)
-
-
-def build_model(name: str, schema: Schema, vocab: VocabInfo, task: Task,
-                config: ModelConfig | None = None) -> MaltModel:
-    """A new model `name` for `task` on `schema`; `config` is an instance of the model's config
-    class (its defaults when None)."""
-    return model_spec(name).build(schema, vocab, task, config)

@@ -144,6 +144,10 @@ class TaskConfig:
     calibration), after Ktena et al. 2019, or `dfm` (Chapelle 2014's delayed-feedback model);
     needs the labels' known-at columns, and `dfm` the click times and `data.as_of`. See
     docs/training.md, "Delayed feedback"."""
+    entire_space: bool = False
+    """Train over every impression (ESMM, Ma et al. 2018): a CTR head beside the views, each
+    view's pCVR × pCTR fitted to click ∧ conversion on all impressions, the CTR head to the
+    clicks. Needs data whose schema names a `click_column`; see docs/models.md."""
     adm_window: AdmWindow = "trailing"
     """ADM counts over the `adm_window_days` training days before each day (`trailing`) or over
     every training day (`static`)."""
@@ -298,6 +302,16 @@ class RunConfig:
                               "without auxiliary views, or pick a multi-task model (see "
                               "`malt models`)")
         self._check_grad_method_model()
+        if self.task.entire_space:
+            self._check_entire_space()
+
+    def _check_entire_space(self) -> None:
+        """Refuse up front what entire-space training does not combine with: the task's
+        views, mask and delay correction (`Task`), and a model with a loss of its own."""
+        from malt.models.entire_space import check_entire_space_model
+
+        build_task(self)
+        check_entire_space_model(self.model_spec.model, self.model["name"])
 
     def _check_grad_method_options(self) -> None:
         """Refuse an option of one grad method given (not at its default) with another; the
@@ -405,4 +419,5 @@ def build_task(config: RunConfig) -> Task:
     before anything is built from it."""
     t = config.task
     return Task(main=t.main, aux=tuple(t.aux), aux_weight=config.aux_weight(),
-                label_mode=t.label_mode, mask=t.mask, delay_correction=t.delay_correction)
+                label_mode=t.label_mode, mask=t.mask, delay_correction=t.delay_correction,
+                entire_space=t.entire_space)

@@ -15,6 +15,7 @@ from malt.data.schema import Schema, schema_for
 from malt.data.task import Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
+from malt.models.building import build_spec
 from malt.models.model import MaltModel
 from malt.runs.calibration import Calibration, load_calibration
 from malt.runs.checkpoint import Checkpoint, load_checkpoint
@@ -74,7 +75,7 @@ def load_run(run_path: str | Path, *, vocabs: str | Path | None = None,
     lookups = load_lookups(schema, vocab_directory(config, vocabs))
     info = vocab_info(schema, lookups)
     task = build_task(config)
-    model = config.model_spec.build(schema, info, task, config.model_config())
+    model = build_spec(config.model_spec, schema, info, task, config.model_config())
     try:
         model.load_state_dict(checkpoint.model)
     except RuntimeError as exc:

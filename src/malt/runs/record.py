@@ -58,7 +58,10 @@ class RunMetrics:
     """Day -> view -> metrics when several days are evaluated (`views` pools them)."""
     truth: dict[str, dict[str, float | None]] | None = None
     """View -> its scores against the simulated truth (`malt.eval.truth`), when the evaluation
-    days hold it; a metric undefined there is None."""
+    days hold it; a metric undefined there is None. On impression logs, every impression."""
+    impressions: dict[str, dict[str, float | None]] | None = None
+    """View -> its entire-space scores on impression logs (`malt.eval.impressions`); the
+    `views` metrics are then those of the clicked rows."""
 
     def __post_init__(self) -> None:
         validate(self, "metrics")

@@ -26,6 +26,7 @@ from malt.data.numeric import Moments, standardisation
 from malt.data.schema import Schema, schema_for
 from malt.data.task import Task
 from malt.errors import ConfigError, DataError
+from malt.models.building import build_spec
 from malt.models.model import MaltModel
 from malt.runs.config import DataConfig, RunConfig, TaskConfig, build_task
 from malt.training.aggregation import AGGREGATORS, check_available
@@ -199,7 +200,8 @@ def build_model(config: RunConfig, dataset: Dataset, task: Task,
     if train_days is not None:
         vocab = dataclasses.replace(vocab, numeric=numeric_standardisation(dataset.schema,
                                                                            train_days))
-    return config.model_spec.build(dataset.schema, vocab, task, config.model_config(device_type))
+    return build_spec(config.model_spec, dataset.schema, vocab, task,
+                      config.model_config(device_type))
 
 
 def numeric_standardisation(schema: Schema, days: list[Day]) -> dict[str, tuple[float, float]]:
@@ -237,7 +239,8 @@ def build_run(config: RunConfig, dataset: Dataset | None = None,
     check_days_delay_correction(train_days, task.delay_correction, config.data.as_of_seconds)
     day_rows = [d.rows for d in train_days]
     config = with_batch_size(config, day_rows)
-    masks = MaskPolicy(task.mask, dataset.schema, train_days, adm_options(config.task), device)
+    masks = MaskPolicy(task.mask, dataset.schema, train_days, adm_options(config.task), device,
+                       clicks_only=task.click_space_mask(dataset.schema))
     shares = None
     if task.mask not in ("none", "oracle") and world.is_main:
         shares = coverage(masks, train_days, dataset.schema.labels)

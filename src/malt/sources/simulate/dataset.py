@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from malt.data.layout import day_path, write_day, write_vocab
-from malt.data.schema import MAC
+from malt.data.schema import MAC, SCHEMA_FILE
 from malt.errors import ConfigError, os_errors_as
-from malt.outputs import DATA_KIND, staged_output
+from malt.outputs import DATA_KIND, atomic_write_text, staged_output
 from malt.sources.simulate.catalog import Catalog, build_catalog
 from malt.sources.simulate.config import DAY, SimConfig
 from malt.sources.simulate.features import ClickRows, PurchaseHistory, day_table
+from malt.sources.simulate.impressions import click_probability, schema_toml
 from malt.sources.simulate.journeys import simulate_chunk
 from malt.sources.simulate.labels import attribute
 from malt.sources.simulate.population import Population, build_population
@@ -62,7 +64,8 @@ def _spill(rows: ClickRows, day: np.ndarray, days: int, tmp: Path, chunk: int) -
 
 
 def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population, tmp: Path,
-                     stats: SimStats, progress: Callable[[str], None]) -> PurchaseHistory:
+                     stats: SimStats, progress: Callable[[str], None], impressions: bool
+                     ) -> PurchaseHistory:
     p = config.params
     chunks = -(-config.users // config.chunk_users)
     seeds = np.random.SeedSequence([config.seed, 2]).spawn(chunks)
@@ -70,6 +73,8 @@ def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population
     truth_seeds = np.random.SeedSequence([config.seed, 3]).spawn(chunks)
     # Deferred purchases (long-tail delays) draw from a stream of their own too.
     delay_seeds = np.random.SeedSequence([config.seed, 4]).spawn(chunks)
+    # Impression logs draw their clicks from a stream of their own (the rows stay the same).
+    click_seeds = np.random.SeedSequence([config.seed, 5]).spawn(chunks)
     window = int(round(p.window_days * DAY))
     purchases: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for c in range(chunks):
@@ -79,6 +84,13 @@ def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population
                                 np.random.default_rng(truth_seeds[c]),
                                 delay_rng=np.random.default_rng(delay_seeds[c]))
         labels = attribute(events, catalog.items, window, p.dda_noise, rng)
+        rows = ClickRows(user=events.user, item=events.item, time=events.time,
+                         scenario=events.scenario, slot=events.slot, device=events.device,
+                         weights=labels.weights, known_at=labels.known_at,
+                         true_cvr=events.conversion_probability,
+                         true_credit=labels.true_credit)
+        if impressions:
+            rows = as_impressions(rows, np.random.default_rng(click_seeds[c]))
         purchases.append((events.history_user, events.history_item, events.history_time))
         purchases.append((events.conv_user, events.conv_item, events.conv_time))
 
@@ -86,22 +98,35 @@ def _simulate_chunks(config: SimConfig, catalog: Catalog, population: Population
         written = np.flatnonzero((day >= 0) & (day < config.days))
         in_days = (events.conv_time >= 0) & (events.conv_time < config.days * DAY)
         stats.add_chunk(events.user[written], events.journey[written],
-                        labels.weights[written], events.conv_user[in_days],
-                        labels.journey_size[in_days])
-        rows = ClickRows(user=events.user, item=events.item, time=events.time,
-                         scenario=events.scenario, slot=events.slot, device=events.device,
-                         weights=labels.weights, known_at=labels.known_at,
-                         true_cvr=events.conversion_probability,
-                         true_credit=labels.true_credit).take(written)
-        _spill(rows, day[written], config.days, tmp, c)
+                        rows.weights[written], events.conv_user[in_days],
+                        labels.journey_size[in_days],
+                        None if rows.click is None else rows.click[written])
+        _spill(rows.take(written), day[written], config.days, tmp, c)
         progress(f"  simulated users {users[0]:,}-{users[-1]:,} ({c + 1}/{chunks}): "
                  f"{len(written):,} clicks")
     return PurchaseHistory(*(np.concatenate(parts) for parts in zip(*purchases)))
 
 
+def as_impressions(rows: ClickRows, rng: np.random.Generator) -> ClickRows:
+    """`rows` as impressions: each clicked with `click_probability`, the labels, known-at times
+    and true credit of the unclicked ones 0 (or unknown); see
+    `malt.sources.simulate.impressions`."""
+    ctr = click_probability(rows.true_cvr, rows.slot)
+    clicked = rng.random(len(ctr)) < ctr
+    return replace(rows, weights=np.where(clicked[:, None], rows.weights, 0.0),
+                   known_at=np.where(clicked[:, None], rows.known_at, np.nan),
+                   true_credit=np.where(clicked, rows.true_credit, 0.0),
+                   click=clicked.astype(np.int8), true_ctr=ctr)
+
+
 def simulate(config: SimConfig, out: str | Path, *, overwrite: bool = False,
-             progress: Callable[[str], None] | None = None) -> SimStats:
+             progress: Callable[[str], None] | None = None, impressions: bool = False
+             ) -> SimStats:
     """Simulate `config` and write it under `out` (MAC layout); returns the statistics.
+
+    With `impressions` every click becomes an impression, clicked or not (see
+    `malt.sources.simulate.impressions`), and the data set gets a `schema.toml` naming the
+    click column.
 
     The same config (seed included) writes the same files. The data set is built in a hidden
     sibling of `out` and moved into place when complete (`malt.outputs.staged_output`); an
@@ -110,10 +135,11 @@ def simulate(config: SimConfig, out: str | Path, *, overwrite: bool = False,
     # The simulation reads nothing: what the system refuses is a write of the data set.
     with staged_output(out, DATA_KIND, overwrite=overwrite) as stage, \
             os_errors_as(out, action="write"):
-        return _simulate_into(config, stage, progress or (lambda _: None))
+        return _simulate_into(config, stage, progress or (lambda _: None), impressions)
 
 
-def _simulate_into(config: SimConfig, out: Path, say: Callable[[str], None]) -> SimStats:
+def _simulate_into(config: SimConfig, out: Path, say: Callable[[str], None],
+                   impressions: bool) -> SimStats:
     started = time.perf_counter()
     world, people = np.random.SeedSequence([config.seed, 1]).spawn(2)
     catalog = build_catalog(config.items, config.params, np.random.default_rng(world))
@@ -122,7 +148,7 @@ def _simulate_into(config: SimConfig, out: Path, say: Callable[[str], None]) -> 
     tmp = out / ".spill"
     tmp.mkdir()
     try:
-        history = _simulate_chunks(config, catalog, population, tmp, stats, say)
+        history = _simulate_chunks(config, catalog, population, tmp, stats, say, impressions)
         vocab = _VocabCollector()
         for d in range(config.days):
             parts = sorted(tmp.glob(f"day{d:03d}-*.npz"))
@@ -144,6 +170,8 @@ def _simulate_into(config: SimConfig, out: Path, say: Callable[[str], None]) -> 
             # footprint (the allocator would otherwise keep them and grow the peak).
             pa.default_memory_pool().release_unused()
         vocab.write(out / "vocabs")
+        if impressions:
+            atomic_write_text(out / SCHEMA_FILE, schema_toml())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     stats.seconds = time.perf_counter() - started

@@ -10,7 +10,8 @@ encoders' similarity of each purchased item to the clicked one (`mm_feat0_seq`, 
 of the true contributions to the purchases it is credited for; see `MAC.truth_columns`); and
 each label's `<label>_known_at`, the time (seconds from day 0) of the first purchase that
 credits the click under the label, null where the label is 0; and `click_time`, the click's
-time on the same clock.
+time on the same clock. Impression logs (`--impressions`) add `click` (0 or 1) and `true_ctr`
+(the chance of the click; see `malt.sources.simulate.impressions`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pyarrow as pa
 from malt.data.schema import MAC
 from malt.sources.simulate.catalog import Catalog
 from malt.sources.simulate.config import SEQUENCE_LENGTH
+from malt.sources.simulate.impressions import CLICK_COLUMN, TRUE_CTR_COLUMN
 from malt.sources.simulate.journeys import hour_band
 from malt.sources.simulate.labels import LABELS
 from malt.sources.simulate.population import Population
@@ -46,12 +48,18 @@ class ClickRows:
     known_at: np.ndarray   # float64 [N, 4] time each label became known (NaN where it is 0)
     true_cvr: np.ndarray   # float64 [N]
     true_credit: np.ndarray  # float64 [N]
+    click: np.ndarray | None = None     # int8 [N] impression logs: 1 where clicked
+    true_ctr: np.ndarray | None = None  # float64 [N] impression logs: P(click)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays held (the impression columns only in impression logs)."""
+        return {k: v for k, v in vars(self).items() if v is not None}
 
     def take(self, index: np.ndarray | slice) -> ClickRows:
-        return ClickRows(**{k: v[index] for k, v in vars(self).items()})
+        return ClickRows(**{k: v[index] for k, v in self.arrays().items()})
 
     def save(self, path: Path) -> None:
-        np.savez(path, **vars(self))
+        np.savez(path, **self.arrays())
 
     @classmethod
     def load(cls, path: Path) -> ClickRows:
@@ -60,7 +68,8 @@ class ClickRows:
 
     @classmethod
     def concat(cls, parts: list[ClickRows]) -> ClickRows:
-        return cls(**{k: np.concatenate([vars(p)[k] for p in parts]) for k in vars(parts[0])})
+        return cls(**{k: np.concatenate([p.arrays()[k] for p in parts])
+                      for k in parts[0].arrays()})
 
 
 class PurchaseHistory:
@@ -139,8 +148,12 @@ def _table(rows: ClickRows, catalog: Catalog, population: Population,
         known = rows.known_at[:, j]
         columns[column] = pa.array(known, mask=np.isnan(known))
     columns[MAC.click_time] = pa.array(rows.time.astype(np.float64))
-    return pa.table({c: columns[c] for c in (*MAC.columns, *MAC.truth_columns,
-                                             *MAC.known_at_columns, MAC.click_time)})
+    order = [*MAC.columns, *MAC.truth_columns, *MAC.known_at_columns, MAC.click_time]
+    if rows.click is not None:
+        columns[CLICK_COLUMN] = pa.array(rows.click.astype(np.int8))
+        columns[TRUE_CTR_COLUMN] = pa.array(rows.true_ctr)
+        order += [CLICK_COLUMN, TRUE_CTR_COLUMN]
+    return pa.table({c: columns[c] for c in order})
 
 
 def day_table(rows: ClickRows, catalog: Catalog, population: Population,

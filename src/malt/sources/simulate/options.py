@@ -52,5 +52,10 @@ class SimulateOptions:
     (exponential, mean 7 days), after the delays Chapelle (2014) reports: about a third of
     conversions within an hour, half within a day (mac scenario only)."""
 
+    impressions: bool = False
+    """Write impression logs: every click becomes an impression, clicked or not, by a chance
+    that rises with its true conversion probability (a known selection bias), with a `click`
+    column and a schema.toml naming it (mac scenario only; see docs/data.md)."""
+
     def __post_init__(self) -> None:
         validate(self, "")

@@ -27,12 +27,18 @@ class SimStats:
     buyers_multi_click: int = 0
     rows_per_day: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    clicked: int | None = None
+    """Impression logs: how many of the written rows (impressions) were clicked."""
 
     def add_chunk(self, user: np.ndarray, journey: np.ndarray, weights: np.ndarray,
-                  purchase_user: np.ndarray, journey_size: np.ndarray) -> None:
+                  purchase_user: np.ndarray, journey_size: np.ndarray,
+                  clicked: np.ndarray | None = None) -> None:
         """Add the written clicks of one chunk (user, journey [N] with -1 for one-off clicks,
-        weights [N, 4]) and its purchases inside the written days (user, clicks credited)."""
+        weights [N, 4], and for impression logs clicked [N] 0/1) and its purchases inside the
+        written days (user, clicks credited)."""
         self.clicks += len(user)
+        if clicked is not None:
+            self.clicked = (self.clicked or 0) + int(np.count_nonzero(clicked))
         self.journey_clicks += int(np.count_nonzero(journey >= 0))
         for j, label in enumerate(LABELS):
             self.positives[label] += int(np.count_nonzero(weights[:, j] > 0))
@@ -74,4 +80,7 @@ class SimStats:
             f"{100 * self.buyers_multi_click / max(self.buyers, 1):.1f}% of {self.buyers:,}",
             f"took {self.seconds:.1f} s ({self.clicks / max(self.seconds, 1e-9):,.0f} clicks/s)",
         ]
+        if self.clicked is not None:
+            lines.insert(1, f"impressions      every row above is an impression: {self.clicked:,} "
+                            f"({100 * self.clicked / max(self.clicks, 1):.1f}%) clicked")
         return "\n".join(lines)
