@@ -195,6 +195,30 @@ def test_the_driver_ignores_a_second_ctrl_c_while_its_workers_stop(tmp_path):
     assert signal.getsignal(signal.SIGINT) is handler  # and takes Ctrl-C again
 
 
+def test_a_ctrl_c_taken_inside_a_finaliser_still_stops_the_study(tmp_path):
+    # The default handler's KeyboardInterrupt, raised inside a finaliser (as inside a weak
+    # reference's garbage-collection callback), is printed as ignored and lost; the driver
+    # must stop all the same.
+    import os
+    import time
+
+    class CtrlCWhenCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here, inside the finaliser
+
+    def ctrl_c_after_the_first_cell(outcome, finished, total):
+        if finished == 1:
+            CtrlCWhenCollected()
+
+    cells = [Cell(config(train__lr=lr)) for lr in (1e-3, 2e-3, 3e-3)]
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(cells, tmp_path, jobs=2, device="cpu", train=fake_train,
+                  report=ctrl_c_after_the_first_cell)
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
 def test_a_worker_starts_no_cell_once_the_pool_is_stopping(tmp_path, monkeypatch):
     import threading
 

@@ -295,16 +295,23 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
                                    initargs=(workers.threads, gpu_queue, stop))
     futures: dict[Future, Cell] = {executor.submit(_run_in_worker, c, root, train): c
                                    for c in cells}
+    ctrl_c = threading.Event()
     try:
-        remaining = set(futures)
-        while remaining:
-            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-            for future in done:
-                try:
-                    result = future.result()
-                except Exception as exc:  # a worker died (killed, out of memory)
-                    result = ("failed", failure_line(exc), 0.0)
-                record(futures[future], result)
+        with _ctrl_c_noted(ctrl_c):
+            remaining = set(futures)
+            while remaining:
+                done, remaining = wait(remaining, timeout=_CTRL_C_POLL_SECONDS,
+                                       return_when=FIRST_COMPLETED)
+                if ctrl_c.is_set():
+                    raise KeyboardInterrupt
+                for future in done:
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # a worker died (killed, out of memory)
+                        result = ("failed", failure_line(exc), 0.0)
+                    record(futures[future], result)
+            if ctrl_c.is_set():  # pressed while the last results were recorded
+                raise KeyboardInterrupt
     except BaseException:
         # Interrupted (or a report callback failed): let running cells save and stop; queued
         # ones are cancelled, and those already handed to a worker see `stop` and return.
@@ -313,6 +320,28 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
             executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
+
+
+_CTRL_C_POLL_SECONDS = 0.25
+"""How often the driver's wait looks at whether Ctrl-C was pressed."""
+
+
+@contextmanager
+def _ctrl_c_noted(pressed: threading.Event) -> Iterator[None]:
+    """Let Ctrl-C in this (the driver's) process set `pressed` rather than raise.
+
+    A KeyboardInterrupt raised by the default handler lands in whatever Python code runs at
+    that moment; in a garbage-collection callback (a weak reference's) Python prints it as
+    ignored and carries on, so the study would go on scheduling cells. The wait loop looks at
+    `pressed` instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
