@@ -20,6 +20,7 @@ from malt.data.task import Task
 from malt.errors import ConfigError, file_error
 from malt.models.model import MaltModel
 from malt.outputs import atomic_write
+from malt.precision import autocast
 from malt.training.distributed import World, gather_arrays
 
 
@@ -117,8 +118,10 @@ class Predictions:
 
 @torch.no_grad()
 def score_days(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
-            batch_size: int, device: torch.device, world: World = World()) -> Predictions | None:
-    """Score `days` (each rank its shard); the gathered result on rank 0, None on the others."""
+               batch_size: int, device: torch.device, world: World = World(),
+               precision: str = "fp32") -> Predictions | None:
+    """Score `days` (each rank its shard), the forward passes in `precision`
+    (`malt.precision`); the gathered result on rank 0, None on the others."""
     model.eval()
     views = task.label_views
     parts: dict[str, list[np.ndarray]] = {"probs": [], "weights": [], "user": [], "order": []}
@@ -130,7 +133,8 @@ def score_days(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
                                 device=device):
             if batch["labels"].shape[0] == 0:
                 continue
-            probs = model.probabilities(batch)
+            with autocast(precision, device):
+                probs = model.probabilities(batch)
             parts["probs"].append(torch.stack([probs[v].float() for v in views], 1).cpu().numpy())
             parts["weights"].append(batch["weights"].cpu().numpy())
             parts["user"].append(batch["user"].cpu().numpy())
