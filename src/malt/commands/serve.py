@@ -34,14 +34,15 @@ def run(args: argparse.Namespace) -> int:
 
     def load(run: str | None) -> ServedModel:
         return ServedModel.load(run or options.run, vocabs=options.vocabs,
-                                engine=options.engine, device=device)
+                                engine=options.engine, device=device,
+                                precision=options.precision)
 
     model = load(None)
     app = create_app(model, max_rows=options.max_rows, batch_rows=options.batch_rows,
                      batch_wait_ms=options.batch_wait_ms, load=load)
     calibration = model.trained.calibration
     print(f"serving {model.version} ({model.trained.config.model['name']}, {options.engine} "
-          f"on {device.type}, "
+          f"on {device.type}{'' if options.precision == 'fp32' else ' in ' + options.precision}, "
           f"{'uncalibrated' if calibration is None else calibration.method + ' calibration'}) "
           f"on http://{options.host}:{options.port}; SIGTERM or Ctrl-C stops it", flush=True)
     # uvicorn answers SIGTERM by finishing the requests in flight, then raises the signal

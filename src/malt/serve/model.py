@@ -25,19 +25,21 @@ class ServedModel:
     Not thread-safe: one thread converts and scores (the batcher's worker)."""
 
     def __init__(self, trained: TrainedModel, *, engine: str = "torch",
-                 device: torch.device | str = "cpu"):
-        self.trained, self.engine_name = trained, engine
-        self.raw = Scorer(trained, engine=engine, device=device, calibrated=False)
+                 device: torch.device | str = "cpu", precision: str = "fp32"):
+        self.trained, self.engine_name, self.precision = trained, engine, precision
+        self.raw = Scorer(trained, engine=engine, device=device, calibrated=False,
+                          precision=precision)
         self.calibrated = self.raw if trained.calibration is None else \
-            Scorer(trained, engine=engine, device=device, calibrated=True)
+            Scorer(trained, engine=engine, device=device, calibrated=True, precision=precision)
         self.outputs = self.raw.predicted
         self.columns = read_columns(trained.schema, labels=False)
         self.version = model_version(trained)
 
     @classmethod
     def load(cls, run: str, *, vocabs: str | None = None, engine: str = "torch",
-             device: torch.device | str = "cpu") -> ServedModel:
-        return cls(load_run(run, vocabs=vocabs), engine=engine, device=device)
+             device: torch.device | str = "cpu", precision: str = "fp32") -> ServedModel:
+        return cls(load_run(run, vocabs=vocabs), engine=engine, device=device,
+                   precision=precision)
 
     def scorer(self, calibrated: bool) -> Scorer:
         return self.calibrated if calibrated else self.raw
@@ -71,6 +73,7 @@ class ServedModel:
             "parent": None if trained.parent is None else trained.parent.path,
             "model": trained.config.model["name"],
             "engine": self.engine_name,
+            "precision": self.precision,
             "views": list(trained.views),
             "main": trained.task.main,
             "outputs": list(self.outputs),

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from malt.deploy.choices import Engine
-from malt.runs.config import Device
+from malt.deploy.choices import Engine, check_engine_precision
+from malt.runs.config import Device, Precision
 from malt.typed_fields import Between, NonNegativeFloat, PositiveInt, validate
 
 Port = Annotated[int, Between(1, 65535)]
@@ -37,6 +37,9 @@ class ServeOptions:
     """How long the first waiting request waits for others to join its model call."""
     device: Device = "auto"
     """Where to score: `auto` takes CUDA when it is available."""
+    precision: Precision = "fp32"
+    """`bf16`: the model's forward pass under bfloat16 autocast (torch engine only)."""
 
     def __post_init__(self) -> None:
         validate(self, "")
+        check_engine_precision(self.engine, self.precision)
