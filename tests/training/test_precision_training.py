@@ -108,3 +108,10 @@ def test_a_bf16_run_scores_close_to_the_float32_run_and_records_its_precision(
     assert any(not torch.equal(tables["bf16"][k], tables["fp32"][k]) for k in tables["fp32"])
     saved = json.loads((tmp_path / "bf16" / "config.json").read_text())
     assert saved["train"]["precision"] == "bf16"
+
+
+def test_a_bf16_run_gives_the_same_bits_again(data, tmp_path):
+    for name in ("first", "again"):
+        train_run(_config(data, precision="bf16"), tmp_path / name)
+    np.testing.assert_array_equal(Predictions.load(tmp_path / "again" / "predictions.npz").probs,
+                                  Predictions.load(tmp_path / "first" / "predictions.npz").probs)
