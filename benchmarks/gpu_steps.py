@@ -32,6 +32,7 @@ from malt.data.schema import MAC
 from malt.data.vocab import VocabInfo
 from malt.deploy.engines import TorchEngine
 from malt.deploy.serving import ServingModule
+from malt.precision import as_float32, autocast
 from malt.runs.config import RunConfig
 from malt.training.compiled import compile_forward
 from malt.training.optim import Optimisation
@@ -155,9 +156,9 @@ def timed_steps(step, steps: int, device: torch.device) -> list[float]:
 
 
 def train_score(sizes: Sizes, seed: int, save: Save) -> tuple[bool, dict, str]:
-    """Full training steps (fp32 and bf16 autocast, as `--amp`) and scoring of BASE and MoAE,
-    as fractions of the matmul floor measured here, with the peak GPU memory; the figures are
-    saved as they come (a step cut short keeps those it has)."""
+    """Full training steps (fp32 and bf16 autocast, as `--precision bf16`) and scoring of BASE
+    and MoAE, as fractions of the matmul floor measured here, with the peak GPU memory; the
+    figures are saved as they come (a step cut short keeps those it has)."""
     device = torch.device(sizes.device)
     floors = {"fp32": matmul_rate(sizes.matmul, torch.float32, device),
               "bf16": matmul_rate(sizes.matmul, torch.bfloat16, device)}
@@ -167,7 +168,7 @@ def train_score(sizes: Sizes, seed: int, save: Save) -> tuple[bool, dict, str]:
         else f"{sizes.table_rows:,} rows in every table"
     lead = (f"Training: full steps (forward, losses, backward, row-wise Adam as `malt train` "
             f"runs it on {device.type}), median of {sizes.steps} after one warm-up, synthetic "
-            f"ids over {tables}; bf16 = autocast as `--amp` (on CUDA only). Scoring: `malt "
+            f"ids over {tables}; bf16 = autocast as `--precision bf16`. Scoring: `malt "
             f"predict`'s torch engine (arrays in, probabilities out, transfers included) on "
             f"{sizes.score_rows:,} rows in calls of the batch's rows. Floor = a "
             f"{sizes.matmul}³ matmul ({floors['fp32'] / 1e12:.3g} TFLOP/s fp32 without TF32, "
@@ -206,26 +207,23 @@ def measure_model(name: str, vocab: VocabInfo, batch: dict, precision: str, size
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     model, task, optimisation = training_setup(name, vocab, device, seed)
-    autocast = functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16,
-                                 enabled=precision == "bf16" and device.type == "cuda")
-
     def train_step():
-        with autocast():  # the forward and the losses, as the trainer autocasts them
-            total = model.loss_terms(model(batch), batch).total(task.aux_weight)
+        with autocast(precision, device):  # the forward, as the trainer autocasts it
+            outputs = model(batch)
+        total = model.loss_terms(as_float32(outputs), batch).total(task.aux_weight)
         total.backward()
         optimisation.step()
         optimisation.zero_grad()
 
     model.train()
     train = statistics.median(timed_steps(train_step, sizes.steps, device))
-    engine = TorchEngine(ServingModule(model), device)
+    engine = TorchEngine(ServingModule(model), device, precision)
     inputs = {k: v.cpu().numpy() for k, v in batch.items()}
     calls = max(1, sizes.score_rows // len(batch["labels"]))
 
     def score():
-        with autocast():
-            for _ in range(calls):
-                engine(inputs)
+        for _ in range(calls):
+            engine(inputs)
 
     scoring = min(timed_steps(score, 2, device))
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0

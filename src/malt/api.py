@@ -196,14 +196,15 @@ class Run:
 
     @_os_errors_as_config_errors
     def predict(self, data: pa.Table | pd.DataFrame | str | Path, *, keep: tuple[str, ...] = (),
-                engine: str = "torch", device: str = "cpu", calibrated: bool = True
-                ) -> pd.DataFrame:
+                engine: str = "torch", device: str = "cpu", calibrated: bool = True,
+                precision: str = "fp32") -> pd.DataFrame:
         """Scores of the rows of `data` (a table, a data frame, a parquet file or a directory
         as `malt predict` reads it): one column `p_<view>` per predicted view (through the
         run's calibrators when it has some and `calibrated`), the user column and the `keep`
-        columns, in row order."""
+        columns, in row order. `precision="bf16"` runs the forward pass under bfloat16
+        autocast (torch engine)."""
         scorer = Scorer(self.trained, engine=engine, device=device, keep=tuple(keep),
-                        calibrated=calibrated)
+                        calibrated=calibrated, precision=precision)
         sources: list[Source]
         if isinstance(data, pd.DataFrame):
             sources = [table_source(pa.Table.from_pandas(data, preserve_index=False))]

@@ -11,7 +11,7 @@ from malt.cli import main
      "train.batch_size = '4096': expected an integer >= 1 or one of 'auto'"),
     ('seed = "abc"', None, "seed = 'abc': expected an integer"),
     ('shuffle = "no"', "train", "train.shuffle = 'no': expected true or false"),
-    ('amp = "false"', "train", "train.amp = 'false': expected true or false"),
+    ('precision = "bf32"', "train", "train.precision = 'bf32'"),
     ('aux = "first"', "task", "task.aux = 'first': expected a list of strings"),
     ('device = "gpu"', "train", "train.device = 'gpu': expected one of 'auto', 'cpu', 'cuda'"),
     ('embed_dim = "8"', "model.encoder", "model.encoder.embed_dim = '8': expected an integer"),

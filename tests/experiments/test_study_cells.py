@@ -44,7 +44,8 @@ def test_id_is_stable_readable_and_content_derived():
     assert cell.id.startswith("moae-last-s1-") and len(cell.id.rsplit("-", 1)[1]) == 12
     for change in ({"train__lr": 4e-3}, {"task__aux": ["first"]}, {"task__aux_weight": 0.3},
                    {"seed": 2}, {"model": {"name": "moae", "encoder": {"embed_dim": 16}}},
-                   {"data__eval_split": "validation"}, {"train__grad_method": "pcgrad"}):
+                   {"data__eval_split": "validation"}, {"train__grad_method": "pcgrad"},
+                   {"train__precision": "bf16"}):
         assert Cell(config(**change)).id != cell.id, change
     assert Cell(config(data__eval_split="validation")).id.startswith("moae-last-val-s1-")
 

@@ -342,13 +342,13 @@ def test_two_process_ddp_matches_one_process(data, tmp_path, method, aux):
 
 @pytest.mark.cuda
 # The GPU's kernels sum in other orders than the CPU's (Adam can amplify that where a gradient
-# is near zero), and bf16 autocast (--amp) keeps 8 bits of mantissa: scores move by up to a
-# thousandth, a few hundredths under --amp; a broken GPU path (untrained, NaN, wrong rows) by far
-# more.
-@pytest.mark.parametrize("amp, tolerance", [(False, 1e-3), (True, 5e-2)])
-def test_a_run_on_a_gpu_scores_as_the_run_on_the_cpu(data, tmp_path, amp, tolerance):
+# is near zero), and bf16 autocast (--precision bf16) keeps 8 bits of mantissa: scores move by
+# up to a thousandth, a few hundredths under bf16; a broken GPU path (untrained, NaN, wrong rows)
+# by far more.
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("bf16", 5e-2)])
+def test_a_run_on_a_gpu_scores_as_the_run_on_the_cpu(data, tmp_path, precision, tolerance):
     train_run(_config(data, device="cpu"), tmp_path / "cpu")
-    train_run(_config(data, device="cuda", amp=amp), tmp_path / "gpu")
+    train_run(_config(data, device="cuda", precision=precision), tmp_path / "gpu")
     np.testing.assert_allclose(Predictions.load(tmp_path / "gpu" / "predictions.npz").probs,
                                Predictions.load(tmp_path / "cpu" / "predictions.npz").probs,
                                atol=tolerance, rtol=0)

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     config = run_dir.load_config()
     data = options.data or (config.data.path if options.day is not None else None)
     if data:
-        predictions = rescore(run_dir, data, device=options.device, day=options.day)
+        predictions = rescore(run_dir, data, device=options.device, day=options.day,
+                              precision=options.precision)
         metrics = evaluate(predictions)
         schema = run_dir.load_schema() or schema_for(data)
         day_truth = truth_of_predictions(schema, find_layout(data).days, predictions)
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     if options.baseline:
         baseline = Predictions.load(RunDir(options.baseline).predictions_file) if not data \
-            else rescore(RunDir(options.baseline), data, device=options.device, day=options.day)
+            else rescore(RunDir(options.baseline), data, device=options.device,
+                         day=options.day, precision=options.precision)
         _against_baseline(options, predictions, baseline, config.task.main,
                           data or config.data.path)
     return 0

@@ -27,14 +27,15 @@ def run(args: argparse.Namespace) -> int:
     scorer = Scorer(trained, engine=options.engine, device=device, keep=tuple(options.keep),
                     evaluate=options.eval,
                     batch_size=options.batch_size or PREDICT_BATCH_ROWS,
-                    calibrated=not options.uncalibrated)
+                    calibrated=not options.uncalibrated, precision=options.precision)
     sources = file_sources(options.data)
     rows = sum(s.rows for s in sources)
     model, files = trained.config.model["name"], "files" if len(sources) > 1 else "file"
     calibration = "" if scorer.calibration is None else \
         f", {scorer.calibration.method} calibration"
+    precision = "" if options.precision == "fp32" else f" in {options.precision}"
     print(f"scoring {rows:,} rows of {len(sources)} {files} with {model} ({options.engine} on "
-          f"{device.type}{calibration}) -> {options.out}", flush=True)
+          f"{device.type}{precision}{calibration}) -> {options.out}", flush=True)
     report = predict_file(scorer, sources, options.out, overwrite=options.overwrite,
                           progress=ProgressLines(format=format_rows_progress))
     columns = ", ".join([*scorer.predicted, *scorer.passed])

@@ -35,14 +35,17 @@ def run(args: argparse.Namespace) -> int:
     device = scoring_device(engine, options.device)
 
     def load(source: ModelSource) -> ServedModel:
-        return ServedModel.load(source, vocabs=options.vocabs, engine=engine, device=device)
+        return ServedModel.load(source, vocabs=options.vocabs, engine=engine, device=device,
+                                precision=options.precision)
 
     model = load(ModelSource("run", options.run) if options.export is None
                  else ModelSource("export", options.export))
     app = create_app(model, max_rows=options.max_rows, batch_rows=options.batch_rows,
                      batch_wait_ms=options.batch_wait_ms, load=load, reload_on_hangup=True)
     calibration = model.calibration
-    print(f"serving {model.version} ({model.metadata()['model']}, {engine} on {device.type}, "
+    in_precision = "" if options.precision == "fp32" else f" in {options.precision}"
+    print(f"serving {model.version} ({model.metadata()['model']}, {engine} on {device.type}"
+          f"{in_precision}, "
           f"{'uncalibrated' if calibration is None else calibration['method'] + ' calibration'}"
           f") on http://{options.host}:{options.port}; SIGHUP reloads the model, SIGTERM or "
           "Ctrl-C stops it", flush=True)

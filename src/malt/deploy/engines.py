@@ -7,10 +7,11 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from malt.deploy.choices import ENGINES
+from malt.deploy.choices import ENGINES, check_engine_precision
 from malt.deploy.export import to_onnx
 from malt.deploy.serving import INPUT_DTYPES, ServingModule
 from malt.errors import ConfigError
+from malt.precision import autocast, check_precision
 from malt.training.distributed import device_for, resolve_device
 
 
@@ -25,14 +26,14 @@ def feed(inputs: dict[str, np.ndarray], names: tuple[str, ...]) -> list[np.ndarr
 
 
 class TorchEngine:
-    """The eager model on `device` (CPU or CUDA)."""
+    """The eager model on `device` (CPU or CUDA), its forward pass in `precision`."""
 
-    def __init__(self, serving: ServingModule, device: torch.device):
+    def __init__(self, serving: ServingModule, device: torch.device, precision: str = "fp32"):
         self.serving = serving.to(device).eval()
-        self.device = device
+        self.device, self.precision = device, precision
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, self.device):
             tensors = [torch.from_numpy(a).to(self.device, non_blocking=True)
                        for a in feed(inputs, self.serving.input_names)]
             return torch.stack(self.serving(*tensors), dim=1).float().cpu().numpy()
@@ -82,7 +83,13 @@ def scoring_device(engine: str, requested: str) -> torch.device:
     return device_for(resolve_device(requested))
 
 
-def make_engine(name: str, serving: ServingModule, device: torch.device) -> ScoringEngine:
+def make_engine(name: str, serving: ServingModule, device: torch.device,
+                precision: str = "fp32") -> ScoringEngine:
+    """The engine `name` scoring `serving` on `device`; `precision` `bf16` is the torch
+    engine's (ONNX Runtime runs the exported float32 graph)."""
     if name not in ENGINES:
         raise ConfigError(f"unknown engine '{name}', expected one of {list(ENGINES)}")
-    return TorchEngine(serving, device) if name == "torch" else OnnxEngine.of(serving, device)
+    check_engine_precision(name, precision)
+    check_precision(precision, device)
+    return TorchEngine(serving, device, precision) if name == "torch" \
+        else OnnxEngine.of(serving, device)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from malt.deploy.choices import Engine, ExportFormat
-from malt.runs.config import Device
+from malt.deploy.choices import Engine, ExportFormat, check_engine_precision
+from malt.runs.config import Device, Precision
 from malt.typed_fields import PositiveInt, validate
 
 
@@ -39,9 +39,13 @@ class PredictOptions:
     """Leave out the run's calibrators (`malt calibrate`): the model's own probabilities."""
     device: Device = "auto"
     """Where to score: `auto` takes CUDA when it is available."""
+    precision: Precision = "fp32"
+    """`bf16`: the model's forward pass under bfloat16 autocast (torch engine only); the
+    probabilities written are float32 either way."""
 
     def __post_init__(self) -> None:
         validate(self, "")
+        check_engine_precision(self.engine, self.precision)
 
 
 @dataclass(frozen=True)

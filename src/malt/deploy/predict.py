@@ -141,12 +141,14 @@ class Scorer:
         evaluate: also read the labels and compute the evaluation metrics.
         batch_size: rows per model call.
         calibrated: score through the run's calibrators when it has some (`malt calibrate`).
+        precision: `fp32`, or `bf16` for the torch engine's forward pass under bfloat16
+            autocast (`malt.precision`).
     """
 
     def __init__(self, trained: TrainedModel, *, engine: str = "torch",
                  device: torch.device | str = "cpu", keep: tuple[str, ...] = (),
                  evaluate: bool = False, batch_size: int = PREDICT_BATCH_ROWS,
-                 calibrated: bool = True):
+                 calibrated: bool = True, precision: str = "fp32"):
         if batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {batch_size}")
         self.trained, self.evaluate, self.batch_size = trained, evaluate, batch_size
@@ -160,7 +162,7 @@ class Scorer:
         self.calibration = trained.calibration if calibrated else None
         serving = ServingModule(trained.model, self.calibration)
         self.inputs = serving.input_names
-        self.engine = make_engine(engine, serving, torch.device(device))
+        self.engine = make_engine(engine, serving, torch.device(device), precision)
 
     def check(self, sources: list[Source]) -> pa.Schema:
         """Check every source before anything is scored or written; the output's schema."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from malt.errors import ConfigError
-from malt.runs.config import DEFAULT_SEED, Device
+from malt.runs.config import DEFAULT_SEED, Device, Precision
 from malt.runs.options import CalibrationMethod, CalibrationSlices
 from malt.typed_fields import PositiveInt, Range, Seed, validate
 
@@ -45,11 +45,16 @@ class EvalOptions:
     """Seed of the bootstrap draws."""
     device: Device = "auto"
     """Where to score: `auto` takes CUDA when it is available."""
+    precision: Precision = "fp32"
+    """Score (with --data or --day) under bfloat16 autocast (`bf16`) or in float32."""
 
     def __post_init__(self) -> None:
         validate(self, "")
         if self.by and not self.baseline:
             raise ConfigError("--by slices the gain over a baseline: give --baseline RUN")
+        if self.precision != "fp32" and self.data is None and self.day is None:
+            raise ConfigError("--precision applies to scoring: give --data or --day (without "
+                              "them the run's saved predictions are shown)")
         if len(self.complexity_labels) != 2:
             raise ConfigError(f"--complexity-labels takes two labels (multi-touch,single-touch), "
                               f"got {','.join(self.complexity_labels)}")

@@ -22,6 +22,7 @@ from malt.errors import ConfigError, file_error
 from malt.models.entire_space import EntireSpace
 from malt.models.model import MaltModel
 from malt.outputs import atomic_write
+from malt.precision import autocast
 from malt.training.distributed import World, gather_arrays
 
 
@@ -147,8 +148,10 @@ IMPRESSION_ARRAYS = ("click", "ctr")
 
 @torch.no_grad()
 def score_days(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
-            batch_size: int, device: torch.device, world: World = World()) -> Predictions | None:
-    """Score `days` (each rank its shard); the gathered result on rank 0, None on the others."""
+               batch_size: int, device: torch.device, world: World = World(),
+               precision: str = "fp32") -> Predictions | None:
+    """Score `days` (each rank its shard), the forward passes in `precision`
+    (`malt.precision`); the gathered result on rank 0, None on the others."""
     model.eval()
     views = task.label_views
     parts: dict[str, list[np.ndarray]] = {"probs": [], "weights": [], "user": [], "order": []}
@@ -165,11 +168,12 @@ def score_days(model: MaltModel, days: list[Day], task: Task, schema: Schema, *,
                                 device=device):
             if batch["labels"].shape[0] == 0:
                 continue
-            if entire_space:
-                ctr, probs = model.impression_probabilities(batch)
-                parts["ctr"].append(ctr.float().cpu().numpy())
-            else:
-                probs = model.probabilities(batch)
+            with autocast(precision, device):
+                if entire_space:
+                    ctr, probs = model.impression_probabilities(batch)
+                    parts["ctr"].append(ctr.float().cpu().numpy())
+                else:
+                    probs = model.probabilities(batch)
             if "click" in parts:
                 parts["click"].append(batch["click"].cpu().numpy())
             parts["probs"].append(torch.stack([probs[v].float() for v in views], 1).cpu().numpy())

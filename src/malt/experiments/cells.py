@@ -62,6 +62,9 @@ class Cell:
             del tree["init"]
         if not tree["task"]["entire_space"]:
             del tree["task"]["entire_space"]
+        # The precision replaced `amp` (bf16 autocast, then on CUDA only): the cells named
+        # before it hashed `amp`, and bf16 is what amp = true trains today.
+        tree["train"]["amp"] = tree["train"].pop("precision") == "bf16"
         # None means the default λ: the same run as asking for it.
         tree["task"]["aux_weight"] = self.config.aux_weight()
         text = json.dumps(tree, sort_keys=True, separators=(",", ":"), allow_nan=False)

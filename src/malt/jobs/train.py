@@ -145,7 +145,7 @@ def evaluate(built: BuiltRun, trainer: Trainer) -> Evaluation | None:
     predicts its shard; None on ranks other than 0)."""
     predictions = score_days(built.model, built.eval_days, built.task, built.dataset.schema,
                              batch_size=built.config.train.batch_size, device=built.device,
-                             world=built.world)
+                             world=built.world, precision=built.config.train.precision)
     if predictions is None:
         return None
     return Evaluation(predictions, run_metrics(built, trainer, predictions),

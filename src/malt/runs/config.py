@@ -78,6 +78,8 @@ GcsWeighting = Literal["sigmoid", "clip", "binary"]
 EvalSplit = Literal["test", "validation"]
 TrackerName = Literal["none", "mlflow"]
 TableOptimizer = Literal["rows", "dense", "lazy"]
+Precision = Literal["fp32", "bf16"]
+"""fp32: float32 throughout; bf16: bfloat16 autocast around the forward pass (`malt.precision`)."""
 
 
 @dataclass
@@ -207,8 +209,11 @@ class TrainConfig:
     """Shuffle rows within each day (seeded); the MAC protocol reads days in file order."""
     device: Device = "auto"
     """Where to train: `auto` takes CUDA when it is available."""
-    amp: bool = False
-    """bfloat16 autocast on CUDA (ignored on CPU)."""
+    precision: Precision = "fp32"
+    """`bf16`: the forward passes (training, and scoring the evaluation days) under bfloat16
+    autocast, on the CPU and on CUDA; the parameters, Adam's state and the losses stay float32.
+    Slower than `fp32` on a CPU without AVX512_BF16 or AMX (the run warns). See
+    docs/training.md."""
     compile: bool = False
     """Run the model's forward pass through `torch.compile` (the embedding lookups stay eager);
     the first call compiles it (about a minute on 2 CPU cores), and a run whose compilation fails
@@ -398,18 +403,28 @@ class RunConfig:
         return cls.from_dict(read_key_value_file(path), source=str(path))
 
 
+_RENAMED_TRAIN_KEYS = {"lazy_adam": ("table_optimizer", {True: "lazy", False: "dense"}),
+                      "amp": ("precision", {True: "bf16", False: "fp32"})}
+"""Old key of `[train]` -> (its new key, the new value of each old one)."""
+
+
 def upgraded(raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` with the keys of earlier malt versions renamed: `train.lazy_adam = true` (saved in
-    the runs of malt before `table_optimizer`) is `table_optimizer = "lazy"`, false `"dense"`."""
+    the runs of malt before `table_optimizer`) is `table_optimizer = "lazy"`, false `"dense"`;
+    `train.amp = true` (bfloat16 autocast, on CUDA only, before `precision`) is
+    `precision = "bf16"`, false `"fp32"`."""
     train = raw.get("train")
-    if not isinstance(train, dict) or "lazy_adam" not in train:
+    if not isinstance(train, dict) or not _RENAMED_TRAIN_KEYS.keys() & train.keys():
         return raw
-    if "table_optimizer" in train:
-        raise ConfigError("train.lazy_adam is the old name of train.table_optimizer: give one")
-    train = {k: v for k, v in train.items() if k != "lazy_adam"}
-    lazy = raw["train"]["lazy_adam"]
-    check_value("train.lazy_adam", lazy, bool)
-    train["table_optimizer"] = "lazy" if lazy else "dense"
+    train = dict(train)
+    for old, (new, values) in _RENAMED_TRAIN_KEYS.items():
+        if old not in train:
+            continue
+        if new in train:
+            raise ConfigError(f"train.{old} is the old name of train.{new}: give one")
+        value = train.pop(old)
+        check_value(f"train.{old}", value, bool)
+        train[new] = values[value]
     return {**raw, "train": train}
 
 

@@ -54,12 +54,15 @@ class ServedModel:
 
     @classmethod
     def of_run(cls, trained: TrainedModel, *, engine: str = "torch",
-               device: torch.device | str = "cpu") -> ServedModel:
-        """A finished run, scored by `engine`, calibrated (when it has calibrators) or not."""
-        engines = {False: Scorer(trained, engine=engine, device=device, calibrated=False)}
+               device: torch.device | str = "cpu", precision: str = "fp32") -> ServedModel:
+        """A finished run, scored by `engine` in `precision`, calibrated (when it has
+        calibrators) or not."""
+        engines = {False: Scorer(trained, engine=engine, device=device, calibrated=False,
+                                 precision=precision)}
         calibration = trained.calibration
         if calibration is not None:
-            engines[True] = Scorer(trained, engine=engine, device=device, calibrated=True)
+            engines[True] = Scorer(trained, engine=engine, device=device, calibrated=True,
+                                   precision=precision)
         return cls(source=ModelSource("run", str(trained.run.path)),
                    version=model_version(trained), schema=trained.schema,
                    lookups=trained.lookups,
@@ -71,7 +74,8 @@ class ServedModel:
                    described={"run": str(trained.run.path),
                               "parent": None if trained.parent is None else trained.parent.path,
                               "export": None, "model": trained.config.model["name"],
-                              "engine": engine, "views": list(trained.views),
+                              "engine": engine, "precision": precision,
+                              "views": list(trained.views),
                               "main": trained.task.main})
 
     @classmethod
@@ -90,16 +94,18 @@ class ServedModel:
                        k: calibration[k] for k in ("method", "days", "rows", "by")},
                    described={"run": description["run"], "parent": None,
                               "export": str(exported.path), "model": description["model"],
-                              "engine": "onnx", "views": list(description["views"]),
+                              "engine": "onnx", "precision": "fp32",
+                              "views": list(description["views"]),
                               "main": description["main"]})
 
     @classmethod
     def load(cls, source: ModelSource, *, vocabs: str | None = None, engine: str = "torch",
-             device: torch.device | str = "cpu") -> ServedModel:
-        """The model at `source` (`engine` scores a run; an export is run by ONNX Runtime)."""
+             device: torch.device | str = "cpu", precision: str = "fp32") -> ServedModel:
+        """The model at `source` (`engine` scores a run in `precision`; an export is run by
+        ONNX Runtime)."""
         if source.kind == "run":
             return cls.of_run(load_run(source.path, vocabs=vocabs), engine=engine,
-                              device=device)
+                              device=device, precision=precision)
         return cls.of_export(load_export(source.path, vocabs=vocabs), device=device)
 
     def calibrated_for(self, asked: bool) -> bool:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from malt.deploy.choices import Engine
+from malt.deploy.choices import Engine, check_engine_precision
 from malt.errors import ConfigError
-from malt.runs.config import Device
+from malt.runs.config import Device, Precision
 from malt.typed_fields import Between, NonNegativeFloat, PositiveInt, validate
 
 Port = Annotated[int, Between(1, 65535)]
@@ -41,6 +41,8 @@ class ServeOptions:
     """How long the first waiting request waits for others to join its model call."""
     device: Device = "auto"
     """Where to score: `auto` takes CUDA when it is available."""
+    precision: Precision = "fp32"
+    """`bf16`: the model's forward pass under bfloat16 autocast (torch engine only)."""
 
     def __post_init__(self) -> None:
         validate(self, "")
@@ -49,6 +51,7 @@ class ServeOptions:
         if self.export is not None and self.engine == "torch":
             raise ConfigError("an exported file is run by ONNX Runtime: --engine onnx (or "
                               "leave it out), or serve the run with --run for torch")
+        check_engine_precision(self.engine_name, self.precision)
 
     @property
     def engine_name(self) -> Engine:

@@ -28,6 +28,7 @@ from malt.data.task import Task
 from malt.errors import ConfigError, DataError
 from malt.models.building import build_spec
 from malt.models.model import MaltModel
+from malt.precision import check_precision
 from malt.runs.config import DataConfig, RunConfig, TaskConfig, build_task
 from malt.training.aggregation import AGGREGATORS, check_available
 from malt.training.compiled import compile_forward
@@ -226,6 +227,7 @@ def build_run(config: RunConfig, dataset: Dataset | None = None,
     if config.train.grad_method in AGGREGATORS:
         check_available(config.train.grad_method)
     device_type = resolve_device(config.train.device)
+    check_precision(config.train.precision, device_type)
     if device_type == "cuda" and config.sparse_table_gradients(device_type) and \
             launched_world_size() > 1:
         raise ConfigError("train.table_optimizer 'lazy' cannot train on several GPUs: NCCL has "

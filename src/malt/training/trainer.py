@@ -26,6 +26,7 @@ from malt.data.ahead import read_ahead
 from malt.data.batches import Batch, DayBatches
 from malt.data.cache import Day
 from malt.errors import ConfigError, Interrupted
+from malt.precision import as_float32, autocast
 from malt.reproducible import VARIABLE, mkl_reproducible
 from malt.runs.checkpoint import (
     Checkpoint,
@@ -297,9 +298,10 @@ class Trainer:
         use_surgery = cfg.grad_method not in LOSS_WEIGHTING_METHODS and with_aux
         sync = self.net.no_sync() if use_surgery and self.world.distributed \
             else contextlib.nullcontext()
-        with sync, self._autocast():
-            outputs = self.net(batch)
-            terms = self.model.loss_terms(outputs, batch)
+        with sync:
+            with autocast(cfg.precision, self.device):
+                outputs = self.net(batch)
+            terms = self.model.loss_terms(as_float32(outputs), batch)
         if use_surgery and terms.auxiliary:
             self._surgery_step(terms.tasks(), scale)
         elif self.loss_weighting is not None and with_aux and terms.auxiliary:
@@ -358,11 +360,6 @@ class Trainer:
         PCGrad, not without auxiliary tasks)."""
         return self.config.train.grad_method not in ("none", "pcgrad") and \
             self.task.aux_weight > 0 and bool(self.task.aux)
-
-    def _autocast(self):
-        enabled = self.config.train.amp and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                              enabled=enabled)
 
     # --- interruption ----------------------------------------------------------------------
     def _request_stop(self, signum, frame) -> None:
