@@ -152,6 +152,12 @@ def test_a_view_without_positives_cannot_be_calibrated():
         fit_calibration(fit_on, "isotonic")
 
 
+def test_temperature_refuses_scores_that_rank_nothing():
+    # One score for a positive and a negative: the best temperature is infinite (all to 0.5).
+    with pytest.raises(DataError, match="temperature scaling cannot calibrate"):
+        fit_temperature(np.full(2, 0.09846470504999161, np.float32), np.array([True, False]))
+
+
 @settings(max_examples=40, deadline=None)
 @given(method=st.sampled_from(["isotonic", "platt", "temperature"]),
        rows=st.lists(st.tuples(st.floats(0, 1, width=32), st.booleans()), min_size=2,

@@ -19,6 +19,7 @@ Three methods (`malt.runs.options.CalibrationMethod`), each fitted on the binari
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,13 +102,18 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> Temperature:
     fits better than flattening every score to 0.5: scores on the wrong side of 0.5 for their
     labels (or ranking them backwards), which a map without an intercept cannot move."""
     z, t = logit64(probs), platt_targets(labels)
-    if np.dot(0.5 - t, z) >= 0:  # the loss's slope at 1/T = 0: it only grows for 1/T > 0
-        raise DataError("temperature scaling cannot calibrate these scores: every T > 0 fits "
+    refusal = DataError("temperature scaling cannot calibrate these scores: every T > 0 fits "
                         "worse than flattening them all to 0.5 (they lie on the wrong side of "
-                        "0.5 for their labels, or rank them backwards, and the map has no "
-                        "intercept to move them); use --method platt or isotonic")
+                        "0.5 for their labels, rank them backwards or not at all, and the map "
+                        "has no intercept to move them); use --method platt or isotonic")
+    if np.dot(0.5 - t, z) >= 0:  # the loss's slope at 1/T = 0: it only grows for 1/T > 0
+        raise refusal
     (inverse,) = _newton(z[:, None], t, np.array([1.0]))
-    return Temperature(1.0 / float(inverse))
+    # A slope that only rounding made negative (scores all alike) leaves the optimum at 1/T = 0.
+    temperature = 1.0 / float(inverse) if inverse > 0 else math.inf
+    if not math.isfinite(temperature):
+        raise refusal
+    return Temperature(temperature)
 
 
 def _newton(features: np.ndarray, targets: np.ndarray, start: np.ndarray) -> np.ndarray:
