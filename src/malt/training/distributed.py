@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from collections.abc import Iterator
@@ -73,9 +74,18 @@ def init_world(device_type: str) -> World:
                   local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        # Left to the interpreter's teardown, the group's threads can outlive it: a rank then
+        # ends by "terminate called without an active exception" (SIGABRT) after its work is
+        # done, and torchrun reports the whole run failed.
+        atexit.register(_leave_process_group)
     if not world.is_main:
         logging.getLogger("malt").setLevel(logging.ERROR)
     return world
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def device_for(device_type: str, world: World = World()) -> torch.device:
