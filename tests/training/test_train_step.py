@@ -144,17 +144,6 @@ def test_gcs_passes_its_weighting_and_lambda(data, tmp_path):
     _assert_same_parameters(trainer.model, model)
 
 
-def test_without_auxiliary_weight_a_gradient_method_is_the_plain_step(data, tmp_path):
-    trainer = _trainer(data, tmp_path, aux_weight=0.0, grad_method="pcgrad")
-    batch = _batch(trainer)
-    model, optimisation = reference_optimisation(trainer)
-    main, _ = _losses(model, batch, trainer.task)
-    main.backward()
-    optimisation.step()
-    trainer.train_step(batch)
-    _assert_same_parameters(trainer.model, model)
-
-
 def test_gradients_are_clipped_to_the_configured_norm(data, tmp_path):
     trainer = _trainer(data, tmp_path, grad_clip=1e-3, table_optimizer="dense")
     batch = _batch(trainer)

@@ -133,6 +133,11 @@ class KAML(MaltModel):
                 original[view] = tower(reps[view], None).squeeze(-1)
         return KamlOutputs(logits=logits, original=original)
 
+    @classmethod
+    def own_auxiliary_terms(cls, config) -> bool:
+        """The ranking term `rank` of RLU."""
+        return config.rlu
+
     def loss_terms(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> LossTerms:
         """Each view's masked BCE (weight γ with RLU, else 1), and with RLU `rank`, L_rank of
         weight 1 − γ."""

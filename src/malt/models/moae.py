@@ -49,6 +49,11 @@ class MoAE(KnowledgeTransferModel):
         self.self_aux = self_aux
         self.extraction = self.make_extraction(self.config.extraction)
 
+    @classmethod
+    def own_auxiliary_terms(cls, config) -> bool:
+        """The self-auxiliary term `<main>@self`, without auxiliary views."""
+        return config.self_aux
+
     @property
     def self_view(self) -> str:
         return self.task.main + SELF_AUX_SUFFIX

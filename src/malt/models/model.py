@@ -156,6 +156,12 @@ class MaltModel(nn.Module):
                              self.task.delay_correction, self.delay_rates)
         return LossTerms.of_views(losses, self.task.main)
 
+    @classmethod
+    def own_auxiliary_terms(cls, config: ModelConfig) -> bool:
+        """Whether `loss_terms` holds an auxiliary term of the model's own when the task has no
+        auxiliary view (one an auxiliary-task method can weigh against the main one)."""
+        return False
+
     def probabilities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """label view -> probability [B] for every label view with a head (no `cat`), read
         through the task's delay correction (`fnc` predicts q / (1 − q)). Call it under

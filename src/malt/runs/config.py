@@ -333,8 +333,10 @@ class RunConfig:
 
     def _check_grad_method_model(self) -> None:
         """Refuse a grad method on a model it cannot act on: one without auxiliary heads (BASE
-        trains the main view alone), or one whose views share no parameter while auxiliary
-        losses are trained (with no auxiliary view or λ = 0 every method is the plain step)."""
+        trains the main view alone), a run that trains no auxiliary loss (λ = 0, or no auxiliary
+        view and no auxiliary term of the model's own, such as MoAE's self-auxiliary or KAML's
+        ranking term: every method would be the plain step), or a model whose views share no
+        parameter."""
         method = self.train.grad_method
         if method == "none":
             return
@@ -345,7 +347,17 @@ class RunConfig:
                               "head (it trains the main view alone): train it with "
                               "grad_method 'none', or pick a multi-task model (see "
                               "`malt models`)")
-        if self.task.aux and self.aux_weight() > 0 and not traits.shares_parameters:
+        own = not self.task.entire_space and \
+            self.model_spec.model.own_auxiliary_terms(self.model_config())
+        if self.aux_weight() == 0 or not (self.task.aux or own):
+            why = "task.aux_weight (λ) is 0" if self.aux_weight() == 0 else \
+                f"task.aux is empty and model '{name}' adds no auxiliary loss of its own"
+            raise ConfigError(f"train.grad_method '{method}' weighs or combines the auxiliary "
+                              f"views' losses with the main one, and this run trains none "
+                              f"({why}), so every method would be the plain step: train it "
+                              "with grad_method 'none', or give auxiliary views (task.aux) "
+                              "a weight λ > 0")
+        if not traits.shares_parameters:
             raise ConfigError(f"train.grad_method '{method}' lets the auxiliary views help the "
                               "main one through the parameters they share, and model "
                               f"'{name}' shares none between its views (each trains alone): "
