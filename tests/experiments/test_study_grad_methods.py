@@ -143,3 +143,63 @@ def test_dwa_runs_too_short_to_move_a_weight_are_noted(tmp_path):
     assert dwa_note(_study(tmp_path, data=data, dataset=dataset,
                            overrides={"train": {"dwa_period": 2}}), entries) is None
     assert dwa_note(_study(tmp_path, data=data, dataset=dataset), entries[:0]) is None
+
+
+def _trained(out: Path) -> list:
+    """The configs of the runs a study trained under `out`."""
+    from malt.runs.directory import RunDir
+
+    return [RunDir(run).load_config() for run in sorted((out / "runs").iterdir())]
+
+
+def test_dwa_period_reaches_the_dwa_runs_alone(tmp_path):
+    study_grad_methods(_study(tmp_path, grad_methods=("dwa", "uncertainty"), dwa_period=7))
+    periods = {(c.task.main, c.train.grad_method): c.train.dwa_period for c in _trained(tmp_path)
+               if c.task.aux}
+    assert {k for k in periods if k[1] == "dwa"} == {("last", "dwa"), ("first", "dwa")}
+    for (_, method), period in periods.items():
+        assert period == (7 if method == "dwa" else 100)
+
+
+def test_dwa_period_defaults_to_a_tenth_of_the_runs_steps(tmp_path):
+    from malt.data.cache import prepare
+
+    # 3 training days of 2,000 rows at the smoke preset's batch of 512: 4 + 4 + 4 = 12 steps.
+    data = write_random_dataset(tmp_path / "data", days=4, rows=2000)
+    study = _study(tmp_path / "study", data=data, dataset=prepare(data), targets=("last",),
+                   grad_methods=("dwa",), seeds=(1,))
+    study_grad_methods(study)
+    dwa = [c for c in _trained(tmp_path / "study") if c.train.grad_method == "dwa"]
+    assert [c.train.dwa_period for c in dwa] == [1]
+    assert grad_study.run_steps(study, dwa[0]) == 12
+
+
+def test_the_study_default_lets_dwa_move_within_the_studys_runs():
+    # One pass of the published runs: 47 steps (6,000 users) and 70 (small preset).
+    for steps in (47, 70):
+        period = max(1, steps // grad_study.DWA_PERIODS)
+        assert 2 * period < steps / 4
+        assert steps // period - 2 >= 5  # weight updates after the first two periods
+
+
+def test_lambda_zero_leaves_a_target_out_of_the_study(tmp_path):
+    said = []
+    output = study_grad_methods(_study(tmp_path, aux_weights=(0.0,), targets=("last",),
+                                       say=said.append))
+    assert output.tables[0][1].rows == []
+    assert "MoAE · Last-Click: λ = 0 trains no auxiliary loss, nothing to compare" in said
+
+
+def test_dwa_period_flag_parses():
+    import argparse
+
+    from malt.commands._options import read_options
+    from malt.commands.study import configure
+    from malt.experiments.options import StudyOptions
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    options = read_options(parser.parse_args(["grad-methods", "--dwa-period", "5"]),
+                           StudyOptions)
+    assert options.dwa_period == 5
+    assert read_options(parser.parse_args(["grad-methods"]), StudyOptions).dwa_period is None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import get_args
+from typing import Any, get_args
 
 from malt.data.task import CAT
 from malt.errors import ConfigError
@@ -43,6 +43,12 @@ METHOD_NAMES = {"none": "plain sum", "gcs": "GCS", "pcgrad": "PCGrad",
                 "uncertainty": "Uncertainty", "dwa": "DWA", "gcs-ema": "GCS-EMA",
                 "upgrad": "UPGrad", "mgda": "MGDA", "cagrad": "CAGrad"}
 WEIGHT_POINTS = 50
+DWA_PERIODS = 10
+"""DWA's default period in the study is a run's steps over this (at least 1): its weights move
+once two periods have finished, about a fifth into the pass, then after every period, about
+eight times. The study's runs are short (one pass: 47 steps on the 6,000-user simulation, 70 on
+the small preset's), under two of the trainer's 100-step periods, with which DWA trains the
+plain sum."""
 """About how many steps of each run log their task weights."""
 Entry = tuple[str, str, str, Variant | None]
 """One row of the study: model, target, method, and the variant it trains (None: its tuning
@@ -92,9 +98,14 @@ def study_grad_methods(study: Study) -> StudyOutput:
         if variant is not None and not variant.aux:
             study.say(f"{model_name(m)} · {view_name(t)}: no auxiliary view, nothing to compare")
             continue
+        if variant is not None and study.config(variant, seed=study.seeds[0]).aux_weight() == 0:
+            study.say(f"{model_name(m)} · {view_name(t)}: λ = 0 trains no auxiliary loss, "
+                      "nothing to compare")
+            continue
         for method in (PLAIN, *methods):
             entries.append((m, t, method, None if variant is None else
-                            Variant(m, t, variant.aux, variant.setting, method)))
+                            Variant(m, t, variant.aux, variant.setting, method,
+                                    train=method_options(study, variant, method))))
     results = _test_logged(study, [v for *_, v in entries], WEIGHT_POINTS)
     rows = [_row(models, targets, m, t, method) for m, t, method, _ in entries]
     plain = {(m, t): (v, runs) for (m, t, method, v), runs in zip(entries, results)
@@ -227,6 +238,18 @@ def log_every_for(study: Study, config: RunConfig, points: int) -> int:
     the study did not read the data set)."""
     steps = run_steps(study, config)
     return config.train.log_every if steps is None else max(1, math.ceil(steps / points))
+
+
+def method_options(study: Study, plain: Variant, method: str) -> tuple[tuple[str, Any], ...]:
+    """The `[train]` options of `method`'s runs beside the `plain` variant: DWA's period
+    (--dwa-period, else the runs' steps over `DWA_PERIODS`; the trainer's default when the
+    study did not read the data set)."""
+    if method != "dwa":
+        return ()
+    if study.dwa_period is not None:
+        return (("dwa_period", study.dwa_period),)
+    steps = run_steps(study, study.config(plain, seed=study.seeds[0]))
+    return () if steps is None else (("dwa_period", max(1, steps // DWA_PERIODS)),)
 
 
 def dwa_note(study: Study, entries: list[Entry]) -> str | None:

@@ -61,6 +61,9 @@ class StudyChoices:
     grad_methods: tuple[GradMethod, ...] | None = None
     """grad-methods: the methods compared with the plain sum (`none`), each with the plain
     run's setting (default: every one whose packages are installed)."""
+    dwa_period: PositiveInt | None = None
+    """grad-methods: DWA's period in steps (`--dwa-period` of its runs; default: a tenth of a
+    run's steps, so that its weights move from a fifth of the pass on)."""
     baselines: tuple[str, ...] | None = None
     """kaml: RelaImpr baseline models (default: the multi-task ones)."""
     delay_window_days: PositiveFloat = 7.0

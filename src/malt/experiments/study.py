@@ -133,7 +133,7 @@ def validation_run(metrics: RunMetrics | None, main: str,
 @dataclass(frozen=True)
 class Variant:
     """One configuration a study trains: model, target, auxiliary set, setting, gradient
-    method, training mask and model options."""
+    method (and its options), training mask and model options."""
 
     model: str
     main: str
@@ -143,6 +143,8 @@ class Variant:
     mask: str = "none"
     options: tuple[tuple[str, Any], ...] = ()
     """Options of the model's config, as (key, value) pairs."""
+    train: tuple[tuple[str, Any], ...] = ()
+    """Options of the gradient method (`[train]` keys), as (key, value) pairs."""
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,8 @@ class Study(StudyChoices):
             "task": {**s.task, "main": variant.main,
                      "aux": list(canonical_aux(variant.aux, self.labels)),
                      "aux_weight": variant.setting.aux_weight, "mask": variant.mask},
-            "train": {**s.train, "lr": variant.setting.lr, "grad_method": variant.grad_method,
+            "train": {**s.train, **dict(variant.train), "lr": variant.setting.lr,
+                      "grad_method": variant.grad_method,
                       "device": self.device},
             "model": {**merge_tables(s.model_options(variant.model), dict(variant.options)),
                       "name": variant.model},
