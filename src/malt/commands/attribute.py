@@ -28,10 +28,13 @@ def run(args: argparse.Namespace) -> int:
                             options.attribution(), log_format=options.format,
                             name=options.name, user_fields=options.user_fields,
                             ad_fields=options.ad_fields, overwrite=options.overwrite,
-                            engine=options.engine, master=options.master)
+                            engine=options.engine, master=options.master,
+                            impressions=options.impressions)
     elapsed = time.perf_counter() - started
     out = Path(options.out)
     journeys = "given" if report.journeys_given else report.mode
+    if report.n_impressions is not None:
+        print(f"{report.n_impressions:,} impressions, {report.n_clicks:,} of them clicked")
     print(f"{report.n_clicks:,} clicks, {report.n_conversions:,} conversions, "
           f"{report.attributed_conversions:,} with at least one click in the "
           f"{options.window:g}-day window ({journeys} journeys); mean journey "
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{rule.ljust(width)}  {100 * report.positive_ratio[rule]:9.3f}  "
               f"{report.weight_sum[rule]:10.2f}")
     train = sum(d["split"] == "train" for d in report.days)
+    rows = "impressions" if report.n_impressions is not None else "rows"
     print(f"wrote {train} train day(s) and 1 test day ({sum(d['rows'] for d in report.days):,} "
-          f"rows) to {out} in {elapsed:.1f}s; read it with: malt prepare --data {out}")
+          f"{rows}) to {out} in {elapsed:.1f}s; read it with: malt prepare --data {out}")
     return 0

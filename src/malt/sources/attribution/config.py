@@ -128,6 +128,11 @@ class AttributeOptions:
     gzipped."""
     conversions: str | None = None
     """Conversion table (generic only)."""
+    impressions: str | None = None
+    """Impression table (generic only; impression_id, user, item, impression_time, features):
+    write one row per impression, clicked or not, with a click column (0/1) and its click's
+    labels (0 where unclicked), the layout --entire-space trains on; the --clicks table then
+    holds click_id, impression_id and click_time, each click naming its impression."""
     format: LogFormat = "generic"
     """Input layout (see malt.sources.attribution.logs)."""
     rules: tuple[Rule, ...] = field(default=AttributionConfig.rules, metadata=_LIST)

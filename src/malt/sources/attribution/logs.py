@@ -16,6 +16,22 @@ Times are unix seconds (integer or fractional) or ISO-8601 date-times. Ids may b
 strings; `click_id` must be unique and breaks ties between clicks of the same second (integers
 numerically, strings in sorted order).
 
+Impressions (generic layout with `--impressions`): three tables, for impression-level output.
+
+    impressions  impression_id, user, item,             required
+                 impression_time
+                 shop                               optional
+                 any other column                   an impression feature, as the click
+                                                    features above
+    clicks       click_id, impression_id, click_time  required: each click names the impression
+                                                    it came from; its user, item, shop and
+                                                    features are that impression's, and any
+                                                    other click column is not read
+    conversions  as above
+
+`impression_id` is unique among the impressions; every click names one of them, at most one
+click per impression, no earlier than the impression's time.
+
 Criteo "Attribution Modeling for Bidding" layout: one TSV/CSV row per impression with at least
 `uid, campaign, timestamp, click, conversion_id, conversion_timestamp` and, as features, any
 `cat1..cat9`. Rows with `click == 1` are the clicks; a click's `conversion_id` names the
@@ -46,6 +62,8 @@ from malt.errors import DataError
 
 CLICK_COLUMNS = ("user", "item", "click_time", "click_id")
 CONVERSION_COLUMNS = ("user", "item", "conversion_time")
+IMPRESSION_COLUMNS = ("user", "item", "impression_time", "impression_id")
+IMPRESSION_CLICK_COLUMNS = ("click_id", "impression_id", "click_time")
 CRITEO_COLUMNS = ("uid", "campaign", "timestamp", "click", "conversion_id",
                   "conversion_timestamp")
 _CRITEO_FEATURE = re.compile(r"cat\d+")
@@ -78,6 +96,41 @@ class ClickLog:
 
     def output_name(self, column: str) -> str:
         return self.names.get(column, column)
+
+
+@dataclass
+class ImpressionLog:
+    """Impressions, and the click log of their clicked ones (see the module docstring).
+
+    clicks: the `ClickLog` of the clicks, each with its impression's user, item, shop and
+        features, and `impression_id`.
+    impressions: DataFrame [I] with `user`, `item`, `impression_time` (float64 seconds),
+        `impression_id`, optionally `shop`, plus the feature and extra columns.
+    clicked: int64 [N] the impression row of every click.
+    impression_order: int64 [I] tie-breaking rank of every impression id.
+    """
+
+    clicks: ClickLog
+    impressions: pd.DataFrame
+    clicked: np.ndarray
+    impression_order: np.ndarray
+    journey = False
+    names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.clicks.features
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        return self.clicks.extras
+
+    @property
+    def click_columns(self) -> tuple[str, ...]:
+        return tuple(self.impressions.columns)
+
+    def output_name(self, column: str) -> str:
+        return column
 
 
 def read_table(path: str | Path, keep: Callable[[str], bool] | None = None) -> pd.DataFrame:
@@ -207,27 +260,130 @@ def _click_order(click_id: pd.Series, file: str) -> np.ndarray:
 
 def read_generic(clicks_path: str | Path, conversions_path: str | Path) -> ClickLog:
     """Read the generic two-table layout (see the module docstring)."""
-    click_file, conv_file = str(clicks_path), str(conversions_path)
+    click_file = str(clicks_path)
     clicks = read_table(clicks_path)
     conversions = read_table(conversions_path)
     _require(clicks, CLICK_COLUMNS, click_file)
-    _require(conversions, CONVERSION_COLUMNS, conv_file)
+    _require(conversions, CONVERSION_COLUMNS, str(conversions_path))
     if "journey" in clicks.columns:
         raise DataError("'journey' is a reserved column name", file=click_file,
                         column="journey")
     for column in ("user", "item", "click_id", *(("shop",) if "shop" in clicks else ())):
         clicks[column] = ids(clicks[column], click_file, column)
     clicks["click_time"] = seconds(clicks["click_time"], click_file, "click_time")
-    for column in ("user", "item", *(("shop",) if "shop" in conversions else ())):
-        conversions[column] = ids(conversions[column], conv_file, column)
-    conversions["conversion_time"] = seconds(conversions["conversion_time"], conv_file,
-                                             "conversion_time")
+    conversions = _conversions(conversions, str(conversions_path))
     features, extras = _features(clicks, [c for c in clicks.columns
                                           if c not in (*CLICK_COLUMNS, "shop")], click_file)
-    keep = [c for c in (*CONVERSION_COLUMNS, "shop") if c in conversions.columns]
-    return ClickLog(clicks=clicks, conversions=conversions[keep],
+    return ClickLog(clicks=clicks, conversions=conversions,
                     click_order=_click_order(clicks["click_id"], click_file), features=features,
                     extras=extras)
+
+
+def _conversions(conversions: pd.DataFrame, file: str) -> pd.DataFrame:
+    """The conversion table of the generic layout, its ids and times converted."""
+    _require(conversions, CONVERSION_COLUMNS, file)
+    for column in ("user", "item", *(("shop",) if "shop" in conversions else ())):
+        conversions[column] = ids(conversions[column], file, column)
+    conversions["conversion_time"] = seconds(conversions["conversion_time"], file,
+                                             "conversion_time")
+    keep = [c for c in (*CONVERSION_COLUMNS, "shop") if c in conversions.columns]
+    return conversions[keep]
+
+
+def _check_reserved(frame: pd.DataFrame, file: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        if name in frame.columns:
+            raise DataError(f"'{name}' is a reserved column name", file=file, column=name)
+
+
+def read_impressions(impressions_path: str | Path, clicks_path: str | Path,
+                     conversions_path: str | Path) -> ImpressionLog:
+    """Read impressions, their clicks and the conversions (see the module docstring)."""
+    imp_file, click_file = str(impressions_path), str(clicks_path)
+    impressions = read_table(impressions_path)
+    clicks = read_table(clicks_path, keep=lambda c: c in IMPRESSION_CLICK_COLUMNS)
+    conversions = read_table(conversions_path)
+    _require(impressions, IMPRESSION_COLUMNS, imp_file)
+    _require(clicks, IMPRESSION_CLICK_COLUMNS, click_file)
+    _require(conversions, CONVERSION_COLUMNS, str(conversions_path))
+    _check_reserved(impressions, imp_file, ("journey", "click", "click_time", "click_id"))
+    has_shop = "shop" in impressions
+    for column in ("impression_id", "user", "item", *(("shop",) if has_shop else ())):
+        impressions[column] = ids(impressions[column], imp_file, column)
+    impressions["impression_time"] = seconds(impressions["impression_time"], imp_file,
+                                             "impression_time")
+    features, extras = _features(impressions, [c for c in impressions.columns
+                                               if c not in (*IMPRESSION_COLUMNS, "shop")],
+                                 imp_file)
+    impression_order = _unique_order(impressions["impression_id"], imp_file, "impression id",
+                                      "impression_id")
+    for column in ("click_id", "impression_id"):
+        clicks[column] = ids(clicks[column], click_file, column)
+    clicks["click_time"] = seconds(clicks["click_time"], click_file, "click_time")
+    click_order = _click_order(clicks["click_id"], click_file)
+    if len(clicks) == 0:
+        raise DataError("the log holds no clicks", file=click_file)
+    clicked = _clicked_rows(impressions, clicks, click_file)
+
+    at = impressions.iloc[clicked].reset_index(drop=True)
+    frame = pd.DataFrame({"user": at["user"], "item": at["item"],
+                          **({"shop": at["shop"]} if has_shop else {}),
+                          "click_time": clicks["click_time"].to_numpy(),
+                          "click_id": clicks["click_id"].to_numpy(),
+                          **{c: at[c] for c in (*features, *extras)},
+                          "impression_id": clicks["impression_id"].to_numpy()})
+    conversions = _conversions(conversions, str(conversions_path))
+    log = ClickLog(clicks=frame, conversions=conversions, click_order=click_order,
+                   features=features, extras=extras)
+    keep = [*IMPRESSION_COLUMNS, *(("shop",) if has_shop else ()), *features, *extras]
+    return ImpressionLog(clicks=log, impressions=impressions[keep], clicked=clicked,
+                         impression_order=impression_order)
+
+
+def _unique_order(values: pd.Series, file: str, what: str, column: str) -> np.ndarray:
+    """int64 [N] rank of every id of a column whose ids must be unique (integers numerically,
+    strings in sorted order)."""
+    duplicated = values.duplicated().to_numpy()
+    if duplicated.any():
+        row = _first(duplicated)
+        raise DataError(f"{what} {values.iloc[row:row + 1].tolist()[0]!r} appears twice",
+                        file=file, column=column, row=row)
+    if pd.api.types.is_integer_dtype(values):
+        return values.to_numpy(dtype=np.int64)
+    codes, _ = pd.factorize(values, sort=True)
+    return codes.astype(np.int64)
+
+
+def _clicked_rows(impressions: pd.DataFrame, clicks: pd.DataFrame, file: str) -> np.ndarray:
+    """int64 [N] the impression row of every click; raises at the first click that names no
+    impression (ids of another type match none), the second click of an impression, or a click
+    before its impression."""
+    ids_ = impressions["impression_id"]
+    wanted = clicks["impression_id"]
+    if ids_.dtype != wanted.dtype:
+        row = np.full(len(wanted), -1, np.int64)
+    else:
+        row = pd.Index(ids_).get_indexer(wanted.to_numpy()).astype(np.int64)
+    missing = row < 0
+    if missing.any():
+        first = _first(missing)
+        raise DataError(f"the click names impression {wanted.iloc[first:first + 1].tolist()[0]!r}"
+                        ", which is not in the impressions", file=file, column="impression_id",
+                        row=first)
+    twice = wanted.duplicated().to_numpy()
+    if twice.any():
+        first = _first(twice)
+        raise DataError(f"impression {wanted.iloc[first:first + 1].tolist()[0]!r} is clicked "
+                        "twice: keep one click per impression", file=file,
+                        column="impression_id", row=first)
+    shown = impressions["impression_time"].to_numpy()[row]
+    early = clicks["click_time"].to_numpy() < shown
+    if early.any():
+        first = _first(early)
+        raise DataError(f"the click at {clicks['click_time'].iloc[first]} comes before its "
+                        f"impression at {shown[first]}", file=file, column="click_time",
+                        row=first)
+    return row
 
 
 def read_criteo(path: str | Path) -> ClickLog:

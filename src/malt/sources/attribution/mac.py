@@ -13,6 +13,13 @@ column to 0, 1, ...; `schema.toml` describes the columns so that
 `malt prepare --data OUT --schema OUT/schema.toml` reads the result, and offers the float
 click columns as numeric features in a commented line (a float column may as well be an
 integer category with missing values, or describe the conversion: the user decides).
+
+Impression-level output (`write_impressions_mac`, from an `ImpressionLog`) has one row per
+impression instead, clicked or not, cut into days by impression time and in impression order:
+the same columns but `click` (int8, 1 for a clicked impression; the schema's `click_column`),
+the labels and known-at times of the impression's click (0 and null where none), and
+`impression_time`, `impression_id` and `click_time` (the click's time, the impression's where
+it was not clicked) under `ignore_columns`: the layout `malt simulate --impressions` writes.
 """
 
 from __future__ import annotations
@@ -32,7 +39,11 @@ from malt.data.schema import DEFAULT_CLICK_TIME, KNOWN_AT_SUFFIX, CategoricalFie
 from malt.errors import ConfigError, DataError
 from malt.outputs import atomic_write_text
 from malt.sources.attribution.config import DAY
-from malt.sources.attribution.logs import ClickLog
+from malt.sources.attribution.logs import ClickLog, ImpressionLog
+
+CLICK_COLUMN = "click"
+"""The click column of impression-level output (0 or 1), as `malt simulate --impressions`
+names it."""
 
 
 class LogColumns(Protocol):
@@ -56,10 +67,13 @@ class WrittenDay:
 
 
 def build_schema(log: LogColumns, rules: tuple[str, ...], *, name: str,
-                 user_fields: tuple[str, ...] = (), ad_fields: tuple[str, ...] = ()) -> Schema:
+                 user_fields: tuple[str, ...] = (), ad_fields: tuple[str, ...] = (),
+                 impressions: bool = False) -> Schema:
     """Schema of the written data: item (and shop) and `ad_fields` in the ad group,
     `user_fields` in the user group, every other click feature in the context group; the
-    labels `rules` (every view's name), each with its `<label>_known_at` column."""
+    labels `rules` (every view's name), each with its `<label>_known_at` column. With
+    `impressions` the rows are impressions: the click column `click` (0 or 1) is the schema's
+    `click_column`."""
     unknown = [c for c in (*user_fields, *ad_fields) if c not in log.features]
     if unknown:
         raise ConfigError(f"{unknown} are not categorical click features; the features are "
@@ -73,15 +87,25 @@ def build_schema(log: LogColumns, rules: tuple[str, ...], *, name: str,
     fields += [CategoricalField(out(c), "ad") for c in log.features if c in ad_fields]
     fields += [CategoricalField(out(c), "context") for c in log.features
                if c not in user_fields and c not in ad_fields]
-    ignore = tuple(out(c) for c in ("click_time", "click_id", *log.extras))
+    ignore = tuple(out(c) for c in trailing_columns(log, impressions))
     known_at = [f"{label}{KNOWN_AT_SUFFIX}" for label in rules]
-    columns = [out("user"), *(f.name for f in fields), *rules, *known_at, *ignore]
+    click = [CLICK_COLUMN] if impressions else []
+    columns = [out("user"), *(f.name for f in fields), *rules, *known_at, *click, *ignore]
     dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
         raise DataError(f"click columns clash with other output columns (labels are named "
                         f"after the rules): {dupes}", column=dupes[0])
     return Schema(name=name, user_column=out("user"), fields=tuple(fields), labels=rules,
-                  ignore_columns=ignore, click_time=out("click_time"))
+                  ignore_columns=ignore, click_time=out("click_time"),
+                  click_column=CLICK_COLUMN if impressions else None)
+
+
+def trailing_columns(log: LogColumns, impressions: bool) -> tuple[str, ...]:
+    """The engine columns written after the labels and not read as features: the times and
+    ids of a row, and the float columns."""
+    ids = ("impression_time", "impression_id", "click_time") if impressions else \
+        ("click_time", "click_id")
+    return (*ids, *log.extras)
 
 
 def float_columns(log: LogColumns) -> tuple[str, ...]:
@@ -107,6 +131,8 @@ def schema_toml(schema: Schema, floats: tuple[str, ...] = ()) -> str:
              f"ignore_columns = {_strings(schema.ignore_columns)}"]
     if schema.click_time != DEFAULT_CLICK_TIME:
         lines.append(f"click_time = {json.dumps(schema.click_time, allow_nan=False)}")
+    if schema.click_column is not None:
+        lines.append(f"click_column = {json.dumps(schema.click_column, allow_nan=False)}")
     if floats:
         lines += ["# Float click columns, not read. To train on them as numeric features, take",
                   "# them out of ignore_columns and uncomment the next line (add numeric_fill =",
@@ -121,14 +147,15 @@ def schema_toml(schema: Schema, floats: tuple[str, ...] = ()) -> str:
 
 def output_columns(log: LogColumns, schema: Schema) -> list[tuple[str, str]]:
     """(written column, engine column, label or known-at column) of every column of a day
-    file, in order."""
+    file, in order (impression-level when the schema names a click column)."""
     name = log.output_name
     columns = [(name("user"), "user")]
     columns += [(f.name, next(c for c in (*log.features, "item", "shop") if name(c) == f.name))
                 for f in schema.fields]
     columns += [(rule, rule) for rule in schema.labels]
     columns += [(known, known) for known in schema.known_at_columns]
-    columns += [(name(c), c) for c in ("click_time", "click_id", *log.extras)]
+    columns += [(CLICK_COLUMN, CLICK_COLUMN)] if schema.click_column else []
+    columns += [(name(c), c) for c in trailing_columns(log, schema.click_column is not None)]
     return columns
 
 
@@ -155,16 +182,9 @@ def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], sch
               known_at: dict[str, np.ndarray]) -> list[WrittenDay]:
     """Write the clicks of `log` with `labels` (label -> [N] weights) and the times they
     became known (`known_at`: label -> float64 [N], NaN where none) under `out`."""
-    out = Path(out)
     clicks = log.clicks
-    time = clicks["click_time"].to_numpy(dtype=np.float64)
-    if len(time) == 0:
+    if len(clicks) == 0:
         raise DataError("the log holds no clicks")
-    t0 = float(time.min())
-    day = np.floor((time - t0) / DAY).astype(np.int64)
-    days = np.unique(day)
-    files = day_files(out, len(days))
-
     values = {source: labels[source].astype(np.float32) for source in schema.labels}
     # A weight too small for float32 is written as 0, and a label of 0 has no known-at time.
     values |= {column: np.where(values[label] > 0, known_at[label], np.nan)
@@ -172,7 +192,45 @@ def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], sch
     frame = pd.DataFrame({column: values[source] if source in values
                           else clicks[source].to_numpy()
                           for column, source in output_columns(log, schema)})
-    order = np.lexsort((log.click_order, time))
+    return _write_days(Path(out), frame, clicks["click_time"].to_numpy(dtype=np.float64),
+                       log.click_order, log, schema)
+
+
+def write_impressions_mac(out: str | Path, log: ImpressionLog, labels: dict[str, np.ndarray],
+                          schema: Schema, known_at: dict[str, np.ndarray]) -> list[WrittenDay]:
+    """Write every impression of `log`, the labels of its click (`labels`: label -> [N] over
+    the clicks) and their known-at times (`known_at`, likewise), 0 and null where it was not
+    clicked, under `out`; days are cut by impression time, rows in impression order.
+    `click_time` is the click's time, the impression's where none."""
+    impressions, clicked = log.impressions, log.clicked
+    if len(impressions) == 0:
+        raise DataError("the log holds no impressions")
+    time = impressions["impression_time"].to_numpy(dtype=np.float64)
+    values: dict[str, np.ndarray] = {}
+    for label, column in zip(schema.labels, schema.known_at_columns, strict=True):
+        values[label] = np.zeros(len(impressions), np.float32)
+        values[label][clicked] = labels[label]
+        values[column] = np.full(len(impressions), np.nan)
+        values[column][clicked] = np.where(values[label][clicked] > 0, known_at[label], np.nan)
+    values[CLICK_COLUMN] = np.zeros(len(impressions), np.int8)
+    values[CLICK_COLUMN][clicked] = 1
+    values["click_time"] = time.copy()
+    values["click_time"][clicked] = log.clicks.clicks["click_time"].to_numpy(dtype=np.float64)
+    frame = pd.DataFrame({column: values[source] if source in values
+                          else impressions[source].to_numpy()
+                          for column, source in output_columns(log, schema)})
+    return _write_days(Path(out), frame, time, log.impression_order, log, schema)
+
+
+def _write_days(out: Path, frame: pd.DataFrame, time: np.ndarray, tie_order: np.ndarray,
+                log: LogColumns, schema: Schema) -> list[WrittenDay]:
+    """Write the rows of `frame` [R] cut into days by `time` [R], each day in order of time,
+    then `tie_order` [R]; then the vocabs and the schema."""
+    t0 = float(time.min())
+    day = np.floor((time - t0) / DAY).astype(np.int64)
+    days = np.unique(day)
+    files = day_files(out, len(days))
+    order = np.lexsort((tie_order, time))
     bounds = np.searchsorted(day[order], days)
     ends = np.r_[bounds[1:], len(order)]
     written = []

@@ -58,17 +58,24 @@ class AttributionReport:
     weight_sum: dict[str, float]
     days: list[dict]
     """Split, file (relative to the output) and rows of every written day."""
+    impressions: str | None = None
+    """The impression table of impression-level output (None: one row per click)."""
+    n_impressions: int | None = None
+    """The impressions written, clicked or not (None: one row per click)."""
 
 
 def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str | Path,
                    config: AttributionConfig, *, log_format: LogFormat = "generic",
                    name: str | None = None, user_fields: tuple[str, ...] = (),
                    ad_fields: tuple[str, ...] = (), overwrite: bool = False,
-                   engine: EngineName = "memory", master: str | None = None) -> AttributionReport:
+                   engine: EngineName = "memory", master: str | None = None,
+                   impressions: str | Path | None = None) -> AttributionReport:
     """Attribute the logs under every rule of `config` and write the MAC layout to `out`.
 
     `engine`: "memory" (pandas and numpy) or "spark" (PySpark DataFrames, on the session of
-    `spark.session.spark_session(master)`); both write the same output."""
+    `spark.session.spark_session(master)`); both write the same output. `impressions`: the
+    impression table, whose every row is written (see `logs`), clicked or not, with the
+    labels of its click."""
     out = Path(out)
     if engine not in ENGINES:
         raise ConfigError(f"unknown attribution engine '{engine}', expected one of {ENGINES}")
@@ -79,6 +86,10 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
                           "drop --conversions")
     if log_format == "criteo" and config.mode != "direct":
         raise ConfigError("the Criteo layout names each click's conversion; --mode does not apply")
+    if impressions is not None and log_format != "generic":
+        raise ConfigError("--impressions reads the generic layout (impressions, clicks naming "
+                          "their impression, conversions); it does not apply to --format "
+                          f"{log_format}")
     if master is not None and engine != "spark":
         raise ConfigError("--master only applies to --engine spark")
     OutputDir(out, DATA_KIND).check_writable(overwrite=overwrite)
@@ -89,9 +100,10 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
 
         runner = spark_engine(master)
     with runner as chosen:
-        log = chosen.read(clicks, conversions, log_format)
+        log = chosen.read(clicks, conversions, log_format, impressions)
         schema = build_schema(log, config.labels, name=name or out.resolve().name,
-                              user_fields=user_fields, ad_fields=ad_fields)
+                              user_fields=user_fields, ad_fields=ad_fields,
+                              impressions=impressions is not None)
         floats = float_columns(log)
         labelled = chosen.attribute(log, config)
         with staged_output(out, DATA_KIND, overwrite=overwrite) as stage:
@@ -113,7 +125,9 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
                 mean_journey=stats.mean_journey, positive_ratio=stats.positive_ratio,
                 weight_sum=stats.weight_sum,
                 days=[{"split": d.split, "file": str(d.path.relative_to(stage)), "rows": d.rows}
-                      for d in days])
+                      for d in days],
+                impressions=None if impressions is None else str(impressions),
+                n_impressions=stats.n_impressions)
             atomic_write_text(stage / REPORT_FILE,
                               json.dumps(asdict(report), indent=1, allow_nan=False))
     if floats:

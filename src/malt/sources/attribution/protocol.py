@@ -23,6 +23,8 @@ class LabelStats:
     pairs: int
     positive_ratio: dict[str, float]
     weight_sum: dict[str, float]
+    n_impressions: int | None = None
+    """Impression-level output: the impressions written (None: the rows are the clicks)."""
 
     @property
     def mean_journey(self) -> float:
@@ -31,11 +33,12 @@ class LabelStats:
 
 class Engine(Protocol):
     """What `attribute_logs` needs of an engine (`memory.MemoryEngine`,
-    `spark.pipeline.SparkEngine`). `attribute` returns the engine's labelled clicks, which
-    `write` and `statistics` take."""
+    `spark.pipeline.SparkEngine`). `read` returns the log, of impressions when `impressions`
+    names their table; `attribute` returns the engine's labelled clicks, which `write` (one row
+    per click, or per impression) and `statistics` take."""
 
-    def read(self, clicks: str | Path, conversions: str | Path | None, log_format: LogFormat
-             ): ...
+    def read(self, clicks: str | Path, conversions: str | Path | None, log_format: LogFormat,
+             impressions: str | Path | None = None): ...
 
     def attribute(self, log, config: AttributionConfig): ...
 

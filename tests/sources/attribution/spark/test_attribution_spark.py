@@ -23,6 +23,11 @@ from malt.sources.attribution.spark.engine import attribute_spark
 from malt.sources.attribution.spark.logs import Cache, read_criteo_spark, read_generic_spark
 from malt.sources.attribution.spark.session import spark_session
 from sources.attribution.test_attribution_command import criteo_fixture, generic_logs
+from sources.attribution.test_attribution_impressions import (
+    BAD_INPUTS,
+    impression_logs,
+    write_changed,
+)
 
 # The malt modules import pyspark only when they run: skip here, after the imports.
 pytest.importorskip("pyspark")
@@ -217,3 +222,67 @@ def test_a_missing_input_is_a_data_error(spark, tmp_path, capsys):
     assert main(["attribute", "--engine", "spark", "--clicks", missing, "--conversions",
                  missing, "--out", str(tmp_path / "out")]) == 3
     assert "nowhere.parquet: file does not exist" in capsys.readouterr().err
+
+
+def test_impression_level_output_on_spark_equals_memory(spark, tmp_path):
+    args = [*impression_logs(tmp_path), "--name", "imp"]
+    flags = ["--rules", "last,first,linear,position,time_decay,dda", "--dda-features",
+             "channel", "--window-days", "2", "--view-windows-days", "0.5"]
+    assert main([*args, *flags, "--out", str(tmp_path / "memory")]) == 0
+    assert main([*args, *flags, "--engine", "spark", "--out", str(tmp_path / "spark")]) == 0
+    assert_same_outputs(tmp_path / "memory", tmp_path / "spark")
+    test = pd.read_parquet(tmp_path / "spark" / "test" / "test.parquet")
+    assert test["impression_id"].tolist() == [106, 105]
+    assert test["click"].tolist() == [1, 0]
+
+
+@st.composite
+def impression_tables(draw):
+    """Random impressions (ids integers or strings, times tied), about half clicked, and
+    conversions on some of the clicked (user, item) pairs, before and after the clicks."""
+    n = draw(st.integers(2, 20))
+
+    def ints(lo, hi, size):
+        return np.array(draw(st.lists(st.integers(lo, hi), min_size=size, max_size=size)))
+    ids = np.array(draw(st.permutations(range(n)))) * 3
+    time = ints(0, 40, n) * 3600.0
+    time[0], time[-1] = 0.0, 2 * 86400.0  # two days at least
+    impressions = pd.DataFrame({"impression_id": ids, "user": ints(0, 2, n),
+                                "item": ints(0, 2, n), "impression_time": time,
+                                "channel": ints(0, 2, n)})
+    clicked = np.flatnonzero(np.r_[1, ints(0, 1, n - 1)])  # one click at least
+    clicks = pd.DataFrame({"click_id": np.array(draw(st.permutations(range(len(clicked))))),
+                           "impression_id": ids[clicked],
+                           "click_time": time[clicked] + ints(0, 2, len(clicked)) * 1800.0})
+    if draw(st.booleans()):
+        impressions["impression_id"] = "i" + impressions["impression_id"].astype(str)
+        clicks["impression_id"] = "i" + clicks["impression_id"].astype(str)
+    m = draw(st.integers(0, 6))
+    conversions = pd.DataFrame({"user": ints(0, 2, m), "item": ints(0, 2, m),
+                                "conversion_time": ints(0, 50, m) * 3600.0})
+    return {"impressions": impressions, "clicks": clicks, "conversions": conversions}
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(impression_tables())
+def test_random_impression_logs_give_the_same_output_on_both_engines(spark, tmp_path, tables):
+    with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
+        args = ["attribute", "--rules", "last,first,linear,dda", "--dda-features", "channel",
+                "--name", "imp"]
+        for name, table in tables.items():
+            table.to_parquet(Path(tmp) / f"{name}.parquet")
+            args += [f"--{name}", str(Path(tmp) / f"{name}.parquet")]
+        assert main([*args, "--out", str(Path(tmp) / "memory")]) == 0
+        assert main([*args, "--engine", "spark", "--out", str(Path(tmp) / "spark")]) == 0
+        assert_same_outputs(Path(tmp) / "memory", Path(tmp) / "spark")
+
+
+@pytest.mark.parametrize("changes, message", BAD_INPUTS)
+def test_bad_impression_logs_fail_on_spark_as_in_memory(spark, tmp_path, capsys, changes,
+                                                        message):
+    args = write_changed(tmp_path, **changes)
+    for engine in ("memory", "spark"):
+        assert main([*args, "--engine", engine, "--out", str(tmp_path / engine)]) == 3
+        assert message in capsys.readouterr().err, engine
+        assert not (tmp_path / engine).exists()

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from malt.errors import DataError
-from malt.sources.attribution.logs import CLICK_COLUMNS, CONVERSION_COLUMNS, CRITEO_COLUMNS
+from malt.sources.attribution.logs import (
+    CLICK_COLUMNS,
+    CONVERSION_COLUMNS,
+    CRITEO_COLUMNS,
+    IMPRESSION_CLICK_COLUMNS,
+    IMPRESSION_COLUMNS,
+)
 
 ROW = "_row"
 _CRITEO_FEATURE = re.compile(r"cat\d+")
@@ -51,6 +57,32 @@ class SparkLog:
     def output_name(self, column: str) -> str:
         return self.names.get(column, column)
 
+
+@dataclass
+class SparkImpressionLog:
+    """Impressions and the click log of their clicked ones (the columns of
+    `logs.ImpressionLog`, plus `_row`): `clicks` is the `SparkLog` of the clicks, each with
+    its impression's user, item, shop and features, and `impression_id`."""
+
+    clicks: SparkLog
+    impressions: object
+    n_impressions: int = 0
+    journey = False
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.clicks.features
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        return self.clicks.extras
+
+    @property
+    def click_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.impressions.columns if c != ROW)
+
+    def output_name(self, column: str) -> str:
+        return column
 
 
 class Cache:
@@ -333,30 +365,117 @@ def read_generic_spark(spark, clicks_path: str, conversions_path: str, cache: Ca
     checks.extra_aggregates["distinct ids"] = F.count_distinct("click_id")
     found, columns = checks.run()
     if found["distinct ids"] != found["rows"]:
-        _raise_repeated_click_id(clicks, clicks_path)
-
-    conv_checks = _Checks(conversions, conversions_path, lambda row: file_row(conversions, row))
-    for column in ("user", "item", *(("shop",) if "shop" in conversions.columns else ())):
-        conv_checks.ids(column)
-    conv_checks.seconds("conversion_time")
-    conv_checks.keep(ROW)
-    conv_found, conv_columns = conv_checks.run()
-    return SparkLog(clicks=clicks.select(columns), conversions=conversions.select(conv_columns),
+        _raise_repeated_id(clicks, clicks_path, "click_id", "click id")
+    converted, n_conversions = _conversions(conversions, conversions_path)
+    return SparkLog(clicks=clicks.select(columns), conversions=converted,
                     features=tuple(checks.features), extras=tuple(checks.extras),
-                    n_clicks=found["rows"], n_conversions=conv_found["rows"])
+                    n_clicks=found["rows"], n_conversions=n_conversions)
 
 
-def _raise_repeated_click_id(clicks, file: str) -> None:
-    """The first row whose click id an earlier row already had, as `logs` reports it."""
+def _conversions(conversions, file: str):
+    """The conversion table of the generic layout, converted, and its row count."""
+    checks = _Checks(conversions, file, lambda row: file_row(conversions, row))
+    for column in ("user", "item", *(("shop",) if "shop" in conversions.columns else ())):
+        checks.ids(column)
+    checks.seconds("conversion_time")
+    checks.keep(ROW)
+    found, columns = checks.run()
+    return conversions.select(columns), found["rows"]
+
+
+def _raise_repeated_id(frame, file: str, column: str, what: str) -> None:
+    """The first row whose id (in `column`) an earlier row already had, as `logs` reports
+    it."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    twice = clicks.groupBy("click_id").count().filter(F.col("count") > 1).select("click_id")
-    order = Window.partitionBy("click_id").orderBy(ROW)
-    repeated = clicks.join(twice, "click_id").withColumn("n", F.row_number().over(order))
+    twice = frame.groupBy(column).count().filter(F.col("count") > 1).select(column)
+    order = Window.partitionBy(column).orderBy(ROW)
+    repeated = frame.join(twice, column).withColumn("n", F.row_number().over(order))
     row = repeated.filter(F.col("n") == 2).orderBy(ROW).first()
-    raise DataError(f"click id {row['click_id']!r} appears twice", file=file,
-                    column="click_id", row=file_row(clicks, row[ROW]))
+    raise DataError(f"{what} {row[column]!r} appears twice", file=file, column=column,
+                    row=file_row(frame, row[ROW]))
+
+
+def read_impressions_spark(spark, impressions_path: str, clicks_path: str,
+                           conversions_path: str, cache: Cache) -> SparkImpressionLog:
+    """Impressions, their clicks and the conversions (the layout of `logs.read_impressions`)
+    on Spark, with its checks and messages."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    impressions = read_frame(spark, impressions_path, cache)
+    clicks = read_frame(spark, clicks_path, cache,
+                        keep=lambda c: c in IMPRESSION_CLICK_COLUMNS)
+    conversions = read_frame(spark, conversions_path, cache)
+    _require(impressions, IMPRESSION_COLUMNS, impressions_path)
+    _require(clicks, IMPRESSION_CLICK_COLUMNS, clicks_path)
+    _require(conversions, CONVERSION_COLUMNS, conversions_path)
+    for name in ("journey", "click", "click_time", "click_id"):
+        if name in impressions.columns:
+            raise DataError(f"'{name}' is a reserved column name", file=impressions_path,
+                            column=name)
+    has_shop = "shop" in impressions.columns
+    checks = _Checks(impressions, impressions_path, lambda row: file_row(impressions, row))
+    for column in ("impression_id", "user", "item", *(("shop",) if has_shop else ())):
+        checks.ids(column)
+    checks.seconds("impression_time")
+    checks.categories([c for c in impressions.columns
+                       if c not in (*IMPRESSION_COLUMNS, "shop", ROW)])
+    checks.keep(ROW)
+    checks.extra_aggregates["distinct ids"] = F.count_distinct("impression_id")
+    found, columns = checks.run()
+    if found["distinct ids"] != found["rows"]:
+        _raise_repeated_id(impressions, impressions_path, "impression_id", "impression id")
+    impressions = impressions.select(columns)
+    features, extras = tuple(checks.features), tuple(checks.extras)
+
+    click_checks = _Checks(clicks, clicks_path, lambda row: file_row(clicks, row))
+    click_checks.ids("click_id")
+    click_checks.ids("impression_id")
+    click_checks.seconds("click_time")
+    click_checks.keep(ROW)
+    click_checks.extra_aggregates["distinct ids"] = F.count_distinct("click_id")
+    click_found, click_columns = click_checks.run()
+    if click_found["distinct ids"] != click_found["rows"]:
+        _raise_repeated_id(clicks, clicks_path, "click_id", "click id")
+    if click_found["rows"] == 0:
+        raise DataError("the log holds no clicks", file=clicks_path)
+    clicks = clicks.select(click_columns)
+
+    c, i = clicks.alias("c"), impressions.alias("i")
+    # Ids of different types (integers in one table, strings in the other) match none, as in
+    # `logs.read_impressions`.
+    same_type = dict(clicks.dtypes)["impression_id"] == dict(impressions.dtypes)["impression_id"]
+    match = F.col("c.impression_id") == F.col("i.impression_id") if same_type else F.lit(False)
+    joined = c.join(i, match, "left").withColumn("_n", F.row_number().over(
+        Window.partitionBy(F.col("c.impression_id")).orderBy(F.col(f"c.{ROW}"))))
+    click_row = F.struct(F.col(f"c.{ROW}").alias("row"), F.col("c.impression_id").alias("id"),
+                         F.col("c.click_time").alias("time"),
+                         F.col("i.impression_time").alias("shown"))
+    bad = joined.agg(*[F.min(F.when(condition, click_row)).alias(name) for name, condition in (
+        ("missing", F.col(f"i.{ROW}").isNull()), ("twice", F.col("_n") > 1),
+        ("early", F.col("c.click_time") < F.col("i.impression_time")))]).first()
+    messages = {
+        "missing": lambda b: (f"the click names impression {b['id']!r}, which is not in the "
+                              "impressions", "impression_id"),
+        "twice": lambda b: (f"impression {b['id']!r} is clicked twice: keep one click per "
+                            "impression", "impression_id"),
+        "early": lambda b: (f"the click at {b['time']} comes before its impression at "
+                            f"{b['shown']}", "click_time")}
+    for name, message in messages.items():
+        if bad[name] is not None:
+            text, column = message(bad[name])
+            raise DataError(text, file=clicks_path, column=column,
+                            row=file_row(clicks, bad[name]["row"]))
+    at = [F.col(f"i.{col}") for col in ("user", "item", *(("shop",) if has_shop else ()))]
+    clicked = joined.select(*at, F.col("c.click_time"), F.col("c.click_id"),
+                            *[F.col(f"i.`{col}`") for col in (*features, *extras)],
+                            F.col("c.impression_id"), F.col(f"c.{ROW}"))
+    converted, n_conversions = _conversions(conversions, conversions_path)
+    log = SparkLog(clicks=cache(clicked), conversions=converted, features=features,
+                   extras=extras, n_clicks=click_found["rows"], n_conversions=n_conversions)
+    return SparkImpressionLog(clicks=log, impressions=impressions, n_impressions=found["rows"])
 
 
 def read_criteo_spark(spark, path: str, cache: Cache) -> SparkLog:

@@ -20,6 +20,7 @@ from malt.data.schema import Schema
 from malt.errors import DataError
 from malt.sources.attribution.config import DAY
 from malt.sources.attribution.mac import (
+    CLICK_COLUMN,
     WrittenDay,
     day_files,
     float_columns,
@@ -27,26 +28,47 @@ from malt.sources.attribution.mac import (
     write_vocabs_and_schema,
 )
 from malt.sources.attribution.spark.engine import CLICK_ORDER
-from malt.sources.attribution.spark.logs import SparkLog, named
+from malt.sources.attribution.spark.logs import SparkImpressionLog, SparkLog, named
 
 _SPARK_DAYS = ".spark-days"
 
 
-def write_mac_spark(out: Path, log: SparkLog, labelled, schema: Schema
+def write_impressions_spark(out: Path, log: SparkImpressionLog, labelled, schema: Schema
+                            ) -> tuple[list[WrittenDay], dict]:
+    """Write every impression of `log` with the labels of its click in `labelled` (the clicks
+    with one float64 column per label and its known-at time), 0 and null where none, as
+    `mac.write_impressions_mac` does: days by impression time, rows in impression order, the
+    click column, and `click_time` the click's time or else the impression's."""
+    from pyspark.sql import functions as F
+
+    known = schema.known_at_columns
+    per_click = labelled.select("impression_id", F.col("click_time").alias("_click_time"),
+                                *[named(c) for c in (*schema.labels, *known)])
+    rows = log.impressions.join(per_click, "impression_id", "left")
+    rows = rows.withColumns({
+        CLICK_COLUMN: F.col("_click_time").isNotNull().cast("tinyint"),
+        "click_time": F.coalesce(F.col("_click_time"), F.col("impression_time")),
+        **{label: F.coalesce(named(label), F.lit(0.0)) for label in schema.labels}})
+    return write_mac_spark(out, log, rows, schema, time="impression_time",
+                           order=("impression_time", "impression_id"))
+
+
+def write_mac_spark(out: Path, log: SparkLog | SparkImpressionLog, labelled, schema: Schema,
+                    time: str = "click_time", order: tuple[str, ...] = CLICK_ORDER
                     ) -> tuple[list[WrittenDay], dict]:
-    """Write `labelled` (the clicks with one float64 column per label and its known-at time)
-    under `out`; also the sum and the count of positive labels of every label ("sum <label>",
-    "positive <label>")."""
+    """Write `labelled` (the rows with one float64 column per label and its known-at time)
+    under `out`, cut into days by the column `time`, each day ordered by `order`; also the sum
+    and the count of positive labels of every label ("sum <label>", "positive <label>")."""
     from pyspark.sql import functions as F
 
     rules = schema.labels
-    summary = labelled.agg(F.min("click_time").alias("t0"),
+    summary = labelled.agg(F.min(time).alias("t0"),
                            *[F.sum(named(r)).alias(f"sum {r}") for r in rules],
                            *[F.count(F.when(named(r) > 0, 1)).alias(f"positive {r}")
                              for r in rules]).first().asDict()
     if summary["t0"] is None:
-        raise DataError("the log holds no clicks")
-    frame = labelled.withColumn("_day", F.floor((F.col("click_time") - F.lit(summary["t0"]))
+        raise DataError(f"the log holds no {'impressions' if schema.click_column else 'clicks'}")
+    frame = labelled.withColumn("_day", F.floor((F.col(time) - F.lit(summary["t0"]))
                                                 / F.lit(DAY)).cast("long"))
     days = sorted(tuple(r) for r in frame.groupBy("_day").count().collect())
     files = day_files(out, len(days))
@@ -57,7 +79,7 @@ def write_mac_spark(out: Path, log: SparkLog, labelled, schema: Schema
                 else known.get(source, named(source))).alias(column)
                for column, source in output_columns(log, schema)]
     spark_days = out / _SPARK_DAYS
-    (frame.repartition("_day").sortWithinPartitions("_day", *CLICK_ORDER)
+    (frame.repartition("_day").sortWithinPartitions("_day", *order)
      .select(*columns, "_day").write.partitionBy("_day")
      .option("compression", "zstd").option("maxRecordsPerFile", 0)
      .parquet(spark_days.resolve().as_uri()))
