@@ -275,3 +275,15 @@ def test_tasks_without_shared_parameters_have_an_empty_matrix_and_no_similarity(
     combined = weighted_on_shared(grads, params, [1.0], aux_weight=0.5)
     torch.testing.assert_close(combined[0], grads[0][0])
     torch.testing.assert_close(combined[2], 0.5 * grads[1][2])
+
+
+def test_the_empty_matrix_takes_the_first_parameters_dtype():
+    # The matrix feeds the aggregators beside the model's gradients: same dtype and device as
+    # the parameters, even when one parameter is all there is.
+    params = [torch.zeros(3, dtype=torch.float64)]
+    grads = [[torch.ones(3, dtype=torch.float64)], [None]]
+    matrix, shared = shared_matrix(grads, params)
+    assert matrix.shape == (2, 0) and matrix.dtype == torch.float64 and shared == []
+    params = [torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float32)]
+    grads = [[torch.ones(2, dtype=torch.float64), None], [None, torch.ones(2)]]
+    assert shared_matrix(grads, params)[0].dtype == torch.float64
