@@ -43,13 +43,13 @@ METHOD_NAMES = {"none": "plain sum", "gcs": "GCS", "pcgrad": "PCGrad",
                 "uncertainty": "Uncertainty", "dwa": "DWA", "gcs-ema": "GCS-EMA",
                 "upgrad": "UPGrad", "mgda": "MGDA", "cagrad": "CAGrad"}
 WEIGHT_POINTS = 50
+"""About how many steps of each run log their task weights."""
 DWA_PERIODS = 10
 """DWA's default period in the study is a run's steps over this (at least 1): its weights move
 once two periods have finished, about a fifth into the pass, then after every period, about
 eight times. The study's runs are short (one pass: 47 steps on the 6,000-user simulation, 70 on
 the small preset's), under two of the trainer's 100-step periods, with which DWA trains the
 plain sum."""
-"""About how many steps of each run log their task weights."""
 Entry = tuple[str, str, str, Variant | None]
 """One row of the study: model, target, method, and the variant it trains (None: its tuning
 failed)."""

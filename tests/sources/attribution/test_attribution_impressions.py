@@ -149,6 +149,8 @@ BAD_INPUTS = [
     ({"clicks": lambda f: f.assign(impression_id=[101, 102, 101, 106])},
      "clicks.parquet, column 'impression_id', row 2: impression 101 is clicked twice"),
     ({"clicks": lambda f: f.iloc[:0]}, "clicks.parquet: the log holds no clicks"),
+    ({"impressions": lambda f: f.assign(impression_time=f["impression_time"] % (24 * H))},
+     "column 'impression_time': all impressions fall on one day"),
     ({"clicks": lambda f: f.assign(click_time=np.array([0.5, 0.5, 3.2, 26.1]) * H)},
      "clicks.parquet, column 'click_time', row 1: the click at 1800.0 comes before its "
      "impression at 3600.0"),

@@ -159,11 +159,14 @@ def output_columns(log: LogColumns, schema: Schema) -> list[tuple[str, str]]:
     return columns
 
 
-def day_files(out: Path, n_days: int) -> list[tuple[str, Path]]:
-    """(split, path) of the i-th of `n_days` days with clicks: the last one is the test day."""
+def day_files(out: Path, n_days: int, impressions: bool = False) -> list[tuple[str, Path]]:
+    """(split, path) of the i-th of `n_days` days with rows (clicks, or impressions): the
+    last one is the test day."""
     if n_days < 2:
-        raise DataError("all clicks fall on one day; at least two days are needed to write "
-                        "training days and a test day", column="click_time")
+        rows, column = ("impressions", "impression_time") if impressions else \
+            ("clicks", "click_time")
+        raise DataError(f"all {rows} fall on one day; at least two days are needed to write "
+                        "training days and a test day", column=column)
     splits = ["train"] * (n_days - 1) + ["test"]
     return [(split, day_path(out, split, i)) for i, split in enumerate(splits)]
 
@@ -229,7 +232,7 @@ def _write_days(out: Path, frame: pd.DataFrame, time: np.ndarray, tie_order: np.
     t0 = float(time.min())
     day = np.floor((time - t0) / DAY).astype(np.int64)
     days = np.unique(day)
-    files = day_files(out, len(days))
+    files = day_files(out, len(days), schema.click_column is not None)
     order = np.lexsort((tie_order, time))
     bounds = np.searchsorted(day[order], days)
     ends = np.r_[bounds[1:], len(order)]

@@ -71,7 +71,7 @@ def write_mac_spark(out: Path, log: SparkLog | SparkImpressionLog, labelled, sch
     frame = labelled.withColumn("_day", F.floor((F.col(time) - F.lit(summary["t0"]))
                                                 / F.lit(DAY)).cast("long"))
     days = sorted(tuple(r) for r in frame.groupBy("_day").count().collect())
-    files = day_files(out, len(days))
+    files = day_files(out, len(days), schema.click_column is not None)
     # A weight too small for float32 is written as 0, and a label of 0 has no known-at time.
     known = {column: F.when(named(label).cast("float") > 0, named(column))
              for label, column in zip(rules, schema.known_at_columns, strict=True)}
