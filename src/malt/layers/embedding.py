@@ -73,7 +73,6 @@ class FieldEmbeddings(nn.Module):
             fields.append(pooled_bag(table, bags[:, k], bag_lengths[:, k], self.bag_mean[k]))
         return fields, seqs
 
-
     def lookup(self, positions: list[int], sparse: torch.Tensor,
                bags: torch.Tensor | None = None, bag_lengths: torch.Tensor | None = None
                ) -> list[torch.Tensor]:
