@@ -2,16 +2,18 @@
 
 Writes a click log of another shape than MAC's (`foreign_data`): a user bag of interest tags
 (multi-hot, 0 to 12 tags, the first 8 kept), a ragged item history (0 to 40 items, latest
-first, the first 10 kept), a handful of ad and context fields, and last / first / linear
-attribution labels of noisy-OR conversions over each user's path. A click causes the
-conversion with probability σ(z), where z rises when the ad's tag is among the user's
-interests (the bag) and when the ad's item is among the user's three most recent items (the
-sequence), so a model that ignores either loses AUC. Every day draws its users from one
-population, so most test users were seen in training. Then trains BASE and MoAE on each
-encoder (`target_attention`, `dnn`, `dcnv2`, `din`), and BASE without the bag, without the
-sequence and without both, for `--runs` training seeds; and writes each comparison's paired
-interval over the test users and the seeds (`malt.api.compare`) as a Markdown table and a CSV
-under `--results`.
+first, the 10 latest kept), a handful of ad and context fields, and last / first / linear
+attribution labels over each user's path. A user clicks ads one after another until a click
+converts (or the planned clicks run out); a click converts with probability σ(z), where z rises
+when the ad's tag is among the user's interests (the bag), and more when the ad's item is among
+the user's 10 latest items or, less, shares a tag with one of them (the sequence). So the
+converting click is the path's last, its `last` label is that click's own draw, and a model
+that ignores the bag or the sequence loses AUC. Every day draws its users from one population,
+so most test users were seen in training. Then trains BASE and MoAE on each encoder
+(`target_attention`, `dnn`, `dcnv2`, `din`), and BASE without the bag, without the sequence
+and without both, for `--runs` training seeds; and writes each comparison's paired interval
+over the test users and the seeds (`malt.api.compare`) as a Markdown table and a CSV under
+`--results`.
 
     python scripts/compare_backbones.py [--out studies/backbones] [--seed 2026] \
         [--results docs/results/backbones] [--runs 3] [--users-per-day 9000] [--jobs 1]
@@ -64,8 +66,9 @@ slot = 4
 """
 LABELS = ("last", "first", "linear")
 ITEMS, TAGS, SHOPS, SLOTS, AGES = 600, 40, 60, 6, 8
-KEPT_INTERESTS, RECENT = 8, 3
-"""The bag's kept length, and how many of the latest history items raise z."""
+KEPT_INTERESTS, RECENT = 8, 10
+"""The bag's kept length, and how many of the latest history items raise z: the sequence's
+kept length, so every item that counts is in what the models see."""
 TRAIN_DAYS, USERS_PER_DAY = 5, 9000
 ENCODERS = ("target_attention", "dnn", "dcnv2", "din")
 ABLATIONS = {"no-bag": ("interests",), "no-sequence": ("history",),
@@ -119,14 +122,15 @@ def population(rng: np.random.Generator, users: int) -> Users:
 def day_table(rng: np.random.Generator, everyone: Users, users: int,
               item_effect: np.ndarray, slot_effect: np.ndarray,
               tag_of_item: np.ndarray, shop_of_item: np.ndarray) -> pa.Table:
-    """One day: `users` users drawn from `everyone`, each with a path of 1 to 6 clicks (rows
-    grouped by user, in click order), and the attribution labels of their conversions."""
+    """One day: `users` users drawn from `everyone`, each planning 1 to 6 clicks and stopping
+    at the first that converts (rows grouped by user, in click order), and the attribution
+    labels of their conversions."""
     who = rng.choice(len(everyone.age), users, replace=False)
     kept_interests = padded(everyone.n_interests, everyone.interests, KEPT_INTERESTS)[who]
-    recent = padded(everyone.n_history, everyone.history, RECENT)[who]      # [users, 3]
+    recent = padded(everyone.n_history, everyone.history, RECENT)[who]      # [users, 10]
 
-    clicks = rng.integers(1, 7, users)
-    user = np.repeat(np.arange(users), clicks)
+    planned = rng.integers(1, 7, users)
+    user = np.repeat(np.arange(users), planned)
     rows = len(user)
     # A click's item: a recent item again, an item of an interest tag, or any item.
     source = rng.random(rows)
@@ -139,13 +143,17 @@ def day_table(rng: np.random.Generator, everyone: Users, users: int,
                              any_item))
     tag = tag_of_item[item]
     slot = rng.integers(0, SLOTS, rows)
-    in_bag = (kept_interests[user] == tag[:, None]).any(1)
-    in_recent = (recent[user] == item[:, None]).any(1)
-    z = click_logit(in_bag, in_recent, item_effect[item], slot_effect[slot])
+    z = click_logit(*matches(kept_interests[user], recent[user], item, tag_of_item),
+                    item_effect[item], slot_effect[slot])
     causes = rng.random(rows) < 1 / (1 + np.exp(-z))
+    # A user who converts stops clicking: keep each path up to its first converting click.
+    start = np.concatenate([[0], np.cumsum(planned)[:-1]])
+    earlier = np.cumsum(causes) - causes
+    kept = earlier == earlier[start][user]
+    user, item, tag, slot, causes = user[kept], item[kept], tag[kept], slot[kept], causes[kept]
+    clicks = np.bincount(user, minlength=users)
     converted = np.bincount(user, weights=causes, minlength=users) > 0
-    start = np.concatenate([[0], np.cumsum(clicks)[:-1]])
-    position = np.arange(rows) - start[user]
+    position = np.arange(len(user)) - (np.cumsum(clicks) - clicks)[user]
     won = converted[user]
     weights = {"last": (won & (position == clicks[user] - 1)).astype(np.float32),
                "first": (won & (position == 0)).astype(np.float32),
@@ -163,10 +171,22 @@ def day_table(rng: np.random.Generator, everyone: Users, users: int,
         **{name: pa.array(weights[name]) for name in LABELS}})
 
 
-def click_logit(in_bag: np.ndarray, in_recent: np.ndarray, item_effect: np.ndarray,
-                slot_effect: np.ndarray) -> np.ndarray:
-    """z of each click [N]: its conversion happens with probability σ(z)."""
-    return -3.2 + 1.6 * in_bag + 1.6 * in_recent + item_effect + slot_effect
+def matches(interests: np.ndarray, recent: np.ndarray, item: np.ndarray,
+            tag_of_item: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What z hangs on, per click [N] from its user's kept interests [N, 8] and latest items
+    [N, 10] (-1 past their length): the item's tag is in the bag; the item is among the latest;
+    the item is not, but its tag is one of theirs."""
+    tag = tag_of_item[item]
+    in_recent = (recent == item[:, None]).any(1)
+    recent_tags = np.where(recent >= 0, tag_of_item[np.maximum(recent, 0)], -1)
+    return ((interests == tag[:, None]).any(1), in_recent,
+            (recent_tags == tag[:, None]).any(1) & ~in_recent)
+
+
+def click_logit(in_bag: np.ndarray, in_recent: np.ndarray, same_tag: np.ndarray,
+                item_effect: np.ndarray, slot_effect: np.ndarray) -> np.ndarray:
+    """z of each click [N]: it converts with probability σ(z)."""
+    return -3.5 + 1.5 * in_bag + 2.0 * in_recent + 0.8 * same_tag + item_effect + slot_effect
 
 
 def effects(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -174,20 +194,26 @@ def effects(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(0, 0.4, ITEMS), rng.normal(0, 0.3, SLOTS)
 
 
-def click_score_auc(data: Path, seed: int) -> float:
-    """AUC on the test day's `last` labels of each click's own z: how well a row's features
-    can tell its label when the model knows the generator (a reference for the models' AUC;
-    the label also hangs on the user's other clicks and on the click's position)."""
+def click_score_aucs(data: Path, seed: int) -> dict[str, float]:
+    """AUC on the test day's `last` labels of each click's own z (`all`): how well a row's
+    features can tell its label when the model knows the generator (a ceiling for the
+    models' AUC, up to the draws' noise); and of z without its bag term (`no-bag`), its
+    sequence terms (`no-sequence`) or both (`no-bag-no-sequence`): what the ablations can
+    reach at best."""
     item_effect, slot_effect = effects(np.random.default_rng(seed))
     table = pq.read_table(data / "test" / f"day{TRAIN_DAYS}.parquet")
-    item, tag = table["item"].to_numpy(), table["tag"].to_numpy()
     lists = {c: table[c].combine_chunks() for c in ("interests", "history")}
     interests, history = (padded(lists[c].value_lengths().to_numpy(zero_copy_only=False),
                                  lists[c].values.to_numpy(), width)
                           for c, width in (("interests", KEPT_INTERESTS), ("history", RECENT)))
-    z = click_logit((interests == tag[:, None]).any(1), (history == item[:, None]).any(1),
-                    item_effect[item], slot_effect[table["slot"].to_numpy()])
-    return auc(z, table["last"].to_numpy() > 0)
+    item, last = table["item"].to_numpy(), table["last"].to_numpy() > 0
+    in_bag, in_recent, same_tag = matches(interests, history, item, np.arange(ITEMS) % TAGS)
+    none = np.zeros_like(in_bag)
+    terms = {"all": (in_bag, in_recent, same_tag), "no-bag": (none, in_recent, same_tag),
+             "no-sequence": (in_bag, none, none), "no-bag-no-sequence": (none, none, none)}
+    return {name: auc(click_logit(*kept, item_effect[item],
+                                  slot_effect[table["slot"].to_numpy()]), last)
+            for name, kept in terms.items()}
 
 
 def _row_index(lengths: np.ndarray, user: np.ndarray) -> np.ndarray:
@@ -203,7 +229,7 @@ def _row_index(lengths: np.ndarray, user: np.ndarray) -> np.ndarray:
 def foreign_data(root: Path, seed: int, users_per_day: int = USERS_PER_DAY) -> Path:
     """Write the data set (train days 0-4, one test day, vocabs, schema) to `root`: every day
     draws its users from one population of 3 · `users_per_day`, so most test users were seen
-    in training (GAUC groups by the user column's vocab)."""
+    in training (and GAUC has users with history; the others count as users of their own)."""
     rng = np.random.default_rng(seed)
     item_effect, slot_effect = effects(rng)
     tag_of_item = np.arange(ITEMS) % TAGS
@@ -307,11 +333,11 @@ def main(argv: list[str] | None = None) -> None:
                      **{f"{metric}_{part}": 100 * getattr(result.deltas[metric], part)
                         for metric in ("auc", "gauc") for part in ("estimate", "low", "high")},
                      "verdict": result.verdict})
-    write_results(args.results, rows, seeds, click_score_auc(data, args.seed))
+    write_results(args.results, rows, seeds, click_score_aucs(data, args.seed))
 
 
-def write_results(out: Path, rows: list[dict], seeds: list[int], reference_auc: float
-                  ) -> None:
+def write_results(out: Path, rows: list[dict], seeds: list[int],
+                  reference: dict[str, float]) -> None:
     """The comparisons as `backbones.csv` and as the Markdown table `backbones.md`."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "backbones.csv", "w", newline="") as f:
@@ -322,7 +348,10 @@ def write_results(out: Path, rows: list[dict], seeds: list[int], reference_auc: 
     seed_list = ", ".join(map(str, seeds))
     lines = [f"Test day, main view `last`, {len(seeds)} training seeds ({seed_list}); "
              "Δ in points with its 95 % paired bootstrap interval over test users and seeds. "
-             f"Each click's own z (the generator's) scores `last` at AUC {reference_auc:.4f}.",
+             f"Each click's own z (the generator's) scores `last` at AUC {reference['all']:.4f}; "
+             f"without its bag term {reference['no-bag']:.4f}, without its sequence terms "
+             f"{reference['no-sequence']:.4f}, without either "
+             f"{reference['no-bag-no-sequence']:.4f}.",
              "",
              "| candidate | baseline | AUC | baseline AUC | Δ AUC (pt) | Δ GAUC (pt) | verdict |",
              "|---|---|---:|---:|---:|---:|---|"]

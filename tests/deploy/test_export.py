@@ -71,7 +71,10 @@ def run_torchscript(path: Path, trained, arrays) -> np.ndarray:
     return torch.stack(outputs, 1).numpy()
 
 
-CASES = [(name, "mac") for name in model_names()] + [(name, "kaml") for name in KAML_MODELS]
+CASES = [(name, "mac") for name in model_names()] + [(name, "kaml") for name in KAML_MODELS] \
+    + [(f"star:{encoder}", "kaml") for encoder in ("dnn", "dcnv2", "din")]
+"""A model on its default encoder, or `model:encoder` (STAR reads the ad side of each its own
+way)."""
 
 
 @pytest.mark.parametrize("name,data_kind", CASES)
@@ -81,7 +84,8 @@ def test_every_model_exports_and_scores_the_test_day_like_the_eager_model(
         data, schema, main, aux = mac_data, MAC, "last", MAC_AUX
     else:
         data, schema, main, aux = kaml_data, kaml_schema(), "pay", ("act", "reg")
-    trained = untrained(name, data, schema, main, aux)
+    name, _, encoder = name.partition(":")
+    trained = untrained(name, data, schema, main, aux, encoder=encoder or None)
     arrays = converted(schema, trained, data / "test" / "test.parquet")
     reference = eager(trained, arrays)
     assert reference.shape == (len(arrays["sparse"]), len(trained.views))

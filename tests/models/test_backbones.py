@@ -1,5 +1,6 @@
 """Every MAL model on every flat encoder (`dnn`, `dcnv2`, `din`): it trains, the gradient
-reaches the encoder, a tiny batch is overfitted; bad options are refused naming the field."""
+reaches the encoder, a tiny batch is overfitted (STAR too, on every built-in encoder); bad
+options are refused naming the field."""
 
 from __future__ import annotations
 
@@ -65,6 +66,51 @@ def test_every_model_trains_on_the_encoder_and_its_gradient_reaches_every_encode
 def test_a_tiny_batch_is_overfitted_on_the_encoder(encoder, vocab, batch):
     torch.manual_seed(0)
     model = _model("base", encoder, vocab, narrow=False)
+    emb = {id(p) for p in model.embedding_parameters()}
+    dense = [p for p in model.parameters() if id(p) not in emb]
+    opt = torch.optim.Adam([{"params": dense, "lr": 3e-3},
+                            {"params": model.embedding_parameters(), "lr": 3e-2}])
+    history = []
+    for _ in range(100):
+        loss = _total_loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+    assert history[-1] < 0.01 < 0.5 < history[0]
+    model.eval()
+    with torch.inference_mode():
+        assert ((model.probabilities(batch)["last"] > 0.5).float() == batch["labels"][:, 0]).all()
+
+
+def _star(encoder: str, vocab, **blocks):
+    """STAR (no Cartesian view) on `encoder` with its narrow options."""
+    config = model_spec("star").make_config(
+        {"encoder": {"name": encoder, **SMALL.get(encoder, {})}, **blocks})
+    return build_model("star", MAC, vocab, Task("last", ("first", "linear")), config)
+
+
+@pytest.mark.parametrize("encoder", ["target_attention", *SMALL])
+def test_star_sits_on_the_encoder_and_its_gradient_reaches_every_parameter(encoder, vocab,
+                                                                           batch):
+    torch.manual_seed(0)
+    model = _star(encoder, vocab, expert={"dim": 16}, tower={"dims": [8, 4]})
+    _total_loss(model, batch).backward()
+    silent = [n for n, p in model.named_parameters()
+              if p.grad is None or not p.grad.abs().sum() > 0]
+    assert silent == []
+    # the auxiliary network reads the ad side: its first layer's weights past the task
+    # embedding get gradient too
+    first = next(m for m in model.aux.modules() if isinstance(m, torch.nn.Linear))
+    dim = model.config.encoder.embed_dim
+    assert first.in_features == dim + model.encoder.ad_dim > dim
+    assert first.weight.grad[:, dim:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("encoder", ["target_attention", *SMALL])
+def test_star_overfits_a_tiny_batch_on_the_encoder(encoder, vocab, batch):
+    torch.manual_seed(0)
+    model = _star(encoder, vocab)
     emb = {id(p) for p in model.embedding_parameters()}
     dense = [p for p in model.parameters() if id(p) not in emb]
     opt = torch.optim.Adam([{"params": dense, "lr": 3e-3},

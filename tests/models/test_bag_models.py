@@ -1,6 +1,7 @@
 """Every model, STAR and the models and encoders of other packages included, on a schema with
-bags: each bag's table learns, STAR's auxiliary network reads the ad-side bags, and an encoder
-that does not read bags is refused before anything is built on it."""
+bags: each bag's table learns, STAR's auxiliary network reads the ad-side bags on every
+built-in encoder, and an encoder that does not read bags is refused before anything is built
+on it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from malt.data.task import Task
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.layers import FieldInputs
+from malt.layers.embedding import pooled_bag
 from malt.models import (
     EncoderConfig,
     MaltModel,
@@ -86,7 +88,7 @@ def test_star_reads_the_ad_bags_in_its_auxiliary_network():
     star = build_model("star", SCHEMA, VOCAB, TASK)
     assert isinstance(star, STAR)
     # user block: city (4) + likes (8); ad block: item (16) + slot (16) + tags (12)
-    assert star.ad_block == (12, 12 + 44)
+    assert star.encoder.ad_dim == 44
     seen = {}
 
     def keep_input(module, args, output) -> None:
@@ -101,10 +103,35 @@ def test_star_reads_the_ad_bags_in_its_auxiliary_network():
     torch.testing.assert_close(seen["in"][0, :, dim:], x[:, 12:56])
 
 
-def test_star_refuses_an_encoder_without_an_ad_block():
-    config = model_spec("star").make_config({"encoder": {"name": "dnn"}})
-    with pytest.raises(ConfigError, match="STAR's auxiliary network reads the ad fields' "
-                                          "block of the 'target_attention' encoder"):
+@pytest.mark.parametrize("encoder", ["dnn", "dcnv2", "din"])
+def test_star_on_a_flat_encoder_reads_the_ad_side_embeddings(encoder):
+    """Their output mixes the fields, so the block is the ad side's own embeddings: item,
+    slot and the ad bag `tags` pooled, in that order."""
+    config = model_spec("star").make_config({"encoder": {"name": encoder}})
+    torch.manual_seed(0)
+    star = STAR(SCHEMA, VOCAB, TASK, config)
+    seen = {}
+    star.aux.register_forward_hook(lambda module, args, output: seen.update(x=args[0]))
+    batch = bag_batch()
+    star(batch)
+    tables = star.encoder.features.embeddings
+    item, slot = (SCHEMA.field_names.index(f) for f in ("item", "slot"))
+    tags = SCHEMA.bag_names.index("tags")
+    expected = torch.cat([tables.tables[item](batch["sparse"][:, item]),
+                          tables.tables[slot](batch["sparse"][:, slot]),
+                          pooled_bag(tables.bag_tables[tags], batch["bags"][:, tags],
+                                     batch["bag_lengths"][:, tags], True)], dim=1)
+    dim = star.config.encoder.embed_dim
+    assert star.encoder.ad_dim == 44
+    torch.testing.assert_close(seen["x"][1, :, dim:], expected)
+
+
+def test_star_refuses_an_encoder_without_an_ad_block(fresh):
+    register_encoder("pooled", Pooled, PooledConfig)
+    config = model_spec("star").make_config({"encoder": {"name": "pooled"}})
+    with pytest.raises(ConfigError, match=r"STAR's auxiliary network reads the ad-side "
+                                          r"embeddings an encoder gives as `ad_dim` and "
+                                          r"`ad_block\(batch, x\)` .*'pooled' has neither"):
         STAR(SCHEMA, VOCAB, TASK, config)
 
 

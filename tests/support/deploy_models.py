@@ -15,12 +15,13 @@ from malt.models import model_spec
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.load import TrainedModel
-from support.model_configs import SMALL_BLOCKS, small_config
+from support.model_configs import SMALL_BLOCKS
 
 
 def untrained(name: str, data: Path, schema: Schema, main: str, aux: tuple[str, ...],
-              seed: int = 0) -> TrainedModel:
-    """Model `name` with small blocks and seeded random weights, over the vocabs of `data`."""
+              seed: int = 0, encoder: str | None = None) -> TrainedModel:
+    """Model `name` with small blocks and seeded random weights, over the vocabs of `data`;
+    on `encoder` at its defaults (8 wide) when given, else on the model's own."""
     import torch
 
     spec = model_spec(name)
@@ -32,10 +33,12 @@ def untrained(name: str, data: Path, schema: Schema, main: str, aux: tuple[str, 
     lookups = load_lookups(schema, data / "vocabs")
     info = vocab_info(schema, lookups)
     torch.manual_seed(seed)
-    model = spec.build(schema, info, task, small_config(name)).eval()
+    blocks = SMALL_BLOCKS if encoder is None else \
+        {**SMALL_BLOCKS, "encoder": {"name": encoder, "embed_dim": 8}}
+    model = spec.build(schema, info, task, spec.make_config(blocks)).eval()
     config = RunConfig.from_dict({"data": {"path": str(data)},
                                   "task": {"main": main, "aux": list(aux)},
-                                  "model": {"name": name, **SMALL_BLOCKS}})
+                                  "model": {"name": name, **blocks}})
     return TrainedModel(run=RunDir(data / "no-run"), config=config, schema=schema, task=task,
                         lookups=lookups, vocab=info, model=model)
 

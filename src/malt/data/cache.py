@@ -56,7 +56,8 @@ from malt.outputs import atomic_write_text, mark_whole, process_tag, tagged_proc
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
+"""3: a user the vocab does not hold has a group of its own in `user` (it shared the OOV row)."""
 CACHE_NAME = ".malt_cache"
 CACHE_KIND = "cache"
 _TMP_MARK = ".tmp-"
@@ -179,12 +180,15 @@ class _Job:
     metadata: pq.FileMetaData
     offsets: dict[str, tuple[int, int]]  # array -> (data offset in its .npy, bytes per row)
     seen_users: np.ndarray
+    """[vocab rows of the user column] whether a row of the day holds that user."""
     known_at: bool
     """The day file holds the labels' known-at columns."""
     click_time: bool
     """The day file holds the click-time column."""
     stats: ChunkStats = field(default_factory=lambda: ChunkStats({}, {}))
     futures: list[Future] = field(default_factory=list)
+    unseen_users: list[np.ndarray] = field(default_factory=list)
+    """The distinct groups of users the vocab does not hold, per converted chunk."""
 
     @property
     def rows(self) -> int:
@@ -354,7 +358,10 @@ class Preparer:
             out = self._buffers(chunk.num_rows, job.known_at, job.click_time)
             stats.add(converter.convert(chunk, offset, str(job.source), out))
             job.write(out, offset)
-            job.seen_users[out["user"]] = True
+            users = out["user"]
+            known = users < len(job.seen_users)
+            job.seen_users[users[known]] = True
+            job.unseen_users.append(np.unique(users[~known]))
         return stats
 
     def _buffers(self, rows: int, known_at: bool, click_time: bool) -> dict[str, np.ndarray]:
@@ -373,7 +380,9 @@ class Preparer:
         """Collect the results of `job`'s row groups and move its directory into place."""
         for future in job.futures:
             job.stats.add(future.result())
-        stats = DayStats(rows=job.rows, users=int(np.count_nonzero(job.seen_users)),
+        stats = DayStats(rows=job.rows, users=int(np.count_nonzero(job.seen_users)) + len(
+                             np.unique(np.concatenate([np.zeros(0, np.int64),
+                                                       *job.unseen_users]))),
                          positives={c: job.stats.positives.get(c, 0) for c in self.schema.labels},
                          oov={c: n for c, n in job.stats.oov.items()},
                          same_binary=sorted(job.stats.same_binary or ()),

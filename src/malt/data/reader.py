@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -141,6 +142,32 @@ def read_columns(schema: Schema, *, labels: bool = True) -> tuple[str, ...]:
     label_columns = {*schema.labels, *schema.true_labels, *schema.reported_labels,
                      schema.campaign_column, schema.click_column}
     return tuple(c for c in schema.columns if c not in label_columns)
+
+
+def user_groups(column: pa.Array | pa.ChunkedArray, rows: np.ndarray, oov_index: int
+                ) -> np.ndarray:
+    """The user group of every row, int64 [N], from the user column's vocab rows `rows` [N]:
+    the row itself for a user the vocab holds; for one it does not, `oov_index` + 1 + a 62-bit
+    hash of the id's text (an integer id as its decimal text, as vocab keys are), so that every
+    distinct unknown user is a group of its own. GAUC is a mean over users: sharing the OOV row
+    would pool every user first seen at test time into one. Null ids stay on the OOV row.
+
+    Distinct ids share a group only if their hashes collide (about n² / 2⁶³ for n unknown
+    users); the same id gets the same group in every chunk and day file."""
+    groups = rows.astype(np.int64)
+    unseen = np.flatnonzero(rows == oov_index)
+    if not unseen.size:
+        return groups
+    raw = column.take(pa.array(unseen))
+    raw = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
+    if pa.types.is_dictionary(raw.type):
+        raw = raw.dictionary_decode()
+    valid = raw.is_valid().to_numpy(zero_copy_only=False)
+    text = pc.cast(raw.filter(pa.array(valid)), pa.string())
+    keys = text.to_numpy(zero_copy_only=False).astype(object)
+    hashed = (pd.util.hash_array(keys) >> np.uint64(2)).astype(np.int64)
+    groups[unseen[valid]] = oov_index + 1 + hashed
+    return groups
 
 
 def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bool = False,
@@ -426,8 +453,9 @@ class DayConverter:
             return chunk_column(chunk, name)
 
         ids = self._scratch("ids", (n,), np.int32)
-        stats.oov[s.user_column] = self.lookups[s.user_column].map_into(col(s.user_column), ids)
-        out["user"][:] = ids
+        users = self.lookups[s.user_column]
+        stats.oov[s.user_column] = users.map_into(col(s.user_column), ids)
+        out["user"][:] = user_groups(col(s.user_column), ids, users.oov_index)
         sparse = out["sparse"]
         for j, f in enumerate(s.fields):
             stats.oov[f.name] = self.lookups[f.name].map_into(col(f.name), ids)
@@ -511,7 +539,9 @@ class DayConverter:
         def per_row(rows: np.ndarray, lookup: VocabLookup | HashLookup) -> np.ndarray:
             return (rows == lookup.oov_index).reshape(n, -1).sum(axis=1)
 
-        counts = {s.user_column: per_row(out["user"], self.lookups[s.user_column])}
+        # An unknown user's group lies past the OOV row (see `user_groups`).
+        counts = {s.user_column: (out["user"] >= self.lookups[s.user_column].oov_index)
+                  .astype(np.int64)}
         for j, f in enumerate(s.fields):
             counts[f.name] = per_row(out["sparse"][:, j], self.lookups[f.name])
         for j, spec in enumerate(s.id_sequences):

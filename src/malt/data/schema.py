@@ -249,6 +249,14 @@ class Schema:
         return self.group_indices(group) + [n + k for k, b in enumerate(self.bags)
                                             if b.group == group]
 
+    def ad_side_indices(self) -> list[int]:
+        """Positions of the ad-side embeddings among the fields then the pooled bags: the ad
+        fields, the context fields, then the bags of either group (target attention's query,
+        STAR's auxiliary input)."""
+        n = len(self.fields)
+        return [*self.group_indices("ad"), *self.group_indices("context"),
+                *(n + k for k, b in enumerate(self.bags) if b.group != "user")]
+
     @property
     def bag_names(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.bags)

@@ -9,15 +9,11 @@ from malt.data.cache import Dataset
 
 
 def distinct_users(dataset: Dataset) -> int:
-    """Distinct users over all days (vocab rows of the user column)."""
-    seen = np.zeros(0, dtype=bool)
+    """Distinct users over all days (user groups: vocab rows, and one per unknown user)."""
+    seen = np.zeros(0, dtype=np.int64)
     for day in dataset.days:
-        users = day.arrays()["user"]
-        top = int(users.max()) + 1
-        if top > len(seen):
-            seen = np.concatenate([seen, np.zeros(top - len(seen), dtype=bool)])
-        seen[users] = True
-    return int(np.count_nonzero(seen))
+        seen = np.union1d(seen, day.arrays()["user"])
+    return len(seen)
 
 
 def format_summary(dataset: Dataset) -> str:

@@ -10,6 +10,7 @@ from malt.data.schema import Schema
 from malt.data.vocab import VocabInfo
 from malt.errors import ConfigError
 from malt.layers.cross import CrossNetwork
+from malt.layers.embedding import bag_inputs
 from malt.layers.fields import FieldInputs, concatenated
 from malt.layers.interest import InterestPooling
 from malt.layers.mlp import MLP
@@ -27,6 +28,9 @@ class FlatEncoder(nn.Module):
                                     sparse=sparse)
         if self.features.flat_dim == 0:
             raise ConfigError(f"schema '{schema.name}' gives the model no input features")
+        self.ad_order = schema.ad_side_indices()
+        self.ad_dim = sum(self.features.embeddings.widths[i] for i in self.ad_order)
+        """Width of `ad_block`."""
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -36,6 +40,15 @@ class FlatEncoder(nn.Module):
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The embedding tables (trained at a higher learning rate)."""
         return self.features.embedding_parameters()
+
+    def ad_block(self, batch: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The ad and context fields' and bags' embeddings side by side, [B, ad_dim]. The
+        output `x` mixes them with the rest (an MLP, a cross network, a norm), so they are
+        looked up again: a few rows per field, next to the encoder's own work."""
+        if not self.ad_order:
+            return x.new_zeros(x.shape[0], 0)
+        return torch.cat(self.features.embeddings.lookup(
+            self.ad_order, batch["sparse"], *bag_inputs(batch, self.features.has_bags)), dim=1)
 
 
 class DNNEncoder(FlatEncoder):

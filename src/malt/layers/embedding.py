@@ -73,6 +73,16 @@ class FieldEmbeddings(nn.Module):
             fields.append(pooled_bag(table, bags[:, k], bag_lengths[:, k], self.bag_mean[k]))
         return fields, seqs
 
+    def lookup(self, positions: list[int], sparse: torch.Tensor,
+               bags: torch.Tensor | None = None, bag_lengths: torch.Tensor | None = None
+               ) -> list[torch.Tensor]:
+        """The embeddings at `positions` among the fields then the bags (the order `forward`
+        returns them in), each [B, d_i]; inputs as `forward`'s."""
+        n = len(self.tables)
+        return [self.tables[i](sparse[:, i]) if i < n else
+                pooled_bag(self.bag_tables[i - n], bags[:, i - n], bag_lengths[:, i - n],
+                           self.bag_mean[i - n]) for i in positions]
+
 
 def pooled_bag(table: nn.Embedding, ids: torch.Tensor, lengths: torch.Tensor, mean: bool
                ) -> torch.Tensor:

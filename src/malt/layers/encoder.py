@@ -45,9 +45,7 @@ class FeatureEncoder(nn.Module):
                  sparse: bool = False):
         super().__init__()
         self.user_order = schema.embedded_group_indices("user")
-        n_fields = len(schema.fields)
-        self.ad_order = [*schema.group_indices("ad"), *schema.group_indices("context"),
-                         *(n_fields + k for k, b in enumerate(schema.bags) if b.group != "user")]
+        self.ad_order = schema.ad_side_indices()
         self.embeddings = FieldEmbeddings(schema, vocab, dim, sparse=sparse)
         widths = self.embeddings.widths
         n_seq = len(schema.id_sequences)
@@ -98,6 +96,17 @@ class FeatureEncoder(nn.Module):
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The embedding tables (trained at a higher learning rate)."""
         return list(self.embeddings.parameters())
+
+    @property
+    def ad_dim(self) -> int:
+        """Width of `ad_block`."""
+        return self.block_widths["ad"]
+
+    def ad_block(self, batch: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The ad-side block of this batch's fused features `x` [B, D] (its output): the ad
+        and context fields' and bags' embeddings after the fusion's norm, [B, ad_dim]."""
+        lo = self.block_widths["user"]
+        return x[:, lo:lo + self.ad_dim]
 
     def padding(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """bool [B, L], True at padded positions; None when the schema has no id sequence."""

@@ -14,6 +14,11 @@ What an encoder is (`Encoder`): an `nn.Module` built as `build(schema, vocab, co
     forward(batch)          batch -> x [B, D]
     embedding_parameters()  its embedding tables, if any (trained at `embedding_lr_scale` x lr;
                             their gradients are sparse when `config.sparse_embeddings` is set)
+and, for STAR (whose auxiliary network reads the ad side of a row), optionally
+    ad_dim                  W, the width of its ad-side block
+    ad_block(batch, x)      batch and its output x -> the ad and context fields' and bags'
+                            embeddings [B, W] (`Schema.ad_side_indices`)
+Every built-in encoder has both; STAR refuses an encoder without them.
 """
 
 from __future__ import annotations
