@@ -35,7 +35,7 @@ NEGLIGIBLE = 1e-9
 MARK_RATIO = 4
 """`distinct_rows` marks a table's rows instead of sorting the ids when the table has at most
 this many rows per id: marking costs O(rows + ids), sorting O(ids log ids) (BENCHMARKS.md,
-"row-wise Adam's distinct rows")."""
+"distinct rows without sorting")."""
 
 
 def distinct_rows(ids: torch.Tensor, table_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
