@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-report", action="store_true", help="print only")
+    parser.add_argument("--section", default="step profile",
+                        help="BENCHMARKS.md section to publish into")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     lines = ["| model | tables | matrix products | largest operators (share of self CPU time) |",
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             "`scatter_add_` (the sum of a row's gradients), `_unique2`/`sort` are the row-wise "
             "optimiser and the lookups; `fill_` zero-fills new buffers. Load average at the end: "
             f"{os.getloadavg()[0]:.2f}.\n\n" + "\n".join(lines))
-    publish("step profile", "profile_step", argv, body, report=not args.no_report)
+    publish(args.section, "profile_step", argv, body, report=not args.no_report)
 
 
 if __name__ == "__main__":

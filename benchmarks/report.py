@@ -6,6 +6,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import sys
 import time
 from datetime import date
@@ -69,7 +70,7 @@ def invocation(script: str, argv: list[str] | None) -> str:
     """The command line that ran `python -m benchmarks.<script>` with `argv` (None: this
     process's arguments)."""
     given = sys.argv[1:] if argv is None else argv
-    return " ".join(["python -m benchmarks." + script, *given])
+    return shlex.join(["python", "-m", "benchmarks." + script, *given])
 
 
 def update_section(name: str, command: str, body: str, *, machine_line: str | None = None,

@@ -8,7 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from malt.training.row_adam import RowAdam, window
+from malt.training import row_adam
+from malt.training.row_adam import RowAdam, distinct_rows, window
 
 ROWS, DIM = 12, 3
 
@@ -187,8 +188,9 @@ def test_pending_holds_every_steps_idle_move_and_its_eps_weight():
 def test_a_step_sums_the_gradient_over_the_rows_its_lookup_found(monkeypatch):
     table, optimizer = _train([[1, 2], [2, 2, 5]], rows=True)
     calls = []
-    unique = torch.unique
-    monkeypatch.setattr(torch, "unique", lambda *a, **k: calls.append(1) or unique(*a, **k))
+    distinct = row_adam.distinct_rows
+    monkeypatch.setattr(row_adam, "distinct_rows",
+                        lambda *a, **k: calls.append(1) or distinct(*a, **k))
     head = _tables(sparse=True)[1]
     (head(table(torch.tensor([3, 5, 3]))) - 1.0).pow(2).sum().backward()
     optimizer.step()
@@ -249,3 +251,44 @@ def test_bad_input_is_refused():
         optimizer.step()
     with pytest.raises(ValueError, match="closure"):
         optimizer.step(lambda: 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.lists(st.integers(0, 10**6), min_size=1, max_size=200))
+def test_distinct_rows_are_torch_uniques_whether_marked_or_sorted(table_rows, draws):
+    ids = torch.tensor(draws) % table_rows
+    expected_rows, expected_inverse = torch.unique(ids, return_inverse=True)
+    rows, inverse = distinct_rows(ids, table_rows)
+    assert torch.equal(rows, expected_rows) and torch.equal(inverse, expected_inverse)
+
+
+def test_distinct_rows_marks_small_tables_and_sorts_large_ones(monkeypatch):
+    calls = []
+    unique = torch.unique
+    monkeypatch.setattr(torch, "unique", lambda *a, **k: calls.append(1) or unique(*a, **k))
+    ids = torch.tensor([7, 2, 7, 0])
+    distinct_rows(ids, row_adam.MARK_RATIO * ids.numel())
+    assert calls == []
+    rows, inverse = distinct_rows(ids, row_adam.MARK_RATIO * ids.numel() + 1)
+    assert calls == [1]
+    assert rows.tolist() == [0, 2, 7] and inverse.tolist() == [2, 1, 2, 0]
+
+
+def test_a_first_step_is_adams_formula_by_hand():
+    lr, (beta1, beta2), eps = 0.1, (0.9, 0.999), 1e-8
+    table = torch.nn.Embedding(4, 2, sparse=True)
+    before = table.weight.detach().clone()
+    optimizer = RowAdam(table.parameters(), lr=lr, betas=(beta1, beta2), eps=eps)
+    optimizer.watch(table)
+    coefficients = torch.tensor([[1.0, -2.0], [0.5, 3.0], [-1.0, 0.25]])
+    (table(torch.tensor([2, 0, 2])) * coefficients).sum().backward()
+    optimizer.step()
+    # Row 2 was looked up twice: its gradient is the sum of both coefficients' rows.
+    grad = {0: torch.tensor([0.5, 3.0]), 2: torch.tensor([0.0, -1.75])}
+    for row in range(4):
+        if row not in grad:
+            assert torch.equal(table.weight[row], before[row])
+            continue
+        m, v = (1 - beta1) * grad[row], (1 - beta2) * grad[row] ** 2
+        step = lr * (m / (1 - beta1)) / ((v / (1 - beta2)).sqrt() + eps)
+        torch.testing.assert_close(table.weight[row], before[row] - step, rtol=0, atol=1e-7)

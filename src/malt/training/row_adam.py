@@ -32,6 +32,28 @@ CATCH_UP_ROWS = 1 << 20
 """Rows `catch_up` processes at once (bounds its temporary memory on MAC-scale tables)."""
 NEGLIGIBLE = 1e-9
 """An idle step's share of the first one below which `pending` stops collecting it."""
+MARK_RATIO = 4
+"""`distinct_rows` marks a table's rows instead of sorting the ids when the table has at most
+this many rows per id: marking costs O(rows + ids), sorting O(ids log ids) (BENCHMARKS.md,
+"distinct rows without sorting")."""
+
+
+def distinct_rows(ids: torch.Tensor, table_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`torch.unique(ids, return_inverse=True)` of 1-D row ids of a table of `table_rows` rows:
+    (distinct rows [U] ascending, each id's position among them [N]).
+
+    For tables of up to `MARK_RATIO` rows per id, without a sort: mark the rows looked up, read
+    them off in order, and number them.
+    """
+    if table_rows > MARK_RATIO * ids.numel():
+        return torch.unique(ids, return_inverse=True)
+    looked_up = torch.zeros(table_rows, dtype=torch.bool, device=ids.device)
+    looked_up[ids] = True
+    rows = looked_up.nonzero().squeeze(1)
+    # Only the looked-up rows' entries are written and read: the rest may stay uninitialised.
+    position = torch.empty(table_rows, dtype=ids.dtype, device=ids.device)
+    position[rows] = torch.arange(rows.numel(), dtype=ids.dtype, device=ids.device)
+    return rows, position[ids]
 
 
 def window(betas: tuple[float, float]) -> int:
@@ -93,7 +115,7 @@ class RowAdam(torch.optim.Optimizer):
                 torch.equal(looked_up[0], indices):
             rows, inverse = looked_up[1], looked_up[2]
         else:
-            rows, inverse = torch.unique(indices, return_inverse=True)
+            rows, inverse = distinct_rows(indices, param.shape[0])
         summed = values.new_zeros(rows.shape[0], values.shape[1]).index_add_(0, inverse, values)
         return rows, summed
 
@@ -148,7 +170,7 @@ class RowAdam(torch.optim.Optimizer):
         """Apply the pending idle steps of the rows `ids` (any shape) of table `param` before a
         forward pass reads them, so that it sees dense Adam's weights (`watch` calls this)."""
         ids = ids.reshape(-1)
-        rows, inverse = torch.unique(ids, return_inverse=True)
+        rows, inverse = distinct_rows(ids, param.shape[0])
         self._lookups[param] = (ids, rows, inverse)
         state = self.state.get(param)
         if state:
