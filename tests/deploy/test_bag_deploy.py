@@ -130,7 +130,8 @@ def test_predict_exports_and_the_service_score_bags_as_the_eager_model(data, run
     emptied["bag_lengths"][:] = 0
     assert emptied["bag_lengths"].size and arrays["bag_lengths"][7].item() > 0
     assert abs(served[7] - _eager(trained, emptied)[0, 0]) <= PARITY
-    assert only_empty.json()["predictions"]["p_last"] == [served[7]]
+    # Alone, not in a batch of 8 rows: the kernels may sum in another order.
+    assert abs(only_empty.json()["predictions"]["p_last"][0] - served[7]) <= 1e-6
 
 
 def test_the_onnx_example_feeds_bags_as_the_reader_converts_them(data, run, tmp_path):
