@@ -6,6 +6,7 @@ A MAC-schema file of `--rows` random unlabelled rows is written once, with vocab
 The forward floor is 2 x dense parameters FLOPs per row at the sgemm rate measured here.
 
     python -m benchmarks.bench_predict [--rows 1000000] [--batch 4096] [--threads N]
+        [--models base moae] [--engines torch onnx]
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from malt.runs.load import TrainedModel
 MODELS = {"base": Task("last"), "moae": Task("last", ("first", "mta", "linear", CAT))}
 
 
-def write_rows(root: Path, rows: int, vocab_rows: int, seed: int) -> Path:
+def write_rows(root: Path, rows: int, vocab_rows: int, seed: int, row_group: int = 1 << 18
+               ) -> Path:
     """An unlabelled MAC-schema file and the vocabs of its ids."""
     rng = np.random.default_rng(seed)
     length = MAC.sequence_length
@@ -51,7 +53,7 @@ def write_rows(root: Path, rows: int, vocab_rows: int, seed: int) -> Path:
         values = rng.uniform(-1, 1, rows * length).astype(np.float32)
         columns[s.name] = pa.ListArray.from_arrays(offsets, pa.array(values))
     path = root / "rows.parquet"
-    pq.write_table(pa.table(columns), path, row_group_size=1 << 18)
+    pq.write_table(pa.table(columns), path, row_group_size=row_group)
     for column in MAC.vocab_columns:
         write_vocab(root / "vocabs", column, [str(i) for i in range(vocab_rows)])
     return path
@@ -68,53 +70,83 @@ def trained_model(name: str, root: Path, seed: int) -> TrainedModel:
 
 
 def model_rows_per_s(scorer: Scorer, arrays: dict[str, np.ndarray], repeats: int) -> float:
+    """Rows/s of the model alone on converted rows, best of `repeats` after a warm-up."""
     scorer.score(arrays)
     seconds, _ = best_of(repeats, lambda: scorer.score(arrays))
     return len(arrays["sparse"]) / seconds
 
 
+def predict_rows_per_s(scorer: Scorer, path: Path, out: Path) -> float:
+    start = time.perf_counter()
+    report = predict_file(scorer, file_sources(path), out, overwrite=True)
+    return report.rows / (time.perf_counter() - start)
+
+
+CONVERSIONS = {"between": {}, "ahead": {"convert_threads": 1, "ahead": True}}
+"""`malt predict` as it converts (its columns side by side, between model calls) and as it did
+before (one thread, beside the model)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--row-group", type=int, default=1 << 18,
+                        help="rows per row group of the file (one chunk each)")
     parser.add_argument("--model-rows", type=int, default=131_072,
                         help="rows of the model-only measurement")
     parser.add_argument("--vocab-rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=PREDICT_BATCH_ROWS)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds; each times the model alone and each conversion once")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--engines", nargs="+", choices=["torch", "onnx"],
+                        default=["torch", "onnx"])
     args = parse_arguments(parser, argv)
     flops = sgemm_rate(1024, 1024, 1024)
     lines = ["| model | engine | model only rows/s | of the forward floor | `malt predict` "
-             "rows/s (read, map, score, write) |", "|---|---|---:|---:|---:|"]
+             "rows/s (read, map, score, write) | of the model only | converting one thread "
+             "ahead (before) | of the model only |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        path = write_rows(root, args.rows, args.vocab_rows, args.seed)
-        for name in MODELS:
+        path = write_rows(root, args.rows, args.vocab_rows, args.seed, args.row_group)
+        for name in args.models:
             trained = trained_model(name, root, args.seed)
             dense = trained.model.parameter_counts()[0]
             floor = flops / (2 * dense)
             arrays = None
-            for engine in ("torch", "onnx"):
-                scorer = Scorer(trained, engine=engine, batch_size=args.batch)
+            for engine in args.engines:
+                scorers = {how: Scorer(trained, engine=engine, batch_size=args.batch, **kw)
+                           for how, kw in CONVERSIONS.items()}
                 if arrays is None:
-                    arrays = converted_rows(scorer, path, args.model_rows)
-                alone = model_rows_per_s(scorer, arrays, args.repeats)
-                out = root / f"{name}-{engine}.parquet"
-                start = time.perf_counter()
-                report = predict_file(scorer, file_sources(path), out, overwrite=True)
-                whole = report.rows / (time.perf_counter() - start)
+                    arrays = converted_rows(scorers["between"], path, args.model_rows)
+                # Paired rounds: the model alone and each conversion, one after the other, so
+                # that a change of the machine's load reaches all of them alike.
+                rates: dict[str, list[float]] = {"model": [], **{how: [] for how in scorers}}
+                for _ in range(args.repeats):
+                    rates["model"].append(model_rows_per_s(scorers["between"], arrays, 1))
+                    for how, scorer in scorers.items():
+                        rates[how].append(predict_rows_per_s(scorer, path,
+                                                             root / f"{name}-{engine}.parquet"))
+                    loads.append(os.getloadavg()[0])
+                alone, between, ahead = (max(rates[k]) for k in ("model", *CONVERSIONS))
                 print(f"{name:<6} {engine:<6} model {alone:>10,.0f} rows/s "
-                      f"({alone / floor:.0%} of floor), predict {whole:>10,.0f} rows/s",
-                      flush=True)
+                      f"({alone / floor:.0%} of floor), predict {between:>10,.0f} rows/s "
+                      f"({between / alone:.0%}), one thread ahead {ahead:>10,.0f} "
+                      f"({ahead / alone:.0%})", flush=True)
                 lines.append(f"| {name} | {engine} | {alone:,.0f} | {alone / floor:.0%} | "
-                             f"{whole:,.0f} |")
-                del scorer
-    load = os.getloadavg()[0]
-    body = (f"{args.rows:,} unlabelled MAC-schema rows in one parquet file (row groups of 262,144 "
-            f"rows), vocabs of {args.vocab_rows:,} ids per field, random weights, model calls "
-            f"of {args.batch:,} rows; model-only figures on {args.model_rows:,} converted rows, "
-            f"best of {args.repeats}. Forward floor = sgemm rate ({flops / 1e9:.0f} GFLOP/s "
-            f"here) / (2 x dense parameters). Load average at the end: {load:.2f}.\n\n"
-            + "\n".join(lines))
+                             f"{between:,.0f} | {between / alone:.0%} | {ahead:,.0f} | "
+                             f"{ahead / alone:.0%} |")
+                del scorers
+    body = (f"{args.rows:,} unlabelled MAC-schema rows in one parquet file (row groups of "
+            f"{args.row_group:,} rows), vocabs of {args.vocab_rows:,} ids per field, random "
+            f"weights, model calls of {args.batch:,} rows; model-only figures on "
+            f"{args.model_rows:,} converted rows. Best of {args.repeats} paired rounds (the "
+            f"model alone, then `predict_file` as it converts, then converting one thread "
+            f"ahead as it did before). Forward floor = sgemm rate ({flops / 1e9:.0f} GFLOP/s "
+            f"here) / (2 x dense parameters). Target: `malt predict` at >= 80% of the model "
+            f"only. Load average (1 min) during the rounds: {min(loads):.1f} to "
+            f"{max(loads):.1f} on {os.cpu_count()} cores.\n\n" + "\n".join(lines))
     publish("predict", "bench_predict", argv, body, report=not args.no_report)
 
 

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         root = scratch / "small"
         print(f"simulating the small data set into {root} ...", flush=True)
         simulate_small(root, args.seed)
+    load_before = os.getloadavg()[0]
     try:
         layout = find_layout(root)
         size_mb = sum(p.stat().st_size for p in layout.days) / 2**20
@@ -110,18 +111,22 @@ def main(argv: list[str] | None = None) -> None:
              f"{len(layout.days)} day files, {size_mb:.0f} MB of parquet. Best of "
              f"{args.repeats} runs, cold cache (every day converted).",
              "",
-             "| run | wall s | rows/s | CPU s |",
-             "|---|---:|---:|---:|"]
+             "| run | wall s | rows/s | of the decode floor on its cores | CPU s |",
+             "|---|---:|---:|---:|---:|"]
     for w, (wall, cpu, n) in results.items():
+        # The floor: decoding alone on every core the run uses (`w` of them at most).
+        share = (n / wall) / (min(w, os.cpu_count() or 1) * rows / floor)
         lines.append(f"| `prepare`, {w} worker{'s' if w > 1 else ''} | {wall:.2f} | "
-                     f"{n / wall / 1e6:.2f}M | {cpu:.2f} |")
-    lines.append(f"| `prepare` again (all days cached) | {cached:.3f} | — | — |")
+                     f"{n / wall / 1e6:.2f}M | {share:.0%} | {cpu:.2f} |")
+    lines.append(f"| `prepare` again (all days cached) | {cached:.3f} | — | — | — |")
     lines.append(f"| pyarrow decode alone, 1 thread (the floor) | — | "
-                 f"{rows / floor / 1e6:.2f}M per core | {floor:.2f} |")
+                 f"{rows / floor / 1e6:.2f}M per core | — | {floor:.2f} |")
     lines += ["", f"Target: ≥ 1M rows/s. CPU time is the sum over threads: on an idle machine "
                   f"the wall time of the threaded run approaches CPU s / cores. Peak resident "
-                  f"memory of the benchmark process: {peak_mb:,.0f} MB. Load average at the end: "
-                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."]
+                  f"memory of the benchmark process: {peak_mb:,.0f} MB. Load average (1 min) "
+                  f"at the start and the end of the runs: {load_before:.1f}, "
+                  f"{os.getloadavg()[0]:.1f} "
+                  f"on {os.cpu_count()} cores."]
     body = "\n".join(lines)
     print(body)
     command = "python -m benchmarks.bench_prepare" + (f" --data {args.data}" if args.data else "")

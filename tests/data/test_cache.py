@@ -39,9 +39,9 @@ def conversions(monkeypatch):
     counts: Counter[str] = Counter()
     convert = reader.DayConverter.convert
 
-    def counting(self, chunk, offset, file, out):
+    def counting(self, chunk, offset, file, out, pool=None):
         counts[Path(file).stem] += 1
-        return convert(self, chunk, offset, file, out)
+        return convert(self, chunk, offset, file, out, pool)
 
     monkeypatch.setattr(reader.DayConverter, "convert", counting)
     return counts
@@ -173,12 +173,12 @@ def test_interrupted_conversion_leaves_no_cache(data, monkeypatch, error):
     convert = reader.DayConverter.convert
     calls = Counter()
 
-    def failing(self, chunk, offset, file, out):
+    def failing(self, chunk, offset, file, out, pool=None):
         if Path(file).stem == "train-01":
             calls["train-01"] += 1
             if offset >= 64:
                 raise error("interrupted")
-        return convert(self, chunk, offset, file, out)
+        return convert(self, chunk, offset, file, out, pool)
 
     monkeypatch.setattr(reader.DayConverter, "convert", failing)
     with pytest.raises(error):
@@ -284,9 +284,9 @@ def test_a_builder_removes_only_its_own_hosts_leftovers(data, monkeypatch):
     seen = []
     convert = reader.DayConverter.convert
 
-    def looking(self, chunk, offset, file, out):
+    def looking(self, chunk, offset, file, out, pool=None):
         seen.extend(p.name for p in (data / ".malt_cache").iterdir() if f"-{os.getpid()}" in p.name)
-        return convert(self, chunk, offset, file, out)
+        return convert(self, chunk, offset, file, out, pool)
 
     monkeypatch.setattr(reader.DayConverter, "convert", looking)
     prepare(data, rebuild=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -299,3 +301,97 @@ def test_auto_device_picks_cuda_for_onnx_only_with_its_cuda_provider(monkeypatch
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert scoring_device("onnx", "auto").type == "cuda"
+
+
+CONVERSIONS = [dict(convert_threads=1, ahead=False), dict(convert_threads=1, ahead=True),
+               dict(convert_threads=2, ahead=False), dict(convert_threads=3, ahead=True)]
+
+
+def conversion_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("malt-convert",
+                                                                        "malt-ahead"))]
+
+
+@pytest.mark.parametrize("evaluate", [False, True])
+def test_the_scores_do_not_depend_on_how_chunks_are_converted(run, data, tmp_path, evaluate):
+    trained = load_run(run)
+    day = data / "test" / "test.parquet"
+    tables, reports = [], []
+    for i, how in enumerate(CONVERSIONS):
+        out = tmp_path / f"p{i}.parquet"
+        reports.append(predict_file(Scorer(trained, evaluate=evaluate, **how),
+                                    file_sources(day), out))
+        tables.append(pq.read_table(out))
+    for table, report in zip(tables[1:], reports[1:], strict=True):
+        assert table.equals(tables[0])
+        for view in VIEWS:  # bit for bit
+            np.testing.assert_array_equal(table[f"p_{view}"].to_numpy().view(np.uint32),
+                                          tables[0][f"p_{view}"].to_numpy().view(np.uint32))
+        assert report.oov == reports[0].oov
+        assert report.metrics == reports[0].metrics
+    assert not conversion_threads()
+
+
+def test_a_bad_chunk_is_reported_with_its_file_and_row_and_nothing_is_written(
+        run, unlabelled, tmp_path):
+    table = pq.read_table(unlabelled)
+    sims = table["mm_feat0_seq"].combine_chunks()
+    values = sims.flatten().to_numpy().copy()
+    values[150 * MAC.float_sequences[0].length] = np.inf  # row 150: the second chunk
+    table = table.set_column(table.schema.get_field_index("mm_feat0_seq"), "mm_feat0_seq",
+                             pa.ListArray.from_arrays(sims.offsets, pa.array(values)))
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(table, bad, row_group_size=100)
+    for i, how in enumerate(CONVERSIONS):
+        out = tmp_path / f"p{i}.parquet"
+        with pytest.raises(DataError) as err:
+            predict_file(Scorer(load_run(run), **how), file_sources(bad), out)
+        assert (err.value.file, err.value.column, err.value.row) == \
+            (str(bad), "mm_feat0_seq", 150)
+        assert not out.exists()
+    assert sorted(tmp_path.iterdir()) == sorted([bad, unlabelled])
+    assert not conversion_threads()
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_conversion_runs_at_most_one_chunk_ahead_of_scoring(run, unlabelled, monkeypatch,
+                                                            ahead):
+    scorer = Scorer(load_run(run), convert_threads=2, ahead=ahead)
+    converted, ahead_at_scoring = [], []
+    convert, engine = scorer._convert, scorer.engine
+
+    def counting_convert(*args):
+        chunk = convert(*args)
+        converted.append(chunk)
+        return chunk
+
+    def counting_engine(inputs):
+        time.sleep(0.2)  # a slow model: a free-running producer would convert everything
+        ahead_at_scoring.append(len(converted) - len(ahead_at_scoring) - 1)
+        return engine(inputs)
+
+    monkeypatch.setattr(scorer, "_convert", counting_convert)
+    monkeypatch.setattr(scorer, "engine", counting_engine)
+    assert sum(b.num_rows for b in scorer.batches(file_sources(unlabelled))) == 301
+    assert len(ahead_at_scoring) == 4  # one model call per chunk of 100 rows
+    assert max(ahead_at_scoring) == (1 if ahead else 0)
+    assert ahead_at_scoring[-1] == 0  # nothing is left to convert at the last chunk
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_an_interrupted_prediction_stops_its_threads_and_writes_nothing(
+        run, unlabelled, tmp_path, monkeypatch, ahead):
+    scorer = Scorer(load_run(run), convert_threads=2, ahead=ahead)
+    calls = []
+
+    def interrupted(inputs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return np.zeros((len(inputs["sparse"]), 3), dtype=np.float32)
+
+    monkeypatch.setattr(scorer, "engine", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        predict_file(scorer, file_sources(unlabelled), tmp_path / "p.parquet")
+    assert list(tmp_path.iterdir()) == [unlabelled]
+    assert not conversion_threads()

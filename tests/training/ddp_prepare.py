@@ -36,9 +36,9 @@ def main(out: Path, paths: list[str]) -> None:
 
     cache.Preparer.prepare = preparing
 
-    def counting(self, chunk, offset, file, out_arrays):
+    def counting(self, chunk, offset, file, out_arrays, pool=None):
         converted.append(file)
-        return convert(self, chunk, offset, file, out_arrays)
+        return convert(self, chunk, offset, file, out_arrays, pool)
 
     reader.DayConverter.convert = counting
     world = init_world("cpu")

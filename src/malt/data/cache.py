@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -352,11 +353,12 @@ class Preparer:
         columns = converter.columns + (list(self.schema.known_at_columns) if job.known_at
                                        else []) + ([self.schema.click_time] if job.click_time
                                                    else [])
-        for offset, chunk in read_chunks(pf, job.source, row_group, start, columns):
+        for offset, chunk in read_chunks(pf, job.source, row_group, start, columns,
+                                         partial(open_parquet, job.source, job.metadata)):
             if self._stop.is_set():
                 return None
             out = self._buffers(chunk.num_rows, job.known_at, job.click_time)
-            stats.add(converter.convert(chunk, offset, str(job.source), out))
+            stats.add(converter.convert(chunk, offset, str(job.source), out, self._columns))
             job.write(out, offset)
             users = out["user"]
             known = users < len(job.seen_users)
@@ -446,7 +448,13 @@ class Preparer:
         self._unnamed: dict[str, list[str]] = {}
         """Column -> the converted files that hold it though the schema does not name it."""
         self._stop.clear()
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="malt-prepare") \
+        # The columns of a row group are converted side by side by the second pool, so that
+        # the last row groups of the data set keep every core busy too (the workers wait on
+        # it); left last, it ends after the workers.
+        columns = ThreadPoolExecutor(self.workers, thread_name_prefix="malt-columns") \
+            if self.workers > 1 else nullcontext()
+        with columns as self._columns, \
+                ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="malt-prepare") \
                 as pool:
             try:
                 # The vocabs are parsed (holding the GIL) while the day files are hashed (not

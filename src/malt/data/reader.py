@@ -28,7 +28,9 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -263,15 +265,27 @@ def open_parquet(path: Path, metadata: pq.FileMetaData | None = None) -> pq.Parq
 
 class RowGroup:
     """The rows of one parquet row group; each column is read when asked for, so that only one
-    decoded column is held in memory at a time."""
+    decoded column is held in memory at a time. With `reopen` (a function that opens the file
+    again), a thread other than the one that made it reads through a handle of its own."""
 
-    def __init__(self, pf: pq.ParquetFile, path: Path, index: int, start: int):
+    def __init__(self, pf: pq.ParquetFile, path: Path, index: int, start: int,
+                 reopen: Callable[[], pq.ParquetFile] | None = None):
         self._pf, self._path, self._index, self._start = pf, path, index, start
         self.num_rows = pf.metadata.row_group(index).num_rows
+        self._reopen, self._owner = reopen, threading.get_ident()
+        self._handles: dict[int, pq.ParquetFile] = {}
+
+    def _file(self) -> pq.ParquetFile:
+        thread = threading.get_ident()
+        if self._reopen is None or thread == self._owner:
+            return self._pf
+        if thread not in self._handles:
+            self._handles[thread] = self._reopen()
+        return self._handles[thread]
 
     def column(self, name: str) -> pa.Array:
         try:
-            table = self._pf.read_row_group(self._index, columns=[name], use_threads=False)
+            table = self._file().read_row_group(self._index, columns=[name], use_threads=False)
         except _READ_ERRORS as exc:
             raise DataError(f"not a readable parquet file (truncated or corrupt?): {exc}",
                             file=str(self._path), column=name, row=self._start) from exc
@@ -283,12 +297,14 @@ class RowGroup:
 
 
 def read_chunks(pf: pq.ParquetFile, path: Path, row_group: int, start: int,
-                columns: list[str]) -> Iterator[tuple[int, RowGroup | pa.RecordBatch]]:
+                columns: list[str], reopen: Callable[[], pq.ParquetFile] | None = None
+                ) -> Iterator[tuple[int, RowGroup | pa.RecordBatch]]:
     """(first row in the file, rows) of one row group, in chunks of bounded size: the row
-    group itself, or record batches of `READ_CHUNK_ROWS` rows when it is much larger."""
+    group itself (read through `reopen`'s handles by other threads, see `RowGroup`), or
+    record batches of `READ_CHUNK_ROWS` rows when it is much larger."""
     rows = pf.metadata.row_group(row_group).num_rows
     if rows <= 2 * READ_CHUNK_ROWS:
-        yield start, RowGroup(pf, path, row_group, start)
+        yield start, RowGroup(pf, path, row_group, start, reopen)
         return
     offset = start
     try:
@@ -443,63 +459,121 @@ class DayConverter:
         return list(read_columns(self.schema, labels=self.labels))
 
     def convert(self, chunk: RowGroup | pa.RecordBatch | pa.Table, offset: int, file: str,
-                out: dict[str, np.ndarray]) -> ChunkStats:
+                out: dict[str, np.ndarray], pool: Executor | None = None) -> ChunkStats:
         """Validate `chunk` (rows `offset`.. of `file`) and write it into `out`, a dict of
-        contiguous arrays of `chunk.num_rows` rows shaped as in `array_shapes`."""
-        s, n = self.schema, chunk.num_rows
+        contiguous arrays of `chunk.num_rows` rows shaped as in `array_shapes`.
+
+        With `pool`, the columns are decoded and converted by its threads, several at a time
+        (each writes its own slots of `out`); the arrays, the statistics and the error raised
+        (the first in column order) are those of a conversion without it."""
+        tasks = self._tasks(chunk, offset, file, out)
+        if pool is None:
+            parts = [task() for task in tasks]
+        else:
+            futures = [pool.submit(task) for task in tasks]
+            # Every task ends before anything is raised, so none writes into `out` afterwards.
+            wait(futures)
+            parts = [future.result() for future in futures]
         stats = ChunkStats(positives={}, oov={})
+        for part in parts:
+            stats.add(part)
+        return stats
+
+    def _tasks(self, chunk: RowGroup | pa.RecordBatch | pa.Table, offset: int, file: str,
+               out: dict[str, np.ndarray]) -> list[Callable[[], ChunkStats]]:
+        """The conversion of `chunk` as independent steps, in column order: each reads its
+        columns, writes its own slots of `out` and returns its part of the statistics."""
+        s, n = self.schema, chunk.num_rows
 
         def col(name: str) -> pa.Array:
             return chunk_column(chunk, name)
 
-        ids = self._scratch("ids", (n,), np.int32)
-        users = self.lookups[s.user_column]
-        stats.oov[s.user_column] = users.map_into(col(s.user_column), ids)
-        out["user"][:] = user_groups(col(s.user_column), ids, users.oov_index)
-        sparse = out["sparse"]
-        for j, f in enumerate(s.fields):
-            stats.oov[f.name] = self.lookups[f.name].map_into(col(f.name), ids)
-            sparse[:, j] = ids
-        for shared in self._pad_is_oov:
-            _no_pad_ids(col(shared), s.sequence_pad, shared, file, offset)
+        def fields() -> ChunkStats:
+            stats = ChunkStats(positives={}, oov={})
+            ids = self._scratch("ids", (n,), np.int32)
+            users = self.lookups[s.user_column]
+            stats.oov[s.user_column] = users.map_into(col(s.user_column), ids)
+            out["user"][:] = user_groups(col(s.user_column), ids, users.oov_index)
+            sparse = out["sparse"]
+            for j, f in enumerate(s.fields):
+                values = col(f.name)
+                stats.oov[f.name] = self.lookups[f.name].map_into(values, ids)
+                sparse[:, j] = ids
+                if f.name in self._pad_is_oov:
+                    _no_pad_ids(values, s.sequence_pad, f.name, file, offset)
+            for shared in self._pad_is_oov:
+                if shared not in s.field_names:
+                    _no_pad_ids(col(shared), s.sequence_pad, shared, file, offset)
+            return stats
 
-        if s.ragged_sequences and (s.id_sequences or s.float_sequences):
-            self._ragged_sequences(col, file, offset, out, stats)
-        for j, spec in enumerate(() if s.ragged_sequences else s.id_sequences):
+        def id_sequence(j: int, spec: IdSequence) -> ChunkStats:
             flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
             rows = self._scratch("seq", (n, spec.length), np.int32)
             oov = self.lookups[spec.shares].map_into(flat, rows)
             if self._pad_is_oov[spec.shares]:
                 oov -= _count_token(flat, s.sequence_pad)
-            stats.oov[spec.name] = oov
             out["seq"][:, j, :] = rows
-        for j, spec in enumerate(() if s.ragged_sequences else s.float_sequences):
+            return ChunkStats(positives={}, oov={spec.name: oov})
+
+        def float_sequence(j: int, spec) -> ChunkStats:
             flat = _fixed_length_values(col(spec.name), spec.length, spec.name, file, offset)
             values = _floats(flat, spec.name, file, offset, per_row=spec.length,
                              limit=MAX_MAGNITUDE)
             out["dense_seq"][:, j, :] = values.reshape(n, spec.length)
+            return ChunkStats(positives={}, oov={})
 
-        for j, bag in enumerate(s.bags):
-            lookup = self.lookups[bag.name]
-            lengths, oov, truncated = padded_bag(col(bag.name), lookup, bag.max_length,
-                                                 out["bags"][:, j, :], bag.name, file, offset)
-            out["bag_lengths"][:, j] = lengths
-            stats.oov[bag.name], stats.truncated[bag.name] = oov, truncated
-
-        for j, f in enumerate(s.numeric):
-            values = _numbers(col(f.name), f.name, file, offset, s.numeric_fill)
-            if f.transform == "log1p" and values.size and values.min() <= -1:
-                row = offset + int(np.flatnonzero(values <= -1)[0])
-                raise DataError(f"log1p needs values above -1, got {values.min()!r}",
-                                file=file, column=f.name, row=row)
-            out["numeric"][:, j] = values
-            if f.transform == "standardise":
-                stats.numeric[f.name] = Moments.of(values)
-        if s.target_action_column:
-            out["target_action"][:] = self._target_action(col(s.target_action_column), file,
-                                                          offset)
-        if not self.labels:
+        def ragged() -> ChunkStats:
+            stats = ChunkStats(positives={}, oov={})
+            self._ragged_sequences(col, file, offset, out, stats)
             return stats
+
+        def bag(j: int) -> ChunkStats:
+            spec = s.bags[j]
+            lengths, oov, truncated = padded_bag(col(spec.name), self.lookups[spec.name],
+                                                 spec.max_length, out["bags"][:, j, :],
+                                                 spec.name, file, offset)
+            out["bag_lengths"][:, j] = lengths
+            return ChunkStats(positives={}, oov={spec.name: oov},
+                              truncated={spec.name: truncated})
+
+        def numeric() -> ChunkStats:
+            stats = ChunkStats(positives={}, oov={})
+            for j, f in enumerate(s.numeric):
+                values = _numbers(col(f.name), f.name, file, offset, s.numeric_fill)
+                if f.transform == "log1p" and values.size and values.min() <= -1:
+                    row = offset + int(np.flatnonzero(values <= -1)[0])
+                    raise DataError(f"log1p needs values above -1, got {values.min()!r}",
+                                    file=file, column=f.name, row=row)
+                out["numeric"][:, j] = values
+                if f.transform == "standardise":
+                    stats.numeric[f.name] = Moments.of(values)
+            if s.target_action_column:
+                out["target_action"][:] = self._target_action(col(s.target_action_column),
+                                                              file, offset)
+            return stats
+
+        def labels() -> ChunkStats:
+            return self._labels(col, file, offset, out)
+
+        tasks: list[Callable[[], ChunkStats]] = [fields]
+        if s.ragged_sequences and (s.id_sequences or s.float_sequences):
+            tasks.append(ragged)
+        if not s.ragged_sequences:
+            tasks += [partial(id_sequence, j, spec) for j, spec in enumerate(s.id_sequences)]
+            tasks += [partial(float_sequence, j, spec)
+                      for j, spec in enumerate(s.float_sequences)]
+        tasks += [partial(bag, j) for j in range(len(s.bags))]
+        tasks.append(numeric)
+        if self.labels:
+            tasks.append(labels)
+        return tasks
+
+    def _labels(self, col: Callable[[str], pa.Array], file: str, offset: int,
+                out: dict[str, np.ndarray]) -> ChunkStats:
+        """The labels and what is read with them (known-at and click times, campaigns,
+        clicks) into `out`; their statistics."""
+        s = self.schema
+        stats = ChunkStats(positives={}, oov={})
         weights = out["weights"]
         for j, c in enumerate(s.labels):
             # Counted on the contiguous column, before it is spread into its strided slot.

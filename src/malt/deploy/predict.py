@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,11 @@ replaces (`--overwrite`) only a file that has it."""
 PREDICT_BATCH_ROWS = 4096
 """Rows scored per model call: large enough that per-call overheads vanish, small enough that a
 batch's activations (a few MB) stay in the CPU's caches (BENCHMARKS.md "predict profile")."""
+CONVERT_AHEAD = False
+"""Whether `Scorer` converts the next chunk while it scores the current one by default. Not on
+a machine whose cores the model's threads fill: the conversion then takes a core from one of
+the model's threads, and the other waits for it at each operator (BENCHMARKS.md "predict
+profile"); converting with as many threads as the model between its calls costs less."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,18 @@ class Source:
     name: str
     file: pq.ParquetFile
     path: Path
+    buffer: pa.Buffer | None = None
+    """The parquet bytes of an in-memory table (`table_source`)."""
 
     @property
     def rows(self) -> int:
         return self.file.metadata.num_rows
+
+    def reopen(self) -> pq.ParquetFile:
+        """Another handle on the same rows, for a thread of its own."""
+        if self.buffer is not None:
+            return pq.ParquetFile(pa.BufferReader(self.buffer), metadata=self.file.metadata)
+        return open_parquet(self.path, self.file.metadata)
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,8 @@ def table_source(table: pa.Table, name: str = "<table>") -> Source:
     and checked exactly as a file is."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, row_group_size=READ_CHUNK_ROWS)
-    return Source(name, pq.ParquetFile(pa.BufferReader(sink.getvalue())), Path(name))
+    buffer = sink.getvalue()
+    return Source(name, pq.ParquetFile(pa.BufferReader(buffer)), Path(name), buffer)
 
 
 class Scorer:
@@ -143,14 +158,25 @@ class Scorer:
         calibrated: score through the run's calibrators when it has some (`malt calibrate`).
         precision: `fp32`, or `bf16` for the torch engine's forward pass under bfloat16
             autocast (`malt.precision`).
+        convert_threads: threads that decode and convert the columns of a chunk side by side
+            (default: the model's torch threads); 1 converts them one after the other.
+        ahead: convert the next chunk while the current one is scored (`malt.data.ahead`),
+            else between model calls, when the model leaves the cores free (BENCHMARKS.md
+            "predict profile").
     """
 
     def __init__(self, trained: TrainedModel, *, engine: str = "torch",
                  device: torch.device | str = "cpu", keep: tuple[str, ...] = (),
                  evaluate: bool = False, batch_size: int = PREDICT_BATCH_ROWS,
-                 calibrated: bool = True, precision: str = "fp32"):
+                 calibrated: bool = True, precision: str = "fp32",
+                 convert_threads: int | None = None, ahead: bool = CONVERT_AHEAD):
         if batch_size < 1:
             raise ConfigError(f"batch size must be positive, got {batch_size}")
+        self.convert_threads = torch.get_num_threads() if convert_threads is None \
+            else convert_threads
+        if self.convert_threads < 1:
+            raise ConfigError(f"conversion threads must be positive, got {convert_threads}")
+        self.ahead = ahead
         self.trained, self.evaluate, self.batch_size = trained, evaluate, batch_size
         schema = trained.schema
         self.predicted = tuple(output_name(v) for v in trained.views)
@@ -215,11 +241,18 @@ class Scorer:
             self._add_metrics(sources, collected)
 
     def _converted(self, sources: list[Source]) -> Iterator[ConvertedChunk]:
-        """The chunks of `sources` read and converted, in order, the next one in a worker
-        thread while the caller scores the current one (`malt.data.ahead`), so at most two
-        chunks are held at a time."""
-        return read_ahead((self._convert(*chunk) for chunk in self._chunks(sources)),
-                          name="malt-convert")
+        """The chunks of `sources` read and converted, in order, by `convert_threads` threads;
+        with `ahead`, the next one while the caller scores the current one, so at most two
+        chunks are held at a time (one without)."""
+        pool = ThreadPoolExecutor(self.convert_threads, thread_name_prefix="malt-convert") \
+            if self.convert_threads > 1 else None
+        try:
+            chunks = (self._convert(*chunk, pool) for chunk in self._chunks(sources))
+            yield from read_ahead(chunks, name="malt-ahead") if self.ahead else chunks
+        finally:
+            if pool is not None:
+                # An interrupted conversion's remaining columns are dropped, not converted.
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _chunks(self, sources: list[Source]
                 ) -> Iterator[tuple[Source, int, RowGroup | pa.RecordBatch]]:
@@ -228,16 +261,16 @@ class Scorer:
             first_row = 0
             for group in range(source.file.metadata.num_row_groups):
                 for offset, chunk in read_chunks(source.file, source.path, group, first_row,
-                                                 columns):
+                                                 columns, source.reopen):
                     yield source, offset, chunk
                 first_row += source.file.metadata.row_group(group).num_rows
 
-    def _convert(self, source: Source, offset: int, chunk: RowGroup | pa.RecordBatch
-                 ) -> ConvertedChunk:
+    def _convert(self, source: Source, offset: int, chunk: RowGroup | pa.RecordBatch,
+                 pool: ThreadPoolExecutor | None = None) -> ConvertedChunk:
         arrays = {name: np.empty(shape, dtype) for name, (shape, dtype) in
                   array_shapes(self.trained.schema, chunk.num_rows,
                                labels=self.evaluate).items()}
-        stats = self.converter.convert(chunk, offset, source.name, arrays)
+        stats = self.converter.convert(chunk, offset, source.name, arrays, pool)
         return ConvertedChunk(arrays, stats.oov, [chunk_column(chunk, c) for c in self.passed])
 
     def score(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
