@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     interval = (f"paired bootstrap over users and {len(args.seeds)} seeds, "
                 f"{args.resamples:,} resamples, 95 % intervals")
     for model in args.models:
-        lines += [f"### {TRAITS[model]}", "",
+        lines += [*([""] if lines[-1] else []), f"### {TRAITS[model]}", "",
                   f"Entire space − click space, pCVR of the main view, points (× 100); "
                   f"{interval}:", "", *header,
                   *deltas(side(model, "entire space"), side(model, "click space"),
