@@ -1,5 +1,6 @@
 """`malt simulate --impressions`, then `malt train --entire-space` and a click-space run on it,
-then `malt eval`, `predict` and `export` of the entire-space run."""
+then `malt eval`, `predict` and `export` of the entire-space runs (MMoE, and MoAE, whose own
+loss terms the wrapper keeps)."""
 
 from __future__ import annotations
 
@@ -56,8 +57,32 @@ def test_an_entire_space_run_records_its_click_rate_and_entire_space_scores(runs
     assert json.loads((entire / "config.json").read_text())["task"]["entire_space"] is True
 
 
-def test_eval_predict_and_export_serve_the_conversion_rates(runs, impressions, tmp_path, capsys):
-    entire, _ = runs
+@pytest.fixture(scope="module")
+def moae_run(impressions, tmp_path_factory):
+    out = tmp_path_factory.mktemp("moae") / "entire"
+    flags = [*TRAIN, "--model", "moae", "--data", str(impressions), "--entire-space"]
+    assert main([*flags, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(params=["mmoe", "moae"])
+def entire(request, runs, moae_run):
+    return runs[0] if request.param == "mmoe" else moae_run
+
+
+def test_a_moae_run_trains_over_the_impressions(moae_run, runs):
+    config = json.loads((moae_run / "config.json").read_text())
+    assert config["model"]["name"] == "moae" and config["task"]["entire_space"] is True
+    scores = json.loads((moae_run / "metrics.json").read_text())["impressions"]["linear"]
+    assert 0 <= scores["ctr_auc"] <= 1 and 0 <= scores["ctcvr_auc"] <= 1
+    predictions = Predictions.load(moae_run / "predictions.npz")
+    assert predictions.ctr is not None
+    # Scored on the same impressions as the MMoE run.
+    assert np.array_equal(predictions.click, Predictions.load(runs[0] / "predictions.npz").click)
+
+
+def test_eval_predict_and_export_serve_the_conversion_rates(entire, impressions, tmp_path,
+                                                            capsys):
     capsys.readouterr()
     assert main(["eval", "--run", str(entire)]) == 0
     assert "CTCVR AUC" in capsys.readouterr().out
@@ -75,6 +100,7 @@ def test_eval_predict_and_export_serve_the_conversion_rates(runs, impressions, t
 @pytest.mark.parametrize("flags, message", [
     (["--entire-space", "--aux", "cat"], "the Cartesian view 'cat' has no such product"),
     (["--entire-space", "--model", "kaml"], "model 'kaml' has a loss and a forward pass"),
+    (["--entire-space", "--model", "taml"], "model 'taml' has a loss of its own"),
 ])
 def test_bad_entire_space_runs_are_refused_before_writing(impressions, tmp_path, capsys,
                                                           flags, message):

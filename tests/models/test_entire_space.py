@@ -17,10 +17,11 @@ from malt.errors import ConfigError
 from malt.losses.entire_space import ctcvr_loss, log1mexp
 from malt.models import build_model
 from malt.models.entire_space import EntireSpace
+from malt.models.registry import model_spec
 from malt.runs.config import RunConfig, TaskConfig
-from models.conftest import random_batch
+from models.conftest import random_batch, small_vocab
 
-MODELS = ["base", "shared_bottom", "mmoe", "ple", "home", "natal"]
+MODELS = ["base", "shared_bottom", "mmoe", "ple", "home", "natal", "moae", "star", "single_task"]
 TASK = Task("last", ("first", "linear"), entire_space=True)
 LN2_NEAR = 0.6931
 """Just below ln 2, where `log1mexp` switches branch."""
@@ -175,12 +176,18 @@ def test_parameters_are_stored_once_and_the_encoder_shared(vocab):
     assert embedding == inner_embedding and dense > inner_dense
 
 
-@pytest.mark.parametrize("name, own", [("kaml", "loss and a forward pass"), ("taml", "loss"),
-                                       ("moae", "loss"), ("star", "forward pass"),
-                                       ("single_task", "forward pass")])
+@pytest.mark.parametrize("name, own", [("kaml", "loss and a forward pass"), ("taml", "loss")])
 def test_models_the_wrapper_cannot_serve_are_refused(name, own):
     with pytest.raises(ConfigError, match=f"model '{name}' has a {own} of its own"):
         RunConfig(task=TaskConfig(main="last", entire_space=True), model={"name": name})
+    with pytest.raises(ConfigError, match=f"model '{name}' has a {own} of its own"):
+        EntireSpace(model_spec(name).build(MAC, small_vocab(), Task("last", ("first",))))
+
+
+@pytest.mark.parametrize("name", ["moae", "star", "single_task"])
+def test_models_with_their_own_terms_or_features_are_accepted(name):
+    RunConfig(task=TaskConfig(main="last", aux=["first"], entire_space=True),
+              model={"name": name})
 
 
 @pytest.mark.parametrize("task, message", [

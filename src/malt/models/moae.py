@@ -67,8 +67,11 @@ class MoAE(KnowledgeTransferModel):
         raw = self.main_tower(reps[main], self._fused(knowledge))
         return Outputs(logits={main: self.head_logits(main, raw)}, knowledge=knowledge)
 
-    def loss_terms(self, outputs: Outputs, batch: dict[str, torch.Tensor]) -> LossTerms:
-        terms = super().loss_terms(outputs, batch)
+    def view_loss_terms(self, losses: dict[str, torch.Tensor]) -> LossTerms:
+        """The views' terms, and in the self-auxiliary form the main view's once more as the
+        auxiliary term `<main>@self` (under entire-space training: its CTCVR term, over the
+        impressions, as the main term is)."""
+        terms = super().view_loss_terms(losses)
         if not self.self_aux:
             return terms
         main = terms[self.task.main]

@@ -142,7 +142,16 @@ class MaltModel(nn.Module):
 
     # --- the interface ---------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> Outputs:
-        return self.heads(self.encoder(batch))
+        return self.features_and_outputs(batch)[1]
+
+    def features_and_outputs(self, batch: dict[str, torch.Tensor]
+                             ) -> tuple[torch.Tensor, Outputs]:
+        """(the fused features x [B, D] of the batch, the forward pass's outputs). Entire-space
+        training (`malt.models.entire_space`) reads its click head off x, so a model with a
+        forward pass of its own overrides this, not `forward`, to be wrapped: x is then what
+        it says its main view reads."""
+        x = self.encoder(batch)
+        return x, self.heads(x)
 
     def heads(self, x: torch.Tensor) -> Outputs:
         """Fused features x [B, D] -> per-view logits (and knowledge vectors)."""
@@ -154,6 +163,14 @@ class MaltModel(nn.Module):
         the main role and the others auxiliary."""
         losses = view_losses(outputs.logits, batch, self.columns, self.task.label_mode,
                              self.task.delay_correction, self.delay_rates)
+        return self.view_loss_terms(losses)
+
+    def view_loss_terms(self, losses: dict[str, torch.Tensor]) -> LossTerms:
+        """The terms made of the per-view losses (view -> scalar, in the order of the logits):
+        by default one per view of weight 1, the main view's in the main role and the others
+        auxiliary. Entire-space training passes each view's CTCVR loss through it in place of
+        the view's loss, so a model whose own terms are made of its per-view losses alone
+        (MoAE's self-auxiliary term) overrides this, not `loss_terms`, and keeps them there."""
         return LossTerms.of_views(losses, self.task.main)
 
     @classmethod

@@ -32,9 +32,15 @@ class SingleTask(MaltModel):
     def encoder_of(self, view: str) -> Encoder:
         return self.encoder if view == self.task.views[0] else self.other_encoders[view]
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> Outputs:
-        return Outputs(logits={v: tower(self.experts[v](self.encoder_of(v)(batch)))[0]
-                               .squeeze(-1) for v, tower in self.towers.items()})
+    def features_and_outputs(self, batch: dict[str, torch.Tensor]
+                             ) -> tuple[torch.Tensor, Outputs]:
+        """The main view's encoder's features (what an entire-space click head shares, as
+        ESMM's click network shares the conversion network's embeddings) and every view's
+        logit, each from its own encoder."""
+        features = {v: self.encoder_of(v)(batch) for v in self.task.views}
+        logits = {v: tower(self.experts[v](features[v]))[0].squeeze(-1)
+                  for v, tower in self.towers.items()}
+        return features[self.task.main], Outputs(logits=logits)
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         return [p for v in self.task.views for p in self.encoder_of(v).embedding_parameters()]

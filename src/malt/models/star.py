@@ -67,7 +67,9 @@ class STAR(MaltModel):
         extra = ("target_action",) if self.target_embedding is not None else ()
         return (*super().serving_inputs, *extra)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> Outputs:
+    def features_and_outputs(self, batch: dict[str, torch.Tensor]
+                             ) -> tuple[torch.Tensor, Outputs]:
+        """The fused features x [B, D] every path reads, and the paths' logits."""
         x = self.encoder(batch)
         views = self.task.views
         rows = None
@@ -85,5 +87,5 @@ class STAR(MaltModel):
             parts.append(self.encoder.ad_block(batch, x).unsqueeze(0).expand(n, b, -1))
         aux = self.aux(torch.cat(parts, dim=2))[0].squeeze(-1)             # [N, B]
         logits = main + aux
-        return Outputs(logits={v: logits[j] for j, v in enumerate(views)})
+        return x, Outputs(logits={v: logits[j] for j, v in enumerate(views)})
 
