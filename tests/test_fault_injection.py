@@ -110,8 +110,11 @@ def test_a_killed_training_run_resumes_to_the_same_metrics(data, uninterrupted, 
     whole = json.loads((uninterrupted / "metrics.json").read_text())
     # To the last bits, not bit for bit: on an Intel CPU with AMX a resumed run (and a rerun
     # from scratch) differed from the uninterrupted one in the float32 rounding of a few
-    # scores, though rarely and never when run alone; MKL's reproducible mode
-    # (malt/reproducible.py) covers MKL's kernels only.
+    # scores and weights, though rarely and never when run alone; MKL's reproducible mode
+    # (malt/reproducible.py) covers MKL's kernels only. A weight near 0 can then differ by
+    # a large relative amount, hence an absolute tolerance scaled to each tensor (the Adam
+    # moments are tiny): a lost optimiser state or a skipped step moves weights by about
+    # the learning rate (1e-3), far above it.
     assert resumed["views"].keys() == whole["views"].keys()
     for view, metrics in whole["views"].items():
         for name, value in metrics.items():
@@ -123,11 +126,12 @@ def test_a_killed_training_run_resumes_to_the_same_metrics(data, uninterrupted, 
     assert resumed_tensors.keys() == whole_tensors.keys()
     for path, tensor in whole_tensors.items():
         assert resumed_tensors[path].dtype == tensor.dtype, path
-        np.testing.assert_allclose(resumed_tensors[path], tensor, rtol=1e-5, atol=1e-12,
+        scale = float(np.abs(tensor).max()) if tensor.size else 0.0
+        np.testing.assert_allclose(resumed_tensors[path], tensor, rtol=1e-5, atol=1e-6 * scale,
                                    err_msg=path)
     with np.load(out / "predictions.npz") as got, \
             np.load(uninterrupted / "predictions.npz") as want:
-        assert got["probs"].tobytes() == want["probs"].tobytes()
+        np.testing.assert_allclose(got["probs"], want["probs"], rtol=1e-5, atol=1e-7)
 
 
 def test_a_killed_prepare_reruns_to_the_same_cache(data, tmp_path):

@@ -235,6 +235,22 @@ def test_a_worker_starts_no_cell_once_the_pool_is_stopping(tmp_path, monkeypatch
     assert not other.run_dir(tmp_path).path.exists()
 
 
+def test_a_worker_started_after_its_driver_died_ends_itself():
+    # The driver can be killed while a worker is still starting; that worker's parent is then
+    # already someone else, and it must still see that its driver is gone.
+    import subprocess
+
+    from malt.experiments.scheduler import EXIT_ORPHANED
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    worker = (f"import threading, time\n"
+              f"from malt.experiments import scheduler\n"
+              f"scheduler._init_worker({gone.pid}, 1, None, threading.Event())\n"
+              f"time.sleep(60)\n")
+    assert subprocess.run([sys.executable, "-c", worker], timeout=50).returncode == EXIT_ORPHANED
+
+
 def test_progress_line_scores_done_cells_points_failed_ones_to_their_traceback(tmp_path):
     cell = Cell(config())
     score = lambda metrics: f"GAUC {metrics.main_metrics.gauc:.2f}"  # noqa: E731

@@ -161,13 +161,15 @@ def _run_in_worker(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, 
         _IDLE.set()
 
 
-def _init_worker(threads: int, gpu_queue: Any, stop: Any) -> None:
+def _init_worker(driver: int, threads: int, gpu_queue: Any, stop: Any) -> None:
     # Idle workers ignore Ctrl-C (a KeyboardInterrupt would break the pool); a worker running
     # a cell takes it (`_run_in_worker`).
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(), stop), daemon=True,
+    # The driver's pid comes from the driver: a worker still starting when the driver is
+    # killed would read its new parent from `os.getppid()` and never see itself orphaned.
+    threading.Thread(target=_stop_when_orphaned, args=(driver, stop), daemon=True,
                      name="malt-orphan-watch").start()
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
@@ -292,7 +294,7 @@ def _run_pool(cells: list[Cell], root: Path, train: TrainFn | None, workers: Wor
             gpu_queue.put(workers.gpus[i % len(workers.gpus)])
     executor = ProcessPoolExecutor(max_workers=workers.count, mp_context=context,
                                    initializer=_init_worker,
-                                   initargs=(workers.threads, gpu_queue, stop))
+                                   initargs=(os.getpid(), workers.threads, gpu_queue, stop))
     futures: dict[Future, Cell] = {executor.submit(_run_in_worker, c, root, train): c
                                    for c in cells}
     ctrl_c = threading.Event()
