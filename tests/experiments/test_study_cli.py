@@ -88,6 +88,18 @@ def test_seeds_that_run_past_the_largest_seed_are_refused_before_anything(tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option, study", [
+    (["--dwa-period", "5"], "grad-methods"), (["--grad-methods", "gcs"], "grad-methods"),
+    (["--baselines", "star"], "kaml"), (["--delay-window-days", "3"], "delay")])
+def test_an_option_of_another_study_is_refused_before_anything(tmp_path, capsys, option,
+                                                                 study):
+    out = tmp_path / "study"
+    assert main(["study", "main", "--out", str(out), *option]) == 3
+    assert f"{option[0]} is read by the {study} study only, and this command runs main" in \
+        capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_tables_name_a_given_data_directory_without_the_machines_layout(tmp_path,
                                                                         monkeypatch):
     from malt.experiments.engine import shown_path

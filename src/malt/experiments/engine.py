@@ -82,10 +82,27 @@ def protocols(names: tuple[str, ...]) -> list[Protocol]:
     return chosen
 
 
+_STUDY_OWN_OPTIONS = {"grad_methods": "grad-methods", "dwa_period": "grad-methods",
+                      "baselines": "kaml", "delay_window_days": "delay"}
+"""Options that only one study reads, by field, and that study."""
+
+
+def check_study_options(options: StudyOptions, chosen: list[Protocol]) -> None:
+    """Refuse an option that none of the chosen studies reads, rather than ignore it."""
+    names = {p.name for p in chosen}
+    defaults = StudyOptions(names=options.names)
+    for option, study in _STUDY_OWN_OPTIONS.items():
+        if study not in names and getattr(options, option) != getattr(defaults, option):
+            flag = "--" + option.replace("_", "-")
+            raise ConfigError(f"{flag} is read by the {study} study only, and this command "
+                              f"runs {', '.join(sorted(names))}")
+
+
 def run_studies(options: StudyOptions, say: Callable[[str], None] = print) -> int:
     """Run the studies of `options`; 0 when every run succeeded, 1 when some failed, 130 when
     interrupted."""
     chosen = protocols(options.names)
+    check_study_options(options, chosen)
     family = chosen[0].family
     options = with_preset(options, say)
     # The study's lock is held for the whole command: its cells (trained here, in worker

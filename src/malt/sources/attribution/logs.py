@@ -98,8 +98,27 @@ class ClickLog:
         return self.names.get(column, column)
 
 
+class ClickedImpressions:
+    """What an impression log answers from the click log of its clicked impressions (the
+    in-memory and the Spark form share it): the same features and extras, output columns
+    under their own names."""
+
+    clicks: ClickLog  # or its Spark form, which has the same features and extras
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.clicks.features
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        return self.clicks.extras
+
+    def output_name(self, column: str) -> str:
+        return column
+
+
 @dataclass
-class ImpressionLog:
+class ImpressionLog(ClickedImpressions):
     """Impressions, and the click log of their clicked ones (see the module docstring).
 
     clicks: the `ClickLog` of the clicks, each with its impression's user, item, shop and
@@ -118,19 +137,8 @@ class ImpressionLog:
     names: dict[str, str] = field(default_factory=dict)
 
     @property
-    def features(self) -> tuple[str, ...]:
-        return self.clicks.features
-
-    @property
-    def extras(self) -> tuple[str, ...]:
-        return self.clicks.extras
-
-    @property
     def click_columns(self) -> tuple[str, ...]:
         return tuple(self.impressions.columns)
-
-    def output_name(self, column: str) -> str:
-        return column
 
 
 def read_table(path: str | Path, keep: Callable[[str], bool] | None = None) -> pd.DataFrame:

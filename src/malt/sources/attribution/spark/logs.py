@@ -26,6 +26,7 @@ from malt.sources.attribution.logs import (
     CRITEO_COLUMNS,
     IMPRESSION_CLICK_COLUMNS,
     IMPRESSION_COLUMNS,
+    ClickedImpressions,
 )
 
 ROW = "_row"
@@ -59,7 +60,7 @@ class SparkLog:
 
 
 @dataclass
-class SparkImpressionLog:
+class SparkImpressionLog(ClickedImpressions):
     """Impressions and the click log of their clicked ones (the columns of
     `logs.ImpressionLog`, plus `_row`): `clicks` is the `SparkLog` of the clicks, each with
     its impression's user, item, shop and features, and `impression_id`."""
@@ -70,19 +71,8 @@ class SparkImpressionLog:
     journey = False
 
     @property
-    def features(self) -> tuple[str, ...]:
-        return self.clicks.features
-
-    @property
-    def extras(self) -> tuple[str, ...]:
-        return self.clicks.extras
-
-    @property
     def click_columns(self) -> tuple[str, ...]:
         return tuple(c for c in self.impressions.columns if c != ROW)
-
-    def output_name(self, column: str) -> str:
-        return column
 
 
 class Cache:
