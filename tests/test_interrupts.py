@@ -162,6 +162,17 @@ def test_sigterm_to_a_study_stops_its_workers_with_checkpoints(data, tmp_path):
         len(list(out.glob("runs/*/metrics.json"))) == 2
 
 
+def test_ctrl_c_to_a_studys_driver_alone_stops_its_workers_with_checkpoints(data, tmp_path):
+    # One worker sends SIGINT to the driver alone at its first step (`kill -INT`): the
+    # workers, which no signal reached, stop with checkpoints instead of finishing their runs.
+    out = tmp_path / "study"
+    result = interrupted("study", "main", "--data", data, "--out", out, *STUDY,
+                         at=("step", 1), action="interrupt-leader")
+    assert "Run the same command again to resume" in result.stdout
+    assert not list(out.glob("runs/*/metrics.json"))
+    assert list(out.glob("runs/*/checkpoint.safetensors"))
+
+
 def test_workers_of_a_killed_study_stop_with_checkpoints(data, tmp_path):
     # A worker SIGKILLs the driver at its first step (no clean-up is possible there): the
     # workers notice they are orphaned, save a checkpoint and end, instead of training on.

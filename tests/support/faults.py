@@ -11,6 +11,8 @@ The N-th time the process reaches POINT it does ACTION:
 - `terminate`: send SIGTERM (what `kill` and job schedulers send) to the command's own process,
   the leader of its process group, not to a study's workers, and carry on; sent once per
   process group, however many workers reach the point;
+- `interrupt-leader`: send SIGINT to the command's own process alone (as `kill -INT PID`
+  does), not to a study's workers, and carry on; sent once per process group;
 - `kill-leader`: from a study's worker, SIGKILL the command's own process (the driver), wait
   until this worker is orphaned, then 3 s more (for it to notice) before it carries on.
 
@@ -69,6 +71,11 @@ def _terminate() -> None:
         os.kill(os.getpgrp(), signal.SIGTERM)
 
 
+def _interrupt_leader() -> None:
+    if _once_per_group():
+        os.kill(os.getpgrp(), signal.SIGINT)
+
+
 def _kill_leader() -> None:
     import time
 
@@ -80,7 +87,7 @@ def _kill_leader() -> None:
 
 
 ACTIONS = {"kill": _die, "interrupt": _interrupt, "terminate": _terminate,
-           "kill-leader": _kill_leader}
+           "interrupt-leader": _interrupt_leader, "kill-leader": _kill_leader}
 
 
 def _write_half(write, path) -> None:

@@ -171,6 +171,8 @@ def _init_worker(driver: int, threads: int, gpu_queue: Any, stop: Any) -> None:
     # killed would read its new parent from `os.getppid()` and never see itself orphaned.
     threading.Thread(target=_stop_when_orphaned, args=(driver, stop), daemon=True,
                      name="malt-orphan-watch").start()
+    threading.Thread(target=_stop_training_with_the_pool, args=(stop,), daemon=True,
+                     name="malt-stop-watch").start()
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
     import torch
@@ -182,6 +184,15 @@ def _init_worker(driver: int, threads: int, gpu_queue: Any, stop: Any) -> None:
 _IDLE = threading.Event()
 """Set while this worker runs no cell."""
 _IDLE.set()
+
+
+def _stop_training_with_the_pool(stop: Any) -> None:
+    """Stop a running cell's training (it saves a checkpoint) once the pool stops: a Ctrl-C
+    sent to the driver alone (`kill -INT`) reaches no worker."""
+    stop.wait()
+    from malt.training.trainer import stop_every_trainer
+
+    stop_every_trainer()
 
 
 def _stop_when_orphaned(driver: int, stop: Any, poll_seconds: float = 1.0) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -85,6 +86,16 @@ class _Leg:
 
     def samples_per_s(self) -> float:
         return self.rows / max(self.elapsed(), 1e-9)
+
+
+_STOP_EVERY_TRAINER = threading.Event()
+
+
+def stop_every_trainer() -> None:
+    """Ask every trainer of this process, now and later, to save and stop before its next
+    step, as Ctrl-C does: for a process the Ctrl-C did not reach (a study's worker when only
+    its driver was interrupted)."""
+    _STOP_EVERY_TRAINER.set()
 
 
 class Trainer:
@@ -374,9 +385,10 @@ class Trainer:
         self._stop_requested = True
 
     def _should_stop(self) -> bool:
+        asked = self._stop_requested or _STOP_EVERY_TRAINER.is_set()
         if not self.world.distributed:
-            return self._stop_requested
-        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+            return asked
+        flag = torch.tensor([float(asked)], device=self.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
 
