@@ -122,6 +122,6 @@ def test_the_error_raised_is_the_first_in_column_order(tmp_path):
         converted(MAC, lookups, bad, labels=True)
     with ThreadPoolExecutor(4) as pool, pytest.raises(DataError) as pooled:
         converted(MAC, lookups, bad, labels=True, pool=pool, reopen=lambda: open_parquet(bad))
-    assert (pooled.value.column, pooled.value.row) == (alone.value.column, alone.value.row) \
-        == ("mm_feat1_seq", 3)
+    assert (pooled.value.file, pooled.value.column, pooled.value.row) == \
+        (alone.value.file, alone.value.column, alone.value.row) == (str(bad), "mm_feat1_seq", 3)
     assert str(pooled.value) == str(alone.value)

@@ -5,6 +5,7 @@ all share its OOV row and be scored as one user."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -70,6 +71,20 @@ def test_known_users_keep_their_vocab_row_and_nulls_the_oov_row():
     assert groups[:3].tolist() == [1, 0, lookup.oov_index]
     assert groups[3] == groups[4] and len(set(groups[3:].tolist())) == 2
     assert (groups[3:] > lookup.oov_index).all()
+
+
+def test_groups_are_int64_and_stable_across_versions():
+    # The groups are stored in the cache: the same unknown id must keep its group from one
+    # malt version to the next (the documented oov_index + 1 + 62-bit hash), also when the
+    # column comes in chunks of dictionary codes.
+    lookup = VocabLookup({"3": 0}, source="buyer.json")
+    column = pa.chunked_array([pa.array(["3", "x"]).dictionary_encode(),
+                               pa.array(["y", None]).dictionary_encode()])
+    groups = user_groups(column, lookup.map(column), lookup.oov_index)
+    assert groups.dtype == np.int64
+    hashes = pd.util.hash_array(np.array(["x", "y"], dtype=object)) >> np.uint64(2)
+    assert groups.tolist() == [0, *(lookup.oov_index + 1 + hashes.astype(np.int64)).tolist(),
+                               lookup.oov_index]
 
 
 @settings(max_examples=30, deadline=None)
