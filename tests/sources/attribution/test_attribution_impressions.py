@@ -146,8 +146,6 @@ BAD_INPUTS = [
     ({"clicks": lambda f: f.assign(impression_id=["101", "102", "104", "106"])},
      "clicks.parquet, column 'impression_id', row 0: the click names impression '101', which "
      "is not in the impressions"),
-    ({"clicks": lambda f: f.assign(impression_id=[101, 102, 101, 106])},
-     "clicks.parquet, column 'impression_id', row 2: impression 101 is clicked twice"),
     ({"clicks": lambda f: f.iloc[:0]}, "clicks.parquet: the log holds no clicks"),
     ({"impressions": lambda f: f.assign(impression_time=f["impression_time"] % (24 * H))},
      "column 'impression_time': all impressions fall on one day"),
@@ -166,10 +164,39 @@ def test_bad_impression_logs_are_refused(tmp_path, capsys, changes, message):
 
 
 def test_read_impressions_names_the_file_and_row(tmp_path):
-    args = write_changed(tmp_path, clicks=lambda f: f.assign(impression_id=[101, 102, 101, 106]))
+    args = write_changed(tmp_path, clicks=lambda f: f.assign(impression_id=[101, 102, 999, 106]))
     with pytest.raises(DataError) as error:
         read_impressions(args[2], args[4], args[6])
-    assert (error.value.column, error.value.row) == ("impression_id", 2)
+    assert (error.value.file, error.value.column, error.value.row) == (
+        str(tmp_path / "clicks.parquet"), "impression_id", 2)
+
+
+def clicked_again(clicks: pd.DataFrame) -> pd.DataFrame:
+    """The hand-built clicks and a second click on impressions 101 (at 0.8 h) and 106 (at
+    26.5 h)."""
+    again = pd.DataFrame({"click_id": [7, 8], "impression_id": [101, 106],
+                          "click_time": np.array([0.8, 26.5]) * H, "user": ["z", "z"],
+                          "channel": ["q", "q"]})
+    return pd.concat([clicks, again], ignore_index=True)
+
+
+def test_an_impression_clicked_twice_holds_the_sum_of_its_clicks_credit(tmp_path):
+    # User a's journey to item 1 now has five clicks: 101 twice, 102, 106 twice.
+    out = tmp_path / "out"
+    args = write_changed(tmp_path, clicks=clicked_again)
+    assert main([*args, "--rules", "last,first,linear", "--out", str(out)]) == 0
+    rows = pd.concat(read_output(out)).set_index("impression_id").sort_index()
+    assert rows["click"].tolist() == [1, 1, 0, 1, 0, 1]
+    np.testing.assert_allclose(rows["last"], [0, 0, 0, 1, 0, 1])
+    np.testing.assert_allclose(rows["first"], [1, 0, 0, 1, 0, 0])
+    np.testing.assert_allclose(rows["linear"], [2 / 5, 1 / 5, 0, 1, 0, 2 / 5], rtol=1e-7)
+    np.testing.assert_array_equal(rows["last_known_at"] / H,
+                                  [np.nan, np.nan, np.nan, 4, np.nan, 27])
+    np.testing.assert_array_equal(rows["first_known_at"] / H,
+                                  [27, np.nan, np.nan, 4, np.nan, np.nan])
+    np.testing.assert_allclose(rows["click_time"] / H, [0.5, 1.5, 2, 3.2, 30, 26.1])
+    report = json.loads((out / "attribution.json").read_text())
+    assert (report["n_impressions"], report["n_clicks"]) == (6, 6)
 
 
 def test_impressions_need_the_generic_layout(tmp_path, capsys):
@@ -182,7 +209,8 @@ def test_impressions_need_the_generic_layout(tmp_path, capsys):
 def random_impression_logs(tmp_path, users: int = 40, days: int = 3, seed: int = 0
                            ) -> list[str]:
     """A random impression log: each user sees items over `days` days, clicks about a third of
-    the impressions, and buys some of the clicked items a few hours later."""
+    the impressions (a sixth of those twice or three times), and buys some of the clicked
+    items a few hours later."""
     rng = np.random.default_rng(seed)
     n = users * 12
     impressions = pd.DataFrame({
@@ -191,6 +219,8 @@ def random_impression_logs(tmp_path, users: int = 40, days: int = 3, seed: int =
         "impression_time": np.sort(rng.uniform(0, days * 24 * H, n)),
         "channel": rng.integers(0, 3, n)})
     clicked = np.flatnonzero(rng.random(n) < 0.35 + 0.2 * (impressions["channel"] == 0))
+    again = clicked[rng.random(len(clicked)) < 1 / 6]
+    clicked = np.sort(np.r_[clicked, np.repeat(again, rng.integers(1, 3, len(again)))])
     clicks = pd.DataFrame({"click_id": np.arange(len(clicked)),
                            "impression_id": impressions["impression_id"].to_numpy()[clicked],
                            "click_time": impressions["impression_time"].to_numpy()[clicked]
@@ -206,6 +236,33 @@ def random_impression_logs(tmp_path, users: int = 40, days: int = 3, seed: int =
     return ["attribute", "--impressions", str(tmp_path / "impressions.parquet"), "--clicks",
             str(tmp_path / "clicks.parquet"), "--conversions",
             str(tmp_path / "conversions.parquet")]
+
+
+def test_impressions_clicked_several_times_sum_their_clicks_click_level_labels(tmp_path):
+    args = random_impression_logs(tmp_path)
+    impressions = pd.read_parquet(tmp_path / "impressions.parquet")
+    clicks = pd.read_parquet(tmp_path / "clicks.parquet")
+    assert clicks["impression_id"].duplicated().sum() > 10
+    joined = clicks.merge(impressions.drop(columns="impression_time"), on="impression_id")
+    joined.drop(columns="impression_id").to_parquet(tmp_path / "joined.parquet")
+    flags = ["--rules", "last,first,linear,dda", "--dda-features", "channel"]
+    assert main(["attribute", "--clicks", str(tmp_path / "joined.parquet"), "--conversions",
+                 str(tmp_path / "conversions.parquet"), *flags,
+                 "--out", str(tmp_path / "click-level")]) == 0
+    assert main([*args, *flags, "--out", str(tmp_path / "imp")]) == 0
+    by_click = pd.concat(read_output(tmp_path / "click-level")).merge(
+        clicks[["click_id", "impression_id"]], on="click_id")
+    rows = pd.concat(read_output(tmp_path / "imp")).set_index("impression_id")
+    per_impression = by_click.groupby("impression_id")
+    clicked = rows.loc[per_impression.size().index]
+    assert (clicked["click"] == 1).all() and (rows["click"].sum() == len(clicked))
+    np.testing.assert_array_equal(clicked["click_time"], per_impression["click_time"].min())
+    for label in ("last", "first", "linear", "dda"):
+        np.testing.assert_allclose(clicked[label], per_impression[label].sum(), rtol=1e-6)
+        credited = by_click[f"{label}_known_at"].where(by_click[label] > 0)
+        np.testing.assert_array_equal(clicked[f"{label}_known_at"],
+                                      credited.groupby(by_click["impression_id"]).min())
+        assert (rows.loc[rows["click"] == 0, label] == 0).all()
 
 
 @pytest.mark.slow

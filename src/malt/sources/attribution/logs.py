@@ -363,8 +363,8 @@ def _unique_order(values: pd.Series, file: str, what: str, column: str) -> np.nd
 
 
 def _clicked_rows(impressions: pd.DataFrame, clicks: pd.DataFrame, file: str) -> np.ndarray:
-    """int64 [N] the impression row of every click; raises at the first click that names no
-    impression (ids of another type match none), the second click of an impression, or a click
+    """int64 [N] the impression row of every click (an impression may have several); raises
+    at the first click that names no impression (ids of another type match none) or comes
     before its impression."""
     ids_ = impressions["impression_id"]
     wanted = clicks["impression_id"]
@@ -378,12 +378,6 @@ def _clicked_rows(impressions: pd.DataFrame, clicks: pd.DataFrame, file: str) ->
         raise DataError(f"the click names impression {wanted.iloc[first:first + 1].tolist()[0]!r}"
                         ", which is not in the impressions", file=file, column="impression_id",
                         row=first)
-    twice = wanted.duplicated().to_numpy()
-    if twice.any():
-        first = _first(twice)
-        raise DataError(f"impression {wanted.iloc[first:first + 1].tolist()[0]!r} is clicked "
-                        "twice: keep one click per impression", file=file,
-                        column="impression_id", row=first)
     shown = impressions["impression_time"].to_numpy()[row]
     early = clicks["click_time"].to_numpy() < shown
     if early.any():

@@ -17,9 +17,11 @@ integer category with missing values, or describe the conversion: the user decid
 Impression-level output (`write_impressions_mac`, from an `ImpressionLog`) has one row per
 impression instead, clicked or not, cut into days by impression time and in impression order:
 the same columns but `click` (int8, 1 for a clicked impression; the schema's `click_column`),
-the labels and known-at times of the impression's click (0 and null where none), and
-`impression_time`, `impression_id` and `click_time` (the click's time, the impression's where
-it was not clicked) under `ignore_columns`: the layout `malt simulate --impressions` writes.
+the labels and known-at times of the impression's clicks (0 and null where none), and
+`impression_time`, `impression_id` and `click_time` (the first click's time, the impression's
+where it was not clicked) under `ignore_columns`: the layout `malt simulate --impressions`
+writes. An impression clicked more than once (a double click, a second visit) holds the sum
+of its clicks' credits, known when the first of the crediting conversions happened.
 """
 
 from __future__ import annotations
@@ -201,28 +203,57 @@ def write_mac(out: str | Path, log: ClickLog, labels: dict[str, np.ndarray], sch
 
 def write_impressions_mac(out: str | Path, log: ImpressionLog, labels: dict[str, np.ndarray],
                           schema: Schema, known_at: dict[str, np.ndarray]) -> list[WrittenDay]:
-    """Write every impression of `log`, the labels of its click (`labels`: label -> [N] over
-    the clicks) and their known-at times (`known_at`, likewise), 0 and null where it was not
-    clicked, under `out`; days are cut by impression time, rows in impression order.
-    `click_time` is the click's time, the impression's where none."""
+    """Write every impression of `log`, the labels of its clicks (`labels`: label -> [N] over
+    the clicks, summed over an impression's clicks) and their known-at times (`known_at`,
+    likewise; the earliest of the crediting clicks'), 0 and null where it was not clicked,
+    under `out`; days are cut by impression time, rows in impression order. `click_time` is
+    the first click's time, the impression's where none."""
     impressions, clicked = log.impressions, log.clicked
-    if len(impressions) == 0:
+    n = len(impressions)
+    if n == 0:
         raise DataError("the log holds no impressions")
     time = impressions["impression_time"].to_numpy(dtype=np.float64)
     values: dict[str, np.ndarray] = {}
     for label, column in zip(schema.labels, schema.known_at_columns, strict=True):
-        values[label] = np.zeros(len(impressions), np.float32)
-        values[label][clicked] = labels[label]
-        values[column] = np.full(len(impressions), np.nan)
-        values[column][clicked] = np.where(values[label][clicked] > 0, known_at[label], np.nan)
-    values[CLICK_COLUMN] = np.zeros(len(impressions), np.int8)
+        credit = labels[label]
+        values[label] = impression_sums(clicked, credit, n).astype(np.float32)
+        values[column] = _impression_min(clicked, np.where(credit > 0, known_at[label], np.inf),
+                                         n)
+        values[column][values[label] <= 0] = np.nan
+    values[CLICK_COLUMN] = np.zeros(n, np.int8)
     values[CLICK_COLUMN][clicked] = 1
-    values["click_time"] = time.copy()
-    values["click_time"][clicked] = log.clicks.clicks["click_time"].to_numpy(dtype=np.float64)
+    first_click = _impression_min(clicked, log.clicks.clicks["click_time"].to_numpy(
+        dtype=np.float64), n)
+    values["click_time"] = np.where(values[CLICK_COLUMN] == 1, first_click, time)
     frame = pd.DataFrame({column: values[source] if source in values
                           else impressions[source].to_numpy()
                           for column, source in output_columns(log, schema)})
     return _write_days(Path(out), frame, time, log.impression_order, log, schema)
+
+
+def impression_sums(clicked: np.ndarray, credit: np.ndarray, impressions: int) -> np.ndarray:
+    """float64 [impressions]: the sum of `credit` [C] over each impression's clicks (`clicked`
+    [C]: the impression row of each click), 0 where none. The credits of one impression are
+    added in ascending order starting from 0, as the Spark engine adds them, so both give the
+    same bits."""
+    order = np.lexsort((credit, clicked))
+    rows, values = clicked[order], credit[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
+    # The rank of every click among its impression's: one vectorised addition per rank.
+    rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    total = np.zeros(impressions)
+    for k in range(int(rank.max()) + 1 if len(rank) else 0):
+        at = rank == k
+        total[rows[at]] += values[at]
+    return total
+
+
+def _impression_min(clicked: np.ndarray, values: np.ndarray, impressions: int) -> np.ndarray:
+    """float64 [impressions]: the least of `values` [C] over each impression's clicks, inf
+    where none."""
+    least = np.full(impressions, np.inf)
+    np.minimum.at(least, clicked, values)
+    return least
 
 
 def _write_days(out: Path, frame: pd.DataFrame, time: np.ndarray, tie_order: np.ndarray,

@@ -25,7 +25,7 @@ from malt.sources.attribution.spark.session import spark_session
 from sources.attribution.test_attribution_command import criteo_fixture, generic_logs
 from sources.attribution.test_attribution_impressions import (
     BAD_INPUTS,
-    impression_logs,
+    clicked_again,
     write_changed,
 )
 
@@ -224,8 +224,9 @@ def test_a_missing_input_is_a_data_error(spark, tmp_path, capsys):
     assert "nowhere.parquet: file does not exist" in capsys.readouterr().err
 
 
-def test_impression_level_output_on_spark_equals_memory(spark, tmp_path):
-    args = [*impression_logs(tmp_path), "--name", "imp"]
+@pytest.mark.parametrize("twice", [False, True])
+def test_impression_level_output_on_spark_equals_memory(spark, tmp_path, twice):
+    args = [*write_changed(tmp_path, clicks=clicked_again if twice else None), "--name", "imp"]
     flags = ["--rules", "last,first,linear,position,time_decay,dda", "--dda-features",
              "channel", "--window-days", "2", "--view-windows-days", "0.5"]
     assert main([*args, *flags, "--out", str(tmp_path / "memory")]) == 0
@@ -238,8 +239,9 @@ def test_impression_level_output_on_spark_equals_memory(spark, tmp_path):
 
 @st.composite
 def impression_tables(draw):
-    """Random impressions (ids integers or strings, times tied), about half clicked, and
-    conversions on some of the clicked (user, item) pairs, before and after the clicks."""
+    """Random impressions (ids integers or strings, times tied), about half clicked (some
+    several times), and conversions on some of the clicked (user, item) pairs, before and
+    after the clicks."""
     n = draw(st.integers(2, 20))
 
     def ints(lo, hi, size):
@@ -251,6 +253,8 @@ def impression_tables(draw):
                                 "item": ints(0, 2, n), "impression_time": time,
                                 "channel": ints(0, 2, n)})
     clicked = np.flatnonzero(np.r_[1, ints(0, 1, n - 1)])  # one click at least
+    again = ints(0, len(clicked) - 1, draw(st.integers(0, 4))).astype(np.int64)
+    clicked = np.sort(np.r_[clicked, clicked[again]])
     clicks = pd.DataFrame({"click_id": np.array(draw(st.permutations(range(len(clicked))))),
                            "impression_id": ids[clicked],
                            "click_time": time[clicked] + ints(0, 2, len(clicked)) * 1800.0})

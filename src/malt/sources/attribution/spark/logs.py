@@ -391,7 +391,6 @@ def read_impressions_spark(spark, impressions_path: str, clicks_path: str,
                            conversions_path: str, cache: Cache) -> SparkImpressionLog:
     """Impressions, their clicks and the conversions (the layout of `logs.read_impressions`)
     on Spark, with its checks and messages."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     impressions = read_frame(spark, impressions_path, cache)
@@ -438,19 +437,16 @@ def read_impressions_spark(spark, impressions_path: str, clicks_path: str,
     # `logs.read_impressions`.
     same_type = dict(clicks.dtypes)["impression_id"] == dict(impressions.dtypes)["impression_id"]
     match = F.col("c.impression_id") == F.col("i.impression_id") if same_type else F.lit(False)
-    joined = c.join(i, match, "left").withColumn("_n", F.row_number().over(
-        Window.partitionBy(F.col("c.impression_id")).orderBy(F.col(f"c.{ROW}"))))
+    joined = c.join(i, match, "left")
     click_row = F.struct(F.col(f"c.{ROW}").alias("row"), F.col("c.impression_id").alias("id"),
                          F.col("c.click_time").alias("time"),
                          F.col("i.impression_time").alias("shown"))
     bad = joined.agg(*[F.min(F.when(condition, click_row)).alias(name) for name, condition in (
-        ("missing", F.col(f"i.{ROW}").isNull()), ("twice", F.col("_n") > 1),
+        ("missing", F.col(f"i.{ROW}").isNull()),
         ("early", F.col("c.click_time") < F.col("i.impression_time")))]).first()
     messages = {
         "missing": lambda b: (f"the click names impression {b['id']!r}, which is not in the "
                               "impressions", "impression_id"),
-        "twice": lambda b: (f"impression {b['id']!r} is clicked twice: keep one click per "
-                            "impression", "impression_id"),
         "early": lambda b: (f"the click at {b['time']} comes before its impression at "
                             f"{b['shown']}", "click_time")}
     for name, message in messages.items():

@@ -35,22 +35,33 @@ _SPARK_DAYS = ".spark-days"
 
 def write_impressions_spark(out: Path, log: SparkImpressionLog, labelled, schema: Schema
                             ) -> tuple[list[WrittenDay], dict]:
-    """Write every impression of `log` with the labels of its click in `labelled` (the clicks
+    """Write every impression of `log` with the labels of its clicks in `labelled` (the clicks
     with one float64 column per label and its known-at time), 0 and null where none, as
     `mac.write_impressions_mac` does: days by impression time, rows in impression order, the
-    click column, and `click_time` the click's time or else the impression's."""
+    click column, an impression's labels summed over its clicks in ascending order from 0 (the
+    bits of `mac.impression_sums`), known at the earliest crediting click's time, and
+    `click_time` the first click's time or else the impression's. The summary's sums and
+    positive counts are over the clicks, as the in-memory engine's statistics."""
     from pyspark.sql import functions as F
 
-    known = schema.known_at_columns
-    per_click = labelled.select("impression_id", F.col("click_time").alias("_click_time"),
-                                *[named(c) for c in (*schema.labels, *known)])
-    rows = log.impressions.join(per_click, "impression_id", "left")
+    rules, known = schema.labels, schema.known_at_columns
+    per_impression = labelled.groupBy("impression_id").agg(
+        F.min("click_time").alias("_click_time"),
+        *[F.aggregate(F.array_sort(F.collect_list(named(label))), F.lit(0.0),
+                      lambda total, credit: total + credit).alias(label) for label in rules],
+        *[F.min(F.when(named(label) > 0, named(column))).alias(column)
+          for label, column in zip(rules, known, strict=True)])
+    rows = log.impressions.join(per_impression, "impression_id", "left")
     rows = rows.withColumns({
         CLICK_COLUMN: F.col("_click_time").isNotNull().cast("tinyint"),
         "click_time": F.coalesce(F.col("_click_time"), F.col("impression_time")),
-        **{label: F.coalesce(named(label), F.lit(0.0)) for label in schema.labels}})
-    return write_mac_spark(out, log, rows, schema, time="impression_time",
-                           order=("impression_time", "impression_id"))
+        **{label: F.coalesce(named(label), F.lit(0.0)) for label in rules}})
+    written, summary = write_mac_spark(out, log, rows, schema, time="impression_time",
+                                       order=("impression_time", "impression_id"))
+    by_click = labelled.agg(*[F.sum(named(r)).alias(f"sum {r}") for r in rules],
+                            *[F.count(F.when(named(r) > 0, 1)).alias(f"positive {r}")
+                              for r in rules]).first().asDict()
+    return written, {**summary, **by_click}
 
 
 def write_mac_spark(out: Path, log: SparkLog | SparkImpressionLog, labelled, schema: Schema,
