@@ -72,6 +72,26 @@ def test_the_service_finishes_the_request_in_flight_on_sigterm(run, test_rows):
     assert "Traceback" not in err
 
 
+def test_a_sighup_while_the_model_loads_leaves_the_service_to_start(run, test_rows):
+    faults = Path(__file__).resolve().parents[1] / "support" / "faults.py"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = subprocess.Popen(
+        [sys.executable, str(faults), "serve-load", "1", "hangup", "--", "serve", "--run",
+         str(run), "--port", str(port)], env={**os.environ, "PYTHONPATH": str(SRC)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until_up(service, base)
+        answer = httpx.post(f"{base}/predict", json={"rows": test_rows[:3]}, timeout=60)
+        service.send_signal(signal.SIGTERM)
+        _, err = service.communicate(timeout=60)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert answer.status_code == 200 and answer.json()["rows"] == 3
+    assert service.returncode == 0, err
+
+
 def test_sighup_swaps_in_the_reexported_file_without_failing_a_request(run, test_rows,
                                                                        tmp_path):
     pytest.importorskip("onnxruntime")

@@ -13,6 +13,8 @@ The N-th time the process reaches POINT it does ACTION:
   process group, however many workers reach the point;
 - `interrupt-leader`: send SIGINT to the command's own process alone (as `kill -INT PID`
   does), not to a study's workers, and carry on; sent once per process group;
+- `hangup`: send SIGHUP (a reload, for `malt serve`) to the command's own process, and carry
+  on;
 - `kill-leader`: from a study's worker, SIGKILL the command's own process (the driver), wait
   until this worker is orphaned, then 3 s more (for it to notice) before it carries on.
 
@@ -29,7 +31,8 @@ Points:
   thread, eval on other data);
 - `write`: at the start of a file written atomically (`malt.outputs.atomic_write`: every
   command's output files);
-- `evaluate`: when a trained run starts its evaluation (train, demo, study).
+- `evaluate`: when a trained run starts its evaluation (train, demo, study);
+- `serve-load`: once `malt serve` has loaded a model, before the service is up.
 """
 
 from __future__ import annotations
@@ -76,6 +79,10 @@ def _interrupt_leader() -> None:
         os.kill(os.getpgrp(), signal.SIGINT)
 
 
+def _hang_up() -> None:
+    os.kill(os.getpgrp(), signal.SIGHUP)
+
+
 def _kill_leader() -> None:
     import time
 
@@ -87,7 +94,8 @@ def _kill_leader() -> None:
 
 
 ACTIONS = {"kill": _die, "interrupt": _interrupt, "terminate": _terminate,
-           "interrupt-leader": _interrupt_leader, "kill-leader": _kill_leader}
+           "interrupt-leader": _interrupt_leader, "hangup": _hang_up,
+           "kill-leader": _kill_leader}
 
 
 def _write_half(write, path) -> None:
@@ -210,6 +218,18 @@ def install(point: str, n: int, action: str = "kill") -> None:
             return original_score_days(*args, **kwargs)
 
         train.score_days = score_days
+    elif point == "serve-load":
+        from malt.serve.model import ServedModel
+
+        original_load = ServedModel.load.__func__
+
+        def load(cls, source, **kwargs):
+            model = original_load(cls, source, **kwargs)
+            if countdown.reached():
+                fault()
+            return model
+
+        ServedModel.load = classmethod(load)
     else:
         raise SystemExit(f"unknown fault point {point!r}")
 

@@ -21,6 +21,9 @@ def run(args: argparse.Namespace) -> int:
     from malt.deploy.engines import scoring_device
     from malt.errors import ConfigError
 
+    # SIGHUP reloads the model once the service is up; until then (the model may take a while
+    # to load) it would end the process, and the model loaded is the newest one anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     options = read_options(args, ServeOptions)
     try:
         import uvicorn

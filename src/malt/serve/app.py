@@ -85,6 +85,7 @@ def create_app(model: ServedModel, *, max_rows: int, batch_rows: int, batch_wait
         yield
         if hangup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # stopping: no reload, no death
         await batcher.stop()  # after the server has answered the requests in flight
 
     app = FastAPI(title="malt scoring service", lifespan=lifespan, docs_url=None,
