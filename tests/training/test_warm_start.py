@@ -11,6 +11,7 @@ import torch
 
 from malt.cli import main
 from malt.data.layout import write_vocab
+from malt.errors import ConfigError
 from malt.eval.predictions import Predictions
 from malt.jobs.train import train_run
 from malt.runs.checkpoint import load_checkpoint
@@ -142,6 +143,32 @@ def test_new_ids_get_fresh_rows_and_known_ids_keep_theirs(tmp_path):
     assert torch.equal(table_state["moments"][:30], parent_state["moments"][:30])
     assert torch.equal(table_state["moments"][-1], parent_state["moments"][-1])
     assert not table_state["moments"][30:-1].any()
+
+
+def test_new_ids_rarer_than_the_min_count_are_not_added(tmp_path):
+    from malt.data.layout import find_layout
+    from malt.data.schema import MAC
+    from malt.data.vocab_build import count_ids
+
+    data = _small_vocab_data(tmp_path / "data")
+    parent = tmp_path / "parent"
+    train_run(_config(data, train_days=1), parent)
+    counts = count_ids([find_layout(data).train[1]], MAC, ["ad_feat0"])["ad_feat0"].to_pydict()
+    new = {str(i): n for i, n in zip(counts["id"], counts["n"], strict=True) if i >= 30}
+    min_count = sorted(new.values())[len(new) // 2]  # keeps about half of the new ids
+    kept = {i for i, n in new.items() if n >= min_count}
+    assert 0 < len(kept) < len(new)
+    config = _config(data, train_from="1", train_days=1,
+                     init={"from_run": str(parent), "min_count": min_count})
+    warm = plan_warm_start(config, RunDir(tmp_path / "child"), tmp_path / "staging")
+    grown = json.loads((tmp_path / "staging" / "ad_feat0.json").read_text())
+    assert set(grown) == set(map(str, range(30))) | kept
+    assert warm.vocabs.new_ids["ad_feat0"] == len(kept)
+
+
+def test_the_min_count_needs_a_parent():
+    with pytest.raises(ConfigError, match="init.min_count apply to a warm start"):
+        RunConfig.from_dict({"init": {"min_count": 2}})
 
 
 def test_a_grown_run_trains_and_loads_with_its_own_vocabs(tmp_path):

@@ -114,14 +114,16 @@ class GrownVocabs:
             write_vocab_mapping(writable(vocab_file(directory, column)), mapping)
 
 
-def grow_vocabs(parent: dict[str, VocabLookup], days: Sequence[Path], schema: Schema
-                ) -> GrownVocabs:
+def grow_vocabs(parent: dict[str, VocabLookup], days: Sequence[Path], schema: Schema,
+                min_count: int = 1) -> GrownVocabs:
     """The vocabs `parent` (column -> lookup) grown by every id of the day files `days` they
-    do not hold; ids the parent knows keep their index."""
+    do not hold and that the days hold at least `min_count` times; ids the parent knows keep
+    their index."""
     counts = count_ids(days, schema, list(parent))
     mappings, added = {}, {}
     for column, lookup in parent.items():
-        ids = counts[column]["id"].combine_chunks()
+        total = counts[column]
+        ids = total.filter(pc.greater_equal(total["n"], min_count))["id"].combine_chunks()
         unknown = ids.filter(pa.array(lookup.map(ids) == lookup.oov_index))
         unknown = unknown.take(pc.array_sort_indices(unknown))
         mapping = lookup.mapping()

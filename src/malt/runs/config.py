@@ -256,12 +256,17 @@ class InitConfig:
     numeric: InitNumeric = field(default="parent", metadata={"flag": "--init-numeric"})
     """Standardisation of the numeric columns: the parent's statistics (`parent`), or those
     of this run's training days (`refit`)."""
+    min_count: PositiveInt = field(default=1, metadata={"flag": "--init-min-count"})
+    """The vocabs grow by the new ids seen at least this many times in this run's training
+    days; rarer ones map to the out-of-vocabulary row (as `prepare --min-count`), so that
+    daily runs do not add a row for every id seen once."""
 
     def __post_init__(self) -> None:
         validate(self, "init")
-        if self.from_run is None and (self.optimiser or self.numeric != "parent"):
-            raise ConfigError("init.optimiser and init.numeric apply to a warm start: give "
-                              "the parent run (--init-from RUN)")
+        if self.from_run is None and (self.optimiser or self.numeric != "parent"
+                                      or self.min_count != 1):
+            raise ConfigError("init.optimiser, init.numeric and init.min_count apply to a warm "
+                              "start: give the parent run (--init-from RUN)")
 
 
 @dataclass

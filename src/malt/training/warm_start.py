@@ -77,7 +77,7 @@ def plan_warm_start(config: RunConfig, run: RunDir, staging: Path) -> WarmStart:
         days = days[:-config.data.validation_days]  # the held-out days add no ids
     tables = {c: lookup for c, lookup in parent.lookups.items()
               if isinstance(lookup, VocabLookup)}
-    vocabs = grow_vocabs(tables, days, schema)
+    vocabs = grow_vocabs(tables, days, schema, config.init.min_count)
     vocabs.write(staging)
     return WarmStart(parent, vocabs, staging)
 
