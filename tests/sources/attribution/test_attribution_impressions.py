@@ -13,7 +13,7 @@ import pytest
 from malt.cli import main
 from malt.data import Schema, prepare
 from malt.errors import DataError
-from malt.sources.attribution.logs import read_impressions
+from malt.sources.attribution.logs import read_criteo, read_impressions
 
 H = 3600.0
 
@@ -199,11 +199,64 @@ def test_an_impression_clicked_twice_holds_the_sum_of_its_clicks_credit(tmp_path
     assert (report["n_impressions"], report["n_clicks"]) == (6, 6)
 
 
-def test_impressions_need_the_generic_layout(tmp_path, capsys):
+def test_the_criteo_file_is_given_once_and_the_generic_clicks_always(tmp_path, capsys):
     args = impression_logs(tmp_path)
     assert main(["attribute", "--format", "criteo", "--impressions", args[2], "--clicks",
                  args[4], "--out", str(tmp_path / "out")]) == 3
-    assert "--impressions reads the generic layout" in capsys.readouterr().err
+    assert "--format criteo --impressions FILE reads the clicks from FILE" in \
+        capsys.readouterr().err
+    assert main(["attribute", "--impressions", args[2], "--conversions", args[6], "--out",
+                 str(tmp_path / "out")]) == 3
+    assert "--clicks is required" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_criteo_rows_read_as_impressions():
+    import tempfile
+    from pathlib import Path
+
+    from sources.attribution.test_attribution_logs import criteo_rows, write
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = read_criteo(write(criteo_rows(), Path(tmp) / "criteo.tsv"), impressions=True)
+    shown = log.impressions
+    assert shown["impression_id"].tolist() == list(range(7))
+    assert shown["impression_time"].tolist() == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+    assert shown["user"].tolist() == [1, 1, 1, 2, 2, 3, 3]
+    assert shown["cat2"].tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert log.clicked.tolist() == [0, 2, 3, 4] == log.clicks.clicks["click_id"].tolist()
+    assert log.clicks.clicks["impression_id"].tolist() == [0, 2, 3, 4]
+    assert log.journey and log.features == tuple(f"cat{i}" for i in range(1, 10))
+
+
+def test_criteo_impressions_hold_the_click_level_labels_of_their_rows(tmp_path):
+    from sources.attribution.test_attribution_command import criteo_fixture
+
+    source = tmp_path / "criteo.tsv"
+    frame = criteo_fixture()
+    frame.to_csv(source, sep="\t", index=False)
+    flags = ["--format", "criteo", "--rules", "last,first,linear,dda", "--dda-features", "cat1"]
+    assert main(["attribute", "--clicks", str(source), *flags,
+                 "--out", str(tmp_path / "clicks")]) == 0
+    assert main(["attribute", "--impressions", str(source), *flags,
+                 "--out", str(tmp_path / "imp")]) == 0
+    def every_day(out):
+        return pd.concat([pd.read_parquet(p) for p in sorted(out.glob("*/*.parquet"))])
+
+    by_click = every_day(tmp_path / "clicks").set_index("click_id").sort_index()
+    rows = every_day(tmp_path / "imp").set_index("impression_id").sort_index()
+    assert rows.index.tolist() == list(range(len(frame)))
+    assert rows["click"].tolist() == frame["click"].tolist()
+    clicked = rows.loc[by_click.index]
+    np.testing.assert_array_equal(clicked["click_time"], by_click["timestamp"])
+    np.testing.assert_array_equal(clicked["user"], by_click["uid"])
+    for label in ("last", "first", "linear", "dda"):
+        np.testing.assert_array_equal(clicked[label], by_click[label])
+        np.testing.assert_array_equal(clicked[f"{label}_known_at"],
+                                      by_click[f"{label}_known_at"])
+        assert (rows.loc[rows["click"] == 0, label] == 0).all()
+    report = json.loads((tmp_path / "imp" / "attribution.json").read_text())
+    assert report["journeys_given"] and report["n_impressions"] == len(frame)
 
 
 def random_impression_logs(tmp_path, users: int = 40, days: int = 3, seed: int = 0

@@ -123,16 +123,17 @@ _LIST = {"separator": ","}
 class AttributeOptions:
     """What `malt attribute` reads, labels and writes; spans in days."""
 
-    clicks: str
-    """Click table (generic) or impression file (criteo): parquet, csv or tsv, optionally
-    gzipped."""
+    clicks: str | None = None
+    """Click table (generic) or the Criteo file: parquet, csv or tsv, optionally gzipped
+    (required but with --format criteo --impressions)."""
     conversions: str | None = None
     """Conversion table (generic only)."""
     impressions: str | None = None
-    """Impression table (generic only; impression_id, user, item, impression_time, features):
-    write one row per impression, clicked or not, with a click column (0/1) and its click's
-    labels (0 where unclicked), the layout --entire-space trains on; the --clicks table then
-    holds click_id, impression_id and click_time, each click naming its impression."""
+    """Impression table (impression_id, user, item, impression_time, features): write one row
+    per impression, clicked or not, with a click column (0/1) and its clicks' labels (0 where
+    unclicked), the layout --entire-space trains on; the --clicks table then holds click_id,
+    impression_id and click_time, each click naming its impression. With --format criteo:
+    the Criteo file, given instead of --clicks, each of its rows written as an impression."""
     format: LogFormat = "generic"
     """Input layout (see malt.sources.attribution.logs)."""
     rules: tuple[Rule, ...] = field(default=AttributionConfig.rules, metadata=_LIST)

@@ -29,8 +29,8 @@ Impressions (generic layout with `--impressions`): three tables, for impression-
                                                     other click column is not read
     conversions  as above
 
-`impression_id` is unique among the impressions; every click names one of them, at most one
-click per impression, no earlier than the impression's time.
+`impression_id` is unique among the impressions; every click names one of them (an impression
+may have several clicks), no earlier than the impression's time.
 
 Criteo "Attribution Modeling for Bidding" layout: one TSV/CSV row per impression with at least
 `uid, campaign, timestamp, click, conversion_id, conversion_timestamp` and, as features, any
@@ -39,7 +39,10 @@ conversion whose journey it belongs to (-1: none), and `conversion_timestamp` is
 conversion's time. `campaign` plays the item. Other columns (`conversion`, `attribution`, `cost`,
 `cpo`, `time_since_last_click`, ...) are ignored; so are `click_pos` and `click_nb`, which are
 computed from the conversions and would leak the label into the features. Click ids are the
-0-based row numbers of the file.
+0-based row numbers of the file. Read as impressions (`read_criteo(path, impressions=True)`,
+`malt attribute --format criteo --impressions FILE`), every row is an impression: its
+`impression_id` is its row number, `user`, `item` and `impression_time` are its `uid`,
+`campaign` and `timestamp`, and the clicked rows are its clicks.
 
 Every problem is a `DataError` naming the file, the column and the first offending row (0-based
 data rows, the header excluded).
@@ -113,6 +116,10 @@ class ClickedImpressions:
     def extras(self) -> tuple[str, ...]:
         return self.clicks.extras
 
+    @property
+    def journey(self) -> bool:
+        return self.clicks.journey
+
     def output_name(self, column: str) -> str:
         return column
 
@@ -133,7 +140,6 @@ class ImpressionLog(ClickedImpressions):
     impressions: pd.DataFrame
     clicked: np.ndarray
     impression_order: np.ndarray
-    journey = False
     names: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -388,8 +394,9 @@ def _clicked_rows(impressions: pd.DataFrame, clicks: pd.DataFrame, file: str) ->
     return row
 
 
-def read_criteo(path: str | Path) -> ClickLog:
-    """Read the Criteo attribution layout (see the module docstring)."""
+def read_criteo(path: str | Path, impressions: bool = False) -> ClickLog | ImpressionLog:
+    """Read the Criteo attribution layout (see the module docstring): its clicks, or with
+    `impressions` every row as an impression and the clicked ones as its clicks."""
     file = str(path)
     frame = read_table(path, keep=lambda c: c in CRITEO_COLUMNS
                        or _CRITEO_FEATURE.fullmatch(c) is not None)
@@ -410,34 +417,47 @@ def read_criteo(path: str | Path) -> ClickLog:
                             key=lambda c: int(c[3:])))
 
     click_rows = np.flatnonzero(click == 1.0)
-    at_clicks = frame.iloc[click_rows]
-    clicks = pd.DataFrame({
-        "user": ids(at_clicks["uid"], file, "uid", click_rows),
-        "item": ids(at_clicks["campaign"], file, "campaign", click_rows),
-        "click_time": seconds(at_clicks["timestamp"], file, "timestamp", click_rows),
-        "click_id": click_rows,
-        "journey": conversion_id[click_rows],
-    })
+    # Impressions need every row's values, clicks only the clicked rows' (checked alike).
+    rows = np.arange(len(frame)) if impressions else click_rows
+    at_rows = frame.iloc[rows]
+    described = pd.DataFrame({
+        "user": ids(at_rows["uid"], file, "uid", rows),
+        "item": ids(at_rows["campaign"], file, "campaign", rows),
+        "time": seconds(at_rows["timestamp"], file, "timestamp", rows)})
     for column in features:
-        clicks[column] = ids(at_clicks[column], file, column, click_rows)
+        described[column] = ids(at_rows[column], file, column, rows)
+    at_clicks = described.iloc[click_rows] if impressions else described
+    clicks = pd.DataFrame({
+        "user": at_clicks["user"].to_numpy(), "item": at_clicks["item"].to_numpy(),
+        "click_time": at_clicks["time"].to_numpy(), "click_id": click_rows,
+        "journey": conversion_id[click_rows],
+        **{column: at_clicks[column].to_numpy() for column in features}})
 
-    # One conversion per id, described by its first row (impression or click).
+    # One conversion per id, described by its first row (impression or click); every row of
+    # it is checked, as the Spark engine checks them.
     converted = np.flatnonzero(conversion_id >= 0)
-    conversion_time = seconds(frame["conversion_timestamp"].iloc[converted], file,
+    at_converted = frame.iloc[converted]
+    user = ids(at_converted["uid"], file, "uid", converted)
+    item = ids(at_converted["campaign"], file, "campaign", converted)
+    conversion_time = seconds(at_converted["conversion_timestamp"], file,
                               "conversion_timestamp", converted)
     _check_conversion_times(conversion_id[converted], conversion_time, converted, file)
     first = np.unique(conversion_id[converted], return_index=True)[1]
-    conv_rows = converted[first]
-    at_conversions = frame.iloc[conv_rows]
     conversions = pd.DataFrame({
-        "user": ids(at_conversions["uid"], file, "uid", conv_rows),
-        "item": ids(at_conversions["campaign"], file, "campaign", conv_rows),
+        "user": user.to_numpy()[first], "item": item.to_numpy()[first],
         "conversion_time": conversion_time[first],
-        "journey": conversion_id[conv_rows],
+        "journey": conversion_id[converted[first]],
     })
-    return ClickLog(clicks=clicks, conversions=conversions, click_order=click_rows.astype(np.int64),
-                    features=features, journey=True,
-                    names={"user": "uid", "item": "campaign", "click_time": "timestamp"})
+    if not impressions:
+        return ClickLog(clicks=clicks, conversions=conversions,
+                        click_order=click_rows.astype(np.int64), features=features, journey=True,
+                        names={"user": "uid", "item": "campaign", "click_time": "timestamp"})
+    clicks["impression_id"] = click_rows
+    shown = described.rename(columns={"time": "impression_time"}).assign(impression_id=rows)
+    log = ClickLog(clicks=clicks, conversions=conversions, click_order=click_rows.astype(np.int64),
+                   features=features, journey=True)
+    return ImpressionLog(clicks=log, impressions=shown[[*IMPRESSION_COLUMNS, *features]],
+                         clicked=click_rows.astype(np.int64), impression_order=rows)
 
 
 def _check_conversion_times(conversion_id: np.ndarray, conversion_time: np.ndarray,

@@ -24,6 +24,8 @@ class MemoryEngine:
 
     def read(self, clicks, conversions, log_format, impressions=None):
         if impressions is not None:
+            if log_format == "criteo":
+                return read_criteo(impressions, impressions=True)
             return read_impressions(impressions, clicks, conversions)
         return read_criteo(clicks) if log_format == "criteo" else read_generic(clicks, conversions)
 

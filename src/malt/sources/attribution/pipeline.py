@@ -64,7 +64,7 @@ class AttributionReport:
     """The impressions written, clicked or not (None: one row per click)."""
 
 
-def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str | Path,
+def attribute_logs(clicks: str | Path | None, conversions: str | Path | None, out: str | Path,
                    config: AttributionConfig, *, log_format: LogFormat = "generic",
                    name: str | None = None, user_fields: tuple[str, ...] = (),
                    ad_fields: tuple[str, ...] = (), overwrite: bool = False,
@@ -75,7 +75,8 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
     `engine`: "memory" (pandas and numpy) or "spark" (PySpark DataFrames, on the session of
     `spark.session.spark_session(master)`); both write the same output. `impressions`: the
     impression table, whose every row is written (see `logs`), clicked or not, with the
-    labels of its click."""
+    labels of its clicks; for the Criteo layout, the Criteo file read as impressions, in place
+    of `clicks`."""
     out = Path(out)
     if engine not in ENGINES:
         raise ConfigError(f"unknown attribution engine '{engine}', expected one of {ENGINES}")
@@ -86,10 +87,14 @@ def attribute_logs(clicks: str | Path, conversions: str | Path | None, out: str 
                           "drop --conversions")
     if log_format == "criteo" and config.mode != "direct":
         raise ConfigError("the Criteo layout names each click's conversion; --mode does not apply")
-    if impressions is not None and log_format != "generic":
-        raise ConfigError("--impressions reads the generic layout (impressions, clicks naming "
-                          "their impression, conversions); it does not apply to --format "
-                          f"{log_format}")
+    if log_format == "criteo" and impressions is not None:
+        if clicks is not None:
+            raise ConfigError("--format criteo --impressions FILE reads the clicks from FILE "
+                              "(its rows with click = 1): drop --clicks")
+        clicks = impressions
+    if clicks is None:
+        raise ConfigError("--clicks is required (with --format criteo, or --impressions for "
+                          "impression-level output)")
     if master is not None and engine != "spark":
         raise ConfigError("--master only applies to --engine spark")
     OutputDir(out, DATA_KIND).check_writable(overwrite=overwrite)

@@ -192,14 +192,33 @@ def test_malt_attribute_writes_the_same_output_on_spark(spark, tmp_path):
     assert {"last_6h", "dda_1d_known_at", "first_known_at"} <= set(written)
 
 
-def test_criteo_log_on_spark_equals_memory(spark, tmp_path):
+@pytest.mark.parametrize("read_as", ["--clicks", "--impressions"])
+def test_criteo_log_on_spark_equals_memory(spark, tmp_path, read_as):
     source = tmp_path / "criteo_attribution_dataset.tsv.gz"
     criteo_fixture().to_csv(source, sep="\t", index=False, compression="gzip")
-    args = ["attribute", "--clicks", str(source), "--format", "criteo",
+    args = ["attribute", read_as, str(source), "--format", "criteo",
             "--dda-features", "cat1,cat2", "--name", "criteo"]
     assert main([*args, "--out", str(tmp_path / "memory")]) == 0
     assert main([*args, "--engine", "spark", "--out", str(tmp_path / "spark")]) == 0
     assert_same_outputs(tmp_path / "memory", tmp_path / "spark")
+
+
+def test_a_bad_unclicked_criteo_row_fails_as_impressions_only(spark, tmp_path, capsys):
+    # Read as clicks, the row is not read; as impressions, it is refused on both engines.
+    frame = criteo_fixture()
+    row = int(np.flatnonzero((frame["click"] == 0) & (frame["conversion_id"] == -1))[0])
+    frame["uid"] = frame["uid"].astype(object)
+    frame.loc[row, "uid"] = None  # an impression nobody clicked, of no conversion
+    source = tmp_path / "criteo.tsv"
+    frame.to_csv(source, sep="\t", index=False)
+    for engine in ("memory", "spark"):
+        assert main(["attribute", "--format", "criteo", "--clicks", str(source), "--engine",
+                     engine, "--out", str(tmp_path / f"clicks-{engine}")]) == 0
+        capsys.readouterr()
+        assert main(["attribute", "--format", "criteo", "--impressions", str(source),
+                     "--engine", engine, "--out", str(tmp_path / engine)]) == 3
+        assert f"criteo.tsv, column 'uid', row {row}: missing id" in \
+            capsys.readouterr().err, engine
 
 
 @pytest.mark.parametrize("change, message", [

@@ -68,7 +68,6 @@ class SparkImpressionLog(ClickedImpressions):
     clicks: SparkLog
     impressions: object
     n_impressions: int = 0
-    journey = False
 
     @property
     def click_columns(self) -> tuple[str, ...]:
@@ -464,8 +463,11 @@ def read_impressions_spark(spark, impressions_path: str, clicks_path: str,
     return SparkImpressionLog(clicks=log, impressions=impressions, n_impressions=found["rows"])
 
 
-def read_criteo_spark(spark, path: str, cache: Cache) -> SparkLog:
-    """The Criteo attribution layout (see `logs`) on Spark: click ids are file rows."""
+def read_criteo_spark(spark, path: str, cache: Cache, impressions: bool = False
+                      ) -> SparkLog | SparkImpressionLog:
+    """The Criteo attribution layout (see `logs`) on Spark: click ids are file rows; with
+    `impressions`, every row is an impression (its id the row) and the clicked ones its
+    clicks."""
     from pyspark.sql import functions as F
 
     frame = read_frame(spark, path, cache, keep=lambda c: c in CRITEO_COLUMNS
@@ -490,16 +492,19 @@ def read_criteo_spark(spark, path: str, cache: Cache) -> SparkLog:
     frame = frame.withColumn("journey", conversion_id.cast("long"))
 
     is_click = click == 1.0
+    checked = None if impressions else is_click  # impressions need every row's values
     checks = _Checks(frame, path, int)
-    checks.ids("user", "uid", within=is_click)
-    checks.ids("item", "campaign", within=is_click)
-    checks.seconds("click_time", "timestamp", within=is_click)
+    checks.ids("user", "uid", within=checked)
+    checks.ids("item", "campaign", within=checked)
+    checks.seconds("click_time", "timestamp", within=checked)
     for column in features:
-        checks.ids(column, within=is_click)
+        checks.ids(column, within=checked)
     checks.extra_aggregates["clicks"] = F.count(F.when(is_click, 1))
     found, columns = checks.run()
     clicks = frame.filter(is_click).select(
         *columns[:3], F.col(ROW).alias("click_id"), "journey", *columns[3:], ROW)
+    if impressions:
+        clicks = clicks.withColumn("impression_id", F.col(ROW))
 
     converted = frame.filter(F.col("journey") >= 0)
     conv_checks = _Checks(converted, path, int)
@@ -515,9 +520,15 @@ def read_criteo_spark(spark, path: str, cache: Cache) -> SparkLog:
     conversions = first.select("first.user", "first.item", "first.conversion_time", "journey",
                                F.col(f"first.{ROW}").alias(ROW))
     conversions = cache(conversions)
-    return SparkLog(clicks=clicks, conversions=conversions, features=features, journey=True,
-                    n_clicks=found["clicks"], n_conversions=conversions.count(),
-                    names={"user": "uid", "item": "campaign", "click_time": "timestamp"})
+    log = SparkLog(clicks=clicks, conversions=conversions, features=features, journey=True,
+                   n_clicks=found["clicks"], n_conversions=conversions.count(),
+                   names={} if impressions else {"user": "uid", "item": "campaign",
+                                                 "click_time": "timestamp"})
+    if not impressions:
+        return log
+    shown = frame.select(F.col(ROW).alias("impression_id"), columns[0], columns[1],
+                         columns[2].alias("impression_time"), *columns[3:], ROW)
+    return SparkImpressionLog(clicks=log, impressions=shown, n_impressions=found["rows"])
 
 
 def _check_conversion_times(rows, file: str) -> None:

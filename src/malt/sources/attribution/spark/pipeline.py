@@ -35,6 +35,9 @@ class SparkEngine:
              impressions: str | Path | None = None) -> SparkLog | SparkImpressionLog:
         # Paths go to Spark as given: hdfs://, s3a:// and directories are Spark's to read.
         if impressions is not None:
+            if log_format == "criteo":
+                return read_criteo_spark(self.spark, str(impressions), self.cache,
+                                         impressions=True)
             return read_impressions_spark(self.spark, str(impressions), str(clicks),
                                           str(conversions), self.cache)
         if log_format == "criteo":
