@@ -115,7 +115,7 @@ class GrownVocabs:
 
 
 def grow_vocabs(parent: dict[str, VocabLookup], days: Sequence[Path], schema: Schema,
-                min_count: int = 1) -> GrownVocabs:
+                min_count: int) -> GrownVocabs:
     """The vocabs `parent` (column -> lookup) grown by every id of the day files `days` they
     do not hold and that the days hold at least `min_count` times; ids the parent knows keep
     their index."""

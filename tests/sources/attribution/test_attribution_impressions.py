@@ -199,6 +199,26 @@ def test_an_impression_clicked_twice_holds_the_sum_of_its_clicks_credit(tmp_path
     assert (report["n_impressions"], report["n_clicks"]) == (6, 6)
 
 
+def test_impression_sums_add_each_impressions_credits_and_no_others():
+    from malt.sources.attribution.mac import impression_sums
+
+    clicked = np.array([2, 0, 2, 2])
+    credit = np.array([0.5, 0.25, 0.125, 1.0])
+    np.testing.assert_array_equal(impression_sums(clicked, credit, 4), [0.25, 0, 1.625, 0])
+    np.testing.assert_array_equal(impression_sums(clicked[:0], credit[:0], 2), [0, 0])
+
+
+def test_the_writer_refuses_a_log_without_impressions(tmp_path):
+    from malt.sources.attribution.logs import ImpressionLog
+    from malt.sources.attribution.mac import write_impressions_mac
+
+    nothing = np.zeros(0, np.int64)
+    empty = ImpressionLog(clicks=None, impressions=pd.DataFrame({"impression_time": []}),
+                          clicked=nothing, impression_order=nothing)
+    with pytest.raises(DataError, match="^the log holds no impressions$"):
+        write_impressions_mac(tmp_path, empty, {}, None, {})
+
+
 def test_the_criteo_file_is_given_once_and_the_generic_clicks_always(tmp_path, capsys):
     args = impression_logs(tmp_path)
     assert main(["attribute", "--format", "criteo", "--impressions", args[2], "--clicks",
