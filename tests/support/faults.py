@@ -12,7 +12,8 @@ The N-th time the process reaches POINT it does ACTION:
   the leader of its process group, not to a study's workers, and carry on; sent once per
   process group, however many workers reach the point;
 - `interrupt-leader`: send SIGINT to the command's own process alone (as `kill -INT PID`
-  does), not to a study's workers, and carry on; sent once per process group;
+  does), not to a study's workers, wait 2 s (for the driver to pass the stop on) and carry
+  on; sent once per process group;
 - `hangup`: send SIGHUP (a reload, for `malt serve`) to the command's own process, and carry
   on;
 - `kill-leader`: from a study's worker, SIGKILL the command's own process (the driver), wait
@@ -75,8 +76,11 @@ def _terminate() -> None:
 
 
 def _interrupt_leader() -> None:
+    import time
+
     if _once_per_group():
         os.kill(os.getpgrp(), signal.SIGINT)
+        time.sleep(2.0)
 
 
 def _hang_up() -> None:
