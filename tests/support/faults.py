@@ -17,7 +17,8 @@ The N-th time the process reaches POINT it does ACTION:
 - `hangup`: send SIGHUP (a reload, for `malt serve`) to the command's own process, and carry
   on;
 - `kill-leader`: from a study's worker, SIGKILL the command's own process (the driver), wait
-  until this worker is orphaned, then 3 s more (for it to notice) before it carries on.
+  until this worker is orphaned, then 3 s more (for it to notice) before it carries on; once
+  per process group.
 
 A study's workers (spawned processes, which import this file as `__mp_main__`) install the
 same fault, each counting its own N.
@@ -90,6 +91,10 @@ def _hang_up() -> None:
 def _kill_leader() -> None:
     import time
 
+    # Once: a second worker reaching the point after the driver died would read its new
+    # parent as the driver and wait for it to change forever.
+    if not _once_per_group():
+        return
     driver = os.getppid()
     os.kill(os.getpgrp(), signal.SIGKILL)
     while os.getppid() == driver:
