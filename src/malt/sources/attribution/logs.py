@@ -259,19 +259,6 @@ def _features(frame: pd.DataFrame, columns: list[str], file: str
     return tuple(features), tuple(extras)
 
 
-def _click_order(click_id: pd.Series, file: str) -> np.ndarray:
-    duplicated = click_id.duplicated().to_numpy()
-    if duplicated.any():
-        row = _first(duplicated)
-        # tolist() gives Python values: the id reads as 2, not np.int64(2).
-        raise DataError(f"click id {click_id.iloc[row:row + 1].tolist()[0]!r} appears twice",
-                        file=file, column="click_id", row=row)
-    if pd.api.types.is_integer_dtype(click_id):
-        return click_id.to_numpy(dtype=np.int64)
-    codes, _ = pd.factorize(click_id, sort=True)
-    return codes.astype(np.int64)
-
-
 def read_generic(clicks_path: str | Path, conversions_path: str | Path) -> ClickLog:
     """Read the generic two-table layout (see the module docstring)."""
     click_file = str(clicks_path)
@@ -288,9 +275,9 @@ def read_generic(clicks_path: str | Path, conversions_path: str | Path) -> Click
     conversions = _conversions(conversions, str(conversions_path))
     features, extras = _features(clicks, [c for c in clicks.columns
                                           if c not in (*CLICK_COLUMNS, "shop")], click_file)
-    return ClickLog(clicks=clicks, conversions=conversions,
-                    click_order=_click_order(clicks["click_id"], click_file), features=features,
-                    extras=extras)
+    click_order = _unique_order(clicks["click_id"], click_file, "click id", "click_id")
+    return ClickLog(clicks=clicks, conversions=conversions, click_order=click_order,
+                    features=features, extras=extras)
 
 
 def _conversions(conversions: pd.DataFrame, file: str) -> pd.DataFrame:
@@ -334,7 +321,7 @@ def read_impressions(impressions_path: str | Path, clicks_path: str | Path,
     for column in ("click_id", "impression_id"):
         clicks[column] = ids(clicks[column], click_file, column)
     clicks["click_time"] = seconds(clicks["click_time"], click_file, "click_time")
-    click_order = _click_order(clicks["click_id"], click_file)
+    click_order = _unique_order(clicks["click_id"], click_file, "click id", "click_id")
     if len(clicks) == 0:
         raise DataError("the log holds no clicks", file=click_file)
     clicked = _clicked_rows(impressions, clicks, click_file)
@@ -360,6 +347,7 @@ def _unique_order(values: pd.Series, file: str, what: str, column: str) -> np.nd
     duplicated = values.duplicated().to_numpy()
     if duplicated.any():
         row = _first(duplicated)
+        # tolist() gives Python values: the id reads as 2, not np.int64(2).
         raise DataError(f"{what} {values.iloc[row:row + 1].tolist()[0]!r} appears twice",
                         file=file, column=column, row=row)
     if pd.api.types.is_integer_dtype(values):
