@@ -67,6 +67,8 @@ CLICK_COLUMNS = ("user", "item", "click_time", "click_id")
 CONVERSION_COLUMNS = ("user", "item", "conversion_time")
 IMPRESSION_COLUMNS = ("user", "item", "impression_time", "impression_id")
 IMPRESSION_CLICK_COLUMNS = ("click_id", "impression_id", "click_time")
+IMPRESSION_RESERVED = ("journey", "click", "click_time", "click_id")
+"""Columns an impression table may not have: the output's own."""
 CRITEO_COLUMNS = ("uid", "campaign", "timestamp", "click", "conversion_id",
                   "conversion_timestamp")
 _CRITEO_FEATURE = re.compile(r"cat\d+")
@@ -291,7 +293,8 @@ def _conversions(conversions: pd.DataFrame, file: str) -> pd.DataFrame:
     return conversions[keep]
 
 
-def _check_reserved(frame: pd.DataFrame, file: str, names: tuple[str, ...]) -> None:
+def check_reserved(frame, file: str, names: tuple[str, ...]) -> None:
+    """Refuse a table (a pandas or Spark DataFrame) that has a column of `names`."""
     for name in names:
         if name in frame.columns:
             raise DataError(f"'{name}' is a reserved column name", file=file, column=name)
@@ -307,7 +310,7 @@ def read_impressions(impressions_path: str | Path, clicks_path: str | Path,
     _require(impressions, IMPRESSION_COLUMNS, imp_file)
     _require(clicks, IMPRESSION_CLICK_COLUMNS, click_file)
     _require(conversions, CONVERSION_COLUMNS, str(conversions_path))
-    _check_reserved(impressions, imp_file, ("journey", "click", "click_time", "click_id"))
+    check_reserved(impressions, imp_file, IMPRESSION_RESERVED)
     has_shop = "shop" in impressions
     for column in ("impression_id", "user", "item", *(("shop",) if has_shop else ())):
         impressions[column] = ids(impressions[column], imp_file, column)

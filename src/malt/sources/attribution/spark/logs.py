@@ -26,7 +26,9 @@ from malt.sources.attribution.logs import (
     CRITEO_COLUMNS,
     IMPRESSION_CLICK_COLUMNS,
     IMPRESSION_COLUMNS,
+    IMPRESSION_RESERVED,
     ClickedImpressions,
+    check_reserved,
 )
 
 ROW = "_row"
@@ -399,10 +401,7 @@ def read_impressions_spark(spark, impressions_path: str, clicks_path: str,
     _require(impressions, IMPRESSION_COLUMNS, impressions_path)
     _require(clicks, IMPRESSION_CLICK_COLUMNS, clicks_path)
     _require(conversions, CONVERSION_COLUMNS, conversions_path)
-    for name in ("journey", "click", "click_time", "click_id"):
-        if name in impressions.columns:
-            raise DataError(f"'{name}' is a reserved column name", file=impressions_path,
-                            column=name)
+    check_reserved(impressions, impressions_path, IMPRESSION_RESERVED)
     has_shop = "shop" in impressions.columns
     checks = _Checks(impressions, impressions_path, lambda row: file_row(impressions, row))
     for column in ("impression_id", "user", "item", *(("shop",) if has_shop else ())):
