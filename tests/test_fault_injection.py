@@ -108,30 +108,33 @@ def test_a_killed_training_run_resumes_to_the_same_metrics(data, uninterrupted, 
     _ok("train", "--resume", "--out", str(out))
     resumed = json.loads((out / "metrics.json").read_text())
     whole = json.loads((uninterrupted / "metrics.json").read_text())
-    # To the last bits, not bit for bit: on an Intel CPU with AMX a resumed run (and a rerun
-    # from scratch) differed from the uninterrupted one in the float32 rounding of a few
-    # scores and weights, though rarely and never when run alone; MKL's reproducible mode
-    # (malt/reproducible.py) covers MKL's kernels only. A weight near 0 can then differ by
-    # a large relative amount, hence an absolute tolerance scaled to each tensor (the Adam
-    # moments are tiny): a lost optimiser state or a skipped step moves weights by about
-    # the learning rate (1e-3), far above it.
+    # Close, not bit for bit. On CI (and here under load, on an Intel CPU with AMX) a resumed
+    # run differed from the uninterrupted one in the float32 rounding of a few weights, which
+    # Adam grows where a gradient is near 0: up to 5.7e-7 after 10 steps. MKL's reproducible
+    # mode (malt/reproducible.py) covers MKL's kernels only. The tolerances sit far below what
+    # a faulty resume does: restoring no optimiser state moved weights by 1e-2 to 3e-1 and
+    # metrics by 1e-3 to 3e-2, and a skipped or repeated step moves weights by about the
+    # learning rate (1e-3).
     assert resumed["views"].keys() == whole["views"].keys()
     for view, metrics in whole["views"].items():
         for name, value in metrics.items():
-            close = (pytest.approx(value, rel=1e-7, abs=1e-12)
-                     if isinstance(value, float) else value)
+            close = pytest.approx(value, rel=1e-4) if isinstance(value, float) else value
             assert resumed["views"][view][name] == close, (view, name)
     assert resumed["train"]["steps"] == whole["train"]["steps"] == 15
     resumed_tensors, whole_tensors = _tensors(out), _tensors(uninterrupted)
     assert resumed_tensors.keys() == whole_tensors.keys()
     for path, tensor in whole_tensors.items():
         assert resumed_tensors[path].dtype == tensor.dtype, path
-        scale = float(np.abs(tensor).max()) if tensor.size else 0.0
-        np.testing.assert_allclose(resumed_tensors[path], tensor, rtol=1e-5, atol=1e-6 * scale,
-                                   err_msg=path)
+        if path.startswith("/model/"):
+            np.testing.assert_allclose(resumed_tensors[path], tensor, rtol=0, atol=1e-5,
+                                       err_msg=path)
+        else:  # the optimiser's moments, whose scale varies over orders of magnitude
+            scale = float(np.abs(tensor).max()) if tensor.size else 0.0
+            np.testing.assert_allclose(resumed_tensors[path], tensor, rtol=1e-3,
+                                       atol=1e-3 * scale, err_msg=path)
     with np.load(out / "predictions.npz") as got, \
             np.load(uninterrupted / "predictions.npz") as want:
-        np.testing.assert_allclose(got["probs"], want["probs"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(got["probs"], want["probs"], rtol=1e-4, atol=1e-6)
 
 
 def test_a_killed_prepare_reruns_to_the_same_cache(data, tmp_path):
