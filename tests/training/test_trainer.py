@@ -19,6 +19,7 @@ from malt.runs.checkpoint import CHECKPOINT_KIND, TrainState, load_checkpoint
 from malt.runs.config import RunConfig
 from malt.runs.record import RunMetrics
 from malt.runs.tensor_tree import read_tree, write_tree
+from malt.training import aggregation
 from malt.training.distributed import World
 from malt.training.trainer import Trainer
 from support.mac_data import write_random_dataset
@@ -322,12 +323,20 @@ def test_overwrite_removes_only_the_runs_own_files(data, tmp_path, capsys):
 
 
 @pytest.mark.slow
-# uncertainty: its log-variances' gradients are averaged over the ranks outside DDP. (A grad
-# method without any auxiliary term is refused by the run config.)
-@pytest.mark.parametrize("method, aux", [("none", ("first", "cat")), ("gcs", ("first", "cat")),
-                                         ("uncertainty", ("first", "cat"))])
-def test_two_process_ddp_matches_one_process(data, tmp_path, method, aux):
-    config = _config(data, aux=aux, grad_method=method)
+# uncertainty: its log-variances' gradients are averaged over the ranks outside DDP. dwa: its
+# period means are averaged over the ranks; periods of 2 steps move the weights from step 5 of 15
+# on, through periods that hold a day's uneven last step (23/22 rows), where each rank's mean
+# loss must count by its rows; τ = 0.2 makes the weights sensitive enough that counting the
+# ranks alike moves the scores by 1.4e-5. gcs-ema and upgrad: their per-task gradients are
+# averaged before the similarity or the aggregation. (A grad method without any auxiliary term
+# is refused by the run config.)
+@pytest.mark.parametrize("method, options", [
+    ("none", {}), ("gcs", {}), ("uncertainty", {}),
+    ("dwa", {"dwa_period": 2, "dwa_temperature": 0.2}), ("gcs-ema", {}),
+    pytest.param("upgrad", {}, marks=pytest.mark.skipif(
+        bool(aggregation.missing_packages("upgrad")), reason="needs malt[aux]"))])
+def test_two_process_ddp_matches_one_process(data, tmp_path, method, options):
+    config = _config(data, grad_method=method, **options)
     train_run(config, tmp_path / "single")
     (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -316,7 +316,9 @@ class Trainer:
         if use_surgery and terms.auxiliary:
             self._surgery_step(terms.tasks(), scale)
         elif self.loss_weighting is not None and with_aux and terms.auxiliary:
-            (self.loss_weighting.loss(terms.tasks()) * scale).backward()
+            # Scaled before the weighting sees them: DWA's period means, averaged over the
+            # ranks, are then the whole steps' means even on a step split unevenly.
+            self.loss_weighting.loss([task * scale for task in terms.tasks()]).backward()
             self._task_weights = self.loss_weighting.weights()
         else:
             (terms.total(self.task.aux_weight) * scale).backward()
