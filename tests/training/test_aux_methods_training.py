@@ -1,5 +1,6 @@
 """The task weightings and aggregators inside the trainer: one step against the same step done
-by hand, every multi-task model trained with each, the table of weights, resume."""
+by hand, every multi-task model trained with each, the table of weights and its scalars in
+TensorBoard and the tracker, resume."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from malt.models.registry import model_names, model_spec
 from malt.runs.checkpoint import load_checkpoint
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
+from malt.runs.tracking import Tracker
 from malt.training import aggregation, grad_methods
 from malt.training.builder import build_run
 from malt.training.distributed import World
@@ -180,6 +182,39 @@ def test_a_run_writes_its_task_weights_and_resumes_to_identical_numbers(
     assert [rows[0][view] for view in ("first", "linear")] != \
         [rows[-1][view] for view in ("first", "linear")]  # the weights moved
 
+
+
+class _RecordingTracker(Tracker):
+    """Keeps the scalars of every logged step, as the MLflow tracker would receive them."""
+
+    def __init__(self):
+        self.logged: dict[int, dict[str, float]] = {}
+
+    def log_metrics(self, values, step):
+        self.logged[step] = dict(values)
+
+
+def test_a_loss_weighting_logs_its_weights_to_tensorboard_and_the_tracker(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tracker = _RecordingTracker()
+    run = RunDir(tmp_path / "run")
+    Trainer(build_run(_config(data, grad_method="uncertainty")), run, tracker).fit()
+    events = EventAccumulator(str(run.tensorboard_dir))
+    events.Reload()
+    table = list(csv.DictReader(run.task_weights_file.read_text().splitlines()))
+    for view in ("last", "first", "linear"):
+        key = f"task_weight/{view}"
+        board = [(e.step, e.value) for e in events.Scalars(key)]
+        tracked = [(step, scalars[key]) for step, scalars in sorted(tracker.logged.items())]
+        written = [(int(row["step"]), float(row[view])) for row in table]
+        assert [step for step, _ in board] == [step for step, _ in tracked] == [1, 2, 4, 6, 8]
+        # TensorBoard keeps float32
+        assert [value for _, value in board] == pytest.approx([v for _, v in tracked], rel=1e-6)
+        assert [value for _, value in tracked] == pytest.approx([v for _, v in written])
+    first, last = tracker.logged[1], tracker.logged[8]
+    assert (first["task_weight/last"], first["task_weight/first"]) == pytest.approx((1.0, 0.3))
+    assert last["task_weight/first"] != pytest.approx(0.3)  # learned, not the fixed λ
 
 @pytest.mark.parametrize("train, message", [
     ({"grad_method": "uncertainty", "dwa_period": 5}, "train.dwa_period applies to grad_method "
