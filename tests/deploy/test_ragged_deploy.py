@@ -132,7 +132,10 @@ def test_predict_exports_and_the_service_score_ragged_rows_as_the_eager_model(da
                      batch_wait_ms=0.0)
     with TestClient(app) as client:
         answer = client.post("/predict", json={"rows": rows})
+        described = client.get("/metadata").json()["schema"]
     assert answer.status_code == 200, answer.text
+    assert described["ragged_sequences"] is True
+    assert described["id_sequences"] == {"history": KEPT}
     served = np.array(answer.json()["predictions"]["p_last"])
     assert np.abs(served - reference[:, 0]).max() <= PARITY
 
