@@ -96,12 +96,14 @@ def test_scoring_converts_ragged_rows_as_prepare_caches_them(tmp_path):
     ({"sims": [[0.5, 0.25], [0.1], SIMS[2]]}, "sim", 1, "position-aligned"),
     ({"sims": [[0.5, None], [], SIMS[2]]}, "sim", 0, "NaN value"),
 ])
-def test_bad_ragged_rows_are_refused_naming_column_and_row(tmp_path, change, column, row,
-                                                           what):
+def test_bad_ragged_rows_are_refused_naming_file_column_and_row(tmp_path, change, column,
+                                                                row, what):
     write(tmp_path, table(**change))
     with pytest.raises(DataError) as info:
         prepare(tmp_path, SCHEMA, tmp_path / "cache", workers=1)
-    assert what in str(info.value) and info.value.column == column and info.value.row == row
+    error = info.value
+    assert what in str(error) and error.column == column and error.row == row
+    assert error.file.endswith("day0.parquet")
 
 
 def test_vocabs_count_every_item_of_a_ragged_sequence(tmp_path):

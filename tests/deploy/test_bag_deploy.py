@@ -24,7 +24,7 @@ from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.load import TrainedModel, load_run
 from support.bag_data import write_tagged
-from support.deploy_models import converted
+from support.deploy_models import converted, eager_scores, exported_scores
 
 PARITY = 1e-5
 TRAIN = ["--main", "last", "--batch-size", "32", "--lr", "0.01",
@@ -64,35 +64,12 @@ def test_a_model_learns_a_label_that_only_a_bag_carries(data, run, tmp_path):
     assert learned > 0.75 and abs(ignored - 0.5) < 0.1, (learned, ignored)
 
 
-def _eager(trained: TrainedModel, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    feeds = {k: torch.from_numpy(arrays[k].astype(np.int64)) for k in
-             trained.model.serving_inputs}
-    with torch.no_grad():
-        probs = trained.model.probabilities(feeds)
-    return torch.stack([probs[v] for v in trained.views], 1).numpy()
-
-
-def _exported(path: Path, fmt: str, trained: TrainedModel, arrays: dict[str, np.ndarray]
-              ) -> np.ndarray:
-    feeds = {k: arrays[k].astype(np.int64) for k in trained.model.serving_inputs}
-    if fmt == "onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return np.stack(session.run(None, feeds), 1)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        module = torch.jit.load(str(path))
-    with torch.no_grad():
-        return torch.stack(module(*(torch.from_numpy(a) for a in feeds.values())), 1).numpy()
-
-
 def test_predict_exports_and_the_service_score_bags_as_the_eager_model(data, run, tmp_path):
     day = data / "test" / "day9.parquet"
     trained = load_run(run)  # the checkpoint, saved and loaded back
     assert trained.model.serving_inputs == ("sparse", "bags", "bag_lengths")
     arrays = converted(trained.schema, trained, day)
-    reference = _eager(trained, arrays)
+    reference = eager_scores(trained, arrays)
     labels = pq.read_table(day)["last"].to_numpy()
     metrics = json.loads((run / "metrics.json").read_text())
     assert abs(auc(reference[:, 0], labels > 0) - metrics["views"]["last"]["auc"]) < 1e-6
@@ -105,7 +82,7 @@ def test_predict_exports_and_the_service_score_bags_as_the_eager_model(data, run
         with warnings.catch_warnings():
             warnings.simplefilter("error", torch.jit.TracerWarning)
             export(trained, out, fmt)
-        got = _exported(out, fmt, trained, arrays)
+        got = exported_scores(out, fmt, trained, arrays)
         assert np.abs(got - reference).max() <= PARITY, fmt
 
     pytest.importorskip("fastapi")
@@ -129,7 +106,7 @@ def test_predict_exports_and_the_service_score_bags_as_the_eager_model(data, run
     emptied = {k: a[7:8].copy() for k, a in arrays.items()}
     emptied["bag_lengths"][:] = 0
     assert emptied["bag_lengths"].size and arrays["bag_lengths"][7].item() > 0
-    assert abs(served[7] - _eager(trained, emptied)[0, 0]) <= PARITY
+    assert abs(served[7] - eager_scores(trained, emptied)[0, 0]) <= PARITY
     # Alone, not in a batch of 8 rows: the kernels may sum in another order.
     assert abs(only_empty.json()["predictions"]["p_last"][0] - served[7]) <= 1e-6
 
@@ -148,7 +125,7 @@ def test_the_onnx_example_feeds_bags_as_the_reader_converts_them(data, run, tmp_
                            str(data / "vocabs")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "('bags', 'int64', ['batch', 1, 4])" in done.stdout
-    expected = _eager(trained, converted(trained.schema, trained, day))
+    expected = eager_scores(trained, converted(trained.schema, trained, day))
     assert np.abs(np.load(tmp_path / "onnx_scores.npy") - expected).max() <= PARITY
 
 
@@ -167,8 +144,8 @@ def test_every_encoder_exports_its_bags(encoder, data, tmp_path):
     trained = TrainedModel(run=RunDir(tmp_path / "no-run"), config=config, schema=schema,
                            task=task, lookups=lookups, vocab=info, model=model)
     arrays = converted(schema, trained, data / "test" / "day9.parquet")
-    reference = _eager(trained, arrays)
+    reference = eager_scores(trained, arrays)
     for fmt in ("onnx", "torchscript"):
         out = tmp_path / f"model.{fmt}"
         export(trained, out, fmt)
-        assert np.abs(_exported(out, fmt, trained, arrays) - reference).max() <= PARITY, fmt
+        assert np.abs(exported_scores(out, fmt, trained, arrays) - reference).max() <= PARITY, fmt

@@ -178,6 +178,7 @@ def test_health_and_metadata_say_what_is_served(run):
     assert metadata["calibration"]["days"] == ["train-02"]
     assert metadata["schema"]["fields"] == [f.name for f in MAC.fields]
     assert metadata["schema"]["id_sequences"] == {s.name: s.length for s in MAC.id_sequences}
+    assert metadata["schema"]["ragged_sequences"] is False
     assert json.loads(json.dumps(metadata)) == metadata
 
 

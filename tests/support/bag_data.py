@@ -26,12 +26,17 @@ SIGNAL_TAG = 3
 """Rows whose bag holds this tag convert (most of them); the others rarely do."""
 
 
+def ragged_ids(rng: np.random.Generator, rows: int, longest: int, ids: int) -> pa.ListArray:
+    """A list column of `rows` rows, each of 0 to `longest` ids drawn from 0 to `ids` - 1."""
+    lengths = rng.integers(0, longest + 1, rows)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = rng.integers(0, ids, int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
 def ragged_tags(rng: np.random.Generator, rows: int) -> pa.ListArray:
     """Bags of 0 to 6 tags per row (some longer than the schema's max_length of 4)."""
-    lengths = rng.integers(0, 7, rows)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    values = rng.integers(0, TAGS, int(offsets[-1]))
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    return ragged_ids(rng, rows, 6, TAGS)
 
 
 def signal(tags: pa.ListArray, max_length: int = 4) -> np.ndarray:

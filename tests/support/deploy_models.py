@@ -11,6 +11,7 @@ from malt.data.lookups import load_lookups, vocab_info
 from malt.data.reader import DayConverter, array_shapes, open_parquet, read_chunks
 from malt.data.schema import Schema
 from malt.data.task import CAT, Task
+from malt.deploy.serving import INPUT_DTYPES
 from malt.models import model_spec
 from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
@@ -59,6 +60,38 @@ def converted(schema: Schema, trained: TrainedModel, path: Path) -> dict[str, np
                 out[name][offset:offset + chunk.num_rows] = a
         start += pf.metadata.row_group(group).num_rows
     return out
+
+
+def eager_scores(trained: TrainedModel, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The eager model's probabilities [N, V] of converted arrays, views in the run's order."""
+    import torch
+
+    feeds = {k: torch.from_numpy(arrays[k].astype(INPUT_DTYPES[k]))
+             for k in trained.model.serving_inputs}
+    with torch.no_grad():
+        probs = trained.model.probabilities(feeds)
+    return torch.stack([probs[v] for v in trained.views], 1).numpy()
+
+
+def exported_scores(path: Path, fmt: str, trained: TrainedModel,
+                    arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Probabilities [N, V] of converted arrays from the `fmt` ("onnx" or "torchscript")
+    file at `path`, fed as a client would feed it."""
+    import warnings
+
+    import torch
+
+    feeds = {k: arrays[k].astype(INPUT_DTYPES[k]) for k in trained.model.serving_inputs}
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return np.stack(session.run(None, feeds), 1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        module = torch.jit.load(str(path))
+    with torch.no_grad():
+        return torch.stack(module(*(torch.from_numpy(a) for a in feeds.values())), 1).numpy()
 
 
 def held_out_moae_run(data: Path, out: Path) -> Path:

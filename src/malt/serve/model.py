@@ -146,6 +146,8 @@ class ServedModel:
                 "user_column": schema.user_column,
                 "fields": [f.name for f in schema.fields],
                 "id_sequences": {s.name: s.length for s in schema.id_sequences},
+                # The lengths alone do not tell a client that shorter or longer rows are taken.
+                "ragged_sequences": schema.ragged_sequences,
                 "float_sequences": {s.name: s.length for s in schema.float_sequences},
                 "numeric": [f.name for f in schema.numeric],
                 "bags": {b.name: b.max_length for b in schema.bags},
