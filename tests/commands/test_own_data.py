@@ -96,12 +96,16 @@ def test_the_guides_commands_run_as_written(tmp_path, monkeypatch, capsys):
     data = write_shop(tmp_path / "shop")
     monkeypatch.chdir(tmp_path)
     commands = [c for c in guide_commands() if c[0] not in NEEDS_OTHER_INPUT]
-    assert [c[0] for c in commands] == ["prepare", "study", "train", "train", "eval"]
-    said = {}
+    assert [c[0] for c in commands] == ["prepare", "study", "train", "train", "eval", "compare",
+                                        "eval"]
+    said, slices = {}, None
     for command in commands:
         args = [str(data) if arg == "DATA" else arg for arg in command]
         assert main(args) == 0, args
-        said[command[0]] = capsys.readouterr().out
+        if command[0] == "eval" and "--by" in command:
+            slices = capsys.readouterr().out
+        else:
+            said[command[0]] = capsys.readouterr().out
     assert "preset `own-data` on schema 'shop-logs': malt's model defaults" in said["study"]
     assert "warning: the validation GAUC counts only" in said["study"]
     # The shop's few thousand rows train the guide's models to below a constant predictor on
@@ -119,3 +123,7 @@ def test_the_guides_commands_run_as_written(tmp_path, monkeypatch, capsys):
     assert all(c["model"]["release_defaults"] is False and "encoder" not in c["model"]
                for c in configs)  # malt train's own model
     assert "warning: the test GAUC of 'last'" in said["eval"]
+    verdicts = ("verdict: better", "verdict: worse", "verdict: no detectable difference")
+    assert any(v in said["compare"] for v in verdicts), said["compare"]
+    for title in ("position/last", "brand", "user clicks"):
+        assert f"gain over runs/base on 'last' by {title}:" in slices
