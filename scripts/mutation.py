@@ -83,7 +83,9 @@ GROUPS = {
                                "test_a_loss_weighting_starts_as_the_plain_weighted_sum",
                                "test_uncertainty_steps_with_its_weights_once_they_have_moved",
                                "test_gcs_ema_without_smoothing_is_gcs_clip",
-                               "test_an_aggregator_steps_with_its_aggregated_gradient"))),
+                               "test_an_aggregator_steps_with_its_aggregated_gradient")),
+                           "tests/training/test_precision_training.py::"
+                           "test_a_bf16_step_is_adam_on_the_float32_losses_of_a_bf16_forward"),
                           names=("malt.training.trainer.xǁTrainerǁtrain_step__mutmut_*",
                                  "malt.training.trainer.xǁTrainerǁ_surgery_step__mutmut_*")),
     "attribution_rules": Group(("malt/sources/attribution/rules.py",

@@ -118,15 +118,18 @@ def test_a_gradient_method_steps_with_its_combined_gradient(data, tmp_path, meth
     main, aux = _losses(model, batch, trainer.task)
     params = [p for p in model.parameters() if p.requires_grad]
     grads = grad_methods.task_gradients([main, *aux], params, World())
-    combined = grad_methods.gcs(grads, params)[0] if method == "gcs" else \
-        grad_methods.pcgrad(grads, params, "paper", generator)[0]
+    combined, alphas = grad_methods.gcs(grads, params) if method == "gcs" else \
+        grad_methods.pcgrad(grads, params, "paper", generator)
     for p, g in zip(params, combined):
         p.grad = g
     optimisation.step()
     before = [p.detach().clone() for p in trainer.model.parameters()]
-    trainer.train_step(batch)
+    report = trainer.train_step(batch)
     _assert_same_parameters(trainer.model, model)
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    if method == "gcs":  # the sigmoid weighting replaces λ: each view is weighed by α_k alone
+        assert report.task_weights == pytest.approx(
+            {"last": 1.0, "first": float(alphas[0]), "linear": float(alphas[1])}, rel=1e-6)
 
 
 def test_gcs_passes_its_weighting_and_lambda(data, tmp_path):
@@ -136,12 +139,16 @@ def test_gcs_passes_its_weighting_and_lambda(data, tmp_path):
     main, aux = _losses(model, batch, trainer.task)
     params = [p for p in model.parameters() if p.requires_grad]
     grads = grad_methods.task_gradients([main, *aux], params, World())
-    combined, _ = grad_methods.gcs(grads, params, "paper", "clip", 0.3)
+    combined, alphas = grad_methods.gcs(grads, params, "paper", "clip", 0.3)
     for p, g in zip(params, combined):
         p.grad = g
     optimisation.step()
-    trainer.train_step(batch)
+    report = trainer.train_step(batch)
     _assert_same_parameters(trainer.model, model)
+    # clip keeps λ: a view's weight in the update is λ · α_k
+    assert report.task_weights == pytest.approx(
+        {"last": 1.0, "first": 0.3 * float(alphas[0]), "linear": 0.3 * float(alphas[1])},
+        rel=1e-6)
 
 
 def test_gradients_are_clipped_to_the_configured_norm(data, tmp_path):
