@@ -247,6 +247,9 @@ _FAULT = "MALT_TEST_FAULT"
 """The environment variable that hands the fault to spawned workers."""
 _CLAIM = "MALT_TEST_FAULT_CLAIM"
 """The file the first process to fire a once-only fault creates (a fresh path per command)."""
+CLAIMS_FOLDER = "MALT_TEST_FAULT_CLAIMS_FOLDER"
+"""Where the claim files' folders go (the tests point it under pytest's temporary folders);
+unset: the system's temporary folder."""
 
 if __name__ == "__main__":
     separator = sys.argv.index("--")
@@ -258,7 +261,8 @@ if __name__ == "__main__":
     os.environ[_FAULT] = " ".join(fault)
     import tempfile
 
-    os.environ[_CLAIM] = str(Path(tempfile.mkdtemp(prefix="malt-fault-")) / "fired")
+    claims = tempfile.mkdtemp(prefix="malt-fault-", dir=os.environ.get(CLAIMS_FOLDER))
+    os.environ[_CLAIM] = str(Path(claims) / "fired")
     install(point, int(count), *action)
     arguments = sys.argv[separator + 1:]
     from malt.cli import main
