@@ -308,8 +308,16 @@ def test_greedy_validates_every_set_on_the_validation_seeds(tmp_path):
     # The fake score's seed wiggle (0.0001) is far below each view's gain (0.01): kept.
     assert table.values[("PLE · DDA · selected", "set")] == "Last-Click & First-Click & Linear"
     assert table.stats("PLE · DDA · round 1: + Last-Click", "gain")[2] == 2
-    assert "mean ± std over seeds 3…4" in table.notes[-1]
-    assert "above one standard error" in table.notes[-1]
+    assert "mean ± std over seeds 3…4" in table.notes[-2]
+    assert "above one standard error" in table.notes[-2]
+    # Every candidate's gain also shows its paired interval over validation users and seeds.
+    tried = [row for row in table.rows if " · round " in row]
+    assert len(tried) == 3 + 2 + 1
+    for row in tried:
+        gain = table.intervals[(row, "gain")]
+        assert gain.seeds == 2 and gain.low <= gain.estimate <= gain.high
+        assert "[" in table.cell_text(row, next(c for c in table.columns if c.key == "gain"))
+    assert "paired bootstrap over the validation users and the seeds" in table.notes[-1]
 
 
 def test_a_search_with_base_ends_with_each_selected_model_against_it(tmp_path):

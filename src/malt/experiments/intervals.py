@@ -3,6 +3,8 @@ test users and the seeds (see `malt.bootstrap`), and the verdict it supports."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from malt.eval.compare import Comparison, compare
 from malt.eval.options import DEFAULT_RESAMPLES
 from malt.eval.predictions import Predictions
@@ -20,14 +22,16 @@ def interval_note(seeds: int) -> str:
             f"interval from a paired bootstrap over {over}; † where the interval excludes 0.")
 
 
-def paired_predictions(study: Study, variant: Variant | None, reference: Variant | None
+def paired_predictions(study: Study, variant: Variant | None, reference: Variant | None,
+                       split: str = "test", seeds: Sequence[int] | None = None
                        ) -> tuple[list[Predictions], list[Predictions]] | None:
-    """The test predictions of `variant` and of `reference`, seed by seed, over the seeds where
-    both runs finished with their predictions (None when no seed did)."""
+    """The predictions on `split` of `variant` and of `reference`, seed by seed, over the
+    `seeds` (the study's by default) where both runs finished with their predictions (None
+    when no seed did)."""
     if variant is None or reference is None:
         return None
-    pairs = [(RunDir(study.run_dir(variant, s)), RunDir(study.run_dir(reference, s)))
-             for s in study.seeds]
+    pairs = [(RunDir(study.run_dir(variant, s, split)), RunDir(study.run_dir(reference, s, split)))
+             for s in (study.seeds if seeds is None else seeds)]
     done = [(a, b) for a, b in pairs if all(r.is_complete() and r.predictions_file.is_file()
                                             for r in (a, b))]
     if not done:
@@ -37,12 +41,13 @@ def paired_predictions(study: Study, variant: Variant | None, reference: Variant
 
 
 def paired_test(study: Study, variant: Variant | None, reference: Variant | None,
-                view: str) -> Comparison | None:
-    """`variant` − `reference` on `view` of the test day (see `paired_predictions`)."""
-    paired = paired_predictions(study, variant, reference)
+                view: str, split: str = "test", seeds: Sequence[int] | None = None,
+                metrics: Sequence[str] = METRICS) -> Comparison | None:
+    """`variant` − `reference` on `view` of `split` (see `paired_predictions`)."""
+    paired = paired_predictions(study, variant, reference, split, seeds)
     if paired is None:
         return None
-    return compare(*paired, view, metrics=METRICS, resamples=DEFAULT_RESAMPLES, seed=0)
+    return compare(*paired, view, metrics=tuple(metrics), resamples=DEFAULT_RESAMPLES, seed=0)
 
 
 def verdict_line(name: str, reference: str, view: str, comparison: Comparison) -> str:

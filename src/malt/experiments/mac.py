@@ -612,6 +612,10 @@ def study_greedy(study: Study) -> StudyOutput:
                 for base, gain in zip(rnd.base_seeds, gains or ()):
                     table.add(row, "val_gauc", base + gain)
                     table.add(row, "gain", gain)
+                if gains is not None:
+                    _add_gain_interval(study, table, row, Variant(m, t, (*rnd.base, candidate),
+                                                                  setting),
+                                       Variant(m, t, rnd.base, setting))
                 table.add(row, "kept", "✓" if candidate == rnd.chosen else
                           "failed" if gains is None else "")
         final = f"{head} · selected"
@@ -625,8 +629,23 @@ def study_greedy(study: Study) -> StudyOutput:
         "the largest mean gain above one standard error of the mean (paired by seed)"
     table.notes = study.notes(f"Validation protocol, {setting.label}, {over}. Each round keeps "
                               f"the candidate with {rule} over the round's starting set; the "
-                              "search stops when none improves it.", ranked=False)
+                              "search stops when none improves it.",
+                              "gain: the candidate's set − the round's starting set in GAUC "
+                              "points, with its 95 % interval from a paired bootstrap over the "
+                              "validation users" + (" and the seeds" if len(seeds) > 1 else "") +
+                              "; † where it excludes 0 (the rule above decides, not the "
+                              "interval).", ranked=False)
     return StudyOutput([("", table)])
+
+
+def _add_gain_interval(study: Study, table: Table, row: str, candidate: Variant,
+                       base: Variant) -> None:
+    """Show `row`'s gain as `candidate` − `base` in validation GAUC with its paired interval,
+    where both sets' validation runs left their predictions."""
+    paired = paired_test(study, candidate, base, candidate.main, split="validation",
+                         seeds=study.validation_seed_list, metrics=("gauc",))
+    if paired is not None:
+        table.add_interval(row, "gain", paired.deltas["gauc"])
 
 
 def greedy_candidates(study: Study, model: str, main: str) -> list[str]:
