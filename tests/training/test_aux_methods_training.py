@@ -183,7 +183,6 @@ def test_a_run_writes_its_task_weights_and_resumes_to_identical_numbers(
         [rows[-1][view] for view in ("first", "linear")]  # the weights moved
 
 
-
 class _RecordingTracker(Tracker):
     """Keeps the scalars of every logged step, as the MLflow tracker would receive them."""
 
@@ -215,6 +214,7 @@ def test_a_loss_weighting_logs_its_weights_to_tensorboard_and_the_tracker(data, 
     first, last = tracker.logged[1], tracker.logged[8]
     assert (first["task_weight/last"], first["task_weight/first"]) == pytest.approx((1.0, 0.3))
     assert last["task_weight/first"] != pytest.approx(0.3)  # learned, not the fixed λ
+
 
 @pytest.mark.parametrize("train, message", [
     ({"grad_method": "uncertainty", "dwa_period": 5}, "train.dwa_period applies to grad_method "

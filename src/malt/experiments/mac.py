@@ -613,9 +613,8 @@ def study_greedy(study: Study) -> StudyOutput:
                     table.add(row, "val_gauc", base + gain)
                     table.add(row, "gain", gain)
                 if gains is not None:
-                    _add_gain_interval(study, table, row, Variant(m, t, (*rnd.base, candidate),
-                                                                  setting),
-                                       Variant(m, t, rnd.base, setting))
+                    grown = Variant(m, t, (*rnd.base, candidate), setting)
+                    _add_gain_interval(study, table, row, grown, Variant(m, t, rnd.base, setting))
                 table.add(row, "kept", "✓" if candidate == rnd.chosen else
                           "failed" if gains is None else "")
         final = f"{head} · selected"
