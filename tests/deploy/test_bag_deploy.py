@@ -5,7 +5,6 @@ scores everywhere; and every flat encoder exports its bags as the eager model sc
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,13 @@ from malt.runs.config import RunConfig
 from malt.runs.directory import RunDir
 from malt.runs.load import TrainedModel, load_run
 from support.bag_data import write_tagged
-from support.deploy_models import converted, eager_scores, exported_scores
+from support.deploy_models import (
+    assert_predict_and_exports_score_as,
+    converted,
+    eager_scores,
+    exported_scores,
+    service_client,
+)
 
 PARITY = 1e-5
 TRAIN = ["--main", "last", "--batch-size", "32", "--lr", "0.01",
@@ -73,31 +78,11 @@ def test_predict_exports_and_the_service_score_bags_as_the_eager_model(data, run
     labels = pq.read_table(day)["last"].to_numpy()
     metrics = json.loads((run / "metrics.json").read_text())
     assert abs(auc(reference[:, 0], labels > 0) - metrics["views"]["last"]["auc"]) < 1e-6
-    assert main(["predict", "--run", str(run), "--data", str(day), "--out",
-                 str(tmp_path / "p.parquet")]) == 0
-    predicted = pq.read_table(tmp_path / "p.parquet")["p_last"].to_numpy()
-    assert np.abs(predicted - reference[:, 0]).max() <= PARITY
-    for fmt in ("onnx", "torchscript"):
-        out = tmp_path / f"model.{fmt}"
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", torch.jit.TracerWarning)
-            export(trained, out, fmt)
-        got = exported_scores(out, fmt, trained, arrays)
-        assert np.abs(got - reference).max() <= PARITY, fmt
-
-    pytest.importorskip("fastapi")
-    pytest.importorskip("httpx")
-    from fastapi.testclient import TestClient
-
-    from malt.serve.app import create_app
-    from malt.serve.model import ServedModel
+    assert_predict_and_exports_score_as(reference, run, trained, day, arrays, tmp_path, PARITY)
 
     rows = pq.read_table(day).drop_columns(["last", "first"]).to_pylist()
-    model = ServedModel.of_run(trained)
-    assert model.metadata()["schema"]["bags"] == {"tags": 4}
-    app = create_app(model, load=lambda r: model, max_rows=1000, batch_rows=4096,
-                     batch_wait_ms=0.0)
-    with TestClient(app) as client:
+    with service_client(trained) as client:
+        assert client.get("/metadata").json()["schema"]["bags"] == {"tags": 4}
         answer = client.post("/predict", json={"rows": rows[:7] + [dict(rows[7], tags=[])]})
         only_empty = client.post("/predict", json={"rows": [dict(rows[7], tags=[])]})
     assert answer.status_code == only_empty.status_code == 200, answer.text

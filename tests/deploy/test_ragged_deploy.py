@@ -6,14 +6,12 @@ exports its sequences as the eager model scores them."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from malt.cli import main
 from malt.data.layout import write_day
@@ -21,7 +19,14 @@ from malt.data.schema import schema_for
 from malt.deploy.export import export
 from malt.runs.load import TrainedModel, load_run
 from support.bag_data import ragged_ids
-from support.deploy_models import converted, eager_scores, exported_scores, untrained
+from support.deploy_models import (
+    assert_predict_and_exports_score_as,
+    converted,
+    eager_scores,
+    exported_scores,
+    service_client,
+    untrained,
+)
 
 PARITY = 1e-5
 KEPT = 4
@@ -107,30 +112,10 @@ def test_predict_exports_and_the_service_score_ragged_rows_as_the_eager_model(da
     assert trained.model.serving_inputs == ("sparse", "seq", "dense_seq")
     arrays = by_hand(trained, day)
     reference = eager_scores(trained, arrays)
-    assert main(["predict", "--run", str(run), "--data", str(day), "--out",
-                 str(tmp_path / "p.parquet")]) == 0
-    predicted = pq.read_table(tmp_path / "p.parquet")["p_last"].to_numpy()
-    assert np.abs(predicted - reference[:, 0]).max() <= PARITY
-    for fmt in ("onnx", "torchscript"):
-        out = tmp_path / f"model.{fmt}"
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", torch.jit.TracerWarning)
-            export(trained, out, fmt)
-        got = exported_scores(out, fmt, trained, arrays)
-        assert np.abs(got - reference).max() <= PARITY, fmt
-
-    pytest.importorskip("fastapi")
-    pytest.importorskip("httpx")
-    from fastapi.testclient import TestClient
-
-    from malt.serve.app import create_app
-    from malt.serve.model import ServedModel
+    assert_predict_and_exports_score_as(reference, run, trained, day, arrays, tmp_path, PARITY)
 
     rows = pq.read_table(day).drop_columns(["last", "first"]).to_pylist()
-    model = ServedModel.of_run(trained)
-    app = create_app(model, load=lambda r: model, max_rows=1000, batch_rows=4096,
-                     batch_wait_ms=0.0)
-    with TestClient(app) as client:
+    with service_client(trained) as client:
         answer = client.post("/predict", json={"rows": rows})
         described = client.get("/metadata").json()["schema"]
     assert answer.status_code == 200, answer.text

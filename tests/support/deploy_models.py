@@ -94,6 +94,52 @@ def exported_scores(path: Path, fmt: str, trained: TrainedModel,
         return torch.stack(module(*(torch.from_numpy(a) for a in feeds.values())), 1).numpy()
 
 
+def assert_predict_and_exports_score_as(reference: np.ndarray, run: Path, trained: TrainedModel,
+                                        day: Path, arrays: dict[str, np.ndarray], out: Path,
+                                        tolerance: float) -> None:
+    """`malt predict` of `run` on `day` scores the main view of `reference` [N, V] (views in
+    the run's order), and its
+    ONNX and TorchScript exports (traced without a TracerWarning) score all of `reference`
+    from `arrays`, each to `tolerance`; files go to the folder `out`."""
+    import warnings
+
+    import pyarrow.parquet as pq
+    import torch
+
+    from malt.cli import main
+    from malt.deploy.export import export
+
+    assert main(["predict", "--run", str(run), "--data", str(day), "--out",
+                 str(out / "p.parquet")]) == 0
+    main_view = trained.task.main
+    predicted = pq.read_table(out / "p.parquet")[f"p_{main_view}"].to_numpy()
+    assert np.abs(predicted - reference[:, trained.views.index(main_view)]).max() <= tolerance
+    for fmt in ("onnx", "torchscript"):
+        path = out / f"model.{fmt}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", torch.jit.TracerWarning)
+            export(trained, path, fmt)
+        got = exported_scores(path, fmt, trained, arrays)
+        assert np.abs(got - reference).max() <= tolerance, fmt
+
+
+def service_client(trained: TrainedModel):
+    """A FastAPI test client of the service over `trained` (skips without fastapi and httpx);
+    use it as a context manager."""
+    import pytest
+
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from malt.serve.app import create_app
+    from malt.serve.model import ServedModel
+
+    model = ServedModel.of_run(trained)
+    return TestClient(create_app(model, load=lambda r: model, max_rows=1000, batch_rows=4096,
+                                 batch_wait_ms=0.0))
+
+
 def held_out_moae_run(data: Path, out: Path) -> Path:
     """Train a small MoAE run (last-click, first-click auxiliary) into `out` whose last
     training day is held out, so calibrators can be fitted on it."""

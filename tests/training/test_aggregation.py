@@ -22,6 +22,12 @@ def _update(method: str, rows: torch.Tensor, cagrad_c: float = 0.5) -> torch.Ten
     return aggregation.aggregate_rows(rows, aggregation.weighting_of(method, cagrad_c))[0]
 
 
+def _task_gradients(tasks: int, dim: int, seed: int) -> torch.Tensor:
+    """`tasks` random gradients of `dim` entries (float64), one per row."""
+    return torch.randn(tasks, dim, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+
+
 def test_upgrad_averages_each_gradient_projected_onto_the_other_ones_half_space():
     # g1·g2 = -0.5 < 0: g1 - (g1·g2 / |g2|²) g2 = (0.8, 0.4), g2 - (g1·g2 / |g1|²) g1 = (0, 1);
     # torchjd's projector regularises the Gramian by 1e-4, hence the tolerance
@@ -58,8 +64,7 @@ def test_cagrad_matches_its_objective_minimised_over_a_fine_grid():
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 4), st.integers(2, 6), st.integers(0, 2**31 - 1))
 def test_upgrad_never_conflicts_with_a_task_gradient(tasks, dim, seed):
-    rows = torch.randn(tasks, dim, generator=torch.Generator().manual_seed(seed),
-                       dtype=torch.float64)
+    rows = _task_gradients(tasks, dim, seed)
     update = _update("upgrad", rows)
     # <g_t, d> >= 0 up to torchjd's regularisation (1e-4 on the diagonal of the normalised
     # Gramian), which leaves at most about 1e-3 of its trace; a plain mean conflicts by far more
@@ -67,18 +72,17 @@ def test_upgrad_never_conflicts_with_a_task_gradient(tasks, dim, seed):
     assert (rows @ update >= -slack).all()
 
 
-
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 4), st.integers(2, 6), st.integers(0, 2**31 - 1))
 def test_every_task_gradient_projects_onto_the_mgda_update_at_least_its_length(tasks, dim, seed):
-    rows = torch.randn(tasks, dim, generator=torch.Generator().manual_seed(seed),
-                       dtype=torch.float64)
+    rows = _task_gradients(tasks, dim, seed)
     update = _update("mgda", rows)
     # d, the least-norm point of the hull, has <g_t, d> >= |d|² (so no conflict) for every t,
     # up to where Frank-Wolfe stops (a step under 1e-3, or 100 iterations): 3.4e-3 of the
     # trace at worst over 8,000 random draws; a plain mean misses by up to 0.25 of it
     slack = 1e-2 * rows.square().sum()
     assert (rows @ update >= update @ update - slack).all()
+
 
 def _toy():
     """A shared layer, a main head and two auxiliary heads, and a shared vector the second
