@@ -95,6 +95,16 @@ def test_the_criterion_and_the_validation_seeds_are_the_users(tmp_path):
     table = dict(STUDIES["search"][0](by_logloss).tables)["selected"]
     assert table.values[("MoAE · Last-Click", "disagreement")] == \
         "GAUC would select lr 0.01, λ 0.3; AUC would select lr 0.01, λ 0.3"
+    # BASE trains no auxiliary view: its settings are worded without a λ
+    with_base = make_study(tmp_path / "base", data, select_metric="logloss",
+                           models=("base", "moae"), **grid)
+    output = STUDIES["search"][0](with_base)
+    assert dict(output.tables)["selected"].values[("BASE · Last-Click", "disagreement")] == \
+        "GAUC would select lr 0.01, no aux; AUC would select lr 0.01, no aux"
+    notes = dict(STUDIES["main"][0](with_base).tables)["settings"].notes
+    assert any(n.startswith("BASE · Last-Click: ") and n.endswith(
+        "Disagreement: GAUC would select lr 0.01, no aux; AUC would select lr 0.01, no aux.")
+        for n in notes)
     assert math.isclose(by_logloss.reference_weight("moae", "first"), 0.1)
     with pytest.raises(ConfigError, match="select_metric = 'ndcg': expected one of"):
         StudyOptions(names=("search",), select_metric="ndcg")

@@ -158,7 +158,8 @@ def _selection_notes(study: Study) -> list[str]:
              "predictor are never selected. λ ref: the target's reference λ."]
     for (m, t), result in study.searches.items():
         if result.runs:
-            other = result.disagreement_text()
+            other = result.disagreement_text(
+                lambda setting: _setting_label(study.reference_aux(m, t), setting))
             lines.append(f"{model_name(m)} · {view_name(t)}: {result.uncertainty()}"
                          f"{f'. Disagreement: {other}' if other else ''}.")
     return lines
@@ -547,7 +548,8 @@ def study_search(study: Study) -> StudyOutput:
                        "ref" if weight is None else f"{weight:g}")
         if result.runs:
             chosen.add(head, "selection", result.uncertainty())
-            chosen.add(head, "disagreement", result.disagreement_text() or "agree")
+            chosen.add(head, "disagreement",
+                       result.disagreement_text(lambda s: _setting_label(aux, s)) or "agree")
         for k, _ in METRICS:
             _add(chosen, head, k, runs, _metric(t, k))
     grid.rank_groups = groups

@@ -206,10 +206,11 @@ class SearchResult:
                 f"; no other of {len(choice.means)} candidates within one se")
         return f"best {name} {value:.4f}{spread}{tied}{excluded}"
 
-    def disagreement_text(self) -> str:
-        """What the other criteria would select where they differ ("" when they agree)."""
+    def disagreement_text(self, label: Callable[[Setting], str] = lambda s: s.label) -> str:
+        """What the other criteria would select where they differ ("" when they agree), each
+        setting as `label` words it."""
         return "; ".join(f"{METRIC_NAMES[m]} would select "
-                         f"{'nothing' if s is None else s.label}"
+                         f"{'nothing' if s is None else label(s)}"
                          for m, s in self.disagreements().items())
 
 
