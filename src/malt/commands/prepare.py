@@ -45,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
         print(format_as_of(dataset, parse_as_of(options.as_of)))
     if built and dataset.test:
         rows = sum(d.rows for d in dataset.test)
-        hits = {v.column: sum(d.stats.oov.get(v.column, 0) for d in dataset.test) for v in built}
+        columns = [v.column for v in built]
+        # A sequence's items go through the vocab of the field it shares.
+        columns += [q.name for q in schema.id_sequences if q.shares in columns]
+        hits = {c: sum(d.stats.oov.get(c, 0) for d in dataset.test) for c in columns}
         print("test rows with an out-of-vocabulary id: " + ", ".join(
             f"{c} {n:,} ({100 * n / rows:.1f}%)" for c, n in hits.items()))
     return 0
