@@ -67,14 +67,15 @@ def test_rows_are_cut_and_padded_to_the_length_and_counted(tmp_path):
     np.testing.assert_array_equal(arrays["dense_seq"][:, 0], np.array(
         [[0.5, 0.25, 0.0], [0.0, 0.0, 0.0], [0.1, 0.2, 0.3]], dtype=np.float32))
     assert day.stats.oov["item_seq"] == 1  # 9 in row 2; the padding is not counted
-    assert day.stats.truncated == {"item_seq": 1}
-    assert "rows cut to the sequence length 3: 1" in format_summary(data)
+    assert day.stats.truncated == {"item_seq": 1, "shop_seq": 1}
+    assert "rows cut to their sequence's length: item_seq 1 (length 3), shop_seq 1 (length 3)" \
+        in format_summary(data)
     batch = next(iter(DayBatches(day, batch_size=3)))
     vocab = data.vocab
     encoder = FeatureEncoder(SCHEMA, vocab, dim=4, heads=2)
     # the mask follows each row's length: 2, 0 and 4 (cut to 3) items
-    assert encoder.padding(batch).tolist() == [[False, False, True], [True, True, True],
-                                               [False, False, False]]
+    assert encoder.padding(batch)[:, 0].tolist() == [
+        [False, False, True], [True, True, True], [False, False, False]]
     assert torch.isfinite(encoder(batch)).all()
 
 
@@ -92,7 +93,8 @@ def test_scoring_converts_ragged_rows_as_prepare_caches_them(tmp_path):
 
 
 @pytest.mark.parametrize("change, column, row, what", [
-    ({"shops": [[1, 2], [], [3, 1, 2]]}, "shop_seq", 2, "holds 3 items where 'item_seq' holds 4"),
+    ({"sims": [[0.5, 0.25], [], [0.1, 0.2, 0.3]]}, "sim", 2,
+     "holds 3 items where 'item_seq' holds 4"),
     ({"sims": [[0.5, 0.25], [0.1], SIMS[2]]}, "sim", 1, "position-aligned"),
     ({"sims": [[0.5, None], [], SIMS[2]]}, "sim", 0, "NaN value"),
 ])

@@ -158,7 +158,7 @@ def test_list_and_table_forms_give_the_same_schema(tmp_path):
     ("s.toml", SHOP_TOML.replace('"dda"', '"age"'), "declared twice"),
     ("s.toml", SHOP_TOML + '[id_sequences]\nx = "nope"\n', "not a categorical field"),
     ("s.toml", 'float_sequences = {a = 3}\n' + SHOP_TOML + '[id_sequences]\nx = "item"\n',
-     "share one length"),
+     "the float sequence 'a' holds 3 values and 'x' 20"),
 ])
 def test_bad_schema_files(tmp_path, name, text, message):
     with pytest.raises(ConfigError, match=message):

@@ -81,7 +81,7 @@ def test_mean_pooling_skips_padding_and_gives_zero_without_any_item():
     assert mean_pooled(items, pad).tolist() == [[2.0], [0.0]]
 
 
-def test_a_position_is_padded_in_every_sequence_where_the_first_holds_its_pad_row():
+def test_each_sequence_is_padded_where_it_holds_its_own_pad_row():
     schema = Schema(name="t", user_column="u", labels=("a",),
                     fields=(CategoricalField("item", "ad"), CategoricalField("shop", "ad")),
                     id_sequences=(IdSequence("items", "item", 3), IdSequence("shops", "shop", 3)))
@@ -89,13 +89,13 @@ def test_a_position_is_padded_in_every_sequence_where_the_first_holds_its_pad_ro
     inputs = FieldInputs(schema, vocab, 4)
     batch = {"sparse": torch.tensor([[1, 2]]), "seq": torch.tensor([[[5, 0, 9], [5, 0, 9]]])}
     parts = inputs(batch)
-    assert parts.padding.tolist() == [[False, False, True]]
+    assert parts.padding.tolist() == [[[False, False, True], [False, True, False]]]
     assert inputs.inputs == ("sparse", "seq") and parts.extra is None
     flat = inputs.flat(batch)
     assert flat.shape == (1, (2 + 2) * 4)
     items, shops = (inputs.embeddings.tables[t].weight for t in (0, 1))
     torch.testing.assert_close(flat[0, 8:12], (items[5] + items[0]) / 2)
-    torch.testing.assert_close(flat[0, 12:], (shops[5] + shops[0]) / 2)
+    torch.testing.assert_close(flat[0, 12:], (shops[5] + shops[9]) / 2)
 
 
 def test_numeric_columns_come_last_standardised_and_logged_where_asked():

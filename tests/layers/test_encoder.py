@@ -21,11 +21,11 @@ def _vocab(schema: Schema, rows: int = 30) -> VocabInfo:
 def _batch(schema: Schema, rows: int = 6, vocab: int = 30, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     s, c = len(schema.id_sequences), len(schema.float_sequences)
-    length = schema.sequence_length or 1
+    length, floats = schema.sequence_length or 1, schema.float_sequence_length or 1
     seq = torch.randint(1, vocab, (rows, s, length), generator=g)
     seq[:, :, length - 5:] = PAD
     return {"sparse": torch.randint(0, vocab, (rows, len(schema.fields)), generator=g),
-            "seq": seq, "dense_seq": torch.rand(rows, c, length, generator=g) * 2 - 1}
+            "seq": seq, "dense_seq": torch.rand(rows, c, floats, generator=g) * 2 - 1}
 
 
 def _schema(sequences: bool, floats: bool) -> Schema:
@@ -78,19 +78,19 @@ def test_sequences_look_up_the_table_of_their_field():
     assert len(enc.embeddings.tables) == 16
 
 
-def test_padding_comes_from_the_first_sequence():
+def test_each_sequence_has_its_own_padding():
     enc = FeatureEncoder(MAC, _vocab(MAC))
     batch = _batch(MAC)
-    batch["seq"][0, 1:, -5:] = 7                 # only the first sequence marks padding
+    batch["seq"][0, 1:, -5:] = 7                 # row 0: only the first sequence is padded
     pad = enc.padding(batch)
-    assert pad[:, -5:].all() and not pad[:, :-5].any()
+    assert pad.shape == batch["seq"].shape and not pad[:, :, :-5].any()
+    assert pad[0, 0, -5:].all() and not pad[0, 1:].any() and pad[1:, :, -5:].all()
 
 
 def test_mask_hides_padded_positions_and_count_rule():
     batch = _batch(MAC)
     changed = {k: v.clone() for k, v in batch.items()}
-    changed["seq"][:, 1:, -5:] = 3               # other sequences at padded positions
-    changed["dense_seq"][:, :, -5:] = 0.9         # their similarity scores
+    changed["dense_seq"][:, :, -5:] = 0.9         # scores where the first sequence is padded
     torch.manual_seed(0)
     masked = FeatureEncoder(MAC, _vocab(MAC), padding_mask=True, count_padding=False)
     torch.testing.assert_close(masked(batch), masked(changed))

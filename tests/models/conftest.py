@@ -30,7 +30,8 @@ def random_batch(rows: int = 64, seed: int = 0, schema: Schema = MAC,
     weights = weights * (torch.rand(rows, len(schema.labels), generator=g) < 0.2)
     return {"sparse": torch.randint(0, vocab_rows, (rows, len(schema.fields)), generator=g),
             "seq": seq,
-            "dense_seq": torch.rand(rows, len(schema.float_sequences), length, generator=g) * 2 - 1,
+            "dense_seq": torch.rand(rows, len(schema.float_sequences),
+                                    schema.float_sequence_length or 1, generator=g) * 2 - 1,
             "weights": weights, "labels": (weights > 0).float()}
 
 

@@ -5,10 +5,12 @@ check names the file, the column and the first offending row; nothing is silentl
 coerced. Ids missing from their vocab (and null ids) map to the vocab's out-of-vocabulary row
 and are counted.
 
-Arrays of one day (N rows, F fields, S id sequences, C float sequences, V labels, L length):
+Arrays of one day (N rows, F fields, S id sequences, C float sequences, V labels; L the
+longest id sequence's length, L_c the float sequences' length, that of the first id sequence):
     sparse    int32   [N, F]     table rows of the categorical fields, schema order
-    seq       int32   [N, S, L]  table rows of the id sequences
-    dense_seq float32 [N, C, L]  float sequences
+    seq       int32   [N, S, L]  table rows of the id sequences, each padded past its own
+                                 length with its padding row
+    dense_seq float32 [N, C, L_c] float sequences
     weights   float32 [N, V]     raw attribution weights (continuous, >= 0)
     user      int64   [N]        vocab row of the grouping (user) column
     bags      int32   [N, K, M]  table rows of each bag's first ids, padded with row 0
@@ -40,8 +42,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from malt.data.hashing import HashLookup
+from malt.data.lookups import vocab_info
 from malt.data.numeric import MAX_MAGNITUDE, Moments
-from malt.data.schema import IdSequence, Schema
+from malt.data.schema import FloatSequence, IdSequence, Schema
 from malt.data.vocab import VocabLookup
 from malt.errors import DataError, file_error
 
@@ -185,11 +188,10 @@ def array_shapes(schema: Schema, rows: int, *, labels: bool = True, known_at: bo
     if labels:
         shapes["weights"] = ((rows, len(schema.labels)), np.dtype(np.float32))
     if n_seq:
-        length = schema.id_sequences[0].length
-        shapes["seq"] = ((rows, n_seq, length), np.dtype(np.int32))
+        shapes["seq"] = ((rows, n_seq, schema.sequence_length), np.dtype(np.int32))
     if n_dense:
-        length = schema.float_sequences[0].length
-        shapes["dense_seq"] = ((rows, n_dense, length), np.dtype(np.float32))
+        shapes["dense_seq"] = ((rows, n_dense, schema.float_sequence_length),
+                               np.dtype(np.float32))
     if schema.numeric:
         shapes["numeric"] = ((rows, len(schema.numeric)), np.dtype(np.float32))
     if schema.bags:
@@ -451,6 +453,7 @@ class DayConverter:
         self._pad_is_oov = {} if schema.ragged_sequences else {
             s.shares: lookups[s.shares].index_of(schema.sequence_pad)
             == lookups[s.shares].oov_index for s in schema.id_sequences}
+        self._pad_rows = vocab_info(schema, lookups).sequence_pad
         self._local = threading.local()
 
     @property
@@ -512,7 +515,8 @@ class DayConverter:
             oov = self.lookups[spec.shares].map_into(flat, rows)
             if self._pad_is_oov[spec.shares]:
                 oov -= _count_token(flat, s.sequence_pad)
-            out["seq"][:, j, :] = rows
+            out["seq"][:, j, :spec.length] = rows
+            out["seq"][:, j, spec.length:] = self._pad_rows[spec.name]
             return ChunkStats(positives={}, oov={spec.name: oov})
 
         def float_sequence(j: int, spec) -> ChunkStats:
@@ -620,7 +624,8 @@ class DayConverter:
             counts[f.name] = per_row(out["sparse"][:, j], self.lookups[f.name])
         for j, spec in enumerate(s.id_sequences):
             # Ragged rows are padded past their items with a row no id maps to.
-            counts[spec.name] = per_row(out["seq"][:, j, :], self.lookups[spec.shares])
+            counts[spec.name] = per_row(out["seq"][:, j, :spec.length],
+                                        self.lookups[spec.shares])
             if not s.ragged_sequences and self._pad_is_oov[spec.shares]:
                 hits = equal_to_token(chunk_column(chunk, spec.name).flatten(), s.sequence_pad)
                 if hits is not None:
@@ -634,37 +639,43 @@ class DayConverter:
 
     def _ragged_sequences(self, col, file: str, offset: int, out: dict[str, np.ndarray],
                           stats: ChunkStats) -> None:
-        """Cut and pad the sequences of rows holding any number of items (one number per
-        row across the position-aligned sequences) into `out['seq']` and `out['dense_seq']`:
-        ids padded with their table's padding row, floats with 0."""
+        """Cut and pad the sequences of rows holding any number of items into `out['seq']`
+        and `out['dense_seq']`: ids padded with their table's padding row, floats with 0. Each
+        id sequence holds its own number of items per row; a float sequence holds as many as
+        the first sequence, with which it is position-aligned."""
         s = self.schema
         specs = (*s.id_sequences, *s.float_sequences)
-        first, lengths = specs[0].name, None
+        first, aligned = specs[0], None
         for spec in specs:
-            values, these = list_values(col(spec.name), spec.name, file, offset)
-            if lengths is None:
-                lengths = these
-            elif (wrong := np.flatnonzero(these != lengths)).size:
+            values, lengths = list_values(col(spec.name), spec.name, file, offset)
+            if spec is first:
+                aligned = lengths
+            elif isinstance(spec, FloatSequence) and \
+                    (wrong := np.flatnonzero(lengths != aligned)).size:
                 row = int(wrong[0])
-                raise DataError(f"holds {int(these[row])} items where '{first}' holds "
-                                f"{int(lengths[row])}: the sequences of a row are position-"
-                                "aligned and hold one number of items", file=file,
-                                column=spec.name, row=offset + row)
+                raise DataError(f"holds {int(lengths[row])} items where '{first.name}' holds "
+                                f"{int(aligned[row])}: a float sequence is position-aligned "
+                                f"with '{first.name}' and holds its number of items",
+                                file=file, column=spec.name, row=offset + row)
             if isinstance(spec, IdSequence):
                 lookup = self.lookups[spec.shares]
-                target = out["seq"][:, s.id_sequences.index(spec), :]
+                slot = out["seq"][:, s.id_sequences.index(spec), :]
                 # The row after the OOV row: the table's padding row (`vocab_info`).
+                slot[:, spec.length:] = lookup.size
+                target = slot[:, :spec.length]
                 kept = padded_rows(lookup.map(values), lengths, target, lookup.size)
                 present = np.arange(target.shape[1]) < kept[:, None]
                 stats.oov[spec.name] = int(np.count_nonzero(target[present]
                                                             == lookup.oov_index))
+                stats.truncated[spec.name] = int(np.count_nonzero(lengths > spec.length))
             else:
                 target = out["dense_seq"][:, s.float_sequences.index(spec), :]
                 numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
                 padded_rows(numbers, lengths, target, 0.0)  # nulls are NaN, refused below
                 _checked_range(target.reshape(-1), spec.name, file, offset,
                                per_row=target.shape[1], limit=MAX_MAGNITUDE)
-        stats.truncated[first] = int(np.count_nonzero(lengths > specs[0].length))
+        if not s.id_sequences:
+            stats.truncated[first.name] = int(np.count_nonzero(aligned > first.length))
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """A reusable per-thread buffer (fresh large allocations cost a page fault per page)."""

@@ -34,7 +34,9 @@ weights). The MAC release is the built-in default; other data sets load a TOML o
     [bags]                          # multi-hot list columns, each with its own table
     tags = { group = "ad", pooling = "mean", max_length = 16 }
 
-(YAML takes the same keys. All sequences share one length: they are position-aligned. Numeric
+(YAML takes the same keys. Each id sequence has its own length: a click history of 50 may
+sit beside a search history of 10. Float sequences are position-aligned with the first id
+sequence and share its length (and its padding). Numeric
 transforms are `standardise` (the default, with the training days' mean and std), `log1p` and
 `none`; see `malt.data.numeric`.)
 
@@ -46,8 +48,9 @@ kept, and `malt prepare` counts the rows it truncates. A bag joins the fields of
 With `ragged_sequences = true` the sequences' rows may hold any number of items: a row is
 cut to its first `length` items and padded after them (ids with a padding row of their own,
 after the table's OOV row; floats with 0), so the padding mask follows each row's length and
-no `sequence_pad` is needed (nor read). The sequences of a row still hold one number of items
-(they are position-aligned).
+no `sequence_pad` is needed (nor read). The first id sequence and the float sequences of a
+row hold one number of items (they are position-aligned); the other id sequences each hold
+their own.
 
 `embed_dims` sets the width of a field's or a bag's embedding table; the others take the
 encoder's `embed_dim`. An id sequence is looked up in the table it shares, so it has that
@@ -141,7 +144,7 @@ class IdSequence:
 
 @dataclass(frozen=True)
 class FloatSequence:
-    """A fixed-length list of floats, position-aligned with the id sequences."""
+    """A fixed-length list of floats, position-aligned with the first id sequence."""
 
     name: str
     length: PositiveInt
@@ -278,9 +281,15 @@ class Schema:
 
     @property
     def sequence_length(self) -> int | None:
-        """The common length of all sequences, or None when there are none."""
-        lengths = {s.length for s in (*self.id_sequences, *self.float_sequences)}
-        return lengths.pop() if len(lengths) == 1 else None
+        """L of `seq` [N, S, L]: the longest id sequence's length (each shorter one is padded
+        past its own), or None without id sequences."""
+        return max((s.length for s in self.id_sequences), default=None)
+
+    @property
+    def float_sequence_length(self) -> int | None:
+        """L of `dense_seq` [N, C, L]: the float sequences' length, that of the first id
+        sequence they are aligned with; None without float sequences."""
+        return self.float_sequences[0].length if self.float_sequences else None
 
     @property
     def vocab_columns(self) -> tuple[str, ...]:
@@ -413,10 +422,16 @@ class Schema:
             if s.shares not in self.field_names:
                 raise ConfigError(f"schema '{self.name}': sequence '{s.name}' shares the table "
                                   f"of '{s.shares}', which is not a categorical field")
-        sequences = (*self.id_sequences, *self.float_sequences)
-        if len({s.length for s in sequences}) > 1:
-            raise ConfigError(f"schema '{self.name}': sequences are position-aligned and must "
-                              f"share one length, got {[(s.name, s.length) for s in sequences]}")
+        # Id sequences are independent; float sequences are aligned with the first id
+        # sequence (its padding mask is theirs), or with each other when there is none.
+        floats = self.float_sequences
+        anchor = self.id_sequences[0] if self.id_sequences else floats[0] if floats else None
+        for f in floats:
+            if f.length != anchor.length:
+                raise ConfigError(f"schema '{self.name}': the float sequence '{f.name}' holds "
+                                  f"{f.length} values and '{anchor.name}' {anchor.length}: "
+                                  f"float sequences are position-aligned with '{anchor.name}' "
+                                  "and must share its length")
         if self.true_labels and len(self.true_labels) != len(self.labels):
             raise ConfigError(f"schema '{self.name}': true_labels must match labels one to one")
         if self.click_time in names:
@@ -502,18 +517,19 @@ class SchemaFile:
     """Id sequences: a table sequence column -> the field whose table it shares (or a
     `{shares, length}` table), or a list of `{name, shares, length}` tables."""
     float_sequences: tuple[str | FloatSequenceEntry, ...] | dict[str, PositiveInt] = ()
-    """Float sequences, position-aligned with the id sequences: a list of columns (or of
+    """Float sequences, position-aligned with the first id sequence: a list of columns (or of
     `{name, length}` tables), or a table column -> length."""
     sequence_length: PositiveInt = DEFAULT_SEQUENCE_LENGTH
-    """The length of every sequence that gives none; all sequences share one length."""
+    """The length of every sequence that gives none; each id sequence may give its own, the
+    float sequences that of the first id sequence."""
     sequence_pad: str | int | None = None
     """The raw id that pads a short id sequence (an integer is read as its text): required
     with id sequences of fixed length, and never a real id of the fields they share; "0"
     without them; not read with `ragged_sequences`."""
     ragged_sequences: bool = False
     """true: a sequence's rows may hold any number of items; each is cut to its first
-    `length` and padded after them (ids with a padding row of their own, floats with 0), the
-    sequences of one row holding one number of items."""
+    `length` and padded after them (ids with a padding row of their own, floats with 0); the
+    first id sequence and the float sequences of a row hold one number of items."""
     campaign_column: str | None = None
     """KAML data: the campaign (advertiser) of each row."""
     target_action_column: str | None = None

@@ -52,10 +52,11 @@ def format_summary(dataset: Dataset) -> str:
     if schema.bags:
         lines.append("rows truncated to their bag's max_length: " + ", ".join(
             f"{b} {truncated(b):,}" for b in schema.bag_names))
-    sequences = (*schema.id_sequences, *schema.float_sequences)
-    if schema.ragged_sequences and sequences:
-        lines.append(f"rows cut to the sequence length {sequences[0].length}: "
-                     f"{truncated(sequences[0].name):,}")
+    # Float sequences are cut with the first id sequence; alone, with the first of them.
+    cut = schema.id_sequences or schema.float_sequences[:1]
+    if schema.ragged_sequences and cut:
+        lines.append("rows cut to their sequence's length: " + ", ".join(
+            f"{s.name} {truncated(s.name):,} (length {s.length})" for s in cut))
     return "\n".join(lines)
 
 

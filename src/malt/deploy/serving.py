@@ -5,8 +5,10 @@ Inputs, in `model.serving_inputs` order (B is the batch dimension, any size):
     bags           int64   [B, K, M]  table rows of the bags' ids (M: the schema's largest
                                       max_length; row 0 past each bag's length)
     bag_lengths    int64   [B, K]     ids per bag (when the schema has bags)
-    seq            int64   [B, S, L]  table rows of the id sequences (when the schema has some)
-    dense_seq      float32 [B, C, L]  float sequences (when the schema has some)
+    seq            int64   [B, S, L]  table rows of the id sequences (when the schema has some;
+                                      L the longest one's length, each padded past its own)
+    dense_seq      float32 [B, C, L_c] float sequences (when the schema has some; L_c the
+                                      length of the first id sequence)
     numeric        float32 [B, N]     raw numeric columns; the model standardises them
     target_action  int64   [B]        label index of the campaign's target action (-1 other;
                                       STAR on data with a target-action column, and any model
@@ -88,12 +90,12 @@ class ServingModule(nn.Module):
     def input_specs(self) -> list[TensorSpec]:
         """Name, dtype and shape of every input."""
         schema = self.model.schema
-        length = schema.sequence_length
         shapes = {"sparse": ("batch", len(schema.fields)),
                   "bags": ("batch", len(schema.bags), schema.bag_width),
                   "bag_lengths": ("batch", len(schema.bags)),
-                  "seq": ("batch", len(schema.id_sequences), length),
-                  "dense_seq": ("batch", len(schema.float_sequences), length),
+                  "seq": ("batch", len(schema.id_sequences), schema.sequence_length),
+                  "dense_seq": ("batch", len(schema.float_sequences),
+                                schema.float_sequence_length),
                   "numeric": ("batch", len(schema.numeric)), "target_action": ("batch",)}
         return [TensorSpec(n, np.dtype(INPUT_DTYPES[n]).name, shapes[n])
                 for n in self.input_names]

@@ -140,5 +140,5 @@ class DINEncoder(FlatEncoder):
         """batch -> x [B, D]."""
         parts = self.features(batch)
         pooled = [pool(parts.sequences[s], parts.fields[self.features.targets[s]],
-                       parts.padding) for s, pool in enumerate(self.pooling)]
+                       parts.padding[:, s]) for s, pool in enumerate(self.pooling)]
         return self.norm(concatenated(parts, pooled))

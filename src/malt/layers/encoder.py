@@ -11,6 +11,7 @@ from malt.errors import ConfigError
 from malt.layers.attention import TargetAttention
 from malt.layers.embedding import FieldEmbeddings, bag_inputs
 from malt.layers.numeric import register_numeric_buffers, standardise_numeric
+from malt.layers.padding import SequencePadding
 from malt.layers.simtier import SimTier
 
 
@@ -33,10 +34,12 @@ class FeatureEncoder(nn.Module):
     A schema without id sequences has no attention block, one without float sequences no
     SimTier. Attention needs at least one ad or context field for its query.
 
-    Padding: a position is padded where the first id sequence holds
-    `vocab.sequence_pad[that sequence]` (sequences are position-aligned); without id sequences
-    no position counts as padded. The mask and the SimTier count rule are set by
-    `padding_mask` and `count_padding`.
+    Padding (`malt.layers.padding.SequencePadding`): each id sequence has its own mask, True
+    where it holds `vocab.sequence_pad[that sequence]` (past its own length and a short row's
+    items), and its attention reads it; SimTier reads the first id sequence's, with which the
+    float sequences are aligned. Without id sequences no position counts as padded. Whether
+    the masks are used and the SimTier count rule are set by `padding_mask` and
+    `count_padding`.
     """
 
     def __init__(self, schema: Schema, vocab: VocabInfo, *, dim: int = 16, heads: int = 4,
@@ -63,12 +66,7 @@ class FeatureEncoder(nn.Module):
         n_float = len(schema.float_sequences)
         self.simtier = SimTier(n_float, simtier_bins, simtier_combine) if n_float else None
         self.padding_mask, self.count_padding = padding_mask, count_padding
-        self.pad_row: int | None = None
-        if n_seq:
-            first = schema.id_sequences[0].name
-            if first not in vocab.sequence_pad:
-                raise ConfigError(f"the vocab has no padding row for sequence '{first}'")
-            self.pad_row = vocab.sequence_pad[first]
+        self.sequence_padding = SequencePadding(schema, vocab) if n_seq else None
         n_numeric = register_numeric_buffers(self, schema, vocab)
         self.has_bags = bool(schema.bags)
         self.block_widths = {
@@ -109,10 +107,11 @@ class FeatureEncoder(nn.Module):
         return x[:, lo:lo + self.ad_dim]
 
     def padding(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """bool [B, L], True at padded positions; None when the schema has no id sequence."""
-        if self.pad_row is None:
+        """bool [B, S, L], True where id sequence s is padded; None when the schema has no id
+        sequence."""
+        if self.sequence_padding is None:
             return None
-        return batch["seq"][:, 0, :] == self.pad_row
+        return self.sequence_padding(batch["seq"])
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch (sparse [B, F], seq [B, S, L], dense_seq [B, C, L], numeric [B, N]) -> x [B, D]."""
@@ -126,10 +125,12 @@ class FeatureEncoder(nn.Module):
             parts.append(ad)
         pad = self.padding(batch)
         if len(self.attention):
-            mask = pad if self.padding_mask else None
-            parts += [att(ad, seqs[s], mask) for s, att in enumerate(self.attention)]
+            parts += [att(ad, seqs[s], pad[:, s] if self.padding_mask else None)
+                      for s, att in enumerate(self.attention)]
         if self.simtier is not None:
-            parts.append(self.simtier(batch["dense_seq"], None if self.count_padding else pad))
+            float_pad = None if self.count_padding or self.sequence_padding is None \
+                else self.sequence_padding.of_floats(pad)
+            parts.append(self.simtier(batch["dense_seq"], float_pad))
         if self.block_widths["numeric"]:
             parts.append(self.numeric(batch["numeric"]))
         return self.norm(torch.cat(parts, dim=1))

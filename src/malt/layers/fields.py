@@ -9,9 +9,9 @@ from torch import nn
 
 from malt.data.schema import Schema
 from malt.data.vocab import VocabInfo
-from malt.errors import ConfigError
 from malt.layers.embedding import FieldEmbeddings, bag_inputs
 from malt.layers.numeric import register_numeric_buffers, standardise_numeric
+from malt.layers.padding import SequencePadding
 from malt.layers.simtier import SimTier
 
 
@@ -24,8 +24,8 @@ class FieldParts:
     sequences: list[torch.Tensor]
     """One [B, L, d_s] per id sequence (d_s: the width of the table it shares)."""
     padding: torch.Tensor | None
-    """bool [B, L], True at padded positions (of every id sequence: they are position-aligned);
-    None without id sequences."""
+    """bool [B, S, L], True where id sequence s is padded (each has its own length); None
+    without id sequences."""
     extra: torch.Tensor | None
     """[B, W]: SimTier over the float sequences (summed channels), then the standardised
     numeric columns; None when the schema has neither."""
@@ -36,8 +36,9 @@ class FieldInputs(nn.Module):
 
     The embeddings are `malt.layers.FieldEmbeddings`; the float sequences go through SimTier
     (channels summed, padded positions not counted) and the numeric columns are standardised,
-    both as in `malt.layers.FeatureEncoder`, whose padding rule holds too: a position is padded,
-    in every id sequence, where the first id sequence holds its `vocab.sequence_pad` row.
+    both as in `malt.layers.FeatureEncoder`, whose padding rule holds too: each id sequence is
+    padded where it holds its own `vocab.sequence_pad` row, and the float sequences where the
+    first id sequence is (`malt.layers.padding.SequencePadding`).
     """
 
     def __init__(self, schema: Schema, vocab: VocabInfo, dim: int, *, simtier_bins: int = 32,
@@ -45,12 +46,7 @@ class FieldInputs(nn.Module):
         super().__init__()
         self.embeddings = FieldEmbeddings(schema, vocab, dim, sparse=sparse)
         sequences = schema.id_sequences
-        self.pad_row: int | None = None
-        if sequences:
-            first = sequences[0].name
-            if first not in vocab.sequence_pad:
-                raise ConfigError(f"the vocab has no padding row for sequence '{first}'")
-            self.pad_row = vocab.sequence_pad[first]
+        self.sequence_padding = SequencePadding(schema, vocab) if sequences else None
         self.targets = [schema.field_names.index(s.shares) for s in sequences]
         """Per id sequence, the position of the field whose table it shares: its target."""
         n_float = len(schema.float_sequences)
@@ -88,10 +84,12 @@ class FieldInputs(nn.Module):
         seq = batch["seq"] if self.n_sequences else None
         fields, sequences = self.embeddings(batch["sparse"], seq,
                                             *bag_inputs(batch, self.has_bags))
-        padding = seq[:, 0, :] == self.pad_row if seq is not None else None
+        padding = self.sequence_padding(seq) if self.sequence_padding is not None else None
         extra = []
         if self.simtier is not None:
-            extra.append(self.simtier(batch["dense_seq"], padding))
+            float_pad = None if self.sequence_padding is None \
+                else self.sequence_padding.of_floats(padding)
+            extra.append(self.simtier(batch["dense_seq"], float_pad))
         if self.n_numeric:
             extra.append(standardise_numeric(batch["numeric"], self.numeric_shift,
                                              self.numeric_scale, self.numeric_log1p))
@@ -102,7 +100,8 @@ class FieldInputs(nn.Module):
         """The fields, the bags, the mean of each id sequence and the extra inputs side by
         side: [B, flat_dim]."""
         parts = self(batch)
-        pooled = [mean_pooled(s, parts.padding) for s in parts.sequences]
+        pooled = [mean_pooled(items, parts.padding[:, s])
+                  for s, items in enumerate(parts.sequences)]
         return concatenated(parts, pooled)
 
 
