@@ -116,7 +116,10 @@ def test_concurrent_requests_get_the_answers_of_single_ones(run, test_rows):
         with ThreadPoolExecutor(8) as pool:
             together = list(pool.map(lambda i: served(client, test_rows[i * 3:i * 3 + 3]),
                                      range(16)))
-    assert together == singles
+    # One model call over several requests may round a score differently in its last bit.
+    for single, shared in zip(singles, together, strict=True):
+        assert np.abs(as_array(shared) - as_array(single)).max() <= PARITY
+        assert {**shared, "predictions": None} == {**single, "predictions": None}
 
 
 @pytest.mark.parametrize("body, status, field", [
