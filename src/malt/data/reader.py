@@ -448,12 +448,12 @@ class DayConverter:
         self.schema = schema
         self.lookups = lookups
         self.labels = labels
+        self._pad_rows = vocab_info(schema, lookups).sequence_pad
         # Padding is expected, not an unknown id: when the pad id has no row of its own it is
         # left out of the OOV count.
         self._pad_is_oov = {} if schema.ragged_sequences else {
-            s.shares: lookups[s.shares].index_of(schema.sequence_pad)
-            == lookups[s.shares].oov_index for s in schema.id_sequences}
-        self._pad_rows = vocab_info(schema, lookups).sequence_pad
+            s.shares: self._pad_rows[s.name] == lookups[s.shares].oov_index
+            for s in schema.id_sequences}
         self._local = threading.local()
 
     @property
@@ -658,12 +658,11 @@ class DayConverter:
                                 f"with '{first.name}' and holds its number of items",
                                 file=file, column=spec.name, row=offset + row)
             if isinstance(spec, IdSequence):
-                lookup = self.lookups[spec.shares]
+                lookup, pad = self.lookups[spec.shares], self._pad_rows[spec.name]
                 slot = out["seq"][:, s.id_sequences.index(spec), :]
-                # The row after the OOV row: the table's padding row (`vocab_info`).
-                slot[:, spec.length:] = lookup.size
+                slot[:, spec.length:] = pad
                 target = slot[:, :spec.length]
-                kept = padded_rows(lookup.map(values), lengths, target, lookup.size)
+                kept = padded_rows(lookup.map(values), lengths, target, pad)
                 present = np.arange(target.shape[1]) < kept[:, None]
                 stats.oov[spec.name] = int(np.count_nonzero(target[present]
                                                             == lookup.oov_index))
