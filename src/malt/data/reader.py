@@ -662,10 +662,9 @@ class DayConverter:
                 slot = out["seq"][:, s.id_sequences.index(spec), :]
                 slot[:, spec.length:] = pad
                 target = slot[:, :spec.length]
-                kept = padded_rows(lookup.map(values), lengths, target, pad)
-                present = np.arange(target.shape[1]) < kept[:, None]
-                stats.oov[spec.name] = int(np.count_nonzero(target[present]
-                                                            == lookup.oov_index))
+                padded_rows(lookup.map(values), lengths, target, pad)
+                # The padding row lies past the OOV row, so padding never counts as unknown.
+                stats.oov[spec.name] = int(np.count_nonzero(target == lookup.oov_index))
                 stats.truncated[spec.name] = int(np.count_nonzero(lengths > spec.length))
             else:
                 target = out["dense_seq"][:, s.float_sequences.index(spec), :]
