@@ -24,15 +24,17 @@ RAGGED = Schema.from_dict({**FIELDS, "ragged_sequences": True,
 
 def rows(ragged: bool) -> pa.Table:
     """Rows with unknown ids (9 items, 7 shops, 'z' tags, buyer 99) here and there, in the
-    kept and in the truncated part of a bag, and padding."""
+    kept and in the truncated part of a bag, and padding; the last row's buyer and first
+    history item are null (unknown, and a null is no pad)."""
     if ragged:
-        items, shops = [[5, 9], [], [9, 6, 9, 9], [6]], [[1, 7], [], [7, 7, 2, 3], [0]]
+        items, shops = [[5, 9], [], [9, 6, 9, 9], [6], [None, 5]], \
+            [[1, 7], [], [7, 7, 2, 3], [0], [1]]
     else:
-        items, shops = [[5, 9, 0], [0, 0, 0], [9, 6, 9], [6, 0, 0]], \
-            [[1, 7, 0], [0, 0, 0], [7, 7, 2], [0, 0, 0]]
-    return pa.table({"buyer": [1, 99, 2, 99], "item": [5, 9, 6, 9], "shop": [1, 2, 7, 7],
-                     "item_seq": items, "shop_seq": shops,
-                     "tags": [["a", "z"], [], ["z", "b", "z"], ["b", "a", "z"]]})
+        items, shops = [[5, 9, 0], [0, 0, 0], [9, 6, 9], [6, 0, 0], [None, 5, 0]], \
+            [[1, 7, 0], [0, 0, 0], [7, 7, 2], [0, 0, 0], [1, 0, 0]]
+    return pa.table({"buyer": [1, 99, 2, 99, None], "item": [5, 9, 6, 9, 5],
+                     "shop": [1, 2, 7, 7, 1], "item_seq": items, "shop_seq": shops,
+                     "tags": [["a", "z"], [], ["z", "b", "z"], ["b", "a", "z"], ["a"]]})
 
 
 @pytest.mark.parametrize("schema", [FIXED, RAGGED], ids=["fixed", "ragged"])
@@ -56,7 +58,9 @@ def test_each_rows_oov_ids_are_those_it_counts_alone(schema, tmp_path):
     for i in range(table.num_rows):
         alone = convert(table.slice(i, 1))[1]
         assert {c: int(n[i]) for c, n in by_row.items()} == alone, i
-    assert by_row["buyer"].tolist() == [0, 1, 0, 1]
-    assert by_row["tags"].tolist() == [1, 0, 1, 0]  # the third row's second 'z' is cut off
-    assert by_row["item_seq"].tolist() == [1, 0, 2, 0]  # the pad 0 is not an unknown item
-    assert by_row["shop_seq"].tolist() == [1, 0, 2, 0]
+    assert all(n.dtype == np.int64 for n in by_row.values())
+    # a null buyer stays on the OOV row itself; unknown ones lie past it
+    assert by_row["buyer"].tolist() == [0, 1, 0, 1, 1]
+    assert by_row["tags"].tolist() == [1, 0, 1, 0, 0]  # the third row's second 'z' is cut off
+    assert by_row["item_seq"].tolist() == [1, 0, 2, 0, 1]  # the pad 0 is not an unknown item
+    assert by_row["shop_seq"].tolist() == [1, 0, 2, 0, 0]

@@ -47,6 +47,12 @@ EXPECTED = {
 }
 SIMS = [[0.5, 0.25, 0.0], [0.0, 0.0, 0.0], [0.1, 0.2, 0.3]]
 CASES = {"ragged": (RAGGED, RAGGED_ROWS), "fixed": (FIXED, FIXED_ROWS)}
+SHORTER_FIRST = Schema.from_dict(dict(BASE, ragged_sequences=True, float_sequences={"sim": 2},
+                                      id_sequences={"shop_seq": {"shares": "shop",
+                                                                 "length": 2},
+                                                    "item_seq": "item"}))
+"""Ragged, the first id sequence (shop_seq, 2) shorter than the longest: `sim` follows it."""
+SHORTER_FIRST_ROWS = dict(RAGGED_ROWS, sim=[[0.5, 0.25, 0.125], [0.75], []])
 
 
 def table(rows: dict[str, list]) -> pa.Table:
@@ -122,6 +128,39 @@ def test_scoring_converts_as_prepare_caches_and_counts_oov_within_each_length(tm
     assert by_row["item_seq"].tolist() == [0, 0, 1] and by_row["shop_seq"].tolist() == [0, 0, 0]
 
 
+def test_rows_of_exactly_the_kept_length_are_not_counted_as_cut(tmp_path):
+    write(tmp_path, table({"item_seq": [[5, 6, 7], [5]], "shop_seq": [[1, 2], [1, 2, 3]],
+                           "sim": [[0.1, 0.2, 0.3], [0.4]]}))
+    day = prepare(tmp_path, RAGGED, tmp_path / "cache", workers=1).train[0]
+    assert day.stats.truncated == {"item_seq": 0, "shop_seq": 1}
+
+
+def test_float_sequences_alone_are_cut_to_their_length_and_counted(tmp_path):
+    schema = Schema.from_dict({"user_column": "buyer", "fields": {"ad": ["item"]},
+                               "labels": ["last"], "ragged_sequences": True,
+                               "float_sequences": {"sim": 2, "age": 2}})
+    sims, ages = [[0.5, 0.25, 0.125], [], [0.75, 0.5]], [[1.0, 2.0, 3.0], [], [4.0, 5.0]]
+    write(tmp_path, pa.table({"buyer": [0, 1, 2], "item": [5, 5, 5], "sim": sims, "age": ages,
+                              "last": pa.array(np.ones(3, dtype=np.float32))}))
+    day = prepare(tmp_path, schema, tmp_path / "cache", workers=1).train[0]
+    assert day.stats.truncated == {"sim": 1}
+    np.testing.assert_array_equal(day.arrays()["dense_seq"], np.array(
+        [[[0.5, 0.25], [1.0, 2.0]], [[0, 0], [0, 0]], [[0.75, 0.5], [4.0, 5.0]]],
+        dtype=np.float32))
+
+
+@pytest.mark.parametrize("column, rows, message", [
+    ("shop_seq", dict(RAGGED_ROWS, shop_seq=[[1], [2], None]), "null"),
+    ("sim", dict(RAGGED_ROWS, sim=[[0.5, 0.25], [], [0.1, 2e18, 0.3, 0.4]]), "beyond"),
+])
+def test_a_bad_ragged_row_is_named_by_file_column_and_row(tmp_path, column, rows, message):
+    write(tmp_path, table(rows))
+    with pytest.raises(DataError, match=message) as info:
+        prepare(tmp_path, RAGGED, tmp_path / "cache", workers=1)
+    assert (info.value.column, info.value.row) == (column, 2)
+    assert info.value.file.endswith("day0.parquet")
+
+
 def test_only_the_float_sequences_must_hold_the_first_sequences_items(tmp_path):
     rows = dict(RAGGED_ROWS, sim=[[0.5, 0.25], [0.1], RAGGED_ROWS["sim"][2]])
     write(tmp_path, table(rows))
@@ -131,12 +170,13 @@ def test_only_the_float_sequences_must_hold_the_first_sequences_items(tmp_path):
     assert (info.value.column, info.value.row) == ("sim", 1)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [*CASES, "shorter-first"])
 @pytest.mark.parametrize("name", ["target_attention", "dnn", "dcnv2", "din"])
 def test_every_encoder_ignores_what_each_sequence_pads(tmp_path, case, name):
     """Each sequence's padding row, changed, leaves the encoding alone: its mask is its own
-    (with item_seq's mask, shop_seq's padded positions in row 2 would be read)."""
-    schema, rows = CASES[case]
+    (with item_seq's mask, shop_seq's padded positions in row 2 would be read). With a first
+    sequence shorter than the longest, SimTier reads its mask cut to the floats' length."""
+    schema, rows = CASES.get(case, (SHORTER_FIRST, SHORTER_FIRST_ROWS))
     write(tmp_path, table(rows))
     data = prepare(tmp_path, schema, tmp_path / "cache", workers=1)
     batch = next(iter(DayBatches(data.train[0], batch_size=3)))
