@@ -400,8 +400,8 @@ class Preparer:
                         ", ".join(f"{c} {n:,}" for c, n in oov.items()))
         truncated = {b: n for b, n in stats.truncated.items() if n}
         if truncated:
-            log.warning("%s: rows with more items than their bag's max_length or the "
-                        "sequence length (the first items are kept): %s", job.source,
+            log.warning("%s: rows with more items than their bag's max_length or their "
+                        "sequence's length (the first items are kept): %s", job.source,
                         ", ".join(f"{c} {n:,}" for c, n in truncated.items()))
         return Day(name=job.source.stem, split=job.split, source=job.source,
                    directory=job.directory, stats=stats, built=True)
