@@ -1,4 +1,4 @@
-"""BASE vs MoAE on every encoder, on a data set with bags and ragged sequences.
+"""BASE vs MoAE on every encoder, on a data set with bags and ragged sequences or a simulation.
 
 Writes a click log of another shape than MAC's (`foreign_data`): a user bag of interest tags
 (multi-hot, 0 to 12 tags, the first 8 kept), a ragged item history (0 to 40 items, latest
@@ -17,6 +17,11 @@ over the test users and the seeds (`malt.api.compare`) as a Markdown table and a
 
     python scripts/compare_backbones.py [--out studies/backbones] [--seed 2026] \
         [--results docs/results/backbones] [--runs 3] [--users-per-day 9000] [--jobs 1]
+
+With `--data simulation` the data is instead a MAC-shaped simulation of the `small` preset
+(`--users` users over 11 days; fixed-length id and float sequences, no bag) with the views
+last, first, linear and mta, and the table has no ablations: it compares MoAE with BASE on each
+encoder, and each encoder's BASE with target attention's.
 
 `--seed` fixes the data (same seed, same bytes) and the first training seed (then +1, +2).
 Runs already complete under OUT are reused, as in a study.
@@ -41,6 +46,7 @@ from malt.experiments.scheduler import run_cells
 from malt.experiments.study import reference_aux
 from malt.metrics import auc
 from malt.runs.config import RunConfig
+from malt.sources.simulate import simulate, size_config
 
 SCHEMA = """\
 name = "foreign"
@@ -65,6 +71,9 @@ age = 4
 slot = 4
 """
 LABELS = ("last", "first", "linear")
+SIMULATION_LABELS = ("last", "first", "linear", "mta")
+SIMULATION_USERS = 20_000
+"""The `small` preset's users: about 1M clicks over 11 days."""
 ITEMS, TAGS, SHOPS, SLOTS, AGES = 600, 40, 60, 6, 8
 KEPT_INTERESTS, RECENT = 8, 10
 """The bag's kept length, and how many of the latest history items raise z: the sequence's
@@ -272,6 +281,8 @@ class Arm:
     runs: Path
     """Where its runs go: one folder per data set, since a cell's id leaves the data's path
     out."""
+    labels: tuple[str, ...] = LABELS
+    """The data's views: the auxiliary ones are the reference set of `model` among them."""
 
 
 def config(arm: Arm, seed: int) -> RunConfig:
@@ -279,34 +290,71 @@ def config(arm: Arm, seed: int) -> RunConfig:
     reference auxiliary views of its model."""
     return RunConfig.from_dict({
         "seed": seed, "data": {"path": str(arm.data)},
-        "task": {"main": "last", "aux": list(reference_aux(arm.model, "last", LABELS))},
+        "task": {"main": "last", "aux": list(reference_aux(arm.model, "last", arm.labels))},
         "train": {"lr": 3e-3, "batch_size": 512, "shuffle": True, "device": "cpu",
                   "log_every": 1000},
         "model": {"name": arm.model, "encoder": {"name": arm.encoder},
                   "expert": {"dim": 64}, "tower": {"dims": [64, 32]}}})
 
 
+def simulated_data(root: Path, seed: int, users: int) -> Path:
+    """Write the `small` simulation of `users` users from `seed` to `root` (MAC layout)."""
+    simulate(size_config("small", users=users, seed=seed), root)
+    return root
+
+
+def truth_auc(data: Path) -> str:
+    """How well the simulator's own conversion probability of each test click scores `last`:
+    a ceiling for the models' AUC, up to the draws' noise, as the table's first sentence."""
+    table = pq.read_table(data / "test", columns=["true_cvr", "last"])
+    score = auc(table["true_cvr"].to_numpy(), table["last"].to_numpy() > 0)
+    return (f"The simulator's own conversion probability of each click (`true_cvr`) scores "
+            f"`last` at AUC {score:.4f}.")
+
+
+def foreign_reference(data: Path, seed: int) -> str:
+    """The generator's AUC with and without its bag and sequence terms, as the table's first
+    sentence (see `click_score_aucs`)."""
+    reference = click_score_aucs(data, seed)
+    return (f"Each click's own z (the generator's) scores `last` at AUC {reference['all']:.4f}; "
+            f"without its bag term {reference['no-bag']:.4f}, without its sequence terms "
+            f"{reference['no-sequence']:.4f}, without either "
+            f"{reference['no-bag-no-sequence']:.4f}.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("foreign", "simulation"), default="foreign",
+                        help="the foreign-shaped data set with bags and ragged sequences, or a "
+                             "MAC-shaped simulation")
     parser.add_argument("--out", type=Path, default=Path("studies/backbones"))
     parser.add_argument("--results", type=Path, default=Path("docs/results/backbones"))
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--runs", type=int, default=3, help="training seeds per arm")
     parser.add_argument("--users-per-day", type=int, default=USERS_PER_DAY,
-                        help="users a day (each with 1 to 6 clicks), drawn from 3 times as "
-                             "many")
+                        help="foreign data: users a day (each with 1 to 6 clicks), drawn from "
+                             "3 times as many")
+    parser.add_argument("--users", type=int, default=SIMULATION_USERS,
+                        help="simulation: users simulated over 11 days")
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args(argv)
-    data = args.out / "data"
-    if not (data / "vocabs").is_dir():
-        foreign_data(data, args.seed, args.users_per_day)
+    if args.data == "foreign":
+        data = args.out / "data"
+        if not (data / "vocabs").is_dir():
+            foreign_data(data, args.seed, args.users_per_day)
+        labels, ablations = LABELS, ABLATIONS
+    else:
+        data = args.out / "simulation"
+        if not (data / "vocabs").is_dir():
+            simulated_data(data, args.seed, args.users)
+        labels, ablations = SIMULATION_LABELS, {}
     arms = {f"{model}/{encoder}": Arm(f"{model}/{encoder}", model, encoder, data,
-                                      args.out / "runs")
+                                      args.out / "runs", labels)
             for encoder in ENCODERS for model in ("base", "moae")}
-    for name, columns in ABLATIONS.items():
+    for name, columns in ablations.items():
         arms[f"base/{name}"] = Arm(f"base/{name}", "base", "target_attention",
                                    without(data, columns, args.out / f"data-{name}"),
-                                   args.out / f"runs-{name}")
+                                   args.out / f"runs-{name}", labels)
     seeds = [args.seed + i for i in range(args.runs)]
     cells = {(arm, s): Cell(config(a, s)) for arm, a in arms.items() for s in seeds}
     outcomes = {}
@@ -320,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = {arm: [cells[(arm, s)].run_dir(arms[arm].runs).path for s in seeds] for arm in arms}
     pairs = [(f"moae/{e}", f"base/{e}") for e in ENCODERS]
     pairs += [(f"base/{e}", "base/target_attention") for e in ENCODERS[1:]]
-    pairs += [(f"base/{name}", "base/target_attention") for name in ABLATIONS]
+    pairs += [(f"base/{name}", "base/target_attention") for name in ablations]
     rows = []
     for candidate, baseline in pairs:
         result = compare(runs[candidate], runs[baseline], metrics=("auc", "gauc"),
@@ -333,12 +381,14 @@ def main(argv: list[str] | None = None) -> None:
                      **{f"{metric}_{part}": 100 * getattr(result.deltas[metric], part)
                         for metric in ("auc", "gauc") for part in ("estimate", "low", "high")},
                      "verdict": result.verdict})
-    write_results(args.results, rows, seeds, click_score_aucs(data, args.seed))
+    reference = foreign_reference(data, args.seed) if args.data == "foreign" \
+        else truth_auc(data)
+    write_results(args.results, rows, seeds, reference)
 
 
-def write_results(out: Path, rows: list[dict], seeds: list[int],
-                  reference: dict[str, float]) -> None:
-    """The comparisons as `backbones.csv` and as the Markdown table `backbones.md`."""
+def write_results(out: Path, rows: list[dict], seeds: list[int], reference: str) -> None:
+    """The comparisons as `backbones.csv` and as the Markdown table `backbones.md`, after the
+    sentence `reference` on what the data allows."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "backbones.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -348,10 +398,7 @@ def write_results(out: Path, rows: list[dict], seeds: list[int],
     seed_list = ", ".join(map(str, seeds))
     lines = [f"Test day, main view `last`, {len(seeds)} training seeds ({seed_list}); "
              "Δ in points with its 95 % paired bootstrap interval over test users and seeds. "
-             f"Each click's own z (the generator's) scores `last` at AUC {reference['all']:.4f}; "
-             f"without its bag term {reference['no-bag']:.4f}, without its sequence terms "
-             f"{reference['no-sequence']:.4f}, without either "
-             f"{reference['no-bag-no-sequence']:.4f}.",
+             + reference,
              "",
              "| candidate | baseline | AUC | baseline AUC | Δ AUC (pt) | Δ GAUC (pt) | verdict |",
              "|---|---|---:|---:|---:|---:|---|"]

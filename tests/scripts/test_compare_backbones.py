@@ -4,6 +4,7 @@ sequence's recent items, is the same for the same seed, and the script runs end 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -114,3 +115,18 @@ def test_the_table_compares_moae_with_base_on_every_encoder(script, tmp_path):
     assert len(rows) == 4 + 3 + len(script.ABLATIONS)
     # the ablations were trained on their own data: their runs are not the full data's
     assert len(list((tmp_path / "out").glob("runs-*/*"))) == len(script.ABLATIONS)
+
+
+@pytest.mark.slow
+def test_on_a_simulation_the_table_compares_every_encoder_without_ablations(script, tmp_path):
+    results = tmp_path / "results"
+    script.main(["--data", "simulation", "--users", "200", "--out", str(tmp_path / "out"),
+                 "--results", str(results), "--runs", "1", "--seed", "3"])
+    lines = (results / "backbones.md").read_text().splitlines()
+    assert "(`true_cvr`) scores `last` at AUC 0." in lines[0]
+    rows = [line.split(" | ")[:2] for line in lines if line.startswith("| ")][1:]
+    assert rows == [[f"| moae/{e}", f"base/{e}"] for e in script.ENCODERS] + \
+        [[f"| base/{e}", "base/target_attention"] for e in script.ENCODERS[1:]]
+    # MoAE learns from every other view of the simulation, and CAT
+    config = next((tmp_path / "out" / "runs").glob("moae-*")) / "config.json"
+    assert json.loads(config.read_text())["task"]["aux"] == ["first", "linear", "mta", "cat"]
