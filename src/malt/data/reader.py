@@ -391,6 +391,8 @@ def _check_arrow_columns(schema: Schema, arrow_schema: pa.Schema,
     checks += [(s.name, lambda t: list_of(t, is_number), "a list of numbers")
                for s in schema.float_sequences]
     checks += [(f.name, is_number, "a number") for f in schema.numeric]
+    checks += [(c, pa.types.is_integer, "an integer (a sequence's number of items)")
+               for c in schema.length_columns]
     checks += [(c, is_number, "a number (attribution weight)")
                for c in (*schema.labels, *schema.true_labels)]
     checks += [(c, is_number, "0 or 1 (is the action reported)") for c in schema.reported_labels]
@@ -646,8 +648,19 @@ class DayConverter:
         s = self.schema
         specs = (*s.id_sequences, *s.float_sequences)
         first, aligned = specs[0], None
+        counted = first.length_column if isinstance(first, IdSequence) else None
         for spec in specs:
-            values, lengths = list_values(col(spec.name), spec.name, file, offset)
+            if isinstance(spec, IdSequence) and spec.length_column:
+                lengths = item_counts(col(spec.length_column), spec.length_column, file, offset)
+                values = leading_items(col(spec.name), lengths, spec.name, spec.length_column,
+                                       file, offset, blame=spec.length_column)
+            elif isinstance(spec, FloatSequence) and counted:
+                # Aligned with a counted first sequence: its first n_i values, the rest unread.
+                values = leading_items(col(spec.name), aligned, spec.name, counted, file,
+                                       offset, blame=spec.name)
+                lengths = aligned
+            else:
+                values, lengths = list_values(col(spec.name), spec.name, file, offset)
             if spec is first:
                 aligned = lengths
             elif isinstance(spec, FloatSequence) and \
@@ -859,6 +872,38 @@ def list_values(lists: pa.Array, column: str, file: str, offset: int
     lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
     values = lists.flatten()
     return (values.cast(pa.int64()) if pa.types.is_null(values.type) else values), lengths
+
+
+def item_counts(counts: pa.Array, column: str, file: str, offset: int) -> np.ndarray:
+    """The rows' numbers of valid items, int64 [N], of the integer length column `column`;
+    raises naming the first row whose number is null or negative."""
+    _no_nulls(counts, column, file, offset)
+    n = counts.to_numpy(zero_copy_only=False).astype(np.int64)
+    negative = np.flatnonzero(n < 0)
+    if negative.size:
+        row = int(negative[0])
+        raise DataError(f"length {int(n[row])}: a row holds 0 items or more", file=file,
+                        column=column, row=offset + row)
+    return n
+
+
+def leading_items(lists: pa.Array, n: np.ndarray, column: str, counted_by: str, file: str,
+                  offset: int, *, blame: str) -> pa.Array:
+    """The first n_i items of every row i of the list column `column` (`n` [N], read from
+    `counted_by`), one row after another; what follows them is not read. Raises naming the
+    column `blame` and the first row whose list holds fewer than n_i items."""
+    values, lengths = list_values(lists, column, file, offset)
+    short = np.flatnonzero(n > lengths)
+    if short.size:
+        row = int(short[0])
+        raise DataError(f"'{counted_by}' counts {int(n[row])} items but the list of "
+                        f"'{column}' holds {int(lengths[row])}", file=file, column=blame,
+                        row=offset + row)
+    # Item k of the kept ones, in row r, sits at its row's start plus k less the kept items
+    # of the rows before r.
+    starts, kept_starts = np.cumsum(lengths) - lengths, np.cumsum(n) - n
+    positions = np.repeat(starts - kept_starts, n) + np.arange(int(n.sum()))
+    return values.take(pa.array(positions))
 
 
 def padded_rows(values: np.ndarray, lengths: np.ndarray, out: np.ndarray, fill,

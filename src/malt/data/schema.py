@@ -52,6 +52,14 @@ no `sequence_pad` is needed (nor read). The first id sequence and the float sequ
 row hold one number of items (they are position-aligned); the other id sequences each hold
 their own.
 
+Logs that store a sequence as a fixed-width list and its number of items apart name that
+column: `history = { shares = "item", length = 10, length_column = "history_len" }` (ragged
+sequences only). Row i's items are then the first n_i of its list, n_i from the integer column
+`history_len` (0 or more, at most the list's length); the rest of the list is never read (not
+looked up, counted as OOV, nor put in a vocab). Sequences may share a length column. A float
+sequence aligned with a first id sequence that has one keeps the first n_i values of each row
+(its list holds at least n_i).
+
 `embed_dims` sets the width of a field's or a bag's embedding table; the others take the
 encoder's `embed_dim`. An id sequence is looked up in the table it shares, so it has that
 table's width (naming it is an error).
@@ -137,6 +145,9 @@ class IdSequence:
     name: str
     shares: str
     length: PositiveInt
+    length_column: str | None = None
+    """Ragged sequences: the integer column holding each row's number of valid leading
+    items (the rest of the row's list is not read); None: the list's own length."""
 
     def __post_init__(self) -> None:
         validate(self, "")
@@ -310,10 +321,17 @@ class Schema:
         return tuple(named.get(label, f"{label}{KNOWN_AT_SUFFIX}") for label in self.labels)
 
     @property
+    def length_columns(self) -> tuple[str, ...]:
+        """The id sequences' length columns, each once (sequences may share one)."""
+        return tuple(dict.fromkeys(s.length_column for s in self.id_sequences
+                                   if s.length_column))
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """Every column a day file must hold."""
         cols = [self.user_column, *self.field_names]
         cols += [s.name for s in self.id_sequences] + [s.name for s in self.float_sequences]
+        cols += list(self.length_columns)
         cols += [f.name for f in self.numeric] + list(self.bag_names)
         cols += [c for c in (self.campaign_column, self.target_action_column) if c]
         cols += [*self.labels, *self.true_labels, *self.reported_labels]
@@ -356,6 +374,10 @@ class Schema:
     def to_dict(self) -> dict[str, Any]:
         """The schema as `from_dict` reads it back."""
         out = asdict(self)
+        # Left out when unset, so schemas without length columns keep their fingerprint.
+        out["id_sequences"] = tuple({k: v for k, v in asdict(s).items()
+                                     if k != "length_column" or v is not None}
+                                    for s in self.id_sequences)
         out["numeric"] = {f.name: f.transform for f in self.numeric}
         out["hash_buckets"] = dict(self.hash_buckets)
         out["embed_dims"] = dict(self.embed_dims)
@@ -397,6 +419,18 @@ class Schema:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"schema '{self.name}': columns declared twice: {dupes}")
+        for s in self.id_sequences:
+            if s.length_column is None:
+                continue
+            if not self.ragged_sequences:
+                raise ConfigError(f"schema '{self.name}': the id sequence '{s.name}' names the "
+                                  f"length column '{s.length_column}', which needs "
+                                  "ragged_sequences = true")
+            if s.length_column in (*names, self.campaign_column, self.target_action_column):
+                raise ConfigError(f"schema '{self.name}': the length column "
+                                  f"'{s.length_column}' of '{s.name}' is also declared as "
+                                  "another column; give it a column of its own")
+        names += [*self.length_columns]
         if not self.labels:
             raise ConfigError(f"schema '{self.name}': declare at least one label column")
         if "cat" in self.labels:
@@ -467,11 +501,15 @@ class SharedTable:
     """The categorical field whose embedding table the sequence's ids are looked up in."""
     length: PositiveInt | None = None
     """Ids per row; None: the file's `sequence_length`."""
+    length_column: str | None = None
+    """With `ragged_sequences`: the integer column holding each row's number of valid
+    leading items (the rest of its list is not read); sequences may share one."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class IdSequenceEntry(SharedTable):
-    """An id sequence in a list: `{ name = "item_seq", shares = "item", length = 50 }`."""
+    """An id sequence in a list: `{ name = "item_seq", shares = "item", length = 50 }`
+    (and optionally `length_column`)."""
 
     name: str
     """The sequence column."""
@@ -515,7 +553,8 @@ class SchemaFile:
     id_sequences: dict[str, str | SharedTable] | tuple[IdSequenceEntry, ...] = \
         field(default_factory=dict)
     """Id sequences: a table sequence column -> the field whose table it shares (or a
-    `{shares, length}` table), or a list of `{name, shares, length}` tables."""
+    `{shares, length, length_column}` table), or a list of `{name, shares, length,
+    length_column}` tables."""
     float_sequences: tuple[str | FloatSequenceEntry, ...] | dict[str, PositiveInt] = ()
     """Float sequences, position-aligned with the first id sequence: a list of columns (or of
     `{name, length}` tables), or a table column -> length."""
@@ -612,8 +651,8 @@ class SchemaFile:
         entries = self.id_sequences if not isinstance(self.id_sequences, dict) else [
             IdSequenceEntry(name=n, **({"shares": s} if isinstance(s, str) else vars(s)))
             for n, s in self.id_sequences.items()]
-        return tuple(IdSequence(e.name, e.shares, e.length or self.sequence_length)
-                     for e in entries)
+        return tuple(IdSequence(e.name, e.shares, e.length or self.sequence_length,
+                                e.length_column) for e in entries)
 
     def _float_sequences(self) -> tuple[FloatSequence, ...]:
         if isinstance(self.float_sequences, dict):

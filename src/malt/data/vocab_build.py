@@ -3,10 +3,11 @@ the vocabs of a warm-started run, grown from its parent's (`grow_vocabs`).
 
 Ids are counted over the training days only (never the test days, nor the last `held_out` training
 days a validation protocol will score), in every column that reads the field's table: the
-field itself and the id sequences that share it (their padding id left out); a bag's ids are
-counted in its own list column, every id of every row (those past `max_length` too). Ids seen fewer
-than `min_count` times get no row: they map to the field's out-of-vocabulary row, as unseen
-ids do. Indices follow the ids' sorted order, so the same days give the same files.
+field itself and the id sequences that share it (their padding id left out; with a length
+column, each row's first n items only); a bag's ids are counted in its own list column, every
+id of every row (those past `max_length` too). Ids seen fewer than `min_count` times get no
+row: they map to the field's out-of-vocabulary row, as unseen ids do. Indices follow the ids'
+sorted order, so the same days give the same files.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from malt.data.layout import Layout, find_layout, vocab_file, write_vocab, write_vocab_mapping
-from malt.data.reader import RowGroup, check_columns, equal_to_token, open_parquet
+from malt.data.reader import (
+    RowGroup,
+    check_columns,
+    equal_to_token,
+    item_counts,
+    leading_items,
+    open_parquet,
+)
 from malt.data.schema import Schema
 from malt.data.vocab import VocabLookup
 from malt.errors import ConfigError
@@ -68,8 +76,9 @@ def build_vocabs(root: str | Path, schema: Schema, *, min_count: int = 1, held_o
 def count_ids(days: Sequence[Path], schema: Schema, columns: list[str]) -> dict[str, pa.Table]:
     """Column -> (id, n): the distinct ids of every column of `columns` in the day files
     `days`, counted over the column and the id sequences that share its table (their padding
-    id left out)."""
+    id left out, and the items past a length column's count)."""
     readers = {c: [c, *(s.name for s in schema.id_sequences if s.shares == c)] for c in columns}
+    sequences = {s.name: s for s in schema.id_sequences}
     counts: dict[str, list[pa.Table]] = {c: [] for c in columns}
     for path in days:
         pf = open_parquet(path)
@@ -77,13 +86,19 @@ def count_ids(days: Sequence[Path], schema: Schema, columns: list[str]) -> dict[
         start = 0
         for group in range(pf.num_row_groups):  # one column of a row group in memory at a time
             rows = RowGroup(pf, path, group, start)
-            start += rows.num_rows
             for column, sources in readers.items():
                 for source in sources:
                     values = rows.column(source)
+                    sequence = sequences[source] if source != column else None
                     if source in schema.bag_names:
                         values = pc.list_flatten(values)
-                    elif source != column:
+                    elif sequence is not None and sequence.length_column:
+                        # Only a row's first n items are ids; the rest of its list is filler.
+                        counted_by = sequence.length_column
+                        n = item_counts(rows.column(counted_by), counted_by, str(path), start)
+                        values = leading_items(values, n, source, counted_by, str(path), start,
+                                               blame=counted_by)
+                    elif sequence is not None:
                         values = pc.list_flatten(values)
                         # Ragged sequences are padded after reading: every item is an id.
                         pad = None if schema.ragged_sequences else \
@@ -91,6 +106,7 @@ def count_ids(days: Sequence[Path], schema: Schema, columns: list[str]) -> dict[
                         if pad is not None:
                             values = values.filter(pc.invert(pad))
                     counts[column].append(_value_counts(values))
+            start += rows.num_rows
     return {c: _concat(counts[c]).group_by("id").aggregate([("n", "sum")])
             .rename_columns(["id", "n"]) for c in columns}
 

@@ -148,6 +148,8 @@ class ServedModel:
                 "id_sequences": {s.name: s.length for s in schema.id_sequences},
                 # The lengths alone do not tell a client that shorter or longer rows are taken.
                 "ragged_sequences": schema.ragged_sequences,
+                "length_columns": {s.name: s.length_column for s in schema.id_sequences
+                                   if s.length_column},
                 "float_sequences": {s.name: s.length for s in schema.float_sequences},
                 "numeric": [f.name for f in schema.numeric],
                 "bags": {b.name: b.max_length for b in schema.bags},
