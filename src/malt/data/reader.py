@@ -114,7 +114,8 @@ class ChunkStats:
     above_one: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Label -> (rows, first row) of its weights above 1."""
     truncated: dict[str, int] = field(default_factory=dict)
-    """Bag (or, ragged, the first sequence) -> rows truncated to its length."""
+    """Bag or ragged sequence -> rows cut to its length (every id sequence; float sequences
+    alone: the first)."""
 
     def add(self, other: ChunkStats) -> None:
         for mine, theirs in ((self.positives, other.positives), (self.oov, other.oov),
