@@ -190,3 +190,19 @@ def test_every_encoder_ignores_what_each_sequence_pads(tmp_path, case, name):
             table_of = tables[schema.field_names.index(s.shares)]
             table_of.weight[data.vocab.sequence_pad[s.name]] += 3.0
     torch.testing.assert_close(encoder(batch), before)
+
+
+def test_without_the_mask_each_attention_reads_its_own_length_only(tmp_path):
+    """padding_mask off (the release's setting): shop_seq is read up to its length 2, not into
+    the position that only pads it to item_seq's 3."""
+    write(tmp_path, table(RAGGED_ROWS))
+    data = prepare(tmp_path, RAGGED, tmp_path / "cache", workers=1)
+    batch = next(iter(DayBatches(data.train[0], batch_size=3)))
+    torch.manual_seed(0)
+    encoder = FeatureEncoder(RAGGED, data.vocab, dim=4, heads=2, padding_mask=False).eval()
+    before = encoder(batch)
+    moved = dict(batch, seq=batch["seq"].clone())
+    moved["seq"][:, 1, 2] = 0
+    torch.testing.assert_close(encoder(moved), before)
+    moved["seq"][:, 1, 1] = 0  # within its length, and read
+    assert not torch.allclose(encoder(moved), before)

@@ -39,7 +39,8 @@ class FeatureEncoder(nn.Module):
     items), and its attention reads it; SimTier reads the first id sequence's, with which the
     float sequences are aligned. Without id sequences no position counts as padded. Whether
     the masks are used and the SimTier count rule are set by `padding_mask` and
-    `count_padding`.
+    `count_padding`; either way a sequence's attention reads its own `length` positions only
+    (without the mask, a short row's padding within them is read as the release reads it).
     """
 
     def __init__(self, schema: Schema, vocab: VocabInfo, *, dim: int = 16, heads: int = 4,
@@ -66,6 +67,7 @@ class FeatureEncoder(nn.Module):
         n_float = len(schema.float_sequences)
         self.simtier = SimTier(n_float, simtier_bins, simtier_combine) if n_float else None
         self.padding_mask, self.count_padding = padding_mask, count_padding
+        self.sequence_lengths = [s.length for s in schema.id_sequences]
         self.sequence_padding = SequencePadding(schema, vocab) if n_seq else None
         n_numeric = register_numeric_buffers(self, schema, vocab)
         self.has_bags = bool(schema.bags)
@@ -125,8 +127,8 @@ class FeatureEncoder(nn.Module):
             parts.append(ad)
         pad = self.padding(batch)
         if len(self.attention):
-            parts += [att(ad, seqs[s], pad[:, s] if self.padding_mask else None)
-                      for s, att in enumerate(self.attention)]
+            parts += [att(ad, seqs[s][:, :n], pad[:, s, :n] if self.padding_mask else None)
+                      for s, (att, n) in enumerate(zip(self.attention, self.sequence_lengths))]
         if self.simtier is not None:
             float_pad = None if self.count_padding or self.sequence_padding is None \
                 else self.sequence_padding.of_floats(pad)
