@@ -175,6 +175,9 @@ def test_vocabs_count_only_the_counted_items(tmp_path):
     ({"item_n": pa.array([1.0, 1.0, 2.0, 3.0])}, "item_n", 0, "expected an integer"),
     ({"sim": pa.array([[0.5], [0.1], [0.1, 0.2], [0.1, 0.2]])}, "sim", 3,
      "'item_n' counts 3 items but the list of 'sim' holds 2"),
+    # a null list is no list of 0 items, even where the count is 0
+    ({"shop_seq": pa.array([[1], [2, 2], [3], None], type=pa.list_(pa.int64()))},
+     "shop_seq", 3, "null value"),
 ])
 @pytest.mark.parametrize("reader", ["prepare", "build_vocabs"])
 def test_bad_lengths_are_refused_naming_file_column_and_row(tmp_path, change, column, row,
