@@ -14,26 +14,12 @@ import pyarrow.parquet as pq
 from malt.cli import main
 from malt.data.layout import write_day
 from malt.runs.load import load_run
-from support.bag_data import ragged_ids
+from support.bag_data import history_schema, ragged_ids
 from support.deploy_models import converted, eager_scores, service_client
 
 PARITY = 1e-6
 KEPT, WIDTH = 4, 8
-SCHEMA = f"""
-name = "histories"
-user_column = "buyer"
-labels = ["last", "first"]
-ragged_sequences = true
-sequence_length = {KEPT}
-float_sequences = ["sim"]
-
-[fields]
-user = ["city"]
-ad = ["sku"]
-
-[id_sequences]
-history = {{ shares = "sku", length_column = "history_len" }}
-"""
+SCHEMA = history_schema(KEPT, '{ shares = "sku", length_column = "history_len" }')
 SKUS = 20
 
 

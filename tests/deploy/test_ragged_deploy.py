@@ -18,7 +18,7 @@ from malt.data.layout import write_day
 from malt.data.schema import schema_for
 from malt.deploy.export import export
 from malt.runs.load import TrainedModel, load_run
-from support.bag_data import ragged_ids
+from support.bag_data import history_schema, ragged_ids
 from support.deploy_models import (
     assert_predict_and_exports_score_as,
     converted,
@@ -30,21 +30,7 @@ from support.deploy_models import (
 
 PARITY = 1e-5
 KEPT = 4
-SCHEMA = f"""
-name = "histories"
-user_column = "buyer"
-labels = ["last", "first"]
-ragged_sequences = true
-sequence_length = {KEPT}
-float_sequences = ["sim"]
-
-[fields]
-user = ["city"]
-ad = ["sku"]
-
-[id_sequences]
-history = "sku"
-"""
+SCHEMA = history_schema(KEPT, '"sku"')
 SKUS = 20
 """Skus of the ad field; a history also holds skus 20 to 24, which its vocab may not hold."""
 

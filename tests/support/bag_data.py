@@ -21,6 +21,28 @@ ad = ["sku"]
 [bags]
 tags = { group = "ad", pooling = "sum", max_length = 4 }
 """
+
+
+def history_schema(kept: int, history: str) -> str:
+    """A schema of ragged histories of skus (`kept` items kept, a similarity each) whose id
+    sequence is declared as `history = <history>`."""
+    return f"""
+name = "histories"
+user_column = "buyer"
+labels = ["last", "first"]
+ragged_sequences = true
+sequence_length = {kept}
+float_sequences = ["sim"]
+
+[fields]
+user = ["city"]
+ad = ["sku"]
+
+[id_sequences]
+history = {history}
+"""
+
+
 TAGS = 12
 SIGNAL_TAG = 3
 """Rows whose bag holds this tag convert (most of them); the others rarely do."""
