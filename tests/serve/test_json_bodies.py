@@ -17,9 +17,11 @@ from malt.serve.requests import RequestError, parse_request
 COLUMNS = (MAC.user_column, MAC.fields[0].name, MAC.id_sequences[0].name,
            MAC.float_sequences[0].name)
 SCALARS = (st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1)
+           | st.integers(-2 ** 70, 2 ** 70)
            | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=3)
            | st.sampled_from(["2026-12-07", "2026-12-07T10:00:00"]))
-"""Integers within int64: beyond it Arrow reads a float where json refuses the value."""
+"""Integers within int64 and beyond it, where Arrow reads a float that json keeps exact
+(uint64) or refuses."""
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.sampled_from(["a", "b"]), inner, max_size=2), max_leaves=8)
 KINDS = (st.integers(-2 ** 63, 2 ** 63 - 1), st.text(max_size=3),
@@ -64,3 +66,12 @@ def test_a_large_body_is_read_by_arrow(test_rows, monkeypatch):
     assert parsed.rows == 20 and not parsed.calibrated
     assert parsed.table.column(MAC.user_column).to_pylist() == \
         [row[MAC.user_column] for row in test_rows[:20]]
+
+
+@pytest.mark.parametrize("threshold", [0, 1 << 30], ids=["arrow", "json"])
+@pytest.mark.parametrize("column, value", [(MAC.user_column, 2 ** 63 + 5),
+                                           (COLUMNS[2], [3, 2 ** 64 + 1])])
+def test_an_id_beyond_int64_is_refused_by_either_reader(threshold, column, value):
+    """Not rounded to a float, which would score the row with another id."""
+    body = {"rows": [{MAC.user_column: 7, column: value}, {MAC.user_column: 7}]}
+    assert read(json.dumps(body).encode(), threshold=threshold) == ("refused", (422, column))

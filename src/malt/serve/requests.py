@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -25,6 +26,8 @@ ARROW_JSON_BYTES = 4096
 """JSON bodies from this size on (a few rows of a MAC-like schema) are read by Arrow's JSON
 reader, in one pass without a Python object per value (at 200 rows about half the CPU time,
 BENCHMARKS.md); smaller ones by `json`, which costs less to start."""
+EXACT_FLOAT_INTEGERS = 2 ** 53
+"""Floats hold every integer below this magnitude exactly."""
 
 
 class RequestError(Exception):
@@ -128,7 +131,25 @@ def _read_with_arrow(body: bytes, columns: tuple[str, ...], max_rows: int
     present = {f.name: values for f, values in zip(records.type, records.flatten())}
     arrays = {c: present[c] for c in columns
               if c in present and present[c].null_count < len(records)}
+    # Arrow reads an integer beyond int64 as a float, which rounds an id: `json` keeps it
+    # exact (uint64) or refuses it.
+    if any(_holds_large_float(a) for a in arrays.values()):
+        return None
     return ScoringRequest(pa.table(arrays), calibrated) if arrays else None
+
+
+def _holds_large_float(array: pa.Array) -> bool:
+    """Whether `array`, its lists and structs searched, holds a float of magnitude
+    `EXACT_FLOAT_INTEGERS` or more."""
+    dtype = array.type
+    if pa.types.is_floating(dtype):
+        largest = pc.max(pc.abs(array)).as_py()
+        return largest is not None and largest >= EXACT_FLOAT_INTEGERS
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return _holds_large_float(array.flatten())
+    if pa.types.is_struct(dtype):
+        return any(_holds_large_float(array.field(i)) for i in range(dtype.num_fields))
+    return False
 
 
 def _holds_time(dtype: pa.DataType) -> bool:
