@@ -14,7 +14,7 @@ from malt.eval.report import evaluate
 from malt.eval.rescore import rescore
 from malt.experiments.rolling import plan
 from malt.experiments.rolling_options import RollingOptions
-from malt.runs.config import RunConfig
+from malt.runs.config import InitConfig, RunConfig
 from malt.runs.directory import RunDir
 from support.mac_data import T0, add_known_at, write_random_dataset
 
@@ -142,11 +142,12 @@ def _base(data: Path, **data_options) -> RunConfig:
 
 
 def test_the_plan_names_each_warm_runs_parent_and_the_scratch_days(tmp_path):
-    options = RollingOptions(out=str(tmp_path), start="train-01", days=2, warm_optimiser=True)
+    options = RollingOptions(out=str(tmp_path), start="train-01", days=2, warm_optimiser=True,
+                             warm_min_count=3, warm_numeric="refit")
     (warm1, scratch1), (warm2, scratch2) = plan(_base(tmp_path), DAYS, options, tmp_path)
-    assert warm1.config == scratch1.config and warm1.config.init.from_run is None
-    assert warm2.config.init.from_run == str(warm1.directory(tmp_path).resolve())
-    assert warm2.config.init.optimiser
+    assert warm1.config == scratch1.config and warm1.config.init == InitConfig()
+    assert warm2.config.init == InitConfig(from_run=str(warm1.directory(tmp_path).resolve()),
+                                           optimiser=True, numeric="refit", min_count=3)
     assert [(r.config.data.train_from, r.config.data.train_days, r.scored)
             for r in (warm1, warm2, scratch2)] == [
         ("train-00", 3, "train-02"), ("train-02", 2, "train-03"), ("train-00", 4, "train-03")]

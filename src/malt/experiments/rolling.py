@@ -106,9 +106,10 @@ def plan(base: RunConfig, days: list[str], options: RollingOptions, out: Path
         today = []
         for chain in options.chains:
             warm = chain == "warm" and parent is not None
-            config = _daily_config(base, days, index, warm_from=parent if warm else None,
-                                   optimiser=options.warm_optimiser,
-                                   as_of=_day_end(origin, index))
+            init = InitConfig() if not warm else InitConfig(
+                from_run=str(parent), optimiser=options.warm_optimiser,
+                numeric=options.warm_numeric, min_count=options.warm_min_count)
+            config = _daily_config(base, days, index, init, as_of=_day_end(origin, index))
             run = DailyRun(chain, days[index], days[index + 1], config)
             if chain == "warm":
                 parent = run.directory(out).resolve()
@@ -123,16 +124,14 @@ def _day_end(origin: float | None, index: int) -> str | None:
     return None if origin is None else f"{origin + (index + 1) * SECONDS_PER_DAY:.17g}"
 
 
-def _daily_config(base: RunConfig, days: list[str], index: int, *, warm_from: Path | None,
-                  optimiser: bool, as_of: str | None = None) -> RunConfig:
+def _daily_config(base: RunConfig, days: list[str], index: int, init: InitConfig, *,
+                  as_of: str | None = None) -> RunConfig:
     """The config of the run trained up to day `index` and scored on the day after: from
-    scratch on days 0 ... index, or warm-started from `warm_from` on day `index` alone, on the
+    scratch on days 0 ... index, or warm-started as `init` says on day `index` alone, on the
     labels known `as_of` (None: the matured labels)."""
-    first = index if warm_from is not None else 0
+    first = index if init.from_run is not None else 0
     data = dataclasses.replace(base.data, train_from=days[first], train_days=index + 2 - first,
                                eval_split="validation", validation_days=1, as_of=as_of)
-    init = InitConfig() if warm_from is None else \
-        InitConfig(from_run=str(warm_from), optimiser=optimiser)
     return dataclasses.replace(base, data=data, init=init)
 
 

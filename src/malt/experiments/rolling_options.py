@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from malt.runs.config import InitNumeric
 from malt.typed_fields import PositiveInt, validate
 
 Chain = Literal["warm", "scratch"]
@@ -34,6 +35,12 @@ class RollingOptions:
     warm_optimiser: bool = False
     """Warm-started runs also take their parent's optimiser state (as `malt train
     --init-optimiser`)."""
+    warm_min_count: PositiveInt = 1
+    """Warm-started runs grow their vocabs by the new ids seen at least this many times in
+    their day (as `malt train --init-min-count`)."""
+    warm_numeric: InitNumeric = "parent"
+    """Warm-started runs standardise numeric columns with their parent's statistics or refit
+    them on their day (as `malt train --init-numeric`)."""
     as_of_origin: str | None = None
     """Train each run on the labels known at the end of its last training day: the start of
     the first training day on the labels' clock (unix seconds or an ISO-8601 date-time; 0 for
