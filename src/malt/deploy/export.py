@@ -41,6 +41,7 @@ def describe(trained: TrainedModel, serving: ServingModule, fmt: ExportFormat) -
     """The description stored in the artifact."""
     return {
         "format": fmt, **provenance(), "run": str(trained.run.path),
+        "parent": None if trained.parent is None else trained.parent.path,
         "model": trained.config.model["name"], "main": trained.task.main,
         "views": list(serving.views),
         "inputs": [asdict(s) for s in serving.input_specs()],

@@ -92,7 +92,9 @@ class ServedModel:
                    engines={exported.calibrated: engine}, outputs=exported.output_names,
                    calibration=None if calibration is None else {
                        k: calibration[k] for k in ("method", "days", "rows", "by")},
-                   described={"run": description["run"], "parent": None,
+                   # exports written before the parent was described have none
+                   described={"run": description["run"],
+                              "parent": description.get("parent"),
                               "export": str(exported.path), "model": description["model"],
                               "engine": "onnx", "precision": "fp32",
                               "views": list(description["views"]),
