@@ -13,15 +13,15 @@ so most test users were seen in training. Then trains BASE and MoAE on each enco
 (`target_attention`, `dnn`, `dcnv2`, `din`), and BASE without the bag, without the sequence
 and without both, for `--runs` training seeds; and writes each comparison's paired interval
 over the test users and the seeds (`malt.api.compare`) as a Markdown table and a CSV under
-`--results`.
+`--results`: MoAE against BASE on each encoder, each encoder against `target_attention` under
+BASE and under MoAE, and the ablations against BASE.
 
     python scripts/compare_backbones.py [--out studies/backbones] [--seed 2026] \
         [--results docs/results/backbones] [--runs 3] [--users-per-day 9000] [--jobs 1]
 
 With `--data simulation` the data is instead a MAC-shaped simulation of the `small` preset
 (`--users` users over 11 days; fixed-length id and float sequences, no bag) with the views
-last, first, linear and mta, and the table has no ablations: it compares MoAE with BASE on each
-encoder, and each encoder's BASE with target attention's.
+last, first, linear and mta, and the table has no ablations.
 
 `--seed` fixes the data (same seed, same bytes) and the first training seed (then +1, +2).
 Runs already complete under OUT are reused, as in a study.
@@ -304,12 +304,14 @@ def simulated_data(root: Path, seed: int, users: int) -> Path:
 
 
 def truth_auc(data: Path) -> str:
-    """How well the simulator's own conversion probability of each test click scores `last`:
-    a ceiling for the models' AUC, up to the draws' noise, as the table's first sentence."""
+    """How well the simulator's chance that a test click's journey ends in a purchase scores
+    `last`, as the table's first sentence: a reference, not a ceiling, since `last` also
+    credits a click for being its journey's last, which the features partly show."""
     table = pq.read_table(data / "test", columns=["true_cvr", "last"])
     score = auc(table["true_cvr"].to_numpy(), table["last"].to_numpy() > 0)
-    return (f"The simulator's own conversion probability of each click (`true_cvr`) scores "
-            f"`last` at AUC {score:.4f}.")
+    return (f"The simulator's chance that a click's journey ends in a purchase (`true_cvr`) "
+            f"scores `last` at AUC {score:.4f}; it is no ceiling, as `last` also credits a "
+            "click for being its journey's last, which the features partly show.")
 
 
 def foreign_reference(data: Path, seed: int) -> str:
@@ -367,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"runs failed: {failed}")
     runs = {arm: [cells[(arm, s)].run_dir(arms[arm].runs).path for s in seeds] for arm in arms}
     pairs = [(f"moae/{e}", f"base/{e}") for e in ENCODERS]
-    pairs += [(f"base/{e}", "base/target_attention") for e in ENCODERS[1:]]
+    pairs += [(f"{model}/{e}", f"{model}/target_attention") for model in ("base", "moae")
+              for e in ENCODERS[1:]]
     pairs += [(f"base/{name}", "base/target_attention") for name in ablations]
     rows = []
     for candidate, baseline in pairs:

@@ -112,7 +112,7 @@ def test_the_table_compares_moae_with_base_on_every_encoder(script, tmp_path):
             or line.startswith("| base/")]
     assert [r[0] for r in rows[:4]] == [f"| moae/{e}" for e in script.ENCODERS]
     assert [r[1] for r in rows[:4]] == [f"base/{e}" for e in script.ENCODERS]
-    assert len(rows) == 4 + 3 + len(script.ABLATIONS)
+    assert len(rows) == 4 + 3 + 3 + len(script.ABLATIONS)
     # the ablations were trained on their own data: their runs are not the full data's
     assert len(list((tmp_path / "out").glob("runs-*/*"))) == len(script.ABLATIONS)
 
@@ -126,7 +126,8 @@ def test_on_a_simulation_the_table_compares_every_encoder_without_ablations(scri
     assert "(`true_cvr`) scores `last` at AUC 0." in lines[0]
     rows = [line.split(" | ")[:2] for line in lines if line.startswith("| ")][1:]
     assert rows == [[f"| moae/{e}", f"base/{e}"] for e in script.ENCODERS] + \
-        [[f"| base/{e}", "base/target_attention"] for e in script.ENCODERS[1:]]
+        [[f"| {m}/{e}", f"{m}/target_attention"] for m in ("base", "moae")
+         for e in script.ENCODERS[1:]]
     # MoAE learns from every other view of the simulation, and CAT
     config = next((tmp_path / "out" / "runs").glob("moae-*")) / "config.json"
     assert json.loads(config.read_text())["task"]["aux"] == ["first", "linear", "mta", "cat"]
