@@ -121,18 +121,20 @@ class DayBatches:
             elapsed, delay = delay_times(_rows(click_time, take), _rows(known_at, take),
                                          self.as_of)
             batch["elapsed"], batch["delay"] = torch.from_numpy(elapsed), torch.from_numpy(delay)
+        bag_lengths = _rows(arrays["bag_lengths"], take) if "bag_lengths" in arrays else None
         for name, array in arrays.items():
+            rows = bag_lengths if name == "bag_lengths" else _rows(array, take)
             if name == "bags":
                 # The cache pads every bag to the schema's largest max_length; a batch keeps
-                # only the positions its longest bag fills.
-                array = array[:, :, :longest_bag(_rows(arrays["bag_lengths"], take))]
-            rows = _rows(array, take)
+                # only the positions its longest bag fills. Cut after the gather: numpy
+                # gathers whole rows about 20 times faster than rows of a strided view.
+                rows = rows[:, :, :longest_bag(bag_lengths)]
             if name == "weights" and self.as_of is not None:
                 rows = labels_as_of(rows, _rows(known_at, take), self.as_of)
             dtype = torch.int64 if name in _INT64_KEYS else _TORCH_DTYPES[array.dtype]
             # Rows go straight from the memory map into the tensor (pinned when bound for
             # CUDA): one copy, with the int32 -> int64 widening folded in.
-            tensor = torch.empty((len(index), *array.shape[1:]), dtype=dtype,
+            tensor = torch.empty((len(index), *rows.shape[1:]), dtype=dtype,
                                  pin_memory=self._pin)
             tensor.numpy()[...] = rows
             batch[name] = tensor
