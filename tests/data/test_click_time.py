@@ -38,11 +38,12 @@ def with_click_times(table, column):
 def test_delay_times_by_hand():
     nan = np.nan
     click = np.array([100.0, 100.0, 500.0])
-    known_at = np.array([[150.0, nan], [400.0, 120.0], [nan, nan]])
+    known_at = np.array([[150.0, nan], [400.0, 300.0], [nan, nan]])
     elapsed, delay = delay_times(click, known_at, as_of=300.0)
     np.testing.assert_array_equal(elapsed, [200.0, 200.0, 0.0])   # a click after T waits 0
-    # 400 > T: that credit is still to come, so no delay is observed for it.
-    np.testing.assert_array_equal(delay, [[50.0, 0.0], [0.0, 20.0], [0.0, 0.0]])
+    # 400 > T: that credit is still to come, so no delay is observed for it; one known at T
+    # exactly is known, as `labels_as_of` counts it.
+    np.testing.assert_array_equal(delay, [[50.0, 0.0], [0.0, 200.0], [0.0, 0.0]])
     assert elapsed.dtype == delay.dtype == np.float32
 
 
