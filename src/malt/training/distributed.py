@@ -77,13 +77,14 @@ def init_world(device_type: str) -> World:
         # Left to the interpreter's teardown, the group's threads can outlive it: a rank then
         # ends by "terminate called without an active exception" (SIGABRT) after its work is
         # done, and torchrun reports the whole run failed.
-        atexit.register(_leave_process_group)
+        atexit.register(leave_process_group)
     if not world.is_main:
         logging.getLogger("malt").setLevel(logging.ERROR)
     return world
 
 
-def _leave_process_group() -> None:
+def leave_process_group() -> None:
+    """Destroy this process's process groups, if it joined one."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
