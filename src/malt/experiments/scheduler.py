@@ -110,6 +110,8 @@ _STOP: Any = None
 handed to the worker's queue are not started."""
 EXIT_ORPHANED = 130
 """A worker's exit status once it has stopped because its driver died."""
+_ORPHANED = threading.Event()
+"""Set in a worker once its driver is gone: no cell starts then."""
 
 
 def _dataset(config: RunConfig) -> Dataset:
@@ -131,7 +133,8 @@ def run_one(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, Any, fl
     """("done", metrics) / ("failed", error line) / ("interrupted", message), and seconds."""
     from malt.errors import Interrupted
 
-    if _STOP is not None and _STOP.is_set():
+    # The worker's own flag first: once the driver is gone, the pool's event may never answer.
+    if _ORPHANED.is_set() or (_STOP is not None and _STOP.is_set()):
         return "interrupted", "stopped before it started", 0.0
     started = time.perf_counter()
     try:
@@ -149,7 +152,7 @@ def _run_in_worker(cell: Cell, root: Path, train: TrainFn | None) -> tuple[str, 
     handler saves a checkpoint and stops; before or after training (building the run,
     evaluating it) the cell stops at once, its last checkpoint kept."""
     started = time.perf_counter()
-    _IDLE.clear()  # before `run_one` looks at the stop event (see `_stop_when_orphaned`)
+    _IDLE.clear()  # before `run_one` looks at the stop flags (see `_stop_when_orphaned`)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run_one(cell, root, train)
@@ -169,7 +172,7 @@ def _init_worker(driver: int, threads: int, gpu_queue: Any, stop: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The driver's pid comes from the driver: a worker still starting when the driver is
     # killed would read its new parent from `os.getppid()` and never see itself orphaned.
-    threading.Thread(target=_stop_when_orphaned, args=(driver, stop), daemon=True,
+    threading.Thread(target=_stop_when_orphaned, args=(driver,), daemon=True,
                      name="malt-orphan-watch").start()
     threading.Thread(target=_stop_training_with_the_pool, args=(stop,), daemon=True,
                      name="malt-stop-watch").start()
@@ -195,13 +198,17 @@ def _stop_training_with_the_pool(stop: Any) -> None:
     stop_every_trainer()
 
 
-def _stop_when_orphaned(driver: int, stop: Any, poll_seconds: float = 1.0) -> None:
+def _stop_when_orphaned(driver: int, poll_seconds: float = 1.0) -> None:
     """End this worker once its driver is gone (killed with no chance to stop its pool): a
     running cell is stopped as by Ctrl-C (it saves a checkpoint), no other cell starts, and
-    the process exits, where it would otherwise train on and then wait for work forever."""
+    the process exits, where it would otherwise train on and then wait for work forever.
+
+    The pool's stop event is not touched here: its lock is shared by every process of the
+    pool, and one that died holding it (the driver, killed in `is_set`; another orphaned
+    worker, ended while a thread of its own held it) leaves it taken for good."""
     while os.getppid() == driver:
         time.sleep(poll_seconds)
-    stop.set()
+    _ORPHANED.set()
     if not _IDLE.is_set():
         os.kill(os.getpid(), signal.SIGINT)
     _IDLE.wait()
