@@ -12,12 +12,11 @@ import torch
 from malt.data import Schema, prepare
 from malt.data.batches import DayBatches
 from malt.data.layout import write_day, write_vocab
-from malt.data.lookups import load_lookups
-from malt.data.reader import DayConverter, array_shapes
 from malt.data.summary import format_summary
 from malt.data.vocab_build import build_vocabs
 from malt.errors import ConfigError, DataError
 from malt.layers import FeatureEncoder
+from support.conversion import convert_unlabelled
 
 RAW = {"user_column": "buyer", "fields": {"ad": ["item", "shop"]}, "labels": ["last"],
        "ragged_sequences": True, "sequence_length": 3,
@@ -83,10 +82,7 @@ def test_scoring_converts_ragged_rows_as_prepare_caches_them(tmp_path):
     write(tmp_path, table(items=[[5, 0], [], [7, 8, 9, 5]]))  # "0": an id like any other
     cached = prepare(tmp_path, SCHEMA, tmp_path / "cache", workers=1).train[0].arrays()
     unlabelled = table(items=[[5, 0], [], [7, 8, 9, 5]]).drop_columns(["last"])
-    converter = DayConverter(SCHEMA, load_lookups(SCHEMA, tmp_path / "vocabs"), labels=False)
-    out = {name: np.empty(shape, dtype) for name, (shape, dtype)
-           in array_shapes(SCHEMA, unlabelled.num_rows, labels=False).items()}
-    converter.convert(unlabelled, 0, "request", out)
+    _, out = convert_unlabelled(SCHEMA, tmp_path / "vocabs", unlabelled)
     for name in ("seq", "dense_seq", "sparse"):
         np.testing.assert_array_equal(out[name], cached[name])
     assert out["seq"][0, 0].tolist() == [0, 4, 5]  # 5; "0", out of vocabulary; padding

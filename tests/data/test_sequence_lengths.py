@@ -13,12 +13,12 @@ import torch
 from malt.data import Schema, prepare
 from malt.data.batches import DayBatches
 from malt.data.layout import write_day, write_vocab
-from malt.data.lookups import load_lookups
-from malt.data.reader import DayConverter, array_shapes
+from malt.data.reader import array_shapes
 from malt.data.summary import format_summary
 from malt.errors import ConfigError, DataError
 from malt.layers import FeatureEncoder, FieldEmbeddings
 from malt.models.encoders import encoder_spec
+from support.conversion import convert_unlabelled
 
 BASE = {"user_column": "buyer", "fields": {"ad": ["item", "shop"]}, "labels": ["last"],
         "sequence_length": 3, "float_sequences": ["sim"],
@@ -117,10 +117,7 @@ def test_scoring_converts_as_prepare_caches_and_counts_oov_within_each_length(tm
     write(tmp_path, table(rows))
     cached = prepare(tmp_path, schema, tmp_path / "cache", workers=1).train[0].arrays()
     unlabelled = table(rows).drop_columns(["last"])
-    converter = DayConverter(schema, load_lookups(schema, tmp_path / "vocabs"), labels=False)
-    out = {name: np.empty(shape, dtype) for name, (shape, dtype)
-           in array_shapes(schema, unlabelled.num_rows, labels=False).items()}
-    converter.convert(unlabelled, 0, "request", out)
+    converter, out = convert_unlabelled(schema, tmp_path / "vocabs", unlabelled)
     for name in ("seq", "dense_seq", "sparse"):
         np.testing.assert_array_equal(out[name], cached[name])
     by_row = converter.oov_by_row(unlabelled, out)
